@@ -1,0 +1,336 @@
+//! v12 events → v11 events (go-cqhttp's shapes), driven by `mappings/events.toml`.
+//!
+//! Message events are code: go-cqhttp's `sender`, `raw_message`, `font`, `anonymous` and the
+//! message in the endpoint's post format. Notices and requests follow the table, and anything the
+//! table does not name is passed on under its own name with the profile prefix removed, so an
+//! extension event is never dropped. Meta events are per v11 connection (lifecycle, heartbeat) and
+//! are built by [`lifecycle_connect`] and [`heartbeat`]; v12 meta events only tell the runtime
+//! about the backend ([`heartbeat_interval_ms`], [`status_bots`]).
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{json, Map, Value};
+
+use super::cq::render_cq;
+use super::ids::{IdError, IdStore};
+use super::mapping::{EventRow, Kind};
+use super::segment::{read_v12_message, Scope, SegmentError};
+use super::v11::PostFormat;
+use super::v12::{id_string, Event, SelfId};
+use super::{Account, Translator};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error(transparent)]
+    Id(#[from] IdError),
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    #[error("{event}: missing field `{field}`")]
+    Missing { event: String, field: &'static str },
+}
+
+/// A v11 event ready to be written to any number of endpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct V11Event {
+    pub self_id: i64,
+    /// The event with `message` (if any) as a segment array.
+    pub body: Map<String, Value>,
+    /// The CQ string form of `message`, used for string-format endpoints.
+    pub raw_message: Option<String>,
+}
+
+impl V11Event {
+    pub fn post_type(&self) -> &str {
+        self.body.get("post_type").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// Compact JSON in the endpoint's format. The bytes equal what JavaScript's `JSON.stringify`
+    /// writes for the parsed value (no floats, no escaped `/`, raw UTF-8), so signatures verified
+    /// either over the raw body or over a re-serialised one match.
+    pub fn to_json(&self, format: PostFormat) -> Vec<u8> {
+        serde_json::to_vec(&FormatView { event: self, format }).unwrap_or_default()
+    }
+
+    /// The event as a JSON value in the endpoint's format.
+    pub fn to_value(&self, format: PostFormat) -> Value {
+        let mut body = self.body.clone();
+        if let (PostFormat::String, Some(raw)) = (format, &self.raw_message) {
+            body.insert("message".into(), Value::String(raw.clone()));
+        }
+        Value::Object(body)
+    }
+}
+
+struct FormatView<'a> {
+    event: &'a V11Event,
+    format: PostFormat,
+}
+
+impl Serialize for FormatView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.event.body.len()))?;
+        for (k, v) in &self.event.body {
+            match (&self.event.raw_message, self.format) {
+                (Some(raw), PostFormat::String) if k == "message" => map.serialize_entry(k, raw)?,
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
+    }
+}
+
+/// Starts a v11 event body in go-cqhttp's key order: post_type, `<x>_type`, time, self_id, sub_type.
+fn header(
+    post_type: &str,
+    type_key: &str,
+    type_value: &str,
+    time: i64,
+    self_id: i64,
+    sub_type: &str,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("post_type".into(), post_type.into());
+    m.insert(type_key.into(), type_value.into());
+    m.insert("time".into(), time.into());
+    m.insert("self_id".into(), self_id.into());
+    if !sub_type.is_empty() {
+        m.insert("sub_type".into(), sub_type.into());
+    }
+    m
+}
+
+/// The handshake every v11 WebSocket connection gets first. go-cqhttp's forward-WS handshake
+/// carries `_post_method: 2`; the reverse-WS one does not.
+pub fn lifecycle_connect(self_id: i64, time: i64, forward_ws: bool) -> V11Event {
+    let mut body = Map::new();
+    if forward_ws {
+        body.insert("_post_method".into(), 2.into());
+    }
+    body.extend(header("meta_event", "meta_event_type", "lifecycle", time, self_id, "connect"));
+    V11Event { self_id, body, raw_message: None }
+}
+
+/// go-cqhttp's `get_status` data.
+pub fn v11_status(online: bool, good: bool, stat: Value) -> Value {
+    json!({
+        "app_initialized": true, "app_enabled": true, "plugins_good": null, "app_good": true,
+        "online": online, "good": good && online, "stat": stat,
+    })
+}
+
+/// A v11 heartbeat: `interval` is the time to the next one, in milliseconds.
+pub fn heartbeat(self_id: i64, time: i64, interval_ms: u64, status: Value) -> V11Event {
+    let mut body = header("meta_event", "meta_event_type", "heartbeat", time, self_id, "");
+    body.insert("status".into(), status);
+    body.insert("interval".into(), interval_ms.into());
+    V11Event { self_id, body, raw_message: None }
+}
+
+/// The backend's heartbeat interval in milliseconds. Some implementations (walle-core) send
+/// seconds: a value below 1000 is read as seconds.
+pub fn heartbeat_interval_ms(ev: &Event) -> Option<u64> {
+    let v = ev.fields.get("interval")?.as_f64()?;
+    if v <= 0.0 {
+        return None;
+    }
+    Some(if v < 1000.0 { (v * 1000.0) as u64 } else { v as u64 })
+}
+
+/// Accounts and their online state from a `meta.status_update` event or a `get_status` answer.
+pub fn status_bots(status: &Value) -> Vec<(SelfId, bool)> {
+    let Some(bots) = status.get("bots").and_then(Value::as_array) else { return Vec::new() };
+    bots.iter()
+        .filter_map(|b| {
+            let s = b.get("self")?;
+            let self_id = SelfId {
+                platform: s.get("platform").and_then(id_string).unwrap_or_default(),
+                user_id: s.get("user_id").and_then(id_string)?,
+            };
+            Some((self_id, b.get("online").and_then(Value::as_bool).unwrap_or(true)))
+        })
+        .collect()
+}
+
+fn event_time(ev: &Event, now: i64) -> i64 {
+    if ev.time > 0.0 {
+        ev.time as i64
+    } else {
+        now
+    }
+}
+
+/// Fields a message event carries that are consumed by the translation itself.
+const MESSAGE_FIELDS: [&str; 7] =
+    ["message", "alt_message", "message_id", "user_id", "group_id", "guild_id", "channel_id"];
+
+impl<S: IdStore> Translator<S> {
+    /// Translates one non-meta v12 event for the account that received it. `now` (unix seconds)
+    /// stands in for a missing event time. Meta events give `None`: the runtime handles them.
+    pub async fn to_v11_event(&self, account: &Account, ev: &Event, now: i64) -> Result<Option<V11Event>, EventError> {
+        match ev.kind.as_str() {
+            "meta" => Ok(None),
+            "message" => self.message_event(account, ev, now).await.map(Some),
+            _ => self.notice_or_request(account, ev, now).await.map(Some),
+        }
+    }
+
+    async fn message_event(&self, account: &Account, ev: &Event, now: i64) -> Result<V11Event, EventError> {
+        let profile = &self.maps.profile;
+        let name = ev.name();
+        let missing = |field| EventError::Missing { event: name.clone(), field };
+        let row = self.maps.events.get(&name);
+        let message_type = row.map(|r| r.v11.clone()).unwrap_or_else(|| profile.strip(&ev.detail_type).to_owned());
+        let sub_type = row
+            .and_then(|r| r.sub_type.get(&ev.sub_type).cloned())
+            .unwrap_or_else(|| profile.strip(&ev.sub_type).to_owned());
+        let message_id = ev.str_field("message_id").ok_or_else(|| missing("message_id"))?;
+        let user_id = ev.str_field("user_id").ok_or_else(|| missing("user_id"))?;
+        let group_id = ev.str_field("group_id");
+        let scope =
+            Scope { account, detail_type: &ev.detail_type, group_id: group_id.as_deref(), user_id: Some(&user_id) };
+        let segments = self.segments_to_v11(&scope, read_v12_message(ev.fields.get("message"))).await?;
+        let raw = render_cq(&segments);
+        let time = event_time(ev, now);
+        let is_channel = ev.detail_type == "channel";
+        let anonymous = ev.fields.get(&profile.prefixed("anonymous")).filter(|v| v.is_object()).cloned();
+        let sub_type = if anonymous.is_some() && message_type == "group" { "anonymous".to_owned() } else { sub_type };
+
+        let mut body = header("message", "message_type", &message_type, time, account.v11_id, &sub_type);
+        let v11_user: Value;
+        if is_channel {
+            // go-cqhttp's guild shape: string ids throughout.
+            body.insert("guild_id".into(), ev.str_field("guild_id").ok_or_else(|| missing("guild_id"))?.into());
+            body.insert("channel_id".into(), ev.str_field("channel_id").ok_or_else(|| missing("channel_id"))?.into());
+            body.insert("message_id".into(), message_id.into());
+            v11_user = Value::String(user_id.clone());
+            body.insert("self_tiny_id".into(), account.self_id.user_id.clone().into());
+        } else {
+            let id = self.ids.message_to_v11(&scope.record(&message_id)).await?;
+            body.insert("message_id".into(), id.into());
+            if let Some(g) = &group_id {
+                body.insert("group_id".into(), self.ids.to_v11(g).await?.into());
+            }
+            v11_user = self.ids.to_v11(&user_id).await?.into();
+        }
+        body.insert("user_id".into(), v11_user.clone());
+        if message_type == "group" {
+            body.insert("anonymous".into(), anonymous.clone().unwrap_or(Value::Null));
+        }
+        body.insert("message".into(), serde_json::to_value(&segments).unwrap_or_default());
+        body.insert("raw_message".into(), raw.clone().into());
+        body.insert("font".into(), 0.into());
+        body.insert("sender".into(), self.sender(ev, &message_type, v11_user, is_channel).await?);
+        for (key, value) in &ev.fields {
+            let key = profile.strip(key);
+            if !MESSAGE_FIELDS.contains(&key) && !body.contains_key(key) && key != "sender" && key != "anonymous" {
+                body.insert(key.to_owned(), value.clone());
+            }
+        }
+        Ok(V11Event { self_id: account.v11_id, body, raw_message: Some(raw) })
+    }
+
+    /// go-cqhttp's `sender` object, filled from whatever the backend says about the sender
+    /// (`user_name`, `user_card`, `<prefix>.nickname`, a `<prefix>.sender` object, …).
+    async fn sender(
+        &self,
+        ev: &Event,
+        message_type: &str,
+        user_id: Value,
+        is_channel: bool,
+    ) -> Result<Value, EventError> {
+        let profile = &self.maps.profile;
+        let pick = |names: &[&str]| -> Option<String> {
+            names.iter().find_map(|n| {
+                ev.fields
+                    .get(*n)
+                    .or_else(|| ev.fields.get(&profile.prefixed(n)))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+        };
+        let nickname = pick(&["user_name", "nickname", "user_displayname"]).unwrap_or_default();
+        let mut sender = Map::new();
+        sender.insert("user_id".into(), user_id.clone());
+        sender.insert("nickname".into(), nickname.into());
+        if is_channel {
+            sender.insert("tiny_id".into(), user_id);
+        } else {
+            sender.insert("sex".into(), pick(&["sex"]).unwrap_or_else(|| "unknown".into()).into());
+            sender.insert("age".into(), 0.into());
+        }
+        if message_type == "group" {
+            sender.insert("card".into(), pick(&["user_card", "card", "user_displayname"]).unwrap_or_default().into());
+            sender.insert("area".into(), pick(&["area"]).unwrap_or_default().into());
+            sender.insert("level".into(), pick(&["level"]).unwrap_or_default().into());
+            sender.insert("role".into(), pick(&["role"]).unwrap_or_else(|| "member".into()).into());
+            sender.insert("title".into(), pick(&["title"]).unwrap_or_default().into());
+        }
+        let explicit = ev.fields.get(&profile.prefixed("sender")).or_else(|| ev.fields.get("sender"));
+        if let Some(Value::Object(given)) = explicit {
+            for (k, v) in given {
+                let k = profile.strip(k);
+                if k == "user_id" {
+                    continue;
+                }
+                sender.insert(k.to_owned(), v.clone());
+            }
+        }
+        Ok(Value::Object(sender))
+    }
+
+    async fn notice_or_request(&self, account: &Account, ev: &Event, now: i64) -> Result<V11Event, EventError> {
+        let profile = &self.maps.profile;
+        let post_type = ev.kind.as_str();
+        let type_key = format!("{post_type}_type");
+        let time = event_time(ev, now);
+        let user_id = ev.str_field("user_id");
+        let group_id = ev.str_field("group_id");
+        let detail = if group_id.is_some() {
+            "group"
+        } else if ev.fields.contains_key("channel_id") {
+            "channel"
+        } else {
+            "private"
+        };
+        let scope = Scope { account, detail_type: detail, group_id: group_id.as_deref(), user_id: user_id.as_deref() };
+
+        let row: Option<&EventRow> = self.maps.events.get(&ev.name());
+        let v11_type = row.map(|r| r.v11.clone()).unwrap_or_else(|| profile.strip(&ev.detail_type).to_owned());
+        let mut sub_type = row
+            .and_then(|r| r.sub_type.get(&ev.sub_type).cloned())
+            .unwrap_or_else(|| profile.strip(&ev.sub_type).to_owned());
+        if let Some(replacement) = row.and_then(|r| r.self_sub_type.get(&ev.sub_type)) {
+            if user_id.as_deref() == Some(account.self_id.user_id.as_str()) {
+                sub_type = replacement.clone();
+            }
+        }
+        let mut body = header(post_type, &type_key, &v11_type, time, account.v11_id, &sub_type);
+        let generic = &self.maps.generic_events;
+        for (key, value) in &ev.fields {
+            let (name, kind) = match row.and_then(|r| r.fields.get(key)) {
+                Some(spec) => (spec.name.as_str(), spec.kind),
+                None => {
+                    let bare = profile.strip(key);
+                    let kind = if generic.id_fields.iter().any(|f| f == bare) {
+                        Kind::Id
+                    } else if generic.message_fields.iter().any(|f| f == bare) {
+                        Kind::Message
+                    } else {
+                        Kind::Plain
+                    };
+                    (bare, kind)
+                }
+            };
+            if body.contains_key(name) {
+                continue;
+            }
+            let converted = match (kind, id_string(value)) {
+                (Kind::Id, Some(id)) => self.ids.to_v11(&id).await?.into(),
+                (Kind::Message, Some(id)) => self.ids.message_to_v11(&scope.record(&id)).await?.into(),
+                (Kind::Str, Some(id)) => Value::String(id),
+                _ => value.clone(),
+            };
+            body.insert(name.to_owned(), converted);
+        }
+        Ok(V11Event { self_id: account.v11_id, body, raw_message: None })
+    }
+}

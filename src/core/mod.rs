@@ -1,0 +1,88 @@
+//! The translation core: pure functions from v12 values to v11 values and back.
+//!
+//! Nothing here opens a socket, sleeps or spawns. Ids go through an [`ids::IdStore`]; multi-step
+//! actions talk to the backend through a [`V12Caller`] that the runtime implements over whichever
+//! link carries the bot account. Both are traits, so the whole core runs in unit tests and
+//! benchmarks with in-memory stand-ins.
+
+pub mod action;
+pub mod cq;
+pub mod event;
+pub mod ids;
+pub mod mapping;
+pub mod message;
+pub mod segment;
+pub mod v11;
+pub mod v12;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use ids::{IdMapper, IdStore, MemoryIdStore};
+pub use mapping::Mappings;
+
+/// One bot account as both sides name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Account {
+    /// v12 `self`.
+    pub self_id: v12::SelfId,
+    /// The v11 `self_id` (X-Self-ID) bots see.
+    pub v11_id: i64,
+}
+
+/// What the bridge knows about the backend, for answers it gives itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BackendInfo {
+    pub implementation: String,
+    pub version: String,
+    pub onebot_version: String,
+}
+
+/// Translation switches that are not tables.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `ignore-invalid-cqcode`-like behaviour is not offered: nothing is dropped silently.
+    /// Whether quick-operation `at_sender` applies when the bot does not say (go-cqhttp: false).
+    pub at_sender_default: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { at_sender_default: false }
+    }
+}
+
+/// Why a call to the backend produced no answer.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum CallError {
+    #[error("the backend did not answer within {0} ms")]
+    Timeout(u64),
+    #[error("no backend connection for this account: {0}")]
+    Unavailable(String),
+    #[error("the backend link failed: {0}")]
+    Link(String),
+}
+
+/// Sends one v12 action for one account and waits (with a timeout) for its response.
+pub trait V12Caller: Sync {
+    fn call(&self, request: v12::Request) -> impl Future<Output = Result<v12::Response, CallError>> + Send;
+}
+
+/// The core: tables, ids and options. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Translator<S> {
+    pub maps: Arc<Mappings>,
+    pub ids: IdMapper<S>,
+    pub options: Options,
+}
+
+impl<S: IdStore> Translator<S> {
+    pub fn new(maps: Arc<Mappings>, store: S, options: Options) -> Self {
+        Translator { maps, ids: IdMapper::new(store), options }
+    }
+
+    /// The account as v11 sees it.
+    pub async fn account(&self, self_id: &v12::SelfId) -> Result<Account, ids::IdError> {
+        Ok(Account { self_id: self_id.clone(), v11_id: self.ids.to_v11(&self_id.user_id).await? })
+    }
+}

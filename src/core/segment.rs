@@ -1,0 +1,260 @@
+//! Message segments between v11 and v12, driven by `mappings/segments.toml`.
+//!
+//! Outgoing (bot → backend): standard types are renamed with their fields (`at` → `mention`,
+//! `record` → `voice`, …); `at qq=all` becomes `mention_all`; every v11 type v12 lacks becomes the
+//! profile's extension (`face` → `qq.face`) with its data carried over; a type that already has a
+//! dot passes unchanged. Incoming (backend → bot) is the reverse, plus v12 `audio`/`file`, and any
+//! other backend segment keeps its name with the profile prefix removed. Nothing is dropped.
+
+use serde_json::{Map, Number, Value};
+
+use super::cq::parse_cq;
+use super::ids::{IdError, IdStore, MessageKey, MessageRecord};
+use super::mapping::{FieldSpec, Kind};
+use super::message::{value_as_text, Segment};
+use super::{Account, Translator};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error("`message` must be a string, a segment or a list of segments")]
+    BadMessage,
+    #[error("segment {kind}: {reason}")]
+    BadSegment { kind: String, reason: String },
+    #[error("segment {kind}: file {file:?} must be uploaded to the backend first, which this bridge does not do yet; send a file_id the backend gave instead")]
+    NeedsUpload { kind: String, file: String },
+    #[error(transparent)]
+    Id(#[from] IdError),
+}
+
+/// Where a message lives: the account that sees it and the chat it is in. Message ids inside the
+/// message (a `reply`) are resolved in this scope.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub account: &'a Account,
+    pub detail_type: &'a str,
+    pub group_id: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+}
+
+impl Scope<'_> {
+    /// The record a v12 message id seen in this scope is stored under.
+    pub fn record(&self, message_id: &str) -> MessageRecord {
+        MessageRecord {
+            key: MessageKey { self_id: self.account.self_id.user_id.clone(), message_id: message_id.to_owned() },
+            detail_type: self.detail_type.to_owned(),
+            group_id: self.group_id.map(str::to_owned),
+            user_id: self.user_id.map(str::to_owned),
+        }
+    }
+}
+
+/// Reads a v11 `message` parameter: a CQ string (plain text with `auto_escape`), one segment,
+/// or a list of segments whose data values may be of any JSON type.
+pub fn read_v11_message(value: &Value, auto_escape: bool) -> Result<Vec<Segment>, SegmentError> {
+    match value {
+        Value::String(s) if auto_escape => Ok(if s.is_empty() { vec![] } else { vec![Segment::text(s.clone())] }),
+        Value::String(s) => Ok(parse_cq(s)),
+        Value::Object(_) => Ok(vec![serde_json::from_value(value.clone()).map_err(|_| SegmentError::BadMessage)?]),
+        Value::Array(items) => {
+            items.iter().map(|v| serde_json::from_value(v.clone()).map_err(|_| SegmentError::BadMessage)).collect()
+        }
+        _ => Err(SegmentError::BadMessage),
+    }
+}
+
+/// Reads a v12 message (events must carry a list; a string or one segment is tolerated).
+pub fn read_v12_message(value: Option<&Value>) -> Vec<Segment> {
+    match value {
+        Some(Value::String(s)) if !s.is_empty() => vec![Segment::text(s.clone())],
+        Some(v @ Value::Object(_)) => serde_json::from_value(v.clone()).into_iter().collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| match serde_json::from_value::<Segment>(v.clone()) {
+                Ok(seg) => Some(seg),
+                Err(error) => {
+                    tracing::warn!(%error, segment = %v, "unreadable v12 segment kept as text");
+                    Some(Segment::text(v.to_string()))
+                }
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn bad(kind: &str, reason: impl Into<String>) -> SegmentError {
+    SegmentError::BadSegment { kind: kind.to_owned(), reason: reason.into() }
+}
+
+/// A v11 media `file=` that names a resource rather than a backend file_id.
+fn is_resource_reference(file: &str) -> bool {
+    ["http://", "https://", "file://", "base64://", "base16384://"].iter().any(|p| file.starts_with(p))
+        || file.starts_with('/')
+}
+
+/// Reads an integer the lenient v11 way: a JSON number or decimal text.
+pub fn lenient_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+impl<S: IdStore> Translator<S> {
+    /// v12 segments from the backend → v11 segments (all data values text, as go-cqhttp sends).
+    pub async fn segments_to_v11(&self, scope: &Scope<'_>, segs: Vec<Segment>) -> Result<Vec<Segment>, SegmentError> {
+        let mut out = Vec::with_capacity(segs.len());
+        for seg in segs {
+            out.push(self.segment_to_v11(scope, seg).await?);
+        }
+        Ok(out)
+    }
+
+    async fn segment_to_v11(&self, scope: &Scope<'_>, seg: Segment) -> Result<Segment, SegmentError> {
+        let profile = &self.maps.profile;
+        if seg.kind == "text" {
+            let text = seg.str_of("text").unwrap_or_default();
+            return Ok(Segment::text(text));
+        }
+        if seg.kind == "mention_all" {
+            return Ok(Segment::new("at").with("qq", "all"));
+        }
+        let (target, fields) = match self.maps.segments_in.get(&seg.kind) {
+            Some(map) => (map.target.clone(), Some(&map.fields)),
+            None => (profile.strip(&seg.kind).to_owned(), None),
+        };
+        // A quoted message was sent by the reply's `user_id`, not by the sender of this message.
+        let quoted_sender = if seg.kind == "reply" { seg.str_of("user_id") } else { None };
+        let reply_scope = Scope { user_id: quoted_sender.as_deref(), ..*scope };
+        let scope = if seg.kind == "reply" { &reply_scope } else { scope };
+        let mut data = Map::new();
+        for (key, value) in seg.data {
+            match fields.and_then(|f| f.get(&key)) {
+                Some(spec) => {
+                    if let Some(text) = self.value_to_v11(scope, spec.kind, &value).await? {
+                        data.insert(spec.name.clone(), Value::String(text));
+                    }
+                }
+                None => {
+                    if let Some(text) = value_as_text(&value) {
+                        data.insert(profile.strip(&key).to_owned(), Value::String(text));
+                    }
+                }
+            }
+        }
+        Ok(Segment { kind: target, data })
+    }
+
+    async fn value_to_v11(&self, scope: &Scope<'_>, kind: Kind, value: &Value) -> Result<Option<String>, SegmentError> {
+        let Some(text) = value_as_text(value) else { return Ok(None) };
+        Ok(Some(match kind {
+            Kind::Id => self.ids.to_v11(&text).await?.to_string(),
+            Kind::Message => self.ids.message_to_v11(&scope.record(&text)).await?.to_string(),
+            _ => text,
+        }))
+    }
+
+    /// v11 segments from a bot → v12 segments for the backend.
+    pub async fn segments_to_v12(&self, segs: Vec<Segment>) -> Result<Vec<Segment>, SegmentError> {
+        let mut out = Vec::with_capacity(segs.len());
+        for seg in segs {
+            out.push(self.segment_to_v12(seg).await?);
+        }
+        Ok(out)
+    }
+
+    async fn segment_to_v12(&self, seg: Segment) -> Result<Segment, SegmentError> {
+        let profile = &self.maps.profile;
+        if seg.kind == "text" {
+            return Ok(Segment::text(seg.str_of("text").unwrap_or_default()));
+        }
+        if seg.kind == "at" && seg.str_of("qq").as_deref().map(str::trim) == Some("all") {
+            return Ok(Segment::new("mention_all"));
+        }
+        let Some(map) = self.maps.segments_out.get(&seg.kind) else {
+            // Extension types: the profile's name for a known v11 type, an already-dotted name as
+            // it is, and any other type under the prefix too (the backend then accepts or refuses it).
+            let target = if seg.kind.contains('.') { seg.kind.clone() } else { profile.prefixed(&seg.kind) };
+            return Ok(Segment { kind: target, data: seg.data });
+        };
+        let mut data = Map::new();
+        for (key, value) in &seg.data {
+            match map.fields.get(key) {
+                Some(spec) if !spec.name.is_empty() => {
+                    if let Some(v) = self.value_to_v12(&seg.kind, spec, value).await? {
+                        data.insert(spec.name.clone(), v);
+                    }
+                }
+                Some(_) => {}
+                None if value.is_null() => {}
+                None => {
+                    data.insert(profile.prefixed(key), value.clone());
+                }
+            }
+        }
+        match seg.kind.as_str() {
+            "location" => {
+                for key in ["latitude", "longitude"] {
+                    if !data.contains_key(key) {
+                        return Err(bad(
+                            "location",
+                            format!("`{}` is required", if key == "latitude" { "lat" } else { "lon" }),
+                        ));
+                    }
+                }
+                for key in ["title", "content"] {
+                    data.entry(key).or_insert_with(|| Value::String(String::new()));
+                }
+            }
+            "at" if !data.contains_key("user_id") => return Err(bad("at", "`qq` is required")),
+            "reply" if !data.contains_key("message_id") => return Err(bad("reply", "`id` is required")),
+            "image" | "record" | "video" if !data.contains_key("file_id") => {
+                return Err(bad(&seg.kind, "`file` is required"));
+            }
+            _ => {}
+        }
+        if seg.kind == "reply" && !data.contains_key("user_id") {
+            // The quoted message's sender, when the bridge saw it, travels with the reply.
+            if let Some(n) = seg.data.get("id").and_then(lenient_i64) {
+                if let Some(sender) = self.ids.message_to_v12(n).await?.user_id {
+                    data.insert("user_id".into(), Value::String(sender));
+                }
+            }
+        }
+        Ok(Segment { kind: map.target.clone(), data })
+    }
+
+    async fn value_to_v12(
+        &self,
+        seg_kind: &str,
+        spec: &FieldSpec,
+        value: &Value,
+    ) -> Result<Option<Value>, SegmentError> {
+        if value.is_null() {
+            return Ok(None);
+        }
+        Ok(Some(match spec.kind {
+            Kind::Id => {
+                let n = lenient_i64(value).ok_or_else(|| bad(seg_kind, format!("{value} is not an id")))?;
+                Value::String(self.ids.to_v12(n).await?)
+            }
+            Kind::Message => {
+                let n = lenient_i64(value).ok_or_else(|| bad(seg_kind, format!("{value} is not a message_id")))?;
+                Value::String(self.ids.message_to_v12(n).await?.key.message_id)
+            }
+            Kind::Float => {
+                let text = value_as_text(value).unwrap_or_default();
+                let f: f64 = text.trim().parse().map_err(|_| bad(seg_kind, format!("{text:?} is not a number")))?;
+                Value::Number(Number::from_f64(f).ok_or_else(|| bad(seg_kind, "not a finite number"))?)
+            }
+            Kind::File => {
+                let file = value_as_text(value).unwrap_or_default();
+                if is_resource_reference(&file) {
+                    return Err(SegmentError::NeedsUpload { kind: seg_kind.to_owned(), file });
+                }
+                Value::String(file)
+            }
+            _ => Value::String(value_as_text(value).unwrap_or_default()),
+        }))
+    }
+}

@@ -1,0 +1,228 @@
+//! OneBot v12 values as the bridge reads and writes them: events, action requests, responses.
+//!
+//! Reading is tolerant of what real implementations send (`reference/onebot-v12.md` §2.8–2.9):
+//! ids as numbers, a missing or empty event `id`, the pre-2022-08 `self_id`/`platform` fields in
+//! place of `self`, integer `time`, `echo` of any JSON type.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One bot account: `{platform, user_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SelfId {
+    pub platform: String,
+    pub user_id: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum EventError {
+    #[error("not a JSON object")]
+    NotObject,
+    #[error("missing or non-string field `{0}`")]
+    Missing(&'static str),
+    #[error("unknown event type {0:?}")]
+    BadType(String),
+}
+
+/// A v12 event with its base fields lifted out and everything else kept in `fields`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: String,
+    /// Seconds since the epoch (fractional allowed).
+    pub time: f64,
+    /// `meta`, `message`, `notice` or `request`.
+    pub kind: String,
+    pub detail_type: String,
+    pub sub_type: String,
+    /// Absent on meta events.
+    pub self_id: Option<SelfId>,
+    pub fields: Map<String, Value>,
+}
+
+/// Reads an id-like value (string or number) as a string.
+pub fn id_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl Event {
+    /// Reads an event, accepting the legacy shapes real implementations still send.
+    pub fn from_value(value: Value) -> Result<Event, EventError> {
+        let Value::Object(mut map) = value else {
+            return Err(EventError::NotObject);
+        };
+        let mut take_str = |k: &'static str| match map.remove(k) {
+            Some(Value::String(s)) => Some(s),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let kind = take_str("type").ok_or(EventError::Missing("type"))?;
+        if !matches!(kind.as_str(), "meta" | "message" | "notice" | "request") {
+            return Err(EventError::BadType(kind));
+        }
+        let detail_type = take_str("detail_type").ok_or(EventError::Missing("detail_type"))?;
+        let sub_type = take_str("sub_type").unwrap_or_default();
+        let id = take_str("id").unwrap_or_default();
+        let time = match map.remove("time") {
+            Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+            Some(Value::String(s)) => s.parse().unwrap_or(0.0),
+            _ => 0.0,
+        };
+        let self_id = match map.remove("self") {
+            Some(Value::Object(s)) => Some(SelfId {
+                platform: s.get("platform").and_then(id_string).unwrap_or_default(),
+                user_id: s.get("user_id").and_then(id_string).ok_or(EventError::Missing("self.user_id"))?,
+            }),
+            _ => {
+                // Drafts before 2022-08-14 carried these at top level.
+                let legacy = map.get("self_id").and_then(id_string);
+                legacy.map(|user_id| {
+                    map.remove("self_id");
+                    let platform = map.remove("platform").and_then(|p| id_string(&p)).unwrap_or_default();
+                    SelfId { platform, user_id }
+                })
+            }
+        };
+        if self_id.is_none() && kind != "meta" {
+            return Err(EventError::Missing("self"));
+        }
+        Ok(Event { id, time, kind, detail_type, sub_type, self_id, fields: map })
+    }
+
+    /// `type.detail_type`, the key the mapping tables use.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.kind, self.detail_type)
+    }
+
+    pub fn str_field(&self, key: &str) -> Option<String> {
+        self.fields.get(key).and_then(id_string)
+    }
+}
+
+/// A v12 action request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub action: String,
+    pub params: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo: Option<String>,
+    #[serde(rename = "self", default, skip_serializing_if = "Option::is_none")]
+    pub self_id: Option<SelfId>,
+}
+
+impl Request {
+    pub fn new(action: impl Into<String>, params: Map<String, Value>) -> Self {
+        Request { action: action.into(), params, echo: None, self_id: None }
+    }
+}
+
+/// A v12 action response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Response {
+    pub status: String,
+    pub retcode: i64,
+    pub data: Value,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub echo: Option<Value>,
+}
+
+impl Response {
+    pub fn ok(data: Value) -> Self {
+        Response { status: "ok".into(), retcode: 0, data, message: String::new(), echo: None }
+    }
+
+    pub fn failed(retcode: i64, message: impl Into<String>) -> Self {
+        Response { status: "failed".into(), retcode, data: Value::Null, message: message.into(), echo: None }
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.status == "ok" && self.retcode == 0
+    }
+
+    /// Reads a response leniently: a missing `status` is derived from `retcode`.
+    pub fn from_value(value: Value) -> Option<Response> {
+        let Value::Object(mut map) = value else { return None };
+        let retcode = map.get("retcode").and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))?;
+        let status = match map.remove("status") {
+            Some(Value::String(s)) => s,
+            _ if retcode == 0 => "ok".into(),
+            _ => "failed".into(),
+        };
+        let message = match map.remove("message") {
+            Some(Value::String(s)) => s,
+            _ => String::new(),
+        };
+        Some(Response {
+            status,
+            retcode,
+            data: map.remove("data").unwrap_or(Value::Null),
+            message,
+            echo: map.remove("echo"),
+        })
+    }
+}
+
+/// Is this frame from the backend an event (as opposed to an action response)?
+pub fn is_event_frame(map: &Map<String, Value>) -> bool {
+    map.contains_key("type") && map.contains_key("detail_type")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_a_standard_event() {
+        let ev = Event::from_value(json!({
+            "id": "b6e65187", "time": 1632847927.599013, "type": "message", "detail_type": "private",
+            "sub_type": "", "self": {"platform": "qq", "user_id": "123"}, "message_id": "6283",
+            "message": [], "alt_message": "", "user_id": "456"
+        }))
+        .unwrap();
+        assert_eq!(ev.name(), "message.private");
+        assert_eq!(ev.self_id.as_ref().unwrap().user_id, "123");
+        assert_eq!(ev.str_field("user_id").as_deref(), Some("456"));
+        assert!(!ev.fields.contains_key("type"));
+    }
+
+    #[test]
+    fn tolerates_legacy_drafts_and_numeric_ids() {
+        let ev = Event::from_value(json!({
+            "time": 1632847927, "type": "notice", "detail_type": "friend_increase",
+            "self_id": 123, "platform": "qq", "user_id": 456
+        }))
+        .unwrap();
+        assert_eq!(ev.id, "");
+        assert_eq!(ev.self_id, Some(SelfId { platform: "qq".into(), user_id: "123".into() }));
+        assert_eq!(ev.str_field("user_id").as_deref(), Some("456"));
+        assert_eq!(ev.time, 1632847927.0);
+    }
+
+    #[test]
+    fn meta_events_need_no_self_but_others_do() {
+        assert!(Event::from_value(json!({"type":"meta","detail_type":"heartbeat","interval":4})).is_ok());
+        assert_eq!(
+            Event::from_value(json!({"type":"message","detail_type":"private"})),
+            Err(EventError::Missing("self"))
+        );
+        assert_eq!(
+            Event::from_value(json!({"type":"bogus","detail_type":"x"})),
+            Err(EventError::BadType("bogus".into()))
+        );
+        assert_eq!(Event::from_value(json!([1])), Err(EventError::NotObject));
+    }
+
+    #[test]
+    fn reads_responses_leniently() {
+        let r =
+            Response::from_value(json!({"retcode": 10002, "message": "nope", "data": null, "echo": {"a": 1}})).unwrap();
+        assert_eq!(r.status, "failed");
+        assert_eq!(r.echo, Some(json!({"a": 1})));
+        assert!(Response::from_value(json!({"status": "ok"})).is_none());
+    }
+}
