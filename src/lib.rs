@@ -7,3 +7,12 @@
 #![forbid(unsafe_code)]
 
 pub mod core;
+pub mod bridge;
+pub mod cli;
+pub mod config;
+pub mod hub;
+pub mod net;
+pub mod v11;
+pub mod v12;
+
+pub use bridge::{run, Bridge};

@@ -39,17 +39,10 @@ pub struct BackendInfo {
 }
 
 /// Translation switches that are not tables.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// `ignore-invalid-cqcode`-like behaviour is not offered: nothing is dropped silently.
     /// Whether quick-operation `at_sender` applies when the bot does not say (go-cqhttp: false).
     pub at_sender_default: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options { at_sender_default: false }
-    }
 }
 
 /// Why a call to the backend produced no answer.

@@ -69,11 +69,11 @@ pub fn read_v12_message(value: Option<&Value>) -> Vec<Segment> {
         Some(v @ Value::Object(_)) => serde_json::from_value(v.clone()).into_iter().collect(),
         Some(Value::Array(items)) => items
             .iter()
-            .filter_map(|v| match serde_json::from_value::<Segment>(v.clone()) {
-                Ok(seg) => Some(seg),
+            .map(|v| match serde_json::from_value::<Segment>(v.clone()) {
+                Ok(seg) => seg,
                 Err(error) => {
                     tracing::warn!(%error, segment = %v, "unreadable v12 segment kept as text");
-                    Some(Segment::text(v.to_string()))
+                    Segment::text(v.to_string())
                 }
             })
             .collect(),

@@ -1,0 +1,81 @@
+//! The command line. Every flag has an environment twin `ONEBOT_BRIDGE_<FLAG>`; repeatable flags
+//! take a comma-separated list there. This is a stable contract: see the README.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::{Config, ConfigError, FileConfig, Overrides};
+use crate::core::v11::PostFormat;
+
+#[derive(Debug, Parser)]
+#[command(name = "onebot-bridge", version, about = "Run OneBot v11 (go-cqhttp) bots on a OneBot v12 implementation")]
+pub struct Cli {
+    /// TOML configuration file (go-cqhttp vocabulary; see README).
+    #[arg(long, env = "ONEBOT_BRIDGE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Dial the v12 implementation's forward WebSocket (repeatable).
+    #[arg(long = "backend-ws", env = "ONEBOT_BRIDGE_BACKEND_WS", value_name = "URL", value_delimiter = ',')]
+    pub backend_ws: Vec<String>,
+
+    /// Access token sent to the v12 implementation (`Authorization: Bearer`).
+    #[arg(long, env = "ONEBOT_BRIDGE_BACKEND_TOKEN", value_name = "T")]
+    pub backend_token: Option<String>,
+
+    /// Serve the v11 forward WebSocket on ADDR (repeatable), e.g. 127.0.0.1:8080.
+    #[arg(long = "ws", env = "ONEBOT_BRIDGE_WS", value_name = "ADDR", value_delimiter = ',')]
+    pub ws: Vec<String>,
+
+    /// Access token v11 bots must present (`Bearer`/`Token` header or `?access_token=`).
+    #[arg(long, env = "ONEBOT_BRIDGE_ACCESS_TOKEN", value_name = "T")]
+    pub access_token: Option<String>,
+
+    /// Message format in events: `string` (CQ codes, go-cqhttp's default) or `array`.
+    #[arg(long, env = "ONEBOT_BRIDGE_POST_FORMAT", value_name = "FORMAT")]
+    pub post_format: Option<PostFormat>,
+
+    /// v11 heartbeat interval in milliseconds (0 turns heartbeats off) [default: 5000].
+    #[arg(long, env = "ONEBOT_BRIDGE_HEARTBEAT_INTERVAL", value_name = "MS")]
+    pub heartbeat_interval: Option<u64>,
+
+    /// How long a backend action may take before the bot gets a failure, in milliseconds [default: 30000].
+    #[arg(long, env = "ONEBOT_BRIDGE_ACTION_TIMEOUT", value_name = "MS")]
+    pub action_timeout: Option<u64>,
+
+    /// Load the mapping tables from DIR instead of the built-in ones.
+    #[arg(long, env = "ONEBOT_BRIDGE_MAPPINGS", value_name = "DIR")]
+    pub mappings: Option<PathBuf>,
+
+    /// Validate the configuration and exit.
+    #[arg(long, env = "ONEBOT_BRIDGE_CHECK")]
+    pub check: bool,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `onebot_bridge=debug`.
+    #[arg(long, env = "ONEBOT_BRIDGE_LOG", value_name = "FILTER", default_value = "info")]
+    pub log: String,
+}
+
+impl Cli {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            backend_ws: self.backend_ws.clone(),
+            backend_token: self.backend_token.clone(),
+            ws: self.ws.clone(),
+            access_token: self.access_token.clone(),
+            post_format: self.post_format,
+            heartbeat_interval_ms: self.heartbeat_interval,
+            action_timeout_ms: self.action_timeout,
+            mappings: self.mappings.clone(),
+        }
+    }
+
+    /// Reads the file (if any), merges the flags and validates everything.
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        Config::resolve(file, self.overrides())
+    }
+}

@@ -1,0 +1,109 @@
+//! Small pieces every transport shares: reconnect back-off, token checks, clocks.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+
+/// Capped exponential back-off with ±25 % jitter, for every client that redials.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff { min, max, current: min }
+    }
+
+    /// The next wait; doubles up to the cap.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.current;
+        self.current = (self.current * 2).min(self.max);
+        let jitter = rand::rng().random_range(0.75..1.25);
+        base.mul_f64(jitter)
+    }
+
+    /// After a connection that worked.
+    pub fn reset(&mut self) {
+        self.current = self.min;
+    }
+}
+
+/// The token a client presented, go-cqhttp style: the `Authorization` value after its first
+/// space (`Bearer x`, `Token x`, any scheme; a value without a space is taken whole), else the
+/// `access_token` query parameter.
+pub fn presented_token(authorization: Option<&str>, query: Option<&str>) -> Option<String> {
+    if let Some(h) = authorization {
+        let h = h.trim();
+        return Some(match h.split_once(' ') {
+            Some((_, rest)) => rest.trim().to_owned(),
+            None => h.to_owned(),
+        });
+    }
+    let query = query?;
+    url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned())
+}
+
+/// Outcome of an access-token check: go-cqhttp answers 401 when no token is presented and 403
+/// when a wrong one is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    Ok,
+    Missing,
+    Wrong,
+}
+
+pub fn check_token(expected: Option<&str>, presented: Option<&str>) -> Auth {
+    match (expected, presented) {
+        (None, _) => Auth::Ok,
+        (Some(_), None) => Auth::Missing,
+        (Some(e), Some(p)) if constant_time_eq(e.as_bytes(), p.as_bytes()) => Auth::Ok,
+        (Some(_), Some(_)) => Auth::Wrong,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// WebSocket limits: no message or frame above `max_message` bytes, a bounded write buffer.
+pub fn ws_config(max_message: usize) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
+        .max_write_buffer_size(max_message.saturating_mul(2))
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_read_like_go_cqhttp() {
+        assert_eq!(presented_token(Some("Bearer abc"), None).as_deref(), Some("abc"));
+        assert_eq!(presented_token(Some("Token abc"), Some("access_token=zzz")).as_deref(), Some("abc"));
+        assert_eq!(presented_token(Some("abc"), None).as_deref(), Some("abc"));
+        assert_eq!(presented_token(None, Some("a=1&access_token=x%20y")).as_deref(), Some("x y"));
+        assert_eq!(presented_token(None, Some("a=1")), None);
+        assert_eq!(check_token(Some("t"), None), Auth::Missing);
+        assert_eq!(check_token(Some("t"), Some("u")), Auth::Wrong);
+        assert_eq!(check_token(Some("t"), Some("t")), Auth::Ok);
+        assert_eq!(check_token(None, None), Auth::Ok);
+    }
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
+        let delays: Vec<_> = (0..6).map(|_| b.next_delay().as_millis()).collect();
+        assert!((75..=125).contains(&delays[0]), "{delays:?}");
+        assert!((600..=1000).contains(&delays[5]), "{delays:?}");
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(125));
+    }
+}

@@ -1,0 +1,115 @@
+//! The v12 side: the bridge is a OneBot v12 *application* toward the implementation.
+//!
+//! [`ws_client`] dials the implementation's forward WebSocket. Every link, whatever its
+//! transport, hands out a [`LinkHandle`] for action calls (correlated by `echo`, each with a
+//! timeout) and reports what it receives to the [`crate::hub::Hub`].
+
+pub mod ws_client;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::core::{v12, CallError};
+
+/// Identifies one configured backend link.
+pub type LinkId = usize;
+
+/// What the link's socket task sends.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub body: Vec<u8>,
+}
+
+/// The caller side of a backend link. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LinkHandle {
+    pub id: LinkId,
+    inner: Arc<LinkShared>,
+}
+
+#[derive(Debug)]
+struct LinkShared {
+    tx: mpsc::Sender<Outgoing>,
+    pending: Mutex<HashMap<String, oneshot::Sender<v12::Response>>>,
+    seq: AtomicU64,
+    connected: AtomicBool,
+    timeout: Duration,
+}
+
+impl LinkHandle {
+    /// A handle and the receiving end its socket task drains. `queue` bounds the requests waiting
+    /// to be written; callers beyond it wait (inside their timeout).
+    pub fn new(id: LinkId, queue: usize, timeout: Duration) -> (LinkHandle, mpsc::Receiver<Outgoing>) {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let inner = LinkShared {
+            tx,
+            pending: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(1),
+            connected: AtomicBool::new(false),
+            timeout,
+        };
+        (LinkHandle { id, inner: Arc::new(inner) }, rx)
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<v12::Response>>> {
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.inner.connected.load(Ordering::Acquire)
+    }
+
+    /// Marks the socket up or down. Going down fails every call still waiting for an answer.
+    pub fn set_connected(&self, up: bool) {
+        self.inner.connected.store(up, Ordering::Release);
+        if !up {
+            let waiting: Vec<_> = self.pending().drain().collect();
+            for (_, tx) in waiting {
+                drop(tx); // the caller sees the link drop
+            }
+        }
+    }
+
+    /// Sends one request and waits for its answer, at most the link's action timeout.
+    pub async fn call(&self, mut req: v12::Request) -> Result<v12::Response, CallError> {
+        if !self.is_connected() {
+            return Err(CallError::Unavailable(format!("backend link {} is not connected", self.id)));
+        }
+        let echo = format!("ob-{}", self.inner.seq.fetch_add(1, Ordering::Relaxed));
+        req.echo = Some(echo.clone());
+        let body = serde_json::to_vec(&req).map_err(|e| CallError::Link(e.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        self.pending().insert(echo.clone(), tx);
+        let timeout_ms = self.inner.timeout.as_millis() as u64;
+        let outcome = tokio::time::timeout(self.inner.timeout, async {
+            self.inner.tx.send(Outgoing { body }).await.map_err(|_| CallError::Link("link closed".into()))?;
+            rx.await.map_err(|_| CallError::Link("the connection dropped before the answer came".into()))
+        })
+        .await;
+        match outcome {
+            Ok(result) => {
+                if result.is_err() {
+                    self.pending().remove(&echo);
+                }
+                result
+            }
+            Err(_) => {
+                self.pending().remove(&echo);
+                Err(CallError::Timeout(timeout_ms))
+            }
+        }
+    }
+
+    /// Hands an answer to the call waiting for it. Returns false for an echo nobody waits for.
+    pub fn complete(&self, resp: v12::Response) -> bool {
+        let Some(echo) = resp.echo.as_ref().and_then(|e| e.as_str().map(str::to_owned)) else { return false };
+        match self.pending().remove(&echo) {
+            Some(tx) => tx.send(resp).is_ok(),
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! v12 forward WebSocket, bridge as **client**: dials the implementation's WebSocket server.
+//!
+//! One task owns the socket. It writes queued action requests, reads events and answers, and
+//! redials with capped exponential back-off and jitter when the connection drops. Requests left
+//! in the queue by a dropped connection are discarded (their callers were already told), and
+//! events are de-duplicated by `id`, so a reconnect never runs an action twice or delivers an
+//! event twice.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::config::{BackendLink, Limits};
+use crate::core::v12;
+use crate::hub::Hub;
+use crate::net::{ws_config, Backoff};
+use crate::v12::{LinkHandle, Outgoing};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const PING_EVERY: Duration = Duration::from_secs(30);
+const RECENT_EVENTS: usize = 4096;
+
+/// Event ids seen lately, to drop an event an implementation sends again after a reconnect.
+struct RecentIds {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl RecentIds {
+    fn new() -> Self {
+        RecentIds { set: HashSet::new(), order: VecDeque::new() }
+    }
+
+    /// True when the id is new (empty ids are never de-duplicated).
+    fn insert(&mut self, id: &str) -> bool {
+        if id.is_empty() {
+            return true;
+        }
+        if !self.set.insert(id.to_owned()) {
+            return false;
+        }
+        self.order.push_back(id.to_owned());
+        if self.order.len() > RECENT_EVENTS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// Runs the link until `shutdown` turns true. The caller wraps it in a span naming the link.
+pub async fn run(
+    link: LinkHandle,
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    cfg: BackendLink,
+    hub: Arc<Hub>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut recent = RecentIds::new();
+    while !*shutdown.borrow() {
+        let connected = tokio::select! {
+            r = tokio::time::timeout(CONNECT_TIMEOUT, connect(&cfg, &limits)) => r,
+            _ = shutdown.changed() => break,
+        };
+        match connected {
+            Ok(Ok(ws)) => {
+                tracing::info!("connected to backend");
+                backoff.reset();
+                // Anything queued while the link was down belongs to callers that already failed.
+                while outgoing.try_recv().is_ok() {}
+                serve(&link, &mut outgoing, ws, &hub, &limits, &mut recent, &mut shutdown).await;
+                link.set_connected(false);
+                hub.link_down(link.id);
+                if *shutdown.borrow() {
+                    break;
+                }
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "cannot connect to backend"),
+            Err(_) => tracing::warn!("backend connection attempt timed out"),
+        }
+        let delay = backoff.next_delay();
+        tracing::info!(delay_ms = delay.as_millis() as u64, "redialling backend");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(cfg: &BackendLink, limits: &Limits) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let mut request = cfg.url.as_str().into_client_request()?;
+    if let Some(token) = &cfg.token {
+        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+            request.headers_mut().insert("Authorization", v);
+        }
+    }
+    request.headers_mut().insert("User-Agent", HeaderValue::from_static(concat!("onebot-bridge/", env!("CARGO_PKG_VERSION"))));
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(ws_config(limits.max_message)), true).await?;
+    Ok(ws)
+}
+
+async fn serve(
+    link: &LinkHandle,
+    outgoing: &mut mpsc::Receiver<Outgoing>,
+    ws: Ws,
+    hub: &Arc<Hub>,
+    limits: &Limits,
+    recent: &mut RecentIds,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let (mut sink, mut stream) = ws.split();
+    link.set_connected(true);
+    tokio::spawn(discover(link.clone(), hub.clone()));
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.reset();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => {
+                let _ = tokio::time::timeout(limits.write_timeout, sink.send(Message::Close(None))).await;
+                return;
+            }
+            out = outgoing.recv() => {
+                let Some(out) = out else { return };
+                let text = String::from_utf8(out.body).unwrap_or_default();
+                match tokio::time::timeout(limits.write_timeout, sink.send(Message::text(text))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => { tracing::warn!(%error, "backend write failed"); return; }
+                    Err(_) => { tracing::warn!("backend write timed out"); return; }
+                }
+            }
+            _ = ping.tick() => {
+                if tokio::time::timeout(limits.write_timeout, sink.send(Message::Ping(Default::default()))).await.is_err() {
+                    tracing::warn!("backend ping timed out");
+                    return;
+                }
+            }
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(text))) => on_frame(link, hub, recent, text.as_bytes()).await,
+                Some(Ok(Message::Binary(bytes))) => {
+                    tracing::warn!(len = bytes.len(), "binary (MessagePack) frame from backend is not supported on this link; ignored");
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    tracing::info!(?frame, "backend closed the connection");
+                    return;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => { tracing::warn!(%error, "backend connection failed"); return; }
+                None => return,
+            }
+        }
+    }
+}
+
+/// One JSON frame from the backend: an event or an action's answer.
+async fn on_frame(link: &LinkHandle, hub: &Hub, recent: &mut RecentIds, bytes: &[u8]) {
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(error) => {
+            tracing::warn!(%error, len = bytes.len(), "malformed JSON from backend; ignored");
+            return;
+        }
+    };
+    let is_event = value.as_object().is_some_and(v12::is_event_frame);
+    if is_event {
+        match v12::Event::from_value(value) {
+            Ok(ev) if recent.insert(&ev.id) => hub.on_backend_event(link, ev).await,
+            Ok(ev) => tracing::debug!(id = %ev.id, "duplicate event dropped"),
+            Err(error) => tracing::warn!(%error, "malformed event from backend; ignored"),
+        }
+        return;
+    }
+    match v12::Response::from_value(value) {
+        Some(resp) => {
+            if !link.complete(resp) {
+                tracing::debug!("an answer nobody waits for (timed out?); ignored");
+            }
+        }
+        None => tracing::warn!("frame from backend is neither an event nor an answer; ignored"),
+    }
+}
+
+/// Learns the accounts (and, without `meta.connect`, the implementation) of a new connection.
+async fn discover(link: LinkHandle, hub: Arc<Hub>) {
+    match link.call(v12::Request::new("get_status", Map::new())).await {
+        Ok(resp) if resp.is_ok() => hub.apply_status(&link, &resp.data).await,
+        Ok(resp) => tracing::info!(retcode = resp.retcode, "backend has no get_status; accounts come from events"),
+        Err(error) => tracing::info!(%error, "get_status failed; accounts come from events"),
+    }
+    if hub.backend_info(link.id).implementation.is_empty() {
+        if let Ok(resp) = link.call(v12::Request::new("get_version", Map::new())).await {
+            let text = |k: &str| resp.data.get(k).and_then(v12::id_string).unwrap_or_default();
+            hub.set_backend_info(
+                link.id,
+                crate::core::BackendInfo { implementation: text("impl"), version: text("version"), onebot_version: text("onebot_version") },
+            );
+        }
+    }
+}
