@@ -38,8 +38,9 @@ impl Bridge {
     pub async fn start(config: Config) -> Result<Bridge, StartError> {
         let mut listeners = Vec::new();
         for server in &config.ws_servers {
-            let listener =
-                TcpListener::bind(server.addr).await.map_err(|source| StartError::Bind { addr: server.addr, source })?;
+            let listener = TcpListener::bind(server.addr)
+                .await
+                .map_err(|source| StartError::Bind { addr: server.addr, source })?;
             listeners.push(listener);
         }
         let translator = Translator::new(config.mappings.clone(), MemoryIdStore::default(), Options::default());
@@ -51,8 +52,15 @@ impl Bridge {
             let (link, outgoing) = LinkHandle::new(id, config.limits.request_queue, config.action_timeout);
             let span = tracing::info_span!("backend_ws", link = id, url = %backend.url);
             tasks.spawn(
-                crate::v12::ws_client::run(link, outgoing, backend.clone(), hub.clone(), config.limits.clone(), watch_rx.clone())
-                    .instrument(span),
+                crate::v12::ws_client::run(
+                    link,
+                    outgoing,
+                    backend.clone(),
+                    hub.clone(),
+                    config.limits.clone(),
+                    watch_rx.clone(),
+                )
+                .instrument(span),
             );
         }
         let mut ws_addrs = Vec::new();

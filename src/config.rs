@@ -287,7 +287,8 @@ impl Config {
             (None, h) if h.disabled || h.interval.is_some_and(|i| i < 0) => None,
             (None, h) => Some(Duration::from_secs(h.interval.filter(|i| *i > 0).unwrap_or(5) as u64)),
         };
-        let action_timeout = Duration::from_millis(flags.action_timeout_ms.or(file.bridge.action_timeout).unwrap_or(30_000));
+        let action_timeout =
+            Duration::from_millis(flags.action_timeout_ms.or(file.bridge.action_timeout).unwrap_or(30_000));
         if action_timeout.is_zero() {
             return Err(invalid("the action timeout must be above 0 ms"));
         }
@@ -296,7 +297,9 @@ impl Config {
             return Err(invalid("no backend: give --backend-ws URL (or [[backend.ws]] in the config file)"));
         }
         if ws_servers.is_empty() {
-            return Err(invalid("no v11 endpoint: give --ws ADDR (or a `ws` entry under [[servers]] in the config file)"));
+            return Err(invalid(
+                "no v11 endpoint: give --ws ADDR (or a `ws` entry under [[servers]] in the config file)",
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for s in &ws_servers {
@@ -320,7 +323,11 @@ mod tests {
     use super::*;
 
     fn flags() -> Overrides {
-        Overrides { backend_ws: vec!["ws://127.0.0.1:8844".into()], ws: vec!["127.0.0.1:8080".into()], ..Default::default() }
+        Overrides {
+            backend_ws: vec!["ws://127.0.0.1:8844".into()],
+            ws: vec!["127.0.0.1:8080".into()],
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -371,12 +378,15 @@ mod tests {
             }
         };
         assert!(err("", Overrides::default()).contains("no backend"));
-        assert!(err("", Overrides { backend_ws: vec!["ws://x:1".into()], ..Default::default() }).contains("no v11 endpoint"));
+        assert!(err("", Overrides { backend_ws: vec!["ws://x:1".into()], ..Default::default() })
+            .contains("no v11 endpoint"));
         assert!(err("bogus = 1", flags()).contains("bogus"));
         assert!(err("[[servers]]\nhttp2 = { address = \"1.2.3.4:5\" }", flags()).contains("http2"));
         assert!(err("", Overrides { backend_ws: vec!["http://x:1".into()], ..flags() }).contains("scheme must be ws"));
         assert!(err("", Overrides { ws: vec!["example.com:80".into()], ..flags() }).contains("not an address"));
-        assert!(err("", Overrides { ws: vec!["127.0.0.1:9".into(), "127.0.0.1:9".into()], ..flags() }).contains("twice"));
+        assert!(
+            err("", Overrides { ws: vec!["127.0.0.1:9".into(), "127.0.0.1:9".into()], ..flags() }).contains("twice")
+        );
         assert!(err("[message]\npost-format = \"xml\"", flags()).contains("xml"));
     }
 }

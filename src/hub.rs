@@ -138,7 +138,12 @@ impl Hub {
     }
 
     /// Makes sure an account exists, bound to this link, and records whether it is online.
-    pub async fn upsert_account(&self, link: &LinkHandle, self_id: &v12::SelfId, online: bool) -> Option<Arc<AccountEntry>> {
+    pub async fn upsert_account(
+        &self,
+        link: &LinkHandle,
+        self_id: &v12::SelfId,
+        online: bool,
+    ) -> Option<Arc<AccountEntry>> {
         if let Some(entry) = self.accounts().by_self.get(self_id).cloned() {
             *entry.link.write().unwrap_or_else(|p| p.into_inner()) = link.clone();
             let was = entry.online.swap(online, Ordering::AcqRel);
@@ -241,9 +246,13 @@ impl Hub {
     /// go-cqhttp's status object for heartbeats.
     pub fn status_of(&self, entry: &AccountEntry) -> Value {
         let online = entry.is_online();
-        crate::core::event::v11_status(online, online, serde_json::json!({
-            "packet_received": 0, "packet_sent": 0, "packet_lost": 0, "message_received": 0,
-            "message_sent": 0, "disconnect_times": 0, "lost_times": 0, "last_message_time": 0,
-        }))
+        crate::core::event::v11_status(
+            online,
+            online,
+            serde_json::json!({
+                "packet_received": 0, "packet_sent": 0, "packet_lost": 0, "message_received": 0,
+                "message_sent": 0, "disconnect_times": 0, "lost_times": 0, "last_message_time": 0,
+            }),
+        )
     }
 }

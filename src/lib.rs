@@ -6,10 +6,10 @@
 //! future.
 #![forbid(unsafe_code)]
 
-pub mod core;
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod core;
 pub mod hub;
 pub mod net;
 pub mod v11;

@@ -283,7 +283,11 @@ impl Connection {
 
     /// Until an account is chosen, actions get a clear failure and events have nowhere to come
     /// from. Returns `None` when the connection ended (or cannot be given an account).
-    async fn wait_for_account(&mut self, want: Option<i64>, shutdown: &mut watch::Receiver<bool>) -> Option<Arc<AccountEntry>> {
+    async fn wait_for_account(
+        &mut self,
+        want: Option<i64>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Arc<AccountEntry>> {
         let hub = self.ep.hub.clone();
         let waiting = hub.wait_for_account(want);
         tokio::pin!(waiting);

@@ -106,8 +106,11 @@ async fn connect(cfg: &BackendLink, limits: &Limits) -> Result<Ws, tokio_tungste
             request.headers_mut().insert("Authorization", v);
         }
     }
-    request.headers_mut().insert("User-Agent", HeaderValue::from_static(concat!("onebot-bridge/", env!("CARGO_PKG_VERSION"))));
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(ws_config(limits.max_message)), true).await?;
+    request
+        .headers_mut()
+        .insert("User-Agent", HeaderValue::from_static(concat!("onebot-bridge/", env!("CARGO_PKG_VERSION"))));
+    let (ws, _) =
+        tokio_tungstenite::connect_async_with_config(request, Some(ws_config(limits.max_message)), true).await?;
     Ok(ws)
 }
 
@@ -203,7 +206,11 @@ async fn discover(link: LinkHandle, hub: Arc<Hub>) {
             let text = |k: &str| resp.data.get(k).and_then(v12::id_string).unwrap_or_default();
             hub.set_backend_info(
                 link.id,
-                crate::core::BackendInfo { implementation: text("impl"), version: text("version"), onebot_version: text("onebot_version") },
+                crate::core::BackendInfo {
+                    implementation: text("impl"),
+                    version: text("version"),
+                    onebot_version: text("onebot_version"),
+                },
             );
         }
     }
