@@ -180,6 +180,11 @@ impl FakeBackend {
         }
     }
 
+    /// The next action request, whatever it is.
+    pub async fn next_request_any(&mut self) -> Value {
+        tokio::time::timeout(WAIT, self.requests.recv()).await.expect("no request from the bridge").unwrap()
+    }
+
     /// True when the bridge sent no request within `d`.
     pub async fn no_request_within(&mut self, d: Duration) -> bool {
         loop {
