@@ -4,14 +4,16 @@
 //! [`AccountEntry`] with its own v11 self_id, its own event fan-out and the link its actions go
 //! to. v11 endpoints pick an account, subscribe to its events and send it actions. The fan-out
 //! is a bounded broadcast: a v11 connection that falls behind loses the oldest events, and the
-//! loss is counted and logged (never silent).
+//! loss is counted and logged (never silent). While no connection is subscribed, events are kept
+//! (at most 256, none older than 60 s) for the next one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, oneshot};
 
 use crate::core::event::{status_bots, V11Event};
 use crate::core::ids::MemoryIdStore;
@@ -22,6 +24,11 @@ use crate::v12::{LinkHandle, LinkId};
 /// The store behind ids in this build.
 pub type Store = MemoryIdStore;
 
+/// Events kept for the next v11 connection while none is connected: at most this many…
+const BACKLOG_MAX: usize = 256;
+/// …and none older than this.
+const BACKLOG_AGE: Duration = Duration::from_secs(60);
+
 /// One bot account, as both sides see it.
 #[derive(Debug)]
 pub struct AccountEntry {
@@ -29,13 +36,34 @@ pub struct AccountEntry {
     link: RwLock<LinkHandle>,
     online: AtomicBool,
     events: broadcast::Sender<Arc<V11Event>>,
-    /// Events that found no v11 connection to go to.
+    /// Events that arrived while no v11 connection was subscribed (bounded by count and age;
+    /// the oldest go first, and are counted in `undelivered`).
+    backlog: Mutex<VecDeque<(Instant, Arc<V11Event>)>>,
+    /// Events that never reached a v11 connection.
     pub undelivered: AtomicU64,
 }
 
 impl AccountEntry {
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<V11Event>> {
-        self.events.subscribe()
+    /// Subscribes to the account's events; the first items are the ones kept while no
+    /// connection was there (so an event that arrives with a new account is not lost).
+    pub fn subscribe(&self) -> (Vec<Arc<V11Event>>, broadcast::Receiver<Arc<V11Event>>) {
+        let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        let rx = self.events.subscribe();
+        let kept = backlog.drain(..).filter(|(at, _)| at.elapsed() <= BACKLOG_AGE).map(|(_, ev)| ev).collect();
+        (kept, rx)
+    }
+
+    /// Sends an event to every subscribed connection, or keeps it for the next one.
+    fn publish(&self, ev: Arc<V11Event>) {
+        let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        if self.events.receiver_count() > 0 && self.events.send(ev.clone()).is_ok() {
+            return;
+        }
+        while backlog.front().is_some_and(|(at, _)| at.elapsed() > BACKLOG_AGE) || backlog.len() >= BACKLOG_MAX {
+            backlog.pop_front();
+            self.undelivered.fetch_add(1, Ordering::Relaxed);
+        }
+        backlog.push_back((Instant::now(), ev));
     }
 
     pub fn link(&self) -> LinkHandle {
@@ -53,6 +81,39 @@ pub struct AccountCaller<'a>(pub &'a AccountEntry);
 impl V12Caller for AccountCaller<'_> {
     async fn call(&self, request: v12::Request) -> Result<v12::Response, CallError> {
         self.0.link().call(request).await
+    }
+}
+
+struct Waiter {
+    want: Option<i64>,
+    events: bool,
+    tx: oneshot::Sender<Subscription>,
+}
+
+impl std::fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiter").field("want", &self.want).finish()
+    }
+}
+
+/// An account chosen for a v11 connection, with its event stream when the connection takes events.
+#[derive(Debug)]
+pub struct Subscription {
+    pub entry: Arc<AccountEntry>,
+    /// Events kept while no connection was there, to be written first.
+    pub kept: Vec<Arc<V11Event>>,
+    pub events: Option<broadcast::Receiver<Arc<V11Event>>>,
+}
+
+impl Subscription {
+    fn new(entry: Arc<AccountEntry>, events: bool) -> Self {
+        let (kept, rx) = if events {
+            let (kept, rx) = entry.subscribe();
+            (kept, Some(rx))
+        } else {
+            (Vec::new(), None)
+        };
+        Subscription { entry, kept, events: rx }
     }
 }
 
@@ -76,7 +137,9 @@ struct Accounts {
 pub struct Hub {
     pub translator: Translator<Store>,
     accounts: RwLock<Accounts>,
-    changed: watch::Sender<u64>,
+    /// v11 connections waiting for an account to appear; served under this lock so that an
+    /// account's first event cannot slip past a connection that is about to subscribe.
+    waiters: Mutex<Vec<Waiter>>,
     backends: RwLock<HashMap<LinkId, BackendInfo>>,
     event_queue: usize,
 }
@@ -86,7 +149,7 @@ impl Hub {
         Hub {
             translator,
             accounts: RwLock::default(),
-            changed: watch::channel(0).0,
+            waiters: Mutex::default(),
             backends: RwLock::default(),
             event_queue: event_queue.max(1),
         }
@@ -113,18 +176,36 @@ impl Hub {
         }
     }
 
-    /// Waits until [`Hub::select`] gives an account (or an ambiguity to report).
-    pub async fn wait_for_account(&self, want: Option<i64>) -> Result<Arc<AccountEntry>, Vec<i64>> {
-        let mut changed = self.changed.subscribe();
-        loop {
+    /// Waits until [`Hub::select`] gives an account (or an ambiguity to report), subscribed to
+    /// its events when `events` is true.
+    pub async fn wait_for_account(&self, want: Option<i64>, events: bool) -> Result<Subscription, Vec<i64>> {
+        let rx = {
+            let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
             match self.select(want) {
-                Selection::Ready(entry) => return Ok(entry),
+                Selection::Ready(entry) => return Ok(Subscription::new(entry, events)),
                 Selection::Ambiguous(ids) => return Err(ids),
                 Selection::Unknown => {
-                    if changed.changed().await.is_err() {
-                        return Err(Vec::new());
-                    }
+                    let (tx, rx) = oneshot::channel();
+                    waiters.push(Waiter { want, events, tx });
+                    rx
                 }
+            }
+        };
+        rx.await.map_err(|_| Vec::new())
+    }
+
+    /// Hands a new account to the connections waiting for it (already subscribed).
+    fn serve_waiters(&self) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = std::mem::take(&mut *waiters);
+        for w in pending {
+            match self.select(w.want) {
+                Selection::Ready(entry) => {
+                    let _ = w.tx.send(Subscription::new(entry, w.events));
+                }
+                // Several accounts and no selector: dropping the sender reports it.
+                Selection::Ambiguous(_) => {}
+                Selection::Unknown => waiters.push(w),
             }
         }
     }
@@ -149,7 +230,6 @@ impl Hub {
             let was = entry.online.swap(online, Ordering::AcqRel);
             if was != online {
                 tracing::info!(self_id = entry.account.v11_id, online, "bot account status changed");
-                self.changed.send_modify(|n| *n += 1);
             }
             return Some(entry);
         }
@@ -165,6 +245,7 @@ impl Hub {
             link: RwLock::new(link.clone()),
             online: AtomicBool::new(online),
             events: broadcast::channel(self.event_queue).0,
+            backlog: Mutex::new(VecDeque::new()),
             undelivered: AtomicU64::new(0),
         });
         {
@@ -173,7 +254,7 @@ impl Hub {
             accounts.by_v11.insert(account.v11_id, entry);
         }
         tracing::info!(self_id = account.v11_id, platform = %self_id.platform, user_id = %self_id.user_id, online, "bot account appeared");
-        self.changed.send_modify(|n| *n += 1);
+        self.serve_waiters();
         self.accounts().by_self.get(self_id).cloned()
     }
 
@@ -185,7 +266,6 @@ impl Hub {
                 tracing::info!(self_id = entry.account.v11_id, "bot account offline: backend link down");
             }
         }
-        self.changed.send_modify(|n| *n += 1);
     }
 
     /// Applies a `get_status` answer or a `status_update` event.
@@ -222,12 +302,7 @@ impl Hub {
         let Some(self_id) = ev.self_id.clone() else { return };
         let Some(entry) = self.upsert_account(link, &self_id, true).await else { return };
         match self.translator.to_v11_event(&entry.account, &ev, unix_now()).await {
-            Ok(Some(v11)) => {
-                if entry.events.send(Arc::new(v11)).is_err() {
-                    entry.undelivered.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(self_id = entry.account.v11_id, event = %ev.name(), "no v11 connection for this event");
-                }
-            }
+            Ok(Some(v11)) => entry.publish(Arc::new(v11)),
             Ok(None) => {}
             Err(error) => {
                 tracing::warn!(%error, event = %ev.name(), id = %ev.id, "cannot translate event; dropped");

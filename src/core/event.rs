@@ -221,7 +221,7 @@ impl<S: IdStore> Translator<S> {
         body.insert("sender".into(), self.sender(ev, &message_type, v11_user, is_channel).await?);
         for (key, value) in &ev.fields {
             let key = profile.strip(key);
-            if !MESSAGE_FIELDS.contains(&key) && !body.contains_key(key) && key != "sender" && key != "anonymous" {
+            if !MESSAGE_FIELDS.contains(&key) && !body.contains_key(key) && key != "anonymous" {
                 body.insert(key.to_owned(), value.clone());
             }
         }

@@ -29,7 +29,7 @@ use tracing::Instrument;
 use crate::config::{Limits, WsServer};
 use crate::core::event::{heartbeat, lifecycle_connect};
 use crate::core::v11;
-use crate::hub::{AccountEntry, Hub};
+use crate::hub::{Hub, Subscription};
 use crate::net::{check_token, presented_token, unix_now, ws_config, Auth};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -205,12 +205,18 @@ impl Connection {
     }
 
     async fn run(mut self, want: Option<i64>, shutdown: &mut watch::Receiver<bool>) {
-        let Some(entry) = self.wait_for_account(want, shutdown).await else { return };
+        let Some(Subscription { entry, kept, mut events }) = self.wait_for_account(want, shutdown).await else {
+            return;
+        };
         tracing::Span::current().record("self_id", entry.account.v11_id);
-        let mut events = self.role.sends_events().then(|| entry.subscribe());
         if self.role.sends_events() {
             let hello = lifecycle_connect(entry.account.v11_id, unix_now(), true);
             if let Step::Stop = self.write(hello.to_json(self.ep.server.post_format)).await {
+                return;
+            }
+        }
+        for ev in kept {
+            if let Step::Stop = self.write(ev.to_json(self.ep.server.post_format)).await {
                 return;
             }
         }
@@ -287,9 +293,9 @@ impl Connection {
         &mut self,
         want: Option<i64>,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Option<Arc<AccountEntry>> {
+    ) -> Option<Subscription> {
         let hub = self.ep.hub.clone();
-        let waiting = hub.wait_for_account(want);
+        let waiting = hub.wait_for_account(want, self.role.sends_events());
         tokio::pin!(waiting);
         loop {
             tokio::select! {

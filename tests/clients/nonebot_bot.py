@@ -16,13 +16,15 @@ Protocol with the test, on stdout (one line each, flushed):
     DISCONNECTED <self_id>
 
 Everything else (nonebot's log and a trace of every WebSocket frame, `frame <- ...` for what the
-bot received and `frame -> ...` for what it sent) goes to stderr. The bot runs until killed.
+bot received and `frame -> ...` for what it sent) goes to stderr. The bot runs until killed, or
+until its stdin reaches end of file (so that it never outlives a test process that died).
 """
 
 import json
 import os
 import socket
 import sys
+import threading
 
 
 def say(line: str) -> None:
@@ -48,10 +50,21 @@ def trace_frames() -> None:
     ws_driver.WebSocket.send_text = traced_send_text
 
 
+def exit_on_stdin_eof() -> None:
+    def watch() -> None:
+        while sys.stdin.buffer.read(4096):
+            pass
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main() -> None:
     urls = os.environ.get("ONEBOT_V11_WS_URLS")
     if not urls or not json.loads(urls):
         sys.exit("nonebot_bot.py: set ONEBOT_V11_WS_URLS='[\"ws://127.0.0.1:PORT/\"]'")
+
+    exit_on_stdin_eof()
 
     # nonebot's HTTP server must not need a fixed port, and its config refuses port 0: bind a
     # socket on an OS-chosen port here and hand it to uvicorn by file descriptor.
@@ -62,7 +75,19 @@ def main() -> None:
     port = server.getsockname()[1]
 
     import nonebot
+    import nonebot.log
     from nonebot.adapters.onebot.v11 import Adapter, Bot
+
+    # nonebot logs to stdout by default; stdout is reserved for the lines above.
+    nonebot.log.logger.remove(nonebot.log.logger_id)
+    nonebot.log.logger_id = nonebot.log.logger.add(
+        sys.stderr,
+        level=0,
+        colorize=False,
+        diagnose=False,
+        filter=nonebot.log.default_filter,
+        format=nonebot.log.default_format,
+    )
 
     # Explicit settings win over any stray environment variable (HOST, PORT, DRIVER, ...).
     nonebot.init(

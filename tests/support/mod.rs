@@ -271,9 +271,11 @@ impl Bot {
         }
     }
 
-    /// The next event that is not a heartbeat.
+    /// The next event that is not a heartbeat (heartbeats do not extend the wait).
     pub async fn next_event(&mut self) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
+            assert!(tokio::time::Instant::now() < deadline, "no event from the bridge, only heartbeats");
             let f = self.next_frame().await;
             if f.get("post_type").is_some() && f["meta_event_type"] != "heartbeat" {
                 return f;
@@ -291,7 +293,9 @@ impl Bot {
         let echo = json!({"seq": self.seq});
         let req = json!({"action": action, "params": params, "echo": echo});
         self.send_raw(&req.to_string()).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
+            assert!(tokio::time::Instant::now() < deadline, "no answer to {action}");
             let f = self.read().await;
             if f.get("post_type").is_none() && f["echo"] == echo {
                 return f;
