@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 use super::cq::render_cq;
 use super::ids::{IdError, IdStore};
 use super::mapping::{EventRow, Kind};
+use super::message::Segment;
 use super::segment::{read_v12_message, Scope, SegmentError};
 use super::v11::PostFormat;
 use super::v12::{id_string, Event, SelfId};
@@ -32,10 +33,9 @@ pub enum EventError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct V11Event {
     pub self_id: i64,
-    /// The event with `message` (if any) as a segment array.
+    /// The event with `message` (if any) as a segment array; `raw_message` is its CQ string,
+    /// which string-format endpoints also get as `message`.
     pub body: Map<String, Value>,
-    /// The CQ string form of `message`, used for string-format endpoints.
-    pub raw_message: Option<String>,
 }
 
 impl V11Event {
@@ -53,8 +53,8 @@ impl V11Event {
     /// The event as a JSON value in the endpoint's format.
     pub fn to_value(&self, format: PostFormat) -> Value {
         let mut body = self.body.clone();
-        if let (PostFormat::String, Some(raw)) = (format, &self.raw_message) {
-            body.insert("message".into(), Value::String(raw.clone()));
+        if let (PostFormat::String, Some(raw)) = (format, self.body.get("raw_message")) {
+            body.insert("message".into(), raw.clone());
         }
         Value::Object(body)
     }
@@ -68,9 +68,10 @@ struct FormatView<'a> {
 impl Serialize for FormatView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.event.body.len()))?;
+        let raw = self.event.body.get("raw_message").filter(|_| self.format == PostFormat::String);
         for (k, v) in &self.event.body {
-            match (&self.event.raw_message, self.format) {
-                (Some(raw), PostFormat::String) if k == "message" => map.serialize_entry(k, raw)?,
+            match raw {
+                Some(raw) if k == "message" => map.serialize_entry(k, raw)?,
                 _ => map.serialize_entry(k, v)?,
             }
         }
@@ -106,7 +107,7 @@ pub fn lifecycle_connect(self_id: i64, time: i64, forward_ws: bool) -> V11Event 
         body.insert("_post_method".into(), 2.into());
     }
     body.extend(header("meta_event", "meta_event_type", "lifecycle", time, self_id, "connect"));
-    V11Event { self_id, body, raw_message: None }
+    V11Event { self_id, body }
 }
 
 /// go-cqhttp's `get_status` data.
@@ -122,7 +123,7 @@ pub fn heartbeat(self_id: i64, time: i64, interval_ms: u64, status: Value) -> V1
     let mut body = header("meta_event", "meta_event_type", "heartbeat", time, self_id, "");
     body.insert("status".into(), status);
     body.insert("interval".into(), interval_ms.into());
-    V11Event { self_id, body, raw_message: None }
+    V11Event { self_id, body }
 }
 
 /// The backend's heartbeat interval in milliseconds. Some implementations (walle-core) send
@@ -215,8 +216,8 @@ impl<S: IdStore> Translator<S> {
         if message_type == "group" {
             body.insert("anonymous".into(), anonymous.clone().unwrap_or(Value::Null));
         }
-        body.insert("message".into(), serde_json::to_value(&segments).unwrap_or_default());
-        body.insert("raw_message".into(), raw.clone().into());
+        body.insert("message".into(), Value::Array(segments.into_iter().map(Segment::into_value).collect()));
+        body.insert("raw_message".into(), raw.into());
         body.insert("font".into(), 0.into());
         body.insert("sender".into(), self.sender(ev, &message_type, v11_user, is_channel).await?);
         for (key, value) in &ev.fields {
@@ -225,7 +226,7 @@ impl<S: IdStore> Translator<S> {
                 body.insert(key.to_owned(), value.clone());
             }
         }
-        Ok(V11Event { self_id: account.v11_id, body, raw_message: Some(raw) })
+        Ok(V11Event { self_id: account.v11_id, body })
     }
 
     /// go-cqhttp's `sender` object, filled from whatever the backend says about the sender
@@ -331,6 +332,143 @@ impl<S: IdStore> Translator<S> {
             };
             body.insert(name.to_owned(), converted);
         }
-        Ok(V11Event { self_id: account.v11_id, body, raw_message: None })
+        Ok(V11Event { self_id: account.v11_id, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::executor::block_on;
+    use serde_json::json;
+
+    use super::*;
+    use crate::core::testing::{account, translator};
+
+    fn sample(kind: Kind) -> Value {
+        match kind {
+            Kind::Id => json!("123"),
+            Kind::Message => json!("m-456"),
+            Kind::Str => json!("s-1"),
+            _ => json!("plain"),
+        }
+    }
+
+    /// Every notice row of events.toml: its v11 name, and every listed field under its v11 name
+    /// with the kind's conversion.
+    #[test]
+    fn every_notice_row_translates() {
+        let t = translator();
+        let me = account(&t);
+        let rows: Vec<_> = t.maps.events.iter().filter(|(k, _)| k.starts_with("notice.")).collect();
+        assert!(rows.len() >= 9);
+        for (name, row) in rows {
+            let mut fields = Map::new();
+            for (v12, spec) in &row.fields {
+                fields.insert(v12.clone(), sample(spec.kind));
+            }
+            for (sub12, sub11) in
+                row.sub_type.iter().chain([(&String::new(), &String::new())]).take(row.sub_type.len().max(1))
+            {
+                let ev = Event {
+                    id: "x".into(),
+                    time: 5.0,
+                    kind: "notice".into(),
+                    detail_type: name.trim_start_matches("notice.").into(),
+                    sub_type: sub12.clone(),
+                    self_id: Some(me.self_id.clone()),
+                    fields: fields.clone(),
+                };
+                let out = block_on(t.to_v11_event(&me, &ev, 0)).unwrap().unwrap();
+                assert_eq!(out.body["notice_type"], row.v11, "{name}");
+                assert_eq!(out.body.get("sub_type").and_then(Value::as_str).unwrap_or(""), sub11, "{name} {sub12:?}");
+                for (v12, spec) in &row.fields {
+                    let got = &out.body[&spec.name];
+                    match spec.kind {
+                        Kind::Id => assert_eq!(got, &json!(123), "{name}.{v12}"),
+                        Kind::Message => assert!(got.as_i64().is_some_and(|n| n > 0), "{name}.{v12}: {got}"),
+                        _ => assert_eq!(got, &sample(spec.kind), "{name}.{v12}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_message_row_names_its_v11_type() {
+        let t = translator();
+        let me = account(&t);
+        for (name, row) in t.maps.events.iter().filter(|(k, _)| k.starts_with("message.")) {
+            let detail = name.trim_start_matches("message.");
+            let fields = json!({"message_id": "1", "user_id": "2", "group_id": "3", "guild_id": "g", "channel_id": "c",
+                                "message": [{"type": "text", "data": {"text": "t"}}]});
+            let ev = Event {
+                id: String::new(),
+                time: 0.0,
+                kind: "message".into(),
+                detail_type: detail.into(),
+                sub_type: String::new(),
+                self_id: Some(me.self_id.clone()),
+                fields: fields.as_object().unwrap().clone(),
+            };
+            let out = block_on(t.to_v11_event(&me, &ev, 77)).unwrap().unwrap();
+            assert_eq!(out.body["message_type"], row.v11);
+            assert_eq!(out.body["sub_type"], row.sub_type[""]);
+            assert_eq!(out.body["time"], 77, "a missing time becomes now");
+            assert_eq!(out.to_value(PostFormat::String)["message"], "t");
+            assert_eq!(out.to_value(PostFormat::Array)["message"], json!([{"type": "text", "data": {"text": "t"}}]));
+        }
+    }
+
+    #[test]
+    fn json_output_is_what_javascript_would_write() {
+        let t = translator();
+        let me = account(&t);
+        let ev = Event::from_value(json!({"type": "message", "detail_type": "private", "time": 1.0,
+            "self": {"platform": "qq", "user_id": "10001"}, "message_id": "1", "user_id": "2",
+            "message": [{"type": "text", "data": {"text": "a/b \u{1} é 😀 \"q\" <x>&"}}]}))
+        .unwrap();
+        let out = block_on(t.to_v11_event(&me, &ev, 0)).unwrap().unwrap();
+        let text = String::from_utf8(out.to_json(PostFormat::Array)).unwrap();
+        assert!(text.contains(r#"a/b \u0001 é 😀 \"q\" <x>&"#), "{text}");
+        assert!(!text.contains(": ") && !text.contains(".0"), "{text}");
+    }
+
+    #[test]
+    fn meta_helpers_follow_go_cqhttp() {
+        let hello = lifecycle_connect(1, 2, true);
+        assert_eq!(
+            String::from_utf8(hello.to_json(PostFormat::String)).unwrap(),
+            r#"{"_post_method":2,"post_type":"meta_event","meta_event_type":"lifecycle","time":2,"self_id":1,"sub_type":"connect"}"#
+        );
+        assert!(!lifecycle_connect(1, 2, false).body.contains_key("_post_method"));
+        let hb = Event::from_value(json!({"type": "meta", "detail_type": "heartbeat", "interval": 4})).unwrap();
+        assert_eq!(heartbeat_interval_ms(&hb), Some(4000), "walle-core sends seconds");
+        let hb = Event::from_value(json!({"type": "meta", "detail_type": "heartbeat", "interval": 5000})).unwrap();
+        assert_eq!(heartbeat_interval_ms(&hb), Some(5000));
+        let bots = status_bots(
+            &json!({"good": true, "bots": [{"self": {"platform": "qq", "user_id": 1}, "online": false}, {"bad": 1}]}),
+        );
+        assert_eq!(bots, vec![(SelfId { platform: "qq".into(), user_id: "1".into() }, false)]);
+    }
+
+    proptest::proptest! {
+        /// Whatever a backend sends, translation answers (with an event or an error) and never panics.
+        #[test]
+        fn no_panic_on_arbitrary_events(
+            detail in "(private|group|channel|friend_increase|group_message_delete|qq\\.x|)",
+            kind in "(message|notice|request|meta)",
+            user in proptest::option::of(".{0,12}"),
+            msg in proptest::collection::vec(("[a-z._]{0,8}", ".{0,8}", ".{0,8}"), 0..4),
+        ) {
+            let t = translator();
+            let me = account(&t);
+            let segments: Vec<Value> = msg.iter().map(|(ty, k, v)| json!({"type": ty, "data": {k: v}})).collect();
+            let mut raw = json!({"type": kind, "detail_type": detail, "self": {"platform": "qq", "user_id": "10001"},
+                "message_id": "1", "group_id": "g", "message": segments, "reply": {"message_id": 5}});
+            if let Some(u) = user { raw["user_id"] = json!(u); }
+            if let Ok(ev) = Event::from_value(raw) {
+                let _ = block_on(t.to_v11_event(&me, &ev, 0));
+            }
+        }
     }
 }

@@ -34,6 +34,14 @@ impl Segment {
         self
     }
 
+    /// The segment as a JSON value, without copying its data.
+    pub fn into_value(self) -> Value {
+        let mut m = Map::with_capacity(2);
+        m.insert("type".into(), Value::String(self.kind));
+        m.insert("data".into(), Value::Object(self.data));
+        Value::Object(m)
+    }
+
     /// A data value as text, the way v11 reads it: strings as they are, numbers and booleans in
     /// their JSON form, `null` as absent, objects and arrays as compact JSON.
     pub fn str_of(&self, key: &str) -> Option<String> {

@@ -79,3 +79,35 @@ impl<S: IdStore> Translator<S> {
         Ok(Account { self_id: self_id.clone(), v11_id: self.ids.to_v11(&self_id.user_id).await? })
     }
 }
+
+/// Test stand-ins shared by the core's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::Value;
+
+    use super::*;
+
+    pub fn translator() -> Translator<MemoryIdStore> {
+        Translator::new(Arc::new(Mappings::embedded().unwrap()), MemoryIdStore::default(), Options::default())
+    }
+
+    pub fn account(t: &Translator<MemoryIdStore>) -> Account {
+        futures::executor::block_on(t.account(&v12::SelfId { platform: "qq".into(), user_id: "10001".into() })).unwrap()
+    }
+
+    /// Records every request and answers with the data it was given (or `null`).
+    #[derive(Default)]
+    pub struct Recorder {
+        pub requests: Mutex<Vec<v12::Request>>,
+        pub data: Mutex<Value>,
+    }
+
+    impl V12Caller for Recorder {
+        async fn call(&self, request: v12::Request) -> Result<v12::Response, CallError> {
+            self.requests.lock().unwrap().push(request);
+            Ok(v12::Response::ok(self.data.lock().unwrap().clone()))
+        }
+    }
+}

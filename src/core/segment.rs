@@ -6,6 +6,7 @@
 //! dot passes unchanged. Incoming (backend → bot) is the reverse, plus v12 `audio`/`file`, and any
 //! other backend segment keeps its name with the profile prefix removed. Nothing is dropped.
 
+use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 
 use super::cq::parse_cq;
@@ -66,10 +67,10 @@ pub fn read_v11_message(value: &Value, auto_escape: bool) -> Result<Vec<Segment>
 pub fn read_v12_message(value: Option<&Value>) -> Vec<Segment> {
     match value {
         Some(Value::String(s)) if !s.is_empty() => vec![Segment::text(s.clone())],
-        Some(v @ Value::Object(_)) => serde_json::from_value(v.clone()).into_iter().collect(),
+        Some(v @ Value::Object(_)) => Segment::deserialize(v).into_iter().collect(),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| match serde_json::from_value::<Segment>(v.clone()) {
+            .map(|v| match Segment::deserialize(v) {
                 Ok(seg) => seg,
                 Err(error) => {
                     tracing::warn!(%error, segment = %v, "unreadable v12 segment kept as text");
