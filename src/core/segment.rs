@@ -259,3 +259,109 @@ impl<S: IdStore> Translator<S> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::executor::block_on;
+    use serde_json::json;
+
+    use super::*;
+    use crate::core::testing::{account, translator};
+
+    fn sample_v11(kind: Kind) -> Value {
+        match kind {
+            Kind::Id => json!("123"),
+            Kind::Float => json!("1.5"),
+            Kind::File => json!("file-1"),
+            _ => json!("v"),
+        }
+    }
+
+    /// Every standard row of segments.toml, v11 → v12 → v11.
+    #[test]
+    fn every_standard_segment_row_round_trips() {
+        let t = translator();
+        let me = account(&t);
+        let scope = Scope { account: &me, detail_type: "group", group_id: Some("9"), user_id: Some("8") };
+        // A message the bot can quote.
+        let quoted = block_on(t.ids.message_to_v11(&scope.record("q-1"))).unwrap();
+        for (v11, map) in &t.maps.segments_out {
+            let mut seg = Segment::new(v11.clone());
+            for (key, spec) in &map.fields {
+                let v = if spec.kind == Kind::Message { json!(quoted.to_string()) } else { sample_v11(spec.kind) };
+                seg.data.insert(key.clone(), v);
+            }
+            let out = block_on(t.segments_to_v12(vec![seg.clone()])).unwrap().remove(0);
+            assert_eq!(out.kind, map.target, "{v11}");
+            for (key, spec) in &map.fields {
+                let got = &out.data[&spec.name];
+                match spec.kind {
+                    Kind::Id => assert_eq!(got, &json!("123"), "{v11}.{key}"),
+                    Kind::Message => assert_eq!(got, &json!("q-1"), "{v11}.{key}"),
+                    Kind::Float => assert_eq!(got, &json!(1.5), "{v11}.{key}"),
+                    _ => assert_eq!(got, &sample_v11(spec.kind), "{v11}.{key}"),
+                }
+            }
+            let back = block_on(t.segments_to_v11(&scope, vec![out])).unwrap().remove(0);
+            assert_eq!(back, seg, "{v11} round trip");
+        }
+    }
+
+    #[test]
+    fn every_extension_type_goes_out_prefixed_and_comes_back_bare() {
+        let t = translator();
+        let me = account(&t);
+        let scope = Scope { account: &me, detail_type: "private", group_id: None, user_id: Some("8") };
+        for v11 in &t.maps.extension_segments {
+            let seg = Segment::new(v11.clone()).with("k", "v,[x]");
+            let out = block_on(t.segments_to_v12(vec![seg.clone()])).unwrap().remove(0);
+            assert_eq!(out.kind, format!("qq.{v11}"));
+            let back = block_on(t.segments_to_v11(&scope, vec![out])).unwrap().remove(0);
+            assert_eq!(back, seg);
+        }
+        // Walle-Q names its extensions without a prefix; they read the same.
+        let bare = block_on(t.segments_to_v11(&scope, vec![Segment::new("face").with("id", 5)])).unwrap();
+        assert_eq!(bare[0], Segment::new("face").with("id", "5"));
+    }
+
+    #[test]
+    fn special_cases_are_explicit() {
+        let t = translator();
+        let me = account(&t);
+        let scope = Scope { account: &me, detail_type: "group", group_id: Some("9"), user_id: Some("8") };
+        let out = block_on(t.segments_to_v12(vec![Segment::new("at").with("qq", "all")])).unwrap();
+        assert_eq!(out, vec![Segment::new("mention_all")]);
+        let back = block_on(t.segments_to_v11(&scope, out)).unwrap();
+        assert_eq!(back, vec![Segment::new("at").with("qq", "all")]);
+        // Extra v11 keys on a standard segment travel as extension fields, and come back.
+        let img = Segment::new("image").with("file", "f").with("type", "flash");
+        let out = block_on(t.segments_to_v12(vec![img.clone()])).unwrap();
+        assert_eq!(out[0], Segment::new("image").with("file_id", "f").with("qq.type", "flash"));
+        assert_eq!(block_on(t.segments_to_v11(&scope, out)).unwrap()[0], img);
+        // Nothing is dropped: required fields missing is an error, not a silent loss.
+        for bad in [
+            Segment::new("at"),
+            Segment::new("reply"),
+            Segment::new("image"),
+            Segment::new("location").with("lat", "x"),
+        ] {
+            assert!(block_on(t.segments_to_v12(vec![bad.clone()])).is_err(), "{bad:?}");
+        }
+        for file in ["http://a/b.png", "https://a", "file:///tmp/x", "base64://AAAA", "/abs/path"] {
+            let e = block_on(t.segments_to_v12(vec![Segment::new("image").with("file", file)])).unwrap_err();
+            assert!(matches!(e, SegmentError::NeedsUpload { .. }), "{file}");
+        }
+    }
+
+    #[test]
+    fn message_params_are_read_in_every_v11_form() {
+        assert_eq!(read_v11_message(&json!("a[CQ:face,id=1]"), false).unwrap().len(), 2);
+        assert_eq!(read_v11_message(&json!("a[CQ:face,id=1]"), true).unwrap(), vec![Segment::text("a[CQ:face,id=1]")]);
+        assert_eq!(read_v11_message(&json!({"type": "face", "data": {"id": 1}}), false).unwrap()[0].kind, "face");
+        assert_eq!(read_v11_message(&json!([{"type": "text", "data": null}]), false).unwrap()[0], Segment::new("text"));
+        assert!(read_v11_message(&json!(5), false).is_err());
+        assert!(read_v11_message(&json!([{"data": {}}]), false).is_err());
+        assert_eq!(read_v12_message(Some(&json!("plain"))), vec![Segment::text("plain")]);
+        assert_eq!(read_v12_message(Some(&json!([5]))), vec![Segment::text("5")], "kept as text, not dropped");
+    }
+}
