@@ -1,5 +1,6 @@
 //! The v11 side: the bridge is a go-cqhttp-compatible OneBot v11 implementation toward bots.
 //!
-//! [`ws_server`] serves go-cqhttp's forward WebSocket (`/`, `/api`, `/event`).
+//! [`session`] is the WebSocket loop every v11 connection runs; [`ws_server`] serves go-cqhttp's forward WebSocket (`/`, `/api`, `/event`).
 
+pub mod session;
 pub mod ws_server;

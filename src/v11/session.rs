@@ -1,0 +1,286 @@
+//! One v11 WebSocket session, whichever side dialled: the forward-WS server's connections and the
+//! reverse-WS client's connections run the same loop.
+//!
+//! The session writes `lifecycle.connect` first (roles that carry events), then events, heartbeats
+//! and action answers; it reads action requests (roles that take actions), each run as its own
+//! task, at most `actions_in_flight` at once: beyond that the session stops reading (backpressure).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument;
+
+use crate::config::Limits;
+use crate::core::event::{heartbeat, lifecycle_connect, V11Event};
+use crate::core::v11::{self, PostFormat};
+use crate::hub::{Hub, Subscription};
+use crate::net::unix_now;
+
+/// What a connection serves (go-cqhttp's `X-Client-Role`, or the forward-WS path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Universal,
+    Api,
+    Event,
+}
+
+impl Role {
+    /// The forward-WS path: `/api`, `/event`, anything else universal.
+    pub fn from_path(path: &str) -> Role {
+        match path {
+            "/api" => Role::Api,
+            "/event" => Role::Event,
+            _ => Role::Universal,
+        }
+    }
+
+    /// The `X-Client-Role` header value.
+    pub fn header(self) -> &'static str {
+        match self {
+            Role::Universal => "Universal",
+            Role::Api => "API",
+            Role::Event => "Event",
+        }
+    }
+
+    fn reads_actions(self) -> bool {
+        self != Role::Event
+    }
+
+    pub fn sends_events(self) -> bool {
+        self != Role::Api
+    }
+}
+
+/// How a session behaves.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub post_format: PostFormat,
+    pub heartbeat: Option<Duration>,
+    /// go-cqhttp marks the forward-WS handshake with `_post_method: 2`; reverse WS does not.
+    pub forward: bool,
+    pub limits: Limits,
+}
+
+/// Which account the session serves.
+pub enum Pick {
+    /// Wait for the account with this v11 id (or the only one).
+    Wait(Option<i64>),
+    /// Already chosen (reverse WS dials per account).
+    Given(Subscription),
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The peer closed or the connection failed.
+    Peer,
+    /// The bridge is shutting down.
+    Shutdown,
+}
+
+/// Runs one session until the peer goes away or the bridge shuts down.
+pub async fn run<S>(
+    ws: WebSocketStream<S>,
+    role: Role,
+    pick: Pick,
+    hub: Arc<Hub>,
+    cfg: SessionConfig,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Ended
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, stream) = ws.split();
+    Connection { sink: Some(sink), stream, role, hub, cfg }.run(pick, shutdown).await
+}
+
+struct Connection<S> {
+    sink: Option<SplitSink<WebSocketStream<S>, Message>>,
+    stream: SplitStream<WebSocketStream<S>>,
+    role: Role,
+    hub: Arc<Hub>,
+    cfg: SessionConfig,
+}
+
+enum Step {
+    Continue,
+    Stop,
+}
+
+impl<S> Connection<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    async fn write(&mut self, text: Vec<u8>) -> Step {
+        let Some(sink) = self.sink.as_mut() else { return Step::Stop };
+        let text = String::from_utf8(text).unwrap_or_default();
+        match tokio::time::timeout(self.cfg.limits.write_timeout, sink.send(Message::text(text))).await {
+            Ok(Ok(())) => Step::Continue,
+            Ok(Err(error)) => {
+                tracing::info!(%error, "write to bot failed; closing");
+                Step::Stop
+            }
+            Err(_) => {
+                tracing::warn!("write to bot timed out; closing");
+                Step::Stop
+            }
+        }
+    }
+
+    async fn close(&mut self, code: CloseCode, reason: &str) {
+        if let Some(mut sink) = self.sink.take() {
+            let frame = CloseFrame { code, reason: reason.to_owned().into() };
+            let _ = tokio::time::timeout(self.cfg.limits.write_timeout, sink.send(Message::Close(Some(frame)))).await;
+        }
+    }
+
+    async fn run(mut self, pick: Pick, shutdown: &mut watch::Receiver<bool>) -> Ended {
+        let picked = match pick {
+            Pick::Given(sub) => Ok(sub),
+            Pick::Wait(want) => self.wait_for_account(want, shutdown).await,
+        };
+        let Subscription { entry, kept, mut events } = match picked {
+            Ok(sub) => sub,
+            Err(ended) => return ended,
+        };
+        tracing::Span::current().record("self_id", entry.account.v11_id);
+        if self.role.sends_events() {
+            let hello = lifecycle_connect(entry.account.v11_id, unix_now(), self.cfg.forward);
+            if let Step::Stop = self.write(hello.to_json(self.cfg.post_format)).await {
+                return Ended::Peer;
+            }
+        }
+        for ev in kept {
+            if let Step::Stop = self.write(ev.to_json(self.cfg.post_format)).await {
+                return Ended::Peer;
+            }
+        }
+        let beat_every = self.cfg.heartbeat.filter(|_| self.role.sends_events());
+        let mut beat = tokio::time::interval(beat_every.unwrap_or(Duration::from_secs(3600)));
+        beat.reset();
+        let in_flight = Arc::new(Semaphore::new(self.cfg.limits.actions_in_flight));
+        let (answers_tx, mut answers) = mpsc::channel::<Vec<u8>>(self.cfg.limits.actions_in_flight);
+        loop {
+            let step = tokio::select! {
+                _ = shutdown.changed() => {
+                    self.close(CloseCode::Away, "bridge shutting down").await;
+                    return Ended::Shutdown;
+                }
+                Some(answer) = answers.recv() => self.write(answer).await,
+                ev = recv_event(&mut events) => match ev {
+                    Ok(ev) => self.write(ev.to_json(self.cfg.post_format)).await,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(dropped = n, "bot reads too slowly; oldest events dropped");
+                        Step::Continue
+                    }
+                    Err(broadcast::error::RecvError::Closed) => Step::Stop,
+                },
+                _ = beat.tick(), if beat_every.is_some() => {
+                    let interval = beat_every.unwrap_or_default().as_millis() as u64;
+                    let hb = heartbeat(entry.account.v11_id, unix_now(), interval, self.hub.status_of(&entry));
+                    self.write(hb.to_json(self.cfg.post_format)).await
+                }
+                // Read the next frame only while there is room for another action (backpressure).
+                frame = self.stream.next(), if !self.role.reads_actions() || in_flight.available_permits() > 0 => {
+                    match frame {
+                        Some(Ok(Message::Text(text))) if self.role.reads_actions() => {
+                            let Ok(permit) = in_flight.clone().try_acquire_owned() else { return Ended::Peer };
+                            let req = v11::Request::from_slice(text.as_bytes());
+                            let (hub, entry, tx) = (self.hub.clone(), entry.clone(), answers_tx.clone());
+                            tokio::spawn(async move {
+                                let answer = hub.handle_action(&entry, req).await;
+                                drop(permit);
+                                let _ = tx.send(answer.to_json()).await;
+                            }.in_current_span());
+                            Step::Continue
+                        }
+                        frame => self.on_other_frame(frame),
+                    }
+                }
+            };
+            if let Step::Stop = step {
+                self.close(CloseCode::Normal, "").await;
+                return Ended::Peer;
+            }
+        }
+    }
+
+    /// Frames that are not action requests: binary (ignored, as go-cqhttp), control frames, the
+    /// end of the connection, and requests on `/event` (never read, as go-cqhttp).
+    fn on_other_frame(&self, frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) -> Step {
+        match frame {
+            Some(Ok(Message::Close(_))) | None => Step::Stop,
+            Some(Err(error)) => {
+                tracing::info!(%error, "bot connection failed");
+                Step::Stop
+            }
+            Some(Ok(Message::Binary(_))) => {
+                tracing::debug!("binary frame from bot ignored");
+                Step::Continue
+            }
+            Some(Ok(_)) => Step::Continue,
+        }
+    }
+
+    /// Until an account is chosen, actions get a clear failure and events have nowhere to come
+    /// from. Fails with how the session ended when it ends (or cannot be given an account).
+    async fn wait_for_account(
+        &mut self,
+        want: Option<i64>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Subscription, Ended> {
+        let hub = self.hub.clone();
+        let waiting = hub.wait_for_account(want, self.role.sends_events());
+        tokio::pin!(waiting);
+        loop {
+            tokio::select! {
+                found = &mut waiting => match found {
+                    Ok(sub) => return Ok(sub),
+                    Err(ids) => {
+                        let reason = format!("several bot accounts {ids:?}: connect with ?self_id=<one of them>");
+                        tracing::warn!(%reason, "refusing connection");
+                        self.close(CloseCode::Policy, &reason).await;
+                        return Err(Ended::Peer);
+                    }
+                },
+                _ = shutdown.changed() => {
+                    self.close(CloseCode::Away, "bridge shutting down").await;
+                    return Err(Ended::Shutdown);
+                }
+                frame = self.stream.next() => match frame {
+                    Some(Ok(Message::Text(text))) if self.role.reads_actions() => {
+                        let req = v11::Request::from_slice(text.as_bytes());
+                        let answer = v11::Response::failed(100, "BACKEND_UNAVAILABLE", "no bot account is online on the backend yet")
+                            .with_echo(req.echo);
+                        if let Step::Stop = self.write(answer.to_json()).await {
+                            return Err(Ended::Peer);
+                        }
+                    }
+                    other => {
+                        if let Step::Stop = self.on_other_frame(other) {
+                            return Err(Ended::Peer);
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
+async fn recv_event(
+    events: &mut Option<broadcast::Receiver<Arc<V11Event>>>,
+) -> Result<Arc<V11Event>, broadcast::error::RecvError> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
