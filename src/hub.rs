@@ -321,13 +321,6 @@ impl Hub {
     /// go-cqhttp's status object for heartbeats.
     pub fn status_of(&self, entry: &AccountEntry) -> Value {
         let online = entry.is_online();
-        crate::core::event::v11_status(
-            online,
-            online,
-            serde_json::json!({
-                "packet_received": 0, "packet_sent": 0, "packet_lost": 0, "message_received": 0,
-                "message_sent": 0, "disconnect_times": 0, "lost_times": 0, "last_message_time": 0,
-            }),
-        )
+        crate::core::event::v11_status(online, online, crate::core::event::empty_stat())
     }
 }

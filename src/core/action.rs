@@ -399,11 +399,7 @@ impl<S: IdStore> Translator<S> {
                 (false, false)
             }
         };
-        let stat = json!({
-            "packet_received": 0, "packet_sent": 0, "packet_lost": 0, "message_received": 0,
-            "message_sent": 0, "disconnect_times": 0, "lost_times": 0, "last_message_time": 0,
-        });
-        Ok(super::event::v11_status(online, good, stat))
+        Ok(super::event::v11_status(online, good, super::event::empty_stat()))
     }
 }
 

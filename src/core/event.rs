@@ -118,6 +118,14 @@ pub fn v11_status(online: bool, good: bool, stat: Value) -> Value {
     })
 }
 
+/// go-cqhttp's `stat` object. The bridge keeps no packet counters, so every count is 0.
+pub fn empty_stat() -> Value {
+    json!({
+        "packet_received": 0, "packet_sent": 0, "packet_lost": 0, "message_received": 0,
+        "message_sent": 0, "disconnect_times": 0, "lost_times": 0, "last_message_time": 0,
+    })
+}
+
 /// A v11 heartbeat: `interval` is the time to the next one, in milliseconds.
 pub fn heartbeat(self_id: i64, time: i64, interval_ms: u64, status: Value) -> V11Event {
     let mut body = header("meta_event", "meta_event_type", "heartbeat", time, self_id, "");
