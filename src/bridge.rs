@@ -14,9 +14,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::config::Config;
+use crate::config::{BackendKind, Config};
 use crate::core::{MemoryIdStore, Options, Translator};
 use crate::hub::Hub;
+use crate::v12::http_client::HttpCaller;
 use crate::v12::LinkHandle;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,64 +26,167 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
+/// The addresses the bridge listens on, in configuration order (useful with port 0).
+#[derive(Debug, Clone, Default)]
+pub struct Addrs {
+    /// v11 forward WebSocket servers.
+    pub ws: Vec<SocketAddr>,
+    /// v11 HTTP API servers.
+    pub http: Vec<SocketAddr>,
+    /// v12 reverse WebSocket servers (the implementation dials these).
+    pub backend_ws_reverse: Vec<SocketAddr>,
+    /// v12 webhook receivers.
+    pub backend_webhook: Vec<SocketAddr>,
+}
+
 /// A running bridge.
 pub struct Bridge {
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
-    ws_addrs: Vec<SocketAddr>,
+    addrs: Addrs,
     hub: Arc<Hub>,
     grace: std::time::Duration,
 }
 
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
 impl Bridge {
     pub async fn start(config: Config) -> Result<Bridge, StartError> {
-        let mut listeners = Vec::new();
+        // Bind everything first: a taken port fails before any connection is made.
+        let mut addrs = Addrs::default();
+        let mut ws_listeners = Vec::new();
         for server in &config.ws_servers {
-            let listener = TcpListener::bind(server.addr)
-                .await
-                .map_err(|source| StartError::Bind { addr: server.addr, source })?;
-            listeners.push(listener);
+            let (l, a) = bind(server.addr).await?;
+            addrs.ws.push(a);
+            ws_listeners.push(l);
         }
+        let mut http_listeners = Vec::new();
+        for server in &config.http_servers {
+            let (l, a) = bind(server.addr).await?;
+            addrs.http.push(a);
+            http_listeners.push(l);
+        }
+        let mut backend_listeners = Vec::new();
+        for backend in &config.backends {
+            backend_listeners.push(match &backend.kind {
+                BackendKind::WsReverse { addr } | BackendKind::Http { webhook: Some(addr), .. } => {
+                    let (l, a) = bind(*addr).await?;
+                    match backend.kind {
+                        BackendKind::WsReverse { .. } => addrs.backend_ws_reverse.push(a),
+                        _ => addrs.backend_webhook.push(a),
+                    }
+                    Some(l)
+                }
+                _ => None,
+            });
+        }
+
         let translator = Translator::new(config.mappings.clone(), MemoryIdStore::default(), Options::default());
         let hub = Arc::new(Hub::new(translator, config.limits.event_queue));
         let (shutdown, watch_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let limits = &config.limits;
 
-        for (id, backend) in config.backends.iter().enumerate() {
-            let (link, outgoing) = LinkHandle::new(id, config.limits.request_queue, config.action_timeout);
-            let span = tracing::info_span!("backend_ws", link = id, url = %backend.url);
-            tasks.spawn(
-                crate::v12::ws_client::run(
-                    link,
-                    outgoing,
-                    backend.clone(),
-                    hub.clone(),
-                    config.limits.clone(),
-                    watch_rx.clone(),
-                )
-                .instrument(span),
-            );
+        for (id, (backend, listener)) in config.backends.iter().zip(backend_listeners).enumerate() {
+            let token = backend.token.clone();
+            match (&backend.kind, listener) {
+                (BackendKind::Ws { url }, _) => {
+                    let (link, outgoing) =
+                        LinkHandle::new(id, limits.request_queue, config.action_timeout, backend.msgpack);
+                    let dial = crate::v12::ws_client::Dial { url: url.clone(), token };
+                    let span = tracing::info_span!("backend_ws", link = id, url = %url);
+                    let task =
+                        crate::v12::ws_client::run(link, outgoing, dial, hub.clone(), limits.clone(), watch_rx.clone());
+                    tasks.spawn(task.instrument(span));
+                }
+                (BackendKind::Http { url, .. }, webhook) => {
+                    let caller = HttpCaller::new(url.clone(), token.clone(), backend.msgpack, limits.max_message);
+                    let link = LinkHandle::http(id, config.action_timeout, caller);
+                    let span = tracing::info_span!("backend_http", link = id, url = %url);
+                    let task = crate::v12::http_client::run(
+                        link,
+                        webhook,
+                        token,
+                        hub.clone(),
+                        limits.clone(),
+                        watch_rx.clone(),
+                    );
+                    tasks.spawn(task.instrument(span));
+                }
+                (BackendKind::WsReverse { addr }, Some(listener)) => {
+                    let span = tracing::info_span!("backend_ws_reverse", %addr);
+                    let task = crate::v12::ws_server::serve(
+                        listener,
+                        token,
+                        backend.msgpack,
+                        config.action_timeout,
+                        hub.clone(),
+                        limits.clone(),
+                        watch_rx.clone(),
+                    );
+                    tasks.spawn(task.instrument(span));
+                }
+                (BackendKind::WsReverse { .. }, None) => {}
+            }
         }
-        let mut ws_addrs = Vec::new();
-        for (listener, server) in listeners.into_iter().zip(&config.ws_servers) {
-            let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: server.addr, source })?;
-            tracing::info!(%addr, "serving v11 forward WebSocket");
-            ws_addrs.push(addr);
-            tasks.spawn(crate::v11::ws_server::serve(
+        for (listener, server) in ws_listeners.into_iter().zip(&config.ws_servers) {
+            tracing::info!(addr = %server.addr, "serving v11 forward WebSocket");
+            let task = crate::v11::ws_server::serve(
                 listener,
                 server.clone(),
                 hub.clone(),
-                config.limits.clone(),
+                limits.clone(),
                 config.heartbeat,
+                watch_rx.clone(),
+            );
+            tasks.spawn(task);
+        }
+        for (listener, server) in http_listeners.into_iter().zip(&config.http_servers) {
+            tracing::info!(addr = %server.addr, "serving v11 HTTP API");
+            tasks.spawn(crate::v11::http_server::serve(
+                listener,
+                server.clone(),
+                hub.clone(),
+                limits.clone(),
                 watch_rx.clone(),
             ));
         }
-        Ok(Bridge { shutdown, tasks, ws_addrs, hub, grace: config.limits.shutdown_grace })
+        for post in &config.http_posts {
+            let span = tracing::info_span!("v11_http_post", url = %post.url);
+            let task = crate::v11::http_post::run(
+                post.clone(),
+                hub.clone(),
+                limits.clone(),
+                config.heartbeat,
+                watch_rx.clone(),
+            );
+            tasks.spawn(task.instrument(span));
+        }
+        for target in &config.ws_reverse {
+            let task = crate::v11::ws_reverse::run(
+                target.clone(),
+                hub.clone(),
+                limits.clone(),
+                config.heartbeat,
+                watch_rx.clone(),
+            );
+            tasks.spawn(task);
+        }
+        Ok(Bridge { shutdown, tasks, addrs, hub, grace: limits.shutdown_grace })
+    }
+
+    /// Every address the bridge listens on.
+    pub fn addrs(&self) -> &Addrs {
+        &self.addrs
     }
 
     /// The bound addresses of the v11 forward WebSocket endpoints, in configuration order.
     pub fn ws_addrs(&self) -> &[SocketAddr] {
-        &self.ws_addrs
+        &self.addrs.ws
     }
 
     pub fn hub(&self) -> &Arc<Hub> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{Config, ConfigError, FileConfig, Overrides};
+use crate::config::{AuthScheme, Config, ConfigError, FileConfig, Overrides};
 use crate::core::v11::PostFormat;
 
 #[derive(Debug, Parser)]
@@ -19,6 +19,28 @@ pub struct Cli {
     #[arg(long = "backend-ws", env = "ONEBOT_BRIDGE_BACKEND_WS", value_name = "URL", value_delimiter = ',')]
     pub backend_ws: Vec<String>,
 
+    /// POST actions to the v12 implementation's HTTP server at URL (repeatable).
+    #[arg(long = "backend-http", env = "ONEBOT_BRIDGE_BACKEND_HTTP", value_name = "URL", value_delimiter = ',')]
+    pub backend_http: Vec<String>,
+
+    /// Receive the implementation's webhook on ADDR; pairs with the --backend-http of the same
+    /// position (without one, that link polls `get_latest_events`).
+    #[arg(long = "backend-webhook", env = "ONEBOT_BRIDGE_BACKEND_WEBHOOK", value_name = "ADDR", value_delimiter = ',')]
+    pub backend_webhook: Vec<String>,
+
+    /// Accept the implementation's reverse WebSocket on ADDR (repeatable).
+    #[arg(
+        long = "backend-ws-reverse",
+        env = "ONEBOT_BRIDGE_BACKEND_WS_REVERSE",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub backend_ws_reverse: Vec<String>,
+
+    /// Send action requests to the implementation as MessagePack.
+    #[arg(long, env = "ONEBOT_BRIDGE_BACKEND_MSGPACK")]
+    pub backend_msgpack: bool,
+
     /// Access token sent to the v12 implementation (`Authorization: Bearer`).
     #[arg(long, env = "ONEBOT_BRIDGE_BACKEND_TOKEN", value_name = "T")]
     pub backend_token: Option<String>,
@@ -26,6 +48,38 @@ pub struct Cli {
     /// Serve the v11 forward WebSocket on ADDR (repeatable), e.g. 127.0.0.1:8080.
     #[arg(long = "ws", env = "ONEBOT_BRIDGE_WS", value_name = "ADDR", value_delimiter = ',')]
     pub ws: Vec<String>,
+
+    /// Serve go-cqhttp's HTTP API on ADDR (repeatable).
+    #[arg(long = "http", env = "ONEBOT_BRIDGE_HTTP", value_name = "ADDR", value_delimiter = ',')]
+    pub http: Vec<String>,
+
+    /// POST events to the bot's webhook at URL (repeatable).
+    #[arg(long = "http-post", env = "ONEBOT_BRIDGE_HTTP_POST", value_name = "URL", value_delimiter = ',')]
+    pub http_post: Vec<String>,
+
+    /// Sign HTTP POST bodies with HMAC-SHA1 under this secret (`X-Signature: sha1=…`).
+    #[arg(long, env = "ONEBOT_BRIDGE_SECRET", value_name = "S")]
+    pub secret: Option<String>,
+
+    /// Dial the bot's reverse WebSocket at URL as a Universal client (repeatable).
+    #[arg(long = "ws-reverse", env = "ONEBOT_BRIDGE_WS_REVERSE", value_name = "URL", value_delimiter = ',')]
+    pub ws_reverse: Vec<String>,
+
+    /// Dial the bot's reverse WebSocket API URL (with --ws-reverse-event: split roles).
+    #[arg(long = "ws-reverse-api", env = "ONEBOT_BRIDGE_WS_REVERSE_API", value_name = "URL")]
+    pub ws_reverse_api: Option<String>,
+
+    /// Dial the bot's reverse WebSocket Event URL.
+    #[arg(long = "ws-reverse-event", env = "ONEBOT_BRIDGE_WS_REVERSE_EVENT", value_name = "URL")]
+    pub ws_reverse_event: Option<String>,
+
+    /// `Authorization` scheme for reverse WebSocket: `bearer` (default) or go-cqhttp's `token`.
+    #[arg(long = "ws-reverse-auth", env = "ONEBOT_BRIDGE_WS_REVERSE_AUTH", value_name = "SCHEME")]
+    pub ws_reverse_auth: Option<AuthScheme>,
+
+    /// Reverse WebSocket reconnect interval in milliseconds [default: 5000].
+    #[arg(long = "reconnect-interval", env = "ONEBOT_BRIDGE_RECONNECT_INTERVAL", value_name = "MS")]
+    pub reconnect_interval: Option<u64>,
 
     /// Access token v11 bots must present (`Bearer`/`Token` header or `?access_token=`).
     #[arg(long, env = "ONEBOT_BRIDGE_ACCESS_TOKEN", value_name = "T")]
@@ -60,8 +114,20 @@ impl Cli {
     fn overrides(&self) -> Overrides {
         Overrides {
             backend_ws: self.backend_ws.clone(),
+            backend_http: self.backend_http.clone(),
+            backend_webhook: self.backend_webhook.clone(),
+            backend_ws_reverse: self.backend_ws_reverse.clone(),
             backend_token: self.backend_token.clone(),
+            backend_msgpack: self.backend_msgpack,
             ws: self.ws.clone(),
+            http: self.http.clone(),
+            http_post: self.http_post.clone(),
+            secret: self.secret.clone(),
+            ws_reverse: self.ws_reverse.clone(),
+            ws_reverse_api: self.ws_reverse_api.clone(),
+            ws_reverse_event: self.ws_reverse_event.clone(),
+            ws_reverse_auth: self.ws_reverse_auth,
+            reconnect_interval_ms: self.reconnect_interval,
             access_token: self.access_token.clone(),
             post_format: self.post_format,
             heartbeat_interval_ms: self.heartbeat_interval,

@@ -56,9 +56,18 @@ pub struct BackendSection {
     /// Token for every backend link that does not set its own.
     #[serde(default)]
     pub access_token: Option<String>,
+    /// Send action requests as MessagePack (every link that does not say otherwise).
+    #[serde(default)]
+    pub msgpack: bool,
     /// Forward WebSocket links (the bridge dials the implementation).
     #[serde(default)]
     pub ws: Vec<BackendWsEntry>,
+    /// HTTP links (the bridge POSTs actions), each with its webhook receiver or polling.
+    #[serde(default)]
+    pub http: Vec<BackendHttpEntry>,
+    /// Reverse WebSocket servers (the implementation dials the bridge).
+    #[serde(default)]
+    pub ws_reverse: Vec<BackendWsReverseEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +76,32 @@ pub struct BackendWsEntry {
     pub url: String,
     #[serde(default)]
     pub access_token: Option<String>,
+    #[serde(default)]
+    pub msgpack: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BackendHttpEntry {
+    pub url: String,
+    #[serde(default)]
+    pub access_token: Option<String>,
+    #[serde(default)]
+    pub msgpack: Option<bool>,
+    /// Where the implementation's webhook posts events; without it the bridge polls
+    /// `get_latest_events`.
+    #[serde(default)]
+    pub webhook: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BackendWsReverseEntry {
+    pub address: String,
+    #[serde(default)]
+    pub access_token: Option<String>,
+    #[serde(default)]
+    pub msgpack: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,7 +132,45 @@ pub struct Middlewares {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub enum ServerEntry {
+    Http(HttpServerEntry),
     Ws(WsServerEntry),
+    WsReverse(WsReverseEntry),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpServerEntry {
+    #[serde(default)]
+    pub disabled: bool,
+    /// The HTTP API address; empty runs only the `post` targets, as go-cqhttp.
+    #[serde(default)]
+    pub address: String,
+    /// Webhook timeout in seconds (go-cqhttp: at least 5).
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    #[serde(default)]
+    pub middlewares: Option<Middlewares>,
+    #[serde(default)]
+    pub post: Vec<PostEntry>,
+    /// Overrides `message.post-format` for this endpoint.
+    #[serde(default)]
+    pub post_format: Option<PostFormat>,
+    /// Serve only this bot account (v11 self_id).
+    #[serde(default)]
+    pub self_id: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PostEntry {
+    pub url: String,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// Milliseconds.
+    #[serde(default)]
+    pub retries_interval: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,9 +184,66 @@ pub struct WsServerEntry {
     /// Overrides `message.post-format` for this endpoint.
     #[serde(default)]
     pub post_format: Option<PostFormat>,
-    /// Serve only this bot account (v11 self_id) on this endpoint.
+    /// Serve only this bot account (v11 self_id).
     #[serde(default)]
     pub self_id: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WsReverseEntry {
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default)]
+    pub universal: Option<String>,
+    #[serde(default)]
+    pub api: Option<String>,
+    #[serde(default)]
+    pub event: Option<String>,
+    /// Milliseconds; go-cqhttp's default 5000 when absent or 0.
+    #[serde(default)]
+    pub reconnect_interval: Option<u64>,
+    #[serde(default)]
+    pub middlewares: Option<Middlewares>,
+    /// `Bearer` (default) or go-cqhttp's `Token`.
+    #[serde(default)]
+    pub auth_scheme: Option<AuthScheme>,
+    /// Overrides `message.post-format` for this endpoint.
+    #[serde(default)]
+    pub post_format: Option<PostFormat>,
+    /// Serve only this bot account (v11 self_id).
+    #[serde(default)]
+    pub self_id: Option<i64>,
+}
+
+/// The `Authorization` scheme a client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum AuthScheme {
+    #[default]
+    #[serde(alias = "bearer")]
+    Bearer,
+    #[serde(alias = "token")]
+    Token,
+}
+
+impl std::str::FromStr for AuthScheme {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "bearer" => Ok(AuthScheme::Bearer),
+            "token" => Ok(AuthScheme::Token),
+            _ => Err(format!("auth scheme must be `bearer` or `token`, not {s:?}")),
+        }
+    }
+}
+
+impl AuthScheme {
+    pub fn header(self, token: &str) -> String {
+        match self {
+            AuthScheme::Bearer => format!("Bearer {token}"),
+            AuthScheme::Token => format!("Token {token}"),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,11 +266,24 @@ impl FileConfig {
 
 // ---- the validated configuration the bridge runs ----
 
+/// How the bridge reaches a v12 implementation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendKind {
+    /// Dial its forward WebSocket.
+    Ws { url: url::Url },
+    /// POST actions to it; events from a webhook receiver on `webhook`, else `get_latest_events`.
+    Http { url: url::Url, webhook: Option<SocketAddr> },
+    /// Serve a WebSocket it dials (each connection is a link of its own).
+    WsReverse { addr: SocketAddr },
+}
+
 /// A v12 link.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendLink {
-    pub url: url::Url,
+    pub kind: BackendKind,
     pub token: Option<String>,
+    /// Send action requests as MessagePack (answers and events are read in either encoding).
+    pub msgpack: bool,
 }
 
 /// A v11 forward WebSocket endpoint the bridge serves.
@@ -152,10 +295,43 @@ pub struct WsServer {
     pub self_id: Option<i64>,
 }
 
+/// A v11 HTTP API endpoint the bridge serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpServer {
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+    pub self_id: Option<i64>,
+}
+
+/// A bot's webhook the bridge POSTs events to (go-cqhttp `http.post`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpPost {
+    pub url: url::Url,
+    pub secret: Option<String>,
+    pub timeout: Duration,
+    pub max_retries: u32,
+    pub retries_interval: Duration,
+    pub post_format: PostFormat,
+    pub self_id: Option<i64>,
+}
+
+/// A bot's reverse-WebSocket server the bridge dials: one Universal URL, or API and/or Event URLs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WsReverse {
+    pub universal: Option<url::Url>,
+    pub api: Option<url::Url>,
+    pub event: Option<url::Url>,
+    pub reconnect_interval: Duration,
+    pub token: Option<String>,
+    pub auth_scheme: AuthScheme,
+    pub post_format: PostFormat,
+    pub self_id: Option<i64>,
+}
+
 /// Bounds on everything that comes over a wire.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest WebSocket message accepted or sent, bytes.
+    /// Largest WebSocket message or HTTP body accepted or sent, bytes.
     pub max_message: usize,
     /// Events buffered per v11 connection before the oldest are dropped (and counted).
     pub event_queue: usize,
@@ -186,6 +362,9 @@ impl Default for Limits {
 pub struct Config {
     pub backends: Vec<BackendLink>,
     pub ws_servers: Vec<WsServer>,
+    pub http_servers: Vec<HttpServer>,
+    pub http_posts: Vec<HttpPost>,
+    pub ws_reverse: Vec<WsReverse>,
     /// `None`: no v11 heartbeats.
     pub heartbeat: Option<Duration>,
     pub action_timeout: Duration,
@@ -197,8 +376,20 @@ pub struct Config {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub backend_ws: Vec<String>,
+    pub backend_http: Vec<String>,
+    pub backend_webhook: Vec<String>,
+    pub backend_ws_reverse: Vec<String>,
     pub backend_token: Option<String>,
+    pub backend_msgpack: bool,
     pub ws: Vec<String>,
+    pub http: Vec<String>,
+    pub http_post: Vec<String>,
+    pub secret: Option<String>,
+    pub ws_reverse: Vec<String>,
+    pub ws_reverse_api: Option<String>,
+    pub ws_reverse_event: Option<String>,
+    pub ws_reverse_auth: Option<AuthScheme>,
+    pub reconnect_interval_ms: Option<u64>,
     pub access_token: Option<String>,
     pub post_format: Option<PostFormat>,
     pub heartbeat_interval_ms: Option<u64>,
@@ -221,12 +412,19 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, ConfigError> {
     Err(invalid(format!("{s:?} is not an address to listen on (want IP:PORT, e.g. 127.0.0.1:8080)")))
 }
 
-fn parse_ws_url(s: &str) -> Result<url::Url, ConfigError> {
-    let u = url::Url::parse(s.trim()).map_err(|e| invalid(format!("backend URL {s:?}: {e}")))?;
-    match u.scheme() {
-        "ws" | "wss" => Ok(u),
-        other => Err(invalid(format!("backend URL {s:?}: scheme must be ws or wss, not {other}"))),
+/// Parses a URL the bridge dials. TLS is not built in: `wss://` and `https://` are refused with
+/// a hint (put a TLS-terminating proxy in front, or use the sidecar on loopback).
+fn parse_url(what: &str, s: &str, scheme: &str) -> Result<url::Url, ConfigError> {
+    let u = url::Url::parse(s.trim()).map_err(|e| invalid(format!("{what} {s:?}: {e}")))?;
+    if u.scheme() == scheme {
+        return Ok(u);
     }
+    if u.scheme() == format!("{scheme}s") {
+        return Err(invalid(format!(
+            "{what} {s:?}: {scheme}s:// needs TLS, which this build does not include; use {scheme}:// (e.g. through a local TLS proxy)"
+        )));
+    }
+    Err(invalid(format!("{what} {s:?}: scheme must be {scheme}, not {}", u.scheme())))
 }
 
 fn non_empty(token: Option<String>) -> Option<String> {
@@ -236,49 +434,124 @@ fn non_empty(token: Option<String>) -> Option<String> {
 impl Config {
     /// Merges the file (if any) with the flags and checks everything.
     pub fn resolve(file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
-        let mappings_dir = flags.mappings.or(file.bridge.mappings);
+        let mappings_dir = flags.mappings.clone().or(file.bridge.mappings);
         let mappings = match mappings_dir {
             Some(dir) => Mappings::from_dir(&dir)?,
             None => Mappings::embedded()?,
         };
 
-        let default_backend_token = non_empty(flags.backend_token.clone().or(file.backend.access_token));
-        let mut backends = Vec::new();
-        for entry in file.backend.ws {
-            let token = non_empty(entry.access_token).or_else(|| default_backend_token.clone());
-            backends.push(BackendLink { url: parse_ws_url(&entry.url)?, token });
-        }
-        for url in &flags.backend_ws {
-            backends.push(BackendLink { url: parse_ws_url(url)?, token: default_backend_token.clone() });
-        }
-
+        let backends = resolve_backends(&file.backend, &flags)?;
         let global_format = flags.post_format.or(file.message.post_format).unwrap_or_default();
         let default_token = non_empty(file.default_middlewares.access_token.clone());
+        // A server's own middlewares replace the defaults (as YAML anchors do in go-cqhttp);
+        // `--access-token` overrides both.
+        let token_of = |m: Option<Middlewares>| {
+            non_empty(flags.access_token.clone()).or(match m {
+                Some(m) => non_empty(m.access_token),
+                None => default_token.clone(),
+            })
+        };
+
         let mut ws_servers = Vec::new();
+        let mut http_servers = Vec::new();
+        let mut http_posts = Vec::new();
+        let mut ws_reverse = Vec::new();
         for entry in file.servers {
             match entry {
-                ServerEntry::Ws(ws) if !ws.disabled => {
-                    let token = match ws.middlewares {
-                        Some(m) => non_empty(m.access_token),
-                        None => default_token.clone(),
+                ServerEntry::Ws(ws) if !ws.disabled => ws_servers.push(WsServer {
+                    addr: parse_addr(&ws.address)?,
+                    token: token_of(ws.middlewares),
+                    post_format: ws.post_format.unwrap_or(global_format),
+                    self_id: ws.self_id,
+                }),
+                ServerEntry::Http(h) if !h.disabled => {
+                    let token = token_of(h.middlewares);
+                    if !h.address.trim().is_empty() {
+                        http_servers.push(HttpServer { addr: parse_addr(&h.address)?, token, self_id: h.self_id });
+                    }
+                    let timeout = Duration::from_secs(h.timeout.unwrap_or(5).max(5));
+                    for p in h.post {
+                        http_posts.push(HttpPost {
+                            url: parse_url("http post URL", &p.url, "http")?,
+                            secret: non_empty(p.secret).or_else(|| non_empty(flags.secret.clone())),
+                            timeout,
+                            max_retries: p.max_retries.unwrap_or(3).min(10),
+                            retries_interval: Duration::from_millis(p.retries_interval.unwrap_or(1500)),
+                            post_format: h.post_format.unwrap_or(global_format),
+                            self_id: h.self_id,
+                        });
+                    }
+                }
+                ServerEntry::WsReverse(r) if !r.disabled => {
+                    let url = |v: Option<String>| -> Result<Option<url::Url>, ConfigError> {
+                        match non_empty(v) {
+                            Some(u) => parse_url("reverse WebSocket URL", &u, "ws").map(Some),
+                            None => Ok(None),
+                        }
                     };
-                    ws_servers.push(WsServer {
-                        addr: parse_addr(&ws.address)?,
-                        token: non_empty(flags.access_token.clone()).or(token),
-                        post_format: ws.post_format.unwrap_or(global_format),
-                        self_id: ws.self_id,
+                    let universal = url(r.universal)?;
+                    // As go-cqhttp: a universal URL makes the API/Event ones unused.
+                    let (api, event) = if universal.is_some() { (None, None) } else { (url(r.api)?, url(r.event)?) };
+                    if universal.is_none() && api.is_none() && event.is_none() {
+                        return Err(invalid("a ws-reverse entry needs `universal`, or `api` and/or `event`"));
+                    }
+                    ws_reverse.push(WsReverse {
+                        universal,
+                        api,
+                        event,
+                        reconnect_interval: reconnect_interval(r.reconnect_interval.or(flags.reconnect_interval_ms)),
+                        token: token_of(r.middlewares),
+                        auth_scheme: flags.ws_reverse_auth.or(r.auth_scheme).unwrap_or_default(),
+                        post_format: r.post_format.unwrap_or(global_format),
+                        self_id: r.self_id,
                     });
                 }
-                ServerEntry::Ws(_) => {}
+                _ => {}
             }
         }
+        let flag_token = || non_empty(flags.access_token.clone()).or_else(|| default_token.clone());
         for addr in &flags.ws {
             ws_servers.push(WsServer {
                 addr: parse_addr(addr)?,
-                token: non_empty(flags.access_token.clone()).or_else(|| default_token.clone()),
+                token: flag_token(),
                 post_format: global_format,
                 self_id: None,
             });
+        }
+        for addr in &flags.http {
+            http_servers.push(HttpServer { addr: parse_addr(addr)?, token: flag_token(), self_id: None });
+        }
+        for url in &flags.http_post {
+            http_posts.push(HttpPost {
+                url: parse_url("--http-post", url, "http")?,
+                secret: non_empty(flags.secret.clone()),
+                timeout: Duration::from_secs(5),
+                max_retries: 3,
+                retries_interval: Duration::from_millis(1500),
+                post_format: global_format,
+                self_id: None,
+            });
+        }
+        let reverse_flag = |universal, api, event| -> WsReverse {
+            WsReverse {
+                universal,
+                api,
+                event,
+                reconnect_interval: reconnect_interval(flags.reconnect_interval_ms),
+                token: flag_token(),
+                auth_scheme: flags.ws_reverse_auth.unwrap_or_default(),
+                post_format: global_format,
+                self_id: None,
+            }
+        };
+        for url in &flags.ws_reverse {
+            ws_reverse.push(reverse_flag(Some(parse_url("--ws-reverse", url, "ws")?), None, None));
+        }
+        if flags.ws_reverse_api.is_some() || flags.ws_reverse_event.is_some() {
+            let api = flags.ws_reverse_api.as_deref().map(|u| parse_url("--ws-reverse-api", u, "ws")).transpose()?;
+            let event =
+                flags.ws_reverse_event.as_deref().map(|u| parse_url("--ws-reverse-event", u, "ws")).transpose()?;
+            ws_reverse.push(reverse_flag(None, api, event));
         }
 
         let heartbeat = match (flags.heartbeat_interval_ms, file.heartbeat) {
@@ -294,28 +567,85 @@ impl Config {
         }
 
         if backends.is_empty() {
-            return Err(invalid("no backend: give --backend-ws URL (or [[backend.ws]] in the config file)"));
-        }
-        if ws_servers.is_empty() {
             return Err(invalid(
-                "no v11 endpoint: give --ws ADDR (or a `ws` entry under [[servers]] in the config file)",
+                "no backend: give --backend-ws URL, --backend-http URL or --backend-ws-reverse ADDR (or a [backend] entry in the config file)",
+            ));
+        }
+        if ws_servers.is_empty() && http_servers.is_empty() && http_posts.is_empty() && ws_reverse.is_empty() {
+            return Err(invalid(
+                "no v11 endpoint: give --ws ADDR, --http ADDR, --http-post URL or --ws-reverse URL (or a [[servers]] entry in the config file)",
             ));
         }
         let mut seen = std::collections::HashSet::new();
-        for s in &ws_servers {
-            if s.addr.port() != 0 && !seen.insert(s.addr) {
-                return Err(invalid(format!("{} is configured twice", s.addr)));
+        let listening = ws_servers.iter().map(|s| s.addr).chain(http_servers.iter().map(|s| s.addr)).chain(
+            backends.iter().filter_map(|b| match &b.kind {
+                BackendKind::WsReverse { addr } => Some(*addr),
+                BackendKind::Http { webhook, .. } => *webhook,
+                BackendKind::Ws { .. } => None,
+            }),
+        );
+        for addr in listening {
+            if addr.port() != 0 && !seen.insert(addr) {
+                return Err(invalid(format!("{addr} is configured twice")));
             }
         }
         Ok(Config {
             backends,
             ws_servers,
+            http_servers,
+            http_posts,
+            ws_reverse,
             heartbeat,
             action_timeout,
             mappings: Arc::new(mappings),
             limits: Limits::default(),
         })
     }
+}
+
+/// go-cqhttp's reverse-WS `reconnect-interval`: milliseconds, 0 or absent means 5000.
+fn reconnect_interval(ms: Option<u64>) -> Duration {
+    Duration::from_millis(ms.filter(|ms| *ms > 0).unwrap_or(5000))
+}
+
+fn resolve_backends(file: &BackendSection, flags: &Overrides) -> Result<Vec<BackendLink>, ConfigError> {
+    let default_token = non_empty(flags.backend_token.clone().or(file.access_token.clone()));
+    let msgpack_default = flags.backend_msgpack || file.msgpack;
+    let link = |kind, token: &Option<String>, msgpack: Option<bool>| BackendLink {
+        kind,
+        token: non_empty(token.clone()).or_else(|| default_token.clone()),
+        msgpack: msgpack.unwrap_or(msgpack_default),
+    };
+    let mut backends = Vec::new();
+    for e in &file.ws {
+        backends.push(link(
+            BackendKind::Ws { url: parse_url("backend URL", &e.url, "ws")? },
+            &e.access_token,
+            e.msgpack,
+        ));
+    }
+    for e in &file.http {
+        let webhook = e.webhook.as_deref().map(parse_addr).transpose()?;
+        let kind = BackendKind::Http { url: parse_url("backend HTTP URL", &e.url, "http")?, webhook };
+        backends.push(link(kind, &e.access_token, e.msgpack));
+    }
+    for e in &file.ws_reverse {
+        backends.push(link(BackendKind::WsReverse { addr: parse_addr(&e.address)? }, &e.access_token, e.msgpack));
+    }
+    for url in &flags.backend_ws {
+        backends.push(link(BackendKind::Ws { url: parse_url("--backend-ws", url, "ws")? }, &None, None));
+    }
+    if flags.backend_webhook.len() > flags.backend_http.len() {
+        return Err(invalid("each --backend-webhook pairs with the --backend-http of the same position; there are more webhooks than HTTP links"));
+    }
+    for (i, url) in flags.backend_http.iter().enumerate() {
+        let webhook = flags.backend_webhook.get(i).map(|a| parse_addr(a)).transpose()?;
+        backends.push(link(BackendKind::Http { url: parse_url("--backend-http", url, "http")?, webhook }, &None, None));
+    }
+    for addr in &flags.backend_ws_reverse {
+        backends.push(link(BackendKind::WsReverse { addr: parse_addr(addr)? }, &None, None));
+    }
+    Ok(backends)
 }
 
 #[cfg(test)]
@@ -335,7 +665,7 @@ mod tests {
         let c = Config::resolve(FileConfig::default(), flags()).unwrap();
         assert_eq!(c.ws_servers[0].post_format, PostFormat::String);
         assert_eq!(c.heartbeat, Some(Duration::from_secs(5)));
-        assert_eq!(c.backends[0].url.as_str(), "ws://127.0.0.1:8844/");
+        assert_eq!(c.backends[0].kind, BackendKind::Ws { url: "ws://127.0.0.1:8844/".parse().unwrap() });
     }
 
     #[test]
@@ -383,6 +713,9 @@ mod tests {
         assert!(err("bogus = 1", flags()).contains("bogus"));
         assert!(err("[[servers]]\nhttp2 = { address = \"1.2.3.4:5\" }", flags()).contains("http2"));
         assert!(err("", Overrides { backend_ws: vec!["http://x:1".into()], ..flags() }).contains("scheme must be ws"));
+        assert!(err("", Overrides { backend_ws: vec!["wss://x:1".into()], ..flags() }).contains("needs TLS"));
+        assert!(err("", Overrides { backend_webhook: vec!["127.0.0.1:1".into()], ..flags() }).contains("pairs with"));
+        assert!(err("[[servers]]\nws-reverse = { reconnect-interval = 1 }", flags()).contains("needs `universal`"));
         assert!(err("", Overrides { ws: vec!["example.com:80".into()], ..flags() }).contains("not an address"));
         assert!(
             err("", Overrides { ws: vec!["127.0.0.1:9".into(), "127.0.0.1:9".into()], ..flags() }).contains("twice")

@@ -8,12 +8,12 @@
 //! (at most 256, none older than 60 s) for the next one.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::core::event::{status_bots, V11Event};
 use crate::core::ids::MemoryIdStore;
@@ -140,6 +140,9 @@ pub struct Hub {
     /// v11 connections waiting for an account to appear; served under this lock so that an
     /// account's first event cannot slip past a connection that is about to subscribe.
     waiters: Mutex<Vec<Waiter>>,
+    /// Bumped whenever an account appears or goes on/offline (reverse WS and HTTP POST follow it).
+    changed: watch::Sender<u64>,
+    next_link: AtomicUsize,
     backends: RwLock<HashMap<LinkId, BackendInfo>>,
     event_queue: usize,
 }
@@ -150,6 +153,8 @@ impl Hub {
             translator,
             accounts: RwLock::default(),
             waiters: Mutex::default(),
+            changed: watch::channel(0).0,
+            next_link: AtomicUsize::new(1 << 16),
             backends: RwLock::default(),
             event_queue: event_queue.max(1),
         }
@@ -210,6 +215,25 @@ impl Hub {
         }
     }
 
+    /// A fresh id for a link made at run time (one per reverse-WS connection).
+    pub fn next_link_id(&self) -> LinkId {
+        self.next_link.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Notified whenever an account appears or goes on/offline.
+    pub fn accounts_changed(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Every account with whether it is online now.
+    pub fn accounts_now(&self) -> Vec<(Arc<AccountEntry>, bool)> {
+        self.accounts().by_v11.values().map(|e| (e.clone(), e.is_online())).collect()
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     pub fn backend_info(&self, link: LinkId) -> BackendInfo {
         self.backends.read().unwrap_or_else(|p| p.into_inner()).get(&link).cloned().unwrap_or_default()
     }
@@ -230,6 +254,7 @@ impl Hub {
             let was = entry.online.swap(online, Ordering::AcqRel);
             if was != online {
                 tracing::info!(self_id = entry.account.v11_id, online, "bot account status changed");
+                self.notify();
             }
             return Some(entry);
         }
@@ -255,6 +280,7 @@ impl Hub {
         }
         tracing::info!(self_id = account.v11_id, platform = %self_id.platform, user_id = %self_id.user_id, online, "bot account appeared");
         self.serve_waiters();
+        self.notify();
         self.accounts().by_self.get(self_id).cloned()
     }
 
@@ -266,6 +292,8 @@ impl Hub {
                 tracing::info!(self_id = entry.account.v11_id, "bot account offline: backend link down");
             }
         }
+        drop(accounts);
+        self.notify();
     }
 
     /// Applies a `get_status` answer or a `status_update` event.

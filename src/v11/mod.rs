@@ -2,5 +2,8 @@
 //!
 //! [`session`] is the WebSocket loop every v11 connection runs; [`ws_server`] serves go-cqhttp's forward WebSocket (`/`, `/api`, `/event`).
 
+pub mod http_post;
+pub mod http_server;
 pub mod session;
+pub mod ws_reverse;
 pub mod ws_server;

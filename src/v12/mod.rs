@@ -1,10 +1,14 @@
 //! The v12 side: the bridge is a OneBot v12 *application* toward the implementation.
 //!
-//! [`ws_client`] dials the implementation's forward WebSocket. Every link, whatever its
-//! transport, hands out a [`LinkHandle`] for action calls (correlated by `echo`, each with a
-//! timeout) and reports what it receives to the [`crate::hub::Hub`].
+//! [`ws_client`] dials the implementation's forward WebSocket, [`ws_server`] accepts its reverse
+//! WebSocket, [`http_client`] POSTs actions to its HTTP server and takes events from a webhook
+//! receiver or `get_latest_events`. Every link, whatever its transport, hands out a [`LinkHandle`]
+//! for action calls (each with a timeout) and reports what it receives to the [`crate::hub::Hub`].
 
+pub mod codec;
+pub mod http_client;
 pub mod ws_client;
+pub mod ws_server;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,13 +19,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::core::{v12, CallError};
 
-/// Identifies one configured backend link.
+/// Identifies one backend link (a configured one, or one reverse-WS connection).
 pub type LinkId = usize;
 
-/// What the link's socket task sends.
+/// What a socket link's task writes: JSON as a text frame, MessagePack as a binary frame.
 #[derive(Debug)]
 pub struct Outgoing {
     pub body: Vec<u8>,
+    pub binary: bool,
 }
 
 /// The caller side of a backend link. Cheap to clone.
@@ -38,12 +43,33 @@ struct LinkShared {
     seq: AtomicU64,
     connected: AtomicBool,
     timeout: Duration,
+    /// Requests go out as MessagePack.
+    msgpack: bool,
+    /// HTTP links answer each request in its own response; socket links by `echo`.
+    http: Option<http_client::HttpCaller>,
 }
 
 impl LinkHandle {
     /// A handle and the receiving end its socket task drains. `queue` bounds the requests waiting
     /// to be written; callers beyond it wait (inside their timeout).
-    pub fn new(id: LinkId, queue: usize, timeout: Duration) -> (LinkHandle, mpsc::Receiver<Outgoing>) {
+    pub fn new(id: LinkId, queue: usize, timeout: Duration, msgpack: bool) -> (LinkHandle, mpsc::Receiver<Outgoing>) {
+        LinkHandle::build(id, queue, timeout, msgpack, None)
+    }
+
+    /// A link whose calls are HTTP requests (always "connected"; failures are per call).
+    pub fn http(id: LinkId, timeout: Duration, caller: http_client::HttpCaller) -> LinkHandle {
+        let (handle, _rx) = LinkHandle::build(id, 1, timeout, false, Some(caller));
+        handle.inner.connected.store(true, Ordering::Release);
+        handle
+    }
+
+    fn build(
+        id: LinkId,
+        queue: usize,
+        timeout: Duration,
+        msgpack: bool,
+        http: Option<http_client::HttpCaller>,
+    ) -> (LinkHandle, mpsc::Receiver<Outgoing>) {
         let (tx, rx) = mpsc::channel(queue.max(1));
         let inner = LinkShared {
             tx,
@@ -51,6 +77,8 @@ impl LinkHandle {
             seq: AtomicU64::new(1),
             connected: AtomicBool::new(false),
             timeout,
+            msgpack,
+            http,
         };
         (LinkHandle { id, inner: Arc::new(inner) }, rx)
     }
@@ -81,12 +109,22 @@ impl LinkHandle {
         }
         let echo = format!("ob-{}", self.inner.seq.fetch_add(1, Ordering::Relaxed));
         req.echo = Some(echo.clone());
-        let body = serde_json::to_vec(&req).map_err(|e| CallError::Link(e.to_string()))?;
+        let timeout_ms = self.inner.timeout.as_millis() as u64;
+        if let Some(http) = &self.inner.http {
+            return match tokio::time::timeout(self.inner.timeout, http.call(&req)).await {
+                Ok(result) => result,
+                Err(_) => Err(CallError::Timeout(timeout_ms)),
+            };
+        }
+        let body = codec::encode(&req, self.inner.msgpack);
         let (tx, rx) = oneshot::channel();
         self.pending().insert(echo.clone(), tx);
-        let timeout_ms = self.inner.timeout.as_millis() as u64;
         let outcome = tokio::time::timeout(self.inner.timeout, async {
-            self.inner.tx.send(Outgoing { body }).await.map_err(|_| CallError::Link("link closed".into()))?;
+            self.inner
+                .tx
+                .send(Outgoing { body, binary: self.inner.msgpack })
+                .await
+                .map_err(|_| CallError::Link("link closed".into()))?;
             rx.await.map_err(|_| CallError::Link("the connection dropped before the answer came".into()))
         })
         .await;

@@ -17,29 +17,30 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::config::{BackendLink, Limits};
+use crate::config::Limits;
 use crate::core::v12;
 use crate::hub::Hub;
 use crate::net::{ws_config, Backoff};
-use crate::v12::{LinkHandle, Outgoing};
+use crate::v12::{codec, LinkHandle, Outgoing};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(30);
 const RECENT_EVENTS: usize = 4096;
 
 /// Event ids seen lately, to drop an event an implementation sends again after a reconnect.
-struct RecentIds {
+#[derive(Debug)]
+pub struct RecentIds {
     set: HashSet<String>,
     order: VecDeque<String>,
 }
 
 impl RecentIds {
-    fn new() -> Self {
+    pub fn new() -> Self {
         RecentIds { set: HashSet::new(), order: VecDeque::new() }
     }
 
     /// True when the id is new (empty ids are never de-duplicated).
-    fn insert(&mut self, id: &str) -> bool {
+    pub fn insert(&mut self, id: &str) -> bool {
         if id.is_empty() {
             return true;
         }
@@ -56,11 +57,18 @@ impl RecentIds {
     }
 }
 
+/// Where and how to dial.
+#[derive(Debug, Clone)]
+pub struct Dial {
+    pub url: url::Url,
+    pub token: Option<String>,
+}
+
 /// Runs the link until `shutdown` turns true. The caller wraps it in a span naming the link.
 pub async fn run(
     link: LinkHandle,
     mut outgoing: mpsc::Receiver<Outgoing>,
-    cfg: BackendLink,
+    cfg: Dial,
     hub: Arc<Hub>,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
@@ -99,7 +107,13 @@ pub async fn run(
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(cfg: &BackendLink, limits: &Limits) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+impl Default for RecentIds {
+    fn default() -> Self {
+        RecentIds::new()
+    }
+}
+
+async fn connect(cfg: &Dial, limits: &Limits) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let mut request = cfg.url.as_str().into_client_request()?;
     if let Some(token) = &cfg.token {
         if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
@@ -114,15 +128,19 @@ async fn connect(cfg: &BackendLink, limits: &Limits) -> Result<Ws, tokio_tungste
     Ok(ws)
 }
 
-async fn serve(
+/// Runs one connection to an implementation, whichever side dialled: writes queued requests,
+/// reads events and answers. Returns when the connection ends or `shutdown` turns true.
+pub async fn serve<S>(
     link: &LinkHandle,
     outgoing: &mut mpsc::Receiver<Outgoing>,
-    ws: Ws,
+    ws: tokio_tungstenite::WebSocketStream<S>,
     hub: &Arc<Hub>,
     limits: &Limits,
     recent: &mut RecentIds,
     shutdown: &mut watch::Receiver<bool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sink, mut stream) = ws.split();
     link.set_connected(true);
     tokio::spawn(discover(link.clone(), hub.clone()));
@@ -136,8 +154,12 @@ async fn serve(
             }
             out = outgoing.recv() => {
                 let Some(out) = out else { return };
-                let text = String::from_utf8(out.body).unwrap_or_default();
-                match tokio::time::timeout(limits.write_timeout, sink.send(Message::text(text))).await {
+                let frame = if out.binary {
+                    Message::binary(out.body)
+                } else {
+                    Message::text(String::from_utf8(out.body).unwrap_or_default())
+                };
+                match tokio::time::timeout(limits.write_timeout, sink.send(frame)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(error)) => { tracing::warn!(%error, "backend write failed"); return; }
                     Err(_) => { tracing::warn!("backend write timed out"); return; }
@@ -150,10 +172,8 @@ async fn serve(
                 }
             }
             frame = stream.next() => match frame {
-                Some(Ok(Message::Text(text))) => on_frame(link, hub, recent, text.as_bytes()).await,
-                Some(Ok(Message::Binary(bytes))) => {
-                    tracing::warn!(len = bytes.len(), "binary (MessagePack) frame from backend is not supported on this link; ignored");
-                }
+                Some(Ok(Message::Text(text))) => on_frame(link, hub, recent, text.as_bytes(), false).await,
+                Some(Ok(Message::Binary(bytes))) => on_frame(link, hub, recent, &bytes, true).await,
                 Some(Ok(Message::Close(frame))) => {
                     tracing::info!(?frame, "backend closed the connection");
                     return;
@@ -166,22 +186,18 @@ async fn serve(
     }
 }
 
-/// One JSON frame from the backend: an event or an action's answer.
-async fn on_frame(link: &LinkHandle, hub: &Hub, recent: &mut RecentIds, bytes: &[u8]) {
-    let value: Value = match serde_json::from_slice(bytes) {
+/// One frame from the backend (JSON text or MessagePack binary): an event or an action's answer.
+async fn on_frame(link: &LinkHandle, hub: &Hub, recent: &mut RecentIds, bytes: &[u8], msgpack: bool) {
+    let value: Value = match codec::decode(bytes, msgpack) {
         Ok(v) => v,
         Err(error) => {
-            tracing::warn!(%error, len = bytes.len(), "malformed JSON from backend; ignored");
+            tracing::warn!(%error, len = bytes.len(), "malformed frame from backend; ignored");
             return;
         }
     };
     let is_event = value.as_object().is_some_and(v12::is_event_frame);
     if is_event {
-        match v12::Event::from_value(value) {
-            Ok(ev) if recent.insert(&ev.id) => hub.on_backend_event(link, ev).await,
-            Ok(ev) => tracing::debug!(id = %ev.id, "duplicate event dropped"),
-            Err(error) => tracing::warn!(%error, "malformed event from backend; ignored"),
-        }
+        on_event_value(link, hub, recent, value).await;
         return;
     }
     match v12::Response::from_value(value) {
@@ -194,8 +210,17 @@ async fn on_frame(link: &LinkHandle, hub: &Hub, recent: &mut RecentIds, bytes: &
     }
 }
 
+/// One event value from any transport: parsed leniently, de-duplicated by `id`, handed to the hub.
+pub async fn on_event_value(link: &LinkHandle, hub: &Hub, recent: &mut RecentIds, value: Value) {
+    match v12::Event::from_value(value) {
+        Ok(ev) if recent.insert(&ev.id) => hub.on_backend_event(link, ev).await,
+        Ok(ev) => tracing::debug!(id = %ev.id, "duplicate event dropped"),
+        Err(error) => tracing::warn!(%error, "malformed event from backend; ignored"),
+    }
+}
+
 /// Learns the accounts (and, without `meta.connect`, the implementation) of a new connection.
-async fn discover(link: LinkHandle, hub: Arc<Hub>) {
+pub async fn discover(link: LinkHandle, hub: Arc<Hub>) {
     match link.call(v12::Request::new("get_status", Map::new())).await {
         Ok(resp) if resp.is_ok() => hub.apply_status(&link, &resp.data).await,
         Ok(resp) => tracing::info!(retcode = resp.retcode, "backend has no get_status; accounts come from events"),

@@ -1,0 +1,85 @@
+//! OneBot v12 data encodings: JSON, and MessagePack where `bytes` travel as `bin`.
+//!
+//! Inside the bridge every value is a `serde_json::Value`; a MessagePack `bin` read from the
+//! backend becomes a base64 string, which is how v12 carries `bytes` in JSON.
+
+use base64::Engine as _;
+use serde_json::{Map, Number, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("invalid MessagePack: {0}")]
+    MsgPack(String),
+}
+
+/// Reads a JSON or MessagePack body.
+pub fn decode(bytes: &[u8], msgpack: bool) -> Result<Value, DecodeError> {
+    if !msgpack {
+        return Ok(serde_json::from_slice(bytes)?);
+    }
+    let mut cursor = bytes;
+    let v = rmpv::decode::read_value(&mut cursor).map_err(|e| DecodeError::MsgPack(e.to_string()))?;
+    if !cursor.is_empty() {
+        return Err(DecodeError::MsgPack(format!("{} bytes after the value", cursor.len())));
+    }
+    Ok(msgpack_to_json(v))
+}
+
+/// Writes a value as JSON or MessagePack.
+pub fn encode<T: serde::Serialize>(value: &T, msgpack: bool) -> Vec<u8> {
+    if msgpack {
+        rmp_serde::to_vec_named(value).unwrap_or_default()
+    } else {
+        serde_json::to_vec(value).unwrap_or_default()
+    }
+}
+
+fn msgpack_to_json(v: rmpv::Value) -> Value {
+    use rmpv::Value as M;
+    match v {
+        M::Nil => Value::Null,
+        M::Boolean(b) => Value::Bool(b),
+        M::Integer(i) => i.as_i64().map(Value::from).or_else(|| i.as_u64().map(Value::from)).unwrap_or(Value::Null),
+        M::F32(f) => Number::from_f64(f as f64).map(Value::Number).unwrap_or(Value::Null),
+        M::F64(f) => Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null),
+        M::String(s) => Value::String(s.into_str().unwrap_or_default()),
+        M::Binary(b) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        M::Array(a) => Value::Array(a.into_iter().map(msgpack_to_json).collect()),
+        M::Map(m) => {
+            let mut out = Map::with_capacity(m.len());
+            for (k, v) in m {
+                let key = match k {
+                    M::String(s) => s.into_str().unwrap_or_default(),
+                    other => other.to_string(),
+                };
+                out.insert(key, msgpack_to_json(v));
+            }
+            Value::Object(out)
+        }
+        M::Ext(_, data) => Value::String(base64::engine::general_purpose::STANDARD.encode(data)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn msgpack_round_trips_and_bin_becomes_base64() {
+        let v = json!({"type": "meta", "n": -5, "big": 1u64 << 40, "f": 1.5, "list": [true, null, "x"]});
+        assert_eq!(decode(&encode(&v, true), true).unwrap(), v);
+        let mut buf = Vec::new();
+        rmpv::encode::write_value(
+            &mut buf,
+            &rmpv::Value::Map(vec![("data".into(), rmpv::Value::Binary(vec![1, 2, 3]))]),
+        )
+        .unwrap();
+        assert_eq!(decode(&buf, true).unwrap(), json!({"data": "AQID"}));
+        assert!(decode(b"\x92\x01", true).is_err(), "truncated");
+        assert!(decode(b"\x01\x02", true).is_err(), "trailing bytes");
+        assert!(decode(b"{", false).is_err());
+    }
+}
