@@ -12,6 +12,7 @@ pub mod config;
 pub mod core;
 pub mod hub;
 pub mod net;
+pub mod store;
 pub mod v11;
 pub mod v12;
 

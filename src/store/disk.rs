@@ -1,0 +1,344 @@
+//! The persistent id store: one redb file under `--data-dir`.
+//!
+//! Reads go straight to the database. Writes go to one writer thread that applies every
+//! "insert unless taken" waiting at that moment in a single transaction and commits it durably
+//! (fsync) before answering: an id a bot has been given survives a restart and `kill -9`, and
+//! concurrent assignments share one fsync (group commit). Old message ids are pruned by count and
+//! age in small batches between commits, so pruning never stalls traffic for long.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::core::ids::{Claim, IdError, IdStore, MessageKey, MessageRecord};
+
+/// v12 id → surrogate.
+const IDS: TableDefinition<&str, i64> = TableDefinition::new("ids");
+/// surrogate → v12 id.
+const SURROGATES: TableDefinition<i64, &str> = TableDefinition::new("surrogates");
+/// `self_id \u{1f} message_id` → v11 message_id.
+const MESSAGE_KEYS: TableDefinition<&str, i32> = TableDefinition::new("message_keys");
+/// v11 message_id → JSON [`Stored`].
+const MESSAGES: TableDefinition<i32, &[u8]> = TableDefinition::new("messages");
+/// (stored at, ms since the epoch; v11 message_id) → (), oldest first, for pruning.
+const MESSAGE_AGE: TableDefinition<(u64, i32), ()> = TableDefinition::new("message_age");
+
+/// Writes waiting for the writer thread before callers wait (backpressure).
+const WRITE_QUEUE: usize = 4096;
+/// Most writes applied in one transaction.
+const BATCH: usize = 512;
+/// Most message ids pruned in one transaction.
+const PRUNE_BATCH: usize = 5_000;
+
+/// How long message ids are kept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retention {
+    pub max_messages: u64,
+    pub max_age: Duration,
+    /// How often the limits are enforced.
+    pub prune_every: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_messages: 1_000_000,
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            prune_every: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    record: MessageRecord,
+    /// ms since the epoch.
+    at: u64,
+}
+
+enum Write {
+    Surrogate { n: i64, v12: String, reply: oneshot::Sender<Result<Claim<String>, IdError>> },
+    Message { n: i32, record: MessageRecord, reply: oneshot::Sender<Result<Claim<MessageKey>, IdError>> },
+}
+
+/// The redb-backed [`IdStore`].
+#[derive(Debug, Clone)]
+pub struct DiskStore {
+    db: Arc<Database>,
+    writes: mpsc::Sender<Write>,
+}
+
+impl std::fmt::Debug for Write {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Write::Surrogate { n, .. } => write!(f, "Surrogate({n})"),
+            Write::Message { n, .. } => write!(f, "Message({n})"),
+        }
+    }
+}
+
+fn store_err(e: impl std::fmt::Display) -> IdError {
+    IdError::Store(e.to_string())
+}
+
+fn key_text(key: &MessageKey) -> String {
+    format!("{}\u{1f}{}", key.self_id, key.message_id)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl DiskStore {
+    /// Opens (or creates) `<dir>/bridge.redb` and starts the writer thread.
+    pub fn open(dir: &Path, retention: Retention) -> Result<DiskStore, IdError> {
+        std::fs::create_dir_all(dir).map_err(|e| store_err(format!("{}: {e}", dir.display())))?;
+        let path = dir.join("bridge.redb");
+        let db = Database::create(&path).map_err(|e| store_err(format!("{}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(store_err)?;
+        {
+            txn.open_table(IDS).map_err(store_err)?;
+            txn.open_table(SURROGATES).map_err(store_err)?;
+            txn.open_table(MESSAGE_KEYS).map_err(store_err)?;
+            txn.open_table(MESSAGES).map_err(store_err)?;
+            txn.open_table(MESSAGE_AGE).map_err(store_err)?;
+        }
+        txn.commit().map_err(store_err)?;
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("id-store-writer".into())
+            .spawn(move || writer(writer_db, rx, retention))
+            .map_err(store_err)?;
+        Ok(DiskStore { db, writes: tx })
+    }
+
+    async fn write<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, IdError>>) -> Write) -> Result<T, IdError> {
+        let (tx, rx) = oneshot::channel();
+        self.writes.send(make(tx)).await.map_err(|_| store_err("the store writer stopped"))?;
+        rx.await.map_err(|_| store_err("the store writer stopped"))?
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>) -> Result<T, IdError> {
+        let txn = self.db.begin_read().map_err(store_err)?;
+        f(&txn).map_err(store_err)
+    }
+
+    /// How many message ids are stored.
+    pub fn message_count(&self) -> Result<u64, IdError> {
+        self.read(|t| Ok(t.open_table(MESSAGES)?.len()?))
+    }
+}
+
+impl IdStore for DiskStore {
+    async fn surrogate_of(&self, v12: &str) -> Result<Option<i64>, IdError> {
+        self.read(|t| Ok(t.open_table(IDS)?.get(v12)?.map(|v| v.value())))
+    }
+
+    async fn claim_surrogate(&self, n: i64, v12: &str) -> Result<Claim<String>, IdError> {
+        let v12 = v12.to_owned();
+        self.write(|reply| Write::Surrogate { n, v12, reply }).await
+    }
+
+    async fn v12_of_surrogate(&self, n: i64) -> Result<Option<String>, IdError> {
+        self.read(|t| Ok(t.open_table(SURROGATES)?.get(n)?.map(|v| v.value().to_owned())))
+    }
+
+    async fn message_id_of(&self, key: &MessageKey) -> Result<Option<i32>, IdError> {
+        let k = key_text(key);
+        self.read(|t| Ok(t.open_table(MESSAGE_KEYS)?.get(k.as_str())?.map(|v| v.value())))
+    }
+
+    async fn claim_message(&self, n: i32, record: &MessageRecord) -> Result<Claim<MessageKey>, IdError> {
+        let record = record.clone();
+        self.write(|reply| Write::Message { n, record, reply }).await
+    }
+
+    async fn message_of(&self, n: i32) -> Result<Option<MessageRecord>, IdError> {
+        let bytes = self.read(|t| Ok(t.open_table(MESSAGES)?.get(n)?.map(|v| v.value().to_vec())))?;
+        match bytes {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice::<Stored>(&b).map(|s| Some(s.record)).map_err(store_err),
+        }
+    }
+}
+
+/// The writer thread: batches, one durable commit per batch, answers after the commit.
+fn writer(db: Arc<Database>, mut rx: mpsc::Receiver<Write>, retention: Retention) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+        Ok(rt) => rt,
+        Err(error) => {
+            tracing::error!(%error, "id store writer cannot start; ids will not be saved");
+            return;
+        }
+    };
+    let mut last_prune = Instant::now() - retention.prune_every;
+    loop {
+        if last_prune.elapsed() >= retention.prune_every {
+            match prune(&db, retention) {
+                // More to prune: come back right after serving what is waiting.
+                Ok(true) => {}
+                Ok(false) => last_prune = Instant::now(),
+                Err(error) => {
+                    tracing::error!(%error, "pruning old message ids failed");
+                    last_prune = Instant::now();
+                }
+            }
+        }
+        let first = match recv_until(&rt, &mut rx, last_prune + retention.prune_every) {
+            Recv::Got(w) => w,
+            Recv::Idle => continue,
+            Recv::Closed => return,
+        };
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        apply(&db, batch);
+    }
+}
+
+enum Recv {
+    Got(Write),
+    /// Nothing came before the deadline: time to prune.
+    Idle,
+    Closed,
+}
+
+/// Waits for the next write, but not past `deadline` (pruning is due then). The writer thread
+/// drives the channel with a small runtime of its own so that it can wait with a timeout.
+fn recv_until(rt: &tokio::runtime::Runtime, rx: &mut mpsc::Receiver<Write>, deadline: Instant) -> Recv {
+    let wait = deadline.saturating_duration_since(Instant::now());
+    match rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+        Ok(Some(w)) => Recv::Got(w),
+        Ok(None) => Recv::Closed,
+        Err(_) => Recv::Idle,
+    }
+}
+
+enum Outcome {
+    Surrogate(oneshot::Sender<Result<Claim<String>, IdError>>, Claim<String>),
+    Message(oneshot::Sender<Result<Claim<MessageKey>, IdError>>, Claim<MessageKey>),
+}
+
+fn apply(db: &Database, batch: Vec<Write>) {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let result = (|| -> Result<(), redb::Error> {
+        let txn = db.begin_write()?;
+        {
+            let mut ids = txn.open_table(IDS)?;
+            let mut surrogates = txn.open_table(SURROGATES)?;
+            let mut keys = txn.open_table(MESSAGE_KEYS)?;
+            let mut messages = txn.open_table(MESSAGES)?;
+            let mut age = txn.open_table(MESSAGE_AGE)?;
+            for w in batch {
+                match w {
+                    Write::Surrogate { n, v12, reply } => {
+                        let owner = surrogates.get(n)?.map(|v| v.value().to_owned());
+                        let claim = match owner {
+                            Some(owner) => Claim::Taken(owner),
+                            None => {
+                                surrogates.insert(n, v12.as_str())?;
+                                ids.insert(v12.as_str(), n)?;
+                                Claim::Inserted
+                            }
+                        };
+                        outcomes.push(Outcome::Surrogate(reply, claim));
+                    }
+                    Write::Message { n, record, reply } => {
+                        let owner = messages.get(n)?.map(|v| v.value().to_vec());
+                        let claim = match owner {
+                            Some(bytes) => match serde_json::from_slice::<Stored>(&bytes) {
+                                Ok(s) => Claim::Taken(s.record.key),
+                                // An unreadable row cannot be told apart from a collision: probe on.
+                                Err(_) => {
+                                    Claim::Taken(MessageKey { self_id: String::new(), message_id: String::new() })
+                                }
+                            },
+                            None => {
+                                let at = now_ms();
+                                let stored = Stored { record, at };
+                                let bytes = serde_json::to_vec(&stored).unwrap_or_default();
+                                messages.insert(n, bytes.as_slice())?;
+                                keys.insert(key_text(&stored.record.key).as_str(), n)?;
+                                age.insert((at, n), ())?;
+                                Claim::Inserted
+                            }
+                        };
+                        outcomes.push(Outcome::Message(reply, claim));
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            for o in outcomes {
+                match o {
+                    Outcome::Surrogate(reply, claim) => {
+                        let _ = reply.send(Ok(claim));
+                    }
+                    Outcome::Message(reply, claim) => {
+                        let _ = reply.send(Ok(claim));
+                    }
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "id store commit failed");
+            // Answers not yet sent are dropped: their callers see the store failing.
+        }
+    }
+}
+
+/// Deletes the oldest message ids beyond the count and age limits, at most one batch.
+/// Returns true when more remain to prune.
+fn prune(db: &Database, retention: Retention) -> Result<bool, redb::Error> {
+    let txn = db.begin_write()?;
+    let more;
+    {
+        let mut age = txn.open_table(MESSAGE_AGE)?;
+        let mut messages = txn.open_table(MESSAGES)?;
+        let mut keys = txn.open_table(MESSAGE_KEYS)?;
+        let total = age.len()?;
+        let over_count = total.saturating_sub(retention.max_messages);
+        let cutoff = now_ms().saturating_sub(retention.max_age.as_millis() as u64);
+        let mut victims = Vec::new();
+        for entry in age.iter()? {
+            let (k, _) = entry?;
+            let (at, n) = k.value();
+            if (victims.len() as u64) < over_count || at < cutoff {
+                victims.push((at, n));
+                if victims.len() >= PRUNE_BATCH {
+                    break;
+                }
+            } else {
+                break;
+            }
+        }
+        more = victims.len() >= PRUNE_BATCH;
+        for (at, n) in &victims {
+            age.remove((*at, *n))?;
+            if let Some(bytes) = messages.remove(*n)?.map(|v| v.value().to_vec()) {
+                if let Ok(s) = serde_json::from_slice::<Stored>(&bytes) {
+                    keys.remove(key_text(&s.record.key).as_str())?;
+                }
+            }
+        }
+        if !victims.is_empty() {
+            tracing::debug!(pruned = victims.len(), "old message ids pruned");
+        }
+    }
+    txn.commit()?;
+    Ok(more)
+}

@@ -1,0 +1,152 @@
+//! Where the id tables live: in memory, or on disk under `--data-dir` ([`disk`]).
+//!
+//! Both implement the core's [`IdStore`]; the bridge picks one at start-up. A networked store
+//! shared by several bridges would be a third arm here and nothing else changes.
+
+pub mod disk;
+
+use crate::core::ids::{Claim, IdError, IdStore, MessageKey, MessageRecord};
+use crate::core::MemoryIdStore;
+
+pub use disk::{DiskStore, Retention};
+
+/// The store a running bridge uses.
+#[derive(Debug)]
+pub enum Store {
+    Memory(Box<MemoryIdStore>),
+    Disk(DiskStore),
+}
+
+impl IdStore for Store {
+    async fn surrogate_of(&self, v12: &str) -> Result<Option<i64>, IdError> {
+        match self {
+            Store::Memory(s) => s.surrogate_of(v12).await,
+            Store::Disk(s) => s.surrogate_of(v12).await,
+        }
+    }
+
+    async fn claim_surrogate(&self, n: i64, v12: &str) -> Result<Claim<String>, IdError> {
+        match self {
+            Store::Memory(s) => s.claim_surrogate(n, v12).await,
+            Store::Disk(s) => s.claim_surrogate(n, v12).await,
+        }
+    }
+
+    async fn v12_of_surrogate(&self, n: i64) -> Result<Option<String>, IdError> {
+        match self {
+            Store::Memory(s) => s.v12_of_surrogate(n).await,
+            Store::Disk(s) => s.v12_of_surrogate(n).await,
+        }
+    }
+
+    async fn message_id_of(&self, key: &MessageKey) -> Result<Option<i32>, IdError> {
+        match self {
+            Store::Memory(s) => s.message_id_of(key).await,
+            Store::Disk(s) => s.message_id_of(key).await,
+        }
+    }
+
+    async fn claim_message(&self, n: i32, record: &MessageRecord) -> Result<Claim<MessageKey>, IdError> {
+        match self {
+            Store::Memory(s) => s.claim_message(n, record).await,
+            Store::Disk(s) => s.claim_message(n, record).await,
+        }
+    }
+
+    async fn message_of(&self, n: i32) -> Result<Option<MessageRecord>, IdError> {
+        match self {
+            Store::Memory(s) => s.message_of(n).await,
+            Store::Disk(s) => s.message_of(n).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::core::IdMapper;
+
+    fn rec(id: &str) -> MessageRecord {
+        MessageRecord {
+            key: MessageKey { self_id: "bot".into(), message_id: id.into() },
+            detail_type: "group".into(),
+            group_id: Some("g".into()),
+            user_id: Some("u".into()),
+        }
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("ob-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[tokio::test]
+    async fn ids_survive_reopening_the_database() {
+        let dir = temp_dir("reopen");
+        let (surrogate, message) = {
+            let ids = IdMapper::new(Store::Disk(DiskStore::open(&dir, Retention::default()).unwrap()));
+            (ids.to_v11("wxid_abc").await.unwrap(), ids.message_to_v11(&rec("m-1")).await.unwrap())
+        };
+        // Let the first writer thread see its channel close before reopening the file.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let ids = IdMapper::new(Store::Disk(DiskStore::open(&dir, Retention::default()).unwrap()));
+        assert_eq!(ids.to_v12(surrogate).await.unwrap(), "wxid_abc");
+        assert_eq!(ids.to_v11("wxid_abc").await.unwrap(), surrogate);
+        assert_eq!(ids.message_to_v12(message as i64).await.unwrap(), rec("m-1"));
+        assert_eq!(ids.message_to_v11(&rec("m-1")).await.unwrap(), message);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn concurrent_assignments_agree_and_share_commits() {
+        let dir = temp_dir("concurrent");
+        let store = DiskStore::open(&dir, Retention::default()).unwrap();
+        let ids = std::sync::Arc::new(IdMapper::new(Store::Disk(store)));
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let ids = ids.clone();
+            tasks.push(tokio::spawn(async move {
+                let a = ids.to_v11(&format!("user-{}", i % 50)).await.unwrap();
+                let m = ids.message_to_v11(&rec(&format!("msg-{i}"))).await.unwrap();
+                (i, a, m)
+            }));
+        }
+        let mut by_user = std::collections::HashMap::new();
+        let mut messages = std::collections::HashSet::new();
+        for t in tasks {
+            let (i, a, m) = t.await.unwrap();
+            assert_eq!(*by_user.entry(i % 50).or_insert(a), a, "one id per user");
+            assert!(messages.insert(m), "distinct message ids");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn retention_prunes_the_oldest_message_ids() {
+        let dir = temp_dir("retention");
+        let retention =
+            Retention { max_messages: 10, max_age: Duration::from_secs(3600), prune_every: Duration::from_millis(20) };
+        let ids = IdMapper::new(Store::Disk(DiskStore::open(&dir, retention).unwrap()));
+        let first = ids.message_to_v11(&rec("first")).await.unwrap();
+        for i in 0..30 {
+            ids.message_to_v11(&rec(&format!("m{i}"))).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let n = match ids.store() {
+                Store::Disk(d) => d.message_count().unwrap(),
+                Store::Memory(_) => unreachable!(),
+            };
+            if n <= 10 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "not pruned: {n}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(ids.message_to_v12(first as i64).await.is_err(), "the oldest is gone");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
