@@ -14,9 +14,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::config::{BackendKind, Config};
+use crate::config::{BackendKind, Config, StoreConfig};
 use crate::core::{MemoryIdStore, Options, Translator};
 use crate::hub::Hub;
+use crate::store::{DiskStore, Store};
 use crate::v12::http_client::HttpCaller;
 use crate::v12::LinkHandle;
 
@@ -24,6 +25,8 @@ use crate::v12::LinkHandle;
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot open the id store: {0}")]
+    Store(#[from] crate::core::ids::IdError),
 }
 
 /// The addresses the bridge listens on, in configuration order (useful with port 0).
@@ -85,7 +88,14 @@ impl Bridge {
             });
         }
 
-        let translator = Translator::new(config.mappings.clone(), MemoryIdStore::default(), Options::default());
+        let store = match &config.store {
+            StoreConfig::Memory { max_messages } => Store::Memory(Box::new(MemoryIdStore::new(*max_messages))),
+            StoreConfig::Disk { dir, retention } => {
+                tracing::info!(dir = %dir.display(), "id store on disk");
+                Store::Disk(DiskStore::open(dir, *retention)?)
+            }
+        };
+        let translator = Translator::new(config.mappings.clone(), store, Options::default());
         let hub = Arc::new(Hub::new(translator, config.limits.event_queue));
         let (shutdown, watch_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();

@@ -101,6 +101,22 @@ pub struct Cli {
     #[arg(long, env = "ONEBOT_BRIDGE_MAPPINGS", value_name = "DIR")]
     pub mappings: Option<PathBuf>,
 
+    /// Directory of the id store (surrogate ids, message ids) [default: ./data].
+    #[arg(long = "data-dir", env = "ONEBOT_BRIDGE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Keep ids in memory only: nothing is written, ids change after a restart.
+    #[arg(long, env = "ONEBOT_BRIDGE_EPHEMERAL")]
+    pub ephemeral: bool,
+
+    /// Message ids kept at most; the oldest are pruned first [default: 1000000].
+    #[arg(long = "retain-messages", env = "ONEBOT_BRIDGE_RETAIN_MESSAGES", value_name = "N")]
+    pub retain_messages: Option<u64>,
+
+    /// Days a message id is kept [default: 30].
+    #[arg(long = "retain-days", env = "ONEBOT_BRIDGE_RETAIN_DAYS", value_name = "DAYS")]
+    pub retain_days: Option<u64>,
+
     /// Validate the configuration and exit.
     #[arg(long, env = "ONEBOT_BRIDGE_CHECK")]
     pub check: bool,
@@ -133,6 +149,11 @@ impl Cli {
             heartbeat_interval_ms: self.heartbeat_interval,
             action_timeout_ms: self.action_timeout,
             mappings: self.mappings.clone(),
+            data_dir: self.data_dir.clone(),
+            default_data_dir: Some(PathBuf::from("data")),
+            ephemeral: self.ephemeral,
+            retain_messages: self.retain_messages,
+            retain_days: self.retain_days,
         }
     }
 

@@ -255,6 +255,18 @@ pub struct BridgeSection {
     /// A directory that replaces the embedded mapping tables.
     #[serde(default)]
     pub mappings: Option<PathBuf>,
+    /// Where the id store lives (default `./data`).
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Keep ids in memory only: nothing is written, ids are new after a restart.
+    #[serde(default)]
+    pub ephemeral: bool,
+    /// Message ids kept at most (oldest pruned first).
+    #[serde(default)]
+    pub retain_messages: Option<u64>,
+    /// Days a message id is kept.
+    #[serde(default)]
+    pub retain_days: Option<u64>,
 }
 
 impl FileConfig {
@@ -358,8 +370,18 @@ impl Default for Limits {
     }
 }
 
+/// Where the id tables live.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreConfig {
+    /// In memory only (`--ephemeral`): the `max_messages` most recent message ids.
+    Memory { max_messages: usize },
+    /// A redb file under `dir`.
+    Disk { dir: PathBuf, retention: crate::store::Retention },
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub store: StoreConfig,
     pub backends: Vec<BackendLink>,
     pub ws_servers: Vec<WsServer>,
     pub http_servers: Vec<HttpServer>,
@@ -395,6 +417,13 @@ pub struct Overrides {
     pub heartbeat_interval_ms: Option<u64>,
     pub action_timeout_ms: Option<u64>,
     pub mappings: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    /// The data directory when neither the flags nor the file name one. The command line sets
+    /// `./data`; without it (a library user, a test) the store stays in memory.
+    pub default_data_dir: Option<PathBuf>,
+    pub ephemeral: bool,
+    pub retain_messages: Option<u64>,
+    pub retain_days: Option<u64>,
 }
 
 /// Parses `host:port` (an IP, or `localhost`) without touching the network.
@@ -434,12 +463,13 @@ fn non_empty(token: Option<String>) -> Option<String> {
 impl Config {
     /// Merges the file (if any) with the flags and checks everything.
     pub fn resolve(file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
-        let mappings_dir = flags.mappings.clone().or(file.bridge.mappings);
+        let mappings_dir = flags.mappings.clone().or(file.bridge.mappings.clone());
         let mappings = match mappings_dir {
             Some(dir) => Mappings::from_dir(&dir)?,
             None => Mappings::embedded()?,
         };
 
+        let store = resolve_store(&file.bridge, &flags)?;
         let backends = resolve_backends(&file.backend, &flags)?;
         let global_format = flags.post_format.or(file.message.post_format).unwrap_or_default();
         let default_token = non_empty(file.default_middlewares.access_token.clone());
@@ -590,6 +620,7 @@ impl Config {
             }
         }
         Ok(Config {
+            store,
             backends,
             ws_servers,
             http_servers,
@@ -601,6 +632,29 @@ impl Config {
             limits: Limits::default(),
         })
     }
+}
+
+fn resolve_store(file: &BridgeSection, flags: &Overrides) -> Result<StoreConfig, ConfigError> {
+    let max_messages = flags.retain_messages.or(file.retain_messages).unwrap_or(1_000_000);
+    if max_messages == 0 {
+        return Err(invalid("retain-messages must be at least 1"));
+    }
+    let in_memory = StoreConfig::Memory { max_messages: usize::try_from(max_messages).unwrap_or(usize::MAX) };
+    if flags.ephemeral || file.ephemeral {
+        return Ok(in_memory);
+    }
+    let days = flags.retain_days.or(file.retain_days).unwrap_or(30);
+    if days == 0 {
+        return Err(invalid("retain-days must be at least 1"));
+    }
+    let dir = flags.data_dir.clone().or(file.data_dir.clone()).or(flags.default_data_dir.clone());
+    let Some(dir) = dir else { return Ok(in_memory) };
+    let retention = crate::store::Retention {
+        max_messages,
+        max_age: Duration::from_secs(days.saturating_mul(24 * 3600)),
+        ..Default::default()
+    };
+    Ok(StoreConfig::Disk { dir, retention })
 }
 
 /// go-cqhttp's reverse-WS `reconnect-interval`: milliseconds, 0 or absent means 5000.

@@ -16,13 +16,13 @@ use serde_json::Value;
 use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::core::event::{status_bots, V11Event};
-use crate::core::ids::MemoryIdStore;
+
 use crate::core::{action::ActionContext, v11, v12, Account, BackendInfo, CallError, Translator, V12Caller};
 use crate::net::unix_now;
 use crate::v12::{LinkHandle, LinkId};
 
-/// The store behind ids in this build.
-pub type Store = MemoryIdStore;
+/// The store behind ids (memory or disk, chosen at start-up).
+pub use crate::store::Store;
 
 /// Events kept for the next v11 connection while none is connected: at most this many…
 const BACKLOG_MAX: usize = 256;
@@ -350,5 +350,18 @@ impl Hub {
     pub fn status_of(&self, entry: &AccountEntry) -> Value {
         let online = entry.is_online();
         crate::core::event::v11_status(online, online, crate::core::event::empty_stat())
+    }
+
+    /// Runs a quick operation (an HTTP POST reply body) for one of the account's events, given
+    /// as the bot saw it. Each failed step is logged by the core; the first failure is returned.
+    pub async fn quick_operation(
+        &self,
+        entry: &AccountEntry,
+        context: &Value,
+        op: &Value,
+    ) -> Result<(), crate::core::action::ActionError> {
+        let backend = self.backend_info(entry.link().id);
+        let ctx = ActionContext { account: &entry.account, backend: &backend };
+        self.translator.quick_operation(ctx, &AccountCaller(entry), context, op).await
     }
 }

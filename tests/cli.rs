@@ -79,7 +79,15 @@ async fn the_binary_bridges_and_stops_cleanly_on_sigterm() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = Child(
         bridge()
-            .args(["--backend-ws", &backend.url(), "--ws", &format!("127.0.0.1:{port}"), "--access-token", "tok"])
+            .args([
+                "--backend-ws",
+                &backend.url(),
+                "--ws",
+                &format!("127.0.0.1:{port}"),
+                "--access-token",
+                "tok",
+                "--ephemeral",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -1,0 +1,85 @@
+//! Ids survive the bridge being killed: the binary runs with `--data-dir`, a bot is given ids,
+//! the bridge dies by SIGKILL, and after a restart the same numbers still mean the same things.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+
+struct Bridge(std::process::Child);
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start(backend: &FakeBackend, data: &std::path::Path) -> (Bridge, Bot) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_onebot-bridge"))
+        .args(["--backend-ws", &backend.url(), "--ws", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut bot = loop {
+        match Bot::connect(addr, "/", None).await {
+            Ok(bot) => break bot,
+            Err(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => panic!("the bridge never listened: {e}"),
+        }
+    };
+    assert_eq!(bot.next_frame().await["sub_type"], "connect");
+    (Bridge(child), bot)
+}
+
+#[tokio::test]
+async fn ids_given_to_a_bot_survive_sigkill() {
+    let data = std::env::temp_dir().join(format!("ob-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut backend = FakeBackend::start(BackendOptions::default()).await;
+
+    let (mut bridge, mut bot) = start(&backend, &data).await;
+    backend.push(v12_message(
+        "group",
+        "10001",
+        json!({"message_id": "msg-before-kill", "group_id": "room@chat", "user_id": "wxid_alice", "message": "hello"}),
+    ));
+    let ev = bot.next_event().await;
+    let (user, group, message) = (ev["user_id"].clone(), ev["group_id"].clone(), ev["message_id"].clone());
+    assert!(user.as_i64().unwrap() >= 1 << 52 && group.as_i64().unwrap() >= 1 << 52);
+
+    // No graceful anything: the process is gone the moment the bot has its ids.
+    bridge.0.kill().unwrap();
+    bridge.0.wait().unwrap();
+    drop(bot);
+
+    let (_bridge, mut bot) = start(&backend, &data).await;
+    assert_eq!(bot.call("delete_msg", json!({"message_id": message})).await["status"], "ok");
+    assert_eq!(backend.next_request().await["params"]["message_id"], "msg-before-kill");
+    assert_eq!(bot.call("send_group_msg", json!({"group_id": group, "message": "still here"})).await["status"], "ok");
+    assert_eq!(backend.next_request().await["params"]["group_id"], "room@chat");
+    assert_eq!(bot.call("get_stranger_info", json!({"user_id": user})).await["status"], "ok");
+    assert_eq!(backend.next_request().await["params"]["user_id"], "wxid_alice");
+
+    // The same strings get the same numbers again.
+    backend.push(v12_message(
+        "group",
+        "10001",
+        json!({"message_id": "msg-after", "group_id": "room@chat", "user_id": "wxid_alice", "message": "again"}),
+    ));
+    let ev = bot.next_event().await;
+    assert_eq!((ev["user_id"].clone(), ev["group_id"].clone()), (user, group));
+    let _ = std::fs::remove_dir_all(&data);
+}
