@@ -1,0 +1,158 @@
+//! The persistent id store (redb) at 1 000 000 stored message ids: lookups, and new ids one at a
+//! time and 64 at once (each answered only after its durable commit).
+//!
+//! Run: `cargo bench --bench store -- --warm-up-time 1 --measurement-time 5`.
+//! The first run fills `target/bench-store/bridge.redb` with 1 M message ids (about a minute);
+//! later runs reuse it.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use onebot_bridge::core::ids::{IdMapper, MessageKey, MessageRecord};
+use onebot_bridge::store::{DiskStore, Retention, Store};
+
+/// Message ids in the store while measuring. `cargo test --all-targets` runs this file once as a
+/// smoke test (without `--bench`): then a small throw-away store is used instead.
+fn stored() -> u64 {
+    if measuring() {
+        1_000_000
+    } else {
+        2_000
+    }
+}
+
+fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+fn record(i: u64) -> MessageRecord {
+    MessageRecord {
+        key: MessageKey { self_id: "10001".into(), message_id: format!("m-{i:08}") },
+        detail_type: "group".into(),
+        group_id: Some(format!("{}", 40000 + i % 500)),
+        user_id: Some(format!("{}", 20000 + i % 5000)),
+    }
+}
+
+fn dir() -> PathBuf {
+    if measuring() {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-store")
+    } else {
+        let d = std::env::temp_dir().join(format!("ob-bench-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+}
+
+fn retention() -> Retention {
+    Retention { max_messages: stored() * 2, ..Default::default() }
+}
+
+/// Opens the store, filling it to 1 M message ids on first use.
+fn filled(rt: &tokio::runtime::Runtime) -> (Arc<IdMapper<Store>>, Vec<i32>) {
+    let store = DiskStore::open(&dir(), retention()).expect("open the bench store");
+    let ids = Arc::new(IdMapper::new(Store::Disk(store.clone())));
+    let have = store.message_count().expect("count");
+    if have < stored() {
+        eprintln!("filling the bench store: {have} → {} message ids", stored());
+        let started = Instant::now();
+        rt.block_on(async {
+            let mut next = have;
+            while next < stored() {
+                let end = (next + 4096).min(stored());
+                let mut tasks = Vec::new();
+                for i in next..end {
+                    let ids = ids.clone();
+                    tasks.push(tokio::spawn(async move { ids.message_to_v11(&record(i)).await.expect("assign") }));
+                }
+                for t in tasks {
+                    t.await.expect("task");
+                }
+                next = end;
+            }
+        });
+        eprintln!("filled in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    // A sample of stored ids to look up.
+    let sample = rt.block_on(async {
+        let mut out = Vec::new();
+        for i in (0..stored()).step_by(997).take(1000) {
+            out.push(ids.message_to_v11(&record(i)).await.expect("stored"));
+        }
+        out
+    });
+    (ids, sample)
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let (ids, sample) = filled(&rt);
+    let mut fresh = stored() * 10 + rand_offset();
+
+    let mut g = c.benchmark_group("store_1m");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("message_lookup", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % sample.len();
+            black_box(rt.block_on(ids.message_to_v12(sample[i] as i64)).expect("found"));
+        })
+    });
+    g.bench_function("message_id_of_known_key", |b| {
+        let mut i = 0u64;
+        b.iter(|| {
+            i = (i + 7919) % stored();
+            black_box(rt.block_on(ids.message_to_v11(&record(i))).expect("found"));
+        })
+    });
+    g.bench_function("message_new_one_at_a_time", |b| {
+        b.iter(|| {
+            fresh += 1;
+            black_box(rt.block_on(ids.message_to_v11(&record(fresh))).expect("assigned"));
+        })
+    });
+    g.throughput(Throughput::Elements(64));
+    g.bench_function("message_new_64_concurrent", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = fresh;
+                fresh += 64;
+                let ids = ids.clone();
+                let t = Instant::now();
+                rt.block_on(async move {
+                    let tasks: Vec<_> = (start..start + 64)
+                        .map(|i| {
+                            let ids = ids.clone();
+                            tokio::spawn(async move { ids.message_to_v11(&record(i)).await.expect("assigned") })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await.expect("task");
+                    }
+                });
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+/// Keeps repeated runs from re-using the previous run's "new" ids.
+fn rand_offset() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() % 1_000_000 * 1000)
+        .unwrap_or(0)
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30);
+    targets = bench
+}
+criterion_main!(benches);
