@@ -293,6 +293,7 @@ fn ids(c: &mut Criterion) {
         detail_type: "group".into(),
         group_id: Some("987654".into()),
         user_id: Some("10001".into()),
+        content: None,
     };
     group.bench_function("message_new", |b| {
         bench_owned_inputs(b, record, |core, _, rec| block_on(core.ids.message_to_v11(&rec)))

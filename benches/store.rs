@@ -34,6 +34,7 @@ fn record(i: u64) -> MessageRecord {
         detail_type: "group".into(),
         group_id: Some(format!("{}", 40000 + i % 500)),
         user_id: Some(format!("{}", 20000 + i % 5000)),
+        content: None,
     }
 }
 

@@ -11,7 +11,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Map, Value};
 
 use super::cq::render_cq;
-use super::ids::{IdError, IdStore};
+use super::ids::{IdError, IdStore, StoredMessage};
 use super::mapping::{EventRow, Kind};
 use super::message::Segment;
 use super::segment::{read_v12_message, Scope, SegmentError};
@@ -213,7 +213,14 @@ impl<S: IdStore> Translator<S> {
             v11_user = Value::String(user_id.clone());
             body.insert("self_tiny_id".into(), account.self_id.user_id.clone().into());
         } else {
-            let id = self.ids.message_to_v11(&scope.record(&message_id)).await?;
+            let mut record = scope.record(&message_id);
+            record.content = Some(StoredMessage {
+                time,
+                segments: segments.clone(),
+                sender_id: self.ids.to_v11(&user_id).await?,
+                sender_name: self.sender_name(ev),
+            });
+            let id = self.ids.message_to_v11(&record).await?;
             body.insert("message_id".into(), id.into());
             if let Some(g) = &group_id {
                 body.insert("group_id".into(), self.ids.to_v11(g).await?.into());
@@ -237,6 +244,16 @@ impl<S: IdStore> Translator<S> {
         Ok(V11Event { self_id: account.v11_id, body })
     }
 
+    /// The sender's display name as the backend gives it (empty when it gives none).
+    fn sender_name(&self, ev: &Event) -> String {
+        let profile = &self.maps.profile;
+        ["user_name", "nickname", "user_displayname"]
+            .iter()
+            .find_map(|n| ev.fields.get(*n).or_else(|| ev.fields.get(&profile.prefixed(n))).and_then(Value::as_str))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// go-cqhttp's `sender` object, filled from whatever the backend says about the sender
     /// (`user_name`, `user_card`, `<prefix>.nickname`, a `<prefix>.sender` object, …).
     async fn sender(
@@ -256,7 +273,7 @@ impl<S: IdStore> Translator<S> {
                     .map(str::to_owned)
             })
         };
-        let nickname = pick(&["user_name", "nickname", "user_displayname"]).unwrap_or_default();
+        let nickname = self.sender_name(ev);
         let mut sender = Map::new();
         sender.insert("user_id".into(), user_id.clone());
         sender.insert("nickname".into(), nickname.into());

@@ -40,7 +40,7 @@ pub enum IdError {
 }
 
 /// Which bot account saw a message, and the backend's id for it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct MessageKey {
     /// v12 `self.user_id` of the account.
     pub self_id: String,
@@ -49,15 +49,33 @@ pub struct MessageKey {
 }
 
 /// What the bridge remembers about a message id it issued.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct MessageRecord {
     pub key: MessageKey,
     /// `private`, `group` or `channel` (v12 `detail_type`).
     pub detail_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
+    /// The sender (v12 id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// The message itself, when the bridge saw it (an event, or a bot's send): `get_msg` answers
+    /// from this. Ids seen only as a reference (a reply, a recall) have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<StoredMessage>,
+}
+
+/// A message as `get_msg` returns it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct StoredMessage {
+    /// Unix seconds.
+    pub time: i64,
+    /// v11 segments (data values text).
+    pub segments: Vec<crate::core::message::Segment>,
+    /// The sender's v11 id and nickname.
+    pub sender_id: i64,
+    #[serde(default)]
+    pub sender_name: String,
 }
 
 /// Outcome of an "insert unless taken" on one number.
@@ -82,6 +100,9 @@ pub trait IdStore: Send + Sync + 'static {
         record: &MessageRecord,
     ) -> impl Future<Output = Result<Claim<MessageKey>, IdError>> + Send;
     fn message_of(&self, n: i32) -> impl Future<Output = Result<Option<MessageRecord>, IdError>> + Send;
+    /// Replaces the record of an id already issued to the same key (to attach a message seen
+    /// after its id was first given out, e.g. as a reply target).
+    fn save_message(&self, n: i32, record: &MessageRecord) -> impl Future<Output = Result<(), IdError>> + Send;
 }
 
 /// A v12 id that passes through as an integer, if it is one.
@@ -176,9 +197,13 @@ impl<S: IdStore> IdMapper<S> {
         self.store.v12_of_surrogate(n).await?.ok_or(IdError::UnknownSurrogate(n))
     }
 
-    /// v12 message → positive int32 v11 `message_id`, remembering where the message lives.
+    /// v12 message → positive int32 v11 `message_id`, remembering where the message lives (and
+    /// what it says, when the record carries its content).
     pub async fn message_to_v11(&self, record: &MessageRecord) -> Result<i32, IdError> {
         if let Some(n) = self.store.message_id_of(&record.key).await? {
+            if record.content.is_some() {
+                self.store.save_message(n, record).await?;
+            }
             return Ok(n);
         }
         for attempt in 0..MAX_PROBES {
@@ -279,6 +304,16 @@ impl IdStore for MemoryIdStore {
     async fn message_of(&self, n: i32) -> Result<Option<MessageRecord>, IdError> {
         Ok(self.tables().message_by_id.get(&n).cloned())
     }
+
+    async fn save_message(&self, n: i32, record: &MessageRecord) -> Result<(), IdError> {
+        let mut t = self.tables();
+        if let Some(existing) = t.message_by_id.get_mut(&n) {
+            if existing.key == record.key {
+                *existing = record.clone();
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -291,7 +326,7 @@ mod tests {
             key: MessageKey { self_id: self_id.into(), message_id: id.into() },
             detail_type: "group".into(),
             group_id: Some("g".into()),
-            user_id: None,
+            ..Default::default()
         }
     }
 

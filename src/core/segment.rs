@@ -45,6 +45,7 @@ impl Scope<'_> {
             detail_type: self.detail_type.to_owned(),
             group_id: self.group_id.map(str::to_owned),
             user_id: self.user_id.map(str::to_owned),
+            content: None,
         }
     }
 }

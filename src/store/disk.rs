@@ -63,6 +63,7 @@ struct Stored {
 enum Write {
     Surrogate { n: i64, v12: String, reply: oneshot::Sender<Result<Claim<String>, IdError>> },
     Message { n: i32, record: MessageRecord, reply: oneshot::Sender<Result<Claim<MessageKey>, IdError>> },
+    Save { n: i32, record: MessageRecord, reply: oneshot::Sender<Result<(), IdError>> },
 }
 
 /// The redb-backed [`IdStore`].
@@ -77,6 +78,7 @@ impl std::fmt::Debug for Write {
         match self {
             Write::Surrogate { n, .. } => write!(f, "Surrogate({n})"),
             Write::Message { n, .. } => write!(f, "Message({n})"),
+            Write::Save { n, .. } => write!(f, "Save({n})"),
         }
     }
 }
@@ -159,6 +161,11 @@ impl IdStore for DiskStore {
         self.write(|reply| Write::Message { n, record, reply }).await
     }
 
+    async fn save_message(&self, n: i32, record: &MessageRecord) -> Result<(), IdError> {
+        let record = record.clone();
+        self.write(|reply| Write::Save { n, record, reply }).await
+    }
+
     async fn message_of(&self, n: i32) -> Result<Option<MessageRecord>, IdError> {
         let bytes = self.read(|t| Ok(t.open_table(MESSAGES)?.get(n)?.map(|v| v.value().to_vec())))?;
         match bytes {
@@ -227,6 +234,7 @@ fn recv_until(rt: &tokio::runtime::Runtime, rx: &mut mpsc::Receiver<Write>, dead
 enum Outcome {
     Surrogate(oneshot::Sender<Result<Claim<String>, IdError>>, Claim<String>),
     Message(oneshot::Sender<Result<Claim<MessageKey>, IdError>>, Claim<MessageKey>),
+    Saved(oneshot::Sender<Result<(), IdError>>),
 }
 
 fn apply(db: &Database, batch: Vec<Write>) {
@@ -275,6 +283,16 @@ fn apply(db: &Database, batch: Vec<Write>) {
                         };
                         outcomes.push(Outcome::Message(reply, claim));
                     }
+                    Write::Save { n, record, reply } => {
+                        let old = messages.get(n)?.map(|v| v.value().to_vec());
+                        if let Some(Ok(old)) = old.map(|b| serde_json::from_slice::<Stored>(&b)) {
+                            if old.record.key == record.key {
+                                let bytes = serde_json::to_vec(&Stored { record, at: old.at }).unwrap_or_default();
+                                messages.insert(n, bytes.as_slice())?;
+                            }
+                        }
+                        outcomes.push(Outcome::Saved(reply));
+                    }
                 }
             }
         }
@@ -290,6 +308,9 @@ fn apply(db: &Database, batch: Vec<Write>) {
                     }
                     Outcome::Message(reply, claim) => {
                         let _ = reply.send(Ok(claim));
+                    }
+                    Outcome::Saved(reply) => {
+                        let _ = reply.send(Ok(()));
                     }
                 }
             }

@@ -59,6 +59,13 @@ impl IdStore for Store {
             Store::Disk(s) => s.message_of(n).await,
         }
     }
+
+    async fn save_message(&self, n: i32, record: &MessageRecord) -> Result<(), IdError> {
+        match self {
+            Store::Memory(s) => s.save_message(n, record).await,
+            Store::Disk(s) => s.save_message(n, record).await,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -74,6 +81,7 @@ mod tests {
             detail_type: "group".into(),
             group_id: Some("g".into()),
             user_id: Some("u".into()),
+            content: None,
         }
     }
 
