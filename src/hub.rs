@@ -365,3 +365,40 @@ impl Hub {
         self.translator.quick_operation(ctx, &AccountCaller(entry), context, op).await
     }
 }
+
+impl AccountEntry {
+    /// Ends a subscription that did not deliver everything (a reverse-WS connection that closed):
+    /// `undelivered` (oldest first) and whatever is still queued in `events` go back to the front
+    /// of the backlog, for the next subscriber. Done under the backlog lock, so an event published
+    /// meanwhile lands either in `events` (and comes back) or in the backlog. If another
+    /// connection is still subscribed it has had these events already: they are only counted.
+    pub fn give_back(&self, mut undelivered: Vec<Arc<V11Event>>, events: Option<broadcast::Receiver<Arc<V11Event>>>) {
+        let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(mut rx) = events {
+            loop {
+                match rx.try_recv() {
+                    Ok(ev) => undelivered.push(ev),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        self.undelivered.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        if undelivered.is_empty() {
+            return;
+        }
+        if self.events.receiver_count() > 0 {
+            self.undelivered.fetch_add(undelivered.len() as u64, Ordering::Relaxed);
+            return;
+        }
+        let now = Instant::now();
+        for ev in undelivered.into_iter().rev() {
+            backlog.push_front((now, ev));
+        }
+        while backlog.len() > BACKLOG_MAX {
+            backlog.pop_front();
+            self.undelivered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

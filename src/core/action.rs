@@ -163,7 +163,7 @@ impl<S: IdStore> Translator<S> {
         }
     }
 
-    async fn run_rename<C: V12Caller>(
+    pub(super) async fn run_rename<C: V12Caller>(
         &self,
         name: &str,
         ctx: ActionContext<'_>,
@@ -264,7 +264,7 @@ impl<S: IdStore> Translator<S> {
         Ok(Value::Object(out))
     }
 
-    async fn run_handler<C: V12Caller>(
+    pub(super) async fn run_handler<C: V12Caller>(
         &self,
         handler: Handler,
         name: &str,
@@ -279,6 +279,7 @@ impl<S: IdStore> Translator<S> {
             Handler::GetVersionInfo => Ok(version_info(ctx.backend)),
             Handler::CanSend => Ok(json!({ "yes": true })),
             Handler::GetSupportedActions => Ok(self.maps.actions.keys().cloned().collect::<Vec<_>>().into()),
+            Handler::QuickOperation => self.handle_quick_operation(ctx, caller, params).await,
         }
     }
 
@@ -454,9 +455,16 @@ mod tests {
             }
             *rec.data.lock().unwrap() =
                 if row.response.list { json!([v12_obj.clone()]) } else { Value::Object(v12_obj.clone()) };
+            // A sample v11 value per kind, and what it must become in v12.
+            let sample = |kind: Kind| match kind {
+                Kind::Id => (json!(123), json!("123")),
+                Kind::Int => (json!("60"), json!(60)),
+                Kind::Bool => (json!("true"), json!(true)),
+                _ => (json!("p"), json!("p")),
+            };
             let mut params = Map::new();
             for (v11, spec) in &row.params {
-                params.insert(v11.clone(), if spec.kind == Kind::Id { json!(123) } else { json!("p") });
+                params.insert(v11.clone(), sample(spec.kind).0);
             }
             let req = v11::Request { action: name.clone(), params, echo: None };
             let answer = block_on(t.handle_action(ctx, &rec, req));
@@ -466,8 +474,7 @@ mod tests {
             for (v11, spec) in &row.params {
                 match (spec.name.as_str(), spec.kind) {
                     ("", _) => assert!(!sent.params.contains_key(v11.as_str()), "{name}: {v11} must be dropped"),
-                    (v12, Kind::Id) => assert_eq!(sent.params[v12], json!("123"), "{name}.{v11}"),
-                    (v12, _) => assert_eq!(sent.params[v12], json!("p"), "{name}.{v11}"),
+                    (v12, kind) => assert_eq!(sent.params[v12], sample(kind).1, "{name}.{v11}"),
                 }
             }
             if row.response.null {

@@ -164,6 +164,7 @@ pub enum Handler {
     GetVersionInfo,
     CanSend,
     GetSupportedActions,
+    QuickOperation,
 }
 
 #[derive(Debug, Clone, Deserialize)]

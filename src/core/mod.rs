@@ -11,6 +11,7 @@ pub mod event;
 pub mod ids;
 pub mod mapping;
 pub mod message;
+pub mod quick;
 pub mod segment;
 pub mod v11;
 pub mod v12;

@@ -1,14 +1,376 @@
 //! v11 HTTP API, bridge as **server** (go-cqhttp `servers: - http: address`).
+//!
+//! Requests are read as go-cqhttp reads them (reference §1.2):
+//! - `GET` or `POST /<action>`; the action is the path without its leading `/` (a trailing slash
+//!   is kept, so `/send_msg/` is an unknown action); `_async` is stripped by the core and the
+//!   action runs synchronously. `POST /` takes `{"action": …, "params": {…}}`; `echo` is ignored.
+//!   Any other method: HTTP 404, empty body.
+//! - Params come from the JSON body root (`Content-Type` containing `application/json`), else the
+//!   urlencoded form (`application/x-www-form-urlencoded`), else the query; a form or query value
+//!   that starts with `{` or `[` and is valid JSON is read as JSON (`message=[{"type":…}]` works
+//!   in a GET). A JSON content type with a body that is not JSON: HTTP 400. Other content types:
+//!   the body is ignored (go-cqhttp has no 406). An empty body is no body.
+//! - Token, checked after the body is read (as go-cqhttp): the `Authorization` value after its
+//!   first space (`Bearer`, `Token`, any scheme), else `?access_token=`; none: HTTP 401, a wrong
+//!   one: HTTP 403, both with an empty body.
+//! - Everything else is HTTP 200 with the OneBot answer as JSON
+//!   (`Content-Type: application/json; charset=utf-8`), failures included (an unknown action is
+//!   `retcode 404`). HTTP answers never carry `echo`.
+//!
+//! Which bot account a request is for: the server's `self-id`, else a `self_id` request param
+//! naming a known account (the param is then removed, it is not the action's), else the only
+//! account the backend has. Several accounts and no selector: `retcode 100`,
+//! `msg BRIDGE_AMBIGUOUS_ACCOUNT`, the ids in `wording`. No account yet (or not the one asked
+//! for): `BACKEND_UNAVAILABLE`.
+//!
+//! Bounds: a body above `limits.max_message` is refused with HTTP 413 (by its `Content-Length`
+//! before reading, or as soon as it is exceeded); headers must arrive within 30 s and the body
+//! within 30 s (HTTP 408); an action answers within [`ACTION_DEADLINE`] whatever the backend does;
+//! at most [`MAX_CONNECTIONS`] connections are served at once (more wait to be accepted). At
+//! shutdown the server stops accepting, lets requests in flight finish (idle keep-alive connections
+//! close at once) and aborts what is left after `limits.shutdown_grace`.
 
-/// Serves the HTTP API until `shutdown`.
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{Map, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::config::{HttpServer, Limits};
+use crate::core::segment::lenient_i64;
+use crate::core::v11;
+use crate::hub::{AccountEntry, Hub, Selection};
+use crate::net::{check_token, presented_token, Auth};
+
+/// Time a client has to send a request's headers (also bounds idle keep-alive connections).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a client has to send a request's body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest an action may take here, whatever it does (each backend call has its own, shorter,
+/// `--action-timeout`; this bounds multi-step actions and anything else).
+pub const ACTION_DEADLINE: Duration = Duration::from_secs(120);
+/// Connections served at once; the next one is accepted when one ends.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Why a request got no OneBot answer, only an HTTP status (with an empty body, as go-cqhttp).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("method {0} is not GET or POST")]
+    Method(Method),
+    #[error("the body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
+    #[error("cannot read the body: {0}")]
+    Body(String),
+    #[error("the body is not valid JSON: {0}")]
+    BadJson(String),
+    #[error("no access token presented")]
+    TokenMissing,
+    #[error("wrong access token")]
+    TokenWrong,
+}
+
+impl RequestError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RequestError::Method(_) => StatusCode::NOT_FOUND,
+            RequestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            RequestError::Body(_) | RequestError::BadJson(_) => StatusCode::BAD_REQUEST,
+            RequestError::TokenMissing => StatusCode::UNAUTHORIZED,
+            RequestError::TokenWrong => StatusCode::FORBIDDEN,
+        }
+    }
+}
+
+/// What every connection of one server shares.
+struct Endpoint {
+    server: HttpServer,
+    hub: Arc<Hub>,
+    limits: Limits,
+}
+
+/// Serves the HTTP API until `shutdown`, then lets requests in flight finish within the grace
+/// period.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
-    server: crate::config::HttpServer,
-    hub: std::sync::Arc<crate::hub::Hub>,
-    limits: crate::config::Limits,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    listener: TcpListener,
+    server: HttpServer,
+    hub: Arc<Hub>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
 ) {
-    let _ = (listener, server, hub, limits);
-    tracing::error!("the v11 HTTP API is not implemented yet");
-    let _ = shutdown.changed().await;
+    let grace = limits.shutdown_grace;
+    let endpoint = Arc::new(Endpoint { server, hub, limits });
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    loop {
+        // Take a connection slot first: when all are in use, stop accepting (backpressure).
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            _ = shutdown.changed() => break,
+        };
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let span = tracing::info_span!("v11_http", %peer);
+                    let task = connection(stream, endpoint.clone(), shutdown.clone(), permit);
+                    connections.spawn(task.instrument(span));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await.is_err() {
+        tracing::warn!(left = connections.len(), "HTTP API requests still running after the grace period; aborted");
+        connections.abort_all();
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    endpoint: Arc<Endpoint>,
+    mut shutdown: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let service = service_fn(move |req| {
+        let endpoint = endpoint.clone();
+        async move { Ok::<_, Infallible>(handle(req, &endpoint).await) }.in_current_span()
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let ended = if *shutdown.borrow() {
+        conn.as_mut().graceful_shutdown();
+        conn.await
+    } else {
+        tokio::select! {
+            ended = conn.as_mut() => ended,
+            _ = shutdown.changed() => {
+                // Finish the request in flight (if any), then close.
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    };
+    if let Err(error) = ended {
+        tracing::debug!(%error, "HTTP connection ended with an error");
+    }
+}
+
+async fn handle(req: Request<Incoming>, endpoint: &Endpoint) -> Response<Full<Bytes>> {
+    match answer(req, endpoint).await {
+        Ok(answer) => {
+            let mut resp = Response::new(Full::new(Bytes::from(answer.to_json())));
+            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+            resp
+        }
+        Err(error) => {
+            let status = error.status();
+            match error {
+                RequestError::TokenMissing | RequestError::TokenWrong => tracing::info!(%error, "request refused"),
+                _ => tracing::debug!(%error, %status, "request refused"),
+            }
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = status;
+            resp
+        }
+    }
+}
+
+/// The OneBot answer to one request, or the HTTP status that refuses it.
+async fn answer(req: Request<Incoming>, endpoint: &Endpoint) -> Result<v11::Response, RequestError> {
+    let (parts, body) = req.into_parts();
+    if parts.method != Method::GET && parts.method != Method::POST {
+        return Err(RequestError::Method(parts.method));
+    }
+    let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let bytes = read_body(body, &parts.headers, endpoint.limits.max_message).await?;
+    let json_body = if content_type.contains("application/json") && !bytes.is_empty() {
+        Some(serde_json::from_slice::<Value>(&bytes).map_err(|e| RequestError::BadJson(e.to_string()))?)
+    } else {
+        None
+    };
+    let form = if content_type.contains("application/x-www-form-urlencoded") {
+        Some(pairs_to_params(url::form_urlencoded::parse(&bytes)))
+    } else {
+        None
+    };
+
+    let query = parts.uri.query();
+    let authorization = parts.headers.get(AUTHORIZATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    match check_token(endpoint.server.token.as_deref(), presented_token(authorization.as_deref(), query).as_deref()) {
+        Auth::Ok => {}
+        Auth::Missing => return Err(RequestError::TokenMissing),
+        Auth::Wrong => return Err(RequestError::TokenWrong),
+    }
+
+    // Lookup order JSON body root > form > query: later sources overwrite earlier ones.
+    let mut merged = pairs_to_params(url::form_urlencoded::parse(query.unwrap_or("").as_bytes()));
+    merged.extend(form.unwrap_or_default());
+    if let Some(Value::Object(root)) = json_body {
+        merged.extend(root);
+    }
+    merged.remove("access_token");
+
+    let path = percent_encoding::percent_decode_str(parts.uri.path()).decode_utf8_lossy();
+    let (action, mut params) = if path == "/" {
+        // go-cqhttp's `POST /` with `{action, params}`.
+        let action = merged.get("action").and_then(Value::as_str).unwrap_or("").to_owned();
+        let mut params = match merged.remove("params") {
+            Some(Value::Object(params)) => params,
+            _ => Map::new(),
+        };
+        if let Some(self_id) = merged.remove("self_id") {
+            params.entry("self_id").or_insert(self_id);
+        }
+        (action, params)
+    } else {
+        (path.strip_prefix('/').unwrap_or(&path).to_owned(), merged)
+    };
+
+    let entry = match choose_account(endpoint, &mut params) {
+        Ok(entry) => entry,
+        Err(error) => {
+            tracing::debug!(%action, %error, "no bot account for the request");
+            return Ok(error.to_response());
+        }
+    };
+    tracing::debug!(%action, self_id = entry.account.v11_id, "HTTP API call");
+    let request = v11::Request { action: action.clone(), params, echo: None };
+    let answer = match tokio::time::timeout(ACTION_DEADLINE, endpoint.hub.handle_action(&entry, request)).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            tracing::warn!(%action, "action not finished within {ACTION_DEADLINE:?}; answered with a failure");
+            v11::Response::failed(
+                100,
+                "BACKEND_TIMEOUT",
+                format!("the action did not finish within {} s", ACTION_DEADLINE.as_secs()),
+            )
+        }
+    };
+    Ok(answer.with_echo(None))
+}
+
+/// Reads the body within [`BODY_TIMEOUT`] and `limit` bytes.
+async fn read_body(body: Incoming, headers: &HeaderMap, limit: usize) -> Result<Bytes, RequestError> {
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(RequestError::TooLarge { limit });
+    }
+    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(RequestError::BodyTimeout(BODY_TIMEOUT)),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => Err(RequestError::TooLarge { limit }),
+        Ok(Err(error)) => Err(RequestError::Body(error.to_string())),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// Query or form pairs as params: the first value of a repeated key wins (Go's `Values.Get`),
+/// and a value that looks like JSON (`{…}` or `[…]`) and is valid JSON is that JSON.
+fn pairs_to_params<'a>(
+    pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
+) -> Map<String, Value> {
+    let mut params = Map::new();
+    for (key, value) in pairs {
+        if params.contains_key(key.as_ref()) {
+            continue;
+        }
+        let trimmed = value.trim_start();
+        let json = if trimmed.starts_with('{') || trimmed.starts_with('[') {
+            serde_json::from_str::<Value>(&value).ok()
+        } else {
+            None
+        };
+        params.insert(key.into_owned(), json.unwrap_or_else(|| Value::String(value.into_owned())));
+    }
+    params
+}
+
+/// Why a request has no bot account to go to.
+#[derive(Debug, thiserror::Error)]
+pub enum NoAccount {
+    #[error("the backend has several bot accounts {0:?}: add self_id=<one of them> to the request, or set self-id on this HTTP server")]
+    Ambiguous(Vec<i64>),
+    #[error("bot account {0} is not known to the backend (yet)")]
+    NotKnown(i64),
+    #[error("no bot account is online on the backend yet")]
+    NoneYet,
+}
+
+impl NoAccount {
+    /// The OneBot failure the bot gets (HTTP 200, as every OneBot answer).
+    pub fn to_response(&self) -> v11::Response {
+        let msg = match self {
+            NoAccount::Ambiguous(_) => "BRIDGE_AMBIGUOUS_ACCOUNT",
+            NoAccount::NotKnown(_) | NoAccount::NoneYet => "BACKEND_UNAVAILABLE",
+        };
+        v11::Response::failed(100, msg, self.to_string())
+    }
+}
+
+/// The account a request is for (see the module header). A `self_id` param is taken out of the
+/// params whether or not it decides.
+fn choose_account(endpoint: &Endpoint, params: &mut Map<String, Value>) -> Result<Arc<AccountEntry>, NoAccount> {
+    let asked = params.get("self_id").and_then(lenient_i64);
+    if asked.is_some() {
+        params.remove("self_id");
+    }
+    let want = endpoint.server.self_id.or(asked);
+    match endpoint.hub.select(want) {
+        Selection::Ready(entry) => Ok(entry),
+        Selection::Ambiguous(ids) => Err(NoAccount::Ambiguous(ids)),
+        Selection::Unknown => Err(want.map_or(NoAccount::NoneYet, NoAccount::NotKnown)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn query_and_form_values_that_look_like_json_are_json() {
+        let params = pairs_to_params(url::form_urlencoded::parse(
+            b"a=1&message=%5B%7B%22type%22%3A%22text%22%2C%22data%22%3A%7B%22text%22%3A%22hi%22%7D%7D%5D&o=%7Bx&a=2&e=",
+        ));
+        assert_eq!(params["a"], "1", "the first of a repeated key wins, numbers stay text");
+        assert_eq!(params["message"], json!([{"type": "text", "data": {"text": "hi"}}]));
+        assert_eq!(params["o"], "{x", "not valid JSON: kept as text");
+        assert_eq!(params["e"], "");
+    }
+
+    #[test]
+    fn refusals_have_go_cqhttp_statuses() {
+        assert_eq!(RequestError::Method(Method::PUT).status(), 404);
+        assert_eq!(RequestError::TooLarge { limit: 1 }.status(), 413);
+        assert_eq!(RequestError::BadJson("x".into()).status(), 400);
+        assert_eq!(RequestError::TokenMissing.status(), 401);
+        assert_eq!(RequestError::TokenWrong.status(), 403);
+    }
 }
