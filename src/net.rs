@@ -73,7 +73,8 @@ pub fn ws_config(max_message: usize) -> tokio_tungstenite::tungstenite::protocol
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))
-        .max_write_buffer_size(max_message.saturating_mul(2))
+        // tungstenite wants the write-buffer cap above its 128 KiB write buffer.
+        .max_write_buffer_size(max_message.saturating_mul(2).max(256 << 10))
 }
 
 pub fn unix_now() -> i64 {
@@ -95,6 +96,15 @@ mod tests {
         assert_eq!(check_token(Some("t"), Some("u")), Auth::Wrong);
         assert_eq!(check_token(Some("t"), Some("t")), Auth::Ok);
         assert_eq!(check_token(None, None), Auth::Ok);
+    }
+
+    #[test]
+    fn small_message_limits_make_a_valid_ws_config() {
+        for max in [1, 4096, 64 << 10, 16 << 20] {
+            let c = ws_config(max);
+            assert!(c.max_write_buffer_size > c.write_buffer_size, "{max}");
+            assert_eq!(c.max_message_size, Some(max));
+        }
     }
 
     #[test]
