@@ -51,7 +51,7 @@ static BACKEND_INFO: BackendInfo =
     BackendInfo { implementation: String::new(), version: String::new(), onebot_version: String::new() };
 
 fn ctx(account: &Account) -> ActionContext<'_> {
-    ActionContext { account, backend: &BACKEND_INFO }
+    ActionContext { account, backend: &BACKEND_INFO, post_format: Default::default() }
 }
 
 const CQ_SHORT: &str = "hello [CQ:face,id=1] world";

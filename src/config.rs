@@ -312,6 +312,8 @@ pub struct WsServer {
 pub struct HttpServer {
     pub addr: SocketAddr,
     pub token: Option<String>,
+    /// `get_msg` answers in this format.
+    pub post_format: PostFormat,
     pub self_id: Option<i64>,
 }
 
@@ -497,7 +499,12 @@ impl Config {
                 ServerEntry::Http(h) if !h.disabled => {
                     let token = token_of(h.middlewares);
                     if !h.address.trim().is_empty() {
-                        http_servers.push(HttpServer { addr: parse_addr(&h.address)?, token, self_id: h.self_id });
+                        http_servers.push(HttpServer {
+                            addr: parse_addr(&h.address)?,
+                            token,
+                            post_format: h.post_format.unwrap_or(global_format),
+                            self_id: h.self_id,
+                        });
                     }
                     let timeout = Duration::from_secs(h.timeout.unwrap_or(5).max(5));
                     for p in h.post {
@@ -549,7 +556,12 @@ impl Config {
             });
         }
         for addr in &flags.http {
-            http_servers.push(HttpServer { addr: parse_addr(addr)?, token: flag_token(), self_id: None });
+            http_servers.push(HttpServer {
+                addr: parse_addr(addr)?,
+                token: flag_token(),
+                post_format: global_format,
+                self_id: None,
+            });
         }
         for url in &flags.http_post {
             http_posts.push(HttpPost {

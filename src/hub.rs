@@ -339,10 +339,15 @@ impl Hub {
     }
 
     /// Runs one v11 action for an account; the answer carries the request's echo.
-    pub async fn handle_action(&self, entry: &AccountEntry, req: v11::Request) -> v11::Response {
+    pub async fn handle_action(
+        &self,
+        entry: &AccountEntry,
+        req: v11::Request,
+        post_format: v11::PostFormat,
+    ) -> v11::Response {
         let echo = req.echo.clone();
         let backend = self.backend_info(entry.link().id);
-        let ctx = ActionContext { account: &entry.account, backend: &backend };
+        let ctx = ActionContext { account: &entry.account, backend: &backend, post_format };
         self.translator.handle_action(ctx, &AccountCaller(entry), req).await.with_echo(echo)
     }
 
@@ -361,7 +366,7 @@ impl Hub {
         op: &Value,
     ) -> Result<(), crate::core::action::ActionError> {
         let backend = self.backend_info(entry.link().id);
-        let ctx = ActionContext { account: &entry.account, backend: &backend };
+        let ctx = ActionContext { account: &entry.account, backend: &backend, post_format: Default::default() };
         self.translator.quick_operation(ctx, &AccountCaller(entry), context, op).await
     }
 }

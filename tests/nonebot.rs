@@ -118,3 +118,56 @@ async fn nonebot_reply_to_a_non_numeric_user_reaches_the_original_id() {
     drop(bot);
     bridge.stop().await;
 }
+
+/// nonebot calls `get_msg` for every reply segment and treats a reply to the bot's own message
+/// as addressed to it (`to_me`): in a group, its `/echo` only fires then. The bridge must answer
+/// `get_msg` for a message the bot itself sent.
+#[tokio::test]
+async fn nonebot_treats_a_reply_to_its_own_message_as_addressed_to_it() {
+    let mut backend = FakeBackend::start(BackendOptions::default()).await;
+    let bridge = start_bridge(&backend, |_| {}).await;
+    let bot = NoneBot::start(bridge.ws_addrs()[0], None).await;
+
+    // The bot says something (in private, where /echo needs no mention)…
+    backend.answer_next(
+        "send_message",
+        json!({"status": "ok", "retcode": 0, "data": {"message_id": "bot-msg-1", "time": 1700000100.0}, "message": ""}),
+    );
+    backend.push(v12_message(
+        "private",
+        "10001",
+        json!({"message_id": "p1", "user_id": "20002", "message": [{"type": "text", "data": {"text": "/echo first words"}}]}),
+    ));
+    let first = reply_at_backend(&mut backend).await;
+    assert_eq!(first["params"]["message"], json!([{"type": "text", "data": {"text": "first words"}}]));
+    let bots_message =
+        bot.process.wait_frame("<-", WAIT, |f| f.get("post_type").is_none() && f["data"]["message_id"].is_i64()).await
+            ["data"]["message_id"]
+            .clone();
+
+    // …and someone in a group replies to exactly that message without mentioning the bot.
+    backend.push(v12_message(
+        "group",
+        "10001",
+        json!({"message_id": "g1", "group_id": "40004", "user_id": "20002",
+               "message": [{"type": "reply", "data": {"message_id": "bot-msg-1", "user_id": "10001"}},
+                           {"type": "text", "data": {"text": "/echo and again"}}]}),
+    ));
+    let call = bot.process.wait_frame("->", WAIT, |f| f["action"] == "get_msg").await;
+    assert_eq!(call["params"]["message_id"], bots_message, "nonebot asks about the bot's own message");
+    let echo = call["echo"].clone();
+    let answer = bot.process.wait_frame("<-", WAIT, |f| f.get("post_type").is_none() && f["echo"] == echo).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    assert_eq!(answer["data"]["sender"]["user_id"], 10001);
+    assert_eq!(answer["data"]["message"], "first words");
+
+    let second = reply_at_backend(&mut backend).await;
+    assert_eq!(second["params"]["detail_type"], "group", "the reply made the message to_me: {second}");
+    assert_eq!(second["params"]["group_id"], "40004");
+    assert_eq!(
+        second["params"]["message"].as_array().and_then(|m| m.last()).cloned(),
+        Some(json!({"type": "text", "data": {"text": "and again"}}))
+    );
+    drop(bot);
+    bridge.stop().await;
+}

@@ -8,7 +8,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::ids::{IdError, IdStore};
+use super::cq::render_cq;
+use super::ids::{IdError, IdStore, StoredMessage};
 use super::mapping::{Handler, Kind, Mappings, ResponseRow};
 use super::message::{value_as_text, Segment};
 use super::segment::{lenient_i64, read_v11_message, Scope, SegmentError};
@@ -91,6 +92,8 @@ pub fn lenient_bool(v: &Value) -> Option<bool> {
 pub struct ActionContext<'a> {
     pub account: &'a Account,
     pub backend: &'a BackendInfo,
+    /// The message format of the endpoint that asked (`get_msg` answers in it).
+    pub post_format: v11::PostFormat,
 }
 
 enum Target {
@@ -280,6 +283,7 @@ impl<S: IdStore> Translator<S> {
             Handler::CanSend => Ok(json!({ "yes": true })),
             Handler::GetSupportedActions => Ok(self.maps.actions.keys().cloned().collect::<Vec<_>>().into()),
             Handler::QuickOperation => self.handle_quick_operation(ctx, caller, params).await,
+            Handler::GetMsg => self.get_msg(ctx, params).await,
         }
     }
 
@@ -319,7 +323,9 @@ impl<S: IdStore> Translator<S> {
             .get("message")
             .ok_or_else(|| ActionError::BadParam { param: "message".into(), reason: "is required".into() })?;
         let auto_escape = params.get("auto_escape").and_then(lenient_bool).unwrap_or(false);
-        let segments = self.segments_to_v12(read_v11_message(message, auto_escape)?).await?;
+        let v11_segments = read_v11_message(message, auto_escape)?;
+        let sent = v11_segments.clone();
+        let segments = self.segments_to_v12(v11_segments).await?;
         if segments.is_empty() {
             return Err(ActionError::EmptyMessage);
         }
@@ -360,8 +366,40 @@ impl<S: IdStore> Translator<S> {
             group_id: group.as_deref(),
             user_id: Some(&ctx.account.self_id.user_id),
         };
-        let id = self.ids.message_to_v11(&scope.record(&message_id)).await?;
+        let mut record = scope.record(&message_id);
+        let time = data.get("time").and_then(Value::as_f64).map(|t| t as i64).unwrap_or(0);
+        record.content =
+            Some(StoredMessage { time, segments: sent, sender_id: ctx.account.v11_id, sender_name: String::new() });
+        let id = self.ids.message_to_v11(&record).await?;
         Ok(json!({ "message_id": id }))
+    }
+
+    /// go-cqhttp's `get_msg`, answered from what the bridge remembers of the message (received
+    /// events and the bot's own sends), in the asking endpoint's format.
+    async fn get_msg(&self, ctx: ActionContext<'_>, params: &Map<String, Value>) -> Result<Value, ActionError> {
+        let n = required_i64(params, "message_id")?;
+        let record = self.ids.message_to_v12(n).await?;
+        let Some(content) = record.content else {
+            return Err(ActionError::Id(IdError::UnknownMessage(n)));
+        };
+        let message = match ctx.post_format {
+            v11::PostFormat::String => Value::String(render_cq(&content.segments)),
+            v11::PostFormat::Array => Value::Array(content.segments.into_iter().map(Segment::into_value).collect()),
+        };
+        let group = record.detail_type == "group";
+        let mut data = Map::new();
+        data.insert("message_id".into(), n.into());
+        data.insert("real_id".into(), n.into());
+        data.insert("message_seq".into(), n.into());
+        data.insert("message_type".into(), if group { "group" } else { "private" }.into());
+        data.insert("group".into(), group.into());
+        if let (true, Some(g)) = (group, &record.group_id) {
+            data.insert("group_id".into(), self.ids.to_v11(g).await?.into());
+        }
+        data.insert("sender".into(), json!({ "user_id": content.sender_id, "nickname": content.sender_name }));
+        data.insert("time".into(), content.time.into());
+        data.insert("message".into(), message);
+        Ok(Value::Object(data))
     }
 
     async fn delete_message<C: V12Caller>(
@@ -444,7 +482,7 @@ mod tests {
         let t = translator();
         let me = account(&t);
         let backend = BackendInfo::default();
-        let ctx = ActionContext { account: &me, backend: &backend };
+        let ctx = ActionContext { account: &me, backend: &backend, post_format: Default::default() };
         let renames: Vec<_> = t.maps.actions.iter().filter(|(_, r)| r.v12.is_some()).collect();
         assert!(renames.len() >= 10);
         for (name, row) in renames {
@@ -501,7 +539,7 @@ mod tests {
         let me = account(&t);
         let backend =
             BackendInfo { implementation: "walle-q".into(), version: "0.1".into(), onebot_version: "12".into() };
-        let ctx = ActionContext { account: &me, backend: &backend };
+        let ctx = ActionContext { account: &me, backend: &backend, post_format: Default::default() };
         let rec = Recorder::default();
         let call = |action: &str| {
             block_on(t.handle_action(ctx, &rec, v11::Request { action: action.into(), ..Default::default() }))
@@ -574,7 +612,7 @@ mod tests {
             if let Some(u) = user { params["user_id"] = u; }
             if let Some(m) = mtype { params["message_type"] = json!(m); }
             let req = v11::Request { action, params: params.as_object().unwrap().clone(), echo: Some(json!(1)) };
-            let answer = block_on(t.handle_action(ActionContext { account: &me, backend: &backend }, &rec, req));
+            let answer = block_on(t.handle_action(ActionContext { account: &me, backend: &backend, post_format: Default::default() }, &rec, req));
             proptest::prop_assert!(answer.status == "ok" || answer.msg.is_some());
         }
     }

@@ -165,6 +165,7 @@ pub enum Handler {
     CanSend,
     GetSupportedActions,
     QuickOperation,
+    GetMsg,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -294,7 +294,7 @@ mod tests {
         }
 
         fn ctx(&self) -> ActionContext<'_> {
-            ActionContext { account: &self.me, backend: &self.backend }
+            ActionContext { account: &self.me, backend: &self.backend, post_format: Default::default() }
         }
 
         /// Runs the operation and returns what the backend was asked, in order.

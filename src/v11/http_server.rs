@@ -262,7 +262,12 @@ async fn answer(req: Request<Incoming>, endpoint: &Endpoint) -> Result<v11::Resp
     };
     tracing::debug!(%action, self_id = entry.account.v11_id, "HTTP API call");
     let request = v11::Request { action: action.clone(), params, echo: None };
-    let answer = match tokio::time::timeout(ACTION_DEADLINE, endpoint.hub.handle_action(&entry, request)).await {
+    let answer = match tokio::time::timeout(
+        ACTION_DEADLINE,
+        endpoint.hub.handle_action(&entry, request, endpoint.server.post_format),
+    )
+    .await
+    {
         Ok(answer) => answer,
         Err(_) => {
             tracing::warn!(%action, "action not finished within {ACTION_DEADLINE:?}; answered with a failure");

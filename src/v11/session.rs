@@ -196,8 +196,9 @@ where
                             let Ok(permit) = in_flight.clone().try_acquire_owned() else { return Ended::Peer };
                             let req = v11::Request::from_slice(text.as_bytes());
                             let (hub, entry, tx) = (self.hub.clone(), entry.clone(), answers_tx.clone());
+                            let format = self.cfg.post_format;
                             tokio::spawn(async move {
-                                let answer = hub.handle_action(&entry, req).await;
+                                let answer = hub.handle_action(&entry, req, format).await;
                                 drop(permit);
                                 let _ = tx.send(answer.to_json()).await;
                             }.in_current_span());
