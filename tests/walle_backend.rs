@@ -1,10 +1,21 @@
 //! A real OneBot v12 implementation built with `walle-core` 0.8.0-a1 (implementation side,
-//! `ImplOBC`, forward WebSocket server) ⇄ the real bridge ⇄ a scripted v11 bot.
+//! `ImplOBC`) ⇄ the real bridge ⇄ a scripted v11 bot, over each of walle's transports: its
+//! forward WebSocket server (the bridge dials), its HTTP server for actions plus its webhook for
+//! events (the bridge serves the webhook), and its reverse WebSocket client (walle dials the
+//! bridge).
 //!
 //! walle-core's quirks this exercises (`reference/onebot-v12.md` §2.8): `meta.connect` and
 //! `meta.status_update` with an empty `id` right after the upgrade, heartbeats whose `interval`
 //! is in seconds and which still carry a legacy `status`, unsupported actions answered with
 //! `10002`, auth failures answered with HTTP 403, `echo` accepted only as a string or a map.
+//! Over HTTP: its server takes `Content-Type` exactly `application/json` or `application/msgpack`
+//! on `/` only; its webhook sends `X-Impl` and `X-OneBot-Version` but no `User-Agent`, no
+//! `meta.connect` and no `status_update` (accounts come from the bridge's `get_status`), pushes
+//! each event from its own task (so back-to-back events may arrive out of order), and wants 204
+//! or a JSON list of actions back (anything else that is 200 makes its push task panic). Its
+//! reverse-WS client offers `Sec-WebSocket-Protocol: 12.<impl>` through tokio-tungstenite 0.24,
+//! which fails the handshake unless the server echoes it, and it panics on a URL without an
+//! explicit port.
 
 mod support;
 
@@ -20,7 +31,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use walle_core::action::Action;
-use walle_core::config::{Heartbeat, ImplConfig, WebSocketServer};
+use walle_core::config::{Heartbeat, HttpClient, HttpServer, ImplConfig, WebSocketClient, WebSocketServer};
 use walle_core::event::Event;
 use walle_core::obc::ImplOBC;
 use walle_core::resp::{resp_error, Resp};
@@ -112,8 +123,26 @@ fn free_port() -> u16 {
 }
 
 impl Walle {
-    /// `heartbeat`: walle's interval in seconds, `None` for none.
+    /// Serving forward WebSocket. `heartbeat`: walle's interval in seconds, `None` for none.
     async fn start(token: Option<&str>, heartbeat: Option<u32>) -> Walle {
+        let token = token.map(str::to_owned);
+        Walle::start_with(move |port| ImplConfig {
+            http: vec![],
+            http_webhook: vec![],
+            websocket: vec![WebSocketServer {
+                host: [127, 0, 0, 1].into(),
+                port,
+                path: None,
+                access_token: token.clone(),
+            }],
+            websocket_rev: vec![],
+            heartbeat: Heartbeat { enabled: heartbeat.is_some(), interval: heartbeat.unwrap_or(4) },
+        })
+        .await
+    }
+
+    /// With the transports `config` gives for a free loopback `port` (walle binds it itself).
+    async fn start_with(config: impl Fn(u16) -> ImplConfig) -> Walle {
         let mut last_error = None;
         // Another process may take the port between our probe and walle's bind: try again.
         for _ in 0..5 {
@@ -132,19 +161,7 @@ impl Walle {
             };
             let ob = Arc::new(OneBot::new(handler, ImplOBC::new("walle-test".into()), version));
             let port = free_port();
-            let config = ImplConfig {
-                http: vec![],
-                http_webhook: vec![],
-                websocket: vec![WebSocketServer {
-                    host: [127, 0, 0, 1].into(),
-                    port,
-                    path: None,
-                    access_token: token.map(str::to_owned),
-                }],
-                websocket_rev: vec![],
-                heartbeat: Heartbeat { enabled: heartbeat.is_some(), interval: heartbeat.unwrap_or(4) },
-            };
-            match ob.start::<Event, Action, Resp>((), config, true).await {
+            match ob.start::<Event, Action, Resp>((), config(port), true).await {
                 Ok(()) => return Walle { ob, port, seen, status_calls },
                 Err(e) => last_error = Some(e),
             }
@@ -154,6 +171,10 @@ impl Walle {
 
     fn url(&self) -> String {
         format!("ws://127.0.0.1:{}/", self.port)
+    }
+
+    fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
     }
 
     /// Pushes a v12 event (given as wire JSON) to every connected application.
@@ -421,6 +442,145 @@ async fn walle_accepts_the_bridges_bearer_token_and_refuses_a_wrong_one() {
     assert_eq!(action["params"]["detail_type"], "private");
     assert_eq!(action["params"]["user_id"], "20002");
     assert_eq!(action["params"]["message"], text("hello"));
+
+    bot.close().await;
+    bridge.stop().await;
+    walle.stop().await;
+}
+
+/// The account's link as the hub sees it: its id and whether it is online.
+fn walle_link(bridge: &Bridge) -> Option<(usize, bool)> {
+    match bridge.hub().select(Some(10001)) {
+        Selection::Ready(entry) => Some((entry.link().id, entry.is_online())),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn walle_over_http_and_webhook_in_json_and_msgpack() {
+    for msgpack in [false, true] {
+        let token = "walle-http-secret";
+        // walle pushes to the bridge's webhook, the bridge POSTs to walle's HTTP server.
+        let hook_port = free_port();
+        let mut walle = Walle::start_with(|port| ImplConfig {
+            http: vec![HttpServer { host: [127, 0, 0, 1].into(), port, path: None, access_token: Some(token.into()) }],
+            http_webhook: vec![HttpClient {
+                implt: None,
+                platform: None,
+                url: format!("http://127.0.0.1:{hook_port}/onebot/v12/"),
+                access_token: Some(token.into()),
+                timeout: 4,
+            }],
+            websocket: vec![],
+            websocket_rev: vec![],
+            heartbeat: Heartbeat { enabled: false, interval: 4 },
+        })
+        .await;
+        let http_url = walle.http_url();
+        let bridge = bridge_to(&walle, Some(token), |o| {
+            o.backend_ws = vec![];
+            o.backend_http = vec![http_url];
+            o.backend_webhook = vec![format!("127.0.0.1:{hook_port}")];
+            o.backend_msgpack = msgpack;
+        })
+        .await;
+        // No meta.connect over HTTP: the account comes from get_status.
+        let mut bot = bot_on(&bridge).await;
+        assert!(walle.status_calls.load(Ordering::SeqCst) >= 1);
+
+        for n in 0..3 {
+            let t = format!("webhook {n}");
+            walle
+                .push(message_event(
+                    &format!("walle-hook-{msgpack}-{n}"),
+                    "private",
+                    json!({"message_id": format!("wh-{n}"), "user_id": "20002", "message": text(&t), "alt_message": t}),
+                ))
+                .await;
+            let ev = bot.next_event().await;
+            assert_eq!(ev["message"], t, "{ev}");
+            assert_eq!(ev["user_id"], 20002);
+        }
+        assert_eq!(bridge.hub().backend_info(0).implementation, "walle-test");
+
+        let answer = bot.call("send_group_msg", json!({"group_id": 30003, "message": "over http"})).await;
+        assert_eq!(answer["status"], "ok", "msgpack {msgpack}: {answer}");
+        let sent_id = answer["data"]["message_id"].as_i64().unwrap();
+        assert!(sent_id > 0);
+        let action = walle.next_action().await;
+        assert_eq!(action["action"], "send_message");
+        assert_eq!(action["self"], json!({"platform": "qq", "user_id": "10001"}));
+        assert_eq!(action["params"]["group_id"], "30003");
+        assert_eq!(action["params"]["message"], text("over http"));
+
+        let refused = bot.call("get_group_member_list", json!({"group_id": 30003})).await;
+        assert_eq!(refused["msg"], "BACKEND_UNSUPPORTED_ACTION", "{refused}");
+
+        bot.close().await;
+        bridge.stop().await;
+        walle.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn walle_dials_the_bridges_reverse_ws_with_msgpack_actions() {
+    let token = "walle-rev-secret";
+    let bridge = {
+        let mut o = Overrides {
+            backend_ws_reverse: vec!["127.0.0.1:0".into()],
+            backend_token: Some(token.into()),
+            backend_msgpack: true,
+            ws: vec!["127.0.0.1:0".into()],
+            ..Default::default()
+        };
+        o.heartbeat_interval_ms = Some(0);
+        Bridge::start(Config::resolve(FileConfig::default(), o).unwrap()).await.unwrap()
+    };
+    let rev = bridge.addrs().backend_ws_reverse[0];
+    // walle's URL needs an explicit port (it unwraps `uri.port()`).
+    let mut walle = Walle::start_with(|_| ImplConfig {
+        http: vec![],
+        http_webhook: vec![],
+        websocket: vec![],
+        websocket_rev: vec![WebSocketClient {
+            url: format!("ws://127.0.0.1:{}/onebot/v12/ws", rev.port()),
+            access_token: Some(token.into()),
+            reconnect_interval: 1,
+        }],
+        heartbeat: Heartbeat { enabled: true, interval: 1 },
+    })
+    .await;
+    // The handshake worked (walle's client needs its subprotocol echoed) and named walle.
+    let mut bot = bot_on(&bridge).await;
+    let (link, online) = walle_link(&bridge).expect("walle's account");
+    assert!(online);
+    assert!(link >= 1 << 16, "a reverse-WS connection is a link of its own: {link}");
+    assert_eq!(bridge.hub().backend_info(link).implementation, "walle-test");
+
+    for n in 0..2 {
+        let t = format!("dialled {n}");
+        walle
+            .push(message_event(
+                &format!("walle-rev-{n}"),
+                "group",
+                json!({"message_id": format!("wr-{n}"), "group_id": "30003", "user_id": "20002", "message": text(&t), "alt_message": t}),
+            ))
+            .await;
+        let ev = bot.next_event().await;
+        assert_eq!(ev["message"], t, "{ev}");
+        assert_eq!(ev["group_id"], 30003);
+    }
+
+    // Requests go out as MessagePack binary frames; walle answers in kind.
+    let answer = bot.call("send_private_msg", json!({"user_id": 20002, "message": "packed for walle"})).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    let action = walle.next_action().await;
+    assert_eq!(action["action"], "send_message");
+    assert_eq!(action["params"]["message"], text("packed for walle"));
+    let login = bot.call("get_login_info", json!({})).await;
+    assert_eq!(login["data"]["nickname"], "walle-bot", "{login}");
+    // One connection all along: walle's first heartbeat (sent at start) did not disturb it.
+    assert_eq!(walle_link(&bridge), Some((link, true)));
 
     bot.close().await;
     bridge.stop().await;

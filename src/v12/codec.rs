@@ -27,6 +27,33 @@ pub fn decode(bytes: &[u8], msgpack: bool) -> Result<Value, DecodeError> {
     Ok(msgpack_to_json(v))
 }
 
+/// Reads a body whose encoding is not declared: `preferred` first, then the other one.
+pub fn decode_either(bytes: &[u8], preferred_msgpack: bool) -> Result<Value, DecodeError> {
+    decode(bytes, preferred_msgpack).or_else(|first| decode(bytes, !preferred_msgpack).map_err(|_| first))
+}
+
+/// The encoding an HTTP `Content-Type` names: `Some(false)` JSON, `Some(true)` MessagePack,
+/// `None` anything else. Parameters (`; charset=utf-8`) and case are ignored, and the spellings
+/// real peers use are accepted (`application/x-msgpack`, `text/json`, `…+json`).
+pub fn encoding_of(content_type: &str) -> Option<bool> {
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" | "text/json" => Some(false),
+        "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack" => Some(true),
+        e if e.starts_with("application/") && e.ends_with("+json") => Some(false),
+        _ => None,
+    }
+}
+
+/// The `Content-Type` the bridge sends for an encoding.
+pub fn content_type(msgpack: bool) -> &'static str {
+    if msgpack {
+        "application/msgpack"
+    } else {
+        "application/json"
+    }
+}
+
 /// Writes a value as JSON or MessagePack.
 pub fn encode<T: serde::Serialize>(value: &T, msgpack: bool) -> Vec<u8> {
     if msgpack {
@@ -81,5 +108,29 @@ mod tests {
         assert!(decode(b"\x92\x01", true).is_err(), "truncated");
         assert!(decode(b"\x01\x02", true).is_err(), "trailing bytes");
         assert!(decode(b"{", false).is_err());
+    }
+
+    #[test]
+    fn an_undeclared_body_is_read_in_either_encoding() {
+        let v = json!({"status": "ok", "retcode": 0, "data": [1, "x"], "message": ""});
+        for msgpack in [false, true] {
+            let body = encode(&v, msgpack);
+            assert_eq!(decode_either(&body, true).unwrap(), v);
+            assert_eq!(decode_either(&body, false).unwrap(), v);
+        }
+        assert!(decode_either(b"\xc1 not either", false).is_err());
+    }
+
+    #[test]
+    fn content_types_name_their_encoding() {
+        assert_eq!(encoding_of("application/json"), Some(false));
+        assert_eq!(encoding_of("Application/JSON; charset=utf-8"), Some(false));
+        assert_eq!(encoding_of("application/cloudevents+json"), Some(false));
+        assert_eq!(encoding_of("application/msgpack"), Some(true));
+        assert_eq!(encoding_of("application/x-msgpack"), Some(true));
+        assert_eq!(encoding_of("text/plain"), None);
+        assert_eq!(encoding_of(""), None);
+        assert_eq!(encoding_of(content_type(true)), Some(true));
+        assert_eq!(encoding_of(content_type(false)), Some(false));
     }
 }

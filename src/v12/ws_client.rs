@@ -5,9 +5,13 @@
 //! in the queue by a dropped connection are discarded (their callers were already told), and
 //! events are de-duplicated by `id`, so a reconnect never runs an action twice or delivers an
 //! event twice.
+//!
+//! [`serve`] runs one connection whichever side dialled; the reverse-WebSocket server
+//! ([`super::ws_server`]) uses it too. Frames are read in either encoding: text is JSON, binary is
+//! MessagePack (events and answers alike); requests go out as the link is configured.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -15,6 +19,8 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::config::Limits;
@@ -25,32 +31,42 @@ use crate::v12::{codec, LinkHandle, Outgoing};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// A connection that sent nothing (no frame, no pong) for this long is taken for dead.
+const SILENT_FOR: Duration = Duration::from_secs(2 * PING_EVERY.as_secs() + 15);
 const RECENT_EVENTS: usize = 4096;
 
-/// Event ids seen lately, to drop an event an implementation sends again after a reconnect.
-#[derive(Debug)]
+/// Event ids seen lately, to drop an event an implementation sends again (after a reconnect, or
+/// on two transports). Shared by every path that feeds one link's events, so it locks inside;
+/// the lock is never held across an `await`. Bounded: the oldest ids are forgotten first.
+#[derive(Debug, Default)]
 pub struct RecentIds {
+    inner: Mutex<RecentInner>,
+}
+
+#[derive(Debug, Default)]
+struct RecentInner {
     set: HashSet<String>,
     order: VecDeque<String>,
 }
 
 impl RecentIds {
     pub fn new() -> Self {
-        RecentIds { set: HashSet::new(), order: VecDeque::new() }
+        RecentIds::default()
     }
 
     /// True when the id is new (empty ids are never de-duplicated).
-    pub fn insert(&mut self, id: &str) -> bool {
+    pub fn insert(&self, id: &str) -> bool {
         if id.is_empty() {
             return true;
         }
-        if !self.set.insert(id.to_owned()) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if !inner.set.insert(id.to_owned()) {
             return false;
         }
-        self.order.push_back(id.to_owned());
-        if self.order.len() > RECENT_EVENTS {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
+        inner.order.push_back(id.to_owned());
+        if inner.order.len() > RECENT_EVENTS {
+            if let Some(old) = inner.order.pop_front() {
+                inner.set.remove(&old);
             }
         }
         true
@@ -74,7 +90,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-    let mut recent = RecentIds::new();
+    let recent = RecentIds::new();
     while !*shutdown.borrow() {
         let connected = tokio::select! {
             r = tokio::time::timeout(CONNECT_TIMEOUT, connect(&cfg, &limits)) => r,
@@ -86,7 +102,7 @@ pub async fn run(
                 backoff.reset();
                 // Anything queued while the link was down belongs to callers that already failed.
                 while outgoing.try_recv().is_ok() {}
-                serve(&link, &mut outgoing, ws, &hub, &limits, &mut recent, &mut shutdown).await;
+                serve(&link, &mut outgoing, ws, &hub, &limits, &recent, &mut shutdown).await;
                 link.set_connected(false);
                 hub.link_down(link.id);
                 if *shutdown.borrow() {
@@ -106,12 +122,6 @@ pub async fn run(
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-impl Default for RecentIds {
-    fn default() -> Self {
-        RecentIds::new()
-    }
-}
 
 async fn connect(cfg: &Dial, limits: &Limits) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let mut request = cfg.url.as_str().into_client_request()?;
@@ -136,7 +146,7 @@ pub async fn serve<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
     hub: &Arc<Hub>,
     limits: &Limits,
-    recent: &mut RecentIds,
+    recent: &RecentIds,
     shutdown: &mut watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -146,10 +156,12 @@ pub async fn serve<S>(
     tokio::spawn(discover(link.clone(), hub.clone()));
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.changed() => {
-                let _ = tokio::time::timeout(limits.write_timeout, sink.send(Message::Close(None))).await;
+                let bye = CloseFrame { code: CloseCode::Away, reason: "bridge shutting down".into() };
+                let _ = tokio::time::timeout(limits.write_timeout, sink.send(Message::Close(Some(bye)))).await;
                 return;
             }
             out = outgoing.recv() => {
@@ -166,12 +178,17 @@ pub async fn serve<S>(
                 }
             }
             _ = ping.tick() => {
+                // A peer that vanished without a FIN answers nothing, not even our pings.
+                if last_heard.elapsed() > SILENT_FOR {
+                    tracing::warn!(silent_s = last_heard.elapsed().as_secs(), "backend silent, not even pongs; dropping the connection");
+                    return;
+                }
                 if tokio::time::timeout(limits.write_timeout, sink.send(Message::Ping(Default::default()))).await.is_err() {
                     tracing::warn!("backend ping timed out");
                     return;
                 }
             }
-            frame = stream.next() => match frame {
+            frame = stream.next() => match frame.inspect(|_| last_heard = tokio::time::Instant::now()) {
                 Some(Ok(Message::Text(text))) => on_frame(link, hub, recent, text.as_bytes(), false).await,
                 Some(Ok(Message::Binary(bytes))) => on_frame(link, hub, recent, &bytes, true).await,
                 Some(Ok(Message::Close(frame))) => {
@@ -186,9 +203,10 @@ pub async fn serve<S>(
     }
 }
 
-/// One frame from the backend (JSON text or MessagePack binary): an event or an action's answer.
-async fn on_frame(link: &LinkHandle, hub: &Hub, recent: &mut RecentIds, bytes: &[u8], msgpack: bool) {
-    let value: Value = match codec::decode(bytes, msgpack) {
+/// One frame from the backend (JSON text or MessagePack binary; a binary frame carrying JSON is
+/// read too): an event or an action's answer.
+async fn on_frame(link: &LinkHandle, hub: &Hub, recent: &RecentIds, bytes: &[u8], msgpack: bool) {
+    let value: Value = match codec::decode_either(bytes, msgpack) {
         Ok(v) => v,
         Err(error) => {
             tracing::warn!(%error, len = bytes.len(), "malformed frame from backend; ignored");
@@ -211,32 +229,62 @@ async fn on_frame(link: &LinkHandle, hub: &Hub, recent: &mut RecentIds, bytes: &
 }
 
 /// One event value from any transport: parsed leniently, de-duplicated by `id`, handed to the hub.
-pub async fn on_event_value(link: &LinkHandle, hub: &Hub, recent: &mut RecentIds, value: Value) {
+/// False when it is not an event (logged with `warn`).
+pub async fn on_event_value(link: &LinkHandle, hub: &Hub, recent: &RecentIds, value: Value) -> bool {
     match v12::Event::from_value(value) {
-        Ok(ev) if recent.insert(&ev.id) => hub.on_backend_event(link, ev).await,
-        Ok(ev) => tracing::debug!(id = %ev.id, "duplicate event dropped"),
-        Err(error) => tracing::warn!(%error, "malformed event from backend; ignored"),
+        Ok(ev) => {
+            on_event(link, hub, recent, ev).await;
+            true
+        }
+        Err(error) => {
+            tracing::warn!(%error, "malformed event from backend; ignored");
+            false
+        }
+    }
+}
+
+/// One parsed event: dropped when its `id` was seen lately, else handed to the hub.
+pub async fn on_event(link: &LinkHandle, hub: &Hub, recent: &RecentIds, ev: v12::Event) {
+    if recent.insert(&ev.id) {
+        hub.on_backend_event(link, ev).await;
+    } else {
+        tracing::debug!(id = %ev.id, "duplicate event dropped");
     }
 }
 
 /// Learns the accounts (and, without `meta.connect`, the implementation) of a new connection.
 pub async fn discover(link: LinkHandle, hub: Arc<Hub>) {
-    match link.call(v12::Request::new("get_status", Map::new())).await {
-        Ok(resp) if resp.is_ok() => hub.apply_status(&link, &resp.data).await,
-        Ok(resp) => tracing::info!(retcode = resp.retcode, "backend has no get_status; accounts come from events"),
-        Err(error) => tracing::info!(%error, "get_status failed; accounts come from events"),
+    if let Err(error) = refresh(&link, &hub).await {
+        tracing::info!(%error, "get_status failed; accounts come from events");
     }
-    if hub.backend_info(link.id).implementation.is_empty() {
+}
+
+/// Asks the implementation for its accounts (`get_status`) and, while its version is not known
+/// (no `meta.connect`: HTTP, webhook, go-libonebot, ComWeChat), for `get_version`. `Ok` when the
+/// implementation answered at all, even with a failure retcode.
+pub async fn refresh(link: &LinkHandle, hub: &Hub) -> Result<(), crate::core::CallError> {
+    let resp = link.call(v12::Request::new("get_status", Map::new())).await?;
+    if resp.is_ok() {
+        hub.apply_status(link, &resp.data).await;
+    } else {
+        tracing::info!(retcode = resp.retcode, "backend has no get_status; accounts come from events");
+    }
+    let known = hub.backend_info(link.id);
+    if known.version.is_empty() {
         if let Ok(resp) = link.call(v12::Request::new("get_version", Map::new())).await {
-            let text = |k: &str| resp.data.get(k).and_then(v12::id_string).unwrap_or_default();
-            hub.set_backend_info(
-                link.id,
-                crate::core::BackendInfo {
-                    implementation: text("impl"),
-                    version: text("version"),
-                    onebot_version: text("onebot_version"),
-                },
-            );
+            if resp.is_ok() {
+                let text = |k: &str| resp.data.get(k).and_then(v12::id_string).unwrap_or_default();
+                let or_known = |new: String, old: String| if new.is_empty() { old } else { new };
+                hub.set_backend_info(
+                    link.id,
+                    crate::core::BackendInfo {
+                        implementation: or_known(text("impl"), known.implementation),
+                        version: text("version"),
+                        onebot_version: or_known(text("onebot_version"), known.onebot_version),
+                    },
+                );
+            }
         }
     }
+    Ok(())
 }

@@ -1,16 +1,249 @@
-//! v12 reverse WebSocket, bridge as **server**: the implementation dials the bridge.
+//! v12 reverse WebSocket, bridge as **server**: the implementation dials the bridge
+//! (OneBot Connect "反向 WebSocket"; `reference/onebot-v12.md` §2.4).
+//!
+//! The access token is checked before the upgrade: **401** when none is presented, **403** when
+//! it is wrong (`Authorization` with any scheme, else `?access_token=`). The path is not checked:
+//! implementations are configured with whatever URL their users type. The offered
+//! `Sec-WebSocket-Protocol` (`12.<impl>`) is echoed — tungstenite clients ≥ 0.22 (walle-core's
+//! among them) fail the handshake otherwise — and names the implementation; without it
+//! (ComWeChat, onebots) `X-Impl` does, else `meta.connect` or `get_version` later.
+//!
+//! Every connection is a link of its own ([`LinkHandle`] with a fresh id), run by
+//! [`ws_client::serve`]: frames in either encoding, requests as configured, `get_status` at
+//! connect (so a missing `meta.connect` is fine). The accounts follow the connection: when it
+//! closes they go offline, unless another live connection reports them again — it is asked at
+//! once, so a reconnecting implementation whose old connection ends late loses nothing.
 
-/// Accepts implementation connections until `shutdown`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tracing::Instrument;
+
+use crate::config::Limits;
+use crate::core::BackendInfo;
+use crate::hub::Hub;
+use crate::net::{check_token, presented_token, ws_config, Auth};
+use crate::v12::ws_client::{self, RecentIds};
+use crate::v12::{LinkHandle, LinkId};
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Implementation connections served at once; more are refused (closed before the handshake)
+/// with a `warn`. A reconnect storm leaves at most a few stale ones for a moment.
+const MAX_CONNECTIONS: usize = 64;
+/// Distinct implementation names whose recent event ids are remembered separately; names
+/// beyond this share one set.
+const MAX_IMPLS: usize = 64;
+
+/// What every connection of this server shares.
+struct Server {
     token: Option<String>,
     msgpack: bool,
-    action_timeout: std::time::Duration,
-    hub: std::sync::Arc<crate::hub::Hub>,
-    limits: crate::config::Limits,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    action_timeout: Duration,
+    hub: Arc<Hub>,
+    limits: Limits,
+    /// Recent event ids per implementation name: an implementation that resends events on its
+    /// next connection gets them dropped; two different implementations never drop each other's.
+    recent: Mutex<HashMap<String, Arc<RecentIds>>>,
+    /// Live connections, oldest first.
+    live: Mutex<Vec<(LinkId, LinkHandle)>>,
+}
+
+impl Server {
+    fn recent_for(&self, implementation: &str) -> Arc<RecentIds> {
+        let mut map = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let key = if map.len() < MAX_IMPLS || map.contains_key(implementation) { implementation } else { "" };
+        map.entry(key.to_owned()).or_default().clone()
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, Vec<(LinkId, LinkHandle)>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Accepts implementation connections until `shutdown`, then closes them (Close frame 1001) and
+/// waits for them within the grace period.
+pub async fn serve(
+    listener: TcpListener,
+    token: Option<String>,
+    msgpack: bool,
+    action_timeout: Duration,
+    hub: Arc<Hub>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
 ) {
-    let _ = (listener, token, msgpack, action_timeout, hub, limits);
-    tracing::error!("the v12 reverse WebSocket server is not implemented yet");
-    let _ = shutdown.changed().await;
+    let grace = limits.shutdown_grace;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, msgpack, "serving v12 reverse WebSocket");
+    }
+    let server = Arc::new(Server {
+        token,
+        msgpack,
+        action_timeout,
+        hub,
+        limits,
+        recent: Mutex::default(),
+        live: Mutex::default(),
+    });
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    if connections.len() >= MAX_CONNECTIONS {
+                        tracing::warn!(%peer, limit = MAX_CONNECTIONS, "too many implementation connections; refused");
+                        continue;
+                    }
+                    let span = tracing::info_span!("v12_ws_reverse", %peer, link = tracing::field::Empty, implementation = tracing::field::Empty);
+                    connections.spawn(connection(stream, server.clone(), shutdown.clone()).instrument(span));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await.is_err() {
+        tracing::warn!(
+            left = connections.len(),
+            "implementation connections still open after the grace period; aborted"
+        );
+        connections.abort_all();
+    }
+}
+
+/// What the handshake learnt.
+#[derive(Debug, Default)]
+struct Handshake {
+    /// The subprotocol echoed back.
+    protocol: Option<String>,
+    implementation: String,
+    onebot_version: String,
+}
+
+fn reject(status: StatusCode, body: &str) -> ErrorResponse {
+    let mut resp = ErrorResponse::new(Some(body.to_owned()));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// Picks the subprotocol to echo from an offer such as `12.walle-q` (or a list of them): the
+/// first `12.<impl>`, else the first offered. Returns it with the implementation name it gives.
+fn pick_protocol(offer: &str) -> Option<(String, Option<String>)> {
+    let offers: Vec<&str> = offer.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    if let Some(p) = offers.iter().find(|p| p.starts_with("12.")) {
+        let implementation = p["12.".len()..].to_owned();
+        return Some((p.to_string(), Some(implementation).filter(|i| !i.is_empty())));
+    }
+    offers.first().map(|p| (p.to_string(), None))
+}
+
+async fn connection(stream: TcpStream, server: Arc<Server>, mut shutdown: watch::Receiver<bool>) {
+    let mut hs = Handshake::default();
+    let expected = server.token.clone();
+    // The error type is tungstenite's own; its size is not ours to choose.
+    #[allow(clippy::result_large_err)]
+    let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let presented = presented_token(header("authorization"), req.uri().query());
+        match check_token(expected.as_deref(), presented.as_deref()) {
+            Auth::Ok => {}
+            Auth::Missing => return Err(reject(StatusCode::UNAUTHORIZED, "access token required")),
+            Auth::Wrong => return Err(reject(StatusCode::FORBIDDEN, "wrong access token")),
+        }
+        if let Some((protocol, implementation)) = header("sec-websocket-protocol").and_then(pick_protocol) {
+            if let Ok(v) = HeaderValue::from_str(&protocol) {
+                resp.headers_mut().insert("sec-websocket-protocol", v);
+            }
+            if let Some(i) = implementation {
+                hs.implementation = i;
+                hs.onebot_version = "12".into();
+            }
+            hs.protocol = Some(protocol);
+        }
+        // Drafts before 2022-08-15 (and onebots today) name themselves in the webhook headers.
+        if hs.implementation.is_empty() {
+            hs.implementation = header("x-impl").unwrap_or_default().trim().to_owned();
+            hs.onebot_version = header("x-onebot-version").unwrap_or_default().trim().to_owned();
+        }
+        tracing::debug!(user_agent = header("user-agent").unwrap_or(""), path = %req.uri().path(), "implementation dialled in");
+        Ok(resp)
+    };
+    let accepted = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(server.limits.max_message))),
+    )
+    .await;
+    let ws = match accepted {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(error)) => {
+            tracing::info!(%error, "WebSocket handshake refused or failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!("WebSocket handshake timed out");
+            return;
+        }
+    };
+
+    let hub = &server.hub;
+    let (link, mut outgoing) =
+        LinkHandle::new(hub.next_link_id(), server.limits.request_queue, server.action_timeout, server.msgpack);
+    let span = tracing::Span::current();
+    span.record("link", link.id);
+    span.record("implementation", hs.implementation.as_str());
+    if !hs.implementation.is_empty() {
+        hub.set_backend_info(
+            link.id,
+            BackendInfo {
+                implementation: hs.implementation.clone(),
+                version: String::new(),
+                onebot_version: hs.onebot_version.clone(),
+            },
+        );
+    }
+    tracing::info!(protocol = hs.protocol.as_deref().unwrap_or(""), "implementation connected");
+    server.live().push((link.id, link.clone()));
+    let recent = server.recent_for(&hs.implementation);
+
+    ws_client::serve(&link, &mut outgoing, ws, hub, &server.limits, &recent, &mut shutdown).await;
+
+    link.set_connected(false);
+    hub.link_down(link.id);
+    let newest = {
+        let mut live = server.live();
+        live.retain(|(id, _)| *id != link.id);
+        live.last().map(|(_, l)| l.clone())
+    };
+    tracing::info!("implementation disconnected");
+    // An account this connection took over from a newer one (a late event) must not stay
+    // offline: the newest live connection reports its accounts again.
+    if let Some(newest) = newest {
+        if !*shutdown.borrow() {
+            tokio::spawn(ws_client::discover(newest, hub.clone()).in_current_span());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_offered_subprotocol_names_the_implementation() {
+        assert_eq!(pick_protocol("12.walle-q"), Some(("12.walle-q".into(), Some("walle-q".into()))));
+        assert_eq!(pick_protocol("chat, 12.onedisc"), Some(("12.onedisc".into(), Some("onedisc".into()))));
+        assert_eq!(pick_protocol("chat"), Some(("chat".into(), None)));
+        assert_eq!(pick_protocol("12."), Some(("12.".into(), None)));
+        assert_eq!(pick_protocol(" , "), None);
+    }
 }
