@@ -33,7 +33,23 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
 fi
 
 # --- Node clients (Koishi): tests/clients/node_modules ------------------------------------------
-# (to come: npm install of tests/clients/package.json, stamped the same way)
+# `npm ci` of the committed package-lock.json, again only when the lock file changed. Without
+# npm the other tests still run and tests/koishi.rs fails saying what is missing.
+modules=$clients/node_modules
+want=$(sha256sum "$clients/package-lock.json" | cut -d' ' -f1)
+stamp=$modules/.package-lock.sha256
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+    if command -v npm >/dev/null && command -v node >/dev/null; then
+        echo "run.sh: installing $clients/package-lock.json into $modules" >&2
+        start=$SECONDS
+        (cd "$clients" && npm ci --no-audit --no-fund --silent)
+        echo "$want" >"$stamp"
+        echo "run.sh: Node clients installed in $((SECONDS - start)) s" >&2
+    else
+        echo "run.sh: node/npm not found: the Koishi tests (tests/koishi.rs) will fail;" \
+            "install Node.js 20 and npm (on Debian/Ubuntu: apt-get install nodejs npm)" >&2
+    fi
+fi
 
 # --- the tests -----------------------------------------------------------------------------------
 exec cargo test --all-targets "$@"

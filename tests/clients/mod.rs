@@ -173,3 +173,32 @@ impl Drop for ClientProcess {
         }
     }
 }
+
+/// The `node` that runs the Node clients (Koishi): `$ONEBOT_BRIDGE_TEST_NODE`, else `node` on
+/// `PATH`; and checks that `tests/clients/node_modules` (made by `tests/run.sh` with `npm ci`)
+/// has the packages. Panics (never skips) when either is missing.
+pub fn node() -> PathBuf {
+    let node = match std::env::var_os("ONEBOT_BRIDGE_TEST_NODE") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|dir| dir.join("node"))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| {
+                panic!(
+                    "`node` is not on PATH: the Koishi tests need Node.js 20 and npm (on Debian/Ubuntu: \
+                     apt-get install nodejs npm), then `bash tests/run.sh` to install tests/clients/package.json"
+                )
+            }),
+    };
+    assert!(node.exists(), "ONEBOT_BRIDGE_TEST_NODE={} does not exist", node.display());
+    let koishi = clients_dir().join("node_modules").join("koishi-plugin-adapter-onebot");
+    assert!(
+        koishi.exists(),
+        "{} is missing: the Koishi tests need their npm packages; run `bash tests/run.sh` (it runs \
+         `npm ci` in tests/clients and then the tests)",
+        koishi.display()
+    );
+    node
+}
