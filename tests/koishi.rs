@@ -92,3 +92,82 @@ async fn koishi_for_another_account_refuses_the_connection_and_the_bridge_keeps_
     drop(koishi);
     bridge.stop().await;
 }
+
+/// Koishi's `http` protocol: it calls the bridge's HTTP API with go-cqhttp's legacy
+/// `Authorization: Token …` and verifies the bridge's HTTP POST signature over
+/// `JSON.stringify(JSON.parse(body))` — so the body must be exactly what JavaScript would write.
+#[tokio::test]
+async fn koishi_over_http_verifies_the_signature_and_answers_through_the_http_api() {
+    use onebot_bridge::config::{HttpPost, Limits};
+    use onebot_bridge::core::v11::PostFormat;
+    use std::time::Duration;
+
+    let mut backend = FakeBackend::start(BackendOptions::default()).await;
+    let o = Overrides {
+        backend_ws: vec![backend.url()],
+        http: vec!["127.0.0.1:0".into()],
+        access_token: Some("koishi-token".into()),
+        ..Default::default()
+    };
+    let bridge = Bridge::start(Config::resolve(FileConfig::default(), o).unwrap()).await.unwrap();
+    let endpoint = format!("http://{}", bridge.addrs().http[0]);
+
+    let script = clients_dir().join("koishi_bot.js");
+    let mut koishi = ClientProcess::spawn(
+        "koishi",
+        &node(),
+        &[script.to_str().unwrap()],
+        &[
+            ("SELF_ID", "10001"),
+            ("PROTOCOL", "http"),
+            ("ENDPOINT", &endpoint),
+            ("TOKEN", "koishi-token"),
+            ("SECRET", "koishi-secret"),
+        ],
+    );
+    let port: u16 = koishi.wait_line("LISTENING", START_WAIT).await.parse().unwrap();
+    // Koishi goes online after its get_login_info over the HTTP API (Token auth) succeeds.
+    assert_eq!(koishi.wait_line("CONNECTED", START_WAIT).await, "10001");
+
+    // The bridge's HTTP POST to Koishi, started once Koishi's port is known (each needs the
+    // other's port; the bridge's own wiring of --http-post is covered in tests/http.rs).
+    let post = HttpPost {
+        url: format!("http://127.0.0.1:{port}/onebot").parse().unwrap(),
+        secret: Some("koishi-secret".into()),
+        timeout: Duration::from_secs(5),
+        max_retries: 3,
+        retries_interval: Duration::from_millis(200),
+        post_format: PostFormat::String,
+        self_id: None,
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let posting =
+        tokio::spawn(onebot_bridge::v11::http_post::run(post, bridge.hub().clone(), Limits::default(), None, stopped));
+
+    backend.push(v12_message(
+        "private",
+        "10001",
+        json!({"message_id": "kh1", "user_id": "20002", "user_name": "Bob",
+               "message": [{"type": "text", "data": {"text": "hi \"koishi\" / 你好 & <b>"}}]}),
+    ));
+    // Koishi only turns a POST into a session when the signature matches.
+    let message: Value = serde_json::from_str(&koishi.wait_line("MESSAGE", WAIT).await).unwrap();
+    // (Koishi's content is its own element markup, with `&` and `<` escaped.)
+    assert_eq!(message["content"], "hi \"koishi\" / 你好 &amp; &lt;b&gt;");
+    // Koishi's own get_login_info calls (→ get_self_info) may come first.
+    let sent = loop {
+        let r = backend.next_request().await;
+        if r["action"] != "get_self_info" {
+            break r;
+        }
+    };
+    assert_eq!(sent["action"], "send_message", "{sent}");
+    assert_eq!(sent["params"]["user_id"], "20002");
+    let text = sent["params"]["message"][0]["data"]["text"].as_str().unwrap_or_default().to_owned();
+    assert!(text.starts_with("echo: hi \"koishi\" / 你好"), "{sent}");
+
+    let _ = stop.send(true);
+    let _ = posting.await;
+    drop(koishi);
+    bridge.stop().await;
+}

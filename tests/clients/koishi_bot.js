@@ -6,6 +6,10 @@
 // on a port the OS chooses. Settings (environment):
 //
 //     SELF_ID=10001     the bot account Koishi accepts (X-Self-ID must equal it); default 10001
+//     PROTOCOL=http     use Koishi's `http` protocol instead: it calls the bridge's HTTP API at
+//                       ENDPOINT with `Authorization: Token $TOKEN`, and receives the bridge's
+//                       HTTP POST at http://127.0.0.1:<port>/onebot, checking the signature
+//                       under SECRET
 //     KOISHI_DEBUG=1    Koishi's debug log (to stderr)
 //
 // Every message is answered with `session.send('echo: ' + content)`.
@@ -56,7 +60,18 @@ const ctx = new Context()
 ctx.plugin(http)
 // No port: the server plugin then does not listen, and this script listens on port 0 itself.
 ctx.plugin(server, { host: '127.0.0.1' })
-ctx.plugin(onebot, { protocol: 'ws-reverse', selfId, path: '/onebot', responseTimeout: 10000 })
+if (process.env.PROTOCOL === 'http') {
+  ctx.plugin(onebot, {
+    protocol: 'http',
+    selfId,
+    endpoint: process.env.ENDPOINT,
+    token: process.env.TOKEN,
+    secret: process.env.SECRET,
+    path: '/onebot',
+  })
+} else {
+  ctx.plugin(onebot, { protocol: 'ws-reverse', selfId, path: '/onebot', responseTimeout: 10000 })
+}
 
 ctx.on('login-updated', ({ bot }) => {
   if (bot.status === Universal.Status.ONLINE) say(`CONNECTED ${bot.selfId}`)
@@ -67,6 +82,16 @@ ctx.on('message', (session) => {
 })
 
 ctx.inject(['server'], (ctx) => {
+  // koishi-plugin-adapter-onebot 6.9.4 reads a POSTed event from `ctx.body` (Koa's *response*
+  // body), while @koishijs/plugin-server 3.2.9 (cordis) parses it into `ctx.request.body`: with
+  // these two releases the `http` protocol never sees an event. Hand the parsed body over, as
+  // older server plugins did; the adapter's own signature check is unchanged.
+  const parse = ctx.server._body
+  ctx.server._body = (c, next) =>
+    parse(c, async () => {
+      if (c.body === undefined && c.request.body !== undefined) c.body = c.request.body
+      await next()
+    })
   const httpServer = ctx.server._http
   ctx.server._ws.on('connection', (_socket, request) => say(`HANDSHAKE ${JSON.stringify(request.headers)}`))
   httpServer.listen(0, '127.0.0.1', () => {
