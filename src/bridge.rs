@@ -95,7 +95,8 @@ impl Bridge {
                 Store::Disk(DiskStore::open(dir, *retention)?)
             }
         };
-        let translator = Translator::new(config.mappings.clone(), store, Options::default());
+        let options = Options { at_sender_default: config.at_sender_default };
+        let translator = Translator::new(config.mappings.clone(), store, options);
         let hub = Arc::new(Hub::new(translator, config.limits.event_queue));
         let (shutdown, watch_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();

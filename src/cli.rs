@@ -89,6 +89,11 @@ pub struct Cli {
     #[arg(long, env = "ONEBOT_BRIDGE_POST_FORMAT", value_name = "FORMAT")]
     pub post_format: Option<PostFormat>,
 
+    /// Whether a quick-operation reply mentions the sender when the bot does not say
+    /// (`true`/`false`; go-cqhttp: false) [default: false].
+    #[arg(long = "at-sender-default", env = "ONEBOT_BRIDGE_AT_SENDER_DEFAULT", value_name = "BOOL")]
+    pub at_sender_default: Option<bool>,
+
     /// v11 heartbeat interval in milliseconds (0 turns heartbeats off) [default: 5000].
     #[arg(long, env = "ONEBOT_BRIDGE_HEARTBEAT_INTERVAL", value_name = "MS")]
     pub heartbeat_interval: Option<u64>,
@@ -146,6 +151,7 @@ impl Cli {
             reconnect_interval_ms: self.reconnect_interval,
             access_token: self.access_token.clone(),
             post_format: self.post_format,
+            at_sender_default: self.at_sender_default,
             heartbeat_interval_ms: self.heartbeat_interval,
             action_timeout_ms: self.action_timeout,
             mappings: self.mappings.clone(),

@@ -109,6 +109,10 @@ pub struct BackendWsReverseEntry {
 pub struct MessageSection {
     #[serde(default)]
     pub post_format: Option<PostFormat>,
+    /// Whether a quick-operation `reply` mentions the sender when the bot does not say
+    /// (`at_sender` absent). go-cqhttp: false; the v11 spec: true.
+    #[serde(default)]
+    pub at_sender_default: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -392,6 +396,8 @@ pub struct Config {
     /// `None`: no v11 heartbeats.
     pub heartbeat: Option<Duration>,
     pub action_timeout: Duration,
+    /// Quick-operation `at_sender` when the bot does not say.
+    pub at_sender_default: bool,
     pub mappings: Arc<Mappings>,
     pub limits: Limits,
 }
@@ -416,6 +422,7 @@ pub struct Overrides {
     pub reconnect_interval_ms: Option<u64>,
     pub access_token: Option<String>,
     pub post_format: Option<PostFormat>,
+    pub at_sender_default: Option<bool>,
     pub heartbeat_interval_ms: Option<u64>,
     pub action_timeout_ms: Option<u64>,
     pub mappings: Option<PathBuf>,
@@ -640,6 +647,7 @@ impl Config {
             ws_reverse,
             heartbeat,
             action_timeout,
+            at_sender_default: flags.at_sender_default.or(file.message.at_sender_default).unwrap_or(false),
             mappings: Arc::new(mappings),
             limits: Limits::default(),
         })
@@ -743,6 +751,7 @@ mod tests {
             ws = [{ url = "ws://127.0.0.1:1/" }]
             [message]
             post-format = "array"
+            at-sender-default = true
             [heartbeat]
             interval = -1
             [default-middlewares]
@@ -759,6 +768,7 @@ mod tests {
         let c = Config::resolve(file, Overrides::default()).unwrap();
         assert_eq!(c.backends[0].token.as_deref(), Some("b"));
         assert_eq!(c.heartbeat, None);
+        assert!(c.at_sender_default);
         assert_eq!(c.ws_servers.len(), 2);
         assert_eq!((c.ws_servers[0].token.as_deref(), c.ws_servers[0].post_format), (Some("t"), PostFormat::Array));
         assert_eq!((c.ws_servers[1].token.as_deref(), c.ws_servers[1].post_format), (Some("own"), PostFormat::String));

@@ -1,5 +1,6 @@
 //! Ids survive the bridge being killed: the binary runs with `--data-dir`, a bot is given ids,
-//! the bridge dies by SIGKILL, and after a restart the same numbers still mean the same things.
+//! the bridge dies by SIGKILL, and after a restart the same numbers still mean the same things
+//! (`get_msg`, `delete_msg`, group and user ids).
 
 mod support;
 
@@ -66,6 +67,12 @@ async fn ids_given_to_a_bot_survive_sigkill() {
     drop(bot);
 
     let (_bridge, mut bot) = start(&backend, &data).await;
+    // get_msg still knows what the message said…
+    let got = bot.call("get_msg", json!({"message_id": message})).await;
+    assert_eq!(got["status"], "ok", "{got}");
+    assert_eq!((got["data"]["message"].as_str(), &got["data"]["sender"]["user_id"]), (Some("hello"), &user));
+    assert_eq!(got["data"]["group_id"], group);
+    // …and delete_msg still reaches the backend's message.
     assert_eq!(bot.call("delete_msg", json!({"message_id": message})).await["status"], "ok");
     assert_eq!(backend.next_request().await["params"]["message_id"], "msg-before-kill");
     assert_eq!(bot.call("send_group_msg", json!({"group_id": group, "message": "still here"})).await["status"], "ok");

@@ -822,3 +822,45 @@ async fn aiocqhttp_with_split_roles_gets_events_on_event_and_calls_over_api() {
     drop(aiocqhttp);
     bridge.stop().await;
 }
+
+/// aiocqhttp answers a group message with a quick operation (`reply` + `at_sender`): over reverse
+/// WS it becomes `.handle_quick_operation_async` on the API connection, with `sender` stripped
+/// from the context, so the bridge must take the mention target from `context.user_id`.
+#[tokio::test]
+async fn aiocqhttp_quick_reply_with_at_sender_over_reverse_ws() {
+    let mut backend = FakeBackend::start(BackendOptions::default()).await;
+    let (mut aiocqhttp, port) = start_client("aiocqhttp", "aiocqhttp_split_bot.py", &[]).await;
+    let bridge = bridge_with(&backend, |o| {
+        o.ws_reverse_api = Some(format!("ws://127.0.0.1:{port}/ws/api/"));
+        o.ws_reverse_event = Some(format!("ws://127.0.0.1:{port}/ws/event/"));
+    })
+    .await;
+    aiocqhttp.wait_line("CONNECTED", START_WAIT).await;
+    aiocqhttp.wait_line("CONNECTED", START_WAIT).await;
+
+    backend.push(v12_message(
+        "group",
+        "10001",
+        json!({"message_id": "gq1", "group_id": "40004", "user_id": "20002", "user_name": "Bob",
+               "message": [{"type": "text", "data": {"text": "ping"}}]}),
+    ));
+    aiocqhttp.wait_line("GROUP", WAIT).await;
+    let sent = backend.next_request().await;
+    assert_eq!(sent["action"], "send_message", "{sent}");
+    assert_eq!((&sent["params"]["detail_type"], &sent["params"]["group_id"]), (&json!("group"), &json!("40004")));
+    let message = sent["params"]["message"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        message.first(),
+        Some(&json!({"type": "mention", "data": {"user_id": "20002"}})),
+        "mention first: {sent}"
+    );
+    let text: String = message.iter().filter_map(|s| s["data"]["text"].as_str()).collect();
+    assert_eq!(text.trim(), "quick: ping");
+
+    let call = aiocqhttp.wait_frame("-> API", WAIT, |f| f["action"] == ".handle_quick_operation_async").await;
+    assert!(call["params"]["context"].get("sender").is_none(), "aiocqhttp strips sender: {call}");
+    let answer = aiocqhttp.wait_frame("<- API", WAIT, |f| f["echo"] == call["echo"]).await;
+    assert_eq!((answer["status"].as_str(), &answer["data"]), (Some("ok"), &Value::Null));
+    drop(aiocqhttp);
+    bridge.stop().await;
+}

@@ -7,8 +7,10 @@ first two with `X-Client-Role: API` and `X-Client-Role: Event`, as go-cqhttp's `
     ACCESS_TOKEN=...   (optional; aiocqhttp then refuses dials without `Token|Bearer <it>`)
 
 A private message is answered with an explicit API call, `send_private_msg(user_id, "echo: …")`,
-which aiocqhttp sends over the API connection of the account the event came from (not a quick
-operation).
+which aiocqhttp sends over the API connection of the account the event came from. A group
+message is answered with a quick operation `{"reply": "quick: …", "at_sender": True}`, which
+aiocqhttp sends over the API connection as `.handle_quick_operation_async` with `sender`
+stripped from the context.
 
 Protocol with the test, on stdout (one line each, flushed):
 
@@ -100,6 +102,11 @@ def main() -> None:
         # An explicit API call (no quick operation): goes over the API connection.
         data = await bot.send_private_msg(user_id=event.user_id, message="echo: " + event.raw_message)
         say(f"SENT {json.dumps(data)}")
+
+    @bot.on_message("group")
+    async def _quick(event):
+        say(f"GROUP {json.dumps(dict(event), ensure_ascii=False)}")
+        return {"reply": "quick: " + event.raw_message, "at_sender": True}
 
     config = Config()
     config.bind = [f"fd://{server.fileno()}"]
