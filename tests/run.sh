@@ -7,7 +7,7 @@
 # The extra args go to `cargo test --all-targets`, so they add to it rather than narrow it: to run
 # some tests only, give a name filter, e.g. `bash tests/run.sh nonebot`.
 #
-# Needs: the Rust toolchain, Python 3 with venv + pip (3.11 known good), and later Node + npm.
+# Needs: the Rust toolchain, Python 3 with venv + pip (3.11 known good), Node 20 + npm.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
