@@ -77,6 +77,50 @@ pub fn ws_config(max_message: usize) -> tokio_tungstenite::tungstenite::protocol
         .max_write_buffer_size(max_message.saturating_mul(2).max(256 << 10))
 }
 
+/// The token check every WebSocket server of the bridge runs before the upgrade: 401 when no
+/// token is presented, 403 when a wrong one is.
+#[allow(clippy::result_large_err)] // tungstenite's own error type
+pub fn check_upgrade(
+    expected: Option<&str>,
+    req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+) -> Result<(), tokio_tungstenite::tungstenite::handshake::server::ErrorResponse> {
+    use tokio_tungstenite::tungstenite::http::StatusCode;
+    let authorization = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+    let presented = presented_token(authorization, req.uri().query());
+    let (status, body) = match check_token(expected, presented.as_deref()) {
+        Auth::Ok => return Ok(()),
+        Auth::Missing => (StatusCode::UNAUTHORIZED, "access token required"),
+        Auth::Wrong => (StatusCode::FORBIDDEN, "wrong access token"),
+    };
+    let mut resp = tokio_tungstenite::tungstenite::handshake::server::ErrorResponse::new(Some(body.to_owned()));
+    *resp.status_mut() = status;
+    Err(resp)
+}
+
+/// Completes a server-side WebSocket handshake within 10 s, with the bridge's size limits.
+/// A refused or failed handshake is logged and gives `None`.
+pub async fn accept_ws<C>(
+    stream: tokio::net::TcpStream,
+    callback: C,
+    max_message: usize,
+) -> Option<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>>
+where
+    C: tokio_tungstenite::tungstenite::handshake::server::Callback + Unpin,
+{
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(max_message)));
+    match tokio::time::timeout(Duration::from_secs(10), handshake).await {
+        Ok(Ok(ws)) => Some(ws),
+        Ok(Err(error)) => {
+            tracing::info!(%error, "WebSocket handshake refused or failed");
+            None
+        }
+        Err(_) => {
+            tracing::info!("WebSocket handshake timed out");
+            None
+        }
+    }
+}
+
 pub fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

@@ -17,15 +17,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::StatusCode;
 use tracing::Instrument;
 
 use crate::config::{Limits, WsServer};
 use crate::hub::Hub;
-use crate::net::{check_token, presented_token, ws_config, Auth};
+use crate::net::{accept_ws, check_upgrade};
 use crate::v11::session::{self, Pick, Role, SessionConfig};
-
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything a connection needs, shared by the endpoint's connections.
 #[derive(Clone)]
@@ -79,48 +76,21 @@ struct Handshake {
     query_self_id: Option<i64>,
 }
 
-fn reject(status: StatusCode, body: &str) -> ErrorResponse {
-    let mut resp = ErrorResponse::new(Some(body.to_owned()));
-    *resp.status_mut() = status;
-    resp
-}
-
 async fn connection(stream: TcpStream, peer: SocketAddr, ep: Endpoint, mut shutdown: watch::Receiver<bool>) {
     let mut hs = Handshake::default();
     let expected = ep.server.token.clone();
     // The error type is tungstenite's own; its size is not ours to choose.
     #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+        check_upgrade(expected.as_deref(), req)?;
         let query = req.uri().query();
-        let presented = presented_token(auth, query);
-        match check_token(expected.as_deref(), presented.as_deref()) {
-            Auth::Ok => {}
-            Auth::Missing => return Err(reject(StatusCode::UNAUTHORIZED, "access token required")),
-            Auth::Wrong => return Err(reject(StatusCode::FORBIDDEN, "wrong access token")),
-        }
         hs.path = req.uri().path().to_owned();
         hs.query_self_id = query.and_then(|q| {
             url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "self_id").and_then(|(_, v)| v.parse().ok())
         });
         Ok(resp)
     };
-    let accepted = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(ep.limits.max_message))),
-    )
-    .await;
-    let ws = match accepted {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(error)) => {
-            tracing::info!(%error, "WebSocket handshake refused or failed");
-            return;
-        }
-        Err(_) => {
-            tracing::info!("WebSocket handshake timed out");
-            return;
-        }
-    };
+    let Some(ws) = accept_ws(stream, callback, ep.limits.max_message).await else { return };
     let role = Role::from_path(&hs.path);
     tracing::info!(?role, path = %hs.path, "v11 bot connected");
     let want = ep.server.self_id.or(hs.query_self_id);

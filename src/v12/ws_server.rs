@@ -22,17 +22,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tracing::Instrument;
 
 use crate::config::Limits;
 use crate::core::BackendInfo;
 use crate::hub::Hub;
-use crate::net::{check_token, presented_token, ws_config, Auth};
+use crate::net::{accept_ws, check_upgrade};
 use crate::v12::ws_client::{self, RecentIds};
 use crate::v12::{LinkHandle, LinkId};
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Implementation connections served at once; more are refused (closed before the handshake)
 /// with a `warn`. A reconnect storm leaves at most a few stale ones for a moment.
 const MAX_CONNECTIONS: usize = 64;
@@ -130,12 +129,6 @@ struct Handshake {
     onebot_version: String,
 }
 
-fn reject(status: StatusCode, body: &str) -> ErrorResponse {
-    let mut resp = ErrorResponse::new(Some(body.to_owned()));
-    *resp.status_mut() = status;
-    resp
-}
-
 /// Picks the subprotocol to echo from an offer such as `12.walle-q` (or a list of them): the
 /// first `12.<impl>`, else the first offered. Returns it with the implementation name it gives.
 fn pick_protocol(offer: &str) -> Option<(String, Option<String>)> {
@@ -154,12 +147,7 @@ async fn connection(stream: TcpStream, server: Arc<Server>, mut shutdown: watch:
     #[allow(clippy::result_large_err)]
     let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-        let presented = presented_token(header("authorization"), req.uri().query());
-        match check_token(expected.as_deref(), presented.as_deref()) {
-            Auth::Ok => {}
-            Auth::Missing => return Err(reject(StatusCode::UNAUTHORIZED, "access token required")),
-            Auth::Wrong => return Err(reject(StatusCode::FORBIDDEN, "wrong access token")),
-        }
+        check_upgrade(expected.as_deref(), req)?;
         if let Some((protocol, implementation)) = header("sec-websocket-protocol").and_then(pick_protocol) {
             if let Ok(v) = HeaderValue::from_str(&protocol) {
                 resp.headers_mut().insert("sec-websocket-protocol", v);
@@ -178,22 +166,7 @@ async fn connection(stream: TcpStream, server: Arc<Server>, mut shutdown: watch:
         tracing::debug!(user_agent = header("user-agent").unwrap_or(""), path = %req.uri().path(), "implementation dialled in");
         Ok(resp)
     };
-    let accepted = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(server.limits.max_message))),
-    )
-    .await;
-    let ws = match accepted {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(error)) => {
-            tracing::info!(%error, "WebSocket handshake refused or failed");
-            return;
-        }
-        Err(_) => {
-            tracing::info!("WebSocket handshake timed out");
-            return;
-        }
-    };
+    let Some(ws) = accept_ws(stream, callback, server.limits.max_message).await else { return };
 
     let hub = &server.hub;
     let (link, mut outgoing) =
