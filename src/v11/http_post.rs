@@ -207,10 +207,7 @@ impl Poster {
                 return Next::Continue;
             }
         };
-        let operation = match serde_json::from_slice::<Value>(&reply) {
-            Ok(op @ Value::Object(_)) => op,
-            _ => return Next::Continue,
-        };
+        let Some(operation) = quick_operation_of(&reply) else { return Next::Continue };
         let context = ev.to_value(self.post.post_format);
         tracing::debug!(post_type = ev.post_type(), "the bot's reply is a quick operation");
         if let Err(error) = hub.quick_operation(entry, &context, &operation).await {
@@ -294,5 +291,42 @@ mod tests {
     fn the_signature_is_lowercase_hex_hmac_sha1() {
         // RFC 2202 test case 2.
         assert_eq!(signature("Jefe", b"what do ya want for nothing?"), "sha1=effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
+    }
+}
+
+/// Reads a webhook reply as a quick operation, leniently: a UTF-8 byte-order mark and surrounding
+/// white space are ignored, an empty body or a non-object means "nothing to do", and a body that
+/// looks like an object but is not valid JSON is reported (never silently ignored).
+fn quick_operation_of(reply: &[u8]) -> Option<Value> {
+    let text = reply.strip_prefix(b"\xef\xbb\xbf").unwrap_or(reply);
+    let text = text.trim_ascii();
+    if text.is_empty() {
+        return None;
+    }
+    match serde_json::from_slice::<Value>(text) {
+        Ok(op @ Value::Object(_)) => Some(op),
+        Ok(_) => None,
+        Err(error) => {
+            if text.starts_with(b"{") {
+                tracing::warn!(%error, "the bot's reply looks like a quick operation but is not valid JSON; ignored");
+            }
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod reply_tests {
+    use super::quick_operation_of;
+    use serde_json::json;
+
+    #[test]
+    fn replies_are_read_leniently() {
+        assert_eq!(quick_operation_of(b"\xef\xbb\xbf {\"reply\":\"hi\"}\r\n"), Some(json!({"reply": "hi"})));
+        assert_eq!(quick_operation_of(b""), None);
+        assert_eq!(quick_operation_of(b"  "), None);
+        assert_eq!(quick_operation_of(b"OK"), None);
+        assert_eq!(quick_operation_of(b"[1]"), None);
+        assert_eq!(quick_operation_of(b"{reply: 'x'}"), None);
     }
 }
