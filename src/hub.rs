@@ -238,6 +238,11 @@ impl Hub {
         self.backends.read().unwrap_or_else(|p| p.into_inner()).get(&link).cloned().unwrap_or_default()
     }
 
+    /// Forgets a link made at run time once it is gone (its accounts went offline already).
+    pub fn forget_link(&self, link: LinkId) {
+        self.backends.write().unwrap_or_else(|p| p.into_inner()).remove(&link);
+    }
+
     pub fn set_backend_info(&self, link: LinkId, info: BackendInfo) {
         self.backends.write().unwrap_or_else(|p| p.into_inner()).insert(link, info);
     }
@@ -250,7 +255,15 @@ impl Hub {
         online: bool,
     ) -> Option<Arc<AccountEntry>> {
         if let Some(entry) = self.accounts().by_self.get(self_id).cloned() {
-            *entry.link.write().unwrap_or_else(|p| p.into_inner()) = link.clone();
+            {
+                // A late event from a connection that is going away must not take the account
+                // from a live one: rebind only to a connected link, or away from a dead one.
+                let mut current = entry.link.write().unwrap_or_else(|p| p.into_inner());
+                if current.id != link.id && !link.is_connected() && current.is_connected() {
+                    return Some(entry.clone());
+                }
+                *current = link.clone();
+            }
             let was = entry.online.swap(online, Ordering::AcqRel);
             if was != online {
                 tracing::info!(self_id = entry.account.v11_id, online, "bot account status changed");
@@ -405,5 +418,46 @@ impl AccountEntry {
             backlog.pop_front();
             self.undelivered.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::core::{Mappings, Options, Translator};
+
+    fn hub() -> Hub {
+        let t = Translator::new(
+            Arc::new(Mappings::embedded().unwrap()),
+            Store::Memory(Box::default()),
+            Options::default(),
+        );
+        Hub::new(t, 16)
+    }
+
+    fn link(id: LinkId, up: bool) -> LinkHandle {
+        let (l, _rx) = LinkHandle::new(id, 1, Duration::from_secs(1), false);
+        l.set_connected(up);
+        l
+    }
+
+    #[tokio::test]
+    async fn a_late_event_from_a_dead_link_does_not_take_the_account_from_a_live_one() {
+        let hub = hub();
+        let me = v12::SelfId { platform: "qq".into(), user_id: "10001".into() };
+        let (old, new) = (link(1, true), link(2, true));
+        hub.upsert_account(&old, &me, true).await.unwrap();
+        let entry = hub.upsert_account(&new, &me, true).await.unwrap();
+        assert_eq!(entry.link().id, 2, "a reconnect moves the account to the new link");
+        old.set_connected(false);
+        hub.upsert_account(&old, &me, true).await.unwrap();
+        assert_eq!(entry.link().id, 2, "the dead link's late event is ignored for routing");
+        hub.link_down(old.id);
+        assert!(entry.is_online(), "the account stays online on its live link");
+        new.set_connected(false);
+        hub.link_down(new.id);
+        assert!(!entry.is_online());
     }
 }

@@ -192,6 +192,7 @@ async fn connection(stream: TcpStream, server: Arc<Server>, mut shutdown: watch:
 
     link.set_connected(false);
     hub.link_down(link.id);
+    hub.forget_link(link.id);
     let newest = {
         let mut live = server.live();
         live.retain(|(id, _)| *id != link.id);
