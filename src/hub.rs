@@ -429,11 +429,8 @@ mod tests {
     use crate::core::{Mappings, Options, Translator};
 
     fn hub() -> Hub {
-        let t = Translator::new(
-            Arc::new(Mappings::embedded().unwrap()),
-            Store::Memory(Box::default()),
-            Options::default(),
-        );
+        let t =
+            Translator::new(Arc::new(Mappings::embedded().unwrap()), Store::Memory(Box::default()), Options::default());
         Hub::new(t, 16)
     }
 

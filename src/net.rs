@@ -121,6 +121,43 @@ where
     }
 }
 
+/// The accept loop every server of the bridge runs: accepts until `shutdown`, at most `max`
+/// connections at once (beyond that it stops accepting until one ends: backpressure), each run by
+/// `handle` as its own task; then waits for them within `grace` and aborts the rest.
+pub async fn accept_loop<F, Fut>(
+    listener: tokio::net::TcpListener,
+    max: usize,
+    grace: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    what: &'static str,
+    mut handle: F,
+) where
+    F: FnMut(tokio::net::TcpStream, std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept(), if connections.len() < max => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(handle(stream, peer));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, what, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await.is_err() {
+        tracing::warn!(left = connections.len(), what, "connections still open after the grace period; aborted");
+        connections.abort_all();
+    }
+}
+
 pub fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

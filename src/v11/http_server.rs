@@ -44,15 +44,14 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Map, Value};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::config::{HttpServer, Limits};
 use crate::core::segment::lenient_i64;
 use crate::core::v11;
 use crate::hub::{AccountEntry, Hub, Selection};
-use crate::net::{check_token, presented_token, Auth};
+use crate::net::{accept_loop, check_token, presented_token, Auth};
 
 /// Time a client has to send a request's headers (also bounds idle keep-alive connections).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -110,51 +109,19 @@ pub async fn serve(
     server: HttpServer,
     hub: Arc<Hub>,
     limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let grace = limits.shutdown_grace;
     let endpoint = Arc::new(Endpoint { server, hub, limits });
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut connections = JoinSet::new();
-    loop {
-        // Take a connection slot first: when all are in use, stop accepting (backpressure).
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            _ = shutdown.changed() => break,
-        };
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let span = tracing::info_span!("v11_http", %peer);
-                    let task = connection(stream, endpoint.clone(), shutdown.clone(), permit);
-                    connections.spawn(task.instrument(span));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = shutdown.changed() => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await.is_err() {
-        tracing::warn!(left = connections.len(), "HTTP API requests still running after the grace period; aborted");
-        connections.abort_all();
-    }
+    let watch = shutdown.clone();
+    accept_loop(listener, MAX_CONNECTIONS, grace, shutdown, "v11 HTTP API", move |stream, peer| {
+        let span = tracing::info_span!("v11_http", %peer);
+        connection(stream, endpoint.clone(), watch.clone()).instrument(span)
+    })
+    .await;
 }
 
-async fn connection(
-    stream: TcpStream,
-    endpoint: Arc<Endpoint>,
-    mut shutdown: watch::Receiver<bool>,
-    _slot: OwnedSemaphorePermit,
-) {
+async fn connection(stream: TcpStream, endpoint: Arc<Endpoint>, mut shutdown: watch::Receiver<bool>) {
     let service = service_fn(move |req| {
         let endpoint = endpoint.clone();
         async move { Ok::<_, Infallible>(handle(req, &endpoint).await) }.in_current_span()

@@ -15,14 +15,16 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tracing::Instrument;
 
 use crate::config::{Limits, WsServer};
 use crate::hub::Hub;
-use crate::net::{accept_ws, check_upgrade};
+use crate::net::{accept_loop, accept_ws, check_upgrade};
 use crate::v11::session::{self, Pick, Role, SessionConfig};
+
+/// Connections served at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 1024;
 
 /// Everything a connection needs, shared by the endpoint's connections.
 #[derive(Clone)]
@@ -41,32 +43,16 @@ pub async fn serve(
     hub: Arc<Hub>,
     limits: Limits,
     heartbeat: Option<Duration>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let grace = limits.shutdown_grace;
     let endpoint = Endpoint { server, hub, limits, heartbeat };
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let span = tracing::info_span!("v11_ws", %peer, self_id = tracing::field::Empty);
-                    connections.spawn(connection(stream, peer, endpoint.clone(), shutdown.clone()).instrument(span));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = shutdown.changed() => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await.is_err() {
-        tracing::warn!(left = connections.len(), "v11 connections still open after the grace period; aborted");
-        connections.abort_all();
-    }
+    let watch = shutdown.clone();
+    accept_loop(listener, MAX_CONNECTIONS, grace, shutdown, "v11 forward WebSocket", move |stream, peer| {
+        let span = tracing::info_span!("v11_ws", %peer, self_id = tracing::field::Empty);
+        connection(stream, peer, endpoint.clone(), watch.clone()).instrument(span)
+    })
+    .await;
 }
 
 /// What the handshake learnt about the request.

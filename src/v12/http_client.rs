@@ -38,7 +38,7 @@ use tracing::Instrument;
 use crate::config::Limits;
 use crate::core::{v12, BackendInfo, CallError};
 use crate::hub::Hub;
-use crate::net::{check_token, presented_token, Auth, Backoff};
+use crate::net::{accept_loop, check_token, presented_token, Auth, Backoff};
 use crate::v12::ws_client::{self, RecentIds};
 use crate::v12::{codec, LinkHandle};
 
@@ -377,37 +377,16 @@ fn reply(status: StatusCode, text: &'static str) -> Reply {
 }
 
 /// Serves the webhook until `shutdown`, then lets open requests finish within `grace`.
-async fn serve_webhook(
-    listener: TcpListener,
-    webhook: Arc<Webhook>,
-    grace: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn serve_webhook(listener: TcpListener, webhook: Arc<Webhook>, grace: Duration, shutdown: watch::Receiver<bool>) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving the v12 webhook receiver");
     }
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept(), if connections.len() < MAX_WEBHOOK_CONNECTIONS => match accepted {
-                Ok((stream, peer)) => {
-                    let span = tracing::info_span!("v12_webhook", %peer);
-                    connections.spawn(webhook_connection(stream, peer, webhook.clone(), shutdown.clone()).instrument(span));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = shutdown.changed() => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await.is_err() {
-        tracing::warn!(left = connections.len(), "webhook requests still open after the grace period; aborted");
-        connections.abort_all();
-    }
+    let watch = shutdown.clone();
+    accept_loop(listener, MAX_WEBHOOK_CONNECTIONS, grace, shutdown, "v12 webhook", move |stream, peer| {
+        let span = tracing::info_span!("v12_webhook", %peer);
+        webhook_connection(stream, peer, webhook.clone(), watch.clone()).instrument(span)
+    })
+    .await;
 }
 
 async fn webhook_connection(

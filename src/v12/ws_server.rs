@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tracing::Instrument;
@@ -28,12 +27,11 @@ use tracing::Instrument;
 use crate::config::Limits;
 use crate::core::BackendInfo;
 use crate::hub::Hub;
-use crate::net::{accept_ws, check_upgrade};
+use crate::net::{accept_loop, accept_ws, check_upgrade};
 use crate::v12::ws_client::{self, RecentIds};
 use crate::v12::{LinkHandle, LinkId};
 
-/// Implementation connections served at once; more are refused (closed before the handshake)
-/// with a `warn`. A reconnect storm leaves at most a few stale ones for a moment.
+/// Implementation connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 64;
 /// Distinct implementation names whose recent event ids are remembered separately; names
 /// beyond this share one set.
@@ -74,7 +72,7 @@ pub async fn serve(
     action_timeout: Duration,
     hub: Arc<Hub>,
     limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let grace = limits.shutdown_grace;
     if let Ok(addr) = listener.local_addr() {
@@ -89,35 +87,17 @@ pub async fn serve(
         recent: Mutex::default(),
         live: Mutex::default(),
     });
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    if connections.len() >= MAX_CONNECTIONS {
-                        tracing::warn!(%peer, limit = MAX_CONNECTIONS, "too many implementation connections; refused");
-                        continue;
-                    }
-                    let span = tracing::info_span!("v12_ws_reverse", %peer, link = tracing::field::Empty, implementation = tracing::field::Empty);
-                    connections.spawn(connection(stream, server.clone(), shutdown.clone()).instrument(span));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = shutdown.changed() => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await.is_err() {
-        tracing::warn!(
-            left = connections.len(),
-            "implementation connections still open after the grace period; aborted"
+    let watch = shutdown.clone();
+    accept_loop(listener, MAX_CONNECTIONS, grace, shutdown, "v12 reverse WebSocket", move |stream, peer| {
+        let span = tracing::info_span!(
+            "v12_ws_reverse",
+            %peer,
+            link = tracing::field::Empty,
+            implementation = tracing::field::Empty
         );
-        connections.abort_all();
-    }
+        connection(stream, server.clone(), watch.clone()).instrument(span)
+    })
+    .await;
 }
 
 /// What the handshake learnt.
