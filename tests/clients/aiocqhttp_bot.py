@@ -15,8 +15,18 @@ until killed, or until its stdin reaches end of file.
 
 import json
 import os
+import socket
 import sys
-from harness import exit_on_stdin_eof, listening_socket
+import threading
+
+
+def exit_on_stdin_eof() -> None:
+    def watch() -> None:
+        while sys.stdin.buffer.read(4096):
+            pass
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def main() -> None:
@@ -27,7 +37,11 @@ def main() -> None:
     exit_on_stdin_eof()
 
     # Bound and listening before the port is announced; hypercorn takes it by file descriptor.
-    server, port = listening_socket()
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.set_inheritable(True)
+    port = server.getsockname()[1]
 
     import asyncio
 
