@@ -15,18 +15,8 @@ until killed, or until its stdin reaches end of file.
 
 import json
 import os
-import socket
 import sys
-import threading
-
-
-def exit_on_stdin_eof() -> None:
-    def watch() -> None:
-        while sys.stdin.buffer.read(4096):
-            pass
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True).start()
+from harness import exit_on_stdin_eof, listening_socket
 
 
 def main() -> None:
@@ -37,11 +27,7 @@ def main() -> None:
     exit_on_stdin_eof()
 
     # Bound and listening before the port is announced; hypercorn takes it by file descriptor.
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    server.set_inheritable(True)
-    port = server.getsockname()[1]
+    server, port = listening_socket()
 
     import asyncio
 

@@ -27,22 +27,8 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import sys
-import threading
-
-
-def say(line: str) -> None:
-    print(line, flush=True)
-
-
-def exit_on_stdin_eof() -> None:
-    def watch() -> None:
-        while sys.stdin.buffer.read(4096):
-            pass
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True).start()
+from harness import say, exit_on_stdin_eof, listening_socket
 
 
 def trace_frames() -> None:
@@ -69,11 +55,7 @@ def main() -> None:
     exit_on_stdin_eof()
     logging.basicConfig(stream=sys.stderr, level=logging.INFO)
 
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    server.set_inheritable(True)
-    port = server.getsockname()[1]
+    server, port = listening_socket()
 
     from aiocqhttp import CQHttp
     from quart import websocket

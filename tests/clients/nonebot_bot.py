@@ -22,13 +22,8 @@ until its stdin reaches end of file (so that it never outlives a test process th
 
 import json
 import os
-import socket
 import sys
-import threading
-
-
-def say(line: str) -> None:
-    print(line, flush=True)
+from harness import say, exit_on_stdin_eof, listening_socket, init_nonebot
 
 
 def trace_frames() -> None:
@@ -50,15 +45,6 @@ def trace_frames() -> None:
     ws_driver.WebSocket.send_text = traced_send_text
 
 
-def exit_on_stdin_eof() -> None:
-    def watch() -> None:
-        while sys.stdin.buffer.read(4096):
-            pass
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def main() -> None:
     urls = os.environ.get("ONEBOT_V11_WS_URLS")
     if not urls or not json.loads(urls):
@@ -68,41 +54,13 @@ def main() -> None:
 
     # nonebot's HTTP server must not need a fixed port, and its config refuses port 0: bind a
     # socket on an OS-chosen port here and hand it to uvicorn by file descriptor.
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    server.set_inheritable(True)
-    port = server.getsockname()[1]
+    server, port = listening_socket()
 
     import nonebot
-    import nonebot.log
-    from nonebot.adapters.onebot.v11 import Adapter, Bot
+    from nonebot.adapters.onebot.v11 import Bot
 
-    # nonebot logs to stdout by default; stdout is reserved for the lines above.
-    nonebot.log.logger.remove(nonebot.log.logger_id)
-    nonebot.log.logger_id = nonebot.log.logger.add(
-        sys.stderr,
-        level=0,
-        colorize=False,
-        diagnose=False,
-        filter=nonebot.log.default_filter,
-        format=nonebot.log.default_format,
-    )
-
-    # Explicit settings win over any stray environment variable (HOST, PORT, DRIVER, ...).
-    nonebot.init(
-        driver="~fastapi+~httpx+~websockets",
-        host="127.0.0.1",
-        port=port,
-        command_start=["/"],
-        command_sep=["."],
-        log_level=os.environ.get("LOG_LEVEL", "INFO"),
-        fastapi_reload=False,
-    )
+    driver = init_nonebot(port, "~fastapi+~httpx+~websockets")
     trace_frames()
-    driver = nonebot.get_driver()
-    driver.register_adapter(Adapter)
-    nonebot.load_builtin_plugins("echo")
 
     @driver.on_bot_connect
     async def _connected(bot: Bot) -> None:

@@ -24,13 +24,8 @@ The bot runs until killed, or until its stdin reaches end of file.
 
 import json
 import os
-import socket
 import sys
-import threading
-
-
-def say(line: str) -> None:
-    print(line, flush=True)
+from harness import say, exit_on_stdin_eof, listening_socket, init_nonebot
 
 
 def trace(direction: str, value) -> None:
@@ -74,15 +69,6 @@ def trace_http() -> None:
     httpx_driver.Mixin.request = traced_request
 
 
-def exit_on_stdin_eof() -> None:
-    def watch() -> None:
-        while sys.stdin.buffer.read(4096):
-            pass
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def main() -> None:
     roots = os.environ.get("ONEBOT_V11_API_ROOTS")
     if not roots or not json.loads(roots):
@@ -92,39 +78,13 @@ def main() -> None:
 
     # The bridge must be able to POST as soon as the port is announced: bind and listen here,
     # then hand the socket to uvicorn by file descriptor (nonebot's config refuses port 0).
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    server.set_inheritable(True)
-    port = server.getsockname()[1]
+    server, port = listening_socket()
 
     import nonebot
-    import nonebot.log
-    from nonebot.adapters.onebot.v11 import Adapter, Bot
+    from nonebot.adapters.onebot.v11 import Bot
 
-    nonebot.log.logger.remove(nonebot.log.logger_id)
-    nonebot.log.logger_id = nonebot.log.logger.add(
-        sys.stderr,
-        level=0,
-        colorize=False,
-        diagnose=False,
-        filter=nonebot.log.default_filter,
-        format=nonebot.log.default_format,
-    )
-
-    nonebot.init(
-        driver="~fastapi+~httpx+~websockets",
-        host="127.0.0.1",
-        port=port,
-        command_start=["/"],
-        command_sep=["."],
-        log_level=os.environ.get("LOG_LEVEL", "INFO"),
-        fastapi_reload=False,
-    )
+    driver = init_nonebot(port, "~fastapi+~httpx+~websockets")
     trace_http()
-    driver = nonebot.get_driver()
-    driver.register_adapter(Adapter)
-    nonebot.load_builtin_plugins("echo")
 
     @driver.on_bot_connect
     async def _connected(bot: Bot) -> None:
