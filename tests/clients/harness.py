@@ -39,11 +39,13 @@ def listening_socket() -> tuple[socket.socket, int]:
     return server, server.getsockname()[1]
 
 
-def init_nonebot(port: int, driver: str):
+def init_nonebot(port: int, driver: str, trace=None):
     """nonebot with the OneBot v11 adapter and the builtin `echo` plugin, its log on stderr, and
     settings given explicitly so that stray environment variables (HOST, PORT, DRIVER, ...)
     cannot change them. nonebot's config refuses port 0, hence the port from
-    `listening_socket`. Returns the driver."""
+    `listening_socket`. `trace` (patching nonebot's I/O to trace frames) runs after
+    `nonebot.init` and before the adapter is registered, whose handlers are bound then.
+    Returns the driver."""
     import nonebot
     import nonebot.log
     from nonebot.adapters.onebot.v11 import Adapter
@@ -66,6 +68,8 @@ def init_nonebot(port: int, driver: str):
         log_level=os.environ.get("LOG_LEVEL", "INFO"),
         fastapi_reload=False,
     )
+    if trace is not None:
+        trace()
     nonebot_driver = nonebot.get_driver()
     nonebot_driver.register_adapter(Adapter)
     nonebot.load_builtin_plugins("echo")

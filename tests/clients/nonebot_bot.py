@@ -59,8 +59,7 @@ def main() -> None:
     import nonebot
     from nonebot.adapters.onebot.v11 import Bot
 
-    driver = init_nonebot(port, "~fastapi+~httpx+~websockets")
-    trace_frames()
+    driver = init_nonebot(port, "~fastapi+~httpx+~websockets", trace=trace_frames)
 
     @driver.on_bot_connect
     async def _connected(bot: Bot) -> None:

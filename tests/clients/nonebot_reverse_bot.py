@@ -70,8 +70,7 @@ def main() -> None:
     import nonebot
     from nonebot.adapters.onebot.v11 import Bot
 
-    driver = init_nonebot(port, "~fastapi+~websockets")
-    trace()
+    driver = init_nonebot(port, "~fastapi+~websockets", trace=trace)
 
     @driver.on_bot_connect
     async def _connected(bot: Bot) -> None:
