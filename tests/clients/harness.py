@@ -74,3 +74,21 @@ def init_nonebot(port: int, driver: str, trace=None):
     nonebot_driver.register_adapter(Adapter)
     nonebot.load_builtin_plugins("echo")
     return nonebot_driver
+
+
+def run_nonebot(server: socket.socket, port: int, driver) -> None:
+    """Announces the bot's connections (`CONNECTED`/`DISCONNECTED <self_id>`) and its port
+    (`LISTENING <port>`), then runs nonebot on the socket from `listening_socket`."""
+    import nonebot
+    from nonebot.adapters.onebot.v11 import Bot
+
+    @driver.on_bot_connect
+    async def _connected(bot: Bot) -> None:
+        say(f"CONNECTED {bot.self_id}")
+
+    @driver.on_bot_disconnect
+    async def _disconnected(bot: Bot) -> None:
+        say(f"DISCONNECTED {bot.self_id}")
+
+    say(f"LISTENING {port}")
+    nonebot.run(fd=server.fileno())

@@ -25,7 +25,7 @@ The bot runs until killed, or until its stdin reaches end of file.
 import json
 import os
 import sys
-from harness import say, exit_on_stdin_eof, listening_socket, init_nonebot
+from harness import exit_on_stdin_eof, listening_socket, init_nonebot, run_nonebot
 
 
 def trace(direction: str, value) -> None:
@@ -80,17 +80,8 @@ def main() -> None:
     # then hand the socket to uvicorn by file descriptor (nonebot's config refuses port 0).
     server, port = listening_socket()
 
-    import nonebot
-    from nonebot.adapters.onebot.v11 import Bot
-
     driver = init_nonebot(port, "~fastapi+~httpx+~websockets", trace=trace_http)
-
-    @driver.on_bot_connect
-    async def _connected(bot: Bot) -> None:
-        say(f"CONNECTED {bot.self_id}")
-
-    say(f"LISTENING {port}")
-    nonebot.run(fd=server.fileno())
+    run_nonebot(server, port, driver)
 
 
 if __name__ == "__main__":

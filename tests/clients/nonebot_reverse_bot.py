@@ -27,7 +27,7 @@ until its stdin reaches end of file (so that it never outlives a test process th
 import json
 import os
 import sys
-from harness import say, exit_on_stdin_eof, listening_socket, init_nonebot
+from harness import say, exit_on_stdin_eof, listening_socket, init_nonebot, run_nonebot
 
 
 def trace() -> None:
@@ -67,21 +67,8 @@ def main() -> None:
     # uvicorn by file descriptor.
     server, port = listening_socket()
 
-    import nonebot
-    from nonebot.adapters.onebot.v11 import Bot
-
     driver = init_nonebot(port, "~fastapi+~websockets", trace=trace)
-
-    @driver.on_bot_connect
-    async def _connected(bot: Bot) -> None:
-        say(f"CONNECTED {bot.self_id}")
-
-    @driver.on_bot_disconnect
-    async def _disconnected(bot: Bot) -> None:
-        say(f"DISCONNECTED {bot.self_id}")
-
-    say(f"LISTENING {port}")
-    nonebot.run(fd=server.fileno())
+    run_nonebot(server, port, driver)
 
 
 if __name__ == "__main__":
