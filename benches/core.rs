@@ -224,14 +224,15 @@ fn events(c: &mut Criterion) {
     for (name, ev) in &cases {
         let core = translator();
         let account = account(&core);
-        let translate = || block_on(core.to_v11_event(&account, black_box(ev), NOW)).expect("translates");
+        let translate =
+            || block_on(core.to_v11_event(&account, black_box(ev), NOW, &Backend::default())).expect("translates");
         assert!(translate().is_some(), "{name}: not a meta event");
         group.bench_function(*name, |b| b.iter(translate));
     }
 
     let core = translator();
     let account = account(&core);
-    let v11 = block_on(core.to_v11_event(&account, &message_event("10001", Some("987654")), NOW))
+    let v11 = block_on(core.to_v11_event(&account, &message_event("10001", Some("987654")), NOW, &Backend::default()))
         .expect("translates")
         .expect("not a meta event");
     for (name, format) in [("to_json_string", PostFormat::String), ("to_json_array", PostFormat::Array)] {

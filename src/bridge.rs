@@ -27,6 +27,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot open the id store: {0}")]
     Store(#[from] crate::core::ids::IdError),
+    #[error("media directory {path}: {source}")]
+    Media { path: std::path::PathBuf, source: std::io::Error },
 }
 
 /// The addresses the bridge listens on, in configuration order (useful with port 0).
@@ -95,8 +97,11 @@ impl Bridge {
                 Store::Disk(DiskStore::open(dir, *retention)?)
             }
         };
-        let options = Options { at_sender_default: config.at_sender_default };
-        let translator = Translator::new(config.mappings.clone(), store, options);
+        let (media, files) = media_setup(&config)?;
+        let options = Options { at_sender_default: config.at_sender_default, media };
+        let translator = Translator::new(config.mappings.clone(), store, options).with_local_files(Box::new(files));
+        let serve_base = config.media.public_url.clone().or_else(|| addrs.http.first().map(|a| base_url(*a)));
+        translator.media.set_serve_base(serve_base);
         let hub = Arc::new(Hub::new(translator, config.limits.event_queue));
         let (shutdown, watch_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -213,6 +218,74 @@ impl Bridge {
             self.tasks.abort_all();
         }
     }
+}
+
+/// The core's media options with their URL-signing key (kept beside a disk store so served URLs
+/// outlive a restart), and the local directories.
+fn media_setup(config: &Config) -> Result<(crate::core::media::MediaOptions, crate::media::LocalDirs), StartError> {
+    let mut options = config.media.options.clone();
+    let data_dir = match &config.store {
+        StoreConfig::Disk { dir, .. } => Some(dir.clone()),
+        StoreConfig::Memory { .. } => None,
+    };
+    let cache = config.media.cache_dir.clone().unwrap_or_else(|| match &data_dir {
+        Some(dir) => dir.join("cache"),
+        None => std::env::temp_dir().join(format!("onebot-bridge-cache-{}", std::process::id())),
+    });
+    let err = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| StartError::Media { path, source }
+    };
+    if let Some(dir) = &data_dir {
+        let key_file = dir.join("media.key");
+        options.url_key = match std::fs::read_to_string(&key_file) {
+            Ok(text) => parse_key(&text).ok_or_else(|| {
+                err(&key_file)(std::io::Error::new(std::io::ErrorKind::InvalidData, "not 64 hex digits"))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).map_err(err(dir))?;
+                let key: [u8; 32] = rand::random();
+                let text: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                write_private(&key_file, &text).map_err(err(&key_file))?;
+                key
+            }
+            Err(e) => return Err(err(&key_file)(e)),
+        };
+    }
+    let files = crate::media::LocalDirs::new(config.media.allowed_dirs.clone(), &cache, config.media.cache_max_bytes)
+        .map_err(err(&cache))?;
+    Ok((options, files))
+}
+
+fn parse_key(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    let mut key = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(key)
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)?.write_all(text.as_bytes())
+}
+
+/// The URL bots reach a listening address at (a wildcard address means this machine).
+fn base_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// Runs the bridge until `shutdown` completes.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{AuthScheme, Config, ConfigError, FileConfig, Overrides};
+use crate::config::{AuthScheme, Config, ConfigError, FileConfig, IncomingModeName, Overrides, UploadModeName};
 use crate::core::v11::PostFormat;
 
 #[derive(Debug, Parser)]
@@ -122,6 +122,30 @@ pub struct Cli {
     #[arg(long = "retain-days", env = "ONEBOT_BRIDGE_RETAIN_DAYS", value_name = "DAYS")]
     pub retain_days: Option<u64>,
 
+    /// Let bots send files from DIR by path or `file://` URL (repeatable). Nothing else is read.
+    #[arg(long = "media-dir", env = "ONEBOT_BRIDGE_MEDIA_DIR", value_name = "DIR", value_delimiter = ',')]
+    pub media_dirs: Vec<PathBuf>,
+
+    /// How local files reach the backend: `data` (the bytes travel) or `path` (it shares the disk) [default: data].
+    #[arg(long = "upload-mode", env = "ONEBOT_BRIDGE_UPLOAD_MODE", value_name = "MODE")]
+    pub upload_mode: Option<UploadModeName>,
+
+    /// Received media URLs: `resolve` (the backend's, via get_file) or `serve` (the bridge's /files/) [default: resolve].
+    #[arg(long = "media-urls", env = "ONEBOT_BRIDGE_MEDIA_URLS", value_name = "MODE")]
+    pub media_urls: Option<IncomingModeName>,
+
+    /// Base URL bots reach the bridge's HTTP server at, for served files [default: the first --http address].
+    #[arg(long = "public-url", env = "ONEBOT_BRIDGE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// Files above this many bytes are uploaded in fragments [default: 1048576].
+    #[arg(long = "fragment-threshold", env = "ONEBOT_BRIDGE_FRAGMENT_THRESHOLD", value_name = "BYTES")]
+    pub fragment_threshold: Option<u64>,
+
+    /// Largest file moved either way, in bytes [default: 104857600].
+    #[arg(long = "max-file-size", env = "ONEBOT_BRIDGE_MAX_FILE_SIZE", value_name = "BYTES")]
+    pub max_file_size: Option<u64>,
+
     /// Validate the configuration and exit.
     #[arg(long, env = "ONEBOT_BRIDGE_CHECK")]
     pub check: bool,
@@ -160,6 +184,12 @@ impl Cli {
             ephemeral: self.ephemeral,
             retain_messages: self.retain_messages,
             retain_days: self.retain_days,
+            media_dirs: self.media_dirs.clone(),
+            upload_mode: self.upload_mode,
+            media_urls: self.media_urls,
+            public_url: self.public_url.clone(),
+            fragment_threshold: self.fragment_threshold,
+            max_file_size: self.max_file_size,
         }
     }
 

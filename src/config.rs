@@ -48,6 +48,62 @@ pub struct FileConfig {
     pub servers: Vec<ServerEntry>,
     #[serde(default)]
     pub bridge: BridgeSection,
+    #[serde(default)]
+    pub media: MediaSection,
+}
+
+/// `[media]`: how pictures, voice, video and files move (README "Media").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MediaSection {
+    /// Directories whose files bots may send by path or `file://` URL.
+    #[serde(default)]
+    pub allowed_dirs: Vec<PathBuf>,
+    /// `data` (the bytes travel; default) or `path` (the backend reads the bridge's disk).
+    #[serde(default)]
+    pub upload: Option<UploadModeName>,
+    /// Where received media URLs come from: `resolve` (the backend; default) or `serve` (the bridge).
+    #[serde(default)]
+    pub urls: Option<IncomingModeName>,
+    /// The base URL bots reach the bridge's HTTP server at, for served files
+    /// (default: the first HTTP server's address).
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Files above this many bytes are uploaded in fragments.
+    #[serde(default)]
+    pub fragment_threshold: Option<u64>,
+    /// Bytes per fragment.
+    #[serde(default)]
+    pub fragment_size: Option<u64>,
+    /// Largest file moved either way, bytes.
+    #[serde(default)]
+    pub max_file_size: Option<u64>,
+    /// Longest one upload or download may take, seconds.
+    #[serde(default)]
+    pub transfer_timeout: Option<u64>,
+    /// How long an upload's file_id is reused for the same content, seconds (0: never).
+    #[serde(default)]
+    pub reuse_uploads: Option<u64>,
+    /// Where `get_image` / `download_file` put files (default `<data-dir>/cache`).
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Bytes the cache directory may hold before the oldest files go.
+    #[serde(default)]
+    pub cache_max_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadModeName {
+    Data,
+    Path,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IncomingModeName {
+    Resolve,
+    Serve,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -376,6 +432,19 @@ impl Default for Limits {
     }
 }
 
+/// How media move, validated.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Upload, URL and size settings for the core (its signing key is set at start-up).
+    pub options: crate::core::media::MediaOptions,
+    /// Canonical directories bots may name files in (the cache directory is added at start-up).
+    pub allowed_dirs: Vec<PathBuf>,
+    /// `None`: beside the store (`<data-dir>/cache`), or a temporary directory without one.
+    pub cache_dir: Option<PathBuf>,
+    pub cache_max_bytes: u64,
+    pub public_url: Option<String>,
+}
+
 /// Where the id tables live.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreConfig {
@@ -400,6 +469,7 @@ pub struct Config {
     pub at_sender_default: bool,
     pub mappings: Arc<Mappings>,
     pub limits: Limits,
+    pub media: MediaConfig,
 }
 
 /// The flag-side inputs that the file can also express (flags add to or override the file).
@@ -433,6 +503,12 @@ pub struct Overrides {
     pub ephemeral: bool,
     pub retain_messages: Option<u64>,
     pub retain_days: Option<u64>,
+    pub media_dirs: Vec<PathBuf>,
+    pub upload_mode: Option<UploadModeName>,
+    pub media_urls: Option<IncomingModeName>,
+    pub public_url: Option<String>,
+    pub fragment_threshold: Option<u64>,
+    pub max_file_size: Option<u64>,
 }
 
 /// Parses `host:port` (an IP, or `localhost`) without touching the network.
@@ -638,6 +714,8 @@ impl Config {
                 return Err(invalid(format!("{addr} is configured twice")));
             }
         }
+        let limits = Limits::default();
+        let media = resolve_media(&file.media, &flags, &limits)?;
         Ok(Config {
             store,
             backends,
@@ -649,9 +727,67 @@ impl Config {
             action_timeout,
             at_sender_default: flags.at_sender_default.or(file.message.at_sender_default).unwrap_or(false),
             mappings: Arc::new(mappings),
-            limits: Limits::default(),
+            limits,
+            media,
         })
     }
+}
+
+fn resolve_media(file: &MediaSection, flags: &Overrides, limits: &Limits) -> Result<MediaConfig, ConfigError> {
+    use crate::core::media::{IncomingMode, MediaOptions, UploadMode};
+    let mut allowed_dirs = Vec::new();
+    for dir in file.allowed_dirs.iter().chain(&flags.media_dirs) {
+        let canonical = std::fs::canonicalize(dir)
+            .map_err(|e| invalid(format!("media allowed directory {}: {e}", dir.display())))?;
+        if !canonical.is_dir() {
+            return Err(invalid(format!("media allowed directory {} is not a directory", dir.display())));
+        }
+        allowed_dirs.push(canonical);
+    }
+    let defaults = MediaOptions::default();
+    let fragment_size = file.fragment_size.unwrap_or(defaults.fragment_size as u64);
+    // A fragment travels base64-encoded inside one JSON request.
+    let largest_fragment = (limits.max_message as u64 - 4096) / 4 * 3;
+    if fragment_size == 0 || fragment_size > largest_fragment {
+        return Err(invalid(format!("media fragment-size must be 1..={largest_fragment} bytes")));
+    }
+    let max_file_size = flags.max_file_size.or(file.max_file_size).unwrap_or(defaults.max_file_size);
+    if max_file_size == 0 {
+        return Err(invalid("media max-file-size must be above 0"));
+    }
+    let public_url = flags.public_url.clone().or(file.public_url.clone()).filter(|u| !u.trim().is_empty());
+    if let Some(u) = &public_url {
+        let parsed = url::Url::parse(u).map_err(|e| invalid(format!("media public-url {u:?}: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(invalid(format!("media public-url {u:?}: must be an http:// or https:// URL")));
+        }
+    }
+    let options = MediaOptions {
+        upload: match flags.upload_mode.or(file.upload) {
+            Some(UploadModeName::Path) => UploadMode::Path,
+            _ => UploadMode::Data,
+        },
+        incoming: match flags.media_urls.or(file.urls) {
+            Some(IncomingModeName::Serve) => IncomingMode::Serve,
+            _ => IncomingMode::Resolve,
+        },
+        fragment_threshold: flags.fragment_threshold.or(file.fragment_threshold).unwrap_or(defaults.fragment_threshold),
+        fragment_size: fragment_size as usize,
+        max_file_size,
+        transfer_timeout: file.transfer_timeout.map(Duration::from_secs).unwrap_or(defaults.transfer_timeout),
+        reuse_for: file.reuse_uploads.map(Duration::from_secs).unwrap_or(defaults.reuse_for),
+        ..defaults
+    };
+    if options.transfer_timeout.is_zero() {
+        return Err(invalid("media transfer-timeout must be above 0 s"));
+    }
+    Ok(MediaConfig {
+        options,
+        allowed_dirs,
+        cache_dir: file.cache_dir.clone(),
+        cache_max_bytes: file.cache_max_bytes.unwrap_or(1 << 30),
+        public_url,
+    })
 }
 
 fn resolve_store(file: &BridgeSection, flags: &Overrides) -> Result<StoreConfig, ConfigError> {

@@ -342,7 +342,7 @@ impl Hub {
         }
         let Some(self_id) = ev.self_id.clone() else { return };
         let Some(entry) = self.upsert_account(link, &self_id, true).await else { return };
-        match self.translator.to_v11_event(&entry.account, &ev, unix_now()).await {
+        match self.translator.to_v11_event(&entry.account, &ev, unix_now(), &AccountCaller(&entry)).await {
             Ok(Some(v11)) => entry.publish(Arc::new(v11)),
             Ok(None) => {}
             Err(error) => {

@@ -2,7 +2,7 @@
 //!
 //! The crate is a library with a thin binary. [`core`] is the pure translation; the transports
 //! live in [`v11`] (toward bots) and [`v12`] (toward the backend); [`hub`] joins them per bot
-//! account; [`run`] starts everything a [`config::Config`] describes and stops on a shutdown
+//! account; [`media`] holds local files and served URLs; [`run`] starts everything a [`config::Config`] describes and stops on a shutdown
 //! future.
 #![forbid(unsafe_code)]
 
@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod hub;
+pub mod media;
 pub mod net;
 pub mod store;
 pub mod v11;

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use super::cq::render_cq;
 use super::ids::{IdError, IdStore, StoredMessage};
 use super::mapping::{Handler, Kind, Mappings, ResponseRow};
+use super::media::MediaError;
 use super::message::{value_as_text, Segment};
 use super::segment::{lenient_i64, read_v11_message, Scope, SegmentError};
 use super::v12::id_string;
@@ -32,6 +33,8 @@ pub enum ActionError {
     #[error(transparent)]
     Id(#[from] IdError),
     #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error(transparent)]
     Call(#[from] CallError),
     #[error("backend answered retcode {retcode}: {message}")]
     Backend { action: String, retcode: i64, message: String },
@@ -44,7 +47,19 @@ impl ActionError {
             ActionError::NotFound => return v11::Response::not_found(),
             ActionError::BadParam { .. } => (100, "BAD_PARAM".into()),
             ActionError::EmptyMessage => (100, "EMPTY_MSG_ERROR".into()),
-            ActionError::Segment(SegmentError::NeedsUpload { .. }) => (100, "BRIDGE_UNSUPPORTED_FILE".into()),
+            ActionError::Media(e) => (
+                100,
+                match e {
+                    MediaError::Refused(_) => "FILE_REFUSED",
+                    MediaError::NotFound(_) => "FILE_NOT_FOUND",
+                    MediaError::TooLarge { .. } => "FILE_TOO_LARGE",
+                    MediaError::BadReference(_) => "BAD_PARAM",
+                    MediaError::Io(_) => "BRIDGE_FILE_ERROR",
+                    MediaError::Timeout(_) => "BRIDGE_TRANSFER_TIMEOUT",
+                    MediaError::BadAnswer { .. } => "BACKEND_BAD_ANSWER",
+                }
+                .into(),
+            ),
             ActionError::Segment(SegmentError::Id(e)) | ActionError::Id(e) => return id_failure(e),
             ActionError::Segment(_) => (100, "BAD_PARAM".into()),
             ActionError::Call(CallError::Timeout(_)) => (100, "BACKEND_TIMEOUT".into()),
@@ -96,13 +111,13 @@ pub struct ActionContext<'a> {
     pub post_format: v11::PostFormat,
 }
 
-enum Target {
+pub(super) enum Target {
     Private(i64),
     Group(i64),
     Channel(String, String),
 }
 
-fn required_i64(params: &Map<String, Value>, name: &str) -> Result<i64, ActionError> {
+pub(super) fn required_i64(params: &Map<String, Value>, name: &str) -> Result<i64, ActionError> {
     let v =
         params.get(name).ok_or_else(|| ActionError::BadParam { param: name.into(), reason: "is required".into() })?;
     lenient_i64(v).ok_or_else(|| ActionError::BadParam { param: name.into(), reason: format!("{v} is not an integer") })
@@ -112,7 +127,7 @@ fn nonzero_i64(params: &Map<String, Value>, name: &str) -> Option<i64> {
     params.get(name).and_then(lenient_i64).filter(|n| *n != 0)
 }
 
-fn required_str(params: &Map<String, Value>, name: &str) -> Result<String, ActionError> {
+pub(super) fn required_str(params: &Map<String, Value>, name: &str) -> Result<String, ActionError> {
     params
         .get(name)
         .and_then(value_as_text)
@@ -284,6 +299,10 @@ impl<S: IdStore> Translator<S> {
             Handler::GetSupportedActions => Ok(self.maps.actions.keys().cloned().collect::<Vec<_>>().into()),
             Handler::QuickOperation => self.handle_quick_operation(ctx, caller, params).await,
             Handler::GetMsg => self.get_msg(ctx, params).await,
+            Handler::GetFile => self.get_image(ctx, caller, params).await,
+            Handler::DownloadFile => self.download_file(ctx, caller, params).await,
+            Handler::UploadFile => self.upload_chat_file(name, ctx, caller, params).await,
+            Handler::GetFileUrl => self.get_file_url(ctx, caller, params).await,
         }
     }
 
@@ -323,8 +342,35 @@ impl<S: IdStore> Translator<S> {
             .get("message")
             .ok_or_else(|| ActionError::BadParam { param: "message".into(), reason: "is required".into() })?;
         let auto_escape = params.get("auto_escape").and_then(lenient_bool).unwrap_or(false);
-        let v11_segments = read_v11_message(message, auto_escape)?;
-        let sent = v11_segments.clone();
+        let original = read_v11_message(message, auto_escape)?;
+        if original.is_empty() {
+            return Err(ActionError::EmptyMessage);
+        }
+        let mut sent = original.clone();
+        let uploaded = self.upload_media(ctx, caller, &mut sent, true).await?;
+        let (data, detail_type, group) = match self.send_segments(ctx, caller, &target, sent.clone()).await {
+            // A remembered upload the backend no longer knows: forget it and upload afresh, once.
+            Err(ActionError::Backend { .. }) if !uploaded.reused.is_empty() => {
+                tracing::info!(action = name, "send failed with reused file_ids; uploading again");
+                self.media.forget_uploads(&uploaded.reused);
+                sent = original;
+                self.upload_media(ctx, caller, &mut sent, false).await?;
+                self.send_segments(ctx, caller, &target, sent.clone()).await?
+            }
+            other => other?,
+        };
+        self.remember_sent(ctx, name, data, detail_type, group, sent).await
+    }
+
+    /// Sends v11 segments (media already uploaded) to a target; the backend's answer, the
+    /// target's v12 detail_type and group.
+    pub(super) async fn send_segments<C: V12Caller>(
+        &self,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        target: &Target,
+        v11_segments: Vec<Segment>,
+    ) -> Result<(Value, &'static str, Option<String>), ActionError> {
         let segments = self.segments_to_v12(v11_segments).await?;
         if segments.is_empty() {
             return Err(ActionError::EmptyMessage);
@@ -351,6 +397,19 @@ impl<S: IdStore> Translator<S> {
         };
         v12.insert("message".into(), Value::Array(segments.into_iter().map(Segment::into_value).collect()));
         let data = self.call(ctx, caller, "send_message", v12).await?;
+        Ok((data, detail_type, group))
+    }
+
+    /// Answers a send with the v11 message_id, and stores what was sent (for `get_msg`).
+    async fn remember_sent(
+        &self,
+        ctx: ActionContext<'_>,
+        name: &str,
+        data: Value,
+        detail_type: &str,
+        group: Option<String>,
+        sent: Vec<Segment>,
+    ) -> Result<Value, ActionError> {
         let Some(message_id) = data.get("message_id").and_then(id_string).filter(|id| !id.is_empty()) else {
             // Sent, but the backend gave no id to refer to it by: go-cqhttp answers 0 in that case.
             tracing::warn!(action = name, "the backend's send_message answer has no message_id");

@@ -10,6 +10,7 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Map, Value};
 
+use super::action::ActionContext;
 use super::cq::render_cq;
 use super::ids::{IdError, IdStore, StoredMessage};
 use super::mapping::{EventRow, Kind};
@@ -17,7 +18,7 @@ use super::message::Segment;
 use super::segment::{read_v12_message, Scope, SegmentError};
 use super::v11::PostFormat;
 use super::v12::{id_string, Event, SelfId};
-use super::{Account, Translator};
+use super::{Account, BackendInfo, Translator, V12Caller};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
@@ -174,15 +175,28 @@ const MESSAGE_FIELDS: [&str; 7] =
 impl<S: IdStore> Translator<S> {
     /// Translates one non-meta v12 event for the account that received it. `now` (unix seconds)
     /// stands in for a missing event time. Meta events give `None`: the runtime handles them.
-    pub async fn to_v11_event(&self, account: &Account, ev: &Event, now: i64) -> Result<Option<V11Event>, EventError> {
+    /// Received media get a fetchable `url` through `caller` (see [`Translator::media_urls`]).
+    pub async fn to_v11_event<C: V12Caller>(
+        &self,
+        account: &Account,
+        ev: &Event,
+        now: i64,
+        caller: &C,
+    ) -> Result<Option<V11Event>, EventError> {
         match ev.kind.as_str() {
             "meta" => Ok(None),
-            "message" => self.message_event(account, ev, now).await.map(Some),
+            "message" => self.message_event(account, ev, now, caller).await.map(Some),
             _ => self.notice_or_request(account, ev, now).await.map(Some),
         }
     }
 
-    async fn message_event(&self, account: &Account, ev: &Event, now: i64) -> Result<V11Event, EventError> {
+    async fn message_event<C: V12Caller>(
+        &self,
+        account: &Account,
+        ev: &Event,
+        now: i64,
+        caller: &C,
+    ) -> Result<V11Event, EventError> {
         let profile = &self.maps.profile;
         let name = ev.name();
         let missing = |field| EventError::Missing { event: name.clone(), field };
@@ -196,7 +210,10 @@ impl<S: IdStore> Translator<S> {
         let group_id = ev.str_field("group_id");
         let scope =
             Scope { account, detail_type: &ev.detail_type, group_id: group_id.as_deref(), user_id: Some(&user_id) };
-        let segments = self.segments_to_v11(&scope, read_v12_message(ev.fields.get("message"))).await?;
+        let mut segments = self.segments_to_v11(&scope, read_v12_message(ev.fields.get("message"))).await?;
+        let backend = BackendInfo::default();
+        let ctx = ActionContext { account, backend: &backend, post_format: PostFormat::Array };
+        self.media_urls(ctx, caller, &mut segments).await;
         let raw = render_cq(&segments);
         let time = event_time(ev, now);
         let is_channel = ev.detail_type == "channel";
@@ -367,7 +384,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::core::testing::{account, translator};
+    use crate::core::testing::{account, translator, Recorder};
 
     fn sample(kind: Kind) -> Value {
         match kind {
@@ -403,7 +420,7 @@ mod tests {
                     self_id: Some(me.self_id.clone()),
                     fields: fields.clone(),
                 };
-                let out = block_on(t.to_v11_event(&me, &ev, 0)).unwrap().unwrap();
+                let out = block_on(t.to_v11_event(&me, &ev, 0, &Recorder::default())).unwrap().unwrap();
                 assert_eq!(out.body["notice_type"], row.v11, "{name}");
                 assert_eq!(out.body.get("sub_type").and_then(Value::as_str).unwrap_or(""), sub11, "{name} {sub12:?}");
                 for (v12, spec) in &row.fields {
@@ -435,7 +452,7 @@ mod tests {
                 self_id: Some(me.self_id.clone()),
                 fields: fields.as_object().unwrap().clone(),
             };
-            let out = block_on(t.to_v11_event(&me, &ev, 77)).unwrap().unwrap();
+            let out = block_on(t.to_v11_event(&me, &ev, 77, &Recorder::default())).unwrap().unwrap();
             assert_eq!(out.body["message_type"], row.v11);
             assert_eq!(out.body["sub_type"], row.sub_type[""]);
             assert_eq!(out.body["time"], 77, "a missing time becomes now");
@@ -452,7 +469,7 @@ mod tests {
             "self": {"platform": "qq", "user_id": "10001"}, "message_id": "1", "user_id": "2",
             "message": [{"type": "text", "data": {"text": "a/b \u{1} é 😀 \"q\" <x>&"}}]}))
         .unwrap();
-        let out = block_on(t.to_v11_event(&me, &ev, 0)).unwrap().unwrap();
+        let out = block_on(t.to_v11_event(&me, &ev, 0, &Recorder::default())).unwrap().unwrap();
         let text = String::from_utf8(out.to_json(PostFormat::Array)).unwrap();
         assert!(text.contains(r#"a/b \u0001 é 😀 \"q\" <x>&"#), "{text}");
         assert!(!text.contains(": ") && !text.contains(".0"), "{text}");
@@ -492,7 +509,7 @@ mod tests {
                 "message_id": "1", "group_id": "g", "message": segments, "reply": {"message_id": 5}});
             if let Some(u) = user { raw["user_id"] = json!(u); }
             if let Ok(ev) = Event::from_value(raw) {
-                let _ = block_on(t.to_v11_event(&me, &ev, 0));
+                let _ = block_on(t.to_v11_event(&me, &ev, 0, &Recorder::default()));
             }
         }
     }

@@ -166,6 +166,10 @@ pub enum Handler {
     GetSupportedActions,
     QuickOperation,
     GetMsg,
+    GetFile,
+    DownloadFile,
+    UploadFile,
+    GetFileUrl,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -8,8 +8,10 @@
 pub mod action;
 pub mod cq;
 pub mod event;
+pub mod files;
 pub mod ids;
 pub mod mapping;
+pub mod media;
 pub mod message;
 pub mod quick;
 pub mod segment;
@@ -44,6 +46,8 @@ pub struct BackendInfo {
 pub struct Options {
     /// Whether quick-operation `at_sender` applies when the bot does not say (go-cqhttp: false).
     pub at_sender_default: bool,
+    /// Uploads, received-media URLs and their bounds.
+    pub media: media::MediaOptions,
 }
 
 /// Why a call to the backend produced no answer.
@@ -68,11 +72,19 @@ pub struct Translator<S> {
     pub maps: Arc<Mappings>,
     pub ids: IdMapper<S>,
     pub options: Options,
+    pub media: media::Media,
 }
 
 impl<S: IdStore> Translator<S> {
     pub fn new(maps: Arc<Mappings>, store: S, options: Options) -> Self {
-        Translator { maps, ids: IdMapper::new(store), options }
+        let media = media::Media::new(options.media.clone(), None);
+        Translator { maps, ids: IdMapper::new(store), options, media }
+    }
+
+    /// Lets bots name local files (read through `files`, which enforces the allowed directories).
+    pub fn with_local_files(mut self, files: Box<dyn media::LocalFiles>) -> Self {
+        self.media = media::Media::new(self.options.media.clone(), Some(files));
+        self
     }
 
     /// The account as v11 sees it.

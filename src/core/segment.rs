@@ -21,8 +21,6 @@ pub enum SegmentError {
     BadMessage,
     #[error("segment {kind}: {reason}")]
     BadSegment { kind: String, reason: String },
-    #[error("segment {kind}: file {file:?} must be uploaded to the backend first, which this bridge does not do yet; send a file_id the backend gave instead")]
-    NeedsUpload { kind: String, file: String },
     #[error(transparent)]
     Id(#[from] IdError),
 }
@@ -85,12 +83,6 @@ pub fn read_v12_message(value: Option<&Value>) -> Vec<Segment> {
 
 fn bad(kind: &str, reason: impl Into<String>) -> SegmentError {
     SegmentError::BadSegment { kind: kind.to_owned(), reason: reason.into() }
-}
-
-/// A v11 media `file=` that names a resource rather than a backend file_id.
-fn is_resource_reference(file: &str) -> bool {
-    ["http://", "https://", "file://", "base64://", "base16384://"].iter().any(|p| file.starts_with(p))
-        || file.starts_with('/')
 }
 
 /// Reads an integer the lenient v11 way: a JSON number or decimal text.
@@ -210,7 +202,7 @@ impl<S: IdStore> Translator<S> {
             }
             "at" if !data.contains_key("user_id") => return Err(bad("at", "`qq` is required")),
             "reply" if !data.contains_key("message_id") => return Err(bad("reply", "`id` is required")),
-            "image" | "record" | "video" if !data.contains_key("file_id") => {
+            "image" | "record" | "video" | "file" if !data.contains_key("file_id") => {
                 return Err(bad(&seg.kind, "`file` is required"));
             }
             _ => {}
@@ -248,13 +240,6 @@ impl<S: IdStore> Translator<S> {
                 let text = value_as_text(value).unwrap_or_default();
                 let f: f64 = text.trim().parse().map_err(|_| bad(seg_kind, format!("{text:?} is not a number")))?;
                 Value::Number(Number::from_f64(f).ok_or_else(|| bad(seg_kind, "not a finite number"))?)
-            }
-            Kind::File => {
-                let file = value_as_text(value).unwrap_or_default();
-                if is_resource_reference(&file) {
-                    return Err(SegmentError::NeedsUpload { kind: seg_kind.to_owned(), file });
-                }
-                Value::String(file)
             }
             _ => Value::String(value_as_text(value).unwrap_or_default()),
         }))
@@ -347,10 +332,6 @@ mod tests {
             Segment::new("location").with("lat", "x"),
         ] {
             assert!(block_on(t.segments_to_v12(vec![bad.clone()])).is_err(), "{bad:?}");
-        }
-        for file in ["http://a/b.png", "https://a", "file:///tmp/x", "base64://AAAA", "/abs/path"] {
-            let e = block_on(t.segments_to_v12(vec![Segment::new("image").with("file", file)])).unwrap_err();
-            assert!(matches!(e, SegmentError::NeedsUpload { .. }), "{file}");
         }
     }
 

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::server::conn::http1;
@@ -51,6 +51,7 @@ use crate::config::{HttpServer, Limits};
 use crate::core::segment::lenient_i64;
 use crate::core::v11;
 use crate::hub::{AccountEntry, Hub, Selection};
+use crate::media::{serve_file, ChannelBody, Served};
 use crate::net::{accept_loop, check_token, presented_token, Auth};
 
 /// Time a client has to send a request's headers (also bounds idle keep-alive connections).
@@ -60,6 +61,8 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest an action may take here, whatever it does (each backend call has its own, shorter,
 /// `--action-timeout`; this bounds multi-step actions and anything else).
 pub const ACTION_DEADLINE: Duration = Duration::from_secs(120);
+/// Where the bridge serves backend files (`GET /files/<token>`).
+pub const FILES_PREFIX: &str = "/files/";
 /// Connections served at once; the next one is accepted when one ends.
 pub const MAX_CONNECTIONS: usize = 1024;
 
@@ -149,10 +152,29 @@ async fn connection(stream: TcpStream, endpoint: Arc<Endpoint>, mut shutdown: wa
     }
 }
 
-async fn handle(req: Request<Incoming>, endpoint: &Endpoint) -> Response<Full<Bytes>> {
+/// A response body: a whole answer, or a file streamed from the backend.
+type HttpBody = Either<Full<Bytes>, ChannelBody>;
+
+fn whole(status: StatusCode, body: impl Into<Bytes>) -> Response<HttpBody> {
+    let mut resp = Response::new(Either::Left(Full::new(body.into())));
+    *resp.status_mut() = status;
+    resp
+}
+
+async fn handle(req: Request<Incoming>, endpoint: &Endpoint) -> Response<HttpBody> {
+    // The bridge's own file URLs (README "Media"): signed, so they need no access token.
+    if let Some(token) = req.uri().path().strip_prefix(FILES_PREFIX) {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return whole(StatusCode::METHOD_NOT_ALLOWED, "");
+        }
+        return match serve_file(endpoint.hub.clone(), token).await {
+            Served::File(resp) => resp.map(Either::Right),
+            Served::Status(status, text) => whole(status, text),
+        };
+    }
     match answer(req, endpoint).await {
         Ok(answer) => {
-            let mut resp = Response::new(Full::new(Bytes::from(answer.to_json())));
+            let mut resp = whole(StatusCode::OK, answer.to_json());
             resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
             resp
         }
@@ -162,9 +184,7 @@ async fn handle(req: Request<Incoming>, endpoint: &Endpoint) -> Response<Full<By
                 RequestError::TokenMissing | RequestError::TokenWrong => tracing::info!(%error, "request refused"),
                 _ => tracing::debug!(%error, %status, "request refused"),
             }
-            let mut resp = Response::new(Full::new(Bytes::new()));
-            *resp.status_mut() = status;
-            resp
+            whole(status, Bytes::new())
         }
     }
 }

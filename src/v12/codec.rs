@@ -63,6 +63,52 @@ pub fn encode<T: serde::Serialize>(value: &T, msgpack: bool) -> Vec<u8> {
     }
 }
 
+/// Actions whose `data` param is v12 `bytes`.
+const BYTES_PARAMS: [&str; 2] = ["upload_file", "upload_file_fragmented"];
+
+/// Writes an action request. In MessagePack its `bytes` params travel as `bin`, as the spec says
+/// (in JSON they are base64 text, which is how the core holds them).
+pub fn encode_request(req: &crate::core::v12::Request, msgpack: bool) -> Vec<u8> {
+    let bytes_param =
+        req.params.get("data").and_then(Value::as_str).filter(|_| BYTES_PARAMS.contains(&req.action.as_str()));
+    let (true, Some(b64)) = (msgpack, bytes_param) else { return encode(req, msgpack) };
+    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64) else { return encode(req, msgpack) };
+    let Ok(serde_json::Value::Object(mut obj)) = serde_json::to_value(req) else { return encode(req, msgpack) };
+    if let Some(Value::Object(params)) = obj.get_mut("params") {
+        params.remove("data");
+    }
+    let mut value = json_to_msgpack(Value::Object(obj));
+    if let rmpv::Value::Map(entries) = &mut value {
+        for (k, v) in entries.iter_mut() {
+            if k.as_str() == Some("params") {
+                if let rmpv::Value::Map(params) = v {
+                    params.push(("data".into(), rmpv::Value::Binary(raw)));
+                }
+                break;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let _ = rmpv::encode::write_value(&mut out, &value);
+    out
+}
+
+fn json_to_msgpack(v: Value) -> rmpv::Value {
+    use rmpv::Value as M;
+    match v {
+        Value::Null => M::Nil,
+        Value::Bool(b) => M::Boolean(b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => M::from(i),
+            (None, Some(u)) => M::from(u),
+            _ => M::F64(n.as_f64().unwrap_or_default()),
+        },
+        Value::String(s) => M::String(s.into()),
+        Value::Array(a) => M::Array(a.into_iter().map(json_to_msgpack).collect()),
+        Value::Object(m) => M::Map(m.into_iter().map(|(k, v)| (M::String(k.into()), json_to_msgpack(v))).collect()),
+    }
+}
+
 fn msgpack_to_json(v: rmpv::Value) -> Value {
     use rmpv::Value as M;
     match v {
@@ -108,6 +154,22 @@ mod tests {
         assert!(decode(b"\x92\x01", true).is_err(), "truncated");
         assert!(decode(b"\x01\x02", true).is_err(), "trailing bytes");
         assert!(decode(b"{", false).is_err());
+    }
+
+    #[test]
+    fn upload_data_travels_as_bin_in_msgpack() {
+        let mut params = Map::new();
+        params.insert("type".into(), "data".into());
+        params.insert("data".into(), "AQID".into());
+        let req = crate::core::v12::Request::new("upload_file", params);
+        let body = encode_request(&req, true);
+        let raw = rmpv::decode::read_value(&mut body.as_slice()).unwrap();
+        let params = raw.as_map().unwrap().iter().find(|(k, _)| k.as_str() == Some("params")).unwrap().1.clone();
+        let data = params.as_map().unwrap().iter().find(|(k, _)| k.as_str() == Some("data")).unwrap().1.clone();
+        assert_eq!(data, rmpv::Value::Binary(vec![1, 2, 3]));
+        // Read back, it is the same request (bin → base64).
+        assert_eq!(decode(&body, true).unwrap(), serde_json::to_value(&req).unwrap());
+        assert_eq!(encode_request(&req, false), encode(&req, false));
     }
 
     #[test]

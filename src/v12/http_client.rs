@@ -79,7 +79,7 @@ impl HttpCaller {
 
     /// One request, one answer. The caller bounds the time.
     pub async fn call(&self, req: &v12::Request) -> Result<v12::Response, CallError> {
-        let body = codec::encode(req, self.msgpack);
+        let body = codec::encode_request(req, self.msgpack);
         let mut builder = hyper::Request::post(self.url.as_str())
             .header(CONTENT_TYPE, if self.msgpack { "application/msgpack" } else { "application/json" })
             .header(USER_AGENT, concat!("onebot-bridge/", env!("CARGO_PKG_VERSION")));

@@ -116,7 +116,7 @@ impl LinkHandle {
                 Err(_) => Err(CallError::Timeout(timeout_ms)),
             };
         }
-        let body = codec::encode(&req, self.inner.msgpack);
+        let body = codec::encode_request(&req, self.inner.msgpack);
         let (tx, rx) = oneshot::channel();
         self.pending().insert(echo.clone(), tx);
         let outcome = tokio::time::timeout(self.inner.timeout, async {

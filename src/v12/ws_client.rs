@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
+use tracing::Instrument;
 
 use crate::config::Limits;
 use crate::core::v12;
@@ -34,6 +35,10 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 /// A connection that sent nothing (no frame, no pong) for this long is taken for dead.
 const SILENT_FOR: Duration = Duration::from_secs(2 * PING_EVERY.as_secs() + 15);
 const RECENT_EVENTS: usize = 4096;
+/// Events read from one connection and waiting to be translated.
+pub const EVENT_QUEUE: usize = 1024;
+/// How long a closed connection's remaining events may take to translate.
+const DRAIN_EVENTS: Duration = Duration::from_secs(30);
 
 /// Event ids seen lately, to drop an event an implementation sends again (after a reconnect, or
 /// on two transports). Shared by every path that feeds one link's events, so it locks inside;
@@ -90,7 +95,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-    let recent = RecentIds::new();
+    let recent = Arc::new(RecentIds::new());
     while !*shutdown.borrow() {
         let connected = tokio::select! {
             r = tokio::time::timeout(CONNECT_TIMEOUT, connect(&cfg, &limits)) => r,
@@ -139,14 +144,51 @@ async fn connect(cfg: &Dial, limits: &Limits) -> Result<Ws, tokio_tungstenite::t
 }
 
 /// Runs one connection to an implementation, whichever side dialled: writes queued requests,
-/// reads events and answers. Returns when the connection ends or `shutdown` turns true.
+/// reads events and answers. Returns when the connection ends or `shutdown` turns true, with the
+/// link marked down and the events already read translated.
+///
+/// Events are translated by a task of their own, in order, so that translating one may call the
+/// backend (a received image's URL) while this loop goes on reading that call's answer. The queue
+/// between them holds [`EVENT_QUEUE`] events; when it is full the reader waits (backpressure).
 pub async fn serve<S>(
     link: &LinkHandle,
     outgoing: &mut mpsc::Receiver<Outgoing>,
     ws: tokio_tungstenite::WebSocketStream<S>,
     hub: &Arc<Hub>,
     limits: &Limits,
-    recent: &RecentIds,
+    recent: &Arc<RecentIds>,
+    shutdown: &mut watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (events, mut queued) = mpsc::channel::<Value>(EVENT_QUEUE);
+    let worker = {
+        let (link, hub, recent) = (link.clone(), hub.clone(), recent.clone());
+        tokio::spawn(
+            async move {
+                while let Some(value) = queued.recv().await {
+                    on_event_value(&link, &hub, &recent, value).await;
+                }
+            }
+            .in_current_span(),
+        )
+    };
+    pump(link, outgoing, ws, hub, limits, &events, shutdown).await;
+    // Calls still waiting on this connection fail now, so the worker can finish.
+    link.set_connected(false);
+    drop(events);
+    if tokio::time::timeout(DRAIN_EVENTS, worker).await.is_err() {
+        tracing::warn!("events read from the backend were still being translated when the connection ended");
+    }
+}
+
+async fn pump<S>(
+    link: &LinkHandle,
+    outgoing: &mut mpsc::Receiver<Outgoing>,
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    hub: &Arc<Hub>,
+    limits: &Limits,
+    events: &mpsc::Sender<Value>,
     shutdown: &mut watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -189,8 +231,8 @@ pub async fn serve<S>(
                 }
             }
             frame = stream.next() => match frame.inspect(|_| last_heard = tokio::time::Instant::now()) {
-                Some(Ok(Message::Text(text))) => on_frame(link, hub, recent, text.as_bytes(), false).await,
-                Some(Ok(Message::Binary(bytes))) => on_frame(link, hub, recent, &bytes, true).await,
+                Some(Ok(Message::Text(text))) => on_frame(link, events, text.as_bytes(), false).await,
+                Some(Ok(Message::Binary(bytes))) => on_frame(link, events, &bytes, true).await,
                 Some(Ok(Message::Close(frame))) => {
                     tracing::info!(?frame, "backend closed the connection");
                     return;
@@ -205,7 +247,7 @@ pub async fn serve<S>(
 
 /// One frame from the backend (JSON text or MessagePack binary; a binary frame carrying JSON is
 /// read too): an event or an action's answer.
-async fn on_frame(link: &LinkHandle, hub: &Hub, recent: &RecentIds, bytes: &[u8], msgpack: bool) {
+async fn on_frame(link: &LinkHandle, events: &mpsc::Sender<Value>, bytes: &[u8], msgpack: bool) {
     let value: Value = match codec::decode_either(bytes, msgpack) {
         Ok(v) => v,
         Err(error) => {
@@ -215,7 +257,7 @@ async fn on_frame(link: &LinkHandle, hub: &Hub, recent: &RecentIds, bytes: &[u8]
     };
     let is_event = value.as_object().is_some_and(v12::is_event_frame);
     if is_event {
-        on_event_value(link, hub, recent, value).await;
+        let _ = events.send(value).await;
         return;
     }
     match v12::Response::from_value(value) {

@@ -1,0 +1,873 @@
+//! Media between the two worlds: v11 `file=` references ⇄ v12 `file_id`s.
+//!
+//! Outgoing, a bot names a picture by URL, local path or inline base64; v12 wants a `file_id`
+//! from `upload_file`. [`Translator::upload_media`] walks a v11 message before it is translated
+//! and replaces every such reference with the file_id the backend gave:
+//! - `http(s)://…` → `upload_file` type `url` (the backend fetches it);
+//! - `file:///…` or an absolute path → read through [`LocalFiles`] (only inside the allowed
+//!   directories) and sent as `data` — in one `upload_file` up to the fragment threshold, above
+//!   it by `upload_file_fragmented` prepare / transfer / finish with the sha256 — or, when the
+//!   backend shares the disk ([`UploadMode::Path`]), as `type: path`;
+//! - `base64://…` → `data`, the same way;
+//! - anything else is taken to be a file_id the backend gave (a received image's `file`).
+//!
+//! Uploads are remembered by content hash (or URL) per account for a while, so the same picture
+//! sent twice is uploaded once; a send that fails after using a remembered file_id forgets it and
+//! is retried once with fresh uploads.
+//!
+//! Incoming, a media segment's `file_id` becomes the v11 `file`, and [`Translator::media_urls`]
+//! adds a `url` the bot can fetch: the backend's own (`get_file` type `url`, mode
+//! [`IncomingMode::Resolve`]) or the bridge's (`GET /files/<token>` on its HTTP address, mode
+//! [`IncomingMode::Serve`]), each falling back to the other. Serving streams the file from the
+//! backend with [`Translator::open_download`] / [`Translator::next_chunk`].
+//!
+//! Nothing here touches a disk or a socket: local files go through the [`LocalFiles`] trait the
+//! runtime implements, backend calls through [`V12Caller`].
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::action::{ActionContext, ActionError};
+use super::ids::IdStore;
+use super::message::{value_as_text, Segment};
+use super::{Translator, V12Caller};
+
+/// A boxed future, for the object-safe [`LocalFiles`] trait.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// v11 segment types whose `file` names a resource (go-cqhttp's `cardimage` is sent as an image).
+pub const MEDIA_TYPES: [&str; 5] = ["image", "record", "video", "file", "cardimage"];
+
+/// Largest file sent in one `upload_file` when the backend has no fragmented upload.
+const MAX_SINGLE_FALLBACK: u64 = 16 << 20;
+
+/// Why a media reference could not become a file_id (or a file could not be fetched).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum MediaError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{what} is {size} bytes, more than the limit of {limit} bytes")]
+    TooLarge { what: String, size: u64, limit: u64 },
+    #[error("{0}")]
+    BadReference(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("the transfer took longer than {0} s")]
+    Timeout(u64),
+    #[error("the backend's answer to `{action}` is unusable: {reason}")]
+    BadAnswer { action: String, reason: String },
+}
+
+/// How local files and inline data reach the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UploadMode {
+    /// The bytes travel in the upload (`type: data`, fragmented when large).
+    #[default]
+    Data,
+    /// The backend reads the bridge's disk (`type: path`); inline base64 still goes as data.
+    Path,
+}
+
+/// Where the `url` of a received media segment comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IncomingMode {
+    /// Ask the backend (`get_file` type `url`) when the event arrives; the bridge's own URL when
+    /// the backend cannot give one.
+    #[default]
+    Resolve,
+    /// The bridge's own URL (`GET /files/<token>`, fetched from the backend on first request);
+    /// the backend's when the bridge has no HTTP address.
+    Serve,
+}
+
+/// Media switches and bounds.
+#[derive(Debug, Clone)]
+pub struct MediaOptions {
+    pub upload: UploadMode,
+    pub incoming: IncomingMode,
+    /// Files larger than this go by `upload_file_fragmented`.
+    pub fragment_threshold: u64,
+    /// Bytes per `transfer` (upload) or per fetched chunk (download).
+    pub fragment_size: usize,
+    /// Largest file uploaded, downloaded or served.
+    pub max_file_size: u64,
+    /// Longest a whole upload or download may take.
+    pub transfer_timeout: Duration,
+    /// How long an uploaded file_id is reused for the same content.
+    pub reuse_for: Duration,
+    /// Remembered uploads and resolved URLs per kind (the oldest are forgotten first).
+    pub cache_entries: usize,
+    /// The key serve URLs are signed with.
+    pub url_key: [u8; 32],
+}
+
+impl Default for MediaOptions {
+    fn default() -> Self {
+        MediaOptions {
+            upload: UploadMode::Data,
+            incoming: IncomingMode::Resolve,
+            fragment_threshold: 1 << 20,
+            fragment_size: 1 << 20,
+            max_file_size: 100 << 20,
+            transfer_timeout: Duration::from_secs(300),
+            reuse_for: Duration::from_secs(3600),
+            cache_entries: 4096,
+            url_key: rand::random(),
+        }
+    }
+}
+
+/// What a v11 `file=` names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaSource {
+    Url(String),
+    /// A local path, decoded from a `file://` URL or given bare.
+    Local(String),
+    /// Inline data, already decoded.
+    Data(Vec<u8>),
+    /// Not a resource: a file_id the backend gave.
+    FileId(String),
+}
+
+/// Reads a v11 media reference. Base64 is decoded here (bounded by `limit` bytes decoded).
+pub fn parse_source(file: &str, limit: u64) -> Result<MediaSource, MediaError> {
+    let file = file.trim();
+    let lower = file.get(..12).unwrap_or(file).to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Ok(MediaSource::Url(file.to_owned()));
+    }
+    if let Some(b64) = file.strip_prefix("base64://") {
+        let b64 = b64.trim();
+        let decoded_len = (b64.len() as u64 / 4) * 3;
+        if decoded_len > limit + 3 {
+            return Err(MediaError::TooLarge { what: "the base64 data".into(), size: decoded_len, limit });
+        }
+        let cleaned: String;
+        let text = if b64.bytes().any(|b| b.is_ascii_whitespace()) {
+            cleaned = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+            &cleaned
+        } else {
+            b64
+        };
+        let data = STANDARD
+            .decode(text)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text.trim_end_matches('=')))
+            .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+            .map_err(|e| MediaError::BadReference(format!("base64:// data does not decode: {e}")))?;
+        if data.len() as u64 > limit {
+            return Err(MediaError::TooLarge { what: "the base64 data".into(), size: data.len() as u64, limit });
+        }
+        return Ok(MediaSource::Data(data));
+    }
+    if file.starts_with("base16384://") {
+        return Err(MediaError::BadReference(
+            "base16384:// is not supported by this bridge; send base64:// instead".into(),
+        ));
+    }
+    if lower.starts_with("file://") {
+        return Ok(MediaSource::Local(file_url_path(&file[7..])?));
+    }
+    if file.starts_with('/') || is_windows_absolute(file) {
+        return Ok(MediaSource::Local(file.to_owned()));
+    }
+    Ok(MediaSource::FileId(file.to_owned()))
+}
+
+fn is_windows_absolute(p: &str) -> bool {
+    let b = p.as_bytes();
+    b.len() > 2 && b[0].is_ascii_alphabetic() && b[1] == b':' && (b[2] == b'\\' || b[2] == b'/')
+}
+
+/// The path of a `file://` URL after the scheme: `/abs`, `localhost/abs`, or `/C:/x` on Windows;
+/// percent-escapes decoded.
+fn file_url_path(rest: &str) -> Result<String, MediaError> {
+    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let decoded = percent_encoding::percent_decode_str(rest)
+        .decode_utf8()
+        .map_err(|_| MediaError::BadReference("file:// path is not UTF-8".into()))?
+        .into_owned();
+    if let Some(win) = decoded.strip_prefix('/').filter(|p| is_windows_absolute(p)) {
+        return Ok(win.to_owned());
+    }
+    if !decoded.starts_with('/') {
+        return Err(MediaError::BadReference(format!("file:// URL must name an absolute path, not {decoded:?}")));
+    }
+    Ok(decoded)
+}
+
+/// Local files a bot names, as the runtime opens them (only inside the allowed directories).
+pub trait LocalFiles: Send + Sync + fmt::Debug {
+    /// Opens a file for reading, or says why not (outside the allowed directories, missing, …).
+    fn open<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Box<dyn LocalFile>, MediaError>>;
+    /// Starts a file in the bridge's cache directory (what `get_image` and `download_file` hand
+    /// back as a local path). `key` names the content, so the same file lands in the same place.
+    fn create<'a>(&'a self, key: &'a str, name: &'a str) -> BoxFuture<'a, Result<Box<dyn LocalSink>, MediaError>>;
+}
+
+/// A cache file being written.
+pub trait LocalSink: Send {
+    fn write(&mut self, chunk: Vec<u8>) -> BoxFuture<'_, Result<(), MediaError>>;
+    /// Completes the file and gives its path; dropped unfinished, nothing is left behind.
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<String, MediaError>>;
+}
+
+/// An open local file.
+pub trait LocalFile: Send {
+    /// The resolved path (symlinks followed) — what a `type: path` upload names.
+    fn path(&self) -> &str;
+    fn size(&self) -> u64;
+    /// Reads up to `len` bytes at `offset`.
+    fn read_at(&mut self, offset: u64, len: usize) -> BoxFuture<'_, Result<Vec<u8>, MediaError>>;
+}
+
+/// Bytes being uploaded: in memory, or read from a local file as they are sent.
+enum Content {
+    Bytes(Vec<u8>),
+    File(Box<dyn LocalFile>),
+}
+
+impl Content {
+    fn size(&self) -> u64 {
+        match self {
+            Content::Bytes(b) => b.len() as u64,
+            Content::File(f) => f.size(),
+        }
+    }
+
+    async fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, MediaError> {
+        match self {
+            Content::Bytes(b) => {
+                let start = (offset as usize).min(b.len());
+                Ok(b[start..(start + len).min(b.len())].to_vec())
+            }
+            Content::File(f) => {
+                let chunk = f.read_at(offset, len).await?;
+                if chunk.is_empty() && len > 0 {
+                    return Err(MediaError::Io(format!("{} ended early (changed while being sent?)", f.path())));
+                }
+                Ok(chunk)
+            }
+        }
+    }
+
+    /// The whole content's sha256 (lowercase hex), reading a file in chunks.
+    async fn sha256(&mut self, chunk: usize) -> Result<String, MediaError> {
+        let mut h = Sha256::new();
+        match self {
+            Content::Bytes(b) => h.update(b),
+            Content::File(_) => {
+                let size = self.size();
+                let mut offset = 0;
+                while offset < size {
+                    let part = self.read(offset, chunk.min((size - offset) as usize)).await?;
+                    offset += part.len() as u64;
+                    h.update(&part);
+                }
+            }
+        }
+        Ok(hex(&h.finalize()))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A bounded map that forgets the oldest entries first and entries older than its age limit.
+#[derive(Debug)]
+struct Recent<V> {
+    map: HashMap<String, (V, Instant)>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl<V: Clone> Recent<V> {
+    fn new(capacity: usize) -> Self {
+        Recent { map: HashMap::new(), order: VecDeque::new(), capacity: capacity.max(1) }
+    }
+
+    fn get(&self, key: &str, max_age: Duration) -> Option<V> {
+        self.map.get(key).filter(|(_, at)| at.elapsed() < max_age).map(|(v, _)| v.clone())
+    }
+
+    fn insert(&mut self, key: String, value: V) {
+        if self.map.insert(key.clone(), (value, Instant::now())).is_none() {
+            self.order.push_back(key);
+        }
+        while self.map.len() > self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if self.map.remove(key).is_some() {
+            self.order.retain(|k| k != key);
+        }
+    }
+}
+
+/// The media state a translator keeps: options, the local-file reader, remembered uploads and
+/// URLs, and the bridge's own base URL once its HTTP server is bound.
+#[derive(Debug)]
+pub struct Media {
+    pub options: MediaOptions,
+    files: Option<Box<dyn LocalFiles>>,
+    uploads: Mutex<Recent<String>>,
+    urls: Mutex<Recent<String>>,
+    serve_base: RwLock<Option<String>>,
+}
+
+impl Media {
+    pub fn new(options: MediaOptions, files: Option<Box<dyn LocalFiles>>) -> Media {
+        let n = options.cache_entries;
+        Media {
+            options,
+            files,
+            uploads: Mutex::new(Recent::new(n)),
+            urls: Mutex::new(Recent::new(n)),
+            serve_base: RwLock::new(None),
+        }
+    }
+
+    /// Sets the base (`http://host:port`) bots reach the bridge's HTTP server at.
+    pub fn set_serve_base(&self, base: Option<String>) {
+        *self.serve_base.write().unwrap_or_else(|p| p.into_inner()) = base.map(|b| b.trim_end_matches('/').to_owned());
+    }
+
+    pub fn files(&self) -> Option<&dyn LocalFiles> {
+        self.files.as_deref()
+    }
+
+    pub fn serve_base(&self) -> Option<String> {
+        self.serve_base.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn mac(&self, payload: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.options.url_key).expect("any key length");
+        mac.update(payload.as_bytes());
+        URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// The unguessable token naming (account, file_id) in a serve URL.
+    pub fn token(&self, v11_self: i64, file_id: &str) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(format!("{v11_self}:{file_id}"));
+        let mac = self.mac(&payload);
+        format!("{payload}.{mac}")
+    }
+
+    /// Reads a token back: the account's v11 id and the file_id, if the signature holds.
+    pub fn verify_token(&self, token: &str) -> Option<(i64, String)> {
+        let (payload, mac) = token.split_once('.')?;
+        let want = self.mac(payload);
+        // Constant-time comparison of the signature.
+        if want.len() != mac.len() || want.bytes().zip(mac.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0 {
+            return None;
+        }
+        let text = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+        let (who, file_id) = text.split_once(':')?;
+        Some((who.parse().ok()?, file_id.to_owned()))
+    }
+
+    /// The bridge's URL for a backend file, if it has an HTTP address.
+    pub fn serve_url(&self, v11_self: i64, file_id: &str) -> Option<String> {
+        Some(format!("{}/files/{}", self.serve_base()?, self.token(v11_self, file_id)))
+    }
+
+    fn lock_uploads(&self) -> std::sync::MutexGuard<'_, Recent<String>> {
+        self.uploads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_urls(&self) -> std::sync::MutexGuard<'_, Recent<String>> {
+        self.urls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets remembered uploads (their file_ids turned out not to work).
+    pub fn forget_uploads(&self, keys: &[String]) {
+        let mut cache = self.lock_uploads();
+        for k in keys {
+            cache.remove(k);
+        }
+    }
+}
+
+/// What [`Translator::upload_media`] did: the cache keys of reused uploads (forgotten and retried
+/// when the send fails).
+#[derive(Debug, Default)]
+pub struct Uploaded {
+    pub reused: Vec<String>,
+    pub uploads: usize,
+}
+
+/// A file being fetched from the backend, chunk by chunk.
+#[derive(Debug)]
+pub struct Download {
+    pub name: String,
+    /// Total size, when the backend said.
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+    state: DownloadState,
+    started: Instant,
+}
+
+#[derive(Debug)]
+enum DownloadState {
+    Fragments { file_id: String, offset: u64, total: u64 },
+    Whole(Option<Vec<u8>>),
+}
+
+fn bytes_field(data: &Value, action: &str) -> Result<Vec<u8>, MediaError> {
+    let bad = |reason: &str| MediaError::BadAnswer { action: action.to_owned(), reason: reason.to_owned() };
+    match data.get("data") {
+        Some(Value::String(s)) => STANDARD.decode(s.trim()).map_err(|_| bad("`data` is not base64")),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|b| b.as_u64().filter(|n| *n < 256).map(|n| n as u8).ok_or_else(|| bad("bad byte")))
+            .collect(),
+        _ => Err(bad("no `data`")),
+    }
+}
+
+fn file_id_of(data: &Value, action: &str) -> Result<String, ActionError> {
+    data.get("file_id")
+        .and_then(super::v12::id_string)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| MediaError::BadAnswer { action: action.to_owned(), reason: "no `file_id`".into() }.into())
+}
+
+/// A file name for an upload: what the bot said, else the last path or URL segment, else the
+/// content hash with an extension sniffed from the first bytes.
+fn upload_name(given: Option<String>, source: &str, head: &[u8], sha256: &str) -> String {
+    if let Some(name) = given.filter(|n| !n.trim().is_empty()) {
+        return name;
+    }
+    let last = source.split(['?', '#']).next().unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
+    if !last.is_empty() && last.len() <= 128 && !source.starts_with("base64://") {
+        return last.to_owned();
+    }
+    let ext = match head {
+        [0x89, b'P', b'N', b'G', ..] => ".png",
+        [0xff, 0xd8, 0xff, ..] => ".jpg",
+        [b'G', b'I', b'F', b'8', ..] => ".gif",
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => ".webp",
+        [b'#', b'!', b'A', b'M', b'R', ..] => ".amr",
+        [0x02, b'#', b'!', b'S', b'I', b'L', b'K', ..] | [b'#', b'!', b'S', b'I', b'L', b'K', ..] => ".silk",
+        [b'I', b'D', b'3', ..] => ".mp3",
+        [_, _, _, _, b'f', b't', b'y', b'p', ..] => ".mp4",
+        _ => "",
+    };
+    format!("{}{ext}", &sha256[..16.min(sha256.len())])
+}
+
+impl<S: IdStore> Translator<S> {
+    /// Replaces every media reference in a v11 message with a backend file_id, uploading as
+    /// needed. Download hints (`cache`, `proxy`, `timeout`, `c`) are consumed here; `url` is the
+    /// fallback go-cqhttp uses when `file` is missing. With `reuse` false nothing remembered is
+    /// used (the retry after a failed send).
+    pub async fn upload_media<C: V12Caller>(
+        &self,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        segments: &mut [Segment],
+        reuse: bool,
+    ) -> Result<Uploaded, ActionError> {
+        let mut done = Uploaded::default();
+        for seg in segments.iter_mut().filter(|s| MEDIA_TYPES.contains(&s.kind.as_str())) {
+            // go-cqhttp's group-file segment names its file `path`; an image may fall back to `url`.
+            let key = ["file", "path", "url"].into_iter().find(|k| seg.str_of(k).is_some_and(|v| !v.is_empty()));
+            let Some(key) = key else { continue };
+            let file = seg.str_of(key).unwrap_or_default();
+            let no_cache = seg.str_of("cache").is_some_and(|c| c.trim() == "0");
+            let name = seg.str_of("name");
+            for hint in ["cache", "proxy", "timeout", "c", "path"] {
+                seg.data.remove(hint);
+            }
+            if key == "url" {
+                seg.data.remove("url");
+            }
+            let source = parse_source(&file, self.media.options.max_file_size)?;
+            if let MediaSource::FileId(id) = source {
+                seg.data.insert("file".into(), id.into());
+                continue;
+            }
+            let (file_id, reused) =
+                self.upload_source(ctx, caller, source, &file, name, reuse && !no_cache, &mut done).await?;
+            if let Some(k) = reused {
+                done.reused.push(k);
+            }
+            seg.data.insert("file".into(), file_id.into());
+        }
+        Ok(done)
+    }
+
+    /// Uploads one resource; returns the file_id and, when a remembered upload was used, its key.
+    async fn upload_source<C: V12Caller>(
+        &self,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        source: MediaSource,
+        reference: &str,
+        name: Option<String>,
+        reuse: bool,
+        done: &mut Uploaded,
+    ) -> Result<(String, Option<String>), ActionError> {
+        let opts = &self.media.options;
+        let me = &ctx.account.self_id.user_id;
+        let started = Instant::now();
+        let mut content = match source {
+            MediaSource::FileId(id) => return Ok((id, None)),
+            MediaSource::Url(url) => {
+                let key = format!("{me}\nurl\n{url}");
+                if let Some(id) = self.media.lock_uploads().get(&key, opts.reuse_for).filter(|_| reuse) {
+                    return Ok((id, Some(key)));
+                }
+                let mut p = Map::new();
+                p.insert("type".into(), "url".into());
+                p.insert("name".into(), upload_name(name, &url, &[], "").into());
+                p.insert("url".into(), url.clone().into());
+                let data = self.call(ctx, caller, "upload_file", p).await?;
+                let id = file_id_of(&data, "upload_file")?;
+                done.uploads += 1;
+                self.media.lock_uploads().insert(key, id.clone());
+                return Ok((id, None));
+            }
+            MediaSource::Data(bytes) => Content::Bytes(bytes),
+            MediaSource::Local(path) => {
+                let files = self.media.files.as_ref().ok_or_else(|| {
+                    MediaError::Refused(format!(
+                        "{path}: local files are not allowed (no allowed directories are configured; see `[media] allowed-dirs`)"
+                    ))
+                })?;
+                Content::File(files.open(&path).await?)
+            }
+        };
+        let size = content.size();
+        if size > opts.max_file_size {
+            return Err(
+                MediaError::TooLarge { what: reference_label(reference), size, limit: opts.max_file_size }.into()
+            );
+        }
+        let chunk = opts.fragment_size.max(1);
+        let sha256 = content.sha256(chunk).await?;
+        let key = format!("{me}\nsha256\n{sha256}");
+        if let Some(id) = self.media.lock_uploads().get(&key, opts.reuse_for).filter(|_| reuse) {
+            return Ok((id, Some(key)));
+        }
+        let head = content.read(0, 16.min(size as usize)).await?;
+        let name = upload_name(name, reference, &head, &sha256);
+        let id = match (&content, opts.upload) {
+            (Content::File(f), UploadMode::Path) => {
+                let mut p = Map::new();
+                p.insert("type".into(), "path".into());
+                p.insert("name".into(), name.into());
+                p.insert("path".into(), f.path().to_owned().into());
+                p.insert("sha256".into(), sha256.clone().into());
+                file_id_of(&self.call(ctx, caller, "upload_file", p).await?, "upload_file")?
+            }
+            _ if size > opts.fragment_threshold => {
+                match self.upload_fragmented(ctx, caller, &mut content, &name, &sha256, started).await {
+                    Err(ActionError::Backend { retcode: 10002, .. }) if size <= MAX_SINGLE_FALLBACK => {
+                        tracing::info!(size, "backend has no upload_file_fragmented; uploading in one piece");
+                        self.upload_whole(ctx, caller, &mut content, name, &sha256).await?
+                    }
+                    other => other?,
+                }
+            }
+            _ => self.upload_whole(ctx, caller, &mut content, name, &sha256).await?,
+        };
+        done.uploads += 1;
+        self.media.lock_uploads().insert(key, id.clone());
+        Ok((id, None))
+    }
+
+    async fn upload_whole<C: V12Caller>(
+        &self,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        content: &mut Content,
+        name: String,
+        sha256: &str,
+    ) -> Result<String, ActionError> {
+        let bytes = content.read(0, content.size() as usize).await?;
+        let mut p = Map::new();
+        p.insert("type".into(), "data".into());
+        p.insert("name".into(), name.into());
+        p.insert("data".into(), STANDARD.encode(&bytes).into());
+        drop(bytes);
+        p.insert("sha256".into(), sha256.into());
+        file_id_of(&self.call(ctx, caller, "upload_file", p).await?, "upload_file")
+    }
+
+    async fn upload_fragmented<C: V12Caller>(
+        &self,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        content: &mut Content,
+        name: &str,
+        sha256: &str,
+        started: Instant,
+    ) -> Result<String, ActionError> {
+        const ACTION: &str = "upload_file_fragmented";
+        let opts = &self.media.options;
+        let size = content.size();
+        let mut p = Map::new();
+        p.insert("stage".into(), "prepare".into());
+        p.insert("name".into(), name.into());
+        p.insert("total_size".into(), size.into());
+        let tmp = file_id_of(&self.call(ctx, caller, ACTION, p).await?, ACTION)?;
+        let mut offset = 0u64;
+        while offset < size {
+            if started.elapsed() > opts.transfer_timeout {
+                return Err(MediaError::Timeout(opts.transfer_timeout.as_secs()).into());
+            }
+            let part = content.read(offset, opts.fragment_size.max(1).min((size - offset) as usize)).await?;
+            let len = part.len() as u64;
+            let mut p = Map::new();
+            p.insert("stage".into(), "transfer".into());
+            p.insert("file_id".into(), tmp.clone().into());
+            p.insert("offset".into(), offset.into());
+            p.insert("data".into(), STANDARD.encode(&part).into());
+            drop(part);
+            self.call(ctx, caller, ACTION, p).await?;
+            offset += len;
+        }
+        let mut p = Map::new();
+        p.insert("stage".into(), "finish".into());
+        p.insert("file_id".into(), tmp.into());
+        p.insert("sha256".into(), sha256.into());
+        file_id_of(&self.call(ctx, caller, ACTION, p).await?, ACTION)
+    }
+
+    /// Adds a `url` to every received media segment that has a `file` (a backend file_id) and no
+    /// `url` yet, as the incoming mode says. A segment that gets no URL keeps its `file`.
+    pub async fn media_urls<C: V12Caller>(&self, ctx: ActionContext<'_>, caller: &C, segments: &mut [Segment]) {
+        for seg in segments.iter_mut().filter(|s| MEDIA_TYPES.contains(&s.kind.as_str())) {
+            if seg.data.get("url").is_some_and(|u| !u.is_null()) {
+                continue;
+            }
+            let Some(file_id) = seg.str_of("file").filter(|f| !f.is_empty()) else { continue };
+            if let Some(url) = self.file_url(ctx, caller, &file_id).await {
+                seg.data.insert("url".into(), url.into());
+            }
+        }
+    }
+
+    /// A URL a bot can fetch a backend file at, as the incoming mode says, with the fallback.
+    pub async fn file_url<C: V12Caller>(&self, ctx: ActionContext<'_>, caller: &C, file_id: &str) -> Option<String> {
+        let served = || self.media.serve_url(ctx.account.v11_id, file_id);
+        match self.media.options.incoming {
+            IncomingMode::Serve => match served() {
+                Some(url) => Some(url),
+                None => self.backend_url(ctx, caller, file_id).await,
+            },
+            IncomingMode::Resolve => match self.backend_url(ctx, caller, file_id).await {
+                Some(url) => Some(url),
+                None => served(),
+            },
+        }
+    }
+
+    /// The backend's URL for a file (`get_file` type `url`), remembered for a while.
+    async fn backend_url<C: V12Caller>(&self, ctx: ActionContext<'_>, caller: &C, file_id: &str) -> Option<String> {
+        let key = format!("{}\n{file_id}", ctx.account.self_id.user_id);
+        if let Some(url) = self.media.lock_urls().get(&key, self.media.options.reuse_for) {
+            return Some(url);
+        }
+        let mut p = Map::new();
+        p.insert("file_id".into(), file_id.into());
+        p.insert("type".into(), "url".into());
+        match self.call(ctx, caller, "get_file", p).await {
+            Ok(data) => {
+                let url = data.get("url").and_then(Value::as_str).filter(|u| !u.is_empty())?.to_owned();
+                self.media.lock_urls().insert(key, url.clone());
+                Some(url)
+            }
+            Err(error) => {
+                tracing::debug!(%error, file_id, "the backend gives no URL for this file");
+                None
+            }
+        }
+    }
+
+    /// Starts fetching a backend file: `get_file_fragmented` when the backend has it, else
+    /// `get_file` type `data`. Larger than the limit is refused before any byte moves.
+    pub async fn open_download<C: V12Caller>(
+        &self,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        file_id: &str,
+    ) -> Result<Download, ActionError> {
+        let limit = self.media.options.max_file_size;
+        let started = Instant::now();
+        let mut p = Map::new();
+        p.insert("stage".into(), "prepare".into());
+        p.insert("file_id".into(), file_id.into());
+        match self.call(ctx, caller, "get_file_fragmented", p).await {
+            Ok(info) => {
+                let total = info.get("total_size").and_then(Value::as_u64).ok_or_else(|| MediaError::BadAnswer {
+                    action: "get_file_fragmented".into(),
+                    reason: "no `total_size`".into(),
+                })?;
+                if total > limit {
+                    return Err(MediaError::TooLarge { what: format!("file {file_id}"), size: total, limit }.into());
+                }
+                return Ok(Download {
+                    name: info.get("name").and_then(Value::as_str).unwrap_or(file_id).to_owned(),
+                    size: Some(total),
+                    sha256: info.get("sha256").and_then(Value::as_str).map(str::to_owned),
+                    state: DownloadState::Fragments { file_id: file_id.to_owned(), offset: 0, total },
+                    started,
+                });
+            }
+            Err(ActionError::Backend { retcode, .. }) if retcode == 10002 || retcode == 10001 => {}
+            Err(e) => return Err(e),
+        }
+        let mut p = Map::new();
+        p.insert("file_id".into(), file_id.into());
+        p.insert("type".into(), "data".into());
+        let info = self.call(ctx, caller, "get_file", p).await?;
+        let bytes = bytes_field(&info, "get_file")?;
+        if bytes.len() as u64 > limit {
+            return Err(
+                MediaError::TooLarge { what: format!("file {file_id}"), size: bytes.len() as u64, limit }.into()
+            );
+        }
+        Ok(Download {
+            name: info.get("name").and_then(Value::as_str).unwrap_or(file_id).to_owned(),
+            size: Some(bytes.len() as u64),
+            sha256: info.get("sha256").and_then(Value::as_str).map(str::to_owned),
+            state: DownloadState::Whole(Some(bytes)),
+            started,
+        })
+    }
+
+    /// The next chunk of a download; `None` at the end.
+    pub async fn next_chunk<C: V12Caller>(
+        &self,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        download: &mut Download,
+    ) -> Result<Option<Vec<u8>>, ActionError> {
+        let opts = &self.media.options;
+        if download.started.elapsed() > opts.transfer_timeout {
+            return Err(MediaError::Timeout(opts.transfer_timeout.as_secs()).into());
+        }
+        match &mut download.state {
+            DownloadState::Whole(bytes) => Ok(bytes.take()),
+            DownloadState::Fragments { file_id, offset, total } => {
+                if *offset >= *total {
+                    return Ok(None);
+                }
+                let size = (opts.fragment_size.max(1) as u64).min(*total - *offset);
+                let mut p = Map::new();
+                p.insert("stage".into(), "transfer".into());
+                p.insert("file_id".into(), file_id.clone().into());
+                p.insert("offset".into(), (*offset).into());
+                p.insert("size".into(), size.into());
+                let data = self.call(ctx, caller, "get_file_fragmented", p).await?;
+                let chunk = bytes_field(&data, "get_file_fragmented")?;
+                if chunk.is_empty() || chunk.len() as u64 > size {
+                    return Err(MediaError::BadAnswer {
+                        action: "get_file_fragmented".into(),
+                        reason: format!("asked for {size} bytes at {offset}, got {}", chunk.len()),
+                    }
+                    .into());
+                }
+                *offset += chunk.len() as u64;
+                Ok(Some(chunk))
+            }
+        }
+    }
+}
+
+/// A short label for a reference in messages (base64 data is not repeated back).
+fn reference_label(reference: &str) -> String {
+    if reference.starts_with("base64://") {
+        "the base64 data".into()
+    } else {
+        value_as_text(&Value::String(reference.chars().take(200).collect())).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_read_in_every_v11_form() {
+        let limit = 1 << 20;
+        assert_eq!(parse_source("https://a/b.png", limit), Ok(MediaSource::Url("https://a/b.png".into())));
+        assert_eq!(parse_source("HTTP://a", limit), Ok(MediaSource::Url("HTTP://a".into())));
+        assert_eq!(parse_source("file:///tmp/a%20b.png", limit), Ok(MediaSource::Local("/tmp/a b.png".into())));
+        assert_eq!(parse_source("file://localhost/x", limit), Ok(MediaSource::Local("/x".into())));
+        assert_eq!(parse_source("file:///C:/pics/a.png", limit), Ok(MediaSource::Local("C:/pics/a.png".into())));
+        assert_eq!(parse_source("/abs/a.png", limit), Ok(MediaSource::Local("/abs/a.png".into())));
+        assert_eq!(parse_source("base64://aGk=", limit), Ok(MediaSource::Data(b"hi".to_vec())));
+        assert_eq!(parse_source("base64://aG\nk=", limit), Ok(MediaSource::Data(b"hi".to_vec())));
+        assert_eq!(parse_source("base64://aGk", limit), Ok(MediaSource::Data(b"hi".to_vec())));
+        assert_eq!(parse_source("abc.image", limit), Ok(MediaSource::FileId("abc.image".into())));
+        assert!(matches!(parse_source("base64://!!!", limit), Err(MediaError::BadReference(_))));
+        assert!(matches!(parse_source("base16384://x", limit), Err(MediaError::BadReference(_))));
+        assert!(matches!(parse_source("file://relative", limit), Err(MediaError::BadReference(_))));
+        let big = format!("base64://{}", STANDARD.encode(vec![0u8; 2000]));
+        assert!(matches!(parse_source(&big, 1000), Err(MediaError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn serve_tokens_name_the_account_and_file_and_cannot_be_forged() {
+        let media = Media::new(MediaOptions::default(), None);
+        let token = media.token(10001, "img:1/x");
+        assert_eq!(media.verify_token(&token), Some((10001, "img:1/x".into())));
+        let (payload, _) = token.split_once('.').unwrap();
+        let forged = format!("{}.{}", URL_SAFE_NO_PAD.encode("10002:img:1/x"), token.split_once('.').unwrap().1);
+        assert_eq!(media.verify_token(&forged), None);
+        assert_eq!(media.verify_token(&format!("{payload}.AAAA")), None);
+        assert_eq!(media.verify_token("nonsense"), None);
+        let other = Media::new(MediaOptions::default(), None);
+        assert_eq!(other.verify_token(&token), None, "another key");
+        assert_eq!(media.serve_url(1, "f"), None, "no HTTP address yet");
+        media.set_serve_base(Some("http://127.0.0.1:5700/".into()));
+        assert!(media.serve_url(1, "f").unwrap().starts_with("http://127.0.0.1:5700/files/"));
+    }
+
+    #[test]
+    fn remembered_entries_are_bounded_and_age() {
+        let mut r = Recent::new(2);
+        r.insert("a".into(), 1);
+        r.insert("b".into(), 2);
+        r.insert("c".into(), 3);
+        assert_eq!(r.get("a", Duration::from_secs(60)), None, "oldest forgotten");
+        assert_eq!(r.get("c", Duration::from_secs(60)), Some(3));
+        assert_eq!(r.get("c", Duration::ZERO), None, "too old");
+        r.remove("c");
+        assert_eq!(r.get("c", Duration::from_secs(60)), None);
+    }
+
+    #[test]
+    fn upload_names_come_from_the_bot_the_path_or_the_content() {
+        assert_eq!(upload_name(Some("x.png".into()), "/a/b.jpg", &[], "ff"), "x.png");
+        assert_eq!(upload_name(None, "/a/b.jpg", &[], "ff"), "b.jpg");
+        assert_eq!(upload_name(None, "http://h/p/c.gif?x=1", &[], "ff"), "c.gif");
+        assert_eq!(
+            upload_name(None, "base64://iVBOR", &[0x89, b'P', b'N', b'G'], "0123456789abcdef99"),
+            "0123456789abcdef.png"
+        );
+    }
+}
