@@ -507,10 +507,10 @@ impl<S: IdStore> Translator<S> {
                 seg.data.insert("file".into(), id.into());
                 continue;
             }
-            let (file_id, reused) =
-                self.upload_source(ctx, caller, source, &file, name, reuse && !no_cache, &mut done).await?;
-            if let Some(k) = reused {
-                done.reused.push(k);
+            let (file_id, reused) = self.upload_source(ctx, caller, source, &file, name, reuse && !no_cache).await?;
+            match reused {
+                Some(k) => done.reused.push(k),
+                None => done.uploads += 1,
             }
             seg.data.insert("file".into(), file_id.into());
         }
@@ -526,7 +526,6 @@ impl<S: IdStore> Translator<S> {
         reference: &str,
         name: Option<String>,
         reuse: bool,
-        done: &mut Uploaded,
     ) -> Result<(String, Option<String>), ActionError> {
         let opts = &self.media.options;
         let me = &ctx.account.self_id.user_id;
@@ -544,7 +543,6 @@ impl<S: IdStore> Translator<S> {
                 p.insert("url".into(), url.clone().into());
                 let data = self.call(ctx, caller, "upload_file", p).await?;
                 let id = file_id_of(&data, "upload_file")?;
-                done.uploads += 1;
                 self.media.lock_uploads().insert(key, id.clone());
                 return Ok((id, None));
             }
@@ -592,7 +590,6 @@ impl<S: IdStore> Translator<S> {
             }
             _ => self.upload_whole(ctx, caller, &mut content, name, &sha256).await?,
         };
-        done.uploads += 1;
         self.media.lock_uploads().insert(key, id.clone());
         Ok((id, None))
     }
@@ -808,7 +805,317 @@ fn reference_label(reference: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use futures::executor::block_on;
+    use serde_json::json;
+
     use super::*;
+    use crate::core::testing::account;
+    use crate::core::{v12, BackendInfo, CallError, Mappings, MemoryIdStore, Options};
+
+    /// A v12 file store answering the file actions, recording every request.
+    #[derive(Default)]
+    struct Files {
+        files: Mutex<HashMap<String, Vec<u8>>>,
+        requests: Mutex<Vec<v12::Request>>,
+        no_fragments: bool,
+        /// `send_message` fails this many times.
+        failing_sends: Mutex<usize>,
+    }
+
+    impl Files {
+        fn actions(&self) -> Vec<String> {
+            let reqs = self.requests.lock().unwrap();
+            reqs.iter()
+                .map(|r| match r.params.get("stage").and_then(Value::as_str) {
+                    Some(stage) => format!("{}:{stage}", r.action),
+                    None => r.action.clone(),
+                })
+                .collect()
+        }
+    }
+
+    impl V12Caller for Files {
+        async fn call(&self, req: v12::Request) -> Result<v12::Response, CallError> {
+            let n = {
+                let mut reqs = self.requests.lock().unwrap();
+                reqs.push(req.clone());
+                reqs.len()
+            };
+            let p = &req.params;
+            let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            let mut files = self.files.lock().unwrap();
+            let new_id = |_: &HashMap<String, Vec<u8>>| format!("f{n}");
+            let ok = |data: Value| Ok(v12::Response::ok(data));
+            let fragmented = req.action.ends_with("_fragmented");
+            if fragmented && self.no_fragments {
+                return Ok(v12::Response::failed(10002, "unsupported"));
+            }
+            match (req.action.as_str(), s("stage").as_str()) {
+                ("upload_file", _) => {
+                    let bytes = match s("type").as_str() {
+                        "data" => STANDARD.decode(s("data")).unwrap(),
+                        t => format!("{t}:{}", s(t)).into_bytes(),
+                    };
+                    let id = new_id(&files);
+                    files.insert(id.clone(), bytes);
+                    ok(json!({ "file_id": id }))
+                }
+                ("upload_file_fragmented", "prepare") => {
+                    let id = format!("tmp{}", files.len());
+                    files.insert(id.clone(), vec![0; p["total_size"].as_u64().unwrap() as usize]);
+                    ok(json!({ "file_id": id }))
+                }
+                ("upload_file_fragmented", "transfer") => {
+                    let data = STANDARD.decode(s("data")).unwrap();
+                    let at = p["offset"].as_u64().unwrap() as usize;
+                    files.get_mut(&s("file_id")).unwrap()[at..at + data.len()].copy_from_slice(&data);
+                    ok(Value::Null)
+                }
+                ("upload_file_fragmented", "finish") => {
+                    let bytes = files.remove(&s("file_id")).unwrap();
+                    if hex(&Sha256::digest(&bytes)) != s("sha256") {
+                        return Ok(v12::Response::failed(10003, "sha256 mismatch"));
+                    }
+                    let id = new_id(&files);
+                    files.insert(id.clone(), bytes);
+                    ok(json!({ "file_id": id }))
+                }
+                ("get_file", _) => match (files.get(&s("file_id")), s("type").as_str()) {
+                    (Some(b), "data") => ok(json!({ "name": "n.png", "data": STANDARD.encode(b) })),
+                    (Some(_), _) => Ok(v12::Response::failed(10004, "no urls here")),
+                    (None, _) => Ok(v12::Response::failed(10003, "no such file")),
+                },
+                ("get_file_fragmented", "prepare") => match files.get(&s("file_id")) {
+                    Some(b) => ok(json!({ "name": "n.png", "total_size": b.len(), "sha256": hex(&Sha256::digest(b)) })),
+                    None => Ok(v12::Response::failed(10003, "no such file")),
+                },
+                ("get_file_fragmented", "transfer") => {
+                    let b = &files[&s("file_id")];
+                    let at = p["offset"].as_u64().unwrap() as usize;
+                    let end = (at + p["size"].as_u64().unwrap() as usize).min(b.len());
+                    ok(json!({ "data": STANDARD.encode(&b[at..end]) }))
+                }
+                ("send_message", _) => {
+                    let mut failing = self.failing_sends.lock().unwrap();
+                    if *failing > 0 {
+                        *failing -= 1;
+                        return Ok(v12::Response::failed(35001, "file expired"));
+                    }
+                    ok(json!({ "message_id": "m1" }))
+                }
+                _ => Ok(v12::Response::failed(10002, "unsupported")),
+            }
+        }
+    }
+
+    /// Local files from memory (the runtime's own reader is tested in src/media.rs).
+    #[derive(Debug)]
+    struct MemFiles(HashMap<String, Vec<u8>>);
+
+    struct MemFile(String, Vec<u8>);
+
+    impl LocalFile for MemFile {
+        fn path(&self) -> &str {
+            &self.0
+        }
+        fn size(&self) -> u64 {
+            self.1.len() as u64
+        }
+        fn read_at(&mut self, offset: u64, len: usize) -> BoxFuture<'_, Result<Vec<u8>, MediaError>> {
+            let start = (offset as usize).min(self.1.len());
+            let chunk = self.1[start..(start + len).min(self.1.len())].to_vec();
+            Box::pin(async move { Ok(chunk) })
+        }
+    }
+
+    impl LocalFiles for MemFiles {
+        fn open<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Box<dyn LocalFile>, MediaError>> {
+            Box::pin(async move {
+                match self.0.get(path) {
+                    Some(b) => Ok(Box::new(MemFile(path.to_owned(), b.clone())) as Box<dyn LocalFile>),
+                    None => Err(MediaError::Refused(format!("{path} is outside"))),
+                }
+            })
+        }
+        fn create<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<Box<dyn LocalSink>, MediaError>> {
+            Box::pin(async { Err(MediaError::Io("read-only".into())) })
+        }
+    }
+
+    fn translator_with(media: MediaOptions) -> Translator<MemoryIdStore> {
+        let options = Options { media, ..Default::default() };
+        let files = MemFiles([("/pics/a.png".to_owned(), vec![7u8; 3000])].into_iter().collect());
+        Translator::new(Arc::new(Mappings::embedded().unwrap()), MemoryIdStore::default(), options)
+            .with_local_files(Box::new(files))
+    }
+
+    fn small_fragments() -> MediaOptions {
+        MediaOptions { fragment_threshold: 1000, fragment_size: 400, ..Default::default() }
+    }
+
+    fn send(t: &Translator<MemoryIdStore>, caller: &Files, message: Value) -> crate::core::v11::Response {
+        let me = account(t);
+        let backend = BackendInfo::default();
+        let ctx = ActionContext { account: &me, backend: &backend, post_format: Default::default() };
+        let params = json!({ "message_type": "group", "group_id": 5, "message": message });
+        let req = crate::core::v11::Request {
+            action: "send_msg".into(),
+            params: params.as_object().unwrap().clone(),
+            echo: None,
+        };
+        block_on(t.handle_action(ctx, caller, req))
+    }
+
+    fn sent_file_ids(caller: &Files) -> Vec<String> {
+        let reqs = caller.requests.lock().unwrap();
+        let sent = reqs.iter().rev().find(|r| r.action == "send_message").unwrap();
+        sent.params["message"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["data"]["file_id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn every_outgoing_form_is_uploaded_and_sent_by_file_id() {
+        let t = translator_with(small_fragments());
+        let caller = Files::default();
+        let small = STANDARD.encode(b"tiny picture");
+        let big: Vec<u8> = (0..2500u32).map(|i| (i % 251) as u8).collect();
+        let message = format!(
+            "[CQ:image,file=base64://{small}][CQ:image,file=https://example.com/a.png,cache=0][CQ:record,file=base64://{}][CQ:video,file=file:///pics/a.png][CQ:image,file=f-existing]",
+            STANDARD.encode(&big)
+        );
+        let answer = send(&t, &caller, json!(message));
+        assert!(answer.is_ok(), "{answer:?}");
+        assert_eq!(
+            caller.actions(),
+            [
+                "upload_file",
+                "upload_file",
+                "upload_file_fragmented:prepare",
+                "upload_file_fragmented:transfer",
+                "upload_file_fragmented:transfer",
+                "upload_file_fragmented:transfer",
+                "upload_file_fragmented:transfer",
+                "upload_file_fragmented:transfer",
+                "upload_file_fragmented:transfer",
+                "upload_file_fragmented:transfer",
+                "upload_file_fragmented:finish",
+                "upload_file_fragmented:prepare",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain((0..8).map(|_| "upload_file_fragmented:transfer".to_string()))
+            .chain(["upload_file_fragmented:finish".to_string(), "send_message".to_string()])
+            .collect::<Vec<_>>()
+        );
+        let reqs = caller.requests.lock().unwrap().clone();
+        assert_eq!(reqs[0].params["type"], "data");
+        assert_eq!(reqs[0].params["sha256"], json!(hex(&Sha256::digest(b"tiny picture"))));
+        assert_eq!(
+            (reqs[1].params["type"].as_str(), reqs[1].params["url"].as_str()),
+            (Some("url"), Some("https://example.com/a.png"))
+        );
+        assert_eq!(reqs[1].params["name"], "a.png");
+        assert_eq!(reqs[11].params["name"], "a.png", "a local file keeps its name");
+        let ids = sent_file_ids(&caller);
+        assert_eq!(ids.len(), 5);
+        let files = caller.files.lock().unwrap();
+        assert_eq!(files[&ids[0]], b"tiny picture");
+        assert_eq!(files[&ids[2]], big, "fragments reassemble byte for byte");
+        assert_eq!(files[&ids[3]], vec![7u8; 3000]);
+        assert_eq!(ids[4], "f-existing", "a file_id passes as it is");
+        let sent = reqs.last().unwrap().params["message"].clone();
+        assert!(sent.to_string().find("cache").is_none(), "download hints are consumed: {sent}");
+    }
+
+    #[test]
+    fn the_same_content_is_uploaded_once_and_a_stale_file_id_is_replaced() {
+        let t = translator_with(MediaOptions::default());
+        let caller = Files::default();
+        let img = json!([{"type": "image", "data": {"file": format!("base64://{}", STANDARD.encode(b"same"))}}]);
+        assert!(send(&t, &caller, img.clone()).is_ok());
+        assert!(send(&t, &caller, img.clone()).is_ok());
+        assert_eq!(caller.actions(), ["upload_file", "send_message", "send_message"]);
+        // The backend forgot the file: the send fails, the bridge uploads again and retries once.
+        *caller.failing_sends.lock().unwrap() = 1;
+        assert!(send(&t, &caller, img.clone()).is_ok());
+        assert_eq!(caller.actions()[3..], ["send_message", "upload_file", "send_message"]);
+        // A failure that persists is the bot's answer.
+        *caller.failing_sends.lock().unwrap() = 5;
+        let answer = send(&t, &caller, img);
+        assert_eq!(answer.msg.as_deref(), Some("BACKEND_LOGIC_ERROR"), "{answer:?}");
+    }
+
+    #[test]
+    fn failures_say_why_and_nothing_is_sent_without_the_picture() {
+        let t = translator_with(MediaOptions { max_file_size: 2000, ..small_fragments() });
+        for (message, msg) in [
+            ("[CQ:image,file=file:///etc/passwd]", "FILE_REFUSED"),
+            ("[CQ:image,file=/pics/a.png]", "FILE_TOO_LARGE"),
+            ("[CQ:image,file=base64://%%%]", "BAD_PARAM"),
+            ("[CQ:image,file=base16384://x]", "BAD_PARAM"),
+        ] {
+            let caller = Files::default();
+            let answer = send(&t, &caller, json!(message));
+            assert_eq!(answer.msg.as_deref(), Some(msg), "{message}: {answer:?}");
+            assert!(!answer.wording.unwrap_or_default().is_empty());
+            assert!(!caller.actions().contains(&"send_message".to_string()), "{message}");
+        }
+        // The backend refuses the upload: the send does not happen either.
+        let t = translator_with(MediaOptions::default());
+        let caller = Files { no_fragments: true, ..Default::default() };
+        let plain =
+            Translator::new(Arc::new(Mappings::embedded().unwrap()), MemoryIdStore::default(), Options::default());
+        let answer = send(&plain, &caller, json!("[CQ:image,file=file:///pics/a.png]"));
+        assert_eq!(answer.msg.as_deref(), Some("FILE_REFUSED"), "no allowed directories at all");
+        *caller.failing_sends.lock().unwrap() = 0;
+        let answer = send(&t, &caller, json!("[CQ:image,file=file:///pics/a.png]"));
+        assert!(answer.is_ok(), "a small file goes in one piece when fragments are unsupported: {answer:?}");
+    }
+
+    #[test]
+    fn a_backend_sharing_the_disk_gets_the_path() {
+        let t = translator_with(MediaOptions { upload: UploadMode::Path, ..Default::default() });
+        let caller = Files::default();
+        assert!(send(&t, &caller, json!("[CQ:image,file=/pics/a.png]")).is_ok());
+        let reqs = caller.requests.lock().unwrap();
+        assert_eq!(
+            (reqs[0].params["type"].as_str(), reqs[0].params["path"].as_str()),
+            (Some("path"), Some("/pics/a.png"))
+        );
+        assert_eq!(reqs[0].params["sha256"], json!(hex(&Sha256::digest(vec![7u8; 3000]))));
+    }
+
+    #[test]
+    fn downloads_come_in_fragments_or_whole() {
+        for no_fragments in [false, true] {
+            let t = translator_with(small_fragments());
+            let caller = Files { no_fragments, ..Default::default() };
+            let bytes: Vec<u8> = (0..1234u32).map(|i| (i * 7 % 256) as u8).collect();
+            caller.files.lock().unwrap().insert("x".into(), bytes.clone());
+            let me = account(&t);
+            let backend = BackendInfo::default();
+            let ctx = ActionContext { account: &me, backend: &backend, post_format: Default::default() };
+            let mut d = block_on(t.open_download(ctx, &caller, "x")).unwrap();
+            assert_eq!(d.size, Some(1234));
+            let mut got = Vec::new();
+            let mut chunks = 0;
+            while let Some(c) = block_on(t.next_chunk(ctx, &caller, &mut d)).unwrap() {
+                got.extend(c);
+                chunks += 1;
+            }
+            assert_eq!(got, bytes);
+            assert_eq!(chunks, if no_fragments { 1 } else { 4 });
+            let too_big = translator_with(MediaOptions { max_file_size: 1000, ..small_fragments() });
+            let e = block_on(too_big.open_download(ctx, &caller, "x")).unwrap_err();
+            assert!(matches!(e, ActionError::Media(MediaError::TooLarge { .. })), "{e:?}");
+        }
+    }
 
     #[test]
     fn references_are_read_in_every_v11_form() {

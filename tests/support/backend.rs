@@ -11,19 +11,28 @@
 //! answered in the same encoding, as the spec says. [`FakeBackend::restart`] drops every
 //! connection without a Close frame, as a killed process would, and serves again on the same
 //! address; [`FakeBackend::redial`] does the same for the reverse-WebSocket client.
+//!
+//! File actions (`upload_file`, `upload_file_fragmented`, `get_file`, `get_file_fragmented`) are
+//! answered from an in-memory file store, as the v12 spec says (bytes as base64 text, `get_file`
+//! `type: url` served by a small HTTP server started on first use); see [`FakeBackend::add_file`],
+//! [`FakeBackend::file`], [`FakeBackend::uploads`] and [`FakeBackend::file_url_requests`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use onebot_bridge::v12::codec;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
@@ -51,6 +60,11 @@ pub struct BackendOptions {
     /// counted in `live`. Off: one at a time, the next waits in the listen backlog (the timing
     /// some tests were written against).
     pub concurrent: bool,
+    /// `get_file` `type: url` gives a URL on the file server. Off: it answers 10004, as a backend
+    /// that cannot give URLs.
+    pub file_urls: bool,
+    /// `upload_file_fragmented` and `get_file_fragmented` are served. Off: they answer 10002.
+    pub fragmented_files: bool,
 }
 
 impl Default for BackendOptions {
@@ -62,6 +76,8 @@ impl Default for BackendOptions {
             announce: true,
             protocol: Some("12.fake".into()),
             concurrent: false,
+            file_urls: true,
+            fragmented_files: true,
         }
     }
 }
@@ -91,6 +107,12 @@ struct Script {
     live: Arc<AtomicUsize>,
     /// Where `push` writes on the newest WebSocket connection.
     push: Mutex<Option<mpsc::UnboundedSender<Message>>>,
+    /// The file store behind the file actions (shared with the file server).
+    files: Arc<Mutex<FileStore>>,
+    /// The file server for `get_file` `type: url`, started on first use.
+    file_server: Mutex<Option<FileServer>>,
+    /// GETs the file server answered.
+    file_gets: Arc<AtomicUsize>,
 }
 
 impl Script {
@@ -103,7 +125,7 @@ impl Script {
         let n = self.seq.fetch_add(1, Ordering::SeqCst);
         let action = req["action"].as_str().unwrap_or("").to_owned();
         let scripted = self.answers.lock().unwrap().get_mut(&action).and_then(|q| q.pop_front());
-        let mut resp = scripted.unwrap_or_else(|| default_answer(req, &self.opts, n));
+        let mut resp = scripted.or_else(|| self.file_answer(req)).unwrap_or_else(|| default_answer(req, &self.opts, n));
         if resp == json!("silence") {
             return None;
         }
@@ -113,12 +135,338 @@ impl Script {
         Some(resp)
     }
 
+    /// The answer to a file action from the file store; `None` for any other action.
+    fn file_answer(&self, req: &Value) -> Option<Value> {
+        let p = &req["params"];
+        let answer = match req["action"].as_str()? {
+            "upload_file" => self.upload_file(p),
+            "get_file" => self.get_file(p),
+            "upload_file_fragmented" | "get_file_fragmented" if !self.opts.fragmented_files => {
+                Err(failed(10002, "unsupported action"))
+            }
+            "upload_file_fragmented" => self.upload_file_fragmented(p),
+            "get_file_fragmented" => self.get_file_fragmented(p),
+            _ => return None,
+        };
+        Some(answer.unwrap_or_else(|e| e))
+    }
+
+    fn upload_file(&self, p: &Value) -> Answer {
+        let name = str_param(p, "name")?.to_owned();
+        let kind = str_param(p, "type")?;
+        let (bytes, url, headers, path) = match kind {
+            // Not fetched: the URL's text stands for the bytes, so the entry is still downloadable.
+            "url" => {
+                let url = str_param(p, "url")?;
+                let headers = match &p["headers"] {
+                    Value::Null => Vec::new(),
+                    Value::Object(m) => m
+                        .iter()
+                        .map(|(k, v)| {
+                            v.as_str()
+                                .map(|v| (k.clone(), v.to_owned()))
+                                .ok_or_else(|| failed(10003, "`headers` values must be strings"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                    _ => return Err(failed(10003, "`headers` must be a map")),
+                };
+                (url.as_bytes().to_vec(), Some(url.to_owned()), headers, None)
+            }
+            "path" => {
+                let path = str_param(p, "path")?;
+                let bytes = std::fs::read(path).map_err(|e| failed(32001, &format!("cannot read {path}: {e}")))?;
+                (bytes, None, Vec::new(), Some(path.to_owned()))
+            }
+            "data" => (bytes_param(p, "data")?, None, Vec::new(), None),
+            other => return Err(failed(10003, &format!("unknown upload type {other:?}"))),
+        };
+        // The hash of a URL's content cannot be checked, as it is not fetched.
+        if kind != "url" {
+            if let Some(want) = p.get("sha256").filter(|v| !v.is_null()) {
+                let want = want.as_str().ok_or_else(|| failed(10003, "`sha256` must be a string"))?;
+                if want != sha256_hex(&bytes) {
+                    return Err(failed(10003, "sha256 mismatch"));
+                }
+            }
+        }
+        let file_id = new_id("file");
+        let upload = Upload {
+            file_id: file_id.clone(),
+            kind: kind.to_owned(),
+            name: name.clone(),
+            len: bytes.len(),
+            url,
+            headers,
+            path,
+            fragments: 0,
+        };
+        let mut store = self.files.lock().unwrap();
+        store.files.insert(file_id.clone(), StoredFile { name, bytes });
+        store.uploads.push(upload);
+        Ok(ok(json!({ "file_id": file_id })))
+    }
+
+    fn upload_file_fragmented(&self, p: &Value) -> Answer {
+        match str_param(p, "stage")? {
+            "prepare" => {
+                let name = str_param(p, "name")?.to_owned();
+                let total_size = u64_param(p, "total_size")?;
+                if total_size > MAX_FILE {
+                    return Err(failed(10003, "`total_size` too large"));
+                }
+                let total_size = total_size as usize;
+                let tmp = new_id("tmp");
+                let pending = PendingUpload { name, bytes: vec![0; total_size], fragments: 0 };
+                self.files.lock().unwrap().pending.insert(tmp.clone(), pending);
+                Ok(ok(json!({ "file_id": tmp })))
+            }
+            "transfer" => {
+                let file_id = str_param(p, "file_id")?;
+                let offset = u64_param(p, "offset")?;
+                let data = bytes_param(p, "data")?;
+                let mut store = self.files.lock().unwrap();
+                let pending = store.pending.get_mut(file_id).ok_or_else(|| no_upload(file_id))?;
+                let end = offset
+                    .checked_add(data.len() as u64)
+                    .filter(|end| *end <= pending.bytes.len() as u64)
+                    .ok_or_else(|| failed(10003, "fragment goes past `total_size`"))?;
+                pending.bytes[offset as usize..end as usize].copy_from_slice(&data);
+                pending.fragments += 1;
+                Ok(ok(Value::Null))
+            }
+            "finish" => {
+                let file_id = str_param(p, "file_id")?;
+                let want = str_param(p, "sha256")?;
+                let mut store = self.files.lock().unwrap();
+                let pending = store.pending.get(file_id).ok_or_else(|| no_upload(file_id))?;
+                if want != sha256_hex(&pending.bytes) {
+                    return Err(failed(10003, "sha256 mismatch"));
+                }
+                let pending = store.pending.remove(file_id).unwrap();
+                let id = new_id("file");
+                store.uploads.push(Upload {
+                    file_id: id.clone(),
+                    kind: "fragmented".into(),
+                    name: pending.name.clone(),
+                    len: pending.bytes.len(),
+                    url: None,
+                    headers: Vec::new(),
+                    path: None,
+                    fragments: pending.fragments,
+                });
+                store.files.insert(id.clone(), StoredFile { name: pending.name, bytes: pending.bytes });
+                Ok(ok(json!({ "file_id": id })))
+            }
+            other => Err(failed(10003, &format!("unknown stage {other:?}"))),
+        }
+    }
+
+    /// The name and bytes of a stored file, or the failure for an unknown id.
+    fn stored(&self, p: &Value) -> Result<(String, String, Vec<u8>), Value> {
+        let file_id = str_param(p, "file_id")?;
+        let store = self.files.lock().unwrap();
+        let file = store.files.get(file_id).ok_or_else(|| failed(10003, &format!("no such file: {file_id}")))?;
+        Ok((file_id.to_owned(), file.name.clone(), file.bytes.clone()))
+    }
+
+    fn get_file(&self, p: &Value) -> Answer {
+        let (file_id, name, bytes) = self.stored(p)?;
+        let sha256 = sha256_hex(&bytes);
+        match str_param(p, "type")? {
+            "url" if !self.opts.file_urls => Err(failed(10004, "cannot give urls")),
+            "url" => {
+                let url = format!("http://{}/files/{file_id}", self.file_server_addr());
+                Ok(ok(json!({"name": name, "url": url, "sha256": sha256})))
+            }
+            "path" => {
+                static N: AtomicUsize = AtomicUsize::new(0);
+                let safe: String = name
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+                    .collect();
+                let n = N.fetch_add(1, Ordering::SeqCst);
+                let path = std::env::temp_dir().join(format!("fakebackend-{}-{n}-{safe}", std::process::id()));
+                std::fs::write(&path, &bytes)
+                    .map_err(|e| failed(32001, &format!("cannot write {}: {e}", path.display())))?;
+                let shown = path.to_string_lossy().into_owned();
+                self.files.lock().unwrap().temp_paths.push(path);
+                Ok(ok(json!({"name": name, "path": shown, "sha256": sha256})))
+            }
+            "data" => Ok(ok(json!({"name": name, "data": BASE64.encode(&bytes), "sha256": sha256}))),
+            other => Err(failed(10003, &format!("unknown file type {other:?}"))),
+        }
+    }
+
+    fn get_file_fragmented(&self, p: &Value) -> Answer {
+        let stage = str_param(p, "stage")?;
+        let (_, name, bytes) = self.stored(p)?;
+        match stage {
+            "prepare" => Ok(ok(json!({"name": name, "total_size": bytes.len(), "sha256": sha256_hex(&bytes)}))),
+            "transfer" => {
+                let offset = u64_param(p, "offset")?;
+                let size = u64_param(p, "size")?;
+                let end = offset
+                    .checked_add(size)
+                    .filter(|end| *end <= bytes.len() as u64)
+                    .ok_or_else(|| failed(10003, "fragment goes past the end of the file"))?;
+                Ok(ok(json!({ "data": BASE64.encode(&bytes[offset as usize..end as usize]) })))
+            }
+            other => Err(failed(10003, &format!("unknown stage {other:?}"))),
+        }
+    }
+
+    /// Where the file server listens, starting it on first use.
+    fn file_server_addr(&self) -> SocketAddr {
+        let mut slot = self.file_server.lock().unwrap();
+        if let Some(server) = slot.as_ref() {
+            return server.addr;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::from_std(listener).unwrap();
+        let task = tokio::spawn(serve_files(listener, self.files.clone(), self.file_gets.clone()));
+        *slot = Some(FileServer { addr, task });
+        addr
+    }
+
     fn hello(&self) -> [Value; 2] {
         let connect = json!({"id": "", "time": 1.0, "type": "meta", "detail_type": "connect", "sub_type": "",
             "version": {"impl": "fake", "version": "1.0", "onebot_version": "12"}});
         let status = json!({"id": "", "time": 1.0, "type": "meta", "detail_type": "status_update", "sub_type": "",
             "status": default_answer(&json!({"action": "get_status"}), &self.opts, 0)["data"]});
         [connect, status]
+    }
+}
+
+// ---- the file store ----
+
+/// One completed upload the bridge made: an `upload_file` call, or an `upload_file_fragmented`
+/// `finish`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upload {
+    /// The `file_id` answered.
+    pub file_id: String,
+    /// `"url"`, `"path"`, `"data"` or `"fragmented"`.
+    pub kind: String,
+    pub name: String,
+    /// Bytes stored (`url`: the length of the URL's text, as nothing is fetched).
+    pub len: usize,
+    /// `type: url`: the URL given.
+    pub url: Option<String>,
+    /// `type: url`: the `headers` given, in order.
+    pub headers: Vec<(String, String)>,
+    /// `type: path`: the path given.
+    pub path: Option<String>,
+    /// `upload_file_fragmented`: how many `transfer` calls were made (0 for `upload_file`).
+    pub fragments: usize,
+}
+
+struct StoredFile {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+/// An `upload_file_fragmented` between `prepare` and `finish`.
+struct PendingUpload {
+    name: String,
+    bytes: Vec<u8>,
+    fragments: usize,
+}
+
+#[derive(Default)]
+struct FileStore {
+    files: HashMap<String, StoredFile>,
+    /// By the temporary `file_id` that `prepare` answered.
+    pending: HashMap<String, PendingUpload>,
+    uploads: Vec<Upload>,
+    /// Files written for `get_file` `type: path`, removed with the store.
+    temp_paths: Vec<PathBuf>,
+}
+
+impl Drop for FileStore {
+    fn drop(&mut self) {
+        for path in &self.temp_paths {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+struct FileServer {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+/// The largest `total_size` a fragmented upload may announce.
+const MAX_FILE: u64 = 256 << 20;
+
+/// A file action's answer: `Err` holds the failure response.
+type Answer = Result<Value, Value>;
+
+fn ok(data: Value) -> Value {
+    json!({"status": "ok", "retcode": 0, "data": data, "message": ""})
+}
+
+fn failed(retcode: i64, message: &str) -> Value {
+    json!({"status": "failed", "retcode": retcode, "data": null, "message": message})
+}
+
+fn no_upload(file_id: &str) -> Value {
+    failed(10003, &format!("no such fragmented upload: {file_id}"))
+}
+
+fn str_param<'a>(p: &'a Value, key: &str) -> Result<&'a str, Value> {
+    p[key].as_str().ok_or_else(|| failed(10003, &format!("`{key}` is missing or not a string")))
+}
+
+fn u64_param(p: &Value, key: &str) -> Result<u64, Value> {
+    p[key].as_u64().ok_or_else(|| failed(10003, &format!("`{key}` is missing or not a non-negative integer")))
+}
+
+/// A bytes field: base64 text (what MessagePack bin becomes in the bridge's codec).
+fn bytes_param(p: &Value, key: &str) -> Result<Vec<u8>, Value> {
+    BASE64.decode(str_param(p, key)?).map_err(|e| failed(10003, &format!("`{key}` is not base64: {e}")))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A `file_id` unique in this process.
+fn new_id(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(1);
+    format!("{prefix}-{}", N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Serves `GET /files/<file_id>` with the stored bytes (404 for unknown ids).
+async fn serve_files(listener: TcpListener, files: Arc<Mutex<FileStore>>, gets: Arc<AtomicUsize>) {
+    let mut conns = JoinSet::new();
+    while let Ok((stream, _)) = listener.accept().await {
+        let (files, gets) = (files.clone(), gets.clone());
+        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let reply = file_reply(&files, &gets, &req);
+            async move { Ok::<_, std::convert::Infallible>(reply) }
+        });
+        conns.spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+        while conns.try_join_next().is_some() {}
+    }
+}
+
+fn file_reply<B>(files: &Mutex<FileStore>, gets: &AtomicUsize, req: &hyper::Request<B>) -> HttpReply {
+    match *req.method() {
+        hyper::Method::GET => {
+            gets.fetch_add(1, Ordering::SeqCst);
+        }
+        hyper::Method::HEAD => {}
+        _ => return http_reply(405, Vec::new(), ""),
+    }
+    let id = req.uri().path().strip_prefix("/files/").unwrap_or("");
+    let bytes = files.lock().unwrap().files.get(id).map(|f| f.bytes.clone());
+    match bytes {
+        Some(bytes) => http_reply(200, bytes, "application/octet-stream"),
+        None => http_reply(404, Vec::new(), ""),
     }
 }
 
@@ -152,6 +500,11 @@ pub struct FakeBackend {
 impl Drop for FakeBackend {
     fn drop(&mut self) {
         self.task.abort();
+        if let Ok(mut server) = self.script.file_server.lock() {
+            if let Some(server) = server.take() {
+                server.task.abort();
+            }
+        }
     }
 }
 
@@ -210,6 +563,9 @@ impl FakeBackend {
             connections: connections.clone(),
             live: live.clone(),
             push: Mutex::new(None),
+            files: Arc::default(),
+            file_server: Mutex::new(None),
+            file_gets: Arc::new(AtomicUsize::new(0)),
         });
         FakeBackend {
             addr,
@@ -352,6 +708,29 @@ impl FakeBackend {
     /// Requests that came as MessagePack so far.
     pub fn msgpack_requests(&self) -> usize {
         self.script.msgpack_requests.load(Ordering::SeqCst)
+    }
+
+    /// Puts a file in the store (as if something had uploaded it) and gives its `file_id`.
+    pub fn add_file(&self, name: &str, bytes: Vec<u8>) -> String {
+        let file_id = new_id("file");
+        let file = StoredFile { name: name.to_owned(), bytes };
+        self.script.files.lock().unwrap().files.insert(file_id.clone(), file);
+        file_id
+    }
+
+    /// A stored file's name and bytes.
+    pub fn file(&self, file_id: &str) -> Option<(String, Vec<u8>)> {
+        self.script.files.lock().unwrap().files.get(file_id).map(|f| (f.name.clone(), f.bytes.clone()))
+    }
+
+    /// The uploads completed so far, in order.
+    pub fn uploads(&self) -> Vec<Upload> {
+        self.script.files.lock().unwrap().uploads.clone()
+    }
+
+    /// GETs the file server (`get_file` `type: url`) answered so far.
+    pub fn file_url_requests(&self) -> usize {
+        self.script.file_gets.load(Ordering::SeqCst)
     }
 
     /// `get_latest_events` calls so far (HTTP).
