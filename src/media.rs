@@ -37,10 +37,20 @@ pub struct LocalDirs {
 }
 
 impl LocalDirs {
-    /// `allowed` must be canonical; `cache` is created if missing.
+    /// `allowed` must be canonical. `cache` is created when the first file goes in (its parent
+    /// now, if missing), so a bridge that never caches leaves nothing behind.
     pub fn new(allowed: Vec<PathBuf>, cache: &Path, cache_max_bytes: u64) -> std::io::Result<LocalDirs> {
-        std::fs::create_dir_all(cache)?;
-        Ok(LocalDirs { allowed, cache: std::fs::canonicalize(cache)?, cache_max_bytes })
+        let cache = match std::fs::canonicalize(cache) {
+            Ok(c) => c,
+            Err(_) => {
+                let parent = cache.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                std::fs::create_dir_all(parent)?;
+                let name =
+                    cache.file_name().ok_or_else(|| std::io::Error::other("the cache directory needs a name"))?;
+                std::fs::canonicalize(parent)?.join(name)
+            }
+        };
+        Ok(LocalDirs { allowed, cache, cache_max_bytes })
     }
 
     fn permitted(&self, canonical: &Path) -> bool {
@@ -190,6 +200,7 @@ impl LocalFiles for LocalDirs {
             let stem: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
             let name = safe_name(name);
             let target = self.cache.join(if name.is_empty() { stem.clone() } else { format!("{stem}-{name}") });
+            tokio::fs::create_dir_all(&self.cache).await.map_err(|e| io_error("cache directory", e))?;
             let part = self.cache.join(format!(".{stem}.{}.part", rand::random::<u32>()));
             let file = tokio::fs::File::create(&part).await.map_err(|e| io_error("cache file", e))?;
             Ok(Box::new(CacheFile {

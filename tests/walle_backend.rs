@@ -16,26 +16,40 @@
 //! reverse-WS client offers `Sec-WebSocket-Protocol: 12.<impl>` through tokio-tungstenite 0.24,
 //! which fails the handshake unless the server echoes it, and it panics on a URL without an
 //! explicit port.
+//!
+//! Media: the handler is a file store (`upload_file` url/data, `upload_file_fragmented`,
+//! `get_file`) reading params with walle's own typed actions. walle's `bytes` (`OneBotBytes`)
+//! are base64 text in JSON and bin in MessagePack on the wire, but an action's params are an
+//! untyped `ValueMap`: JSON's base64 arrives as a plain `Value::Str` (only the typed conversion
+//! decodes it), MessagePack's bin as `Value::Bytes`; and `serde_json::to_value` of a
+//! `Value::Bytes` gives an array of numbers, not base64 (its serialiser picks text by sniffing
+//! the type name `&mut serde_json…`).
 
 mod support;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use futures_util::StreamExt;
 use serde_json::{json, Value as Json};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
-use walle_core::action::Action;
+use walle_core::action::{Action, GetFile, TryFromAction, UploadFile, UploadFileFragmented};
 use walle_core::config::{Heartbeat, HttpClient, HttpServer, ImplConfig, WebSocketClient, WebSocketServer};
 use walle_core::event::Event;
 use walle_core::obc::ImplOBC;
-use walle_core::resp::{resp_error, Resp};
+use walle_core::resp::{resp_error, Resp, RespError};
 use walle_core::structs::{Bot as WalleBot, Selft, Status, Version};
+use walle_core::util::{OneBotBytes, Value, ValueMap};
 use walle_core::{ActionHandler, EventHandler, GenStatus, OneBot, WalleResult};
 
 use onebot_bridge::config::{Config, FileConfig, Overrides};
@@ -48,17 +62,177 @@ const ACCOUNT: &str = "10001";
 
 // ---- the walle-core implementation ----
 
-/// The implementation's business logic: a handful of canned answers, and a record of every
-/// action walle-core handed to it (as the JSON it would be on the wire).
+/// The implementation's business logic: a handful of canned answers, a file store, and a record
+/// of every action walle-core handed to it (see [`record`]).
 struct Handler {
     selft: Selft,
     seen: mpsc::UnboundedSender<Json>,
     sent: AtomicUsize,
     status_calls: Arc<AtomicUsize>,
+    store: Arc<Mutex<Store>>,
 }
 
 fn ok(data: Json) -> Resp {
-    Resp::ok(serde_json::from_value::<walle_core::util::Value>(data).unwrap(), "")
+    Resp::ok(serde_json::from_value::<Value>(data).unwrap(), "")
+}
+
+/// An action as JSON, its `bytes` param (`data`) shown as how it arrived and how long it is:
+/// `{"wire": "text", "len": n}` when walle holds it as a string (JSON's base64 text), `{"wire":
+/// "bin", "len": n}` when as `Value::Bytes` (MessagePack's bin). Serialised as is, walle's bytes
+/// would become a JSON array of numbers (see the byte-encoding test), megabytes of them.
+fn record(action: &Action) -> Json {
+    let mut shown = action.clone();
+    if let Some(data) = shown.params.remove("data") {
+        let summary = match &data {
+            Value::Bytes(b) => json!({"wire": "bin", "len": b.0.len()}),
+            Value::Str(s) => json!({"wire": "text", "len": STANDARD.decode(s).map(|b| b.len()).unwrap_or(usize::MAX)}),
+            other => json!({"wire": format!("{other:?}")}),
+        };
+        shown.params.insert("data".into(), serde_json::from_value(summary).unwrap());
+    }
+    serde_json::to_value(&shown).unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What walle keeps for a file_id it handed out.
+#[derive(Debug, Clone, PartialEq)]
+enum Kept {
+    Bytes(Vec<u8>),
+    /// An `upload_file` of type `url` (this walle fetches nothing; it keeps the address).
+    Url(String),
+}
+
+/// A fragmented upload between `prepare` and `finish`: the buffer and the (offset, len) of each
+/// transfer.
+struct Partial {
+    name: String,
+    data: Vec<u8>,
+    parts: Vec<(usize, usize)>,
+}
+
+/// walle's side of the v12 file API: `upload_file` (url, data), `upload_file_fragmented`
+/// (prepare / transfer / finish, the sha256 checked) and `get_file` (data; url for url uploads).
+/// The params are read with walle's own action types, so the `bytes` param goes through walle's
+/// `OneBotBytes` conversion, which takes a `Value::Bytes` (MessagePack bin) or a `Value::Str`
+/// holding base64 (JSON) alike.
+#[derive(Default)]
+struct Store {
+    files: HashMap<String, (String, Kept)>,
+    partial: HashMap<String, Partial>,
+    issued: usize,
+}
+
+fn id_map(file_id: String) -> Value {
+    Value::Map(ValueMap::from([("file_id".to_owned(), Value::Str(file_id))]))
+}
+
+fn check_sha256(bytes: &[u8], given: Option<&str>) -> Result<(), RespError> {
+    match given {
+        Some(want) if !want.eq_ignore_ascii_case(&sha256_hex(bytes)) => {
+            Err(resp_error::bad_param(format!("sha256 {want} does not match the {} bytes received", bytes.len())))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Store {
+    fn issue(&mut self, what: &str) -> String {
+        self.issued += 1;
+        format!("walle-{what}-{}", self.issued)
+    }
+
+    fn file(&self, file_id: &str) -> Option<(String, Kept)> {
+        self.files.get(file_id).cloned()
+    }
+
+    fn upload_file(&mut self, up: UploadFile) -> Result<Value, RespError> {
+        let kept = match (up.ty.as_str(), up.url, up.data) {
+            ("url", Some(url), _) if url.starts_with("http://") || url.starts_with("https://") => Kept::Url(url),
+            ("data", _, Some(OneBotBytes(bytes))) => {
+                check_sha256(&bytes, up.sha256.as_deref())?;
+                Kept::Bytes(bytes)
+            }
+            ("url" | "data", _, _) => return Err(resp_error::bad_param(format!("type {} without its param", up.ty))),
+            (other, _, _) => return Err(resp_error::unsupported_param(format!("type {other}"))),
+        };
+        let id = self.issue("file");
+        self.files.insert(id.clone(), (up.name, kept));
+        Ok(id_map(id))
+    }
+
+    fn upload_fragmented(&mut self, stage: UploadFileFragmented) -> Result<Value, RespError> {
+        match stage {
+            UploadFileFragmented::Prepare { name, total_size } => {
+                let size = usize::try_from(total_size).map_err(resp_error::bad_param)?;
+                let id = self.issue("partial");
+                self.partial.insert(id.clone(), Partial { name, data: vec![0; size], parts: Vec::new() });
+                Ok(id_map(id))
+            }
+            UploadFileFragmented::Transfer { file_id, offset, data } => {
+                let p = self.partial.get_mut(&file_id).ok_or_else(|| resp_error::bad_param("no such upload"))?;
+                let at = usize::try_from(offset).map_err(resp_error::bad_param)?;
+                let end = at + data.0.len();
+                if end > p.data.len() {
+                    return Err(resp_error::bad_param(format!("{at}+{} is past the prepared size", data.0.len())));
+                }
+                p.data[at..end].copy_from_slice(&data.0);
+                p.parts.push((at, data.0.len()));
+                Ok(Value::Null)
+            }
+            UploadFileFragmented::Finish { file_id, sha256 } => {
+                let mut p = self.partial.remove(&file_id).ok_or_else(|| resp_error::bad_param("no such upload"))?;
+                // Every byte exactly once: the parts, in order, tile the whole file.
+                p.parts.sort_unstable();
+                let mut covered = 0;
+                for &(at, len) in &p.parts {
+                    if at != covered {
+                        return Err(resp_error::bad_param(format!(
+                            "bytes from {covered} to {at} overlap or are missing"
+                        )));
+                    }
+                    covered += len;
+                }
+                if covered != p.data.len() {
+                    return Err(resp_error::bad_param(format!("{covered} of {} bytes arrived", p.data.len())));
+                }
+                check_sha256(&p.data, sha256.as_deref())?;
+                // The final file_id is not the prepare one: the bridge must use finish's.
+                let id = self.issue("file");
+                self.files.insert(id.clone(), (p.name, Kept::Bytes(p.data)));
+                Ok(id_map(id))
+            }
+        }
+    }
+
+    fn get_file(&self, get: GetFile) -> Result<Value, RespError> {
+        let (name, kept) = self.files.get(&get.file_id).ok_or_else(|| resp_error::bad_param("no such file"))?;
+        let mut m = ValueMap::from([("name".to_owned(), Value::Str(name.clone()))]);
+        match (get.ty.as_str(), kept) {
+            ("data", Kept::Bytes(b)) => {
+                m.insert("sha256".into(), Value::Str(sha256_hex(b)));
+                m.insert("data".into(), Value::Bytes(OneBotBytes(b.clone())));
+            }
+            ("url", Kept::Url(u)) => {
+                m.insert("url".into(), Value::Str(u.clone()));
+            }
+            (ty, _) => return Err(resp_error::unsupported_param(format!("type {ty} for this file"))),
+        }
+        Ok(Value::Map(m))
+    }
+}
+
+/// Runs one of walle's typed file actions on the store.
+fn file_action<T: TryFromAction>(action: &Action, run: impl FnOnce(T) -> Result<Value, RespError>) -> Resp {
+    match T::try_from_action(action.clone()) {
+        Ok(typed) => match run(typed) {
+            Ok(data) => Resp::ok(data, ""),
+            Err(e) => e.into(),
+        },
+        Err(e) => resp_error::bad_param(e).into(),
+    }
 }
 
 impl GenStatus for Handler {
@@ -87,9 +261,13 @@ impl ActionHandler<Event, Action, Resp> for Handler {
         AH: ActionHandler<Event, Action, Resp> + Send + Sync + 'static,
         EH: EventHandler<Event, Action, Resp> + Send + Sync + 'static,
     {
-        let _ = self.seen.send(serde_json::to_value(&action).unwrap());
+        let _ = self.seen.send(record(&action));
         let me = json!({"platform": self.selft.platform, "user_id": self.selft.user_id});
+        let store = &self.store;
         Ok(match action.action.as_str() {
+            "upload_file" => file_action(&action, |up| store.lock().unwrap().upload_file(up)),
+            "upload_file_fragmented" => file_action(&action, |stage| store.lock().unwrap().upload_fragmented(stage)),
+            "get_file" => file_action(&action, |get| store.lock().unwrap().get_file(get)),
             "send_message" => {
                 let n = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
                 ok(json!({"message_id": format!("w-{n}"), "time": 1700000000.5}))
@@ -115,6 +293,7 @@ struct Walle {
     port: u16,
     seen: mpsc::UnboundedReceiver<Json>,
     status_calls: Arc<AtomicUsize>,
+    store: Arc<Mutex<Store>>,
 }
 
 /// A loopback port that was free a moment ago (walle-core binds its own listener from a config).
@@ -148,11 +327,13 @@ impl Walle {
         for _ in 0..5 {
             let (tx, seen) = mpsc::unbounded_channel();
             let status_calls = Arc::new(AtomicUsize::new(0));
+            let store = Arc::new(Mutex::new(Store::default()));
             let handler = Handler {
                 selft: Selft { platform: PLATFORM.into(), user_id: ACCOUNT.into() },
                 seen: tx,
                 sent: AtomicUsize::new(0),
                 status_calls: status_calls.clone(),
+                store: store.clone(),
             };
             let version = Version {
                 implt: "walle-test".into(),
@@ -162,7 +343,7 @@ impl Walle {
             let ob = Arc::new(OneBot::new(handler, ImplOBC::new("walle-test".into()), version));
             let port = free_port();
             match ob.start::<Event, Action, Resp>((), config(port), true).await {
-                Ok(()) => return Walle { ob, port, seen, status_calls },
+                Ok(()) => return Walle { ob, port, seen, status_calls, store },
                 Err(e) => last_error = Some(e),
             }
         }
@@ -191,6 +372,11 @@ impl Walle {
                 return a;
             }
         }
+    }
+
+    /// What walle keeps under a file_id it handed out: the name and the bytes or URL.
+    fn file(&self, file_id: &str) -> Option<(String, Kept)> {
+        self.store.lock().unwrap().file(file_id)
     }
 
     async fn stop(self) {
@@ -456,34 +642,42 @@ fn walle_link(bridge: &Bridge) -> Option<(usize, bool)> {
     }
 }
 
+/// walle serving actions over HTTP (with `token`) and pushing events to the webhook of a bridge
+/// started here, whose requests are MessagePack when `msgpack`.
+async fn walle_over_http(token: &str, msgpack: bool, extra: impl FnOnce(&mut Overrides)) -> (Walle, Bridge) {
+    let hook_port = free_port();
+    let walle = Walle::start_with(|port| ImplConfig {
+        http: vec![HttpServer { host: [127, 0, 0, 1].into(), port, path: None, access_token: Some(token.into()) }],
+        http_webhook: vec![HttpClient {
+            implt: None,
+            platform: None,
+            url: format!("http://127.0.0.1:{hook_port}/onebot/v12/"),
+            access_token: Some(token.into()),
+            timeout: 4,
+        }],
+        websocket: vec![],
+        websocket_rev: vec![],
+        heartbeat: Heartbeat { enabled: false, interval: 4 },
+    })
+    .await;
+    let http_url = walle.http_url();
+    let bridge = bridge_to(&walle, Some(token), |o| {
+        o.backend_ws = vec![];
+        o.backend_http = vec![http_url];
+        o.backend_webhook = vec![format!("127.0.0.1:{hook_port}")];
+        o.backend_msgpack = msgpack;
+        extra(o);
+    })
+    .await;
+    (walle, bridge)
+}
+
 #[tokio::test]
 async fn walle_over_http_and_webhook_in_json_and_msgpack() {
     for msgpack in [false, true] {
         let token = "walle-http-secret";
         // walle pushes to the bridge's webhook, the bridge POSTs to walle's HTTP server.
-        let hook_port = free_port();
-        let mut walle = Walle::start_with(|port| ImplConfig {
-            http: vec![HttpServer { host: [127, 0, 0, 1].into(), port, path: None, access_token: Some(token.into()) }],
-            http_webhook: vec![HttpClient {
-                implt: None,
-                platform: None,
-                url: format!("http://127.0.0.1:{hook_port}/onebot/v12/"),
-                access_token: Some(token.into()),
-                timeout: 4,
-            }],
-            websocket: vec![],
-            websocket_rev: vec![],
-            heartbeat: Heartbeat { enabled: false, interval: 4 },
-        })
-        .await;
-        let http_url = walle.http_url();
-        let bridge = bridge_to(&walle, Some(token), |o| {
-            o.backend_ws = vec![];
-            o.backend_http = vec![http_url];
-            o.backend_webhook = vec![format!("127.0.0.1:{hook_port}")];
-            o.backend_msgpack = msgpack;
-        })
-        .await;
+        let (mut walle, bridge) = walle_over_http(token, msgpack, |_| {}).await;
         // No meta.connect over HTTP: the account comes from get_status.
         let mut bot = bot_on(&bridge).await;
         assert!(walle.status_calls.load(Ordering::SeqCst) >= 1);
@@ -585,4 +779,265 @@ async fn walle_dials_the_bridges_reverse_ws_with_msgpack_actions() {
     bot.close().await;
     bridge.stop().await;
     walle.stop().await;
+}
+
+// ---- media: walle as the file store ----
+
+/// `len` bytes that start like a PNG and differ with `seed`.
+fn picture(len: usize, seed: u32) -> Vec<u8> {
+    let mut b: Vec<u8> =
+        (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8).collect();
+    b[..8].copy_from_slice(&[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a]);
+    b
+}
+
+/// The `url` of the first image in a v11 message string.
+fn cq_image_url(message: &str) -> String {
+    let seg = &message[message.find("[CQ:image,").unwrap_or_else(|| panic!("no image in {message}"))..];
+    let seg = &seg[..seg.find(']').unwrap()];
+    let url = seg.split(',').find_map(|kv| kv.strip_prefix("url=")).unwrap_or_else(|| panic!("no url in {seg}"));
+    url.replace("&#44;", ",").replace("&#91;", "[").replace("&#93;", "]").replace("&amp;", "&")
+}
+
+/// A plain HTTP/1.0 GET: the status and the body.
+async fn http_get(url: &str) -> (u16, Vec<u8>) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, conn.read_to_end(&mut raw)).await.expect("the bridge did not answer").unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a whole response");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{head}"));
+    (status, raw[split + 4..].to_vec())
+}
+
+/// The file_ids of a v12 message's image segments.
+fn image_file_ids(message: &Json) -> Vec<String> {
+    let segs = message.as_array().unwrap_or_else(|| panic!("{message}"));
+    segs.iter().filter(|s| s["type"] == "image").map(|s| s["data"]["file_id"].as_str().unwrap().to_owned()).collect()
+}
+
+/// walle pushes a group message with the image `file_id`; the bot's copy names it by a URL on
+/// the bridge, which fetches it from walle with `get_file` (type data) when asked. Walle sees:
+/// `get_file` type url (refused: the file is data), then `get_file_fragmented` (unsupported),
+/// then `get_file` type data.
+async fn fetch_through_the_bridge(walle: &mut Walle, bot: &mut Bot, file_id: &str, event_id: &str) -> Vec<u8> {
+    let image = json!([{"type": "image", "data": {"file_id": file_id}}]);
+    walle
+        .push(message_event(
+            event_id,
+            "group",
+            json!({"message_id": event_id, "group_id": "30003", "user_id": "20002", "message": image, "alt_message": "[image]"}),
+        ))
+        .await;
+    let ev = bot.next_event().await;
+    let message = ev["message"].as_str().unwrap();
+    assert!(message.contains(&format!("file={file_id}")), "{ev}");
+    let asked = walle.next_action().await;
+    assert_eq!(
+        (asked["action"].as_str(), asked["params"]["type"].as_str()),
+        (Some("get_file"), Some("url")),
+        "{asked}"
+    );
+    let url = cq_image_url(message);
+    assert!(url.contains("/files/"), "the bridge's own URL, walle gave none: {url}");
+
+    let (status, body) = http_get(&url).await;
+    assert_eq!(status, 200);
+    let tried = walle.next_action().await;
+    assert_eq!(tried["action"], "get_file_fragmented", "{tried}");
+    let got = walle.next_action().await;
+    assert_eq!(got["action"], "get_file", "{got}");
+    assert_eq!(got["params"], json!({"file_id": file_id, "type": "data"}));
+    body
+}
+
+#[test]
+fn walle_bytes_are_base64_text_in_json_bin_in_msgpack_and_numbers_in_a_json_value() {
+    let bytes = Value::Bytes(OneBotBytes(vec![0, 1, 2, 255]));
+    // On the wire: JSON text (its serialiser sniffs `&mut serde_json…` by type name), MessagePack bin.
+    assert_eq!(serde_json::to_string(&bytes).unwrap(), "\"AAEC/w==\"");
+    assert_eq!(rmp_serde::to_vec(&bytes).unwrap(), [0xc4, 4, 0, 1, 2, 255]);
+    // Into a `serde_json::Value` the sniffing fails: an array of numbers, not base64.
+    assert_eq!(serde_json::to_value(&bytes).unwrap(), json!([0, 1, 2, 255]));
+    // Read back, JSON's text stays a string (walle cannot tell it from text), bin becomes bytes;
+    // `OneBotBytes` (what walle's typed actions use) takes either.
+    let from_json: Value = serde_json::from_str("\"AAEC/w==\"").unwrap();
+    assert_eq!(from_json, Value::Str("AAEC/w==".into()));
+    let from_msgpack: Value = rmp_serde::from_slice(&[0xc4, 4, 0, 1, 2, 255]).unwrap();
+    assert_eq!(from_msgpack, bytes);
+    for v in [from_json, from_msgpack] {
+        assert_eq!(OneBotBytes::try_from(v).unwrap(), OneBotBytes(vec![0, 1, 2, 255]));
+    }
+}
+
+#[tokio::test]
+async fn pictures_a_bot_sends_are_stored_in_walle_and_sent_by_the_file_ids_walle_gave() {
+    let mut walle = Walle::start(None, None).await;
+    // The bridge's HTTP server, for the URL a received picture gets.
+    let bridge = bridge_to(&walle, None, |o| o.http = vec!["127.0.0.1:0".into()]).await;
+    let mut bot = bot_on(&bridge).await;
+
+    let small = picture(3000, 1);
+    let big = picture(3_000_000, 2);
+    let message = format!(
+        "look [CQ:image,file=base64://{}][CQ:image,file=https://example.com/pics/cat.jpg,cache=0][CQ:image,file=base64://{}]",
+        STANDARD.encode(&small),
+        STANDARD.encode(&big)
+    );
+    let answer = bot.call("send_group_msg", json!({"group_id": 30003, "message": message})).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    let sent_id = answer["data"]["message_id"].as_i64().expect("an integer message_id");
+    assert!(sent_id > 0 && sent_id <= i32::MAX as i64, "{sent_id}");
+
+    // The small picture: one upload_file, its bytes as JSON base64 text.
+    let up = walle.next_action().await;
+    assert_eq!(up["action"], "upload_file", "{up}");
+    assert_eq!(up["self"], json!({"platform": "qq", "user_id": "10001"}));
+    assert_eq!(up["params"]["type"], "data");
+    assert_eq!(up["params"]["data"], json!({"wire": "text", "len": small.len()}));
+    assert_eq!(up["params"]["sha256"], sha256_hex(&small));
+    let name = up["params"]["name"].as_str().unwrap();
+    assert!(name.ends_with(".png"), "named by its hash and sniffed type: {name}");
+
+    // The URL: walle is asked to fetch it.
+    let by_url = walle.next_action().await;
+    assert_eq!(by_url["action"], "upload_file", "{by_url}");
+    assert_eq!(by_url["params"], json!({"type": "url", "url": "https://example.com/pics/cat.jpg", "name": "cat.jpg"}));
+
+    // The big one: prepare, transfers that tile it, finish with its sha256.
+    let prepare = walle.next_action().await;
+    assert_eq!(prepare["action"], "upload_file_fragmented", "{prepare}");
+    assert_eq!(prepare["params"]["stage"], "prepare");
+    assert_eq!(prepare["params"]["total_size"], big.len());
+    let mut offset = 0;
+    let finish = loop {
+        let a = walle.next_action().await;
+        assert_eq!(a["action"], "upload_file_fragmented", "{a}");
+        if a["params"]["stage"] != "transfer" {
+            break a;
+        }
+        assert_eq!(a["params"]["offset"], offset, "in order, no gaps: {a}");
+        assert_eq!(a["params"]["data"]["wire"], "text");
+        let len = a["params"]["data"]["len"].as_u64().unwrap();
+        assert!(len > 0 && len <= 1 << 20, "{a}");
+        offset += len;
+    };
+    assert_eq!(offset, big.len() as u64);
+    assert_eq!(finish["params"]["stage"], "finish");
+    assert_eq!(finish["params"]["sha256"], sha256_hex(&big));
+    let partial = finish["params"]["file_id"].as_str().unwrap().to_owned();
+    assert!(partial.starts_with("walle-partial-"), "finish names prepare's upload: {finish}");
+
+    // The message names walle's file_ids, the finished one for the big picture.
+    let send = walle.next_action().await;
+    assert_eq!(send["action"], "send_message", "{send}");
+    assert_eq!(send["params"]["group_id"], "30003");
+    let segments = &send["params"]["message"];
+    assert_eq!(segments[0], json!({"type": "text", "data": {"text": "look "}}));
+    let ids = image_file_ids(segments);
+    assert_eq!(ids.len(), 3, "{segments}");
+    for s in segments.as_array().unwrap().iter().filter(|s| s["type"] == "image") {
+        assert_eq!(s["data"].as_object().unwrap().len(), 1, "only the file_id, no v11 hints: {s}");
+    }
+    assert_eq!(walle.file(&ids[0]), Some((name.to_owned(), Kept::Bytes(small.clone()))));
+    assert_eq!(walle.file(&ids[1]).unwrap().1, Kept::Url("https://example.com/pics/cat.jpg".into()));
+    assert_ne!(ids[2], partial, "the file_id finish gave, not prepare's");
+    let (_, kept) = walle.file(&ids[2]).expect("the finished upload");
+    assert!(kept == Kept::Bytes(big), "the fragments reassemble to exactly the 3 MB");
+    assert!(walle.store.lock().unwrap().partial.is_empty(), "no upload left open");
+
+    // And back: walle's get_file gives the bytes (base64 in its JSON answer).
+    let fetched = fetch_through_the_bridge(&mut walle, &mut bot, &ids[0], "walle-media-1").await;
+    assert!(fetched == small, "{} bytes came back", fetched.len());
+
+    bot.close().await;
+    bridge.stop().await;
+    walle.stop().await;
+}
+
+#[tokio::test]
+async fn a_picture_reaches_walle_as_msgpack_bin_over_http() {
+    let (mut walle, bridge) =
+        walle_over_http("walle-media-secret", true, |o| o.http = vec!["127.0.0.1:0".into()]).await;
+    let mut bot = bot_on(&bridge).await;
+
+    let small = picture(3000, 3);
+    let message = format!("[CQ:image,file=base64://{}]", STANDARD.encode(&small));
+    let answer = bot.call("send_private_msg", json!({"user_id": 20002, "message": message})).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    assert!(answer["data"]["message_id"].as_i64().unwrap() > 0);
+
+    let up = walle.next_action().await;
+    assert_eq!(up["action"], "upload_file", "{up}");
+    assert_eq!(up["params"]["type"], "data");
+    assert_eq!(up["params"]["data"], json!({"wire": "bin", "len": small.len()}), "bytes as MessagePack bin");
+    assert_eq!(up["params"]["sha256"], sha256_hex(&small));
+    let send = walle.next_action().await;
+    assert_eq!(send["action"], "send_message", "{send}");
+    assert_eq!(send["params"]["user_id"], "20002");
+    let ids = image_file_ids(&send["params"]["message"]);
+    assert_eq!(ids.len(), 1);
+    assert_eq!(walle.file(&ids[0]).unwrap().1, Kept::Bytes(small.clone()));
+
+    // get_file's bytes come back as bin in walle's MessagePack answer.
+    let fetched = fetch_through_the_bridge(&mut walle, &mut bot, &ids[0], "walle-media-2").await;
+    assert!(fetched == small, "{} bytes came back", fetched.len());
+
+    bot.close().await;
+    bridge.stop().await;
+    walle.stop().await;
+}
+
+#[tokio::test]
+async fn a_local_file_outside_the_allowed_directories_is_refused_and_nothing_reaches_walle() {
+    let root = std::env::temp_dir().join(format!("ob-walle-media-{}", std::process::id()));
+    let allowed = root.join("allowed");
+    let outside = root.join("outside");
+    std::fs::create_dir_all(&allowed).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let inside = picture(2000, 4);
+    std::fs::write(allowed.join("ok.png"), &inside).unwrap();
+    std::fs::write(outside.join("secret.png"), picture(2000, 5)).unwrap();
+    let mut refused = vec![outside.join("secret.png"), allowed.join("..").join("outside").join("secret.png")];
+    #[cfg(unix)]
+    {
+        let link = allowed.join("link.png");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(outside.join("secret.png"), &link).unwrap();
+        refused.push(link);
+    }
+
+    let mut walle = Walle::start(None, None).await;
+    let bridge = bridge_to(&walle, None, |o| o.media_dirs = vec![allowed.clone()]).await;
+    let mut bot = bot_on(&bridge).await;
+
+    for path in &refused {
+        let message = format!("[CQ:image,file=file://{}]", path.display());
+        let answer = bot.call("send_group_msg", json!({"group_id": 30003, "message": message})).await;
+        assert_eq!(answer["status"], "failed", "{}: {answer}", path.display());
+        assert_eq!(answer["retcode"], 100);
+        assert_eq!(answer["msg"], "FILE_REFUSED");
+        assert_eq!(answer["data"], Json::Null);
+    }
+    // Inside the allowed directory the same form works; it is the first thing walle hears of.
+    let message = format!("[CQ:image,file=file://{}]", allowed.join("ok.png").display());
+    let answer = bot.call("send_group_msg", json!({"group_id": 30003, "message": message})).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    let up = walle.next_action().await;
+    assert_eq!(up["action"], "upload_file", "nothing was sent for the refused files: {up}");
+    assert_eq!(up["params"]["name"], "ok.png");
+    assert_eq!(up["params"]["data"], json!({"wire": "text", "len": inside.len()}));
+    let send = walle.next_action().await;
+    assert_eq!(send["action"], "send_message");
+    let ids = image_file_ids(&send["params"]["message"]);
+    assert_eq!(walle.file(&ids[0]), Some(("ok.png".to_owned(), Kept::Bytes(inside))));
+    assert_eq!(walle.store.lock().unwrap().files.len(), 1, "only the allowed file was uploaded");
+
+    bot.close().await;
+    bridge.stop().await;
+    walle.stop().await;
+    let _ = std::fs::remove_dir_all(&root);
 }

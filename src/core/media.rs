@@ -425,6 +425,8 @@ pub struct Download {
     pub sha256: Option<String>,
     state: DownloadState,
     started: Instant,
+    /// The bytes so far, checked against `sha256` at the end.
+    hash: Sha256,
 }
 
 #[derive(Debug)]
@@ -731,6 +733,7 @@ impl<S: IdStore> Translator<S> {
                     sha256: info.get("sha256").and_then(Value::as_str).map(str::to_owned),
                     state: DownloadState::Fragments { file_id: file_id.to_owned(), offset: 0, total },
                     started,
+                    hash: Sha256::new(),
                 });
             }
             Err(ActionError::Backend { retcode, .. }) if retcode == 10002 || retcode == 10001 => {}
@@ -741,6 +744,17 @@ impl<S: IdStore> Translator<S> {
         p.insert("type".into(), "data".into());
         let info = self.call(ctx, caller, "get_file", p).await?;
         let bytes = bytes_field(&info, "get_file")?;
+        let sha256 = info.get("sha256").and_then(Value::as_str).filter(|w| !w.is_empty());
+        if let Some(want) = sha256 {
+            let got = hex(&Sha256::digest(&bytes));
+            if !want.eq_ignore_ascii_case(&got) {
+                return Err(MediaError::BadAnswer {
+                    action: "get_file".into(),
+                    reason: format!("the file arrived with sha256 {got}, the backend said {want}"),
+                }
+                .into());
+            }
+        }
         if bytes.len() as u64 > limit {
             return Err(
                 MediaError::TooLarge { what: format!("file {file_id}"), size: bytes.len() as u64, limit }.into()
@@ -752,11 +766,38 @@ impl<S: IdStore> Translator<S> {
             sha256: info.get("sha256").and_then(Value::as_str).map(str::to_owned),
             state: DownloadState::Whole(Some(bytes)),
             started,
+            hash: Sha256::new(),
         })
     }
 
-    /// The next chunk of a download; `None` at the end.
+    /// The next chunk of a download; `None` at the end, once the whole file matched the sha256
+    /// the backend gave (a mismatch is an error instead of the end).
     pub async fn next_chunk<C: V12Caller>(
+        &self,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        download: &mut Download,
+    ) -> Result<Option<Vec<u8>>, ActionError> {
+        let chunk = self.next_piece(ctx, caller, download).await?;
+        match &chunk {
+            Some(bytes) => download.hash.update(bytes),
+            None => {
+                let got = hex(&std::mem::take(&mut download.hash).finalize());
+                if let Some(want) = download.sha256.as_deref().filter(|w| !w.is_empty()) {
+                    if !want.eq_ignore_ascii_case(&got) {
+                        return Err(MediaError::BadAnswer {
+                            action: "get_file".into(),
+                            reason: format!("the file arrived with sha256 {got}, the backend said {want}"),
+                        }
+                        .into());
+                    }
+                }
+            }
+        }
+        Ok(chunk)
+    }
+
+    async fn next_piece<C: V12Caller>(
         &self,
         ctx: ActionContext<'_>,
         caller: &C,
