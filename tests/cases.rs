@@ -3,8 +3,9 @@
 //!
 //! Event case: `{"name", "format"?: "string"|"array", "before"?: [v12 events], "v12": event,
 //! "v11": expected}`. Action case: `{"name", "before"?: [...], "v11": {action, params},
-//! "v12_request": expected request or null (the bridge answers itself), "v12_response"?: the
-//! backend's answer, "v11_response": expected answer}`.
+//! "v12_request": expected request or null (the bridge answers itself), or "v12_requests": the
+//! several requests expected in order (e.g. `upload_file`, then `send_message`), "v12_response"?:
+//! the backend's answer to `v12_request`, "v11_response": expected answer}`.
 //! Expected objects match when every key they list matches (recursively); `"<int>"` matches any
 //! integer, `"<any>"` anything, and the `self_id`/`self` fields are checked by the runner.
 
@@ -135,17 +136,22 @@ async fn action_cases() {
         let params = substitute(&case["v11"]["params"], &before);
         let answer = bot.call(case["v11"]["action"].as_str().unwrap(), params).await;
         let mut errors = Vec::new();
-        if case["v12_request"].is_null() {
+        let expected: Vec<Value> = match case.get("v12_requests") {
+            Some(Value::Array(list)) => list.clone(),
+            _ => vec![case["v12_request"].clone()].into_iter().filter(|r| !r.is_null()).collect(),
+        };
+        if expected.is_empty() {
             if !backend.no_request_within(std::time::Duration::from_millis(50)).await {
                 errors.push("the bridge should have answered by itself".into());
             }
-        } else {
-            let meta = matches!(case["v12_request"]["action"].as_str(), Some("get_status" | "get_version"));
+        }
+        for (i, want) in expected.iter().enumerate() {
+            let meta = matches!(want["action"].as_str(), Some("get_status" | "get_version"));
             let req = if meta { backend.next_request_any().await } else { backend.next_request().await };
-            matches(&case["v12_request"], &req, "request", &mut errors);
+            matches(want, &req, &format!("request[{i}]"), &mut errors);
             let meta = matches!(req["action"].as_str(), Some("get_status" | "get_version" | "get_supported_actions"));
             if !meta && req["self"] != json!({"platform": "qq", "user_id": "10001"}) {
-                errors.push(format!("request.self: {}", req["self"]));
+                errors.push(format!("request[{i}].self: {}", req["self"]));
             }
         }
         matches(&case["v11_response"], &answer, "response", &mut errors);
