@@ -22,7 +22,9 @@ use onebot_bridge::core::cq::{parse_cq, render_cq};
 use onebot_bridge::core::ids::{MessageKey, MessageRecord};
 use onebot_bridge::core::v11::{self, PostFormat};
 use onebot_bridge::core::v12::{self, Event, SelfId};
-use onebot_bridge::core::{Account, BackendInfo, CallError, Mappings, MemoryIdStore, Options, Translator, V12Caller};
+use onebot_bridge::core::{
+    Account, BackendInfo, CallError, MappingSet, Mappings, MemoryIdStore, Options, Translator, V12Caller,
+};
 
 type Core = Translator<MemoryIdStore>;
 
@@ -33,9 +35,9 @@ const NOW: i64 = 1_700_000_000;
 
 // ---- fixtures ---------------------------------------------------------------------------------
 
-fn mappings() -> Arc<Mappings> {
-    static MAPS: OnceLock<Arc<Mappings>> = OnceLock::new();
-    MAPS.get_or_init(|| Arc::new(Mappings::embedded().expect("embedded mappings load"))).clone()
+fn mappings() -> Arc<MappingSet> {
+    static MAPS: OnceLock<Arc<MappingSet>> = OnceLock::new();
+    MAPS.get_or_init(|| Arc::new(MappingSet::embedded().expect("embedded mappings load"))).clone()
 }
 
 fn translator() -> Core {
@@ -47,11 +49,21 @@ fn account(core: &Core) -> Account {
     block_on(core.account(&self_id)).expect("numeric self id")
 }
 
-static BACKEND_INFO: BackendInfo =
-    BackendInfo { implementation: String::new(), version: String::new(), onebot_version: String::new() };
+static BACKEND_INFO: BackendInfo = BackendInfo {
+    implementation: String::new(),
+    version: String::new(),
+    onebot_version: String::new(),
+    profile: String::new(),
+    supported: None,
+};
 
 fn ctx(account: &Account) -> ActionContext<'_> {
-    ActionContext { account, backend: &BACKEND_INFO, post_format: Default::default() }
+    ActionContext { account, backend: &BACKEND_INFO, post_format: Default::default(), maps: mappings_generic() }
+}
+
+fn mappings_generic() -> &'static Mappings {
+    static MAPS: OnceLock<Arc<MappingSet>> = OnceLock::new();
+    MAPS.get_or_init(mappings).generic()
 }
 
 const CQ_SHORT: &str = "hello [CQ:face,id=1] world";
@@ -225,16 +237,17 @@ fn events(c: &mut Criterion) {
         let core = translator();
         let account = account(&core);
         let translate =
-            || block_on(core.to_v11_event(&account, black_box(ev), NOW, &Backend::default())).expect("translates");
+            || block_on(core.to_v11_event(ctx(&account), black_box(ev), NOW, &Backend::default())).expect("translates");
         assert!(translate().is_some(), "{name}: not a meta event");
         group.bench_function(*name, |b| b.iter(translate));
     }
 
     let core = translator();
     let account = account(&core);
-    let v11 = block_on(core.to_v11_event(&account, &message_event("10001", Some("987654")), NOW, &Backend::default()))
-        .expect("translates")
-        .expect("not a meta event");
+    let v11 =
+        block_on(core.to_v11_event(ctx(&account), &message_event("10001", Some("987654")), NOW, &Backend::default()))
+            .expect("translates")
+            .expect("not a meta event");
     for (name, format) in [("to_json_string", PostFormat::String), ("to_json_array", PostFormat::Array)] {
         group.throughput(Throughput::Bytes(v11.to_json(format).len() as u64));
         group.bench_function(name, |b| b.iter(|| black_box(&v11).to_json(format)));

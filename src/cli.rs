@@ -122,6 +122,15 @@ pub struct Cli {
     #[arg(long = "retain-days", env = "ONEBOT_BRIDGE_RETAIN_DAYS", value_name = "DAYS")]
     pub retain_days: Option<u64>,
 
+    /// Backend profile (`generic`, `walle-q`, `comwechat`, `onedisc`, `onebots`, or a file of
+    /// your own under --mappings) instead of choosing by the implementation's name.
+    #[arg(long = "backend-profile", env = "ONEBOT_BRIDGE_BACKEND_PROFILE", value_name = "NAME")]
+    pub backend_profile: Option<String>,
+
+    /// Report the bot's own messages as `message_sent` events (go-cqhttp's report-self-message).
+    #[arg(long = "report-self-message", env = "ONEBOT_BRIDGE_REPORT_SELF_MESSAGE", value_name = "BOOL")]
+    pub report_self_message: Option<bool>,
+
     /// Let bots send files from DIR by path or `file://` URL (repeatable). Nothing else is read.
     #[arg(long = "media-dir", env = "ONEBOT_BRIDGE_MEDIA_DIR", value_name = "DIR", value_delimiter = ',')]
     pub media_dirs: Vec<PathBuf>,
@@ -185,6 +194,8 @@ impl Cli {
             retain_messages: self.retain_messages,
             retain_days: self.retain_days,
             media_dirs: self.media_dirs.clone(),
+            backend_profile: self.backend_profile.clone(),
+            report_self_message: self.report_self_message,
             upload_mode: self.upload_mode,
             media_urls: self.media_urls,
             public_url: self.public_url.clone(),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::core::v11::PostFormat;
-use crate::core::Mappings;
+use crate::core::MappingSet;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -124,6 +124,10 @@ pub struct BackendSection {
     /// Reverse WebSocket servers (the implementation dials the bridge).
     #[serde(default)]
     pub ws_reverse: Vec<BackendWsReverseEntry>,
+    /// The backend profile (`mappings/profiles/<name>.toml`) instead of choosing by
+    /// implementation name.
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,6 +173,9 @@ pub struct MessageSection {
     /// (`at_sender` absent). go-cqhttp: false; the v11 spec: true.
     #[serde(default)]
     pub at_sender_default: Option<bool>,
+    /// go-cqhttp's `report-self-message`: the bot's own messages as `message_sent` events.
+    #[serde(default)]
+    pub report_self_message: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -467,7 +474,11 @@ pub struct Config {
     pub action_timeout: Duration,
     /// Quick-operation `at_sender` when the bot does not say.
     pub at_sender_default: bool,
-    pub mappings: Arc<Mappings>,
+    pub mappings: Arc<MappingSet>,
+    /// The profile every backend gets (`None`: chosen by implementation name).
+    pub profile: Option<String>,
+    /// Report the bot's own messages as go-cqhttp's `message_sent` (else they are not reported).
+    pub report_self_message: bool,
     pub limits: Limits,
     pub media: MediaConfig,
 }
@@ -504,6 +515,8 @@ pub struct Overrides {
     pub retain_messages: Option<u64>,
     pub retain_days: Option<u64>,
     pub media_dirs: Vec<PathBuf>,
+    pub backend_profile: Option<String>,
+    pub report_self_message: Option<bool>,
     pub upload_mode: Option<UploadModeName>,
     pub media_urls: Option<IncomingModeName>,
     pub public_url: Option<String>,
@@ -550,8 +563,8 @@ impl Config {
     pub fn resolve(file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
         let mappings_dir = flags.mappings.clone().or(file.bridge.mappings.clone());
         let mappings = match mappings_dir {
-            Some(dir) => Mappings::from_dir(&dir)?,
-            None => Mappings::embedded()?,
+            Some(dir) => MappingSet::from_dir(&dir)?,
+            None => MappingSet::embedded()?,
         };
 
         let store = resolve_store(&file.bridge, &flags)?;
@@ -716,6 +729,13 @@ impl Config {
         }
         let limits = Limits::default();
         let media = resolve_media(&file.media, &flags, &limits)?;
+        let profile = flags.backend_profile.clone().or(file.backend.profile.clone()).filter(|p| !p.is_empty());
+        if let Some(p) = &profile {
+            if !mappings.contains(p) {
+                let known: Vec<&String> = mappings.iter().map(|(n, _)| n).collect();
+                return Err(invalid(format!("backend profile {p:?} does not exist (there are {known:?})")));
+            }
+        }
         Ok(Config {
             store,
             backends,
@@ -726,6 +746,8 @@ impl Config {
             heartbeat,
             action_timeout,
             at_sender_default: flags.at_sender_default.or(file.message.at_sender_default).unwrap_or(false),
+            profile,
+            report_self_message: flags.report_self_message.or(file.message.report_self_message).unwrap_or(false),
             mappings: Arc::new(mappings),
             limits,
             media,

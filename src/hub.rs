@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::core::event::{status_bots, V11Event};
 
-use crate::core::{action::ActionContext, v11, v12, Account, BackendInfo, CallError, Translator, V12Caller};
+use crate::core::{v11, v12, Account, BackendInfo, CallError, Translator, V12Caller};
 use crate::net::unix_now;
 use crate::v12::{LinkHandle, LinkId};
 
@@ -145,6 +145,8 @@ pub struct Hub {
     next_link: AtomicUsize,
     backends: RwLock<HashMap<LinkId, BackendInfo>>,
     event_queue: usize,
+    /// The profile every backend gets, when configured; else each implementation's own.
+    forced_profile: Option<String>,
 }
 
 impl Hub {
@@ -157,7 +159,14 @@ impl Hub {
             next_link: AtomicUsize::new(1 << 16),
             backends: RwLock::default(),
             event_queue: event_queue.max(1),
+            forced_profile: None,
         }
+    }
+
+    /// Gives every backend this profile instead of choosing by implementation name.
+    pub fn with_profile(mut self, profile: Option<String>) -> Hub {
+        self.forced_profile = profile;
+        self
     }
 
     fn accounts(&self) -> std::sync::RwLockReadGuard<'_, Accounts> {
@@ -243,8 +252,30 @@ impl Hub {
         self.backends.write().unwrap_or_else(|p| p.into_inner()).remove(&link);
     }
 
-    pub fn set_backend_info(&self, link: LinkId, info: BackendInfo) {
-        self.backends.write().unwrap_or_else(|p| p.into_inner()).insert(link, info);
+    /// Records what a link's backend is, and chooses its profile: the configured one, else the
+    /// one its implementation name selects (`generic` when none does). A list of supported
+    /// actions already learnt is kept when the new information has none.
+    pub fn set_backend_info(&self, link: LinkId, mut info: BackendInfo) {
+        info.profile = match &self.forced_profile {
+            Some(forced) => forced.clone(),
+            None => self.translator.maps.for_implementation(&info.implementation).to_owned(),
+        };
+        let mut backends = self.backends.write().unwrap_or_else(|p| p.into_inner());
+        let previous = backends.get(&link);
+        if info.supported.is_none() {
+            info.supported = previous.and_then(|p| p.supported.clone());
+        }
+        if previous.map(|p| p.profile.as_str()) != Some(info.profile.as_str()) {
+            tracing::info!(link, implementation = %info.implementation, profile = %info.profile, "backend profile chosen");
+        }
+        backends.insert(link, info);
+    }
+
+    /// Records the actions a link's backend says it supports.
+    pub fn set_supported_actions(&self, link: LinkId, actions: std::collections::BTreeSet<String>) {
+        let mut info = self.backend_info(link);
+        info.supported = Some(Arc::new(actions));
+        self.set_backend_info(link, info);
     }
 
     /// Makes sure an account exists, bound to this link, and records whether it is online.
@@ -327,6 +358,7 @@ impl Hub {
                         implementation: text("impl"),
                         version: text("version"),
                         onebot_version: text("onebot_version"),
+                        ..Default::default()
                     };
                     tracing::info!(link = link.id, implementation = %info.implementation, version = %info.version, "backend connected");
                     self.set_backend_info(link.id, info);
@@ -342,7 +374,9 @@ impl Hub {
         }
         let Some(self_id) = ev.self_id.clone() else { return };
         let Some(entry) = self.upsert_account(link, &self_id, true).await else { return };
-        match self.translator.to_v11_event(&entry.account, &ev, unix_now(), &AccountCaller(&entry)).await {
+        let backend = self.backend_info(link.id);
+        let ctx = self.translator.context(&entry.account, &backend, Default::default());
+        match self.translator.to_v11_event(ctx, &ev, unix_now(), &AccountCaller(&entry)).await {
             Ok(Some(v11)) => entry.publish(Arc::new(v11)),
             Ok(None) => {}
             Err(error) => {
@@ -360,7 +394,7 @@ impl Hub {
     ) -> v11::Response {
         let echo = req.echo.clone();
         let backend = self.backend_info(entry.link().id);
-        let ctx = ActionContext { account: &entry.account, backend: &backend, post_format };
+        let ctx = self.translator.context(&entry.account, &backend, post_format);
         self.translator.handle_action(ctx, &AccountCaller(entry), req).await.with_echo(echo)
     }
 
@@ -379,7 +413,7 @@ impl Hub {
         op: &Value,
     ) -> Result<(), crate::core::action::ActionError> {
         let backend = self.backend_info(entry.link().id);
-        let ctx = ActionContext { account: &entry.account, backend: &backend, post_format: Default::default() };
+        let ctx = self.translator.context(&entry.account, &backend, Default::default());
         self.translator.quick_operation(ctx, &AccountCaller(entry), context, op).await
     }
 }
@@ -426,11 +460,14 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::core::{Mappings, Options, Translator};
+    use crate::core::{MappingSet, Options, Translator};
 
     fn hub() -> Hub {
-        let t =
-            Translator::new(Arc::new(Mappings::embedded().unwrap()), Store::Memory(Box::default()), Options::default());
+        let t = Translator::new(
+            Arc::new(MappingSet::embedded().unwrap()),
+            Store::Memory(Box::default()),
+            Options::default(),
+        );
         Hub::new(t, 16)
     }
 

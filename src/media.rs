@@ -23,9 +23,7 @@ use hyper::{Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::core::action::ActionContext;
 use crate::core::media::{BoxFuture, LocalFile, LocalFiles, LocalSink, MediaError};
-use crate::core::BackendInfo;
 use crate::hub::{AccountCaller, Hub, Selection};
 
 /// The directories bots may name files in, and the cache directory.
@@ -242,8 +240,8 @@ pub async fn serve_file(hub: Arc<Hub>, token: &str) -> Served {
     let Selection::Ready(entry) = hub.select(Some(v11_self)) else {
         return Served::Status(StatusCode::SERVICE_UNAVAILABLE, "the bot account is not connected");
     };
-    let backend = BackendInfo::default();
-    let ctx = ActionContext { account: &entry.account, backend: &backend, post_format: Default::default() };
+    let backend = hub.backend_info(entry.link().id);
+    let ctx = hub.translator.context(&entry.account, &backend, Default::default());
     let download = match hub.translator.open_download(ctx, &AccountCaller(&entry), &file_id).await {
         Ok(d) => d,
         Err(error) => {
@@ -270,8 +268,8 @@ pub async fn serve_file(hub: Arc<Hub>, token: &str) -> Served {
     let task_hub = hub.clone();
     tokio::spawn(async move {
         let mut download = download;
-        let backend = BackendInfo::default();
-        let ctx = ActionContext { account: &entry.account, backend: &backend, post_format: Default::default() };
+        let backend = task_hub.backend_info(entry.link().id);
+        let ctx = task_hub.translator.context(&entry.account, &backend, Default::default());
         loop {
             match task_hub.translator.next_chunk(ctx, &AccountCaller(&entry), &mut download).await {
                 Ok(Some(chunk)) => {

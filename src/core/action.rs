@@ -24,6 +24,8 @@ const META_ACTIONS: [&str; 4] = ["get_status", "get_version", "get_supported_act
 pub enum ActionError {
     #[error("unknown action")]
     NotFound,
+    #[error("{implementation_label} ({profile} profile) cannot `{action}`: {reason}", implementation_label = if implementation.is_empty() { "the backend" } else { implementation.as_str() })]
+    Unsupported { action: String, profile: String, implementation: String, reason: String },
     #[error("param `{param}`: {reason}")]
     BadParam { param: String, reason: String },
     #[error("the message is empty")]
@@ -45,6 +47,7 @@ impl ActionError {
     pub fn to_response(&self, maps: &Mappings) -> v11::Response {
         let (retcode, msg): (i64, String) = match self {
             ActionError::NotFound => return v11::Response::not_found(),
+            ActionError::Unsupported { .. } => (100, "BRIDGE_UNSUPPORTED_BY_BACKEND".into()),
             ActionError::BadParam { .. } => (100, "BAD_PARAM".into()),
             ActionError::EmptyMessage => (100, "EMPTY_MSG_ERROR".into()),
             ActionError::Media(e) => (
@@ -109,6 +112,8 @@ pub struct ActionContext<'a> {
     pub backend: &'a BackendInfo,
     /// The message format of the endpoint that asked (`get_msg` answers in it).
     pub post_format: v11::PostFormat,
+    /// The tables of the backend's profile.
+    pub maps: &'a Mappings,
 }
 
 pub(super) enum Target {
@@ -145,8 +150,16 @@ impl<S: IdStore> Translator<S> {
         req: v11::Request,
     ) -> v11::Response {
         let name = req.action.strip_suffix("_async").unwrap_or(&req.action);
-        let result = match self.maps.actions.get(name) {
-            None => Err(ActionError::NotFound),
+        let result = match ctx.maps.actions.get(name) {
+            None => match ctx.maps.unsupported.get(name) {
+                Some(reason) => Err(ActionError::Unsupported {
+                    action: name.to_owned(),
+                    profile: ctx.maps.profile.name.clone(),
+                    implementation: ctx.backend.implementation.clone(),
+                    reason: reason.clone(),
+                }),
+                None => Err(ActionError::NotFound),
+            },
             Some(row) => match row.handler {
                 Some(handler) => self.run_handler(handler, name, ctx, caller, &req.params).await,
                 None => self.run_rename(name, ctx, caller, &req.params).await,
@@ -156,7 +169,7 @@ impl<S: IdStore> Translator<S> {
             Ok(data) => v11::Response::ok(data),
             Err(error) => {
                 tracing::debug!(action = name, %error, "action failed");
-                error.to_response(&self.maps)
+                error.to_response(ctx.maps)
             }
         }
     }
@@ -188,7 +201,7 @@ impl<S: IdStore> Translator<S> {
         caller: &C,
         params: &Map<String, Value>,
     ) -> Result<Value, ActionError> {
-        let row = &self.maps.actions[name];
+        let row = &ctx.maps.actions[name];
         let v12_action = row.v12.as_deref().unwrap_or(name);
         let mut out = Map::new();
         for (key, value) in params {
@@ -198,7 +211,7 @@ impl<S: IdStore> Translator<S> {
                     out.insert(spec.name.clone(), self.param_to_v12(key, spec.kind, value).await?);
                 }
                 None => {
-                    out.insert(self.maps.profile.prefixed(key), value.clone());
+                    out.insert(ctx.maps.profile.prefixed(key), value.clone());
                 }
             }
         }
@@ -206,7 +219,7 @@ impl<S: IdStore> Translator<S> {
             out.entry(key.clone()).or_insert_with(|| value.clone());
         }
         let data = self.call(ctx, caller, v12_action, out).await?;
-        self.response_to_v11(&row.response, data, params).await
+        self.response_to_v11(ctx.maps, &row.response, data, params).await
     }
 
     async fn param_to_v12(&self, key: &str, kind: Kind, value: &Value) -> Result<Value, ActionError> {
@@ -229,6 +242,7 @@ impl<S: IdStore> Translator<S> {
 
     async fn response_to_v11(
         &self,
+        maps: &Mappings,
         row: &ResponseRow,
         data: Value,
         params: &Map<String, Value>,
@@ -240,15 +254,16 @@ impl<S: IdStore> Translator<S> {
             let Value::Array(items) = data else { return Ok(Value::Array(Vec::new())) };
             let mut out = Vec::with_capacity(items.len());
             for item in items {
-                out.push(self.object_to_v11(row, item, params).await?);
+                out.push(self.object_to_v11(maps, row, item, params).await?);
             }
             return Ok(Value::Array(out));
         }
-        self.object_to_v11(row, data, params).await
+        self.object_to_v11(maps, row, data, params).await
     }
 
     async fn object_to_v11(
         &self,
+        maps: &Mappings,
         row: &ResponseRow,
         data: Value,
         params: &Map<String, Value>,
@@ -265,7 +280,7 @@ impl<S: IdStore> Translator<S> {
                     };
                     out.insert(spec.name.clone(), v);
                 }
-                None => extras.push((self.maps.profile.strip(&key).to_owned(), value)),
+                None => extras.push((maps.profile.strip(&key).to_owned(), value)),
             }
         }
         for (key, value) in extras {
@@ -296,13 +311,14 @@ impl<S: IdStore> Translator<S> {
             Handler::GetStatus => self.get_status(ctx, caller).await,
             Handler::GetVersionInfo => Ok(version_info(ctx.backend)),
             Handler::CanSend => Ok(json!({ "yes": true })),
-            Handler::GetSupportedActions => Ok(self.maps.actions.keys().cloned().collect::<Vec<_>>().into()),
+            Handler::GetSupportedActions => Ok(supported_actions(ctx).into()),
             Handler::QuickOperation => self.handle_quick_operation(ctx, caller, params).await,
             Handler::GetMsg => self.get_msg(ctx, params).await,
             Handler::GetFile => self.get_image(ctx, caller, params).await,
             Handler::DownloadFile => self.download_file(ctx, caller, params).await,
             Handler::UploadFile => self.upload_chat_file(name, ctx, caller, params).await,
             Handler::GetFileUrl => self.get_file_url(ctx, caller, params).await,
+            Handler::AnswerRequest => self.answer_request(name, ctx, caller, params).await,
         }
     }
 
@@ -371,7 +387,7 @@ impl<S: IdStore> Translator<S> {
         target: &Target,
         v11_segments: Vec<Segment>,
     ) -> Result<(Value, &'static str, Option<String>), ActionError> {
-        let segments = self.segments_to_v12(v11_segments).await?;
+        let segments = self.segments_to_v12(ctx.maps, v11_segments).await?;
         if segments.is_empty() {
             return Err(ActionError::EmptyMessage);
         }
@@ -420,6 +436,7 @@ impl<S: IdStore> Translator<S> {
         }
         // The bot is the sender of what it sent.
         let scope = Scope {
+            maps: ctx.maps,
             account: ctx.account,
             detail_type,
             group_id: group.as_deref(),
@@ -501,6 +518,20 @@ impl<S: IdStore> Translator<S> {
     }
 }
 
+/// `get_supported_actions`, honestly: what the bridge answers itself, and every mapped action
+/// whose backend call the backend lists (all of them when it gave no list).
+fn supported_actions(ctx: ActionContext<'_>) -> Vec<String> {
+    ctx.maps
+        .actions
+        .iter()
+        .filter(|(_, row)| match (&row.v12, &ctx.backend.supported) {
+            (Some(v12), Some(list)) => list.contains(v12),
+            _ => true,
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// `get_version_info`, answered by the bridge itself in go-cqhttp's shape.
 pub fn version_info(backend: &BackendInfo) -> Value {
     json!({
@@ -541,8 +572,8 @@ mod tests {
         let t = translator();
         let me = account(&t);
         let backend = BackendInfo::default();
-        let ctx = ActionContext { account: &me, backend: &backend, post_format: Default::default() };
-        let renames: Vec<_> = t.maps.actions.iter().filter(|(_, r)| r.v12.is_some()).collect();
+        let ctx = t.context(&me, &backend, Default::default());
+        let renames: Vec<_> = t.maps.generic().actions.iter().filter(|(_, r)| r.v12.is_some()).collect();
         assert!(renames.len() >= 10);
         for (name, row) in renames {
             let rec = Recorder::default();
@@ -596,9 +627,13 @@ mod tests {
     fn handlers_answer_without_the_backend_when_they_can() {
         let t = translator();
         let me = account(&t);
-        let backend =
-            BackendInfo { implementation: "walle-q".into(), version: "0.1".into(), onebot_version: "12".into() };
-        let ctx = ActionContext { account: &me, backend: &backend, post_format: Default::default() };
+        let backend = BackendInfo {
+            implementation: "walle-q".into(),
+            version: "0.1".into(),
+            onebot_version: "12".into(),
+            ..Default::default()
+        };
+        let ctx = t.context(&me, &backend, Default::default());
         let rec = Recorder::default();
         let call = |action: &str| {
             block_on(t.handle_action(ctx, &rec, v11::Request { action: action.into(), ..Default::default() }))
@@ -671,7 +706,7 @@ mod tests {
             if let Some(u) = user { params["user_id"] = u; }
             if let Some(m) = mtype { params["message_type"] = json!(m); }
             let req = v11::Request { action, params: params.as_object().unwrap().clone(), echo: Some(json!(1)) };
-            let answer = block_on(t.handle_action(ActionContext { account: &me, backend: &backend, post_format: Default::default() }, &rec, req));
+            let answer = block_on(t.handle_action(t.context(&me, &backend, Default::default()), &rec, req));
             proptest::prop_assert!(answer.status == "ok" || answer.msg.is_some());
         }
     }

@@ -13,12 +13,13 @@ use serde_json::{json, Map, Value};
 use super::action::ActionContext;
 use super::cq::render_cq;
 use super::ids::{IdError, IdStore, StoredMessage};
+use super::mapping::Mappings;
 use super::mapping::{EventRow, Kind};
 use super::message::Segment;
 use super::segment::{read_v12_message, Scope, SegmentError};
 use super::v11::PostFormat;
 use super::v12::{id_string, Event, SelfId};
-use super::{Account, BackendInfo, Translator, V12Caller};
+use super::{Account, Translator, V12Caller};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
@@ -178,29 +179,41 @@ impl<S: IdStore> Translator<S> {
     /// Received media get a fetchable `url` through `caller` (see [`Translator::media_urls`]).
     pub async fn to_v11_event<C: V12Caller>(
         &self,
-        account: &Account,
+        ctx: ActionContext<'_>,
         ev: &Event,
         now: i64,
         caller: &C,
     ) -> Result<Option<V11Event>, EventError> {
         match ev.kind.as_str() {
             "meta" => Ok(None),
-            "message" => self.message_event(account, ev, now, caller).await.map(Some),
-            _ => self.notice_or_request(account, ev, now).await.map(Some),
+            // The bot's own message (a backend reporting what the bot sent elsewhere): go-cqhttp's
+            // `message_sent` with report-self-message, else not reported.
+            "message" if ev.str_field("user_id").as_deref() == Some(ctx.account.self_id.user_id.as_str()) => {
+                if !self.options.report_self_message {
+                    tracing::debug!(id = %ev.id, "the bot's own message; not reported (report-self-message is off)");
+                    return Ok(None);
+                }
+                let mut sent = self.message_event(ctx, ev, now, caller).await?;
+                sent.body.insert("post_type".into(), "message_sent".into());
+                Ok(Some(sent))
+            }
+            "message" => self.message_event(ctx, ev, now, caller).await.map(Some),
+            _ => self.notice_or_request(ctx.maps, ctx.account, ev, now).await.map(Some),
         }
     }
 
     async fn message_event<C: V12Caller>(
         &self,
-        account: &Account,
+        ctx: ActionContext<'_>,
         ev: &Event,
         now: i64,
         caller: &C,
     ) -> Result<V11Event, EventError> {
-        let profile = &self.maps.profile;
+        let (account, maps) = (ctx.account, ctx.maps);
+        let profile = &maps.profile;
         let name = ev.name();
         let missing = |field| EventError::Missing { event: name.clone(), field };
-        let row = self.maps.events.get(&name);
+        let row = maps.events.get(&name);
         let message_type = row.map(|r| r.v11.clone()).unwrap_or_else(|| profile.strip(&ev.detail_type).to_owned());
         let sub_type = row
             .and_then(|r| r.sub_type.get(&ev.sub_type).cloned())
@@ -208,11 +221,14 @@ impl<S: IdStore> Translator<S> {
         let message_id = ev.str_field("message_id").ok_or_else(|| missing("message_id"))?;
         let user_id = ev.str_field("user_id").ok_or_else(|| missing("user_id"))?;
         let group_id = ev.str_field("group_id");
-        let scope =
-            Scope { account, detail_type: &ev.detail_type, group_id: group_id.as_deref(), user_id: Some(&user_id) };
+        let scope = Scope {
+            account,
+            detail_type: &ev.detail_type,
+            group_id: group_id.as_deref(),
+            user_id: Some(&user_id),
+            maps,
+        };
         let mut segments = self.segments_to_v11(&scope, read_v12_message(ev.fields.get("message"))).await?;
-        let backend = BackendInfo::default();
-        let ctx = ActionContext { account, backend: &backend, post_format: PostFormat::Array };
         self.media_urls(ctx, caller, &mut segments).await;
         let raw = render_cq(&segments);
         let time = event_time(ev, now);
@@ -235,7 +251,7 @@ impl<S: IdStore> Translator<S> {
                 time,
                 segments: segments.clone(),
                 sender_id: self.ids.to_v11(&user_id).await?,
-                sender_name: self.sender_name(ev),
+                sender_name: self.sender_name(maps, ev),
             });
             let id = self.ids.message_to_v11(&record).await?;
             body.insert("message_id".into(), id.into());
@@ -251,7 +267,7 @@ impl<S: IdStore> Translator<S> {
         body.insert("message".into(), Value::Array(segments.into_iter().map(Segment::into_value).collect()));
         body.insert("raw_message".into(), raw.into());
         body.insert("font".into(), 0.into());
-        body.insert("sender".into(), self.sender(ev, &message_type, v11_user, is_channel).await?);
+        body.insert("sender".into(), self.sender(maps, ev, &message_type, v11_user, is_channel).await?);
         for (key, value) in &ev.fields {
             let key = profile.strip(key);
             if !MESSAGE_FIELDS.contains(&key) && !body.contains_key(key) && key != "anonymous" {
@@ -262,8 +278,8 @@ impl<S: IdStore> Translator<S> {
     }
 
     /// The sender's display name as the backend gives it (empty when it gives none).
-    fn sender_name(&self, ev: &Event) -> String {
-        let profile = &self.maps.profile;
+    fn sender_name(&self, maps: &Mappings, ev: &Event) -> String {
+        let profile = &maps.profile;
         ["user_name", "nickname", "user_displayname"]
             .iter()
             .find_map(|n| ev.fields.get(*n).or_else(|| ev.fields.get(&profile.prefixed(n))).and_then(Value::as_str))
@@ -275,12 +291,13 @@ impl<S: IdStore> Translator<S> {
     /// (`user_name`, `user_card`, `<prefix>.nickname`, a `<prefix>.sender` object, …).
     async fn sender(
         &self,
+        maps: &Mappings,
         ev: &Event,
         message_type: &str,
         user_id: Value,
         is_channel: bool,
     ) -> Result<Value, EventError> {
-        let profile = &self.maps.profile;
+        let profile = &maps.profile;
         let pick = |names: &[&str]| -> Option<String> {
             names.iter().find_map(|n| {
                 ev.fields
@@ -290,7 +307,7 @@ impl<S: IdStore> Translator<S> {
                     .map(str::to_owned)
             })
         };
-        let nickname = self.sender_name(ev);
+        let nickname = self.sender_name(maps, ev);
         let mut sender = Map::new();
         sender.insert("user_id".into(), user_id.clone());
         sender.insert("nickname".into(), nickname.into());
@@ -320,8 +337,14 @@ impl<S: IdStore> Translator<S> {
         Ok(Value::Object(sender))
     }
 
-    async fn notice_or_request(&self, account: &Account, ev: &Event, now: i64) -> Result<V11Event, EventError> {
-        let profile = &self.maps.profile;
+    async fn notice_or_request(
+        &self,
+        maps: &Mappings,
+        account: &Account,
+        ev: &Event,
+        now: i64,
+    ) -> Result<V11Event, EventError> {
+        let profile = &maps.profile;
         let post_type = ev.kind.as_str();
         let type_key = format!("{post_type}_type");
         let time = event_time(ev, now);
@@ -334,9 +357,25 @@ impl<S: IdStore> Translator<S> {
         } else {
             "private"
         };
-        let scope = Scope { account, detail_type: detail, group_id: group_id.as_deref(), user_id: user_id.as_deref() };
+        let scope =
+            Scope { account, detail_type: detail, group_id: group_id.as_deref(), user_id: user_id.as_deref(), maps };
 
-        let row: Option<&EventRow> = self.maps.events.get(&ev.name());
+        // A request the profile knows how to answer: its v11 shape, and a flag that answers it.
+        let request = if post_type == "request" { maps.requests.get(&ev.detail_type) } else { None };
+        let request_row;
+        let row: Option<&EventRow> = match request {
+            Some(r) => {
+                let sub_type = r.sub_type.iter().map(|s| (ev.sub_type.clone(), s.clone())).collect();
+                request_row = EventRow {
+                    v11: r.v11.clone(),
+                    sub_type,
+                    self_sub_type: Default::default(),
+                    fields: r.fields.clone(),
+                };
+                Some(&request_row)
+            }
+            None => maps.events.get(&ev.name()),
+        };
         let v11_type = row.map(|r| r.v11.clone()).unwrap_or_else(|| profile.strip(&ev.detail_type).to_owned());
         let mut sub_type = row
             .and_then(|r| r.sub_type.get(&ev.sub_type).cloned())
@@ -347,7 +386,7 @@ impl<S: IdStore> Translator<S> {
             }
         }
         let mut body = header(post_type, &type_key, &v11_type, time, account.v11_id, &sub_type);
-        let generic = &self.maps.generic_events;
+        let generic = &maps.generic_events;
         for (key, value) in &ev.fields {
             let (name, kind) = match row.and_then(|r| r.fields.get(key)) {
                 Some(spec) => (spec.name.as_str(), spec.kind),
@@ -374,6 +413,11 @@ impl<S: IdStore> Translator<S> {
             };
             body.insert(name.to_owned(), converted);
         }
+        if let Some(r) = request {
+            let values = r.flag.iter().map(|f| ev.fields.get(f).cloned().unwrap_or(Value::Null)).collect();
+            body.insert("flag".into(), super::requests::pack_flag(&ev.detail_type, values).into());
+            body.entry("comment").or_insert_with(|| Value::String(String::new()));
+        }
         Ok(V11Event { self_id: account.v11_id, body })
     }
 }
@@ -385,6 +429,7 @@ mod tests {
 
     use super::*;
     use crate::core::testing::{account, translator, Recorder};
+    use crate::core::BackendInfo;
 
     fn sample(kind: Kind) -> Value {
         match kind {
@@ -401,7 +446,7 @@ mod tests {
     fn every_notice_row_translates() {
         let t = translator();
         let me = account(&t);
-        let rows: Vec<_> = t.maps.events.iter().filter(|(k, _)| k.starts_with("notice.")).collect();
+        let rows: Vec<_> = t.maps.generic().events.iter().filter(|(k, _)| k.starts_with("notice.")).collect();
         assert!(rows.len() >= 9);
         for (name, row) in rows {
             let mut fields = Map::new();
@@ -420,7 +465,14 @@ mod tests {
                     self_id: Some(me.self_id.clone()),
                     fields: fields.clone(),
                 };
-                let out = block_on(t.to_v11_event(&me, &ev, 0, &Recorder::default())).unwrap().unwrap();
+                let out = block_on(t.to_v11_event(
+                    t.context(&me, &BackendInfo::default(), Default::default()),
+                    &ev,
+                    0,
+                    &Recorder::default(),
+                ))
+                .unwrap()
+                .unwrap();
                 assert_eq!(out.body["notice_type"], row.v11, "{name}");
                 assert_eq!(out.body.get("sub_type").and_then(Value::as_str).unwrap_or(""), sub11, "{name} {sub12:?}");
                 for (v12, spec) in &row.fields {
@@ -439,7 +491,7 @@ mod tests {
     fn every_message_row_names_its_v11_type() {
         let t = translator();
         let me = account(&t);
-        for (name, row) in t.maps.events.iter().filter(|(k, _)| k.starts_with("message.")) {
+        for (name, row) in t.maps.generic().events.iter().filter(|(k, _)| k.starts_with("message.")) {
             let detail = name.trim_start_matches("message.");
             let fields = json!({"message_id": "1", "user_id": "2", "group_id": "3", "guild_id": "g", "channel_id": "c",
                                 "message": [{"type": "text", "data": {"text": "t"}}]});
@@ -452,7 +504,14 @@ mod tests {
                 self_id: Some(me.self_id.clone()),
                 fields: fields.as_object().unwrap().clone(),
             };
-            let out = block_on(t.to_v11_event(&me, &ev, 77, &Recorder::default())).unwrap().unwrap();
+            let out = block_on(t.to_v11_event(
+                t.context(&me, &BackendInfo::default(), Default::default()),
+                &ev,
+                77,
+                &Recorder::default(),
+            ))
+            .unwrap()
+            .unwrap();
             assert_eq!(out.body["message_type"], row.v11);
             assert_eq!(out.body["sub_type"], row.sub_type[""]);
             assert_eq!(out.body["time"], 77, "a missing time becomes now");
@@ -469,7 +528,14 @@ mod tests {
             "self": {"platform": "qq", "user_id": "10001"}, "message_id": "1", "user_id": "2",
             "message": [{"type": "text", "data": {"text": "a/b \u{1} é 😀 \"q\" <x>&"}}]}))
         .unwrap();
-        let out = block_on(t.to_v11_event(&me, &ev, 0, &Recorder::default())).unwrap().unwrap();
+        let out = block_on(t.to_v11_event(
+            t.context(&me, &BackendInfo::default(), Default::default()),
+            &ev,
+            0,
+            &Recorder::default(),
+        ))
+        .unwrap()
+        .unwrap();
         let text = String::from_utf8(out.to_json(PostFormat::Array)).unwrap();
         assert!(text.contains(r#"a/b \u0001 é 😀 \"q\" <x>&"#), "{text}");
         assert!(!text.contains(": ") && !text.contains(".0"), "{text}");
@@ -509,7 +575,7 @@ mod tests {
                 "message_id": "1", "group_id": "g", "message": segments, "reply": {"message_id": 5}});
             if let Some(u) = user { raw["user_id"] = json!(u); }
             if let Ok(ev) = Event::from_value(raw) {
-                let _ = block_on(t.to_v11_event(&me, &ev, 0, &Recorder::default()));
+                let _ = block_on(t.to_v11_event(t.context(&me, &BackendInfo::default(), Default::default()), &ev, 0, &Recorder::default()));
             }
         }
     }

@@ -10,13 +10,19 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-const FILES: [(&str, &str); 5] = [
+const FILES: [(&str, &str); 4] = [
     ("segments.toml", include_str!("../../mappings/segments.toml")),
     ("events.toml", include_str!("../../mappings/events.toml")),
     ("actions.toml", include_str!("../../mappings/actions.toml")),
     ("retcodes.toml", include_str!("../../mappings/retcodes.toml")),
-    ("profiles/generic.toml", include_str!("../../mappings/profiles/generic.toml")),
 ];
+
+// `PROFILE_FILES`: every `mappings/profiles/*.toml`, found by build.rs, so adding a backend is
+// adding a file.
+include!(concat!(env!("OUT_DIR"), "/profiles.rs"));
+
+/// The profile a backend gets when its implementation name matches no other.
+pub const GENERIC: &str = "generic";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
@@ -170,6 +176,9 @@ pub enum Handler {
     DownloadFile,
     UploadFile,
     GetFileUrl,
+    /// `set_*_add_request`: the profile's answer to a request event; `v12` (if any) is the
+    /// action for flags the bridge did not make.
+    AnswerRequest,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -231,25 +240,109 @@ pub struct RetcodeTarget {
 
 // ---- profiles ----
 
-/// What a backend family calls the things v12 leaves to extensions.
+/// What a backend family calls the things v12 leaves to extensions (`mappings/profiles/*.toml`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     pub name: String,
-    /// Extension prefix (without the dot), `[_a-z]+`.
+    /// Extension prefix (without the dot), `[_a-z]+`; empty for a backend whose extensions are
+    /// unprefixed (Walle-Q).
     pub prefix: String,
+    /// What the profile is for, one line (it heads the compatibility matrix).
+    #[serde(default)]
+    pub description: String,
+    /// Implementation names (`version.impl`, `X-Impl`, `12.<impl>`) that select this profile:
+    /// the name itself, or the name followed by a dotted version (`walle-q.v2`). Case-insensitive.
+    #[serde(default)]
+    pub implementations: Vec<String>,
 }
 
 impl Profile {
-    /// `face` → `qq.face`.
+    /// `face` → `qq.face` (`face` for an unprefixed profile).
     pub fn prefixed(&self, name: &str) -> String {
-        format!("{}.{}", self.prefix, name)
+        if self.prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}.{}", self.prefix, name)
+        }
     }
 
     /// `qq.face` → `face`; names without this profile's prefix come back unchanged.
     pub fn strip<'a>(&self, name: &'a str) -> &'a str {
+        if self.prefix.is_empty() {
+            return name;
+        }
         name.strip_prefix(self.prefix.as_str()).and_then(|r| r.strip_prefix('.')).unwrap_or(name)
     }
+
+    /// Whether an implementation name selects this profile.
+    pub fn serves(&self, implementation: &str) -> bool {
+        let imp = implementation.trim().to_ascii_lowercase();
+        self.implementations.iter().any(|n| {
+            let n = n.to_ascii_lowercase();
+            imp == n || imp.strip_prefix(&n).is_some_and(|rest| rest.starts_with('.'))
+        })
+    }
+}
+
+/// A profile file: the profile, and what it changes in the base tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    #[serde(flatten)]
+    profile: Profile,
+    /// v11 action → this backend's call (replaces the base row).
+    #[serde(default)]
+    actions: BTreeMap<String, ActionRow>,
+    /// v11 action → why this backend cannot do it (answered as a failure without a call).
+    #[serde(default)]
+    unsupported: BTreeMap<String, String>,
+    /// v11 extension segment type → this backend's segment type (both directions).
+    #[serde(default)]
+    segments: BTreeMap<String, String>,
+    /// Extra or replaced event rows: `notice.<detail_type>`, `message.<detail_type>`.
+    #[serde(default)]
+    events: EventsOverlay,
+    /// Request events (`request.<detail_type>`) and how the bot's answer reaches the backend.
+    #[serde(default)]
+    requests: BTreeMap<String, RequestRow>,
+    /// The backend action that looks a message up by id (`get_msg` when the bridge never saw it).
+    #[serde(default)]
+    get_message: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsOverlay {
+    #[serde(default)]
+    message: BTreeMap<String, EventRow>,
+    #[serde(default)]
+    notice: BTreeMap<String, EventRow>,
+}
+
+/// A backend request event: its v11 shape, what goes into the v11 `flag`, and the backend action
+/// that answers it (called by `set_friend_add_request` / `set_group_add_request`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestRow {
+    /// v11 `request_type`: `friend` or `group`.
+    pub v11: String,
+    /// v11 `sub_type` (`add`, `invite`), if any.
+    #[serde(default)]
+    pub sub_type: Option<String>,
+    /// v12 field → v11 field.
+    #[serde(default)]
+    pub fields: BTreeMap<String, FieldSpec>,
+    /// v12 fields packed into the flag, in order (their JSON types kept).
+    pub flag: Vec<String>,
+    /// The v12 action that answers the request, with the flag's fields as params.
+    pub answer: String,
+    /// v11 answer param → v12 param (`approve = "accept:bool"`, `reason = "message"`).
+    #[serde(default)]
+    pub answer_params: BTreeMap<String, FieldSpec>,
+    /// Constant params of the answer.
+    #[serde(default)]
+    pub answer_defaults: Map<String, Value>,
 }
 
 /// All tables, indexed for lookups.
@@ -268,26 +361,123 @@ pub struct Mappings {
     retcodes: Vec<(i64, i64, RetcodeTarget)>,
     retcode_fallback: RetcodeTarget,
     pub profile: Profile,
+    /// v11 action → why this backend cannot do it.
+    pub unsupported: BTreeMap<String, String>,
+    /// v11 extension segment type → this backend's type, and back.
+    pub segment_names: BTreeMap<String, String>,
+    /// `request.<detail_type>` → row.
+    pub requests: BTreeMap<String, RequestRow>,
+    /// The backend's get-message action, if it has one.
+    pub get_message: Option<String>,
 }
 
-impl Mappings {
+/// Every profile's tables: the base files overlaid with each `profiles/*.toml`.
+#[derive(Debug, Clone)]
+pub struct MappingSet {
+    profiles: BTreeMap<String, std::sync::Arc<Mappings>>,
+}
+
+impl MappingSet {
     /// The tables compiled into the binary.
-    pub fn embedded() -> Result<Mappings, MappingError> {
-        Mappings::from_sources(|name| {
-            FILES.iter().find(|(n, _)| *n == name).map(|(_, text)| Ok((*text).to_owned())).unwrap_or_else(|| {
-                Err(MappingError::Read { file: name.into(), source: std::io::ErrorKind::NotFound.into() })
-            })
-        })
+    pub fn embedded() -> Result<MappingSet, MappingError> {
+        let read = |name: &str| {
+            FILES
+                .iter()
+                .chain(PROFILE_FILES.iter())
+                .find(|(n, _)| *n == name)
+                .map(|(_, t)| Ok((*t).to_owned()))
+                .unwrap_or_else(|| {
+                    Err(MappingError::Read { file: name.into(), source: std::io::ErrorKind::NotFound.into() })
+                })
+        };
+        let names = PROFILE_FILES.iter().map(|(n, _)| n.to_string()).collect();
+        MappingSet::from_sources(names, read)
     }
 
-    /// The same files read from a directory.
-    pub fn from_dir(dir: &Path) -> Result<Mappings, MappingError> {
-        Mappings::from_sources(|name| {
+    /// The same files read from a directory (every `profiles/*.toml` in it).
+    pub fn from_dir(dir: &Path) -> Result<MappingSet, MappingError> {
+        let entries = std::fs::read_dir(dir.join("profiles"))
+            .map_err(|source| MappingError::Read { file: "profiles/".into(), source })?;
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".toml"))
+            .map(|n| format!("profiles/{n}"))
+            .collect();
+        names.sort();
+        MappingSet::from_sources(names, |name| {
             std::fs::read_to_string(dir.join(name)).map_err(|source| MappingError::Read { file: name.into(), source })
         })
     }
 
-    fn from_sources(read: impl Fn(&str) -> Result<String, MappingError>) -> Result<Mappings, MappingError> {
+    fn from_sources(
+        profile_files: Vec<String>,
+        read: impl Fn(&str) -> Result<String, MappingError>,
+    ) -> Result<MappingSet, MappingError> {
+        let mut profiles = BTreeMap::new();
+        for file in &profile_files {
+            let maps = Mappings::from_sources(file, &read)?;
+            let name = maps.profile.name.clone();
+            if profiles.insert(name.clone(), std::sync::Arc::new(maps)).is_some() {
+                return Err(invalid(file, format!("a second profile named {name:?}")));
+            }
+        }
+        if !profiles.contains_key(GENERIC) {
+            return Err(invalid("profiles/", "there must be a `generic` profile (the fallback)"));
+        }
+        let set = MappingSet { profiles };
+        for (name, maps) in &set.profiles {
+            for other in set.profiles.values().filter(|o| o.profile.name != *name) {
+                if let Some(imp) = maps.profile.implementations.iter().find(|i| other.profile.serves(i)) {
+                    return Err(invalid(
+                        &format!("profiles/{name}.toml"),
+                        format!("implementation {imp:?} is also claimed by profile {:?}", other.profile.name),
+                    ));
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    /// A profile by name (`generic` for a name that is not one).
+    pub fn get(&self, name: &str) -> &std::sync::Arc<Mappings> {
+        self.profiles.get(name).unwrap_or_else(|| &self.profiles[GENERIC])
+    }
+
+    pub fn generic(&self) -> &std::sync::Arc<Mappings> {
+        &self.profiles[GENERIC]
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.profiles.contains_key(name)
+    }
+
+    /// The profile an implementation name selects (`generic` when none claims it).
+    pub fn for_implementation(&self, implementation: &str) -> &str {
+        self.profiles
+            .values()
+            .find(|m| m.profile.serves(implementation))
+            .map(|m| m.profile.name.as_str())
+            .unwrap_or(GENERIC)
+    }
+
+    /// Every profile, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &std::sync::Arc<Mappings>)> {
+        self.profiles.iter()
+    }
+}
+
+impl Mappings {
+    /// The generic profile's tables, compiled into the binary.
+    pub fn embedded() -> Result<Mappings, MappingError> {
+        Ok(Mappings::clone(MappingSet::embedded()?.generic()))
+    }
+
+    /// The base files overlaid with one profile file.
+    fn from_sources(
+        profile_file: &str,
+        read: &impl Fn(&str) -> Result<String, MappingError>,
+    ) -> Result<Mappings, MappingError> {
         fn parse<T: serde::de::DeserializeOwned>(
             name: &str,
             read: &impl Fn(&str) -> Result<String, MappingError>,
@@ -298,10 +488,64 @@ impl Mappings {
         let events: EventsFile = parse("events.toml", &read)?;
         let actions: BTreeMap<String, ActionRow> = parse("actions.toml", &read)?;
         let retcodes: RetcodesFile = parse("retcodes.toml", &read)?;
-        let profile: Profile = parse("profiles/generic.toml", &read)?;
-        let maps = Mappings::index(segments, events, actions, retcodes, profile);
-        maps.validate()?;
+        let overlay: ProfileFile = parse(profile_file, &read)?;
+        let mut maps = Mappings::index(segments, events, actions, retcodes, overlay.profile);
+        let file = profile_file;
+        for (name, row) in overlay.actions {
+            maps.actions.insert(name, row);
+        }
+        for (name, reason) in &overlay.unsupported {
+            if maps.actions.get(name).is_some_and(|r| r.handler.is_some()) {
+                return Err(invalid(file, format!("[unsupported] {name}: the bridge answers it itself")));
+            }
+            maps.actions.remove(name);
+            if reason.trim().is_empty() {
+                return Err(invalid(file, format!("[unsupported] {name} needs a reason")));
+            }
+        }
+        maps.unsupported = overlay.unsupported;
+        for (kind, rows) in [("message", overlay.events.message), ("notice", overlay.events.notice)] {
+            for (detail, row) in rows {
+                maps.events.insert(format!("{kind}.{detail}"), row);
+            }
+        }
+        for (v11, theirs) in &overlay.segments {
+            if !maps.extension_segments.contains(v11) {
+                return Err(invalid(file, format!("[segments] {v11} is not an extension segment type")));
+            }
+            if theirs.is_empty() {
+                return Err(invalid(file, format!("[segments] {v11} maps to an empty type")));
+            }
+        }
+        maps.segment_names = overlay.segments;
+        for (detail, row) in &overlay.requests {
+            if row.flag.is_empty() || row.answer.is_empty() {
+                return Err(invalid(file, format!("[requests.{detail}] needs `flag` fields and an `answer` action")));
+            }
+            if row.v11 != "friend" && row.v11 != "group" {
+                return Err(invalid(file, format!("[requests.{detail}] v11 must be `friend` or `group`")));
+            }
+        }
+        maps.requests = overlay.requests;
+        maps.get_message = overlay.get_message;
+        maps.validate(file)?;
         Ok(maps)
+    }
+
+    /// This backend's name for a v11 extension segment type (`face` → `qq.face`, Walle-Q `face`).
+    pub fn segment_out_name(&self, v11: &str) -> String {
+        match self.segment_names.get(v11) {
+            Some(name) => name.clone(),
+            None => self.profile.prefixed(v11),
+        }
+    }
+
+    /// The v11 type of a backend segment type the base tables do not name.
+    pub fn segment_in_name<'a>(&'a self, v12: &'a str) -> &'a str {
+        match self.segment_names.iter().find(|(_, theirs)| theirs.as_str() == v12) {
+            Some((v11, _)) => v11,
+            None => self.profile.strip(v12),
+        }
     }
 
     fn index(
@@ -345,17 +589,26 @@ impl Mappings {
                 .collect(),
             retcode_fallback: retcodes.fallback,
             profile,
+            unsupported: BTreeMap::new(),
+            segment_names: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            get_message: None,
         }
     }
 
-    fn validate(&self) -> Result<(), MappingError> {
-        let prefix_ok =
-            !self.profile.prefix.is_empty() && self.profile.prefix.bytes().all(|b| b == b'_' || b.is_ascii_lowercase());
-        if !prefix_ok {
-            return Err(invalid("profiles/generic.toml", format!("prefix {:?} is not [_a-z]+", self.profile.prefix)));
+    fn validate(&self, file: &str) -> Result<(), MappingError> {
+        let prefix_ok = self.profile.prefix.bytes().all(|b| b == b'_' || b.is_ascii_lowercase());
+        if !prefix_ok || (self.profile.name == GENERIC && self.profile.prefix.is_empty()) {
+            return Err(invalid(file, format!("prefix {:?} is not [_a-z]+", self.profile.prefix)));
+        }
+        let name_ok = !self.profile.name.is_empty()
+            && self.profile.name.bytes().all(|b| b == b'-' || b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !name_ok || format!("profiles/{}.toml", self.profile.name) != file {
+            return Err(invalid(file, format!("name {:?} must be the file's name, [-a-z0-9]+", self.profile.name)));
         }
         for (name, row) in &self.actions {
             match (row.handler, &row.v12) {
+                (Some(Handler::AnswerRequest), _) => {}
                 (Some(_), Some(_)) => {
                     return Err(invalid("actions.toml", format!("[{name}] has both handler and v12")))
                 }
@@ -415,8 +668,25 @@ mod tests {
     #[test]
     fn the_files_on_disk_are_the_embedded_ones() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
-        let disk = Mappings::from_dir(&dir).unwrap();
-        assert_eq!(disk.actions.len(), Mappings::embedded().unwrap().actions.len());
+        let disk = MappingSet::from_dir(&dir).unwrap();
+        let embedded = MappingSet::embedded().unwrap();
+        let names = |set: &MappingSet| set.iter().map(|(n, m)| (n.clone(), m.actions.len())).collect::<Vec<_>>();
+        assert_eq!(names(&disk), names(&embedded));
+        assert!(embedded.iter().count() >= 5, "every profile file is embedded");
+    }
+
+    #[test]
+    fn profiles_are_chosen_by_implementation_name() {
+        let set = MappingSet::embedded().unwrap();
+        assert_eq!(set.for_implementation("walle-q"), "walle-q");
+        assert_eq!(set.for_implementation("Walle-Q.v2"), "walle-q");
+        assert_eq!(set.for_implementation("walle-qq"), GENERIC);
+        assert_eq!(set.for_implementation("ComWechat"), "comwechat");
+        assert_eq!(set.for_implementation("onedisc"), "onedisc");
+        assert_eq!(set.for_implementation("onebots"), "onebots");
+        assert_eq!(set.for_implementation("something-new"), GENERIC);
+        assert_eq!(set.for_implementation(""), GENERIC);
+        assert_eq!(set.get("no-such").profile.name, GENERIC);
     }
 
     #[test]
@@ -424,17 +694,38 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ob-mappings-{}", std::process::id()));
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
         std::fs::create_dir_all(dir.join("profiles")).unwrap();
-        for (name, _) in FILES {
+        for (name, _) in FILES.iter().chain(PROFILE_FILES) {
             std::fs::copy(src.join(name), dir.join(name)).unwrap();
         }
         std::fs::write(dir.join("actions.toml"), "[x]\nv12 = \"y\"\nparams = { a = \"b:weird\" }\n").unwrap();
-        let err = Mappings::from_dir(&dir).unwrap_err().to_string();
+        let err = MappingSet::from_dir(&dir).unwrap_err().to_string();
         assert!(err.contains("actions.toml") && err.contains("weird"), "{err}");
         std::fs::write(dir.join("actions.toml"), "[x]\nhandler = \"send_message\"\nbogus = 1\n").unwrap();
-        let err = Mappings::from_dir(&dir).unwrap_err().to_string();
+        let err = MappingSet::from_dir(&dir).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
         std::fs::write(dir.join("actions.toml"), "[x]\n").unwrap();
-        assert!(Mappings::from_dir(&dir).unwrap_err().to_string().contains("needs a handler"));
+        assert!(MappingSet::from_dir(&dir).unwrap_err().to_string().contains("needs a handler"));
+        std::fs::copy(src.join("actions.toml"), dir.join("actions.toml")).unwrap();
+        // A profile file: its name must be the file's, its implementations its own.
+        std::fs::write(dir.join("profiles/mine.toml"), "name = \"other\"\nprefix = \"x\"\n").unwrap();
+        let err = MappingSet::from_dir(&dir).unwrap_err().to_string();
+        assert!(err.contains("profiles/mine.toml") && err.contains("name"), "{err}");
+        std::fs::write(
+            dir.join("profiles/mine.toml"),
+            "name = \"mine\"\nprefix = \"x\"\nimplementations = [\"walle-q\"]\n",
+        )
+        .unwrap();
+        let err = MappingSet::from_dir(&dir).unwrap_err().to_string();
+        assert!(err.contains("walle-q") && err.contains("also claimed"), "{err}");
+        // Adding a backend is adding a file.
+        std::fs::write(
+            dir.join("profiles/mine.toml"),
+            "name = \"mine\"\nprefix = \"mine\"\nimplementations = [\"mine-impl\"]\n",
+        )
+        .unwrap();
+        let set = MappingSet::from_dir(&dir).unwrap();
+        assert_eq!(set.for_implementation("mine-impl"), "mine");
+        assert_eq!(set.get("mine").segment_out_name("face"), "mine.face");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -853,7 +853,7 @@ mod tests {
 
     use super::*;
     use crate::core::testing::account;
-    use crate::core::{v12, BackendInfo, CallError, Mappings, MemoryIdStore, Options};
+    use crate::core::{v12, BackendInfo, CallError, MappingSet, MemoryIdStore, Options};
 
     /// A v12 file store answering the file actions, recording every request.
     #[derive(Default)]
@@ -988,7 +988,7 @@ mod tests {
     fn translator_with(media: MediaOptions) -> Translator<MemoryIdStore> {
         let options = Options { media, ..Default::default() };
         let files = MemFiles([("/pics/a.png".to_owned(), vec![7u8; 3000])].into_iter().collect());
-        Translator::new(Arc::new(Mappings::embedded().unwrap()), MemoryIdStore::default(), options)
+        Translator::new(Arc::new(MappingSet::embedded().unwrap()), MemoryIdStore::default(), options)
             .with_local_files(Box::new(files))
     }
 
@@ -999,7 +999,7 @@ mod tests {
     fn send(t: &Translator<MemoryIdStore>, caller: &Files, message: Value) -> crate::core::v11::Response {
         let me = account(t);
         let backend = BackendInfo::default();
-        let ctx = ActionContext { account: &me, backend: &backend, post_format: Default::default() };
+        let ctx = t.context(&me, &backend, Default::default());
         let params = json!({ "message_type": "group", "group_id": 5, "message": message });
         let req = crate::core::v11::Request {
             action: "send_msg".into(),
@@ -1111,7 +1111,7 @@ mod tests {
         let t = translator_with(MediaOptions::default());
         let caller = Files { no_fragments: true, ..Default::default() };
         let plain =
-            Translator::new(Arc::new(Mappings::embedded().unwrap()), MemoryIdStore::default(), Options::default());
+            Translator::new(Arc::new(MappingSet::embedded().unwrap()), MemoryIdStore::default(), Options::default());
         let answer = send(&plain, &caller, json!("[CQ:image,file=file:///pics/a.png]"));
         assert_eq!(answer.msg.as_deref(), Some("FILE_REFUSED"), "no allowed directories at all");
         *caller.failing_sends.lock().unwrap() = 0;
@@ -1141,7 +1141,7 @@ mod tests {
             caller.files.lock().unwrap().insert("x".into(), bytes.clone());
             let me = account(&t);
             let backend = BackendInfo::default();
-            let ctx = ActionContext { account: &me, backend: &backend, post_format: Default::default() };
+            let ctx = t.context(&me, &backend, Default::default());
             let mut d = block_on(t.open_download(ctx, &caller, "x")).unwrap();
             assert_eq!(d.size, Some(1234));
             let mut got = Vec::new();

@@ -14,6 +14,7 @@ pub mod mapping;
 pub mod media;
 pub mod message;
 pub mod quick;
+pub mod requests;
 pub mod segment;
 pub mod v11;
 pub mod v12;
@@ -22,7 +23,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use ids::{IdMapper, IdStore, MemoryIdStore};
-pub use mapping::Mappings;
+pub use mapping::{MappingSet, Mappings};
 
 /// One bot account as both sides name it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -39,6 +40,10 @@ pub struct BackendInfo {
     pub implementation: String,
     pub version: String,
     pub onebot_version: String,
+    /// The profile in use (`mappings/profiles/<profile>.toml`); empty means `generic`.
+    pub profile: String,
+    /// What the backend's `get_supported_actions` listed, when it answered.
+    pub supported: Option<Arc<std::collections::BTreeSet<String>>>,
 }
 
 /// Translation switches that are not tables.
@@ -48,6 +53,9 @@ pub struct Options {
     pub at_sender_default: bool,
     /// Uploads, received-media URLs and their bounds.
     pub media: media::MediaOptions,
+    /// The bot's own messages become `message_sent` events (go-cqhttp's report-self-message);
+    /// without it they are not reported.
+    pub report_self_message: bool,
 }
 
 /// Why a call to the backend produced no answer.
@@ -69,14 +77,15 @@ pub trait V12Caller: Sync {
 /// The core: tables, ids and options. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Translator<S> {
-    pub maps: Arc<Mappings>,
+    /// Every profile's tables; a call uses the one its backend link selected.
+    pub maps: Arc<MappingSet>,
     pub ids: IdMapper<S>,
     pub options: Options,
     pub media: media::Media,
 }
 
 impl<S: IdStore> Translator<S> {
-    pub fn new(maps: Arc<Mappings>, store: S, options: Options) -> Self {
+    pub fn new(maps: Arc<MappingSet>, store: S, options: Options) -> Self {
         let media = media::Media::new(options.media.clone(), None);
         Translator { maps, ids: IdMapper::new(store), options, media }
     }
@@ -85,6 +94,16 @@ impl<S: IdStore> Translator<S> {
     pub fn with_local_files(mut self, files: Box<dyn media::LocalFiles>) -> Self {
         self.media = media::Media::new(self.options.media.clone(), Some(files));
         self
+    }
+
+    /// The context of one call or event for an account on a backend: its profile's tables.
+    pub fn context<'a>(
+        &'a self,
+        account: &'a Account,
+        backend: &'a BackendInfo,
+        post_format: v11::PostFormat,
+    ) -> action::ActionContext<'a> {
+        action::ActionContext { account, backend, post_format, maps: self.maps.get(&backend.profile) }
     }
 
     /// The account as v11 sees it.
@@ -103,7 +122,7 @@ pub(crate) mod testing {
     use super::*;
 
     pub fn translator() -> Translator<MemoryIdStore> {
-        Translator::new(Arc::new(Mappings::embedded().unwrap()), MemoryIdStore::default(), Options::default())
+        Translator::new(Arc::new(MappingSet::embedded().unwrap()), MemoryIdStore::default(), Options::default())
     }
 
     pub fn account(t: &Translator<MemoryIdStore>) -> Account {

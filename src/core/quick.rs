@@ -247,7 +247,7 @@ impl<S: IdStore> Translator<S> {
         caller: &C,
         params: &Map<String, Value>,
     ) -> Result<Value, ActionError> {
-        match self.maps.actions.get(name).map(|row| row.handler) {
+        match ctx.maps.actions.get(name).map(|row| row.handler) {
             None => Err(ActionError::NotFound),
             // Boxed: a handler may itself be a quick operation (the future would contain itself).
             Some(Some(handler)) => Box::pin(self.run_handler(handler, name, ctx, caller, params)).await,
@@ -294,7 +294,7 @@ mod tests {
         }
 
         fn ctx(&self) -> ActionContext<'_> {
-            ActionContext { account: &self.me, backend: &self.backend, post_format: Default::default() }
+            self.t.context(&self.me, &self.backend, Default::default())
         }
 
         /// Runs the operation and returns what the backend was asked, in order.
@@ -307,8 +307,13 @@ mod tests {
 
         /// A v11 message_id the bridge issued for a group message.
         fn group_message_id(&self, v12_id: &str) -> i64 {
-            let scope =
-                Scope { account: &self.me, detail_type: "group", group_id: Some("30003"), user_id: Some("20002") };
+            let scope = Scope {
+                account: &self.me,
+                detail_type: "group",
+                group_id: Some("30003"),
+                user_id: Some("20002"),
+                maps: self.t.maps.generic(),
+            };
             block_on(self.t.ids.message_to_v11(&scope.record(v12_id))).unwrap() as i64
         }
     }
@@ -434,7 +439,7 @@ mod tests {
         // An id the bridge never issued is the bot's mistake, reported as such.
         let (result, sent) = f.run(&group_event(json!({"message_id": 999_999})), json!({"delete": true}));
         assert!(sent.is_empty());
-        assert_eq!(result.unwrap_err().to_response(&f.t.maps).msg.as_deref(), Some("MSG_NOT_FOUND"));
+        assert_eq!(result.unwrap_err().to_response(f.t.maps.generic()).msg.as_deref(), Some("MSG_NOT_FOUND"));
     }
 
     #[test]
@@ -513,7 +518,7 @@ mod tests {
         let result = block_on(f.t.quick_operation(f.ctx(), &caller, &group_event(json!({})), &op));
         let error = result.unwrap_err();
         assert!(matches!(&error, ActionError::Backend { action, retcode: 10002, .. } if action == "qq.set_group_kick"));
-        assert_eq!(error.to_response(&f.t.maps).msg.as_deref(), Some("BACKEND_UNSUPPORTED_ACTION"));
+        assert_eq!(error.to_response(f.t.maps.generic()).msg.as_deref(), Some("BACKEND_UNSUPPORTED_ACTION"));
         // The reply still went out, and the kick was really asked for.
         let actions: Vec<_> = caller.0.requests.lock().unwrap().iter().map(|r| r.action.clone()).collect();
         assert_eq!(actions, ["send_message", "qq.set_group_kick"]);

@@ -11,7 +11,7 @@ use serde_json::{Map, Number, Value};
 
 use super::cq::parse_cq;
 use super::ids::{IdError, IdStore, MessageKey, MessageRecord};
-use super::mapping::{FieldSpec, Kind};
+use super::mapping::{FieldSpec, Kind, Mappings};
 use super::message::{value_as_text, Segment};
 use super::{Account, Translator};
 
@@ -33,6 +33,8 @@ pub struct Scope<'a> {
     pub detail_type: &'a str,
     pub group_id: Option<&'a str>,
     pub user_id: Option<&'a str>,
+    /// The tables of the backend's profile.
+    pub maps: &'a Mappings,
 }
 
 impl Scope<'_> {
@@ -105,7 +107,8 @@ impl<S: IdStore> Translator<S> {
     }
 
     async fn segment_to_v11(&self, scope: &Scope<'_>, seg: Segment) -> Result<Segment, SegmentError> {
-        let profile = &self.maps.profile;
+        let maps = scope.maps;
+        let profile = &maps.profile;
         if seg.kind == "text" {
             let text = seg.str_of("text").unwrap_or_default();
             return Ok(Segment::text(text));
@@ -113,9 +116,9 @@ impl<S: IdStore> Translator<S> {
         if seg.kind == "mention_all" {
             return Ok(Segment::new("at").with("qq", "all"));
         }
-        let (target, fields) = match self.maps.segments_in.get(&seg.kind) {
+        let (target, fields) = match maps.segments_in.get(&seg.kind) {
             Some(map) => (map.target.clone(), Some(&map.fields)),
-            None => (profile.strip(&seg.kind).to_owned(), None),
+            None => (maps.segment_in_name(&seg.kind).to_owned(), None),
         };
         // A quoted message was sent by the reply's `user_id`, not by the sender of this message.
         let quoted_sender = if seg.kind == "reply" { seg.str_of("user_id") } else { None };
@@ -149,26 +152,26 @@ impl<S: IdStore> Translator<S> {
     }
 
     /// v11 segments from a bot → v12 segments for the backend.
-    pub async fn segments_to_v12(&self, segs: Vec<Segment>) -> Result<Vec<Segment>, SegmentError> {
+    pub async fn segments_to_v12(&self, maps: &Mappings, segs: Vec<Segment>) -> Result<Vec<Segment>, SegmentError> {
         let mut out = Vec::with_capacity(segs.len());
         for seg in segs {
-            out.push(self.segment_to_v12(seg).await?);
+            out.push(self.segment_to_v12(maps, seg).await?);
         }
         Ok(out)
     }
 
-    async fn segment_to_v12(&self, seg: Segment) -> Result<Segment, SegmentError> {
-        let profile = &self.maps.profile;
+    async fn segment_to_v12(&self, maps: &Mappings, seg: Segment) -> Result<Segment, SegmentError> {
+        let profile = &maps.profile;
         if seg.kind == "text" {
             return Ok(Segment::text(seg.str_of("text").unwrap_or_default()));
         }
         if seg.kind == "at" && seg.str_of("qq").as_deref().map(str::trim) == Some("all") {
             return Ok(Segment::new("mention_all"));
         }
-        let Some(map) = self.maps.segments_out.get(&seg.kind) else {
+        let Some(map) = maps.segments_out.get(&seg.kind) else {
             // Extension types: the profile's name for a known v11 type, an already-dotted name as
             // it is, and any other type under the prefix too (the backend then accepts or refuses it).
-            let target = if seg.kind.contains('.') { seg.kind.clone() } else { profile.prefixed(&seg.kind) };
+            let target = if seg.kind.contains('.') { seg.kind.clone() } else { maps.segment_out_name(&seg.kind) };
             return Ok(Segment { kind: target, data: seg.data });
         };
         let mut data = Map::new();
@@ -268,16 +271,22 @@ mod tests {
     fn every_standard_segment_row_round_trips() {
         let t = translator();
         let me = account(&t);
-        let scope = Scope { account: &me, detail_type: "group", group_id: Some("9"), user_id: Some("8") };
+        let scope = Scope {
+            account: &me,
+            detail_type: "group",
+            group_id: Some("9"),
+            user_id: Some("8"),
+            maps: t.maps.generic(),
+        };
         // A message the bot can quote.
         let quoted = block_on(t.ids.message_to_v11(&scope.record("q-1"))).unwrap();
-        for (v11, map) in &t.maps.segments_out {
+        for (v11, map) in &t.maps.generic().segments_out {
             let mut seg = Segment::new(v11.clone());
             for (key, spec) in &map.fields {
                 let v = if spec.kind == Kind::Message { json!(quoted.to_string()) } else { sample_v11(spec.kind) };
                 seg.data.insert(key.clone(), v);
             }
-            let out = block_on(t.segments_to_v12(vec![seg.clone()])).unwrap().remove(0);
+            let out = block_on(t.segments_to_v12(t.maps.generic(), vec![seg.clone()])).unwrap().remove(0);
             assert_eq!(out.kind, map.target, "{v11}");
             for (key, spec) in &map.fields {
                 let got = &out.data[&spec.name];
@@ -297,10 +306,11 @@ mod tests {
     fn every_extension_type_goes_out_prefixed_and_comes_back_bare() {
         let t = translator();
         let me = account(&t);
-        let scope = Scope { account: &me, detail_type: "private", group_id: None, user_id: Some("8") };
-        for v11 in &t.maps.extension_segments {
+        let scope =
+            Scope { account: &me, detail_type: "private", group_id: None, user_id: Some("8"), maps: t.maps.generic() };
+        for v11 in &t.maps.generic().extension_segments {
             let seg = Segment::new(v11.clone()).with("k", "v,[x]");
-            let out = block_on(t.segments_to_v12(vec![seg.clone()])).unwrap().remove(0);
+            let out = block_on(t.segments_to_v12(t.maps.generic(), vec![seg.clone()])).unwrap().remove(0);
             assert_eq!(out.kind, format!("qq.{v11}"));
             let back = block_on(t.segments_to_v11(&scope, vec![out])).unwrap().remove(0);
             assert_eq!(back, seg);
@@ -314,14 +324,20 @@ mod tests {
     fn special_cases_are_explicit() {
         let t = translator();
         let me = account(&t);
-        let scope = Scope { account: &me, detail_type: "group", group_id: Some("9"), user_id: Some("8") };
-        let out = block_on(t.segments_to_v12(vec![Segment::new("at").with("qq", "all")])).unwrap();
+        let scope = Scope {
+            account: &me,
+            detail_type: "group",
+            group_id: Some("9"),
+            user_id: Some("8"),
+            maps: t.maps.generic(),
+        };
+        let out = block_on(t.segments_to_v12(t.maps.generic(), vec![Segment::new("at").with("qq", "all")])).unwrap();
         assert_eq!(out, vec![Segment::new("mention_all")]);
         let back = block_on(t.segments_to_v11(&scope, out)).unwrap();
         assert_eq!(back, vec![Segment::new("at").with("qq", "all")]);
         // Extra v11 keys on a standard segment travel as extension fields, and come back.
         let img = Segment::new("image").with("file", "f").with("type", "flash");
-        let out = block_on(t.segments_to_v12(vec![img.clone()])).unwrap();
+        let out = block_on(t.segments_to_v12(t.maps.generic(), vec![img.clone()])).unwrap();
         assert_eq!(out[0], Segment::new("image").with("file_id", "f").with("qq.type", "flash"));
         assert_eq!(block_on(t.segments_to_v11(&scope, out)).unwrap()[0], img);
         // Nothing is dropped: required fields missing is an error, not a silent loss.
@@ -331,7 +347,7 @@ mod tests {
             Segment::new("image"),
             Segment::new("location").with("lat", "x"),
         ] {
-            assert!(block_on(t.segments_to_v12(vec![bad.clone()])).is_err(), "{bad:?}");
+            assert!(block_on(t.segments_to_v12(t.maps.generic(), vec![bad.clone()])).is_err(), "{bad:?}");
         }
     }
 

@@ -498,6 +498,7 @@ fn remember_backend(webhook: &Webhook, implementation: Option<String>, onebot_ve
                 implementation,
                 version: known.version,
                 onebot_version: onebot_version.unwrap_or(known.onebot_version),
+                ..Default::default()
             },
         );
     }

@@ -323,10 +323,26 @@ pub async fn refresh(link: &LinkHandle, hub: &Hub) -> Result<(), crate::core::Ca
                         implementation: or_known(text("impl"), known.implementation),
                         version: text("version"),
                         onebot_version: or_known(text("onebot_version"), known.onebot_version),
+                        ..Default::default()
                     },
                 );
             }
         }
     }
+    learn_supported_actions(link, hub).await;
     Ok(())
+}
+
+/// Asks the backend which actions it has, so `get_supported_actions` answers honestly. A backend
+/// without the action (or with an unusable answer) is taken to have every mapped action.
+async fn learn_supported_actions(link: &LinkHandle, hub: &Hub) {
+    match link.call(v12::Request::new("get_supported_actions", Map::new())).await {
+        Ok(resp) if resp.is_ok() => {
+            let Some(list) = resp.data.as_array() else { return };
+            let actions = list.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+            hub.set_supported_actions(link.id, actions);
+        }
+        Ok(resp) => tracing::debug!(retcode = resp.retcode, "backend does not list its actions"),
+        Err(error) => tracing::debug!(%error, "get_supported_actions failed"),
+    }
 }

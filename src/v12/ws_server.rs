@@ -161,6 +161,7 @@ async fn connection(stream: TcpStream, server: Arc<Server>, mut shutdown: watch:
                 implementation: hs.implementation.clone(),
                 version: String::new(),
                 onebot_version: hs.onebot_version.clone(),
+                ..Default::default()
             },
         );
     }
