@@ -313,12 +313,16 @@ impl<S: IdStore> Translator<S> {
             Handler::CanSend => Ok(json!({ "yes": true })),
             Handler::GetSupportedActions => Ok(supported_actions(ctx).into()),
             Handler::QuickOperation => self.handle_quick_operation(ctx, caller, params).await,
-            Handler::GetMsg => self.get_msg(ctx, params).await,
+            Handler::GetMsg => self.get_msg(ctx, caller, params).await,
             Handler::GetFile => self.get_image(ctx, caller, params).await,
             Handler::DownloadFile => self.download_file(ctx, caller, params).await,
             Handler::UploadFile => self.upload_chat_file(name, ctx, caller, params).await,
             Handler::GetFileUrl => self.get_file_url(ctx, caller, params).await,
             Handler::AnswerRequest => self.answer_request(name, ctx, caller, params).await,
+            Handler::Acknowledge => {
+                tracing::debug!(action = name, "nothing to do on this bridge");
+                Ok(Value::Null)
+            }
         }
     }
 
@@ -452,11 +456,19 @@ impl<S: IdStore> Translator<S> {
 
     /// go-cqhttp's `get_msg`, answered from what the bridge remembers of the message (received
     /// events and the bot's own sends), in the asking endpoint's format.
-    async fn get_msg(&self, ctx: ActionContext<'_>, params: &Map<String, Value>) -> Result<Value, ActionError> {
+    async fn get_msg<C: V12Caller>(
+        &self,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        params: &Map<String, Value>,
+    ) -> Result<Value, ActionError> {
         let n = required_i64(params, "message_id")?;
         let record = self.ids.message_to_v12(n).await?;
-        let Some(content) = record.content else {
-            return Err(ActionError::Id(IdError::UnknownMessage(n)));
+        let content = match (record.content.clone(), &ctx.maps.get_message) {
+            (Some(content), _) => content,
+            // The bridge knows the id but not the text: a backend that can look messages up is asked.
+            (None, Some(action)) => self.message_from_backend(ctx, caller, action, &record).await?,
+            (None, None) => return Err(ActionError::Id(IdError::UnknownMessage(n))),
         };
         let message = match ctx.post_format {
             v11::PostFormat::String => Value::String(render_cq(&content.segments)),
@@ -476,6 +488,39 @@ impl<S: IdStore> Translator<S> {
         data.insert("time".into(), content.time.into());
         data.insert("message".into(), message);
         Ok(Value::Object(data))
+    }
+
+    /// A message as the backend's get-message extension gives it (a message event's fields).
+    async fn message_from_backend<C: V12Caller>(
+        &self,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        action: &str,
+        record: &super::ids::MessageRecord,
+    ) -> Result<StoredMessage, ActionError> {
+        let mut p = Map::new();
+        p.insert("message_id".into(), record.key.message_id.clone().into());
+        let data = self.call(ctx, caller, action, p).await?;
+        let sender = data.get("user_id").and_then(id_string).or_else(|| record.user_id.clone());
+        let scope = Scope {
+            account: ctx.account,
+            detail_type: &record.detail_type,
+            group_id: record.group_id.as_deref(),
+            user_id: sender.as_deref(),
+            maps: ctx.maps,
+        };
+        let segments = self.segments_to_v11(&scope, super::segment::read_v12_message(data.get("message"))).await?;
+        let sender_id = match &sender {
+            Some(s) => self.ids.to_v11(s).await?,
+            None => 0,
+        };
+        let name = ["user_name", "nickname"].iter().find_map(|k| data.get(*k).and_then(Value::as_str));
+        Ok(StoredMessage {
+            time: data.get("time").and_then(Value::as_f64).map(|t| t as i64).unwrap_or(0),
+            segments,
+            sender_id,
+            sender_name: name.unwrap_or_default().to_owned(),
+        })
     }
 
     async fn delete_message<C: V12Caller>(

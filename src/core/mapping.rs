@@ -179,6 +179,8 @@ pub enum Handler {
     /// `set_*_add_request`: the profile's answer to a request event; `v12` (if any) is the
     /// action for flags the bridge did not make.
     AnswerRequest,
+    /// Nothing to do on this bridge (`reload_event_filter`: there is no event filter); `null`.
+    Acknowledge,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -743,7 +743,7 @@ impl FakeBackend {
         loop {
             let r =
                 tokio::time::timeout(WAIT, self.requests.recv()).await.expect("no request from the bridge").unwrap();
-            if !matches!(r["action"].as_str(), Some("get_status" | "get_version")) {
+            if !matches!(r["action"].as_str(), Some("get_status" | "get_version" | "get_supported_actions")) {
                 return r;
             }
         }
@@ -759,7 +759,11 @@ impl FakeBackend {
         loop {
             match tokio::time::timeout(d, self.requests.recv()).await {
                 Err(_) => return true,
-                Ok(Some(r)) if matches!(r["action"].as_str(), Some("get_status" | "get_version")) => continue,
+                Ok(Some(r))
+                    if matches!(r["action"].as_str(), Some("get_status" | "get_version" | "get_supported_actions")) =>
+                {
+                    continue
+                }
                 Ok(_) => return false,
             }
         }
