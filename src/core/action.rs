@@ -202,7 +202,13 @@ impl<S: IdStore> Translator<S> {
         params: &Map<String, Value>,
     ) -> Result<Value, ActionError> {
         let row = &ctx.maps.actions[name];
-        let v12_action = row.v12.as_deref().unwrap_or(name);
+        let off = row.when_off.as_ref().filter(|w| {
+            params.get(&w.param).is_some_and(|v| lenient_bool(v) == Some(false) || lenient_i64(v) == Some(0))
+        });
+        let v12_action = match off {
+            Some(w) => w.v12.as_str(),
+            None => row.v12.as_deref().unwrap_or(name),
+        };
         let mut out = Map::new();
         for (key, value) in params {
             match row.params.get(key) {
@@ -613,14 +619,26 @@ mod tests {
     /// Every plain rename in actions.toml: the v12 action, every listed param under its v12
     /// name (ids as strings), and every listed response field under its v11 name.
     #[test]
-    fn every_rename_row_translates_both_ways() {
+    fn every_rename_row_of_every_profile_translates_both_ways() {
         let t = translator();
         let me = account(&t);
-        let backend = BackendInfo::default();
-        let ctx = t.context(&me, &backend, Default::default());
-        let renames: Vec<_> = t.maps.generic().actions.iter().filter(|(_, r)| r.v12.is_some()).collect();
-        assert!(renames.len() >= 10);
+        for (profile, maps) in t.maps.iter() {
+            let backend = BackendInfo { profile: profile.clone(), ..Default::default() };
+            let ctx = t.context(&me, &backend, Default::default());
+            let renames: Vec<_> = maps.actions.iter().filter(|(_, r)| r.v12.is_some()).collect();
+            assert!(renames.len() >= 10, "{profile}");
+            check_renames(&t, ctx, renames);
+        }
+    }
+
+    fn check_renames(
+        t: &Translator<crate::core::MemoryIdStore>,
+        ctx: ActionContext<'_>,
+        renames: Vec<(&String, &crate::core::mapping::ActionRow)>,
+    ) {
+        let profile = &ctx.maps.profile.name;
         for (name, row) in renames {
+            let who = format!("{profile}/{name}");
             let rec = Recorder::default();
             let mut v12_obj = Map::new();
             for (v12, spec) in &row.response.fields {
@@ -628,9 +646,21 @@ mod tests {
             }
             *rec.data.lock().unwrap() =
                 if row.response.list { json!([v12_obj.clone()]) } else { Value::Object(v12_obj.clone()) };
-            // A sample v11 value per kind, and what it must become in v12.
+            // A sample v11 value per kind, and what it must become in v12 (a message the bridge knows).
+            let record = crate::core::ids::MessageRecord {
+                key: crate::core::ids::MessageKey {
+                    self_id: ctx.account.self_id.user_id.clone(),
+                    message_id: "m-1".into(),
+                },
+                detail_type: "group".into(),
+                group_id: None,
+                user_id: None,
+                content: None,
+            };
+            let known = block_on(t.ids.message_to_v11(&record)).unwrap();
             let sample = |kind: Kind| match kind {
                 Kind::Id => (json!(123), json!("123")),
+                Kind::Message => (json!(known), json!("m-1")),
                 Kind::Int => (json!("60"), json!(60)),
                 Kind::Bool => (json!("true"), json!(true)),
                 _ => (json!("p"), json!("p")),
@@ -641,13 +671,13 @@ mod tests {
             }
             let req = v11::Request { action: name.clone(), params, echo: None };
             let answer = block_on(t.handle_action(ctx, &rec, req));
-            assert!(answer.is_ok(), "{name}: {answer:?}");
+            assert!(answer.is_ok(), "{who}: {answer:?}");
             let sent = rec.requests.lock().unwrap().pop().unwrap();
             assert_eq!(Some(sent.action.as_str()), row.v12.as_deref());
             for (v11, spec) in &row.params {
                 match (spec.name.as_str(), spec.kind) {
-                    ("", _) => assert!(!sent.params.contains_key(v11.as_str()), "{name}: {v11} must be dropped"),
-                    (v12, kind) => assert_eq!(sent.params[v12], sample(kind).1, "{name}.{v11}"),
+                    ("", _) => assert!(!sent.params.contains_key(v11.as_str()), "{who}: {v11} must be dropped"),
+                    (v12, kind) => assert_eq!(sent.params[v12], sample(kind).1, "{who}.{v11}"),
                 }
             }
             if row.response.null {
@@ -657,12 +687,12 @@ mod tests {
             let obj = if row.response.list { answer.data[0].clone() } else { answer.data.clone() };
             for (v12, spec) in &row.response.fields {
                 let want = if spec.kind == Kind::Id { json!(77) } else { json!("v") };
-                assert_eq!(obj[&spec.name], want, "{name}: {v12} → {}", spec.name);
+                assert_eq!(obj[&spec.name], want, "{who}: {v12} → {}", spec.name);
             }
             for (k, v) in &row.response.defaults {
                 assert!(
                     obj.get(k).is_some_and(|got| got == v || row.response.fields.values().any(|s| &s.name == k)),
-                    "{name}: default {k}={v}"
+                    "{who}: default {k}={v}"
                 );
             }
         }

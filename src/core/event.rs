@@ -413,6 +413,18 @@ impl<S: IdStore> Translator<S> {
             };
             body.insert(name.to_owned(), converted);
         }
+        // go-cqhttp's semantics, whatever the backend's names: a ban of 0 s is a lift, and a poke
+        // names its sender.
+        if body.get("notice_type").and_then(Value::as_str) == Some("group_ban")
+            && body.get("duration").and_then(Value::as_i64) == Some(0)
+        {
+            body.insert("sub_type".into(), "lift_ban".into());
+        }
+        if body.get("sub_type").and_then(Value::as_str) == Some("poke") && !body.contains_key("sender_id") {
+            if let Some(user) = body.get("user_id").cloned() {
+                body.insert("sender_id".into(), user);
+            }
+        }
         if let Some(r) = request {
             let values = r.flag.iter().map(|f| ev.fields.get(f).cloned().unwrap_or(Value::Null)).collect();
             body.insert("flag".into(), super::requests::pack_flag(&ev.detail_type, values).into());
@@ -443,11 +455,23 @@ mod tests {
     /// Every notice row of events.toml: its v11 name, and every listed field under its v11 name
     /// with the kind's conversion.
     #[test]
-    fn every_notice_row_translates() {
+    fn every_notice_row_of_every_profile_translates() {
         let t = translator();
         let me = account(&t);
-        let rows: Vec<_> = t.maps.generic().events.iter().filter(|(k, _)| k.starts_with("notice.")).collect();
-        assert!(rows.len() >= 9);
+        for (profile, maps) in t.maps.iter() {
+            let rows: Vec<_> = maps.events.iter().filter(|(k, _)| k.starts_with("notice.")).collect();
+            assert!(rows.len() >= 9, "{profile}");
+            let backend = BackendInfo { profile: profile.clone(), ..Default::default() };
+            check_notice_rows(&t, &me, &backend, rows);
+        }
+    }
+
+    fn check_notice_rows(
+        t: &Translator<crate::core::MemoryIdStore>,
+        me: &Account,
+        backend: &BackendInfo,
+        rows: Vec<(&String, &EventRow)>,
+    ) {
         for (name, row) in rows {
             let mut fields = Map::new();
             for (v12, spec) in &row.fields {
@@ -465,14 +489,10 @@ mod tests {
                     self_id: Some(me.self_id.clone()),
                     fields: fields.clone(),
                 };
-                let out = block_on(t.to_v11_event(
-                    t.context(&me, &BackendInfo::default(), Default::default()),
-                    &ev,
-                    0,
-                    &Recorder::default(),
-                ))
-                .unwrap()
-                .unwrap();
+                let out =
+                    block_on(t.to_v11_event(t.context(me, backend, Default::default()), &ev, 0, &Recorder::default()))
+                        .unwrap()
+                        .unwrap();
                 assert_eq!(out.body["notice_type"], row.v11, "{name}");
                 assert_eq!(out.body.get("sub_type").and_then(Value::as_str).unwrap_or(""), sub11, "{name} {sub12:?}");
                 for (v12, spec) in &row.fields {
@@ -485,6 +505,77 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Every request row of every profile: the v11 request, and its flag answering through the
+    /// backend's own action with the flag's fields (types kept) and the bot's answer.
+    #[test]
+    fn every_request_row_of_every_profile_answers_through_its_flag() {
+        let t = translator();
+        let me = account(&t);
+        let mut seen = 0;
+        for (profile, maps) in t.maps.iter() {
+            let backend = BackendInfo { profile: profile.clone(), ..Default::default() };
+            for (detail, row) in &maps.requests {
+                seen += 1;
+                let mut fields = Map::new();
+                for (v12, spec) in &row.fields {
+                    fields.insert(v12.clone(), sample(spec.kind));
+                }
+                for (i, f) in row.flag.iter().enumerate() {
+                    fields.entry(f.clone()).or_insert(json!(900 + i));
+                }
+                let ev = Event {
+                    id: "r".into(),
+                    time: 5.0,
+                    kind: "request".into(),
+                    detail_type: detail.clone(),
+                    sub_type: String::new(),
+                    self_id: Some(me.self_id.clone()),
+                    fields: fields.clone(),
+                };
+                let ctx = t.context(&me, &backend, Default::default());
+                let out = block_on(t.to_v11_event(ctx, &ev, 0, &Recorder::default())).unwrap().unwrap();
+                assert_eq!(out.body["request_type"], row.v11, "{profile}/{detail}");
+                if let Some(sub) = &row.sub_type {
+                    assert_eq!(out.body["sub_type"], json!(sub), "{profile}/{detail}");
+                }
+                let flag = out.body["flag"].clone();
+                let action = if row.v11 == "friend" { "set_friend_add_request" } else { "set_group_add_request" };
+                let rec = Recorder::default();
+                let params = json!({"flag": flag, "approve": false, "reason": "no"});
+                let req = crate::core::v11::Request {
+                    action: action.into(),
+                    params: params.as_object().unwrap().clone(),
+                    echo: None,
+                };
+                let answer = block_on(t.handle_action(ctx, &rec, req.clone()));
+                let rejects = row.answer_params.contains_key("approve") || row.reject.is_some();
+                if !rejects {
+                    // A backend that can only accept: a rejection is refused, never turned into an acceptance.
+                    assert_eq!(answer.msg.as_deref(), Some("BRIDGE_UNSUPPORTED_BY_BACKEND"), "{profile}/{detail}");
+                    assert!(rec.requests.lock().unwrap().is_empty(), "{profile}/{detail}");
+                    let mut accept = req;
+                    accept.params.insert("approve".into(), json!(true));
+                    assert!(block_on(t.handle_action(ctx, &rec, accept)).is_ok(), "{profile}/{detail}");
+                } else {
+                    assert!(answer.is_ok(), "{profile}/{detail}: {answer:?}");
+                }
+                let sent = rec.requests.lock().unwrap().pop().unwrap();
+                let want = match (&row.reject, rejects && !row.answer_params.contains_key("approve")) {
+                    (Some(reject), true) => reject,
+                    _ => &row.answer,
+                };
+                assert_eq!(&sent.action, want, "{profile}/{detail}");
+                for f in &row.flag {
+                    assert_eq!(sent.params[f], fields[f], "{profile}/{detail}: flag field {f}");
+                }
+                if let Some(spec) = row.answer_params.get("approve") {
+                    assert_eq!(sent.params[&spec.name], json!(false), "{profile}/{detail}: approve");
+                }
+            }
+        }
+        assert!(seen >= 3, "the profiles answer requests");
     }
 
     #[test]

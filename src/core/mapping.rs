@@ -197,6 +197,18 @@ pub struct ActionRow {
     pub defaults: Map<String, Value>,
     #[serde(default)]
     pub response: ResponseRow,
+    /// Another v12 action when a param is false or 0 (Walle-Q's `unset_group_admin` for
+    /// `enable: false`, `unban_group_member` for `duration: 0`).
+    #[serde(default)]
+    pub when_off: Option<WhenOff>,
+}
+
+/// `when_off = { param = "enable", v12 = "unset_group_admin" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhenOff {
+    pub param: String,
+    pub v12: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -345,6 +357,10 @@ pub struct RequestRow {
     /// Constant params of the answer.
     #[serde(default)]
     pub answer_defaults: Map<String, Value>,
+    /// For a backend whose answer can only accept (no `approve` param): the action that rejects,
+    /// if it has one. Without it, a rejection is refused rather than turned into an acceptance.
+    #[serde(default)]
+    pub reject: Option<String>,
 }
 
 /// All tables, indexed for lookups.

@@ -11,6 +11,7 @@ pub mod event;
 pub mod files;
 pub mod ids;
 pub mod mapping;
+pub mod matrix;
 pub mod media;
 pub mod message;
 pub mod quick;

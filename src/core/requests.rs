@@ -69,6 +69,17 @@ impl<S: IdStore> Translator<S> {
                 ),
             });
         };
+        let approve = params.get("approve").filter(|v| !v.is_null()).map(|v| lenient_bool(v).unwrap_or(true));
+        let mut action = row.answer.as_str();
+        if approve == Some(false) && !row.answer_params.contains_key("approve") {
+            // The answer can only accept: reject through the backend's own action, or refuse.
+            action = row.reject.as_deref().ok_or_else(|| ActionError::Unsupported {
+                action: name.to_owned(),
+                profile: ctx.maps.profile.name.clone(),
+                implementation: ctx.backend.implementation.clone(),
+                reason: format!("`{}` can only accept a `{detail}` request; rejecting is not possible", row.answer),
+            })?;
+        }
         let mut p = Map::new();
         for (field, value) in row.flag.iter().zip(values) {
             p.insert(field.clone(), value);
@@ -93,7 +104,7 @@ impl<S: IdStore> Translator<S> {
         for (k, v) in &row.answer_defaults {
             p.entry(k.clone()).or_insert_with(|| v.clone());
         }
-        self.call(ctx, caller, &row.answer, p).await?;
+        self.call(ctx, caller, action, p).await?;
         Ok(Value::Null)
     }
 }

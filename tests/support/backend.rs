@@ -48,6 +48,10 @@ use super::WAIT;
 /// How the scripted backend introduces itself.
 #[derive(Clone)]
 pub struct BackendOptions {
+    /// The implementation name in `meta.connect` and `get_version` (the bridge picks its profile by it).
+    pub implementation: String,
+    /// What `get_supported_actions` lists (empty: the action is unsupported, 10002).
+    pub supported_actions: Vec<String>,
     /// v12 `self.user_id`s of the accounts on the link.
     pub accounts: Vec<String>,
     pub platform: String,
@@ -70,6 +74,8 @@ pub struct BackendOptions {
 impl Default for BackendOptions {
     fn default() -> Self {
         BackendOptions {
+            implementation: "fake".into(),
+            supported_actions: Vec::new(),
             accounts: vec!["10001".into()],
             platform: "qq".into(),
             token: None,
@@ -332,7 +338,7 @@ impl Script {
 
     fn hello(&self) -> [Value; 2] {
         let connect = json!({"id": "", "time": 1.0, "type": "meta", "detail_type": "connect", "sub_type": "",
-            "version": {"impl": "fake", "version": "1.0", "onebot_version": "12"}});
+            "version": {"impl": self.opts.implementation, "version": "1.0", "onebot_version": "12"}});
         let status = json!({"id": "", "time": 1.0, "type": "meta", "detail_type": "status_update", "sub_type": "",
             "status": default_answer(&json!({"action": "get_status"}), &self.opts, 0)["data"]});
         [connect, status]
@@ -521,7 +527,8 @@ fn default_answer(req: &Value, opts: &BackendOptions, seq: usize) -> Value {
         "get_status" => ok(
             json!({"good": true, "bots": opts.accounts.iter().map(|a| json!({"self": {"platform": opts.platform, "user_id": a}, "online": true})).collect::<Vec<_>>()}),
         ),
-        "get_version" => ok(json!({"impl": "fake", "version": "1.0", "onebot_version": "12"})),
+        "get_version" => ok(json!({"impl": opts.implementation, "version": "1.0", "onebot_version": "12"})),
+        "get_supported_actions" if !opts.supported_actions.is_empty() => ok(json!(opts.supported_actions)),
         _ => json!({"status": "failed", "retcode": 10002, "data": null, "message": "unsupported action"}),
     }
 }
@@ -747,6 +754,23 @@ impl FakeBackend {
                 return r;
             }
         }
+    }
+
+    /// The next request that is not the bridge's own discovery (`get_status`, `get_version`,
+    /// `get_supported_actions`), if one comes within `d`.
+    pub async fn next_request_within(&mut self, d: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let r = tokio::time::timeout_at(deadline, self.requests.recv()).await.ok()??;
+            if !matches!(r["action"].as_str(), Some("get_status" | "get_version" | "get_supported_actions")) {
+                return Some(r);
+            }
+        }
+    }
+
+    /// Forgets every request recorded so far.
+    pub fn drain_requests(&mut self) {
+        while self.requests.try_recv().is_ok() {}
     }
 
     /// The next action request, whatever it is.
