@@ -225,6 +225,19 @@ pub struct HttpServerEntry {
     /// Serve only this bot account (v11 self_id).
     #[serde(default)]
     pub self_id: Option<i64>,
+    /// go-cqhttp's `long-polling`: events queued for `get_updates`.
+    #[serde(default)]
+    pub long_polling: Option<LongPollingEntry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LongPollingEntry {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Events kept for `get_updates` (oldest dropped first); go-cqhttp's default 2000.
+    #[serde(default)]
+    pub max_queue_size: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -382,6 +395,8 @@ pub struct HttpServer {
     /// `get_msg` answers in this format.
     pub post_format: PostFormat,
     pub self_id: Option<i64>,
+    /// `get_updates` long polling, with this many events queued at most.
+    pub long_polling: Option<usize>,
 }
 
 /// A bot's webhook the bridge POSTs events to (go-cqhttp `http.post`).
@@ -595,11 +610,16 @@ impl Config {
                 ServerEntry::Http(h) if !h.disabled => {
                     let token = token_of(h.middlewares);
                     if !h.address.trim().is_empty() {
+                        let long_polling = match &h.long_polling {
+                            Some(lp) if lp.enabled => Some(lp.max_queue_size.unwrap_or(2000).clamp(1, 100_000)),
+                            _ => None,
+                        };
                         http_servers.push(HttpServer {
                             addr: parse_addr(&h.address)?,
                             token,
                             post_format: h.post_format.unwrap_or(global_format),
                             self_id: h.self_id,
+                            long_polling,
                         });
                     }
                     let timeout = Duration::from_secs(h.timeout.unwrap_or(5).max(5));
@@ -657,6 +677,7 @@ impl Config {
                 token: flag_token(),
                 post_format: global_format,
                 self_id: None,
+                long_polling: None,
             });
         }
         for url in &flags.http_post {

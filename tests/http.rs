@@ -744,3 +744,40 @@ async fn aiocqhttp_quick_reply_mentions_the_sender() {
     drop(bot);
     bridge.stop().await;
 }
+
+/// go-cqhttp's long polling: with `long-polling` on an HTTP server, `get_updates` hands out the
+/// events queued since the last call (waiting for one when there are none); anywhere else it is a
+/// clear failure.
+#[tokio::test]
+async fn get_updates_long_polls_where_configured() {
+    let backend = FakeBackend::start(BackendOptions::default()).await;
+    let file: FileConfig = toml::from_str(
+        "[[servers]]\nhttp = { address = \"127.0.0.1:0\", post-format = \"array\", long-polling = { enabled = true, max-queue-size = 2 } }\n",
+    )
+    .unwrap();
+    let overrides = Overrides { backend_ws: vec![backend.url()], ws: vec!["127.0.0.1:0".into()], ..Default::default() };
+    let bridge = Bridge::start(Config::resolve(file, overrides).unwrap()).await.unwrap();
+    let addr = bridge.addrs().http[0];
+    let mut bot = Bot::connect(bridge.ws_addrs()[0], "/", None).await.unwrap();
+    bot.next_event().await;
+    for (id, text) in [("u1", "one"), ("u2", "two"), ("u3", "three")] {
+        backend.push(v12_message("private", "10001", json!({"message_id": id, "user_id": "20002", "message": text})));
+        bot.next_event().await;
+    }
+    // A queue of 2 kept the newest two.
+    let got = post_json(addr, "/get_updates", "", &json!({"limit": 0, "timeout": 1})).await.json();
+    let texts: Vec<_> = got["data"].as_array().unwrap().iter().map(|e| e["raw_message"].clone()).collect();
+    assert_eq!(texts, [json!("two"), json!("three")], "{got}");
+    assert_eq!(got["data"][0]["message"][0]["type"], "text", "the server's array format");
+    // Nothing queued: the call waits for the next event.
+    let waiting =
+        tokio::spawn(async move { post_json(addr, "/get_updates", "", &json!({"timeout": 10})).await.json() });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    backend.push(v12_message("private", "10001", json!({"message_id": "u4", "user_id": "20002", "message": "four"})));
+    let got = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
+    assert_eq!(got["data"][0]["raw_message"], "four", "{got}");
+    // The WebSocket endpoint has no long polling.
+    let answer = bot.call("get_updates", json!({})).await;
+    assert_eq!((answer["retcode"].as_i64(), answer["msg"].as_str()), (Some(100), Some("LONG_POLLING_DISABLED")));
+    bridge.stop().await;
+}

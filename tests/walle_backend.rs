@@ -45,9 +45,13 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use walle_core::action::{Action, GetFile, TryFromAction, UploadFile, UploadFileFragmented};
 use walle_core::config::{Heartbeat, HttpClient, HttpServer, ImplConfig, WebSocketClient, WebSocketServer};
-use walle_core::event::Event;
+use walle_core::event::{
+    BaseEvent, DetailTypeLevel, Event, Group, GroupMessageDelete, Message as MessageType, Notice, Request,
+    SubTypeLevel, ToEvent, TypeLevel,
+};
 use walle_core::obc::ImplOBC;
 use walle_core::resp::{resp_error, Resp, RespError};
+use walle_core::segment::MsgSegment;
 use walle_core::structs::{Bot as WalleBot, Selft, Status, Version};
 use walle_core::util::{OneBotBytes, Value, ValueMap};
 use walle_core::{ActionHandler, EventHandler, GenStatus, OneBot, WalleResult};
@@ -66,6 +70,9 @@ const ACCOUNT: &str = "10001";
 /// of every action walle-core handed to it (see [`record`]).
 struct Handler {
     selft: Selft,
+    /// The implementation's name: `get_version`'s `impl`; `walle-q` also answers Walle-Q's
+    /// extension actions (see [`Handler::walle_q`]).
+    implt: String,
     seen: mpsc::UnboundedSender<Json>,
     sent: AtomicUsize,
     status_calls: Arc<AtomicUsize>,
@@ -276,11 +283,157 @@ impl ActionHandler<Event, Action, Resp> for Handler {
                 self.status_calls.fetch_add(1, Ordering::SeqCst);
                 ok(json!({"good": true, "bots": [{"self": me, "online": true}]}))
             }
-            "get_version" => ok(json!({"impl": "walle-test", "version": walle_core::VERSION, "onebot_version": "12"})),
+            "get_version" => ok(json!({"impl": self.implt, "version": walle_core::VERSION, "onebot_version": "12"})),
             "get_self_info" => {
                 ok(json!({"user_id": self.selft.user_id, "user_name": "walle-bot", "user_displayname": ""}))
             }
-            other => resp_error::unsupported_action(other).into(),
+            other => match self.walle_q(&action) {
+                Some(resp) => resp,
+                None => resp_error::unsupported_action(other).into(),
+            },
+        })
+    }
+}
+
+/// Walle-Q's own models (walle-q `src/model/{action,request}.rs`, `notice.rs`), with walle-core's
+/// derives as Walle-Q declares them: its actions are read with walle's typed conversion (so an id
+/// that is not a string, or a `request_id` that is not an integer, fails as it would in Walle-Q);
+/// its events are built as walle `BaseEvent`s and turned into walle `Event`s.
+mod wq {
+    // The actions' fields are only checked (walle's conversion fails on a missing or mistyped
+    // one, which the bot then sees as a failure), never read.
+    #![allow(dead_code)]
+
+    use walle_core::prelude::{PushToValueMap, ToEvent, TryFromAction, TryFromValue};
+
+    #[derive(Debug, TryFromValue, TryFromAction)]
+    pub struct GetMessage {
+        pub message_id: String,
+    }
+
+    #[derive(Debug, TryFromValue, TryFromAction)]
+    pub struct KickGroupMember {
+        pub group_id: String,
+        pub user_id: String,
+    }
+
+    #[derive(Debug, TryFromValue, TryFromAction)]
+    pub struct BanGroupMember {
+        pub group_id: String,
+        pub user_id: String,
+        pub duration: u32,
+    }
+
+    #[derive(Debug, TryFromValue, TryFromAction)]
+    pub struct UnbanGroupMember {
+        pub group_id: String,
+        pub user_id: String,
+    }
+
+    #[derive(Debug, TryFromValue, TryFromAction)]
+    pub struct SetGroupAdmin {
+        pub group_id: String,
+        pub user_id: String,
+    }
+
+    #[derive(Debug, TryFromValue, TryFromAction)]
+    pub struct UnsetGroupAdmin {
+        pub group_id: String,
+        pub user_id: String,
+    }
+
+    #[derive(Debug, TryFromValue, TryFromAction)]
+    pub struct SetNewFriend {
+        pub user_id: String,
+        pub request_id: i64,
+        pub accept: bool,
+        pub self_id: Option<String>,
+    }
+
+    #[derive(Debug, Clone, PushToValueMap, ToEvent)]
+    #[event(detail_type)]
+    pub struct NewFriend {
+        pub request_id: i64,
+        pub user_id: String,
+        pub user_name: String,
+        pub message: String,
+    }
+
+    #[derive(Debug, Clone, PushToValueMap, ToEvent)]
+    #[event(detail_type)]
+    pub struct GroupMemberBan {
+        pub group_id: String,
+        pub user_id: String,
+        pub operator_id: String,
+        pub duration: i64,
+    }
+
+    #[derive(Debug, Clone, PushToValueMap, ToEvent)]
+    #[event(sub_type)]
+    pub struct Recall {}
+}
+
+/// A walle event of Walle-Q's kind (`ty` the type-level part, `detail`, `sub` the others).
+fn walle_q_event<T, D, S>(id: &str, time: f64, ty: T, detail: D, sub: S) -> Event
+where
+    T: ToEvent<TypeLevel>,
+    D: ToEvent<DetailTypeLevel>,
+    S: ToEvent<SubTypeLevel>,
+{
+    Event::from(BaseEvent {
+        id: id.to_owned(),
+        time,
+        implt: (),
+        platform: (),
+        ty,
+        detail_type: detail,
+        sub_type: sub,
+        extra: ValueMap::new(),
+    })
+}
+
+/// `null` when walle reads the action as `T`, else walle's bad-param error.
+fn typed_ok<T: TryFromAction + std::fmt::Debug>(action: &Action) -> Resp {
+    match T::try_from_action(action.clone()) {
+        Ok(_) => Resp::ok(Value::Null, ""),
+        Err(e) => resp_error::bad_param(e).into(),
+    }
+}
+
+impl Handler {
+    /// Walle-Q's unprefixed extension actions, answered only when this walle calls itself
+    /// `walle-q`: the group-management ones and `set_new_friend` with `null`, `get_message` with
+    /// the whole message event (as Walle-Q answers it), which this walle keeps for any id.
+    fn walle_q(&self, action: &Action) -> Option<Resp> {
+        if self.implt != "walle-q" {
+            return None;
+        }
+        Some(match action.action.as_str() {
+            "kick_group_member" => typed_ok::<wq::KickGroupMember>(action),
+            "ban_group_member" => typed_ok::<wq::BanGroupMember>(action),
+            "unban_group_member" => typed_ok::<wq::UnbanGroupMember>(action),
+            "set_group_admin" => typed_ok::<wq::SetGroupAdmin>(action),
+            "unset_group_admin" => typed_ok::<wq::UnsetGroupAdmin>(action),
+            "set_new_friend" => typed_ok::<wq::SetNewFriend>(action),
+            "get_message" => match wq::GetMessage::try_from_action(action.clone()) {
+                Ok(get) => {
+                    let message = MessageType {
+                        selft: self.selft.clone(),
+                        message_id: get.message_id.clone(),
+                        message: vec![MsgSegment {
+                            ty: "text".into(),
+                            data: ValueMap::from([("text".to_owned(), Value::Str("kept by walle-q".into()))]),
+                        }],
+                        alt_message: "kept by walle-q".into(),
+                        user_id: "20002".into(),
+                    };
+                    let group = Group { group_id: "30003".into() };
+                    let ev = walle_q_event(&format!("walle-q-{}", get.message_id), 1700000123.0, message, group, ());
+                    Resp::ok(Value::from(ev), "")
+                }
+                Err(e) => resp_error::bad_param(e).into(),
+            },
+            _ => return None,
         })
     }
 }
@@ -301,27 +454,32 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// walle's forward WebSocket server on `port`. `heartbeat`: its interval in seconds, `None` for none.
+fn ws_server(token: Option<&str>, heartbeat: Option<u32>) -> impl Fn(u16) -> ImplConfig {
+    let token = token.map(str::to_owned);
+    move |port| ImplConfig {
+        http: vec![],
+        http_webhook: vec![],
+        websocket: vec![WebSocketServer { host: [127, 0, 0, 1].into(), port, path: None, access_token: token.clone() }],
+        websocket_rev: vec![],
+        heartbeat: Heartbeat { enabled: heartbeat.is_some(), interval: heartbeat.unwrap_or(4) },
+    }
+}
+
 impl Walle {
     /// Serving forward WebSocket. `heartbeat`: walle's interval in seconds, `None` for none.
     async fn start(token: Option<&str>, heartbeat: Option<u32>) -> Walle {
-        let token = token.map(str::to_owned);
-        Walle::start_with(move |port| ImplConfig {
-            http: vec![],
-            http_webhook: vec![],
-            websocket: vec![WebSocketServer {
-                host: [127, 0, 0, 1].into(),
-                port,
-                path: None,
-                access_token: token.clone(),
-            }],
-            websocket_rev: vec![],
-            heartbeat: Heartbeat { enabled: heartbeat.is_some(), interval: heartbeat.unwrap_or(4) },
-        })
-        .await
+        Walle::start_as("walle-test", ws_server(token, heartbeat)).await
     }
 
     /// With the transports `config` gives for a free loopback `port` (walle binds it itself).
     async fn start_with(config: impl Fn(u16) -> ImplConfig) -> Walle {
+        Walle::start_as("walle-test", config).await
+    }
+
+    /// Introducing itself as `implt`: in `meta.connect`'s `version.impl`, `get_version`, the
+    /// reverse-WS subprotocol (`12.<implt>`) and the webhook's `X-Impl`.
+    async fn start_as(implt: &str, config: impl Fn(u16) -> ImplConfig) -> Walle {
         let mut last_error = None;
         // Another process may take the port between our probe and walle's bind: try again.
         for _ in 0..5 {
@@ -330,17 +488,15 @@ impl Walle {
             let store = Arc::new(Mutex::new(Store::default()));
             let handler = Handler {
                 selft: Selft { platform: PLATFORM.into(), user_id: ACCOUNT.into() },
+                implt: implt.to_owned(),
                 seen: tx,
                 sent: AtomicUsize::new(0),
                 status_calls: status_calls.clone(),
                 store: store.clone(),
             };
-            let version = Version {
-                implt: "walle-test".into(),
-                version: walle_core::VERSION.into(),
-                onebot_version: "12".into(),
-            };
-            let ob = Arc::new(OneBot::new(handler, ImplOBC::new("walle-test".into()), version));
+            let version =
+                Version { implt: implt.to_owned(), version: walle_core::VERSION.into(), onebot_version: "12".into() };
+            let ob = Arc::new(OneBot::new(handler, ImplOBC::new(implt.to_owned()), version));
             let port = free_port();
             match ob.start::<Event, Action, Resp>((), config(port), true).await {
                 Ok(()) => return Walle { ob, port, seen, status_calls, store },
@@ -360,7 +516,11 @@ impl Walle {
 
     /// Pushes a v12 event (given as wire JSON) to every connected application.
     async fn push(&self, event: Json) {
-        let event: Event = serde_json::from_value(event).unwrap();
+        self.push_event(serde_json::from_value(event).unwrap()).await;
+    }
+
+    /// Pushes a walle event to every connected application.
+    async fn push_event(&self, event: Event) {
         self.ob.handle_event::<Event, Action, Resp>(event).await.unwrap();
     }
 
@@ -645,8 +805,18 @@ fn walle_link(bridge: &Bridge) -> Option<(usize, bool)> {
 /// walle serving actions over HTTP (with `token`) and pushing events to the webhook of a bridge
 /// started here, whose requests are MessagePack when `msgpack`.
 async fn walle_over_http(token: &str, msgpack: bool, extra: impl FnOnce(&mut Overrides)) -> (Walle, Bridge) {
+    walle_over_http_as("walle-test", token, msgpack, extra).await
+}
+
+/// [`walle_over_http`] with walle calling itself `implt`.
+async fn walle_over_http_as(
+    implt: &str,
+    token: &str,
+    msgpack: bool,
+    extra: impl FnOnce(&mut Overrides),
+) -> (Walle, Bridge) {
     let hook_port = free_port();
-    let walle = Walle::start_with(|port| ImplConfig {
+    let walle = Walle::start_as(implt, |port| ImplConfig {
         http: vec![HttpServer { host: [127, 0, 0, 1].into(), port, path: None, access_token: Some(token.into()) }],
         http_webhook: vec![HttpClient {
             implt: None,
@@ -1040,4 +1210,173 @@ async fn a_local_file_outside_the_allowed_directories_is_refused_and_nothing_rea
     bridge.stop().await;
     walle.stop().await;
     let _ = std::fs::remove_dir_all(&root);
+}
+
+// ---- walle as Walle-Q ----
+
+/// Waits until the bridge has chosen `profile` for the walle account's link (the name arrives
+/// with `meta.connect`, `X-Impl` or `get_version`, possibly after the bot's lifecycle event).
+async fn profile_settles(bridge: &Bridge, profile: &str) {
+    let chosen = || walle_link(bridge).map(|(link, _)| bridge.hub().backend_info(link));
+    let settled = eventually(WAIT, || chosen().is_some_and(|info| info.profile == profile)).await;
+    assert!(settled, "the bridge never chose the {profile} profile: {:?}", chosen());
+}
+
+/// walle-core calling itself `walle-q` (forward WebSocket: the name comes in `meta.connect`'s
+/// `version.impl` and `get_version`) gets Walle-Q's own unprefixed actions with string ids, and
+/// the bot their `ok`; `get_msg` for a message the bridge knows only by id asks walle's
+/// `get_message`; an action the walle-q profile marks unsupported never reaches walle.
+#[tokio::test]
+async fn walle_calling_itself_walle_q_gets_walle_qs_actions_and_not_what_it_cannot_do() {
+    let mut walle = Walle::start_as("walle-q", ws_server(None, None)).await;
+    let bridge = bridge_to(&walle, None, |_| {}).await;
+    let mut bot = bot_on(&bridge).await;
+    profile_settles(&bridge, "walle-q").await;
+    let (link, _) = walle_link(&bridge).unwrap();
+    assert_eq!(bridge.hub().backend_info(link).implementation, "walle-q");
+
+    let ids = json!({"group_id": "30003", "user_id": "20002"});
+    for (action, params, want, want_params) in [
+        // go-cqhttp's reject_add_request has no Walle-Q twin: it is dropped.
+        (
+            "set_group_kick",
+            json!({"group_id": 30003, "user_id": 20002, "reject_add_request": true}),
+            "kick_group_member",
+            ids.clone(),
+        ),
+        (
+            "set_group_ban",
+            json!({"group_id": 30003, "user_id": 20002, "duration": 600}),
+            "ban_group_member",
+            json!({"group_id": "30003", "user_id": "20002", "duration": 600}),
+        ),
+        (
+            "set_group_ban",
+            json!({"group_id": 30003, "user_id": 20002, "duration": 0}),
+            "unban_group_member",
+            Json::Null,
+        ),
+        (
+            "set_group_admin",
+            json!({"group_id": 30003, "user_id": 20002, "enable": true}),
+            "set_group_admin",
+            ids.clone(),
+        ),
+        (
+            "set_group_admin",
+            json!({"group_id": 30003, "user_id": 20002, "enable": false}),
+            "unset_group_admin",
+            ids.clone(),
+        ),
+    ] {
+        let answer = bot.call(action, params.clone()).await;
+        assert_eq!(
+            (answer["status"].as_str(), &answer["retcode"]),
+            (Some("ok"), &json!(0)),
+            "{action} {params}: {answer}"
+        );
+        assert_eq!(answer["data"], Json::Null, "{action}: {answer}");
+        let got = walle.next_action().await;
+        assert_eq!(got["action"], want, "{action} {params}: {got}");
+        assert_eq!(got["self"], json!({"platform": "qq", "user_id": "10001"}));
+        assert_eq!(
+            (&got["params"]["group_id"], &got["params"]["user_id"]),
+            (&ids["group_id"], &ids["user_id"]),
+            "{got}"
+        );
+        if !want_params.is_null() {
+            assert_eq!(got["params"], want_params, "{action} {params}");
+        }
+    }
+
+    // A recall tells the bridge a message's id, not its content: get_msg asks walle-q.
+    let me = Selft { platform: PLATFORM.into(), user_id: ACCOUNT.into() };
+    let delete = GroupMessageDelete {
+        group_id: "30003".into(),
+        message_id: "wq-old-1".into(),
+        user_id: "20002".into(),
+        operator_id: "20002".into(),
+    };
+    walle.push_event(walle_q_event("walle-q-recall", 1700000200.0, Notice { selft: me }, delete, wq::Recall {})).await;
+    let recall = bot.next_event().await;
+    assert_eq!(recall["notice_type"], "group_recall", "{recall}");
+    let got = bot.call("get_msg", json!({"message_id": recall["message_id"]})).await;
+    assert_eq!(got["status"], "ok", "{got}");
+    assert_eq!(got["data"]["message"], "kept by walle-q", "{got}");
+    assert_eq!(got["data"]["sender"]["user_id"], 20002, "{got}");
+    assert_eq!(got["data"]["time"], 1700000123, "{got}");
+    let asked = walle.next_action().await;
+    assert_eq!(asked["action"], "get_message", "{asked}");
+    assert_eq!(asked["params"]["message_id"], "wq-old-1", "walle's own id: {asked}");
+
+    // The profile refuses this before walle hears of it.
+    let refused = bot.call("get_group_honor_info", json!({"group_id": 30003, "type": "all"})).await;
+    assert_eq!((refused["status"].as_str(), &refused["retcode"]), (Some("failed"), &json!(100)), "{refused}");
+    assert_eq!(refused["msg"], "BRIDGE_UNSUPPORTED_BY_BACKEND", "{refused}");
+    let wording = refused["wording"].as_str().expect("a wording");
+    assert!(wording.contains("walle-q"), "{wording}");
+    // The next thing walle hears is the next call: the refused one never reached it.
+    let login = bot.call("get_login_info", json!({})).await;
+    assert_eq!(login["data"]["nickname"], "walle-bot", "{login}");
+    assert_eq!(walle.next_action().await["action"], "get_self_info");
+
+    bot.close().await;
+    bridge.stop().await;
+    walle.stop().await;
+}
+
+/// walle-core calling itself `walle-q` over HTTP + webhook (the name comes in `X-Impl` and
+/// `get_version`) pushes Walle-Q's `new_friend` request and `group_member_ban` notice through
+/// its own event API: the bot gets go-cqhttp's friend request, whose flag answers it through
+/// `set_new_friend` with the integer request id, and go-cqhttp's `group_ban`.
+#[tokio::test]
+async fn walle_qs_friend_request_is_answered_through_set_new_friend_and_its_ban_notice_is_a_group_ban() {
+    let (mut walle, bridge) = walle_over_http_as("walle-q", "walle-q-secret", false, |_| {}).await;
+    let mut bot = bot_on(&bridge).await;
+    profile_settles(&bridge, "walle-q").await;
+
+    let me = Selft { platform: PLATFORM.into(), user_id: ACCOUNT.into() };
+    let new_friend = wq::NewFriend {
+        request_id: 4_000_000_077,
+        user_id: "20002".into(),
+        user_name: "asker".into(),
+        message: "let me in, [walle] & co".into(),
+    };
+    walle.push_event(walle_q_event("walle-q-req-1", 1700000300.0, Request { selft: me.clone() }, new_friend, ())).await;
+    let ev = bot.next_event().await;
+    assert_eq!((ev["post_type"].as_str(), ev["request_type"].as_str()), (Some("request"), Some("friend")), "{ev}");
+    assert_eq!((&ev["self_id"], &ev["user_id"]), (&json!(10001), &json!(20002)), "{ev}");
+    assert_eq!(ev["comment"], "let me in, [walle] & co", "{ev}");
+    let flag = ev["flag"].as_str().filter(|f| !f.is_empty()).expect("a flag").to_owned();
+
+    let answer = bot.call("set_friend_add_request", json!({"flag": flag, "approve": true})).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    let got = walle.next_action().await;
+    assert_eq!(got["action"], "set_new_friend", "{got}");
+    assert_eq!(got["self"], json!({"platform": "qq", "user_id": "10001"}));
+    assert_eq!(
+        got["params"],
+        json!({"request_id": 4_000_000_077_i64, "user_id": "20002", "accept": true}),
+        "the request id still an integer (past i32), the user id a string"
+    );
+
+    let ban = wq::GroupMemberBan {
+        group_id: "30003".into(),
+        user_id: "20002".into(),
+        operator_id: "20004".into(),
+        duration: 600,
+    };
+    walle.push_event(walle_q_event("walle-q-ban-1", 1700000400.0, Notice { selft: me }, ban, ())).await;
+    let ev = bot.next_event().await;
+    assert_eq!((ev["notice_type"].as_str(), ev["sub_type"].as_str()), (Some("group_ban"), Some("ban")), "{ev}");
+    assert_eq!(
+        (&ev["group_id"], &ev["user_id"], &ev["operator_id"], &ev["duration"]),
+        (&json!(30003), &json!(20002), &json!(20004), &json!(600)),
+        "{ev}"
+    );
+    assert_eq!(ev["time"], 1700000400, "{ev}");
+
+    bot.close().await;
+    bridge.stop().await;
+    walle.stop().await;
 }

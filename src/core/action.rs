@@ -24,6 +24,8 @@ const META_ACTIONS: [&str; 4] = ["get_status", "get_version", "get_supported_act
 pub enum ActionError {
     #[error("unknown action")]
     NotFound,
+    #[error("get_updates needs an HTTP API server with `long-polling` enabled (go-cqhttp's long polling); this endpoint has none")]
+    LongPollingOff,
     #[error("{implementation_label} ({profile} profile) cannot `{action}`: {reason}", implementation_label = if implementation.is_empty() { "the backend" } else { implementation.as_str() })]
     Unsupported { action: String, profile: String, implementation: String, reason: String },
     #[error("param `{param}`: {reason}")]
@@ -48,6 +50,7 @@ impl ActionError {
         let (retcode, msg): (i64, String) = match self {
             ActionError::NotFound => return v11::Response::not_found(),
             ActionError::Unsupported { .. } => (100, "BRIDGE_UNSUPPORTED_BY_BACKEND".into()),
+            ActionError::LongPollingOff => (100, "LONG_POLLING_DISABLED".into()),
             ActionError::BadParam { .. } => (100, "BAD_PARAM".into()),
             ActionError::EmptyMessage => (100, "EMPTY_MSG_ERROR".into()),
             ActionError::Media(e) => (
@@ -325,6 +328,7 @@ impl<S: IdStore> Translator<S> {
             Handler::UploadFile => self.upload_chat_file(name, ctx, caller, params).await,
             Handler::GetFileUrl => self.get_file_url(ctx, caller, params).await,
             Handler::AnswerRequest => self.answer_request(name, ctx, caller, params).await,
+            Handler::GetUpdates => Err(ActionError::LongPollingOff),
             Handler::Acknowledge => {
                 tracing::debug!(action = name, "nothing to do on this bridge");
                 Ok(Value::Null)
@@ -731,6 +735,16 @@ mod tests {
         let maps = Mappings::embedded().unwrap();
         let cases: Vec<(ActionError, &str)> = vec![
             (ActionError::NotFound, "API_NOT_FOUND"),
+            (ActionError::LongPollingOff, "LONG_POLLING_DISABLED"),
+            (
+                ActionError::Unsupported {
+                    action: "a".into(),
+                    profile: "p".into(),
+                    implementation: "i".into(),
+                    reason: "r".into(),
+                },
+                "BRIDGE_UNSUPPORTED_BY_BACKEND",
+            ),
             (ActionError::BadParam { param: "x".into(), reason: "y".into() }, "BAD_PARAM"),
             (ActionError::EmptyMessage, "EMPTY_MSG_ERROR"),
             (ActionError::Id(IdError::UnknownMessage(1)), "MSG_NOT_FOUND"),

@@ -181,6 +181,8 @@ pub enum Handler {
     AnswerRequest,
     /// Nothing to do on this bridge (`reload_event_filter`: there is no event filter); `null`.
     Acknowledge,
+    /// `get_updates` that reached the core: no HTTP server with long polling took it.
+    GetUpdates,
 }
 
 #[derive(Debug, Clone, Deserialize)]

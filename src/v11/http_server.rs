@@ -103,6 +103,79 @@ struct Endpoint {
     server: HttpServer,
     hub: Arc<Hub>,
     limits: Limits,
+    /// Events waiting for `get_updates`, when long polling is configured.
+    updates: Option<Arc<Updates>>,
+}
+
+/// go-cqhttp's long-polling queue: the server's account's events, the oldest dropped (and
+/// counted) when `max` are waiting.
+struct Updates {
+    queue: std::sync::Mutex<std::collections::VecDeque<Arc<crate::core::event::V11Event>>>,
+    arrived: tokio::sync::Notify,
+    max: usize,
+}
+
+impl Updates {
+    fn push(&self, ev: Arc<crate::core::event::V11Event>) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= self.max {
+            q.pop_front();
+            tracing::warn!(max = self.max, "get_updates queue full; the oldest event was dropped");
+        }
+        q.push_back(ev);
+        drop(q);
+        self.arrived.notify_waiters();
+    }
+
+    /// Up to `limit` events (0: all), waiting until one is there or `wait` has passed.
+    async fn take(&self, limit: usize, wait: Duration) -> Vec<Arc<crate::core::event::V11Event>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let arrived = self.arrived.notified();
+            {
+                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                if !q.is_empty() || tokio::time::Instant::now() >= deadline {
+                    let n = if limit == 0 { q.len() } else { limit.min(q.len()) };
+                    return q.drain(..n).collect();
+                }
+            }
+            let _ = tokio::time::timeout_at(deadline, arrived).await;
+        }
+    }
+
+    /// Follows the server's account and queues its events, until shutdown.
+    async fn follow(self: Arc<Self>, hub: Arc<Hub>, want: Option<i64>, mut shutdown: watch::Receiver<bool>) {
+        use tokio::sync::broadcast::error::RecvError;
+        while !*shutdown.borrow() {
+            let sub = tokio::select! {
+                sub = hub.wait_for_account(want, true) => sub,
+                _ = shutdown.changed() => return,
+            };
+            let Ok(sub) = sub else {
+                tracing::warn!("long polling: several bot accounts and no self-id on this server; waiting");
+                let mut changed = hub.accounts_changed();
+                tokio::select! {
+                    _ = changed.changed() => {}
+                    _ = shutdown.changed() => return,
+                }
+                continue;
+            };
+            for ev in sub.kept {
+                self.push(ev);
+            }
+            let Some(mut events) = sub.events else { return };
+            loop {
+                tokio::select! {
+                    ev = events.recv() => match ev {
+                        Ok(ev) => self.push(ev),
+                        Err(RecvError::Lagged(n)) => tracing::warn!(lost = n, "long polling fell behind; events lost"),
+                        Err(RecvError::Closed) => break,
+                    },
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
 }
 
 /// Serves the HTTP API until `shutdown`, then lets requests in flight finish within the grace
@@ -115,7 +188,13 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let grace = limits.shutdown_grace;
-    let endpoint = Arc::new(Endpoint { server, hub, limits });
+    let updates = server
+        .long_polling
+        .map(|max| Arc::new(Updates { queue: Default::default(), arrived: tokio::sync::Notify::new(), max }));
+    if let Some(updates) = &updates {
+        tokio::spawn(updates.clone().follow(hub.clone(), server.self_id, shutdown.clone()).in_current_span());
+    }
+    let endpoint = Arc::new(Endpoint { server, hub, limits, updates });
     let watch = shutdown.clone();
     accept_loop(listener, MAX_CONNECTIONS, grace, shutdown, "v11 HTTP API", move |stream, peer| {
         let span = tracing::info_span!("v11_http", %peer);
@@ -240,6 +319,9 @@ async fn answer(req: Request<Incoming>, endpoint: &Endpoint) -> Result<v11::Resp
         (path.strip_prefix('/').unwrap_or(&path).to_owned(), merged)
     };
 
+    if let (true, Some(updates)) = (action == "get_updates", &endpoint.updates) {
+        return Ok(get_updates(updates, &params, endpoint.server.post_format).await);
+    }
     let entry = match choose_account(endpoint, &mut params) {
         Ok(entry) => entry,
         Err(error) => {
@@ -266,6 +348,19 @@ async fn answer(req: Request<Incoming>, endpoint: &Endpoint) -> Result<v11::Resp
         }
     };
     Ok(answer.with_echo(None))
+}
+
+/// go-cqhttp's `get_updates` (`limit`: 0 is all; `timeout`: seconds to wait for the first event,
+/// 0 is as long as an action may take).
+async fn get_updates(updates: &Updates, params: &Map<String, Value>, format: v11::PostFormat) -> v11::Response {
+    let limit = params.get("limit").and_then(lenient_i64).unwrap_or(0).max(0) as usize;
+    let longest = ACTION_DEADLINE - Duration::from_secs(5);
+    let wait = match params.get("timeout").and_then(lenient_i64).unwrap_or(0) {
+        n if n <= 0 => longest,
+        n => Duration::from_secs(n as u64).min(longest),
+    };
+    let events = updates.take(limit, wait).await;
+    v11::Response::ok(Value::Array(events.iter().map(|ev| ev.to_value(format)).collect()))
 }
 
 /// Reads the body within [`BODY_TIMEOUT`] and `limit` bytes.
