@@ -113,6 +113,9 @@ impl Bridge {
 
         for (id, (backend, listener)) in config.backends.iter().zip(backend_listeners).enumerate() {
             let token = backend.token.clone();
+            if let (Some(profile), false) = (&backend.profile, matches!(backend.kind, BackendKind::WsReverse { .. })) {
+                hub.force_link_profile(id, profile.clone());
+            }
             match (&backend.kind, listener) {
                 (BackendKind::Ws { url }, _) => {
                     let (link, outgoing) =
@@ -141,8 +144,7 @@ impl Bridge {
                     let span = tracing::info_span!("backend_ws_reverse", %addr);
                     let task = crate::v12::ws_server::serve(
                         listener,
-                        token,
-                        backend.msgpack,
+                        backend.clone(),
                         config.action_timeout,
                         hub.clone(),
                         limits.clone(),

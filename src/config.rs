@@ -138,6 +138,9 @@ pub struct BackendWsEntry {
     pub access_token: Option<String>,
     #[serde(default)]
     pub msgpack: Option<bool>,
+    /// This link's backend profile (overrides `[backend] profile`).
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +155,9 @@ pub struct BackendHttpEntry {
     /// `get_latest_events`.
     #[serde(default)]
     pub webhook: Option<String>,
+    /// This link's backend profile (overrides `[backend] profile`).
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,6 +168,9 @@ pub struct BackendWsReverseEntry {
     pub access_token: Option<String>,
     #[serde(default)]
     pub msgpack: Option<bool>,
+    /// This link's backend profile (overrides `[backend] profile`).
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -376,6 +385,8 @@ pub struct BackendLink {
     pub token: Option<String>,
     /// Send action requests as MessagePack (answers and events are read in either encoding).
     pub msgpack: bool,
+    /// The profile this link's backend gets (`None`: the global one, else by implementation name).
+    pub profile: Option<String>,
 }
 
 /// A v11 forward WebSocket endpoint the bridge serves.
@@ -751,7 +762,7 @@ impl Config {
         let limits = Limits::default();
         let media = resolve_media(&file.media, &flags, &limits)?;
         let profile = flags.backend_profile.clone().or(file.backend.profile.clone()).filter(|p| !p.is_empty());
-        if let Some(p) = &profile {
+        for p in profile.iter().chain(backends.iter().filter_map(|b| b.profile.as_ref())) {
             if !mappings.contains(p) {
                 let known: Vec<&String> = mappings.iter().map(|(n, _)| n).collect();
                 return Err(invalid(format!("backend profile {p:?} does not exist (there are {known:?})")));
@@ -868,22 +879,25 @@ fn resolve_backends(file: &BackendSection, flags: &Overrides) -> Result<Vec<Back
         kind,
         token: non_empty(token.clone()).or_else(|| default_token.clone()),
         msgpack: msgpack.unwrap_or(msgpack_default),
+        profile: None,
     };
     let mut backends = Vec::new();
+    let with_profile = |mut l: BackendLink, profile: &Option<String>| {
+        l.profile = profile.clone().filter(|p| !p.is_empty());
+        l
+    };
     for e in &file.ws {
-        backends.push(link(
-            BackendKind::Ws { url: parse_url("backend URL", &e.url, "ws")? },
-            &e.access_token,
-            e.msgpack,
-        ));
+        let kind = BackendKind::Ws { url: parse_url("backend URL", &e.url, "ws")? };
+        backends.push(with_profile(link(kind, &e.access_token, e.msgpack), &e.profile));
     }
     for e in &file.http {
         let webhook = e.webhook.as_deref().map(parse_addr).transpose()?;
         let kind = BackendKind::Http { url: parse_url("backend HTTP URL", &e.url, "http")?, webhook };
-        backends.push(link(kind, &e.access_token, e.msgpack));
+        backends.push(with_profile(link(kind, &e.access_token, e.msgpack), &e.profile));
     }
     for e in &file.ws_reverse {
-        backends.push(link(BackendKind::WsReverse { addr: parse_addr(&e.address)? }, &e.access_token, e.msgpack));
+        let kind = BackendKind::WsReverse { addr: parse_addr(&e.address)? };
+        backends.push(with_profile(link(kind, &e.access_token, e.msgpack), &e.profile));
     }
     for url in &flags.backend_ws {
         backends.push(link(BackendKind::Ws { url: parse_url("--backend-ws", url, "ws")? }, &None, None));

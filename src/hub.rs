@@ -147,6 +147,8 @@ pub struct Hub {
     event_queue: usize,
     /// The profile every backend gets, when configured; else each implementation's own.
     forced_profile: Option<String>,
+    /// Profiles configured for particular links (they win over `forced_profile`).
+    link_profiles: RwLock<HashMap<LinkId, String>>,
 }
 
 impl Hub {
@@ -160,7 +162,14 @@ impl Hub {
             backends: RwLock::default(),
             event_queue: event_queue.max(1),
             forced_profile: None,
+            link_profiles: RwLock::default(),
         }
+    }
+
+    /// Gives one link's backend this profile, whatever it calls itself.
+    pub fn force_link_profile(&self, link: LinkId, profile: String) {
+        self.link_profiles.write().unwrap_or_else(|p| p.into_inner()).insert(link, profile);
+        self.set_backend_info(link, self.backend_info(link));
     }
 
     /// Gives every backend this profile instead of choosing by implementation name.
@@ -250,13 +259,15 @@ impl Hub {
     /// Forgets a link made at run time once it is gone (its accounts went offline already).
     pub fn forget_link(&self, link: LinkId) {
         self.backends.write().unwrap_or_else(|p| p.into_inner()).remove(&link);
+        self.link_profiles.write().unwrap_or_else(|p| p.into_inner()).remove(&link);
     }
 
     /// Records what a link's backend is, and chooses its profile: the configured one, else the
     /// one its implementation name selects (`generic` when none does). A list of supported
     /// actions already learnt is kept when the new information has none.
     pub fn set_backend_info(&self, link: LinkId, mut info: BackendInfo) {
-        info.profile = match &self.forced_profile {
+        let for_link = self.link_profiles.read().unwrap_or_else(|p| p.into_inner()).get(&link).cloned();
+        info.profile = match for_link.as_ref().or(self.forced_profile.as_ref()) {
             Some(forced) => forced.clone(),
             None => self.translator.maps.for_implementation(&info.implementation).to_owned(),
         };

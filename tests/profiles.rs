@@ -219,3 +219,23 @@ async fn walle_q_gets_its_split_actions_and_a_zero_ban_is_a_lift() {
     assert_eq!((ev["notice_type"].as_str(), ev["sub_type"].as_str()), (Some("group_ban"), Some("lift_ban")), "{ev}");
     bridge.stop().await;
 }
+
+#[tokio::test]
+async fn one_link_can_have_its_own_profile() {
+    use onebot_bridge::config::{Config, FileConfig, Overrides};
+    let mut backend = FakeBackend::start(BackendOptions::default()).await;
+    let file: FileConfig =
+        toml::from_str(&format!("[backend]\nws = [{{ url = \"{}\", profile = \"walle-q\" }}]\n", backend.url()))
+            .unwrap();
+    let overrides = Overrides { ws: vec!["127.0.0.1:0".into()], ..Default::default() };
+    let bridge = Bridge::start(Config::resolve(file, overrides).unwrap()).await.unwrap();
+    let mut bot = Bot::connect(bridge.ws_addrs()[0], "/", None).await.unwrap();
+    bot.next_event().await;
+    bot.call("set_group_kick", json!({"group_id": 30003, "user_id": 20002})).await;
+    assert_eq!(backend.next_request().await["action"], "kick_group_member");
+    bridge.stop().await;
+    let bad: FileConfig =
+        toml::from_str("[backend]\nws = [{ url = \"ws://127.0.0.1:1\", profile = \"nope\" }]\n").unwrap();
+    let err = Config::resolve(bad, Overrides { ws: vec!["127.0.0.1:0".into()], ..Default::default() }).unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+}

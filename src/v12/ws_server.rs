@@ -41,6 +41,8 @@ const MAX_IMPLS: usize = 64;
 struct Server {
     token: Option<String>,
     msgpack: bool,
+    /// The profile every connection's backend gets, if configured for this server.
+    profile: Option<String>,
     action_timeout: Duration,
     hub: Arc<Hub>,
     limits: Limits,
@@ -67,8 +69,7 @@ impl Server {
 /// waits for them within the grace period.
 pub async fn serve(
     listener: TcpListener,
-    token: Option<String>,
-    msgpack: bool,
+    backend: crate::config::BackendLink,
     action_timeout: Duration,
     hub: Arc<Hub>,
     limits: Limits,
@@ -76,11 +77,13 @@ pub async fn serve(
 ) {
     let grace = limits.shutdown_grace;
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, msgpack, "serving v12 reverse WebSocket");
+        tracing::info!(%addr, msgpack = backend.msgpack, "serving v12 reverse WebSocket");
     }
+    let msgpack = backend.msgpack;
     let server = Arc::new(Server {
-        token,
+        token: backend.token,
         msgpack,
+        profile: backend.profile,
         action_timeout,
         hub,
         limits,
@@ -164,6 +167,9 @@ async fn connection(stream: TcpStream, server: Arc<Server>, mut shutdown: watch:
                 ..Default::default()
             },
         );
+    }
+    if let Some(profile) = &server.profile {
+        hub.force_link_profile(link.id, profile.clone());
     }
     tracing::info!(protocol = hs.protocol.as_deref().unwrap_or(""), "implementation connected");
     server.live().push((link.id, link.clone()));
