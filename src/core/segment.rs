@@ -320,6 +320,26 @@ mod tests {
         assert_eq!(bare[0], Segment::new("face").with("id", "5"));
     }
 
+    /// Every profile: each extension segment goes out under that backend's name and comes back.
+    #[test]
+    fn every_profile_names_every_extension_segment_both_ways() {
+        let t = translator();
+        let me = account(&t);
+        for (profile, maps) in t.maps.iter() {
+            let scope = Scope { account: &me, detail_type: "private", group_id: None, user_id: Some("8"), maps };
+            for v11 in &maps.extension_segments {
+                let seg = Segment::new(v11.clone()).with("k", "v");
+                let out = block_on(t.segments_to_v12(maps, vec![seg.clone()])).unwrap().remove(0);
+                assert_eq!(out.kind, maps.segment_out_name(v11), "{profile}/{v11}");
+                let back = block_on(t.segments_to_v11(&scope, vec![out])).unwrap().remove(0);
+                assert_eq!(back, seg, "{profile}/{v11}");
+            }
+        }
+        let walle = t.maps.get("walle-q");
+        assert_eq!(walle.segment_out_name("face"), "face");
+        assert_eq!(t.maps.get("comwechat").segment_out_name("face"), "wx.face");
+    }
+
     #[test]
     fn special_cases_are_explicit() {
         let t = translator();
