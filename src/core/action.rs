@@ -376,7 +376,9 @@ impl<S: IdStore> Translator<S> {
         if original.is_empty() {
             return Err(ActionError::EmptyMessage);
         }
-        let mut sent = original.clone();
+        // The original is kept only for a retry, which only a message with media can need.
+        let has_media = original.iter().any(|s| super::media::MEDIA_TYPES.contains(&s.kind.as_str()));
+        let (mut sent, original) = if has_media { (original.clone(), original) } else { (original, Vec::new()) };
         let uploaded = self.upload_media(ctx, caller, &mut sent, true).await?;
         let (data, detail_type, group) = match self.send_segments(ctx, caller, &target, sent.clone()).await {
             // A remembered upload the backend no longer knows: forget it and upload afresh, once.

@@ -48,6 +48,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// v11 segment types whose `file` names a resource (go-cqhttp's `cardimage` is sent as an image).
 pub const MEDIA_TYPES: [&str; 5] = ["image", "record", "video", "file", "cardimage"];
 
+/// How long the bridge stops asking a backend for URLs after it said it cannot give any
+/// (`10002` unsupported action, `10004` unsupported type).
+const NO_URLS_FOR: Duration = Duration::from_secs(600);
+
 /// Largest file sent in one `upload_file` when the backend has no fragmented upload.
 const MAX_SINGLE_FALLBACK: u64 = 16 << 20;
 
@@ -331,7 +335,10 @@ pub struct Media {
     pub options: MediaOptions,
     files: Option<Box<dyn LocalFiles>>,
     uploads: Mutex<Recent<String>>,
+    /// Backend URLs per (account, file_id); an empty one means the backend gave none.
     urls: Mutex<Recent<String>>,
+    /// Accounts whose backend said it cannot give URLs at all.
+    no_urls: Mutex<Recent<()>>,
     serve_base: RwLock<Option<String>>,
 }
 
@@ -343,6 +350,7 @@ impl Media {
             files,
             uploads: Mutex::new(Recent::new(n)),
             urls: Mutex::new(Recent::new(n)),
+            no_urls: Mutex::new(Recent::new(256)),
             serve_base: RwLock::new(None),
         }
     }
@@ -685,9 +693,13 @@ impl<S: IdStore> Translator<S> {
 
     /// The backend's URL for a file (`get_file` type `url`), remembered for a while.
     async fn backend_url<C: V12Caller>(&self, ctx: ActionContext<'_>, caller: &C, file_id: &str) -> Option<String> {
-        let key = format!("{}\n{file_id}", ctx.account.self_id.user_id);
+        let me = &ctx.account.self_id.user_id;
+        if self.media.no_urls.lock().unwrap_or_else(|p| p.into_inner()).get(me, NO_URLS_FOR).is_some() {
+            return None;
+        }
+        let key = format!("{me}\n{file_id}");
         if let Some(url) = self.media.lock_urls().get(&key, self.media.options.reuse_for) {
-            return Some(url);
+            return Some(url).filter(|u| !u.is_empty());
         }
         let mut p = Map::new();
         p.insert("file_id".into(), file_id.into());
@@ -698,8 +710,16 @@ impl<S: IdStore> Translator<S> {
                 self.media.lock_urls().insert(key, url.clone());
                 Some(url)
             }
+            Err(ActionError::Backend { retcode: 10002 | 10004, .. }) => {
+                tracing::info!(account = %me, "the backend gives no file URLs; using the bridge's own for a while");
+                self.media.no_urls.lock().unwrap_or_else(|p| p.into_inner()).insert(me.clone(), ());
+                None
+            }
             Err(error) => {
                 tracing::debug!(%error, file_id, "the backend gives no URL for this file");
+                if matches!(error, ActionError::Backend { .. }) {
+                    self.media.lock_urls().insert(key, String::new());
+                }
                 None
             }
         }
@@ -1130,6 +1150,26 @@ mod tests {
             (Some("path"), Some("/pics/a.png"))
         );
         assert_eq!(reqs[0].params["sha256"], json!(hex(&Sha256::digest(vec![7u8; 3000]))));
+    }
+
+    #[test]
+    fn a_backend_without_urls_is_asked_once_and_the_bridge_serves_instead() {
+        let t = translator_with(MediaOptions::default());
+        t.media.set_serve_base(Some("http://127.0.0.1:5700".into()));
+        let caller = Files::default();
+        for id in ["a", "b", "c"] {
+            caller.files.lock().unwrap().insert(id.into(), b"x".to_vec());
+        }
+        let me = account(&t);
+        let backend = BackendInfo::default();
+        let ctx = t.context(&me, &backend, Default::default());
+        for id in ["a", "b", "c"] {
+            let mut segs = vec![Segment::new("image").with("file", id)];
+            block_on(t.media_urls(ctx, &caller, &mut segs));
+            let url = segs[0].str_of("url").unwrap();
+            assert!(url.starts_with("http://127.0.0.1:5700/files/"), "{url}");
+        }
+        assert_eq!(caller.actions(), ["get_file"], "asked once, then not for a while");
     }
 
     #[test]
