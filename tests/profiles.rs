@@ -58,7 +58,7 @@ async fn a_walle_q_backend_gets_its_own_action_segment_and_notice_names() {
     assert_eq!((req["action"].as_str(), &req["params"]["user_id"]), (Some("kick_group_member"), &json!("20002")));
     assert_eq!(answer["msg"], "BACKEND_UNSUPPORTED_ACTION", "the scripted backend has no such action: {answer}");
     bot.call("send_group_msg", json!({"group_id": 30003, "message": "[CQ:face,id=1]"})).await;
-    assert_eq!(backend.next_request().await["params"]["message"][0], json!({"type": "face", "data": {"id": "1"}}));
+    assert_eq!(backend.next_request().await["params"]["message"][0], json!({"type": "face", "data": {"id": 1}}));
 
     backend.push(v12_notice(
         "group_member_ban",

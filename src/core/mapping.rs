@@ -313,9 +313,10 @@ struct ProfileFile {
     /// v11 action → why this backend cannot do it (answered as a failure without a call).
     #[serde(default)]
     unsupported: BTreeMap<String, String>,
-    /// v11 extension segment type → this backend's segment type (both directions).
+    /// v11 extension segment type → this backend's segment type (both directions), or
+    /// `{ type, fields = { v11 key = "their key[:kind]" } }` when its data differs too.
     #[serde(default)]
-    segments: BTreeMap<String, String>,
+    segments: BTreeMap<String, SegmentName>,
     /// Extra or replaced event rows: `notice.<detail_type>`, `message.<detail_type>`.
     #[serde(default)]
     events: EventsOverlay,
@@ -325,6 +326,18 @@ struct ProfileFile {
     /// The backend action that looks a message up by id (`get_msg` when the bridge never saw it).
     #[serde(default)]
     get_message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SegmentName {
+    Name(String),
+    Row {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        fields: BTreeMap<String, FieldSpec>,
+    },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -385,6 +398,8 @@ pub struct Mappings {
     pub unsupported: BTreeMap<String, String>,
     /// v11 extension segment type → this backend's type, and back.
     pub segment_names: BTreeMap<String, String>,
+    /// v11 extension segment type → its data keys under this backend's names and kinds.
+    pub segment_fields: BTreeMap<String, BTreeMap<String, FieldSpec>>,
     /// `request.<detail_type>` → row.
     pub requests: BTreeMap<String, RequestRow>,
     /// The backend's get-message action, if it has one.
@@ -529,15 +544,22 @@ impl Mappings {
                 maps.events.insert(format!("{kind}.{detail}"), row);
             }
         }
-        for (v11, theirs) in &overlay.segments {
-            if !maps.extension_segments.contains(v11) {
+        for (v11, theirs) in overlay.segments {
+            if !maps.extension_segments.contains(&v11) {
                 return Err(invalid(file, format!("[segments] {v11} is not an extension segment type")));
             }
-            if theirs.is_empty() {
+            let (name, fields) = match theirs {
+                SegmentName::Name(name) => (name, BTreeMap::new()),
+                SegmentName::Row { kind, fields } => (kind, fields),
+            };
+            if name.is_empty() {
                 return Err(invalid(file, format!("[segments] {v11} maps to an empty type")));
             }
+            if !fields.is_empty() {
+                maps.segment_fields.insert(v11.clone(), fields);
+            }
+            maps.segment_names.insert(v11, name);
         }
-        maps.segment_names = overlay.segments;
         for (detail, row) in &overlay.requests {
             if row.flag.is_empty() || row.answer.is_empty() {
                 return Err(invalid(file, format!("[requests.{detail}] needs `flag` fields and an `answer` action")));
@@ -611,6 +633,7 @@ impl Mappings {
             profile,
             unsupported: BTreeMap::new(),
             segment_names: BTreeMap::new(),
+            segment_fields: BTreeMap::new(),
             requests: BTreeMap::new(),
             get_message: None,
         }

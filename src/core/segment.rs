@@ -116,9 +116,19 @@ impl<S: IdStore> Translator<S> {
         if seg.kind == "mention_all" {
             return Ok(Segment::new("at").with("qq", "all"));
         }
+        // An extension type whose data this profile names differently: the fields read back.
+        let profile_fields: Option<std::collections::BTreeMap<String, FieldSpec>>;
         let (target, fields) = match maps.segments_in.get(&seg.kind) {
             Some(map) => (map.target.clone(), Some(&map.fields)),
-            None => (maps.segment_in_name(&seg.kind).to_owned(), None),
+            None => {
+                let target = maps.segment_in_name(&seg.kind).to_owned();
+                profile_fields = maps.segment_fields.get(&target).map(|f| {
+                    f.iter()
+                        .map(|(v11, spec)| (spec.name.clone(), FieldSpec { name: v11.clone(), kind: spec.kind }))
+                        .collect()
+                });
+                (target, profile_fields.as_ref())
+            }
         };
         // A quoted message was sent by the reply's `user_id`, not by the sender of this message.
         let quoted_sender = if seg.kind == "reply" { seg.str_of("user_id") } else { None };
@@ -172,7 +182,23 @@ impl<S: IdStore> Translator<S> {
             // Extension types: the profile's name for a known v11 type, an already-dotted name as
             // it is, and any other type under the prefix too (the backend then accepts or refuses it).
             let target = if seg.kind.contains('.') { seg.kind.clone() } else { maps.segment_out_name(&seg.kind) };
-            return Ok(Segment { kind: target, data: seg.data });
+            let Some(fields) = maps.segment_fields.get(&seg.kind) else {
+                return Ok(Segment { kind: target, data: seg.data });
+            };
+            let mut data = Map::new();
+            for (key, value) in &seg.data {
+                match fields.get(key) {
+                    Some(spec) => {
+                        if let Some(v) = self.value_to_v12(&seg.kind, spec, value).await? {
+                            data.insert(spec.name.clone(), v);
+                        }
+                    }
+                    None => {
+                        data.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            return Ok(Segment { kind: target, data });
         };
         let mut data = Map::new();
         for (key, value) in &seg.data {
@@ -239,6 +265,13 @@ impl<S: IdStore> Translator<S> {
                 let n = lenient_i64(value).ok_or_else(|| bad(seg_kind, format!("{value} is not a message_id")))?;
                 Value::String(self.ids.message_to_v12(n).await?.key.message_id)
             }
+            Kind::Int => {
+                let n = lenient_i64(value).ok_or_else(|| bad(seg_kind, format!("{value} is not an integer")))?;
+                Value::from(n)
+            }
+            Kind::Bool => Value::Bool(
+                super::action::lenient_bool(value).ok_or_else(|| bad(seg_kind, format!("{value} is not a boolean")))?,
+            ),
             Kind::Float => {
                 let text = value_as_text(value).unwrap_or_default();
                 let f: f64 = text.trim().parse().map_err(|_| bad(seg_kind, format!("{text:?} is not a number")))?;
@@ -337,6 +370,12 @@ mod tests {
         }
         let walle = t.maps.get("walle-q");
         assert_eq!(walle.segment_out_name("face"), "face");
+        // A profile's data names and kinds: Walle-Q's face id is an integer, and reads back as text.
+        let face = Segment::new("face").with("id", "14");
+        let out = block_on(t.segments_to_v12(walle, vec![face.clone()])).unwrap().remove(0);
+        assert_eq!(out, Segment::new("face").with("id", 14));
+        let scope = Scope { account: &me, detail_type: "private", group_id: None, user_id: Some("8"), maps: walle };
+        assert_eq!(block_on(t.segments_to_v11(&scope, vec![out])).unwrap()[0], face);
         assert_eq!(t.maps.get("comwechat").segment_out_name("face"), "wx.face");
     }
 
