@@ -251,7 +251,7 @@ fn media_setup(config: &Config) -> Result<(crate::core::media::MediaOptions, cra
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(dir).map_err(err(dir))?;
                 let key: [u8; 32] = rand::random();
-                let text: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                let text = crate::core::media::hex(&key);
                 write_private(&key_file, &text).map_err(err(&key_file))?;
                 key
             }

@@ -195,7 +195,7 @@ impl LocalFiles for LocalDirs {
         Box::pin(async move {
             use sha2::Digest;
             let digest = sha2::Sha256::digest(key.as_bytes());
-            let stem: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+            let stem = crate::core::media::hex(&digest[..12]);
             let name = safe_name(name);
             let target = self.cache.join(if name.is_empty() { stem.clone() } else { format!("{stem}-{name}") });
             tokio::fs::create_dir_all(&self.cache).await.map_err(|e| io_error("cache directory", e))?;

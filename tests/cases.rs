@@ -147,7 +147,7 @@ async fn action_cases() {
             let meta = matches!(want["action"].as_str(), Some("get_status" | "get_version"));
             let req = if meta { backend.next_request_any().await } else { backend.next_request().await };
             matches(want, &req, &format!("request[{i}]"), &mut errors);
-            let meta = matches!(req["action"].as_str(), Some("get_status" | "get_version" | "get_supported_actions"));
+            let meta = is_discovery(&req);
             if !meta && req["self"] != json!({"platform": "qq", "user_id": "10001"}) {
                 errors.push(format!("request[{i}].self: {}", req["self"]));
             }

@@ -528,7 +528,7 @@ impl Walle {
     async fn next_action(&mut self) -> Json {
         loop {
             let a = tokio::time::timeout(WAIT, self.seen.recv()).await.expect("no action reached walle").unwrap();
-            if !matches!(a["action"].as_str(), Some("get_status" | "get_version" | "get_supported_actions")) {
+            if !support::is_discovery(&a) {
                 return a;
             }
         }

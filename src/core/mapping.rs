@@ -400,6 +400,8 @@ pub struct Mappings {
     pub segment_names: BTreeMap<String, String>,
     /// v11 extension segment type → its data keys under this backend's names and kinds.
     pub segment_fields: BTreeMap<String, BTreeMap<String, FieldSpec>>,
+    /// The same, read back: v11 type → their key → v11 key.
+    pub segment_fields_in: BTreeMap<String, BTreeMap<String, FieldSpec>>,
     /// `request.<detail_type>` → row.
     pub requests: BTreeMap<String, RequestRow>,
     /// The backend's get-message action, if it has one.
@@ -556,6 +558,11 @@ impl Mappings {
                 return Err(invalid(file, format!("[segments] {v11} maps to an empty type")));
             }
             if !fields.is_empty() {
+                let back = fields
+                    .iter()
+                    .map(|(ours, spec)| (spec.name.clone(), FieldSpec { name: ours.clone(), kind: spec.kind }))
+                    .collect();
+                maps.segment_fields_in.insert(v11.clone(), back);
                 maps.segment_fields.insert(v11.clone(), fields);
             }
             maps.segment_names.insert(v11, name);
@@ -634,6 +641,7 @@ impl Mappings {
             unsupported: BTreeMap::new(),
             segment_names: BTreeMap::new(),
             segment_fields: BTreeMap::new(),
+            segment_fields_in: BTreeMap::new(),
             requests: BTreeMap::new(),
             get_message: None,
         }

@@ -286,7 +286,8 @@ impl Content {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex, as v12 spells a sha256.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -433,8 +434,20 @@ pub struct Download {
     pub sha256: Option<String>,
     state: DownloadState,
     started: Instant,
-    /// The bytes so far, checked against `sha256` at the end.
-    hash: Sha256,
+    /// The bytes so far, checked against `sha256` at the end (`None`: checked already, as a
+    /// whole file is before its first byte goes anywhere).
+    hash: Option<Sha256>,
+}
+
+/// A file's sha256 (lowercase hex) against the one the backend gave, if it gave one.
+fn check_sha256(want: Option<&str>, got: &str) -> Result<(), MediaError> {
+    match want.filter(|w| !w.is_empty()) {
+        Some(want) if !want.eq_ignore_ascii_case(got) => Err(MediaError::BadAnswer {
+            action: "get_file".into(),
+            reason: format!("the file arrived with sha256 {got}, the backend said {want}"),
+        }),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Debug)]
@@ -753,7 +766,7 @@ impl<S: IdStore> Translator<S> {
                     sha256: info.get("sha256").and_then(Value::as_str).map(str::to_owned),
                     state: DownloadState::Fragments { file_id: file_id.to_owned(), offset: 0, total },
                     started,
-                    hash: Sha256::new(),
+                    hash: Some(Sha256::new()),
                 });
             }
             Err(ActionError::Backend { retcode, .. }) if retcode == 10002 || retcode == 10001 => {}
@@ -765,15 +778,8 @@ impl<S: IdStore> Translator<S> {
         let info = self.call(ctx, caller, "get_file", p).await?;
         let bytes = bytes_field(&info, "get_file")?;
         let sha256 = info.get("sha256").and_then(Value::as_str).filter(|w| !w.is_empty());
-        if let Some(want) = sha256 {
-            let got = hex(&Sha256::digest(&bytes));
-            if !want.eq_ignore_ascii_case(&got) {
-                return Err(MediaError::BadAnswer {
-                    action: "get_file".into(),
-                    reason: format!("the file arrived with sha256 {got}, the backend said {want}"),
-                }
-                .into());
-            }
+        if sha256.is_some() {
+            check_sha256(sha256, &hex(&Sha256::digest(&bytes)))?;
         }
         if bytes.len() as u64 > limit {
             return Err(
@@ -783,10 +789,10 @@ impl<S: IdStore> Translator<S> {
         Ok(Download {
             name: info.get("name").and_then(Value::as_str).unwrap_or(file_id).to_owned(),
             size: Some(bytes.len() as u64),
-            sha256: info.get("sha256").and_then(Value::as_str).map(str::to_owned),
+            sha256: sha256.map(str::to_owned),
             state: DownloadState::Whole(Some(bytes)),
             started,
-            hash: Sha256::new(),
+            hash: None,
         })
     }
 
@@ -799,20 +805,13 @@ impl<S: IdStore> Translator<S> {
         download: &mut Download,
     ) -> Result<Option<Vec<u8>>, ActionError> {
         let chunk = self.next_piece(ctx, caller, download).await?;
-        match &chunk {
-            Some(bytes) => download.hash.update(bytes),
-            None => {
-                let got = hex(&std::mem::take(&mut download.hash).finalize());
-                if let Some(want) = download.sha256.as_deref().filter(|w| !w.is_empty()) {
-                    if !want.eq_ignore_ascii_case(&got) {
-                        return Err(MediaError::BadAnswer {
-                            action: "get_file".into(),
-                            reason: format!("the file arrived with sha256 {got}, the backend said {want}"),
-                        }
-                        .into());
-                    }
-                }
+        match (&chunk, &mut download.hash) {
+            (Some(bytes), Some(hash)) => hash.update(bytes),
+            (None, hash @ Some(_)) => {
+                let got = hex(&hash.take().unwrap_or_default().finalize());
+                check_sha256(download.sha256.as_deref(), &got)?;
             }
+            _ => {}
         }
         Ok(chunk)
     }

@@ -116,18 +116,13 @@ impl<S: IdStore> Translator<S> {
         if seg.kind == "mention_all" {
             return Ok(Segment::new("at").with("qq", "all"));
         }
-        // An extension type whose data this profile names differently: the fields read back.
-        let profile_fields: Option<std::collections::BTreeMap<String, FieldSpec>>;
         let (target, fields) = match maps.segments_in.get(&seg.kind) {
             Some(map) => (map.target.clone(), Some(&map.fields)),
             None => {
+                // An extension type whose data this profile names differently reads back by its table.
                 let target = maps.segment_in_name(&seg.kind).to_owned();
-                profile_fields = maps.segment_fields.get(&target).map(|f| {
-                    f.iter()
-                        .map(|(v11, spec)| (spec.name.clone(), FieldSpec { name: v11.clone(), kind: spec.kind }))
-                        .collect()
-                });
-                (target, profile_fields.as_ref())
+                let fields = maps.segment_fields_in.get(&target);
+                (target, fields)
             }
         };
         // A quoted message was sent by the reply's `user_id`, not by the sender of this message.

@@ -514,6 +514,12 @@ impl Drop for FakeBackend {
     }
 }
 
+/// A request the bridge makes on its own to learn the backend (`get_status`, `get_version`,
+/// `get_supported_actions`), as opposed to one a bot caused.
+pub fn is_discovery(request: &Value) -> bool {
+    matches!(request["action"].as_str(), Some("get_status" | "get_version" | "get_supported_actions"))
+}
+
 fn default_answer(req: &Value, opts: &BackendOptions, seq: usize) -> Value {
     let ok = |data: Value| json!({"status": "ok", "retcode": 0, "data": data, "message": ""});
     let me = req["self"]["user_id"].as_str().unwrap_or("10001").to_owned();
@@ -750,7 +756,7 @@ impl FakeBackend {
         loop {
             let r =
                 tokio::time::timeout(WAIT, self.requests.recv()).await.expect("no request from the bridge").unwrap();
-            if !matches!(r["action"].as_str(), Some("get_status" | "get_version" | "get_supported_actions")) {
+            if !is_discovery(&r) {
                 return r;
             }
         }
@@ -762,7 +768,7 @@ impl FakeBackend {
         let deadline = tokio::time::Instant::now() + d;
         loop {
             let r = tokio::time::timeout_at(deadline, self.requests.recv()).await.ok()??;
-            if !matches!(r["action"].as_str(), Some("get_status" | "get_version" | "get_supported_actions")) {
+            if !is_discovery(&r) {
                 return Some(r);
             }
         }
@@ -783,11 +789,7 @@ impl FakeBackend {
         loop {
             match tokio::time::timeout(d, self.requests.recv()).await {
                 Err(_) => return true,
-                Ok(Some(r))
-                    if matches!(r["action"].as_str(), Some("get_status" | "get_version" | "get_supported_actions")) =>
-                {
-                    continue
-                }
+                Ok(Some(r)) if is_discovery(&r) => continue,
                 Ok(_) => return false,
             }
         }
