@@ -348,6 +348,10 @@ impl Hub {
             }
         }
         drop(accounts);
+        // What it supports is asked again when it comes back (it may be another version then).
+        if let Some(info) = self.backends.write().unwrap_or_else(|p| p.into_inner()).get_mut(&link) {
+            info.supported = None;
+        }
         self.notify();
     }
 

@@ -329,7 +329,9 @@ pub async fn refresh(link: &LinkHandle, hub: &Hub) -> Result<(), crate::core::Ca
             }
         }
     }
-    learn_supported_actions(link, hub).await;
+    if hub.backend_info(link.id).supported.is_none() {
+        learn_supported_actions(link, hub).await;
+    }
     Ok(())
 }
 
