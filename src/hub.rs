@@ -54,7 +54,7 @@ impl AccountEntry {
     }
 
     /// Sends an event to every subscribed connection, or keeps it for the next one.
-    fn publish(&self, ev: Arc<V11Event>) {
+    pub(crate) fn publish(&self, ev: Arc<V11Event>) {
         let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
         if self.events.receiver_count() > 0 && self.events.send(ev.clone()).is_ok() {
             return;
@@ -81,6 +81,75 @@ pub struct AccountCaller<'a>(pub &'a AccountEntry);
 impl V12Caller for AccountCaller<'_> {
     async fn call(&self, request: v12::Request) -> Result<v12::Response, CallError> {
         self.0.link().call(request).await
+    }
+}
+
+/// An event on its way from a backend link to the bots: its account, and what the link's
+/// backend is (its profile's tables translate it).
+#[derive(Debug)]
+pub struct Admitted {
+    pub entry: Arc<AccountEntry>,
+    pub backend: Arc<BackendInfo>,
+    pub ev: v12::Event,
+}
+
+/// Tells backend calls made while translating events to stop waiting: it is up while the link's
+/// reader has stopped reading (its event queue is full), so their answers may sit unread behind
+/// the events that filled it. Waiting then could only end in the action timeout.
+#[derive(Debug, Clone)]
+pub struct GiveUp(Option<watch::Receiver<bool>>);
+
+impl GiveUp {
+    /// One that never fires (a path whose answers cannot be stuck behind its events).
+    pub fn never() -> GiveUp {
+        GiveUp(None)
+    }
+
+    /// Resolves while (or as soon as) the signal is up, or when the link is gone.
+    async fn fired(&self) {
+        match &self.0 {
+            Some(rx) => {
+                let _ = rx.clone().wait_for(|up| *up).await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// The raising side of [`GiveUp`], one per link intake.
+#[derive(Debug)]
+pub struct GiveUpSignal(watch::Sender<bool>);
+
+impl Default for GiveUpSignal {
+    fn default() -> Self {
+        GiveUpSignal(watch::channel(false).0)
+    }
+}
+
+impl GiveUpSignal {
+    pub fn subscribe(&self) -> GiveUp {
+        GiveUp(Some(self.0.subscribe()))
+    }
+
+    pub fn set(&self, up: bool) {
+        self.0.send_if_modified(|now| std::mem::replace(now, up) != up);
+    }
+}
+
+/// Backend calls made while translating an event: the account's link, given up on request.
+struct EventCaller<'a> {
+    entry: &'a AccountEntry,
+    give_up: &'a GiveUp,
+}
+
+impl V12Caller for EventCaller<'_> {
+    async fn call(&self, request: v12::Request) -> Result<v12::Response, CallError> {
+        let link = self.entry.link();
+        tokio::select! {
+            biased;
+            answer = link.call(request) => answer,
+            _ = self.give_up.fired() => Err(CallError::Link("not waiting: events are queued ahead of the answer".into())),
+        }
     }
 }
 
@@ -143,7 +212,7 @@ pub struct Hub {
     /// Bumped whenever an account appears or goes on/offline (reverse WS and HTTP POST follow it).
     changed: watch::Sender<u64>,
     next_link: AtomicUsize,
-    backends: RwLock<HashMap<LinkId, BackendInfo>>,
+    backends: RwLock<HashMap<LinkId, Arc<BackendInfo>>>,
     event_queue: usize,
     /// The profile every backend gets, when configured; else each implementation's own.
     forced_profile: Option<String>,
@@ -169,7 +238,7 @@ impl Hub {
     /// Gives one link's backend this profile, whatever it calls itself.
     pub fn force_link_profile(&self, link: LinkId, profile: String) {
         self.link_profiles.write().unwrap_or_else(|p| p.into_inner()).insert(link, profile);
-        self.set_backend_info(link, self.backend_info(link));
+        self.set_backend_info(link, BackendInfo::clone(&self.backend_info(link)));
     }
 
     /// Gives every backend this profile instead of choosing by implementation name.
@@ -252,7 +321,7 @@ impl Hub {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    pub fn backend_info(&self, link: LinkId) -> BackendInfo {
+    pub fn backend_info(&self, link: LinkId) -> Arc<BackendInfo> {
         self.backends.read().unwrap_or_else(|p| p.into_inner()).get(&link).cloned().unwrap_or_default()
     }
 
@@ -279,12 +348,12 @@ impl Hub {
         if previous.map(|p| p.profile.as_str()) != Some(info.profile.as_str()) {
             tracing::info!(link, implementation = %info.implementation, profile = %info.profile, "backend profile chosen");
         }
-        backends.insert(link, info);
+        backends.insert(link, Arc::new(info));
     }
 
     /// Records the actions a link's backend says it supports.
     pub fn set_supported_actions(&self, link: LinkId, actions: std::collections::BTreeSet<String>) {
-        let mut info = self.backend_info(link);
+        let mut info = BackendInfo::clone(&self.backend_info(link));
         info.supported = Some(Arc::new(actions));
         self.set_backend_info(link, info);
     }
@@ -350,7 +419,7 @@ impl Hub {
         drop(accounts);
         // What it supports is asked again when it comes back (it may be another version then).
         if let Some(info) = self.backends.write().unwrap_or_else(|p| p.into_inner()).get_mut(&link) {
-            info.supported = None;
+            Arc::make_mut(info).supported = None;
         }
         self.notify();
     }
@@ -362,8 +431,21 @@ impl Hub {
         }
     }
 
-    /// One event from a backend link.
+    /// One event from a backend link, translated and delivered before this returns (the webhook
+    /// receiver's path; socket links go through [`crate::v12::intake`], which translates several
+    /// at once).
     pub async fn on_backend_event(&self, link: &LinkHandle, ev: v12::Event) {
+        if let Some(admitted) = self.admit(link, ev).await {
+            if let Some(v11) = self.translate(&admitted, &GiveUp::never()).await {
+                admitted.entry.publish(v11);
+            }
+        }
+    }
+
+    /// The in-order first step for one event: meta events tell the hub about the backend and
+    /// stop here; any other event makes sure its account exists and is bound to the link, and
+    /// comes back to be translated.
+    pub async fn admit(&self, link: &LinkHandle, ev: v12::Event) -> Option<Admitted> {
         if ev.kind == "meta" {
             match ev.detail_type.as_str() {
                 "connect" => {
@@ -385,17 +467,26 @@ impl Hub {
                 }
                 _ => {}
             }
-            return;
+            return None;
         }
-        let Some(self_id) = ev.self_id.clone() else { return };
-        let Some(entry) = self.upsert_account(link, &self_id, true).await else { return };
-        let backend = self.backend_info(link.id);
-        let ctx = self.translator.context(&entry.account, &backend, Default::default());
-        match self.translator.to_v11_event(ctx, &ev, unix_now(), &AccountCaller(&entry)).await {
-            Ok(Some(v11)) => entry.publish(Arc::new(v11)),
-            Ok(None) => {}
+        let self_id = ev.self_id.as_ref()?;
+        let entry = self.upsert_account(link, self_id, true).await?;
+        Some(Admitted { entry, backend: self.backend_info(link.id), ev })
+    }
+
+    /// Translates an admitted event. Backend calls it makes (a received picture's URL) stop
+    /// waiting when `give_up` fires, and the event goes on without what they would have added.
+    /// `None` when the event is not for bots (the bot's own message) or cannot be translated
+    /// (logged).
+    pub async fn translate(&self, admitted: &Admitted, give_up: &GiveUp) -> Option<Arc<V11Event>> {
+        let Admitted { entry, backend, ev } = admitted;
+        let ctx = self.translator.context(&entry.account, backend, Default::default());
+        let caller = EventCaller { entry, give_up };
+        match self.translator.to_v11_event(ctx, ev, unix_now(), &caller).await {
+            Ok(v11) => v11.map(Arc::new),
             Err(error) => {
                 tracing::warn!(%error, event = %ev.name(), id = %ev.id, "cannot translate event; dropped");
+                None
             }
         }
     }

@@ -7,6 +7,9 @@
 //! are built by [`lifecycle_connect`] and [`heartbeat`]; v12 meta events only tell the runtime
 //! about the backend ([`heartbeat_interval_ms`], [`status_bots`]).
 
+use std::sync::OnceLock;
+
+use bytes::Bytes;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Map, Value};
 
@@ -32,24 +35,43 @@ pub enum EventError {
 }
 
 /// A v11 event ready to be written to any number of endpoints.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct V11Event {
     pub self_id: i64,
     /// The event with `message` (if any) as a segment array; `raw_message` is its CQ string,
     /// which string-format endpoints also get as `message`.
     pub body: Map<String, Value>,
+    /// Its JSON per post format (string, array), written on first use and shared by every
+    /// endpoint that takes that format: ten bots cost one serialisation, not ten.
+    json: [OnceLock<Bytes>; 2],
+}
+
+impl PartialEq for V11Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.self_id == other.self_id && self.body == other.body
+    }
 }
 
 impl V11Event {
+    pub fn new(self_id: i64, body: Map<String, Value>) -> V11Event {
+        V11Event { self_id, body, json: Default::default() }
+    }
+
     pub fn post_type(&self) -> &str {
         self.body.get("post_type").and_then(Value::as_str).unwrap_or("")
     }
 
     /// Compact JSON in the endpoint's format. The bytes equal what JavaScript's `JSON.stringify`
     /// writes for the parsed value (no floats, no escaped `/`, raw UTF-8), so signatures verified
-    /// either over the raw body or over a re-serialised one match.
+    /// either over the raw body or over a re-serialised one match. Written once per format.
+    pub fn json(&self, format: PostFormat) -> Bytes {
+        let slot = &self.json[matches!(format, PostFormat::Array) as usize];
+        slot.get_or_init(|| serde_json::to_vec(&FormatView { event: self, format }).unwrap_or_default().into()).clone()
+    }
+
+    /// [`V11Event::json`] as an owned buffer.
     pub fn to_json(&self, format: PostFormat) -> Vec<u8> {
-        serde_json::to_vec(&FormatView { event: self, format }).unwrap_or_default()
+        self.json(format).to_vec()
     }
 
     /// The event as a JSON value in the endpoint's format.
@@ -109,7 +131,7 @@ pub fn lifecycle_connect(self_id: i64, time: i64, forward_ws: bool) -> V11Event 
         body.insert("_post_method".into(), 2.into());
     }
     body.extend(header("meta_event", "meta_event_type", "lifecycle", time, self_id, "connect"));
-    V11Event { self_id, body }
+    V11Event::new(self_id, body)
 }
 
 /// go-cqhttp's `get_status` data.
@@ -133,7 +155,7 @@ pub fn heartbeat(self_id: i64, time: i64, interval_ms: u64, status: Value) -> V1
     let mut body = header("meta_event", "meta_event_type", "heartbeat", time, self_id, "");
     body.insert("status".into(), status);
     body.insert("interval".into(), interval_ms.into());
-    V11Event { self_id, body }
+    V11Event::new(self_id, body)
 }
 
 /// The backend's heartbeat interval in milliseconds. Some implementations (walle-core) send
@@ -274,7 +296,7 @@ impl<S: IdStore> Translator<S> {
                 body.insert(key.to_owned(), value.clone());
             }
         }
-        Ok(V11Event { self_id: account.v11_id, body })
+        Ok(V11Event::new(account.v11_id, body))
     }
 
     /// The sender's display name as the backend gives it (empty when it gives none).
@@ -430,7 +452,7 @@ impl<S: IdStore> Translator<S> {
             body.insert("flag".into(), super::requests::pack_flag(&ev.detail_type, values).into());
             body.entry("comment").or_insert_with(|| Value::String(String::new()));
         }
-        Ok(V11Event { self_id: account.v11_id, body })
+        Ok(V11Event::new(account.v11_id, body))
     }
 }
 

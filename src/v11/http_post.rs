@@ -198,7 +198,7 @@ impl Poster {
         ev: &V11Event,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Next {
-        let body = Bytes::from(ev.to_json(self.post.post_format));
+        let body = ev.json(self.post.post_format);
         let reply = match self.post_with_retries(entry.account.v11_id, body, shutdown).await {
             Ok(reply) => reply,
             Err(PostError::Shutdown) => return Next::Stop,

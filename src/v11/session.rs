@@ -8,13 +8,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 
@@ -120,10 +121,11 @@ impl<S> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    async fn write(&mut self, text: Vec<u8>) -> Step {
+    /// Writes one JSON text (an event's shared bytes or an answer).
+    async fn write(&mut self, json: impl Into<Bytes>) -> Step {
         let Some(sink) = self.sink.as_mut() else { return Step::Stop };
-        let text = String::from_utf8(text).unwrap_or_default();
-        match tokio::time::timeout(self.cfg.limits.write_timeout, sink.send(Message::text(text))).await {
+        let text = Utf8Bytes::try_from(json.into()).unwrap_or_default();
+        match tokio::time::timeout(self.cfg.limits.write_timeout, sink.send(Message::Text(text))).await {
             Ok(Ok(())) => Step::Continue,
             Ok(Err(error)) => {
                 tracing::info!(%error, "write to bot failed; closing");
@@ -155,12 +157,12 @@ where
         tracing::Span::current().record("self_id", entry.account.v11_id);
         if self.role.sends_events() {
             let hello = lifecycle_connect(entry.account.v11_id, unix_now(), self.cfg.forward);
-            if let Step::Stop = self.write(hello.to_json(self.cfg.post_format)).await {
+            if let Step::Stop = self.write(hello.json(self.cfg.post_format)).await {
                 return Ended::Peer;
             }
         }
         for ev in kept {
-            if let Step::Stop = self.write(ev.to_json(self.cfg.post_format)).await {
+            if let Step::Stop = self.write(ev.json(self.cfg.post_format)).await {
                 return Ended::Peer;
             }
         }
@@ -177,7 +179,7 @@ where
                 }
                 Some(answer) = answers.recv() => self.write(answer).await,
                 ev = recv_event(&mut events) => match ev {
-                    Ok(ev) => self.write(ev.to_json(self.cfg.post_format)).await,
+                    Ok(ev) => self.write(ev.json(self.cfg.post_format)).await,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(dropped = n, "bot reads too slowly; oldest events dropped");
                         Step::Continue
@@ -187,7 +189,7 @@ where
                 _ = beat.tick(), if beat_every.is_some() => {
                     let interval = beat_every.unwrap_or_default().as_millis() as u64;
                     let hb = heartbeat(entry.account.v11_id, unix_now(), interval, self.hub.status_of(&entry));
-                    self.write(hb.to_json(self.cfg.post_format)).await
+                    self.write(hb.json(self.cfg.post_format)).await
                 }
                 // Read the next frame only while there is room for another action (backpressure).
                 frame = self.stream.next(), if !self.role.reads_actions() || in_flight.available_permits() > 0 => {

@@ -496,8 +496,8 @@ fn remember_backend(webhook: &Webhook, implementation: Option<String>, onebot_ve
             webhook.link.id,
             BackendInfo {
                 implementation,
-                version: known.version,
-                onebot_version: onebot_version.unwrap_or(known.onebot_version),
+                version: known.version.clone(),
+                onebot_version: onebot_version.unwrap_or_else(|| known.onebot_version.clone()),
                 ..Default::default()
             },
         );

@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod http_client;
+pub mod intake;
 pub mod ws_client;
 pub mod ws_server;
 

@@ -22,12 +22,12 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use tracing::Instrument;
 
 use crate::config::Limits;
 use crate::core::v12;
 use crate::hub::Hub;
 use crate::net::{ws_config, Backoff};
+use crate::v12::intake::Intake;
 use crate::v12::{codec, LinkHandle, Outgoing};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,8 +35,6 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 /// A connection that sent nothing (no frame, no pong) for this long is taken for dead.
 const SILENT_FOR: Duration = Duration::from_secs(2 * PING_EVERY.as_secs() + 15);
 const RECENT_EVENTS: usize = 4096;
-/// Events read from one connection and waiting to be translated.
-pub const EVENT_QUEUE: usize = 1024;
 /// How long a closed connection's remaining events may take to translate.
 const DRAIN_EVENTS: Duration = Duration::from_secs(30);
 
@@ -145,11 +143,10 @@ async fn connect(cfg: &Dial, limits: &Limits) -> Result<Ws, tokio_tungstenite::t
 
 /// Runs one connection to an implementation, whichever side dialled: writes queued requests,
 /// reads events and answers. Returns when the connection ends or `shutdown` turns true, with the
-/// link marked down and the events already read translated.
+/// link marked down and the events already read delivered.
 ///
-/// Events are translated by a task of their own, in order, so that translating one may call the
-/// backend (a received image's URL) while this loop goes on reading that call's answer. The queue
-/// between them holds [`EVENT_QUEUE`] events; when it is full the reader waits (backpressure).
+/// Events go to the link's [`Intake`], which translates them while this loop goes on reading
+/// (a translation may wait for an answer that arrives on this very socket).
 pub async fn serve<S>(
     link: &LinkHandle,
     outgoing: &mut mpsc::Receiver<Outgoing>,
@@ -161,22 +158,11 @@ pub async fn serve<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (events, mut queued) = mpsc::channel::<Value>(EVENT_QUEUE);
-    let worker = {
-        let (link, hub, recent) = (link.clone(), hub.clone(), recent.clone());
-        tokio::spawn(
-            async move {
-                while let Some(value) = queued.recv().await {
-                    on_event_value(&link, &hub, &recent, value).await;
-                }
-            }
-            .in_current_span(),
-        )
-    };
-    pump(link, outgoing, ws, hub, limits, &events, shutdown).await;
+    let (intake, worker) = Intake::start(link.clone(), hub.clone(), recent.clone());
+    pump(link, outgoing, ws, hub, limits, &intake, shutdown).await;
     // Calls still waiting on this connection fail now, so the worker can finish.
     link.set_connected(false);
-    drop(events);
+    drop(intake);
     if tokio::time::timeout(DRAIN_EVENTS, worker).await.is_err() {
         tracing::warn!("events read from the backend were still being translated when the connection ended");
     }
@@ -188,7 +174,7 @@ async fn pump<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
     hub: &Arc<Hub>,
     limits: &Limits,
-    events: &mpsc::Sender<Value>,
+    intake: &Intake,
     shutdown: &mut watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -231,8 +217,8 @@ async fn pump<S>(
                 }
             }
             frame = stream.next() => match frame.inspect(|_| last_heard = tokio::time::Instant::now()) {
-                Some(Ok(Message::Text(text))) => on_frame(link, events, text.as_bytes(), false).await,
-                Some(Ok(Message::Binary(bytes))) => on_frame(link, events, &bytes, true).await,
+                Some(Ok(Message::Text(text))) => on_frame(link, intake, text.as_bytes(), false).await,
+                Some(Ok(Message::Binary(bytes))) => on_frame(link, intake, &bytes, true).await,
                 Some(Ok(Message::Close(frame))) => {
                     tracing::info!(?frame, "backend closed the connection");
                     return;
@@ -247,7 +233,7 @@ async fn pump<S>(
 
 /// One frame from the backend (JSON text or MessagePack binary; a binary frame carrying JSON is
 /// read too): an event or an action's answer.
-async fn on_frame(link: &LinkHandle, events: &mpsc::Sender<Value>, bytes: &[u8], msgpack: bool) {
+async fn on_frame(link: &LinkHandle, intake: &Intake, bytes: &[u8], msgpack: bool) {
     let value: Value = match codec::decode_either(bytes, msgpack) {
         Ok(v) => v,
         Err(error) => {
@@ -257,7 +243,7 @@ async fn on_frame(link: &LinkHandle, events: &mpsc::Sender<Value>, bytes: &[u8],
     };
     let is_event = value.as_object().is_some_and(v12::is_event_frame);
     if is_event {
-        let _ = events.send(value).await;
+        intake.push(value).await;
         return;
     }
     match v12::Response::from_value(value) {
@@ -320,9 +306,9 @@ pub async fn refresh(link: &LinkHandle, hub: &Hub) -> Result<(), crate::core::Ca
                 hub.set_backend_info(
                     link.id,
                     crate::core::BackendInfo {
-                        implementation: or_known(text("impl"), known.implementation),
+                        implementation: or_known(text("impl"), known.implementation.clone()),
                         version: text("version"),
-                        onebot_version: or_known(text("onebot_version"), known.onebot_version),
+                        onebot_version: or_known(text("onebot_version"), known.onebot_version.clone()),
                         ..Default::default()
                     },
                 );
