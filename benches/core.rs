@@ -242,6 +242,21 @@ fn events(c: &mut Criterion) {
         group.bench_function(*name, |b| b.iter(translate));
     }
 
+    // The whole event path of the core for a message never seen before: a fresh message id is
+    // assigned and stored with the message (for `get_msg`), then the v11 JSON is written.
+    let fresh = |i: u64| {
+        let mut ev = message_event("10001", Some("987654"));
+        ev.fields.insert("message_id".into(), format!("b6e65187-5ac0-489c-{i:012x}").into());
+        ev
+    };
+    group.bench_function("group_message/new_id_to_json", |b| {
+        let backend = Backend::default();
+        bench_owned_inputs(b, fresh, |core, account, ev| {
+            let v11 = block_on(core.to_v11_event(ctx(account), &ev, NOW, &backend)).expect("translates");
+            v11.expect("not a meta event").to_json(PostFormat::String)
+        })
+    });
+
     let core = translator();
     let account = account(&core);
     let v11 =

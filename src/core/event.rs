@@ -66,12 +66,12 @@ impl V11Event {
     /// either over the raw body or over a re-serialised one match. Written once per format.
     pub fn json(&self, format: PostFormat) -> Bytes {
         let slot = &self.json[matches!(format, PostFormat::Array) as usize];
-        slot.get_or_init(|| serde_json::to_vec(&FormatView { event: self, format }).unwrap_or_default().into()).clone()
+        slot.get_or_init(|| self.to_json(format).into()).clone()
     }
 
-    /// [`V11Event::json`] as an owned buffer.
+    /// [`V11Event::json`] written anew, not kept.
     pub fn to_json(&self, format: PostFormat) -> Vec<u8> {
-        self.json(format).to_vec()
+        serde_json::to_vec(&FormatView { event: self, format }).unwrap_or_default()
     }
 
     /// The event as a JSON value in the endpoint's format.
