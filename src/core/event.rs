@@ -191,6 +191,91 @@ fn event_time(ev: &Event, now: i64) -> i64 {
     }
 }
 
+/// Message event fields that describe the sender, under their own name or the profile's
+/// prefixed one (`qq.nickname`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    UserName,
+    Nickname,
+    UserDisplayname,
+    Sex,
+    UserCard,
+    Card,
+    Area,
+    Level,
+    Role,
+    Title,
+    Sender,
+    Anonymous,
+}
+
+const FIELD_NAMES: [&str; 12] = [
+    "user_name",
+    "nickname",
+    "user_displayname",
+    "sex",
+    "user_card",
+    "card",
+    "area",
+    "level",
+    "role",
+    "title",
+    "sender",
+    "anonymous",
+];
+
+/// The sender fields of one event, found in one pass over its fields (no prefixed names built).
+struct SenderFields<'a> {
+    profile: &'a super::mapping::Profile,
+    plain: [Option<&'a Value>; 12],
+    prefixed: [Option<&'a Value>; 12],
+}
+
+impl<'a> SenderFields<'a> {
+    fn of(profile: &'a super::mapping::Profile, ev: &'a Event) -> SenderFields<'a> {
+        let mut found = SenderFields { profile, plain: [None; 12], prefixed: [None; 12] };
+        let index = |name: &str| FIELD_NAMES.iter().position(|n| *n == name);
+        for (key, value) in &ev.fields {
+            if let Some(i) = index(key) {
+                found.plain[i] = Some(value);
+            } else if let Some(i) = profile.strip_own(key).and_then(index) {
+                found.prefixed[i] = Some(value);
+            }
+        }
+        // Without a prefix the prefixed name is the plain one.
+        if profile.prefix.is_empty() {
+            found.prefixed = found.plain;
+        }
+        found
+    }
+
+    /// The plain name, else the prefixed one.
+    fn get(&self, f: Field) -> Option<&'a Value> {
+        self.plain[f as usize].or(self.prefixed[f as usize])
+    }
+
+    fn text(&self, f: Field) -> Option<&'a str> {
+        self.get(f).and_then(Value::as_str)
+    }
+
+    /// The prefixed name, else the plain one.
+    fn prefixed_first(&self, f: Field) -> Option<&'a Value> {
+        self.prefixed[f as usize].or(self.plain[f as usize])
+    }
+
+    fn prefixed_only(&self, f: Field) -> Option<&'a Value> {
+        self.prefixed[f as usize]
+    }
+
+    /// The display name: `user_name`, `nickname` or `user_displayname`, each plain or prefixed.
+    fn name(&self) -> &'a str {
+        [Field::UserName, Field::Nickname, Field::UserDisplayname]
+            .into_iter()
+            .find_map(|f| self.text(f))
+            .unwrap_or_default()
+    }
+}
+
 /// Fields a message event carries that are consumed by the translation itself.
 const MESSAGE_FIELDS: [&str; 7] =
     ["message", "alt_message", "message_id", "user_id", "group_id", "guild_id", "channel_id"];
@@ -255,7 +340,8 @@ impl<S: IdStore> Translator<S> {
         let raw = render_cq(&segments);
         let time = event_time(ev, now);
         let is_channel = ev.detail_type == "channel";
-        let anonymous = ev.fields.get(&profile.prefixed("anonymous")).filter(|v| v.is_object()).cloned();
+        let sender_fields = SenderFields::of(profile, ev);
+        let anonymous = sender_fields.prefixed_only(Field::Anonymous).filter(|v| v.is_object()).cloned();
         let sub_type = if anonymous.is_some() && message_type == "group" { "anonymous".to_owned() } else { sub_type };
 
         let mut body = header("message", "message_type", &message_type, time, account.v11_id, &sub_type);
@@ -273,7 +359,7 @@ impl<S: IdStore> Translator<S> {
                 time,
                 segments: segments.clone(),
                 sender_id: self.ids.to_v11(&user_id).await?,
-                sender_name: self.sender_name(maps, ev),
+                sender_name: sender_fields.name().to_owned(),
             });
             let id = self.ids.message_to_v11(&record).await?;
             body.insert("message_id".into(), id.into());
@@ -289,7 +375,7 @@ impl<S: IdStore> Translator<S> {
         body.insert("message".into(), Value::Array(segments.into_iter().map(Segment::into_value).collect()));
         body.insert("raw_message".into(), raw.into());
         body.insert("font".into(), 0.into());
-        body.insert("sender".into(), self.sender(maps, ev, &message_type, v11_user, is_channel).await?);
+        body.insert("sender".into(), self.sender(&sender_fields, &message_type, v11_user, is_channel));
         for (key, value) in &ev.fields {
             let key = profile.strip(key);
             if !MESSAGE_FIELDS.contains(&key) && !body.contains_key(key) && key != "anonymous" {
@@ -299,64 +385,37 @@ impl<S: IdStore> Translator<S> {
         Ok(V11Event::new(account.v11_id, body))
     }
 
-    /// The sender's display name as the backend gives it (empty when it gives none).
-    fn sender_name(&self, maps: &Mappings, ev: &Event) -> String {
-        let profile = &maps.profile;
-        ["user_name", "nickname", "user_displayname"]
-            .iter()
-            .find_map(|n| ev.fields.get(*n).or_else(|| ev.fields.get(&profile.prefixed(n))).and_then(Value::as_str))
-            .unwrap_or_default()
-            .to_owned()
-    }
-
     /// go-cqhttp's `sender` object, filled from whatever the backend says about the sender
     /// (`user_name`, `user_card`, `<prefix>.nickname`, a `<prefix>.sender` object, …).
-    async fn sender(
-        &self,
-        maps: &Mappings,
-        ev: &Event,
-        message_type: &str,
-        user_id: Value,
-        is_channel: bool,
-    ) -> Result<Value, EventError> {
-        let profile = &maps.profile;
-        let pick = |names: &[&str]| -> Option<String> {
-            names.iter().find_map(|n| {
-                ev.fields
-                    .get(*n)
-                    .or_else(|| ev.fields.get(&profile.prefixed(n)))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-        };
-        let nickname = self.sender_name(maps, ev);
+    fn sender(&self, fields: &SenderFields<'_>, message_type: &str, user_id: Value, is_channel: bool) -> Value {
+        let text = |names: &[Field]| names.iter().find_map(|n| fields.text(*n));
         let mut sender = Map::new();
         sender.insert("user_id".into(), user_id.clone());
-        sender.insert("nickname".into(), nickname.into());
+        sender.insert("nickname".into(), fields.name().into());
         if is_channel {
             sender.insert("tiny_id".into(), user_id);
         } else {
-            sender.insert("sex".into(), pick(&["sex"]).unwrap_or_else(|| "unknown".into()).into());
+            sender.insert("sex".into(), text(&[Field::Sex]).unwrap_or("unknown").into());
             sender.insert("age".into(), 0.into());
         }
         if message_type == "group" {
-            sender.insert("card".into(), pick(&["user_card", "card", "user_displayname"]).unwrap_or_default().into());
-            sender.insert("area".into(), pick(&["area"]).unwrap_or_default().into());
-            sender.insert("level".into(), pick(&["level"]).unwrap_or_default().into());
-            sender.insert("role".into(), pick(&["role"]).unwrap_or_else(|| "member".into()).into());
-            sender.insert("title".into(), pick(&["title"]).unwrap_or_default().into());
+            let card = text(&[Field::UserCard, Field::Card, Field::UserDisplayname]);
+            sender.insert("card".into(), card.unwrap_or_default().into());
+            sender.insert("area".into(), text(&[Field::Area]).unwrap_or_default().into());
+            sender.insert("level".into(), text(&[Field::Level]).unwrap_or_default().into());
+            sender.insert("role".into(), text(&[Field::Role]).unwrap_or("member").into());
+            sender.insert("title".into(), text(&[Field::Title]).unwrap_or_default().into());
         }
-        let explicit = ev.fields.get(&profile.prefixed("sender")).or_else(|| ev.fields.get("sender"));
-        if let Some(Value::Object(given)) = explicit {
+        if let Some(Value::Object(given)) = fields.prefixed_first(Field::Sender) {
             for (k, v) in given {
-                let k = profile.strip(k);
+                let k = fields.profile.strip(k);
                 if k == "user_id" {
                     continue;
                 }
                 sender.insert(k.to_owned(), v.clone());
             }
         }
-        Ok(Value::Object(sender))
+        Value::Object(sender)
     }
 
     async fn notice_or_request(

@@ -283,6 +283,15 @@ impl Profile {
         }
     }
 
+    /// `qq.face` → `Some("face")`; `None` for names without this profile's prefix (and for every
+    /// name when the profile has none).
+    pub fn strip_own<'a>(&self, name: &'a str) -> Option<&'a str> {
+        if self.prefix.is_empty() {
+            return None;
+        }
+        name.strip_prefix(self.prefix.as_str()).and_then(|r| r.strip_prefix('.'))
+    }
+
     /// `qq.face` → `face`; names without this profile's prefix come back unchanged.
     pub fn strip<'a>(&self, name: &'a str) -> &'a str {
         if self.prefix.is_empty() {

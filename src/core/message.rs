@@ -34,6 +34,19 @@ impl Segment {
         self
     }
 
+    /// Reads a segment from a borrowed `{type, data}` value, as its `Deserialize` does (`data`
+    /// absent or `null` is empty; other keys are ignored) but copying the data map whole.
+    pub fn read(v: &Value) -> Option<Segment> {
+        let obj = v.as_object()?;
+        let kind = obj.get("type")?.as_str()?.to_owned();
+        let data = match obj.get("data") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(data)) => data.clone(),
+            Some(_) => return None,
+        };
+        Some(Segment { kind, data })
+    }
+
     /// The segment as a JSON value, without copying its data.
     pub fn into_value(self) -> Value {
         let mut m = Map::with_capacity(2);

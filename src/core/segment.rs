@@ -6,7 +6,6 @@
 //! dot passes unchanged. Incoming (backend → bot) is the reverse, plus v12 `audio`/`file`, and any
 //! other backend segment keeps its name with the profile prefix removed. Nothing is dropped.
 
-use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 
 use super::cq::parse_cq;
@@ -68,13 +67,13 @@ pub fn read_v11_message(value: &Value, auto_escape: bool) -> Result<Vec<Segment>
 pub fn read_v12_message(value: Option<&Value>) -> Vec<Segment> {
     match value {
         Some(Value::String(s)) if !s.is_empty() => vec![Segment::text(s.clone())],
-        Some(v @ Value::Object(_)) => Segment::deserialize(v).into_iter().collect(),
+        Some(v @ Value::Object(_)) => Segment::read(v).into_iter().collect(),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| match Segment::deserialize(v) {
-                Ok(seg) => seg,
-                Err(error) => {
-                    tracing::warn!(%error, segment = %v, "unreadable v12 segment kept as text");
+            .map(|v| match Segment::read(v) {
+                Some(seg) => seg,
+                None => {
+                    tracing::warn!(segment = %v, "unreadable v12 segment (not {{type, data}}) kept as text");
                     Segment::text(v.to_string())
                 }
             })
@@ -110,6 +109,9 @@ impl<S: IdStore> Translator<S> {
         let maps = scope.maps;
         let profile = &maps.profile;
         if seg.kind == "text" {
+            if seg.data.len() == 1 && seg.data.get("text").is_some_and(Value::is_string) {
+                return Ok(seg); // already what v11 has
+            }
             let text = seg.str_of("text").unwrap_or_default();
             return Ok(Segment::text(text));
         }
