@@ -263,7 +263,8 @@ async fn measure(sizes: &Sizes) -> Report {
         };
         let outcome = peer.events(&run).await;
         println!(
-            "no stall {:<21} {} in {:.1} s, longest wait between deliveries {:.1} s, {} get_file calls",
+            "no stall {:<21} {}; last delivery {:.1} s after the first send, longest wait between deliveries {:.1} s; \
+             {} get_file calls",
             target.name(),
             outcome.summary(),
             outcome.elapsed.as_secs_f64(),
