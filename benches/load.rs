@@ -1,103 +1,442 @@
-//! End-to-end load run over real sockets: the bridge between the scripted v12 backend (forward
-//! WebSocket) and v11 bots (forward WebSocket), all on loopback in one process.
+//! End-to-end load run over real sockets, with a yardstick. Every figure is measured for the
+//! bridge in its default configuration (ids in the disk store, in a scratch `--data-dir`), for
+//! the bridge with `--ephemeral`, and for a bare WebSocket relay that translates nothing
+//! (`load/relay.rs`), in the same run: the same generator, bot client and messages, the three
+//! alternating. Rates, CPU and latencies are the median of three runs (memory, the long run and
+//! the no-stall run are one run each); the table gives bridge/relay ratios.
 //!
-//! - events: the backend pushes group messages, a bot receives them translated; a window of 512
-//!   events is in flight (the bridge's per-connection queue holds 1024), so this is the sustained
-//!   rate, nothing dropped;
-//! - actions: 8 bots call `send_group_msg` one after another each (8 in flight), every call going
-//!   through translation, the backend and back; throughput and latency percentiles.
+//! The bridge (the release binary) and the relay run as child processes, so their CPU time and
+//! memory are read from `/proc` apart from the bench's. The bench process holds the peers
+//! (`load/peers.rs`): a v12 generator (forward-WebSocket server; the process under test dials
+//! it) that pushes pre-serialised group messages (reply, text, mention, image), answers actions
+//! at once, and v11 bots that count events by the `seq=` marker in their text, so v12 frames
+//! (through the relay) and v11 frames (through the bridge) are counted by the same code.
 //!
-//! `cargo bench --bench load` runs 50 000 of each; under `cargo test` (no `--bench`) it runs a
-//! few hundred to prove it works. The figures are in the README.
+//! Scenarios (`load/scenarios.rs`):
+//! 1. events/s: one backend link, forward WebSocket both sides, 512 events in flight; every
+//!    event must arrive. The process's CPU time over this run gives CPU per event.
+//! 2. latency at a steady 5 000 events/s, per event (send → receipt), p50 and p99.
+//! 3. fan-out: 10 bots on `/`, each receiving every event; events/s per bot. The relay dials the
+//!    generator once per bot, so the generator pushes each event ten times there (its cost is in
+//!    the bench process, not in the measured one).
+//! 4. `send_group_msg`: 8 bots on `/api`, one call at a time each; calls/s, p50 and p99.
+//! 5. memory with 1 000 idle bot connections open, and after a long run (peak and current).
+//! 6. no stall: each event's image has a new `file_id`, so the bridge calls `get_file` for each
+//!    while events keep coming as fast as the sockets take them; the run gives up (and says
+//!    so) rather than wait out the bridge's action timeouts.
+//!
+//! `cargo bench --bench load` runs the full sizes (a few minutes); under `cargo test` (no
+//! `--bench`) it runs a few hundred events per scenario against the debug build and asserts
+//! that everything arrived. Each run is also capped in time; the notes under the table say when
+//! a cap cut one short.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+#[path = "load/peers.rs"]
+mod peers;
+#[path = "load/process.rs"]
+mod process;
+#[path = "load/relay.rs"]
+mod relay;
+#[path = "load/scenarios.rs"]
+mod scenarios;
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use support::*;
+use process::Memory;
+use scenarios::{quantile, EventOutcome, EventRun, Images, Peer, Target};
 
+/// Events sent and not yet delivered, in the windowed runs. The bridge queues 1 024 events per
+/// backend connection and per bot; a window below that measures the sustained rate with
+/// nothing dropped.
 const WINDOW: usize = 512;
-const BOTS: usize = 8;
+/// The steady rate of the latency run, events/s.
+const RATE: f64 = 5_000.0;
+/// Calls in flight in the `send_group_msg` run (one bot each).
+const CALLERS: usize = 8;
+/// Bots in the fan-out run.
+const FANOUT_BOTS: usize = 10;
+/// No delivery for this long in the no-stall run means an event waited for something (an
+/// action timeout), not that the process is merely slow.
+const STALL: Duration = Duration::from_secs(5);
+
+/// How much each scenario does.
+struct Sizes {
+    full: bool,
+    /// Runs per figure (the median is reported).
+    rounds: usize,
+    events: usize,
+    latency_events: usize,
+    fanout_events: usize,
+    calls: usize,
+    idle_bots: usize,
+    long_events: usize,
+    no_stall_events: usize,
+    /// No new event or call after this long in one run.
+    budget: Duration,
+    long_budget: Duration,
+    /// The no-stall run gives up after this long.
+    no_stall_wait: Duration,
+}
+
+const FULL: Sizes = Sizes {
+    full: true,
+    rounds: 3,
+    events: 50_000,
+    latency_events: 15_000,
+    fanout_events: 20_000,
+    calls: 24_000,
+    idle_bots: 1_000,
+    long_events: 200_000,
+    no_stall_events: 50_000,
+    budget: Duration::from_secs(15),
+    long_budget: Duration::from_secs(60),
+    no_stall_wait: Duration::from_secs(60),
+};
+
+const SMOKE: Sizes = Sizes {
+    full: false,
+    rounds: 1,
+    events: 300,
+    latency_events: 250,
+    fanout_events: 200,
+    calls: 160,
+    idle_bots: 50,
+    long_events: 1_000,
+    no_stall_events: 200,
+    budget: Duration::from_secs(20),
+    long_budget: Duration::from_secs(20),
+    no_stall_wait: Duration::from_secs(20),
+};
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    let n = if full { 50_000 } else { 600 };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    rt.block_on(run(n, full));
+    if let Ok(spec) = std::env::var(relay::ENV) {
+        relay::main(&spec);
+        return;
+    }
+    let sizes = if std::env::args().any(|a| a == "--bench") { FULL } else { SMOKE };
+    peers::check_seq_marker();
+    let started = Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let report = runtime.block_on(measure(&sizes));
+    report.print(&sizes);
+    println!("load ({}): done in {:.0} s", if sizes.full { "full" } else { "smoke" }, started.elapsed().as_secs_f64());
 }
 
-fn message(i: usize) -> serde_json::Value {
-    v12_message(
-        "group",
-        "10001",
-        json!({"message_id": format!("load-{i}"), "group_id": "30003", "user_id": "20002",
-               "message": [{"type": "text", "data": {"text": "hello [world] & friends"}},
-                           {"type": "mention", "data": {"user_id": "10001"}}]}),
-    )
+/// Every figure of one target, a value per round where there are rounds.
+#[derive(Default)]
+struct Figures {
+    events_per_s: Vec<f64>,
+    cpu_us: Vec<f64>,
+    latency_p50_ms: Vec<f64>,
+    latency_p99_ms: Vec<f64>,
+    fanout_per_s: Vec<f64>,
+    calls_per_s: Vec<f64>,
+    call_p50_ms: Vec<f64>,
+    call_p99_ms: Vec<f64>,
+    fresh: Memory,
+    idle: Memory,
+    long_per_s: f64,
+    long: Memory,
+    no_stall: Option<EventOutcome>,
 }
 
-async fn run(n: usize, full: bool) {
-    let backend = FakeBackend::start(BackendOptions { concurrent: true, ..Default::default() }).await;
-    let bridge = start_bridge(&backend, |_| {}).await;
-    let addr = bridge.ws_addrs()[0];
+struct Report {
+    figures: [Figures; 3],
+    notes: Vec<String>,
+}
 
-    // Events, backend → bot.
-    let mut bot = Bot::connect(addr, "/", None).await.expect("connect");
-    bot.next_event().await;
-    let started = Instant::now();
-    let mut sent = 0;
-    let mut received = 0;
-    while received < n {
-        while sent < n && sent - received < WINDOW {
-            backend.push(message(sent));
-            sent += 1;
-        }
-        let ev = bot.next_event().await;
-        assert_eq!(ev["post_type"], "message");
-        received += 1;
-    }
-    let events_per_s = n as f64 / started.elapsed().as_secs_f64();
+async fn measure(sizes: &Sizes) -> Report {
+    let mut figures: [Figures; 3] = Default::default();
+    let mut notes = Vec::new();
+    let at = |target: Target| Target::ALL.iter().position(|&t| t == target).expect("a target");
 
-    // Actions, bots → backend → bots.
-    let mut bots = Vec::new();
-    for _ in 0..BOTS {
-        let mut b = Bot::connect(addr, "/api", None).await.expect("connect");
-        let _ = tokio::time::timeout(Duration::from_millis(200), b.next_frame()).await;
-        bots.push(b);
-    }
-    let per_bot = n / BOTS;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for mut b in bots {
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(per_bot);
-            for i in 0..per_bot {
-                let t = Instant::now();
-                let answer = b
-                    .call("send_group_msg", json!({"group_id": 30003, "message": format!("[CQ:face,id=1] reply {i}")}))
-                    .await;
-                assert_eq!(answer["status"], "ok", "{answer}");
-                latencies.push(t.elapsed());
+    for round in 0..sizes.rounds {
+        // A different one goes first each round, in case the machine drifts.
+        for target in Target::ALL.iter().cycle().skip(round).take(Target::ALL.len()).copied() {
+            let peer = Peer::start(target).await;
+            let f = &mut figures[at(target)];
+            let windowed = |tag, n, bots| EventRun {
+                tag,
+                n,
+                bots,
+                window: Some(WINDOW),
+                pace: None,
+                images: Images::Shared,
+                budget: sizes.budget,
+                stall_after: Duration::from_secs(10),
+                deadline: sizes.budget + Duration::from_secs(30),
+            };
+
+            let run = windowed("events", sizes.events, 1);
+            let events = peer.events(&run).await;
+            check(target, "events", &run, &events, &mut notes);
+            f.events_per_s.push(events.per_second());
+            f.cpu_us.push(events.cpu_per_event().as_secs_f64() * 1e6);
+            if target != Target::Relay && events.get_file > 1 {
+                notes.push(format!("{}: {} get_file calls for one shared image", target.name(), events.get_file));
             }
-            latencies
-        }));
+
+            let run = EventRun { window: None, pace: Some(RATE), ..windowed("latency", sizes.latency_events, 1) };
+            let latency = peer.events(&run).await;
+            check(target, "latency", &run, &latency, &mut notes);
+            f.latency_p50_ms.push(ms(quantile(&latency.latencies, 0.50)));
+            f.latency_p99_ms.push(ms(quantile(&latency.latencies, 0.99)));
+
+            let run = windowed("fanout", sizes.fanout_events, FANOUT_BOTS);
+            let fanout = peer.events(&run).await;
+            check(target, "fan-out", &run, &fanout, &mut notes);
+            f.fanout_per_s.push(fanout.per_second());
+
+            let calls = peer.calls(CALLERS, sizes.calls, sizes.budget).await;
+            assert!(!calls.latencies.is_empty(), "{}: no send_group_msg answered", target.name());
+            if calls.latencies.len() < sizes.calls {
+                notes.push(format!(
+                    "{} send_group_msg: {} of {} calls within the {} s cap",
+                    target.name(),
+                    calls.latencies.len(),
+                    sizes.calls,
+                    sizes.budget.as_secs()
+                ));
+            }
+            f.calls_per_s.push(calls.per_second());
+            f.call_p50_ms.push(ms(quantile(&calls.latencies, 0.50)));
+            f.call_p99_ms.push(ms(quantile(&calls.latencies, 0.99)));
+
+            println!(
+                "round {}/{} {:<21} events {:>7.0}/s, {:>5.1} µs CPU/event; latency p50 {:.2} ms p99 {:.2} ms; \
+                 fan-out {:>6.0}/s per bot; send_group_msg {:>6.0}/s",
+                round + 1,
+                sizes.rounds,
+                target.name(),
+                events.per_second(),
+                events.cpu_per_event().as_secs_f64() * 1e6,
+                ms(quantile(&latency.latencies, 0.50)),
+                ms(quantile(&latency.latencies, 0.99)),
+                fanout.per_second(),
+                calls.per_second()
+            );
+            log_note(target, peer.stop(), &mut notes);
+        }
     }
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.expect("bot task"));
+
+    let idle_bots = idle_bots_allowed(sizes.idle_bots, &mut notes);
+    for target in Target::ALL {
+        let peer = Peer::start(target).await;
+        let f = &mut figures[at(target)];
+        f.fresh = peer.memory();
+        f.idle = peer.idle_memory(idle_bots).await;
+        log_note(target, peer.stop(), &mut notes);
     }
-    let actions_per_s = latencies.len() as f64 / started.elapsed().as_secs_f64();
-    latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    println!(
-        "load ({}): events {:.0}/s; send_group_msg {:.0}/s with {BOTS} in flight, latency p50 {:?} p99 {:?}",
-        if full { "full" } else { "smoke" },
-        events_per_s,
-        actions_per_s,
-        pct(0.50),
-        pct(0.99)
-    );
-    bridge.stop().await;
+
+    for target in Target::ALL {
+        let peer = Peer::start(target).await;
+        let run = EventRun {
+            tag: "long",
+            n: sizes.long_events,
+            bots: 1,
+            window: Some(WINDOW),
+            pace: None,
+            images: Images::Shared,
+            budget: sizes.long_budget,
+            stall_after: Duration::from_secs(10),
+            deadline: sizes.long_budget + Duration::from_secs(30),
+        };
+        let long = peer.events(&run).await;
+        check(target, "long run", &run, &long, &mut notes);
+        let f = &mut figures[at(target)];
+        f.long_per_s = long.per_second();
+        f.long = peer.memory();
+        log_note(target, peer.stop(), &mut notes);
+    }
+
+    for target in Target::ALL {
+        let peer = Peer::start(target).await;
+        let run = EventRun {
+            tag: "images",
+            n: sizes.no_stall_events,
+            bots: 1,
+            window: None,
+            pace: None,
+            images: Images::Distinct,
+            budget: sizes.no_stall_wait,
+            stall_after: sizes.no_stall_wait,
+            deadline: sizes.no_stall_wait,
+        };
+        let outcome = peer.events(&run).await;
+        println!(
+            "no stall {:<21} {}; last delivery {:.1} s after the first send, longest wait between deliveries {:.1} s; \
+             {} get_file calls",
+            target.name(),
+            outcome.summary(),
+            outcome.elapsed.as_secs_f64(),
+            outcome.longest_gap.as_secs_f64(),
+            outcome.get_file
+        );
+        // The smoke run is small enough (a few hundred events, below the bridge's event queue)
+        // that it completes even where a full-speed run of 50 000 stalls: it must.
+        if !sizes.full {
+            assert!(outcome.complete(), "{} no-stall run: {}", target.name(), outcome.summary());
+        }
+        figures[at(target)].no_stall = Some(outcome);
+        log_note(target, peer.stop(), &mut notes);
+    }
+
+    Report { figures, notes }
+}
+
+/// Every event sent arrived, once, at every bot; a run a time cap cut short is noted.
+fn check(target: Target, scenario: &str, run: &EventRun, outcome: &EventOutcome, notes: &mut Vec<String>) {
+    assert!(outcome.complete(), "{} {scenario}: {}", target.name(), outcome.summary());
+    if outcome.fell_behind {
+        notes.push(format!(
+            "{} {scenario}: fell a second behind the pace after {} events, delivering {:.0}/s; its latency is queueing",
+            target.name(),
+            outcome.sent,
+            outcome.per_second()
+        ));
+    } else if outcome.sent < run.n {
+        notes.push(format!(
+            "{} {scenario}: {} of {} events within the {} s cap",
+            target.name(),
+            outcome.sent,
+            run.n,
+            run.budget.as_secs()
+        ));
+    }
+}
+
+/// What the process under test wrote on stderr (warnings and worse), briefly.
+fn log_note(target: Target, log: String, notes: &mut Vec<String>) {
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    if let Some(first) = lines.first() {
+        notes.push(format!("{} logged {} line(s), the first: {}", target.name(), lines.len(), first.trim()));
+    }
+}
+
+/// The relay needs two descriptors per idle bot in the bench (the bot's and the generator's
+/// side); fewer bots if the open-files limit would not allow it.
+fn idle_bots_allowed(wanted: usize, notes: &mut Vec<String>) -> usize {
+    let Some(limit) = process::open_files_limit() else { return wanted };
+    let allowed = (limit.saturating_sub(256) / 2) as usize;
+    if allowed < wanted {
+        notes.push(format!("open files limited to {limit}: {allowed} idle bots instead of {wanted}"));
+        return allowed;
+    }
+    wanted
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
+/// One line of the table: a value per target, and what it says.
+struct Row {
+    label: String,
+    values: [Option<f64>; 3],
+    text: [String; 3],
+}
+
+impl Row {
+    fn new(label: impl Into<String>, values: [Option<f64>; 3], unit: impl Fn(f64) -> String) -> Row {
+        let text = values.map(|v| v.map(&unit).unwrap_or_else(|| "-".to_owned()));
+        Row { label: label.into(), values, text }
+    }
+
+    fn of(
+        label: impl Into<String>,
+        figures: &[Figures; 3],
+        pick: impl Fn(&Figures) -> Option<f64>,
+        unit: impl Fn(f64) -> String,
+    ) -> Row {
+        Row::new(label, [pick(&figures[0]), pick(&figures[1]), pick(&figures[2])], unit)
+    }
+
+    fn ratio(&self, i: usize) -> String {
+        match (self.values[i], self.values[2]) {
+            (Some(v), Some(relay)) if relay > 0.0 => format!("{:.2}", v / relay),
+            _ => "-".to_owned(),
+        }
+    }
+}
+
+impl Report {
+    fn print(&self, sizes: &Sizes) {
+        let f = &self.figures;
+        let per_s = |v: f64| format!("{v:.0}/s");
+        let in_ms = |v: f64| format!("{v:.2} ms");
+        let in_mib = |v: f64| format!("{v:.1} MiB");
+        let runs = if sizes.rounds > 1 { format!(", median of {}", sizes.rounds) } else { String::new() };
+        let mut rows = vec![
+            Row::of(format!("events/s, window {WINDOW}{runs}"), f, |x| median(&x.events_per_s), per_s),
+            Row::of("CPU per event (user+sys)", f, |x| median(&x.cpu_us), |v| format!("{v:.1} µs")),
+            Row::of(format!("latency p50 at {RATE:.0}/s"), f, |x| median(&x.latency_p50_ms), in_ms),
+            Row::of(format!("latency p99 at {RATE:.0}/s"), f, |x| median(&x.latency_p99_ms), in_ms),
+            Row::of(format!("fan-out to {FANOUT_BOTS} bots, events/s per bot"), f, |x| median(&x.fanout_per_s), per_s),
+            Row::of(format!("send_group_msg/s, {CALLERS} in flight"), f, |x| median(&x.calls_per_s), per_s),
+            Row::of("send_group_msg p50", f, |x| median(&x.call_p50_ms), in_ms),
+            Row::of("send_group_msg p99", f, |x| median(&x.call_p99_ms), in_ms),
+            Row::of("RSS at start (VmRSS)", f, |x| Some(mib(x.fresh.rss_kib)), in_mib),
+            Row::of(format!("RSS with {} idle bots", sizes.idle_bots), f, |x| Some(mib(x.idle.rss_kib)), in_mib),
+            Row::of(format!("long run of {} events, events/s", sizes.long_events), f, |x| Some(x.long_per_s), per_s),
+            Row::of("  after it: peak RSS (VmHWM)", f, |x| Some(mib(x.long.hwm_kib)), in_mib),
+            Row::of("  after it: RSS now (VmRSS)", f, |x| Some(mib(x.long.rss_kib)), in_mib),
+        ];
+        let no_stall: Vec<&EventOutcome> = f.iter().filter_map(|x| x.no_stall.as_ref()).collect();
+        if no_stall.len() == 3 {
+            let mut time = Row::of(
+                format!("no stall: {} distinct images, time", sizes.no_stall_events),
+                f,
+                |x| x.no_stall.as_ref().filter(|o| o.complete()).map(|o| o.elapsed.as_secs_f64()),
+                |v| format!("{v:.1} s"),
+            );
+            for (i, o) in no_stall.iter().enumerate() {
+                if !o.complete() {
+                    let what = if o.longest_gap >= STALL { "stalled" } else { "cut" };
+                    time.text[i] = format!("{what}: {} of {}", o.delivered, sizes.no_stall_events);
+                }
+            }
+            rows.push(time);
+            rows.push(Row::of(
+                "  longest wait between deliveries",
+                f,
+                |x| x.no_stall.as_ref().map(|o| o.longest_gap.as_secs_f64()),
+                |v| format!("{v:.1} s{}", if v >= STALL.as_secs_f64() { " (!)" } else { "" }),
+            ));
+        }
+
+        let width = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(0);
+        let column = rows.iter().flat_map(|r| r.text.iter().map(|t| t.chars().count())).max().unwrap_or(0).max(20);
+        println!();
+        println!(
+            "{:<width$} | {:>column$} | {:>column$} | {:>column$} | disk/relay | eph/relay",
+            "scenario",
+            Target::Disk.name(),
+            Target::Ephemeral.name(),
+            Target::Relay.name()
+        );
+        println!("{}", "-".repeat(width + 3 * (column + 3) + 27));
+        for r in &rows {
+            println!(
+                "{:<width$} | {:>column$} | {:>column$} | {:>column$} | {:>10} | {:>9}",
+                r.label,
+                r.text[0],
+                r.text[1],
+                r.text[2],
+                r.ratio(0),
+                r.ratio(1)
+            );
+        }
+        for note in &self.notes {
+            println!("note: {note}");
+        }
+    }
 }

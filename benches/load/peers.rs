@@ -1,0 +1,364 @@
+//! The lean peers of the load run, in the bench process: the v12 generator (a forward-WebSocket
+//! server the bridge, or the relay, dials), the event frames it pushes, and the bots' side (a
+//! receiver that counts events by the `seq=` marker in their text, whichever OneBot version the
+//! frame is in).
+//!
+//! The generator answers every action request at once, answers before events, so a call the
+//! process under test makes while events stream in is never queued behind them in the generator.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const CONNECT: &str = r#"{"id":"c1","time":0,"type":"meta","detail_type":"connect","sub_type":"","version":{"impl":"bench","version":"1","onebot_version":"12"}}"#;
+const STATUS_UPDATE: &str = r#"{"id":"s1","time":0,"type":"meta","detail_type":"status_update","sub_type":"","status":{"good":true,"bots":[{"self":{"platform":"qq","user_id":"10001"},"online":true}]}}"#;
+const STATUS: &str = r#"{"good":true,"bots":[{"self":{"platform":"qq","user_id":"10001"},"online":true}]}"#;
+const VERSION: &str = r#"{"impl":"bench","version":"1","onebot_version":"12"}"#;
+/// Events queued for one link's writer; a full queue makes the pusher wait (backpressure).
+const LINK_QUEUE: usize = 1024;
+
+/// The v12 side: a forward-WebSocket server. Every connection is a link; links stay listed in
+/// the order they came (closed ones included), so a run picks the ones made after a mark.
+pub struct Generator {
+    url: String,
+    shared: Arc<Shared>,
+    accept: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Shared {
+    links: Mutex<Vec<Link>>,
+    /// `get_file` requests answered.
+    get_file: AtomicUsize,
+    /// Messages "sent" (ids handed out by `send_message`).
+    sent: AtomicU64,
+}
+
+/// Where events for one connection go.
+#[derive(Clone)]
+pub struct Link {
+    events: mpsc::Sender<Message>,
+}
+
+impl Link {
+    /// Queues a frame; a closed link swallows it (the run then sees it missing).
+    pub async fn push(&self, frame: &Utf8Bytes) {
+        let _ = self.events.send(Message::Text(frame.clone())).await;
+    }
+}
+
+impl Generator {
+    pub async fn start() -> Generator {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("generator listens");
+        let url = format!("ws://{}/", listener.local_addr().expect("generator address"));
+        let shared = Arc::new(Shared::default());
+        let for_accept = shared.clone();
+        // Runs until the generator is dropped.
+        let accept = tokio::spawn(async move {
+            loop {
+                if let Ok((stream, _)) = listener.accept().await {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(serve_link(stream, for_accept.clone()));
+                }
+            }
+        });
+        Generator { url, shared, accept }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Links made so far.
+    pub fn mark(&self) -> usize {
+        self.shared.links.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// The `k` links made after `mark`, waiting up to 10 s for them.
+    pub async fn links_after(&self, mark: usize, k: usize) -> Vec<Link> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            {
+                let links = self.shared.links.lock().unwrap_or_else(|p| p.into_inner());
+                if links.len() >= mark + k {
+                    return links[mark..mark + k].to_vec();
+                }
+            }
+            assert!(Instant::now() < deadline, "the process under test did not dial the generator {k} time(s)");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The newest link.
+    pub async fn latest(&self) -> Link {
+        self.links_after(0, 1).await;
+        self.shared.links.lock().unwrap_or_else(|p| p.into_inner()).last().cloned().expect("a link")
+    }
+
+    pub fn get_file_calls(&self) -> usize {
+        self.shared.get_file.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// One connection: announce the implementation and its account, then write answers and events
+/// (answers first) while a reader task answers requests.
+async fn serve_link(stream: TcpStream, shared: Arc<Shared>) {
+    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { return };
+    let (mut sink, mut stream) = ws.split();
+    let (events_tx, mut events) = mpsc::channel(LINK_QUEUE);
+    let (answers_tx, mut answers) = mpsc::channel::<Message>(64);
+    // Listed before the announcement, so whoever sees the announcement finds the link.
+    shared.links.lock().unwrap_or_else(|p| p.into_inner()).push(Link { events: events_tx });
+    for hello in [CONNECT, STATUS_UPDATE] {
+        if sink.feed(Message::text(hello)).await.is_err() {
+            return;
+        }
+    }
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(frame)) = stream.next().await {
+            if let Message::Text(text) = frame {
+                if let Some(answer) = answer(&shared, &text) {
+                    if answers_tx.send(Message::text(answer)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    // Ends when the reader ends (the peer went away) or the generator is dropped.
+    while sink.flush().await.is_ok() {
+        let next = tokio::select! {
+            biased;
+            a = answers.recv() => a,
+            e = events.recv() => e,
+        };
+        let Some(frame) = next else { break };
+        if sink.feed(frame).await.is_err() {
+            break;
+        }
+        // Whatever else is ready goes out in the same flush.
+        for _ in 0..256 {
+            let Ok(frame) = answers.try_recv().or_else(|_| events.try_recv()) else { break };
+            if sink.feed(frame).await.is_err() {
+                break;
+            }
+        }
+    }
+    reader.abort();
+}
+
+/// The answer to an action request (echo copied), or `None` for a frame that is not one.
+fn answer(shared: &Shared, text: &str) -> Option<String> {
+    let req: Value = serde_json::from_str(text).ok()?;
+    let action = req.get("action")?.as_str()?;
+    let echo = req.get("echo").map_or_else(|| "null".to_owned(), Value::to_string);
+    let data = match action {
+        "get_status" => Some(STATUS.to_owned()),
+        "get_version" => Some(VERSION.to_owned()),
+        "get_file" => {
+            shared.get_file.fetch_add(1, Ordering::Relaxed);
+            let file_id = req["params"]["file_id"].as_str().unwrap_or("");
+            let url = Value::from(format!("http://127.0.0.1:1/f/{file_id}"));
+            Some(format!(r#"{{"name":"x.png","url":{url}}}"#))
+        }
+        // The relay passes the bot's v11 call through as it is: answered the same way.
+        "send_message" | "send_group_msg" => {
+            let id = shared.sent.fetch_add(1, Ordering::Relaxed);
+            Some(format!(r#"{{"message_id":"sent-{id}","time":{}}}"#, unix_now()))
+        }
+        _ => None,
+    };
+    Some(match data {
+        Some(data) => format!(r#"{{"status":"ok","retcode":0,"data":{data},"message":"","echo":{echo}}}"#),
+        None => {
+            format!(r#"{{"status":"failed","retcode":10002,"data":null,"message":"unsupported action","echo":{echo}}}"#)
+        }
+    })
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// `n` v12 group messages (text, mention, image, reply), serialised once so pushing is cheap.
+/// Event `i` carries `seq=i;` in its text. `tag` keeps event and message ids unique across the
+/// runs one process sees (it drops an event id it saw lately). `file_id` names each image.
+pub fn event_frames(tag: &str, n: usize, file_id: impl Fn(usize) -> String) -> Vec<Utf8Bytes> {
+    let now = unix_now();
+    (0..n)
+        .map(|i| {
+            let previous = i.saturating_sub(1);
+            let file_id = file_id(i);
+            format!(
+                concat!(
+                    r#"{{"id":"ev-{tag}-{i}","time":{now:.3},"type":"message","detail_type":"group","sub_type":"","#,
+                    r#""self":{{"platform":"qq","user_id":"10001"}},"message_id":"m-{tag}-{i}","group_id":"30003","#,
+                    r#""user_id":"20002","message":["#,
+                    r#"{{"type":"reply","data":{{"message_id":"m-{tag}-{previous}","user_id":"20002"}}}},"#,
+                    r#"{{"type":"text","data":{{"text":"seq={i}; hello [world] & friends"}}}},"#,
+                    r#"{{"type":"mention","data":{{"user_id":"10001"}}}},"#,
+                    r#"{{"type":"image","data":{{"file_id":"{file_id}"}}}}],"#,
+                    r#""alt_message":"hello [world] & friends[mention][image]"}}"#
+                ),
+                tag = tag,
+                i = i,
+                now = now,
+                previous = previous,
+                file_id = file_id,
+            )
+            .into()
+        })
+        .collect()
+}
+
+/// What the bots received in one run, event by event: how many bots got each, and when the last
+/// of them did. Event `i` counts as delivered when `copies` bots have it.
+pub struct Tracker {
+    base: Instant,
+    copies: u32,
+    counts: Box<[AtomicU32]>,
+    sent_ns: Box<[AtomicU64]>,
+    delivered_ns: Box<[AtomicU64]>,
+    delivered: AtomicUsize,
+    /// Frames with a `seq` out of range, or a copy more than there are bots.
+    strays: AtomicUsize,
+    /// Events sent and not yet delivered, when the run keeps a window.
+    pub window: Semaphore,
+}
+
+impl Tracker {
+    pub fn new(n: usize, copies: usize, window: usize) -> Tracker {
+        let zeros = |_| AtomicU64::new(0);
+        Tracker {
+            base: Instant::now(),
+            copies: copies as u32,
+            counts: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            sent_ns: (0..n).map(zeros).collect(),
+            delivered_ns: (0..n).map(zeros).collect(),
+            delivered: AtomicUsize::new(0),
+            strays: AtomicUsize::new(0),
+            window: Semaphore::new(window),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    pub fn sent(&self, seq: usize) {
+        self.sent_ns[seq].store(self.now_ns(), Ordering::Relaxed);
+    }
+
+    fn arrived(&self, seq: usize) {
+        let Some(count) = self.counts.get(seq) else {
+            self.strays.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let got = count.fetch_add(1, Ordering::Relaxed) + 1;
+        if got == self.copies {
+            self.delivered_ns[seq].store(self.now_ns(), Ordering::Relaxed);
+            self.delivered.fetch_add(1, Ordering::Release);
+            self.window.add_permits(1);
+        } else if got > self.copies {
+            self.strays.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn delivered(&self) -> usize {
+        self.delivered.load(Ordering::Acquire)
+    }
+
+    pub fn strays(&self) -> usize {
+        self.strays.load(Ordering::Relaxed)
+    }
+
+    /// Time from `since` to the moment event `seq` was delivered, if it was.
+    pub fn delivered_after(&self, seq: usize, since: Instant) -> Option<Duration> {
+        let at = self.delivered_ns[seq].load(Ordering::Relaxed);
+        let since_ns = since.saturating_duration_since(self.base).as_nanos() as u64;
+        (self.counts[seq].load(Ordering::Relaxed) >= self.copies)
+            .then(|| Duration::from_nanos(at.saturating_sub(since_ns)))
+    }
+
+    /// Send to delivery, for a delivered event.
+    pub fn latency(&self, seq: usize) -> Option<Duration> {
+        let sent = self.sent_ns[seq].load(Ordering::Relaxed);
+        self.delivered_after(seq, self.base).map(|at| at.saturating_sub(Duration::from_nanos(sent)))
+    }
+}
+
+/// Reads frames until the connection ends, counting every event by its `seq=` marker; frames
+/// without one (lifecycle, meta events) are skipped.
+pub async fn receive(mut ws: Ws, tracker: Arc<Tracker>) {
+    while let Some(Ok(frame)) = ws.next().await {
+        if let Message::Text(text) = frame {
+            if let Some(seq) = find_seq(text.as_str()) {
+                tracker.arrived(seq);
+            }
+        }
+    }
+}
+
+/// The number after the first `seq=` in a frame (a v12 event's text, or a v11 event's message
+/// and raw_message alike), without parsing the JSON.
+fn find_seq(frame: &str) -> Option<usize> {
+    let at = frame.find("seq=")? + 4;
+    let digits = frame[at..].bytes().take_while(u8::is_ascii_digit).count();
+    frame[at..at + digits].parse().ok()
+}
+
+/// A bot's connection to `addr` (bridge or relay), retried while nothing listens there yet.
+pub async fn connect(addr: SocketAddr, path: &str, within: Duration) -> Result<Ws, String> {
+    let url = format!("ws://{addr}{path}");
+    let deadline = Instant::now() + within;
+    loop {
+        match tokio_tungstenite::connect_async_with_config(url.as_str(), None, true).await {
+            Ok((ws, _)) => return Ok(ws),
+            Err(error) if Instant::now() >= deadline => return Err(format!("cannot connect to {url}: {error}")),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Waits for the first text frame: the lifecycle event from the bridge, the generator's
+/// `meta.connect` through the relay. Either means the connection is served end to end.
+pub async fn first_frame(ws: &mut Ws) -> Result<(), String> {
+    let wait = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(_))) => return Ok(()),
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(format!("connection failed: {error}")),
+                None => return Err("connection ended".to_owned()),
+            }
+        }
+    });
+    wait.await.unwrap_or_else(|_| Err("no first frame within 10 s".to_owned()))
+}
+
+/// The `seq=` marker is found in both the generator's v12 frames and the bridge's v11 ones.
+pub fn check_seq_marker() {
+    let frame = event_frames("t", 8, |_| "img".into()).pop().expect("a frame");
+    assert_eq!(find_seq(frame.as_str()), Some(7));
+    let v11 =
+        r#"{"post_type":"message","message":"[CQ:reply,id=5]seq=42; hello &#91;world&#93;","raw_message":"seq=42;"}"#;
+    assert_eq!(find_seq(v11), Some(42));
+    assert_eq!(find_seq(r#"{"meta_event_type":"lifecycle"}"#), None);
+}
