@@ -140,6 +140,9 @@ pub async fn accept_loop<F, Fut>(
         tokio::select! {
             accepted = listener.accept(), if connections.len() < max => match accepted {
                 Ok((stream, peer)) => {
+                    // Events and answers are small frames written as they come: without this,
+                    // Nagle's algorithm holds each behind the peer's delayed ACK (tens of ms).
+                    let _ = stream.set_nodelay(true);
                     connections.spawn(handle(stream, peer));
                 }
                 Err(error) => {

@@ -79,8 +79,14 @@ pub fn parse_cq(input: &str) -> Vec<Segment> {
     let mut text = String::new(); // decoded text not yet emitted
     let mut literal_start = 0; // start of the raw run not yet decoded into `text`
     let mut pos = 0;
-    while let Some(found) = input[pos..].find(CODE_OPEN) {
+    // Look for `[` (a byte search) and check for `[CQ:` there, rather than searching for the
+    // four-byte pattern (whose searcher is set up anew at every step).
+    while let Some(found) = input[pos..].find('[') {
         let open = pos + found;
+        if !input[open..].starts_with(CODE_OPEN) {
+            pos = open + 1;
+            continue;
+        }
         let Some(len) = input[open..].find(']') else {
             break; // unterminated: the remainder stays literal
         };
@@ -121,7 +127,8 @@ fn parse_code(body: &str) -> Option<Segment> {
     if !is_valid_type(kind) {
         return None;
     }
-    let mut segment = Segment::new(kind);
+    let params = body.bytes().filter(|b| *b == b',').count();
+    let mut segment = Segment { kind: kind.to_owned(), data: serde_json::Map::with_capacity(params) };
     let mut parts = parts.peekable();
     while let Some(part) = parts.next() {
         if parts.peek().is_none() && part.trim_ascii().is_empty() {

@@ -25,6 +25,9 @@ use crate::core::v11::{self, PostFormat};
 use crate::hub::{Hub, Subscription};
 use crate::net::unix_now;
 
+/// Most events written to a bot before one flush.
+const WRITE_BATCH: usize = 64;
+
 /// What a connection serves (go-cqhttp's `X-Client-Role`, or the forward-WS path).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -125,17 +128,34 @@ where
     async fn write(&mut self, json: impl Into<Bytes>) -> Step {
         let Some(sink) = self.sink.as_mut() else { return Step::Stop };
         let text = Utf8Bytes::try_from(json.into()).unwrap_or_default();
-        match tokio::time::timeout(self.cfg.limits.write_timeout, sink.send(Message::Text(text))).await {
-            Ok(Ok(())) => Step::Continue,
-            Ok(Err(error)) => {
-                tracing::info!(%error, "write to bot failed; closing");
-                Step::Stop
+        written(tokio::time::timeout(self.cfg.limits.write_timeout, sink.send(Message::Text(text))).await)
+    }
+
+    /// Writes an event and whatever others are already waiting (at most [`WRITE_BATCH`]), then
+    /// flushes once: a burst costs one write to the socket per batch, not one per event.
+    async fn write_events(
+        &mut self,
+        first: Arc<V11Event>,
+        events: &mut Option<broadcast::Receiver<Arc<V11Event>>>,
+    ) -> Step {
+        let Some(sink) = self.sink.as_mut() else { return Step::Stop };
+        let format = self.cfg.post_format;
+        let frame = |ev: &V11Event| Message::Text(Utf8Bytes::try_from(ev.json(format)).unwrap_or_default());
+        let result = tokio::time::timeout(self.cfg.limits.write_timeout, async {
+            sink.feed(frame(&first)).await?;
+            for _ in 1..WRITE_BATCH {
+                match events.as_mut().map(|rx| rx.try_recv()) {
+                    Some(Ok(ev)) => sink.feed(frame(&ev)).await?,
+                    Some(Err(broadcast::error::TryRecvError::Lagged(n))) => {
+                        tracing::warn!(dropped = n, "bot reads too slowly; oldest events dropped");
+                    }
+                    _ => break,
+                }
             }
-            Err(_) => {
-                tracing::warn!("write to bot timed out; closing");
-                Step::Stop
-            }
-        }
+            sink.flush().await
+        })
+        .await;
+        written(result)
     }
 
     async fn close(&mut self, code: CloseCode, reason: &str) {
@@ -179,7 +199,7 @@ where
                 }
                 Some(answer) = answers.recv() => self.write(answer).await,
                 ev = recv_event(&mut events) => match ev {
-                    Ok(ev) => self.write(ev.json(self.cfg.post_format)).await,
+                    Ok(ev) => self.write_events(ev, &mut events).await,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(dropped = n, "bot reads too slowly; oldest events dropped");
                         Step::Continue
@@ -275,6 +295,21 @@ where
                     }
                 },
             }
+        }
+    }
+}
+
+/// Whether a write (within the write timeout) left the connection usable.
+fn written(result: Result<Result<(), tokio_tungstenite::tungstenite::Error>, tokio::time::error::Elapsed>) -> Step {
+    match result {
+        Ok(Ok(())) => Step::Continue,
+        Ok(Err(error)) => {
+            tracing::info!(%error, "write to bot failed; closing");
+            Step::Stop
+        }
+        Err(_) => {
+            tracing::warn!("write to bot timed out; closing");
+            Step::Stop
         }
     }
 }
