@@ -1,5 +1,7 @@
 //! The persistent id store (redb) at 1 000 000 stored message ids: lookups, and new ids one at a
-//! time and 64 at once (each answered only after its durable commit).
+//! time and 64 at once (each answered only after its durable commit); then the in-memory store
+//! (`--ephemeral`) at its default bounds, where every new id forgets the oldest. The process's
+//! resident memory is printed after each part.
 //!
 //! Run: `cargo bench --bench store -- --warm-up-time 1 --measurement-time 5`.
 //! The first run fills `target/bench-store/bridge.redb` with 1 M message ids (about a minute);
@@ -11,7 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use onebot_bridge::core::ids::{IdMapper, MessageKey, MessageRecord};
+use futures::executor::block_on;
+use onebot_bridge::core::ids::{IdMapper, IdStore, MessageKey, MessageRecord, StoredMessage};
+use onebot_bridge::core::message::Segment;
+use onebot_bridge::core::MemoryIdStore;
 use onebot_bridge::store::{DiskStore, Retention, Store};
 
 /// Message ids in the store while measuring. `cargo test --all-targets` runs this file once as a
@@ -91,6 +96,7 @@ fn filled(rt: &tokio::runtime::Runtime) -> (Arc<IdMapper<Store>>, Vec<i32>) {
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let (ids, sample) = filled(&rt);
+    eprintln!("the disk store open with {} message ids: {}", stored(), rss());
     let mut fresh = stored() * 10 + rand_offset();
 
     let mut g = c.benchmark_group("store_1m");
@@ -141,6 +147,103 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+    eprintln!("after the disk store's benchmarks: {}", rss());
+}
+
+/// This process's resident memory now and at its peak, from `/proc/self/status`.
+fn rss() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        let kib: u64 = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        format!("{:.1} MiB", kib as f64 / 1024.0)
+    };
+    format!("RSS {}, peak {}", field("VmRSS:"), field("VmHWM:"))
+}
+
+// ---- the in-memory store (`--ephemeral`) ------------------------------------------------------
+
+/// Messages put in the memory store before measuring (its bounds then forget one per new id).
+fn memory_filled() -> u64 {
+    if measuring() {
+        200_000
+    } else {
+        2_000
+    }
+}
+
+/// A received group message as the event path records it: two segments, a sender.
+fn received(i: u64) -> MessageRecord {
+    let mut r = record(i);
+    r.key.message_id = format!("a1b2c3d4-{i:012x}");
+    r.content = Some(StoredMessage {
+        time: 1_700_000_000 + i as i64,
+        segments: vec![
+            Segment::text(format!("hello [world] & friends, message {i}")),
+            Segment::new("at").with("qq", "10001"),
+        ],
+        sender_id: 20000 + (i % 5000) as i64,
+        sender_name: "someone".into(),
+    });
+    r
+}
+
+fn memory_store() -> MemoryIdStore {
+    MemoryIdStore::default()
+}
+
+fn memory(c: &mut Criterion) {
+    let ids = IdMapper::new(memory_store());
+    let mut sample = Vec::new();
+    for i in 0..memory_filled() {
+        let n = block_on(ids.message_to_v11(&received(i))).expect("assign");
+        if i % 97 == 0 {
+            sample.push(n);
+        }
+    }
+    let mut next = memory_filled();
+    let mut g = c.benchmark_group("memory_store");
+    g.throughput(Throughput::Elements(1));
+    // Each new id also forgets the oldest one (the store is at its bound).
+    g.bench_function("message_new_with_content", |b| {
+        b.iter_custom(|iters| {
+            let inputs: Vec<MessageRecord> = (next..next + iters).map(received).collect();
+            next += iters;
+            let t = Instant::now();
+            for r in inputs {
+                black_box(block_on(ids.message_to_v11(black_box(&r))).expect("assigned"));
+            }
+            t.elapsed()
+        })
+    });
+    g.bench_function("message_lookup", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % sample.len();
+            // Early samples may have been forgotten by then; both answers are timed.
+            black_box(block_on(ids.message_to_v12(sample[i] as i64)).ok());
+        })
+    });
+    g.bench_function("message_id_of_known_key", |b| {
+        let mut i = 0u64;
+        let span = memory_filled().min(10_000);
+        b.iter(|| {
+            i = (i + 7919) % span;
+            let key = MessageKey { self_id: "10001".into(), message_id: format!("a1b2c3d4-{:012x}", next - 1 - i) };
+            black_box(block_on(ids.store().message_id_of(&key)).expect("store"));
+        })
+    });
+    g.finish();
+    eprintln!(
+        "memory store: {} messages in {} estimated bytes; {}",
+        ids.store().message_count(),
+        ids.store().message_bytes(),
+        rss()
+    );
 }
 
 /// Keeps repeated runs from re-using the previous run's "new" ids.
@@ -154,6 +257,6 @@ fn rand_offset() -> u64 {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = bench
+    targets = bench, memory
 }
 criterion_main!(benches);

@@ -91,10 +91,12 @@ impl Bridge {
         }
 
         let store = match &config.store {
-            StoreConfig::Memory { max_messages } => Store::Memory(Box::new(MemoryIdStore::new(*max_messages))),
-            StoreConfig::Disk { dir, retention } => {
+            StoreConfig::Memory { max_messages, max_bytes } => {
+                Store::Memory(Box::new(MemoryIdStore::new(*max_messages, *max_bytes)))
+            }
+            StoreConfig::Disk { dir, retention, cache_bytes } => {
                 tracing::info!(dir = %dir.display(), "id store on disk");
-                Store::Disk(DiskStore::open(dir, *retention)?)
+                Store::Disk(DiskStore::open_with_cache(dir, *retention, *cache_bytes)?)
             }
         };
         let (media, files) = media_setup(&config)?;

@@ -122,6 +122,15 @@ pub struct Cli {
     #[arg(long = "retain-days", env = "ONEBOT_BRIDGE_RETAIN_DAYS", value_name = "DAYS")]
     pub retain_days: Option<u64>,
 
+    /// With --ephemeral: bytes the remembered messages may take, oldest forgotten first
+    /// (at least 1048576) [default: 33554432].
+    #[arg(long = "memory-store-bytes", env = "ONEBOT_BRIDGE_MEMORY_STORE_BYTES", value_name = "BYTES")]
+    pub memory_store_bytes: Option<u64>,
+
+    /// Bytes of the disk store's page cache (at least 1048576) [default: 16777216].
+    #[arg(long = "store-cache-bytes", env = "ONEBOT_BRIDGE_STORE_CACHE_BYTES", value_name = "BYTES")]
+    pub store_cache_bytes: Option<u64>,
+
     /// Backend profile (`generic`, `walle-q`, `comwechat`, `onedisc`, `onebots`, or a file of
     /// your own under --mappings) instead of choosing by the implementation's name.
     #[arg(long = "backend-profile", env = "ONEBOT_BRIDGE_BACKEND_PROFILE", value_name = "NAME")]
@@ -193,6 +202,8 @@ impl Cli {
             ephemeral: self.ephemeral,
             retain_messages: self.retain_messages,
             retain_days: self.retain_days,
+            memory_store_bytes: self.memory_store_bytes,
+            store_cache_bytes: self.store_cache_bytes,
             media_dirs: self.media_dirs.clone(),
             backend_profile: self.backend_profile.clone(),
             report_self_message: self.report_self_message,

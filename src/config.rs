@@ -27,6 +27,9 @@ pub enum ConfigError {
     Mappings(#[from] crate::core::mapping::MappingError),
 }
 
+/// The smallest byte size either store may be given (`memory-store-bytes`, `store-cache-bytes`).
+pub const MIN_STORE_BYTES: usize = crate::core::ids::MIN_MEMORY_STORE_BYTES;
+
 fn invalid(msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(msg.into())
 }
@@ -356,6 +359,12 @@ pub struct BridgeSection {
     /// Days a message id is kept.
     #[serde(default)]
     pub retain_days: Option<u64>,
+    /// Bytes the in-memory store (`ephemeral`) may hold for message ids (oldest forgotten first).
+    #[serde(default)]
+    pub memory_store_bytes: Option<u64>,
+    /// Bytes of the disk store's page cache.
+    #[serde(default)]
+    pub store_cache_bytes: Option<u64>,
 }
 
 impl FileConfig {
@@ -481,10 +490,11 @@ pub struct MediaConfig {
 /// Where the id tables live.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreConfig {
-    /// In memory only (`--ephemeral`): the `max_messages` most recent message ids.
-    Memory { max_messages: usize },
-    /// A redb file under `dir`.
-    Disk { dir: PathBuf, retention: crate::store::Retention },
+    /// In memory only (`--ephemeral`): the most recent message ids, at most `max_messages` of
+    /// them in at most about `max_bytes`.
+    Memory { max_messages: usize, max_bytes: usize },
+    /// A redb file under `dir`, with a page cache of `cache_bytes`.
+    Disk { dir: PathBuf, retention: crate::store::Retention, cache_bytes: usize },
 }
 
 #[derive(Debug, Clone)]
@@ -540,6 +550,8 @@ pub struct Overrides {
     pub ephemeral: bool,
     pub retain_messages: Option<u64>,
     pub retain_days: Option<u64>,
+    pub memory_store_bytes: Option<u64>,
+    pub store_cache_bytes: Option<u64>,
     pub media_dirs: Vec<PathBuf>,
     pub backend_profile: Option<String>,
     pub report_self_message: Option<bool>,
@@ -849,7 +861,25 @@ fn resolve_store(file: &BridgeSection, flags: &Overrides) -> Result<StoreConfig,
     if max_messages == 0 {
         return Err(invalid("retain-messages must be at least 1"));
     }
-    let in_memory = StoreConfig::Memory { max_messages: usize::try_from(max_messages).unwrap_or(usize::MAX) };
+    let bytes = |name: &str, value: Option<u64>, default: usize| -> Result<usize, ConfigError> {
+        let Some(value) = value else { return Ok(default) };
+        if value < MIN_STORE_BYTES as u64 {
+            return Err(invalid(format!("{name} must be at least {MIN_STORE_BYTES} (1 MiB)")));
+        }
+        Ok(usize::try_from(value).unwrap_or(usize::MAX))
+    };
+    let max_bytes = bytes(
+        "memory-store-bytes",
+        flags.memory_store_bytes.or(file.memory_store_bytes),
+        crate::core::ids::DEFAULT_MEMORY_STORE_BYTES,
+    )?;
+    let cache_bytes = bytes(
+        "store-cache-bytes",
+        flags.store_cache_bytes.or(file.store_cache_bytes),
+        crate::store::disk::DEFAULT_CACHE_BYTES,
+    )?;
+    let in_memory =
+        StoreConfig::Memory { max_messages: usize::try_from(max_messages).unwrap_or(usize::MAX), max_bytes };
     if flags.ephemeral || file.ephemeral {
         return Ok(in_memory);
     }
@@ -864,7 +894,7 @@ fn resolve_store(file: &BridgeSection, flags: &Overrides) -> Result<StoreConfig,
         max_age: Duration::from_secs(days.saturating_mul(24 * 3600)),
         ..Default::default()
     };
-    Ok(StoreConfig::Disk { dir, retention })
+    Ok(StoreConfig::Disk { dir, retention, cache_bytes })
 }
 
 /// go-cqhttp's reverse-WS `reconnect-interval`: milliseconds, 0 or absent means 5000.
@@ -990,5 +1020,28 @@ mod tests {
             err("", Overrides { ws: vec!["127.0.0.1:9".into(), "127.0.0.1:9".into()], ..flags() }).contains("twice")
         );
         assert!(err("[message]\npost-format = \"xml\"", flags()).contains("xml"));
+        assert!(err("", Overrides { memory_store_bytes: Some(1000), ..flags() }).contains("memory-store-bytes"));
+        assert!(err("[bridge]\nstore-cache-bytes = 4096", flags()).contains("store-cache-bytes must be at least"));
+    }
+
+    #[test]
+    fn both_stores_are_bounded_by_default_and_the_file_or_flags_change_it() {
+        let ephemeral = Overrides { ephemeral: true, ..flags() };
+        let c = Config::resolve(FileConfig::default(), ephemeral.clone()).unwrap();
+        assert_eq!(c.store, StoreConfig::Memory { max_messages: 1_000_000, max_bytes: 32 << 20 });
+        let file: FileConfig =
+            toml::from_str("[bridge]\nmemory-store-bytes = 2097152\nstore-cache-bytes = 8388608").unwrap();
+        let c = Config::resolve(file, ephemeral).unwrap();
+        assert_eq!(c.store, StoreConfig::Memory { max_messages: 1_000_000, max_bytes: 2 << 20 });
+        let on_disk = Overrides { data_dir: Some("d".into()), store_cache_bytes: Some(4 << 20), ..flags() };
+        match Config::resolve(FileConfig::default(), on_disk).unwrap().store {
+            StoreConfig::Disk { cache_bytes, .. } => assert_eq!(cache_bytes, 4 << 20),
+            other => panic!("{other:?}"),
+        }
+        let on_disk = Overrides { data_dir: Some("d".into()), ..flags() };
+        match Config::resolve(FileConfig::default(), on_disk).unwrap().store {
+            StoreConfig::Disk { cache_bytes, .. } => assert_eq!(cache_bytes, 16 << 20),
+            other => panic!("{other:?}"),
+        }
     }
 }

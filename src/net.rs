@@ -68,13 +68,26 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// WebSocket limits: no message or frame above `max_message` bytes, a bounded write buffer.
+/// Bytes tungstenite reads from a socket at a time. This buffer is allocated and zero-filled for
+/// every connection up front: tungstenite's default of 128 KiB made each idle bot connection
+/// cost ~135 KiB of resident memory. 8 KiB holds a typical event or action several times over;
+/// a larger frame still arrives whole (the buffer grows to the frame's length while it is read),
+/// only in more reads.
+pub const WS_READ_BUFFER: usize = 8 << 10;
+/// A frame is written out once this many bytes wait; every send of the bridge also flushes, so
+/// this never delays one. The buffer is not allocated up front: it grows to what waits.
+pub const WS_WRITE_BUFFER: usize = 8 << 10;
+
+/// WebSocket limits: no message or frame above `max_message` bytes, a bounded write buffer, and
+/// small per-connection buffers (a thousand idle bots must not cost more than the bridge itself).
 pub fn ws_config(max_message: usize) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))
-        // tungstenite wants the write-buffer cap above its 128 KiB write buffer.
-        .max_write_buffer_size(max_message.saturating_mul(2).max(256 << 10))
+        // tungstenite wants the write-buffer cap above the write buffer; one whole message fits.
+        .max_write_buffer_size(max_message.saturating_mul(2).max(WS_WRITE_BUFFER * 2))
 }
 
 /// The token check every WebSocket server of the bridge runs before the upgrade: 401 when no
@@ -187,7 +200,9 @@ mod tests {
         for max in [1, 4096, 64 << 10, 16 << 20] {
             let c = ws_config(max);
             assert!(c.max_write_buffer_size > c.write_buffer_size, "{max}");
+            assert!(c.max_write_buffer_size >= max, "a whole message fits: {max}");
             assert_eq!(c.max_message_size, Some(max));
+            assert_eq!(c.read_buffer_size, WS_READ_BUFFER);
         }
     }
 

@@ -17,6 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Mutex;
 
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -226,38 +227,286 @@ impl<S: IdStore> IdMapper<S> {
     }
 }
 
-/// The in-memory store: ids live as long as the process. Message entries are bounded; the oldest
-/// is forgotten first (a bot asking for it then gets a clear "unknown message_id").
-#[derive(Debug)]
+/// Default byte bound of [`MemoryIdStore`]'s message ids (see [`MemoryIdStore::message_bytes`]).
+pub const DEFAULT_MEMORY_STORE_BYTES: usize = 32 << 20;
+/// The smallest byte bound a configuration may set.
+pub const MIN_MEMORY_STORE_BYTES: usize = 1 << 20;
+/// A message whose entry alone would take more than this share of the byte bound is remembered
+/// without its content: its id still works, `get_msg` asks the backend (if it can) for the text.
+const CONTENT_SHARE: usize = 16;
+
+/// The in-memory store (`--ephemeral`): ids live as long as the process.
+///
+/// Message ids are bounded twice, by count and by bytes (an estimate of the heap they hold, see
+/// [`MemoryIdStore::message_bytes`]); when either bound is reached the oldest is forgotten first,
+/// and a bot asking for it gets a clear "unknown message_id".
+///
+/// Surrogates (non-numeric user and group ids) are never forgotten: a bot keeps ids anywhere (a
+/// database of admins, a ban list), so the same string must keep its number while the process
+/// lives. They grow with distinct non-numeric ids seen, not with messages, and count against
+/// neither bound.
 pub struct MemoryIdStore {
     inner: Mutex<MemoryTables>,
     max_messages: usize,
+    max_bytes: usize,
 }
 
-#[derive(Debug, Default)]
 struct MemoryTables {
-    by_v12: HashMap<String, i64>,
-    by_surrogate: HashMap<i64, String>,
-    message_by_key: HashMap<MessageKey, i32>,
-    message_by_id: HashMap<i32, MessageRecord>,
-    message_order: VecDeque<i32>,
+    /// v12 id → surrogate. The strings are chosen by the backend's users: std's SipHash, keyed
+    /// per process, keeps colliding ids from slowing the table down.
+    by_v12: HashMap<Box<str>, i64>,
+    /// surrogate → v12 id. Surrogates are SHA-256 probes, so a fast hasher is enough.
+    by_surrogate: HashMap<i64, Box<str>, foldhash::fast::RandomState>,
+    messages: Messages,
+}
+
+/// Message ids in the order they were stored: a ring of packed entries addressed by sequence
+/// number, and two indexes pointing into it (by v11 number, by v12 key). The record is copied
+/// once, into one allocation; the key index holds no copy of the key strings.
+struct Messages {
+    /// `None` where an entry was saved again later (it moved to the back); skipped by eviction.
+    ring: VecDeque<Option<Packed>>,
+    /// Sequence number of `ring[0]`.
+    first: u64,
+    /// v11 number → sequence number. The numbers are the backend's own or SHA-256 probes.
+    by_id: HashMap<i32, u64, foldhash::fast::RandomState>,
+    /// Sequence numbers, hashed by the key of the entry they point at.
+    by_key: HashTable<u64>,
+    /// Message keys are chosen by the backend: SipHash keyed per process.
+    key_hasher: std::hash::RandomState,
+    live: usize,
+    bytes: usize,
+}
+
+/// One remembered message: `self_id`, `message_id`, then the rest of the record as compact JSON,
+/// in one string.
+struct Packed {
+    text: Box<str>,
+    self_len: u32,
+    id_len: u32,
+    n: i32,
+}
+
+/// The rest of a record, as packed: `[detail_type, group_id, user_id, [time, segments, sender_id, sender_name]]`.
+type Body = (String, Option<String>, Option<String>, Option<(i64, Vec<crate::core::message::Segment>, i64, String)>);
+
+/// Bytes one ring slot takes, whether it holds an entry or not.
+const SLOT_BYTES: usize = std::mem::size_of::<Option<Packed>>();
+/// What an entry costs besides its text and its ring slot: a slot in each index (hashbrown keeps
+/// one control byte per slot and fills at most 7/8 of them) and the allocator's own overhead on
+/// the text's allocation (glibc: 8 bytes of header, 16-byte rounding).
+const INDEX_BYTES: usize = (std::mem::size_of::<(i32, u64)>() + 1 + std::mem::size_of::<u64>() + 1) * 8 / 7 + 16;
+
+impl Packed {
+    fn new(n: i32, record: &MessageRecord, with_content: bool) -> Packed {
+        let key = &record.key;
+        let mut text = String::with_capacity(key.self_id.len() + key.message_id.len() + 64);
+        text.push_str(&key.self_id);
+        text.push_str(&key.message_id);
+        let content = record
+            .content
+            .as_ref()
+            .filter(|_| with_content)
+            .map(|c| (c.time, &c.segments, c.sender_id, c.sender_name.as_str()));
+        let body = (&record.detail_type, &record.group_id, &record.user_id, content);
+        // Writing into a String cannot fail, and every part serialises (string keys, JSON values).
+        let mut bytes = text.into_bytes();
+        let _ = serde_json::to_writer(&mut bytes, &body);
+        let text = String::from_utf8(bytes).unwrap_or_default();
+        Packed {
+            text: text.into_boxed_str(),
+            self_len: key.self_id.len() as u32,
+            id_len: key.message_id.len() as u32,
+            n,
+        }
+    }
+
+    /// The estimate [`MemoryIdStore::message_bytes`] adds up (the ring slot is counted apart).
+    fn bytes(&self) -> usize {
+        self.text.len() + INDEX_BYTES
+    }
+
+    fn self_id(&self) -> &str {
+        &self.text[..self.self_len as usize]
+    }
+
+    fn message_id(&self) -> &str {
+        &self.text[self.self_len as usize..(self.self_len + self.id_len) as usize]
+    }
+
+    fn is(&self, key: &MessageKey) -> bool {
+        self.self_id() == key.self_id && self.message_id() == key.message_id
+    }
+
+    fn record(&self) -> Result<MessageRecord, IdError> {
+        let body = &self.text[(self.self_len + self.id_len) as usize..];
+        let (detail_type, group_id, user_id, content): Body = serde_json::from_str(body)
+            .map_err(|e| IdError::Store(format!("a remembered message is unreadable: {e}")))?;
+        Ok(MessageRecord {
+            key: MessageKey { self_id: self.self_id().to_owned(), message_id: self.message_id().to_owned() },
+            detail_type,
+            group_id,
+            user_id,
+            content: content.map(|(time, segments, sender_id, sender_name)| StoredMessage {
+                time,
+                segments,
+                sender_id,
+                sender_name,
+            }),
+        })
+    }
+}
+
+fn key_hash(hasher: &std::hash::RandomState, self_id: &str, message_id: &str) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = hasher.build_hasher();
+    self_id.hash(&mut h);
+    message_id.hash(&mut h);
+    h.finish()
+}
+
+impl Messages {
+    fn new() -> Messages {
+        Messages {
+            ring: VecDeque::new(),
+            first: 0,
+            by_id: HashMap::default(),
+            by_key: HashTable::new(),
+            key_hasher: std::hash::RandomState::new(),
+            live: 0,
+            bytes: 0,
+        }
+    }
+
+    fn at(&self, seq: u64) -> Option<&Packed> {
+        self.ring.get(usize::try_from(seq.checked_sub(self.first)?).ok()?)?.as_ref()
+    }
+
+    fn by_id(&self, n: i32) -> Option<&Packed> {
+        self.at(*self.by_id.get(&n)?)
+    }
+
+    fn seq_of(&self, key: &MessageKey) -> Option<u64> {
+        let hash = key_hash(&self.key_hasher, &key.self_id, &key.message_id);
+        self.by_key.find(hash, |&seq| self.at(seq).is_some_and(|p| p.is(key))).copied()
+    }
+
+    /// Stores an entry whose number is free, forgetting the oldest until both bounds hold.
+    fn push(&mut self, packed: Packed, max_messages: usize, max_bytes: usize) {
+        let cost = packed.bytes() + SLOT_BYTES;
+        while self.live > 0 && (self.live >= max_messages || self.bytes + cost > max_bytes) {
+            self.pop_front();
+        }
+        let seq = self.first + self.ring.len() as u64;
+        let hash = key_hash(&self.key_hasher, packed.self_id(), packed.message_id());
+        let Messages { ring, first, by_key, key_hasher, .. } = self;
+        by_key.insert_unique(hash, seq, |&s| {
+            // Re-hashing while the table grows: every indexed sequence number has its entry.
+            let p = ring[(s - *first) as usize].as_ref().expect("an indexed entry");
+            key_hash(key_hasher, p.self_id(), p.message_id())
+        });
+        self.by_id.insert(packed.n, seq);
+        self.bytes += cost;
+        self.live += 1;
+        self.ring.push_back(Some(packed));
+    }
+
+    /// Forgets the oldest slot (and its entry, unless it moved on).
+    fn pop_front(&mut self) {
+        let Some(slot) = self.ring.pop_front() else { return };
+        let seq = self.first;
+        self.first += 1;
+        self.bytes -= SLOT_BYTES;
+        if let Some(p) = slot {
+            self.unindex(&p, seq);
+        }
+    }
+
+    /// Removes an entry from both indexes and the counts (its slot stays counted).
+    fn unindex(&mut self, p: &Packed, seq: u64) {
+        if self.by_id.get(&p.n) == Some(&seq) {
+            self.by_id.remove(&p.n);
+        }
+        let hash = key_hash(&self.key_hasher, p.self_id(), p.message_id());
+        if let Ok(entry) = self.by_key.find_entry(hash, |&s| s == seq) {
+            entry.remove();
+        }
+        self.bytes -= p.bytes();
+        self.live -= 1;
+    }
+
+    /// Takes the entry at `seq` out, leaving an empty slot behind.
+    fn take(&mut self, seq: u64) -> Option<Packed> {
+        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        let p = self.ring.get_mut(i)?.take()?;
+        self.unindex(&p, seq);
+        Some(p)
+    }
 }
 
 impl Default for MemoryIdStore {
     fn default() -> Self {
-        MemoryIdStore::new(1_000_000)
+        MemoryIdStore::new(1_000_000, DEFAULT_MEMORY_STORE_BYTES)
+    }
+}
+
+impl std::fmt::Debug for MemoryIdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryIdStore")
+            .field("messages", &self.message_count())
+            .field("message_bytes", &self.message_bytes())
+            .field("max_messages", &self.max_messages)
+            .field("max_bytes", &self.max_bytes)
+            .finish()
     }
 }
 
 impl MemoryIdStore {
-    pub fn new(max_messages: usize) -> Self {
-        MemoryIdStore { inner: Mutex::new(MemoryTables::default()), max_messages: max_messages.max(1) }
+    /// A store keeping at most `max_messages` message ids in at most about `max_bytes`.
+    pub fn new(max_messages: usize, max_bytes: usize) -> Self {
+        MemoryIdStore {
+            inner: Mutex::new(MemoryTables {
+                by_v12: HashMap::new(),
+                by_surrogate: HashMap::default(),
+                messages: Messages::new(),
+            }),
+            max_messages: max_messages.max(1),
+            max_bytes,
+        }
     }
 
     fn tables(&self) -> std::sync::MutexGuard<'_, MemoryTables> {
         // A panic while holding the lock cannot leave the maps half-written in a way that matters
         // more than losing all ids, so a poisoned lock is simply taken over.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Message ids remembered now.
+    pub fn message_count(&self) -> usize {
+        self.tables().messages.live
+    }
+
+    /// The estimate the byte bound applies to: per message, its packed text (`self_id`,
+    /// `message_id`, and the rest of the record as compact JSON — segments included), one ring
+    /// slot, its two index slots and the allocator's overhead on the text. The tables grow by
+    /// doubling, so their spare capacity (up to the same again for slots) is not counted.
+    pub fn message_bytes(&self) -> usize {
+        self.tables().messages.bytes
+    }
+
+    /// Surrogates issued (never forgotten, not bounded: see the type's documentation).
+    pub fn surrogate_count(&self) -> usize {
+        self.tables().by_surrogate.len()
+    }
+
+    /// Packs a record, without its content when the entry would take too large a share of the bound.
+    fn pack(&self, n: i32, record: &MessageRecord) -> Packed {
+        let packed = Packed::new(n, record, true);
+        if record.content.is_some() && packed.bytes() + SLOT_BYTES > self.max_bytes / CONTENT_SHARE {
+            tracing::debug!(bytes = packed.bytes(), "message too large to remember its content");
+            return Packed::new(n, record, false);
+        }
+        packed
     }
 }
 
@@ -269,49 +518,50 @@ impl IdStore for MemoryIdStore {
     async fn claim_surrogate(&self, n: i64, v12: &str) -> Result<Claim<String>, IdError> {
         let mut t = self.tables();
         if let Some(owner) = t.by_surrogate.get(&n) {
-            return Ok(Claim::Taken(owner.clone()));
+            return Ok(Claim::Taken(owner.to_string()));
         }
-        t.by_surrogate.insert(n, v12.to_owned());
-        t.by_v12.insert(v12.to_owned(), n);
+        t.by_surrogate.insert(n, v12.into());
+        t.by_v12.insert(v12.into(), n);
         Ok(Claim::Inserted)
     }
 
     async fn v12_of_surrogate(&self, n: i64) -> Result<Option<String>, IdError> {
-        Ok(self.tables().by_surrogate.get(&n).cloned())
+        Ok(self.tables().by_surrogate.get(&n).map(|s| s.to_string()))
     }
 
     async fn message_id_of(&self, key: &MessageKey) -> Result<Option<i32>, IdError> {
-        Ok(self.tables().message_by_key.get(key).copied())
+        let t = self.tables();
+        Ok(t.messages.seq_of(key).and_then(|seq| t.messages.at(seq)).map(|p| p.n))
     }
 
     async fn claim_message(&self, n: i32, record: &MessageRecord) -> Result<Claim<MessageKey>, IdError> {
+        // Packed before taking the lock: the lock is held only for table updates.
+        let packed = self.pack(n, record);
         let mut t = self.tables();
-        if let Some(owner) = t.message_by_id.get(&n) {
-            return Ok(Claim::Taken(owner.key.clone()));
+        if let Some(owner) = t.messages.by_id(n) {
+            return Ok(Claim::Taken(MessageKey {
+                self_id: owner.self_id().to_owned(),
+                message_id: owner.message_id().to_owned(),
+            }));
         }
-        while t.message_order.len() >= self.max_messages {
-            let Some(old) = t.message_order.pop_front() else { break };
-            if let Some(rec) = t.message_by_id.remove(&old) {
-                t.message_by_key.remove(&rec.key);
-            }
-        }
-        t.message_by_key.insert(record.key.clone(), n);
-        t.message_by_id.insert(n, record.clone());
-        t.message_order.push_back(n);
+        t.messages.push(packed, self.max_messages, self.max_bytes);
         Ok(Claim::Inserted)
     }
 
     async fn message_of(&self, n: i32) -> Result<Option<MessageRecord>, IdError> {
-        Ok(self.tables().message_by_id.get(&n).cloned())
+        self.tables().messages.by_id(n).map(Packed::record).transpose()
     }
 
+    /// The entry moves to the back: a message whose content just arrived is as new as any.
     async fn save_message(&self, n: i32, record: &MessageRecord) -> Result<(), IdError> {
+        let packed = self.pack(n, record);
         let mut t = self.tables();
-        if let Some(existing) = t.message_by_id.get_mut(&n) {
-            if existing.key == record.key {
-                *existing = record.clone();
-            }
+        let Some(&seq) = t.messages.by_id.get(&n) else { return Ok(()) };
+        if !t.messages.at(seq).is_some_and(|p| p.is(&record.key)) {
+            return Ok(());
         }
+        t.messages.take(seq);
+        t.messages.push(packed, self.max_messages, self.max_bytes);
         Ok(())
     }
 }
@@ -386,12 +636,121 @@ mod tests {
 
     #[test]
     fn memory_store_forgets_oldest_messages_first() {
-        let ids = IdMapper::new(MemoryIdStore::new(2));
+        let ids = IdMapper::new(MemoryIdStore::new(2, DEFAULT_MEMORY_STORE_BYTES));
         let first = block_on(ids.message_to_v11(&rec("b", "m1"))).unwrap();
         block_on(ids.message_to_v11(&rec("b", "m2"))).unwrap();
         let third = block_on(ids.message_to_v11(&rec("b", "m3"))).unwrap();
         assert!(block_on(ids.message_to_v12(first as i64)).is_err());
         assert_eq!(block_on(ids.message_to_v12(third as i64)).unwrap().key.message_id, "m3");
+        assert_eq!(ids.store().message_count(), 2);
+    }
+
+    /// A received message as the event path records it.
+    fn said(self_id: &str, id: &str, text: &str) -> MessageRecord {
+        let mut r = rec(self_id, id);
+        r.user_id = Some("u1".into());
+        r.content = Some(StoredMessage {
+            time: 1_700_000_000,
+            segments: vec![
+                crate::core::message::Segment::text(text),
+                crate::core::message::Segment::new("at").with("qq", "10001"),
+            ],
+            sender_id: 20002,
+            sender_name: "名前".into(),
+        });
+        r
+    }
+
+    /// What one entry is counted as: its JSON-packed text plus fixed slot and index costs.
+    fn expected_bytes(r: &MessageRecord) -> usize {
+        let content = r.content.as_ref().map(|c| (c.time, &c.segments, c.sender_id, &c.sender_name));
+        let body = serde_json::to_string(&(&r.detail_type, &r.group_id, &r.user_id, content)).unwrap();
+        r.key.self_id.len() + r.key.message_id.len() + body.len() + INDEX_BYTES + SLOT_BYTES
+    }
+
+    #[test]
+    fn the_byte_estimate_is_the_packed_record_plus_fixed_costs() {
+        let ids = IdMapper::new(MemoryIdStore::new(1, DEFAULT_MEMORY_STORE_BYTES));
+        assert_eq!(ids.store().message_bytes(), 0);
+        let small = said("10001", "m-1", "hi");
+        block_on(ids.message_to_v11(&small)).unwrap();
+        assert_eq!(ids.store().message_bytes(), expected_bytes(&small));
+        // A longer text costs exactly its extra bytes; the first entry is forgotten (count bound 1).
+        let long = said("10001", "m-2", &"x".repeat(1000));
+        block_on(ids.message_to_v11(&long)).unwrap();
+        assert_eq!(ids.store().message_bytes(), expected_bytes(&long));
+        assert_eq!(expected_bytes(&long) - expected_bytes(&small), 998);
+        assert!(INDEX_BYTES + SLOT_BYTES < 100, "fixed cost per entry: {}", INDEX_BYTES + SLOT_BYTES);
+    }
+
+    #[test]
+    fn messages_stay_within_the_byte_bound_and_the_oldest_go_first() {
+        let bound = MIN_MEMORY_STORE_BYTES;
+        let ids = IdMapper::new(MemoryIdStore::new(1_000_000, bound));
+        let mut issued = Vec::new();
+        for i in 0..20_000 {
+            let r = said("10001", &format!("msg-{i}"), &"word ".repeat(1 + i % 40));
+            issued.push(block_on(ids.message_to_v11(&r)).unwrap());
+            assert!(ids.store().message_bytes() <= bound, "{} bytes after {i}", ids.store().message_bytes());
+        }
+        let kept = ids.store().message_count();
+        assert!(kept > 1_000 && kept < 20_000, "{kept} kept");
+        assert!(ids.store().message_bytes() > bound - bound / 16, "the bound is used, not just respected");
+        // Exactly the newest `kept` are known, with what they said.
+        let (gone, known) = issued.split_at(issued.len() - kept);
+        assert!(gone.iter().all(|n| block_on(ids.message_to_v12(*n as i64)).is_err()));
+        for (i, n) in known.iter().enumerate().step_by(97) {
+            let i = gone.len() + i;
+            let got = block_on(ids.message_to_v12(*n as i64)).unwrap();
+            assert_eq!(got, said("10001", &format!("msg-{i}"), &"word ".repeat(1 + i % 40)));
+        }
+        let again = block_on(ids.message_to_v11(&rec("10001", "msg-0"))).unwrap();
+        assert!(block_on(ids.message_to_v12(again as i64)).is_ok(), "a forgotten key gets an id again");
+    }
+
+    #[test]
+    fn a_message_too_large_for_the_bound_keeps_its_id_but_not_its_content() {
+        let ids = IdMapper::new(MemoryIdStore::new(100, MIN_MEMORY_STORE_BYTES));
+        let small = block_on(ids.message_to_v11(&said("b", "small", "hi"))).unwrap();
+        let huge = said("b", "huge", &"x".repeat(MIN_MEMORY_STORE_BYTES / 8));
+        let n = block_on(ids.message_to_v11(&huge)).unwrap();
+        let got = block_on(ids.message_to_v12(n as i64)).unwrap();
+        assert_eq!((got.key, got.user_id, got.content), (huge.key, huge.user_id, None));
+        assert!(block_on(ids.message_to_v12(small as i64)).unwrap().content.is_some(), "nothing else forgotten");
+        assert!(ids.store().message_bytes() < MIN_MEMORY_STORE_BYTES / 16);
+    }
+
+    #[test]
+    fn content_seen_later_moves_the_message_to_the_back() {
+        let ids = IdMapper::new(MemoryIdStore::new(3, DEFAULT_MEMORY_STORE_BYTES));
+        // Seen first as a reference (no content), then b and c arrive, then a's content.
+        let a = block_on(ids.message_to_v11(&rec("bot", "a"))).unwrap();
+        let b = block_on(ids.message_to_v11(&said("bot", "b", "b"))).unwrap();
+        block_on(ids.message_to_v11(&said("bot", "c", "c"))).unwrap();
+        assert_eq!(block_on(ids.message_to_v11(&said("bot", "a", "now with text"))).unwrap(), a);
+        let bytes = ids.store().message_bytes();
+        block_on(ids.message_to_v11(&said("bot", "d", "d"))).unwrap();
+        assert!(block_on(ids.message_to_v12(b as i64)).is_err(), "b is now the oldest");
+        let got = block_on(ids.message_to_v12(a as i64)).unwrap();
+        assert_eq!(got, said("bot", "a", "now with text"));
+        assert_eq!(ids.store().message_count(), 3);
+        assert!(ids.store().message_bytes() <= bytes + 2 * SLOT_BYTES);
+        // Another account's message with the same number is not overwritten by a save.
+        block_on(ids.store().save_message(a, &said("other", "a", "not mine"))).unwrap();
+        assert_eq!(block_on(ids.message_to_v12(a as i64)).unwrap().key.self_id, "bot");
+    }
+
+    #[test]
+    fn surrogates_outlive_every_message_bound() {
+        let ids = IdMapper::new(MemoryIdStore::new(1, MIN_MEMORY_STORE_BYTES));
+        let users: Vec<i64> = (0..500).map(|i| block_on(ids.to_v11(&format!("wxid_{i}"))).unwrap()).collect();
+        for i in 0..5_000 {
+            block_on(ids.message_to_v11(&said("b", &format!("m{i}"), "text"))).unwrap();
+        }
+        for (i, n) in users.iter().enumerate() {
+            assert_eq!(block_on(ids.to_v12(*n)).unwrap(), format!("wxid_{i}"));
+        }
+        assert_eq!(ids.store().surrogate_count(), 500);
     }
 
     proptest::proptest! {
@@ -401,6 +760,34 @@ mod tests {
             let n = block_on(ids.to_v11(&s)).unwrap();
             proptest::prop_assert!(n.abs() < SURROGATE_END);
             proptest::prop_assert_eq!(block_on(ids.to_v12(n)).unwrap(), s);
+        }
+
+        #[test]
+        fn any_record_round_trips_through_the_memory_store(
+            self_id in ".{0,12}",
+            message_id in ".{0,40}",
+            detail_type in "[a-z]{0,8}",
+            group_id in proptest::option::of(".{0,12}"),
+            user_id in proptest::option::of(".{0,12}"),
+            text in proptest::option::of(".{0,60}"),
+            time in proptest::num::i64::ANY,
+        ) {
+            let record = MessageRecord {
+                key: MessageKey { self_id, message_id },
+                detail_type,
+                group_id,
+                user_id,
+                content: text.map(|t| StoredMessage {
+                    time,
+                    segments: vec![crate::core::message::Segment::text(t).with("n", 1.5).with("z", serde_json::json!([null, -3, {"k": "v"}]))],
+                    sender_id: time / 3,
+                    sender_name: "s".into(),
+                }),
+            };
+            let ids = IdMapper::new(MemoryIdStore::default());
+            let n = block_on(ids.message_to_v11(&record)).unwrap();
+            proptest::prop_assert_eq!(block_on(ids.message_to_v12(n as i64)).unwrap(), record.clone());
+            proptest::prop_assert_eq!(block_on(ids.message_to_v11(&record)).unwrap(), n);
         }
     }
 }

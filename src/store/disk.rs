@@ -27,6 +27,11 @@ const MESSAGES: TableDefinition<i32, &[u8]> = TableDefinition::new("messages");
 /// (stored at, ms since the epoch; v11 message_id) → (), oldest first, for pruning.
 const MESSAGE_AGE: TableDefinition<(u64, i32), ()> = TableDefinition::new("message_age");
 
+/// redb's page cache (reads and writes not yet flushed) unless configured: enough for the
+/// upper levels of every table, far below redb's own default of 1 GiB. What does not fit is read
+/// back from the file (the operating system's cache, not this process).
+pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
+
 /// Writes waiting for the writer thread before callers wait (backpressure).
 const WRITE_QUEUE: usize = 4096;
 /// Most writes applied in one transaction.
@@ -96,11 +101,20 @@ fn now_ms() -> u64 {
 }
 
 impl DiskStore {
-    /// Opens (or creates) `<dir>/bridge.redb` and starts the writer thread.
+    /// Opens (or creates) `<dir>/bridge.redb` with the default page cache and starts the writer thread.
     pub fn open(dir: &Path, retention: Retention) -> Result<DiskStore, IdError> {
+        DiskStore::open_with_cache(dir, retention, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) `<dir>/bridge.redb` with a page cache of `cache_bytes` and starts the
+    /// writer thread.
+    pub fn open_with_cache(dir: &Path, retention: Retention, cache_bytes: usize) -> Result<DiskStore, IdError> {
         std::fs::create_dir_all(dir).map_err(|e| store_err(format!("{}: {e}", dir.display())))?;
         let path = dir.join("bridge.redb");
-        let db = Database::create(&path).map_err(|e| store_err(format!("{}: {e}", path.display())))?;
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(&path)
+            .map_err(|e| store_err(format!("{}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(store_err)?;
         {
             txn.open_table(IDS).map_err(store_err)?;

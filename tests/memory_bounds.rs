@@ -1,0 +1,179 @@
+//! The bridge's memory stays bounded however long it runs and however many bots connect: the
+//! bridge binary runs as its own process between the scripted backend and scripted bots, and its
+//! resident set (`VmRSS` in `/proc/<pid>/status`) is read between phases.
+//!
+//! RSS is noisy (allocator arenas, pages freed but kept), so every assertion has a wide margin
+//! and compares against what the unbounded bridge used to take (~3 KB per remembered message,
+//! ~135 KB per idle WebSocket connection): a regression is an order of magnitude, not a percent.
+//! Nothing is timed.
+//!
+//! The long runs behind the README figures are ignored by default:
+//! `cargo test --release --test memory_bounds -- --ignored --nocapture`.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("no VmRSS");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// The bridge binary with one v11 forward-WebSocket server, dialing `backend`; the first bot is
+/// connected (so the backend's account is online) and has read its lifecycle event.
+async fn bridge(backend: &FakeBackend, args: &[&str]) -> (Child, u32, SocketAddr, Bot) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_onebot-bridge"))
+        .args(["--backend-ws", &backend.url(), "--ws", &format!("127.0.0.1:{port}"), "--log", "warn"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = Child(child);
+    let pid = child.0.id();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut bot = loop {
+        match Bot::connect(addr, "/", None).await {
+            Ok(bot) => break bot,
+            Err(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => panic!("the bridge never listened: {e}"),
+        }
+    };
+    assert_eq!(bot.next_frame().await["sub_type"], "connect");
+    (child, pid, addr, bot)
+}
+
+/// Events in flight at once (below the bridge's per-connection queue of 1024: nothing dropped).
+const WINDOW: u64 = 256;
+
+/// The backend sends group messages `from..to` (two segments each), the bot reads every one;
+/// gives the v11 message_id of the first and of the last.
+async fn relay(backend: &FakeBackend, bot: &mut Bot, from: u64, to: u64) -> (i64, i64) {
+    let mut sent = from;
+    let mut ids = Vec::new();
+    for received in from..to {
+        while sent < to && sent - received < WINDOW {
+            backend.push(v12_message(
+                "group",
+                "10001",
+                json!({"message_id": format!("m-{sent:09}"), "group_id": "30003", "user_id": "20002",
+                       "message": [{"type": "text", "data": {"text": format!("hello [world] & friends, message {sent}")}},
+                                   {"type": "mention", "data": {"user_id": "10001"}}]}),
+            ));
+            sent += 1;
+        }
+        let ev = bot.next_event().await;
+        assert_eq!(ev["post_type"], "message", "{ev}");
+        if received == from || received + 1 == to {
+            ids.push(ev["message_id"].as_i64().unwrap());
+        }
+    }
+    (ids[0], *ids.last().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ephemeral_store_stops_growing_at_its_byte_bound() {
+    let backend = FakeBackend::start(BackendOptions::default()).await;
+    let (_child, pid, _, mut bot) =
+        bridge(&backend, &["--ephemeral", "--memory-store-bytes", "1048576", "--heartbeat-interval", "0"]).await;
+    // A few thousand messages fill 1 MiB; then the store forgets as fast as it learns.
+    let (first, _) = relay(&backend, &mut bot, 0, 6_000).await;
+    let full = rss_kib(pid);
+    let (_, last) = relay(&backend, &mut bot, 6_000, 24_000).await;
+    let after = rss_kib(pid);
+    println!(
+        "ephemeral store bounded at 1 MiB: RSS {:.1} MiB after 6 000 messages, {:.1} MiB after 24 000",
+        mib(full),
+        mib(after)
+    );
+    // 18 000 more messages kept whole would be ~50 MiB more; forgotten ones cost nothing.
+    assert!(after.saturating_sub(full) < 8 << 10, "RSS grew {} KiB after the bound was reached", after - full);
+
+    let forgotten = bot.call("get_msg", json!({"message_id": first})).await;
+    assert_eq!(forgotten["status"], "failed", "{forgotten}");
+    assert!(forgotten["wording"].as_str().unwrap().contains("unknown to this bridge"), "{forgotten}");
+    let kept = bot.call("get_msg", json!({"message_id": last})).await;
+    assert_eq!(kept["status"], "ok", "{kept}");
+    assert_eq!(kept["data"]["message"], "hello &#91;world&#93; &amp; friends, message 23999[CQ:at,qq=10001]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_bot_connections_take_a_few_kib_each() {
+    const BOTS: u64 = 1000;
+    let backend = FakeBackend::start(BackendOptions::default()).await;
+    let (_child, pid, addr, _first) = bridge(&backend, &["--ephemeral"]).await;
+    let before = rss_kib(pid);
+    let mut bots = Vec::new();
+    for _ in 0..BOTS {
+        let mut bot = Bot::connect(addr, "/", None).await.expect("connect");
+        assert_eq!(bot.next_frame().await["sub_type"], "connect");
+        bots.push(bot);
+    }
+    let after = rss_kib(pid);
+    let each = after.saturating_sub(before) as f64 / BOTS as f64;
+    println!(
+        "{BOTS} idle bot connections: RSS {:.1} MiB before, {:.1} MiB after ({each:.1} KiB each)",
+        mib(before),
+        mib(after)
+    );
+    // tungstenite's default buffers made this ~135 KiB each.
+    assert!(each < 32.0, "{each:.1} KiB per idle connection");
+    assert!(after < 64 << 10, "RSS {} KiB with {BOTS} idle connections", after);
+}
+
+/// The README's figures: RSS after many events, in the default (disk) and `--ephemeral` stores.
+async fn rss_after_events(args: &[&str], total: u64) {
+    let backend = FakeBackend::start(BackendOptions::default()).await;
+    let (_child, pid, _, mut bot) = bridge(&backend, args).await;
+    let mut done = 0;
+    for checkpoint in [total / 10, total / 2, total] {
+        relay(&backend, &mut bot, done, checkpoint).await;
+        done = checkpoint;
+        println!("{args:?}: RSS {:.1} MiB after {done} events", mib(rss_kib(pid)));
+    }
+    let rss = rss_kib(pid);
+    assert!(rss < 64 << 10, "RSS {rss} KiB after {total} events");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a long run for the README's figures"]
+async fn rss_after_a_million_events_with_the_disk_store() {
+    // Memory does not depend on the disk; a RAM-backed directory keeps fsync from setting the pace.
+    let base = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() };
+    let dir = base.join(format!("ob-memory-bounds-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    rss_after_events(&["--data-dir", dir.to_str().unwrap(), "--heartbeat-interval", "0"], 1_000_000).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a long run for the README's figures"]
+async fn rss_after_200k_events_with_the_ephemeral_store() {
+    rss_after_events(&["--ephemeral", "--heartbeat-interval", "0"], 200_000).await;
+}
