@@ -13,6 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+/// The binary's allocator (src/main.rs), so the figures are the ones the bridge gets.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};
 use futures::executor::block_on;
 use serde_json::{json, Value};

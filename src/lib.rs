@@ -18,9 +18,3 @@ pub mod v11;
 pub mod v12;
 
 pub use bridge::{run, Bridge};
-
-/// mimalloc: the event path allocates and frees many small strings and maps per event, and the
-/// system allocator spent over a third of the bridge's cycles on them (see README, "Performance").
-/// Declared here so the binary, the tests and the benchmarks all measure the same allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

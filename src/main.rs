@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use onebot_bridge::cli::Cli;
 
+/// mimalloc: the event path allocates and frees many small strings and maps per event, and the
+/// system allocator spent over a third of the core's cycles on them (benches/core.rs uses it too,
+/// so the core is measured as the binary runs it).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter =
