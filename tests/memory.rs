@@ -17,26 +17,6 @@ use support::*;
 
 const SIZE: usize = 50 << 20;
 
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A kibibyte figure from `/proc/<pid>/status`.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field}"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// Bytes that do not compress or repeat (a simple xorshift stream).
 fn noise(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -81,7 +61,7 @@ async fn relaying_50_mb_each_way_keeps_the_bridge_far_below_the_file_size() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let child = Child(child);
+    let child = ChildGuard(child);
     let pid = child.0.id();
     let ws_addr: std::net::SocketAddr = format!("127.0.0.1:{ws_port}").parse().unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -19,24 +19,9 @@ use std::time::Duration;
 use serde_json::json;
 use support::*;
 
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Resident memory of a process, in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("no VmRSS");
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    status_kib(pid, "VmRSS:")
 }
 
 fn mib(kib: u64) -> f64 {
@@ -45,7 +30,7 @@ fn mib(kib: u64) -> f64 {
 
 /// The bridge binary with one v11 forward-WebSocket server, dialing `backend`; the first bot is
 /// connected (so the backend's account is online) and has read its lifecycle event.
-async fn bridge(backend: &FakeBackend, args: &[&str]) -> (Child, u32, SocketAddr, Bot) {
+async fn bridge(backend: &FakeBackend, args: &[&str]) -> (ChildGuard, u32, SocketAddr, Bot) {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_onebot-bridge"))
         .args(["--backend-ws", &backend.url(), "--ws", &format!("127.0.0.1:{port}"), "--log", "warn"])
@@ -54,7 +39,7 @@ async fn bridge(backend: &FakeBackend, args: &[&str]) -> (Child, u32, SocketAddr
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let child = Child(child);
+    let child = ChildGuard(child);
     let pid = child.0.id();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;

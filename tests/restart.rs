@@ -10,20 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use support::*;
 
-struct Bridge(std::process::Child);
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn start(backend: &FakeBackend, data: &std::path::Path) -> (Bridge, Bot) {
+async fn start(backend: &FakeBackend, data: &std::path::Path) -> (ChildGuard, Bot) {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_onebot-bridge"))
         .args(["--backend-ws", &backend.url(), "--ws", &format!("127.0.0.1:{port}"), "--data-dir"])
@@ -42,7 +29,7 @@ async fn start(backend: &FakeBackend, data: &std::path::Path) -> (Bridge, Bot) {
         }
     };
     assert_eq!(bot.next_frame().await["sub_type"], "connect");
-    (Bridge(child), bot)
+    (ChildGuard(child), bot)
 }
 
 #[tokio::test]

@@ -59,7 +59,7 @@ use walle_core::{ActionHandler, EventHandler, GenStatus, OneBot, WalleResult};
 use onebot_bridge::config::{Config, FileConfig, Overrides};
 use onebot_bridge::hub::Selection;
 use onebot_bridge::Bridge;
-use support::{Bot, WAIT};
+use support::{free_port, Bot, WAIT};
 
 const PLATFORM: &str = "qq";
 const ACCOUNT: &str = "10001";
@@ -447,11 +447,6 @@ struct Walle {
     seen: mpsc::UnboundedReceiver<Json>,
     status_calls: Arc<AtomicUsize>,
     store: Arc<Mutex<Store>>,
-}
-
-/// A loopback port that was free a moment ago (walle-core binds its own listener from a config).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// walle's forward WebSocket server on `port`. `heartbeat`: its interval in seconds, `None` for none.

@@ -22,3 +22,25 @@ pub async fn start_bridge(backend: &FakeBackend, extra: impl FnOnce(&mut Overrid
     let config = Config::resolve(FileConfig::default(), o).unwrap();
     Bridge::start(config).await.unwrap()
 }
+
+/// A child process (the bridge binary) killed when the test ends, however it ends.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port free now, for a child process that must be told which one to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A kibibyte figure (`VmRSS:`, `VmHWM:`) from `/proc/<pid>/status`.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
