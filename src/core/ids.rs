@@ -296,11 +296,13 @@ const SLOT_BYTES: usize = std::mem::size_of::<Option<Packed>>();
 /// one control byte per slot and fills at most 7/8 of them) and the allocator's own overhead on
 /// the text's allocation (glibc: 8 bytes of header, 16-byte rounding).
 const INDEX_BYTES: usize = (std::mem::size_of::<(i32, u64)>() + 1 + std::mem::size_of::<u64>() + 1) * 8 / 7 + 16;
+// The README quotes "about 80 bytes" per entry besides its text.
+const _: () = assert!(INDEX_BYTES + SLOT_BYTES <= 80);
 
 impl Packed {
     fn new(n: i32, record: &MessageRecord, with_content: bool) -> Packed {
         let key = &record.key;
-        let mut text = String::with_capacity(key.self_id.len() + key.message_id.len() + 64);
+        let mut text = String::with_capacity(key.self_id.len() + key.message_id.len() + 256);
         text.push_str(&key.self_id);
         text.push_str(&key.message_id);
         let content = record
@@ -309,10 +311,18 @@ impl Packed {
             .filter(|_| with_content)
             .map(|c| (c.time, &c.segments, c.sender_id, c.sender_name.as_str()));
         let body = (&record.detail_type, &record.group_id, &record.user_id, content);
-        // Writing into a String cannot fail, and every part serialises (string keys, JSON values).
+        // Every part serialises (string keys, JSON values) and serde_json writes UTF-8; were either
+        // ever not so, the key alone is kept and reading the record back reports it unreadable.
+        let key_len = text.len();
         let mut bytes = text.into_bytes();
-        let _ = serde_json::to_writer(&mut bytes, &body);
-        let text = String::from_utf8(bytes).unwrap_or_default();
+        if serde_json::to_writer(&mut bytes, &body).is_err() {
+            bytes.truncate(key_len);
+        }
+        let text = String::from_utf8(bytes).unwrap_or_else(|e| {
+            let mut key = e.into_bytes();
+            key.truncate(key_len);
+            String::from_utf8_lossy(&key).into_owned()
+        });
         Packed {
             text: text.into_boxed_str(),
             self_len: key.self_id.len() as u32,
@@ -680,7 +690,6 @@ mod tests {
         block_on(ids.message_to_v11(&long)).unwrap();
         assert_eq!(ids.store().message_bytes(), expected_bytes(&long));
         assert_eq!(expected_bytes(&long) - expected_bytes(&small), 998);
-        const { assert!(INDEX_BYTES + SLOT_BYTES < 100, "fixed cost per entry") };
     }
 
     #[test]
