@@ -30,6 +30,18 @@ pub struct Outgoing {
     pub binary: bool,
 }
 
+/// A call's entry in `pending`, removed when the call ends however it ends.
+struct Waiting<'a> {
+    link: &'a LinkHandle,
+    echo: String,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.link.pending().remove(&self.echo);
+    }
+}
+
 /// The caller side of a backend link. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct LinkHandle {
@@ -120,6 +132,9 @@ impl LinkHandle {
         let body = codec::encode_request(&req, self.inner.msgpack);
         let (tx, rx) = oneshot::channel();
         self.pending().insert(echo.clone(), tx);
+        // However this call ends (answered, failed, timed out, or dropped by a caller that stopped
+        // waiting), nothing of it stays in `pending`.
+        let _waiting = Waiting { link: self, echo };
         let outcome = tokio::time::timeout(self.inner.timeout, async {
             self.inner
                 .tx
@@ -129,18 +144,12 @@ impl LinkHandle {
             rx.await.map_err(|_| CallError::Link("the connection dropped before the answer came".into()))
         })
         .await;
-        match outcome {
-            Ok(result) => {
-                if result.is_err() {
-                    self.pending().remove(&echo);
-                }
-                result
-            }
-            Err(_) => {
-                self.pending().remove(&echo);
-                Err(CallError::Timeout(timeout_ms))
-            }
-        }
+        outcome.unwrap_or(Err(CallError::Timeout(timeout_ms)))
+    }
+
+    /// How many calls wait for an answer now.
+    pub fn waiting(&self) -> usize {
+        self.pending().len()
     }
 
     /// Hands an answer to the call waiting for it. Returns false for an echo nobody waits for.
@@ -150,5 +159,28 @@ impl LinkHandle {
             Some(tx) => tx.send(resp).is_ok(),
             None => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Map;
+
+    use super::*;
+
+    /// A translation that stops waiting (its queue filled up) drops its call: the answer may
+    /// never come, so nothing of the call may stay behind.
+    #[tokio::test]
+    async fn a_call_dropped_before_its_answer_leaves_nothing_waiting() {
+        let (link, mut written) = LinkHandle::new(1, 4, Duration::from_secs(30), false);
+        link.set_connected(true);
+        let mut call = Box::pin(link.call(v12::Request::new("get_file", Map::new())));
+        tokio::select! {
+            _ = &mut call => panic!("answered without an answer"),
+            request = written.recv() => assert!(request.is_some()),
+        }
+        assert_eq!(link.waiting(), 1);
+        drop(call);
+        assert_eq!(link.waiting(), 0);
     }
 }
