@@ -64,15 +64,7 @@ async fn relaying_50_mb_each_way_keeps_the_bridge_far_below_the_file_size() {
     let child = ChildGuard(child);
     let pid = child.0.id();
     let ws_addr: std::net::SocketAddr = format!("127.0.0.1:{ws_port}").parse().unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut bot = loop {
-        match Bot::connect(ws_addr, "/", None).await {
-            Ok(bot) => break bot,
-            Err(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(e) => panic!("the bridge never listened: {e}"),
-        }
-    };
-    assert_eq!(bot.next_frame().await["sub_type"], "connect");
+    let mut bot = Bot::connect_when_up(ws_addr).await;
     let idle_kib = status_kib(pid, "VmRSS:");
 
     // Out: a 50 MB local file, read and uploaded a fragment at a time.

@@ -14,7 +14,6 @@ mod support;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use serde_json::json;
 use support::*;
@@ -42,15 +41,7 @@ async fn bridge(backend: &FakeBackend, args: &[&str]) -> (ChildGuard, u32, Socke
     let child = ChildGuard(child);
     let pid = child.0.id();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut bot = loop {
-        match Bot::connect(addr, "/", None).await {
-            Ok(bot) => break bot,
-            Err(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(e) => panic!("the bridge never listened: {e}"),
-        }
-    };
-    assert_eq!(bot.next_frame().await["sub_type"], "connect");
+    let bot = Bot::connect_when_up(addr).await;
     (child, pid, addr, bot)
 }
 

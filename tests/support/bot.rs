@@ -34,6 +34,23 @@ impl Bot {
         Ok(Bot { ws, backlog: VecDeque::new(), seq: 0 })
     }
 
+    /// Connects to `/` on a bridge that is still starting (a child process), retrying until it
+    /// listens (at most [`WAIT`]), and reads its lifecycle `connect`.
+    pub async fn connect_when_up(addr: SocketAddr) -> Bot {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut bot = loop {
+            match Bot::connect(addr, "/", None).await {
+                Ok(bot) => break bot,
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("the bridge never listened: {e}"),
+            }
+        };
+        assert_eq!(bot.next_frame().await["sub_type"], "connect");
+        bot
+    }
+
     async fn read(&mut self) -> Value {
         loop {
             let frame = tokio::time::timeout(WAIT, self.ws.next()).await.expect("nothing from the bridge");
