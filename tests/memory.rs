@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -53,15 +52,21 @@ async fn relaying_50_mb_each_way_keeps_the_bridge_far_below_the_file_size() {
 
     let backend = FakeBackend::start(BackendOptions::default()).await;
     let (ws_port, http_port) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_onebot-bridge"))
-        .args(["--backend-ws", &backend.url(), "--ws", &format!("127.0.0.1:{ws_port}")])
-        .args(["--http", &format!("127.0.0.1:{http_port}"), "--media-urls", "serve", "--ephemeral", "--media-dir"])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = ChildGuard(child);
+    let (ws, http, url) = (format!("127.0.0.1:{ws_port}"), format!("127.0.0.1:{http_port}"), backend.url());
+    let media = dir.to_string_lossy();
+    let child = spawn_bridge(&[
+        "--backend-ws",
+        &url,
+        "--ws",
+        &ws,
+        "--http",
+        &http,
+        "--media-urls",
+        "serve",
+        "--ephemeral",
+        "--media-dir",
+        &media,
+    ]);
     let pid = child.0.id();
     let ws_addr: std::net::SocketAddr = format!("127.0.0.1:{ws_port}").parse().unwrap();
     let mut bot = Bot::connect_when_up(ws_addr).await;

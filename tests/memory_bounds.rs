@@ -13,7 +13,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 
 use serde_json::json;
 use support::*;
@@ -31,14 +30,11 @@ fn mib(kib: u64) -> f64 {
 /// connected (so the backend's account is online) and has read its lifecycle event.
 async fn bridge(backend: &FakeBackend, args: &[&str]) -> (ChildGuard, u32, SocketAddr, Bot) {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_onebot-bridge"))
-        .args(["--backend-ws", &backend.url(), "--ws", &format!("127.0.0.1:{port}"), "--log", "warn"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = ChildGuard(child);
+    let ws = format!("127.0.0.1:{port}");
+    let url = backend.url();
+    let mut all = vec!["--backend-ws", url.as_str(), "--ws", &ws, "--log", "warn"];
+    all.extend_from_slice(args);
+    let child = spawn_bridge(&all);
     let pid = child.0.id();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let bot = Bot::connect_when_up(addr).await;

@@ -4,23 +4,17 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
-
 use serde_json::json;
 use support::*;
 
 async fn start(backend: &FakeBackend, data: &std::path::Path) -> (ChildGuard, Bot) {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_onebot-bridge"))
-        .args(["--backend-ws", &backend.url(), "--ws", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let ws = format!("127.0.0.1:{port}");
+    let data = data.to_string_lossy();
+    let child = spawn_bridge(&["--backend-ws", backend.url().as_str(), "--ws", &ws, "--data-dir", &data][..]);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let bot = Bot::connect_when_up(addr).await;
-    (ChildGuard(child), bot)
+    (child, bot)
 }
 
 #[tokio::test]

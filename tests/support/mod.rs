@@ -33,6 +33,17 @@ impl Drop for ChildGuard {
     }
 }
 
+/// The bridge binary started with `args` (output discarded), killed when the guard drops.
+pub fn spawn_bridge<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> ChildGuard {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_onebot-bridge"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    ChildGuard(child)
+}
+
 /// A loopback port free now, for a child process that must be told which one to listen on.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
