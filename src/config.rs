@@ -945,6 +945,74 @@ fn resolve_backends(file: &BackendSection, flags: &Overrides) -> Result<Vec<Back
     Ok(backends)
 }
 
+/// What a resolved configuration will serve and dial, one line each, for `--check` and the
+/// start-up log. Tokens and secrets are never shown, only whether one is set.
+impl Config {
+    pub fn summary(&self) -> Vec<String> {
+        fn guarded(token: &Option<String>) -> &'static str {
+            if token.is_some() {
+                ", access token required"
+            } else {
+                ""
+            }
+        }
+        fn format_name(format: PostFormat) -> &'static str {
+            match format {
+                PostFormat::String => "string",
+                PostFormat::Array => "array",
+            }
+        }
+        fn account(self_id: Option<i64>) -> String {
+            self_id.map(|id| format!(", account {id}")).unwrap_or_default()
+        }
+        let mut lines = Vec::new();
+        for link in &self.backends {
+            let encoding = if link.msgpack { "MessagePack" } else { "JSON" };
+            lines.push(match &link.kind {
+                BackendKind::Ws { url } => format!("backend: dial v12 forward WebSocket {url} ({encoding})"),
+                BackendKind::Http { url, webhook: Some(addr) } => {
+                    format!("backend: v12 HTTP {url} ({encoding}), webhook received on {addr}")
+                }
+                BackendKind::Http { url, webhook: None } => {
+                    format!("backend: v12 HTTP {url} ({encoding}), events by get_latest_events polling")
+                }
+                BackendKind::WsReverse { addr } => format!("backend: accept v12 reverse WebSocket on {addr}"),
+            });
+        }
+        for s in &self.ws_servers {
+            lines.push(format!(
+                "bots: v11 forward WebSocket on {} ({} messages{}{})",
+                s.addr,
+                format_name(s.post_format),
+                guarded(&s.token),
+                account(s.self_id)
+            ));
+        }
+        for s in &self.http_servers {
+            let polling = s.long_polling.map(|n| format!(", long polling (queue {n})")).unwrap_or_default();
+            lines.push(format!("bots: v11 HTTP API on {}{polling}{}{}", s.addr, guarded(&s.token), account(s.self_id)));
+        }
+        for p in &self.http_posts {
+            let signed = if p.secret.is_some() { ", signed" } else { "" };
+            lines.push(format!("bots: v11 HTTP POST to {}{signed}{}", p.url, account(p.self_id)));
+        }
+        for r in &self.ws_reverse {
+            let urls: Vec<String> = [("universal", &r.universal), ("api", &r.api), ("event", &r.event)]
+                .into_iter()
+                .filter_map(|(role, url)| url.as_ref().map(|u| format!("{role} {u}")))
+                .collect();
+            lines.push(format!("bots: v11 reverse WebSocket to {}{}", urls.join(", "), account(r.self_id)));
+        }
+        lines.push(match &self.store {
+            StoreConfig::Memory { max_bytes, .. } => {
+                format!("ids: in memory only (--ephemeral), up to {} MiB of messages", max_bytes >> 20)
+            }
+            StoreConfig::Disk { dir, .. } => format!("ids: on disk in {}", dir.join("bridge.redb").display()),
+        });
+        lines
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
