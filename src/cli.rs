@@ -169,9 +169,10 @@ pub struct Cli {
     pub check: bool,
 
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `onebot_bridge=debug`; a filter
-    /// that does not parse is a configuration error.
-    #[arg(long, env = "ONEBOT_BRIDGE_LOG", value_name = "FILTER", default_value = "info")]
-    pub log: String,
+    /// that does not parse is a configuration error [default: a config.yml's
+    /// `output.log-level`, else info].
+    #[arg(long, env = "ONEBOT_BRIDGE_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
 
     /// Log lines as human-readable `text` or one JSON object per line (`json`).
     #[arg(long = "log-format", env = "ONEBOT_BRIDGE_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]

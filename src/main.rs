@@ -14,19 +14,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log) {
-        Ok(filter) => filter,
-        Err(error) => {
-            eprintln!("onebot-bridge: invalid configuration: --log {:?}: {error}", cli.log);
-            return ExitCode::from(2);
-        }
-    };
-    init_logging(filter, cli.log_format);
-
     let config = match cli.load_config() {
         Ok(c) => c,
         Err(error) => {
             eprintln!("onebot-bridge: invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let log = cli.log.clone().or_else(|| config.log_level.clone()).unwrap_or_else(|| "info".to_owned());
+    let filter = match tracing_subscriber::EnvFilter::try_new(&log) {
+        Ok(filter) => filter,
+        Err(error) => {
+            eprintln!("onebot-bridge: invalid configuration: --log {log:?}: {error}");
             return ExitCode::from(2);
         }
     };
@@ -35,11 +34,18 @@ fn main() -> ExitCode {
         for line in config.summary() {
             println!("  {line}");
         }
+        for ignored in &config.ignored {
+            println!("  ignored: {}: {}", ignored.keys.join(", "), ignored.why);
+        }
         return ExitCode::SUCCESS;
     }
+    init_logging(filter, cli.log_format);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "onebot-bridge starting");
     for line in config.summary() {
         tracing::info!("{line}");
+    }
+    for ignored in &config.ignored {
+        tracing::warn!(keys = %ignored.keys.join(", "), "configuration keys ignored: {}", ignored.why);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -68,7 +68,15 @@ fn check_validates_and_exits() {
 
 #[test]
 fn a_log_filter_that_does_not_parse_is_a_configuration_error() {
-    let (code, _, err) = run(bridge().args(["--check", "--backend-ws", "ws://x:1", "--log", "onebot_bridge=loud"]));
+    let (code, _, err) = run(bridge().args([
+        "--check",
+        "--backend-ws",
+        "ws://x:1",
+        "--ws",
+        "127.0.0.1:0",
+        "--log",
+        "onebot_bridge=loud",
+    ]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--log") && err.contains("onebot_bridge=loud"), "{err}");
 }

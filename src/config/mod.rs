@@ -3,7 +3,9 @@
 //! The file is TOML in go-cqhttp's own vocabulary (`servers` entries named `ws`, keys such as
 //! `address`, `middlewares.access-token`, `message.post-format`, `heartbeat.interval`), plus a
 //! `[backend]` section for the v12 side and per-endpoint extras (`post-format`, `self-id`).
-//! Unknown keys are errors. Everything is checked here, before any port is bound.
+//! Unknown keys are errors. go-cqhttp's own `config.yml` is read too ([`gocqhttp`]): its keys
+//! land in the same [`FileConfig`], and the ones that do not apply are reported, not refused.
+//! Everything is checked here, before any port is bound.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,8 @@ use serde::Deserialize;
 
 use crate::core::v11::PostFormat;
 use crate::core::MappingSet;
+
+pub mod gocqhttp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -53,6 +57,12 @@ pub struct FileConfig {
     pub bridge: BridgeSection,
     #[serde(default)]
     pub media: MediaSection,
+    /// go-cqhttp's `output.log-level` (only from a `config.yml`; `--log` wins).
+    #[serde(skip)]
+    pub log_level: Option<String>,
+    /// Keys of a go-cqhttp `config.yml` the bridge does not act on, and why.
+    #[serde(skip)]
+    pub ignored: Vec<gocqhttp::Ignored>,
 }
 
 /// `[media]`: how pictures, voice, video and files move (README "Media").
@@ -188,6 +198,12 @@ pub struct MessageSection {
     /// go-cqhttp's `report-self-message`: the bot's own messages as `message_sent` events.
     #[serde(default)]
     pub report_self_message: Option<bool>,
+    /// go-cqhttp's `remove-reply-at`: drop the mention QQ adds after a reply.
+    #[serde(default)]
+    pub remove_reply_at: Option<bool>,
+    /// go-cqhttp's `extra-reply-data`: a reply segment also carries the quoted message's data.
+    #[serde(default)]
+    pub extra_reply_data: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +221,24 @@ pub struct HeartbeatSection {
 pub struct Middlewares {
     #[serde(default)]
     pub access_token: Option<String>,
+    /// go-cqhttp's event filter: the path of its JSON file.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// go-cqhttp's API rate limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitEntry>,
+}
+
+/// go-cqhttp's `rate-limit`: a token bucket of `bucket` tokens refilled `frequency` times a second.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RateLimitEntry {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub frequency: Option<f64>,
+    #[serde(default)]
+    pub bucket: Option<u32>,
 }
 
 /// One `servers` entry: a single-key table naming the kind, as in go-cqhttp's config.yml.
@@ -368,9 +402,19 @@ pub struct BridgeSection {
 }
 
 impl FileConfig {
+    /// Reads the bridge's TOML file, or go-cqhttp's own `config.yml` / `.yaml` (by extension).
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), detail: e.to_string() })
+        let parse_error = |detail: String| ConfigError::Parse { path: path.into(), detail };
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("yml" | "yaml") => {
+                let (mut file, ignored) =
+                    gocqhttp::read(&text, |name| std::env::var(name).ok()).map_err(parse_error)?;
+                file.ignored = ignored;
+                Ok(file)
+            }
+            _ => toml::from_str(&text).map_err(|e| parse_error(e.to_string())),
+        }
     }
 }
 
@@ -517,6 +561,10 @@ pub struct Config {
     pub report_self_message: bool,
     pub limits: Limits,
     pub media: MediaConfig,
+    /// go-cqhttp's `output.log-level`, when a `config.yml` gave one.
+    pub log_level: Option<String>,
+    /// What the file said that the bridge does not act on, and why (logged at start).
+    pub ignored: Vec<gocqhttp::Ignored>,
 }
 
 /// The flag-side inputs that the file can also express (flags add to or override the file).
@@ -598,7 +646,9 @@ fn non_empty(token: Option<String>) -> Option<String> {
 
 impl Config {
     /// Merges the file (if any) with the flags and checks everything.
-    pub fn resolve(file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
+    pub fn resolve(mut file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
+        let mut ignored = std::mem::take(&mut file.ignored);
+        not_applied_yet(&file, &mut ignored);
         let mappings_dir = flags.mappings.clone().or(file.bridge.mappings.clone());
         let mappings = match mappings_dir {
             Some(dir) => MappingSet::from_dir(&dir)?,
@@ -795,7 +845,44 @@ impl Config {
             mappings: Arc::new(mappings),
             limits,
             media,
+            log_level: file.log_level,
+            ignored,
         })
+    }
+}
+
+/// Settings the file may carry (go-cqhttp's) that this version reads but does not apply yet:
+/// reported rather than silently dropped.
+fn not_applied_yet(file: &FileConfig, ignored: &mut Vec<gocqhttp::Ignored>) {
+    const WHY: &str = "read, but not applied by this version of the bridge yet";
+    let mut keys = Vec::new();
+    let mut middlewares = |at: String, m: Option<&Middlewares>| {
+        if let Some(m) = m {
+            if m.filter.as_deref().is_some_and(|f| !f.trim().is_empty()) {
+                keys.push(format!("{at}.filter"));
+            }
+            if m.rate_limit.as_ref().is_some_and(|r| r.enabled) {
+                keys.push(format!("{at}.rate-limit"));
+            }
+        }
+    };
+    middlewares("default-middlewares".into(), Some(&file.default_middlewares));
+    for (i, server) in file.servers.iter().enumerate() {
+        let (kind, m) = match server {
+            ServerEntry::Http(h) => ("http", h.middlewares.as_ref()),
+            ServerEntry::Ws(w) => ("ws", w.middlewares.as_ref()),
+            ServerEntry::WsReverse(r) => ("ws-reverse", r.middlewares.as_ref()),
+        };
+        middlewares(format!("servers[{i}].{kind}.middlewares"), m);
+    }
+    if file.message.remove_reply_at == Some(true) {
+        keys.push("message.remove-reply-at".into());
+    }
+    if file.message.extra_reply_data == Some(true) {
+        keys.push("message.extra-reply-data".into());
+    }
+    if !keys.is_empty() {
+        ignored.push(gocqhttp::Ignored { keys, why: WHY.into() });
     }
 }
 
