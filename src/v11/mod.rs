@@ -4,6 +4,7 @@
 
 pub mod http_post;
 pub mod http_server;
+pub mod rate_limit;
 pub mod session;
 pub mod ws_reverse;
 pub mod ws_server;
