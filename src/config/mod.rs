@@ -16,6 +16,8 @@ use serde::Deserialize;
 
 use crate::core::v11::PostFormat;
 use crate::core::MappingSet;
+use crate::v11::event_filter::{FilterSlot, Filters};
+use crate::v11::rate_limit::RateLimit;
 
 pub mod gocqhttp;
 
@@ -449,6 +451,10 @@ pub struct WsServer {
     pub token: Option<String>,
     pub post_format: PostFormat,
     pub self_id: Option<i64>,
+    /// go-cqhttp's event filter for this server.
+    pub filter: Option<Arc<FilterSlot>>,
+    /// go-cqhttp's rate limit: one bucket per connection.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A v11 HTTP API endpoint the bridge serves.
@@ -461,6 +467,10 @@ pub struct HttpServer {
     pub self_id: Option<i64>,
     /// `get_updates` long polling, with this many events queued at most.
     pub long_polling: Option<usize>,
+    /// go-cqhttp's event filter (for `get_updates`, and the server's `post` targets).
+    pub filter: Option<Arc<FilterSlot>>,
+    /// go-cqhttp's rate limit: one bucket for the server.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A bot's webhook the bridge POSTs events to (go-cqhttp `http.post`).
@@ -473,6 +483,8 @@ pub struct HttpPost {
     pub retries_interval: Duration,
     pub post_format: PostFormat,
     pub self_id: Option<i64>,
+    /// The event filter of the `http` server this target belongs to.
+    pub filter: Option<Arc<FilterSlot>>,
 }
 
 /// A bot's reverse-WebSocket server the bridge dials: one Universal URL, or API and/or Event URLs.
@@ -486,6 +498,10 @@ pub struct WsReverse {
     pub auth_scheme: AuthScheme,
     pub post_format: PostFormat,
     pub self_id: Option<i64>,
+    /// go-cqhttp's event filter for this entry.
+    pub filter: Option<Arc<FilterSlot>>,
+    /// go-cqhttp's rate limit: one bucket for the entry.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// Bounds on everything that comes over a wire.
@@ -565,6 +581,8 @@ pub struct Config {
     pub log_level: Option<String>,
     /// What the file said that the bridge does not act on, and why (logged at start).
     pub ignored: Vec<gocqhttp::Ignored>,
+    /// Every event filter file the servers name (for `reload_event_filter`).
+    pub filters: Filters,
 }
 
 /// The flag-side inputs that the file can also express (flags add to or override the file).
@@ -644,6 +662,31 @@ fn non_empty(token: Option<String>) -> Option<String> {
     token.filter(|t| !t.is_empty())
 }
 
+/// What one server's middlewares make it enforce.
+struct Guards {
+    token: Option<String>,
+    filter: Option<Arc<FilterSlot>>,
+    rate_limit: Option<RateLimit>,
+}
+
+fn guards(m: &Middlewares, flag_token: Option<String>, filters: &mut Filters) -> Result<Guards, ConfigError> {
+    let filter = match m.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+        Some(path) => Some(filters.slot(Path::new(path)).map_err(|e| invalid(format!("event filter {e}")))?),
+        None => None,
+    };
+    let rate_limit = match &m.rate_limit {
+        Some(r) if r.enabled => {
+            let frequency = r.frequency.unwrap_or(1.0);
+            if !(frequency.is_finite() && frequency > 0.0) {
+                return Err(invalid(format!("rate-limit frequency must be a positive number, not {frequency}")));
+            }
+            Some(RateLimit { frequency, bucket: r.bucket.unwrap_or(1).max(1) })
+        }
+        _ => None,
+    };
+    Ok(Guards { token: flag_token.or_else(|| non_empty(m.access_token.clone())), filter, rate_limit })
+}
+
 impl Config {
     /// Merges the file (if any) with the flags and checks everything.
     pub fn resolve(mut file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
@@ -655,18 +698,20 @@ impl Config {
             None => MappingSet::embedded()?,
         };
 
+        let action_timeout =
+            Duration::from_millis(flags.action_timeout_ms.or(file.bridge.action_timeout).unwrap_or(30_000));
+        if action_timeout.is_zero() {
+            return Err(invalid("the action timeout must be above 0 ms"));
+        }
         let store = resolve_store(&file.bridge, &flags)?;
         let backends = resolve_backends(&file.backend, &flags)?;
         let global_format = flags.post_format.or(file.message.post_format).unwrap_or_default();
-        let default_token = non_empty(file.default_middlewares.access_token.clone());
         // A server's own middlewares replace the defaults (as YAML anchors do in go-cqhttp);
-        // `--access-token` overrides both.
-        let token_of = |m: Option<Middlewares>| {
-            non_empty(flags.access_token.clone()).or(match m {
-                Some(m) => non_empty(m.access_token),
-                None => default_token.clone(),
-            })
-        };
+        // `--access-token` overrides both tokens.
+        let mut filters = Filters::default();
+        let defaults = file.default_middlewares.clone();
+        let flag_token = non_empty(flags.access_token.clone());
+        let mut guards_of = |m: Option<&Middlewares>| guards(m.unwrap_or(&defaults), flag_token.clone(), &mut filters);
 
         let mut ws_servers = Vec::new();
         let mut http_servers = Vec::new();
@@ -674,14 +719,19 @@ impl Config {
         let mut ws_reverse = Vec::new();
         for entry in file.servers {
             match entry {
-                ServerEntry::Ws(ws) if !ws.disabled => ws_servers.push(WsServer {
-                    addr: parse_addr(&ws.address)?,
-                    token: token_of(ws.middlewares),
-                    post_format: ws.post_format.unwrap_or(global_format),
-                    self_id: ws.self_id,
-                }),
+                ServerEntry::Ws(ws) if !ws.disabled => {
+                    let g = guards_of(ws.middlewares.as_ref())?;
+                    ws_servers.push(WsServer {
+                        addr: parse_addr(&ws.address)?,
+                        token: g.token,
+                        post_format: ws.post_format.unwrap_or(global_format),
+                        self_id: ws.self_id,
+                        filter: g.filter,
+                        rate_limit: g.rate_limit,
+                    })
+                }
                 ServerEntry::Http(h) if !h.disabled => {
-                    let token = token_of(h.middlewares);
+                    let g = guards_of(h.middlewares.as_ref())?;
                     if !h.address.trim().is_empty() {
                         let long_polling = match &h.long_polling {
                             Some(lp) if lp.enabled => Some(lp.max_queue_size.unwrap_or(2000).clamp(1, 100_000)),
@@ -689,10 +739,12 @@ impl Config {
                         };
                         http_servers.push(HttpServer {
                             addr: parse_addr(&h.address)?,
-                            token,
+                            token: g.token.clone(),
                             post_format: h.post_format.unwrap_or(global_format),
                             self_id: h.self_id,
                             long_polling,
+                            filter: g.filter.clone(),
+                            rate_limit: g.rate_limit,
                         });
                     }
                     let timeout = Duration::from_secs(h.timeout.unwrap_or(5).max(5));
@@ -705,6 +757,7 @@ impl Config {
                             retries_interval: Duration::from_millis(p.retries_interval.unwrap_or(1500)),
                             post_format: h.post_format.unwrap_or(global_format),
                             self_id: h.self_id,
+                            filter: g.filter.clone(),
                         });
                     }
                 }
@@ -721,36 +774,44 @@ impl Config {
                     if universal.is_none() && api.is_none() && event.is_none() {
                         return Err(invalid("a ws-reverse entry needs `universal`, or `api` and/or `event`"));
                     }
+                    let g = guards_of(r.middlewares.as_ref())?;
                     ws_reverse.push(WsReverse {
                         universal,
                         api,
                         event,
                         reconnect_interval: reconnect_interval(r.reconnect_interval.or(flags.reconnect_interval_ms)),
-                        token: token_of(r.middlewares),
+                        token: g.token,
                         auth_scheme: flags.ws_reverse_auth.or(r.auth_scheme).unwrap_or_default(),
                         post_format: r.post_format.unwrap_or(global_format),
                         self_id: r.self_id,
+                        filter: g.filter,
+                        rate_limit: g.rate_limit,
                     });
                 }
                 _ => {}
             }
         }
-        let flag_token = || non_empty(flags.access_token.clone()).or_else(|| default_token.clone());
+        // Endpoints given by flags take the default middlewares.
+        let g = guards_of(None)?;
         for addr in &flags.ws {
             ws_servers.push(WsServer {
                 addr: parse_addr(addr)?,
-                token: flag_token(),
+                token: g.token.clone(),
                 post_format: global_format,
                 self_id: None,
+                filter: g.filter.clone(),
+                rate_limit: g.rate_limit,
             });
         }
         for addr in &flags.http {
             http_servers.push(HttpServer {
                 addr: parse_addr(addr)?,
-                token: flag_token(),
+                token: g.token.clone(),
                 post_format: global_format,
                 self_id: None,
                 long_polling: None,
+                filter: g.filter.clone(),
+                rate_limit: g.rate_limit,
             });
         }
         for url in &flags.http_post {
@@ -762,6 +823,7 @@ impl Config {
                 retries_interval: Duration::from_millis(1500),
                 post_format: global_format,
                 self_id: None,
+                filter: g.filter.clone(),
             });
         }
         let reverse_flag = |universal, api, event| -> WsReverse {
@@ -770,10 +832,12 @@ impl Config {
                 api,
                 event,
                 reconnect_interval: reconnect_interval(flags.reconnect_interval_ms),
-                token: flag_token(),
+                token: g.token.clone(),
                 auth_scheme: flags.ws_reverse_auth.unwrap_or_default(),
                 post_format: global_format,
                 self_id: None,
+                filter: g.filter.clone(),
+                rate_limit: g.rate_limit,
             }
         };
         for url in &flags.ws_reverse {
@@ -792,11 +856,6 @@ impl Config {
             (None, h) if h.disabled || h.interval.is_some_and(|i| i < 0) => None,
             (None, h) => Some(Duration::from_secs(h.interval.filter(|i| *i > 0).unwrap_or(5) as u64)),
         };
-        let action_timeout =
-            Duration::from_millis(flags.action_timeout_ms.or(file.bridge.action_timeout).unwrap_or(30_000));
-        if action_timeout.is_zero() {
-            return Err(invalid("the action timeout must be above 0 ms"));
-        }
 
         if backends.is_empty() {
             return Err(invalid(
@@ -847,6 +906,7 @@ impl Config {
             media,
             log_level: file.log_level,
             ignored,
+            filters,
         })
     }
 }
