@@ -148,10 +148,7 @@ fn eval(node: &Node, payload: Option<&Value>) -> bool {
         Node::Or(operands) => operands.iter().any(|op| eval(op, payload)),
         Node::Eq(want) => string_form(payload) == *want,
         Node::Neq(want) => string_form(payload) != *want,
-        Node::InList(list) => {
-            let s = string_form(payload);
-            list.iter().any(|v| *v == s)
-        }
+        Node::InList(list) => list.contains(&string_form(payload)),
         Node::InString(haystack) => haystack.contains(string_form(payload).as_str()),
         Node::Contains(needle) => string_form(payload).contains(needle.as_str()),
         Node::Regex(re) => re.is_match(&string_form(payload)),
