@@ -29,6 +29,8 @@ pub enum StartError {
     Store(#[from] crate::core::ids::IdError),
     #[error("media directory {path}: {source}")]
     Media { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// The addresses the bridge listens on, in configuration order (useful with port 0).
@@ -112,6 +114,7 @@ impl Bridge {
         let (shutdown, watch_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let limits = &config.limits;
+        let tls = crate::tls::client_config(&config.backend_tls).map_err(StartError::Tls)?;
 
         for (id, (backend, listener)) in config.backends.iter().zip(backend_listeners).enumerate() {
             let token = backend.token.clone();
@@ -122,14 +125,15 @@ impl Bridge {
                 (BackendKind::Ws { url }, _) => {
                     let (link, outgoing) =
                         LinkHandle::new(id, limits.request_queue, config.action_timeout, backend.msgpack);
-                    let dial = crate::v12::ws_client::Dial { url: url.clone(), token };
+                    let dial = crate::v12::ws_client::Dial { url: url.clone(), token, tls: tls.clone() };
                     let span = tracing::info_span!("backend_ws", link = id, url = %url);
                     let task =
                         crate::v12::ws_client::run(link, outgoing, dial, hub.clone(), limits.clone(), watch_rx.clone());
                     tasks.spawn(task.instrument(span));
                 }
                 (BackendKind::Http { url, .. }, webhook) => {
-                    let caller = HttpCaller::new(url.clone(), token.clone(), backend.msgpack, limits.max_message);
+                    let caller =
+                        HttpCaller::new(url.clone(), token.clone(), backend.msgpack, limits.max_message, tls.clone());
                     let link = LinkHandle::http(id, config.action_timeout, caller);
                     let span = tracing::info_span!("backend_http", link = id, url = %url);
                     let task = crate::v12::http_client::run(

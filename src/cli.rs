@@ -41,6 +41,15 @@ pub struct Cli {
     #[arg(long, env = "ONEBOT_BRIDGE_BACKEND_MSGPACK")]
     pub backend_msgpack: bool,
 
+    /// PEM file of extra CA certificates to trust for `wss://` / `https://` backends.
+    #[arg(long = "backend-ca-file", env = "ONEBOT_BRIDGE_BACKEND_CA_FILE", value_name = "FILE")]
+    pub backend_ca_file: Option<PathBuf>,
+
+    /// Accept any certificate from a `wss://` / `https://` backend (test setups only; every
+    /// connection is logged as a warning).
+    #[arg(long = "backend-tls-insecure", env = "ONEBOT_BRIDGE_BACKEND_TLS_INSECURE")]
+    pub backend_tls_insecure: bool,
+
     /// Access token sent to the v12 implementation (`Authorization: Bearer`).
     #[arg(long, env = "ONEBOT_BRIDGE_BACKEND_TOKEN", value_name = "T")]
     pub backend_token: Option<String>,
@@ -194,6 +203,8 @@ impl Cli {
             backend_webhook: self.backend_webhook.clone(),
             backend_ws_reverse: self.backend_ws_reverse.clone(),
             backend_token: self.backend_token.clone(),
+            backend_ca_file: self.backend_ca_file.clone(),
+            backend_tls_insecure: self.backend_tls_insecure,
             backend_msgpack: self.backend_msgpack,
             ws: self.ws.clone(),
             http: self.http.clone(),

@@ -14,6 +14,7 @@ pub mod hub;
 pub mod media;
 pub mod net;
 pub mod store;
+pub mod tls;
 pub mod v11;
 pub mod v12;
 

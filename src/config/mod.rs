@@ -143,6 +143,12 @@ pub struct BackendSection {
     /// implementation name.
     #[serde(default)]
     pub profile: Option<String>,
+    /// PEM file of extra CA certificates for `wss://` / `https://` backends.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate from a TLS backend (test setups only).
+    #[serde(default)]
+    pub tls_insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -583,6 +589,8 @@ pub struct Config {
     pub ignored: Vec<gocqhttp::Ignored>,
     /// Every event filter file the servers name (for `reload_event_filter`).
     pub filters: Filters,
+    /// How `wss://` and `https://` backends are verified.
+    pub backend_tls: crate::tls::TlsOptions,
 }
 
 /// The flag-side inputs that the file can also express (flags add to or override the file).
@@ -593,6 +601,8 @@ pub struct Overrides {
     pub backend_webhook: Vec<String>,
     pub backend_ws_reverse: Vec<String>,
     pub backend_token: Option<String>,
+    pub backend_ca_file: Option<PathBuf>,
+    pub backend_tls_insecure: bool,
     pub backend_msgpack: bool,
     pub ws: Vec<String>,
     pub http: Vec<String>,
@@ -643,8 +653,17 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, ConfigError> {
     Err(invalid(format!("{s:?} is not an address to listen on (want IP:PORT, e.g. 127.0.0.1:8080)")))
 }
 
-/// Parses a URL the bridge dials. TLS is not built in: `wss://` and `https://` are refused with
-/// a hint (put a TLS-terminating proxy in front, or use the sidecar on loopback).
+/// Parses a backend URL the bridge dials: `scheme` or its TLS twin (`wss`, `https`).
+fn parse_backend_url(what: &str, s: &str, scheme: &str) -> Result<url::Url, ConfigError> {
+    let u = url::Url::parse(s.trim()).map_err(|e| invalid(format!("{what} {s:?}: {e}")))?;
+    if u.scheme() == scheme || u.scheme() == format!("{scheme}s") {
+        return Ok(u);
+    }
+    Err(invalid(format!("{what} {s:?}: scheme must be {scheme} or {scheme}s, not {}", u.scheme())))
+}
+
+/// Parses a URL the bridge dials toward a bot. TLS toward bots is not built in: `wss://` and
+/// `https://` are refused with a hint (bots usually run beside the bridge).
 fn parse_url(what: &str, s: &str, scheme: &str) -> Result<url::Url, ConfigError> {
     let u = url::Url::parse(s.trim()).map_err(|e| invalid(format!("{what} {s:?}: {e}")))?;
     if u.scheme() == scheme {
@@ -705,6 +724,12 @@ impl Config {
         }
         let store = resolve_store(&file.bridge, &flags)?;
         let backends = resolve_backends(&file.backend, &flags)?;
+        let backend_tls = crate::tls::TlsOptions {
+            ca_file: flags.backend_ca_file.clone().or(file.backend.ca_file.clone()),
+            insecure_skip_verify: flags.backend_tls_insecure || file.backend.tls_insecure_skip_verify,
+        };
+        // Checked now (a CA file that is missing or holds no certificate), not at the first dial.
+        crate::tls::client_config(&backend_tls).map_err(invalid)?;
         let global_format = flags.post_format.or(file.message.post_format).unwrap_or_default();
         // A server's own middlewares replace the defaults (as YAML anchors do in go-cqhttp);
         // `--access-token` overrides both tokens.
@@ -907,6 +932,7 @@ impl Config {
             log_level: file.log_level,
             ignored,
             filters,
+            backend_tls,
         })
     }
 }
@@ -1064,12 +1090,12 @@ fn resolve_backends(file: &BackendSection, flags: &Overrides) -> Result<Vec<Back
         l
     };
     for e in &file.ws {
-        let kind = BackendKind::Ws { url: parse_url("backend URL", &e.url, "ws")? };
+        let kind = BackendKind::Ws { url: parse_backend_url("backend URL", &e.url, "ws")? };
         backends.push(with_profile(link(kind, &e.access_token, e.msgpack), &e.profile));
     }
     for e in &file.http {
         let webhook = e.webhook.as_deref().map(parse_addr).transpose()?;
-        let kind = BackendKind::Http { url: parse_url("backend HTTP URL", &e.url, "http")?, webhook };
+        let kind = BackendKind::Http { url: parse_backend_url("backend HTTP URL", &e.url, "http")?, webhook };
         backends.push(with_profile(link(kind, &e.access_token, e.msgpack), &e.profile));
     }
     for e in &file.ws_reverse {
@@ -1077,14 +1103,18 @@ fn resolve_backends(file: &BackendSection, flags: &Overrides) -> Result<Vec<Back
         backends.push(with_profile(link(kind, &e.access_token, e.msgpack), &e.profile));
     }
     for url in &flags.backend_ws {
-        backends.push(link(BackendKind::Ws { url: parse_url("--backend-ws", url, "ws")? }, &None, None));
+        backends.push(link(BackendKind::Ws { url: parse_backend_url("--backend-ws", url, "ws")? }, &None, None));
     }
     if flags.backend_webhook.len() > flags.backend_http.len() {
         return Err(invalid("each --backend-webhook pairs with the --backend-http of the same position; there are more webhooks than HTTP links"));
     }
     for (i, url) in flags.backend_http.iter().enumerate() {
         let webhook = flags.backend_webhook.get(i).map(|a| parse_addr(a)).transpose()?;
-        backends.push(link(BackendKind::Http { url: parse_url("--backend-http", url, "http")?, webhook }, &None, None));
+        backends.push(link(
+            BackendKind::Http { url: parse_backend_url("--backend-http", url, "http")?, webhook },
+            &None,
+            None,
+        ));
     }
     for addr in &flags.backend_ws_reverse {
         backends.push(link(BackendKind::WsReverse { addr: parse_addr(addr)? }, &None, None));

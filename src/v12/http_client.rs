@@ -64,7 +64,7 @@ const MAX_WEBHOOK_CONNECTIONS: usize = 64;
 /// Sends actions to one implementation's HTTP server.
 #[derive(Debug, Clone)]
 pub struct HttpCaller {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     url: url::Url,
     token: Option<String>,
     msgpack: bool,
@@ -72,8 +72,19 @@ pub struct HttpCaller {
 }
 
 impl HttpCaller {
-    pub fn new(url: url::Url, token: Option<String>, msgpack: bool, max_body: usize) -> Self {
-        let client = Client::builder(TokioExecutor::new()).build_http();
+    pub fn new(
+        url: url::Url,
+        token: Option<String>,
+        msgpack: bool,
+        max_body: usize,
+        tls: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Self {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new()).build(connector);
         HttpCaller { client, url, token, msgpack, max_body }
     }
 

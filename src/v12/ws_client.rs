@@ -81,6 +81,8 @@ impl RecentIds {
 pub struct Dial {
     pub url: url::Url,
     pub token: Option<String>,
+    /// For `wss://` URLs.
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 /// Runs the link until `shutdown` turns true. The caller wraps it in a span naming the link.
@@ -136,8 +138,14 @@ async fn connect(cfg: &Dial, limits: &Limits) -> Result<Ws, tokio_tungstenite::t
     request
         .headers_mut()
         .insert("User-Agent", HeaderValue::from_static(concat!("onebot-bridge/", env!("CARGO_PKG_VERSION"))));
-    let (ws, _) =
-        tokio_tungstenite::connect_async_with_config(request, Some(ws_config(limits.max_message)), true).await?;
+    let connector = tokio_tungstenite::Connector::Rustls(cfg.tls.clone());
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(ws_config(limits.max_message)),
+        true,
+        Some(connector),
+    )
+    .await?;
     Ok(ws)
 }
 
