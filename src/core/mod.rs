@@ -6,9 +6,11 @@
 //! benchmarks with in-memory stand-ins.
 
 pub mod action;
+pub mod answers;
 pub mod cq;
 pub mod event;
 pub mod files;
+pub mod forward;
 pub mod ids;
 pub mod mapping;
 pub mod matrix;
