@@ -5,10 +5,12 @@
 //! fragments, `type: path` for a backend sharing the disk) becomes one backend upload whose
 //! `file_id` is what `send_message` carries, and the stored bytes are the bot's bytes exactly;
 //! the same content is uploaded once; a local file outside the allowed directories (directly,
-//! by `..`, or by a symlink) is refused with `FILE_REFUSED` and nothing is sent. Incoming, a
-//! received `file_id` gets a URL — the backend's (`resolve`) or the bridge's signed `/files/`
-//! (`serve`, and the fallback when the backend has none) — that downloads the backend's bytes
-//! exactly, up to a 50 MiB file with its `Content-Length`. go-cqhttp's file actions
+//! by `..`, or by a symlink) is refused with `FILE_REFUSED` and nothing is sent — the same
+//! refusal whether it exists or not, inside a forward node or not — and a FIFO in an allowed
+//! directory is refused at once rather than waited on. Incoming, a received `file_id` gets a
+//! URL — the backend's (`resolve`) or the bridge's signed `/files/` (`serve`, and the fallback
+//! when the backend has none) — that downloads the backend's bytes exactly, up to a 50 MiB file
+//! with its `Content-Length`. go-cqhttp's file actions
 //! (`get_image`, `get_record`, `get_group_file_url`, `download_file`, `upload_group_file`,
 //! `upload_private_file`) and a MessagePack backend link are covered the same way.
 //!
@@ -397,6 +399,62 @@ async fn a_fifo_in_an_allowed_directory_is_refused_without_waiting_for_a_writer(
     let (_, upload) =
         send_one(&mut bot, &mut backend, json!([{"type": "image", "data": {"file": file_url(&path)}}])).await;
     assert_same_bytes(&backend.file(&upload.file_id).unwrap().1, &pic, "the picture after the FIFO");
+
+    bot.close().await;
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn a_forward_nodes_media_follow_the_same_rules_as_any_message() {
+    let dirs = Dirs::new("forward");
+    let mut backend = FakeBackend::start(BackendOptions::default()).await;
+    let bridge = start(&backend, &dirs, |_| {}).await;
+    let mut bot = connect(&bridge).await;
+    let secret = dirs.outside.join("x.png");
+    std::fs::write(&secret, b"not for bots").unwrap();
+    let node = |content: Value| json!({"type": "node", "data": {"name": "Ann", "uin": 30003, "content": content}});
+
+    // Outside the allowed directories, in a node, a nested node, or a node inside send_msg.
+    let image = |path: &Path| json!([{"type": "image", "data": {"file": file_url(path)}}]);
+    for (action, params) in [
+        ("send_group_forward_msg", json!({"group_id": 30003, "messages": [node(image(&secret))]})),
+        ("send_private_forward_msg", json!({"user_id": 20002, "messages": [node(json!([node(image(&secret))]))]})),
+        (
+            "send_forward_msg",
+            json!({"group_id": 30003, "messages": [node(json!(format!("[CQ:image,file={}]", file_url(&secret))))]}),
+        ),
+        ("send_group_msg", json!({"group_id": 30003, "message": [node(image(&secret))]})),
+    ] {
+        let answer = bot.call(action, params.clone()).await;
+        assert_eq!(answer["msg"], "FILE_REFUSED", "{action}: {answer}");
+        let actions = actions_before_barrier(&mut bot, &mut backend).await;
+        assert!(actions.is_empty(), "{action}: the backend got {actions:?}");
+    }
+
+    // Inside: uploaded, and the node carries the upload's file_id.
+    let pic = noise(3000, 7);
+    let path = dirs.allowed_file("pic.png", &pic);
+    backend.answer_next(
+        "qq.send_group_forward_msg",
+        json!({"status": "ok", "retcode": 0, "data": {"message_id": "fw-1", "forward_id": "res-1"}, "message": ""}),
+    );
+    let answer = bot.call("send_group_forward_msg", json!({"group_id": 30003, "messages": [node(image(&path))]})).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    assert!(answer["data"]["message_id"].is_i64(), "{answer}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let forward = loop {
+        assert!(tokio::time::Instant::now() < deadline, "no forward reached the backend");
+        let r = backend.next_request().await;
+        if r["action"] == "qq.send_group_forward_msg" {
+            break r;
+        }
+    };
+    let uploads = backend.uploads();
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    let sent = &forward["params"]["messages"][0]["data"];
+    assert_eq!(sent["user_id"], "30003", "{forward}");
+    assert_eq!(sent["message"][0]["data"]["file_id"], uploads[0].file_id, "{forward}");
+    assert_same_bytes(&backend.file(&uploads[0].file_id).unwrap().1, &pic, "the node's picture");
 
     bot.close().await;
     bridge.stop().await;
