@@ -190,7 +190,7 @@ fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
 
 /// Runs blocking file work on the blocking pool, given up on at `deadline` (the work itself
 /// then finishes in the background; the bot has its answer).
-async fn before<T: Send + 'static>(
+async fn within_deadline<T: Send + 'static>(
     deadline: Instant,
     limit: Duration,
     work: impl FnOnce() -> Result<T, MediaError> + Send + 'static,
@@ -312,7 +312,7 @@ impl LocalFiles for LocalDirs {
             let limit = self.time_limit;
             let deadline = Instant::now() + limit;
             let (roots, named) = (self.roots.clone(), PathBuf::from(path));
-            let (file, canonical, size) = before(deadline, limit, move || roots.open(&named)).await?;
+            let (file, canonical, size) = within_deadline(deadline, limit, move || roots.open(&named)).await?;
             Ok(Box::new(OpenFile {
                 path: canonical.to_string_lossy().into_owned(),
                 size,

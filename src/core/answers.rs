@@ -71,3 +71,35 @@ impl<S: IdStore> Translator<S> {
         Ok(self.ids.message_to_v11(&scope.record(message_id)).await?.into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::executor::block_on;
+    use serde_json::json;
+
+    use crate::core::testing::translator;
+
+    #[test]
+    fn nested_ids_are_found_through_lists_and_objects_and_nothing_else_changes() {
+        let t = translator();
+        let mut answer = json!({
+            "current_talkative": {"user_id": "u-a", "nickname": "A"},
+            "talkative_list": [{"user_id": "20002", "description": "x"}, {"user_id": 30003}, {"nickname": "no id"}],
+            "group_id": "g-1",
+        });
+        let obj = answer.as_object_mut().unwrap();
+        for path in ["current_talkative.user_id", "talkative_list.*.user_id", "missing.*.user_id", "group_id.x"] {
+            block_on(t.nested_ids_to_v11(obj, path)).unwrap();
+        }
+        let a = block_on(t.ids.to_v11("u-a")).unwrap();
+        assert_eq!(
+            answer,
+            json!({
+                "current_talkative": {"user_id": a, "nickname": "A"},
+                "talkative_list": [{"user_id": 20002, "description": "x"}, {"user_id": 30003}, {"nickname": "no id"}],
+                "group_id": "g-1",
+            })
+        );
+        assert_eq!(block_on(t.ids.to_v12(a)).unwrap(), "u-a", "usable in a later call");
+    }
+}

@@ -692,6 +692,9 @@ impl Mappings {
             if name.ends_with("_async") {
                 return Err(invalid("actions.toml", format!("[{name}]: `_async` is stripped before lookup")));
             }
+            if let Some(path) = row.response.ids.iter().find(|p| p.split('.').any(str::is_empty)) {
+                return Err(invalid("actions.toml", format!("[{name}] response.ids: {path:?} has an empty step")));
+            }
         }
         for required in ["message.private", "message.group", "message.channel"] {
             if !self.events.contains_key(required) {
@@ -777,6 +780,8 @@ mod tests {
         assert!(err.contains("bogus"), "{err}");
         std::fs::write(dir.join("actions.toml"), "[x]\n").unwrap();
         assert!(MappingSet::from_dir(&dir).unwrap_err().to_string().contains("needs a handler"));
+        std::fs::write(dir.join("actions.toml"), "[x]\nv12 = \"y\"\nresponse.ids = [\"a..b\"]\n").unwrap();
+        assert!(MappingSet::from_dir(&dir).unwrap_err().to_string().contains("empty step"));
         std::fs::copy(src.join("actions.toml"), dir.join("actions.toml")).unwrap();
         // A profile file: its name must be the file's, its implementations its own.
         std::fs::write(dir.join("profiles/mine.toml"), "name = \"other\"\nprefix = \"x\"\n").unwrap();
