@@ -44,8 +44,8 @@ impl<S: IdStore> Translator<S> {
     }
 
     /// A v12 message id in an answer → the v11 message_id, the message remembered in the chat the
-    /// params name (`group_id` unless `message_type` is `private`) as sent by `sender` (the bot
-    /// when the answer names none: what it sent itself).
+    /// params name, routed as `send_msg` routes (`message_type`, else a `user_id`, else the
+    /// `group_id`), as sent by `sender` (the bot when the answer names none: what it sent itself).
     pub(super) async fn answer_message_id(
         &self,
         ctx: ActionContext<'_>,
@@ -53,9 +53,12 @@ impl<S: IdStore> Translator<S> {
         sender: Option<&str>,
         message_id: &str,
     ) -> Result<Value, ActionError> {
+        let nonzero = |key: &str| params.get(key).and_then(lenient_i64).filter(|n| *n != 0);
         let group = match params.get("message_type").and_then(Value::as_str) {
             Some("private") => None,
-            _ => params.get("group_id").and_then(lenient_i64).filter(|n| *n != 0),
+            Some("group") => nonzero("group_id"),
+            _ if nonzero("user_id").is_some() => None,
+            _ => nonzero("group_id"),
         };
         let group = match group {
             Some(n) => Some(self.ids.to_v12(n).await?),
