@@ -341,6 +341,20 @@ mod tests {
                 {"type": "text", "data": {"text": "look"}}, {"type": "image", "data": {"file_id": "f-up"}}
             ]}}])
         );
+        // Walle-Q names its node `node`, with the same fields.
+        let rec = Recorder::default();
+        let me = account(&t);
+        let backend = BackendInfo { profile: "walle-q".into(), ..Default::default() };
+        let ctx = t.context(&me, &backend, v11::PostFormat::String);
+        let params =
+            json!({"group_id": 5, "message": [{"type": "node", "data": {"name": "A", "uin": 10, "content": "hi"}}]});
+        let req =
+            v11::Request { action: "send_group_msg".into(), params: params.as_object().unwrap().clone(), echo: None };
+        assert!(block_on(t.handle_action(ctx, &rec, req)).is_ok());
+        assert_eq!(
+            sent(&rec, "send_message").unwrap()["message"][0],
+            json!({"type": "node", "data": {"user_name": "A", "user_id": "10", "message": [{"type": "text", "data": {"text": "hi"}}]}})
+        );
     }
 
     #[test]
