@@ -225,12 +225,39 @@ impl<S: IdStore> Translator<S> {
             Some(w) => w.v12.as_str(),
             None => row.v12.as_deref().unwrap_or(name),
         };
+        let mut reused = Vec::new();
+        let out = self.row_params(ctx, caller, row, params, true, &mut reused).await?;
+        match self.call(ctx, caller, v12_action, out).await {
+            // A remembered upload in a node the backend no longer knows: upload afresh, once.
+            Err(ActionError::Backend { .. }) if !reused.is_empty() => {
+                tracing::info!(action = name, "call failed with reused file_ids; uploading again");
+                self.media.forget_uploads(&reused);
+                let out = self.row_params(ctx, caller, row, params, false, &mut Vec::new()).await?;
+                self.call(ctx, caller, v12_action, out).await
+            }
+            other => other,
+        }
+    }
+
+    /// A row's v12 params: listed ones renamed and converted, the rest under the profile's prefix,
+    /// then the row's defaults. `reused` collects remembered uploads a node list used.
+    async fn row_params<C: V12Caller>(
+        &self,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        row: &super::mapping::ActionRow,
+        params: &Map<String, Value>,
+        reuse: bool,
+        reused: &mut Vec<String>,
+    ) -> Result<Map<String, Value>, ActionError> {
         let mut out = Map::new();
         for (key, value) in params {
             match row.params.get(key) {
                 Some(spec) if spec.name.is_empty() => {}
                 Some(spec) if spec.kind == Kind::Nodes => {
-                    out.insert(spec.name.clone(), self.nodes_to_v12(ctx, caller, key, value).await?);
+                    let (nodes, uploaded) = self.nodes_to_v12(ctx, caller, key, value, reuse).await?;
+                    reused.extend(uploaded.reused);
+                    out.insert(spec.name.clone(), nodes);
                 }
                 Some(spec) => {
                     out.insert(spec.name.clone(), self.param_to_v12(key, spec.kind, value).await?);
@@ -243,7 +270,7 @@ impl<S: IdStore> Translator<S> {
         for (key, value) in &row.defaults {
             out.entry(key.clone()).or_insert_with(|| value.clone());
         }
-        self.call(ctx, caller, v12_action, out).await
+        Ok(out)
     }
 
     async fn param_to_v12(&self, key: &str, kind: Kind, value: &Value) -> Result<Value, ActionError> {

@@ -20,7 +20,7 @@ use super::action::{ActionContext, ActionError};
 use super::cq::render_cq;
 use super::ids::IdStore;
 use super::mapping::Mappings;
-use super::media::BoxFuture;
+use super::media::{BoxFuture, Uploaded};
 use super::message::{value_as_text, Segment};
 use super::segment::{lenient_i64, read_v11_message, read_v12_message, Scope, SegmentError};
 use super::v12::id_string;
@@ -49,14 +49,16 @@ fn is_v12_node(maps: &Mappings, seg: &Segment) -> bool {
 }
 
 impl<S: IdStore> Translator<S> {
-    /// A forward action's `messages`: every item a node, media uploaded, translated to v12.
+    /// A forward action's `messages`: every item a node, media uploaded (remembered uploads used
+    /// when `reuse`), translated to v12.
     pub(super) async fn nodes_to_v12<C: V12Caller>(
         &self,
         ctx: ActionContext<'_>,
         caller: &C,
         param: &str,
         value: &Value,
-    ) -> Result<Value, ActionError> {
+        reuse: bool,
+    ) -> Result<(Value, Uploaded), ActionError> {
         let bad_param = |reason: String| ActionError::BadParam { param: param.to_owned(), reason };
         let mut nodes =
             read_v11_message(value, false).map_err(|_| bad_param("must be a list of `node` segments".into()))?;
@@ -66,9 +68,9 @@ impl<S: IdStore> Translator<S> {
         if let Some(other) = nodes.iter().find(|s| s.kind != "node") {
             return Err(bad_param(format!("every item must be a `node` segment, not `{}`", other.kind)));
         }
-        self.upload_media(ctx, caller, &mut nodes, true).await?;
+        let uploaded = self.upload_media(ctx, caller, &mut nodes, reuse).await?;
         let nodes = self.segments_to_v12(ctx.maps, nodes).await?;
-        Ok(Value::Array(nodes.into_iter().map(Segment::into_value).collect()))
+        Ok((Value::Array(nodes.into_iter().map(Segment::into_value).collect()), uploaded))
     }
 
     /// One v11 node → the profile's v12 node (its content's media already uploaded).
@@ -323,6 +325,58 @@ mod tests {
         let id = answer.data["message_id"].as_i64().unwrap();
         assert_eq!(block_on(t.ids.message_to_v12(id)).unwrap().key.message_id, "fwd-1");
         assert_eq!(answer.data["forward_id"], "res-9");
+    }
+
+    /// Answers like [`Recorder`], but fails the forward send while `failures` lasts.
+    #[derive(Default)]
+    struct Forgetful {
+        rec: Recorder,
+        failures: std::sync::Mutex<usize>,
+    }
+
+    impl V12Caller for Forgetful {
+        async fn call(
+            &self,
+            request: crate::core::v12::Request,
+        ) -> Result<crate::core::v12::Response, crate::core::CallError> {
+            let forward = request.action == "qq.send_group_forward_msg";
+            let answer = self.rec.call(request).await;
+            let mut failures = self.failures.lock().unwrap();
+            if forward && *failures > 0 {
+                *failures -= 1;
+                return Ok(crate::core::v12::Response::failed(35001, "file expired"));
+            }
+            answer
+        }
+    }
+
+    #[test]
+    fn a_forward_whose_remembered_upload_expired_is_uploaded_again_once() {
+        let t = translator();
+        let caller = Forgetful::default();
+        *caller.rec.data.lock().unwrap() = json!({"file_id": "f-up", "message_id": "fwd-1"});
+        let params = json!({"group_id": 5, "messages": [{"type": "node", "data": {"name": "A", "uin": 1,
+            "content": "[CQ:image,file=base64://cGlj]"}}]});
+        let me = account(&t);
+        let backend = BackendInfo::default();
+        let ctx = t.context(&me, &backend, v11::PostFormat::String);
+        let send = || {
+            let req = v11::Request {
+                action: "send_group_forward_msg".into(),
+                params: params.as_object().unwrap().clone(),
+                echo: None,
+            };
+            block_on(t.handle_action(ctx, &caller, req))
+        };
+        let actions = || caller.rec.requests.lock().unwrap().iter().map(|r| r.action.clone()).collect::<Vec<_>>();
+        assert!(send().is_ok());
+        assert!(send().is_ok());
+        assert_eq!(actions(), ["upload_file", "qq.send_group_forward_msg", "qq.send_group_forward_msg"]);
+        *caller.failures.lock().unwrap() = 1;
+        assert!(send().is_ok());
+        assert_eq!(actions()[3..], ["qq.send_group_forward_msg", "upload_file", "qq.send_group_forward_msg"]);
+        *caller.failures.lock().unwrap() = 5;
+        assert_eq!(send().msg.as_deref(), Some("BACKEND_LOGIC_ERROR"), "a failure that persists is the bot's");
     }
 
     #[test]
