@@ -191,15 +191,21 @@ impl<S: IdStore> Translator<S> {
             }
             entry.insert("sender".into(), Value::Object(sender));
         }
-        let sender = match entry.get("sender") {
-            Some(Value::Object(s)) => s.get("user_id").and_then(id_string),
-            _ => entry.get("user_id").and_then(id_string),
-        };
-        let group = entry.get("group_id").and_then(id_string).filter(|g| !g.is_empty() && g != "0");
-        if let Some(Value::Object(s)) = entry.get_mut("sender") {
-            if let Some(id) = &sender {
-                s.insert("user_id".into(), self.ids.to_v11(id).await?.into());
+        if !matches!(entry.get("sender"), Some(Value::Object(_))) {
+            // The sender as flat fields: go-cqhttp's `sender` object from them.
+            let mut sender = Map::new();
+            if let Some(id) = entry.remove("user_id") {
+                sender.insert("user_id".into(), id);
             }
+            if let Some(name) = entry.remove("user_name").or_else(|| entry.remove("nickname")) {
+                sender.insert("nickname".into(), name);
+            }
+            entry.insert("sender".into(), Value::Object(sender));
+        }
+        let sender = entry.get("sender").and_then(|s| s.get("user_id")).and_then(id_string);
+        let group = entry.get("group_id").and_then(id_string).filter(|g| !g.is_empty() && g != "0");
+        if let (Some(Value::Object(s)), Some(id)) = (entry.get_mut("sender"), &sender) {
+            s.insert("user_id".into(), self.ids.to_v11(id).await?.into());
         }
         if let Some(g) = &group {
             entry.insert("group_id".into(), self.ids.to_v11(g).await?.into());
@@ -476,7 +482,8 @@ mod tests {
              "content": [{"type": "text", "data": {"text": "hi "}}, {"type": "mention", "data": {"user_id": "u-alice"}}]},
             {"type": "qq.node", "data": {"user_id": "42", "user_name": "B", "time": 6, "message": [
                 {"type": "qq.node", "data": {"user_id": "u-alice", "user_name": "A", "message": [
-                    {"type": "qq.face", "data": {"id": "1"}}]}}]}}
+                    {"type": "qq.face", "data": {"id": "1"}}]}}]}},
+            {"user_id": "u-alice", "nickname": "A", "time": 7, "content": [{"type": "qq.face", "data": {"id": "1"}}]}
         ]});
         for (format, first, inner) in [
             (v11::PostFormat::String, json!(format!("hi [CQ:at,qq={alice}]")), json!("[CQ:face,id=1]")),
@@ -496,7 +503,8 @@ mod tests {
                 json!({"messages": [
                     {"sender": {"user_id": alice, "nickname": "A"}, "time": 5, "group_id": group, "content": first},
                     {"sender": {"user_id": 42, "nickname": "B"}, "time": 6, "content": [
-                        {"sender": {"user_id": alice, "nickname": "A"}, "content": inner}]}
+                        {"sender": {"user_id": alice, "nickname": "A"}, "content": inner}]},
+                    {"sender": {"user_id": alice, "nickname": "A"}, "time": 7, "content": inner}
                 ]}),
                 "{format:?}"
             );
