@@ -26,7 +26,7 @@ use super::segment::{lenient_i64, read_v11_message, read_v12_message, Scope, Seg
 use super::v12::id_string;
 use super::{v11, Translator, V12Caller};
 
-/// Deepest nesting of forwards inside forwards (QQ itself allows few levels).
+/// Deepest nesting of forwards inside forwards the bridge reads, from a bot or a backend.
 pub const MAX_NODE_DEPTH: usize = 8;
 
 fn bad(reason: impl Into<String>) -> SegmentError {
