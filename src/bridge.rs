@@ -265,7 +265,8 @@ fn media_setup(config: &Config) -> Result<(crate::core::media::MediaOptions, cra
         };
     }
     let files = crate::media::LocalDirs::new(config.media.allowed_dirs.clone(), &cache, config.media.cache_max_bytes)
-        .map_err(err(&cache))?;
+        .map_err(err(&cache))?
+        .with_time_limit(options.transfer_timeout);
     Ok((options, files))
 }
 

@@ -3,7 +3,10 @@
 //!
 //! [`LocalDirs`] is the core's [`LocalFiles`]: a path is resolved to its canonical form (so `..`
 //! and symlinks are followed first) and read only when that lies inside an allowed directory or
-//! the cache directory. Reads are chunked; nothing holds a whole file in memory.
+//! the cache directory. Outside them every path gets the same refusal, existing or not, so bots
+//! cannot probe the disk. Only regular files are opened, and without blocking (a FIFO or a device
+//! is refused, never waited on); resolving, opening and every read together are bounded by the
+//! transfer timeout. Reads are chunked; nothing holds a whole file in memory.
 //!
 //! [`serve_file`] answers a served URL: the token is checked (its signature names the account
 //! and file_id, so URLs need no access token and cannot be guessed), then the file is streamed
@@ -15,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame};
@@ -22,6 +26,7 @@ use hyper::header::{HeaderValue, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TY
 use hyper::{Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::core::media::{BoxFuture, LocalFile, LocalFiles, LocalSink, MediaError};
 use crate::hub::{AccountCaller, Hub, Selection};
@@ -29,10 +34,21 @@ use crate::hub::{AccountCaller, Hub, Selection};
 /// The directories bots may name files in, and the cache directory.
 #[derive(Debug)]
 pub struct LocalDirs {
+    roots: Arc<Roots>,
+    cache_max_bytes: u64,
+    /// The longest opening a file, and then reading all of it, may take.
+    time_limit: Duration,
+}
+
+/// Where local files may be read from, all canonical.
+#[derive(Debug)]
+struct Roots {
     allowed: Vec<PathBuf>,
     cache: PathBuf,
-    cache_max_bytes: u64,
 }
+
+/// Longest path a bot may name (Linux's `PATH_MAX`); longer cannot name a file anyway.
+const MAX_PATH_BYTES: usize = 4096;
 
 impl LocalDirs {
     /// `allowed` must be canonical. `cache` is created when the first file goes in (its parent
@@ -48,11 +64,18 @@ impl LocalDirs {
                 std::fs::canonicalize(parent)?.join(name)
             }
         };
-        Ok(LocalDirs { allowed, cache, cache_max_bytes })
+        Ok(LocalDirs {
+            roots: Arc::new(Roots { allowed, cache }),
+            cache_max_bytes,
+            time_limit: crate::core::media::MediaOptions::default().transfer_timeout,
+        })
     }
 
-    fn permitted(&self, canonical: &Path) -> bool {
-        canonical.starts_with(&self.cache) || self.allowed.iter().any(|dir| canonical.starts_with(dir))
+    /// Bounds opening a file and reading all of it (the media transfer timeout): a slow or stuck
+    /// disk gives the bot a timeout instead of no answer.
+    pub fn with_time_limit(mut self, limit: Duration) -> LocalDirs {
+        self.time_limit = limit;
+        self
     }
 
     /// Deletes the oldest cache files until the directory holds at most the limit.
@@ -78,6 +101,107 @@ impl LocalDirs {
     }
 }
 
+impl Roots {
+    fn permitted(&self, canonical: &Path) -> bool {
+        canonical.starts_with(&self.cache) || self.allowed.iter().any(|dir| canonical.starts_with(dir))
+    }
+
+    /// The canonical path and metadata of the regular file a bot named, or why not.
+    ///
+    /// Outside the allowed directories every path gets the same refusal, whether it exists, is
+    /// readable or is a symlink, so a bot cannot probe the disk. A path that does not resolve
+    /// (missing, or a directory on the way cannot be searched) is placed where it would be: its
+    /// deepest ancestor that resolves, plus the rest as written; only there, inside an allowed
+    /// directory, is "no such file" said. Anything but a regular file is refused before it is
+    /// opened (a FIFO would block the reader, a device never ends).
+    fn resolve(&self, path: &Path) -> Result<(PathBuf, std::fs::Metadata), MediaError> {
+        let shown = path.display();
+        let refused = || {
+            MediaError::Refused(format!(
+                "{shown} is outside the directories bots may send files from (allow one with --media-dir or [media] allowed-dirs)"
+            ))
+        };
+        let canonical = match std::fs::canonicalize(path) {
+            Ok(c) => c,
+            Err(e) if self.would_be_inside(path) => return Err(io_error(&shown.to_string(), e)),
+            Err(_) => return Err(refused()),
+        };
+        if !self.permitted(&canonical) {
+            return Err(refused());
+        }
+        let meta = std::fs::metadata(&canonical).map_err(|e| io_error(&shown.to_string(), e))?;
+        if !meta.is_file() {
+            return Err(MediaError::Refused(format!("{shown} is not a regular file")));
+        }
+        Ok((canonical, meta))
+    }
+
+    /// Whether a path that does not resolve lies inside an allowed directory: its deepest
+    /// ancestor that resolves joined with the remaining names. Each remaining name must be
+    /// absent altogether (a dangling symlink could point anywhere) and none may be `..`
+    /// (climbing out of something that does not exist); otherwise it counts as outside.
+    fn would_be_inside(&self, path: &Path) -> bool {
+        for ancestor in path.ancestors() {
+            if ancestor != path {
+                if let Ok(base) = std::fs::canonicalize(ancestor) {
+                    let Ok(rest) = path.strip_prefix(ancestor) else { return false };
+                    let plain = rest.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+                    return plain && self.permitted(&base.join(rest));
+                }
+            }
+            if std::fs::symlink_metadata(ancestor).is_ok() {
+                return false;
+            }
+        }
+        false
+    }
+
+    /// Opens the file [`Roots::resolve`] found, without blocking on anything that is not a
+    /// regular file (it could have been swapped for a FIFO since), and checks it is still that file.
+    fn open(&self, path: &Path) -> Result<(std::fs::File, PathBuf, u64), MediaError> {
+        let (canonical, meta) = self.resolve(path)?;
+        let shown = path.display().to_string();
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(
+            &mut options,
+            libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_NOFOLLOW,
+        );
+        let file = options.open(&canonical).map_err(|e| io_error(&shown, e))?;
+        let opened = file.metadata().map_err(|e| io_error(&shown, e))?;
+        if !opened.is_file() || !same_file(&meta, &opened) {
+            return Err(MediaError::Refused(format!("{shown} changed while being opened")));
+        }
+        Ok((file, canonical, opened.len()))
+    }
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
+    true
+}
+
+/// Runs blocking file work on the blocking pool, given up on at `deadline` (the work itself
+/// then finishes in the background; the bot has its answer).
+async fn within_deadline<T: Send + 'static>(
+    deadline: Instant,
+    limit: Duration,
+    work: impl FnOnce() -> Result<T, MediaError> + Send + 'static,
+) -> Result<T, MediaError> {
+    match tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(work)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(MediaError::Io(format!("reading a local file failed: {e}"))),
+        Err(_) => Err(MediaError::Timeout(limit.as_secs())),
+    }
+}
+
 fn io_error(what: &str, e: std::io::Error) -> MediaError {
     match e.kind() {
         std::io::ErrorKind::NotFound => MediaError::NotFound(format!("{what}: no such file")),
@@ -90,6 +214,9 @@ struct OpenFile {
     path: String,
     size: u64,
     file: tokio::fs::File,
+    /// When reading it must be done by (the transfer timeout from the open).
+    deadline: Instant,
+    limit: Duration,
 }
 
 impl LocalFile for OpenFile {
@@ -102,7 +229,8 @@ impl LocalFile for OpenFile {
     }
 
     fn read_at(&mut self, offset: u64, len: usize) -> BoxFuture<'_, Result<Vec<u8>, MediaError>> {
-        Box::pin(async move {
+        let (deadline, limit) = (self.deadline, self.limit);
+        let read = async move {
             let what = self.path.clone();
             self.file.seek(SeekFrom::Start(offset)).await.map_err(|e| io_error(&what, e))?;
             let mut buf = vec![0u8; len];
@@ -116,6 +244,9 @@ impl LocalFile for OpenFile {
             }
             buf.truncate(filled);
             Ok(buf)
+        };
+        Box::pin(async move {
+            tokio::time::timeout_at(deadline, read).await.unwrap_or(Err(MediaError::Timeout(limit.as_secs())))
         })
     }
 }
@@ -175,19 +306,20 @@ impl LocalFiles for LocalDirs {
                     "{path}: a local file must be named by an absolute path"
                 )));
             }
-            let canonical = tokio::fs::canonicalize(path).await.map_err(|e| io_error(path, e))?;
-            if !self.permitted(&canonical) {
-                return Err(MediaError::Refused(format!(
-                    "{path} is outside the directories bots may send files from (allow one with --media-dir or [media] allowed-dirs)"
-                )));
+            if path.len() > MAX_PATH_BYTES {
+                return Err(MediaError::BadReference(format!("a local path is at most {MAX_PATH_BYTES} bytes")));
             }
-            let file = tokio::fs::File::open(&canonical).await.map_err(|e| io_error(path, e))?;
-            let meta = file.metadata().await.map_err(|e| io_error(path, e))?;
-            if !meta.is_file() {
-                return Err(MediaError::Refused(format!("{path} is not a regular file")));
-            }
-            Ok(Box::new(OpenFile { path: canonical.to_string_lossy().into_owned(), size: meta.len(), file })
-                as Box<dyn LocalFile>)
+            let limit = self.time_limit;
+            let deadline = Instant::now() + limit;
+            let (roots, named) = (self.roots.clone(), PathBuf::from(path));
+            let (file, canonical, size) = within_deadline(deadline, limit, move || roots.open(&named)).await?;
+            Ok(Box::new(OpenFile {
+                path: canonical.to_string_lossy().into_owned(),
+                size,
+                file: tokio::fs::File::from_std(file),
+                deadline,
+                limit,
+            }) as Box<dyn LocalFile>)
         })
     }
 
@@ -197,15 +329,15 @@ impl LocalFiles for LocalDirs {
             let digest = sha2::Sha256::digest(key.as_bytes());
             let stem = crate::core::media::hex(&digest[..12]);
             let name = safe_name(name);
-            let target = self.cache.join(if name.is_empty() { stem.clone() } else { format!("{stem}-{name}") });
-            tokio::fs::create_dir_all(&self.cache).await.map_err(|e| io_error("cache directory", e))?;
-            let part = self.cache.join(format!(".{stem}.{}.part", rand::random::<u32>()));
+            let target = self.roots.cache.join(if name.is_empty() { stem.clone() } else { format!("{stem}-{name}") });
+            tokio::fs::create_dir_all(&self.roots.cache).await.map_err(|e| io_error("cache directory", e))?;
+            let part = self.roots.cache.join(format!(".{stem}.{}.part", rand::random::<u32>()));
             let file = tokio::fs::File::create(&part).await.map_err(|e| io_error("cache file", e))?;
             Ok(Box::new(CacheFile {
                 part,
                 target,
                 file: Some(file),
-                dir: self.cache.clone(),
+                dir: self.roots.cache.clone(),
                 max_bytes: self.cache_max_bytes,
             }) as Box<dyn LocalSink>)
         })
@@ -345,6 +477,82 @@ mod tests {
         ));
         assert!(matches!(dirs.open("relative/a.png").await.err().unwrap(), MediaError::BadReference(_)));
         assert!(matches!(dirs.open(allowed.to_str().unwrap()).await.err().unwrap(), MediaError::Refused(_)));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// The refusal with the path the bot gave taken out, so refusals can be compared.
+    fn refusal(dirs: &LocalDirs, path: &str) -> String {
+        match block_on_open(dirs, path) {
+            Err(MediaError::Refused(why)) => why.replace(path, "<path>"),
+            other => panic!("{path}: {:?}", other.map(|f| f.path().to_owned())),
+        }
+    }
+
+    fn block_on_open(dirs: &LocalDirs, path: &str) -> Result<Box<dyn LocalFile>, MediaError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), dirs.open(path)).await })
+            .unwrap_or_else(|_| panic!("{path}: opening did not finish"))
+    }
+
+    #[test]
+    fn outside_the_allowed_directories_every_path_gets_the_same_refusal() {
+        let root = temp("oracle");
+        let (allowed, outside) = (root.join("pics"), root.join("secret"));
+        std::fs::create_dir_all(&allowed).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("key"), b"secret").unwrap();
+        std::fs::write(outside.join("locked"), b"secret").unwrap();
+        std::fs::set_permissions(outside.join("locked"), std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+        std::os::unix::fs::symlink(outside.join("key"), allowed.join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.join("gone"), allowed.join("dangling")).unwrap();
+        std::os::unix::fs::symlink(&outside, allowed.join("secret-dir")).unwrap();
+        let dirs = LocalDirs::new(vec![allowed.clone()], &root.join("cache"), 1 << 20).unwrap();
+
+        let a = allowed.display();
+        let o = outside.display();
+        let paths = [
+            format!("{o}/key"),
+            format!("{o}/locked"),
+            format!("{o}/missing"),
+            format!("{o}/missing-dir/missing"),
+            format!("{o}/key/below-a-file"),
+            "/no-such-top-directory/x.png".to_owned(),
+            format!("{a}/../secret/key"),
+            format!("{a}/../secret/missing"),
+            format!("{a}/link"),
+            format!("{a}/dangling"),
+            format!("{a}/secret-dir/key"),
+            format!("{a}/secret-dir/missing"),
+            format!("{a}/missing-dir/../../secret/key"),
+            format!("{a}/missing-dir/../../secret/missing"),
+        ];
+        let first = refusal(&dirs, &paths[0]);
+        assert!(first.contains("outside the directories"), "{first}");
+        for path in &paths[1..] {
+            assert_eq!(refusal(&dirs, path), first, "{path}");
+        }
+        // Inside, a missing file may say so.
+        assert!(matches!(block_on_open(&dirs, &format!("{a}/missing.png")), Err(MediaError::NotFound(_))));
+        assert!(matches!(block_on_open(&dirs, &format!("{a}/sub/missing.png")), Err(MediaError::NotFound(_))));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn only_regular_files_are_opened_and_none_blocks() {
+        let root = temp("kinds");
+        let allowed = root.join("pics");
+        std::fs::create_dir_all(allowed.join("dir")).unwrap();
+        let fifo = allowed.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let _socket = std::os::unix::net::UnixListener::bind(allowed.join("socket")).unwrap();
+        // /dev as an allowed directory: its devices are no files to send either.
+        let dirs = LocalDirs::new(vec![allowed.clone(), PathBuf::from("/dev")], &root.join("cache"), 1 << 20).unwrap();
+        for path in [fifo.clone(), allowed.join("socket"), allowed.join("dir"), "/dev/zero".into(), "/dev/null".into()]
+        {
+            let why = refusal(&dirs, path.to_str().unwrap());
+            assert!(why.contains("not a regular file"), "{}: {why}", path.display());
+        }
         let _ = std::fs::remove_dir_all(&root);
     }
 

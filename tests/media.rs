@@ -5,10 +5,12 @@
 //! fragments, `type: path` for a backend sharing the disk) becomes one backend upload whose
 //! `file_id` is what `send_message` carries, and the stored bytes are the bot's bytes exactly;
 //! the same content is uploaded once; a local file outside the allowed directories (directly,
-//! by `..`, or by a symlink) is refused with `FILE_REFUSED` and nothing is sent. Incoming, a
-//! received `file_id` gets a URL — the backend's (`resolve`) or the bridge's signed `/files/`
-//! (`serve`, and the fallback when the backend has none) — that downloads the backend's bytes
-//! exactly, up to a 50 MiB file with its `Content-Length`. go-cqhttp's file actions
+//! by `..`, or by a symlink) is refused with `FILE_REFUSED` and nothing is sent — the same
+//! refusal whether it exists or not, inside a forward node or not — and a FIFO in an allowed
+//! directory is refused at once rather than waited on. Incoming, a received `file_id` gets a
+//! URL — the backend's (`resolve`) or the bridge's signed `/files/` (`serve`, and the fallback
+//! when the backend has none) — that downloads the backend's bytes exactly, up to a 50 MiB file
+//! with its `Content-Length`. go-cqhttp's file actions
 //! (`get_image`, `get_record`, `get_group_file_url`, `download_file`, `upload_group_file`,
 //! `upload_private_file`) and a MessagePack backend link are covered the same way.
 //!
@@ -79,6 +81,16 @@ fn file_url(path: &Path) -> String {
 /// Starts the real bridge on `backend` with a v11 forward WS on port 0, `dirs.allowed` as its
 /// media directory and `dirs.cache` as its cache directory; `flags` adds the rest.
 async fn start(backend: &FakeBackend, dirs: &Dirs, flags: impl FnOnce(&mut Overrides)) -> Bridge {
+    start_with(backend, dirs, MediaSection::default(), flags).await
+}
+
+/// [`start`] with more of the config file's `[media]` section.
+async fn start_with(
+    backend: &FakeBackend,
+    dirs: &Dirs,
+    media: MediaSection,
+    flags: impl FnOnce(&mut Overrides),
+) -> Bridge {
     let mut o = Overrides {
         backend_ws: vec![backend.url()],
         ws: vec!["127.0.0.1:0".into()],
@@ -87,10 +99,8 @@ async fn start(backend: &FakeBackend, dirs: &Dirs, flags: impl FnOnce(&mut Overr
         ..Default::default()
     };
     flags(&mut o);
-    let file = FileConfig {
-        media: MediaSection { cache_dir: Some(dirs.cache.clone()), ..Default::default() },
-        ..Default::default()
-    };
+    let file =
+        FileConfig { media: MediaSection { cache_dir: Some(dirs.cache.clone()), ..media }, ..Default::default() };
     Bridge::start(Config::resolve(file, o).unwrap()).await.unwrap()
 }
 
@@ -309,6 +319,142 @@ async fn local_files_outside_the_allowed_directories_are_refused_and_nothing_is_
         assert!(actions.is_empty(), "{reference}: the backend got {actions:?}");
     }
     assert!(backend.uploads().is_empty());
+
+    bot.close().await;
+    bridge.stop().await;
+}
+
+/// A failed send of one local file: the answer, after checking nothing reached the backend.
+async fn refused_send(bot: &mut Bot, backend: &mut FakeBackend, reference: &str) -> Value {
+    let message = json!([{"type": "image", "data": {"file": reference}}]);
+    let answer = bot.call("send_group_msg", json!({"group_id": 30003, "message": message})).await;
+    assert_eq!(
+        (answer["status"].as_str(), answer["retcode"].as_i64()),
+        (Some("failed"), Some(100)),
+        "{reference}: {answer}"
+    );
+    let actions = actions_before_barrier(bot, backend).await;
+    assert!(actions.is_empty(), "{reference}: the backend got {actions:?}");
+    answer
+}
+
+#[tokio::test]
+async fn outside_the_allowed_directories_a_missing_file_is_refused_like_an_existing_one() {
+    let dirs = Dirs::new("oracle");
+    let mut backend = FakeBackend::start(BackendOptions::default()).await;
+    let bridge = start(&backend, &dirs, |_| {}).await;
+    let mut bot = connect(&bridge).await;
+    let secret = dirs.outside.join("x.png");
+    std::fs::write(&secret, b"not for bots").unwrap();
+    let locked = dirs.outside.join("locked.png");
+    std::fs::write(&locked, b"not for anyone").unwrap();
+    std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    std::os::unix::fs::symlink(dirs.outside.join("gone.png"), dirs.allowed.join("dangling.png")).unwrap();
+
+    let mut wordings = Vec::new();
+    for path in [
+        secret.clone(),
+        locked,
+        dirs.outside.join("missing.png"),
+        dirs.outside.join("missing-dir/missing.png"),
+        dirs.allowed.join("../outside/missing.png"),
+        dirs.allowed.join("dangling.png"),
+    ] {
+        let reference = file_url(&path);
+        let answer = refused_send(&mut bot, &mut backend, &reference).await;
+        assert_eq!(answer["msg"], "FILE_REFUSED", "{reference}: {answer}");
+        let shown = path.display().to_string();
+        wordings.push(answer["wording"].as_str().unwrap_or_default().replace(&shown, "<path>"));
+    }
+    assert!(wordings.iter().all(|w| w == &wordings[0]), "one refusal for all: {wordings:#?}");
+    // Inside an allowed directory a missing file says so.
+    let answer = refused_send(&mut bot, &mut backend, &file_url(&dirs.allowed.join("missing.png"))).await;
+    assert_eq!(answer["msg"], "FILE_NOT_FOUND", "{answer}");
+
+    bot.close().await;
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn a_fifo_in_an_allowed_directory_is_refused_without_waiting_for_a_writer() {
+    let dirs = Dirs::new("fifo");
+    let fifo = dirs.allowed.join("fifo.png");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut backend = FakeBackend::start(BackendOptions::default()).await;
+    // A transfer timeout far beyond how long the bot waits for its answer: only refusing the
+    // FIFO before reading from it answers in time.
+    let media = MediaSection { transfer_timeout: Some(3600), ..Default::default() };
+    let bridge = start_with(&backend, &dirs, media, |_| {}).await;
+    let mut bot = connect(&bridge).await;
+
+    for reference in [file_url(&fifo), fifo.display().to_string()] {
+        let answer = refused_send(&mut bot, &mut backend, &reference).await;
+        assert_eq!(answer["msg"], "FILE_REFUSED", "{reference}: {answer}");
+        let wording = answer["wording"].as_str().unwrap_or_default();
+        assert!(wording.contains("not a regular file"), "{reference}: {answer}");
+    }
+    // Nobody ever wrote to the FIFO, and the bridge still answers the next send.
+    let pic = noise(3000, 31);
+    let path = dirs.allowed_file("pic.png", &pic);
+    let (_, upload) =
+        send_one(&mut bot, &mut backend, json!([{"type": "image", "data": {"file": file_url(&path)}}])).await;
+    assert_same_bytes(&backend.file(&upload.file_id).unwrap().1, &pic, "the picture after the FIFO");
+
+    bot.close().await;
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn a_forward_nodes_media_follow_the_same_rules_as_any_message() {
+    let dirs = Dirs::new("forward");
+    let mut backend = FakeBackend::start(BackendOptions::default()).await;
+    let bridge = start(&backend, &dirs, |_| {}).await;
+    let mut bot = connect(&bridge).await;
+    let secret = dirs.outside.join("x.png");
+    std::fs::write(&secret, b"not for bots").unwrap();
+    let node = |content: Value| json!({"type": "node", "data": {"name": "Ann", "uin": 30003, "content": content}});
+
+    // Outside the allowed directories, in a node, a nested node, or a node inside send_msg.
+    let image = |path: &Path| json!([{"type": "image", "data": {"file": file_url(path)}}]);
+    for (action, params) in [
+        ("send_group_forward_msg", json!({"group_id": 30003, "messages": [node(image(&secret))]})),
+        ("send_private_forward_msg", json!({"user_id": 20002, "messages": [node(json!([node(image(&secret))]))]})),
+        (
+            "send_forward_msg",
+            json!({"group_id": 30003, "messages": [node(json!(format!("[CQ:image,file={}]", file_url(&secret))))]}),
+        ),
+        ("send_group_msg", json!({"group_id": 30003, "message": [node(image(&secret))]})),
+    ] {
+        let answer = bot.call(action, params.clone()).await;
+        assert_eq!(answer["msg"], "FILE_REFUSED", "{action}: {answer}");
+        let actions = actions_before_barrier(&mut bot, &mut backend).await;
+        assert!(actions.is_empty(), "{action}: the backend got {actions:?}");
+    }
+
+    // Inside: uploaded, and the node carries the upload's file_id.
+    let pic = noise(3000, 7);
+    let path = dirs.allowed_file("pic.png", &pic);
+    backend.answer_next(
+        "qq.send_group_forward_msg",
+        json!({"status": "ok", "retcode": 0, "data": {"message_id": "fw-1", "forward_id": "res-1"}, "message": ""}),
+    );
+    let answer = bot.call("send_group_forward_msg", json!({"group_id": 30003, "messages": [node(image(&path))]})).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    assert!(answer["data"]["message_id"].is_i64(), "{answer}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let forward = loop {
+        assert!(tokio::time::Instant::now() < deadline, "no forward reached the backend");
+        let r = backend.next_request().await;
+        if r["action"] == "qq.send_group_forward_msg" {
+            break r;
+        }
+    };
+    let uploads = backend.uploads();
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    let sent = &forward["params"]["messages"][0]["data"];
+    assert_eq!(sent["user_id"], "30003", "{forward}");
+    assert_eq!(sent["message"][0]["data"]["file_id"], uploads[0].file_id, "{forward}");
+    assert_same_bytes(&backend.file(&uploads[0].file_id).unwrap().1, &pic, "the node's picture");
 
     bot.close().await;
     bridge.stop().await;

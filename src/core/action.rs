@@ -204,6 +204,19 @@ impl<S: IdStore> Translator<S> {
         caller: &C,
         params: &Map<String, Value>,
     ) -> Result<Value, ActionError> {
+        let data = self.call_row(name, ctx, caller, params).await?;
+        self.response_to_v11(ctx, &ctx.maps.actions[name].response, data, params).await
+    }
+
+    /// Calls the v12 action of an action's row with the params it lists translated; the
+    /// backend's `data` as it is.
+    pub(super) async fn call_row<C: V12Caller>(
+        &self,
+        name: &str,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        params: &Map<String, Value>,
+    ) -> Result<Value, ActionError> {
         let row = &ctx.maps.actions[name];
         let off = row.when_off.as_ref().filter(|w| {
             params.get(&w.param).is_some_and(|v| lenient_bool(v) == Some(false) || lenient_i64(v) == Some(0))
@@ -212,10 +225,40 @@ impl<S: IdStore> Translator<S> {
             Some(w) => w.v12.as_str(),
             None => row.v12.as_deref().unwrap_or(name),
         };
+        let mut reused = Vec::new();
+        let out = self.row_params(ctx, caller, row, params, true, &mut reused).await?;
+        match self.call(ctx, caller, v12_action, out).await {
+            // A remembered upload in a node the backend no longer knows: upload afresh, once.
+            Err(ActionError::Backend { .. }) if !reused.is_empty() => {
+                tracing::info!(action = name, "call failed with reused file_ids; uploading again");
+                self.media.forget_uploads(&reused);
+                let out = self.row_params(ctx, caller, row, params, false, &mut Vec::new()).await?;
+                self.call(ctx, caller, v12_action, out).await
+            }
+            other => other,
+        }
+    }
+
+    /// A row's v12 params: listed ones renamed and converted, the rest under the profile's prefix,
+    /// then the row's defaults. `reused` collects remembered uploads a node list used.
+    async fn row_params<C: V12Caller>(
+        &self,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        row: &super::mapping::ActionRow,
+        params: &Map<String, Value>,
+        reuse: bool,
+        reused: &mut Vec<String>,
+    ) -> Result<Map<String, Value>, ActionError> {
         let mut out = Map::new();
         for (key, value) in params {
             match row.params.get(key) {
                 Some(spec) if spec.name.is_empty() => {}
+                Some(spec) if spec.kind == Kind::Nodes => {
+                    let (nodes, uploaded) = self.nodes_to_v12(ctx, caller, key, value, reuse).await?;
+                    reused.extend(uploaded.reused);
+                    out.insert(spec.name.clone(), nodes);
+                }
                 Some(spec) => {
                     out.insert(spec.name.clone(), self.param_to_v12(key, spec.kind, value).await?);
                 }
@@ -227,8 +270,7 @@ impl<S: IdStore> Translator<S> {
         for (key, value) in &row.defaults {
             out.entry(key.clone()).or_insert_with(|| value.clone());
         }
-        let data = self.call(ctx, caller, v12_action, out).await?;
-        self.response_to_v11(ctx.maps, &row.response, data, params).await
+        Ok(out)
     }
 
     async fn param_to_v12(&self, key: &str, kind: Kind, value: &Value) -> Result<Value, ActionError> {
@@ -245,13 +287,13 @@ impl<S: IdStore> Translator<S> {
             Kind::Int => lenient_i64(value).ok_or_else(|| bad(format!("{value} is not an integer")))?.into(),
             Kind::Bool => lenient_bool(value).ok_or_else(|| bad(format!("{value} is not a boolean")))?.into(),
             Kind::Str => Value::String(value_as_text(value).unwrap_or_default()),
-            Kind::Plain | Kind::Float | Kind::File => value.clone(),
+            Kind::Plain | Kind::Float | Kind::File | Kind::Nodes => value.clone(),
         })
     }
 
     async fn response_to_v11(
         &self,
-        maps: &Mappings,
+        ctx: ActionContext<'_>,
         row: &ResponseRow,
         data: Value,
         params: &Map<String, Value>,
@@ -263,21 +305,28 @@ impl<S: IdStore> Translator<S> {
             let Value::Array(items) = data else { return Ok(Value::Array(Vec::new())) };
             let mut out = Vec::with_capacity(items.len());
             for item in items {
-                out.push(self.object_to_v11(maps, row, item, params).await?);
+                out.push(self.object_to_v11(ctx, row, item, params).await?);
             }
             return Ok(Value::Array(out));
         }
-        self.object_to_v11(maps, row, data, params).await
+        self.object_to_v11(ctx, row, data, params).await
     }
 
     async fn object_to_v11(
         &self,
-        maps: &Mappings,
+        ctx: ActionContext<'_>,
         row: &ResponseRow,
         data: Value,
         params: &Map<String, Value>,
     ) -> Result<Value, ActionError> {
-        let Value::Object(obj) = data else { return Ok(data) };
+        let maps = ctx.maps;
+        let Value::Object(mut obj) = data else { return Ok(data) };
+        for path in &row.ids {
+            self.nested_ids_to_v11(&mut obj, path).await?;
+        }
+        // A message named in the answer is stored in the chat the params name, sent by the
+        // entry's sender (or the bot, for what it sent itself).
+        let sender = obj.get("sender_id").and_then(id_string);
         let mut out = Map::new();
         let mut extras = Vec::new();
         for (key, value) in obj {
@@ -285,6 +334,9 @@ impl<S: IdStore> Translator<S> {
                 Some(spec) => {
                     let v = match (spec.kind, id_string(&value)) {
                         (Kind::Id, Some(id)) => self.ids.to_v11(&id).await?.into(),
+                        (Kind::Message, Some(id)) => {
+                            self.answer_message_id(ctx, params, sender.as_deref(), &id).await?
+                        }
                         _ => value,
                     };
                     out.insert(spec.name.clone(), v);
@@ -328,6 +380,7 @@ impl<S: IdStore> Translator<S> {
             Handler::UploadFile => self.upload_chat_file(name, ctx, caller, params).await,
             Handler::GetFileUrl => self.get_file_url(ctx, caller, params).await,
             Handler::AnswerRequest => self.answer_request(name, ctx, caller, params).await,
+            Handler::GetForwardMsg => self.get_forward_msg(name, ctx, caller, params).await,
             Handler::GetUpdates => Err(ActionError::LongPollingOff),
             Handler::Acknowledge => {
                 tracing::debug!(action = name, "nothing to do on this bridge");
@@ -377,7 +430,8 @@ impl<S: IdStore> Translator<S> {
             return Err(ActionError::EmptyMessage);
         }
         // The original is kept only for a retry, which only a message with media can need.
-        let has_media = original.iter().any(|s| super::media::MEDIA_TYPES.contains(&s.kind.as_str()));
+        let has_media =
+            original.iter().any(|s| super::media::MEDIA_TYPES.contains(&s.kind.as_str()) || s.kind == "node");
         let (mut sent, original) = if has_media { (original.clone(), original) } else { (original, Vec::new()) };
         let uploaded = self.upload_media(ctx, caller, &mut sent, true).await?;
         let (data, detail_type, group) = match self.send_segments(ctx, caller, &target, sent.clone()).await {
@@ -669,6 +723,10 @@ mod tests {
                 Kind::Message => (json!(known), json!("m-1")),
                 Kind::Int => (json!("60"), json!(60)),
                 Kind::Bool => (json!("true"), json!(true)),
+                Kind::Nodes => (
+                    json!([{"type": "node", "data": {"id": known}}]),
+                    json!([{"type": ctx.maps.segment_out_name("node"), "data": {"message_id": "m-1"}}]),
+                ),
                 _ => (json!("p"), json!("p")),
             };
             let mut params = Map::new();
@@ -692,6 +750,12 @@ mod tests {
             }
             let obj = if row.response.list { answer.data[0].clone() } else { answer.data.clone() };
             for (v12, spec) in &row.response.fields {
+                if spec.kind == Kind::Message {
+                    // A v11 message id the bot can use again.
+                    let n = obj[&spec.name].as_i64().unwrap_or_else(|| panic!("{who}: {v12} is no message id"));
+                    assert_eq!(block_on(t.ids.message_to_v12(n)).unwrap().key.message_id, "v", "{who}: {v12}");
+                    continue;
+                }
                 let want = if spec.kind == Kind::Id { json!(77) } else { json!("v") };
                 assert_eq!(obj[&spec.name], want, "{who}: {v12} → {}", spec.name);
             }

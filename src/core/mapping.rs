@@ -53,6 +53,9 @@ pub enum Kind {
     Float,
     /// Media reference.
     File,
+    /// A forward-message node list (go-cqhttp's `messages`): each node's content is a message,
+    /// translated and its media uploaded like any other (src/core/forward.rs).
+    Nodes,
 }
 
 /// `name[:kind]` — where a field goes and how its value converts. An empty name drops it.
@@ -81,6 +84,7 @@ impl FieldSpec {
             "bool" => Kind::Bool,
             "float" => Kind::Float,
             "file" => Kind::File,
+            "nodes" => Kind::Nodes,
             other => return Err(format!("unknown kind {other:?} in {s:?}")),
         };
         Ok(FieldSpec { name: name.to_owned(), kind })
@@ -179,6 +183,9 @@ pub enum Handler {
     /// `set_*_add_request`: the profile's answer to a request event; `v12` (if any) is the
     /// action for flags the bridge did not make.
     AnswerRequest,
+    /// `get_forward_msg`: the row's `v12` call, its nodes' sender ids and contents translated
+    /// into go-cqhttp's shape.
+    GetForwardMsg,
     /// Nothing to do on this bridge (`reload_event_filter`: there is no event filter); `null`.
     Acknowledge,
     /// `get_updates` that reached the core: no HTTP server with long polling took it.
@@ -227,6 +234,10 @@ pub struct ResponseRow {
     pub defaults: Map<String, Value>,
     #[serde(default)]
     pub from_params: Vec<String>,
+    /// Ids nested in the answer, as dotted paths (`*` for every item of a list:
+    /// `files.*.uploader`), v12 string → v11 integer; everything around them is kept.
+    #[serde(default)]
+    pub ids: Vec<String>,
 }
 
 // ---- retcodes.toml ----
@@ -541,7 +552,8 @@ impl Mappings {
             maps.actions.insert(name, row);
         }
         for (name, reason) in &overlay.unsupported {
-            if maps.actions.get(name).is_some_and(|r| r.handler.is_some()) {
+            // A handler that calls no backend action of its own answers anywhere.
+            if maps.actions.get(name).is_some_and(|r| r.handler.is_some() && r.v12.is_none()) {
                 return Err(invalid(file, format!("[unsupported] {name}: the bridge answers it itself")));
             }
             maps.actions.remove(name);
@@ -668,7 +680,7 @@ impl Mappings {
         }
         for (name, row) in &self.actions {
             match (row.handler, &row.v12) {
-                (Some(Handler::AnswerRequest), _) => {}
+                (Some(Handler::AnswerRequest | Handler::GetForwardMsg), _) => {}
                 (Some(_), Some(_)) => {
                     return Err(invalid("actions.toml", format!("[{name}] has both handler and v12")))
                 }
@@ -679,6 +691,9 @@ impl Mappings {
             }
             if name.ends_with("_async") {
                 return Err(invalid("actions.toml", format!("[{name}]: `_async` is stripped before lookup")));
+            }
+            if let Some(path) = row.response.ids.iter().find(|p| p.split('.').any(str::is_empty)) {
+                return Err(invalid("actions.toml", format!("[{name}] response.ids: {path:?} has an empty step")));
             }
         }
         for required in ["message.private", "message.group", "message.channel"] {
@@ -765,6 +780,8 @@ mod tests {
         assert!(err.contains("bogus"), "{err}");
         std::fs::write(dir.join("actions.toml"), "[x]\n").unwrap();
         assert!(MappingSet::from_dir(&dir).unwrap_err().to_string().contains("needs a handler"));
+        std::fs::write(dir.join("actions.toml"), "[x]\nv12 = \"y\"\nresponse.ids = [\"a..b\"]\n").unwrap();
+        assert!(MappingSet::from_dir(&dir).unwrap_err().to_string().contains("empty step"));
         std::fs::copy(src.join("actions.toml"), dir.join("actions.toml")).unwrap();
         // A profile file: its name must be the file's, its implementations its own.
         std::fs::write(dir.join("profiles/mine.toml"), "name = \"other\"\nprefix = \"x\"\n").unwrap();

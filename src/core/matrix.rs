@@ -192,9 +192,10 @@ pub fn action_support(maps: &Mappings, name: &str) -> Support {
     let name = name.strip_suffix("_async").unwrap_or(name);
     match maps.actions.get(name) {
         Some(row) => match (row.handler, &row.v12) {
+            // The handler only reshapes the answer of the row's own call.
+            (Some(Handler::GetForwardMsg) | None, Some(v12)) if is_standard_v12(v12) => Support::Standard(v12.clone()),
+            (Some(Handler::GetForwardMsg) | None, Some(v12)) => Support::Extension(v12.clone()),
             (Some(handler), _) => Support::Bridge(handler_name(handler)),
-            (None, Some(v12)) if is_standard_v12(v12) => Support::Standard(v12.clone()),
-            (None, Some(v12)) => Support::Extension(v12.clone()),
             (None, None) => Support::Missing,
         },
         None => match maps.unsupported.get(name) {

@@ -40,6 +40,7 @@ use sha2::{Digest, Sha256};
 use super::action::{ActionContext, ActionError};
 use super::ids::IdStore;
 use super::message::{value_as_text, Segment};
+use super::segment::SegmentError;
 use super::{Translator, V12Caller};
 
 /// A boxed future, for the object-safe [`LocalFiles`] trait.
@@ -500,8 +501,8 @@ fn upload_name(given: Option<String>, source: &str, head: &[u8], sha256: &str) -
 }
 
 impl<S: IdStore> Translator<S> {
-    /// Replaces every media reference in a v11 message with a backend file_id, uploading as
-    /// needed. Download hints (`cache`, `proxy`, `timeout`, `c`) are consumed here; `url` is the
+    /// Replaces every media reference in a v11 message (forward nodes' contents included) with a
+    /// backend file_id, uploading as needed. Download hints (`cache`, `proxy`, `timeout`, `c`) are consumed here; `url` is the
     /// fallback go-cqhttp uses when `file` is missing. With `reuse` false nothing remembered is
     /// used (the retry after a failed send).
     pub async fn upload_media<C: V12Caller>(
@@ -512,32 +513,77 @@ impl<S: IdStore> Translator<S> {
         reuse: bool,
     ) -> Result<Uploaded, ActionError> {
         let mut done = Uploaded::default();
-        for seg in segments.iter_mut().filter(|s| MEDIA_TYPES.contains(&s.kind.as_str())) {
-            // go-cqhttp's group-file segment names its file `path`; an image may fall back to `url`.
-            let key = ["file", "path", "url"].into_iter().find(|k| seg.str_of(k).is_some_and(|v| !v.is_empty()));
-            let Some(key) = key else { continue };
-            let file = seg.str_of(key).unwrap_or_default();
-            let no_cache = seg.str_of("cache").is_some_and(|c| c.trim() == "0");
-            let name = seg.str_of("name");
-            for hint in ["cache", "proxy", "timeout", "c", "path"] {
-                seg.data.remove(hint);
-            }
-            if key == "url" {
-                seg.data.remove("url");
-            }
-            let source = parse_source(&file, self.media.options.max_file_size)?;
-            if let MediaSource::FileId(id) = source {
-                seg.data.insert("file".into(), id.into());
-                continue;
-            }
-            let (file_id, reused) = self.upload_source(ctx, caller, source, &file, name, reuse && !no_cache).await?;
-            match reused {
-                Some(k) => done.reused.push(k),
-                None => done.uploads += 1,
-            }
-            seg.data.insert("file".into(), file_id.into());
-        }
+        self.upload_within(ctx, caller, segments, reuse, 0, &mut done).await?;
         Ok(done)
+    }
+
+    /// [`Translator::upload_media`] at a depth of forward nodes: a node's content is a message
+    /// whose media go the same way (its content is left a list of segments).
+    fn upload_within<'a, C: V12Caller>(
+        &'a self,
+        ctx: ActionContext<'a>,
+        caller: &'a C,
+        segments: &'a mut [Segment],
+        reuse: bool,
+        depth: usize,
+        done: &'a mut Uploaded,
+    ) -> BoxFuture<'a, Result<(), ActionError>> {
+        Box::pin(async move {
+            for seg in segments.iter_mut() {
+                if seg.kind == "node" {
+                    let Some(mut content) = super::forward::node_content(seg)? else { continue };
+                    if depth >= super::forward::MAX_NODE_DEPTH {
+                        return Err(SegmentError::BadSegment {
+                            kind: "node".into(),
+                            reason: format!("forwards nest at most {} deep", super::forward::MAX_NODE_DEPTH),
+                        }
+                        .into());
+                    }
+                    self.upload_within(ctx, caller, &mut content, reuse, depth + 1, done).await?;
+                    let content = content.into_iter().map(Segment::into_value).collect();
+                    seg.data.insert("content".into(), Value::Array(content));
+                    continue;
+                }
+                if MEDIA_TYPES.contains(&seg.kind.as_str()) {
+                    self.upload_segment(ctx, caller, seg, reuse, done).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn upload_segment<C: V12Caller>(
+        &self,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        seg: &mut Segment,
+        reuse: bool,
+        done: &mut Uploaded,
+    ) -> Result<(), ActionError> {
+        // go-cqhttp's group-file segment names its file `path`; an image may fall back to `url`.
+        let key = ["file", "path", "url"].into_iter().find(|k| seg.str_of(k).is_some_and(|v| !v.is_empty()));
+        let Some(key) = key else { return Ok(()) };
+        let file = seg.str_of(key).unwrap_or_default();
+        let no_cache = seg.str_of("cache").is_some_and(|c| c.trim() == "0");
+        let name = seg.str_of("name");
+        for hint in ["cache", "proxy", "timeout", "c", "path"] {
+            seg.data.remove(hint);
+        }
+        if key == "url" {
+            seg.data.remove("url");
+        }
+        let source = parse_source(&file, self.media.options.max_file_size)?;
+        if let MediaSource::FileId(id) = source {
+            seg.data.insert("file".into(), id.into());
+            return Ok(());
+        }
+        let (file_id, reused) = self.upload_source(ctx, caller, source, &file, name, reuse && !no_cache).await?;
+        match reused {
+            Some(k) => done.reused.push(k),
+            None => done.uploads += 1,
+        }
+        seg.data.insert("file".into(), file_id.into());
+        Ok(())
     }
 
     /// Uploads one resource; returns the file_id and, when a remembered upload was used, its key.

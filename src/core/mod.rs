@@ -6,10 +6,12 @@
 //! benchmarks with in-memory stand-ins.
 
 pub mod action;
+pub mod answers;
 pub mod cq;
 pub mod event;
 pub mod files;
 pub mod filter;
+pub mod forward;
 pub mod ids;
 pub mod mapping;
 pub mod matrix;

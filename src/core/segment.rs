@@ -175,6 +175,10 @@ impl<S: IdStore> Translator<S> {
         if seg.kind == "at" && seg.str_of("qq").as_deref().map(str::trim) == Some("all") {
             return Ok(Segment::new("mention_all"));
         }
+        if seg.kind == "node" {
+            // A forward node is a message in itself (src/core/forward.rs).
+            return self.node_to_v12(maps, seg).await;
+        }
         let Some(map) = maps.segments_out.get(&seg.kind) else {
             // Extension types: the profile's name for a known v11 type, an already-dotted name as
             // it is, and any other type under the prefix too (the backend then accepts or refuses it).
@@ -338,7 +342,8 @@ mod tests {
         let me = account(&t);
         let scope =
             Scope { account: &me, detail_type: "private", group_id: None, user_id: Some("8"), maps: t.maps.generic() };
-        for v11 in &t.maps.generic().extension_segments {
+        // A forward `node` is a message in itself (src/core/forward.rs).
+        for v11 in t.maps.generic().extension_segments.iter().filter(|t| *t != "node") {
             let seg = Segment::new(v11.clone()).with("k", "v,[x]");
             let out = block_on(t.segments_to_v12(t.maps.generic(), vec![seg.clone()])).unwrap().remove(0);
             assert_eq!(out.kind, format!("qq.{v11}"));
@@ -357,7 +362,7 @@ mod tests {
         let me = account(&t);
         for (profile, maps) in t.maps.iter() {
             let scope = Scope { account: &me, detail_type: "private", group_id: None, user_id: Some("8"), maps };
-            for v11 in &maps.extension_segments {
+            for v11 in maps.extension_segments.iter().filter(|t| *t != "node") {
                 let seg = Segment::new(v11.clone()).with("k", "v");
                 let out = block_on(t.segments_to_v12(maps, vec![seg.clone()])).unwrap().remove(0);
                 assert_eq!(out.kind, maps.segment_out_name(v11), "{profile}/{v11}");
