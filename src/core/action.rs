@@ -94,6 +94,18 @@ fn id_failure(e: &IdError) -> v11::Response {
     v11::Response::failed(100, msg, e.to_string())
 }
 
+/// The `time` of a message in a backend's answer, in unix seconds. One that is absent or no time
+/// (`1e300`, negative, NaN-like) is 0, as go-cqhttp's own unknown time; junk is logged.
+fn answer_time(action: &str, data: &Value) -> i64 {
+    let t = v12::read_time(data.get("time"));
+    v12::unix_seconds(t).unwrap_or_else(|| {
+        if t != 0.0 {
+            tracing::warn!(action, time = t, "the backend's answer has a time that is no time; 0 used");
+        }
+        0
+    })
+}
+
 /// Reads a bool the lenient go-cqhttp way (`true`, `"yes"`, `"1"`, `1`, …).
 pub fn lenient_bool(v: &Value) -> Option<bool> {
     match v {
@@ -131,8 +143,16 @@ pub(super) fn required_i64(params: &Map<String, Value>, name: &str) -> Result<i6
     lenient_i64(v).ok_or_else(|| ActionError::BadParam { param: name.into(), reason: format!("{v} is not an integer") })
 }
 
-fn nonzero_i64(params: &Map<String, Value>, name: &str) -> Option<i64> {
-    params.get(name).and_then(lenient_i64).filter(|n| *n != 0)
+/// An optional routing id: absent, `null`, `""` or 0 is none; anything else must be an integer.
+fn nonzero_i64(params: &Map<String, Value>, name: &str) -> Result<Option<i64>, ActionError> {
+    match params.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(v) => match lenient_i64(v) {
+            Some(n) => Ok(Some(n).filter(|n| *n != 0)),
+            None => Err(ActionError::BadParam { param: name.into(), reason: format!("{v} is not an integer") }),
+        },
+    }
 }
 
 pub(super) fn required_str(params: &Map<String, Value>, name: &str) -> Result<String, ActionError> {
@@ -348,7 +368,7 @@ impl<S: IdStore> Translator<S> {
                 Some("group") => Ok(Target::Group(required_i64(params, "group_id")?)),
                 Some("private") => Ok(Target::Private(required_i64(params, "user_id")?)),
                 Some("guild") => channel(),
-                _ => match (nonzero_i64(params, "user_id"), nonzero_i64(params, "group_id")) {
+                _ => match (nonzero_i64(params, "user_id")?, nonzero_i64(params, "group_id")?) {
                     (Some(user), _) => Ok(Target::Private(user)),
                     (None, Some(group)) => Ok(Target::Group(group)),
                     (None, None) => Err(ActionError::BadParam {
@@ -459,7 +479,7 @@ impl<S: IdStore> Translator<S> {
             user_id: Some(&ctx.account.self_id.user_id),
         };
         let mut record = scope.record(&message_id);
-        let time = data.get("time").and_then(Value::as_f64).map(|t| t as i64).unwrap_or(0);
+        let time = answer_time(name, &data);
         record.content =
             Some(StoredMessage { time, segments: sent, sender_id: ctx.account.v11_id, sender_name: String::new() });
         let id = self.ids.message_to_v11(&record).await?;
@@ -528,7 +548,7 @@ impl<S: IdStore> Translator<S> {
         };
         let name = ["user_name", "nickname"].iter().find_map(|k| data.get(*k).and_then(Value::as_str));
         Ok(StoredMessage {
-            time: data.get("time").and_then(Value::as_f64).map(|t| t as i64).unwrap_or(0),
+            time: answer_time(action, &data),
             segments,
             sender_id,
             sender_name: name.unwrap_or_default().to_owned(),
@@ -547,7 +567,13 @@ impl<S: IdStore> Translator<S> {
         let v12_id = match lenient_i64(raw) {
             Some(n) => self.ids.message_to_v12(n).await?.key.message_id,
             // go-cqhttp's guild message ids are strings; they pass through.
-            None => required_str(params, "message_id")?,
+            None if raw.is_string() => required_str(params, "message_id")?,
+            None => {
+                return Err(ActionError::BadParam {
+                    param: "message_id".into(),
+                    reason: format!("{raw} is not a message_id"),
+                })
+            }
         };
         let mut p = Map::new();
         p.insert("message_id".into(), v12_id.into());
@@ -775,6 +801,80 @@ mod tests {
         assert_eq!(lenient_i64(&json!(" 42 ")), Some(42));
         assert_eq!(lenient_i64(&json!(42.0)), Some(42));
         assert_eq!(lenient_i64(&json!(42.5)), None);
+    }
+
+    /// Ids that are not exactly an integer in i64 are refused naming the param, never clamped
+    /// to i64::MAX and sent on.
+    #[test]
+    fn out_of_range_ids_are_bad_params_not_clamped() {
+        let t = translator();
+        let me = account(&t);
+        let backend = BackendInfo::default();
+        let ctx = t.context(&me, &backend, Default::default());
+        let two_pow_63: Value = serde_json::from_str("9223372036854775808").unwrap();
+        let ten_pow_30: Value = serde_json::from_str("1000000000000000000000000000000").unwrap();
+        let bad = [
+            json!(1e300),
+            ten_pow_30,
+            two_pow_63,
+            json!(u64::MAX),
+            json!(1.5),
+            json!(true),
+            json!("1e3"),
+            json!(-1e300),
+        ];
+        for (action, param) in [
+            ("send_group_msg", "group_id"),
+            ("send_msg", "group_id"),
+            ("send_msg", "user_id"),
+            ("get_stranger_info", "user_id"),
+        ] {
+            for v in &bad {
+                let rec = Recorder::default();
+                let params = json!({param: v, "message": "hi"});
+                let req =
+                    v11::Request { action: action.into(), params: params.as_object().unwrap().clone(), echo: None };
+                let answer = block_on(t.handle_action(ctx, &rec, req));
+                assert_eq!(answer.msg.as_deref(), Some("BAD_PARAM"), "{action} {param}={v}: {answer:?}");
+                assert!(answer.wording.as_deref().unwrap_or("").contains(param), "{action} {param}={v}: {answer:?}");
+                assert!(rec.requests.lock().unwrap().is_empty(), "{action} {param}={v} reached the backend");
+            }
+        }
+        // What go-cqhttp's bots do send: integers, exact integer floats, decimal text.
+        for v in [json!(123), json!(123.0), json!("123"), json!(" 123 "), json!(-123.0)] {
+            let rec = Recorder::default();
+            *rec.data.lock().unwrap() = json!({"message_id": "m", "time": 1});
+            let params = json!({"group_id": v, "message": "hi"});
+            let req = v11::Request {
+                action: "send_group_msg".into(),
+                params: params.as_object().unwrap().clone(),
+                echo: None,
+            };
+            assert!(block_on(t.handle_action(ctx, &rec, req)).is_ok(), "{v}");
+            let sent = rec.requests.lock().unwrap().pop().unwrap();
+            let want = if v.as_f64().is_some_and(|f| f < 0.0) { "-123" } else { "123" };
+            assert_eq!(sent.params["group_id"], json!(want), "{v}");
+        }
+        assert_eq!(lenient_i64(&json!(9007199254740992.0)), Some(1 << 53), "2^53 is still exact");
+        assert_eq!(lenient_i64(&json!(18014398509481984.0)), None, "2^54 as a float may be a rounded id");
+        assert_eq!(lenient_i64(&json!("9223372036854775808")), None);
+        assert_eq!(lenient_i64(&json!(i64::MIN)), Some(i64::MIN));
+    }
+
+    #[test]
+    fn a_delete_msg_id_that_is_no_integer_is_refused_not_passed_on() {
+        let t = translator();
+        let me = account(&t);
+        let backend = BackendInfo::default();
+        let rec = Recorder::default();
+        let req = v11::Request {
+            action: "delete_msg".into(),
+            params: json!({"message_id": 1e300}).as_object().unwrap().clone(),
+            echo: None,
+        };
+        let answer = block_on(t.handle_action(t.context(&me, &backend, Default::default()), &rec, req));
+        assert_eq!(answer.msg.as_deref(), Some("BAD_PARAM"), "{answer:?}");
+        assert!(rec.requests.lock().unwrap().is_empty());
     }
 
     proptest::proptest! {

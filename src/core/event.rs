@@ -183,11 +183,17 @@ pub fn status_bots(status: &Value) -> Vec<(SelfId, bool)> {
         .collect()
 }
 
+/// The event's time, or `now` when it has none or what it has is no time (`1e300`, negative,
+/// NaN-like): go-cqhttp itself stamps most events with the local time.
 fn event_time(ev: &Event, now: i64) -> i64 {
-    if ev.time > 0.0 {
-        ev.time as i64
-    } else {
-        now
+    match super::v12::unix_seconds(ev.time) {
+        Some(t) => t,
+        None => {
+            if ev.time != 0.0 {
+                tracing::warn!(id = %ev.id, event = %ev.name(), time = ev.time, "event time is no time; using now");
+            }
+            now
+        }
     }
 }
 
@@ -689,6 +695,22 @@ mod tests {
             assert_eq!(out.body["time"], 77, "a missing time becomes now");
             assert_eq!(out.to_value(PostFormat::String)["message"], "t");
             assert_eq!(out.to_value(PostFormat::Array)["message"], json!([{"type": "text", "data": {"text": "t"}}]));
+        }
+    }
+
+    #[test]
+    fn an_event_time_that_is_no_time_becomes_now() {
+        let t = translator();
+        let me = account(&t);
+        let backend = BackendInfo::default();
+        for time in [json!(1e300), json!(-7), json!("NaN"), json!("never")] {
+            let ev = Event::from_value(json!({"type": "message", "detail_type": "private", "time": time,
+                "self": {"platform": "qq", "user_id": "10001"}, "message_id": "1", "user_id": "2",
+                "message": "hi"}))
+            .unwrap();
+            let ctx = t.context(&me, &backend, Default::default());
+            let out = block_on(t.to_v11_event(ctx, &ev, 1234, &Recorder::default())).unwrap().unwrap();
+            assert_eq!(out.body["time"], 1234, "{time}");
         }
     }
 
