@@ -42,6 +42,9 @@ pub enum ActionError {
     Call(#[from] CallError),
     #[error("backend answered retcode {retcode}: {message}")]
     Backend { action: String, retcode: i64, message: String },
+    /// The backend said ok but its answer lacks what the action needs (a send's `message_id`).
+    #[error("the backend's answer to `{action}` is malformed: {reason}")]
+    BadAnswer { action: String, reason: String },
 }
 
 impl ActionError {
@@ -71,6 +74,7 @@ impl ActionError {
             ActionError::Call(CallError::Timeout(_)) => (100, "BACKEND_TIMEOUT".into()),
             ActionError::Call(CallError::Unavailable(_)) => (100, "BACKEND_UNAVAILABLE".into()),
             ActionError::Call(CallError::Link(_)) => (100, "BACKEND_LINK_ERROR".into()),
+            ActionError::BadAnswer { .. } => (100, "BACKEND_BAD_ANSWER".into()),
             ActionError::Backend { retcode, message, action } => {
                 let target = maps.retcode(*retcode);
                 let wording = if message.is_empty() {
@@ -463,9 +467,14 @@ impl<S: IdStore> Translator<S> {
         sent: Vec<Segment>,
     ) -> Result<Value, ActionError> {
         let Some(message_id) = data.get("message_id").and_then(id_string).filter(|id| !id.is_empty()) else {
-            // Sent, but the backend gave no id to refer to it by: go-cqhttp answers 0 in that case.
-            tracing::warn!(action = name, "the backend's send_message answer has no message_id");
-            return Ok(json!({ "message_id": 0 }));
+            // v12 requires the id. Without one the bot could not reply to, recall or look up what
+            // it sent, and a made-up 0 would read as success: say the backend's answer was broken.
+            let reason = match data.get("message_id") {
+                None => format!("no `message_id` in {data}; the message may have been sent"),
+                Some(v) => format!("`message_id` {v} is no id; the message may have been sent"),
+            };
+            tracing::warn!(action = name, answer = %data, "the backend's send_message answer has no usable message_id");
+            return Err(ActionError::BadAnswer { action: "send_message".into(), reason });
         };
         if detail_type == "channel" {
             return Ok(json!({ "message_id": message_id }));
@@ -781,6 +790,7 @@ mod tests {
             (ActionError::Call(CallError::Timeout(5)), "BACKEND_TIMEOUT"),
             (ActionError::Call(CallError::Unavailable("x".into())), "BACKEND_UNAVAILABLE"),
             (ActionError::Call(CallError::Link("x".into())), "BACKEND_LINK_ERROR"),
+            (ActionError::BadAnswer { action: "a".into(), reason: "r".into() }, "BACKEND_BAD_ANSWER"),
             (ActionError::Backend { action: "a".into(), retcode: 10003, message: "no".into() }, "BACKEND_BAD_PARAM"),
             (ActionError::Backend { action: "a".into(), retcode: 90001, message: String::new() }, "BACKEND_ERROR"),
         ];
@@ -859,6 +869,39 @@ mod tests {
         assert_eq!(lenient_i64(&json!(18014398509481984.0)), None, "2^54 as a float may be a rounded id");
         assert_eq!(lenient_i64(&json!("9223372036854775808")), None);
         assert_eq!(lenient_i64(&json!(i64::MIN)), Some(i64::MIN));
+    }
+
+    /// A send the backend answers "ok" without a usable `message_id` is the backend's failure,
+    /// not a success with message_id 0.
+    #[test]
+    fn a_send_answer_without_a_message_id_is_a_backend_failure() {
+        let t = translator();
+        let me = account(&t);
+        let backend = BackendInfo::default();
+        let ctx = t.context(&me, &backend, Default::default());
+        for data in [
+            json!({"message_id": {"id": 1}, "time": 1}),
+            json!({"message_id": true}),
+            json!({"message_id": ""}),
+            json!({"time": 1}),
+            Value::Null,
+            json!("sent"),
+        ] {
+            for (action, params) in [
+                ("send_private_msg", json!({"user_id": 5, "message": "hi"})),
+                ("send_guild_channel_msg", json!({"guild_id": "g", "channel_id": "c", "message": "hi"})),
+            ] {
+                let rec = Recorder::default();
+                *rec.data.lock().unwrap() = data.clone();
+                let req =
+                    v11::Request { action: action.into(), params: params.as_object().unwrap().clone(), echo: None };
+                let answer = block_on(t.handle_action(ctx, &rec, req));
+                assert_eq!((answer.status, answer.retcode), ("failed", 100), "{action} {data}: {answer:?}");
+                assert_eq!(answer.msg.as_deref(), Some("BACKEND_BAD_ANSWER"), "{action} {data}");
+                assert!(answer.wording.unwrap_or_default().contains("message_id"), "{action} {data}");
+                assert_eq!(rec.requests.lock().unwrap().len(), 1, "the send itself went out");
+            }
+        }
     }
 
     #[test]
