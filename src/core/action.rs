@@ -13,7 +13,7 @@ use super::ids::{IdError, IdStore, StoredMessage};
 use super::mapping::{Handler, Kind, Mappings, ResponseRow};
 use super::media::MediaError;
 use super::message::{value_as_text, Segment};
-use super::segment::{lenient_i64, read_v11_message, Scope, SegmentError};
+use super::segment::{as_reported, lenient_i64, read_v11_message, Scope, SegmentError};
 use super::v12::id_string;
 use super::{v11, v12, Account, BackendInfo, CallError, Translator, V12Caller};
 
@@ -313,6 +313,7 @@ impl<S: IdStore> Translator<S> {
                     };
                     out.insert(spec.name.clone(), v);
                 }
+                None if row.exact => {}
                 None => extras.push((maps.profile.strip(&key).to_owned(), value)),
             }
         }
@@ -489,8 +490,10 @@ impl<S: IdStore> Translator<S> {
         };
         let mut record = scope.record(&message_id);
         let time = answer_time(name, &data);
+        // Kept as go-cqhttp reports a message back, not as the bot wrote it (no null options).
+        let segments = sent.into_iter().map(as_reported).collect();
         record.content =
-            Some(StoredMessage { time, segments: sent, sender_id: ctx.account.v11_id, sender_name: String::new() });
+            Some(StoredMessage { time, segments, sender_id: ctx.account.v11_id, sender_name: String::new() });
         let id = self.ids.message_to_v11(&record).await?;
         Ok(json!({ "message_id": id }))
     }
@@ -505,12 +508,14 @@ impl<S: IdStore> Translator<S> {
     ) -> Result<Value, ActionError> {
         let n = required_i64(params, "message_id")?;
         let record = self.ids.message_to_v12(n).await?;
-        let content = match (record.content.clone(), &ctx.maps.get_message) {
+        let mut content = match (record.content.clone(), &ctx.maps.get_message) {
             (Some(content), _) => content,
             // The bridge knows the id but not the text: a backend that can look messages up is asked.
             (None, Some(action)) => self.message_from_backend(ctx, caller, action, &record).await?,
             (None, None) => return Err(ActionError::Id(IdError::UnknownMessage(n))),
         };
+        // go-cqhttp gives every media segment a `url`; the bot's own sends were stored without.
+        self.media_urls(ctx, caller, &mut content.segments).await;
         let message = match ctx.post_format {
             v11::PostFormat::String => Value::String(render_cq(&content.segments)),
             v11::PostFormat::Array => Value::Array(content.segments.into_iter().map(Segment::into_value).collect()),
@@ -869,6 +874,59 @@ mod tests {
         assert_eq!(lenient_i64(&json!(18014398509481984.0)), None, "2^54 as a float may be a rounded id");
         assert_eq!(lenient_i64(&json!("9223372036854775808")), None);
         assert_eq!(lenient_i64(&json!(i64::MIN)), Some(i64::MIN));
+    }
+
+    #[test]
+    fn get_login_info_is_exactly_go_cqhttps_shape() {
+        let t = translator();
+        let me = account(&t);
+        for (profile, _) in t.maps.iter() {
+            let backend = BackendInfo { profile: profile.clone(), ..Default::default() };
+            let rec = Recorder::default();
+            *rec.data.lock().unwrap() =
+                json!({"user_id": "10001", "user_name": "bot", "user_displayname": "", "qq.level": 3});
+            let req = v11::Request { action: "get_login_info".into(), ..Default::default() };
+            let answer = block_on(t.handle_action(t.context(&me, &backend, Default::default()), &rec, req));
+            assert_eq!(answer.data, json!({"user_id": 10001, "nickname": "bot"}), "{profile}");
+        }
+    }
+
+    /// get_msg of the bot's own image: go-cqhttp's `{file, url}`, never the framework's null options.
+    #[test]
+    fn get_msg_of_a_sent_image_has_file_and_url_and_no_nulls() {
+        let t = translator();
+        let me = account(&t);
+        let backend = BackendInfo::default();
+        let rec = Recorder::default();
+        *rec.data.lock().unwrap() = json!({"message_id": "m-1", "time": 5, "url": "http://127.0.0.1/f/abc"});
+        // As nonebot-adapter-onebot writes MessageSegment.image(file).
+        let image = json!({"type": "image", "data": {"file": "abc", "type": null, "cache": true, "proxy": true, "timeout": null}});
+        let send = v11::Request {
+            action: "send_group_msg".into(),
+            params: json!({"group_id": 9, "message": [{"type": "text", "data": {"text": "look"}}, image]})
+                .as_object()
+                .unwrap()
+                .clone(),
+            echo: None,
+        };
+        let ctx = t.context(&me, &backend, Default::default());
+        let sent = block_on(t.handle_action(ctx, &rec, send));
+        assert!(sent.is_ok(), "{sent:?}");
+        let get = v11::Request {
+            action: "get_msg".into(),
+            params: json!({"message_id": sent.data["message_id"]}).as_object().unwrap().clone(),
+            echo: None,
+        };
+        let array = t.context(&me, &backend, v11::PostFormat::Array);
+        let got = block_on(t.handle_action(array, &rec, get.clone()));
+        assert_eq!(
+            got.data["message"],
+            json!([{"type": "text", "data": {"text": "look"}},
+                   {"type": "image", "data": {"file": "abc", "url": "http://127.0.0.1/f/abc"}}]),
+            "{got:?}"
+        );
+        let string = block_on(t.handle_action(ctx, &rec, get));
+        assert_eq!(string.data["message"], json!("look[CQ:image,file=abc,url=http://127.0.0.1/f/abc]"));
     }
 
     /// A send the backend answers "ok" without a usable `message_id` is the backend's failure,

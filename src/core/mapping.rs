@@ -227,6 +227,10 @@ pub struct ResponseRow {
     pub defaults: Map<String, Value>,
     #[serde(default)]
     pub from_params: Vec<String>,
+    /// Only the listed fields, defaults and params: go-cqhttp's exact shape, the backend's other
+    /// fields dropped (else they are kept, the profile prefix removed).
+    #[serde(default)]
+    pub exact: bool,
 }
 
 // ---- retcodes.toml ----

@@ -82,6 +82,16 @@ pub fn read_v12_message(value: Option<&Value>) -> Vec<Segment> {
     }
 }
 
+/// A segment the bot sent, as go-cqhttp reports it back (`get_msg`): every data value as text and
+/// `null` values gone (options a framework leaves unset, such as nonebot's image `type: null`).
+pub fn as_reported(mut seg: Segment) -> Segment {
+    seg.data = std::mem::take(&mut seg.data)
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, Value::String(value_as_text(&v)?))))
+        .collect();
+    seg
+}
+
 fn bad(kind: &str, reason: impl Into<String>) -> SegmentError {
     SegmentError::BadSegment { kind: kind.to_owned(), reason: reason.into() }
 }
