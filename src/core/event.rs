@@ -30,8 +30,8 @@ pub enum EventError {
     Id(#[from] IdError),
     #[error(transparent)]
     Segment(#[from] SegmentError),
-    #[error("{event}: missing field `{field}`")]
-    Missing { event: String, field: &'static str },
+    #[error("{event}: missing or unreadable field `{field}`")]
+    Missing { event: String, field: String },
 }
 
 /// A v11 event ready to be written to any number of endpoints.
@@ -197,6 +197,24 @@ fn event_time(ev: &Event, now: i64) -> i64 {
     }
 }
 
+/// An event its table row says cannot become a v11 event: a required field absent, or one that
+/// is no id (no message, for `message`). A `group_id: true` must not reach a bot as a group
+/// message without its group.
+fn check_required(maps: &Mappings, ev: &Event) -> Result<(), EventError> {
+    let Some(row) = maps.events.get(&ev.name()) else { return Ok(()) };
+    for field in &row.required {
+        let usable = match ev.fields.get(field) {
+            None => false,
+            Some(v) if field == "message" => matches!(v, Value::Array(_) | Value::Object(_) | Value::String(_)),
+            Some(v) => id_string(v).is_some_and(|id| !id.is_empty()),
+        };
+        if !usable {
+            return Err(EventError::Missing { event: ev.name(), field: field.clone() });
+        }
+    }
+    Ok(())
+}
+
 /// Message event fields that describe the sender, under their own name or the profile's
 /// prefixed one (`qq.nickname`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,6 +315,9 @@ impl<S: IdStore> Translator<S> {
         now: i64,
         caller: &C,
     ) -> Result<Option<V11Event>, EventError> {
+        if ev.kind != "meta" {
+            check_required(ctx.maps, ev)?;
+        }
         match ev.kind.as_str() {
             "meta" => Ok(None),
             // The bot's own message (a backend reporting what the bot sent elsewhere): go-cqhttp's
@@ -325,7 +346,7 @@ impl<S: IdStore> Translator<S> {
         let (account, maps) = (ctx.account, ctx.maps);
         let profile = &maps.profile;
         let name = ev.name();
-        let missing = |field| EventError::Missing { event: name.clone(), field };
+        let missing = |field: &str| EventError::Missing { event: name.clone(), field: field.to_owned() };
         let row = maps.events.get(&name);
         let message_type = row.map(|r| r.v11.clone()).unwrap_or_else(|| profile.strip(&ev.detail_type).to_owned());
         let sub_type = row
@@ -458,6 +479,7 @@ impl<S: IdStore> Translator<S> {
                     sub_type,
                     self_sub_type: Default::default(),
                     fields: r.fields.clone(),
+                    required: Vec::new(),
                 };
                 Some(&request_row)
             }
@@ -696,6 +718,61 @@ mod tests {
             assert_eq!(out.to_value(PostFormat::String)["message"], "t");
             assert_eq!(out.to_value(PostFormat::Array)["message"], json!([{"type": "text", "data": {"text": "t"}}]));
         }
+    }
+
+    /// Every row's required fields: without each one (or with it junk) the event is refused
+    /// naming it; with all of them it translates.
+    #[test]
+    fn an_event_without_a_required_field_is_refused_naming_it() {
+        let t = translator();
+        let me = account(&t);
+        let mut checked = 0;
+        for (profile, maps) in t.maps.iter() {
+            let backend = BackendInfo { profile: profile.clone(), ..Default::default() };
+            let ctx = t.context(&me, &backend, Default::default());
+            for (name, row) in maps.events.iter().filter(|(_, r)| !r.required.is_empty()) {
+                let (kind, detail) = name.split_once('.').unwrap();
+                let mut full = Map::new();
+                for field in &row.required {
+                    let v =
+                        if field == "message" { json!([{"type": "text", "data": {"text": "t"}}]) } else { json!("77") };
+                    full.insert(field.clone(), v);
+                }
+                let event = |fields: Map<String, Value>| Event {
+                    id: "e".into(),
+                    time: 5.0,
+                    kind: kind.into(),
+                    detail_type: detail.into(),
+                    sub_type: String::new(),
+                    self_id: Some(me.self_id.clone()),
+                    fields,
+                };
+                let ok = block_on(t.to_v11_event(ctx, &event(full.clone()), 0, &Recorder::default()));
+                assert!(matches!(ok, Ok(Some(_))), "{profile}/{name}: {ok:?}");
+                for field in &row.required {
+                    for junk in [None, Some(json!(true)), Some(json!(null)), Some(json!("")), Some(json!({"id": 1}))] {
+                        if field == "message" && matches!(&junk, Some(Value::String(_) | Value::Object(_))) {
+                            continue;
+                        }
+                        let mut fields = full.clone();
+                        match &junk {
+                            Some(v) => fields.insert(field.clone(), v.clone()),
+                            None => fields.remove(field),
+                        };
+                        let got = block_on(t.to_v11_event(ctx, &event(fields), 0, &Recorder::default()));
+                        match got {
+                            Err(EventError::Missing { field: f, .. }) if &f == field => {}
+                            other => {
+                                let junk = junk.map_or("absent".to_owned(), |v| v.to_string());
+                                panic!("{profile}/{name} {field}={junk}: {other:?}")
+                            }
+                        }
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 20, "rows with required fields: {checked}");
     }
 
     #[test]
