@@ -235,3 +235,29 @@ async fn shutdown_closes_bot_connections_with_a_close_frame() {
     assert!(saw_close);
     tokio::time::timeout(WAIT, stopping).await.unwrap().unwrap();
 }
+
+/// aiocqhttp and others send the account as a `self_id` param on every call: the connection has
+/// picked the account already, so it is consumed (as the HTTP API does), never sent on as
+/// `qq.self_id`; another account's id is refused.
+#[tokio::test]
+async fn a_self_id_param_on_a_websocket_action_is_consumed() {
+    let mut backend = FakeBackend::start(BackendOptions::default()).await;
+    let bridge = start_bridge(&backend, |_| {}).await;
+    let mut bot = Bot::connect(bridge.ws_addrs()[0], "/", None).await.unwrap();
+    bot.next_frame().await;
+
+    let answer = bot.call("send_private_msg", json!({"self_id": 10001, "user_id": 20002, "message": "hi"})).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    let sent = backend.next_request().await;
+    assert_eq!(sent["action"], "send_message");
+    let mut keys: Vec<&String> = sent["params"].as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["detail_type", "message", "user_id"], "{sent}");
+
+    let answer = bot.call("send_private_msg", json!({"self_id": 30003, "user_id": 20002, "message": "hi"})).await;
+    assert_eq!((answer["status"].as_str(), answer["msg"].as_str()), (Some("failed"), Some("BAD_PARAM")), "{answer}");
+    assert!(backend.no_request_within(std::time::Duration::from_millis(100)).await, "another account's call went out");
+
+    bot.close().await;
+    bridge.stop().await;
+}

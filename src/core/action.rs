@@ -110,6 +110,22 @@ fn answer_time(action: &str, data: &Value) -> i64 {
     })
 }
 
+/// A `self_id` param names the bot account, which the transport has already chosen by then (the
+/// HTTP API picks by it; a WebSocket connection serves one account): it is consumed, never passed
+/// on to the backend as an extension param. Naming another account is refused.
+fn consume_self_id(params: &mut Map<String, Value>, account: &Account) -> Result<(), ActionError> {
+    let Some(v) = params.remove("self_id") else { return Ok(()) };
+    match (&v, lenient_i64(&v)) {
+        (Value::Null, _) => Ok(()),
+        (Value::String(s), _) if s.trim().is_empty() => Ok(()),
+        (_, Some(id)) if id == account.v11_id => Ok(()),
+        _ => Err(ActionError::BadParam {
+            param: "self_id".into(),
+            reason: format!("{v} is not bot account {}, the one this connection serves", account.v11_id),
+        }),
+    }
+}
+
 /// Reads a bool the lenient go-cqhttp way (`true`, `"yes"`, `"1"`, `1`, …).
 pub fn lenient_bool(v: &Value) -> Option<bool> {
     match v {
@@ -174,11 +190,12 @@ impl<S: IdStore> Translator<S> {
         &self,
         ctx: ActionContext<'_>,
         caller: &C,
-        req: v11::Request,
+        mut req: v11::Request,
     ) -> v11::Response {
         let name = req.action.strip_suffix("_async").unwrap_or(&req.action);
-        let result = match ctx.maps.actions.get(name) {
-            None => match ctx.maps.unsupported.get(name) {
+        let result = match (consume_self_id(&mut req.params, ctx.account), ctx.maps.actions.get(name)) {
+            (Err(error), _) => Err(error),
+            (Ok(()), None) => match ctx.maps.unsupported.get(name) {
                 Some(reason) => Err(ActionError::Unsupported {
                     action: name.to_owned(),
                     profile: ctx.maps.profile.name.clone(),
@@ -187,7 +204,7 @@ impl<S: IdStore> Translator<S> {
                 }),
                 None => Err(ActionError::NotFound),
             },
-            Some(row) => match row.handler {
+            (Ok(()), Some(row)) => match row.handler {
                 Some(handler) => self.run_handler(handler, name, ctx, caller, &req.params).await,
                 None => self.run_rename(name, ctx, caller, &req.params).await,
             },
@@ -889,6 +906,38 @@ mod tests {
             let answer = block_on(t.handle_action(t.context(&me, &backend, Default::default()), &rec, req));
             assert_eq!(answer.data, json!({"user_id": 10001, "nickname": "bot"}), "{profile}");
         }
+    }
+
+    /// A `self_id` param (as aiocqhttp sends on every call) picks nothing on a connection that
+    /// serves one account: it never reaches the backend as `qq.self_id`.
+    #[test]
+    fn a_self_id_param_is_consumed_not_passed_on() {
+        let t = translator();
+        let me = account(&t);
+        let backend = BackendInfo::default();
+        let ctx = t.context(&me, &backend, Default::default());
+        for self_id in [json!(10001), json!("10001"), json!(null)] {
+            let rec = Recorder::default();
+            let params = json!({"self_id": self_id, "user_id": 5, "no_cache": true});
+            let req = v11::Request {
+                action: "get_stranger_info".into(),
+                params: params.as_object().unwrap().clone(),
+                echo: None,
+            };
+            assert!(block_on(t.handle_action(ctx, &rec, req)).is_ok(), "{self_id}");
+            let sent = rec.requests.lock().unwrap().pop().unwrap();
+            assert_eq!(sent.params.keys().collect::<Vec<_>>(), ["qq.no_cache", "user_id"], "{self_id}");
+        }
+        let rec = Recorder::default();
+        let params = json!({"self_id": 20002, "user_id": 5});
+        let req = v11::Request {
+            action: "get_stranger_info".into(),
+            params: params.as_object().unwrap().clone(),
+            echo: None,
+        };
+        let answer = block_on(t.handle_action(ctx, &rec, req));
+        assert_eq!(answer.msg.as_deref(), Some("BAD_PARAM"), "another account: {answer:?}");
+        assert!(rec.requests.lock().unwrap().is_empty());
     }
 
     /// get_msg of the bot's own image: go-cqhttp's `{file, url}`, never the framework's null options.
