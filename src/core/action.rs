@@ -990,8 +990,8 @@ mod tests {
             json!({"message_id": {"id": 1}, "time": 1}),
             json!({"message_id": true}),
             json!({"message_id": ""}),
+            json!({"message_id": null}),
             json!({"time": 1}),
-            Value::Null,
             json!("sent"),
         ] {
             for (action, params) in [
