@@ -564,6 +564,14 @@ impl<S: IdStore> Translator<S> {
         let mut p = Map::new();
         p.insert("message_id".into(), record.key.message_id.clone().into());
         let data = self.call(ctx, caller, action, p).await?;
+        if !matches!(data.get("message"), Some(Value::Array(_) | Value::String(_) | Value::Object(_))) {
+            // Not a message the bot asked for, but an empty one it would take for the real thing.
+            tracing::warn!(action, answer = %data, "the backend's message lookup answer has no message");
+            return Err(ActionError::BadAnswer {
+                action: action.to_owned(),
+                reason: format!("no `message` in {data}"),
+            });
+        }
         let sender = data.get("user_id").and_then(id_string).or_else(|| record.user_id.clone());
         let scope = Scope {
             account: ctx.account,
@@ -976,6 +984,34 @@ mod tests {
         );
         let string = block_on(t.handle_action(ctx, &rec, get));
         assert_eq!(string.data["message"], json!("look[CQ:image,file=abc,url=http://127.0.0.1/f/abc]"));
+    }
+
+    /// A message looked up through the backend's extension whose answer has no message fails as
+    /// the backend's, instead of answering an empty message from sender 0.
+    #[test]
+    fn a_message_lookup_answer_without_a_message_is_a_backend_failure() {
+        let t = translator();
+        let me = account(&t);
+        let backend = BackendInfo { profile: "walle-q".into(), ..Default::default() };
+        let ctx = t.context(&me, &backend, Default::default());
+        let scope = Scope { account: &me, detail_type: "group", group_id: Some("9"), user_id: None, maps: ctx.maps };
+        let n = block_on(t.ids.message_to_v11(&scope.record("old-1"))).unwrap();
+        let get = v11::Request {
+            action: "get_msg".into(),
+            params: json!({"message_id": n}).as_object().unwrap().clone(),
+            echo: None,
+        };
+        for data in [json!({"user_id": "5", "time": 1}), json!({"message": null}), json!({"message": 7})] {
+            let rec = Recorder::default();
+            *rec.data.lock().unwrap() = data.clone();
+            let answer = block_on(t.handle_action(ctx, &rec, get.clone()));
+            assert_eq!(answer.msg.as_deref(), Some("BACKEND_BAD_ANSWER"), "{data}: {answer:?}");
+            assert_eq!(rec.requests.lock().unwrap()[0].action, "get_message");
+        }
+        let rec = Recorder::default();
+        *rec.data.lock().unwrap() = json!({"message": [{"type": "text", "data": {"text": "old"}}], "user_id": "5"});
+        let answer = block_on(t.handle_action(ctx, &rec, get));
+        assert_eq!(answer.data["message"], json!("old"), "{answer:?}");
     }
 
     /// A send the backend answers "ok" without a usable `message_id` is the backend's failure,
