@@ -201,6 +201,12 @@ fn event_time(ev: &Event, now: i64) -> i64 {
 /// is no id (no message, for `message`). A `group_id: true` must not reach a bot as a group
 /// message without its group.
 fn check_required(maps: &Mappings, ev: &Event) -> Result<(), EventError> {
+    // A request the profile answers needs every field its flag carries back.
+    if let Some(request) = maps.requests.get(&ev.detail_type).filter(|_| ev.kind == "request") {
+        if let Some(field) = request.flag.iter().find(|f| ev.fields.get(*f).is_none_or(Value::is_null)) {
+            return Err(EventError::Missing { event: ev.name(), field: field.clone() });
+        }
+    }
     let Some(row) = maps.events.get(&ev.name()) else { return Ok(()) };
     for field in &row.required {
         let usable = match ev.fields.get(field) {
@@ -644,6 +650,15 @@ mod tests {
                     fields: fields.clone(),
                 };
                 let ctx = t.context(&me, &backend, Default::default());
+                for f in &row.flag {
+                    let mut without = ev.clone();
+                    without.fields.remove(f);
+                    let got = block_on(t.to_v11_event(ctx, &without, 0, &Recorder::default()));
+                    assert!(
+                        matches!(&got, Err(EventError::Missing { field, .. }) if field == f),
+                        "{profile}/{detail} without flag field {f}: {got:?}"
+                    );
+                }
                 let out = block_on(t.to_v11_event(ctx, &ev, 0, &Recorder::default())).unwrap().unwrap();
                 assert_eq!(out.body["request_type"], row.v11, "{profile}/{detail}");
                 if let Some(sub) = &row.sub_type {
