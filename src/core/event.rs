@@ -3,7 +3,9 @@
 //! Message events are code: go-cqhttp's `sender`, `raw_message`, `font`, `anonymous` and the
 //! message in the endpoint's post format. Notices and requests follow the table, and anything the
 //! table does not name is passed on under its own name with the profile prefix removed, so an
-//! extension event is never dropped. Meta events are per v11 connection (lifecycle, heartbeat) and
+//! extension event is never dropped. An event lacking a field its row requires (a group message
+//! without `group_id`, a request without its flag's fields) is refused naming the field, and the
+//! runtime drops it with a warning. Meta events are per v11 connection (lifecycle, heartbeat) and
 //! are built by [`lifecycle_connect`] and [`heartbeat`]; v12 meta events only tell the runtime
 //! about the backend ([`heartbeat_interval_ms`], [`status_bots`]).
 
