@@ -2,7 +2,9 @@
 //!
 //! Backend links report what they receive here; each v12 account (`self`) becomes an
 //! [`AccountEntry`] with its own v11 self_id, its own event fan-out and the link its actions go
-//! to. v11 endpoints pick an account, subscribe to its events and send it actions. The fan-out
+//! to. v11 endpoints pick an account (the one they name, else the only one the backend lists
+//! online: an account seen only in a stray event does not count), subscribe to its events and
+//! send it actions. The fan-out
 //! is a bounded broadcast: a v11 connection that falls behind loses the oldest events, and the
 //! loss is counted and logged (never silent). While no connection is subscribed, events are kept
 //! (at most 256, none older than 60 s) for the next one.
@@ -29,12 +31,25 @@ const BACKLOG_MAX: usize = 256;
 /// …and none older than this.
 const BACKLOG_AGE: Duration = Duration::from_secs(60);
 
+/// An account the backend never listed (seen only in events) that is offline and has had no
+/// event for this long is forgotten by [`Hub::select`]: it no longer makes a connection without
+/// `self_id` ambiguous.
+const UNLISTED_QUIET: Duration = Duration::from_secs(600);
+/// Beyond this many unlisted accounts, forgotten ones that nothing holds are dropped from the
+/// registry when another appears (a backend sending junk `self`s cannot grow it without bound).
+const UNLISTED_MAX: usize = 64;
+
 /// One bot account, as both sides see it.
 #[derive(Debug)]
 pub struct AccountEntry {
     pub account: Account,
     link: RwLock<LinkHandle>,
     online: AtomicBool,
+    /// The backend lists this account (`get_status`, `meta.status_update`); false while it has
+    /// been seen only as the `self` of events, which may be a backend's glitch.
+    listed: AtomicBool,
+    /// When its last event came (or when it was last listed).
+    last_seen: Mutex<tokio::time::Instant>,
     events: broadcast::Sender<Arc<V11Event>>,
     /// Events that arrived while no v11 connection was subscribed (bounded by count and age;
     /// the oldest go first, and are counted in `undelivered`).
@@ -72,6 +87,26 @@ impl AccountEntry {
 
     pub fn is_online(&self) -> bool {
         self.online.load(Ordering::Acquire) && self.link().is_connected()
+    }
+
+    fn seen(&self) {
+        *self.last_seen.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+    }
+
+    /// How strongly the account claims a connection that names none: listed and online (2),
+    /// listed (1), seen only in events (0), or not at all when it is unlisted, offline and quiet
+    /// for [`UNLISTED_QUIET`] (forgotten).
+    fn standing(&self) -> Option<u8> {
+        let online = self.is_online();
+        match (self.listed.load(Ordering::Acquire), online) {
+            (true, true) => Some(2),
+            (true, false) => Some(1),
+            (false, true) => Some(0),
+            (false, false) => {
+                let quiet = self.last_seen.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+                (quiet < UNLISTED_QUIET).then_some(0)
+            }
+        }
     }
 }
 
@@ -202,6 +237,25 @@ struct Accounts {
     by_v11: HashMap<i64, Arc<AccountEntry>>,
 }
 
+impl Accounts {
+    /// Past [`UNLISTED_MAX`] unlisted accounts, drops the forgotten ones nothing else holds (no
+    /// connection, no reverse-WS client), with any events kept for them.
+    fn forget_unlisted(&mut self) {
+        let unlisted = self.by_self.values().filter(|e| !e.listed.load(Ordering::Acquire)).count();
+        if unlisted <= UNLISTED_MAX {
+            return;
+        }
+        // Held only by the two maps.
+        self.by_self.retain(|_, e| e.standing().is_some() || Arc::strong_count(e) > 2);
+        let before = self.by_v11.len();
+        self.by_v11.retain(|_, e| Arc::strong_count(e) > 1);
+        let forgotten = before - self.by_v11.len();
+        if forgotten > 0 {
+            tracing::info!(forgotten, "quiet offline accounts the backend never listed are forgotten");
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Hub {
     pub translator: Translator<Store>,
@@ -251,20 +305,26 @@ impl Hub {
         self.accounts.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Picks the account for a v11 endpoint: the one asked for, else the only one there is.
+    /// Picks the account for a v11 endpoint: the one asked for, else the only one there is. "The
+    /// only one" is decided by what the backend reports: among the accounts it lists as online,
+    /// else those it lists, else those seen in events. An account seen only in a stray event
+    /// never makes a connection ambiguous while the backend lists another.
     pub fn select(&self, want: Option<i64>) -> Selection {
         let accounts = self.accounts();
-        match want {
-            Some(id) => accounts.by_v11.get(&id).cloned().map_or(Selection::Unknown, Selection::Ready),
-            None => match accounts.by_v11.len() {
-                0 => Selection::Unknown,
-                1 => accounts.by_v11.values().next().cloned().map_or(Selection::Unknown, Selection::Ready),
-                _ => {
-                    let mut ids: Vec<i64> = accounts.by_v11.keys().copied().collect();
-                    ids.sort_unstable();
-                    Selection::Ambiguous(ids)
-                }
-            },
+        if let Some(id) = want {
+            return accounts.by_v11.get(&id).cloned().map_or(Selection::Unknown, Selection::Ready);
+        }
+        let standing: Vec<(u8, &Arc<AccountEntry>)> =
+            accounts.by_v11.values().filter_map(|e| Some((e.standing()?, e))).collect();
+        let Some(best) = standing.iter().map(|(s, _)| *s).max() else { return Selection::Unknown };
+        let top: Vec<&Arc<AccountEntry>> = standing.into_iter().filter(|(s, _)| *s == best).map(|(_, e)| e).collect();
+        match top.as_slice() {
+            [only] => Selection::Ready(Arc::clone(only)),
+            several => {
+                let mut ids: Vec<i64> = several.iter().map(|e| e.account.v11_id).collect();
+                ids.sort_unstable();
+                Selection::Ambiguous(ids)
+            }
         }
     }
 
@@ -358,14 +418,21 @@ impl Hub {
         self.set_backend_info(link, info);
     }
 
-    /// Makes sure an account exists, bound to this link, and records whether it is online.
+    /// Makes sure an account exists, bound to this link, and records whether it is online and
+    /// whether the backend `listed` it (a status) or it came as an event's `self`.
     pub async fn upsert_account(
         &self,
         link: &LinkHandle,
         self_id: &v12::SelfId,
         online: bool,
+        listed: bool,
     ) -> Option<Arc<AccountEntry>> {
         if let Some(entry) = self.accounts().by_self.get(self_id).cloned() {
+            entry.seen();
+            if listed && !entry.listed.swap(true, Ordering::AcqRel) {
+                tracing::info!(self_id = entry.account.v11_id, "bot account listed by the backend");
+                self.notify();
+            }
             {
                 // A late event from a connection that is going away must not take the account
                 // from a live one: rebind only to a connected link, or away from a dead one.
@@ -393,6 +460,8 @@ impl Hub {
             account: account.clone(),
             link: RwLock::new(link.clone()),
             online: AtomicBool::new(online),
+            listed: AtomicBool::new(listed),
+            last_seen: Mutex::new(tokio::time::Instant::now()),
             events: broadcast::channel(self.event_queue).0,
             backlog: Mutex::new(VecDeque::new()),
             undelivered: AtomicU64::new(0),
@@ -401,8 +470,11 @@ impl Hub {
             let mut accounts = self.accounts.write().unwrap_or_else(|p| p.into_inner());
             let entry = accounts.by_self.entry(self_id.clone()).or_insert_with(|| entry.clone()).clone();
             accounts.by_v11.insert(account.v11_id, entry);
+            if !listed {
+                accounts.forget_unlisted();
+            }
         }
-        tracing::info!(self_id = account.v11_id, platform = %self_id.platform, user_id = %self_id.user_id, online, "bot account appeared");
+        tracing::info!(self_id = account.v11_id, platform = %self_id.platform, user_id = %self_id.user_id, online, listed, "bot account appeared");
         self.serve_waiters();
         self.notify();
         self.accounts().by_self.get(self_id).cloned()
@@ -427,7 +499,7 @@ impl Hub {
     /// Applies a `get_status` answer or a `status_update` event.
     pub async fn apply_status(&self, link: &LinkHandle, status: &Value) {
         for (self_id, online) in status_bots(status) {
-            self.upsert_account(link, &self_id, online).await;
+            self.upsert_account(link, &self_id, online, true).await;
         }
     }
 
@@ -470,7 +542,7 @@ impl Hub {
             return None;
         }
         let self_id = ev.self_id.as_ref()?;
-        let entry = self.upsert_account(link, self_id, true).await?;
+        let entry = self.upsert_account(link, self_id, true, false).await?;
         Some(Admitted { entry, backend: self.backend_info(link.id), ev })
     }
 
@@ -583,16 +655,73 @@ mod tests {
         l
     }
 
+    fn me(user_id: &str) -> v12::SelfId {
+        v12::SelfId { platform: "qq".into(), user_id: user_id.into() }
+    }
+
+    fn chosen(hub: &Hub) -> Result<i64, Option<Vec<i64>>> {
+        match hub.select(None) {
+            Selection::Ready(e) => Ok(e.account.v11_id),
+            Selection::Ambiguous(ids) => Err(Some(ids)),
+            Selection::Unknown => Err(None),
+        }
+    }
+
+    /// One stray event for an account the backend never listed must not make every connection
+    /// without self_id ambiguous: the backend's own list decides.
+    #[tokio::test]
+    async fn an_account_seen_only_in_an_event_does_not_make_connections_ambiguous() {
+        let hub = hub();
+        let up = link(1, true);
+        hub.upsert_account(&up, &me("10001"), true, true).await.unwrap();
+        hub.upsert_account(&up, &me("20002"), true, false).await.unwrap();
+        assert_eq!(chosen(&hub), Ok(10001), "the listed online account wins");
+        assert!(matches!(hub.select(Some(20002)), Selection::Ready(_)), "the stray one is still reachable by id");
+        // Listed but offline still beats seen-only-in-events.
+        hub.upsert_account(&up, &me("10001"), false, true).await.unwrap();
+        assert_eq!(chosen(&hub), Ok(10001));
+        // Two accounts the backend lists online are a real choice.
+        hub.upsert_account(&up, &me("30003"), true, true).await.unwrap();
+        assert_eq!(chosen(&hub), Ok(30003), "the only listed online one");
+        hub.upsert_account(&up, &me("10001"), true, true).await.unwrap();
+        assert_eq!(chosen(&hub), Err(Some(vec![10001, 30003])));
+    }
+
+    /// Without any status from the backend, accounts seen in events decide as before, and one
+    /// that went offline and quiet stops counting.
+    #[tokio::test(start_paused = true)]
+    async fn an_unlisted_account_offline_and_quiet_is_forgotten() {
+        let hub = hub();
+        let (live, dead) = (link(1, true), link(2, true));
+        hub.upsert_account(&live, &me("10001"), true, false).await.unwrap();
+        hub.upsert_account(&dead, &me("20002"), true, false).await.unwrap();
+        assert_eq!(chosen(&hub), Err(Some(vec![10001, 20002])), "no list: both count");
+        dead.set_connected(false);
+        hub.link_down(dead.id);
+        assert_eq!(chosen(&hub), Err(Some(vec![10001, 20002])), "offline but not yet quiet");
+        tokio::time::advance(UNLISTED_QUIET).await;
+        assert_eq!(chosen(&hub), Ok(10001), "offline and quiet: forgotten");
+        // Many junk accounts: the forgotten ones nobody holds leave the registry.
+        for n in 0..UNLISTED_MAX + 1 {
+            hub.upsert_account(&dead, &me(&format!("{}", 50000 + n)), false, false).await.unwrap();
+        }
+        tokio::time::advance(UNLISTED_QUIET).await;
+        hub.upsert_account(&live, &me("90009"), true, false).await.unwrap();
+        let left = hub.accounts().by_v11.len();
+        assert_eq!(left, 2, "only the live accounts are left");
+        assert_eq!(hub.accounts().by_self.len(), 2);
+    }
+
     #[tokio::test]
     async fn a_late_event_from_a_dead_link_does_not_take_the_account_from_a_live_one() {
         let hub = hub();
         let me = v12::SelfId { platform: "qq".into(), user_id: "10001".into() };
         let (old, new) = (link(1, true), link(2, true));
-        hub.upsert_account(&old, &me, true).await.unwrap();
-        let entry = hub.upsert_account(&new, &me, true).await.unwrap();
+        hub.upsert_account(&old, &me, true, true).await.unwrap();
+        let entry = hub.upsert_account(&new, &me, true, true).await.unwrap();
         assert_eq!(entry.link().id, 2, "a reconnect moves the account to the new link");
         old.set_connected(false);
-        hub.upsert_account(&old, &me, true).await.unwrap();
+        hub.upsert_account(&old, &me, true, false).await.unwrap();
         assert_eq!(entry.link().id, 2, "the dead link's late event is ignored for routing");
         hub.link_down(old.id);
         assert!(entry.is_online(), "the account stays online on its live link");

@@ -235,3 +235,62 @@ async fn shutdown_closes_bot_connections_with_a_close_frame() {
     assert!(saw_close);
     tokio::time::timeout(WAIT, stopping).await.unwrap().unwrap();
 }
+
+/// aiocqhttp and others send the account as a `self_id` param on every call: the connection has
+/// picked the account already, so it is consumed (as the HTTP API does), never sent on as
+/// `qq.self_id`; another account's id is refused.
+#[tokio::test]
+async fn a_self_id_param_on_a_websocket_action_is_consumed() {
+    let mut backend = FakeBackend::start(BackendOptions::default()).await;
+    let bridge = start_bridge(&backend, |_| {}).await;
+    let mut bot = Bot::connect(bridge.ws_addrs()[0], "/", None).await.unwrap();
+    bot.next_frame().await;
+
+    let answer = bot.call("send_private_msg", json!({"self_id": 10001, "user_id": 20002, "message": "hi"})).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    let sent = backend.next_request().await;
+    assert_eq!(sent["action"], "send_message");
+    let mut keys: Vec<&String> = sent["params"].as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["detail_type", "message", "user_id"], "{sent}");
+
+    let answer = bot.call("send_private_msg", json!({"self_id": 30003, "user_id": 20002, "message": "hi"})).await;
+    assert_eq!((answer["status"].as_str(), answer["msg"].as_str()), (Some("failed"), Some("BAD_PARAM")), "{answer}");
+    assert!(backend.no_request_within(std::time::Duration::from_millis(100)).await, "another account's call went out");
+
+    bot.close().await;
+    bridge.stop().await;
+}
+
+/// One event whose `self` the backend never listed (a backend glitch) must not lock out every
+/// bot that connects without `?self_id`: the accounts the backend reports online decide.
+#[tokio::test]
+async fn a_stray_event_for_an_unlisted_account_does_not_refuse_new_connections() {
+    let backend = FakeBackend::start(BackendOptions::default()).await;
+    let bridge = start_bridge(&backend, |_| {}).await;
+    let addr = bridge.ws_addrs()[0];
+    let mut first = Bot::connect(addr, "/", None).await.unwrap();
+    assert_eq!(first.next_frame().await["self_id"], 10001, "the backend lists 10001 online");
+
+    // A bot waiting for the stray account sees its event arrive, so the bridge has taken it in.
+    let mut stray_bot = Bot::connect(addr, "/?self_id=20002", None).await.unwrap();
+    let stray = json!({"message_id": "s-1", "user_id": "30003", "message": [{"type": "text", "data": {"text": "?"}}]});
+    backend.push(v12_message("private", "20002", stray));
+    assert_eq!(stray_bot.next_frame().await["self_id"], 20002);
+    assert!(stray_bot.next_event().await["message_id"].is_i64());
+
+    let mut later = Bot::connect(addr, "/", None).await.unwrap();
+    let hello = later.next_frame().await;
+    assert_eq!(
+        (hello["meta_event_type"].as_str(), hello["self_id"].as_i64()),
+        (Some("lifecycle"), Some(10001)),
+        "{hello}"
+    );
+    let answer = later.call("get_login_info", json!({})).await;
+    assert_eq!(answer["data"]["user_id"], 10001, "{answer}");
+
+    for bot in [first, stray_bot, later] {
+        bot.close().await;
+    }
+    bridge.stop().await;
+}

@@ -368,6 +368,25 @@ async fn universal_handshake_headers_lifecycle_events_and_actions_like_go_cqhttp
     bridge.stop().await;
 }
 
+/// A `self_id` param on a reverse-WS action (aiocqhttp sends one on every call) is consumed as
+/// the HTTP API consumes it, never passed on to the backend as `qq.self_id`.
+#[tokio::test]
+async fn a_self_id_param_on_a_reverse_ws_action_is_consumed() {
+    let mut backend = FakeBackend::start(BackendOptions::default()).await;
+    let mut server = BotServer::start().await;
+    let bridge = bridge_with(&backend, |o| o.ws_reverse = vec![server.url("/")]).await;
+    let mut conn = server.next_conn().await;
+    conn.next_frame().await;
+    let params = json!({"self_id": "10001", "user_id": 20002, "no_cache": true});
+    conn.send(json!({"action": "get_stranger_info", "params": params, "echo": 1}));
+    let answer = conn.next_event().await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    let sent = backend.next_request().await;
+    assert_eq!(sent["action"], "get_user_info");
+    assert_eq!(sent["params"], json!({"user_id": "20002", "qq.no_cache": true}), "{sent}");
+    bridge.stop().await;
+}
+
 #[tokio::test]
 async fn token_scheme_is_bearer_by_default_token_on_request_and_absent_without_a_token() {
     let backend = FakeBackend::start(BackendOptions::default()).await;

@@ -1257,7 +1257,9 @@ mod tests {
         assert!(err("bogus = 1", flags()).contains("bogus"));
         assert!(err("[[servers]]\nhttp2 = { address = \"1.2.3.4:5\" }", flags()).contains("http2"));
         assert!(err("", Overrides { backend_ws: vec!["http://x:1".into()], ..flags() }).contains("scheme must be ws"));
-        assert!(err("", Overrides { backend_ws: vec!["wss://x:1".into()], ..flags() }).contains("needs TLS"));
+        assert!(err("", Overrides { ws_reverse: vec!["wss://x:1".into()], ..flags() }).contains("needs TLS"));
+        let missing_ca = Overrides { backend_ca_file: Some("/nonexistent/ca.pem".into()), ..flags() };
+        assert!(err("", missing_ca).contains("CA file /nonexistent/ca.pem"));
         assert!(err("", Overrides { backend_webhook: vec!["127.0.0.1:1".into()], ..flags() }).contains("pairs with"));
         assert!(err("[[servers]]\nws-reverse = { reconnect-interval = 1 }", flags()).contains("needs `universal`"));
         assert!(err("", Overrides { ws: vec!["example.com:80".into()], ..flags() }).contains("not an address"));

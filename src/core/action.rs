@@ -13,7 +13,7 @@ use super::ids::{IdError, IdStore, StoredMessage};
 use super::mapping::{Handler, Kind, Mappings, ResponseRow};
 use super::media::MediaError;
 use super::message::{value_as_text, Segment};
-use super::segment::{lenient_i64, read_v11_message, Scope, SegmentError};
+use super::segment::{as_reported, lenient_i64, read_v11_message, Scope, SegmentError};
 use super::v12::id_string;
 use super::{v11, v12, Account, BackendInfo, CallError, Translator, V12Caller};
 
@@ -42,6 +42,9 @@ pub enum ActionError {
     Call(#[from] CallError),
     #[error("backend answered retcode {retcode}: {message}")]
     Backend { action: String, retcode: i64, message: String },
+    /// The backend said ok but its answer lacks what the action needs (a send's `message_id`).
+    #[error("the backend's answer to `{action}` is malformed: {reason}")]
+    BadAnswer { action: String, reason: String },
 }
 
 impl ActionError {
@@ -71,6 +74,7 @@ impl ActionError {
             ActionError::Call(CallError::Timeout(_)) => (100, "BACKEND_TIMEOUT".into()),
             ActionError::Call(CallError::Unavailable(_)) => (100, "BACKEND_UNAVAILABLE".into()),
             ActionError::Call(CallError::Link(_)) => (100, "BACKEND_LINK_ERROR".into()),
+            ActionError::BadAnswer { .. } => (100, "BACKEND_BAD_ANSWER".into()),
             ActionError::Backend { retcode, message, action } => {
                 let target = maps.retcode(*retcode);
                 let wording = if message.is_empty() {
@@ -92,6 +96,34 @@ fn id_failure(e: &IdError) -> v11::Response {
         IdError::Store(_) | IdError::Exhausted(_) => "BRIDGE_STORE_ERROR",
     };
     v11::Response::failed(100, msg, e.to_string())
+}
+
+/// The `time` of a message in a backend's answer, in unix seconds. One that is absent or no time
+/// (`1e300`, negative, NaN-like) is 0, as go-cqhttp's own unknown time; junk is logged.
+fn answer_time(action: &str, data: &Value) -> i64 {
+    let t = v12::read_time(data.get("time"));
+    v12::unix_seconds(t).unwrap_or_else(|| {
+        if t != 0.0 {
+            tracing::warn!(action, time = t, "the backend's answer has a time that is no time; 0 used");
+        }
+        0
+    })
+}
+
+/// A `self_id` param names the bot account, which the transport has already chosen by then (the
+/// HTTP API picks by it; a WebSocket connection serves one account): it is consumed, never passed
+/// on to the backend as an extension param. Naming another account is refused.
+fn consume_self_id(params: &mut Map<String, Value>, account: &Account) -> Result<(), ActionError> {
+    let Some(v) = params.remove("self_id") else { return Ok(()) };
+    match (&v, lenient_i64(&v)) {
+        (Value::Null, _) => Ok(()),
+        (Value::String(s), _) if s.trim().is_empty() => Ok(()),
+        (_, Some(id)) if id == account.v11_id => Ok(()),
+        _ => Err(ActionError::BadParam {
+            param: "self_id".into(),
+            reason: format!("{v} is not bot account {}, the one this connection serves", account.v11_id),
+        }),
+    }
 }
 
 /// Reads a bool the lenient go-cqhttp way (`true`, `"yes"`, `"1"`, `1`, …).
@@ -131,8 +163,16 @@ pub(super) fn required_i64(params: &Map<String, Value>, name: &str) -> Result<i6
     lenient_i64(v).ok_or_else(|| ActionError::BadParam { param: name.into(), reason: format!("{v} is not an integer") })
 }
 
-fn nonzero_i64(params: &Map<String, Value>, name: &str) -> Option<i64> {
-    params.get(name).and_then(lenient_i64).filter(|n| *n != 0)
+/// An optional routing id: absent, `null`, `""` or 0 is none; anything else must be an integer.
+fn nonzero_i64(params: &Map<String, Value>, name: &str) -> Result<Option<i64>, ActionError> {
+    match params.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(v) => match lenient_i64(v) {
+            Some(n) => Ok(Some(n).filter(|n| *n != 0)),
+            None => Err(ActionError::BadParam { param: name.into(), reason: format!("{v} is not an integer") }),
+        },
+    }
 }
 
 pub(super) fn required_str(params: &Map<String, Value>, name: &str) -> Result<String, ActionError> {
@@ -150,11 +190,12 @@ impl<S: IdStore> Translator<S> {
         &self,
         ctx: ActionContext<'_>,
         caller: &C,
-        req: v11::Request,
+        mut req: v11::Request,
     ) -> v11::Response {
         let name = req.action.strip_suffix("_async").unwrap_or(&req.action);
-        let result = match ctx.maps.actions.get(name) {
-            None => match ctx.maps.unsupported.get(name) {
+        let result = match (consume_self_id(&mut req.params, ctx.account), ctx.maps.actions.get(name)) {
+            (Err(error), _) => Err(error),
+            (Ok(()), None) => match ctx.maps.unsupported.get(name) {
                 Some(reason) => Err(ActionError::Unsupported {
                     action: name.to_owned(),
                     profile: ctx.maps.profile.name.clone(),
@@ -163,7 +204,7 @@ impl<S: IdStore> Translator<S> {
                 }),
                 None => Err(ActionError::NotFound),
             },
-            Some(row) => match row.handler {
+            (Ok(()), Some(row)) => match row.handler {
                 Some(handler) => self.run_handler(handler, name, ctx, caller, &req.params).await,
                 None => self.run_rename(name, ctx, caller, &req.params).await,
             },
@@ -341,6 +382,7 @@ impl<S: IdStore> Translator<S> {
                     };
                     out.insert(spec.name.clone(), v);
                 }
+                None if row.exact => {}
                 None => extras.push((maps.profile.strip(&key).to_owned(), value)),
             }
         }
@@ -401,7 +443,7 @@ impl<S: IdStore> Translator<S> {
                 Some("group") => Ok(Target::Group(required_i64(params, "group_id")?)),
                 Some("private") => Ok(Target::Private(required_i64(params, "user_id")?)),
                 Some("guild") => channel(),
-                _ => match (nonzero_i64(params, "user_id"), nonzero_i64(params, "group_id")) {
+                _ => match (nonzero_i64(params, "user_id")?, nonzero_i64(params, "group_id")?) {
                     (Some(user), _) => Ok(Target::Private(user)),
                     (None, Some(group)) => Ok(Target::Group(group)),
                     (None, None) => Err(ActionError::BadParam {
@@ -497,9 +539,14 @@ impl<S: IdStore> Translator<S> {
         sent: Vec<Segment>,
     ) -> Result<Value, ActionError> {
         let Some(message_id) = data.get("message_id").and_then(id_string).filter(|id| !id.is_empty()) else {
-            // Sent, but the backend gave no id to refer to it by: go-cqhttp answers 0 in that case.
-            tracing::warn!(action = name, "the backend's send_message answer has no message_id");
-            return Ok(json!({ "message_id": 0 }));
+            // v12 requires the id. Without one the bot could not reply to, recall or look up what
+            // it sent, and a made-up 0 would read as success: say the backend's answer was broken.
+            let reason = match data.get("message_id") {
+                None => format!("no `message_id` in {data}; the message may have been sent"),
+                Some(v) => format!("`message_id` {v} is no id; the message may have been sent"),
+            };
+            tracing::warn!(action = name, answer = %data, "the backend's send_message answer has no usable message_id");
+            return Err(ActionError::BadAnswer { action: "send_message".into(), reason });
         };
         if detail_type == "channel" {
             return Ok(json!({ "message_id": message_id }));
@@ -513,9 +560,11 @@ impl<S: IdStore> Translator<S> {
             user_id: Some(&ctx.account.self_id.user_id),
         };
         let mut record = scope.record(&message_id);
-        let time = data.get("time").and_then(Value::as_f64).map(|t| t as i64).unwrap_or(0);
+        let time = answer_time(name, &data);
+        // Kept as go-cqhttp reports a message back, not as the bot wrote it (no null options).
+        let segments = sent.into_iter().map(as_reported).collect();
         record.content =
-            Some(StoredMessage { time, segments: sent, sender_id: ctx.account.v11_id, sender_name: String::new() });
+            Some(StoredMessage { time, segments, sender_id: ctx.account.v11_id, sender_name: String::new() });
         let id = self.ids.message_to_v11(&record).await?;
         Ok(json!({ "message_id": id }))
     }
@@ -530,12 +579,14 @@ impl<S: IdStore> Translator<S> {
     ) -> Result<Value, ActionError> {
         let n = required_i64(params, "message_id")?;
         let record = self.ids.message_to_v12(n).await?;
-        let content = match (record.content.clone(), &ctx.maps.get_message) {
+        let mut content = match (record.content.clone(), &ctx.maps.get_message) {
             (Some(content), _) => content,
             // The bridge knows the id but not the text: a backend that can look messages up is asked.
             (None, Some(action)) => self.message_from_backend(ctx, caller, action, &record).await?,
             (None, None) => return Err(ActionError::Id(IdError::UnknownMessage(n))),
         };
+        // go-cqhttp gives every media segment a `url`; the bot's own sends were stored without.
+        self.media_urls(ctx, caller, &mut content.segments).await;
         let message = match ctx.post_format {
             v11::PostFormat::String => Value::String(render_cq(&content.segments)),
             v11::PostFormat::Array => Value::Array(content.segments.into_iter().map(Segment::into_value).collect()),
@@ -567,6 +618,14 @@ impl<S: IdStore> Translator<S> {
         let mut p = Map::new();
         p.insert("message_id".into(), record.key.message_id.clone().into());
         let data = self.call(ctx, caller, action, p).await?;
+        if !matches!(data.get("message"), Some(Value::Array(_) | Value::String(_) | Value::Object(_))) {
+            // Not a message the bot asked for, but an empty one it would take for the real thing.
+            tracing::warn!(action, answer = %data, "the backend's message lookup answer has no message");
+            return Err(ActionError::BadAnswer {
+                action: action.to_owned(),
+                reason: format!("no `message` in {data}"),
+            });
+        }
         let sender = data.get("user_id").and_then(id_string).or_else(|| record.user_id.clone());
         let scope = Scope {
             account: ctx.account,
@@ -582,7 +641,7 @@ impl<S: IdStore> Translator<S> {
         };
         let name = ["user_name", "nickname"].iter().find_map(|k| data.get(*k).and_then(Value::as_str));
         Ok(StoredMessage {
-            time: data.get("time").and_then(Value::as_f64).map(|t| t as i64).unwrap_or(0),
+            time: answer_time(action, &data),
             segments,
             sender_id,
             sender_name: name.unwrap_or_default().to_owned(),
@@ -601,7 +660,13 @@ impl<S: IdStore> Translator<S> {
         let v12_id = match lenient_i64(raw) {
             Some(n) => self.ids.message_to_v12(n).await?.key.message_id,
             // go-cqhttp's guild message ids are strings; they pass through.
-            None => required_str(params, "message_id")?,
+            None if raw.is_string() => required_str(params, "message_id")?,
+            None => {
+                return Err(ActionError::BadParam {
+                    param: "message_id".into(),
+                    reason: format!("{raw} is not a message_id"),
+                })
+            }
         };
         let mut p = Map::new();
         p.insert("message_id".into(), v12_id.into());
@@ -819,6 +884,7 @@ mod tests {
             (ActionError::Call(CallError::Timeout(5)), "BACKEND_TIMEOUT"),
             (ActionError::Call(CallError::Unavailable("x".into())), "BACKEND_UNAVAILABLE"),
             (ActionError::Call(CallError::Link("x".into())), "BACKEND_LINK_ERROR"),
+            (ActionError::BadAnswer { action: "a".into(), reason: "r".into() }, "BACKEND_BAD_ANSWER"),
             (ActionError::Backend { action: "a".into(), retcode: 10003, message: "no".into() }, "BACKEND_BAD_PARAM"),
             (ActionError::Backend { action: "a".into(), retcode: 90001, message: String::new() }, "BACKEND_ERROR"),
         ];
@@ -839,6 +905,226 @@ mod tests {
         assert_eq!(lenient_i64(&json!(" 42 ")), Some(42));
         assert_eq!(lenient_i64(&json!(42.0)), Some(42));
         assert_eq!(lenient_i64(&json!(42.5)), None);
+    }
+
+    /// Ids that are not exactly an integer in i64 are refused naming the param, never clamped
+    /// to i64::MAX and sent on.
+    #[test]
+    fn out_of_range_ids_are_bad_params_not_clamped() {
+        let t = translator();
+        let me = account(&t);
+        let backend = BackendInfo::default();
+        let ctx = t.context(&me, &backend, Default::default());
+        let two_pow_63: Value = serde_json::from_str("9223372036854775808").unwrap();
+        let ten_pow_30: Value = serde_json::from_str("1000000000000000000000000000000").unwrap();
+        let bad = [
+            json!(1e300),
+            ten_pow_30,
+            two_pow_63,
+            json!(u64::MAX),
+            json!(1.5),
+            json!(true),
+            json!("1e3"),
+            json!(-1e300),
+        ];
+        for (action, param) in [
+            ("send_group_msg", "group_id"),
+            ("send_msg", "group_id"),
+            ("send_msg", "user_id"),
+            ("get_stranger_info", "user_id"),
+        ] {
+            for v in &bad {
+                let rec = Recorder::default();
+                let params = json!({param: v, "message": "hi"});
+                let req =
+                    v11::Request { action: action.into(), params: params.as_object().unwrap().clone(), echo: None };
+                let answer = block_on(t.handle_action(ctx, &rec, req));
+                assert_eq!(answer.msg.as_deref(), Some("BAD_PARAM"), "{action} {param}={v}: {answer:?}");
+                assert!(answer.wording.as_deref().unwrap_or("").contains(param), "{action} {param}={v}: {answer:?}");
+                assert!(rec.requests.lock().unwrap().is_empty(), "{action} {param}={v} reached the backend");
+            }
+        }
+        // What go-cqhttp's bots do send: integers, exact integer floats, decimal text.
+        for v in [json!(123), json!(123.0), json!("123"), json!(" 123 "), json!(-123.0)] {
+            let rec = Recorder::default();
+            *rec.data.lock().unwrap() = json!({"message_id": "m", "time": 1});
+            let params = json!({"group_id": v, "message": "hi"});
+            let req = v11::Request {
+                action: "send_group_msg".into(),
+                params: params.as_object().unwrap().clone(),
+                echo: None,
+            };
+            assert!(block_on(t.handle_action(ctx, &rec, req)).is_ok(), "{v}");
+            let sent = rec.requests.lock().unwrap().pop().unwrap();
+            let want = if v.as_f64().is_some_and(|f| f < 0.0) { "-123" } else { "123" };
+            assert_eq!(sent.params["group_id"], json!(want), "{v}");
+        }
+        assert_eq!(lenient_i64(&json!(9007199254740992.0)), Some(1 << 53), "2^53 is still exact");
+        assert_eq!(lenient_i64(&json!(18014398509481984.0)), None, "2^54 as a float may be a rounded id");
+        assert_eq!(lenient_i64(&json!("9223372036854775808")), None);
+        assert_eq!(lenient_i64(&json!(i64::MIN)), Some(i64::MIN));
+    }
+
+    #[test]
+    fn get_login_info_is_exactly_go_cqhttps_shape() {
+        let t = translator();
+        let me = account(&t);
+        for (profile, _) in t.maps.iter() {
+            let backend = BackendInfo { profile: profile.clone(), ..Default::default() };
+            let rec = Recorder::default();
+            *rec.data.lock().unwrap() =
+                json!({"user_id": "10001", "user_name": "bot", "user_displayname": "", "qq.level": 3});
+            let req = v11::Request { action: "get_login_info".into(), ..Default::default() };
+            let answer = block_on(t.handle_action(t.context(&me, &backend, Default::default()), &rec, req));
+            assert_eq!(answer.data, json!({"user_id": 10001, "nickname": "bot"}), "{profile}");
+        }
+    }
+
+    /// A `self_id` param (as aiocqhttp sends on every call) picks nothing on a connection that
+    /// serves one account: it never reaches the backend as `qq.self_id`.
+    #[test]
+    fn a_self_id_param_is_consumed_not_passed_on() {
+        let t = translator();
+        let me = account(&t);
+        let backend = BackendInfo::default();
+        let ctx = t.context(&me, &backend, Default::default());
+        for self_id in [json!(10001), json!("10001"), json!(null)] {
+            let rec = Recorder::default();
+            let params = json!({"self_id": self_id, "user_id": 5, "no_cache": true});
+            let req = v11::Request {
+                action: "get_stranger_info".into(),
+                params: params.as_object().unwrap().clone(),
+                echo: None,
+            };
+            assert!(block_on(t.handle_action(ctx, &rec, req)).is_ok(), "{self_id}");
+            let sent = rec.requests.lock().unwrap().pop().unwrap();
+            assert_eq!(sent.params.keys().collect::<Vec<_>>(), ["qq.no_cache", "user_id"], "{self_id}");
+        }
+        let rec = Recorder::default();
+        let params = json!({"self_id": 20002, "user_id": 5});
+        let req = v11::Request {
+            action: "get_stranger_info".into(),
+            params: params.as_object().unwrap().clone(),
+            echo: None,
+        };
+        let answer = block_on(t.handle_action(ctx, &rec, req));
+        assert_eq!(answer.msg.as_deref(), Some("BAD_PARAM"), "another account: {answer:?}");
+        assert!(rec.requests.lock().unwrap().is_empty());
+    }
+
+    /// get_msg of the bot's own image: go-cqhttp's `{file, url}`, never the framework's null options.
+    #[test]
+    fn get_msg_of_a_sent_image_has_file_and_url_and_no_nulls() {
+        let t = translator();
+        let me = account(&t);
+        let backend = BackendInfo::default();
+        let rec = Recorder::default();
+        *rec.data.lock().unwrap() = json!({"message_id": "m-1", "time": 5, "url": "http://127.0.0.1/f/abc"});
+        // As nonebot-adapter-onebot writes MessageSegment.image(file).
+        let image = json!({"type": "image", "data": {"file": "abc", "type": null, "cache": true, "proxy": true, "timeout": null}});
+        let send = v11::Request {
+            action: "send_group_msg".into(),
+            params: json!({"group_id": 9, "message": [{"type": "text", "data": {"text": "look"}}, image]})
+                .as_object()
+                .unwrap()
+                .clone(),
+            echo: None,
+        };
+        let ctx = t.context(&me, &backend, Default::default());
+        let sent = block_on(t.handle_action(ctx, &rec, send));
+        assert!(sent.is_ok(), "{sent:?}");
+        let get = v11::Request {
+            action: "get_msg".into(),
+            params: json!({"message_id": sent.data["message_id"]}).as_object().unwrap().clone(),
+            echo: None,
+        };
+        let array = t.context(&me, &backend, v11::PostFormat::Array);
+        let got = block_on(t.handle_action(array, &rec, get.clone()));
+        assert_eq!(
+            got.data["message"],
+            json!([{"type": "text", "data": {"text": "look"}},
+                   {"type": "image", "data": {"file": "abc", "url": "http://127.0.0.1/f/abc"}}]),
+            "{got:?}"
+        );
+        let string = block_on(t.handle_action(ctx, &rec, get));
+        assert_eq!(string.data["message"], json!("look[CQ:image,file=abc,url=http://127.0.0.1/f/abc]"));
+    }
+
+    /// A message looked up through the backend's extension whose answer has no message fails as
+    /// the backend's, instead of answering an empty message from sender 0.
+    #[test]
+    fn a_message_lookup_answer_without_a_message_is_a_backend_failure() {
+        let t = translator();
+        let me = account(&t);
+        let backend = BackendInfo { profile: "walle-q".into(), ..Default::default() };
+        let ctx = t.context(&me, &backend, Default::default());
+        let scope = Scope { account: &me, detail_type: "group", group_id: Some("9"), user_id: None, maps: ctx.maps };
+        let n = block_on(t.ids.message_to_v11(&scope.record("old-1"))).unwrap();
+        let get = v11::Request {
+            action: "get_msg".into(),
+            params: json!({"message_id": n}).as_object().unwrap().clone(),
+            echo: None,
+        };
+        for data in [json!({"user_id": "5", "time": 1}), json!({"message": null}), json!({"message": 7})] {
+            let rec = Recorder::default();
+            *rec.data.lock().unwrap() = data.clone();
+            let answer = block_on(t.handle_action(ctx, &rec, get.clone()));
+            assert_eq!(answer.msg.as_deref(), Some("BACKEND_BAD_ANSWER"), "{data}: {answer:?}");
+            assert_eq!(rec.requests.lock().unwrap()[0].action, "get_message");
+        }
+        let rec = Recorder::default();
+        *rec.data.lock().unwrap() = json!({"message": [{"type": "text", "data": {"text": "old"}}], "user_id": "5"});
+        let answer = block_on(t.handle_action(ctx, &rec, get));
+        assert_eq!(answer.data["message"], json!("old"), "{answer:?}");
+    }
+
+    /// A send the backend answers "ok" without a usable `message_id` is the backend's failure,
+    /// not a success with message_id 0.
+    #[test]
+    fn a_send_answer_without_a_message_id_is_a_backend_failure() {
+        let t = translator();
+        let me = account(&t);
+        let backend = BackendInfo::default();
+        let ctx = t.context(&me, &backend, Default::default());
+        for data in [
+            json!({"message_id": {"id": 1}, "time": 1}),
+            json!({"message_id": true}),
+            json!({"message_id": ""}),
+            json!({"message_id": null}),
+            json!({"time": 1}),
+            json!("sent"),
+        ] {
+            for (action, params) in [
+                ("send_private_msg", json!({"user_id": 5, "message": "hi"})),
+                ("send_guild_channel_msg", json!({"guild_id": "g", "channel_id": "c", "message": "hi"})),
+            ] {
+                let rec = Recorder::default();
+                *rec.data.lock().unwrap() = data.clone();
+                let req =
+                    v11::Request { action: action.into(), params: params.as_object().unwrap().clone(), echo: None };
+                let answer = block_on(t.handle_action(ctx, &rec, req));
+                assert_eq!((answer.status, answer.retcode), ("failed", 100), "{action} {data}: {answer:?}");
+                assert_eq!(answer.msg.as_deref(), Some("BACKEND_BAD_ANSWER"), "{action} {data}");
+                assert!(answer.wording.unwrap_or_default().contains("message_id"), "{action} {data}");
+                assert_eq!(rec.requests.lock().unwrap().len(), 1, "the send itself went out");
+            }
+        }
+    }
+
+    #[test]
+    fn a_delete_msg_id_that_is_no_integer_is_refused_not_passed_on() {
+        let t = translator();
+        let me = account(&t);
+        let backend = BackendInfo::default();
+        let rec = Recorder::default();
+        let req = v11::Request {
+            action: "delete_msg".into(),
+            params: json!({"message_id": 1e300}).as_object().unwrap().clone(),
+            echo: None,
+        };
+        let answer = block_on(t.handle_action(t.context(&me, &backend, Default::default()), &rec, req));
+        assert_eq!(answer.msg.as_deref(), Some("BAD_PARAM"), "{answer:?}");
+        assert!(rec.requests.lock().unwrap().is_empty());
     }
 
     proptest::proptest! {

@@ -3,7 +3,9 @@
 //! Message events are code: go-cqhttp's `sender`, `raw_message`, `font`, `anonymous` and the
 //! message in the endpoint's post format. Notices and requests follow the table, and anything the
 //! table does not name is passed on under its own name with the profile prefix removed, so an
-//! extension event is never dropped. Meta events are per v11 connection (lifecycle, heartbeat) and
+//! extension event is never dropped. An event lacking a field its row requires (a group message
+//! without `group_id`, a request without its flag's fields) is refused naming the field, and the
+//! runtime drops it with a warning. Meta events are per v11 connection (lifecycle, heartbeat) and
 //! are built by [`lifecycle_connect`] and [`heartbeat`]; v12 meta events only tell the runtime
 //! about the backend ([`heartbeat_interval_ms`], [`status_bots`]).
 
@@ -30,8 +32,8 @@ pub enum EventError {
     Id(#[from] IdError),
     #[error(transparent)]
     Segment(#[from] SegmentError),
-    #[error("{event}: missing field `{field}`")]
-    Missing { event: String, field: &'static str },
+    #[error("{event}: missing or unreadable field `{field}`")]
+    Missing { event: String, field: String },
 }
 
 /// A v11 event ready to be written to any number of endpoints.
@@ -183,12 +185,42 @@ pub fn status_bots(status: &Value) -> Vec<(SelfId, bool)> {
         .collect()
 }
 
+/// The event's time, or `now` when it has none or what it has is no time (`1e300`, negative,
+/// NaN-like): go-cqhttp itself stamps most events with the local time.
 fn event_time(ev: &Event, now: i64) -> i64 {
-    if ev.time > 0.0 {
-        ev.time as i64
-    } else {
-        now
+    match super::v12::unix_seconds(ev.time) {
+        Some(t) => t,
+        None => {
+            if ev.time != 0.0 {
+                tracing::warn!(id = %ev.id, event = %ev.name(), time = ev.time, "event time is no time; using now");
+            }
+            now
+        }
     }
+}
+
+/// An event its table row says cannot become a v11 event: a required field absent, or one that
+/// is no id (no message, for `message`). A `group_id: true` must not reach a bot as a group
+/// message without its group.
+fn check_required(maps: &Mappings, ev: &Event) -> Result<(), EventError> {
+    // A request the profile answers needs every field its flag carries back.
+    if let Some(request) = maps.requests.get(&ev.detail_type).filter(|_| ev.kind == "request") {
+        if let Some(field) = request.flag.iter().find(|f| ev.fields.get(*f).is_none_or(Value::is_null)) {
+            return Err(EventError::Missing { event: ev.name(), field: field.clone() });
+        }
+    }
+    let Some(row) = maps.events.get(&ev.name()) else { return Ok(()) };
+    for field in &row.required {
+        let usable = match ev.fields.get(field) {
+            None => false,
+            Some(v) if field == "message" => matches!(v, Value::Array(_) | Value::Object(_) | Value::String(_)),
+            Some(v) => id_string(v).is_some_and(|id| !id.is_empty()),
+        };
+        if !usable {
+            return Err(EventError::Missing { event: ev.name(), field: field.clone() });
+        }
+    }
+    Ok(())
 }
 
 /// Message event fields that describe the sender, under their own name or the profile's
@@ -291,6 +323,9 @@ impl<S: IdStore> Translator<S> {
         now: i64,
         caller: &C,
     ) -> Result<Option<V11Event>, EventError> {
+        if ev.kind != "meta" {
+            check_required(ctx.maps, ev)?;
+        }
         match ev.kind.as_str() {
             "meta" => Ok(None),
             // The bot's own message (a backend reporting what the bot sent elsewhere): go-cqhttp's
@@ -319,7 +354,7 @@ impl<S: IdStore> Translator<S> {
         let (account, maps) = (ctx.account, ctx.maps);
         let profile = &maps.profile;
         let name = ev.name();
-        let missing = |field| EventError::Missing { event: name.clone(), field };
+        let missing = |field: &str| EventError::Missing { event: name.clone(), field: field.to_owned() };
         let row = maps.events.get(&name);
         let message_type = row.map(|r| r.v11.clone()).unwrap_or_else(|| profile.strip(&ev.detail_type).to_owned());
         let sub_type = row
@@ -452,6 +487,7 @@ impl<S: IdStore> Translator<S> {
                     sub_type,
                     self_sub_type: Default::default(),
                     fields: r.fields.clone(),
+                    required: Vec::new(),
                 };
                 Some(&request_row)
             }
@@ -616,6 +652,15 @@ mod tests {
                     fields: fields.clone(),
                 };
                 let ctx = t.context(&me, &backend, Default::default());
+                for f in &row.flag {
+                    let mut without = ev.clone();
+                    without.fields.remove(f);
+                    let got = block_on(t.to_v11_event(ctx, &without, 0, &Recorder::default()));
+                    assert!(
+                        matches!(&got, Err(EventError::Missing { field, .. }) if field == f),
+                        "{profile}/{detail} without flag field {f}: {got:?}"
+                    );
+                }
                 let out = block_on(t.to_v11_event(ctx, &ev, 0, &Recorder::default())).unwrap().unwrap();
                 assert_eq!(out.body["request_type"], row.v11, "{profile}/{detail}");
                 if let Some(sub) = &row.sub_type {
@@ -689,6 +734,77 @@ mod tests {
             assert_eq!(out.body["time"], 77, "a missing time becomes now");
             assert_eq!(out.to_value(PostFormat::String)["message"], "t");
             assert_eq!(out.to_value(PostFormat::Array)["message"], json!([{"type": "text", "data": {"text": "t"}}]));
+        }
+    }
+
+    /// Every row's required fields: without each one (or with it junk) the event is refused
+    /// naming it; with all of them it translates.
+    #[test]
+    fn an_event_without_a_required_field_is_refused_naming_it() {
+        let t = translator();
+        let me = account(&t);
+        let mut checked = 0;
+        for (profile, maps) in t.maps.iter() {
+            let backend = BackendInfo { profile: profile.clone(), ..Default::default() };
+            let ctx = t.context(&me, &backend, Default::default());
+            for (name, row) in maps.events.iter().filter(|(_, r)| !r.required.is_empty()) {
+                let (kind, detail) = name.split_once('.').unwrap();
+                let mut full = Map::new();
+                for field in &row.required {
+                    let v =
+                        if field == "message" { json!([{"type": "text", "data": {"text": "t"}}]) } else { json!("77") };
+                    full.insert(field.clone(), v);
+                }
+                let event = |fields: Map<String, Value>| Event {
+                    id: "e".into(),
+                    time: 5.0,
+                    kind: kind.into(),
+                    detail_type: detail.into(),
+                    sub_type: String::new(),
+                    self_id: Some(me.self_id.clone()),
+                    fields,
+                };
+                let ok = block_on(t.to_v11_event(ctx, &event(full.clone()), 0, &Recorder::default()));
+                assert!(matches!(ok, Ok(Some(_))), "{profile}/{name}: {ok:?}");
+                for field in &row.required {
+                    for junk in [None, Some(json!(true)), Some(json!(null)), Some(json!("")), Some(json!({"id": 1}))] {
+                        if field == "message" && matches!(&junk, Some(Value::String(_) | Value::Object(_))) {
+                            continue;
+                        }
+                        let mut fields = full.clone();
+                        match &junk {
+                            Some(v) => fields.insert(field.clone(), v.clone()),
+                            None => fields.remove(field),
+                        };
+                        let got = block_on(t.to_v11_event(ctx, &event(fields), 0, &Recorder::default()));
+                        match got {
+                            Err(EventError::Missing { field: f, .. }) if &f == field => {}
+                            other => {
+                                let junk = junk.map_or("absent".to_owned(), |v| v.to_string());
+                                panic!("{profile}/{name} {field}={junk}: {other:?}")
+                            }
+                        }
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 20, "rows with required fields: {checked}");
+    }
+
+    #[test]
+    fn an_event_time_that_is_no_time_becomes_now() {
+        let t = translator();
+        let me = account(&t);
+        let backend = BackendInfo::default();
+        for time in [json!(1e300), json!(-7), json!("NaN"), json!("never")] {
+            let ev = Event::from_value(json!({"type": "message", "detail_type": "private", "time": time,
+                "self": {"platform": "qq", "user_id": "10001"}, "message_id": "1", "user_id": "2",
+                "message": "hi"}))
+            .unwrap();
+            let ctx = t.context(&me, &backend, Default::default());
+            let out = block_on(t.to_v11_event(ctx, &ev, 1234, &Recorder::default())).unwrap().unwrap();
+            assert_eq!(out.body["time"], 1234, "{time}");
         }
     }
 

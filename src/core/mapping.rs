@@ -153,6 +153,25 @@ pub struct EventRow {
     /// v12 field → v11 field.
     #[serde(default)]
     pub fields: BTreeMap<String, FieldSpec>,
+    /// v12 fields the v11 event cannot be made without: an event lacking one (or carrying one
+    /// that is no id, or no message for `message`) is dropped with a warning.
+    #[serde(default)]
+    pub required: Vec<String>,
+}
+
+/// Fields every message event needs for go-cqhttp's shape (its `required` must list them).
+const MESSAGE_REQUIRED: [&str; 3] = ["message_id", "user_id", "message"];
+
+/// A message row requires what every v11 message has; a notice row requires only fields it maps.
+fn check_event_row(file: &str, name: &str, row: &EventRow) -> Result<(), MappingError> {
+    if name.starts_with("message.") {
+        if let Some(field) = MESSAGE_REQUIRED.iter().find(|f| !row.required.iter().any(|r| r == *f)) {
+            return Err(invalid(file, format!("[{name}] `required` must list `{field}`")));
+        }
+    } else if let Some(field) = row.required.iter().find(|f| !row.fields.contains_key(*f)) {
+        return Err(invalid(file, format!("[{name}] requires `{field}`, which its `fields` do not map")));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -238,6 +257,10 @@ pub struct ResponseRow {
     /// `files.*.uploader`), v12 string → v11 integer; everything around them is kept.
     #[serde(default)]
     pub ids: Vec<String>,
+    /// Only the listed fields, defaults and params: go-cqhttp's exact shape, the backend's other
+    /// fields dropped (else they are kept, the profile prefix removed).
+    #[serde(default)]
+    pub exact: bool,
 }
 
 // ---- retcodes.toml ----
@@ -547,6 +570,9 @@ impl Mappings {
         let retcodes: RetcodesFile = parse("retcodes.toml", &read)?;
         let overlay: ProfileFile = parse(profile_file, &read)?;
         let mut maps = Mappings::index(segments, events, actions, retcodes, overlay.profile);
+        for (name, row) in &maps.events {
+            check_event_row("events.toml", name, row)?;
+        }
         let file = profile_file;
         for (name, row) in overlay.actions {
             maps.actions.insert(name, row);
@@ -564,7 +590,9 @@ impl Mappings {
         maps.unsupported = overlay.unsupported;
         for (kind, rows) in [("message", overlay.events.message), ("notice", overlay.events.notice)] {
             for (detail, row) in rows {
-                maps.events.insert(format!("{kind}.{detail}"), row);
+                let name = format!("{kind}.{detail}");
+                check_event_row(file, &name, &row)?;
+                maps.events.insert(name, row);
             }
         }
         for (v11, theirs) in overlay.segments {
@@ -701,6 +729,7 @@ impl Mappings {
                 return Err(invalid("events.toml", format!("missing [{required}]")));
             }
         }
+
         for (v12, map) in &self.segments_in {
             if self.extension_segments.contains(v12) && self.segments_out.contains_key(v12) {
                 return Err(invalid("segments.toml", format!("{v12} is both standard and extension")));
@@ -783,6 +812,19 @@ mod tests {
         std::fs::write(dir.join("actions.toml"), "[x]\nv12 = \"y\"\nresponse.ids = [\"a..b\"]\n").unwrap();
         assert!(MappingSet::from_dir(&dir).unwrap_err().to_string().contains("empty step"));
         std::fs::copy(src.join("actions.toml"), dir.join("actions.toml")).unwrap();
+        // Required event fields: every message row needs the v11 message's own; a notice row
+        // only fields it maps.
+        let events = std::fs::read_to_string(src.join("events.toml")).unwrap();
+        let private = "required = [\"message_id\", \"user_id\", \"message\"]";
+        assert!(events.contains(private));
+        std::fs::write(dir.join("events.toml"), events.replacen(private, "required = [\"user_id\"]", 1)).unwrap();
+        let err = MappingSet::from_dir(&dir).unwrap_err().to_string();
+        assert!(err.contains("events.toml") && err.contains("message_id"), "{err}");
+        let notice = "required = [\"user_id\"]";
+        std::fs::write(dir.join("events.toml"), events.replacen(notice, "required = [\"nobody\"]", 1)).unwrap();
+        let err = MappingSet::from_dir(&dir).unwrap_err().to_string();
+        assert!(err.contains("events.toml") && err.contains("nobody"), "{err}");
+        std::fs::copy(src.join("events.toml"), dir.join("events.toml")).unwrap();
         // A profile file: its name must be the file's, its implementations its own.
         std::fs::write(dir.join("profiles/mine.toml"), "name = \"other\"\nprefix = \"x\"\n").unwrap();
         let err = MappingSet::from_dir(&dir).unwrap_err().to_string();

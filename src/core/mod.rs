@@ -133,7 +133,8 @@ pub(crate) mod testing {
         futures::executor::block_on(t.account(&v12::SelfId { platform: "qq".into(), user_id: "10001".into() })).unwrap()
     }
 
-    /// Records every request and answers with the data it was given (or `null`).
+    /// Records every request and answers with the data it was given (or `null`; a
+    /// `send_message` given none gets a fresh `message_id`, which v12 requires of its answer).
     #[derive(Default)]
     pub struct Recorder {
         pub requests: Mutex<Vec<v12::Request>>,
@@ -142,8 +143,15 @@ pub(crate) mod testing {
 
     impl V12Caller for Recorder {
         async fn call(&self, request: v12::Request) -> Result<v12::Response, CallError> {
-            self.requests.lock().unwrap().push(request);
-            Ok(v12::Response::ok(self.data.lock().unwrap().clone()))
+            let mut requests = self.requests.lock().unwrap();
+            let data = match self.data.lock().unwrap().clone() {
+                Value::Null if request.action == "send_message" => {
+                    serde_json::json!({"message_id": format!("sent-{}", requests.len()), "time": 1700000000})
+                }
+                data => data,
+            };
+            requests.push(request);
+            Ok(v12::Response::ok(data))
         }
     }
 }

@@ -82,14 +82,33 @@ pub fn read_v12_message(value: Option<&Value>) -> Vec<Segment> {
     }
 }
 
+/// A segment the bot sent, as go-cqhttp reports it back (`get_msg`): every data value as text and
+/// `null` values gone (options a framework leaves unset, such as nonebot's image `type: null`).
+pub fn as_reported(mut seg: Segment) -> Segment {
+    seg.data = std::mem::take(&mut seg.data)
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, Value::String(value_as_text(&v)?))))
+        .collect();
+    seg
+}
+
 fn bad(kind: &str, reason: impl Into<String>) -> SegmentError {
     SegmentError::BadSegment { kind: kind.to_owned(), reason: reason.into() }
 }
 
-/// Reads an integer the lenient v11 way: a JSON number or decimal text.
+/// The largest magnitude a JSON float holds every integer up to (2^53).
+const EXACT_FLOAT_INT: f64 = 9_007_199_254_740_992.0;
+
+/// Reads an integer the lenient v11 way: a JSON integer in i64, a float that is exactly an
+/// integer (`123.0`, at most 2^53 in magnitude, where floats still hold every integer), or
+/// decimal integer text (go-cqhttp takes ids as strings). Anything else is no integer: never
+/// the nearest i64 (`1e300`, `2^63` and `1e30` would otherwise all become i64::MAX).
 pub fn lenient_i64(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            let f = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= EXACT_FLOAT_INT)?;
+            Some(f as i64)
+        }),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }

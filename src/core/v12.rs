@@ -28,7 +28,8 @@ pub enum EventError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub id: String,
-    /// Seconds since the epoch (fractional allowed).
+    /// Seconds since the epoch (fractional allowed) as sent: 0 when absent, NaN when not a
+    /// number. [`unix_seconds`] says whether it is a time at all.
     pub time: f64,
     /// `meta`, `message`, `notice` or `request`.
     pub kind: String,
@@ -37,6 +38,25 @@ pub struct Event {
     /// Absent on meta events.
     pub self_id: Option<SelfId>,
     pub fields: Map<String, Value>,
+}
+
+/// The latest instant read as a time: 9999-12-31T23:59:59Z.
+pub const MAX_TIME: i64 = 253_402_300_799;
+
+/// A `time` value as sent (number or decimal text): 0 when absent, NaN when unreadable.
+pub fn read_time(v: Option<&Value>) -> f64 {
+    match v {
+        None | Some(Value::Null) => 0.0,
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+        Some(Value::String(s)) => s.trim().parse().unwrap_or(f64::NAN),
+        Some(_) => f64::NAN,
+    }
+}
+
+/// Whole unix seconds, if `t` is a time: finite, after the epoch and no later than
+/// [`MAX_TIME`]. `1e300`, negative and NaN-like values are not (never saturated to i64::MAX).
+pub fn unix_seconds(t: f64) -> Option<i64> {
+    (t.is_finite() && t >= 1.0 && t <= MAX_TIME as f64).then_some(t as i64)
 }
 
 /// Reads an id-like value (string or number) as a string.
@@ -66,11 +86,7 @@ impl Event {
         let detail_type = take_str("detail_type").ok_or(EventError::Missing("detail_type"))?;
         let sub_type = take_str("sub_type").unwrap_or_default();
         let id = take_str("id").unwrap_or_default();
-        let time = match map.remove("time") {
-            Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
-            Some(Value::String(s)) => s.parse().unwrap_or(0.0),
-            _ => 0.0,
-        };
+        let time = read_time(map.remove("time").as_ref());
         let self_id = match map.remove("self") {
             Some(Value::Object(s)) => Some(SelfId {
                 platform: s.get("platform").and_then(id_string).unwrap_or_default(),
@@ -215,6 +231,19 @@ mod tests {
             Err(EventError::BadType("bogus".into()))
         );
         assert_eq!(Event::from_value(json!([1])), Err(EventError::NotObject));
+    }
+
+    #[test]
+    fn only_real_times_are_times() {
+        let time = |v: Value| unix_seconds(read_time(Some(&v)));
+        assert_eq!(time(json!(1632847927.599013)), Some(1632847927));
+        assert_eq!(time(json!("1632847927")), Some(1632847927));
+        assert_eq!(time(json!(MAX_TIME)), Some(MAX_TIME));
+        for junk in [json!(1e300), json!(-5), json!(0), json!("NaN"), json!("inf"), json!(true), json!({})] {
+            assert_eq!(time(junk.clone()), None, "{junk}");
+        }
+        assert_eq!(read_time(None), 0.0, "absent is 0, not junk");
+        assert!(read_time(Some(&json!("soon"))).is_nan(), "unreadable is told apart from absent");
     }
 
     #[test]
