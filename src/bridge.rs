@@ -110,7 +110,11 @@ impl Bridge {
         let translator = Translator::new(config.mappings.clone(), store, options).with_local_files(Box::new(files));
         let serve_base = config.media.public_url.clone().or_else(|| addrs.http.first().map(|a| base_url(*a)));
         translator.media.set_serve_base(serve_base);
-        let hub = Arc::new(Hub::new(translator, config.limits.event_queue).with_profile(config.profile.clone()));
+        let hub = Arc::new(
+            Hub::new(translator, config.limits.event_queue)
+                .with_profile(config.profile.clone())
+                .with_filters(config.filters.clone()),
+        );
         let (shutdown, watch_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let limits = &config.limits;

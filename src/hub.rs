@@ -21,6 +21,8 @@ use crate::core::event::{status_bots, V11Event};
 
 use crate::core::{v11, v12, Account, BackendInfo, CallError, Translator, V12Caller};
 use crate::net::unix_now;
+use crate::v11::event_filter::Filters;
+use crate::v11::rate_limit::Limiter;
 use crate::v12::{LinkHandle, LinkId};
 
 /// The store behind ids (memory or disk, chosen at start-up).
@@ -272,6 +274,8 @@ pub struct Hub {
     forced_profile: Option<String>,
     /// Profiles configured for particular links (they win over `forced_profile`).
     link_profiles: RwLock<HashMap<LinkId, String>>,
+    /// The event filter files the servers use, for `reload_event_filter`.
+    filters: Filters,
 }
 
 impl Hub {
@@ -286,7 +290,14 @@ impl Hub {
             event_queue: event_queue.max(1),
             forced_profile: None,
             link_profiles: RwLock::default(),
+            filters: Filters::default(),
         }
+    }
+
+    /// The event filters `reload_event_filter` reloads.
+    pub fn with_filters(mut self, filters: Filters) -> Hub {
+        self.filters = filters;
+        self
     }
 
     /// Gives one link's backend this profile, whatever it calls itself.
@@ -571,9 +582,44 @@ impl Hub {
         post_format: v11::PostFormat,
     ) -> v11::Response {
         let echo = req.echo.clone();
+        if req.action == "reload_event_filter" {
+            return self.reload_event_filter(&req).with_echo(echo);
+        }
         let backend = self.backend_info(entry.link().id);
         let ctx = self.translator.context(&entry.account, &backend, post_format);
         self.translator.handle_action(ctx, &AccountCaller(entry), req).await.with_echo(echo)
+    }
+
+    /// Runs an action after waiting for its turn under an endpoint's rate limit (go-cqhttp's
+    /// `rate-limit` middleware); a turn further away than the limiter allows is a failure.
+    pub async fn handle_limited_action(
+        &self,
+        entry: &AccountEntry,
+        req: v11::Request,
+        post_format: v11::PostFormat,
+        limiter: Option<&Limiter>,
+    ) -> v11::Response {
+        if let Some(limiter) = limiter {
+            if let Err(overloaded) = limiter.acquire().await {
+                tracing::warn!(action = %req.action, %overloaded, "action refused by the rate limit");
+                return v11::Response::failed(100, "RATE_LIMITED", overloaded.to_string()).with_echo(req.echo);
+            }
+        }
+        self.handle_action(entry, req, post_format).await
+    }
+
+    /// go-cqhttp's `reload_event_filter {file}`: reloads that configured filter file (every one
+    /// when `file` is empty); a broken file keeps the previous filter and says why. With no
+    /// filter configured there is nothing to reload (`null`, as the action always answered).
+    fn reload_event_filter(&self, req: &v11::Request) -> v11::Response {
+        let file = req.params.get("file").and_then(Value::as_str).unwrap_or("");
+        if self.filters.is_empty() && file.trim().is_empty() {
+            return v11::Response::ok(Value::Null);
+        }
+        match self.filters.reload(file) {
+            Ok(_) => v11::Response::ok(Value::Null),
+            Err(error) => v11::Response::failed(100, "BRIDGE_FILTER_NOT_RELOADED", error),
+        }
     }
 
     /// go-cqhttp's status object for heartbeats.

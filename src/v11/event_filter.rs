@@ -76,6 +76,10 @@ impl Filters {
         Ok(slot)
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// go-cqhttp's `reload_event_filter {file}`: reloads the configured filter named `file`
     /// (as the configuration spells it), or every filter when `file` is empty. Only files the
     /// configuration names are read: a bot cannot make the bridge open other paths.
