@@ -10,6 +10,7 @@ pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod decode;
 pub mod hub;
 pub mod media;
 pub mod net;

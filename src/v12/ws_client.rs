@@ -234,8 +234,12 @@ async fn pump<S>(
 /// One frame from the backend (JSON text or MessagePack binary; a binary frame carrying JSON is
 /// read too): an event or an action's answer.
 async fn on_frame(link: &LinkHandle, intake: &Intake, bytes: &[u8], msgpack: bool) {
-    let value: Value = match codec::decode_either(bytes, msgpack) {
+    let value: Value = match codec::read_either(bytes, msgpack).await {
         Ok(v) => v,
+        Err(error) if error.is_refusal() => {
+            tracing::warn!(%error, len = bytes.len(), "frame from backend refused: too costly to decode; ignored");
+            return;
+        }
         Err(error) => {
             tracing::warn!(%error, len = bytes.len(), "malformed frame from backend; ignored");
             return;
