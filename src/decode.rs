@@ -8,10 +8,13 @@
 //!    building anything; a document over [`ScanLimits::PEER`] is refused. This is what makes a
 //!    16 MiB `[0,0,…]` cost one pass over its bytes instead of ~700 MiB of tree.
 //! 2. **Parse budget**: the document's estimated cost ([`cost`]: its bytes plus
-//!    [`VALUE_COST`] per value) is taken from one process-wide [`ParseBudget`] while it is
-//!    decoded, so many connections cannot decode large documents all at once. A document waits
-//!    for budget at most [`BUDGET_WAIT`], then is refused; one that costs more than the whole
-//!    budget is refused at once.
+//!    [`VALUE_COST`] per value) is taken from a process-wide [`ParseBudget`] while it is decoded,
+//!    so many connections cannot decode large documents all at once. Bots and the backend each
+//!    have their own ([`Side`]): bots sending costly documents cannot keep the backend's answers
+//!    from being read. A document waits for budget at most [`BUDGET_WAIT`], then is refused; one
+//!    that costs more than the whole budget is refused at once. A bot's request keeps its budget
+//!    until it is answered ([`json`] hands the budget back to the caller), so the bots' budget
+//!    bounds the requests alive at once, not only those being decoded.
 //!
 //! A refusal is a [`DecodeError`] for which [`DecodeError::is_refusal`] holds; each transport
 //! answers it as it answers malformed input (v11: a failed answer with a `wording`; HTTP 413;
@@ -32,7 +35,7 @@ use crate::core::scan::{self, Refused, ScanLimits, Shape};
 pub const VALUE_COST: usize = 128;
 /// MessagePack is read into `rmpv`'s tree first, which lives beside the JSON tree it becomes.
 pub const MSGPACK_VALUE_COST: usize = VALUE_COST + 2 * std::mem::size_of::<rmpv::Value>();
-/// The process-wide parse budget, bytes.
+/// Each side's parse budget, bytes.
 pub const PARSE_BUDGET: usize = 256 << 20;
 /// Longest a document waits for parse budget before it is refused.
 pub const BUDGET_WAIT: Duration = Duration::from_secs(10);
@@ -47,6 +50,18 @@ pub fn cost(bytes: usize, shape: Shape, msgpack: bool) -> usize {
         bytes.saturating_add(shape.values.saturating_mul(VALUE_COST))
     }
 }
+
+/// Who sent a document: each side decodes within its own budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// v11 bots: requests, HTTP bodies, quick-operation replies.
+    Bots,
+    /// The v12 implementation: events, answers, webhook bodies.
+    Backend,
+}
+
+/// Parse budget held; it goes back when this drops.
+pub type Budget = SemaphorePermit<'static>;
 
 /// Why the budget did not admit a document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -72,10 +87,14 @@ impl ParseBudget {
         ParseBudget { kib: Semaphore::new(total_kib as usize), total_kib, wait }
     }
 
-    /// The budget every transport of the process shares: [`PARSE_BUDGET`], [`BUDGET_WAIT`].
-    pub fn global() -> &'static ParseBudget {
-        static GLOBAL: LazyLock<ParseBudget> = LazyLock::new(|| ParseBudget::new(PARSE_BUDGET, BUDGET_WAIT));
-        &GLOBAL
+    /// The budget every connection of one side shares: [`PARSE_BUDGET`], [`BUDGET_WAIT`].
+    pub fn of(side: Side) -> &'static ParseBudget {
+        static BOTS: LazyLock<ParseBudget> = LazyLock::new(|| ParseBudget::new(PARSE_BUDGET, BUDGET_WAIT));
+        static BACKEND: LazyLock<ParseBudget> = LazyLock::new(|| ParseBudget::new(PARSE_BUDGET, BUDGET_WAIT));
+        match side {
+            Side::Bots => &BOTS,
+            Side::Backend => &BACKEND,
+        }
     }
 
     /// Takes `cost` bytes of budget until the permit drops, waiting for it at most the budget's
@@ -120,17 +139,19 @@ impl DecodeError {
     }
 }
 
-/// Scans a document and waits for its parse budget; the permit is held while it is decoded.
-pub async fn admit(bytes: &[u8], msgpack: bool) -> Result<SemaphorePermit<'static>, DecodeError> {
+/// Scans a document and waits for its side's parse budget, which the caller holds while the
+/// document is decoded (or, for a bot's request, until it is answered).
+pub async fn admit(bytes: &[u8], msgpack: bool, side: Side) -> Result<Budget, DecodeError> {
     let shape =
         if msgpack { scan::scan_msgpack(bytes, ScanLimits::PEER)? } else { scan::scan_json(bytes, ScanLimits::PEER)? };
-    Ok(ParseBudget::global().admit(cost(bytes.len(), shape, msgpack)).await?)
+    Ok(ParseBudget::of(side).admit(cost(bytes.len(), shape, msgpack)).await?)
 }
 
-/// A JSON document from a peer: pre-scanned, decoded within the parse budget.
-pub async fn json(bytes: &[u8]) -> Result<Value, DecodeError> {
-    let _permit = admit(bytes, false).await?;
-    Ok(serde_json::from_slice(bytes)?)
+/// A JSON document from a bot: pre-scanned, decoded within the bots' parse budget, with the
+/// budget it holds (drop that once the document is done with).
+pub async fn json(bytes: &[u8]) -> Result<(Value, Budget), DecodeError> {
+    let budget = admit(bytes, false, Side::Bots).await?;
+    Ok((serde_json::from_slice(bytes)?, budget))
 }
 
 #[cfg(test)]
@@ -180,7 +201,7 @@ mod tests {
             (0..20).map(|i| (format!("field_{i}"), Value::from(format!("value {i}")))).collect();
         let answer = serde_json::json!({"status": "ok", "retcode": 0, "data": vec![member; 5000], "message": ""});
         let bytes = serde_json::to_vec(&answer).unwrap();
-        assert_eq!(json(&bytes).await.unwrap(), answer);
+        assert_eq!(json(&bytes).await.unwrap().0, answer);
         let shape = scan::scan_json(&bytes, ScanLimits::PEER).unwrap();
         assert!(cost(bytes.len(), shape, true) < PARSE_BUDGET / 4, "fits with room, even as MessagePack");
     }

@@ -41,7 +41,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -297,13 +297,23 @@ async fn answer(req: Request<Incoming>, endpoint: &Endpoint) -> Result<v11::Resp
     }
 
     let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
-    let bytes = read_body(body, &parts.headers, endpoint.limits.max_message).await?;
+    let limit = endpoint.limits.max_message;
+    let declared =
+        parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(RequestError::TooLarge { limit });
+    }
+    let bytes = read_body(body, declared, limit).await?;
+    // The decoded JSON keeps its parse budget until the request is answered.
+    let mut _json_budget = None;
     let json_body = if content_type.contains("application/json") && !bytes.is_empty() {
-        Some(crate::decode::json(&bytes).await.map_err(|e| match e {
+        let (json, budget) = crate::decode::json(&bytes).await.map_err(|e| match e {
             crate::decode::DecodeError::Busy(busy) => RequestError::Busy(busy.to_string()),
             e if e.is_refusal() => RequestError::TooComplex(e.to_string()),
             e => RequestError::BadJson(e.to_string()),
-        })?)
+        })?;
+        _json_budget = Some(budget);
+        Some(json)
     } else {
         None
     };
@@ -384,11 +394,7 @@ async fn get_updates(updates: &Updates, params: &Map<String, Value>, format: v11
 
 /// Reads the body within [`BODY_TIMEOUT`] and `limit` bytes, into one buffer (sized by the
 /// `Content-Length` when there is one): a body is held once, never as chunks plus their copy.
-async fn read_body(body: Incoming, headers: &HeaderMap, limit: usize) -> Result<Bytes, RequestError> {
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(RequestError::TooLarge { limit });
-    }
+async fn read_body(body: Incoming, declared: Option<u64>, limit: usize) -> Result<Bytes, RequestError> {
     let read = async {
         let mut body = Limited::new(body, limit);
         let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(0) as usize);

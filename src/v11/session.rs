@@ -218,13 +218,20 @@ where
                     match frame {
                         Some(Ok(Message::Text(text))) if self.role.reads_actions() => {
                             let Ok(permit) = in_flight.clone().try_acquire_owned() else { return Ended::Peer };
+                            // Decoded here: while the bots' parse budget is spent, this connection
+                            // stops reading (backpressure), so at most one frame per connection
+                            // waits for it. The request keeps its budget until it is answered.
+                            let request = read_request(text.as_bytes()).await;
+                            drop(text);
                             let (hub, entry, tx) = (self.hub.clone(), entry.clone(), answers_tx.clone());
                             let format = self.cfg.post_format;
-                            // Decoded in the action's task: a request waiting for parse budget
-                            // holds one of the in-flight places, not the whole connection.
                             tokio::spawn(async move {
-                                let answer = match read_request(text.as_bytes()).await {
-                                    Ok(req) => hub.handle_action(&entry, req, format).await,
+                                let answer = match request {
+                                    Ok((req, budget)) => {
+                                        let answer = hub.handle_action(&entry, req, format).await;
+                                        drop(budget);
+                                        answer
+                                    }
                                     Err(refused) => refused,
                                 };
                                 drop(permit);
@@ -288,7 +295,7 @@ where
                 frame = self.stream.next() => match frame {
                     Some(Ok(Message::Text(text))) if self.role.reads_actions() => {
                         let answer = match read_request(text.as_bytes()).await {
-                            Ok(req) => v11::Response::failed(100, "BACKEND_UNAVAILABLE", "no bot account is online on the backend yet")
+                            Ok((req, _budget)) => v11::Response::failed(100, "BACKEND_UNAVAILABLE", "no bot account is online on the backend yet")
                                 .with_echo(req.echo),
                             Err(refused) => refused,
                         };
@@ -311,9 +318,9 @@ where
 /// is not JSON is the empty action (answered `404`, as go-cqhttp); a request too costly to decode
 /// is refused (logged, and answered with a failure that says why, with its `echo` when that can
 /// be found).
-async fn read_request(bytes: &[u8]) -> Result<v11::Request, v11::Response> {
+async fn read_request(bytes: &[u8]) -> Result<(v11::Request, Option<crate::decode::Budget>), v11::Response> {
     match crate::decode::json(bytes).await {
-        Ok(value) => Ok(v11::Request::from_value(value)),
+        Ok((value, budget)) => Ok((v11::Request::from_value(value), Some(budget))),
         Err(error) if error.is_refusal() => {
             tracing::warn!(%error, len = bytes.len(), "request from bot refused: too costly to decode");
             // The bot matches answers by echo: give it back when it is small enough to read.
@@ -322,7 +329,7 @@ async fn read_request(bytes: &[u8]) -> Result<v11::Request, v11::Response> {
                 .and_then(|raw| serde_json::from_slice(raw).ok());
             Err(v11::Response::refused(error).with_echo(echo))
         }
-        Err(_) => Ok(v11::Request::default()),
+        Err(_) => Ok((v11::Request::default(), None)),
     }
 }
 

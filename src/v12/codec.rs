@@ -31,10 +31,10 @@ fn parse_msgpack(bytes: &[u8]) -> Result<Value, DecodeError> {
     Ok(msgpack_to_json(v))
 }
 
-/// Reads a document from a peer: pre-scanned, then decoded within the process-wide parse budget
-/// ([`crate::decode`]).
+/// Reads a document from the backend: pre-scanned, then decoded within the backend's parse
+/// budget ([`crate::decode`]).
 pub async fn read(bytes: &[u8], msgpack: bool) -> Result<Value, DecodeError> {
-    let _permit = crate::decode::admit(bytes, msgpack).await?;
+    let _budget = crate::decode::admit(bytes, msgpack, crate::decode::Side::Backend).await?;
     if msgpack {
         parse_msgpack(bytes)
     } else {
