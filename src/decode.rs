@@ -158,7 +158,7 @@ pub async fn json(bytes: &[u8]) -> Result<(Value, Budget), DecodeError> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_budget_admits_what_fits_and_waits_a_bounded_time_for_the_rest() {
         let budget = ParseBudget::new(100 << 10, Duration::from_millis(50));
         assert_eq!(
@@ -175,7 +175,7 @@ mod tests {
         assert!(budget.admit(100 << 10).await.is_ok());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_waiting_document_is_admitted_when_budget_comes_back() {
         let budget = std::sync::Arc::new(ParseBudget::new(10 << 10, Duration::from_secs(30)));
         let held = budget.admit(8 << 10).await.unwrap();

@@ -301,6 +301,7 @@ pub fn json_member<'a>(bytes: &'a [u8], key: &str) -> Option<&'a [u8]> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use serde_json::{json, Value};
 
     use super::*;
@@ -415,6 +416,44 @@ mod tests {
         assert_eq!(json_member(br#"[{"echo":1}]"#, "echo"), None);
         assert_eq!(json_member(br#"{"echo":"#, "echo"), None);
         assert_eq!(json_member(b"", "echo"), None);
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            any::<String>().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(6, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((any::<String>(), inner), 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_document_is_counted_as_its_tree(v in any_json()) {
+            let text = serde_json::to_string(&v).unwrap();
+            prop_assert_eq!(scan_json(text.as_bytes(), WIDE), Ok(shape_of(&v)));
+            let packed = rmp_serde::to_vec_named(&v).unwrap();
+            prop_assert_eq!(scan_msgpack(&packed, WIDE), Ok(shape_of(&v)));
+        }
+
+        #[test]
+        fn any_bytes_are_scanned_without_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let json = scan_json(&bytes, ScanLimits::PEER);
+            // What serde_json accepts, the scanner counted exactly.
+            if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+                prop_assert_eq!(json, Ok(shape_of(&v)));
+            }
+            let _ = scan_msgpack(&bytes, ScanLimits::PEER);
+            let _ = json_member(&bytes, "echo");
+        }
     }
 
     #[test]
