@@ -8,7 +8,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::core::scan::{self, ScanLimits};
 
-pub use crate::decode::DecodeError;
+pub use crate::decode::{Budget, DecodeError};
 
 /// Reads a JSON or MessagePack document, after the pre-scan ([`crate::core::scan`]) found it
 /// within [`ScanLimits::PEER`]. Peer bytes go through [`read`], which also takes parse budget.
@@ -34,22 +34,26 @@ fn parse_msgpack(bytes: &[u8]) -> Result<Value, DecodeError> {
 /// Reads a document from the backend: pre-scanned, then decoded within the backend's parse
 /// budget ([`crate::decode`]).
 pub async fn read(bytes: &[u8], msgpack: bool) -> Result<Value, DecodeError> {
-    let _budget = crate::decode::admit(bytes, msgpack, crate::decode::Side::Backend).await?;
-    if msgpack {
-        parse_msgpack(bytes)
-    } else {
-        Ok(serde_json::from_slice(bytes)?)
-    }
+    read_held(bytes, msgpack).await.map(|(value, _budget)| value)
+}
+
+/// [`read`], handing back the parse budget the document holds, for a caller that keeps the
+/// document a while (an event waiting to be translated).
+pub async fn read_held(bytes: &[u8], msgpack: bool) -> Result<(Value, Budget), DecodeError> {
+    let budget = crate::decode::admit(bytes, msgpack, crate::decode::Side::Backend).await?;
+    let value = if msgpack { parse_msgpack(bytes)? } else { serde_json::from_slice(bytes)? };
+    Ok((value, budget))
 }
 
 /// Reads a document whose encoding is not declared: `preferred` first, then the other one. A
-/// refusal (too costly to decode) is reported over the other encoding's complaint.
-pub async fn read_either(bytes: &[u8], preferred_msgpack: bool) -> Result<Value, DecodeError> {
-    let first = match read(bytes, preferred_msgpack).await {
+/// refusal (too costly to decode) is reported over the other encoding's complaint. The parse
+/// budget comes back with the document, as from [`read_held`].
+pub async fn read_either(bytes: &[u8], preferred_msgpack: bool) -> Result<(Value, Budget), DecodeError> {
+    let first = match read_held(bytes, preferred_msgpack).await {
         Ok(v) => return Ok(v),
         Err(e) => e,
     };
-    match read(bytes, !preferred_msgpack).await {
+    match read_held(bytes, !preferred_msgpack).await {
         Ok(v) => Ok(v),
         Err(second) if second.is_refusal() && !first.is_refusal() => Err(second),
         Err(_) => Err(first),
@@ -201,8 +205,8 @@ mod tests {
         let v = json!({"status": "ok", "retcode": 0, "data": [1, "x"], "message": ""});
         for msgpack in [false, true] {
             let body = encode(&v, msgpack);
-            assert_eq!(read_either(&body, true).await.unwrap(), v);
-            assert_eq!(read_either(&body, false).await.unwrap(), v);
+            assert_eq!(read_either(&body, true).await.unwrap().0, v);
+            assert_eq!(read_either(&body, false).await.unwrap().0, v);
         }
         assert!(read_either(b"\xc1 not either", false).await.is_err());
     }

@@ -115,7 +115,7 @@ impl HttpCaller {
         }
         let value = match declared {
             Some(msgpack) => codec::read(&bytes, msgpack).await,
-            None => codec::read_either(&bytes, self.msgpack).await,
+            None => codec::read_either(&bytes, self.msgpack).await.map(|(value, _budget)| value),
         }
         .map_err(|e| CallError::Link(format!("the backend's answer: {e}")))?;
         v12::Response::from_value(value).ok_or_else(|| CallError::Link("the answer is not a OneBot response".into()))
