@@ -4,6 +4,9 @@
 //! The session writes `lifecycle.connect` first (roles that carry events), then events, heartbeats
 //! and action answers; it reads action requests (roles that take actions), each run as its own
 //! task, at most `actions_in_flight` at once: beyond that the session stops reading (backpressure).
+//! A request is decoded before its task starts, within the bots' parse budget
+//! ([`crate::decode`], `docs/limits.md`), which it keeps until it is answered; while that budget
+//! is spent the session stops reading too.
 
 use std::sync::Arc;
 use std::time::Duration;

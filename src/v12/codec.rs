@@ -21,6 +21,12 @@ pub fn decode(bytes: &[u8], msgpack: bool) -> Result<Value, DecodeError> {
     parse_msgpack(bytes)
 }
 
+/// [`decode`] for a document whose encoding is not declared: `preferred` first, then the other
+/// one. Peer bytes go through [`read_either`], which also takes parse budget.
+pub fn decode_either(bytes: &[u8], preferred_msgpack: bool) -> Result<Value, DecodeError> {
+    decode(bytes, preferred_msgpack).or_else(|first| decode(bytes, !preferred_msgpack).map_err(|_| first))
+}
+
 fn parse_msgpack(bytes: &[u8]) -> Result<Value, DecodeError> {
     let mut cursor = bytes;
     let v = rmpv::decode::read_value_with_max_depth(&mut cursor, scan::MAX_DEPTH + 1)
@@ -219,6 +225,7 @@ mod tests {
         let zeros = format!("[{}0]", "0,".repeat(1 << 20)).into_bytes();
         let lying = [0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0];
         for (bytes, msgpack) in [(&nils[..], true), (&zeros[..], false), (&lying[..], true)] {
+            assert!(decode_either(bytes, msgpack).unwrap_err().is_refusal());
             for preferred in [msgpack, !msgpack] {
                 let error = read_either(bytes, preferred).await.unwrap_err();
                 assert!(error.is_refusal(), "{error}");
