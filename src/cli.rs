@@ -1,5 +1,5 @@
 //! The command line. Every flag has an environment twin `ONEBOT_BRIDGE_<FLAG>`; repeatable flags
-//! take a comma-separated list there. This is a stable contract: see the README.
+//! take a comma-separated list there. This is a stable contract: see docs/configuration.md.
 
 use std::path::PathBuf;
 
@@ -11,7 +11,7 @@ use crate::core::v11::PostFormat;
 #[derive(Debug, Parser)]
 #[command(name = "onebot-bridge", version, about = "Run OneBot v11 (go-cqhttp) bots on a OneBot v12 implementation")]
 pub struct Cli {
-    /// TOML configuration file (go-cqhttp vocabulary; see README).
+    /// TOML configuration file (go-cqhttp vocabulary; see docs/configuration.md).
     #[arg(long, env = "ONEBOT_BRIDGE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -168,9 +168,22 @@ pub struct Cli {
     #[arg(long, env = "ONEBOT_BRIDGE_CHECK")]
     pub check: bool,
 
-    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `onebot_bridge=debug`.
-    #[arg(long, env = "ONEBOT_BRIDGE_LOG", value_name = "FILTER", default_value = "info")]
-    pub log: String,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `onebot_bridge=debug`; a filter
+    /// that does not parse is a configuration error [default: a config.yml's
+    /// `output.log-level`, else info].
+    #[arg(long, env = "ONEBOT_BRIDGE_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+
+    /// Log lines as human-readable `text` or one JSON object per line (`json`).
+    #[arg(long = "log-format", env = "ONEBOT_BRIDGE_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Cli {

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use onebot_bridge::cli::Cli;
+use onebot_bridge::cli::{Cli, LogFormat};
 
 /// mimalloc: the event path allocates and frees many small strings and maps per event, and the
 /// system allocator spent over a third of the core's cycles on them (benches/core.rs uses it too,
@@ -14,10 +14,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-
     let config = match cli.load_config() {
         Ok(c) => c,
         Err(error) => {
@@ -25,13 +21,31 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let log = cli.log.clone().or_else(|| config.log_level.clone()).unwrap_or_else(|| "info".to_owned());
+    let filter = match tracing_subscriber::EnvFilter::try_new(&log) {
+        Ok(filter) => filter,
+        Err(error) => {
+            eprintln!("onebot-bridge: invalid configuration: --log {log:?}: {error}");
+            return ExitCode::from(2);
+        }
+    };
     if cli.check {
-        println!(
-            "configuration OK: {} backend link(s), {} v11 WebSocket endpoint(s)",
-            config.backends.len(),
-            config.ws_servers.len()
-        );
+        println!("configuration OK");
+        for line in config.summary() {
+            println!("  {line}");
+        }
+        for ignored in &config.ignored {
+            println!("  ignored: {}: {}", ignored.keys.join(", "), ignored.why);
+        }
         return ExitCode::SUCCESS;
+    }
+    init_logging(filter, cli.log_format);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "onebot-bridge starting");
+    for line in config.summary() {
+        tracing::info!("{line}");
+    }
+    for ignored in &config.ignored {
+        tracing::warn!(keys = %ignored.keys.join(", "), "configuration keys ignored: {}", ignored.why);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -45,6 +59,20 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("onebot-bridge: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr, as text (colours only on a terminal and without `NO_COLOR`) or as one JSON
+/// object per line.
+fn init_logging(filter: tracing_subscriber::EnvFilter, format: LogFormat) {
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder.with_ansi(colour).init()
         }
     }
 }

@@ -36,7 +36,89 @@ fn check_validates_and_exits() {
         .env("ONEBOT_BRIDGE_WS", "127.0.0.1:0,127.0.0.1:0")
         .env("ONEBOT_BRIDGE_POST_FORMAT", "array"));
     assert_eq!(code, 0);
-    assert!(out.contains("2 v11 WebSocket endpoint"), "{out}");
+    assert_eq!(out.matches("v11 forward WebSocket on 127.0.0.1:0 (array messages)").count(), 2, "{out}");
+    // It says what it will serve and dial, never the secrets.
+    let (code, out, _) = run(bridge().args([
+        "--check",
+        "--backend-http",
+        "http://127.0.0.1:1/",
+        "--http",
+        "127.0.0.1:0",
+        "--access-token",
+        "s3cret",
+        "--http-post",
+        "http://127.0.0.1:2/",
+        "--secret",
+        "hm4c",
+        "--ws-reverse",
+        "ws://127.0.0.1:3/onebot",
+    ]));
+    assert_eq!(code, 0, "{out}");
+    for want in [
+        "backend: v12 HTTP http://127.0.0.1:1/ (JSON), events by get_latest_events polling",
+        "bots: v11 HTTP API on 127.0.0.1:0, access token required",
+        "bots: v11 HTTP POST to http://127.0.0.1:2/, signed",
+        "bots: v11 reverse WebSocket to universal ws://127.0.0.1:3/onebot",
+        "ids: on disk in data/bridge.redb",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in {out}");
+    }
+    assert!(!out.contains("s3cret") && !out.contains("hm4c"), "{out}");
+}
+
+#[test]
+fn a_log_filter_that_does_not_parse_is_a_configuration_error() {
+    let (code, _, err) = run(bridge().args([
+        "--check",
+        "--backend-ws",
+        "ws://x:1",
+        "--ws",
+        "127.0.0.1:0",
+        "--log",
+        "onebot_bridge=loud",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--log") && err.contains("onebot_bridge=loud"), "{err}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_start_with_what_runs() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Child(
+        bridge()
+            .args(["--backend-ws", "ws://127.0.0.1:1/", "--ws", "127.0.0.1:0", "--ephemeral", "--log-format", "json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    // The start-up lines, then at least one line about the unreachable backend.
+    while lines.len() < 5 {
+        match rx.recv_timeout(WAIT) {
+            Ok(line) => lines.push(line),
+            Err(_) => break,
+        }
+    }
+    assert!(lines.len() >= 4, "{lines:?}");
+    let parsed: Vec<serde_json::Value> =
+        lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    assert_eq!(parsed[0]["fields"]["message"], "onebot-bridge starting");
+    assert_eq!(parsed[0]["fields"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(parsed
+        .iter()
+        .any(|v| v["fields"]["message"] == "backend: dial v12 forward WebSocket ws://127.0.0.1:1/ (JSON)"));
+    assert!(parsed.iter().all(|v| v["level"].is_string() && v["timestamp"].is_string()));
+    assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "no colour codes when stderr is not a terminal");
 }
 
 #[test]

@@ -668,6 +668,7 @@ async fn nonebot_over_http_post_and_the_http_api() {
         retries_interval: Duration::from_millis(200),
         post_format: PostFormat::String,
         self_id: None,
+        filter: None,
     };
     let (stop_posting, stopped) = watch::channel(false);
     let posting =

@@ -139,6 +139,7 @@ async fn koishi_over_http_verifies_the_signature_and_answers_through_the_http_ap
         retries_interval: Duration::from_millis(200),
         post_format: PostFormat::String,
         self_id: None,
+        filter: None,
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let posting =

@@ -9,6 +9,7 @@ pub mod action;
 pub mod cq;
 pub mod event;
 pub mod files;
+pub mod filter;
 pub mod ids;
 pub mod mapping;
 pub mod matrix;

@@ -3,7 +3,9 @@
 //! The file is TOML in go-cqhttp's own vocabulary (`servers` entries named `ws`, keys such as
 //! `address`, `middlewares.access-token`, `message.post-format`, `heartbeat.interval`), plus a
 //! `[backend]` section for the v12 side and per-endpoint extras (`post-format`, `self-id`).
-//! Unknown keys are errors. Everything is checked here, before any port is bound.
+//! Unknown keys are errors. go-cqhttp's own `config.yml` is read too ([`gocqhttp`]): its keys
+//! land in the same [`FileConfig`], and the ones that do not apply are reported, not refused.
+//! Everything is checked here, before any port is bound.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,10 @@ use serde::Deserialize;
 
 use crate::core::v11::PostFormat;
 use crate::core::MappingSet;
+use crate::v11::event_filter::{FilterSlot, Filters};
+use crate::v11::rate_limit::RateLimit;
+
+pub mod gocqhttp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -53,6 +59,12 @@ pub struct FileConfig {
     pub bridge: BridgeSection,
     #[serde(default)]
     pub media: MediaSection,
+    /// go-cqhttp's `output.log-level` (only from a `config.yml`; `--log` wins).
+    #[serde(skip)]
+    pub log_level: Option<String>,
+    /// Keys of a go-cqhttp `config.yml` the bridge does not act on, and why.
+    #[serde(skip)]
+    pub ignored: Vec<gocqhttp::Ignored>,
 }
 
 /// `[media]`: how pictures, voice, video and files move (README "Media").
@@ -188,6 +200,12 @@ pub struct MessageSection {
     /// go-cqhttp's `report-self-message`: the bot's own messages as `message_sent` events.
     #[serde(default)]
     pub report_self_message: Option<bool>,
+    /// go-cqhttp's `remove-reply-at`: drop the mention QQ adds after a reply.
+    #[serde(default)]
+    pub remove_reply_at: Option<bool>,
+    /// go-cqhttp's `extra-reply-data`: a reply segment also carries the quoted message's data.
+    #[serde(default)]
+    pub extra_reply_data: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +223,24 @@ pub struct HeartbeatSection {
 pub struct Middlewares {
     #[serde(default)]
     pub access_token: Option<String>,
+    /// go-cqhttp's event filter: the path of its JSON file.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// go-cqhttp's API rate limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitEntry>,
+}
+
+/// go-cqhttp's `rate-limit`: a token bucket of `bucket` tokens refilled `frequency` times a second.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RateLimitEntry {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub frequency: Option<f64>,
+    #[serde(default)]
+    pub bucket: Option<u32>,
 }
 
 /// One `servers` entry: a single-key table naming the kind, as in go-cqhttp's config.yml.
@@ -368,9 +404,19 @@ pub struct BridgeSection {
 }
 
 impl FileConfig {
+    /// Reads the bridge's TOML file, or go-cqhttp's own `config.yml` / `.yaml` (by extension).
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), detail: e.to_string() })
+        let parse_error = |detail: String| ConfigError::Parse { path: path.into(), detail };
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("yml" | "yaml") => {
+                let (mut file, ignored) =
+                    gocqhttp::read(&text, |name| std::env::var(name).ok()).map_err(parse_error)?;
+                file.ignored = ignored;
+                Ok(file)
+            }
+            _ => toml::from_str(&text).map_err(|e| parse_error(e.to_string())),
+        }
     }
 }
 
@@ -405,6 +451,10 @@ pub struct WsServer {
     pub token: Option<String>,
     pub post_format: PostFormat,
     pub self_id: Option<i64>,
+    /// go-cqhttp's event filter for this server.
+    pub filter: Option<Arc<FilterSlot>>,
+    /// go-cqhttp's rate limit: one bucket per connection.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A v11 HTTP API endpoint the bridge serves.
@@ -417,6 +467,10 @@ pub struct HttpServer {
     pub self_id: Option<i64>,
     /// `get_updates` long polling, with this many events queued at most.
     pub long_polling: Option<usize>,
+    /// go-cqhttp's event filter (for `get_updates`, and the server's `post` targets).
+    pub filter: Option<Arc<FilterSlot>>,
+    /// go-cqhttp's rate limit: one bucket for the server.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A bot's webhook the bridge POSTs events to (go-cqhttp `http.post`).
@@ -429,6 +483,8 @@ pub struct HttpPost {
     pub retries_interval: Duration,
     pub post_format: PostFormat,
     pub self_id: Option<i64>,
+    /// The event filter of the `http` server this target belongs to.
+    pub filter: Option<Arc<FilterSlot>>,
 }
 
 /// A bot's reverse-WebSocket server the bridge dials: one Universal URL, or API and/or Event URLs.
@@ -442,6 +498,10 @@ pub struct WsReverse {
     pub auth_scheme: AuthScheme,
     pub post_format: PostFormat,
     pub self_id: Option<i64>,
+    /// go-cqhttp's event filter for this entry.
+    pub filter: Option<Arc<FilterSlot>>,
+    /// go-cqhttp's rate limit: one bucket for the entry.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// Bounds on everything that comes over a wire.
@@ -517,6 +577,12 @@ pub struct Config {
     pub report_self_message: bool,
     pub limits: Limits,
     pub media: MediaConfig,
+    /// go-cqhttp's `output.log-level`, when a `config.yml` gave one.
+    pub log_level: Option<String>,
+    /// What the file said that the bridge does not act on, and why (logged at start).
+    pub ignored: Vec<gocqhttp::Ignored>,
+    /// Every event filter file the servers name (for `reload_event_filter`).
+    pub filters: Filters,
 }
 
 /// The flag-side inputs that the file can also express (flags add to or override the file).
@@ -596,27 +662,56 @@ fn non_empty(token: Option<String>) -> Option<String> {
     token.filter(|t| !t.is_empty())
 }
 
+/// What one server's middlewares make it enforce.
+struct Guards {
+    token: Option<String>,
+    filter: Option<Arc<FilterSlot>>,
+    rate_limit: Option<RateLimit>,
+}
+
+fn guards(m: &Middlewares, flag_token: Option<String>, filters: &mut Filters) -> Result<Guards, ConfigError> {
+    let filter = match m.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+        Some(path) => Some(filters.slot(Path::new(path)).map_err(|e| invalid(format!("event filter {e}")))?),
+        None => None,
+    };
+    let rate_limit = match &m.rate_limit {
+        Some(r) if r.enabled => {
+            let frequency = r.frequency.unwrap_or(1.0);
+            if !(frequency.is_finite() && frequency > 0.0) {
+                return Err(invalid(format!("rate-limit frequency must be a positive number, not {frequency}")));
+            }
+            Some(RateLimit { frequency, bucket: r.bucket.unwrap_or(1).max(1) })
+        }
+        _ => None,
+    };
+    Ok(Guards { token: flag_token.or_else(|| non_empty(m.access_token.clone())), filter, rate_limit })
+}
+
 impl Config {
     /// Merges the file (if any) with the flags and checks everything.
-    pub fn resolve(file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
+    pub fn resolve(mut file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
+        let mut ignored = std::mem::take(&mut file.ignored);
+        not_applied_yet(&file, &mut ignored);
         let mappings_dir = flags.mappings.clone().or(file.bridge.mappings.clone());
         let mappings = match mappings_dir {
             Some(dir) => MappingSet::from_dir(&dir)?,
             None => MappingSet::embedded()?,
         };
 
+        let action_timeout =
+            Duration::from_millis(flags.action_timeout_ms.or(file.bridge.action_timeout).unwrap_or(30_000));
+        if action_timeout.is_zero() {
+            return Err(invalid("the action timeout must be above 0 ms"));
+        }
         let store = resolve_store(&file.bridge, &flags)?;
         let backends = resolve_backends(&file.backend, &flags)?;
         let global_format = flags.post_format.or(file.message.post_format).unwrap_or_default();
-        let default_token = non_empty(file.default_middlewares.access_token.clone());
         // A server's own middlewares replace the defaults (as YAML anchors do in go-cqhttp);
-        // `--access-token` overrides both.
-        let token_of = |m: Option<Middlewares>| {
-            non_empty(flags.access_token.clone()).or(match m {
-                Some(m) => non_empty(m.access_token),
-                None => default_token.clone(),
-            })
-        };
+        // `--access-token` overrides both tokens.
+        let mut filters = Filters::default();
+        let defaults = file.default_middlewares.clone();
+        let flag_token = non_empty(flags.access_token.clone());
+        let mut guards_of = |m: Option<&Middlewares>| guards(m.unwrap_or(&defaults), flag_token.clone(), &mut filters);
 
         let mut ws_servers = Vec::new();
         let mut http_servers = Vec::new();
@@ -624,14 +719,19 @@ impl Config {
         let mut ws_reverse = Vec::new();
         for entry in file.servers {
             match entry {
-                ServerEntry::Ws(ws) if !ws.disabled => ws_servers.push(WsServer {
-                    addr: parse_addr(&ws.address)?,
-                    token: token_of(ws.middlewares),
-                    post_format: ws.post_format.unwrap_or(global_format),
-                    self_id: ws.self_id,
-                }),
+                ServerEntry::Ws(ws) if !ws.disabled => {
+                    let g = guards_of(ws.middlewares.as_ref())?;
+                    ws_servers.push(WsServer {
+                        addr: parse_addr(&ws.address)?,
+                        token: g.token,
+                        post_format: ws.post_format.unwrap_or(global_format),
+                        self_id: ws.self_id,
+                        filter: g.filter,
+                        rate_limit: g.rate_limit,
+                    })
+                }
                 ServerEntry::Http(h) if !h.disabled => {
-                    let token = token_of(h.middlewares);
+                    let g = guards_of(h.middlewares.as_ref())?;
                     if !h.address.trim().is_empty() {
                         let long_polling = match &h.long_polling {
                             Some(lp) if lp.enabled => Some(lp.max_queue_size.unwrap_or(2000).clamp(1, 100_000)),
@@ -639,10 +739,12 @@ impl Config {
                         };
                         http_servers.push(HttpServer {
                             addr: parse_addr(&h.address)?,
-                            token,
+                            token: g.token.clone(),
                             post_format: h.post_format.unwrap_or(global_format),
                             self_id: h.self_id,
                             long_polling,
+                            filter: g.filter.clone(),
+                            rate_limit: g.rate_limit,
                         });
                     }
                     let timeout = Duration::from_secs(h.timeout.unwrap_or(5).max(5));
@@ -655,6 +757,7 @@ impl Config {
                             retries_interval: Duration::from_millis(p.retries_interval.unwrap_or(1500)),
                             post_format: h.post_format.unwrap_or(global_format),
                             self_id: h.self_id,
+                            filter: g.filter.clone(),
                         });
                     }
                 }
@@ -671,36 +774,44 @@ impl Config {
                     if universal.is_none() && api.is_none() && event.is_none() {
                         return Err(invalid("a ws-reverse entry needs `universal`, or `api` and/or `event`"));
                     }
+                    let g = guards_of(r.middlewares.as_ref())?;
                     ws_reverse.push(WsReverse {
                         universal,
                         api,
                         event,
                         reconnect_interval: reconnect_interval(r.reconnect_interval.or(flags.reconnect_interval_ms)),
-                        token: token_of(r.middlewares),
+                        token: g.token,
                         auth_scheme: flags.ws_reverse_auth.or(r.auth_scheme).unwrap_or_default(),
                         post_format: r.post_format.unwrap_or(global_format),
                         self_id: r.self_id,
+                        filter: g.filter,
+                        rate_limit: g.rate_limit,
                     });
                 }
                 _ => {}
             }
         }
-        let flag_token = || non_empty(flags.access_token.clone()).or_else(|| default_token.clone());
+        // Endpoints given by flags take the default middlewares.
+        let g = guards_of(None)?;
         for addr in &flags.ws {
             ws_servers.push(WsServer {
                 addr: parse_addr(addr)?,
-                token: flag_token(),
+                token: g.token.clone(),
                 post_format: global_format,
                 self_id: None,
+                filter: g.filter.clone(),
+                rate_limit: g.rate_limit,
             });
         }
         for addr in &flags.http {
             http_servers.push(HttpServer {
                 addr: parse_addr(addr)?,
-                token: flag_token(),
+                token: g.token.clone(),
                 post_format: global_format,
                 self_id: None,
                 long_polling: None,
+                filter: g.filter.clone(),
+                rate_limit: g.rate_limit,
             });
         }
         for url in &flags.http_post {
@@ -712,6 +823,7 @@ impl Config {
                 retries_interval: Duration::from_millis(1500),
                 post_format: global_format,
                 self_id: None,
+                filter: g.filter.clone(),
             });
         }
         let reverse_flag = |universal, api, event| -> WsReverse {
@@ -720,10 +832,12 @@ impl Config {
                 api,
                 event,
                 reconnect_interval: reconnect_interval(flags.reconnect_interval_ms),
-                token: flag_token(),
+                token: g.token.clone(),
                 auth_scheme: flags.ws_reverse_auth.unwrap_or_default(),
                 post_format: global_format,
                 self_id: None,
+                filter: g.filter.clone(),
+                rate_limit: g.rate_limit,
             }
         };
         for url in &flags.ws_reverse {
@@ -742,11 +856,6 @@ impl Config {
             (None, h) if h.disabled || h.interval.is_some_and(|i| i < 0) => None,
             (None, h) => Some(Duration::from_secs(h.interval.filter(|i| *i > 0).unwrap_or(5) as u64)),
         };
-        let action_timeout =
-            Duration::from_millis(flags.action_timeout_ms.or(file.bridge.action_timeout).unwrap_or(30_000));
-        if action_timeout.is_zero() {
-            return Err(invalid("the action timeout must be above 0 ms"));
-        }
 
         if backends.is_empty() {
             return Err(invalid(
@@ -795,7 +904,45 @@ impl Config {
             mappings: Arc::new(mappings),
             limits,
             media,
+            log_level: file.log_level,
+            ignored,
+            filters,
         })
+    }
+}
+
+/// Settings the file may carry (go-cqhttp's) that this version reads but does not apply yet:
+/// reported rather than silently dropped.
+fn not_applied_yet(file: &FileConfig, ignored: &mut Vec<gocqhttp::Ignored>) {
+    const WHY: &str = "read, but not applied by this version of the bridge yet";
+    let mut keys = Vec::new();
+    let mut middlewares = |at: String, m: Option<&Middlewares>| {
+        if let Some(m) = m {
+            if m.filter.as_deref().is_some_and(|f| !f.trim().is_empty()) {
+                keys.push(format!("{at}.filter"));
+            }
+            if m.rate_limit.as_ref().is_some_and(|r| r.enabled) {
+                keys.push(format!("{at}.rate-limit"));
+            }
+        }
+    };
+    middlewares("default-middlewares".into(), Some(&file.default_middlewares));
+    for (i, server) in file.servers.iter().enumerate() {
+        let (kind, m) = match server {
+            ServerEntry::Http(h) => ("http", h.middlewares.as_ref()),
+            ServerEntry::Ws(w) => ("ws", w.middlewares.as_ref()),
+            ServerEntry::WsReverse(r) => ("ws-reverse", r.middlewares.as_ref()),
+        };
+        middlewares(format!("servers[{i}].{kind}.middlewares"), m);
+    }
+    if file.message.remove_reply_at == Some(true) {
+        keys.push("message.remove-reply-at".into());
+    }
+    if file.message.extra_reply_data == Some(true) {
+        keys.push("message.extra-reply-data".into());
+    }
+    if !keys.is_empty() {
+        ignored.push(gocqhttp::Ignored { keys, why: WHY.into() });
     }
 }
 
@@ -943,6 +1090,74 @@ fn resolve_backends(file: &BackendSection, flags: &Overrides) -> Result<Vec<Back
         backends.push(link(BackendKind::WsReverse { addr: parse_addr(addr)? }, &None, None));
     }
     Ok(backends)
+}
+
+/// What a resolved configuration will serve and dial, one line each, for `--check` and the
+/// start-up log. Tokens and secrets are never shown, only whether one is set.
+impl Config {
+    pub fn summary(&self) -> Vec<String> {
+        fn guarded(token: &Option<String>) -> &'static str {
+            if token.is_some() {
+                ", access token required"
+            } else {
+                ""
+            }
+        }
+        fn format_name(format: PostFormat) -> &'static str {
+            match format {
+                PostFormat::String => "string",
+                PostFormat::Array => "array",
+            }
+        }
+        fn account(self_id: Option<i64>) -> String {
+            self_id.map(|id| format!(", account {id}")).unwrap_or_default()
+        }
+        let mut lines = Vec::new();
+        for link in &self.backends {
+            let encoding = if link.msgpack { "MessagePack" } else { "JSON" };
+            lines.push(match &link.kind {
+                BackendKind::Ws { url } => format!("backend: dial v12 forward WebSocket {url} ({encoding})"),
+                BackendKind::Http { url, webhook: Some(addr) } => {
+                    format!("backend: v12 HTTP {url} ({encoding}), webhook received on {addr}")
+                }
+                BackendKind::Http { url, webhook: None } => {
+                    format!("backend: v12 HTTP {url} ({encoding}), events by get_latest_events polling")
+                }
+                BackendKind::WsReverse { addr } => format!("backend: accept v12 reverse WebSocket on {addr}"),
+            });
+        }
+        for s in &self.ws_servers {
+            lines.push(format!(
+                "bots: v11 forward WebSocket on {} ({} messages{}{})",
+                s.addr,
+                format_name(s.post_format),
+                guarded(&s.token),
+                account(s.self_id)
+            ));
+        }
+        for s in &self.http_servers {
+            let polling = s.long_polling.map(|n| format!(", long polling (queue {n})")).unwrap_or_default();
+            lines.push(format!("bots: v11 HTTP API on {}{polling}{}{}", s.addr, guarded(&s.token), account(s.self_id)));
+        }
+        for p in &self.http_posts {
+            let signed = if p.secret.is_some() { ", signed" } else { "" };
+            lines.push(format!("bots: v11 HTTP POST to {}{signed}{}", p.url, account(p.self_id)));
+        }
+        for r in &self.ws_reverse {
+            let urls: Vec<String> = [("universal", &r.universal), ("api", &r.api), ("event", &r.event)]
+                .into_iter()
+                .filter_map(|(role, url)| url.as_ref().map(|u| format!("{role} {u}")))
+                .collect();
+            lines.push(format!("bots: v11 reverse WebSocket to {}{}", urls.join(", "), account(r.self_id)));
+        }
+        lines.push(match &self.store {
+            StoreConfig::Memory { max_bytes, .. } => {
+                format!("ids: in memory only (--ephemeral), up to {} MiB of messages", max_bytes >> 20)
+            }
+            StoreConfig::Disk { dir, .. } => format!("ids: on disk in {}", dir.join("bridge.redb").display()),
+        });
+        lines
+    }
 }
 
 #[cfg(test)]
