@@ -1,15 +1,17 @@
 //! onebot-bridge: OneBot v11 bots (go-cqhttp era) on a OneBot v12 implementation.
 //!
 //! The crate is a library with a thin binary. [`core`] is the pure translation; the transports
-//! live in [`v11`] (toward bots) and [`v12`] (toward the backend); [`hub`] joins them per bot
-//! account; [`media`] holds local files and served URLs; [`run`] starts everything a [`config::Config`] describes and stops on a shutdown
-//! future.
+//! live in [`v11`] (toward bots) and [`v12`] (toward the backend), and decode what peers send
+//! within the bounds of [`decode`]; [`hub`] joins them per bot account; [`media`] holds local
+//! files and served URLs; [`run`] starts everything a [`config::Config`] describes and stops on a
+//! shutdown future.
 #![forbid(unsafe_code)]
 
 pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod decode;
 pub mod hub;
 pub mod media;
 pub mod net;

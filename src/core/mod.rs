@@ -19,6 +19,7 @@ pub mod media;
 pub mod message;
 pub mod quick;
 pub mod requests;
+pub mod scan;
 pub mod segment;
 pub mod v11;
 pub mod v12;

@@ -16,10 +16,13 @@ use super::action::{lenient_bool, required_str, ActionContext, ActionError};
 use super::ids::IdStore;
 use super::mapping::Kind;
 use super::message::value_as_text;
+use super::scan::{scan_json, ScanLimits};
 use super::segment::lenient_i64;
 use super::{Translator, V12Caller};
 
 const FLAG_PREFIX: &str = "ob:";
+/// What a flag may hold: a detail type and a few field values (real ones hold two to four).
+const FLAG_LIMITS: ScanLimits = ScanLimits { max_values: 256, max_depth: 8 };
 
 /// The v11 flag for a request event: its detail_type and the listed field values.
 pub fn pack_flag(detail_type: &str, values: Vec<Value>) -> String {
@@ -32,6 +35,8 @@ pub fn pack_flag(detail_type: &str, values: Vec<Value>) -> String {
 /// A flag made by [`pack_flag`], read back.
 pub fn unpack_flag(flag: &str) -> Option<(String, Vec<Value>)> {
     let bytes = URL_SAFE_NO_PAD.decode(flag.strip_prefix(FLAG_PREFIX)?).ok()?;
+    // A flag comes back from the bot: what it holds is pre-scanned before it is decoded.
+    scan_json(&bytes, FLAG_LIMITS).ok()?;
     let Value::Array(mut all) = serde_json::from_slice(&bytes).ok()? else { return None };
     if all.is_empty() {
         return None;
@@ -123,5 +128,7 @@ mod tests {
         assert_eq!(unpack_flag("12345"), None, "a backend's own flag");
         assert_eq!(unpack_flag("ob:!!"), None);
         assert_eq!(unpack_flag(&format!("ob:{}", URL_SAFE_NO_PAD.encode("[1]"))), None);
+        let costly = format!("[\"join_group\",{}0]", "0,".repeat(300));
+        assert_eq!(unpack_flag(&format!("ob:{}", URL_SAFE_NO_PAD.encode(costly))), None, "too many values");
     }
 }

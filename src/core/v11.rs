@@ -7,6 +7,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::scan;
+
 /// A v11 action request after it has been read off any transport.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Request {
@@ -32,8 +34,13 @@ impl Request {
         Request { action, params, echo }
     }
 
-    pub fn from_slice(bytes: &[u8]) -> Request {
-        serde_json::from_slice(bytes).map(Request::from_value).unwrap_or_default()
+    /// Reads a request from bytes, pre-scanned ([`scan::ScanLimits::PEER`]): a document too costly
+    /// to decode is refused unread (answer it with [`Response::refused`]); one that is not JSON is
+    /// the empty action. Transports that share the parse budget decode first and use
+    /// [`Request::from_value`].
+    pub fn from_slice(bytes: &[u8]) -> Result<Request, scan::Refused> {
+        scan::scan_json(bytes, scan::ScanLimits::PEER)?;
+        Ok(serde_json::from_slice(bytes).map(Request::from_value).unwrap_or_default())
     }
 }
 
@@ -68,6 +75,12 @@ impl Response {
             wording: Some(wording),
             echo: None,
         }
+    }
+
+    /// The answer to a request the bridge would not decode: too many values, nested too deeply,
+    /// or no parse budget free in time (`docs/limits.md`). Its `echo` is unknown.
+    pub fn refused(wording: impl std::fmt::Display) -> Self {
+        Response::failed(100, "REQUEST_TOO_COMPLEX", format!("the request was not read: {wording}"))
     }
 
     /// go-cqhttp's answer to an action it does not know.
@@ -127,8 +140,17 @@ mod tests {
 
     #[test]
     fn unreadable_requests_become_the_empty_action() {
-        assert_eq!(Request::from_slice(b"{not json").action, "");
-        let r = Request::from_slice(br#"{"action":"x","params":5,"echo":7}"#);
+        assert_eq!(Request::from_slice(b"{not json").unwrap().action, "");
+        let r = Request::from_slice(br#"{"action":"x","params":5,"echo":7}"#).unwrap();
         assert_eq!((r.action.as_str(), r.params.len(), r.echo), ("x", 0, Some(json!(7))));
+    }
+
+    #[test]
+    fn requests_too_costly_to_decode_are_refused_with_a_reason() {
+        let zeros = format!("{{\"action\":\"x\",\"params\":{{\"a\":[{}0]}}}}", "0,".repeat(1 << 19));
+        let refused = Request::from_slice(zeros.as_bytes()).unwrap_err();
+        let answer = Response::refused(refused);
+        assert_eq!((answer.retcode, answer.msg.as_deref()), (100, Some("REQUEST_TOO_COMPLEX")));
+        assert!(answer.wording.unwrap().contains("more than 524288 values"));
     }
 }

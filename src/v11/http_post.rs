@@ -207,7 +207,7 @@ impl Poster {
                 return Next::Continue;
             }
         };
-        let Some(operation) = quick_operation_of(&reply) else { return Next::Continue };
+        let Some(operation) = quick_operation_of(&reply).await else { return Next::Continue };
         let context = ev.to_value(self.post.post_format);
         tracing::debug!(post_type = ev.post_type(), "the bot's reply is a quick operation");
         if let Err(error) = hub.quick_operation(entry, &context, &operation).await {
@@ -296,16 +296,22 @@ mod tests {
 
 /// Reads a webhook reply as a quick operation, leniently: a UTF-8 byte-order mark and surrounding
 /// white space are ignored, an empty body or a non-object means "nothing to do", and a body that
-/// looks like an object but is not valid JSON is reported (never silently ignored).
-fn quick_operation_of(reply: &[u8]) -> Option<Value> {
+/// looks like an object but is not valid JSON is reported (never silently ignored), as is one too
+/// costly to decode (`docs/limits.md`).
+async fn quick_operation_of(reply: &[u8]) -> Option<Value> {
     let text = reply.strip_prefix(b"\xef\xbb\xbf").unwrap_or(reply);
     let text = text.trim_ascii();
     if text.is_empty() {
         return None;
     }
-    match serde_json::from_slice::<Value>(text) {
+    // The operation is small once decoded (what it runs copies what it needs).
+    match crate::decode::json(text).await.map(|(op, _budget)| op) {
         Ok(op @ Value::Object(_)) => Some(op),
         Ok(_) => None,
+        Err(error) if error.is_refusal() => {
+            tracing::warn!(%error, len = text.len(), "the bot's reply refused: too costly to decode; no quick operation");
+            None
+        }
         Err(error) => {
             if text.starts_with(b"{") {
                 tracing::warn!(%error, "the bot's reply looks like a quick operation but is not valid JSON; ignored");
@@ -320,13 +326,15 @@ mod reply_tests {
     use super::quick_operation_of;
     use serde_json::json;
 
-    #[test]
-    fn replies_are_read_leniently() {
-        assert_eq!(quick_operation_of(b"\xef\xbb\xbf {\"reply\":\"hi\"}\r\n"), Some(json!({"reply": "hi"})));
-        assert_eq!(quick_operation_of(b""), None);
-        assert_eq!(quick_operation_of(b"  "), None);
-        assert_eq!(quick_operation_of(b"OK"), None);
-        assert_eq!(quick_operation_of(b"[1]"), None);
-        assert_eq!(quick_operation_of(b"{reply: 'x'}"), None);
+    #[tokio::test]
+    async fn replies_are_read_leniently() {
+        assert_eq!(quick_operation_of(b"\xef\xbb\xbf {\"reply\":\"hi\"}\r\n").await, Some(json!({"reply": "hi"})));
+        assert_eq!(quick_operation_of(b"").await, None);
+        assert_eq!(quick_operation_of(b"  ").await, None);
+        assert_eq!(quick_operation_of(b"OK").await, None);
+        assert_eq!(quick_operation_of(b"[1]").await, None);
+        assert_eq!(quick_operation_of(b"{reply: 'x'}").await, None);
+        let costly = format!("{{\"reply\":[{}0]}}", "0,".repeat(1 << 19));
+        assert_eq!(quick_operation_of(costly.as_bytes()).await, None);
     }
 }

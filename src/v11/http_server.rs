@@ -10,9 +10,11 @@
 //!   that starts with `{` or `[` and is valid JSON is read as JSON (`message=[{"type":…}]` works
 //!   in a GET). A JSON content type with a body that is not JSON: HTTP 400. Other content types:
 //!   the body is ignored (go-cqhttp has no 406). An empty body is no body.
-//! - Token, checked after the body is read (as go-cqhttp): the `Authorization` value after its
-//!   first space (`Bearer`, `Token`, any scheme), else `?access_token=`; none: HTTP 401, a wrong
-//!   one: HTTP 403, both with an empty body.
+//! - Token, checked **before** the body is read (go-cqhttp reads and parses the body first): the
+//!   `Authorization` value after its first space (`Bearer`, `Token`, any scheme), else
+//!   `?access_token=`; none: HTTP 401, a wrong one: HTTP 403, both with an empty body. A request
+//!   without a good token costs no more than its headers. go-cqhttp never takes the token from
+//!   the body either (an `access_token` body or form field is dropped from the params, unused).
 //! - Everything else is HTTP 200 with the OneBot answer as JSON
 //!   (`Content-Type: application/json; charset=utf-8`), failures included (an unknown action is
 //!   `retcode 404`). HTTP answers never carry `echo`.
@@ -24,7 +26,9 @@
 //! for): `BACKEND_UNAVAILABLE`.
 //!
 //! Bounds: a body above `limits.max_message` is refused with HTTP 413 (by its `Content-Length`
-//! before reading, or as soon as it is exceeded); headers must arrive within 30 s and the body
+//! before reading, or as soon as it is exceeded); so is JSON too costly to decode (too many
+//! values or too deep, in the body or in form and query values; `docs/limits.md`), and HTTP 503
+//! answers one that found no parse budget free in time; headers must arrive within 30 s and the body
 //! within 30 s (HTTP 408); an action answers within [`ACTION_DEADLINE`] whatever the backend does;
 //! at most [`MAX_CONNECTIONS`] connections are served at once (more wait to be accepted). At
 //! shutdown the server stops accepting, lets requests in flight finish (idle keep-alive connections
@@ -37,7 +41,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -48,6 +52,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::config::{HttpServer, Limits};
+use crate::core::scan::{scan_json, ScanLimits};
 use crate::core::segment::lenient_i64;
 use crate::core::v11;
 use crate::hub::{AccountEntry, Hub, Selection};
@@ -79,6 +84,10 @@ pub enum RequestError {
     Body(String),
     #[error("the body is not valid JSON: {0}")]
     BadJson(String),
+    #[error("the JSON is too costly to decode: {0}")]
+    TooComplex(String),
+    #[error("the bridge is busy decoding other requests: {0}")]
+    Busy(String),
     #[error("no access token presented")]
     TokenMissing,
     #[error("wrong access token")]
@@ -89,7 +98,8 @@ impl RequestError {
     pub fn status(&self) -> StatusCode {
         match self {
             RequestError::Method(_) => StatusCode::NOT_FOUND,
-            RequestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::TooLarge { .. } | RequestError::TooComplex(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             RequestError::Body(_) | RequestError::BadJson(_) => StatusCode::BAD_REQUEST,
             RequestError::TokenMissing => StatusCode::UNAUTHORIZED,
@@ -261,6 +271,9 @@ async fn handle(req: Request<Incoming>, endpoint: &Endpoint) -> Response<HttpBod
             let status = error.status();
             match error {
                 RequestError::TokenMissing | RequestError::TokenWrong => tracing::info!(%error, "request refused"),
+                RequestError::TooComplex(_) | RequestError::Busy(_) => {
+                    tracing::warn!(%error, %status, "request from bot refused: too costly to decode")
+                }
                 _ => tracing::debug!(%error, %status, "request refused"),
             }
             whole(status, Bytes::new())
@@ -274,19 +287,7 @@ async fn answer(req: Request<Incoming>, endpoint: &Endpoint) -> Result<v11::Resp
     if parts.method != Method::GET && parts.method != Method::POST {
         return Err(RequestError::Method(parts.method));
     }
-    let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
-    let bytes = read_body(body, &parts.headers, endpoint.limits.max_message).await?;
-    let json_body = if content_type.contains("application/json") && !bytes.is_empty() {
-        Some(serde_json::from_slice::<Value>(&bytes).map_err(|e| RequestError::BadJson(e.to_string()))?)
-    } else {
-        None
-    };
-    let form = if content_type.contains("application/x-www-form-urlencoded") {
-        Some(pairs_to_params(url::form_urlencoded::parse(&bytes)))
-    } else {
-        None
-    };
-
+    // The token first: a request without a good one costs no more than its headers.
     let query = parts.uri.query();
     let authorization = parts.headers.get(AUTHORIZATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     match check_token(endpoint.server.token.as_deref(), presented_token(authorization.as_deref(), query).as_deref()) {
@@ -295,8 +296,36 @@ async fn answer(req: Request<Incoming>, endpoint: &Endpoint) -> Result<v11::Resp
         Auth::Wrong => return Err(RequestError::TokenWrong),
     }
 
+    let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let limit = endpoint.limits.max_message;
+    let declared =
+        parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(RequestError::TooLarge { limit });
+    }
+    let bytes = read_body(body, declared, limit).await?;
+    // The decoded JSON keeps its parse budget until the request is answered.
+    let mut _json_budget = None;
+    let json_body = if content_type.contains("application/json") && !bytes.is_empty() {
+        let (json, budget) = crate::decode::json(&bytes).await.map_err(|e| match e {
+            crate::decode::DecodeError::Busy(busy) => RequestError::Busy(busy.to_string()),
+            e if e.is_refusal() => RequestError::TooComplex(e.to_string()),
+            e => RequestError::BadJson(e.to_string()),
+        })?;
+        _json_budget = Some(budget);
+        Some(json)
+    } else {
+        None
+    };
+    let form = if content_type.contains("application/x-www-form-urlencoded") {
+        Some(pairs_to_params(url::form_urlencoded::parse(&bytes))?)
+    } else {
+        None
+    };
+    drop(bytes);
+
     // Lookup order JSON body root > form > query: later sources overwrite earlier ones.
-    let mut merged = pairs_to_params(url::form_urlencoded::parse(query.unwrap_or("").as_bytes()));
+    let mut merged = pairs_to_params(url::form_urlencoded::parse(query.unwrap_or("").as_bytes()))?;
     merged.extend(form.unwrap_or_default());
     if let Some(Value::Object(root)) = json_body {
         merged.extend(root);
@@ -363,39 +392,51 @@ async fn get_updates(updates: &Updates, params: &Map<String, Value>, format: v11
     v11::Response::ok(Value::Array(events.iter().map(|ev| ev.to_value(format)).collect()))
 }
 
-/// Reads the body within [`BODY_TIMEOUT`] and `limit` bytes.
-async fn read_body(body: Incoming, headers: &HeaderMap, limit: usize) -> Result<Bytes, RequestError> {
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(RequestError::TooLarge { limit });
-    }
-    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
+/// Reads the body within [`BODY_TIMEOUT`] and `limit` bytes, into one buffer (sized by the
+/// `Content-Length` when there is one): a body is held once, never as chunks plus their copy.
+async fn read_body(body: Incoming, declared: Option<u64>, limit: usize) -> Result<Bytes, RequestError> {
+    let read = async {
+        let mut body = Limited::new(body, limit);
+        let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(buf.freeze())
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
         Err(_) => Err(RequestError::BodyTimeout(BODY_TIMEOUT)),
         Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => Err(RequestError::TooLarge { limit }),
         Ok(Err(error)) => Err(RequestError::Body(error.to_string())),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Ok(bytes)) => Ok(bytes),
     }
 }
 
 /// Query or form pairs as params: the first value of a repeated key wins (Go's `Values.Get`),
-/// and a value that looks like JSON (`{…}` or `[…]`) and is valid JSON is that JSON.
+/// and a value that looks like JSON (`{…}` or `[…]`) and is valid JSON is that JSON. The values
+/// decoded as JSON are pre-scanned together, within the limits of one document.
 fn pairs_to_params<'a>(
     pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
-) -> Map<String, Value> {
+) -> Result<Map<String, Value>, RequestError> {
     let mut params = Map::new();
+    let mut values_left = ScanLimits::PEER.max_values;
     for (key, value) in pairs {
         if params.contains_key(key.as_ref()) {
             continue;
         }
         let trimmed = value.trim_start();
         let json = if trimmed.starts_with('{') || trimmed.starts_with('[') {
+            let limits = ScanLimits { max_values: values_left, ..ScanLimits::PEER };
+            let shape = scan_json(value.as_bytes(), limits).map_err(|e| RequestError::TooComplex(e.to_string()))?;
+            values_left -= shape.values;
             serde_json::from_str::<Value>(&value).ok()
         } else {
             None
         };
         params.insert(key.into_owned(), json.unwrap_or_else(|| Value::String(value.into_owned())));
     }
-    params
+    Ok(params)
 }
 
 /// Why a request has no bot account to go to.
@@ -445,7 +486,8 @@ mod tests {
     fn query_and_form_values_that_look_like_json_are_json() {
         let params = pairs_to_params(url::form_urlencoded::parse(
             b"a=1&message=%5B%7B%22type%22%3A%22text%22%2C%22data%22%3A%7B%22text%22%3A%22hi%22%7D%7D%5D&o=%7Bx&a=2&e=",
-        ));
+        ))
+        .unwrap();
         assert_eq!(params["a"], "1", "the first of a repeated key wins, numbers stay text");
         assert_eq!(params["message"], json!([{"type": "text", "data": {"text": "hi"}}]));
         assert_eq!(params["o"], "{x", "not valid JSON: kept as text");
@@ -453,10 +495,21 @@ mod tests {
     }
 
     #[test]
+    fn query_and_form_json_too_costly_to_decode_is_refused() {
+        let half = format!("[{}0]", "0,".repeat(ScanLimits::PEER.max_values / 2));
+        let one = format!("a={half}");
+        assert!(pairs_to_params(url::form_urlencoded::parse(one.as_bytes())).is_ok());
+        let two = format!("a={half}&b={half}&c=[1]");
+        let refused = pairs_to_params(url::form_urlencoded::parse(two.as_bytes())).unwrap_err();
+        assert_eq!(refused.status(), 413, "the values of one request count together: {refused}");
+    }
+
+    #[test]
     fn refusals_have_go_cqhttp_statuses() {
         assert_eq!(RequestError::Method(Method::PUT).status(), 404);
         assert_eq!(RequestError::TooLarge { limit: 1 }.status(), 413);
         assert_eq!(RequestError::BadJson("x".into()).status(), 400);
+        assert_eq!(RequestError::TooComplex("x".into()).status(), 413);
         assert_eq!(RequestError::TokenMissing.status(), 401);
         assert_eq!(RequestError::TokenWrong.status(), 403);
     }

@@ -4,6 +4,9 @@
 //! The session writes `lifecycle.connect` first (roles that carry events), then events, heartbeats
 //! and action answers; it reads action requests (roles that take actions), each run as its own
 //! task, at most `actions_in_flight` at once: beyond that the session stops reading (backpressure).
+//! A request is decoded before its task starts, within the bots' parse budget
+//! ([`crate::decode`], `docs/limits.md`), which it keeps until it is answered; while that budget
+//! is spent the session stops reading too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +28,8 @@ use crate::core::v11::{self, PostFormat};
 use crate::hub::{Hub, Subscription};
 use crate::net::unix_now;
 
+/// Largest `echo` (bytes of JSON) given back with the answer to a request too costly to decode.
+const MAX_REFUSED_ECHO: usize = 1024;
 /// Most events written to a bot before one flush.
 const WRITE_BATCH: usize = 64;
 
@@ -216,11 +221,22 @@ where
                     match frame {
                         Some(Ok(Message::Text(text))) if self.role.reads_actions() => {
                             let Ok(permit) = in_flight.clone().try_acquire_owned() else { return Ended::Peer };
-                            let req = v11::Request::from_slice(text.as_bytes());
+                            // Decoded here: while the bots' parse budget is spent, this connection
+                            // stops reading (backpressure), so at most one frame per connection
+                            // waits for it. The request keeps its budget until it is answered.
+                            let request = read_request(text.as_bytes()).await;
+                            drop(text);
                             let (hub, entry, tx) = (self.hub.clone(), entry.clone(), answers_tx.clone());
                             let format = self.cfg.post_format;
                             tokio::spawn(async move {
-                                let answer = hub.handle_action(&entry, req, format).await;
+                                let answer = match request {
+                                    Ok((req, budget)) => {
+                                        let answer = hub.handle_action(&entry, req, format).await;
+                                        drop(budget);
+                                        answer
+                                    }
+                                    Err(refused) => refused,
+                                };
                                 drop(permit);
                                 let _ = tx.send(answer.to_json()).await;
                             }.in_current_span());
@@ -281,9 +297,11 @@ where
                 }
                 frame = self.stream.next() => match frame {
                     Some(Ok(Message::Text(text))) if self.role.reads_actions() => {
-                        let req = v11::Request::from_slice(text.as_bytes());
-                        let answer = v11::Response::failed(100, "BACKEND_UNAVAILABLE", "no bot account is online on the backend yet")
-                            .with_echo(req.echo);
+                        let answer = match read_request(text.as_bytes()).await {
+                            Ok((req, _budget)) => v11::Response::failed(100, "BACKEND_UNAVAILABLE", "no bot account is online on the backend yet")
+                                .with_echo(req.echo),
+                            Err(refused) => refused,
+                        };
                         if let Step::Stop = self.write(answer.to_json()).await {
                             return Err(Ended::Peer);
                         }
@@ -296,6 +314,25 @@ where
                 },
             }
         }
+    }
+}
+
+/// An action request from a bot, decoded within the parse budget ([`crate::decode`]). Text that
+/// is not JSON is the empty action (answered `404`, as go-cqhttp); a request too costly to decode
+/// is refused (logged, and answered with a failure that says why, with its `echo` when that can
+/// be found).
+async fn read_request(bytes: &[u8]) -> Result<(v11::Request, Option<crate::decode::Budget>), v11::Response> {
+    match crate::decode::json(bytes).await {
+        Ok((value, budget)) => Ok((v11::Request::from_value(value), Some(budget))),
+        Err(error) if error.is_refusal() => {
+            tracing::warn!(%error, len = bytes.len(), "request from bot refused: too costly to decode");
+            // The bot matches answers by echo: give it back when it is small enough to read.
+            let echo = crate::core::scan::json_member(bytes, "echo")
+                .filter(|raw| raw.len() <= MAX_REFUSED_ECHO)
+                .and_then(|raw| serde_json::from_slice(raw).ok());
+            Err(v11::Response::refused(error).with_echo(echo))
+        }
+        Err(_) => Ok((v11::Request::default(), None)),
     }
 }
 

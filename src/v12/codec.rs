@@ -6,30 +6,64 @@
 use base64::Engine as _;
 use serde_json::{Map, Number, Value};
 
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("invalid JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("invalid MessagePack: {0}")]
-    MsgPack(String),
-}
+use crate::core::scan::{self, ScanLimits};
 
-/// Reads a JSON or MessagePack body.
+pub use crate::decode::{Budget, DecodeError};
+
+/// Reads a JSON or MessagePack document, after the pre-scan ([`crate::core::scan`]) found it
+/// within [`ScanLimits::PEER`]. Peer bytes go through [`read`], which also takes parse budget.
 pub fn decode(bytes: &[u8], msgpack: bool) -> Result<Value, DecodeError> {
     if !msgpack {
+        scan::scan_json(bytes, ScanLimits::PEER)?;
         return Ok(serde_json::from_slice(bytes)?);
     }
+    scan::scan_msgpack(bytes, ScanLimits::PEER)?;
+    parse_msgpack(bytes)
+}
+
+/// [`decode`] for a document whose encoding is not declared: `preferred` first, then the other
+/// one. Peer bytes go through [`read_either`], which also takes parse budget.
+pub fn decode_either(bytes: &[u8], preferred_msgpack: bool) -> Result<Value, DecodeError> {
+    decode(bytes, preferred_msgpack).or_else(|first| decode(bytes, !preferred_msgpack).map_err(|_| first))
+}
+
+fn parse_msgpack(bytes: &[u8]) -> Result<Value, DecodeError> {
     let mut cursor = bytes;
-    let v = rmpv::decode::read_value(&mut cursor).map_err(|e| DecodeError::MsgPack(e.to_string()))?;
+    let v = rmpv::decode::read_value_with_max_depth(&mut cursor, scan::MAX_DEPTH + 1)
+        .map_err(|e| DecodeError::MsgPack(e.to_string()))?;
     if !cursor.is_empty() {
         return Err(DecodeError::MsgPack(format!("{} bytes after the value", cursor.len())));
     }
     Ok(msgpack_to_json(v))
 }
 
-/// Reads a body whose encoding is not declared: `preferred` first, then the other one.
-pub fn decode_either(bytes: &[u8], preferred_msgpack: bool) -> Result<Value, DecodeError> {
-    decode(bytes, preferred_msgpack).or_else(|first| decode(bytes, !preferred_msgpack).map_err(|_| first))
+/// Reads a document from the backend: pre-scanned, then decoded within the backend's parse
+/// budget ([`crate::decode`]).
+pub async fn read(bytes: &[u8], msgpack: bool) -> Result<Value, DecodeError> {
+    read_held(bytes, msgpack).await.map(|(value, _budget)| value)
+}
+
+/// [`read`], handing back the parse budget the document holds, for a caller that keeps the
+/// document a while (an event waiting to be translated).
+pub async fn read_held(bytes: &[u8], msgpack: bool) -> Result<(Value, Budget), DecodeError> {
+    let budget = crate::decode::admit(bytes, msgpack, crate::decode::Side::Backend).await?;
+    let value = if msgpack { parse_msgpack(bytes)? } else { serde_json::from_slice(bytes)? };
+    Ok((value, budget))
+}
+
+/// Reads a document whose encoding is not declared: `preferred` first, then the other one. A
+/// refusal (too costly to decode) is reported over the other encoding's complaint. The parse
+/// budget comes back with the document, as from [`read_held`].
+pub async fn read_either(bytes: &[u8], preferred_msgpack: bool) -> Result<(Value, Budget), DecodeError> {
+    let first = match read_held(bytes, preferred_msgpack).await {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    match read_held(bytes, !preferred_msgpack).await {
+        Ok(v) => Ok(v),
+        Err(second) if second.is_refusal() && !first.is_refusal() => Err(second),
+        Err(_) => Err(first),
+    }
 }
 
 /// The encoding an HTTP `Content-Type` names: `Some(false)` JSON, `Some(true)` MessagePack,
@@ -172,15 +206,34 @@ mod tests {
         assert_eq!(encode_request(&req, false), encode(&req, false));
     }
 
-    #[test]
-    fn an_undeclared_body_is_read_in_either_encoding() {
+    #[tokio::test]
+    async fn an_undeclared_body_is_read_in_either_encoding() {
         let v = json!({"status": "ok", "retcode": 0, "data": [1, "x"], "message": ""});
         for msgpack in [false, true] {
             let body = encode(&v, msgpack);
-            assert_eq!(decode_either(&body, true).unwrap(), v);
-            assert_eq!(decode_either(&body, false).unwrap(), v);
+            assert_eq!(read_either(&body, true).await.unwrap().0, v);
+            assert_eq!(read_either(&body, false).await.unwrap().0, v);
         }
-        assert!(decode_either(b"\xc1 not either", false).is_err());
+        assert!(read_either(b"\xc1 not either", false).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn documents_too_costly_to_decode_are_refused_in_either_encoding() {
+        let mut nils = vec![0xdd];
+        nils.extend_from_slice(&(1u32 << 20).to_be_bytes());
+        nils.resize(5 + (1 << 20), 0xc0);
+        let zeros = format!("[{}0]", "0,".repeat(1 << 20)).into_bytes();
+        let lying = [0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0];
+        for (bytes, msgpack) in [(&nils[..], true), (&zeros[..], false), (&lying[..], true)] {
+            assert!(decode_either(bytes, msgpack).unwrap_err().is_refusal());
+            for preferred in [msgpack, !msgpack] {
+                let error = read_either(bytes, preferred).await.unwrap_err();
+                assert!(error.is_refusal(), "{error}");
+            }
+            assert!(decode(bytes, msgpack).unwrap_err().is_refusal());
+        }
+        let deep = [0x91u8; 200];
+        assert!(decode(&deep, true).unwrap_err().is_refusal());
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! **401** none, **403** wrong); JSON or MessagePack by `Content-Type` (**415** otherwise; a body
 //! without one is read as JSON); at most `max_message` bytes (**413**); one event per body, fed
 //! through the same de-duplication as polling; **204** when taken, **400** when it is not an
-//! event. The bridge never returns actions in the webhook response.
+//! event, **413** when it is too costly to decode (`docs/limits.md`). The bridge never returns
+//! actions in the webhook response.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -124,10 +125,10 @@ impl HttpCaller {
             return Err(CallError::Link(format!("HTTP {status} from the backend{hint}")));
         }
         let value = match declared {
-            Some(msgpack) => codec::decode(&bytes, msgpack),
-            None => codec::decode_either(&bytes, self.msgpack),
+            Some(msgpack) => codec::read(&bytes, msgpack).await,
+            None => codec::read_either(&bytes, self.msgpack).await.map(|(value, _budget)| value),
         }
-        .map_err(|e| CallError::Link(e.to_string()))?;
+        .map_err(|e| CallError::Link(format!("the backend's answer: {e}")))?;
         v12::Response::from_value(value).ok_or_else(|| CallError::Link("the answer is not a OneBot response".into()))
     }
 }
@@ -472,8 +473,12 @@ async fn on_webhook(webhook: &Webhook, req: hyper::Request<Incoming>) -> Reply {
         }
     };
     remember_backend(webhook, implementation, onebot_version);
-    let value = match codec::decode(&body, msgpack) {
+    let value = match codec::read(&body, msgpack).await {
         Ok(v) => v,
+        Err(error) if error.is_refusal() => {
+            tracing::warn!(%error, len = body.len(), "webhook body from backend refused: too costly to decode");
+            return reply(StatusCode::PAYLOAD_TOO_LARGE, "too many values or too deeply nested to decode\n");
+        }
         Err(error) => {
             tracing::warn!(%error, len = body.len(), "malformed webhook body; refused");
             return reply(StatusCode::BAD_REQUEST, "not a JSON or MessagePack value\n");

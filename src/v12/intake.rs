@@ -28,6 +28,7 @@ use tracing::Instrument;
 use crate::core::event::V11Event;
 use crate::core::v12;
 use crate::hub::{AccountEntry, Admitted, GiveUp, GiveUpSignal, Hub};
+use crate::v12::codec::Budget;
 use crate::v12::ws_client::RecentIds;
 use crate::v12::LinkHandle;
 
@@ -40,7 +41,7 @@ pub const IN_FLIGHT: usize = 256;
 /// The reader's end of a link's intake.
 #[derive(Debug)]
 pub struct Intake {
-    tx: mpsc::Sender<Value>,
+    tx: mpsc::Sender<(Value, Budget)>,
     give_up: Arc<GiveUpSignal>,
 }
 
@@ -54,10 +55,10 @@ impl Intake {
         (Intake { tx, give_up }, worker)
     }
 
-    /// Queues one event value; waits while the queue is full, and meanwhile tells translations
-    /// not to wait for the backend.
-    pub async fn push(&self, value: Value) {
-        match self.tx.try_send(value) {
+    /// Queues one event value with the parse budget it holds until it is translated; waits while
+    /// the queue is full, and meanwhile tells translations not to wait for the backend.
+    pub async fn push(&self, value: Value, budget: Budget) {
+        match self.tx.try_send((value, budget)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(value)) => {
                 self.give_up.set(true);
@@ -75,7 +76,7 @@ async fn work(
     link: LinkHandle,
     hub: Arc<Hub>,
     recent: Arc<RecentIds>,
-    mut queued: mpsc::Receiver<Value>,
+    mut queued: mpsc::Receiver<(Value, Budget)>,
     give_up: Arc<GiveUpSignal>,
 ) {
     let hub = &*hub;
@@ -85,9 +86,9 @@ async fn work(
             biased;
             Some(done) = translating.next() => deliver(done),
             value = queued.recv(), if translating.len() < IN_FLIGHT => {
-                let Some(value) = value else { break };
+                let Some((value, budget)) = value else { break };
                 if let Some(admitted) = admit(&link, hub, &recent, value).await {
-                    translating.push_back(translate(hub, admitted, give_up.subscribe()));
+                    translating.push_back(translate(hub, admitted, give_up.subscribe(), budget));
                 }
             }
         }
@@ -115,8 +116,9 @@ async fn admit(link: &LinkHandle, hub: &Hub, recent: &RecentIds, value: Value) -
 
 type Translated = (Arc<AccountEntry>, Option<Arc<V11Event>>);
 
-async fn translate(hub: &Hub, admitted: Admitted, give_up: GiveUp) -> Translated {
+async fn translate(hub: &Hub, admitted: Admitted, give_up: GiveUp, budget: Budget) -> Translated {
     let v11 = hub.translate(&admitted, &give_up).await;
+    drop(budget);
     (admitted.entry, v11)
 }
 

@@ -242,8 +242,12 @@ async fn pump<S>(
 /// One frame from the backend (JSON text or MessagePack binary; a binary frame carrying JSON is
 /// read too): an event or an action's answer.
 async fn on_frame(link: &LinkHandle, intake: &Intake, bytes: &[u8], msgpack: bool) {
-    let value: Value = match codec::decode_either(bytes, msgpack) {
+    let (value, budget) = match codec::read_either(bytes, msgpack).await {
         Ok(v) => v,
+        Err(error) if error.is_refusal() => {
+            tracing::warn!(%error, len = bytes.len(), "frame from backend refused: too costly to decode; ignored");
+            return;
+        }
         Err(error) => {
             tracing::warn!(%error, len = bytes.len(), "malformed frame from backend; ignored");
             return;
@@ -251,7 +255,9 @@ async fn on_frame(link: &LinkHandle, intake: &Intake, bytes: &[u8], msgpack: boo
     };
     let is_event = value.as_object().is_some_and(v12::is_event_frame);
     if is_event {
-        intake.push(value).await;
+        // The event keeps its parse budget until it is translated: events queued in the intake
+        // count against the backend's budget, not only those being decoded.
+        intake.push(value, budget).await;
         return;
     }
     match v12::Response::from_value(value) {
