@@ -147,3 +147,84 @@ async fn the_generated_file_starts_the_bridge_and_bots_connect_as_before() {
     assert!(answer.contains("\"retcode\":0"), "{answer}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One HTTP/1.1 request with a JSON body on loopback; the answer's JSON body.
+async fn http_post_json(port: u16, path: &str, body: &serde_json::Value) -> serde_json::Value {
+    let body = body.to_string();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await.expect("an answer").unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let json = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[tokio::test]
+async fn the_event_filter_and_the_rate_limit_work_as_in_go_cqhttp() {
+    let backend = FakeBackend::start(BackendOptions::default()).await;
+    let (ws_port, http_port) = (free_port(), free_port());
+    let dir = temp_dir("filter");
+    let filter = dir.join("filter.json");
+    // Group 5's messages and private messages pass; nothing else (heartbeats included).
+    std::fs::write(&filter, r#"{".or": [{"group_id": 5}, {"message_type": "private"}]}"#).unwrap();
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "heartbeat:\n  interval: 1\nservers:\n  - ws:\n      address: 127.0.0.1:{ws_port}\n      middlewares:\n        filter: '{}'\n  - http:\n      address: 127.0.0.1:{http_port}\n      middlewares:\n        rate-limit: {{enabled: true, frequency: 10, bucket: 1}}\n",
+            filter.display()
+        ),
+    )
+    .unwrap();
+    let _bridge = spawn_bridge(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--backend-ws".as_ref(),
+        backend.url().as_ref(),
+        "--ephemeral".as_ref(),
+    ]);
+    let mut bot = Bot::connect_when_up(format!("127.0.0.1:{ws_port}").parse().unwrap()).await;
+    let group = |id: &str, group: &str, text: &str| {
+        v12_message("group", "10001", json!({"message_id": id, "group_id": group, "user_id": "6", "message": text}))
+    };
+    backend.push(group("a", "4", "filtered out"));
+    backend.push(group("b", "5", "kept 1"));
+    backend.push(v12_message("private", "10001", json!({"message_id": "c", "user_id": "6", "message": "kept 2"})));
+    backend.push(group("d", "4", "filtered out"));
+    backend.push(group("e", "5", "kept 3"));
+    // No heartbeat passes this filter, so the next frames are exactly the kept messages.
+    for want in ["kept 1", "kept 2", "kept 3"] {
+        let frame = bot.next_frame().await;
+        assert_eq!(frame["message"], want, "{frame}");
+    }
+
+    // reload_event_filter swaps the filter; a broken file keeps the previous one.
+    std::fs::write(&filter, r#"{"group_id": 4}"#).unwrap();
+    let answer = bot.call("reload_event_filter", json!({"file": filter.to_str().unwrap()})).await;
+    assert_eq!(answer["retcode"], 0, "{answer}");
+    std::fs::write(&filter, r#"{"group_id": {".regex": "("}}"#).unwrap();
+    let answer = bot.call("reload_event_filter", json!({"file": ""})).await;
+    assert_eq!(answer["msg"], "BRIDGE_FILTER_NOT_RELOADED", "{answer}");
+    assert!(answer["wording"].as_str().unwrap().contains("previous filter stays"), "{answer}");
+    let answer = bot.call("reload_event_filter", json!({"file": "/etc/passwd"})).await;
+    assert_eq!(answer["status"], "failed", "only configured filter files are read: {answer}");
+    backend.push(group("f", "5", "now filtered out"));
+    backend.push(group("g", "4", "now kept"));
+    let frame = bot.next_frame().await;
+    assert_eq!(frame["message"], "now kept", "{frame}");
+
+    // Six calls at once on a bucket of 1 refilled 10 times a second: the last waits 0.5 s.
+    let start = std::time::Instant::now();
+    let empty = json!({});
+    let calls: Vec<_> = (0..6).map(|_| http_post_json(http_port, "/get_status", &empty)).collect();
+    for answer in futures::future::join_all(calls).await {
+        assert_eq!(answer["retcode"], 0, "{answer}");
+    }
+    assert!(start.elapsed() >= std::time::Duration::from_millis(450), "calls were not paced: {:?}", start.elapsed());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -942,25 +942,6 @@ impl Config {
 fn not_applied_yet(file: &FileConfig, ignored: &mut Vec<gocqhttp::Ignored>) {
     const WHY: &str = "read, but not applied by this version of the bridge yet";
     let mut keys = Vec::new();
-    let mut middlewares = |at: String, m: Option<&Middlewares>| {
-        if let Some(m) = m {
-            if m.filter.as_deref().is_some_and(|f| !f.trim().is_empty()) {
-                keys.push(format!("{at}.filter"));
-            }
-            if m.rate_limit.as_ref().is_some_and(|r| r.enabled) {
-                keys.push(format!("{at}.rate-limit"));
-            }
-        }
-    };
-    middlewares("default-middlewares".into(), Some(&file.default_middlewares));
-    for (i, server) in file.servers.iter().enumerate() {
-        let (kind, m) = match server {
-            ServerEntry::Http(h) => ("http", h.middlewares.as_ref()),
-            ServerEntry::Ws(w) => ("ws", w.middlewares.as_ref()),
-            ServerEntry::WsReverse(r) => ("ws-reverse", r.middlewares.as_ref()),
-        };
-        middlewares(format!("servers[{i}].{kind}.middlewares"), m);
-    }
     if file.message.remove_reply_at == Some(true) {
         keys.push("message.remove-reply-at".into());
     }

@@ -198,6 +198,9 @@ impl Poster {
         ev: &V11Event,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Next {
+        if self.post.filter.as_ref().is_some_and(|f| !f.passes(ev, self.post.post_format)) {
+            return Next::Continue;
+        }
         let body = ev.json(self.post.post_format);
         let reply = match self.post_with_retries(entry.account.v11_id, body, shutdown).await {
             Ok(reply) => reply,

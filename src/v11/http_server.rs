@@ -58,6 +58,8 @@ use crate::core::v11;
 use crate::hub::{AccountEntry, Hub, Selection};
 use crate::media::{serve_file, ChannelBody, Served};
 use crate::net::{accept_loop, check_token, presented_token, Auth};
+use crate::v11::event_filter::FilterSlot;
+use crate::v11::rate_limit::{self, Limiter};
 
 /// Time a client has to send a request's headers (also bounds idle keep-alive connections).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -115,18 +117,24 @@ struct Endpoint {
     limits: Limits,
     /// Events waiting for `get_updates`, when long polling is configured.
     updates: Option<Arc<Updates>>,
+    /// go-cqhttp's rate limit: one bucket for the whole server.
+    limiter: Option<Limiter>,
 }
 
-/// go-cqhttp's long-polling queue: the server's account's events, the oldest dropped (and
-/// counted) when `max` are waiting.
+/// go-cqhttp's long-polling queue: the server's account's events that pass its filter, the
+/// oldest dropped (and counted) when `max` are waiting.
 struct Updates {
     queue: std::sync::Mutex<std::collections::VecDeque<Arc<crate::core::event::V11Event>>>,
     arrived: tokio::sync::Notify,
     max: usize,
+    filter: Option<(Arc<FilterSlot>, v11::PostFormat)>,
 }
 
 impl Updates {
     fn push(&self, ev: Arc<crate::core::event::V11Event>) {
+        if self.filter.as_ref().is_some_and(|(f, format)| !f.passes(&ev, *format)) {
+            return;
+        }
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         if q.len() >= self.max {
             q.pop_front();
@@ -198,13 +206,15 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let grace = limits.shutdown_grace;
+    let filter = server.filter.clone().map(|f| (f, server.post_format));
     let updates = server
         .long_polling
-        .map(|max| Arc::new(Updates { queue: Default::default(), arrived: tokio::sync::Notify::new(), max }));
+        .map(|max| Arc::new(Updates { queue: Default::default(), arrived: tokio::sync::Notify::new(), max, filter }));
+    let limiter = server.rate_limit.map(|l| Limiter::new(l, rate_limit::MAX_WAIT));
     if let Some(updates) = &updates {
         tokio::spawn(updates.clone().follow(hub.clone(), server.self_id, shutdown.clone()).in_current_span());
     }
-    let endpoint = Arc::new(Endpoint { server, hub, limits, updates });
+    let endpoint = Arc::new(Endpoint { server, hub, limits, updates, limiter });
     let watch = shutdown.clone();
     accept_loop(listener, MAX_CONNECTIONS, grace, shutdown, "v11 HTTP API", move |stream, peer| {
         let span = tracing::info_span!("v11_http", %peer);
@@ -362,7 +372,7 @@ async fn answer(req: Request<Incoming>, endpoint: &Endpoint) -> Result<v11::Resp
     let request = v11::Request { action: action.clone(), params, echo: None };
     let answer = match tokio::time::timeout(
         ACTION_DEADLINE,
-        endpoint.hub.handle_action(&entry, request, endpoint.server.post_format),
+        endpoint.hub.handle_limited_action(&entry, request, endpoint.server.post_format, endpoint.limiter.as_ref()),
     )
     .await
     {

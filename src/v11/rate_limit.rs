@@ -14,6 +14,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// The longest a call waits for its turn before it is refused instead (a WebSocket connection
+/// has at most 64 calls in flight, so at one call a second its last one waits about this long).
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
 /// The settings of one limiter.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateLimit {

@@ -27,6 +27,8 @@ use crate::core::event::{heartbeat, lifecycle_connect, V11Event};
 use crate::core::v11::{self, PostFormat};
 use crate::hub::{Hub, Subscription};
 use crate::net::unix_now;
+use crate::v11::event_filter::FilterSlot;
+use crate::v11::rate_limit::Limiter;
 
 /// Largest `echo` (bytes of JSON) given back with the answer to a request too costly to decode.
 const MAX_REFUSED_ECHO: usize = 1024;
@@ -77,6 +79,17 @@ pub struct SessionConfig {
     /// go-cqhttp marks the forward-WS handshake with `_post_method: 2`; reverse WS does not.
     pub forward: bool,
     pub limits: Limits,
+    /// go-cqhttp's event filter for this endpoint (the lifecycle handshake bypasses it).
+    pub filter: Option<Arc<FilterSlot>>,
+    /// go-cqhttp's rate limit on this endpoint's actions.
+    pub limiter: Option<Arc<Limiter>>,
+}
+
+impl SessionConfig {
+    /// Whether this endpoint sends the event (its filter, if any, lets it through).
+    fn sends(&self, ev: &V11Event) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.passes(ev, self.post_format))
+    }
 }
 
 /// Which account the session serves.
@@ -143,21 +156,34 @@ where
         first: Arc<V11Event>,
         events: &mut Option<broadcast::Receiver<Arc<V11Event>>>,
     ) -> Step {
+        let cfg = &self.cfg;
         let Some(sink) = self.sink.as_mut() else { return Step::Stop };
-        let format = self.cfg.post_format;
+        let format = cfg.post_format;
         let frame = |ev: &V11Event| Message::Text(Utf8Bytes::try_from(ev.json(format)).unwrap_or_default());
-        let result = tokio::time::timeout(self.cfg.limits.write_timeout, async {
-            sink.feed(frame(&first)).await?;
+        let result = tokio::time::timeout(cfg.limits.write_timeout, async {
+            let mut fed = false;
+            if cfg.sends(&first) {
+                sink.feed(frame(&first)).await?;
+                fed = true;
+            }
             for _ in 1..WRITE_BATCH {
                 match events.as_mut().map(|rx| rx.try_recv()) {
-                    Some(Ok(ev)) => sink.feed(frame(&ev)).await?,
+                    Some(Ok(ev)) if cfg.sends(&ev) => {
+                        sink.feed(frame(&ev)).await?;
+                        fed = true;
+                    }
+                    Some(Ok(_)) => {}
                     Some(Err(broadcast::error::TryRecvError::Lagged(n))) => {
                         tracing::warn!(dropped = n, "bot reads too slowly; oldest events dropped");
                     }
                     _ => break,
                 }
             }
-            sink.flush().await
+            if fed {
+                sink.flush().await
+            } else {
+                Ok(())
+            }
         })
         .await;
         written(result)
@@ -186,6 +212,7 @@ where
                 return Ended::Peer;
             }
         }
+        let kept: Vec<_> = kept.into_iter().filter(|ev| self.cfg.sends(ev)).collect();
         for ev in kept {
             if let Step::Stop = self.write(ev.json(self.cfg.post_format)).await {
                 return Ended::Peer;
@@ -214,7 +241,7 @@ where
                 _ = beat.tick(), if beat_every.is_some() => {
                     let interval = beat_every.unwrap_or_default().as_millis() as u64;
                     let hb = heartbeat(entry.account.v11_id, unix_now(), interval, self.hub.status_of(&entry));
-                    self.write(hb.json(self.cfg.post_format)).await
+                    if self.cfg.sends(&hb) { self.write(hb.json(self.cfg.post_format)).await } else { Step::Continue }
                 }
                 // Read the next frame only while there is room for another action (backpressure).
                 frame = self.stream.next(), if !self.role.reads_actions() || in_flight.available_permits() > 0 => {
@@ -227,11 +254,11 @@ where
                             let request = read_request(text.as_bytes()).await;
                             drop(text);
                             let (hub, entry, tx) = (self.hub.clone(), entry.clone(), answers_tx.clone());
-                            let format = self.cfg.post_format;
+                            let (format, limiter) = (self.cfg.post_format, self.cfg.limiter.clone());
                             tokio::spawn(async move {
                                 let answer = match request {
                                     Ok((req, budget)) => {
-                                        let answer = hub.handle_action(&entry, req, format).await;
+                                        let answer = hub.handle_limited_action(&entry, req, format, limiter.as_deref()).await;
                                         drop(budget);
                                         answer
                                     }

@@ -48,6 +48,7 @@ use crate::config::{Limits, WsReverse};
 use crate::core::event::V11Event;
 use crate::hub::{AccountEntry, Hub, Subscription};
 use crate::net::{ws_config, Backoff};
+use crate::v11::rate_limit::{self, Limiter};
 use crate::v11::session::{self, Ended, Pick, Role, SessionConfig};
 
 /// Dialling plus the WebSocket handshake.
@@ -92,6 +93,8 @@ pub async fn run(
             .filter_map(|(role, url)| url.clone().map(|u| (role, u)))
             .collect(),
     };
+    // go-cqhttp kept one bucket per reverse-WebSocket entry.
+    let limiter = target.rate_limit.map(|l| Arc::new(Limiter::new(l, rate_limit::MAX_WAIT)));
     let target = Arc::new(target);
     let mut changed = hub.accounts_changed();
     let mut clients = JoinSet::new();
@@ -111,6 +114,7 @@ pub async fn run(
                     hub: hub.clone(),
                     limits: limits.clone(),
                     heartbeat,
+                    limiter: limiter.clone(),
                 };
                 let span = tracing::info_span!("v11_ws_reverse", url = %url, role = role.header(), self_id = id);
                 clients.spawn(client.run(shutdown.clone()).instrument(span));
@@ -152,6 +156,7 @@ struct ReverseWsClient {
     hub: Arc<Hub>,
     limits: Limits,
     heartbeat: Option<Duration>,
+    limiter: Option<Arc<Limiter>>,
 }
 
 impl ReverseWsClient {
@@ -280,6 +285,8 @@ impl ReverseWsClient {
             heartbeat: self.heartbeat,
             forward: false,
             limits: self.limits.clone(),
+            filter: self.target.filter.clone(),
+            limiter: self.limiter.clone(),
         };
         let stopping = shutdown.clone();
         let session = session::run(ws, self.role, Pick::Given(sub), self.hub.clone(), cfg, shutdown);

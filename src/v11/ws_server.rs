@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::config::{Limits, WsServer};
 use crate::hub::Hub;
 use crate::net::{accept_loop, accept_ws, check_upgrade};
+use crate::v11::rate_limit::{self, Limiter};
 use crate::v11::session::{self, Pick, Role, SessionConfig};
 
 /// Connections served at once; more wait to be accepted.
@@ -85,6 +86,9 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ep: Endpoint, mut shutd
         heartbeat: ep.heartbeat,
         forward: true,
         limits: ep.limits.clone(),
+        filter: ep.server.filter.clone(),
+        // go-cqhttp kept one bucket per forward-WebSocket connection.
+        limiter: ep.server.rate_limit.map(|l| Arc::new(Limiter::new(l, rate_limit::MAX_WAIT))),
     };
     session::run(ws, role, Pick::Wait(want), ep.hub.clone(), cfg, &mut shutdown).await;
     tracing::info!(%peer, "v11 bot disconnected");
