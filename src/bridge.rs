@@ -44,6 +44,8 @@ pub struct Addrs {
     pub backend_ws_reverse: Vec<SocketAddr>,
     /// v12 webhook receivers.
     pub backend_webhook: Vec<SocketAddr>,
+    /// The admin listener (`/health`, `/ready`, `/metrics`), when configured.
+    pub admin: Option<SocketAddr>,
 }
 
 /// A running bridge.
@@ -65,6 +67,14 @@ impl Bridge {
     pub async fn start(config: Config) -> Result<Bridge, StartError> {
         // Bind everything first: a taken port fails before any connection is made.
         let mut addrs = Addrs::default();
+        let admin_listener = match config.admin {
+            Some(addr) => {
+                let (l, a) = bind(addr).await?;
+                addrs.admin = Some(a);
+                Some(l)
+            }
+            None => None,
+        };
         let mut ws_listeners = Vec::new();
         for server in &config.ws_servers {
             let (l, a) = bind(server.addr).await?;
@@ -122,6 +132,12 @@ impl Bridge {
 
         for (id, (backend, listener)) in config.backends.iter().zip(backend_listeners).enumerate() {
             let token = backend.token.clone();
+            let kind = match backend.kind {
+                BackendKind::Ws { .. } => "ws",
+                BackendKind::Http { .. } => "http",
+                BackendKind::WsReverse { .. } => "ws_reverse",
+            };
+            let link_metrics = hub.metrics.link(id, kind);
             if let (Some(profile), false) = (&backend.profile, matches!(backend.kind, BackendKind::WsReverse { .. })) {
                 hub.force_link_profile(id, profile.clone());
             }
@@ -129,6 +145,7 @@ impl Bridge {
                 (BackendKind::Ws { url }, _) => {
                     let (link, outgoing) =
                         LinkHandle::new(id, limits.request_queue, config.action_timeout, backend.msgpack);
+                    link.observe(link_metrics);
                     let dial = crate::v12::ws_client::Dial { url: url.clone(), token, tls: tls.clone() };
                     let span = tracing::info_span!("backend_ws", link = id, url = %url);
                     let task =
@@ -139,6 +156,7 @@ impl Bridge {
                     let caller =
                         HttpCaller::new(url.clone(), token.clone(), backend.msgpack, limits.max_message, tls.clone());
                     let link = LinkHandle::http(id, config.action_timeout, caller);
+                    link.observe(link_metrics);
                     let span = tracing::info_span!("backend_http", link = id, url = %url);
                     let task = crate::v12::http_client::run(
                         link,
@@ -158,6 +176,7 @@ impl Bridge {
                         config.action_timeout,
                         hub.clone(),
                         limits.clone(),
+                        link_metrics,
                         watch_rx.clone(),
                     );
                     tasks.spawn(task.instrument(span));
@@ -207,6 +226,10 @@ impl Bridge {
                 watch_rx.clone(),
             );
             tasks.spawn(task);
+        }
+        if let Some(listener) = admin_listener {
+            tracing::info!(addr = ?addrs.admin, "serving admin endpoints (/health, /ready, /metrics)");
+            tasks.spawn(crate::admin::serve(listener, hub.clone(), limits.shutdown_grace, watch_rx.clone()));
         }
         Ok(Bridge { shutdown, tasks, addrs, hub, grace: limits.shutdown_grace })
     }

@@ -173,6 +173,11 @@ pub struct Cli {
     #[arg(long = "max-file-size", env = "ONEBOT_BRIDGE_MAX_FILE_SIZE", value_name = "BYTES")]
     pub max_file_size: Option<u64>,
 
+    /// Serve `/health`, `/ready` and `/metrics` on this address (off by default; bind it to
+    /// loopback or a private network: it shows the bridge's accounts and backends).
+    #[arg(long, env = "ONEBOT_BRIDGE_ADMIN", value_name = "ADDR")]
+    pub admin: Option<String>,
+
     /// Validate the configuration and exit.
     #[arg(long, env = "ONEBOT_BRIDGE_CHECK")]
     pub check: bool,
@@ -236,6 +241,7 @@ impl Cli {
             public_url: self.public_url.clone(),
             fragment_threshold: self.fragment_threshold,
             max_file_size: self.max_file_size,
+            admin: self.admin.clone(),
         }
     }
 

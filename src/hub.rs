@@ -20,6 +20,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 use crate::core::event::{status_bots, V11Event};
 
 use crate::core::{v11, v12, Account, BackendInfo, CallError, Translator, V12Caller};
+use crate::metrics::{AccountMetrics, DropReason, Metrics};
 use crate::net::unix_now;
 use crate::v11::event_filter::Filters;
 use crate::v11::rate_limit::Limiter;
@@ -58,6 +59,8 @@ pub struct AccountEntry {
     backlog: Mutex<VecDeque<(Instant, Arc<V11Event>)>>,
     /// Events that never reached a v11 connection.
     pub undelivered: AtomicU64,
+    /// This account's event counters.
+    pub stats: AccountMetrics,
 }
 
 impl AccountEntry {
@@ -73,14 +76,21 @@ impl AccountEntry {
     /// Sends an event to every subscribed connection, or keeps it for the next one.
     pub(crate) fn publish(&self, ev: Arc<V11Event>) {
         let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        self.stats.delivered();
         if self.events.receiver_count() > 0 && self.events.send(ev.clone()).is_ok() {
             return;
         }
         while backlog.front().is_some_and(|(at, _)| at.elapsed() > BACKLOG_AGE) || backlog.len() >= BACKLOG_MAX {
             backlog.pop_front();
-            self.undelivered.fetch_add(1, Ordering::Relaxed);
+            self.lost(1, DropReason::Unclaimed);
         }
         backlog.push_back((Instant::now(), ev));
+    }
+
+    /// Counts events that will never reach a bot.
+    pub fn lost(&self, n: u64, reason: DropReason) {
+        self.undelivered.fetch_add(n, Ordering::Relaxed);
+        self.stats.dropped(n, reason);
     }
 
     pub fn link(&self) -> LinkHandle {
@@ -242,7 +252,7 @@ struct Accounts {
 impl Accounts {
     /// Past [`UNLISTED_MAX`] unlisted accounts, drops the forgotten ones nothing else holds (no
     /// connection, no reverse-WS client), with any events kept for them.
-    fn forget_unlisted(&mut self) {
+    fn forget_unlisted(&mut self, metrics: &Metrics) {
         let unlisted = self.by_self.values().filter(|e| !e.listed.load(Ordering::Acquire)).count();
         if unlisted <= UNLISTED_MAX {
             return;
@@ -250,7 +260,13 @@ impl Accounts {
         // Held only by the two maps.
         self.by_self.retain(|_, e| e.standing().is_some() || Arc::strong_count(e) > 2);
         let before = self.by_v11.len();
-        self.by_v11.retain(|_, e| Arc::strong_count(e) > 1);
+        self.by_v11.retain(|id, e| {
+            let keep = Arc::strong_count(e) > 1;
+            if !keep {
+                metrics.forget_account(*id);
+            }
+            keep
+        });
         let forgotten = before - self.by_v11.len();
         if forgotten > 0 {
             tracing::info!(forgotten, "quiet offline accounts the backend never listed are forgotten");
@@ -276,11 +292,21 @@ pub struct Hub {
     link_profiles: RwLock<HashMap<LinkId, String>>,
     /// The event filter files the servers use, for `reload_event_filter`.
     filters: Filters,
+    /// What the admin listener's `/metrics` and `/ready` report.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Hub {
     pub fn new(translator: Translator<Store>, event_queue: usize) -> Hub {
+        // Every action name a table knows, in any profile; the metrics call others `other`.
+        let known_actions = translator
+            .maps
+            .iter()
+            .flat_map(|(_, m)| m.actions.keys().chain(m.unsupported.keys()).cloned())
+            .chain(["reload_event_filter".to_owned()])
+            .collect();
         Hub {
+            metrics: Arc::new(Metrics::new(known_actions)),
             translator,
             accounts: RwLock::default(),
             waiters: Mutex::default(),
@@ -476,13 +502,14 @@ impl Hub {
             events: broadcast::channel(self.event_queue).0,
             backlog: Mutex::new(VecDeque::new()),
             undelivered: AtomicU64::new(0),
+            stats: self.metrics.account(account.v11_id),
         });
         {
             let mut accounts = self.accounts.write().unwrap_or_else(|p| p.into_inner());
             let entry = accounts.by_self.entry(self_id.clone()).or_insert_with(|| entry.clone()).clone();
             accounts.by_v11.insert(account.v11_id, entry);
             if !listed {
-                accounts.forget_unlisted();
+                accounts.forget_unlisted(&self.metrics);
             }
         }
         tracing::info!(self_id = account.v11_id, platform = %self_id.platform, user_id = %self_id.user_id, online, listed, "bot account appeared");
@@ -554,6 +581,7 @@ impl Hub {
         }
         let self_id = ev.self_id.as_ref()?;
         let entry = self.upsert_account(link, self_id, true, false).await?;
+        entry.stats.received();
         Some(Admitted { entry, backend: self.backend_info(link.id), ev })
     }
 
@@ -569,6 +597,7 @@ impl Hub {
             Ok(v11) => v11.map(Arc::new),
             Err(error) => {
                 tracing::warn!(%error, event = %ev.name(), id = %ev.id, "cannot translate event; dropped");
+                entry.lost(1, DropReason::Untranslatable);
                 None
             }
         }
@@ -582,12 +611,17 @@ impl Hub {
         post_format: v11::PostFormat,
     ) -> v11::Response {
         let echo = req.echo.clone();
-        if req.action == "reload_event_filter" {
-            return self.reload_event_filter(&req).with_echo(echo);
-        }
-        let backend = self.backend_info(entry.link().id);
-        let ctx = self.translator.context(&entry.account, &backend, post_format);
-        self.translator.handle_action(ctx, &AccountCaller(entry), req).await.with_echo(echo)
+        let started = Instant::now();
+        let action = req.action.clone();
+        let answer = if req.action == "reload_event_filter" {
+            self.reload_event_filter(&req)
+        } else {
+            let backend = self.backend_info(entry.link().id);
+            let ctx = self.translator.context(&entry.account, &backend, post_format);
+            self.translator.handle_action(ctx, &AccountCaller(entry), req).await
+        };
+        self.metrics.action(&action, answer.retcode, answer.status, started.elapsed());
+        answer.with_echo(echo)
     }
 
     /// Runs an action after waiting for its turn under an endpoint's rate limit (go-cqhttp's
@@ -654,9 +688,7 @@ impl AccountEntry {
             loop {
                 match rx.try_recv() {
                     Ok(ev) => undelivered.push(ev),
-                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                        self.undelivered.fetch_add(n, Ordering::Relaxed);
-                    }
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => self.lost(n, DropReason::SlowBot),
                     Err(_) => break,
                 }
             }
@@ -665,7 +697,7 @@ impl AccountEntry {
             return;
         }
         if self.events.receiver_count() > 0 {
-            self.undelivered.fetch_add(undelivered.len() as u64, Ordering::Relaxed);
+            self.lost(undelivered.len() as u64, DropReason::Unclaimed);
             return;
         }
         let now = Instant::now();
@@ -674,7 +706,7 @@ impl AccountEntry {
         }
         while backlog.len() > BACKLOG_MAX {
             backlog.pop_front();
-            self.undelivered.fetch_add(1, Ordering::Relaxed);
+            self.lost(1, DropReason::Unclaimed);
         }
     }
 }

@@ -7,6 +7,7 @@
 //! shutdown future.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod bridge;
 pub mod cli;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod core;
 pub mod decode;
 pub mod hub;
 pub mod media;
+pub mod metrics;
 pub mod net;
 pub mod store;
 pub mod tls;

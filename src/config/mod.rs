@@ -407,6 +407,9 @@ pub struct BridgeSection {
     /// Bytes of the disk store's page cache.
     #[serde(default)]
     pub store_cache_bytes: Option<u64>,
+    /// Where the admin listener (`/health`, `/ready`, `/metrics`) listens; none when unset.
+    #[serde(default)]
+    pub admin: Option<String>,
 }
 
 impl FileConfig {
@@ -591,6 +594,8 @@ pub struct Config {
     pub filters: Filters,
     /// How `wss://` and `https://` backends are verified.
     pub backend_tls: crate::tls::TlsOptions,
+    /// The admin listener's address (`None`: no admin listener).
+    pub admin: Option<SocketAddr>,
 }
 
 /// The flag-side inputs that the file can also express (flags add to or override the file).
@@ -636,6 +641,7 @@ pub struct Overrides {
     pub public_url: Option<String>,
     pub fragment_threshold: Option<u64>,
     pub max_file_size: Option<u64>,
+    pub admin: Option<String>,
 }
 
 /// Parses `host:port` (an IP, or `localhost`) without touching the network.
@@ -892,13 +898,19 @@ impl Config {
                 "no v11 endpoint: give --ws ADDR, --http ADDR, --http-post URL or --ws-reverse URL (or a [[servers]] entry in the config file)",
             ));
         }
+        let admin = match flags.admin.as_deref().or(file.bridge.admin.as_deref()) {
+            Some(a) if !a.trim().is_empty() => Some(parse_addr(a)?),
+            _ => None,
+        };
         let mut seen = std::collections::HashSet::new();
-        let listening = ws_servers.iter().map(|s| s.addr).chain(http_servers.iter().map(|s| s.addr)).chain(
-            backends.iter().filter_map(|b| match &b.kind {
-                BackendKind::WsReverse { addr } => Some(*addr),
-                BackendKind::Http { webhook, .. } => *webhook,
-                BackendKind::Ws { .. } => None,
-            }),
+        let listening = admin.into_iter().chain(
+            ws_servers.iter().map(|s| s.addr).chain(http_servers.iter().map(|s| s.addr)).chain(
+                backends.iter().filter_map(|b| match &b.kind {
+                    BackendKind::WsReverse { addr } => Some(*addr),
+                    BackendKind::Http { webhook, .. } => *webhook,
+                    BackendKind::Ws { .. } => None,
+                }),
+            ),
         );
         for addr in listening {
             if addr.port() != 0 && !seen.insert(addr) {
@@ -933,6 +945,7 @@ impl Config {
             ignored,
             filters,
             backend_tls,
+            admin,
         })
     }
 }
@@ -1167,6 +1180,9 @@ impl Config {
             }
             StoreConfig::Disk { dir, .. } => format!("ids: on disk in {}", dir.join("bridge.redb").display()),
         });
+        if let Some(addr) = self.admin {
+            lines.push(format!("admin: /health, /ready and /metrics on {addr}"));
+        }
         lines
     }
 }

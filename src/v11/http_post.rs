@@ -172,6 +172,7 @@ async fn worker(
                 Ok(ev) => ev,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     dropped_total += n;
+                    entry.lost(n, crate::metrics::DropReason::SlowBot);
                     tracing::warn!(dropped = n, total = dropped_total, "the bot's webhook is slower than the events; oldest events dropped");
                     continue;
                 }

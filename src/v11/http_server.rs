@@ -119,6 +119,8 @@ struct Endpoint {
     updates: Option<Arc<Updates>>,
     /// go-cqhttp's rate limit: one bucket for the whole server.
     limiter: Option<Limiter>,
+    /// Open connections, for the metrics.
+    open: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// go-cqhttp's long-polling queue: the server's account's events that pass its filter, the
@@ -186,7 +188,10 @@ impl Updates {
                 tokio::select! {
                     ev = events.recv() => match ev {
                         Ok(ev) => self.push(ev),
-                        Err(RecvError::Lagged(n)) => tracing::warn!(lost = n, "long polling fell behind; events lost"),
+                        Err(RecvError::Lagged(n)) => {
+                            sub.entry.lost(n, crate::metrics::DropReason::SlowBot);
+                            tracing::warn!(lost = n, "long polling fell behind; events lost");
+                        }
                         Err(RecvError::Closed) => break,
                     },
                     _ = shutdown.changed() => return,
@@ -214,7 +219,9 @@ pub async fn serve(
     if let Some(updates) = &updates {
         tokio::spawn(updates.clone().follow(hub.clone(), server.self_id, shutdown.clone()).in_current_span());
     }
-    let endpoint = Arc::new(Endpoint { server, hub, limits, updates, limiter });
+    let bound = listener.local_addr().unwrap_or(server.addr);
+    let open = hub.metrics.v11_endpoint(&format!("http {bound}"));
+    let endpoint = Arc::new(Endpoint { server, hub, limits, updates, limiter, open });
     let watch = shutdown.clone();
     accept_loop(listener, MAX_CONNECTIONS, grace, shutdown, "v11 HTTP API", move |stream, peer| {
         let span = tracing::info_span!("v11_http", %peer);
@@ -224,6 +231,7 @@ pub async fn serve(
 }
 
 async fn connection(stream: TcpStream, endpoint: Arc<Endpoint>, mut shutdown: watch::Receiver<bool>) {
+    let _open = crate::metrics::OpenConnection::new(endpoint.open.clone());
     let service = service_fn(move |req| {
         let endpoint = endpoint.clone();
         async move { Ok::<_, Infallible>(handle(req, &endpoint).await) }.in_current_span()

@@ -25,7 +25,8 @@ use tracing::Instrument;
 use crate::config::Limits;
 use crate::core::event::{heartbeat, lifecycle_connect, V11Event};
 use crate::core::v11::{self, PostFormat};
-use crate::hub::{Hub, Subscription};
+use crate::hub::{AccountEntry, Hub, Subscription};
+use crate::metrics::DropReason;
 use crate::net::unix_now;
 use crate::v11::event_filter::FilterSlot;
 use crate::v11::rate_limit::Limiter;
@@ -153,6 +154,7 @@ where
     /// flushes once: a burst costs one write to the socket per batch, not one per event.
     async fn write_events(
         &mut self,
+        entry: &AccountEntry,
         first: Arc<V11Event>,
         events: &mut Option<broadcast::Receiver<Arc<V11Event>>>,
     ) -> Step {
@@ -174,6 +176,7 @@ where
                     }
                     Some(Ok(_)) => {}
                     Some(Err(broadcast::error::TryRecvError::Lagged(n))) => {
+                        entry.lost(n, DropReason::SlowBot);
                         tracing::warn!(dropped = n, "bot reads too slowly; oldest events dropped");
                     }
                     _ => break,
@@ -231,8 +234,9 @@ where
                 }
                 Some(answer) = answers.recv() => self.write(answer).await,
                 ev = recv_event(&mut events) => match ev {
-                    Ok(ev) => self.write_events(ev, &mut events).await,
+                    Ok(ev) => self.write_events(&entry, ev, &mut events).await,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
+                        entry.lost(n, DropReason::SlowBot);
                         tracing::warn!(dropped = n, "bot reads too slowly; oldest events dropped");
                         Step::Continue
                     }

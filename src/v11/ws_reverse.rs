@@ -160,6 +160,18 @@ struct ReverseWsClient {
 }
 
 impl ReverseWsClient {
+    /// The endpoint label of the connection gauge: the URL without credentials or query (a
+    /// token may be there).
+    fn endpoint_label(&self) -> String {
+        let mut url = self.url.clone();
+        url.set_query(None);
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        format!("ws_reverse {url}")
+    }
+}
+
+impl ReverseWsClient {
     async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let first = self.target.reconnect_interval;
         let mut backoff = Backoff::new(first, BACKOFF_CAP.max(first));
@@ -280,6 +292,7 @@ impl ReverseWsClient {
             feed = Feed { kept: kept.into(), events: Some(events) };
         }
         let sub = Subscription { entry: self.entry.clone(), kept: Vec::new(), events: Some(ledger.open()) };
+        let _open = crate::metrics::OpenConnection::new(self.hub.metrics.v11_endpoint(&self.endpoint_label()));
         let cfg = SessionConfig {
             post_format: self.target.post_format,
             heartbeat: self.heartbeat,
@@ -386,7 +399,7 @@ impl Feed {
             match rx.recv().await {
                 Ok(ev) => return ev,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    entry.undelivered.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    entry.lost(n, crate::metrics::DropReason::SlowBot);
                     tracing::warn!(dropped = n, "bot reads too slowly; oldest events dropped");
                 }
                 Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,

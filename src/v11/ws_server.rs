@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::config::{Limits, WsServer};
 use crate::hub::Hub;
+use crate::metrics::OpenConnection;
 use crate::net::{accept_loop, accept_ws, check_upgrade};
 use crate::v11::rate_limit::{self, Limiter};
 use crate::v11::session::{self, Pick, Role, SessionConfig};
@@ -34,6 +35,8 @@ struct Endpoint {
     hub: Arc<Hub>,
     limits: Limits,
     heartbeat: Option<Duration>,
+    /// Open connections, for the metrics.
+    open: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// Accepts connections until `shutdown`, then closes them (Close frame) and waits for them to
@@ -47,7 +50,9 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let grace = limits.shutdown_grace;
-    let endpoint = Endpoint { server, hub, limits, heartbeat };
+    let bound = listener.local_addr().unwrap_or(server.addr);
+    let open = hub.metrics.v11_endpoint(&format!("ws {bound}"));
+    let endpoint = Endpoint { server, hub, limits, heartbeat, open };
     let watch = shutdown.clone();
     accept_loop(listener, MAX_CONNECTIONS, grace, shutdown, "v11 forward WebSocket", move |stream, peer| {
         let span = tracing::info_span!("v11_ws", %peer, self_id = tracing::field::Empty);
@@ -78,6 +83,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ep: Endpoint, mut shutd
         Ok(resp)
     };
     let Some(ws) = accept_ws(stream, callback, ep.limits.max_message).await else { return };
+    let _open = OpenConnection::new(ep.open.clone());
     let role = Role::from_path(&hs.path);
     tracing::info!(?role, path = %hs.path, "v11 bot connected");
     let want = ep.server.self_id.or(hs.query_self_id);

@@ -234,6 +234,7 @@ async fn poll_events(
                     refreshed = Some(Instant::now());
                     if reach.answered() {
                         tracing::info!("backend reachable");
+                        link.reachable(true);
                     }
                 }
                 Err(error) => {
@@ -306,6 +307,7 @@ async fn probe_backend(link: LinkHandle, hub: Arc<Hub>, mut shutdown: watch::Rec
                 backoff.reset();
                 if reach.answered() {
                     tracing::info!("backend reachable");
+                    link.reachable(true);
                 }
                 REFRESH_EVERY
             }
@@ -323,6 +325,7 @@ async fn probe_backend(link: LinkHandle, hub: Arc<Hub>, mut shutdown: watch::Rec
 fn note_failure(reach: &mut Reachability, link: &LinkHandle, hub: &Hub, error: &CallError) {
     if reach.failed() {
         tracing::warn!(%error, "backend unreachable; its accounts are offline until it answers again");
+        link.reachable(false);
         hub.link_down(link.id);
     } else if reach.failures == 1 {
         tracing::warn!(%error, "backend call failed");

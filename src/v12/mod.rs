@@ -60,6 +60,8 @@ struct LinkShared {
     msgpack: bool,
     /// HTTP links answer each request in its own response; socket links by `echo`.
     http: Option<http_client::HttpCaller>,
+    /// The configured link's up/down state this link reports to.
+    metrics: std::sync::OnceLock<crate::metrics::LinkMetrics>,
 }
 
 impl LinkHandle {
@@ -92,6 +94,7 @@ impl LinkHandle {
             timeout,
             msgpack,
             http,
+            metrics: std::sync::OnceLock::new(),
         };
         (LinkHandle { id, inner: Arc::new(inner) }, rx)
     }
@@ -104,9 +107,34 @@ impl LinkHandle {
         self.inner.connected.load(Ordering::Acquire)
     }
 
+    /// Reports this link's ups and downs to `metrics` from now on (set once; later calls are
+    /// ignored).
+    pub fn observe(&self, metrics: crate::metrics::LinkMetrics) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+
+    /// An HTTP link's reachability changed (its handle stays "connected": failures are per
+    /// call); only reported to the metrics.
+    pub fn reachable(&self, up: bool) {
+        if let Some(metrics) = self.inner.metrics.get() {
+            if up {
+                metrics.went_up();
+            } else {
+                metrics.went_down();
+            }
+        }
+    }
+
     /// Marks the socket up or down. Going down fails every call still waiting for an answer.
     pub fn set_connected(&self, up: bool) {
-        self.inner.connected.store(up, Ordering::Release);
+        let was = self.inner.connected.swap(up, Ordering::AcqRel);
+        if let (Some(metrics), true) = (self.inner.metrics.get(), was != up) {
+            if up {
+                metrics.went_up();
+            } else {
+                metrics.went_down();
+            }
+        }
         if !up {
             let waiting: Vec<_> = self.pending().drain().collect();
             for (_, tx) in waiting {

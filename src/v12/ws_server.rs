@@ -51,6 +51,8 @@ struct Server {
     recent: Mutex<HashMap<String, Arc<RecentIds>>>,
     /// Live connections, oldest first.
     live: Mutex<Vec<(LinkId, LinkHandle)>>,
+    /// The configured link's state every connection reports to.
+    metrics: crate::metrics::LinkMetrics,
 }
 
 impl Server {
@@ -73,6 +75,7 @@ pub async fn serve(
     action_timeout: Duration,
     hub: Arc<Hub>,
     limits: Limits,
+    metrics: crate::metrics::LinkMetrics,
     shutdown: watch::Receiver<bool>,
 ) {
     let grace = limits.shutdown_grace;
@@ -87,6 +90,7 @@ pub async fn serve(
         action_timeout,
         hub,
         limits,
+        metrics,
         recent: Mutex::default(),
         live: Mutex::default(),
     });
@@ -154,6 +158,7 @@ async fn connection(stream: TcpStream, server: Arc<Server>, mut shutdown: watch:
     let hub = &server.hub;
     let (link, mut outgoing) =
         LinkHandle::new(hub.next_link_id(), server.limits.request_queue, server.action_timeout, server.msgpack);
+    link.observe(server.metrics.clone());
     let span = tracing::Span::current();
     span.record("link", link.id);
     span.record("implementation", hs.implementation.as_str());
