@@ -1200,6 +1200,26 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_listener_is_off_unless_a_flag_or_the_file_names_it() {
+        let c = Config::resolve(FileConfig::default(), flags()).unwrap();
+        assert_eq!(c.admin, None);
+        assert!(!c.summary().iter().any(|l| l.starts_with("admin")));
+        let file: FileConfig = toml::from_str("[bridge]\nadmin = \"127.0.0.1:9100\"").unwrap();
+        let c = Config::resolve(file, flags()).unwrap();
+        assert_eq!(c.admin, Some("127.0.0.1:9100".parse().unwrap()));
+        assert!(c.summary().contains(&"admin: /health, /ready and /metrics on 127.0.0.1:9100".to_owned()));
+        // The flag wins over the file; go-cqhttp's YAML carries the same `bridge` section.
+        let (file, _) = gocqhttp::read("bridge:\n  admin: 127.0.0.1:9100\n", |_| None).unwrap();
+        let c = Config::resolve(file, Overrides { admin: Some("127.0.0.1:9200".into()), ..flags() }).unwrap();
+        assert_eq!(c.admin, Some("127.0.0.1:9200".parse().unwrap()));
+        // Never a port bots use, and an address to listen on.
+        let clash = Overrides { admin: Some("127.0.0.1:8080".into()), ..flags() };
+        assert!(Config::resolve(FileConfig::default(), clash).unwrap_err().to_string().contains("configured twice"));
+        let named = Overrides { admin: Some("example.org:9100".into()), ..flags() };
+        assert!(Config::resolve(FileConfig::default(), named).is_err());
+    }
+
+    #[test]
     fn flags_alone_make_a_config_with_go_cqhttp_defaults() {
         let c = Config::resolve(FileConfig::default(), flags()).unwrap();
         assert_eq!(c.ws_servers[0].post_format, PostFormat::String);
