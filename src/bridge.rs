@@ -111,6 +111,10 @@ impl Bridge {
                 Store::Disk(DiskStore::open_with_cache(dir, *retention, *cache_bytes)?)
             }
         };
+        let commit_times = match &store {
+            Store::Disk(disk) => Some(disk.commit_times()),
+            Store::Memory(_) => None,
+        };
         let (media, files) = media_setup(&config)?;
         let options = Options {
             at_sender_default: config.at_sender_default,
@@ -125,6 +129,9 @@ impl Bridge {
                 .with_profile(config.profile.clone())
                 .with_filters(config.filters.clone()),
         );
+        if let Some(times) = commit_times {
+            let _ = times.set(hub.metrics.store_commits());
+        }
         let (shutdown, watch_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let limits = &config.limits;

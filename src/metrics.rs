@@ -177,6 +177,7 @@ pub struct Metrics {
     link_up: Family<LinkLabel, Gauge>,
     link_reconnects: Family<LinkLabel, Counter>,
     v11_connections: Family<EndpointLabel, Gauge>,
+    store_commit_seconds: Histogram,
     links: RwLock<Vec<LinkState>>,
     known_actions: BTreeSet<String>,
 }
@@ -209,6 +210,14 @@ impl Metrics {
             link_reconnects.clone(),
         );
         registry.register("v11_connections", "Open v11 bot connections per endpoint", v11_connections.clone());
+        // 0.1 ms … ~0.8 s: a batch of id writes fsynced to disk.
+        let store_commit_seconds =
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 14));
+        registry.register(
+            "id_store_commit_seconds",
+            "Time the disk id store took to commit one batch of writes",
+            store_commit_seconds.clone(),
+        );
         Metrics {
             registry,
             events_received,
@@ -219,6 +228,7 @@ impl Metrics {
             link_up,
             link_reconnects,
             v11_connections,
+            store_commit_seconds,
             links: RwLock::default(),
             known_actions,
         }
@@ -267,6 +277,11 @@ impl Metrics {
     /// Every configured link.
     pub fn links(&self) -> Vec<LinkState> {
         self.links.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The histogram of the disk id store's commit times (it stays empty with the memory store).
+    pub fn store_commits(&self) -> Histogram {
+        self.store_commit_seconds.clone()
     }
 
     /// The open-connection gauge of one v11 endpoint (e.g. `ws 127.0.0.1:6700`).

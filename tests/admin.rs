@@ -169,3 +169,26 @@ async fn no_admin_listener_unless_configured() {
     assert_eq!(bridge.addrs().admin, None);
     bridge.stop().await;
 }
+
+#[tokio::test]
+async fn the_disk_store_commits_are_timed() {
+    let data = std::env::temp_dir().join(format!("ob-admin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let backend = FakeBackend::start(BackendOptions::default()).await;
+    let bridge = start_bridge(&backend, |o| {
+        o.admin = Some("127.0.0.1:0".into());
+        o.data_dir = Some(data.clone());
+    })
+    .await;
+    let admin = bridge.addrs().admin.expect("an admin listener");
+    ready_becomes(admin, 200).await;
+    let mut bot = Bot::connect(bridge.ws_addrs()[0], "/", None).await.unwrap();
+    assert_eq!(bot.next_frame().await["sub_type"], "connect");
+    backend.push(v12_message("private", "10001", json!({"message_id": "m1", "user_id": "bob", "message": "hi"})));
+    assert_eq!(bot.next_event().await["message"], "hi");
+    // New ids were written (the account, the user, the message): at least one commit.
+    let commits = value(&scrape(admin).await, "onebot_bridge_id_store_commit_seconds", &[]);
+    assert!(commits >= 1.0, "{commits} commits timed");
+    bridge.stop().await;
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -76,7 +76,12 @@ enum Write {
 pub struct DiskStore {
     db: Arc<Database>,
     writes: mpsc::Sender<Write>,
+    /// Where the writer thread records how long each commit took, once the bridge gives one.
+    commits: CommitTimes,
 }
+
+/// The histogram commit times go to, shared with the writer thread.
+pub type CommitTimes = Arc<std::sync::OnceLock<prometheus_client::metrics::histogram::Histogram>>;
 
 impl std::fmt::Debug for Write {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,11 +132,19 @@ impl DiskStore {
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let writer_db = db.clone();
+        let commits = CommitTimes::default();
+        let writer_commits = commits.clone();
         std::thread::Builder::new()
             .name("id-store-writer".into())
-            .spawn(move || writer(writer_db, rx, retention))
+            .spawn(move || writer(writer_db, rx, retention, writer_commits))
             .map_err(store_err)?;
-        Ok(DiskStore { db, writes: tx })
+        Ok(DiskStore { db, writes: tx, commits })
+    }
+
+    /// Where commit times are recorded: set the histogram once, and every commit of a batch of
+    /// writes from then on is observed in it (seconds).
+    pub fn commit_times(&self) -> CommitTimes {
+        self.commits.clone()
     }
 
     async fn write<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, IdError>>) -> Write) -> Result<T, IdError> {
@@ -190,7 +203,7 @@ impl IdStore for DiskStore {
 }
 
 /// The writer thread: batches, one durable commit per batch, answers after the commit.
-fn writer(db: Arc<Database>, mut rx: mpsc::Receiver<Write>, retention: Retention) {
+fn writer(db: Arc<Database>, mut rx: mpsc::Receiver<Write>, retention: Retention, commits: CommitTimes) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
         Ok(rt) => rt,
         Err(error) => {
@@ -223,7 +236,7 @@ fn writer(db: Arc<Database>, mut rx: mpsc::Receiver<Write>, retention: Retention
                 Err(_) => break,
             }
         }
-        apply(&db, batch);
+        apply(&db, batch, &commits);
     }
 }
 
@@ -251,7 +264,7 @@ enum Outcome {
     Saved(oneshot::Sender<Result<(), IdError>>),
 }
 
-fn apply(db: &Database, batch: Vec<Write>) {
+fn apply(db: &Database, batch: Vec<Write>, commits: &CommitTimes) {
     let mut outcomes = Vec::with_capacity(batch.len());
     let result = (|| -> Result<(), redb::Error> {
         let txn = db.begin_write()?;
@@ -310,7 +323,11 @@ fn apply(db: &Database, batch: Vec<Write>) {
                 }
             }
         }
+        let started = Instant::now();
         txn.commit()?;
+        if let Some(histogram) = commits.get() {
+            histogram.observe(started.elapsed().as_secs_f64());
+        }
         Ok(())
     })();
     match result {
