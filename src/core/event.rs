@@ -76,11 +76,15 @@ impl V11Event {
         serde_json::to_vec(&FormatView { event: self, format }).unwrap_or_default()
     }
 
-    /// The event as a JSON value in the endpoint's format.
+    /// The event as a JSON value in the endpoint's format: the value [`V11Event::json`] writes.
     pub fn to_value(&self, format: PostFormat) -> Value {
         let mut body = self.body.clone();
-        if let (PostFormat::String, Some(raw)) = (format, self.body.get("raw_message")) {
-            body.insert("message".into(), raw.clone());
+        // Only an event with a `message` gets it replaced: a notice may pass a backend's own
+        // `raw_message` field through, and must not grow a `message` from it.
+        if let (PostFormat::String, Some(raw), Some(message)) =
+            (format, self.body.get("raw_message"), body.get_mut("message"))
+        {
+            *message = raw.clone();
         }
         Value::Object(body)
     }
@@ -908,6 +912,19 @@ mod tests {
             if let Ok(ev) = Event::from_value(raw) {
                 let _ = block_on(t.to_v11_event(t.context(&me, &BackendInfo::default(), Default::default()), &ev, 0, &Recorder::default()));
             }
+        }
+    }
+
+    #[test]
+    fn to_value_is_what_json_writes_even_without_a_message() {
+        let mut body = Map::new();
+        body.insert("post_type".into(), "notice".into());
+        body.insert("raw_message".into(), 20002.into());
+        let ev = V11Event::new(1, body);
+        for format in [PostFormat::String, PostFormat::Array] {
+            let written: Value = serde_json::from_slice(&ev.json(format)).unwrap();
+            assert_eq!(ev.to_value(format), written);
+            assert!(ev.to_value(format).get("message").is_none());
         }
     }
 }
