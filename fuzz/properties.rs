@@ -323,3 +323,19 @@ fn same_json(a: &Value, b: &Value, ulps: u64) -> bool {
         _ => a == b,
     }
 }
+
+/// go-cqhttp's `config.yml` reader (`config::gocqhttp`): any text either reads or gives an error
+/// (no panic); placeholder expansion never grows the text when no variable is set (a default is
+/// part of its placeholder); what reads has every ignored key named with a reason.
+pub fn check_gocq_config(data: &[u8]) {
+    use onebot_bridge::config::gocqhttp::{expand, read};
+    let text = String::from_utf8_lossy(data);
+    let expanded = expand(&text, |_| None);
+    assert!(expanded.len() <= text.len(), "expansion grew {} bytes to {}", text.len(), expanded.len());
+    if let Ok((_file, ignored)) = read(&text, |_| None) {
+        for entry in &ignored {
+            assert!(!entry.why.is_empty(), "an ignored key without a reason: {entry:?}");
+            assert!(!entry.keys.is_empty() && entry.keys.iter().all(|k| !k.is_empty()), "an unnamed key: {entry:?}");
+        }
+    }
+}

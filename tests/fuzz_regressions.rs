@@ -74,3 +74,8 @@ fn properties_catch_broken_inputs() {
     // Output far larger than its input.
     assert!(catch_unwind(|| properties::assert_bounded(1 << 20, 10, "test")).is_err());
 }
+
+#[test]
+fn gocq_config() {
+    replay("gocq_config", properties::check_gocq_config);
+}
