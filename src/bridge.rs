@@ -120,6 +120,8 @@ impl Bridge {
             at_sender_default: config.at_sender_default,
             media,
             report_self_message: config.report_self_message,
+            remove_reply_at: config.remove_reply_at,
+            extra_reply_data: config.extra_reply_data,
         };
         let translator = Translator::new(config.mappings.clone(), store, options).with_local_files(Box::new(files));
         let serve_base = config.media.public_url.clone().or_else(|| addrs.http.first().map(|a| base_url(*a)));

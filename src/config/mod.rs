@@ -584,6 +584,10 @@ pub struct Config {
     pub profile: Option<String>,
     /// Report the bot's own messages as go-cqhttp's `message_sent` (else they are not reported).
     pub report_self_message: bool,
+    /// go-cqhttp's `message.remove-reply-at`.
+    pub remove_reply_at: bool,
+    /// go-cqhttp's `message.extra-reply-data`.
+    pub extra_reply_data: bool,
     pub limits: Limits,
     pub media: MediaConfig,
     /// go-cqhttp's `output.log-level`, when a `config.yml` gave one.
@@ -715,8 +719,7 @@ fn guards(m: &Middlewares, flag_token: Option<String>, filters: &mut Filters) ->
 impl Config {
     /// Merges the file (if any) with the flags and checks everything.
     pub fn resolve(mut file: FileConfig, flags: Overrides) -> Result<Config, ConfigError> {
-        let mut ignored = std::mem::take(&mut file.ignored);
-        not_applied_yet(&file, &mut ignored);
+        let ignored = std::mem::take(&mut file.ignored);
         let mappings_dir = flags.mappings.clone().or(file.bridge.mappings.clone());
         let mappings = match mappings_dir {
             Some(dir) => MappingSet::from_dir(&dir)?,
@@ -938,6 +941,8 @@ impl Config {
             at_sender_default: flags.at_sender_default.or(file.message.at_sender_default).unwrap_or(false),
             profile,
             report_self_message: flags.report_self_message.or(file.message.report_self_message).unwrap_or(false),
+            remove_reply_at: file.message.remove_reply_at.unwrap_or(false),
+            extra_reply_data: file.message.extra_reply_data.unwrap_or(false),
             mappings: Arc::new(mappings),
             limits,
             media,
@@ -947,22 +952,6 @@ impl Config {
             backend_tls,
             admin,
         })
-    }
-}
-
-/// Settings the file may carry (go-cqhttp's) that this version reads but does not apply yet:
-/// reported rather than silently dropped.
-fn not_applied_yet(file: &FileConfig, ignored: &mut Vec<gocqhttp::Ignored>) {
-    const WHY: &str = "read, but not applied by this version of the bridge yet";
-    let mut keys = Vec::new();
-    if file.message.remove_reply_at == Some(true) {
-        keys.push("message.remove-reply-at".into());
-    }
-    if file.message.extra_reply_data == Some(true) {
-        keys.push("message.extra-reply-data".into());
-    }
-    if !keys.is_empty() {
-        ignored.push(gocqhttp::Ignored { keys, why: WHY.into() });
     }
 }
 

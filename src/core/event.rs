@@ -76,11 +76,15 @@ impl V11Event {
         serde_json::to_vec(&FormatView { event: self, format }).unwrap_or_default()
     }
 
-    /// The event as a JSON value in the endpoint's format.
+    /// The event as a JSON value in the endpoint's format: the value [`V11Event::json`] writes.
     pub fn to_value(&self, format: PostFormat) -> Value {
         let mut body = self.body.clone();
-        if let (PostFormat::String, Some(raw)) = (format, self.body.get("raw_message")) {
-            body.insert("message".into(), raw.clone());
+        // Only an event with a `message` gets it replaced: a notice may pass a backend's own
+        // `raw_message` field through, and must not grow a `message` from it.
+        if let (PostFormat::String, Some(raw), Some(message)) =
+            (format, self.body.get("raw_message"), body.get_mut("message"))
+        {
+            *message = raw.clone();
         }
         Value::Object(body)
     }
@@ -372,6 +376,7 @@ impl<S: IdStore> Translator<S> {
         };
         let mut segments = self.segments_to_v11(&scope, read_v12_message(ev.fields.get("message"))).await?;
         self.media_urls(ctx, caller, &mut segments).await;
+        self.reply_options(&mut segments).await;
         let raw = render_cq(&segments);
         let time = event_time(ev, now);
         let is_channel = ev.detail_type == "channel";
@@ -809,6 +814,48 @@ mod tests {
     }
 
     #[test]
+    fn remove_reply_at_and_extra_reply_data_as_go_cqhttp() {
+        let group = |id: &str, user: &str, message: Value| {
+            Event::from_value(json!({"type": "message", "detail_type": "group", "time": 100,
+                "self": {"platform": "qq", "user_id": "10001"}, "message_id": id, "group_id": "5",
+                "user_id": user, "message": message}))
+            .unwrap()
+        };
+        let quoted = group("q1", "7", json!([{"type": "text", "data": {"text": "first [words]"}}]));
+        // QQ's reply: the reply, then a mention of the quoted sender, then the text.
+        let reply = group(
+            "r1",
+            "8",
+            json!([
+                {"type": "reply", "data": {"message_id": "q1", "user_id": "7"}},
+                {"type": "mention", "data": {"user_id": "7"}},
+                {"type": "text", "data": {"text": " yes"}}
+            ]),
+        );
+        for (remove_reply_at, extra_reply_data, want) in [
+            (false, false, "[CQ:reply,id=1,qq=7][CQ:at,qq=7] yes"),
+            (true, false, "[CQ:reply,id=1,qq=7] yes"),
+            (false, true, "[CQ:reply,id=1,qq=7,time=100,text=first &amp;#91;words&amp;#93;][CQ:at,qq=7] yes"),
+            (true, true, "[CQ:reply,id=1,qq=7,time=100,text=first &amp;#91;words&amp;#93;] yes"),
+        ] {
+            let options = crate::core::Options { remove_reply_at, extra_reply_data, ..Default::default() };
+            let t = Translator::new(
+                std::sync::Arc::new(crate::core::MappingSet::embedded().unwrap()),
+                crate::core::ids::MemoryIdStore::default(),
+                options,
+            );
+            let me = account(&t);
+            let backend = BackendInfo::default();
+            let ctx = t.context(&me, &backend, Default::default());
+            let first = block_on(t.to_v11_event(ctx, &quoted, 0, &Recorder::default())).unwrap().unwrap();
+            let want = want.replace("id=1", &format!("id={}", first.body["message_id"]));
+            let ctx = t.context(&me, &backend, Default::default());
+            let out = block_on(t.to_v11_event(ctx, &reply, 0, &Recorder::default())).unwrap().unwrap();
+            assert_eq!(out.body["raw_message"], want, "remove {remove_reply_at}, extra {extra_reply_data}");
+        }
+    }
+
+    #[test]
     fn json_output_is_what_javascript_would_write() {
         let t = translator();
         let me = account(&t);
@@ -865,6 +912,19 @@ mod tests {
             if let Ok(ev) = Event::from_value(raw) {
                 let _ = block_on(t.to_v11_event(t.context(&me, &BackendInfo::default(), Default::default()), &ev, 0, &Recorder::default()));
             }
+        }
+    }
+
+    #[test]
+    fn to_value_is_what_json_writes_even_without_a_message() {
+        let mut body = Map::new();
+        body.insert("post_type".into(), "notice".into());
+        body.insert("raw_message".into(), 20002.into());
+        let ev = V11Event::new(1, body);
+        for format in [PostFormat::String, PostFormat::Array] {
+            let written: Value = serde_json::from_slice(&ev.json(format)).unwrap();
+            assert_eq!(ev.to_value(format), written);
+            assert!(ev.to_value(format).get("message").is_none());
         }
     }
 }

@@ -61,6 +61,10 @@ pub struct Options {
     /// The bot's own messages become `message_sent` events (go-cqhttp's report-self-message);
     /// without it they are not reported.
     pub report_self_message: bool,
+    /// go-cqhttp's `message.remove-reply-at`: drop the mention QQ adds after a reply.
+    pub remove_reply_at: bool,
+    /// go-cqhttp's `message.extra-reply-data`: a reply also carries the quoted message's data.
+    pub extra_reply_data: bool,
 }
 
 /// Why a call to the backend produced no answer.

@@ -124,6 +124,41 @@ impl<S: IdStore> Translator<S> {
         Ok(out)
     }
 
+    /// go-cqhttp's `message.remove-reply-at` (drop the mention of the quoted sender that QQ puts
+    /// right after a reply) and `message.extra-reply-data` (the reply also carries the quoted
+    /// message's sender `qq`, `time` and `text`, when the bridge saw that message), on a
+    /// received message's v11 segments. Both off: nothing to do.
+    pub(crate) async fn reply_options(&self, segments: &mut Vec<Segment>) {
+        let (remove_at, extra) = (self.options.remove_reply_at, self.options.extra_reply_data);
+        if !remove_at && !extra {
+            return;
+        }
+        let Some(at) = segments.iter().position(|s| s.kind == "reply") else { return };
+        let quoted = match segments[at].str_of("id").and_then(|id| id.trim().parse::<i64>().ok()) {
+            Some(id) => self.ids.message_to_v12(id).await.ok().and_then(|record| record.content),
+            None => None,
+        };
+        let sender = segments[at].str_of("qq").or_else(|| quoted.as_ref().map(|q| q.sender_id.to_string()));
+        if extra {
+            let reply = &mut segments[at];
+            if let Some(sender) = &sender {
+                reply.data.entry("qq").or_insert_with(|| Value::String(sender.clone()));
+            }
+            if let Some(quoted) = &quoted {
+                reply.data.insert("time".into(), Value::String(quoted.time.to_string()));
+                reply.data.insert("text".into(), Value::String(crate::core::cq::render_cq(&quoted.segments)));
+            }
+        }
+        if let (true, Some(sender)) = (remove_at, sender) {
+            if segments
+                .get(at + 1)
+                .is_some_and(|s| s.kind == "at" && s.str_of("qq").as_deref() == Some(sender.as_str()))
+            {
+                segments.remove(at + 1);
+            }
+        }
+    }
+
     async fn segment_to_v11(&self, scope: &Scope<'_>, seg: Segment) -> Result<Segment, SegmentError> {
         let maps = scope.maps;
         let profile = &maps.profile;

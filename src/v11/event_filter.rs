@@ -29,12 +29,20 @@ impl PartialEq for FilterSlot {
 }
 
 fn read(path: &Path) -> Result<EventFilter, String> {
-    let size = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.len();
-    if size > MAX_FILTER_BYTES {
-        return Err(format!("{}: {size} bytes, more than a filter may have ({MAX_FILTER_BYTES})", path.display()));
+    use std::io::Read;
+    let named = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    // Only a regular file, checked before opening: a FIFO would block the open, a device
+    // (`/dev/zero`) would never end.
+    if !std::fs::metadata(path).map_err(|e| named(&e))?.is_file() {
+        return Err(named(&"not a regular file"));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    EventFilter::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let file = std::fs::File::open(path).map_err(|e| named(&e))?;
+    let mut text = String::new();
+    file.take(MAX_FILTER_BYTES + 1).read_to_string(&mut text).map_err(|e| named(&e))?;
+    if text.len() as u64 > MAX_FILTER_BYTES {
+        return Err(named(&format!("more than a filter may have ({MAX_FILTER_BYTES} bytes)")));
+    }
+    EventFilter::parse(&text).map_err(|e| named(&e))
 }
 
 impl FilterSlot {
@@ -161,6 +169,8 @@ mod tests {
         let path = temp_file("broken", "{");
         assert!(FilterSlot::load(&path).unwrap_err().contains("not JSON"));
         assert!(FilterSlot::load(Path::new("/nonexistent/filter.json")).is_err());
+        assert!(FilterSlot::load(Path::new("/dev/zero")).unwrap_err().contains("not a regular file"));
+        assert!(FilterSlot::load(path.parent().unwrap()).unwrap_err().contains("not a regular file"));
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }
