@@ -182,6 +182,11 @@ pub struct Cli {
     #[arg(long, env = "ONEBOT_BRIDGE_CHECK")]
     pub check: bool,
 
+    /// Ask a running bridge's admin listener (`--admin`) for `/health` and exit 0 when it
+    /// answers 200, else 1: a container's HEALTHCHECK without curl in the image.
+    #[arg(long)]
+    pub probe: bool,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `onebot_bridge=debug`; a filter
     /// that does not parse is a configuration error [default: a config.yml's
     /// `output.log-level`, else info].

@@ -29,6 +29,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.probe {
+        return probe(config.admin);
+    }
     if cli.check {
         println!("configuration OK");
         for line in config.summary() {
@@ -73,6 +76,38 @@ fn init_logging(filter: tracing_subscriber::EnvFilter, format: LogFormat) {
         LogFormat::Text => {
             let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
             builder.with_ansi(colour).init()
+        }
+    }
+}
+
+/// `--probe`: one `GET /health` to the admin listener, within 5 s.
+fn probe(admin: Option<std::net::SocketAddr>) -> ExitCode {
+    use std::io::{Read, Write};
+    let Some(mut addr) = admin else {
+        eprintln!("onebot-bridge: --probe needs the admin listener (--admin ADDR)");
+        return ExitCode::from(2);
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    let timeout = std::time::Duration::from_secs(5);
+    let answer = std::net::TcpStream::connect_timeout(&addr, timeout).and_then(|mut stream| {
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head)?;
+        Ok(String::from_utf8_lossy(&head[..n]).into_owned())
+    });
+    match answer {
+        Ok(head) if head.starts_with("HTTP/1.1 200") => ExitCode::SUCCESS,
+        Ok(head) => {
+            eprintln!("onebot-bridge: {addr}/health answered {:?}", head.lines().next().unwrap_or(""));
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("onebot-bridge: {addr}/health: {error}");
+            ExitCode::FAILURE
         }
     }
 }
