@@ -105,15 +105,7 @@ fn translate(root: Map<String, Value>, report: &mut Report) -> Result<Map<String
             "account" => ignore_all(&key, &value, ACCOUNT, report),
             "database" => ignore_all(&key, &value, DATABASE, report),
             "heartbeat" => {
-                let mut heartbeat = Map::new();
-                for (k, v) in object(&key, value)? {
-                    match k.as_str() {
-                        "interval" | "disabled" => {
-                            heartbeat.insert(k, v);
-                        }
-                        _ => report.ignore(format!("heartbeat.{k}"), UNKNOWN),
-                    }
-                }
+                let heartbeat = keep_known(&key, value, &["interval", "disabled"], report)?;
                 out.insert(key, Value::Object(heartbeat));
             }
             "message" => {
@@ -183,6 +175,20 @@ fn translate(root: Map<String, Value>, report: &mut Report) -> Result<Map<String
     Ok(out)
 }
 
+/// The keys of mapping `value` (at `path`) that are in `known`; every other key is reported as
+/// unknown.
+fn keep_known(path: &str, value: Value, known: &[&str], report: &mut Report) -> Result<Map<String, Value>, String> {
+    let mut kept = Map::new();
+    for (k, v) in object(path, value)? {
+        if known.contains(&k.as_str()) {
+            kept.insert(k, v);
+        } else {
+            report.ignore(format!("{path}.{k}"), UNKNOWN);
+        }
+    }
+    Ok(kept)
+}
+
 fn object(key: &str, value: Value) -> Result<Map<String, Value>, String> {
     match value {
         Value::Object(map) => Ok(map),
@@ -227,15 +233,7 @@ fn middlewares(path: &str, value: Value, report: &mut Report) -> Result<Value, S
                 }
             }
             "rate-limit" => {
-                let mut limit = Map::new();
-                for (rk, rv) in object(&format!("{path}.rate-limit"), v)? {
-                    match rk.as_str() {
-                        "enabled" | "frequency" | "bucket" => {
-                            limit.insert(rk, rv);
-                        }
-                        _ => report.ignore(format!("{path}.rate-limit.{rk}"), UNKNOWN),
-                    }
-                }
+                let limit = keep_known(&format!("{path}.rate-limit"), v, &["enabled", "frequency", "bucket"], report)?;
                 out.insert(k, Value::Object(limit));
             }
             _ => report.ignore(format!("{path}.{k}"), UNKNOWN),
@@ -354,15 +352,7 @@ fn http_server(
                 out.insert(k, v);
             }
             "long-polling" => {
-                let mut lp = Map::new();
-                for (lk, lv) in object(&format!("{at}.long-polling"), v)? {
-                    match lk.as_str() {
-                        "enabled" | "max-queue-size" => {
-                            lp.insert(lk, lv);
-                        }
-                        _ => report.ignore(format!("{at}.long-polling.{lk}"), UNKNOWN),
-                    }
-                }
+                let lp = keep_known(&format!("{at}.long-polling"), v, &["enabled", "max-queue-size"], report)?;
                 out.insert(k, Value::Object(lp));
             }
             "post" => {
@@ -373,15 +363,8 @@ fn http_server(
                 };
                 let mut posts = Vec::new();
                 for (j, post) in list.into_iter().enumerate() {
-                    let mut kept = Map::new();
-                    for (pk, pv) in object(&format!("{at}.post[{j}]"), post)? {
-                        match pk.as_str() {
-                            "url" | "secret" | "max-retries" | "retries-interval" => {
-                                kept.insert(pk, pv);
-                            }
-                            _ => report.ignore(format!("{at}.post[{j}].{pk}"), UNKNOWN),
-                        }
-                    }
+                    let known = ["url", "secret", "max-retries", "retries-interval"];
+                    let mut kept = keep_known(&format!("{at}.post[{j}]"), post, &known, report)?;
                     // go-cqhttp skips a post entry without a URL.
                     if kept.get("url").and_then(Value::as_str).is_some_and(|u| !u.trim().is_empty()) {
                         if kept.get("secret").and_then(Value::as_str) == Some("") {
@@ -408,15 +391,7 @@ fn ws_server(
     }
     address(at, &mut body, report);
     plain_address(at, &mut body)?;
-    let mut out = Map::new();
-    for (k, v) in body {
-        match k.as_str() {
-            "address" | "middlewares" => {
-                out.insert(k, v);
-            }
-            _ => report.ignore(format!("{at}.{k}"), UNKNOWN),
-        }
-    }
+    let out = keep_known(at, Value::Object(body), &["address", "middlewares"], report)?;
     if !out.contains_key("address") {
         return Err(format!("{at} has no `address`"));
     }
