@@ -29,8 +29,6 @@ pub enum StartError {
     Store(#[from] crate::core::ids::IdError),
     #[error("media directory {path}: {source}")]
     Media { path: std::path::PathBuf, source: std::io::Error },
-    #[error("{0}")]
-    Tls(String),
 }
 
 /// The addresses the bridge listens on, in configuration order (useful with port 0).
@@ -137,7 +135,7 @@ impl Bridge {
         let (shutdown, watch_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let limits = &config.limits;
-        let tls = crate::tls::client_config(&config.backend_tls).map_err(StartError::Tls)?;
+        let tls = &config.backend_tls;
 
         for (id, (backend, listener)) in config.backends.iter().zip(backend_listeners).enumerate() {
             let token = backend.token.clone();

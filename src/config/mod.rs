@@ -596,8 +596,8 @@ pub struct Config {
     pub ignored: Vec<gocqhttp::Ignored>,
     /// Every event filter file the servers name (for `reload_event_filter`).
     pub filters: Filters,
-    /// How `wss://` and `https://` backends are verified.
-    pub backend_tls: crate::tls::TlsOptions,
+    /// The TLS client every `wss://` and `https://` backend link uses (built once, here).
+    pub backend_tls: std::sync::Arc<rustls::ClientConfig>,
     /// The admin listener's address (`None`: no admin listener).
     pub admin: Option<SocketAddr>,
 }
@@ -733,12 +733,13 @@ impl Config {
         }
         let store = resolve_store(&file.bridge, &flags)?;
         let backends = resolve_backends(&file.backend, &flags)?;
-        let backend_tls = crate::tls::TlsOptions {
+        let tls_options = crate::tls::TlsOptions {
             ca_file: flags.backend_ca_file.clone().or(file.backend.ca_file.clone()),
             insecure_skip_verify: flags.backend_tls_insecure || file.backend.tls_insecure_skip_verify,
         };
-        // Checked now (a CA file that is missing or holds no certificate), not at the first dial.
-        crate::tls::client_config(&backend_tls).map_err(invalid)?;
+        // Built now, so a CA file that is missing or holds no certificate is a configuration
+        // error rather than a failure at the first dial.
+        let backend_tls = crate::tls::client_config(&tls_options).map_err(invalid)?;
         let global_format = flags.post_format.or(file.message.post_format).unwrap_or_default();
         // A server's own middlewares replace the defaults (as YAML anchors do in go-cqhttp);
         // `--access-token` overrides both tokens.
