@@ -28,7 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -341,7 +341,33 @@ pub struct Media {
     urls: Mutex<Recent<String>>,
     /// Accounts whose backend said it cannot give URLs at all.
     no_urls: Mutex<Recent<()>>,
+    /// `get_file` calls in progress, per (account, file_id): a burst of events sharing one new
+    /// picture asks the backend once, and the others wait for that answer. An entry lives while
+    /// its call does, so there are at most as many as translations in flight.
+    url_flights: Mutex<HashMap<String, Arc<UrlFlight>>>,
     serve_base: RwLock<Option<String>>,
+}
+
+/// One `get_file` call others may wait for: the first to take the lock calls and leaves the
+/// outcome (a URL or none) for those after it.
+type UrlFlight = futures_util::lock::Mutex<Option<Option<String>>>;
+
+/// Takes a finished (or abandoned) flight out of the map: later arrivals find the URL in the
+/// cache, or ask again. Those already waiting on it still see its outcome, or call themselves if
+/// the caller was dropped before it had one.
+struct LeaveFlight<'a> {
+    media: &'a Media,
+    key: &'a str,
+    flight: &'a Arc<UrlFlight>,
+}
+
+impl Drop for LeaveFlight<'_> {
+    fn drop(&mut self) {
+        let mut flights = self.media.lock_flights();
+        if flights.get(self.key).is_some_and(|f| Arc::ptr_eq(f, self.flight)) {
+            flights.remove(self.key);
+        }
+    }
 }
 
 impl Media {
@@ -353,6 +379,7 @@ impl Media {
             uploads: Mutex::new(Recent::new(n)),
             urls: Mutex::new(Recent::new(n)),
             no_urls: Mutex::new(Recent::new(256)),
+            url_flights: Mutex::new(HashMap::new()),
             serve_base: RwLock::new(None),
         }
     }
@@ -407,6 +434,10 @@ impl Media {
 
     fn lock_urls(&self) -> std::sync::MutexGuard<'_, Recent<String>> {
         self.urls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_flights(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<UrlFlight>>> {
+        self.url_flights.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Forgets remembered uploads (their file_ids turned out not to work).
@@ -750,7 +781,8 @@ impl<S: IdStore> Translator<S> {
         }
     }
 
-    /// The backend's URL for a file (`get_file` type `url`), remembered for a while.
+    /// The backend's URL for a file (`get_file` type `url`), remembered for a while; one call
+    /// at a time per file.
     async fn backend_url<C: V12Caller>(&self, ctx: ActionContext<'_>, caller: &C, file_id: &str) -> Option<String> {
         let me = &ctx.account.self_id.user_id;
         if self.media.no_urls.lock().unwrap_or_else(|p| p.into_inner()).get(me, NO_URLS_FOR).is_some() {
@@ -760,13 +792,33 @@ impl<S: IdStore> Translator<S> {
         if let Some(url) = self.media.lock_urls().get(&key, self.media.options.reuse_for) {
             return Some(url).filter(|u| !u.is_empty());
         }
+        let flight = self.media.lock_flights().entry(key.clone()).or_default().clone();
+        let _leave = LeaveFlight { media: &self.media, key: &key, flight: &flight };
+        let mut outcome = flight.lock().await;
+        if let Some(known) = outcome.as_ref() {
+            // Another translation asked while this one waited.
+            return known.clone();
+        }
+        let url = self.ask_backend_url(ctx, caller, file_id, &key).await;
+        *outcome = Some(url.clone());
+        url
+    }
+
+    async fn ask_backend_url<C: V12Caller>(
+        &self,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        file_id: &str,
+        key: &str,
+    ) -> Option<String> {
+        let me = &ctx.account.self_id.user_id;
         let mut p = Map::new();
         p.insert("file_id".into(), file_id.into());
         p.insert("type".into(), "url".into());
         match self.call(ctx, caller, "get_file", p).await {
             Ok(data) => {
                 let url = data.get("url").and_then(Value::as_str).filter(|u| !u.is_empty())?.to_owned();
-                self.media.lock_urls().insert(key, url.clone());
+                self.media.lock_urls().insert(key.to_owned(), url.clone());
                 Some(url)
             }
             Err(ActionError::Backend { retcode: 10002 | 10004, .. }) => {
@@ -777,7 +829,7 @@ impl<S: IdStore> Translator<S> {
             Err(error) => {
                 tracing::debug!(%error, file_id, "the backend gives no URL for this file");
                 if matches!(error, ActionError::Backend { .. }) {
-                    self.media.lock_urls().insert(key, String::new());
+                    self.media.lock_urls().insert(key.to_owned(), String::new());
                 }
                 None
             }
@@ -1215,6 +1267,56 @@ mod tests {
             assert!(url.starts_with("http://127.0.0.1:5700/files/"), "{url}");
         }
         assert_eq!(caller.actions(), ["get_file"], "asked once, then not for a while");
+    }
+
+    /// Answers `get_file` with a URL, but only after being polled a few times, so that other
+    /// translations reach the same file while the first call is still out.
+    #[derive(Default)]
+    struct SlowUrls {
+        calls: Mutex<Vec<String>>,
+    }
+
+    struct Yield(u32);
+
+    impl Future for Yield {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+            if self.0 == 0 {
+                return std::task::Poll::Ready(());
+            }
+            self.0 -= 1;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+
+    impl V12Caller for SlowUrls {
+        async fn call(&self, req: v12::Request) -> Result<v12::Response, CallError> {
+            let file_id = req.params["file_id"].as_str().unwrap_or_default().to_owned();
+            self.calls.lock().unwrap().push(file_id.clone());
+            Yield(20).await;
+            Ok(v12::Response::ok(json!({ "url": format!("https://cdn.example/{file_id}") })))
+        }
+    }
+
+    #[test]
+    fn a_burst_sharing_one_new_picture_asks_the_backend_once() {
+        let t = translator_with(MediaOptions { incoming: IncomingMode::Resolve, ..Default::default() });
+        let caller = SlowUrls::default();
+        let me = account(&t);
+        let backend = BackendInfo::default();
+        let ctx = t.context(&me, &backend, Default::default());
+        let ids = ["same"; 16].into_iter().chain(["other-1", "other-2"]);
+        let mut messages: Vec<Vec<Segment>> = ids.map(|id| vec![Segment::new("image").with("file", id)]).collect();
+        block_on(futures::future::join_all(messages.iter_mut().map(|segs| t.media_urls(ctx, &caller, segs))));
+        for segs in &messages {
+            let file = segs[0].str_of("file").unwrap();
+            assert_eq!(segs[0].str_of("url"), Some(format!("https://cdn.example/{file}")));
+        }
+        let mut calls = caller.calls.lock().unwrap().clone();
+        calls.sort();
+        assert_eq!(calls, ["other-1", "other-2", "same"], "one get_file per file");
+        assert!(t.media.lock_flights().is_empty(), "finished calls leave nothing behind");
     }
 
     #[test]
