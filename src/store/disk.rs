@@ -1,28 +1,19 @@
-//! The persistent id store: one redb file under `--data-dir`, with a write-ahead log beside it
-//! ([`wal`](super::wal)).
+//! The persistent id store: one redb file under `--data-dir`.
 //!
 //! Reads go straight to the database. Writes go to one writer thread that applies every
-//! "insert unless taken" waiting at that moment in a single transaction, appends what it
-//! inserted to the log and syncs the log before it commits and answers: an id a bot has been
-//! given survives a restart and `kill -9`, and concurrent assignments share one sync (group
-//! commit). The redb commit itself is not synced; about once a second (or when the log reaches
-//! [`CHECKPOINT_BYTES`]) one durable commit makes everything since the last one durable and the
-//! log is emptied. A profile of the store at a million ids showed the per-batch durable commit
-//! (page write-back and `fdatasync`) as its largest cost; appending a few hundred bytes to a log
-//! costs a fraction of it. Old message ids are pruned by count and age in small batches between
-//! commits, so pruning never stalls traffic for long.
+//! "insert unless taken" waiting at that moment in a single transaction and commits it durably
+//! (fsync) before answering: an id a bot has been given survives a restart and `kill -9`, and
+//! concurrent assignments share one fsync (group commit). Old message ids are pruned by count and
+//! age in small batches between commits, so pruning never stalls traffic for long.
 
-#[cfg(test)]
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use super::wal::{self, Op, Wal};
 use crate::core::ids::{Claim, IdError, IdStore, MessageKey, MessageRecord};
 
 /// v12 id → surrogate.
@@ -47,11 +38,6 @@ const WRITE_QUEUE: usize = 4096;
 const BATCH: usize = 512;
 /// Most message ids pruned in one transaction.
 const PRUNE_BATCH: usize = 5_000;
-/// Longest time between durable redb commits while the log holds anything: what a restart
-/// replays is at most about this much traffic.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// A log this long is folded into a durable commit at once, whatever the time.
-pub const CHECKPOINT_BYTES: u64 = 8 << 20;
 
 /// How long message ids are kept.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -143,21 +129,6 @@ impl DiskStore {
             txn.open_table(MESSAGE_AGE).map_err(store_err)?;
         }
         txn.commit().map_err(store_err)?;
-        let wal_path = Wal::path_in(dir);
-        let found = Wal::recover(&wal_path).map_err(|e| store_err(format!("{}: {e}", wal_path.display())))?;
-        if found.torn_bytes > 0 {
-            // The batch being written when the process died: no caller was answered for it.
-            tracing::warn!(
-                path = %wal_path.display(),
-                bytes = found.torn_bytes,
-                "the id store's log ends in an incomplete write; it is ignored"
-            );
-        }
-        if !found.ops.is_empty() {
-            replay(&db, &found.ops).map_err(store_err)?;
-            tracing::info!(ids = found.ops.len(), frames = found.frames, "id store: replayed its log");
-        }
-        let wal = Wal::open_empty(&wal_path).map_err(|e| store_err(format!("{}: {e}", wal_path.display())))?;
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let writer_db = db.clone();
@@ -165,7 +136,7 @@ impl DiskStore {
         let writer_commits = commits.clone();
         std::thread::Builder::new()
             .name("id-store-writer".into())
-            .spawn(move || writer(writer_db, wal, rx, retention, writer_commits))
+            .spawn(move || writer(writer_db, rx, retention, writer_commits))
             .map_err(store_err)?;
         Ok(DiskStore { db, writes: tx, commits })
     }
@@ -231,9 +202,8 @@ impl IdStore for DiskStore {
     }
 }
 
-/// The writer thread: batches, one log sync per batch, answers after it; a durable commit of
-/// redb at least every [`CHECKPOINT_EVERY`] while the log holds anything.
-fn writer(db: Arc<Database>, mut wal: Wal, mut rx: mpsc::Receiver<Write>, retention: Retention, commits: CommitTimes) {
+/// The writer thread: batches, one durable commit per batch, answers after the commit.
+fn writer(db: Arc<Database>, mut rx: mpsc::Receiver<Write>, retention: Retention, commits: CommitTimes) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
         Ok(rt) => rt,
         Err(error) => {
@@ -242,43 +212,22 @@ fn writer(db: Arc<Database>, mut wal: Wal, mut rx: mpsc::Receiver<Write>, retent
         }
     };
     let mut last_prune = Instant::now() - retention.prune_every;
-    // When the log was emptied, or got its oldest entry since: a durable commit is due
-    // [`CHECKPOINT_EVERY`] after it while the log holds anything.
-    let mut log_since = Instant::now();
     loop {
         if last_prune.elapsed() >= retention.prune_every {
             match prune(&db, retention) {
-                Ok(more) => {
-                    // A prune commits durably (redb's default), which covers the log too.
-                    checkpointed(&mut wal, &mut log_since);
-                    // More to prune: come back right after serving what is waiting.
-                    if !more {
-                        last_prune = Instant::now();
-                    }
-                }
+                // More to prune: come back right after serving what is waiting.
+                Ok(true) => {}
+                Ok(false) => last_prune = Instant::now(),
                 Err(error) => {
                     tracing::error!(%error, "pruning old message ids failed");
                     last_prune = Instant::now();
                 }
             }
         }
-        if !wal.is_empty() && log_since.elapsed() >= CHECKPOINT_EVERY {
-            checkpoint(&db, &mut wal, &mut log_since, &commits);
-        }
-        let mut deadline = last_prune + retention.prune_every;
-        if !wal.is_empty() {
-            deadline = deadline.min(log_since + CHECKPOINT_EVERY);
-        }
-        let first = match recv_until(&rt, &mut rx, deadline) {
+        let first = match recv_until(&rt, &mut rx, last_prune + retention.prune_every) {
             Recv::Got(w) => w,
             Recv::Idle => continue,
-            Recv::Closed => {
-                // Leave nothing to replay after a clean stop.
-                if !wal.is_empty() {
-                    checkpoint(&db, &mut wal, &mut log_since, &commits);
-                }
-                return;
-            }
+            Recv::Closed => return,
         };
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -287,76 +236,8 @@ fn writer(db: Arc<Database>, mut wal: Wal, mut rx: mpsc::Receiver<Write>, retent
                 Err(_) => break,
             }
         }
-        // With an empty log the batch goes to the log too: the durable commit comes a second
-        // later, for everything logged by then.
-        let was_empty = wal.is_empty();
-        let durable = wal.len() >= CHECKPOINT_BYTES || (!was_empty && log_since.elapsed() >= CHECKPOINT_EVERY);
-        apply(&db, &mut wal, batch, durable, &commits);
-        if durable {
-            checkpointed(&mut wal, &mut log_since);
-        } else if was_empty {
-            // The log's oldest entry dates from now.
-            log_since = Instant::now();
-        }
+        apply(&db, batch, &commits);
     }
-}
-
-/// One durable commit with nothing in it: everything committed before becomes durable.
-fn checkpoint(db: &Database, wal: &mut Wal, log_since: &mut Instant, commits: &CommitTimes) {
-    let started = Instant::now();
-    let commit = || -> Result<(), redb::Error> { Ok(db.begin_write()?.commit()?) };
-    match commit() {
-        Ok(()) => {
-            observe(commits, started);
-            checkpointed(wal, log_since);
-        }
-        Err(error) => tracing::error!(%error, "id store: durable commit failed; its log is kept"),
-    }
-}
-
-/// A durable commit succeeded: the log may be emptied.
-fn checkpointed(wal: &mut Wal, log_since: &mut Instant) {
-    *log_since = Instant::now();
-    if let Err(error) = wal.clear() {
-        // Harmless for correctness (replaying puts again changes nothing), but the log grows.
-        tracing::error!(%error, path = %wal.path().display(), "id store: emptying the log failed");
-    }
-}
-
-fn observe(commits: &CommitTimes, started: Instant) {
-    if let Some(histogram) = commits.get() {
-        histogram.observe(started.elapsed().as_secs_f64());
-    }
-}
-
-/// Applies a log's ops to redb in one durable commit (at start-up, before the writer runs).
-fn replay(db: &Database, ops: &[Op]) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
-    {
-        let mut ids = txn.open_table(IDS)?;
-        let mut surrogates = txn.open_table(SURROGATES)?;
-        let mut keys = txn.open_table(MESSAGE_KEYS)?;
-        let mut messages = txn.open_table(MESSAGES)?;
-        let mut age = txn.open_table(MESSAGE_AGE)?;
-        for op in ops {
-            match op {
-                Op::Surrogate { n, v12 } => {
-                    surrogates.insert(*n, v12.as_str())?;
-                    ids.insert(v12.as_str(), *n)?;
-                }
-                Op::Message { n, at, key, stored } => {
-                    messages.insert(*n, stored.as_slice())?;
-                    keys.insert(key.as_str(), *n)?;
-                    age.insert((*at, *n), ())?;
-                }
-                Op::Save { n, stored } => {
-                    messages.insert(*n, stored.as_slice())?;
-                }
-            }
-        }
-    }
-    txn.commit()?;
-    Ok(())
 }
 
 enum Recv {
@@ -383,16 +264,10 @@ enum Outcome {
     Saved(oneshot::Sender<Result<(), IdError>>),
 }
 
-/// Applies one batch. Unless `durable`, what it inserted is appended to the log and the log
-/// synced before redb commits (without syncing): a reader can see an id only once it is on disk.
-fn apply(db: &Database, wal: &mut Wal, batch: Vec<Write>, durable: bool, commits: &CommitTimes) {
+fn apply(db: &Database, batch: Vec<Write>, commits: &CommitTimes) {
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut log = Vec::new();
     let result = (|| -> Result<(), redb::Error> {
-        let mut txn = db.begin_write()?;
-        if !durable {
-            txn.set_durability(Durability::None)?;
-        }
+        let txn = db.begin_write()?;
         {
             let mut ids = txn.open_table(IDS)?;
             let mut surrogates = txn.open_table(SURROGATES)?;
@@ -408,7 +283,6 @@ fn apply(db: &Database, wal: &mut Wal, batch: Vec<Write>, durable: bool, commits
                             None => {
                                 surrogates.insert(n, v12.as_str())?;
                                 ids.insert(v12.as_str(), n)?;
-                                wal::encode(&Op::Surrogate { n, v12 }, &mut log);
                                 Claim::Inserted
                             }
                         };
@@ -426,12 +300,11 @@ fn apply(db: &Database, wal: &mut Wal, batch: Vec<Write>, durable: bool, commits
                             },
                             None => {
                                 let at = now_ms();
-                                let key = key_text(&record.key);
-                                let stored = serde_json::to_vec(&Stored { record, at }).unwrap_or_default();
-                                messages.insert(n, stored.as_slice())?;
-                                keys.insert(key.as_str(), n)?;
+                                let stored = Stored { record, at };
+                                let bytes = serde_json::to_vec(&stored).unwrap_or_default();
+                                messages.insert(n, bytes.as_slice())?;
+                                keys.insert(key_text(&stored.record.key).as_str(), n)?;
                                 age.insert((at, n), ())?;
-                                wal::encode(&Op::Message { n, at, key, stored }, &mut log);
                                 Claim::Inserted
                             }
                         };
@@ -441,9 +314,8 @@ fn apply(db: &Database, wal: &mut Wal, batch: Vec<Write>, durable: bool, commits
                         let old = messages.get(n)?.map(|v| v.value().to_vec());
                         if let Some(Ok(old)) = old.map(|b| serde_json::from_slice::<Stored>(&b)) {
                             if old.record.key == record.key {
-                                let stored = serde_json::to_vec(&Stored { record, at: old.at }).unwrap_or_default();
-                                messages.insert(n, stored.as_slice())?;
-                                wal::encode(&Op::Save { n, stored }, &mut log);
+                                let bytes = serde_json::to_vec(&Stored { record, at: old.at }).unwrap_or_default();
+                                messages.insert(n, bytes.as_slice())?;
                             }
                         }
                         outcomes.push(Outcome::Saved(reply));
@@ -452,12 +324,10 @@ fn apply(db: &Database, wal: &mut Wal, batch: Vec<Write>, durable: bool, commits
             }
         }
         let started = Instant::now();
-        if !durable && !log.is_empty() {
-            // On error the transaction is dropped uncommitted: nothing is visible, no one answered.
-            wal.append_durably(&log)?;
-        }
         txn.commit()?;
-        observe(commits, started);
+        if let Some(histogram) = commits.get() {
+            histogram.observe(started.elapsed().as_secs_f64());
+        }
         Ok(())
     })();
     match result {
@@ -523,75 +393,4 @@ fn prune(db: &Database, retention: Retention) -> Result<bool, redb::Error> {
     }
     txn.commit()?;
     Ok(more)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(id: &str) -> MessageRecord {
-        MessageRecord {
-            key: MessageKey { self_id: "10001".into(), message_id: id.into() },
-            detail_type: "group".into(),
-            group_id: Some("g".into()),
-            user_id: Some("u".into()),
-            content: None,
-        }
-    }
-
-    fn scratch(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("ob-disk-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    /// What a process that died between syncing its log and the next durable commit leaves: the
-    /// log holds the ids; opening the store puts them back, and empties the log.
-    #[tokio::test]
-    async fn ids_only_in_the_log_are_replayed_at_open() {
-        let dir = scratch("replay");
-        drop(DiskStore::open(&dir, Retention::default()).unwrap());
-        let rec = record("m-1");
-        let stored = serde_json::to_vec(&Stored { record: rec.clone(), at: now_ms() }).unwrap();
-        let mut payload = Vec::new();
-        wal::encode(&Op::Surrogate { n: 4_000_000_000_001, v12: "wxid_x".into() }, &mut payload);
-        wal::encode(&Op::Message { n: 77, at: now_ms(), key: key_text(&rec.key), stored }, &mut payload);
-        // Let the first writer thread finish its clean stop before the log is written.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let mut log = Wal::open_empty(&Wal::path_in(&dir)).unwrap();
-        log.append_durably(&payload).unwrap();
-        // Half a frame after it: the write the crash cut short.
-        std::fs::OpenOptions::new().append(true).open(log.path()).unwrap().write_all(&[40, 0, 0]).unwrap();
-        drop(log);
-
-        let store = DiskStore::open(&dir, Retention::default()).unwrap();
-        assert_eq!(store.surrogate_of("wxid_x").await.unwrap(), Some(4_000_000_000_001));
-        assert_eq!(store.v12_of_surrogate(4_000_000_000_001).await.unwrap().as_deref(), Some("wxid_x"));
-        assert_eq!(store.message_id_of(&rec.key).await.unwrap(), Some(77));
-        assert_eq!(store.message_of(77).await.unwrap(), Some(rec));
-        assert_eq!(std::fs::metadata(Wal::path_in(&dir)).unwrap().len(), 0, "the log is emptied once applied");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// Between durable commits the new ids are in the log; after the interval they are in a
-    /// durable commit and the log is empty again.
-    #[tokio::test]
-    async fn the_log_holds_new_ids_until_the_next_durable_commit() {
-        let dir = scratch("checkpoint");
-        let store = DiskStore::open(&dir, Retention::default()).unwrap();
-        assert_eq!(store.claim_message(5, &record("m-5")).await.unwrap(), Claim::Inserted);
-        let logged = Wal::recover(&Wal::path_in(&dir)).unwrap();
-        assert!(
-            logged.ops.iter().any(|op| matches!(op, Op::Message { n: 5, .. })),
-            "the answer came after the log held the id: {logged:?}"
-        );
-        let deadline = Instant::now() + CHECKPOINT_EVERY * 5;
-        while std::fs::metadata(Wal::path_in(&dir)).unwrap().len() > 0 {
-            assert!(Instant::now() < deadline, "no durable commit emptied the log");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(store.message_id_of(&record("m-5").key).await.unwrap(), Some(5));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 }

@@ -4,7 +4,6 @@
 //! shared by several bridges would be a third arm here and nothing else changes.
 
 pub mod disk;
-pub mod wal;
 
 use crate::core::ids::{Claim, IdError, IdStore, MessageKey, MessageRecord};
 use crate::core::MemoryIdStore;
