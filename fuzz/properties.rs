@@ -187,12 +187,13 @@ fn check_v11_event(ev: &onebot_bridge::core::event::V11Event, input: usize) {
     if !message_event {
         return;
     }
-    let message = body.get("message").expect("a message event has a message");
-    let Value::Array(items) = message else { panic!("message is not a segment array: {message}") };
-    let segments: Vec<Segment> =
-        items.iter().map(|v| Segment::read(v).unwrap_or_else(|| panic!("not a v11 segment: {v}"))).collect();
+    assert!(body.contains_key("message"), "a message event has a message in its place");
+    let segments = ev.message().expect("a message event has its segments");
+    let array = ev.to_value(PostFormat::Array);
+    let Some(Value::Array(items)) = array.get("message") else { panic!("message is not a segment array: {array}") };
+    assert_eq!(items.len(), segments.len(), "the array format writes every segment");
     let raw = body.get("raw_message").and_then(Value::as_str).expect("raw_message beside message");
-    assert_eq!(raw, render_cq(&segments), "raw_message is not the message rendered");
+    assert_eq!(raw, render_cq(segments), "raw_message is not the message rendered");
     let reparsed = parse_cq(raw);
     assert_eq!(parse_cq(&render_cq(&reparsed)), reparsed, "raw_message is not stable");
 }

@@ -634,7 +634,7 @@ impl<S: IdStore> Translator<S> {
             user_id: sender.as_deref(),
             maps: ctx.maps,
         };
-        let segments = self.segments_to_v11(&scope, super::segment::read_v12_message(data.get("message"))).await?;
+        let segments = self.segments_to_v11(&scope, data.get("message")).await?;
         let sender_id = match &sender {
             Some(s) => self.ids.to_v11(s).await?,
             None => 0,

@@ -75,19 +75,20 @@ pub fn unescape_value(s: &str) -> String {
 
 /// Parses a CQ string into v11 segments, following the lenient policy in the module header.
 pub fn parse_cq(input: &str) -> Vec<Segment> {
+    let bytes = input.as_bytes();
     let mut segments = Vec::new();
     let mut text = String::new(); // decoded text not yet emitted
     let mut literal_start = 0; // start of the raw run not yet decoded into `text`
     let mut pos = 0;
-    // Look for `[` (a byte search) and check for `[CQ:` there, rather than searching for the
-    // four-byte pattern (whose searcher is set up anew at every step).
-    while let Some(found) = input[pos..].find('[') {
+    // Byte searches (`memchr`, vectorised) for `[` and `]`: both are ASCII, so every index found
+    // is a char boundary.
+    while let Some(found) = memchr::memchr(b'[', &bytes[pos..]) {
         let open = pos + found;
-        if !input[open..].starts_with(CODE_OPEN) {
+        if !bytes[open..].starts_with(CODE_OPEN.as_bytes()) {
             pos = open + 1;
             continue;
         }
-        let Some(len) = input[open..].find(']') else {
+        let Some(len) = memchr::memchr(b']', &bytes[open..]) else {
             break; // unterminated: the remainder stays literal
         };
         let close = open + len;
@@ -120,26 +121,36 @@ pub fn render_cq(segments: &[Segment]) -> String {
     out
 }
 
-/// Parses the body of a code (between `[CQ:` and `]`); `None` when it is malformed.
+/// Parses the body of a code (between `[CQ:` and `]`); `None` when it is malformed. Bodies are
+/// short: plain byte loops find the commas (a vectorised search costs more to set up than it
+/// saves here).
 fn parse_code(body: &str) -> Option<Segment> {
-    let mut parts = body.split(',');
-    let kind = parts.next().unwrap_or_default().trim_ascii();
+    let comma = |s: &str| s.bytes().position(|b| b == b',');
+    let (kind, mut rest) = match comma(body) {
+        Some(i) => (&body[..i], Some(&body[i + 1..])),
+        None => (body, None),
+    };
+    let kind = kind.trim_ascii();
     if !is_valid_type(kind) {
         return None;
     }
-    let params = body.bytes().filter(|b| *b == b',').count();
-    let mut segment = Segment { kind: kind.to_owned(), data: serde_json::Map::with_capacity(params) };
-    let mut parts = parts.peekable();
-    while let Some(part) = parts.next() {
-        if parts.peek().is_none() && part.trim_ascii().is_empty() {
+    let mut segment = Segment::new(kind);
+    while let Some(params) = rest {
+        // `,` and `=` are ASCII: every index found is a char boundary.
+        let (part, next) = match comma(params) {
+            Some(i) => (&params[..i], Some(&params[i + 1..])),
+            None => (params, None),
+        };
+        rest = next;
+        if rest.is_none() && part.trim_ascii().is_empty() {
             break; // trailing comma
         }
-        let (key, value) = part.split_once('=')?;
-        let key = key.trim_ascii();
+        let eq = part.bytes().position(|b| b == b'=')?;
+        let key = part[..eq].trim_ascii();
         if key.is_empty() {
             return None;
         }
-        let value = Value::String(unescape_value(value));
+        let value = Value::String(unescape_value(&part[eq + 1..]));
         segment.data.insert(unescape_value(key), value);
     }
     Some(segment)
@@ -208,8 +219,10 @@ const ENTITIES: [(&str, char); 4] = [("&#44;", ','), ("&#91;", '['), ("&#93;", '
 /// One-pass unescape. Decoded characters are never rescanned, which is what decoding `&amp;`
 /// last means.
 fn unescape_into(s: &str, out: &mut String) {
+    out.reserve(s.len()); // decoding only shortens
     let mut rest = s;
-    while let Some(i) = rest.find('&') {
+    while let Some(i) = memchr::memchr(b'&', rest.as_bytes()) {
+        // `&` is ASCII: `i` and `i + 1` are char boundaries.
         out.push_str(&rest[..i]);
         let tail = &rest[i..];
         match ENTITIES.iter().find(|(entity, _)| tail.starts_with(entity)) {

@@ -21,7 +21,7 @@ use super::ids::{IdError, IdStore, StoredMessage};
 use super::mapping::Mappings;
 use super::mapping::{EventRow, Kind};
 use super::message::Segment;
-use super::segment::{read_v12_message, Scope, SegmentError};
+use super::segment::{Scope, SegmentError};
 use super::v11::PostFormat;
 use super::v12::{id_string, Event, SelfId};
 use super::{Account, Translator, V12Caller};
@@ -40,9 +40,12 @@ pub enum EventError {
 #[derive(Debug, Clone)]
 pub struct V11Event {
     pub self_id: i64,
-    /// The event with `message` (if any) as a segment array; `raw_message` is its CQ string,
-    /// which string-format endpoints also get as `message`.
+    /// The event's fields in go-cqhttp's order. A message event's `message` is a `null` placeholder
+    /// here, holding its place in that order: the segments are in [`V11Event::message`], written
+    /// straight from them (as an array, or as `raw_message`, its CQ string, for string-format
+    /// endpoints) rather than first copied into JSON values.
     pub body: Map<String, Value>,
+    message: Option<Vec<Segment>>,
     /// Its JSON per post format (string, array), written on first use and shared by every
     /// endpoint that takes that format: ten bots cost one serialisation, not ten.
     json: [OnceLock<Bytes>; 2],
@@ -50,17 +53,30 @@ pub struct V11Event {
 
 impl PartialEq for V11Event {
     fn eq(&self, other: &Self) -> bool {
-        self.self_id == other.self_id && self.body == other.body
+        self.self_id == other.self_id && self.body == other.body && self.message == other.message
     }
 }
 
 impl V11Event {
+    /// An event whose body is complete (a `message` in it, if any, is written as it is).
     pub fn new(self_id: i64, body: Map<String, Value>) -> V11Event {
-        V11Event { self_id, body, json: Default::default() }
+        V11Event { self_id, body, message: None, json: Default::default() }
+    }
+
+    /// A message event: `segments` are written in the place of the body's `message`, which the
+    /// body must already hold (as a placeholder).
+    fn with_message(self_id: i64, body: Map<String, Value>, segments: Vec<Segment>) -> V11Event {
+        debug_assert!(body.contains_key("message"));
+        V11Event { self_id, body, message: Some(segments), json: Default::default() }
     }
 
     pub fn post_type(&self) -> &str {
         self.body.get("post_type").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// A message event's segments.
+    pub fn message(&self) -> Option<&[Segment]> {
+        self.message.as_deref()
     }
 
     /// Compact JSON in the endpoint's format. The bytes equal what JavaScript's `JSON.stringify`
@@ -81,10 +97,12 @@ impl V11Event {
         let mut body = self.body.clone();
         // Only an event with a `message` gets it replaced: a notice may pass a backend's own
         // `raw_message` field through, and must not grow a `message` from it.
-        if let (PostFormat::String, Some(raw), Some(message)) =
-            (format, self.body.get("raw_message"), body.get_mut("message"))
-        {
-            *message = raw.clone();
+        if let Some(message) = body.get_mut("message") {
+            match (format, self.body.get("raw_message"), &self.message) {
+                (PostFormat::String, Some(raw), _) => *message = raw.clone(),
+                (_, _, Some(segments)) => *message = Value::Array(segments.iter().map(Segment::to_value).collect()),
+                _ => {}
+            }
         }
         Value::Object(body)
     }
@@ -100,8 +118,9 @@ impl Serialize for FormatView<'_> {
         let mut map = s.serialize_map(Some(self.event.body.len()))?;
         let raw = self.event.body.get("raw_message").filter(|_| self.format == PostFormat::String);
         for (k, v) in &self.event.body {
-            match raw {
-                Some(raw) if k == "message" => map.serialize_entry(k, raw)?,
+            match (raw, &self.event.message) {
+                (Some(raw), _) if k == "message" => map.serialize_entry(k, raw)?,
+                (_, Some(segments)) if k == "message" => map.serialize_entry(k, segments)?,
                 _ => map.serialize_entry(k, v)?,
             }
         }
@@ -110,6 +129,7 @@ impl Serialize for FormatView<'_> {
 }
 
 /// Starts a v11 event body in go-cqhttp's key order: post_type, `<x>_type`, time, self_id, sub_type.
+/// `room` is how many more keys the caller expects to add (the map then never grows in steps).
 fn header(
     post_type: &str,
     type_key: &str,
@@ -117,8 +137,9 @@ fn header(
     time: i64,
     self_id: i64,
     sub_type: &str,
+    room: usize,
 ) -> Map<String, Value> {
-    let mut m = Map::new();
+    let mut m = Map::with_capacity(5 + room);
     m.insert("post_type".into(), post_type.into());
     m.insert(type_key.into(), type_value.into());
     m.insert("time".into(), time.into());
@@ -136,7 +157,7 @@ pub fn lifecycle_connect(self_id: i64, time: i64, forward_ws: bool) -> V11Event 
     if forward_ws {
         body.insert("_post_method".into(), 2.into());
     }
-    body.extend(header("meta_event", "meta_event_type", "lifecycle", time, self_id, "connect"));
+    body.extend(header("meta_event", "meta_event_type", "lifecycle", time, self_id, "connect", 0));
     V11Event::new(self_id, body)
 }
 
@@ -158,7 +179,7 @@ pub fn empty_stat() -> Value {
 
 /// A v11 heartbeat: `interval` is the time to the next one, in milliseconds.
 pub fn heartbeat(self_id: i64, time: i64, interval_ms: u64, status: Value) -> V11Event {
-    let mut body = header("meta_event", "meta_event_type", "heartbeat", time, self_id, "");
+    let mut body = header("meta_event", "meta_event_type", "heartbeat", time, self_id, "", 2);
     body.insert("status".into(), status);
     body.insert("interval".into(), interval_ms.into());
     V11Event::new(self_id, body)
@@ -206,14 +227,14 @@ fn event_time(ev: &Event, now: i64) -> i64 {
 /// An event its table row says cannot become a v11 event: a required field absent, or one that
 /// is no id (no message, for `message`). A `group_id: true` must not reach a bot as a group
 /// message without its group.
-fn check_required(maps: &Mappings, ev: &Event) -> Result<(), EventError> {
+fn check_required(maps: &Mappings, ev: &Event, name: &str) -> Result<(), EventError> {
     // A request the profile answers needs every field its flag carries back.
     if let Some(request) = maps.requests.get(&ev.detail_type).filter(|_| ev.kind == "request") {
         if let Some(field) = request.flag.iter().find(|f| ev.fields.get(*f).is_none_or(Value::is_null)) {
-            return Err(EventError::Missing { event: ev.name(), field: field.clone() });
+            return Err(EventError::Missing { event: name.to_owned(), field: field.clone() });
         }
     }
-    let Some(row) = maps.events.get(&ev.name()) else { return Ok(()) };
+    let Some(row) = maps.events.get(name) else { return Ok(()) };
     for field in &row.required {
         let usable = match ev.fields.get(field) {
             None => false,
@@ -221,7 +242,7 @@ fn check_required(maps: &Mappings, ev: &Event) -> Result<(), EventError> {
             Some(v) => id_string(v).is_some_and(|id| !id.is_empty()),
         };
         if !usable {
-            return Err(EventError::Missing { event: ev.name(), field: field.clone() });
+            return Err(EventError::Missing { event: name.to_owned(), field: field.clone() });
         }
     }
     Ok(())
@@ -327,11 +348,12 @@ impl<S: IdStore> Translator<S> {
         now: i64,
         caller: &C,
     ) -> Result<Option<V11Event>, EventError> {
-        if ev.kind != "meta" {
-            check_required(ctx.maps, ev)?;
+        if ev.kind == "meta" {
+            return Ok(None);
         }
+        let name = ev.name();
+        check_required(ctx.maps, ev, &name)?;
         match ev.kind.as_str() {
-            "meta" => Ok(None),
             // The bot's own message (a backend reporting what the bot sent elsewhere): go-cqhttp's
             // `message_sent` with report-self-message, else not reported.
             "message" if ev.str_field("user_id").as_deref() == Some(ctx.account.self_id.user_id.as_str()) => {
@@ -339,12 +361,12 @@ impl<S: IdStore> Translator<S> {
                     tracing::debug!(id = %ev.id, "the bot's own message; not reported (report-self-message is off)");
                     return Ok(None);
                 }
-                let mut sent = self.message_event(ctx, ev, now, caller).await?;
+                let mut sent = self.message_event(ctx, ev, &name, now, caller).await?;
                 sent.body.insert("post_type".into(), "message_sent".into());
                 Ok(Some(sent))
             }
-            "message" => self.message_event(ctx, ev, now, caller).await.map(Some),
-            _ => self.notice_or_request(ctx.maps, ctx.account, ev, now).await.map(Some),
+            "message" => self.message_event(ctx, ev, &name, now, caller).await.map(Some),
+            _ => self.notice_or_request(ctx.maps, ctx.account, ev, &name, now).await.map(Some),
         }
     }
 
@@ -352,14 +374,14 @@ impl<S: IdStore> Translator<S> {
         &self,
         ctx: ActionContext<'_>,
         ev: &Event,
+        name: &str,
         now: i64,
         caller: &C,
     ) -> Result<V11Event, EventError> {
         let (account, maps) = (ctx.account, ctx.maps);
         let profile = &maps.profile;
-        let name = ev.name();
-        let missing = |field: &str| EventError::Missing { event: name.clone(), field: field.to_owned() };
-        let row = maps.events.get(&name);
+        let missing = |field: &str| EventError::Missing { event: name.to_owned(), field: field.to_owned() };
+        let row = maps.events.get(name);
         let message_type = row.map(|r| r.v11.clone()).unwrap_or_else(|| profile.strip(&ev.detail_type).to_owned());
         let sub_type = row
             .and_then(|r| r.sub_type.get(&ev.sub_type).cloned())
@@ -374,7 +396,7 @@ impl<S: IdStore> Translator<S> {
             user_id: Some(&user_id),
             maps,
         };
-        let mut segments = self.segments_to_v11(&scope, read_v12_message(ev.fields.get("message"))).await?;
+        let mut segments = self.segments_to_v11(&scope, ev.fields.get("message")).await?;
         self.media_urls(ctx, caller, &mut segments).await;
         self.reply_options(&mut segments).await;
         let raw = render_cq(&segments);
@@ -384,7 +406,9 @@ impl<S: IdStore> Translator<S> {
         let anonymous = sender_fields.prefixed_only(Field::Anonymous).filter(|v| v.is_object()).cloned();
         let sub_type = if anonymous.is_some() && message_type == "group" { "anonymous".to_owned() } else { sub_type };
 
-        let mut body = header("message", "message_type", &message_type, time, account.v11_id, &sub_type);
+        // The keys written below, and the event's own fields passed on.
+        let room = 8 + ev.fields.len().saturating_sub(MESSAGE_FIELDS.len());
+        let mut body = header("message", "message_type", &message_type, time, account.v11_id, &sub_type, room);
         let v11_user: Value;
         if is_channel {
             // go-cqhttp's guild shape: string ids throughout.
@@ -397,11 +421,16 @@ impl<S: IdStore> Translator<S> {
             let mut record = scope.record(&message_id);
             record.content = Some(StoredMessage {
                 time,
-                segments: segments.clone(),
+                segments: std::mem::take(&mut segments),
                 sender_id: self.ids.to_v11(&user_id).await?,
                 sender_name: sender_fields.name().to_owned(),
             });
-            let id = self.ids.message_to_v11(&record).await?;
+            let stored = self.ids.message_to_v11(&record).await;
+            // The store keeps its own copy: the segments go on into the event, not copied.
+            if let Some(content) = record.content.take() {
+                segments = content.segments;
+            }
+            let id = stored?;
             body.insert("message_id".into(), id.into());
             if let Some(g) = &group_id {
                 body.insert("group_id".into(), self.ids.to_v11(g).await?.into());
@@ -412,7 +441,7 @@ impl<S: IdStore> Translator<S> {
         if message_type == "group" {
             body.insert("anonymous".into(), anonymous.clone().unwrap_or(Value::Null));
         }
-        body.insert("message".into(), Value::Array(segments.into_iter().map(Segment::into_value).collect()));
+        body.insert("message".into(), Value::Null); // its place: the segments go in beside the body
         body.insert("raw_message".into(), raw.into());
         body.insert("font".into(), 0.into());
         body.insert("sender".into(), self.sender(&sender_fields, &message_type, v11_user, is_channel));
@@ -422,14 +451,14 @@ impl<S: IdStore> Translator<S> {
                 body.insert(key.to_owned(), value.clone());
             }
         }
-        Ok(V11Event::new(account.v11_id, body))
+        Ok(V11Event::with_message(account.v11_id, body, segments))
     }
 
     /// go-cqhttp's `sender` object, filled from whatever the backend says about the sender
     /// (`user_name`, `user_card`, `<prefix>.nickname`, a `<prefix>.sender` object, …).
     fn sender(&self, fields: &SenderFields<'_>, message_type: &str, user_id: Value, is_channel: bool) -> Value {
         let text = |names: &[Field]| names.iter().find_map(|n| fields.text(*n));
-        let mut sender = Map::new();
+        let mut sender = Map::with_capacity(9);
         sender.insert("user_id".into(), user_id.clone());
         sender.insert("nickname".into(), fields.name().into());
         if is_channel {
@@ -463,6 +492,7 @@ impl<S: IdStore> Translator<S> {
         maps: &Mappings,
         account: &Account,
         ev: &Event,
+        name: &str,
         now: i64,
     ) -> Result<V11Event, EventError> {
         let profile = &maps.profile;
@@ -496,7 +526,7 @@ impl<S: IdStore> Translator<S> {
                 };
                 Some(&request_row)
             }
-            None => maps.events.get(&ev.name()),
+            None => maps.events.get(name),
         };
         let v11_type = row.map(|r| r.v11.clone()).unwrap_or_else(|| profile.strip(&ev.detail_type).to_owned());
         let mut sub_type = row
@@ -507,7 +537,7 @@ impl<S: IdStore> Translator<S> {
                 sub_type = replacement.clone();
             }
         }
-        let mut body = header(post_type, &type_key, &v11_type, time, account.v11_id, &sub_type);
+        let mut body = header(post_type, &type_key, &v11_type, time, account.v11_id, &sub_type, ev.fields.len() + 2);
         let generic = &maps.generic_events;
         for (key, value) in &ev.fields {
             let (name, kind) = match row.and_then(|r| r.fields.get(key)) {

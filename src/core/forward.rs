@@ -21,8 +21,8 @@ use super::cq::render_cq;
 use super::ids::IdStore;
 use super::mapping::Mappings;
 use super::media::{BoxFuture, Uploaded};
-use super::message::{value_as_text, Segment};
-use super::segment::{lenient_i64, read_v11_message, read_v12_message, Scope, SegmentError};
+use super::message::{value_as_text, Data, Segment};
+use super::segment::{lenient_i64, read_v11_message, Scope, SegmentError};
 use super::v12::id_string;
 use super::{v11, Translator, V12Caller};
 
@@ -81,7 +81,7 @@ impl<S: IdStore> Translator<S> {
     ) -> BoxFuture<'a, Result<Segment, SegmentError>> {
         Box::pin(async move {
             let content = node_content(&node)?;
-            let mut data = Map::new();
+            let mut data = Data::with_capacity(node.data.len());
             for (key, value) in node.data {
                 if value.is_null() {
                     continue;
@@ -231,7 +231,7 @@ impl<S: IdStore> Translator<S> {
                 user_id: sender.as_deref(),
                 maps: ctx.maps,
             };
-            let mut segments = self.segments_to_v11(&scope, read_v12_message(Some(&content))).await?;
+            let mut segments = self.segments_to_v11(&scope, Some(&content)).await?;
             self.media_urls(ctx, caller, &mut segments).await;
             match ctx.post_format {
                 v11::PostFormat::String => Value::String(render_cq(&segments)),

@@ -3,7 +3,12 @@
 //! v11 and v12 use the same segment envelope; what differs is the vocabulary inside it. This module
 //! only holds the envelope and the helpers every translator needs to read a data value leniently.
 
-use serde::{Deserialize, Serialize};
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 /// One message segment: `{"type": …, "data": {…}}`. `data` may be `null` or absent on input.
@@ -12,20 +17,22 @@ pub struct Segment {
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default, deserialize_with = "null_as_empty")]
-    pub data: Map<String, Value>,
+    pub data: Data,
 }
 
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Map<String, Value>, D::Error> {
-    Ok(Option::<Map<String, Value>>::deserialize(d)?.unwrap_or_default())
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Data, D::Error> {
+    Ok(Option::<Data>::deserialize(d)?.unwrap_or_default())
 }
 
 impl Segment {
     pub fn new(kind: impl Into<String>) -> Self {
-        Segment { kind: kind.into(), data: Map::new() }
+        Segment { kind: kind.into(), data: Data::new() }
     }
 
     pub fn text(text: impl Into<String>) -> Self {
-        Segment::new("text").with("text", text.into())
+        let mut data = Data::with_capacity(1);
+        data.insert("text".to_owned(), Value::String(text.into()));
+        Segment { kind: "text".to_owned(), data }
     }
 
     /// Builder: sets one data field.
@@ -40,8 +47,8 @@ impl Segment {
         let obj = v.as_object()?;
         let kind = obj.get("type")?.as_str()?.to_owned();
         let data = match obj.get("data") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(data)) => data.clone(),
+            None | Some(Value::Null) => Data::new(),
+            Some(Value::Object(data)) => data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             Some(_) => return None,
         };
         Some(Segment { kind, data })
@@ -51,7 +58,15 @@ impl Segment {
     pub fn into_value(self) -> Value {
         let mut m = Map::with_capacity(2);
         m.insert("type".into(), Value::String(self.kind));
-        m.insert("data".into(), Value::Object(self.data));
+        m.insert("data".into(), Value::Object(self.data.into_map()));
+        Value::Object(m)
+    }
+
+    /// The segment as a JSON value (a copy).
+    pub fn to_value(&self) -> Value {
+        let mut m = Map::with_capacity(2);
+        m.insert("type".into(), Value::String(self.kind.clone()));
+        m.insert("data".into(), Value::Object(self.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()));
         Value::Object(m)
     }
 
@@ -59,6 +74,215 @@ impl Segment {
     /// their JSON form, `null` as absent, objects and arrays as compact JSON.
     pub fn str_of(&self, key: &str) -> Option<String> {
         self.data.get(key).and_then(value_as_text)
+    }
+}
+
+/// A segment's data: its keys in the order they came, each once (a repeated key keeps its first
+/// place and takes the last value, as `serde_json`'s ordered map does).
+///
+/// A segment holds a handful of keys, so a vector searched front to back costs less than hashing
+/// every key into a map; the CQ parser and the event path build one per segment. Past
+/// [`Data::INDEXED`] keys (a segment a peer stuffed with thousands) a hash index takes over, so
+/// building any segment stays linear in its size.
+#[derive(Debug, Clone, Default)]
+pub struct Data {
+    entries: Vec<(String, Value)>,
+    /// Positions in `entries` by key, once there are more than [`Data::INDEXED`] of them.
+    index: Option<Box<Index>>,
+}
+
+#[derive(Debug, Clone)]
+struct Index {
+    table: HashTable<usize>,
+    /// Keys come from peers: std's keyed SipHash keeps chosen collisions from slowing the table.
+    hasher: std::hash::RandomState,
+}
+
+impl Index {
+    fn of(entries: &[(String, Value)]) -> Box<Index> {
+        let hasher = std::hash::RandomState::new();
+        let mut table = HashTable::with_capacity(entries.len());
+        for (i, (k, _)) in entries.iter().enumerate() {
+            table.insert_unique(hasher.hash_one(k.as_str()), i, |&j| hasher.hash_one(entries[j].0.as_str()));
+        }
+        Box::new(Index { table, hasher })
+    }
+}
+
+impl Data {
+    /// Above this many keys, lookups go through a hash index.
+    pub const INDEXED: usize = 16;
+
+    pub fn new() -> Data {
+        Data::default()
+    }
+
+    pub fn with_capacity(n: usize) -> Data {
+        Data { entries: Vec::with_capacity(n.min(Data::INDEXED)), index: None }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.table.find(index.hasher.hash_one(key), |&i| self.entries[i].0 == key).copied(),
+            None => self.entries.iter().position(|(k, _)| k == key),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.position(key).map(|i| &self.entries[i].1)
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+        self.position(key).map(|i| &mut self.entries[i].1)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.position(key).is_some()
+    }
+
+    /// Sets `key`: in its place when present (giving back the old value), else last.
+    pub fn insert(&mut self, key: String, value: Value) -> Option<Value> {
+        if let Some(i) = self.position(&key) {
+            return Some(std::mem::replace(&mut self.entries[i].1, value));
+        }
+        let at = self.entries.len();
+        match &mut self.index {
+            Some(index) => {
+                let hasher = &index.hasher;
+                let entries = &self.entries;
+                index
+                    .table
+                    .insert_unique(hasher.hash_one(key.as_str()), at, |&j| hasher.hash_one(entries[j].0.as_str()));
+            }
+            None if at == Data::INDEXED => {
+                self.entries.push((key, value));
+                self.index = Some(Index::of(&self.entries));
+                return None;
+            }
+            None => {}
+        }
+        self.entries.push((key, value));
+        None
+    }
+
+    /// Sets `key` only when it is absent.
+    pub fn insert_if_absent(&mut self, key: &str, value: impl FnOnce() -> Value) {
+        if !self.contains_key(key) {
+            self.insert(key.to_owned(), value());
+        }
+    }
+
+    /// Removes `key`, keeping the others in order.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        let i = self.position(key)?;
+        let (_, value) = self.entries.remove(i);
+        self.index = (self.entries.len() > Data::INDEXED).then(|| Index::of(&self.entries));
+        Some(value)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Value> {
+        self.entries.iter().map(|(_, v)| v)
+    }
+
+    /// The data as a JSON object, keys in order.
+    pub fn into_map(self) -> Map<String, Value> {
+        self.entries.into_iter().collect()
+    }
+}
+
+/// Same keys with equal values, in any order (as JSON objects compare).
+impl PartialEq for Data {
+    fn eq(&self, other: &Data) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+impl FromIterator<(String, Value)> for Data {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Data {
+        let iter = iter.into_iter();
+        let mut data = Data::with_capacity(iter.size_hint().0);
+        for (k, v) in iter {
+            data.insert(k, v);
+        }
+        data
+    }
+}
+
+impl From<Map<String, Value>> for Data {
+    fn from(map: Map<String, Value>) -> Data {
+        map.into_iter().collect()
+    }
+}
+
+impl IntoIterator for Data {
+    type Item = (String, Value);
+    type IntoIter = std::vec::IntoIter<(String, Value)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Data {
+    type Item = (&'a String, &'a Value);
+    type IntoIter =
+        std::iter::Map<std::slice::Iter<'a, (String, Value)>, fn(&'a (String, Value)) -> (&'a String, &'a Value)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl std::ops::Index<&str> for Data {
+    type Output = Value;
+    /// The value of `key`, or `null` when absent (as indexing a JSON value gives).
+    fn index(&self, key: &str) -> &Value {
+        static NULL: Value = Value::Null;
+        self.get(key).unwrap_or(&NULL)
+    }
+}
+
+impl Serialize for Data {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.len()))?;
+        for (k, v) in &self.entries {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Data {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Data, D::Error> {
+        struct DataVisitor;
+        impl<'de> Visitor<'de> for DataVisitor {
+            type Value = Data;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a segment's data object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Data, A::Error> {
+                let mut data = Data::with_capacity(access.size_hint().unwrap_or(0));
+                while let Some((k, v)) = access.next_entry::<String, Value>()? {
+                    data.insert(k, v);
+                }
+                Ok(data)
+            }
+        }
+        d.deserialize_map(DataVisitor)
     }
 }
 
@@ -70,5 +294,77 @@ pub fn value_as_text(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         Value::Number(n) => Some(n.to_string()),
         other => Some(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn keys(data: &Data) -> Vec<&str> {
+        data.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn data_keeps_order_and_a_repeated_key_keeps_its_first_place_with_the_last_value() {
+        let data: Data = serde_json::from_str(r#"{"b": 1, "a": 2, "b": 3}"#).unwrap();
+        assert_eq!(keys(&data), ["b", "a"]);
+        assert_eq!(data["b"], json!(3));
+        assert_eq!(data["missing"], Value::Null);
+        assert_eq!(serde_json::to_string(&data).unwrap(), r#"{"b":3,"a":2}"#);
+        // Equality is that of JSON objects: order does not matter.
+        let other: Data = serde_json::from_str(r#"{"a": 2, "b": 3}"#).unwrap();
+        assert_eq!(data, other);
+        assert_ne!(data, Data::from(json!({"a": 2}).as_object().unwrap().clone()));
+    }
+
+    #[test]
+    fn data_remove_keeps_the_rest_in_order() {
+        let mut data: Data = ["x", "y", "z"].iter().map(|k| (k.to_string(), json!(k))).collect();
+        assert_eq!(data.remove("y"), Some(json!("y")));
+        assert_eq!(data.remove("y"), None);
+        assert_eq!(keys(&data), ["x", "z"]);
+        data.insert_if_absent("x", || json!("no"));
+        data.insert_if_absent("w", || json!("w"));
+        assert_eq!(keys(&data), ["x", "z", "w"]);
+        assert_eq!(data["x"], json!("x"));
+    }
+
+    /// Across the size where the hash index takes over, and back below it after removals, every
+    /// key is found, repeated keys are replaced in place and order is kept.
+    #[test]
+    fn data_with_many_keys_behaves_as_with_few() {
+        let n = Data::INDEXED * 4;
+        let mut data = Data::new();
+        for round in 0..2 {
+            for i in 0..n {
+                let old = data.insert(format!("k{i}"), json!(i * 10 + round));
+                assert_eq!(old.is_some(), round == 1, "k{i} round {round}");
+            }
+        }
+        assert_eq!(data.len(), n);
+        for i in 0..n {
+            assert_eq!(data.get(&format!("k{i}")), Some(&json!(i * 10 + 1)));
+        }
+        assert_eq!(keys(&data)[..3], ["k0", "k1", "k2"]);
+        for i in (0..n).step_by(2) {
+            assert!(data.remove(&format!("k{i}")).is_some());
+        }
+        assert_eq!(data.len(), n / 2);
+        for i in 0..n {
+            assert_eq!(data.contains_key(&format!("k{i}")), i % 2 == 1, "k{i}");
+        }
+        *data.get_mut("k1").unwrap() = json!("changed");
+        assert_eq!(data.into_map().into_iter().next(), Some(("k1".to_owned(), json!("changed"))));
+    }
+
+    #[test]
+    fn segment_data_may_be_null_or_absent() {
+        for raw in [r#"{"type":"face","data":null}"#, r#"{"type":"face"}"#] {
+            let seg: Segment = serde_json::from_str(raw).unwrap();
+            assert_eq!(seg, Segment::new("face"), "{raw}");
+        }
+        assert!(serde_json::from_str::<Segment>(r#"{"type":"face","data":[1]}"#).is_err());
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Number, Value};
 use super::cq::parse_cq;
 use super::ids::{IdError, IdStore, MessageKey, MessageRecord};
 use super::mapping::{FieldSpec, Kind, Mappings};
-use super::message::{value_as_text, Segment};
+use super::message::{value_as_text, Data, Segment};
 use super::{Account, Translator};
 
 #[derive(Debug, thiserror::Error)]
@@ -63,22 +63,40 @@ pub fn read_v11_message(value: &Value, auto_escape: bool) -> Result<Vec<Segment>
     }
 }
 
-/// Reads a v12 message (events must carry a list; a string or one segment is tolerated).
-pub fn read_v12_message(value: Option<&Value>) -> Vec<Segment> {
-    match value {
-        Some(Value::String(s)) if !s.is_empty() => vec![Segment::text(s.clone())],
-        Some(v @ Value::Object(_)) => Segment::read(v).into_iter().collect(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| match Segment::read(v) {
-                Some(seg) => seg,
-                None => {
-                    tracing::warn!(segment = %v, "unreadable v12 segment (not {{type, data}}) kept as text");
-                    Segment::text(v.to_string())
-                }
-            })
-            .collect(),
-        _ => Vec::new(),
+/// One v12 segment as the backend sent it, read in place: `{type, data}`, `data` absent or
+/// `null` being empty. Translating from it copies each value once, into the v11 segment.
+#[derive(Clone, Copy)]
+struct V12Segment<'a> {
+    kind: &'a str,
+    data: Option<&'a Map<String, Value>>,
+}
+
+impl<'a> V12Segment<'a> {
+    fn read(v: &'a Value) -> Option<V12Segment<'a>> {
+        let obj = v.as_object()?;
+        let kind = obj.get("type")?.as_str()?;
+        let data = match obj.get("data") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(data)) => Some(data),
+            Some(_) => return None,
+        };
+        Some(V12Segment { kind, data })
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.data?.get(key)
+    }
+
+    fn str_of(&self, key: &str) -> Option<String> {
+        self.get(key).and_then(value_as_text)
+    }
+
+    fn len(&self) -> usize {
+        self.data.map_or(0, Map::len)
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&'a String, &'a Value)> {
+        self.data.into_iter().flatten()
     }
 }
 
@@ -115,13 +133,35 @@ pub fn lenient_i64(v: &Value) -> Option<i64> {
 }
 
 impl<S: IdStore> Translator<S> {
-    /// v12 segments from the backend → v11 segments (all data values text, as go-cqhttp sends).
-    pub async fn segments_to_v11(&self, scope: &Scope<'_>, segs: Vec<Segment>) -> Result<Vec<Segment>, SegmentError> {
-        let mut out = Vec::with_capacity(segs.len());
-        for seg in segs {
-            out.push(self.segment_to_v11(scope, seg).await?);
+    /// A v12 message from the backend → v11 segments (all data values text, as go-cqhttp sends).
+    /// Events must carry a list of segments; a string or one segment is tolerated. An item of the
+    /// list that is no segment is kept as text (its JSON), with a warning, not dropped.
+    pub async fn segments_to_v11(
+        &self,
+        scope: &Scope<'_>,
+        message: Option<&Value>,
+    ) -> Result<Vec<Segment>, SegmentError> {
+        match message {
+            Some(Value::String(s)) if !s.is_empty() => Ok(vec![Segment::text(s.clone())]),
+            Some(v @ Value::Object(_)) => match V12Segment::read(v) {
+                Some(seg) => Ok(vec![self.segment_to_v11(scope, seg).await?]),
+                None => Ok(Vec::new()),
+            },
+            Some(Value::Array(items)) => {
+                let mut out = Vec::with_capacity(items.len());
+                for v in items {
+                    out.push(match V12Segment::read(v) {
+                        Some(seg) => self.segment_to_v11(scope, seg).await?,
+                        None => {
+                            tracing::warn!(segment = %v, "unreadable v12 segment (not {{type, data}}) kept as text");
+                            Segment::text(v.to_string())
+                        }
+                    });
+                }
+                Ok(out)
+            }
+            _ => Ok(Vec::new()),
         }
-        Ok(out)
     }
 
     /// go-cqhttp's `message.remove-reply-at` (drop the mention of the quoted sender that QQ puts
@@ -142,7 +182,7 @@ impl<S: IdStore> Translator<S> {
         if extra {
             let reply = &mut segments[at];
             if let Some(sender) = &sender {
-                reply.data.entry("qq").or_insert_with(|| Value::String(sender.clone()));
+                reply.data.insert_if_absent("qq", || Value::String(sender.clone()));
             }
             if let Some(quoted) = &quoted {
                 reply.data.insert("time".into(), Value::String(quoted.time.to_string()));
@@ -159,24 +199,20 @@ impl<S: IdStore> Translator<S> {
         }
     }
 
-    async fn segment_to_v11(&self, scope: &Scope<'_>, seg: Segment) -> Result<Segment, SegmentError> {
+    async fn segment_to_v11(&self, scope: &Scope<'_>, seg: V12Segment<'_>) -> Result<Segment, SegmentError> {
         let maps = scope.maps;
         let profile = &maps.profile;
         if seg.kind == "text" {
-            if seg.data.len() == 1 && seg.data.get("text").is_some_and(Value::is_string) {
-                return Ok(seg); // already what v11 has
-            }
-            let text = seg.str_of("text").unwrap_or_default();
-            return Ok(Segment::text(text));
+            return Ok(Segment::text(seg.str_of("text").unwrap_or_default()));
         }
         if seg.kind == "mention_all" {
             return Ok(Segment::new("at").with("qq", "all"));
         }
-        let (target, fields) = match maps.segments_in.get(&seg.kind) {
+        let (target, fields) = match maps.segments_in.get(seg.kind) {
             Some(map) => (map.target.clone(), Some(&map.fields)),
             None => {
                 // An extension type whose data this profile names differently reads back by its table.
-                let target = maps.segment_in_name(&seg.kind).to_owned();
+                let target = maps.segment_in_name(seg.kind).to_owned();
                 let fields = maps.segment_fields_in.get(&target);
                 (target, fields)
             }
@@ -185,17 +221,17 @@ impl<S: IdStore> Translator<S> {
         let quoted_sender = if seg.kind == "reply" { seg.str_of("user_id") } else { None };
         let reply_scope = Scope { user_id: quoted_sender.as_deref(), ..*scope };
         let scope = if seg.kind == "reply" { &reply_scope } else { scope };
-        let mut data = Map::new();
-        for (key, value) in seg.data {
-            match fields.and_then(|f| f.get(&key)) {
+        let mut data = Data::with_capacity(seg.len());
+        for (key, value) in seg.entries() {
+            match fields.and_then(|f| f.get(key)) {
                 Some(spec) => {
-                    if let Some(text) = self.value_to_v11(scope, spec.kind, &value).await? {
+                    if let Some(text) = self.value_to_v11(scope, spec.kind, value).await? {
                         data.insert(spec.name.clone(), Value::String(text));
                     }
                 }
                 None => {
-                    if let Some(text) = value_as_text(&value) {
-                        data.insert(profile.strip(&key).to_owned(), Value::String(text));
+                    if let Some(text) = value_as_text(value) {
+                        data.insert(profile.strip(key).to_owned(), Value::String(text));
                     }
                 }
             }
@@ -240,7 +276,7 @@ impl<S: IdStore> Translator<S> {
             let Some(fields) = maps.segment_fields.get(&seg.kind) else {
                 return Ok(Segment { kind: target, data: seg.data });
             };
-            let mut data = Map::new();
+            let mut data = Data::with_capacity(seg.data.len());
             for (key, value) in &seg.data {
                 match fields.get(key) {
                     Some(spec) => {
@@ -255,7 +291,7 @@ impl<S: IdStore> Translator<S> {
             }
             return Ok(Segment { kind: target, data });
         };
-        let mut data = Map::new();
+        let mut data = Data::with_capacity(seg.data.len());
         for (key, value) in &seg.data {
             match map.fields.get(key) {
                 Some(spec) if !spec.name.is_empty() => {
@@ -281,7 +317,7 @@ impl<S: IdStore> Translator<S> {
                     }
                 }
                 for key in ["title", "content"] {
-                    data.entry(key).or_insert_with(|| Value::String(String::new()));
+                    data.insert_if_absent(key, || Value::String(String::new()));
                 }
             }
             "at" if !data.contains_key("user_id") => return Err(bad("at", "`qq` is required")),
@@ -345,6 +381,11 @@ mod tests {
     use super::*;
     use crate::core::testing::{account, translator};
 
+    /// Segments as a backend sends them: a JSON list.
+    fn to_v12_message(segments: Vec<Segment>) -> Value {
+        Value::Array(segments.into_iter().map(Segment::into_value).collect())
+    }
+
     fn sample_v11(kind: Kind) -> Value {
         match kind {
             Kind::Id => json!("123"),
@@ -385,7 +426,7 @@ mod tests {
                     _ => assert_eq!(got, &sample_v11(spec.kind), "{v11}.{key}"),
                 }
             }
-            let back = block_on(t.segments_to_v11(&scope, vec![out])).unwrap().remove(0);
+            let back = block_on(t.segments_to_v11(&scope, Some(&to_v12_message(vec![out])))).unwrap().remove(0);
             assert_eq!(back, seg, "{v11} round trip");
         }
     }
@@ -401,11 +442,12 @@ mod tests {
             let seg = Segment::new(v11.clone()).with("k", "v,[x]");
             let out = block_on(t.segments_to_v12(t.maps.generic(), vec![seg.clone()])).unwrap().remove(0);
             assert_eq!(out.kind, format!("qq.{v11}"));
-            let back = block_on(t.segments_to_v11(&scope, vec![out])).unwrap().remove(0);
+            let back = block_on(t.segments_to_v11(&scope, Some(&to_v12_message(vec![out])))).unwrap().remove(0);
             assert_eq!(back, seg);
         }
         // Walle-Q names its extensions without a prefix; they read the same.
-        let bare = block_on(t.segments_to_v11(&scope, vec![Segment::new("face").with("id", 5)])).unwrap();
+        let bare = block_on(t.segments_to_v11(&scope, Some(&to_v12_message(vec![Segment::new("face").with("id", 5)]))))
+            .unwrap();
         assert_eq!(bare[0], Segment::new("face").with("id", "5"));
     }
 
@@ -420,7 +462,7 @@ mod tests {
                 let seg = Segment::new(v11.clone()).with("k", "v");
                 let out = block_on(t.segments_to_v12(maps, vec![seg.clone()])).unwrap().remove(0);
                 assert_eq!(out.kind, maps.segment_out_name(v11), "{profile}/{v11}");
-                let back = block_on(t.segments_to_v11(&scope, vec![out])).unwrap().remove(0);
+                let back = block_on(t.segments_to_v11(&scope, Some(&to_v12_message(vec![out])))).unwrap().remove(0);
                 assert_eq!(back, seg, "{profile}/{v11}");
             }
         }
@@ -431,7 +473,7 @@ mod tests {
         let out = block_on(t.segments_to_v12(walle, vec![face.clone()])).unwrap().remove(0);
         assert_eq!(out, Segment::new("face").with("id", 14));
         let scope = Scope { account: &me, detail_type: "private", group_id: None, user_id: Some("8"), maps: walle };
-        assert_eq!(block_on(t.segments_to_v11(&scope, vec![out])).unwrap()[0], face);
+        assert_eq!(block_on(t.segments_to_v11(&scope, Some(&to_v12_message(vec![out])))).unwrap()[0], face);
         assert_eq!(t.maps.get("comwechat").segment_out_name("face"), "wx.face");
     }
 
@@ -448,13 +490,13 @@ mod tests {
         };
         let out = block_on(t.segments_to_v12(t.maps.generic(), vec![Segment::new("at").with("qq", "all")])).unwrap();
         assert_eq!(out, vec![Segment::new("mention_all")]);
-        let back = block_on(t.segments_to_v11(&scope, out)).unwrap();
+        let back = block_on(t.segments_to_v11(&scope, Some(&to_v12_message(out)))).unwrap();
         assert_eq!(back, vec![Segment::new("at").with("qq", "all")]);
         // Extra v11 keys on a standard segment travel as extension fields, and come back.
         let img = Segment::new("image").with("file", "f").with("type", "flash");
         let out = block_on(t.segments_to_v12(t.maps.generic(), vec![img.clone()])).unwrap();
         assert_eq!(out[0], Segment::new("image").with("file_id", "f").with("qq.type", "flash"));
-        assert_eq!(block_on(t.segments_to_v11(&scope, out)).unwrap()[0], img);
+        assert_eq!(block_on(t.segments_to_v11(&scope, Some(&to_v12_message(out)))).unwrap()[0], img);
         // Nothing is dropped: required fields missing is an error, not a silent loss.
         for bad in [
             Segment::new("at"),
@@ -474,7 +516,15 @@ mod tests {
         assert_eq!(read_v11_message(&json!([{"type": "text", "data": null}]), false).unwrap()[0], Segment::new("text"));
         assert!(read_v11_message(&json!(5), false).is_err());
         assert!(read_v11_message(&json!([{"data": {}}]), false).is_err());
-        assert_eq!(read_v12_message(Some(&json!("plain"))), vec![Segment::text("plain")]);
-        assert_eq!(read_v12_message(Some(&json!([5]))), vec![Segment::text("5")], "kept as text, not dropped");
+        let t = translator();
+        let me = account(&t);
+        let scope =
+            Scope { account: &me, detail_type: "private", group_id: None, user_id: Some("8"), maps: t.maps.generic() };
+        let read = |v: Value| block_on(t.segments_to_v11(&scope, Some(&v))).unwrap();
+        assert_eq!(read(json!("plain")), vec![Segment::text("plain")]);
+        assert_eq!(read(json!([5])), vec![Segment::text("5")], "kept as text, not dropped");
+        assert_eq!(read(json!({"type": "text", "data": {"text": 7}})), vec![Segment::text("7")]);
+        assert_eq!(read(json!([{"type": "mention_all", "data": null}])), vec![Segment::new("at").with("qq", "all")]);
+        assert_eq!(read(json!("")), vec![]);
     }
 }
