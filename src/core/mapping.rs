@@ -421,17 +421,22 @@ pub struct RequestRow {
     pub reject: Option<String>,
 }
 
+/// A table looked up on every event or segment. Its keys are ours (loaded from `mappings/`, never
+/// added to from a wire), so foldhash's fast hasher serves instead of SipHash: a peer chooses
+/// what is looked up, never what the table holds, so it cannot make lookups collide.
+pub type Table<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// All tables, indexed for lookups.
 #[derive(Debug, Clone)]
 pub struct Mappings {
     /// v11 segment type → v12.
-    pub segments_out: HashMap<String, SegmentMap>,
+    pub segments_out: Table<SegmentMap>,
     /// v12 segment type → v11.
-    pub segments_in: HashMap<String, SegmentMap>,
+    pub segments_in: Table<SegmentMap>,
     /// v11 types sent as `<prefix>.<type>`.
     pub extension_segments: Vec<String>,
     /// `message.private`, `notice.friend_increase`, … → row.
-    pub events: HashMap<String, EventRow>,
+    pub events: Table<EventRow>,
     pub generic_events: GenericEvents,
     pub actions: BTreeMap<String, ActionRow>,
     retcodes: Vec<(i64, i64, RetcodeTarget)>,
@@ -653,8 +658,8 @@ impl Mappings {
         retcodes: RetcodesFile,
         profile: Profile,
     ) -> Mappings {
-        let mut segments_out = HashMap::new();
-        let mut segments_in = HashMap::new();
+        let mut segments_out = Table::default();
+        let mut segments_in = Table::default();
         for row in segments.standard {
             let back = row
                 .fields
@@ -667,7 +672,7 @@ impl Mappings {
         for row in segments.incoming {
             segments_in.insert(row.v12, SegmentMap { target: row.v11, fields: row.fields });
         }
-        let mut event_rows = HashMap::new();
+        let mut event_rows = Table::default();
         for (kind, rows) in [("message", events.message), ("notice", events.notice)] {
             for (detail, row) in rows {
                 event_rows.insert(format!("{kind}.{detail}"), row);
