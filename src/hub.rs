@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::core::event::{status_bots, V11Event};
 
-use crate::core::{v11, v12, Account, BackendInfo, CallError, Translator, V12Caller};
+use crate::core::{v11, v12, Account, BackendInfo, CallError, ImplementationClaim, InfoSource, Translator, V12Caller};
 use crate::metrics::{AccountMetrics, DropReason, Metrics};
 use crate::net::unix_now;
 use crate::v11::event_filter::Filters;
@@ -448,6 +448,16 @@ impl Hub {
         backends.insert(link, Arc::new(info));
     }
 
+    /// Takes in what `source` says about a link's implementation (the one place that merges what
+    /// handshakes, headers, `get_version` and `meta.connect` tell; see [`BackendInfo::learn`]).
+    pub fn learn_backend(&self, link: LinkId, claim: ImplementationClaim, source: InfoSource) {
+        let known = self.backend_info(link);
+        let info = known.learn(claim, source);
+        if info != *known || !self.backends.read().unwrap_or_else(|p| p.into_inner()).contains_key(&link) {
+            self.set_backend_info(link, info);
+        }
+    }
+
     /// Records the actions a link's backend says it supports.
     pub fn set_supported_actions(&self, link: LinkId, actions: std::collections::BTreeSet<String>) {
         let mut info = BackendInfo::clone(&self.backend_info(link));
@@ -559,16 +569,9 @@ impl Hub {
         if ev.kind == "meta" {
             match ev.detail_type.as_str() {
                 "connect" => {
-                    let version = ev.fields.get("version");
-                    let text = |k: &str| version.and_then(|v| v.get(k)).and_then(v12::id_string).unwrap_or_default();
-                    let info = BackendInfo {
-                        implementation: text("impl"),
-                        version: text("version"),
-                        onebot_version: text("onebot_version"),
-                        ..Default::default()
-                    };
-                    tracing::info!(link = link.id, implementation = %info.implementation, version = %info.version, "backend connected");
-                    self.set_backend_info(link.id, info);
+                    let claim = ImplementationClaim::from_version(ev.fields.get("version"));
+                    tracing::info!(link = link.id, implementation = %claim.implementation, version = %claim.version, "backend connected");
+                    self.learn_backend(link.id, claim, InfoSource::Version);
                 }
                 "status_update" => {
                     if let Some(status) = ev.fields.get("status") {

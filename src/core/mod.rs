@@ -51,6 +51,61 @@ pub struct BackendInfo {
     pub supported: Option<Arc<std::collections::BTreeSet<String>>>,
 }
 
+/// Where a link learned something about its implementation, least trusted first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InfoSource {
+    /// Request headers (`X-Impl`, `X-OneBot-Version`) of a webhook post or a WebSocket
+    /// handshake: they fill what nothing better said, never replace it.
+    Headers,
+    /// The implementation's own word: a `get_version` answer or a `meta.connect` event's
+    /// `version`. What it says replaces what was known.
+    Version,
+}
+
+/// What one source says about the implementation; an empty field says nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImplementationClaim {
+    pub implementation: String,
+    pub version: String,
+    pub onebot_version: String,
+}
+
+impl ImplementationClaim {
+    /// From a v12 version object (`impl`, `version`, `onebot_version`): a `get_version` answer
+    /// or a `meta.connect` event's `version`. Numbers are read as their text.
+    pub fn from_version(version: Option<&serde_json::Value>) -> ImplementationClaim {
+        let text = |k: &str| version.and_then(|v| v.get(k)).and_then(v12::id_string).unwrap_or_default();
+        ImplementationClaim {
+            implementation: text("impl"),
+            version: text("version"),
+            onebot_version: text("onebot_version"),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.implementation.is_empty() && self.version.is_empty() && self.onebot_version.is_empty()
+    }
+}
+
+impl BackendInfo {
+    /// What is known once `claim` from `source` is taken in; the profile and the supported
+    /// actions are kept (the hub picks the profile again from the implementation).
+    pub fn learn(&self, claim: ImplementationClaim, source: InfoSource) -> BackendInfo {
+        let take = |known: &String, said: String| match source {
+            _ if said.is_empty() => known.clone(),
+            InfoSource::Headers if !known.is_empty() => known.clone(),
+            _ => said,
+        };
+        BackendInfo {
+            implementation: take(&self.implementation, claim.implementation),
+            version: take(&self.version, claim.version),
+            onebot_version: take(&self.onebot_version, claim.onebot_version),
+            profile: self.profile.clone(),
+            supported: self.supported.clone(),
+        }
+    }
+}
+
 /// Translation switches that are not tables.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -158,5 +213,62 @@ pub(crate) mod testing {
             requests.push(request);
             Ok(v12::Response::ok(data))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn claim(implementation: &str, version: &str, onebot_version: &str) -> ImplementationClaim {
+        ImplementationClaim {
+            implementation: implementation.into(),
+            version: version.into(),
+            onebot_version: onebot_version.into(),
+        }
+    }
+
+    fn info(implementation: &str, version: &str, onebot_version: &str) -> BackendInfo {
+        BackendInfo {
+            implementation: implementation.into(),
+            version: version.into(),
+            onebot_version: onebot_version.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_implementations_own_word_replaces_what_headers_said_and_an_empty_field_says_nothing() {
+        let from_headers = BackendInfo::default().learn(claim("walle-q", "", "12"), InfoSource::Headers);
+        assert_eq!(from_headers, info("walle-q", "", "12"));
+        let connected = from_headers.learn(claim("Walle-Q", "0.3.1", ""), InfoSource::Version);
+        assert_eq!(connected, info("Walle-Q", "0.3.1", "12"));
+        // Headers of a later request fill nothing that is known.
+        let again = connected.learn(claim("other", "9", "11"), InfoSource::Headers);
+        assert_eq!(again, connected);
+        // ... but what is still unknown they fill.
+        assert_eq!(info("x", "", "").learn(claim("y", "", "12"), InfoSource::Headers), info("x", "", "12"));
+    }
+
+    #[test]
+    fn learning_keeps_the_profile_and_the_supported_actions() {
+        let known = BackendInfo {
+            profile: "walle-q".into(),
+            supported: Some(Arc::new(["send_message".to_owned()].into())),
+            ..info("walle-q", "1", "12")
+        };
+        let learnt = known.learn(claim("", "2", ""), InfoSource::Version);
+        assert_eq!((learnt.profile.as_str(), learnt.version.as_str()), ("walle-q", "2"));
+        assert_eq!(learnt.supported, known.supported);
+    }
+
+    #[test]
+    fn a_version_object_is_read_leniently() {
+        let version = json!({"impl": "go-libonebot", "version": 12, "onebot_version": "12", "extra": true});
+        assert_eq!(ImplementationClaim::from_version(Some(&version)), claim("go-libonebot", "12", "12"));
+        assert!(ImplementationClaim::from_version(None).is_empty());
+        assert!(ImplementationClaim::from_version(Some(&json!("no object"))).is_empty());
     }
 }

@@ -37,7 +37,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::config::Limits;
-use crate::core::{v12, BackendInfo, CallError};
+use crate::core::{v12, CallError, ImplementationClaim, InfoSource};
 use crate::hub::Hub;
 use crate::net::{accept_loop, check_token, presented_token, Auth, Backoff};
 use crate::v12::ws_client::{self, RecentIds};
@@ -505,21 +505,17 @@ fn remember_backend(webhook: &Webhook, implementation: Option<String>, onebot_ve
         tracing::debug!(onebot_version = v, "webhook says it is not OneBot 12; read as 12 anyway");
     }
     let hub = &webhook.hub;
-    let known = hub.backend_info(webhook.link.id);
-    if !known.implementation.is_empty() {
+    if !hub.backend_info(webhook.link.id).implementation.is_empty() {
         return;
     }
     if let Some(implementation) = implementation {
         tracing::info!(%implementation, "backend named itself in X-Impl");
-        hub.set_backend_info(
-            webhook.link.id,
-            BackendInfo {
-                implementation,
-                version: known.version.clone(),
-                onebot_version: onebot_version.unwrap_or_else(|| known.onebot_version.clone()),
-                ..Default::default()
-            },
-        );
+        let claim = ImplementationClaim {
+            implementation,
+            onebot_version: onebot_version.unwrap_or_default(),
+            ..Default::default()
+        };
+        hub.learn_backend(webhook.link.id, claim, InfoSource::Headers);
     }
 }
 

@@ -311,21 +311,11 @@ pub async fn refresh(link: &LinkHandle, hub: &Hub) -> Result<(), crate::core::Ca
     } else {
         tracing::info!(retcode = resp.retcode, "backend has no get_status; accounts come from events");
     }
-    let known = hub.backend_info(link.id);
-    if known.version.is_empty() {
+    if hub.backend_info(link.id).version.is_empty() {
         if let Ok(resp) = link.call(v12::Request::new("get_version", Map::new())).await {
             if resp.is_ok() {
-                let text = |k: &str| resp.data.get(k).and_then(v12::id_string).unwrap_or_default();
-                let or_known = |new: String, old: String| if new.is_empty() { old } else { new };
-                hub.set_backend_info(
-                    link.id,
-                    crate::core::BackendInfo {
-                        implementation: or_known(text("impl"), known.implementation.clone()),
-                        version: text("version"),
-                        onebot_version: or_known(text("onebot_version"), known.onebot_version.clone()),
-                        ..Default::default()
-                    },
-                );
+                let claim = crate::core::ImplementationClaim::from_version(Some(&resp.data));
+                hub.learn_backend(link.id, claim, crate::core::InfoSource::Version);
             }
         }
     }

@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tracing::Instrument;
 
 use crate::config::Limits;
-use crate::core::BackendInfo;
+use crate::core::{ImplementationClaim, InfoSource};
 use crate::hub::Hub;
 use crate::net::{accept_loop, accept_ws, check_upgrade};
 use crate::v12::ws_client::{self, RecentIds};
@@ -163,15 +163,12 @@ async fn connection(stream: TcpStream, server: Arc<Server>, mut shutdown: watch:
     span.record("link", link.id);
     span.record("implementation", hs.implementation.as_str());
     if !hs.implementation.is_empty() {
-        hub.set_backend_info(
-            link.id,
-            BackendInfo {
-                implementation: hs.implementation.clone(),
-                version: String::new(),
-                onebot_version: hs.onebot_version.clone(),
-                ..Default::default()
-            },
-        );
+        let claim = ImplementationClaim {
+            implementation: hs.implementation.clone(),
+            onebot_version: hs.onebot_version.clone(),
+            ..Default::default()
+        };
+        hub.learn_backend(link.id, claim, InfoSource::Headers);
     }
     if let Some(profile) = &server.profile {
         hub.force_link_profile(link.id, profile.clone());
