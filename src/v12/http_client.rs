@@ -156,7 +156,7 @@ pub async fn run(
     limits: Limits,
     shutdown: watch::Receiver<bool>,
 ) {
-    let Some(caller) = link.inner.http.clone() else {
+    let Some(caller) = link.http_caller().cloned() else {
         tracing::error!("an HTTP link was started without an HTTP caller; it carries nothing");
         return;
     };

@@ -38,7 +38,9 @@ struct Waiting<'a> {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.link.pending().remove(&self.echo);
+        if let Some(mut pending) = self.link.pending() {
+            pending.remove(&self.echo);
+        }
     }
 }
 
@@ -51,56 +53,72 @@ pub struct LinkHandle {
 
 #[derive(Debug)]
 struct LinkShared {
-    tx: mpsc::Sender<Outgoing>,
-    pending: Mutex<HashMap<String, oneshot::Sender<v12::Response>>>,
+    transport: Transport,
     seq: AtomicU64,
     connected: AtomicBool,
     timeout: Duration,
-    /// Requests go out as MessagePack.
-    msgpack: bool,
-    /// HTTP links answer each request in its own response; socket links by `echo`.
-    http: Option<http_client::HttpCaller>,
     /// The configured link's up/down state this link reports to.
     metrics: std::sync::OnceLock<crate::metrics::LinkMetrics>,
+}
+
+/// How a link's requests reach the implementation.
+#[derive(Debug)]
+enum Transport {
+    /// A WebSocket: requests queue for the task that owns the socket, and answers come back on
+    /// it, matched by `echo`.
+    Socket {
+        tx: mpsc::Sender<Outgoing>,
+        pending: Mutex<HashMap<String, oneshot::Sender<v12::Response>>>,
+        /// Requests go out as MessagePack.
+        msgpack: bool,
+    },
+    /// HTTP: each request is answered in its own response. (Boxed: the caller is large beside
+    /// the socket's parts.)
+    Http(Box<http_client::HttpCaller>),
 }
 
 impl LinkHandle {
     /// A handle and the receiving end its socket task drains. `queue` bounds the requests waiting
     /// to be written; callers beyond it wait (inside their timeout).
     pub fn new(id: LinkId, queue: usize, timeout: Duration, msgpack: bool) -> (LinkHandle, mpsc::Receiver<Outgoing>) {
-        LinkHandle::build(id, queue, timeout, msgpack, None)
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let transport = Transport::Socket { tx, pending: Mutex::new(HashMap::new()), msgpack };
+        (LinkHandle::build(id, timeout, transport), rx)
     }
 
     /// A link whose calls are HTTP requests (always "connected"; failures are per call).
     pub fn http(id: LinkId, timeout: Duration, caller: http_client::HttpCaller) -> LinkHandle {
-        let (handle, _rx) = LinkHandle::build(id, 1, timeout, false, Some(caller));
+        let handle = LinkHandle::build(id, timeout, Transport::Http(Box::new(caller)));
         handle.inner.connected.store(true, Ordering::Release);
         handle
     }
 
-    fn build(
-        id: LinkId,
-        queue: usize,
-        timeout: Duration,
-        msgpack: bool,
-        http: Option<http_client::HttpCaller>,
-    ) -> (LinkHandle, mpsc::Receiver<Outgoing>) {
-        let (tx, rx) = mpsc::channel(queue.max(1));
+    fn build(id: LinkId, timeout: Duration, transport: Transport) -> LinkHandle {
         let inner = LinkShared {
-            tx,
-            pending: Mutex::new(HashMap::new()),
+            transport,
             seq: AtomicU64::new(1),
             connected: AtomicBool::new(false),
             timeout,
-            msgpack,
-            http,
             metrics: std::sync::OnceLock::new(),
         };
-        (LinkHandle { id, inner: Arc::new(inner) }, rx)
+        LinkHandle { id, inner: Arc::new(inner) }
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<v12::Response>>> {
-        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
+    /// Calls waiting for their answer on a socket (none on HTTP, where each waits on its own
+    /// request).
+    fn pending(&self) -> Option<std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<v12::Response>>>> {
+        match &self.inner.transport {
+            Transport::Socket { pending, .. } => Some(pending.lock().unwrap_or_else(|p| p.into_inner())),
+            Transport::Http(_) => None,
+        }
+    }
+
+    /// The HTTP caller of an HTTP link.
+    fn http_caller(&self) -> Option<&http_client::HttpCaller> {
+        match &self.inner.transport {
+            Transport::Http(caller) => Some(caller),
+            Transport::Socket { .. } => None,
+        }
     }
 
     pub fn is_connected(&self) -> bool {
@@ -136,7 +154,7 @@ impl LinkHandle {
             }
         }
         if !up {
-            let waiting: Vec<_> = self.pending().drain().collect();
+            let waiting: Vec<_> = self.pending().map(|mut p| p.drain().collect()).unwrap_or_default();
             for (_, tx) in waiting {
                 drop(tx); // the caller sees the link drop
             }
@@ -151,25 +169,24 @@ impl LinkHandle {
         let echo = format!("ob-{}", self.inner.seq.fetch_add(1, Ordering::Relaxed));
         req.echo = Some(echo.clone());
         let timeout_ms = self.inner.timeout.as_millis() as u64;
-        if let Some(http) = &self.inner.http {
-            return match tokio::time::timeout(self.inner.timeout, http.call(&req)).await {
-                Ok(result) => result,
-                Err(_) => Err(CallError::Timeout(timeout_ms)),
-            };
-        }
-        let body = codec::encode_request(&req, self.inner.msgpack);
-        let (tx, rx) = oneshot::channel();
-        self.pending().insert(echo.clone(), tx);
+        let (tx, pending, msgpack) = match &self.inner.transport {
+            Transport::Http(http) => {
+                return match tokio::time::timeout(self.inner.timeout, http.call(&req)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(CallError::Timeout(timeout_ms)),
+                };
+            }
+            Transport::Socket { tx, pending, msgpack } => (tx, pending, *msgpack),
+        };
+        let body = codec::encode_request(&req, msgpack);
+        let (answer_tx, answer) = oneshot::channel();
+        pending.lock().unwrap_or_else(|p| p.into_inner()).insert(echo.clone(), answer_tx);
         // However this call ends (answered, failed, timed out, or dropped by a caller that stopped
         // waiting), nothing of it stays in `pending`.
         let _waiting = Waiting { link: self, echo };
         let outcome = tokio::time::timeout(self.inner.timeout, async {
-            self.inner
-                .tx
-                .send(Outgoing { body, binary: self.inner.msgpack })
-                .await
-                .map_err(|_| CallError::Link("link closed".into()))?;
-            rx.await.map_err(|_| CallError::Link("the connection dropped before the answer came".into()))
+            tx.send(Outgoing { body, binary: msgpack }).await.map_err(|_| CallError::Link("link closed".into()))?;
+            answer.await.map_err(|_| CallError::Link("the connection dropped before the answer came".into()))
         })
         .await;
         outcome.unwrap_or(Err(CallError::Timeout(timeout_ms)))
@@ -177,13 +194,13 @@ impl LinkHandle {
 
     /// How many calls wait for an answer now.
     pub fn waiting(&self) -> usize {
-        self.pending().len()
+        self.pending().map_or(0, |p| p.len())
     }
 
     /// Hands an answer to the call waiting for it. Returns false for an echo nobody waits for.
     pub fn complete(&self, resp: v12::Response) -> bool {
         let Some(echo) = resp.echo.as_ref().and_then(|e| e.as_str().map(str::to_owned)) else { return false };
-        match self.pending().remove(&echo) {
+        match self.pending().and_then(|mut p| p.remove(&echo)) {
             Some(tx) => tx.send(resp).is_ok(),
             None => false,
         }
