@@ -360,6 +360,28 @@ mod tests {
         assert_eq!(parse_cq("[CQ:my.ext-type_2,a=1]"), vec![code("my.ext-type_2", &[("a", "1")])]);
     }
 
+    /// A peer's code with a great many parameters: every distinct key is kept once, in order, a
+    /// repeated key keeps its first place with the last value (the data map's hash index keeps
+    /// this linear; a vector searched per key would be quadratic here).
+    #[test]
+    fn a_code_with_many_parameters_keeps_each_key_once() {
+        let n = 40_000;
+        let mut cq = String::from("[CQ:x");
+        for i in 0..n {
+            cq.push_str(&format!(",k{i}=a"));
+        }
+        for i in 0..n {
+            cq.push_str(&format!(",k{i}=b{i}"));
+        }
+        cq.push(']');
+        let segs = parse_cq(&cq);
+        assert_eq!(segs.len(), 1);
+        let data = &segs[0].data;
+        assert_eq!(data.len(), n);
+        assert_eq!(data.keys().next().map(String::as_str), Some("k0"));
+        assert_eq!(data.get("k39999"), Some(&json!("b39999")));
+    }
+
     #[test]
     fn parameter_without_equals_or_key_is_literal() {
         assert_literal("[CQ:face,id]", "[CQ:face,id]");
