@@ -42,16 +42,10 @@ impl Segment {
     }
 
     /// Reads a segment from a borrowed `{type, data}` value, as its `Deserialize` does (`data`
-    /// absent or `null` is empty; other keys are ignored) but copying the data map whole.
+    /// absent or `null` is empty; other keys are ignored), copying what it holds.
     pub fn read(v: &Value) -> Option<Segment> {
-        let obj = v.as_object()?;
-        let kind = obj.get("type")?.as_str()?.to_owned();
-        let data = match obj.get("data") {
-            None | Some(Value::Null) => Data::new(),
-            Some(Value::Object(data)) => data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            Some(_) => return None,
-        };
-        Some(Segment { kind, data })
+        let seg = SegmentRef::read(v)?;
+        Some(Segment { kind: seg.kind.to_owned(), data: seg.entries().map(|(k, v)| (k.clone(), v.clone())).collect() })
     }
 
     /// The segment as a JSON value, without copying its data.
@@ -74,6 +68,48 @@ impl Segment {
     /// their JSON form, `null` as absent, objects and arrays as compact JSON.
     pub fn str_of(&self, key: &str) -> Option<String> {
         self.data.get(key).and_then(value_as_text)
+    }
+}
+
+/// A segment read in place from a JSON value: `{type, data}`, `data` absent or `null` being
+/// empty. Translating from it copies each value once, into the segment it becomes.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentRef<'a> {
+    pub kind: &'a str,
+    data: Option<&'a Map<String, Value>>,
+}
+
+impl<'a> SegmentRef<'a> {
+    pub fn read(v: &'a Value) -> Option<SegmentRef<'a>> {
+        let obj = v.as_object()?;
+        let kind = obj.get("type")?.as_str()?;
+        let data = match obj.get("data") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(data)) => Some(data),
+            Some(_) => return None,
+        };
+        Some(SegmentRef { kind, data })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
+        self.data?.get(key)
+    }
+
+    /// A data value as text, the way v11 reads it (see [`Segment::str_of`]).
+    pub fn str_of(&self, key: &str) -> Option<String> {
+        self.get(key).and_then(value_as_text)
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.map_or(0, Map::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&'a String, &'a Value)> {
+        self.data.into_iter().flatten()
     }
 }
 

@@ -6,12 +6,12 @@
 //! dot passes unchanged. Incoming (backend → bot) is the reverse, plus v12 `audio`/`file`, and any
 //! other backend segment keeps its name with the profile prefix removed. Nothing is dropped.
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
 use super::cq::parse_cq;
 use super::ids::{IdError, IdStore, MessageKey, MessageRecord};
 use super::mapping::{FieldSpec, Kind, Mappings};
-use super::message::{value_as_text, Data, Segment};
+use super::message::{value_as_text, Data, Segment, SegmentRef};
 use super::{Account, Translator};
 
 #[derive(Debug, thiserror::Error)]
@@ -63,43 +63,6 @@ pub fn read_v11_message(value: &Value, auto_escape: bool) -> Result<Vec<Segment>
     }
 }
 
-/// One v12 segment as the backend sent it, read in place: `{type, data}`, `data` absent or
-/// `null` being empty. Translating from it copies each value once, into the v11 segment.
-#[derive(Clone, Copy)]
-struct V12Segment<'a> {
-    kind: &'a str,
-    data: Option<&'a Map<String, Value>>,
-}
-
-impl<'a> V12Segment<'a> {
-    fn read(v: &'a Value) -> Option<V12Segment<'a>> {
-        let obj = v.as_object()?;
-        let kind = obj.get("type")?.as_str()?;
-        let data = match obj.get("data") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(data)) => Some(data),
-            Some(_) => return None,
-        };
-        Some(V12Segment { kind, data })
-    }
-
-    fn get(&self, key: &str) -> Option<&'a Value> {
-        self.data?.get(key)
-    }
-
-    fn str_of(&self, key: &str) -> Option<String> {
-        self.get(key).and_then(value_as_text)
-    }
-
-    fn len(&self) -> usize {
-        self.data.map_or(0, Map::len)
-    }
-
-    fn entries(&self) -> impl Iterator<Item = (&'a String, &'a Value)> {
-        self.data.into_iter().flatten()
-    }
-}
-
 /// A segment the bot sent, as go-cqhttp reports it back (`get_msg`): every data value as text and
 /// `null` values gone (options a framework leaves unset, such as nonebot's image `type: null`).
 pub fn as_reported(mut seg: Segment) -> Segment {
@@ -143,14 +106,14 @@ impl<S: IdStore> Translator<S> {
     ) -> Result<Vec<Segment>, SegmentError> {
         match message {
             Some(Value::String(s)) if !s.is_empty() => Ok(vec![Segment::text(s.clone())]),
-            Some(v @ Value::Object(_)) => match V12Segment::read(v) {
+            Some(v @ Value::Object(_)) => match SegmentRef::read(v) {
                 Some(seg) => Ok(vec![self.segment_to_v11(scope, seg).await?]),
                 None => Ok(Vec::new()),
             },
             Some(Value::Array(items)) => {
                 let mut out = Vec::with_capacity(items.len());
                 for v in items {
-                    out.push(match V12Segment::read(v) {
+                    out.push(match SegmentRef::read(v) {
                         Some(seg) => self.segment_to_v11(scope, seg).await?,
                         None => {
                             tracing::warn!(segment = %v, "unreadable v12 segment (not {{type, data}}) kept as text");
@@ -199,7 +162,7 @@ impl<S: IdStore> Translator<S> {
         }
     }
 
-    async fn segment_to_v11(&self, scope: &Scope<'_>, seg: V12Segment<'_>) -> Result<Segment, SegmentError> {
+    async fn segment_to_v11(&self, scope: &Scope<'_>, seg: SegmentRef<'_>) -> Result<Segment, SegmentError> {
         let maps = scope.maps;
         let profile = &maps.profile;
         if seg.kind == "text" {
