@@ -12,13 +12,13 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
+use onebot_bridge::backends::v12::codec;
 use onebot_bridge::core::cq::{escape_text, escape_value, parse_cq, render_cq, unescape_text, unescape_value};
 use onebot_bridge::core::event::{heartbeat_interval_ms, status_bots};
 use onebot_bridge::core::message::Segment;
 use onebot_bridge::core::v11::{self, PostFormat};
 use onebot_bridge::core::v12::{self, Event, SelfId};
 use onebot_bridge::core::{BackendInfo, CallError, MappingSet, MemoryIdStore, Options, Translator, V12Caller};
-use onebot_bridge::v12::codec;
 use serde_json::{json, Value};
 
 /// Output may be this many times the input, plus [`SLACK`] bytes. The largest honest growth is a

@@ -14,12 +14,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::backends::link::LinkHandle;
+use crate::backends::v12::http_client::HttpCaller;
 use crate::config::{BackendKind, Config, StoreConfig};
 use crate::core::{MemoryIdStore, Options, Translator};
 use crate::hub::Hub;
 use crate::store::{DiskStore, Store};
-use crate::v12::http_client::HttpCaller;
-use crate::v12::LinkHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -153,10 +153,16 @@ impl Bridge {
                     let (link, outgoing) =
                         LinkHandle::new(id, limits.request_queue, config.action_timeout, backend.msgpack);
                     link.observe(link_metrics);
-                    let dial = crate::v12::ws_client::Dial { url: url.clone(), token, tls: tls.clone() };
+                    let dial = crate::backends::v12::ws_client::Dial { url: url.clone(), token, tls: tls.clone() };
                     let span = tracing::info_span!("backend_ws", link = id, url = %url);
-                    let task =
-                        crate::v12::ws_client::run(link, outgoing, dial, hub.clone(), limits.clone(), watch_rx.clone());
+                    let task = crate::backends::v12::ws_client::run(
+                        link,
+                        outgoing,
+                        dial,
+                        hub.clone(),
+                        limits.clone(),
+                        watch_rx.clone(),
+                    );
                     tasks.spawn(task.instrument(span));
                 }
                 (BackendKind::Http { url, .. }, webhook) => {
@@ -165,7 +171,7 @@ impl Bridge {
                     let link = LinkHandle::http(id, config.action_timeout, caller);
                     link.observe(link_metrics);
                     let span = tracing::info_span!("backend_http", link = id, url = %url);
-                    let task = crate::v12::http_client::run(
+                    let task = crate::backends::v12::http_client::run(
                         link,
                         webhook,
                         token,
@@ -177,7 +183,7 @@ impl Bridge {
                 }
                 (BackendKind::WsReverse { addr }, Some(listener)) => {
                     let span = tracing::info_span!("backend_ws_reverse", %addr);
-                    let task = crate::v12::ws_server::serve(
+                    let task = crate::backends::v12::ws_server::serve(
                         listener,
                         backend.clone(),
                         config.action_timeout,
@@ -193,7 +199,7 @@ impl Bridge {
         }
         for (listener, server) in ws_listeners.into_iter().zip(&config.ws_servers) {
             tracing::info!(addr = %server.addr, "serving v11 forward WebSocket");
-            let task = crate::v11::ws_server::serve(
+            let task = crate::bots::ws_server::serve(
                 listener,
                 server.clone(),
                 hub.clone(),
@@ -205,7 +211,7 @@ impl Bridge {
         }
         for (listener, server) in http_listeners.into_iter().zip(&config.http_servers) {
             tracing::info!(addr = %server.addr, "serving v11 HTTP API");
-            tasks.spawn(crate::v11::http_server::serve(
+            tasks.spawn(crate::bots::http_server::serve(
                 listener,
                 server.clone(),
                 hub.clone(),
@@ -215,7 +221,7 @@ impl Bridge {
         }
         for post in &config.http_posts {
             let span = tracing::info_span!("v11_http_post", url = %post.url);
-            let task = crate::v11::http_post::run(
+            let task = crate::bots::http_post::run(
                 post.clone(),
                 hub.clone(),
                 limits.clone(),
@@ -225,7 +231,7 @@ impl Bridge {
             tasks.spawn(task.instrument(span));
         }
         for target in &config.ws_reverse {
-            let task = crate::v11::ws_reverse::run(
+            let task = crate::bots::ws_reverse::run(
                 target.clone(),
                 hub.clone(),
                 limits.clone(),

@@ -2,7 +2,7 @@
 //!
 //! Every JSON or MessagePack document that comes over a wire (bot frames and bodies, backend
 //! frames, answers and webhook bodies, quick-operation replies) is decoded here or through
-//! [`crate::v12::codec`], which uses the same two steps:
+//! [`crate::backends::v12::codec`], which uses the same two steps:
 //!
 //! 1. **Pre-scan** ([`crate::core::scan`]): the values and the nesting depth are counted without
 //!    building anything; a document over [`ScanLimits::PEER`] is refused. This is what makes a

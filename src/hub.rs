@@ -19,12 +19,13 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::core::event::{status_bots, V11Event};
 
+use crate::backends::link::{GiveUp, LinkHandle, LinkId};
+use crate::backends::{Known, Reports};
+use crate::bots::event_filter::Filters;
+use crate::bots::rate_limit::Limiter;
 use crate::core::{v11, v12, Account, BackendInfo, CallError, ImplementationClaim, InfoSource, Translator, V12Caller};
 use crate::metrics::{AccountMetrics, DropReason, Metrics};
 use crate::net::unix_now;
-use crate::v11::event_filter::Filters;
-use crate::v11::rate_limit::Limiter;
-use crate::v12::{LinkHandle, LinkId};
 
 /// The store behind ids (memory or disk, chosen at start-up).
 pub use crate::store::Store;
@@ -138,49 +139,6 @@ pub struct Admitted {
     pub entry: Arc<AccountEntry>,
     pub backend: Arc<BackendInfo>,
     pub ev: v12::Event,
-}
-
-/// Tells backend calls made while translating events to stop waiting: it is up while the link's
-/// reader has stopped reading (its event queue is full), so their answers may sit unread behind
-/// the events that filled it. Waiting then could only end in the action timeout.
-#[derive(Debug, Clone)]
-pub struct GiveUp(Option<watch::Receiver<bool>>);
-
-impl GiveUp {
-    /// One that never fires (a path whose answers cannot be stuck behind its events).
-    pub fn never() -> GiveUp {
-        GiveUp(None)
-    }
-
-    /// Resolves while (or as soon as) the signal is up, or when the link is gone.
-    async fn fired(&self) {
-        match &self.0 {
-            Some(rx) => {
-                let _ = rx.clone().wait_for(|up| *up).await;
-            }
-            None => std::future::pending().await,
-        }
-    }
-}
-
-/// The raising side of [`GiveUp`], one per link intake.
-#[derive(Debug)]
-pub struct GiveUpSignal(watch::Sender<bool>);
-
-impl Default for GiveUpSignal {
-    fn default() -> Self {
-        GiveUpSignal(watch::channel(false).0)
-    }
-}
-
-impl GiveUpSignal {
-    pub fn subscribe(&self) -> GiveUp {
-        GiveUp(Some(self.0.subscribe()))
-    }
-
-    pub fn set(&self, up: bool) {
-        self.0.send_if_modified(|now| std::mem::replace(now, up) != up);
-    }
 }
 
 /// Backend calls made while translating an event: the account's link, given up on request.
@@ -551,61 +509,6 @@ impl Hub {
         }
     }
 
-    /// One event from a backend link, translated and delivered before this returns (the webhook
-    /// receiver's path; socket links go through [`crate::v12::intake`], which translates several
-    /// at once).
-    pub async fn on_backend_event(&self, link: &LinkHandle, ev: v12::Event) {
-        if let Some(admitted) = self.admit(link, ev).await {
-            if let Some(v11) = self.translate(&admitted, &GiveUp::never()).await {
-                admitted.entry.publish(v11);
-            }
-        }
-    }
-
-    /// The in-order first step for one event: meta events tell the hub about the backend and
-    /// stop here; any other event makes sure its account exists and is bound to the link, and
-    /// comes back to be translated.
-    pub async fn admit(&self, link: &LinkHandle, ev: v12::Event) -> Option<Admitted> {
-        if ev.kind == "meta" {
-            match ev.detail_type.as_str() {
-                "connect" => {
-                    let claim = ImplementationClaim::from_version(ev.fields.get("version"));
-                    tracing::info!(link = link.id, implementation = %claim.implementation, version = %claim.version, "backend connected");
-                    self.learn_backend(link.id, claim, InfoSource::Version);
-                }
-                "status_update" => {
-                    if let Some(status) = ev.fields.get("status") {
-                        self.apply_status(link, status).await;
-                    }
-                }
-                _ => {}
-            }
-            return None;
-        }
-        let self_id = ev.self_id.as_ref()?;
-        let entry = self.upsert_account(link, self_id, true, false).await?;
-        entry.stats.received();
-        Some(Admitted { entry, backend: self.backend_info(link.id), ev })
-    }
-
-    /// Translates an admitted event. Backend calls it makes (a received picture's URL) stop
-    /// waiting when `give_up` fires, and the event goes on without what they would have added.
-    /// `None` when the event is not for bots (the bot's own message) or cannot be translated
-    /// (logged).
-    pub async fn translate(&self, admitted: &Admitted, give_up: &GiveUp) -> Option<Arc<V11Event>> {
-        let Admitted { entry, backend, ev } = admitted;
-        let ctx = self.translator.context(&entry.account, backend, Default::default());
-        let caller = EventCaller { entry, give_up };
-        match self.translator.to_v11_event(ctx, ev, unix_now(), &caller).await {
-            Ok(v11) => v11.map(Arc::new),
-            Err(error) => {
-                tracing::warn!(%error, event = %ev.name(), id = %ev.id, "cannot translate event; dropped");
-                entry.lost(1, DropReason::Untranslatable);
-                None
-            }
-        }
-    }
-
     /// Runs one v11 action for an account; the answer carries the request's echo.
     pub async fn handle_action(
         &self,
@@ -676,6 +579,104 @@ impl Hub {
         let backend = self.backend_info(entry.link().id);
         let ctx = self.translator.context(&entry.account, &backend, Default::default());
         self.translator.quick_operation(ctx, &AccountCaller(entry), context, op).await
+    }
+}
+
+/// An admitted event once translated: its account, and the v11 event (none when it is not for
+/// bots or could not be translated).
+pub type Translated = (Arc<AccountEntry>, Option<Arc<V11Event>>);
+
+/// Backend links report here.
+impl Reports for Hub {
+    type Admitted = Admitted;
+    type Translated = Translated;
+
+    /// The in-order first step for one event: meta events tell the hub about the backend and
+    /// stop here; any other event makes sure its account exists and is bound to the link, and
+    /// comes back to be translated.
+    async fn admit(&self, link: &LinkHandle, ev: v12::Event) -> Option<Admitted> {
+        if ev.kind == "meta" {
+            match ev.detail_type.as_str() {
+                "connect" => {
+                    let claim = ImplementationClaim::from_version(ev.fields.get("version"));
+                    tracing::info!(link = link.id, implementation = %claim.implementation, version = %claim.version, "backend connected");
+                    self.learn_backend(link.id, claim, InfoSource::Version);
+                }
+                "status_update" => {
+                    if let Some(status) = ev.fields.get("status") {
+                        self.apply_status(link, status).await;
+                    }
+                }
+                _ => {}
+            }
+            return None;
+        }
+        let self_id = ev.self_id.as_ref()?;
+        let entry = self.upsert_account(link, self_id, true, false).await?;
+        entry.stats.received();
+        Some(Admitted { entry, backend: self.backend_info(link.id), ev })
+    }
+
+    /// Translates an admitted event. Backend calls it makes (a received picture's URL) stop
+    /// waiting when `give_up` fires, and the event goes on without what they would have added.
+    /// `None` when the event is not for bots (the bot's own message) or cannot be translated
+    /// (logged).
+    async fn translate(&self, admitted: Admitted, give_up: GiveUp) -> Translated {
+        let Admitted { entry, backend, ev } = admitted;
+        let ctx = self.translator.context(&entry.account, &backend, Default::default());
+        let caller = EventCaller { entry: &entry, give_up: &give_up };
+        let v11 = match self.translator.to_v11_event(ctx, &ev, unix_now(), &caller).await {
+            Ok(v11) => v11.map(Arc::new),
+            Err(error) => {
+                tracing::warn!(%error, event = %ev.name(), id = %ev.id, "cannot translate event; dropped");
+                entry.lost(1, DropReason::Untranslatable);
+                None
+            }
+        };
+        (entry, v11)
+    }
+
+    fn deliver(&self, (entry, v11): Translated) {
+        if let Some(v11) = v11 {
+            entry.publish(v11);
+        }
+    }
+
+    async fn status(&self, link: &LinkHandle, status: &Value) {
+        self.apply_status(link, status).await;
+    }
+
+    fn learn(&self, link: LinkId, claim: ImplementationClaim, source: InfoSource) {
+        self.learn_backend(link, claim, source);
+    }
+
+    fn supported_actions(&self, link: LinkId, actions: std::collections::BTreeSet<String>) {
+        self.set_supported_actions(link, actions);
+    }
+
+    fn knows(&self, link: LinkId) -> Known {
+        let info = self.backend_info(link);
+        Known {
+            implementation: !info.implementation.is_empty(),
+            version: !info.version.is_empty(),
+            supported_actions: info.supported.is_some(),
+        }
+    }
+
+    fn force_profile(&self, link: LinkId, profile: String) {
+        self.force_link_profile(link, profile);
+    }
+
+    fn new_link_id(&self) -> LinkId {
+        self.next_link_id()
+    }
+
+    fn link_down(&self, link: LinkId) {
+        Hub::link_down(self, link);
+    }
+
+    fn forget_link(&self, link: LinkId) {
+        Hub::forget_link(self, link);
     }
 }
 

@@ -672,7 +672,7 @@ async fn nonebot_over_http_post_and_the_http_api() {
     };
     let (stop_posting, stopped) = watch::channel(false);
     let posting =
-        tokio::spawn(onebot_bridge::v11::http_post::run(post, bridge.hub().clone(), Limits::default(), None, stopped));
+        tokio::spawn(onebot_bridge::bots::http_post::run(post, bridge.hub().clone(), Limits::default(), None, stopped));
 
     backend.push(v12_message(
         "private",

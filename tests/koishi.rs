@@ -143,7 +143,7 @@ async fn koishi_over_http_verifies_the_signature_and_answers_through_the_http_ap
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let posting =
-        tokio::spawn(onebot_bridge::v11::http_post::run(post, bridge.hub().clone(), Limits::default(), None, stopped));
+        tokio::spawn(onebot_bridge::bots::http_post::run(post, bridge.hub().clone(), Limits::default(), None, stopped));
 
     backend.push(v12_message(
         "private",

@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::bots::event_filter::{FilterSlot, Filters};
+use crate::bots::rate_limit::RateLimit;
 use crate::core::v11::PostFormat;
 use crate::core::MappingSet;
-use crate::v11::event_filter::{FilterSlot, Filters};
-use crate::v11::rate_limit::RateLimit;
 
 pub mod gocqhttp;
 

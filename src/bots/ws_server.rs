@@ -18,12 +18,12 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tracing::Instrument;
 
+use crate::bots::rate_limit::{self, Limiter};
+use crate::bots::session::{self, Pick, Role, SessionConfig};
 use crate::config::{Limits, WsServer};
 use crate::hub::Hub;
 use crate::metrics::OpenConnection;
 use crate::net::{accept_loop, accept_ws, check_upgrade};
-use crate::v11::rate_limit::{self, Limiter};
-use crate::v11::session::{self, Pick, Role, SessionConfig};
 
 /// Connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 1024;

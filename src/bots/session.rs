@@ -22,14 +22,14 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 
+use crate::bots::event_filter::FilterSlot;
+use crate::bots::rate_limit::Limiter;
 use crate::config::Limits;
 use crate::core::event::{heartbeat, lifecycle_connect, V11Event};
 use crate::core::v11::{self, PostFormat};
 use crate::hub::{AccountEntry, Hub, Subscription};
 use crate::metrics::DropReason;
 use crate::net::unix_now;
-use crate::v11::event_filter::FilterSlot;
-use crate::v11::rate_limit::Limiter;
 
 /// Largest `echo` (bytes of JSON) given back with the answer to a request too costly to decode.
 const MAX_REFUSED_ECHO: usize = 1024;

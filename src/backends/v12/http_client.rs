@@ -36,12 +36,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::backends::link::{LinkHandle, RecentIds};
+use crate::backends::v12::codec;
+use crate::backends::v12::ws_client;
+use crate::backends::Reports;
 use crate::config::Limits;
 use crate::core::{v12, CallError, ImplementationClaim, InfoSource};
-use crate::hub::Hub;
 use crate::net::{accept_loop, check_token, presented_token, Auth, Backoff};
-use crate::v12::ws_client::{self, RecentIds};
-use crate::v12::{codec, LinkHandle};
 
 /// `get_latest_events` long-poll wait, in seconds as the spec says (go-libonebot reads it as
 /// milliseconds and answers at once: [`EMPTY_POLL_PAUSE`] keeps that from spinning).
@@ -148,11 +149,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// Runs an HTTP link: events from the webhook receiver on `webhook`, else by polling
 /// `get_latest_events`; accounts and reachability as the module header says. Returns when
 /// `shutdown` turns true, after the webhook's open requests finished (within the grace period).
-pub async fn run(
+pub async fn run<R: Reports>(
     link: LinkHandle,
     webhook: Option<TcpListener>,
     token: Option<String>,
-    hub: Arc<Hub>,
+    reports: Arc<R>,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -167,7 +168,7 @@ pub async fn run(
     if let Some(listener) = webhook {
         let receiver = Webhook {
             link: link.clone(),
-            hub: hub.clone(),
+            reports: reports.clone(),
             recent: recent.clone(),
             token,
             max_body: limits.max_message,
@@ -177,9 +178,9 @@ pub async fn run(
         );
     }
     if polling {
-        tasks.spawn(poll_events(link, caller, hub, recent, shutdown).in_current_span());
+        tasks.spawn(poll_events(link, caller, reports, recent, shutdown).in_current_span());
     } else {
-        tasks.spawn(probe_backend(link, hub, shutdown).in_current_span());
+        tasks.spawn(probe_backend(link, reports, shutdown).in_current_span());
     }
     while tasks.join_next().await.is_some() {}
 }
@@ -211,10 +212,10 @@ impl Reachability {
 
 /// Polls `get_latest_events` for as long as the link runs, feeding the events in order; learns
 /// the accounts whenever the implementation becomes reachable and every [`REFRESH_EVERY`].
-async fn poll_events(
+async fn poll_events<R: Reports>(
     link: LinkHandle,
     caller: HttpCaller,
-    hub: Arc<Hub>,
+    reports: Arc<R>,
     recent: Arc<RecentIds>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -226,7 +227,7 @@ async fn poll_events(
         // Accounts first (a long poll may hold for many seconds), then every REFRESH_EVERY.
         if !reach.up || refreshed.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
             let probe = tokio::select! {
-                r = ws_client::refresh(&link, &hub) => r,
+                r = ws_client::refresh(&link, &*reports) => r,
                 _ = shutdown.changed() => return,
             };
             match probe {
@@ -238,7 +239,7 @@ async fn poll_events(
                     }
                 }
                 Err(error) => {
-                    note_failure(&mut reach, &link, &hub, &error);
+                    note_failure(&mut reach, &link, &*reports, &error);
                     if !pause(backoff.next_delay(), &mut shutdown).await {
                         return;
                     }
@@ -259,7 +260,7 @@ async fn poll_events(
             Ok(Ok(events)) => {
                 backoff.reset();
                 for value in events {
-                    ws_client::on_event_value(&link, &hub, &recent, value).await;
+                    ws_client::on_event_value(&link, &*reports, &recent, value).await;
                 }
                 None
             }
@@ -271,7 +272,7 @@ async fn poll_events(
                 Some(backoff.next_delay())
             }
             Err(error) => {
-                note_failure(&mut reach, &link, &hub, &error);
+                note_failure(&mut reach, &link, &*reports, &error);
                 Some(backoff.next_delay())
             }
         };
@@ -294,12 +295,12 @@ async fn pause(wait: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
 /// With a webhook bringing the events: asks `get_status` every [`REFRESH_EVERY`] (sooner, with
 /// back-off, while the implementation does not answer), which keeps the accounts and their
 /// online state current and tells when the implementation is gone.
-async fn probe_backend(link: LinkHandle, hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
+async fn probe_backend<R: Reports>(link: LinkHandle, reports: Arc<R>, mut shutdown: watch::Receiver<bool>) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut reach = Reachability::default();
     while !*shutdown.borrow() {
         let probe = tokio::select! {
-            r = ws_client::refresh(&link, &hub) => r,
+            r = ws_client::refresh(&link, &*reports) => r,
             _ = shutdown.changed() => return,
         };
         let wait = match probe {
@@ -312,7 +313,7 @@ async fn probe_backend(link: LinkHandle, hub: Arc<Hub>, mut shutdown: watch::Rec
                 REFRESH_EVERY
             }
             Err(error) => {
-                note_failure(&mut reach, &link, &hub, &error);
+                note_failure(&mut reach, &link, &*reports, &error);
                 backoff.next_delay()
             }
         };
@@ -322,11 +323,11 @@ async fn probe_backend(link: LinkHandle, hub: Arc<Hub>, mut shutdown: watch::Rec
     }
 }
 
-fn note_failure(reach: &mut Reachability, link: &LinkHandle, hub: &Hub, error: &CallError) {
+fn note_failure<R: Reports>(reach: &mut Reachability, link: &LinkHandle, reports: &R, error: &CallError) {
     if reach.failed() {
         tracing::warn!(%error, "backend unreachable; its accounts are offline until it answers again");
         link.reachable(false);
-        hub.link_down(link.id);
+        reports.link_down(link.id);
     } else if reach.failures == 1 {
         tracing::warn!(%error, "backend call failed");
     } else {
@@ -372,9 +373,9 @@ fn json_kind(v: &Value) -> &'static str {
 // ---- the webhook receiver ----
 
 /// What every webhook request needs.
-struct Webhook {
+struct Webhook<R> {
     link: LinkHandle,
-    hub: Arc<Hub>,
+    reports: Arc<R>,
     recent: Arc<RecentIds>,
     token: Option<String>,
     max_body: usize,
@@ -392,7 +393,12 @@ fn reply(status: StatusCode, text: &'static str) -> Reply {
 }
 
 /// Serves the webhook until `shutdown`, then lets open requests finish within `grace`.
-async fn serve_webhook(listener: TcpListener, webhook: Arc<Webhook>, grace: Duration, shutdown: watch::Receiver<bool>) {
+async fn serve_webhook<R: Reports>(
+    listener: TcpListener,
+    webhook: Arc<Webhook<R>>,
+    grace: Duration,
+    shutdown: watch::Receiver<bool>,
+) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving the v12 webhook receiver");
     }
@@ -404,10 +410,10 @@ async fn serve_webhook(listener: TcpListener, webhook: Arc<Webhook>, grace: Dura
     .await;
 }
 
-async fn webhook_connection(
+async fn webhook_connection<R: Reports>(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    webhook: Arc<Webhook>,
+    webhook: Arc<Webhook<R>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let service = hyper::service::service_fn(move |req| {
@@ -433,7 +439,7 @@ async fn webhook_connection(
 }
 
 /// One webhook request: one event.
-async fn on_webhook(webhook: &Webhook, req: hyper::Request<Incoming>) -> Reply {
+async fn on_webhook<R: Reports>(webhook: &Webhook<R>, req: hyper::Request<Incoming>) -> Reply {
     if req.method() != Method::POST {
         let mut resp = reply(StatusCode::METHOD_NOT_ALLOWED, "POST events here\n");
         resp.headers_mut().insert(ALLOW, hyper::header::HeaderValue::from_static("POST"));
@@ -489,7 +495,7 @@ async fn on_webhook(webhook: &Webhook, req: hyper::Request<Incoming>) -> Reply {
     };
     match v12::Event::from_value(value) {
         Ok(ev) => {
-            ws_client::on_event(&webhook.link, &webhook.hub, &webhook.recent, ev).await;
+            ws_client::on_event(&webhook.link, &*webhook.reports, &webhook.recent, ev).await;
             reply(StatusCode::NO_CONTENT, "")
         }
         Err(error) => {
@@ -500,12 +506,12 @@ async fn on_webhook(webhook: &Webhook, req: hyper::Request<Incoming>) -> Reply {
 }
 
 /// Records `X-Impl` / `X-OneBot-Version` while the link knows nothing better.
-fn remember_backend(webhook: &Webhook, implementation: Option<String>, onebot_version: Option<String>) {
+fn remember_backend<R: Reports>(webhook: &Webhook<R>, implementation: Option<String>, onebot_version: Option<String>) {
     if let Some(v) = onebot_version.as_deref().filter(|v| *v != "12") {
         tracing::debug!(onebot_version = v, "webhook says it is not OneBot 12; read as 12 anyway");
     }
-    let hub = &webhook.hub;
-    if !hub.backend_info(webhook.link.id).implementation.is_empty() {
+    let reports = &webhook.reports;
+    if reports.knows(webhook.link.id).implementation {
         return;
     }
     if let Some(implementation) = implementation {
@@ -515,7 +521,7 @@ fn remember_backend(webhook: &Webhook, implementation: Option<String>, onebot_ve
             onebot_version: onebot_version.unwrap_or_default(),
             ..Default::default()
         };
-        hub.learn_backend(webhook.link.id, claim, InfoSource::Headers);
+        reports.learn(webhook.link.id, claim, InfoSource::Headers);
     }
 }
 

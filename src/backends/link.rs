@@ -1,23 +1,16 @@
-//! The v12 side: the bridge is a OneBot v12 *application* toward the implementation.
-//!
-//! [`ws_client`] dials the implementation's forward WebSocket, [`ws_server`] accepts its reverse
-//! WebSocket, [`http_client`] POSTs actions to its HTTP server and takes events from a webhook
-//! receiver or `get_latest_events`. Every link, whatever its transport, hands out a [`LinkHandle`]
-//! for action calls (each with a timeout) and reports what it receives to the [`crate::hub::Hub`].
+//! What every backend link shares, whatever its protocol or transport: the [`LinkHandle`] callers
+//! send actions through (a socket's queue and waiting calls, or an HTTP caller), the recent event
+//! ids that drop a resent event ([`RecentIds`]), and the signal that tells calls made while
+//! translating events to stop waiting ([`GiveUp`]).
 
-pub mod codec;
-pub mod http_client;
-pub mod intake;
-pub mod ws_client;
-pub mod ws_server;
-
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::backends::v12::codec;
 use crate::core::{v12, CallError};
 
 /// Identifies one backend link (a configured one, or one reverse-WS connection).
@@ -74,7 +67,7 @@ enum Transport {
     },
     /// HTTP: each request is answered in its own response. (Boxed: the caller is large beside
     /// the socket's parts.)
-    Http(Box<http_client::HttpCaller>),
+    Http(Box<crate::backends::v12::http_client::HttpCaller>),
 }
 
 impl LinkHandle {
@@ -87,7 +80,7 @@ impl LinkHandle {
     }
 
     /// A link whose calls are HTTP requests (always "connected"; failures are per call).
-    pub fn http(id: LinkId, timeout: Duration, caller: http_client::HttpCaller) -> LinkHandle {
+    pub fn http(id: LinkId, timeout: Duration, caller: crate::backends::v12::http_client::HttpCaller) -> LinkHandle {
         let handle = LinkHandle::build(id, timeout, Transport::Http(Box::new(caller)));
         handle.inner.connected.store(true, Ordering::Release);
         handle
@@ -114,7 +107,7 @@ impl LinkHandle {
     }
 
     /// The HTTP caller of an HTTP link.
-    fn http_caller(&self) -> Option<&http_client::HttpCaller> {
+    pub(crate) fn http_caller(&self) -> Option<&crate::backends::v12::http_client::HttpCaller> {
         match &self.inner.transport {
             Transport::Http(caller) => Some(caller),
             Transport::Socket { .. } => None,
@@ -204,6 +197,90 @@ impl LinkHandle {
             Some(tx) => tx.send(resp).is_ok(),
             None => false,
         }
+    }
+}
+
+/// Event ids remembered per link to drop a resent one.
+const RECENT_EVENTS: usize = 4096;
+
+/// Event ids seen lately, to drop an event an implementation sends again (after a reconnect, or
+/// on two transports). Shared by every path that feeds one link's events, so it locks inside;
+/// the lock is never held across an `await`. Bounded: the oldest ids are forgotten first.
+#[derive(Debug, Default)]
+pub struct RecentIds {
+    inner: Mutex<RecentInner>,
+}
+
+#[derive(Debug, Default)]
+struct RecentInner {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl RecentIds {
+    pub fn new() -> Self {
+        RecentIds::default()
+    }
+
+    /// True when the id is new (empty ids are never de-duplicated).
+    pub fn insert(&self, id: &str) -> bool {
+        if id.is_empty() {
+            return true;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if !inner.set.insert(id.to_owned()) {
+            return false;
+        }
+        inner.order.push_back(id.to_owned());
+        if inner.order.len() > RECENT_EVENTS {
+            if let Some(old) = inner.order.pop_front() {
+                inner.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// Tells backend calls made while translating events to stop waiting: it is up while the link's
+/// reader has stopped reading (its event queue is full), so their answers may sit unread behind
+/// the events that filled it. Waiting then could only end in the action timeout.
+#[derive(Debug, Clone)]
+pub struct GiveUp(Option<watch::Receiver<bool>>);
+
+impl GiveUp {
+    /// One that never fires (a path whose answers cannot be stuck behind its events).
+    pub fn never() -> GiveUp {
+        GiveUp(None)
+    }
+
+    /// Resolves while (or as soon as) the signal is up, or when the link is gone.
+    pub async fn fired(&self) {
+        match &self.0 {
+            Some(rx) => {
+                let _ = rx.clone().wait_for(|up| *up).await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// The raising side of [`GiveUp`], one per link intake.
+#[derive(Debug)]
+pub struct GiveUpSignal(watch::Sender<bool>);
+
+impl Default for GiveUpSignal {
+    fn default() -> Self {
+        GiveUpSignal(watch::channel(false).0)
+    }
+}
+
+impl GiveUpSignal {
+    pub fn subscribe(&self) -> GiveUp {
+        GiveUp(Some(self.0.subscribe()))
+    }
+
+    pub fn set(&self, up: bool) {
+        self.0.send_if_modified(|now| std::mem::replace(now, up) != up);
     }
 }
 

@@ -10,8 +10,7 @@
 //! ([`super::ws_server`]) uses it too. Frames are read in either encoding: text is JSON, binary is
 //! MessagePack (events and answers alike); requests go out as the link is configured.
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -23,59 +22,20 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::backends::intake::Intake;
+use crate::backends::link::{LinkHandle, Outgoing, RecentIds};
+use crate::backends::v12::codec;
+use crate::backends::Reports;
 use crate::config::Limits;
 use crate::core::v12;
-use crate::hub::Hub;
 use crate::net::{ws_config, Backoff};
-use crate::v12::intake::Intake;
-use crate::v12::{codec, LinkHandle, Outgoing};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// A connection that sent nothing (no frame, no pong) for this long is taken for dead.
 const SILENT_FOR: Duration = Duration::from_secs(2 * PING_EVERY.as_secs() + 15);
-const RECENT_EVENTS: usize = 4096;
 /// How long a closed connection's remaining events may take to translate.
 const DRAIN_EVENTS: Duration = Duration::from_secs(30);
-
-/// Event ids seen lately, to drop an event an implementation sends again (after a reconnect, or
-/// on two transports). Shared by every path that feeds one link's events, so it locks inside;
-/// the lock is never held across an `await`. Bounded: the oldest ids are forgotten first.
-#[derive(Debug, Default)]
-pub struct RecentIds {
-    inner: Mutex<RecentInner>,
-}
-
-#[derive(Debug, Default)]
-struct RecentInner {
-    set: HashSet<String>,
-    order: VecDeque<String>,
-}
-
-impl RecentIds {
-    pub fn new() -> Self {
-        RecentIds::default()
-    }
-
-    /// True when the id is new (empty ids are never de-duplicated).
-    pub fn insert(&self, id: &str) -> bool {
-        if id.is_empty() {
-            return true;
-        }
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if !inner.set.insert(id.to_owned()) {
-            return false;
-        }
-        inner.order.push_back(id.to_owned());
-        if inner.order.len() > RECENT_EVENTS {
-            if let Some(old) = inner.order.pop_front() {
-                inner.set.remove(&old);
-            }
-        }
-        true
-    }
-}
-
 /// Where and how to dial.
 #[derive(Debug, Clone)]
 pub struct Dial {
@@ -86,11 +46,11 @@ pub struct Dial {
 }
 
 /// Runs the link until `shutdown` turns true. The caller wraps it in a span naming the link.
-pub async fn run(
+pub async fn run<R: Reports>(
     link: LinkHandle,
     mut outgoing: mpsc::Receiver<Outgoing>,
     cfg: Dial,
-    hub: Arc<Hub>,
+    reports: Arc<R>,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -107,9 +67,9 @@ pub async fn run(
                 backoff.reset();
                 // Anything queued while the link was down belongs to callers that already failed.
                 while outgoing.try_recv().is_ok() {}
-                serve(&link, &mut outgoing, ws, &hub, &limits, &recent, &mut shutdown).await;
+                serve(&link, &mut outgoing, ws, &reports, &limits, &recent, &mut shutdown).await;
                 link.set_connected(false);
-                hub.link_down(link.id);
+                reports.link_down(link.id);
                 if *shutdown.borrow() {
                     break;
                 }
@@ -155,19 +115,19 @@ async fn connect(cfg: &Dial, limits: &Limits) -> Result<Ws, tokio_tungstenite::t
 ///
 /// Events go to the link's [`Intake`], which translates them while this loop goes on reading
 /// (a translation may wait for an answer that arrives on this very socket).
-pub async fn serve<S>(
+pub async fn serve<R: Reports, S>(
     link: &LinkHandle,
     outgoing: &mut mpsc::Receiver<Outgoing>,
     ws: tokio_tungstenite::WebSocketStream<S>,
-    hub: &Arc<Hub>,
+    reports: &Arc<R>,
     limits: &Limits,
     recent: &Arc<RecentIds>,
     shutdown: &mut watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (intake, worker) = Intake::start(link.clone(), hub.clone(), recent.clone());
-    pump(link, outgoing, ws, hub, limits, &intake, shutdown).await;
+    let (intake, worker) = Intake::start(link.clone(), reports.clone(), recent.clone());
+    pump(link, outgoing, ws, reports, limits, &intake, shutdown).await;
     // Calls still waiting on this connection fail now, so the worker can finish.
     link.set_connected(false);
     drop(intake);
@@ -176,11 +136,11 @@ pub async fn serve<S>(
     }
 }
 
-async fn pump<S>(
+async fn pump<R: Reports, S>(
     link: &LinkHandle,
     outgoing: &mut mpsc::Receiver<Outgoing>,
     ws: tokio_tungstenite::WebSocketStream<S>,
-    hub: &Arc<Hub>,
+    reports: &Arc<R>,
     limits: &Limits,
     intake: &Intake,
     shutdown: &mut watch::Receiver<bool>,
@@ -189,7 +149,7 @@ async fn pump<S>(
 {
     let (mut sink, mut stream) = ws.split();
     link.set_connected(true);
-    tokio::spawn(discover(link.clone(), hub.clone()));
+    tokio::spawn(discover(link.clone(), reports.clone()));
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
     let mut last_heard = tokio::time::Instant::now();
@@ -270,12 +230,12 @@ async fn on_frame(link: &LinkHandle, intake: &Intake, bytes: &[u8], msgpack: boo
     }
 }
 
-/// One event value from any transport: parsed leniently, de-duplicated by `id`, handed to the hub.
+/// One event value from any transport: parsed leniently, de-duplicated by `id`, handed to the reports.
 /// False when it is not an event (logged with `warn`).
-pub async fn on_event_value(link: &LinkHandle, hub: &Hub, recent: &RecentIds, value: Value) -> bool {
+pub async fn on_event_value<R: Reports>(link: &LinkHandle, reports: &R, recent: &RecentIds, value: Value) -> bool {
     match v12::Event::from_value(value) {
         Ok(ev) => {
-            on_event(link, hub, recent, ev).await;
+            on_event(link, reports, recent, ev).await;
             true
         }
         Err(error) => {
@@ -285,18 +245,18 @@ pub async fn on_event_value(link: &LinkHandle, hub: &Hub, recent: &RecentIds, va
     }
 }
 
-/// One parsed event: dropped when its `id` was seen lately, else handed to the hub.
-pub async fn on_event(link: &LinkHandle, hub: &Hub, recent: &RecentIds, ev: v12::Event) {
+/// One parsed event: dropped when its `id` was seen lately, else handed to the reports.
+pub async fn on_event<R: Reports>(link: &LinkHandle, reports: &R, recent: &RecentIds, ev: v12::Event) {
     if recent.insert(&ev.id) {
-        hub.on_backend_event(link, ev).await;
+        reports.event(link, ev).await;
     } else {
         tracing::debug!(id = %ev.id, "duplicate event dropped");
     }
 }
 
 /// Learns the accounts (and, without `meta.connect`, the implementation) of a new connection.
-pub async fn discover(link: LinkHandle, hub: Arc<Hub>) {
-    if let Err(error) = refresh(&link, &hub).await {
+pub async fn discover<R: Reports>(link: LinkHandle, reports: Arc<R>) {
+    if let Err(error) = refresh(&link, &*reports).await {
         tracing::info!(%error, "get_status failed; accounts come from events");
     }
 }
@@ -304,35 +264,35 @@ pub async fn discover(link: LinkHandle, hub: Arc<Hub>) {
 /// Asks the implementation for its accounts (`get_status`) and, while its version is not known
 /// (no `meta.connect`: HTTP, webhook, go-libonebot, ComWeChat), for `get_version`. `Ok` when the
 /// implementation answered at all, even with a failure retcode.
-pub async fn refresh(link: &LinkHandle, hub: &Hub) -> Result<(), crate::core::CallError> {
+pub async fn refresh<R: Reports>(link: &LinkHandle, reports: &R) -> Result<(), crate::core::CallError> {
     let resp = link.call(v12::Request::new("get_status", Map::new())).await?;
     if resp.is_ok() {
-        hub.apply_status(link, &resp.data).await;
+        reports.status(link, &resp.data).await;
     } else {
         tracing::info!(retcode = resp.retcode, "backend has no get_status; accounts come from events");
     }
-    if hub.backend_info(link.id).version.is_empty() {
+    if !reports.knows(link.id).version {
         if let Ok(resp) = link.call(v12::Request::new("get_version", Map::new())).await {
             if resp.is_ok() {
                 let claim = crate::core::ImplementationClaim::from_version(Some(&resp.data));
-                hub.learn_backend(link.id, claim, crate::core::InfoSource::Version);
+                reports.learn(link.id, claim, crate::core::InfoSource::Version);
             }
         }
     }
-    if hub.backend_info(link.id).supported.is_none() {
-        learn_supported_actions(link, hub).await;
+    if !reports.knows(link.id).supported_actions {
+        learn_supported_actions(link, reports).await;
     }
     Ok(())
 }
 
 /// Asks the backend which actions it has, so `get_supported_actions` answers honestly. A backend
 /// without the action (or with an unusable answer) is taken to have every mapped action.
-async fn learn_supported_actions(link: &LinkHandle, hub: &Hub) {
+async fn learn_supported_actions<R: Reports>(link: &LinkHandle, reports: &R) {
     match link.call(v12::Request::new("get_supported_actions", Map::new())).await {
         Ok(resp) if resp.is_ok() => {
             let Some(list) = resp.data.as_array() else { return };
             let actions = list.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
-            hub.set_supported_actions(link.id, actions);
+            reports.supported_actions(link.id, actions);
         }
         Ok(resp) => tracing::debug!(retcode = resp.retcode, "backend does not list its actions"),
         Err(error) => tracing::debug!(%error, "get_supported_actions failed"),

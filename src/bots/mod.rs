@@ -1,4 +1,4 @@
-//! The v11 side: the bridge is a go-cqhttp-compatible OneBot v11 implementation toward bots.
+//! Toward bots: the bridge is a go-cqhttp-compatible OneBot v11 implementation.
 //!
 //! [`session`] is the WebSocket loop every v11 connection runs; [`ws_server`] serves go-cqhttp's forward WebSocket (`/`, `/api`, `/event`).
 

@@ -51,6 +51,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::bots::event_filter::FilterSlot;
+use crate::bots::rate_limit::{self, Limiter};
 use crate::config::{HttpServer, Limits};
 use crate::core::scan::{scan_json, ScanLimits};
 use crate::core::segment::lenient_i64;
@@ -58,8 +60,6 @@ use crate::core::v11;
 use crate::hub::{AccountEntry, Hub, Selection};
 use crate::media::{serve_file, ChannelBody, Served};
 use crate::net::{accept_loop, check_token, presented_token, Auth};
-use crate::v11::event_filter::FilterSlot;
-use crate::v11::rate_limit::{self, Limiter};
 
 /// Time a client has to send a request's headers (also bounds idle keep-alive connections).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);

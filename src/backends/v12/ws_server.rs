@@ -24,12 +24,12 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tracing::Instrument;
 
+use crate::backends::link::{LinkHandle, LinkId, RecentIds};
+use crate::backends::v12::ws_client;
+use crate::backends::Reports;
 use crate::config::Limits;
 use crate::core::{ImplementationClaim, InfoSource};
-use crate::hub::Hub;
 use crate::net::{accept_loop, accept_ws, check_upgrade};
-use crate::v12::ws_client::{self, RecentIds};
-use crate::v12::{LinkHandle, LinkId};
 
 /// Implementation connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 64;
@@ -38,13 +38,13 @@ const MAX_CONNECTIONS: usize = 64;
 const MAX_IMPLS: usize = 64;
 
 /// What every connection of this server shares.
-struct Server {
+struct Server<R> {
     token: Option<String>,
     msgpack: bool,
     /// The profile every connection's backend gets, if configured for this server.
     profile: Option<String>,
     action_timeout: Duration,
-    hub: Arc<Hub>,
+    reports: Arc<R>,
     limits: Limits,
     /// Recent event ids per implementation name: an implementation that resends events on its
     /// next connection gets them dropped; two different implementations never drop each other's.
@@ -55,7 +55,7 @@ struct Server {
     metrics: crate::metrics::LinkMetrics,
 }
 
-impl Server {
+impl<R> Server<R> {
     fn recent_for(&self, implementation: &str) -> Arc<RecentIds> {
         let mut map = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         let key = if map.len() < MAX_IMPLS || map.contains_key(implementation) { implementation } else { "" };
@@ -69,11 +69,11 @@ impl Server {
 
 /// Accepts implementation connections until `shutdown`, then closes them (Close frame 1001) and
 /// waits for them within the grace period.
-pub async fn serve(
+pub async fn serve<R: Reports>(
     listener: TcpListener,
     backend: crate::config::BackendLink,
     action_timeout: Duration,
-    hub: Arc<Hub>,
+    reports: Arc<R>,
     limits: Limits,
     metrics: crate::metrics::LinkMetrics,
     shutdown: watch::Receiver<bool>,
@@ -88,7 +88,7 @@ pub async fn serve(
         msgpack,
         profile: backend.profile,
         action_timeout,
-        hub,
+        reports,
         limits,
         metrics,
         recent: Mutex::default(),
@@ -127,7 +127,7 @@ fn pick_protocol(offer: &str) -> Option<(String, Option<String>)> {
     offers.first().map(|p| (p.to_string(), None))
 }
 
-async fn connection(stream: TcpStream, server: Arc<Server>, mut shutdown: watch::Receiver<bool>) {
+async fn connection<R: Reports>(stream: TcpStream, server: Arc<Server<R>>, mut shutdown: watch::Receiver<bool>) {
     let mut hs = Handshake::default();
     let expected = server.token.clone();
     // The error type is tungstenite's own; its size is not ours to choose.
@@ -155,9 +155,9 @@ async fn connection(stream: TcpStream, server: Arc<Server>, mut shutdown: watch:
     };
     let Some(ws) = accept_ws(stream, callback, server.limits.max_message).await else { return };
 
-    let hub = &server.hub;
+    let reports = &server.reports;
     let (link, mut outgoing) =
-        LinkHandle::new(hub.next_link_id(), server.limits.request_queue, server.action_timeout, server.msgpack);
+        LinkHandle::new(reports.new_link_id(), server.limits.request_queue, server.action_timeout, server.msgpack);
     link.observe(server.metrics.clone());
     let span = tracing::Span::current();
     span.record("link", link.id);
@@ -168,20 +168,20 @@ async fn connection(stream: TcpStream, server: Arc<Server>, mut shutdown: watch:
             onebot_version: hs.onebot_version.clone(),
             ..Default::default()
         };
-        hub.learn_backend(link.id, claim, InfoSource::Headers);
+        reports.learn(link.id, claim, InfoSource::Headers);
     }
     if let Some(profile) = &server.profile {
-        hub.force_link_profile(link.id, profile.clone());
+        reports.force_profile(link.id, profile.clone());
     }
     tracing::info!(protocol = hs.protocol.as_deref().unwrap_or(""), "implementation connected");
     server.live().push((link.id, link.clone()));
     let recent = server.recent_for(&hs.implementation);
 
-    ws_client::serve(&link, &mut outgoing, ws, hub, &server.limits, &recent, &mut shutdown).await;
+    ws_client::serve(&link, &mut outgoing, ws, reports, &server.limits, &recent, &mut shutdown).await;
 
     link.set_connected(false);
-    hub.link_down(link.id);
-    hub.forget_link(link.id);
+    reports.link_down(link.id);
+    reports.forget_link(link.id);
     let newest = {
         let mut live = server.live();
         live.retain(|(id, _)| *id != link.id);
@@ -192,7 +192,7 @@ async fn connection(stream: TcpStream, server: Arc<Server>, mut shutdown: watch:
     // offline: the newest live connection reports its accounts again.
     if let Some(newest) = newest {
         if !*shutdown.borrow() {
-            tokio::spawn(ws_client::discover(newest, hub.clone()).in_current_span());
+            tokio::spawn(ws_client::discover(newest, reports.clone()).in_current_span());
         }
     }
 }

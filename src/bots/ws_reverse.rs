@@ -44,12 +44,12 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 
+use crate::bots::rate_limit::{self, Limiter};
+use crate::bots::session::{self, Ended, Pick, Role, SessionConfig};
 use crate::config::{Limits, WsReverse};
 use crate::core::event::V11Event;
 use crate::hub::{AccountEntry, Hub, Subscription};
 use crate::net::{ws_config, Backoff};
-use crate::v11::rate_limit::{self, Limiter};
-use crate::v11::session::{self, Ended, Pick, Role, SessionConfig};
 
 /// Dialling plus the WebSocket handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,193 @@
+//! The event intake of one socket link (forward or reverse WebSocket): events read from the link
+//! are translated several at a time and delivered to the bots in the order they were read.
+//!
+//! Each event takes three steps:
+//! - **admit**, in order: parse, drop a duplicate `id`, let meta events tell the hub about the
+//!   backend, make sure the account exists;
+//! - **translate**, up to [`IN_FLIGHT`] events at once: ids (on the disk store the events in
+//!   flight share one durable commit) and received media URLs (which may ask the backend);
+//! - **deliver**, in order: an event is published when it and every event read before it are
+//!   translated.
+//!
+//! The queue in front holds [`QUEUE`] events. When it is full the link's reader waits
+//! (backpressure toward the backend), and while it waits it reads nothing: an answer the backend
+//! sent after those events cannot arrive. So backend calls made by translations stop waiting
+//! while the queue is full ([`GiveUp`](crate::backends::link::GiveUp)) and their events go on without what the answer would have
+//! added (a received picture gets the bridge's own URL, or none and keeps its `file`). A burst of
+//! pictures therefore slows the link down to the backend's pace instead of stalling it on the
+//! action timeout.
+
+use std::sync::Arc;
+
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::backends::link::{GiveUpSignal, LinkHandle, RecentIds};
+use crate::backends::v12::codec::Budget;
+use crate::backends::Reports;
+use crate::core::v12;
+
+/// Events read from one connection and waiting to be admitted; when full, the reader waits.
+pub const QUEUE: usize = 1024;
+/// Events translated at once, per link. Enough for a durable commit to carry a few hundred ids
+/// and for a few hundred picture URLs to be asked for together; small next to [`QUEUE`].
+pub const IN_FLIGHT: usize = 256;
+
+/// The reader's end of a link's intake.
+#[derive(Debug)]
+pub struct Intake {
+    tx: mpsc::Sender<(Value, Budget)>,
+    give_up: Arc<GiveUpSignal>,
+}
+
+impl Intake {
+    /// Starts the worker that admits, translates and delivers the link's events. It ends when
+    /// the [`Intake`] is dropped and every event pushed before has been delivered.
+    pub fn start<R: Reports>(link: LinkHandle, reports: Arc<R>, recent: Arc<RecentIds>) -> (Intake, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let give_up = Arc::new(GiveUpSignal::default());
+        let worker = tokio::spawn(work(link, reports, recent, rx, give_up.clone()).in_current_span());
+        (Intake { tx, give_up }, worker)
+    }
+
+    /// Queues one event value with the parse budget it holds until it is translated; waits while
+    /// the queue is full, and meanwhile tells translations not to wait for the backend.
+    pub async fn push(&self, value: Value, budget: Budget) {
+        match self.tx.try_send((value, budget)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(value)) => {
+                self.give_up.set(true);
+                let _ = self.tx.send(value).await;
+                self.give_up.set(false);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::warn!("the link's event worker stopped; event dropped");
+            }
+        }
+    }
+}
+
+async fn work<R: Reports>(
+    link: LinkHandle,
+    reports: Arc<R>,
+    recent: Arc<RecentIds>,
+    mut queued: mpsc::Receiver<(Value, Budget)>,
+    give_up: Arc<GiveUpSignal>,
+) {
+    let reports = &*reports;
+    let mut translating = FuturesOrdered::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(done) = translating.next() => reports.deliver(done),
+            value = queued.recv(), if translating.len() < IN_FLIGHT => {
+                let Some((value, budget)) = value else { break };
+                if let Some(admitted) = admit(&link, reports, &recent, value).await {
+                    let give_up = give_up.subscribe();
+                    translating.push_back(async move {
+                        let done = reports.translate(admitted, give_up).await;
+                        drop(budget);
+                        done
+                    });
+                }
+            }
+        }
+    }
+    while let Some(done) = translating.next().await {
+        reports.deliver(done);
+    }
+}
+
+/// Parses and de-duplicates one event and hands it to the in-order first step.
+async fn admit<R: Reports>(link: &LinkHandle, reports: &R, recent: &RecentIds, value: Value) -> Option<R::Admitted> {
+    let ev = match v12::Event::from_value(value) {
+        Ok(ev) => ev,
+        Err(error) => {
+            tracing::warn!(%error, "malformed event from backend; ignored");
+            return None;
+        }
+    };
+    if !recent.insert(&ev.id) {
+        tracing::debug!(id = %ev.id, "duplicate event dropped");
+        return None;
+    }
+    reports.admit(link, ev).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::backends::link::{GiveUp, LinkId};
+    use crate::backends::Known;
+    use crate::core::{ImplementationClaim, InfoSource};
+
+    /// Takes an event's `wait_ms` to translate it, and records the order of delivery.
+    #[derive(Default)]
+    struct Recorder {
+        delivered: Mutex<Vec<String>>,
+    }
+
+    impl Reports for Recorder {
+        type Admitted = v12::Event;
+        type Translated = String;
+
+        async fn admit(&self, _link: &LinkHandle, ev: v12::Event) -> Option<v12::Event> {
+            (ev.kind != "meta").then_some(ev)
+        }
+
+        async fn translate(&self, ev: v12::Event, _give_up: GiveUp) -> String {
+            let wait = ev.fields.get("wait_ms").and_then(Value::as_u64).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            ev.id
+        }
+
+        fn deliver(&self, id: String) {
+            self.delivered.lock().unwrap().push(id);
+        }
+
+        async fn status(&self, _link: &LinkHandle, _status: &Value) {}
+        fn learn(&self, _link: LinkId, _claim: ImplementationClaim, _source: InfoSource) {}
+        fn supported_actions(&self, _link: LinkId, _actions: BTreeSet<String>) {}
+        fn knows(&self, _link: LinkId) -> Known {
+            Known::default()
+        }
+        fn force_profile(&self, _link: LinkId, _profile: String) {}
+        fn new_link_id(&self) -> LinkId {
+            0
+        }
+        fn link_down(&self, _link: LinkId) {}
+        fn forget_link(&self, _link: LinkId) {}
+    }
+
+    fn event(id: &str, kind: &str, wait_ms: u64) -> Value {
+        json!({"id": id, "time": 1, "type": kind, "detail_type": "group", "sub_type": "", "self": {"platform": "qq", "user_id": "1"}, "wait_ms": wait_ms})
+    }
+
+    /// Later events may finish translating first; they are still delivered in the order read,
+    /// a resent id is dropped, and what stops at admission (meta) leaves no gap.
+    #[tokio::test(start_paused = true)]
+    async fn events_translated_out_of_order_are_delivered_in_the_order_read() {
+        let recorder = Arc::new(Recorder::default());
+        let (link, _rx) = LinkHandle::new(1, 1, Duration::from_secs(1), false);
+        let (intake, worker) = Intake::start(link, recorder.clone(), Arc::new(RecentIds::new()));
+        for (id, kind, wait) in
+            [("a", "message", 30), ("b", "message", 10), ("m", "meta", 0), ("a", "message", 0), ("c", "notice", 0)]
+        {
+            let bytes = event(id, kind, wait).to_string();
+            let (value, budget) = crate::decode::json(bytes.as_bytes()).await.unwrap();
+            intake.push(value, budget).await;
+        }
+        drop(intake);
+        worker.await.unwrap();
+        assert_eq!(*recorder.delivered.lock().unwrap(), ["a", "b", "c"]);
+    }
+}
