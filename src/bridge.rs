@@ -153,9 +153,9 @@ impl Bridge {
                     let (link, outgoing) =
                         LinkHandle::new(id, limits.request_queue, config.action_timeout, backend.msgpack);
                     link.observe(link_metrics);
-                    let dial = crate::backends::v12::ws_client::Dial { url: url.clone(), token, tls: tls.clone() };
+                    let dial = crate::backends::socket::Dial { url: url.clone(), token, tls: tls.clone() };
                     let span = tracing::info_span!("backend_ws", link = id, url = %url);
-                    let task = crate::backends::v12::ws_client::run(
+                    let task = crate::backends::socket::run(
                         link,
                         outgoing,
                         dial,

@@ -20,7 +20,6 @@
 use std::sync::Arc;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -39,7 +38,7 @@ pub const IN_FLIGHT: usize = 256;
 /// The reader's end of a link's intake.
 #[derive(Debug)]
 pub struct Intake {
-    tx: mpsc::Sender<(Value, Budget)>,
+    tx: mpsc::Sender<(v12::Event, Budget)>,
     give_up: Arc<GiveUpSignal>,
 }
 
@@ -53,10 +52,10 @@ impl Intake {
         (Intake { tx, give_up }, worker)
     }
 
-    /// Queues one event value with the parse budget it holds until it is translated; waits while
-    /// the queue is full, and meanwhile tells translations not to wait for the backend.
-    pub async fn push(&self, value: Value, budget: Budget) {
-        match self.tx.try_send((value, budget)) {
+    /// Queues one event with the parse budget it holds until it is translated; waits while the
+    /// queue is full, and meanwhile tells translations not to wait for the backend.
+    pub async fn push(&self, ev: v12::Event, budget: Budget) {
+        match self.tx.try_send((ev, budget)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(value)) => {
                 self.give_up.set(true);
@@ -74,7 +73,7 @@ async fn work<R: Reports>(
     link: LinkHandle,
     reports: Arc<R>,
     recent: Arc<RecentIds>,
-    mut queued: mpsc::Receiver<(Value, Budget)>,
+    mut queued: mpsc::Receiver<(v12::Event, Budget)>,
     give_up: Arc<GiveUpSignal>,
 ) {
     let reports = &*reports;
@@ -84,8 +83,8 @@ async fn work<R: Reports>(
             biased;
             Some(done) = translating.next() => reports.deliver(done),
             value = queued.recv(), if translating.len() < IN_FLIGHT => {
-                let Some((value, budget)) = value else { break };
-                if let Some(admitted) = admit(&link, reports, &recent, value).await {
+                let Some((ev, budget)) = value else { break };
+                if let Some(admitted) = admit(&link, reports, &recent, ev).await {
                     let give_up = give_up.subscribe();
                     translating.push_back(async move {
                         let done = reports.translate(admitted, give_up).await;
@@ -101,15 +100,8 @@ async fn work<R: Reports>(
     }
 }
 
-/// Parses and de-duplicates one event and hands it to the in-order first step.
-async fn admit<R: Reports>(link: &LinkHandle, reports: &R, recent: &RecentIds, value: Value) -> Option<R::Admitted> {
-    let ev = match v12::Event::from_value(value) {
-        Ok(ev) => ev,
-        Err(error) => {
-            tracing::warn!(%error, "malformed event from backend; ignored");
-            return None;
-        }
-    };
+/// De-duplicates one event and hands it to the in-order first step.
+async fn admit<R: Reports>(link: &LinkHandle, reports: &R, recent: &RecentIds, ev: v12::Event) -> Option<R::Admitted> {
     if !recent.insert(&ev.id) {
         tracing::debug!(id = %ev.id, "duplicate event dropped");
         return None;
@@ -123,7 +115,7 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
     use crate::backends::link::{GiveUp, LinkId};
@@ -184,7 +176,7 @@ mod tests {
         {
             let bytes = event(id, kind, wait).to_string();
             let (value, budget) = crate::decode::json(bytes.as_bytes()).await.unwrap();
-            intake.push(value, budget).await;
+            intake.push(v12::Event::from_value(value).unwrap(), budget).await;
         }
         drop(intake);
         worker.await.unwrap();

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::backends::v11::edge::{Edge, Outbound};
 use crate::backends::v12::codec;
 use crate::core::{v12, CallError};
 
@@ -54,17 +55,21 @@ struct LinkShared {
     metrics: std::sync::OnceLock<crate::metrics::LinkMetrics>,
 }
 
+/// What a socket link's frames speak.
+#[derive(Debug, Clone)]
+pub enum Wire {
+    /// OneBot v12; requests go out as MessagePack when `msgpack`, else JSON.
+    V12 { msgpack: bool },
+    /// OneBot v11 (JSON), converted at the link's edge.
+    V11(Arc<Edge>),
+}
+
 /// How a link's requests reach the implementation.
 #[derive(Debug)]
 enum Transport {
     /// A WebSocket: requests queue for the task that owns the socket, and answers come back on
     /// it, matched by `echo`.
-    Socket {
-        tx: mpsc::Sender<Outgoing>,
-        pending: Mutex<HashMap<String, oneshot::Sender<v12::Response>>>,
-        /// Requests go out as MessagePack.
-        msgpack: bool,
-    },
+    Socket { tx: mpsc::Sender<Outgoing>, pending: Mutex<HashMap<String, oneshot::Sender<v12::Response>>>, wire: Wire },
     /// HTTP: each request is answered in its own response. (Boxed: the caller is large beside
     /// the socket's parts.)
     Http(Box<crate::backends::v12::http_client::HttpCaller>),
@@ -74,9 +79,22 @@ impl LinkHandle {
     /// A handle and the receiving end its socket task drains. `queue` bounds the requests waiting
     /// to be written; callers beyond it wait (inside their timeout).
     pub fn new(id: LinkId, queue: usize, timeout: Duration, msgpack: bool) -> (LinkHandle, mpsc::Receiver<Outgoing>) {
+        LinkHandle::socket(id, queue, timeout, Wire::V12 { msgpack })
+    }
+
+    /// [`LinkHandle::new`] for a socket speaking `wire`.
+    pub fn socket(id: LinkId, queue: usize, timeout: Duration, wire: Wire) -> (LinkHandle, mpsc::Receiver<Outgoing>) {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let transport = Transport::Socket { tx, pending: Mutex::new(HashMap::new()), msgpack };
+        let transport = Transport::Socket { tx, pending: Mutex::new(HashMap::new()), wire };
         (LinkHandle::build(id, timeout, transport), rx)
+    }
+
+    /// The edge of a link to a OneBot v11 implementation.
+    pub fn edge(&self) -> Option<&Arc<Edge>> {
+        match &self.inner.transport {
+            Transport::Socket { wire: Wire::V11(edge), .. } => Some(edge),
+            _ => None,
+        }
     }
 
     /// A link whose calls are HTTP requests (always "connected"; failures are per call).
@@ -162,27 +180,40 @@ impl LinkHandle {
         let echo = format!("ob-{}", self.inner.seq.fetch_add(1, Ordering::Relaxed));
         req.echo = Some(echo.clone());
         let timeout_ms = self.inner.timeout.as_millis() as u64;
-        let (tx, pending, msgpack) = match &self.inner.transport {
+        let (tx, pending, wire) = match &self.inner.transport {
             Transport::Http(http) => {
                 return match tokio::time::timeout(self.inner.timeout, http.call(&req)).await {
                     Ok(result) => result,
                     Err(_) => Err(CallError::Timeout(timeout_ms)),
                 };
             }
-            Transport::Socket { tx, pending, msgpack } => (tx, pending, *msgpack),
+            Transport::Socket { tx, pending, wire } => (tx, pending, wire),
         };
-        let body = codec::encode_request(&req, msgpack);
+        let (body, binary, v11) = match wire {
+            Wire::V12 { msgpack } => (codec::encode_request(&req, *msgpack), *msgpack, None),
+            Wire::V11(edge) => match edge.request(&req) {
+                Outbound::Answered(answer) => return Ok(answer),
+                Outbound::Call(call) => {
+                    let frame = serde_json::json!({"action": call.action, "params": call.params, "echo": echo});
+                    (serde_json::to_vec(&frame).unwrap_or_default(), false, Some((edge, call)))
+                }
+            },
+        };
         let (answer_tx, answer) = oneshot::channel();
         pending.lock().unwrap_or_else(|p| p.into_inner()).insert(echo.clone(), answer_tx);
         // However this call ends (answered, failed, timed out, or dropped by a caller that stopped
         // waiting), nothing of it stays in `pending`.
         let _waiting = Waiting { link: self, echo };
         let outcome = tokio::time::timeout(self.inner.timeout, async {
-            tx.send(Outgoing { body, binary: msgpack }).await.map_err(|_| CallError::Link("link closed".into()))?;
+            tx.send(Outgoing { body, binary }).await.map_err(|_| CallError::Link("link closed".into()))?;
             answer.await.map_err(|_| CallError::Link("the connection dropped before the answer came".into()))
         })
         .await;
-        outcome.unwrap_or(Err(CallError::Timeout(timeout_ms)))
+        let answer = outcome.unwrap_or(Err(CallError::Timeout(timeout_ms)))?;
+        Ok(match v11 {
+            Some((edge, call)) => edge.response(&call, answer),
+            None => answer,
+        })
     }
 
     /// How many calls wait for an answer now.

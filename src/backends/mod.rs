@@ -8,6 +8,8 @@
 
 pub mod intake;
 pub mod link;
+pub mod socket;
+pub mod v11;
 pub mod v12;
 
 use std::collections::BTreeSet;

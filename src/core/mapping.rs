@@ -229,6 +229,14 @@ pub struct ActionRow {
     /// `enable: false`, `unban_group_member` for `duration: 0`).
     #[serde(default)]
     pub when_off: Option<WhenOff>,
+    /// Read backwards for a OneBot v11 backend: the bridge's `v12` call becomes this action
+    /// (`src/backends/v11/edge.rs`). Of the plain rows naming one v12 action, at most one may.
+    #[serde(default = "yes")]
+    pub reverse: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `when_off = { param = "enable", v12 = "unset_group_admin" }`.
@@ -729,6 +737,23 @@ impl Mappings {
                 return Err(invalid("actions.toml", format!("[{name}] response.ids: {path:?} has an empty step")));
             }
         }
+        // The generic tables are the ones a v11 backend's edge reads backwards.
+        let mut reversed: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, row) in self.actions.iter().filter(|_| self.profile.name == GENERIC) {
+            // `<prefix>.<name>` stands for the v11 action `name` itself.
+            let plain = row.handler.is_none() && row.reverse;
+            let Some(v12) = row.v12.as_deref().filter(|v| plain && self.profile.strip_own(v).is_none()) else {
+                continue;
+            };
+            if let Some(other) = reversed.insert(v12, name) {
+                return Err(invalid(
+                    "actions.toml",
+                    format!(
+                        "[{other}] and [{name}] both stand for `{v12}` on a v11 backend; mark one `reverse = false`"
+                    ),
+                ));
+            }
+        }
         for required in ["message.private", "message.group", "message.channel"] {
             if !self.events.contains_key(required) {
                 return Err(invalid("events.toml", format!("missing [{required}]")));
@@ -830,6 +855,14 @@ mod tests {
         let err = MappingSet::from_dir(&dir).unwrap_err().to_string();
         assert!(err.contains("events.toml") && err.contains("nobody"), "{err}");
         std::fs::copy(src.join("events.toml"), dir.join("events.toml")).unwrap();
+        // Two plain rows standing for one v12 action: a v11 backend's edge could not tell which
+        // v11 action to call.
+        let actions = std::fs::read_to_string(src.join("actions.toml")).unwrap();
+        assert!(actions.contains("reverse = false\n"));
+        std::fs::write(dir.join("actions.toml"), actions.replace("reverse = false\n", "")).unwrap();
+        let err = MappingSet::from_dir(&dir).unwrap_err().to_string();
+        assert!(err.contains("get_self_info") && err.contains("reverse = false"), "{err}");
+        std::fs::copy(src.join("actions.toml"), dir.join("actions.toml")).unwrap();
         // A profile file: its name must be the file's, its implementations its own.
         std::fs::write(dir.join("profiles/mine.toml"), "name = \"other\"\nprefix = \"x\"\n").unwrap();
         let err = MappingSet::from_dir(&dir).unwrap_err().to_string();

@@ -37,8 +37,8 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::backends::link::{LinkHandle, RecentIds};
+use crate::backends::socket;
 use crate::backends::v12::codec;
-use crate::backends::v12::ws_client;
 use crate::backends::Reports;
 use crate::config::Limits;
 use crate::core::{v12, CallError, ImplementationClaim, InfoSource};
@@ -227,7 +227,7 @@ async fn poll_events<R: Reports>(
         // Accounts first (a long poll may hold for many seconds), then every REFRESH_EVERY.
         if !reach.up || refreshed.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
             let probe = tokio::select! {
-                r = ws_client::refresh(&link, &*reports) => r,
+                r = socket::refresh(&link, &*reports) => r,
                 _ = shutdown.changed() => return,
             };
             match probe {
@@ -260,7 +260,7 @@ async fn poll_events<R: Reports>(
             Ok(Ok(events)) => {
                 backoff.reset();
                 for value in events {
-                    ws_client::on_event_value(&link, &*reports, &recent, value).await;
+                    socket::on_event_value(&link, &*reports, &recent, value).await;
                 }
                 None
             }
@@ -300,7 +300,7 @@ async fn probe_backend<R: Reports>(link: LinkHandle, reports: Arc<R>, mut shutdo
     let mut reach = Reachability::default();
     while !*shutdown.borrow() {
         let probe = tokio::select! {
-            r = ws_client::refresh(&link, &*reports) => r,
+            r = socket::refresh(&link, &*reports) => r,
             _ = shutdown.changed() => return,
         };
         let wait = match probe {
@@ -495,7 +495,7 @@ async fn on_webhook<R: Reports>(webhook: &Webhook<R>, req: hyper::Request<Incomi
     };
     match v12::Event::from_value(value) {
         Ok(ev) => {
-            ws_client::on_event(&webhook.link, &*webhook.reports, &webhook.recent, ev).await;
+            socket::on_event(&webhook.link, &*webhook.reports, &webhook.recent, ev).await;
             reply(StatusCode::NO_CONTENT, "")
         }
         Err(error) => {

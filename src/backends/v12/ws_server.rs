@@ -9,7 +9,7 @@
 //! (ComWeChat, onebots) `X-Impl` does, else `meta.connect` or `get_version` later.
 //!
 //! Every connection is a link of its own ([`LinkHandle`] with a fresh id), run by
-//! [`ws_client::serve`]: frames in either encoding, requests as configured, `get_status` at
+//! [`socket::serve`]: frames in either encoding, requests as configured, `get_status` at
 //! connect (so a missing `meta.connect` is fine). The accounts follow the connection: when it
 //! closes they go offline, unless another live connection reports them again — it is asked at
 //! once, so a reconnecting implementation whose old connection ends late loses nothing.
@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tracing::Instrument;
 
 use crate::backends::link::{LinkHandle, LinkId, RecentIds};
-use crate::backends::v12::ws_client;
+use crate::backends::socket;
 use crate::backends::Reports;
 use crate::config::Limits;
 use crate::core::{ImplementationClaim, InfoSource};
@@ -177,7 +177,7 @@ async fn connection<R: Reports>(stream: TcpStream, server: Arc<Server<R>>, mut s
     server.live().push((link.id, link.clone()));
     let recent = server.recent_for(&hs.implementation);
 
-    ws_client::serve(&link, &mut outgoing, ws, reports, &server.limits, &recent, &mut shutdown).await;
+    socket::serve(&link, &mut outgoing, ws, reports, &server.limits, &recent, &mut shutdown).await;
 
     link.set_connected(false);
     reports.link_down(link.id);
@@ -192,7 +192,7 @@ async fn connection<R: Reports>(stream: TcpStream, server: Arc<Server<R>>, mut s
     // offline: the newest live connection reports its accounts again.
     if let Some(newest) = newest {
         if !*shutdown.borrow() {
-            tokio::spawn(ws_client::discover(newest, reports.clone()).in_current_span());
+            tokio::spawn(socket::discover(newest, reports.clone()).in_current_span());
         }
     }
 }

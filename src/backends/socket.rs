@@ -1,4 +1,6 @@
-//! v12 forward WebSocket, bridge as **client**: dials the implementation's WebSocket server.
+//! A backend's WebSocket, whichever side dialled and whichever protocol its frames speak (OneBot
+//! v12, or v11 through the link's edge). [`run`] is the forward WebSocket, bridge as **client**:
+//! it dials the implementation's WebSocket server.
 //!
 //! One task owns the socket. It writes queued action requests, reads events and answers, and
 //! redials with capped exponential back-off and jitter when the connection drops. Requests left
@@ -200,7 +202,7 @@ async fn pump<R: Reports, S>(
 }
 
 /// One frame from the backend (JSON text or MessagePack binary; a binary frame carrying JSON is
-/// read too): an event or an action's answer.
+/// read too): an event or an action's answer, in the link's protocol.
 async fn on_frame(link: &LinkHandle, intake: &Intake, bytes: &[u8], msgpack: bool) {
     let (value, budget) = match codec::read_either(bytes, msgpack).await {
         Ok(v) => v,
@@ -213,14 +215,30 @@ async fn on_frame(link: &LinkHandle, intake: &Intake, bytes: &[u8], msgpack: boo
             return;
         }
     };
-    let is_event = value.as_object().is_some_and(v12::is_event_frame);
-    if is_event {
-        // The event keeps its parse budget until it is translated: events queued in the intake
-        // count against the backend's budget, not only those being decoded.
-        intake.push(value, budget).await;
-        return;
-    }
-    match v12::Response::from_value(value) {
+    let answer = match link.edge() {
+        Some(edge) => match value {
+            Value::Object(frame) if frame.contains_key("post_type") => {
+                match edge.event(frame) {
+                    // The event keeps its parse budget until it is translated: events queued in
+                    // the intake count against the backend's budget, not only those being decoded.
+                    Ok(Some(ev)) => intake.push(ev, budget).await,
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, "malformed v11 event from backend; ignored"),
+                }
+                return;
+            }
+            other => crate::backends::v11::edge::read_answer(other),
+        },
+        None if value.as_object().is_some_and(v12::is_event_frame) => {
+            match v12::Event::from_value(value) {
+                Ok(ev) => intake.push(ev, budget).await,
+                Err(error) => tracing::warn!(%error, "malformed event from backend; ignored"),
+            }
+            return;
+        }
+        None => v12::Response::from_value(value),
+    };
+    match answer {
         Some(resp) => {
             if !link.complete(resp) {
                 tracing::debug!("an answer nobody waits for (timed out?); ignored");

@@ -1,0 +1,1093 @@
+//! A OneBot v11 implementation (NapCat, LLBot, Lagrange.OneBot) seen as a v12 one, at the link's
+//! edge: its events are read into v12 events, the v12 requests the core makes are written as its
+//! v11 actions, and its answers are read back as v12 answers. The core, the store and the bots'
+//! side stay as they are, and every guarantee the core gives (its own message ids, quick
+//! operations as explicit actions, CQ rendering, media) holds for these backends too.
+//!
+//! The conversion reads the same tables as the core, the other way round:
+//! - segments: the v11 → v12 rows (`segments.toml`, used by the core for what bots send) read
+//!   what the implementation sends, and the v12 → v11 rows write what the core sends;
+//! - notices: the `events.toml` rows, from their v11 name and sub type back to the v12 name;
+//! - actions: the plain `actions.toml` renames, from the v12 action back to the v11 one (a row
+//!   with `reverse = false` is not used this way); `<prefix>.<name>` is the v11 action `name`.
+//!
+//! Message ids: the implementation's own ids are not stable (NapCat forgets them on restart,
+//! Lagrange's collide across chats), so the v12 id the core stores is the implementation's id
+//! qualified by its chat: `<id>/g<group>` or `<id>/u<peer>`. The core gives bots its own ids for
+//! them as for any backend, and this edge takes the qualifier off again on the way out.
+//!
+//! Uploads: v11 has no `upload_file`. The edge answers it itself: a URL or a shared path is its
+//! own file id; bytes are kept (bounded, oldest first) under a short id and sent as `base64://`
+//! when a message names them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use serde_json::{json, Map, Number, Value};
+use sha2::{Digest, Sha256};
+
+use crate::core::cq::parse_cq;
+use crate::core::mapping::{FieldSpec, Kind, Mappings};
+use crate::core::message::{Segment, SegmentRef};
+use crate::core::v12::{self, SelfId};
+
+/// The platform every v11 implementation speaks for.
+pub const PLATFORM: &str = "qq";
+/// Bytes uploaded by the core and not yet sent, kept at most (the oldest are forgotten first;
+/// a message naming a forgotten one fails, and the core uploads again and retries).
+pub const UPLOADS_MAX_BYTES: usize = 64 << 20;
+/// Uploads remembered at most, whatever their size.
+const UPLOADS_MAX: usize = 1024;
+/// The file-id prefix of bytes the edge keeps.
+const UPLOAD_PREFIX: &str = "ob-upload:";
+
+/// A notice row read backwards: the v12 event a v11 notice becomes.
+#[derive(Debug, Clone)]
+struct NoticeIn {
+    detail_type: String,
+    sub_type: String,
+    /// v11 field → v12 field.
+    fields: HashMap<String, FieldSpec>,
+}
+
+/// An action row read backwards: the v11 action a v12 action becomes.
+#[derive(Debug, Clone)]
+struct ActionOut {
+    v11: String,
+    /// v12 param → v11 param.
+    params: HashMap<String, FieldSpec>,
+    /// v11 answer field → v12 field.
+    response: HashMap<String, FieldSpec>,
+}
+
+/// The conversion for one link (it keeps the link's uploads).
+#[derive(Debug)]
+pub struct Edge {
+    maps: Arc<Mappings>,
+    /// `(notice_type, sub_type)` → row; `(notice_type, "")` holds the row for any sub type.
+    notices: HashMap<(String, String), NoticeIn>,
+    actions: HashMap<String, ActionOut>,
+    uploads: Mutex<Uploads>,
+}
+
+/// Bytes uploaded through the edge, bounded by count and size.
+#[derive(Debug, Default)]
+struct Uploads {
+    by_id: HashMap<String, Arc<str>>,
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Uploads {
+    fn insert(&mut self, id: String, base64: Arc<str>) {
+        if self.by_id.contains_key(&id) {
+            return;
+        }
+        self.bytes += base64.len();
+        self.by_id.insert(id.clone(), base64);
+        self.order.push_back(id);
+        while self.bytes > UPLOADS_MAX_BYTES || self.order.len() > UPLOADS_MAX {
+            let Some(old) = self.order.pop_front() else { break };
+            if let Some(gone) = self.by_id.remove(&old) {
+                self.bytes -= gone.len();
+            }
+        }
+    }
+}
+
+/// What a v12 request becomes: a v11 action to send, or an answer the edge gives itself.
+#[derive(Debug)]
+pub enum Outbound {
+    Call(V11Call),
+    Answered(v12::Response),
+}
+
+/// A v11 action and how its answer is read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct V11Call {
+    pub action: String,
+    pub params: Map<String, Value>,
+    pub answer: Answer,
+}
+
+/// How a v11 answer becomes a v12 one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// `send_msg`: the new `message_id`, qualified by the chat it went to.
+    Sent { chat: Chat },
+    /// A reversed table row: fields renamed back (each item of a list alike).
+    Renamed { v12_action: String },
+    /// `get_login_info` for `get_status`: the account and whether it is online.
+    Status,
+    /// `get_version_info` for `get_version`.
+    Version,
+    /// `get_image` for `get_file`: where the file is.
+    File { file_id: String, want: String },
+    /// An extension action: the data as the implementation gave it.
+    AsIs,
+}
+
+/// The chat a message id belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chat {
+    Group(String),
+    User(String),
+    Unknown,
+}
+
+impl Chat {
+    /// `<id>/g<group>` or `<id>/u<peer>`.
+    pub fn qualify(&self, id: &Value) -> Option<Value> {
+        let id = match id {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) if !s.is_empty() => s.clone(),
+            _ => return None,
+        };
+        Some(Value::String(match self {
+            Chat::Group(g) => format!("{id}/g{g}"),
+            Chat::User(u) => format!("{id}/u{u}"),
+            Chat::Unknown => id,
+        }))
+    }
+}
+
+/// The implementation's id inside a qualified one (an integer when it is one).
+pub fn unqualify(v: &Value) -> Value {
+    let Some(s) = v.as_str() else { return v.clone() };
+    let bare = s.split_once('/').map_or(s, |(id, _)| id);
+    bare.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(bare.to_owned()))
+}
+
+/// A v12 id (a decimal string) as v11 writes it: an integer when it is one.
+fn v11_id(v: &Value) -> Value {
+    match v {
+        Value::String(s) => s.parse::<i64>().map(Value::from).unwrap_or_else(|_| v.clone()),
+        _ => v.clone(),
+    }
+}
+
+/// A v11 id as v12 writes it: a string.
+fn v12_id(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => Value::String(n.to_string()),
+        _ => v.clone(),
+    }
+}
+
+/// A v12 event's type, detail type, sub type and fields.
+type EventParts = (&'static str, String, String, Map<String, Value>);
+
+/// Why a frame from the implementation is not an event the edge can read.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum EdgeError {
+    #[error("event has no `{0}`")]
+    Missing(&'static str),
+    #[error("unknown post_type `{0}`")]
+    PostType(String),
+}
+
+impl Edge {
+    pub fn new(maps: Arc<Mappings>) -> Edge {
+        let mut notices = HashMap::new();
+        for (name, row) in &maps.events {
+            let Some(detail_type) = name.strip_prefix("notice.") else { continue };
+            let fields: HashMap<String, FieldSpec> = row
+                .fields
+                .iter()
+                .map(|(v12, spec)| (spec.name.clone(), FieldSpec { name: v12.clone(), kind: spec.kind }))
+                .collect();
+            // Each v11 sub type the row writes, back to the v12 sub type that writes it (itself
+            // when that is one of them, else a named one over the empty one).
+            let mut subs: HashMap<&str, &str> = HashMap::new();
+            for (v12_sub, v11_sub) in &row.sub_type {
+                let better = match subs.get(v11_sub.as_str()) {
+                    None => true,
+                    Some(have) => *have != v11_sub && (v12_sub == v11_sub || have.is_empty()),
+                };
+                if better {
+                    subs.insert(v11_sub, v12_sub);
+                }
+            }
+            let notice = |sub_type: &str| NoticeIn {
+                detail_type: detail_type.to_owned(),
+                sub_type: sub_type.to_owned(),
+                fields: fields.clone(),
+            };
+            if subs.is_empty() {
+                notices.insert((row.v11.clone(), String::new()), notice(""));
+            }
+            for (v11_sub, v12_sub) in subs {
+                notices.insert((row.v11.clone(), v11_sub.to_owned()), notice(v12_sub));
+            }
+        }
+        let mut actions = HashMap::new();
+        for (v11, row) in &maps.actions {
+            let Some(v12) = row.v12.as_deref() else { continue };
+            // A prefixed row stands for the v11 action of its own name (`qq.set_group_kick` is
+            // `set_group_kick`); another row naming it too (`.ocr_image`) is not read back.
+            let own = maps.profile.strip_own(v12);
+            if row.handler.is_some() || !row.reverse || own.is_some_and(|name| name != v11) {
+                continue;
+            }
+            let params = row
+                .params
+                .iter()
+                .filter(|(_, spec)| !spec.name.is_empty())
+                .map(|(v11p, spec)| (spec.name.clone(), FieldSpec { name: v11p.clone(), kind: spec.kind }))
+                .collect();
+            let response = row
+                .response
+                .fields
+                .iter()
+                .map(|(v12f, spec)| (spec.name.clone(), FieldSpec { name: v12f.clone(), kind: spec.kind }))
+                .collect();
+            actions.insert(v12.to_owned(), ActionOut { v11: v11.clone(), params, response });
+        }
+        Edge { maps, notices, actions, uploads: Mutex::default() }
+    }
+
+    fn prefixed(&self, name: &str) -> String {
+        self.maps.profile.prefixed(name)
+    }
+
+    // ---- events ----
+
+    /// Reads one v11 event as v12. `Ok(None)` for what v12 has no event for (a heartbeat's
+    /// timing).
+    pub fn event(&self, mut v11: Map<String, Value>) -> Result<Option<v12::Event>, EdgeError> {
+        let post_type = match v11.remove("post_type") {
+            Some(Value::String(s)) => s,
+            _ => return Err(EdgeError::Missing("post_type")),
+        };
+        let self_id = v11.remove("self_id").map(|v| v12_id(&v)).and_then(|v| v.as_str().map(str::to_owned));
+        let time = v11.remove("time").unwrap_or(Value::Null);
+        let sub_type = match v11.remove("sub_type") {
+            Some(Value::String(s)) => s,
+            _ => String::new(),
+        };
+        let me = self_id.clone().map(|user_id| SelfId { platform: PLATFORM.to_owned(), user_id });
+        let (kind, detail_type, sub_type, fields) = match post_type.as_str() {
+            "message" | "message_sent" => {
+                let (detail, fields) = self.message_event(&mut v11, &post_type)?;
+                ("message", detail, self.message_sub_type(&sub_type), fields)
+            }
+            "notice" => self.notice(v11, &sub_type)?,
+            "request" => {
+                let request_type = take_string(&mut v11, "request_type").ok_or(EdgeError::Missing("request_type"))?;
+                ("request", self.prefixed(&request_type), sub_type, self.generic_fields(v11, &Chat::Unknown))
+            }
+            "meta_event" => return Ok(self.meta(&mut v11, &sub_type, me)),
+            other => return Err(EdgeError::PostType(other.to_owned())),
+        };
+        let me = me.ok_or(EdgeError::Missing("self_id"))?;
+        Ok(Some(v12::Event {
+            id: String::new(),
+            time: time.as_f64().unwrap_or(0.0),
+            kind: kind.to_owned(),
+            detail_type,
+            sub_type,
+            self_id: Some(me),
+            fields,
+        }))
+    }
+
+    /// A message sub type back in v12's words (`friend` and `normal` are v12's empty one).
+    fn message_sub_type(&self, v11: &str) -> String {
+        match v11 {
+            "" | "friend" | "normal" => String::new(),
+            other => self.prefixed(other),
+        }
+    }
+
+    fn message_event(
+        &self,
+        v11: &mut Map<String, Value>,
+        post_type: &str,
+    ) -> Result<(String, Map<String, Value>), EdgeError> {
+        let message_type = take_string(v11, "message_type").ok_or(EdgeError::Missing("message_type"))?;
+        let user_id = v11.remove("user_id").ok_or(EdgeError::Missing("user_id"))?;
+        let message_id = v11.remove("message_id").ok_or(EdgeError::Missing("message_id"))?;
+        let mut fields = Map::with_capacity(v11.len() + 4);
+        let (detail, chat) = match message_type.as_str() {
+            "group" => {
+                let group = v11.remove("group_id").ok_or(EdgeError::Missing("group_id"))?;
+                let chat = Chat::Group(id_text(&group));
+                fields.insert("group_id".into(), v12_id(&group));
+                ("group".to_owned(), chat)
+            }
+            "guild" => {
+                for key in ["guild_id", "channel_id"] {
+                    if let Some(v) = v11.remove(key) {
+                        fields.insert(key.into(), v12_id(&v));
+                    }
+                }
+                ("channel".to_owned(), Chat::Unknown)
+            }
+            _ => {
+                // The bot's own private message names the other side as `target_id`.
+                let peer = match (post_type, v11.get("target_id")) {
+                    ("message_sent", Some(t)) => id_text(t),
+                    _ => id_text(&user_id),
+                };
+                ("private".to_owned(), Chat::User(peer))
+            }
+        };
+        fields.insert("message_id".into(), chat.qualify(&message_id).ok_or(EdgeError::Missing("message_id"))?);
+        fields.insert("user_id".into(), v12_id(&user_id));
+        let message = v11.remove("message").unwrap_or(Value::Null);
+        fields.insert("message".into(), Value::Array(self.segments_in(&message, &chat)));
+        if let Some(raw) = v11.remove("raw_message") {
+            fields.insert("alt_message".into(), raw);
+        }
+        if let Some(Value::Object(mut sender)) = v11.remove("sender") {
+            if let Some(name) = sender.get("nickname").cloned() {
+                fields.insert("user_name".into(), name);
+            }
+            sender.remove("user_id");
+            fields.insert(self.prefixed("sender"), Value::Object(sender));
+        }
+        if let Some(anonymous) = v11.remove("anonymous").filter(|a| a.is_object()) {
+            fields.insert(self.prefixed("anonymous"), anonymous);
+        }
+        for key in ["font", "message_format"] {
+            v11.remove(key);
+        }
+        for (key, value) in std::mem::take(v11) {
+            fields.insert(self.prefixed(&key), value);
+        }
+        Ok((detail, fields))
+    }
+
+    fn notice(&self, mut v11: Map<String, Value>, sub_type: &str) -> Result<EventParts, EdgeError> {
+        let notice_type = take_string(&mut v11, "notice_type").ok_or(EdgeError::Missing("notice_type"))?;
+        let chat = match (v11.get("group_id"), v11.get("user_id")) {
+            (Some(g), _) => Chat::Group(id_text(g)),
+            (None, Some(u)) => Chat::User(id_text(u)),
+            _ => Chat::Unknown,
+        };
+        let row = self
+            .notices
+            .get(&(notice_type.clone(), sub_type.to_owned()))
+            .or_else(|| self.notices.get(&(notice_type.clone(), String::new())));
+        let Some(row) = row else {
+            // Not in the tables (pokes, uploads, cards, an implementation's own): its name under
+            // the prefix, ids by name.
+            let sub = if sub_type.is_empty() { String::new() } else { sub_type.to_owned() };
+            return Ok(("notice", self.prefixed(&notice_type), sub, self.generic_fields(v11, &chat)));
+        };
+        let mut fields = Map::with_capacity(v11.len());
+        for (key, value) in v11 {
+            match row.fields.get(&key) {
+                Some(spec) => {
+                    fields.insert(spec.name.clone(), self.value_in(spec.kind, &value, &chat));
+                }
+                None => {
+                    let (name, value) = self.generic_field(key, value, &chat);
+                    fields.insert(name, value);
+                }
+            }
+        }
+        Ok(("notice", row.detail_type.clone(), row.sub_type.clone(), fields))
+    }
+
+    /// The fields of an event the tables do not name: ids as v12 strings (the generic id
+    /// fields), message ids qualified, the rest under the prefix.
+    fn generic_fields(&self, v11: Map<String, Value>, chat: &Chat) -> Map<String, Value> {
+        v11.into_iter().map(|(k, v)| self.generic_field(k, v, chat)).collect()
+    }
+
+    fn generic_field(&self, key: String, value: Value, chat: &Chat) -> (String, Value) {
+        let generic = &self.maps.generic_events;
+        if generic.id_fields.contains(&key) {
+            (key, v12_id(&value))
+        } else if generic.message_fields.contains(&key) {
+            let value = chat.qualify(&value).unwrap_or(value);
+            (key, value)
+        } else {
+            (self.prefixed(&key), value)
+        }
+    }
+
+    /// Heartbeats and lifecycle events: the account's state, as v12's `status_update`.
+    fn meta(&self, v11: &mut Map<String, Value>, sub_type: &str, me: Option<SelfId>) -> Option<v12::Event> {
+        let meta_type = take_string(v11, "meta_event_type")?;
+        let me = me?;
+        let online = match meta_type.as_str() {
+            "heartbeat" => {
+                let status = v11.get("status");
+                status.and_then(|s| s.get("online")).and_then(Value::as_bool).unwrap_or(true)
+            }
+            "lifecycle" => sub_type != "disable",
+            _ => return None,
+        };
+        let mut fields = Map::new();
+        fields.insert(
+            "status".into(),
+            json!({"good": true, "bots": [{"self": {"platform": me.platform, "user_id": me.user_id}, "online": online}]}),
+        );
+        Some(v12::Event {
+            id: String::new(),
+            time: 0.0,
+            kind: "meta".into(),
+            detail_type: "status_update".into(),
+            sub_type: String::new(),
+            self_id: None,
+            fields,
+        })
+    }
+
+    // ---- segments ----
+
+    /// A v11 message (array or CQ string) as v12 segments.
+    pub fn segments_in(&self, message: &Value, chat: &Chat) -> Vec<Value> {
+        let from_cq;
+        let items: Vec<SegmentRef<'_>> = match message {
+            Value::String(s) => {
+                from_cq = parse_cq(s).into_iter().map(Segment::into_value).collect::<Vec<_>>();
+                from_cq.iter().filter_map(SegmentRef::read).collect()
+            }
+            Value::Array(items) => items.iter().filter_map(SegmentRef::read).collect(),
+            _ => Vec::new(),
+        };
+        items.into_iter().map(|seg| self.segment_in(&seg, chat)).collect()
+    }
+
+    fn segment_in(&self, seg: &SegmentRef<'_>, chat: &Chat) -> Value {
+        let maps = &self.maps;
+        if seg.kind == "at" && seg.get("qq").and_then(crate::core::message::value_as_text).as_deref() == Some("all") {
+            return json!({"type": "mention_all", "data": {}});
+        }
+        let mut data = Map::with_capacity(seg.len());
+        let kind = match maps.segments_out.get(seg.kind) {
+            Some(row) => {
+                for (key, value) in seg.entries() {
+                    match row.fields.get(key) {
+                        Some(spec) => {
+                            data.insert(spec.name.clone(), self.value_in(spec.kind, value, chat));
+                        }
+                        None => {
+                            data.insert(self.prefixed(key), value.clone());
+                        }
+                    }
+                }
+                row.target.clone()
+            }
+            None => {
+                for (key, value) in seg.entries() {
+                    data.insert(key.clone(), value.clone());
+                }
+                self.prefixed(seg.kind)
+            }
+        };
+        json!({"type": kind, "data": data})
+    }
+
+    /// A v11 value of `kind` as v12 writes it.
+    fn value_in(&self, kind: Kind, value: &Value, chat: &Chat) -> Value {
+        match kind {
+            Kind::Id => v12_id(value),
+            Kind::Message => chat.qualify(value).unwrap_or_else(|| value.clone()),
+            Kind::Float => match value {
+                Value::String(s) => {
+                    s.trim().parse::<f64>().ok().and_then(Number::from_f64).map_or(Value::Null, Value::Number)
+                }
+                other => other.clone(),
+            },
+            Kind::Str => match value {
+                Value::Number(n) => Value::String(n.to_string()),
+                other => other.clone(),
+            },
+            _ => value.clone(),
+        }
+    }
+
+    /// v12 segments (from the core) as a v11 array; a file id the edge holds bytes for becomes
+    /// `base64://`. `Err` names a file id whose bytes were forgotten.
+    pub fn segments_out(&self, message: &Value) -> Result<Vec<Value>, String> {
+        let Some(items) = message.as_array() else { return Ok(Vec::new()) };
+        items.iter().filter_map(SegmentRef::read).map(|seg| self.segment_out(&seg)).collect()
+    }
+
+    fn segment_out(&self, seg: &SegmentRef<'_>) -> Result<Value, String> {
+        let maps = &self.maps;
+        if seg.kind == "mention_all" {
+            return Ok(json!({"type": "at", "data": {"qq": "all"}}));
+        }
+        let mut data = Map::with_capacity(seg.len());
+        let kind = match maps.segments_in.get(seg.kind) {
+            Some(row) => {
+                for (key, value) in seg.entries() {
+                    match row.fields.get(key) {
+                        Some(spec) => {
+                            data.insert(spec.name.clone(), self.value_out(spec.kind, value)?);
+                        }
+                        None => {
+                            data.insert(maps.profile.strip(key).to_owned(), value.clone());
+                        }
+                    }
+                }
+                row.target.clone()
+            }
+            None => {
+                for (key, value) in seg.entries() {
+                    data.insert(maps.profile.strip(key).to_owned(), value.clone());
+                }
+                maps.profile.strip(seg.kind).to_owned()
+            }
+        };
+        Ok(json!({"type": kind, "data": data}))
+    }
+
+    /// A v12 value of `kind` as v11 writes it.
+    fn value_out(&self, kind: Kind, value: &Value) -> Result<Value, String> {
+        Ok(match kind {
+            Kind::Id => v11_id(value),
+            Kind::Message => unqualify(value),
+            Kind::Float => match value {
+                Value::Number(n) => Value::String(n.to_string()),
+                other => other.clone(),
+            },
+            Kind::File => match value.as_str() {
+                Some(id) => Value::String(self.file_out(id)?),
+                None => value.clone(),
+            },
+            _ => value.clone(),
+        })
+    }
+
+    /// What a v11 `file` says for a v12 file id: the bytes the edge holds, or the id itself (a
+    /// URL, a path, or the implementation's own name for a file it sent).
+    fn file_out(&self, file_id: &str) -> Result<String, String> {
+        if !file_id.starts_with(UPLOAD_PREFIX) {
+            return Ok(file_id.to_owned());
+        }
+        let uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        match uploads.by_id.get(file_id) {
+            Some(b64) => Ok(format!("base64://{b64}")),
+            None => Err(file_id.to_owned()),
+        }
+    }
+
+    // ---- actions ----
+
+    /// What the core's request becomes for the implementation.
+    pub fn request(&self, req: &v12::Request) -> Outbound {
+        let p = &req.params;
+        let call = |action: &str, params: Map<String, Value>, answer: Answer| {
+            Outbound::Call(V11Call { action: action.to_owned(), params, answer })
+        };
+        match req.action.as_str() {
+            "send_message" => self.send_message(p),
+            "delete_message" => {
+                let mut params = Map::new();
+                params.insert("message_id".into(), unqualify(p.get("message_id").unwrap_or(&Value::Null)));
+                call("delete_msg", params, Answer::AsIs)
+            }
+            "get_status" => call("get_login_info", Map::new(), Answer::Status),
+            "get_version" => call("get_version_info", Map::new(), Answer::Version),
+            "get_supported_actions" => {
+                Outbound::Answered(failed(10002, "OneBot v11 implementations do not list their actions"))
+            }
+            "upload_file" => Outbound::Answered(self.upload(p)),
+            "upload_file_fragmented" => {
+                Outbound::Answered(failed(10002, "OneBot v11 implementations take files whole"))
+            }
+            "get_file" => {
+                let file_id = p.get("file_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let want = p.get("type").and_then(Value::as_str).unwrap_or("url").to_owned();
+                if want == "url" && (file_id.starts_with("http://") || file_id.starts_with("https://")) {
+                    return Outbound::Answered(ok(json!({"name": file_id, "url": file_id})));
+                }
+                let mut params = Map::new();
+                params.insert("file".into(), Value::String(file_id.clone()));
+                call("get_image", params, Answer::File { file_id, want })
+            }
+            action => match self.actions.get(action) {
+                Some(row) => {
+                    let mut params = Map::with_capacity(p.len());
+                    for (key, value) in p {
+                        match row.params.get(key) {
+                            Some(spec) => {
+                                let value = self.value_out(spec.kind, value).unwrap_or_else(|_| value.clone());
+                                params.insert(spec.name.clone(), value);
+                            }
+                            None => {
+                                params.insert(self.maps.profile.strip(key).to_owned(), value.clone());
+                            }
+                        }
+                    }
+                    call(&row.v11, params, Answer::Renamed { v12_action: action.to_owned() })
+                }
+                // `<prefix>.<name>` and anything else: the v11 action of that name, ids the core
+                // made strings back to numbers, message ids unqualified.
+                None => {
+                    let generic = &self.maps.generic_events;
+                    let mut params = Map::with_capacity(p.len());
+                    for (key, value) in p {
+                        let key = self.maps.profile.strip(key);
+                        let value = if generic.id_fields.iter().any(|f| f == key) {
+                            v11_id(value)
+                        } else if generic.message_fields.iter().any(|f| f == key) {
+                            unqualify(value)
+                        } else {
+                            value.clone()
+                        };
+                        params.insert(key.to_owned(), value);
+                    }
+                    call(self.maps.profile.strip(action), params, Answer::AsIs)
+                }
+            },
+        }
+    }
+
+    fn send_message(&self, p: &Map<String, Value>) -> Outbound {
+        let detail = p.get("detail_type").and_then(Value::as_str).unwrap_or("");
+        let message = match self.segments_out(p.get("message").unwrap_or(&Value::Null)) {
+            Ok(m) => m,
+            Err(file_id) => {
+                return Outbound::Answered(failed(
+                    32001,
+                    format!("file {file_id} is no longer held by the bridge; upload it again"),
+                ))
+            }
+        };
+        let mut params = Map::with_capacity(4);
+        let (action, chat) = match detail {
+            "group" => {
+                let group = p.get("group_id").cloned().unwrap_or(Value::Null);
+                params.insert("message_type".into(), "group".into());
+                params.insert("group_id".into(), v11_id(&group));
+                ("send_msg", Chat::Group(id_text(&group)))
+            }
+            "channel" => {
+                for key in ["guild_id", "channel_id"] {
+                    params.insert(key.into(), p.get(key).cloned().unwrap_or(Value::Null));
+                }
+                ("send_guild_channel_msg", Chat::Unknown)
+            }
+            _ => {
+                let user = p.get("user_id").cloned().unwrap_or(Value::Null);
+                params.insert("message_type".into(), "private".into());
+                params.insert("user_id".into(), v11_id(&user));
+                ("send_msg", Chat::User(id_text(&user)))
+            }
+        };
+        params.insert("message".into(), Value::Array(message));
+        Outbound::Call(V11Call { action: action.to_owned(), params, answer: Answer::Sent { chat } })
+    }
+
+    /// `upload_file`, answered here: a URL or a path is its own file id; bytes are kept.
+    fn upload(&self, p: &Map<String, Value>) -> v12::Response {
+        let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default();
+        match text("type") {
+            "url" if !text("url").is_empty() => ok(json!({"file_id": text("url")})),
+            "path" if !text("path").is_empty() => ok(json!({"file_id": format!("file://{}", text("path"))})),
+            "data" => {
+                let data = text("data");
+                if base64::engine::general_purpose::STANDARD.decode(data).is_err() {
+                    return failed(10003, "upload_file data is not base64");
+                }
+                let id = format!("{UPLOAD_PREFIX}{:x}", Sha256::digest(data.as_bytes()));
+                self.uploads.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), Arc::from(data));
+                ok(json!({"file_id": id}))
+            }
+            other => failed(10003, format!("upload_file type `{other}` without its value")),
+        }
+    }
+
+    /// Reads the implementation's answer to `call` as the v12 answer the core expects. The
+    /// retcode is the implementation's (v11 and v12 share 0 for success and the 1xxxx range is
+    /// v12's own; the core maps any other code as a backend failure).
+    pub fn response(&self, call: &V11Call, mut answer: v12::Response) -> v12::Response {
+        if !answer.is_ok() {
+            return answer;
+        }
+        let data = std::mem::take(&mut answer.data);
+        answer.data = match &call.answer {
+            Answer::Sent { chat } => {
+                let id = data.get("message_id").and_then(|id| chat.qualify(id)).unwrap_or(Value::Null);
+                json!({"message_id": id, "time": crate::net::unix_now()})
+            }
+            Answer::Renamed { v12_action } => match self.actions.get(v12_action) {
+                Some(row) => self.renamed(row, data),
+                None => data,
+            },
+            Answer::Status => {
+                let user = data.get("user_id").map(v12_id).unwrap_or(Value::Null);
+                json!({"good": true, "bots": [{"self": {"platform": PLATFORM, "user_id": user}, "online": true}]})
+            }
+            Answer::Version => {
+                let text = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+                json!({"impl": text("app_name"), "version": text("app_version"), "onebot_version": "11"})
+            }
+            Answer::File { file_id, want } => {
+                let name = data.get("file_name").and_then(Value::as_str).unwrap_or(file_id).to_owned();
+                let mut out = Map::new();
+                out.insert("name".into(), name.into());
+                if let Some(url) = data.get("url").and_then(Value::as_str).filter(|u| !u.is_empty()) {
+                    out.insert("url".into(), url.into());
+                }
+                if let Some(path) = data.get("file").and_then(Value::as_str).filter(|p| !p.is_empty()) {
+                    out.insert("path".into(), path.into());
+                }
+                if want == "data" {
+                    return failed(10002, "OneBot v11 implementations give a file's URL or path, not its bytes");
+                }
+                Value::Object(out)
+            }
+            Answer::AsIs => data,
+        };
+        answer
+    }
+
+    fn renamed(&self, row: &ActionOut, data: Value) -> Value {
+        let one = |item: Value| match item {
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .map(|(k, v)| match row.response.get(&k) {
+                        Some(spec) => (spec.name.clone(), self.value_in(spec.kind, &v, &Chat::Unknown)),
+                        None => (k, v),
+                    })
+                    .collect(),
+            ),
+            other => other,
+        };
+        match data {
+            Value::Array(items) => Value::Array(items.into_iter().map(one).collect()),
+            other => one(other),
+        }
+    }
+}
+
+/// A v11 answer frame read as a v12 answer (its `wording` or `msg` as the `message`).
+pub fn read_answer(value: Value) -> Option<v12::Response> {
+    let Value::Object(mut frame) = value else { return None };
+    let text = |frame: &Map<String, Value>, k: &str| {
+        frame.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+    };
+    if text(&frame, "message").is_none() {
+        if let Some(said) = text(&frame, "wording").or_else(|| text(&frame, "msg")) {
+            frame.insert("message".into(), Value::String(said));
+        }
+    }
+    v12::Response::from_value(Value::Object(frame))
+}
+
+fn take_string(m: &mut Map<String, Value>, key: &str) -> Option<String> {
+    match m.remove(key) {
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// An id as text (a v11 integer or a string).
+fn id_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn ok(data: Value) -> v12::Response {
+    v12::Response { status: "ok".into(), retcode: 0, data, message: String::new(), echo: None }
+}
+
+fn failed(retcode: i64, message: impl Into<String>) -> v12::Response {
+    v12::Response { status: "failed".into(), retcode, data: Value::Null, message: message.into(), echo: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::core::mapping::MappingSet;
+
+    fn edge() -> Edge {
+        Edge::new(MappingSet::embedded().unwrap().generic().clone())
+    }
+
+    fn event(v: Value) -> v12::Event {
+        let Value::Object(m) = v else { panic!("not an object") };
+        edge().event(m).unwrap().unwrap()
+    }
+
+    fn call(edge: &Edge, action: &str, params: Value) -> V11Call {
+        let Value::Object(params) = params else { panic!("not an object") };
+        match edge.request(&v12::Request::new(action, params)) {
+            Outbound::Call(call) => call,
+            Outbound::Answered(a) => panic!("answered by the edge: {a:?}"),
+        }
+    }
+
+    fn answered(edge: &Edge, action: &str, params: Value) -> v12::Response {
+        let Value::Object(params) = params else { panic!("not an object") };
+        match edge.request(&v12::Request::new(action, params)) {
+            Outbound::Answered(a) => a,
+            Outbound::Call(call) => panic!("sent to the implementation: {call:?}"),
+        }
+    }
+
+    fn ok_answer(data: Value) -> v12::Response {
+        read_answer(json!({"status": "ok", "retcode": 0, "data": data, "echo": "e"})).unwrap()
+    }
+
+    /// NapCat's group message (array format): ids become strings, the message id and the reply's
+    /// are qualified by the group, a picture keeps its name as file id and its URL, and what v12
+    /// has no word for goes under the prefix.
+    #[test]
+    fn a_napcat_group_message_reads_as_v12() {
+        let ev = event(json!({
+            "self_id": 10001, "user_id": 20002, "time": 1700000000, "message_id": -2147000001,
+            "message_seq": 77, "real_id": 77, "message_type": "group", "sub_type": "normal",
+            "sender": {"user_id": 20002, "nickname": "Bob", "card": "bobby", "role": "admin"},
+            "raw_message": "[CQ:reply,id=123]hi", "font": 14, "group_id": 30003, "post_type": "message",
+            "message_format": "array",
+            "message": [
+                {"type": "reply", "data": {"id": "123"}},
+                {"type": "at", "data": {"qq": "10001", "name": "bot"}},
+                {"type": "at", "data": {"qq": "all"}},
+                {"type": "text", "data": {"text": "hi"}},
+                {"type": "image", "data": {"file": "ABC.jpg", "url": "https://multimedia.nt.qq.com.cn/x", "file_size": "12"}},
+                {"type": "face", "data": {"id": "14"}}
+            ]
+        }));
+        assert_eq!((ev.kind.as_str(), ev.detail_type.as_str(), ev.sub_type.as_str()), ("message", "group", ""));
+        assert_eq!(ev.self_id, Some(SelfId { platform: "qq".into(), user_id: "10001".into() }));
+        assert_eq!(ev.time, 1700000000.0);
+        let f = &ev.fields;
+        assert_eq!(f["message_id"], "-2147000001/g30003");
+        assert_eq!((f["user_id"].clone(), f["group_id"].clone()), (json!("20002"), json!("30003")));
+        assert_eq!(f["alt_message"], "[CQ:reply,id=123]hi");
+        assert_eq!(f["user_name"], "Bob");
+        assert_eq!(f["qq.sender"], json!({"nickname": "Bob", "card": "bobby", "role": "admin"}));
+        assert_eq!(f["qq.message_seq"], 77);
+        assert!(!f.contains_key("font") && !f.contains_key("qq.font"));
+        assert_eq!(
+            f["message"],
+            json!([
+                {"type": "reply", "data": {"message_id": "123/g30003"}},
+                {"type": "mention", "data": {"user_id": "10001", "qq.name": "bot"}},
+                {"type": "mention_all", "data": {}},
+                {"type": "text", "data": {"text": "hi"}},
+                {"type": "image", "data": {"file_id": "ABC.jpg", "qq.url": "https://multimedia.nt.qq.com.cn/x", "qq.file_size": "12"}},
+                {"type": "qq.face", "data": {"id": "14"}}
+            ])
+        );
+    }
+
+    /// A CQ string (an implementation set to the string format) reads as its segments; a private
+    /// message's id is qualified by the peer, the bot's own by whom it went to.
+    #[test]
+    fn a_private_cq_string_message_reads_as_segments() {
+        let ev = event(json!({
+            "post_type": "message", "message_type": "private", "sub_type": "friend", "self_id": 10001,
+            "user_id": 20002, "message_id": 5, "message": "[CQ:face,id=1]a&#44;b&amp;", "time": 1
+        }));
+        assert_eq!(ev.detail_type, "private");
+        assert_eq!(ev.fields["message_id"], "5/u20002");
+        assert_eq!(
+            ev.fields["message"],
+            json!([{"type": "qq.face", "data": {"id": "1"}}, {"type": "text", "data": {"text": "a,b&"}}])
+        );
+        let mine = event(json!({
+            "post_type": "message_sent", "message_type": "private", "self_id": 10001, "user_id": 10001,
+            "target_id": 20002, "message_id": 6, "message": [], "time": 1
+        }));
+        assert_eq!(mine.fields["message_id"], "6/u20002", "the chat is the other side's");
+        assert_eq!(mine.fields["user_id"], "10001");
+    }
+
+    /// Notices come back to their v12 rows by name and sub type; the ones no row names keep their
+    /// name under the prefix with ids as strings; requests keep the implementation's flag.
+    #[test]
+    fn notices_and_requests_read_back_through_the_event_table() {
+        let base = |extra: Value| {
+            let mut v = json!({"post_type": "notice", "self_id": 10001, "time": 1});
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            event(v)
+        };
+        let join = base(
+            json!({"notice_type": "group_increase", "sub_type": "approve", "group_id": 3, "user_id": 4, "operator_id": 0}),
+        );
+        assert_eq!((join.detail_type.as_str(), join.sub_type.as_str()), ("group_member_increase", "join"));
+        assert_eq!(join.fields["user_id"], "4");
+        let lift = base(
+            json!({"notice_type": "group_ban", "sub_type": "lift_ban", "group_id": 3, "user_id": 4, "operator_id": 5, "duration": 0}),
+        );
+        assert_eq!(lift.detail_type, "group_member_unban");
+        let ban = base(
+            json!({"notice_type": "group_ban", "sub_type": "ban", "group_id": 3, "user_id": 4, "operator_id": 5, "duration": 60}),
+        );
+        assert_eq!((ban.detail_type.as_str(), ban.fields["duration"].clone()), ("group_member_ban", json!(60)));
+        let recall = base(
+            json!({"notice_type": "group_recall", "group_id": 3, "user_id": 4, "operator_id": 4, "message_id": 99}),
+        );
+        assert_eq!(recall.detail_type, "group_message_delete");
+        assert_eq!(recall.fields["message_id"], "99/g3");
+        let friend_recall = base(json!({"notice_type": "friend_recall", "user_id": 4, "message_id": 98}));
+        assert_eq!(friend_recall.fields["message_id"], "98/u4");
+        let poke = base(
+            json!({"notice_type": "notify", "sub_type": "poke", "group_id": 3, "user_id": 4, "target_id": 10001, "raw_info": [1]}),
+        );
+        assert_eq!((poke.detail_type.as_str(), poke.sub_type.as_str()), ("qq.notify", "poke"));
+        assert_eq!(
+            (poke.fields["target_id"].clone(), poke.fields["qq.raw_info"].clone()),
+            (json!("10001"), json!([1]))
+        );
+
+        let request = event(json!({"post_type": "request", "request_type": "friend", "self_id": 10001, "time": 1,
+                                   "user_id": 4, "comment": "hi", "flag": "1700000000123"}));
+        assert_eq!((request.kind.as_str(), request.detail_type.as_str()), ("request", "qq.friend"));
+        assert_eq!(
+            (request.fields["user_id"].clone(), request.fields["qq.flag"].clone()),
+            (json!("4"), json!("1700000000123"))
+        );
+    }
+
+    #[test]
+    fn heartbeats_and_lifecycle_tell_the_account_state() {
+        let status = |v: Value| {
+            let Value::Object(m) = v else { unreachable!() };
+            edge().event(m).unwrap().map(|ev| ev.fields["status"]["bots"][0]["online"].clone())
+        };
+        let hb = json!({"post_type": "meta_event", "meta_event_type": "heartbeat", "self_id": 1, "time": 1,
+                        "status": {"online": false, "good": true}, "interval": 30000});
+        assert_eq!(status(hb), Some(json!(false)));
+        let up = json!({"post_type": "meta_event", "meta_event_type": "lifecycle", "sub_type": "connect", "self_id": 1, "time": 1});
+        assert_eq!(status(up), Some(json!(true)));
+        let down = json!({"post_type": "meta_event", "meta_event_type": "lifecycle", "sub_type": "disable", "self_id": 1, "time": 1});
+        assert_eq!(status(down), Some(json!(false)));
+        let odd = json!({"post_type": "meta_event", "meta_event_type": "other", "self_id": 1, "time": 1});
+        assert_eq!(status(odd), None);
+        let Value::Object(bad) = json!({"post_type": "nonsense", "self_id": 1}) else { unreachable!() };
+        assert_eq!(edge().event(bad).unwrap_err(), EdgeError::PostType("nonsense".into()));
+    }
+
+    /// What the core sends goes out in the implementation's words: numbers for ids, its own
+    /// message ids, bytes the edge holds as base64; the answer's id comes back qualified.
+    #[test]
+    fn a_send_goes_out_as_send_msg_and_its_id_comes_back_qualified() {
+        let edge = edge();
+        let upload = answered(&edge, "upload_file", json!({"type": "data", "name": "a.png", "data": "AAEC"}));
+        let file_id = upload.data["file_id"].as_str().unwrap().to_owned();
+        assert!(file_id.starts_with(UPLOAD_PREFIX));
+        let sent = call(
+            &edge,
+            "send_message",
+            json!({"detail_type": "group", "group_id": "30003", "message": [
+                {"type": "reply", "data": {"message_id": "-5/g30003"}},
+                {"type": "mention", "data": {"user_id": "20002"}},
+                {"type": "mention_all", "data": {}},
+                {"type": "text", "data": {"text": "hi"}},
+                {"type": "image", "data": {"file_id": file_id}},
+                {"type": "image", "data": {"file_id": "https://example.com/a.png"}},
+                {"type": "qq.face", "data": {"id": "14"}}
+            ]}),
+        );
+        assert_eq!(sent.action, "send_msg");
+        assert_eq!(
+            Value::Object(sent.params.clone()),
+            json!({"message_type": "group", "group_id": 30003, "message": [
+                {"type": "reply", "data": {"id": -5}},
+                {"type": "at", "data": {"qq": 20002}},
+                {"type": "at", "data": {"qq": "all"}},
+                {"type": "text", "data": {"text": "hi"}},
+                {"type": "image", "data": {"file": "base64://AAEC"}},
+                {"type": "image", "data": {"file": "https://example.com/a.png"}},
+                {"type": "face", "data": {"id": "14"}}
+            ]})
+        );
+        let answer = edge.response(&sent, ok_answer(json!({"message_id": 777})));
+        assert_eq!(answer.data["message_id"], "777/g30003");
+
+        let private = call(&edge, "send_message", json!({"detail_type": "private", "user_id": "20002", "message": []}));
+        let answer = edge.response(&private, ok_answer(json!({"message_id": -1})));
+        assert_eq!(answer.data["message_id"], "-1/u20002");
+    }
+
+    #[test]
+    fn bytes_forgotten_by_the_edge_fail_the_send_so_the_core_uploads_again() {
+        let edge = edge();
+        let big = "A".repeat(UPLOADS_MAX_BYTES / 2 + 4);
+        let first = answered(&edge, "upload_file", json!({"type": "data", "data": big}));
+        let other = format!("{big}BBBB");
+        answered(&edge, "upload_file", json!({"type": "data", "data": other}));
+        answered(&edge, "upload_file", json!({"type": "data", "data": "CCCC"}));
+        let msg = json!({"detail_type": "private", "user_id": "1", "message": [{"type": "image", "data": {"file_id": first.data["file_id"]}}]});
+        let Value::Object(params) = msg else { unreachable!() };
+        let Outbound::Answered(refused) = edge.request(&v12::Request::new("send_message", params)) else {
+            panic!("a forgotten upload was sent")
+        };
+        assert_eq!(refused.retcode, 32001);
+        assert!(edge.uploads.lock().unwrap().bytes <= UPLOADS_MAX_BYTES);
+        let url = answered(&edge, "upload_file", json!({"type": "url", "url": "https://e/x.png"}));
+        assert_eq!(url.data["file_id"], "https://e/x.png");
+        let path = answered(&edge, "upload_file", json!({"type": "path", "path": "/srv/a.png"}));
+        assert_eq!(path.data["file_id"], "file:///srv/a.png");
+        assert_eq!(answered(&edge, "upload_file", json!({"type": "data", "data": "%%"})).retcode, 10003);
+        assert_eq!(answered(&edge, "upload_file_fragmented", json!({})).retcode, 10002);
+    }
+
+    /// Table rows read backwards: the v12 action becomes the v11 one, params and answer fields
+    /// renamed back; `<prefix>.<name>` is the v11 action `name`; anything else passes through.
+    #[test]
+    fn actions_read_back_through_the_action_table() {
+        let edge = edge();
+        let me = call(&edge, "get_self_info", json!({}));
+        assert_eq!(me.action, "get_login_info");
+        let answer = edge.response(&me, ok_answer(json!({"user_id": 10001, "nickname": "bot"})));
+        assert_eq!(answer.data, json!({"user_id": "10001", "user_name": "bot"}));
+
+        let members = call(&edge, "get_group_member_list", json!({"group_id": "3"}));
+        assert_eq!((members.action.as_str(), members.params["group_id"].clone()), ("get_group_member_list", json!(3)));
+        let answer =
+            edge.response(&members, ok_answer(json!([{"user_id": 4, "nickname": "n", "card": "c", "role": "owner"}])));
+        assert_eq!(answer.data, json!([{"user_id": "4", "user_name": "n", "user_displayname": "c", "role": "owner"}]));
+
+        assert_eq!(call(&edge, "leave_group", json!({"group_id": "3"})).action, "set_group_leave");
+        let kick =
+            call(&edge, "qq.set_group_kick", json!({"group_id": "3", "user_id": "4", "reject_add_request": false}));
+        assert_eq!(
+            (kick.action.as_str(), Value::Object(kick.params)),
+            ("set_group_kick", json!({"group_id": 3, "user_id": 4, "reject_add_request": false}))
+        );
+        let emoji = call(&edge, "qq.set_msg_emoji_like", json!({"message_id": "12/g3", "emoji_id": "76"}));
+        assert_eq!(
+            (emoji.action.as_str(), Value::Object(emoji.params)),
+            ("set_msg_emoji_like", json!({"message_id": 12, "emoji_id": "76"}))
+        );
+        let delete = call(&edge, "delete_message", json!({"message_id": "-9/u4"}));
+        assert_eq!((delete.action.as_str(), delete.params["message_id"].clone()), ("delete_msg", json!(-9)));
+        assert_eq!(call(&edge, "get_status", json!({})).action, "get_login_info");
+        let version = call(&edge, "get_version", json!({}));
+        let answer = edge.response(
+            &version,
+            ok_answer(json!({"app_name": "NapCat.Onebot", "app_version": "4.8.0", "protocol_version": "v11"})),
+        );
+        assert_eq!(answer.data, json!({"impl": "NapCat.Onebot", "version": "4.8.0", "onebot_version": "11"}));
+        assert_eq!(answered(&edge, "get_supported_actions", json!({})).retcode, 10002);
+        let failure =
+            read_answer(json!({"status": "failed", "retcode": 1404, "wording": "no such message", "echo": "e"}))
+                .unwrap();
+        let kept = edge.response(&delete, failure);
+        assert_eq!((kept.retcode, kept.message.as_str()), (1404, "no such message"));
+    }
+
+    #[test]
+    fn a_received_file_url_is_answered_at_the_edge_and_a_name_is_asked_for() {
+        let edge = edge();
+        let url = answered(&edge, "get_file", json!({"file_id": "https://e/x.png", "type": "url"}));
+        assert_eq!(url.data["url"], "https://e/x.png");
+        let by_name = call(&edge, "get_file", json!({"file_id": "ABC.jpg", "type": "url"}));
+        assert_eq!((by_name.action.as_str(), by_name.params["file"].clone()), ("get_image", json!("ABC.jpg")));
+        let answer = edge.response(
+            &by_name,
+            ok_answer(json!({"file": "/tmp/ABC.jpg", "url": "https://e/ABC", "file_name": "ABC.jpg"})),
+        );
+        assert_eq!(answer.data, json!({"name": "ABC.jpg", "url": "https://e/ABC", "path": "/tmp/ABC.jpg"}));
+    }
+}
