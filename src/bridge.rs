@@ -14,10 +14,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::backends::link::LinkHandle;
+use crate::backends::link::{LinkHandle, Wire};
+use crate::backends::v11::edge::Edge;
 use crate::backends::v12::http_client::HttpCaller;
-use crate::config::{BackendKind, Config, StoreConfig};
-use crate::core::{MemoryIdStore, Options, Translator};
+use crate::config::{BackendKind, Config, Protocol, StoreConfig};
+use crate::core::{ImplementationClaim, InfoSource, MemoryIdStore, Options, Translator};
 use crate::hub::Hub;
 use crate::store::{DiskStore, Store};
 
@@ -150,8 +151,17 @@ impl Bridge {
             }
             match (&backend.kind, listener) {
                 (BackendKind::Ws { url }, _) => {
-                    let (link, outgoing) =
-                        LinkHandle::new(id, limits.request_queue, config.action_timeout, backend.msgpack);
+                    let wire = match backend.protocol {
+                        Protocol::V12 => Wire::V12 { msgpack: backend.msgpack },
+                        Protocol::V11 => {
+                            // Known as v11 from the start, so it gets a v11 profile before the
+                            // implementation names itself.
+                            let claim = ImplementationClaim { onebot_version: "11".into(), ..Default::default() };
+                            hub.learn_backend(id, claim, InfoSource::Headers);
+                            Wire::V11(Arc::new(Edge::new(config.mappings.generic().clone())))
+                        }
+                    };
+                    let (link, outgoing) = LinkHandle::socket(id, limits.request_queue, config.action_timeout, wire);
                     link.observe(link_metrics);
                     let dial = crate::backends::socket::Dial { url: url.clone(), token, tls: tls.clone() };
                     let span = tracing::info_span!("backend_ws", link = id, url = %url);

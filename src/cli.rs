@@ -41,6 +41,11 @@ pub struct Cli {
     #[arg(long, env = "ONEBOT_BRIDGE_BACKEND_MSGPACK")]
     pub backend_msgpack: bool,
 
+    /// What the backend links speak: `v12`, or `v11` for NapCat, LLBot and Lagrange.OneBot (links
+    /// in the config file may say otherwise).
+    #[arg(long = "backend-protocol", env = "ONEBOT_BRIDGE_BACKEND_PROTOCOL", value_name = "v11|v12")]
+    pub backend_protocol: Option<crate::config::Protocol>,
+
     /// PEM file of extra CA certificates to trust for `wss://` / `https://` backends.
     #[arg(long = "backend-ca-file", env = "ONEBOT_BRIDGE_BACKEND_CA_FILE", value_name = "FILE")]
     pub backend_ca_file: Option<PathBuf>,
@@ -216,6 +221,7 @@ impl Cli {
             backend_ca_file: self.backend_ca_file.clone(),
             backend_tls_insecure: self.backend_tls_insecure,
             backend_msgpack: self.backend_msgpack,
+            backend_protocol: self.backend_protocol,
             ws: self.ws.clone(),
             http: self.http.clone(),
             http_post: self.http_post.clone(),

@@ -393,7 +393,7 @@ impl Hub {
         let for_link = self.link_profiles.read().unwrap_or_else(|p| p.into_inner()).get(&link).cloned();
         info.profile = match for_link.as_ref().or(self.forced_profile.as_ref()) {
             Some(forced) => forced.clone(),
-            None => self.translator.maps.for_implementation(&info.implementation).to_owned(),
+            None => self.translator.maps.for_backend(&info.implementation, &info.onebot_version).to_owned(),
         };
         let mut backends = self.backends.write().unwrap_or_else(|p| p.into_inner());
         let previous = backends.get(&link);

@@ -130,6 +130,9 @@ pub struct BackendSection {
     /// Send action requests as MessagePack (every link that does not say otherwise).
     #[serde(default)]
     pub msgpack: bool,
+    /// What every link that does not say otherwise speaks (`v12`, or `v11` for NapCat and the like).
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
     /// Forward WebSocket links (the bridge dials the implementation).
     #[serde(default)]
     pub ws: Vec<BackendWsEntry>,
@@ -159,6 +162,9 @@ pub struct BackendWsEntry {
     pub access_token: Option<String>,
     #[serde(default)]
     pub msgpack: Option<bool>,
+    /// What this link speaks (overrides `[backend] protocol`).
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
     /// This link's backend profile (overrides `[backend] profile`).
     #[serde(default)]
     pub profile: Option<String>,
@@ -176,6 +182,9 @@ pub struct BackendHttpEntry {
     /// `get_latest_events`.
     #[serde(default)]
     pub webhook: Option<String>,
+    /// What this link speaks (overrides `[backend] protocol`).
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
     /// This link's backend profile (overrides `[backend] profile`).
     #[serde(default)]
     pub profile: Option<String>,
@@ -189,6 +198,9 @@ pub struct BackendWsReverseEntry {
     pub access_token: Option<String>,
     #[serde(default)]
     pub msgpack: Option<bool>,
+    /// What this link speaks (overrides `[backend] protocol`).
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
     /// This link's backend profile (overrides `[backend] profile`).
     #[serde(default)]
     pub profile: Option<String>,
@@ -350,6 +362,28 @@ pub struct WsReverseEntry {
     pub self_id: Option<i64>,
 }
 
+/// What a backend link speaks: OneBot v12, or v11 (NapCat, LLBot, Lagrange.OneBot), converted at
+/// the link's edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "v12", alias = "12")]
+    V12,
+    #[serde(rename = "v11", alias = "11")]
+    V11,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "v12" | "12" => Ok(Protocol::V12),
+            "v11" | "11" => Ok(Protocol::V11),
+            _ => Err(format!("backend protocol must be `v11` or `v12`, not {s:?}")),
+        }
+    }
+}
+
 /// The `Authorization` scheme a client sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 pub enum AuthScheme {
@@ -442,10 +476,12 @@ pub enum BackendKind {
     WsReverse { addr: SocketAddr },
 }
 
-/// A v12 link.
+/// A backend link.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendLink {
     pub kind: BackendKind,
+    /// OneBot v12, or v11 converted at the link's edge.
+    pub protocol: Protocol,
     pub token: Option<String>,
     /// Send action requests as MessagePack (answers and events are read in either encoding).
     pub msgpack: bool,
@@ -613,6 +649,7 @@ pub struct Overrides {
     pub backend_ca_file: Option<PathBuf>,
     pub backend_tls_insecure: bool,
     pub backend_msgpack: bool,
+    pub backend_protocol: Option<Protocol>,
     pub ws: Vec<String>,
     pub http: Vec<String>,
     pub http_post: Vec<String>,
@@ -1062,8 +1099,10 @@ fn reconnect_interval(ms: Option<u64>) -> Duration {
 fn resolve_backends(file: &BackendSection, flags: &Overrides) -> Result<Vec<BackendLink>, ConfigError> {
     let default_token = non_empty(flags.backend_token.clone().or(file.access_token.clone()));
     let msgpack_default = flags.backend_msgpack || file.msgpack;
-    let link = |kind, token: &Option<String>, msgpack: Option<bool>| BackendLink {
+    let protocol_default = flags.backend_protocol.or(file.protocol).unwrap_or_default();
+    let link = |kind, token: &Option<String>, msgpack: Option<bool>, protocol: Option<Protocol>| BackendLink {
         kind,
+        protocol: protocol.unwrap_or(protocol_default),
         token: non_empty(token.clone()).or_else(|| default_token.clone()),
         msgpack: msgpack.unwrap_or(msgpack_default),
         profile: None,
@@ -1075,19 +1114,19 @@ fn resolve_backends(file: &BackendSection, flags: &Overrides) -> Result<Vec<Back
     };
     for e in &file.ws {
         let kind = BackendKind::Ws { url: parse_backend_url("backend URL", &e.url, "ws")? };
-        backends.push(with_profile(link(kind, &e.access_token, e.msgpack), &e.profile));
+        backends.push(with_profile(link(kind, &e.access_token, e.msgpack, e.protocol), &e.profile));
     }
     for e in &file.http {
         let webhook = e.webhook.as_deref().map(parse_addr).transpose()?;
         let kind = BackendKind::Http { url: parse_backend_url("backend HTTP URL", &e.url, "http")?, webhook };
-        backends.push(with_profile(link(kind, &e.access_token, e.msgpack), &e.profile));
+        backends.push(with_profile(link(kind, &e.access_token, e.msgpack, e.protocol), &e.profile));
     }
     for e in &file.ws_reverse {
         let kind = BackendKind::WsReverse { addr: parse_addr(&e.address)? };
-        backends.push(with_profile(link(kind, &e.access_token, e.msgpack), &e.profile));
+        backends.push(with_profile(link(kind, &e.access_token, e.msgpack, e.protocol), &e.profile));
     }
     for url in &flags.backend_ws {
-        backends.push(link(BackendKind::Ws { url: parse_backend_url("--backend-ws", url, "ws")? }, &None, None));
+        backends.push(link(BackendKind::Ws { url: parse_backend_url("--backend-ws", url, "ws")? }, &None, None, None));
     }
     if flags.backend_webhook.len() > flags.backend_http.len() {
         return Err(invalid("each --backend-webhook pairs with the --backend-http of the same position; there are more webhooks than HTTP links"));
@@ -1098,10 +1137,24 @@ fn resolve_backends(file: &BackendSection, flags: &Overrides) -> Result<Vec<Back
             BackendKind::Http { url: parse_backend_url("--backend-http", url, "http")?, webhook },
             &None,
             None,
+            None,
         ));
     }
     for addr in &flags.backend_ws_reverse {
-        backends.push(link(BackendKind::WsReverse { addr: parse_addr(addr)? }, &None, None));
+        backends.push(link(BackendKind::WsReverse { addr: parse_addr(addr)? }, &None, None, None));
+    }
+    for l in &backends {
+        if l.protocol != Protocol::V11 {
+            continue;
+        }
+        if l.msgpack {
+            return Err(invalid("a backend link with protocol v11 speaks JSON: OneBot v11 has no MessagePack"));
+        }
+        if !matches!(l.kind, BackendKind::Ws { .. }) {
+            return Err(invalid(
+                "protocol v11 is available on forward WebSocket backend links ([[backend.ws]], --backend-ws) only so far",
+            ));
+        }
     }
     Ok(backends)
 }
@@ -1130,6 +1183,9 @@ impl Config {
         for link in &self.backends {
             let encoding = if link.msgpack { "MessagePack" } else { "JSON" };
             lines.push(match &link.kind {
+                BackendKind::Ws { url } if link.protocol == Protocol::V11 => {
+                    format!("backend: dial v11 forward WebSocket {url} (NapCat, LLBot, Lagrange.OneBot and the like)")
+                }
                 BackendKind::Ws { url } => format!("backend: dial v12 forward WebSocket {url} ({encoding})"),
                 BackendKind::Http { url, webhook: Some(addr) } => {
                     format!("backend: v12 HTTP {url} ({encoding}), webhook received on {addr}")
@@ -1276,6 +1332,28 @@ mod tests {
         assert!(err("[message]\npost-format = \"xml\"", flags()).contains("xml"));
         assert!(err("", Overrides { memory_store_bytes: Some(1000), ..flags() }).contains("memory-store-bytes"));
         assert!(err("[bridge]\nstore-cache-bytes = 4096", flags()).contains("store-cache-bytes must be at least"));
+        let v11 = Overrides { backend_protocol: Some(Protocol::V11), ..flags() };
+        assert!(err("", Overrides { backend_msgpack: true, ..v11.clone() }).contains("no MessagePack"));
+        assert!(err("[backend]\nprotocol = \"v13\"", flags()).contains("v13"));
+        let http = "[[backend.http]]\nurl = \"http://127.0.0.1:5700\"\nprotocol = \"v11\"";
+        assert!(err(http, Overrides { backend_ws: vec![], ..flags() }).contains("forward WebSocket"));
+    }
+
+    /// A link speaks what it says, else what `[backend]` or the flag says, else v12.
+    #[test]
+    fn each_backend_link_speaks_its_own_protocol_or_the_default() {
+        let file: FileConfig = toml::from_str(
+            "[backend]\nprotocol = \"v11\"\n[[backend.ws]]\nurl = \"ws://127.0.0.1:3001\"\n\
+             [[backend.ws]]\nurl = \"ws://127.0.0.1:8844\"\nprotocol = \"v12\"",
+        )
+        .unwrap();
+        let c = Config::resolve(file, Overrides { backend_ws: vec![], ..flags() }).unwrap();
+        assert_eq!(c.backends.iter().map(|b| b.protocol).collect::<Vec<_>>(), [Protocol::V11, Protocol::V12]);
+        assert!(c.summary()[0].contains("dial v11 forward WebSocket ws://127.0.0.1:3001/"), "{:?}", c.summary());
+        let c = Config::resolve(FileConfig::default(), flags()).unwrap();
+        assert_eq!(c.backends[0].protocol, Protocol::V12);
+        assert_eq!("11".parse::<Protocol>(), Ok(Protocol::V11));
+        assert!("v13".parse::<Protocol>().is_err());
     }
 
     #[test]

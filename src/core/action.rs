@@ -202,6 +202,7 @@ impl<S: IdStore> Translator<S> {
                     implementation: ctx.backend.implementation.clone(),
                     reason: reason.clone(),
                 }),
+                None if ctx.maps.pass_unknown_actions => self.pass_through(name, ctx, caller, &req.params).await,
                 None => Err(ActionError::NotFound),
             },
             (Ok(()), Some(row)) => match row.handler {
@@ -236,6 +237,21 @@ impl<S: IdStore> Translator<S> {
         } else {
             Err(ActionError::Backend { action: action.to_owned(), retcode: resp.retcode, message: resp.message })
         }
+    }
+
+    /// An action no table names, for a backend that takes such actions: `<prefix>.<action>` with
+    /// the params under the prefix (as any param a row does not list), the answer as given.
+    async fn pass_through<C: V12Caller>(
+        &self,
+        name: &str,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        params: &Map<String, Value>,
+    ) -> Result<Value, ActionError> {
+        let profile = &ctx.maps.profile;
+        let out = params.iter().map(|(k, v)| (profile.prefixed(k), v.clone())).collect();
+        let data = self.call(ctx, caller, &profile.prefixed(name), out).await?;
+        self.response_to_v11(ctx, &Default::default(), data, params).await
     }
 
     pub(super) async fn run_rename<C: V12Caller>(

@@ -23,6 +23,8 @@ include!(concat!(env!("OUT_DIR"), "/profiles.rs"));
 
 /// The profile a backend gets when its implementation name matches no other.
 pub const GENERIC: &str = "generic";
+/// The profile of a OneBot v11 implementation no other profile names.
+pub const V11: &str = "v11";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
@@ -377,6 +379,10 @@ struct ProfileFile {
     /// The backend action that looks a message up by id (`get_msg` when the bridge never saw it).
     #[serde(default)]
     get_message: Option<String>,
+    /// A v11 action no table names is called as `<prefix>.<action>` with its params as given,
+    /// instead of being refused (a backend that speaks v11 itself knows actions we do not).
+    #[serde(default)]
+    pass_unknown_actions: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -462,6 +468,8 @@ pub struct Mappings {
     pub requests: BTreeMap<String, RequestRow>,
     /// The backend's get-message action, if it has one.
     pub get_message: Option<String>,
+    /// Actions no table names go to the backend under the prefix instead of being refused.
+    pub pass_unknown_actions: bool,
 }
 
 /// Every profile's tables: the base files overlaid with each `profiles/*.toml`.
@@ -554,6 +562,15 @@ impl MappingSet {
             .unwrap_or(GENERIC)
     }
 
+    /// The profile for a backend: the one its implementation name selects, else `v11` for an
+    /// implementation that speaks OneBot v11 (behind a v11 link), else `generic`.
+    pub fn for_backend(&self, implementation: &str, onebot_version: &str) -> &str {
+        match self.for_implementation(implementation) {
+            GENERIC if onebot_version.trim_start_matches('v') == "11" && self.contains(V11) => V11,
+            name => name,
+        }
+    }
+
     /// Every profile, by name.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &std::sync::Arc<Mappings>)> {
         self.profiles.iter()
@@ -639,6 +656,7 @@ impl Mappings {
         }
         maps.requests = overlay.requests;
         maps.get_message = overlay.get_message;
+        maps.pass_unknown_actions = overlay.pass_unknown_actions;
         maps.validate(file)?;
         Ok(maps)
     }
@@ -706,6 +724,7 @@ impl Mappings {
             segment_fields_in: BTreeMap::new(),
             requests: BTreeMap::new(),
             get_message: None,
+            pass_unknown_actions: false,
         }
     }
 

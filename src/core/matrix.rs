@@ -157,6 +157,8 @@ pub enum Support {
     Bridge(String),
     /// Refused without a call, for this reason (the profile's `[unsupported]`).
     Unsupported(String),
+    /// No row, and the profile passes unknown actions through: the backend gets it as sent.
+    PassedThrough,
     /// No row: the bridge answers it as an unknown action.
     Missing,
 }
@@ -164,7 +166,7 @@ pub enum Support {
 impl Support {
     /// Whether a bot calling the action gets it done (as far as the tables go).
     pub fn is_supported(&self) -> bool {
-        matches!(self, Support::Standard(_) | Support::Extension(_) | Support::Bridge(_))
+        matches!(self, Support::Standard(_) | Support::Extension(_) | Support::Bridge(_) | Support::PassedThrough)
     }
 }
 
@@ -176,6 +178,7 @@ impl fmt::Display for Support {
             Support::Extension(action) => write!(f, "ext {}", code(action)),
             Support::Bridge(_) => f.write_str("bridge"),
             Support::Unsupported(reason) => write!(f, "✗ {}", escape(&short_reason(reason))),
+            Support::PassedThrough => f.write_str("as sent"),
             Support::Missing => f.write_str("—"),
         }
     }
@@ -200,6 +203,7 @@ pub fn action_support(maps: &Mappings, name: &str) -> Support {
         },
         None => match maps.unsupported.get(name) {
             Some(reason) => Support::Unsupported(reason.clone()),
+            None if maps.pass_unknown_actions => Support::PassedThrough,
             None => Support::Missing,
         },
     }
@@ -293,7 +297,8 @@ pub fn render(set: &MappingSet) -> String {
     out.push_str(
         "What the bridge does with each go-cqhttp action, message segment, event and request, for every backend \
          profile (`mappings/profiles/*.toml`). A backend selects its profile by the implementation name it \
-         reports; any other backend gets `generic`.\n\n",
+         reports; any other backend gets `generic`, or `v11` behind a link that speaks OneBot v11 (NapCat and \
+         the like, `protocol = \"v11\"`).\n\n",
     );
 
     render_profiles(&mut out, &profiles);
@@ -316,7 +321,9 @@ fn render_profiles(out: &mut String, profiles: &[(&String, &Mappings)]) {
         .map(|(name, maps)| {
             let p = &maps.profile;
             let prefix = if p.prefix.is_empty() { "(none)".to_owned() } else { code(&format!("{}.", p.prefix)) };
-            let imps = if p.implementations.is_empty() {
+            let imps = if p.implementations.is_empty() && p.name == super::mapping::V11 {
+                "(any other v11 one)".to_owned()
+            } else if p.implementations.is_empty() {
                 "(any other)".to_owned()
             } else {
                 p.implementations.iter().map(|i| code(i)).collect::<Vec<_>>().join(", ")
@@ -335,7 +342,8 @@ fn render_actions(out: &mut String, profiles: &[(&String, &Mappings)]) {
         "One row per v11 action: every action go-cqhttp routes, and every action a table names. Cells: \
          `name` — renamed to that standard v12 action; ext `name` — that backend extension action; bridge — \
          answered or handled by the bridge's own code (which may call the backend); ✗ — refused by this \
-         profile, with the reason; — — no row (answered as go-cqhttp answers an unknown action, `404 API_NOT_FOUND`). An `_async` \
+         profile, with the reason; as sent — no row, passed to a v11 backend as the bot sent it; — — no row \
+         (answered as go-cqhttp answers an unknown action, `404 API_NOT_FOUND`). An `_async` \
          suffix runs the action without it.\n\n",
     );
     let mut names: BTreeSet<&str> = GO_CQHTTP_ACTIONS.iter().copied().collect();
@@ -519,6 +527,7 @@ mod tests {
     #[test]
     fn cells_name_what_happens() {
         assert_eq!(Support::Missing.to_string(), "—");
+        assert_eq!(Support::PassedThrough.to_string(), "as sent");
         assert_eq!(Support::Standard("send_message".into()).to_string(), "`send_message`");
         assert_eq!(Support::Extension("kick_group_member".into()).to_string(), "ext `kick_group_member`");
         assert_eq!(Support::Bridge("get_file".into()).to_string(), "bridge");

@@ -4,6 +4,7 @@
 
 mod backend;
 mod bot;
+pub mod ntqq;
 
 use std::time::Duration;
 

@@ -41,6 +41,8 @@ pub const UPLOADS_MAX_BYTES: usize = 64 << 20;
 const UPLOADS_MAX: usize = 1024;
 /// The file-id prefix of bytes the edge keeps.
 const UPLOAD_PREFIX: &str = "ob-upload:";
+/// Received files whose URL is remembered by name, at most (the oldest are forgotten first).
+const RECEIVED_MAX: usize = 4096;
 
 /// A notice row read backwards: the v12 event a v11 notice becomes.
 #[derive(Debug, Clone)]
@@ -69,6 +71,29 @@ pub struct Edge {
     notices: HashMap<(String, String), NoticeIn>,
     actions: HashMap<String, ActionOut>,
     uploads: Mutex<Uploads>,
+    /// Files the implementation sent, by name → their URL: a bot that sends one back names it
+    /// by the name it saw, which NTQQ implementations cannot resolve, so the URL goes instead.
+    received: Mutex<Received>,
+}
+
+/// Received file names and their URLs, bounded by count.
+#[derive(Debug, Default)]
+struct Received {
+    urls: HashMap<String, String>,
+    order: VecDeque<String>,
+}
+
+impl Received {
+    fn insert(&mut self, name: &str, url: &str) {
+        if self.urls.insert(name.to_owned(), url.to_owned()).is_none() {
+            self.order.push_back(name.to_owned());
+        }
+        while self.order.len() > RECEIVED_MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.urls.remove(&old);
+            }
+        }
+    }
 }
 
 /// Bytes uploaded through the edge, bounded by count and size.
@@ -118,6 +143,8 @@ pub enum Answer {
     Sent { chat: Chat },
     /// A reversed table row: fields renamed back (each item of a list alike).
     Renamed { v12_action: String },
+    /// `get_msg` for `get_message`: the message's fields as a v12 message event has them.
+    Message { chat: Chat },
     /// `get_login_info` for `get_status`: the account and whether it is online.
     Status,
     /// `get_version_info` for `get_version`.
@@ -149,6 +176,18 @@ impl Chat {
             Chat::User(u) => format!("{id}/u{u}"),
             Chat::Unknown => id,
         }))
+    }
+}
+
+impl Chat {
+    /// The chat a qualified id names.
+    pub fn of_qualified(v: &Value) -> Chat {
+        let chat = v.as_str().and_then(|s| s.split_once('/')).map(|(_, chat)| chat);
+        match chat {
+            Some(c) if c.starts_with('g') => Chat::Group(c[1..].to_owned()),
+            Some(c) if c.starts_with('u') => Chat::User(c[1..].to_owned()),
+            _ => Chat::Unknown,
+        }
     }
 }
 
@@ -244,7 +283,7 @@ impl Edge {
                 .collect();
             actions.insert(v12.to_owned(), ActionOut { v11: v11.clone(), params, response });
         }
-        Edge { maps, notices, actions, uploads: Mutex::default() }
+        Edge { maps, notices, actions, uploads: Mutex::default(), received: Mutex::default() }
     }
 
     fn prefixed(&self, name: &str) -> String {
@@ -464,6 +503,11 @@ impl Edge {
                 for (key, value) in seg.entries() {
                     match row.fields.get(key) {
                         Some(spec) => {
+                            if let (Kind::File, Some(name), Some(url)) =
+                                (spec.kind, value.as_str(), seg.get("url").and_then(Value::as_str))
+                            {
+                                self.received.lock().unwrap_or_else(|p| p.into_inner()).insert(name, url);
+                            }
                             data.insert(spec.name.clone(), self.value_in(spec.kind, value, chat));
                         }
                         None => {
@@ -560,7 +604,8 @@ impl Edge {
     /// URL, a path, or the implementation's own name for a file it sent).
     fn file_out(&self, file_id: &str) -> Result<String, String> {
         if !file_id.starts_with(UPLOAD_PREFIX) {
-            return Ok(file_id.to_owned());
+            let received = self.received.lock().unwrap_or_else(|p| p.into_inner());
+            return Ok(received.urls.get(file_id).cloned().unwrap_or_else(|| file_id.to_owned()));
         }
         let uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
         match uploads.by_id.get(file_id) {
@@ -583,6 +628,12 @@ impl Edge {
                 let mut params = Map::new();
                 params.insert("message_id".into(), unqualify(p.get("message_id").unwrap_or(&Value::Null)));
                 call("delete_msg", params, Answer::AsIs)
+            }
+            "get_message" => {
+                let id = p.get("message_id").unwrap_or(&Value::Null);
+                let mut params = Map::new();
+                params.insert("message_id".into(), unqualify(id));
+                call("get_msg", params, Answer::Message { chat: Chat::of_qualified(id) })
             }
             "get_status" => call("get_login_info", Map::new(), Answer::Status),
             "get_version" => call("get_version_info", Map::new(), Answer::Version),
@@ -713,6 +764,25 @@ impl Edge {
                 Some(row) => self.renamed(row, data),
                 None => data,
             },
+            Answer::Message { chat } => {
+                let user = data.get("user_id").or_else(|| data.get("sender").and_then(|s| s.get("user_id")));
+                let name = data.get("sender").and_then(|s| s.get("nickname")).cloned();
+                let mut out = Map::new();
+                out.insert(
+                    "message".into(),
+                    Value::Array(self.segments_in(data.get("message").unwrap_or(&Value::Null), chat)),
+                );
+                out.insert("user_id".into(), user.map(v12_id).unwrap_or(Value::Null));
+                if let Some(name) = name {
+                    out.insert("user_name".into(), name);
+                }
+                for key in ["time", "raw_message"] {
+                    if let Some(v) = data.get(key) {
+                        out.insert(if key == "raw_message" { "alt_message".into() } else { key.into() }, v.clone());
+                    }
+                }
+                Value::Object(out)
+            }
             Answer::Status => {
                 let user = data.get("user_id").map(v12_id).unwrap_or(Value::Null);
                 json!({"good": true, "bots": [{"self": {"platform": PLATFORM, "user_id": user}, "online": true}]})
@@ -1075,6 +1145,40 @@ mod tests {
                 .unwrap();
         let kept = edge.response(&delete, failure);
         assert_eq!((kept.retcode, kept.message.as_str()), (1404, "no such message"));
+    }
+
+    /// A picture a bot sends back by the name it received goes to the implementation by its URL.
+    #[test]
+    fn a_received_picture_sent_back_by_name_goes_by_its_url() {
+        let edge = edge();
+        let chat = Chat::Group("3".into());
+        let image = json!([{"type": "image", "data": {"file": "ABC.jpg", "url": "https://e/ABC"}}]);
+        assert_eq!(edge.segments_in(&image, &chat)[0]["data"]["file_id"], "ABC.jpg");
+        let out = edge.segments_out(&json!([{"type": "image", "data": {"file_id": "ABC.jpg"}}])).unwrap();
+        assert_eq!(out, vec![json!({"type": "image", "data": {"file": "https://e/ABC"}})]);
+        let unknown = edge.segments_out(&json!([{"type": "image", "data": {"file_id": "other.jpg"}}])).unwrap();
+        assert_eq!(unknown[0]["data"]["file"], "other.jpg");
+    }
+
+    /// A message the bridge knows only by id is looked up with the implementation's own id.
+    #[test]
+    fn get_message_asks_get_msg_with_the_implementation_id() {
+        let edge = edge();
+        let lookup = call(&edge, "get_message", json!({"message_id": "41/g3"}));
+        assert_eq!((lookup.action.as_str(), lookup.params["message_id"].clone()), ("get_msg", json!(41)));
+        let answer = edge.response(
+            &lookup,
+            ok_answer(json!({"message_id": 41, "real_id": 41, "time": 5, "message_type": "group", "group_id": 3,
+                             "sender": {"user_id": 4, "nickname": "n"}, "raw_message": "[CQ:reply,id=40]x",
+                             "message": [{"type": "reply", "data": {"id": "40"}}, {"type": "text", "data": {"text": "x"}}]})),
+        );
+        assert_eq!(
+            answer.data,
+            json!({"message": [{"type": "reply", "data": {"message_id": "40/g3"}}, {"type": "text", "data": {"text": "x"}}],
+                   "user_id": "4", "user_name": "n", "time": 5, "alt_message": "[CQ:reply,id=40]x"})
+        );
+        assert_eq!(Chat::of_qualified(&json!("7/u9")), Chat::User("9".into()));
+        assert_eq!(Chat::of_qualified(&json!("7")), Chat::Unknown);
     }
 
     #[test]

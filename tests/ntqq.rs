@@ -1,0 +1,250 @@
+//! go-cqhttp bots on NTQQ implementations (NapCat, LLBot, Lagrange.OneBot) through a v11 backend
+//! link: scripted implementations (`tests/support/ntqq.rs`) ⇄ the real bridge ⇄ a real nonebot2
+//! bot or the scripted v11 bot.
+//!
+//! The nonebot test needs `tests/clients/.venv` (made by `tests/run.sh`); it fails, never skips,
+//! without it.
+
+mod clients;
+mod support;
+
+use std::net::SocketAddr;
+
+use onebot_bridge::config::{Config, FileConfig, Overrides, Protocol};
+use onebot_bridge::Bridge;
+use serde_json::{json, Value};
+
+use clients::*;
+use support::ntqq::{Dialect, Ntqq};
+use support::*;
+
+const TOKEN: &str = "ntqq-secret";
+
+/// The bridge dialling `ntqq`'s forward WebSocket as a v11 link, serving bots a forward WS.
+async fn bridge_on(ntqq: &Ntqq) -> Bridge {
+    let o = Overrides {
+        backend_ws: vec![ntqq.url()],
+        backend_protocol: Some(Protocol::V11),
+        backend_token: Some(TOKEN.into()),
+        ws: vec!["127.0.0.1:0".into()],
+        ..Default::default()
+    };
+    let bridge = Bridge::start(Config::resolve(FileConfig::default(), o).unwrap()).await.unwrap();
+    ntqq.wait_connected().await;
+    bridge
+}
+
+/// A scripted bot on the bridge, past its lifecycle event.
+async fn bot_on(bridge: &Bridge) -> Bot {
+    let mut bot = Bot::connect(bridge.ws_addrs()[0], "/", None).await.unwrap();
+    assert_eq!(bot.next_frame().await["sub_type"], "connect");
+    bot
+}
+
+fn text(t: &str) -> Value {
+    json!({"type": "text", "data": {"text": t}})
+}
+
+/// The nonebot bot on the bridge's forward WebSocket.
+struct NoneBot {
+    process: ClientProcess,
+    self_id: String,
+}
+
+impl NoneBot {
+    async fn start(addr: SocketAddr) -> NoneBot {
+        let script = clients_dir().join("nonebot_bot.py");
+        let urls = json!([format!("ws://{addr}/")]).to_string();
+        let mut process =
+            ClientProcess::spawn("nonebot", &python(), &[script.to_str().unwrap()], &[("ONEBOT_V11_WS_URLS", &urls)]);
+        let self_id = process.wait_line("CONNECTED", START_WAIT).await;
+        NoneBot { process, self_id }
+    }
+}
+
+/// A real framework on NapCat: nonebot's `/echo` with a face and a picture comes back to NapCat
+/// as a `send_msg` in NapCat's words, and nonebot only ever saw the bridge's own ids.
+#[tokio::test]
+async fn nonebot_on_napcat_echoes_a_private_message_with_a_picture() {
+    let mut napcat = Ntqq::start(Dialect::NapCat, 10001, Some(TOKEN)).await;
+    let bridge = bridge_on(&napcat).await;
+    let bot = NoneBot::start(bridge.ws_addrs()[0]).await;
+    assert_eq!(bot.self_id, "10001");
+
+    let napcat_id = Dialect::NapCat.message_id("u20002", 1);
+    napcat.push(json!({
+        "self_id": 10001, "user_id": 20002, "time": 1700000000, "message_id": napcat_id, "message_seq": napcat_id,
+        "real_id": napcat_id, "message_type": "private", "sub_type": "friend", "post_type": "message",
+        "sender": {"user_id": 20002, "nickname": "Bob", "card": ""}, "font": 14, "message_format": "array",
+        "raw_message": "/echo hi[CQ:face,id=14]",
+        "message": [text("/echo hi"), {"type": "face", "data": {"id": "14"}},
+                    {"type": "image", "data": {"file": "ABC.jpg", "url": "https://multimedia.example/ABC.jpg", "file_size": "12"}}]
+    }));
+
+    let sent = napcat.next_action("send_msg").await;
+    assert_eq!(sent["params"]["message_type"], "private");
+    assert_eq!(sent["params"]["user_id"], 20002, "NapCat takes integer ids: {sent}");
+    let message = sent["params"]["message"].as_array().unwrap().clone();
+    assert_eq!(message[0], text("hi"));
+    assert_eq!(message[1], json!({"type": "face", "data": {"id": "14"}}));
+    assert_eq!(message[2]["type"], "image");
+    assert_eq!(message[2]["data"]["file"], "https://multimedia.example/ABC.jpg", "the picture goes back by its URL");
+
+    // What nonebot saw: the bridge's positive id, not NapCat's, and the picture's URL.
+    let seen = bot.process.wait_frame("<-", WAIT, |f| f["post_type"] == "message").await;
+    let id = seen["message_id"].as_i64().unwrap();
+    assert!(id > 0 && id != napcat_id, "the bridge's own id, got {id} (NapCat's is {napcat_id})");
+    assert_eq!(seen["user_id"], 20002);
+    assert_eq!(seen["sender"]["nickname"], "Bob");
+    let call = bot.process.wait_frame("->", WAIT, |f| f["action"] == "send_msg").await;
+    let answer =
+        bot.process.wait_frame("<-", WAIT, |f| f.get("post_type").is_none() && f["echo"] == call["echo"]).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    let reply_id = answer["data"]["message_id"].as_i64().unwrap();
+    assert!(reply_id > 0, "{answer}");
+
+    drop(bot);
+    bridge.stop().await;
+}
+
+/// NapCat forgets its ids when it restarts; the bot's ids keep working: `get_msg` from the
+/// bridge's store, a reply and `delete_msg` reach NapCat with NapCat's own id, and the profile
+/// and implementation are NapCat's.
+#[tokio::test]
+async fn napcat_ids_outlive_its_restart() {
+    let mut napcat = Ntqq::start(Dialect::NapCat, 10001, Some(TOKEN)).await;
+    let bridge = bridge_on(&napcat).await;
+    let mut bot = bot_on(&bridge).await;
+
+    let ev = napcat.group_message(30003, 20002, 1, json!([text("remember me")]));
+    let napcat_id = ev["message_id"].as_i64().unwrap();
+    napcat.push(ev);
+    let seen = bot.next_event().await;
+    assert_eq!((seen["group_id"].clone(), seen["user_id"].clone()), (json!(30003), json!(20002)));
+    assert_eq!(seen["message"], "remember me");
+    let id = seen["message_id"].as_i64().unwrap();
+    assert!(id > 0 && id != napcat_id);
+
+    let version = bot.call("get_version_info", json!({})).await;
+    assert_eq!(version["data"]["backend"]["impl"], "NapCat.Onebot", "{version}");
+
+    napcat.restart().await;
+    assert!(!napcat.knows(napcat_id), "the scripted NapCat forgot its ids");
+    napcat.wait_connected().await;
+
+    let got = bot.call("get_msg", json!({"message_id": id})).await;
+    assert_eq!(got["status"], "ok", "{got}");
+    assert_eq!(got["data"]["message"], "remember me");
+    assert_eq!(got["data"]["sender"]["user_id"], 20002);
+
+    let reply =
+        bot.call("send_group_msg", json!({"group_id": 30003, "message": format!("[CQ:reply,id={id}]yes you")})).await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    let sent = napcat.next_action("send_msg").await;
+    assert_eq!(sent["params"]["group_id"], 30003);
+    // The reply names NapCat's id (and, as go-cqhttp's own reply segments do, the quoted sender).
+    assert_eq!(
+        sent["params"]["message"],
+        json!([{"type": "reply", "data": {"id": napcat_id, "qq": 20002}}, text("yes you")])
+    );
+
+    // The bot's own message is deleted with NapCat's id for it; the old one, which NapCat forgot,
+    // fails with NapCat's own words.
+    let mine = reply["data"]["message_id"].as_i64().unwrap();
+    let deleted = bot.call("delete_msg", json!({"message_id": mine})).await;
+    assert_eq!(deleted["status"], "ok", "{deleted}");
+    let call = napcat.next_action("delete_msg").await;
+    assert_eq!(call["params"]["message_id"], Dialect::NapCat.message_id("g30003", 1001));
+    let forgotten = bot.call("delete_msg", json!({"message_id": id})).await;
+    assert_eq!(forgotten["status"], "failed", "{forgotten}");
+    assert_eq!(napcat.next_action("delete_msg").await["params"]["message_id"], napcat_id);
+
+    bridge.stop().await;
+}
+
+/// LLBot's ids may be negative and Lagrange's collide across chats: bots get distinct positive
+/// ids all the same, each resolving to its own message.
+#[tokio::test]
+async fn negative_and_colliding_implementation_ids_become_distinct_positive_ids() {
+    let llbot = Ntqq::start(Dialect::LlBot, 10001, Some(TOKEN)).await;
+    let bridge = bridge_on(&llbot).await;
+    let mut bot = bot_on(&bridge).await;
+    let n = (1..200).find(|n| Dialect::LlBot.message_id("g30003", *n) < 0).expect("a negative LLBot id");
+    llbot.push(llbot.group_message(30003, 20002, n, json!([text("negative")])));
+    let seen = bot.next_event().await;
+    assert!(seen["message_id"].as_i64().unwrap() > 0, "{seen}");
+    assert_eq!(bot.call("get_msg", json!({"message_id": seen["message_id"]})).await["data"]["message"], "negative");
+    bridge.stop().await;
+
+    let lagrange = Ntqq::start(Dialect::Lagrange, 10001, Some(TOKEN)).await;
+    let bridge = bridge_on(&lagrange).await;
+    let mut bot = bot_on(&bridge).await;
+    let (a, b) = (
+        lagrange.group_message(1111, 20002, 1, json!([text("in A")])),
+        lagrange.group_message(2222, 20002, 1, json!([text("in B")])),
+    );
+    assert_eq!(a["message_id"], b["message_id"], "Lagrange gives both the same id");
+    lagrange.push(a);
+    lagrange.push(b);
+    let (seen_a, seen_b) = (bot.next_event().await, bot.next_event().await);
+    assert_ne!(seen_a["message_id"], seen_b["message_id"]);
+    for (seen, want) in [(seen_a, "in A"), (seen_b, "in B")] {
+        let got = bot.call("get_msg", json!({"message_id": seen["message_id"]})).await;
+        assert_eq!(got["data"]["message"], want, "{got}");
+    }
+    bridge.stop().await;
+}
+
+/// go-cqhttp's quick operation on a group message, whatever NapCat's own quick operations do:
+/// a reply without a forced quote, then delete, kick and ban as explicit actions with NapCat's ids.
+#[tokio::test]
+async fn quick_operations_become_explicit_actions_on_napcat() {
+    let mut napcat = Ntqq::start(Dialect::NapCat, 10001, Some(TOKEN)).await;
+    let bridge = bridge_on(&napcat).await;
+    let mut bot = bot_on(&bridge).await;
+    let ev = napcat.group_message(30003, 20002, 1, json!([text("spam")]));
+    let napcat_id = ev["message_id"].clone();
+    napcat.push(ev);
+    let seen = bot.next_event().await;
+
+    let op = json!({"reply": "no spam", "at_sender": false, "delete": true, "kick": true, "ban": true});
+    let answer = bot.call(".handle_quick_operation", json!({"context": seen, "operation": op})).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    let sent = napcat.next_request().await;
+    assert_eq!(sent["action"], "send_msg");
+    assert_eq!(sent["params"]["message"], json!([text("no spam")]), "no quote forced on the reply");
+    assert_eq!(napcat.next_request().await["params"]["message_id"], napcat_id, "delete_msg with NapCat's id");
+    let kick = napcat.next_request().await;
+    assert_eq!((kick["action"].clone(), kick["params"]["user_id"].clone()), (json!("set_group_kick"), json!(20002)));
+    let ban = napcat.next_request().await;
+    assert_eq!((ban["action"].clone(), ban["params"]["group_id"].clone()), (json!("set_group_ban"), json!(30003)));
+    bridge.stop().await;
+}
+
+/// NapCat's extension actions: one the profile knows gets its message id translated; one no table
+/// names passes through as sent; NapCat's refusal comes back with its own words.
+#[tokio::test]
+async fn napcat_extension_actions_pass_through_with_ids_translated() {
+    let mut napcat = Ntqq::start(Dialect::NapCat, 10001, Some(TOKEN)).await;
+    let bridge = bridge_on(&napcat).await;
+    let mut bot = bot_on(&bridge).await;
+    let ev = napcat.group_message(30003, 20002, 1, json!([text("like me")]));
+    let napcat_id = ev["message_id"].clone();
+    napcat.push(ev);
+    let id = bot.next_event().await["message_id"].clone();
+
+    let like = bot.call("set_msg_emoji_like", json!({"message_id": id, "emoji_id": "76"})).await;
+    assert_eq!(like["status"], "ok", "{like}");
+    let call = napcat.next_action("set_msg_emoji_like").await;
+    assert_eq!(call["params"], json!({"message_id": napcat_id, "emoji_id": "76"}));
+
+    let packet = bot.call("nc_get_packet_status", json!({})).await;
+    assert_eq!(packet["status"], "ok", "{packet}");
+    assert_eq!(napcat.next_action("nc_get_packet_status").await["params"], json!({}));
+
+    let unknown = bot.call("no_such_napcat_action", json!({"x": 1})).await;
+    assert_eq!(unknown["status"], "failed", "{unknown}");
+    assert!(unknown["wording"].as_str().unwrap_or_default().contains("不支持的Api"), "{unknown}");
+    assert_eq!(napcat.next_action("no_such_napcat_action").await["params"], json!({"x": 1}));
+    bridge.stop().await;
+}

@@ -1,0 +1,374 @@
+//! A scripted NTQQ OneBot v11 implementation (NapCat, LLBot or Lagrange.OneBot) serving its
+//! forward (Universal) WebSocket, as the bridge's v11 backend links meet them.
+//!
+//! Modelled on each dialect's documented behaviour (`reference/ecosystem.md` A.11, A.12):
+//! - the handshake: `Authorization: Bearer` or `?access_token=`, 401 without and 403 with a wrong
+//!   one; a `lifecycle.connect` meta event first, then heartbeats on request;
+//! - `get_version_info` with the implementation's own `app_name`;
+//! - message ids made the implementation's way: NapCat's MD5 prefix with the top bit cleared
+//!   (memory only: [`Ntqq::restart`] forgets them), LLBot's MD5 read as a signed int32 (negative
+//!   ids happen), Lagrange's `(seq << 16) | (rand & 0xFFFF)` (the same id in two chats);
+//! - `send_msg`, `delete_msg` and `get_msg` against what it remembers; actions it does not have
+//!   answer `1404`; every request is recorded for the test to look at.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use md5::Digest;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::WAIT;
+
+/// Which implementation the script plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    NapCat,
+    LlBot,
+    Lagrange,
+}
+
+impl Dialect {
+    pub fn app_name(self) -> &'static str {
+        match self {
+            Dialect::NapCat => "NapCat.Onebot",
+            Dialect::LlBot => "LLOneBot",
+            Dialect::Lagrange => "Lagrange.OneBot",
+        }
+    }
+
+    /// The profile the bridge should pick for it.
+    pub fn profile(self) -> &'static str {
+        match self {
+            Dialect::NapCat => "napcat",
+            Dialect::LlBot => "llbot",
+            Dialect::Lagrange => "lagrange",
+        }
+    }
+
+    /// The implementation's id for its `n`th message in `chat` (`g<group>` or `u<user>`):
+    /// NapCat `MD5(msgId|chatType|peerUid)`, top bit cleared; LLBot
+    /// `MD5(chatType-peerUid-msgSeq-msgRandom-msgTime)` read as a signed int32; Lagrange
+    /// `((seq & 0xFFFF) << 16) | (msgId & 0xFFFF)`, with a sequence per chat (so two chats' n-th
+    /// messages share an id when their random parts do).
+    pub fn message_id(self, chat: &str, n: i64) -> i64 {
+        let (chat_type, peer) = chat.split_at(1);
+        let chat_type = if chat_type == "g" { 2 } else { 1 };
+        let md5 = |s: String| {
+            let digest = md5::Md5::digest(s.as_bytes());
+            [digest[0], digest[1], digest[2], digest[3]]
+        };
+        let msg_id = 7_300_000_000_000_000_000u64 + n as u64;
+        match self {
+            Dialect::NapCat => (u32::from_be_bytes(md5(format!("{msg_id}|{chat_type}|{peer}"))) & 0x7fff_ffff) as i64,
+            Dialect::LlBot => {
+                i32::from_be_bytes(md5(format!("{chat_type}-{peer}-{n}-{}-{}", n * 7919, 1_700_000_000 + n))) as i64
+            }
+            Dialect::Lagrange => (((n & 0xffff) << 16) | (msg_id as i64 & 0xffff)) as i32 as i64,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Memory {
+    /// message id → (chat, the message as get_msg answers it).
+    messages: HashMap<i64, (String, Value)>,
+    /// Messages sent per chat (the dialect's sequence).
+    sent: HashMap<String, i64>,
+}
+
+struct Script {
+    dialect: Dialect,
+    self_id: i64,
+    token: Option<String>,
+    memory: Mutex<Memory>,
+    requests: mpsc::UnboundedSender<Value>,
+    push: Mutex<Option<mpsc::UnboundedSender<Message>>>,
+    connections: AtomicUsize,
+    clock: AtomicI64,
+}
+
+/// The scripted implementation.
+pub struct Ntqq {
+    pub addr: SocketAddr,
+    script: Arc<Script>,
+    requests: mpsc::UnboundedReceiver<Value>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Ntqq {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Ntqq {
+    /// Serves its forward WebSocket on a loopback port, as account `self_id`.
+    pub async fn start(dialect: Dialect, self_id: i64, token: Option<&str>) -> Ntqq {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (tx, requests) = mpsc::unbounded_channel();
+        let script = Arc::new(Script {
+            dialect,
+            self_id,
+            token: token.map(str::to_owned),
+            memory: Mutex::default(),
+            requests: tx,
+            push: Mutex::new(None),
+            connections: AtomicUsize::new(0),
+            clock: AtomicI64::new(1_700_000_000),
+        });
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(serve(listener, script.clone()));
+        Ntqq { addr, script, requests, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.script.connections.load(Ordering::SeqCst)
+    }
+
+    /// A killed and restarted implementation: connections dropped without a Close frame, its
+    /// message memory gone (NapCat keeps ids in memory only), serving again on the same port.
+    pub async fn restart(&mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        *self.script.push.lock().unwrap() = None;
+        *self.script.memory.lock().unwrap() = Memory::default();
+        let listener = TcpListener::bind(self.addr).await.expect("the old port is taken");
+        self.task = tokio::spawn(serve(listener, self.script.clone()));
+    }
+
+    /// Sends an event (a v11 JSON object) on the live connection.
+    pub fn push(&self, event: Value) {
+        let push = self.script.push.lock().unwrap();
+        push.as_ref().expect("no live connection").send(Message::text(event.to_string())).unwrap();
+    }
+
+    /// Waits until the bridge is connected.
+    pub async fn wait_connected(&self) {
+        tokio::time::timeout(WAIT, async {
+            while self.script.push.lock().unwrap().is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the bridge never connected");
+    }
+
+    /// A group message from `user_id`, remembered as the implementation would (its id made the
+    /// dialect's way, `n` its sequence in the group). Returns the event.
+    pub fn group_message(&self, group_id: i64, user_id: i64, n: i64, message: Value) -> Value {
+        let chat = format!("g{group_id}");
+        let id = self.script.dialect.message_id(&chat, n);
+        let time = self.script.clock.fetch_add(1, Ordering::SeqCst);
+        let raw = cq_of(&message);
+        let ev = json!({
+            "self_id": self.script.self_id, "user_id": user_id, "time": time, "message_id": id,
+            "message_seq": id, "real_id": id, "message_type": "group", "sub_type": "normal",
+            "sender": {"user_id": user_id, "nickname": format!("user{user_id}"), "card": "", "role": "member"},
+            "raw_message": raw, "font": 14, "group_id": group_id, "post_type": "message",
+            "message_format": "array", "message": message
+        });
+        self.remember(id, &chat, &ev);
+        ev
+    }
+
+    fn remember(&self, id: i64, chat: &str, ev: &Value) {
+        self.script.memory.lock().unwrap().messages.insert(id, (chat.to_owned(), ev.clone()));
+    }
+
+    /// Whether it still knows a message id.
+    pub fn knows(&self, id: i64) -> bool {
+        self.script.memory.lock().unwrap().messages.contains_key(&id)
+    }
+
+    /// The next request the bridge made, skipping its own discovery calls.
+    pub async fn next_request(&mut self) -> Value {
+        loop {
+            let req = tokio::time::timeout(WAIT, self.requests.recv())
+                .await
+                .expect("no request from the bridge")
+                .expect("the script stopped");
+            if !is_discovery(&req) {
+                return req;
+            }
+        }
+    }
+
+    /// The next request named `action`, skipping others.
+    pub async fn next_action(&mut self, action: &str) -> Value {
+        loop {
+            let req = self.next_request().await;
+            if req["action"] == action {
+                return req;
+            }
+        }
+    }
+
+    /// Requests made so far and not yet read, discovery calls included.
+    pub fn drain(&mut self) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Ok(r) = self.requests.try_recv() {
+            out.push(r);
+        }
+        out
+    }
+}
+
+/// A request the bridge makes on its own to learn the implementation.
+pub fn is_discovery(req: &Value) -> bool {
+    matches!(req["action"].as_str(), Some("get_login_info" | "get_version_info" | "get_status"))
+}
+
+/// go-cqhttp's CQ rendering of an array message (text escaped, values escaped), for raw_message.
+fn cq_of(message: &Value) -> String {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('[', "&#91;").replace(']', "&#93;");
+    let mut out = String::new();
+    for seg in message.as_array().into_iter().flatten() {
+        let kind = seg["type"].as_str().unwrap_or("");
+        if kind == "text" {
+            out.push_str(&esc(seg["data"]["text"].as_str().unwrap_or("")));
+            continue;
+        }
+        out.push_str("[CQ:");
+        out.push_str(kind);
+        for (k, v) in seg["data"].as_object().into_iter().flatten() {
+            let v = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+            out.push_str(&format!(",{k}={}", esc(&v).replace(',', "&#44;")));
+        }
+        out.push(']');
+    }
+    out
+}
+
+async fn serve(listener: TcpListener, script: Arc<Script>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { return };
+        let script = script.clone();
+        tokio::spawn(async move {
+            let expected = script.token.clone();
+            #[allow(clippy::result_large_err)]
+            let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+                let Some(expected) = &expected else { return Ok(resp) };
+                let header = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+                let query = req.uri().query().unwrap_or("");
+                let presented = match header {
+                    Some(h) => h.strip_prefix("Bearer ").map(str::to_owned),
+                    None => url::form_urlencoded::parse(query.as_bytes())
+                        .find(|(k, _)| k == "access_token")
+                        .map(|(_, v)| v.into_owned()),
+                };
+                let status = match presented {
+                    None => StatusCode::UNAUTHORIZED,
+                    Some(p) if &p == expected => return Ok(resp),
+                    Some(_) => StatusCode::FORBIDDEN,
+                };
+                let mut refused = ErrorResponse::new(Some("token check failed".into()));
+                *refused.status_mut() = status;
+                Err(refused)
+            };
+            let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, check).await else { return };
+            script.connections.fetch_add(1, Ordering::SeqCst);
+            session(ws, script).await;
+        });
+    }
+}
+
+async fn session(ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, script: Arc<Script>) {
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+    let hello = json!({"time": 1_700_000_000, "self_id": script.self_id, "post_type": "meta_event",
+                       "meta_event_type": "lifecycle", "sub_type": "connect"});
+    let _ = sink.send(Message::text(hello.to_string())).await;
+    *script.push.lock().unwrap() = Some(tx);
+    loop {
+        tokio::select! {
+            out = rx.recv() => {
+                let Some(out) = out else { return };
+                if sink.send(out).await.is_err() { return; }
+            }
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let Ok(req) = serde_json::from_str::<Value>(&text) else { continue };
+                    let _ = script.requests.send(req.clone());
+                    let mut answer = answer(&script, &req);
+                    answer["echo"] = req["echo"].clone();
+                    if sink.send(Message::text(answer.to_string())).await.is_err() { return; }
+                }
+                Some(Ok(_)) => {}
+                _ => return,
+            }
+        }
+    }
+}
+
+fn answer(script: &Script, req: &Value) -> Value {
+    let ok = |data: Value| json!({"status": "ok", "retcode": 0, "data": data, "message": "", "wording": ""});
+    let failed = |retcode: i64, wording: &str| json!({"status": "failed", "retcode": retcode, "data": null, "message": wording, "wording": wording});
+    let p = &req["params"];
+    let dialect = script.dialect;
+    match req["action"].as_str().unwrap_or("") {
+        "get_login_info" => ok(json!({"user_id": script.self_id, "nickname": "ntqq-bot"})),
+        "get_status" => ok(json!({"online": true, "good": true, "stat": {}})),
+        "get_version_info" => {
+            ok(json!({"app_name": dialect.app_name(), "protocol_version": "v11", "app_version": "4.8.0"}))
+        }
+        "send_msg" | "send_group_msg" | "send_private_msg" => {
+            let group = p["group_id"].as_i64();
+            let chat = match group {
+                Some(g) => format!("g{g}"),
+                None => format!("u{}", p["user_id"].as_i64().unwrap_or(0)),
+            };
+            if !p["message"].is_array() {
+                return failed(1400, "message must be an array");
+            }
+            let mut memory = script.memory.lock().unwrap();
+            let n = {
+                let n = memory.sent.entry(chat.clone()).or_insert(1000);
+                *n += 1;
+                *n
+            };
+            let id = dialect.message_id(&chat, n);
+            let stored = json!({"message_id": id, "real_id": id, "time": 1_700_000_100, "message_type": if group.is_some() {"group"} else {"private"},
+                                "group_id": group, "sender": {"user_id": script.self_id, "nickname": "ntqq-bot"},
+                                "message": p["message"], "raw_message": cq_of(&p["message"])});
+            memory.messages.insert(id, (chat, stored));
+            ok(json!({"message_id": id}))
+        }
+        "delete_msg" => match p["message_id"].as_i64() {
+            Some(id) if script.memory.lock().unwrap().messages.remove(&id).is_some() => ok(Value::Null),
+            _ => failed(1404, "消息不存在"),
+        },
+        "get_msg" => {
+            match p["message_id"].as_i64().and_then(|id| script.memory.lock().unwrap().messages.get(&id).cloned()) {
+                Some((_, message)) => ok(message),
+                None => failed(1404, "消息不存在"),
+            }
+        }
+        "set_group_kick"
+        | "set_group_ban"
+        | "set_msg_emoji_like"
+        | "set_friend_add_request"
+        | "set_group_add_request" => ok(Value::Null),
+        "get_image" => {
+            let file = p["file"].as_str().unwrap_or("");
+            ok(
+                json!({"file": format!("/data/cache/{file}"), "url": format!("https://multimedia.example/{file}"), "file_name": file, "file_size": "12"}),
+            )
+        }
+        "nc_get_packet_status" if dialect == Dialect::NapCat => ok(Value::Null),
+        _ => failed(1404, "不支持的Api"),
+    }
+}
