@@ -200,6 +200,7 @@ impl Bridge {
                         hub.clone(),
                         limits.clone(),
                         link_metrics,
+                        config.mappings.generic().clone(),
                         watch_rx.clone(),
                     );
                     tasks.spawn(task.instrument(span));

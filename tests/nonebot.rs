@@ -6,35 +6,10 @@
 mod clients;
 mod support;
 
-use std::net::SocketAddr;
-
 use serde_json::{json, Value};
 
 use clients::*;
 use support::*;
-
-/// The nonebot bot, connected to the bridge's v11 forward-WebSocket server at `addr`.
-struct NoneBot {
-    process: ClientProcess,
-    self_id: String,
-}
-
-impl NoneBot {
-    /// Starts the bot and waits until nonebot has accepted the bridge's `lifecycle.connect`
-    /// (its `on_bot_connect` hook prints `CONNECTED <self_id>`): from then on, events reach its
-    /// matchers.
-    async fn start(addr: SocketAddr, token: Option<&str>) -> NoneBot {
-        let script = clients_dir().join("nonebot_bot.py");
-        let urls = json!([format!("ws://{addr}/")]).to_string();
-        let mut envs = vec![("ONEBOT_V11_WS_URLS", urls.as_str())];
-        if let Some(t) = token {
-            envs.push(("ONEBOT_V11_ACCESS_TOKEN", t));
-        }
-        let mut process = ClientProcess::spawn("nonebot", &python(), &[script.to_str().unwrap()], &envs);
-        let self_id = process.wait_line("CONNECTED", START_WAIT).await;
-        NoneBot { process, self_id }
-    }
-}
 
 /// The `send_message` the backend receives for nonebot's reply. Anything else the bridge sends
 /// first (other than its own `get_status`/`get_version`) is a failure.

@@ -8,8 +8,6 @@
 mod clients;
 mod support;
 
-use std::net::SocketAddr;
-
 use onebot_bridge::config::{Config, FileConfig, Overrides, Protocol};
 use onebot_bridge::Bridge;
 use serde_json::{json, Value};
@@ -45,30 +43,13 @@ fn text(t: &str) -> Value {
     json!({"type": "text", "data": {"text": t}})
 }
 
-/// The nonebot bot on the bridge's forward WebSocket.
-struct NoneBot {
-    process: ClientProcess,
-    self_id: String,
-}
-
-impl NoneBot {
-    async fn start(addr: SocketAddr) -> NoneBot {
-        let script = clients_dir().join("nonebot_bot.py");
-        let urls = json!([format!("ws://{addr}/")]).to_string();
-        let mut process =
-            ClientProcess::spawn("nonebot", &python(), &[script.to_str().unwrap()], &[("ONEBOT_V11_WS_URLS", &urls)]);
-        let self_id = process.wait_line("CONNECTED", START_WAIT).await;
-        NoneBot { process, self_id }
-    }
-}
-
 /// A real framework on NapCat: nonebot's `/echo` with a face and a picture comes back to NapCat
 /// as a `send_msg` in NapCat's words, and nonebot only ever saw the bridge's own ids.
 #[tokio::test]
 async fn nonebot_on_napcat_echoes_a_private_message_with_a_picture() {
     let mut napcat = Ntqq::start(Dialect::NapCat, 10001, Some(TOKEN)).await;
     let bridge = bridge_on(&napcat).await;
-    let bot = NoneBot::start(bridge.ws_addrs()[0]).await;
+    let bot = NoneBot::start(bridge.ws_addrs()[0], None).await;
     assert_eq!(bot.self_id, "10001");
 
     let napcat_id = Dialect::NapCat.message_id("u20002", 1);
@@ -246,5 +227,41 @@ async fn napcat_extension_actions_pass_through_with_ids_translated() {
     assert_eq!(unknown["status"], "failed", "{unknown}");
     assert!(unknown["wording"].as_str().unwrap_or_default().contains("不支持的Api"), "{unknown}");
     assert_eq!(napcat.next_action("no_such_napcat_action").await["params"], json!({"x": 1}));
+    bridge.stop().await;
+}
+
+/// NapCat dialling the bridge's reverse WebSocket (Universal, Bearer token, `X-Self-ID`): taken
+/// for v11 by its handshake alone, and a message goes both ways; a split `API` connection is
+/// refused with 400, a wrong token with 403.
+#[tokio::test]
+async fn napcat_dials_the_reverse_websocket_and_is_taken_for_v11_by_its_handshake() {
+    let port = free_port();
+    let o = Overrides {
+        backend_ws_reverse: vec![format!("127.0.0.1:{port}")],
+        backend_token: Some(TOKEN.into()),
+        ws: vec!["127.0.0.1:0".into()],
+        ..Default::default()
+    };
+    let bridge = Bridge::start(Config::resolve(FileConfig::default(), o).unwrap()).await.unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    let refused = Ntqq::dial(Dialect::NapCat, 10001, Some(TOKEN), addr, "API").await.err().expect("API refused");
+    assert!(refused.to_string().contains("400"), "{refused}");
+    let wrong = Ntqq::dial(Dialect::NapCat, 10001, Some("nope"), addr, "Universal").await.err().expect("token refused");
+    assert!(wrong.to_string().contains("403"), "{wrong}");
+
+    let mut napcat = Ntqq::dial(Dialect::NapCat, 10001, Some(TOKEN), addr, "Universal").await.unwrap();
+    let mut bot = bot_on(&bridge).await;
+    let ev = napcat.group_message(30003, 20002, 1, json!([text("over reverse ws")]));
+    napcat.push(ev);
+    let seen = bot.next_event().await;
+    assert_eq!(seen["message"], "over reverse ws");
+    assert_eq!(seen["group_id"], 30003);
+    let answer = bot.call("send_group_msg", json!({"group_id": 30003, "message": "back"})).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    let sent = napcat.next_action("send_msg").await;
+    assert_eq!(sent["params"]["message"], json!([text("back")]));
+    let version = bot.call("get_version_info", json!({})).await;
+    assert_eq!(version["data"]["backend"]["impl"], "NapCat.Onebot", "{version}");
     bridge.stop().await;
 }

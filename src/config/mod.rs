@@ -1150,9 +1150,9 @@ fn resolve_backends(file: &BackendSection, flags: &Overrides) -> Result<Vec<Back
         if l.msgpack {
             return Err(invalid("a backend link with protocol v11 speaks JSON: OneBot v11 has no MessagePack"));
         }
-        if !matches!(l.kind, BackendKind::Ws { .. }) {
+        if matches!(l.kind, BackendKind::Http { .. }) {
             return Err(invalid(
-                "protocol v11 is available on forward WebSocket backend links ([[backend.ws]], --backend-ws) only so far",
+                "protocol v11 is available on WebSocket backend links ([[backend.ws]], [[backend.ws-reverse]]) only so far",
             ));
         }
     }
@@ -1193,7 +1193,12 @@ impl Config {
                 BackendKind::Http { url, webhook: None } => {
                     format!("backend: v12 HTTP {url} ({encoding}), events by get_latest_events polling")
                 }
-                BackendKind::WsReverse { addr } => format!("backend: accept v12 reverse WebSocket on {addr}"),
+                BackendKind::WsReverse { addr } if link.protocol == Protocol::V11 => {
+                    format!("backend: accept v11 reverse WebSocket on {addr} (Universal)")
+                }
+                BackendKind::WsReverse { addr } => {
+                    format!("backend: accept v12 reverse WebSocket on {addr} (v11 too when the handshake says so)")
+                }
             });
         }
         for s in &self.ws_servers {
@@ -1336,7 +1341,7 @@ mod tests {
         assert!(err("", Overrides { backend_msgpack: true, ..v11.clone() }).contains("no MessagePack"));
         assert!(err("[backend]\nprotocol = \"v13\"", flags()).contains("v13"));
         let http = "[[backend.http]]\nurl = \"http://127.0.0.1:5700\"\nprotocol = \"v11\"";
-        assert!(err(http, Overrides { backend_ws: vec![], ..flags() }).contains("forward WebSocket"));
+        assert!(err(http, Overrides { backend_ws: vec![], ..flags() }).contains("WebSocket backend links"));
     }
 
     /// A link speaks what it says, else what `[backend]` or the flag says, else v12.

@@ -202,3 +202,28 @@ pub fn node() -> PathBuf {
     );
     node
 }
+
+/// nonebot2 (`tests/clients/nonebot_bot.py`: the OneBot v11 adapter as a forward-WebSocket client,
+/// with nonebot's builtin `echo` plugin) on a bridge's forward WebSocket at `addr`.
+pub struct NoneBot {
+    pub process: ClientProcess,
+    /// The account nonebot accepted the bridge's `lifecycle.connect` for.
+    pub self_id: String,
+}
+
+impl NoneBot {
+    /// Starts the bot and waits until nonebot has accepted the bridge's `lifecycle.connect`
+    /// (its `on_bot_connect` hook prints `CONNECTED <self_id>`): from then on, events reach its
+    /// matchers.
+    pub async fn start(addr: std::net::SocketAddr, token: Option<&str>) -> NoneBot {
+        let script = clients_dir().join("nonebot_bot.py");
+        let urls = serde_json::json!([format!("ws://{addr}/")]).to_string();
+        let mut envs = vec![("ONEBOT_V11_WS_URLS", urls.as_str())];
+        if let Some(t) = token {
+            envs.push(("ONEBOT_V11_ACCESS_TOKEN", t));
+        }
+        let mut process = ClientProcess::spawn("nonebot", &python(), &[script.to_str().unwrap()], &envs);
+        let self_id = process.wait_line("CONNECTED", START_WAIT).await;
+        NoneBot { process, self_id }
+    }
+}

@@ -1,5 +1,7 @@
-//! A scripted NTQQ OneBot v11 implementation (NapCat, LLBot or Lagrange.OneBot) serving its
-//! forward (Universal) WebSocket, as the bridge's v11 backend links meet them.
+//! A scripted NTQQ OneBot v11 implementation (NapCat, LLBot or Lagrange.OneBot), as the bridge's
+//! v11 backend links meet them: serving its forward WebSocket ([`Ntqq::start`]) or dialling the
+//! bridge's reverse WebSocket ([`Ntqq::dial`], with `X-Client-Role`, `X-Self-ID` and a Bearer
+//! token, as NapCat's reverse-WebSocket client does).
 //!
 //! Modelled on each dialect's documented behaviour (`reference/ecosystem.md` A.11, A.12):
 //! - the handshake: `Authorization: Bearer` or `?access_token=`, 401 without and 403 with a wrong
@@ -129,6 +131,42 @@ impl Ntqq {
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(serve(listener, script.clone()));
         Ntqq { addr, script, requests, task }
+    }
+
+    /// Dials the bridge's reverse WebSocket at `addr` as account `self_id`, in `role`
+    /// (`Universal`, or go-cqhttp's `API` / `Event`).
+    pub async fn dial(
+        dialect: Dialect,
+        self_id: i64,
+        token: Option<&str>,
+        addr: SocketAddr,
+        role: &str,
+    ) -> Result<Ntqq, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::http::HeaderValue;
+        let (tx, requests) = mpsc::unbounded_channel();
+        let script = Arc::new(Script {
+            dialect,
+            self_id,
+            token: None,
+            memory: Mutex::default(),
+            requests: tx,
+            push: Mutex::new(None),
+            connections: AtomicUsize::new(0),
+            clock: AtomicI64::new(1_700_000_000),
+        });
+        let mut req = format!("ws://{addr}/onebot/v11/ws").into_client_request().unwrap();
+        let headers = req.headers_mut();
+        headers.insert("X-Client-Role", HeaderValue::from_str(role).unwrap());
+        headers.insert("X-Self-ID", HeaderValue::from_str(&self_id.to_string()).unwrap());
+        headers.insert("User-Agent", HeaderValue::from_static("OneBot/11"));
+        if let Some(t) = token {
+            headers.insert("Authorization", HeaderValue::from_str(&format!("Bearer {t}")).unwrap());
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+        script.connections.fetch_add(1, Ordering::SeqCst);
+        let task = tokio::spawn(session(ws, script.clone()));
+        Ok(Ntqq { addr, script, requests, task })
     }
 
     pub fn url(&self) -> String {
@@ -286,7 +324,10 @@ async fn serve(listener: TcpListener, script: Arc<Script>) {
     }
 }
 
-async fn session(ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, script: Arc<Script>) {
+async fn session<S>(ws: tokio_tungstenite::WebSocketStream<S>, script: Arc<Script>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     let hello = json!({"time": 1_700_000_000, "self_id": script.self_id, "post_type": "meta_event",

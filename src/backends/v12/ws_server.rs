@@ -1,5 +1,11 @@
-//! v12 reverse WebSocket, bridge as **server**: the implementation dials the bridge
-//! (OneBot Connect "反向 WebSocket"; `reference/onebot-v12.md` §2.4).
+//! Reverse WebSocket, bridge as **server**: the implementation dials the bridge (OneBot Connect
+//! "反向 WebSocket"; `reference/onebot-v12.md` §2.4, and go-cqhttp's reverse WebSocket for v11
+//! implementations such as NapCat).
+//!
+//! A connection speaks v11 when the link is configured `protocol = "v11"`, or when the handshake
+//! says so: no `12.<impl>` subprotocol, and the `X-Client-Role` and `X-Self-ID` headers every v11
+//! implementation sends. v11 connections must be `Universal` (events and actions on one socket,
+//! NapCat's only mode); split `API`/`Event` connections are refused with 400 saying so.
 //!
 //! The access token is checked before the upgrade: **401** when none is presented, **403** when
 //! it is wrong (`Authorization` with any scheme, else `?access_token=`). The path is not checked:
@@ -24,10 +30,13 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tracing::Instrument;
 
-use crate::backends::link::{LinkHandle, LinkId, RecentIds};
+use crate::backends::link::{LinkHandle, LinkId, RecentIds, Wire};
 use crate::backends::socket;
+use crate::backends::v11::edge::Edge;
 use crate::backends::Reports;
 use crate::config::Limits;
+use crate::config::Protocol;
+use crate::core::mapping::Mappings;
 use crate::core::{ImplementationClaim, InfoSource};
 use crate::net::{accept_loop, accept_ws, check_upgrade};
 
@@ -53,6 +62,10 @@ struct Server<R> {
     live: Mutex<Vec<(LinkId, LinkHandle)>>,
     /// The configured link's state every connection reports to.
     metrics: crate::metrics::LinkMetrics,
+    /// What connections speak unless their handshake says v11.
+    protocol: Protocol,
+    /// The tables a v11 connection's edge reads.
+    maps: Arc<Mappings>,
 }
 
 impl<R> Server<R> {
@@ -76,11 +89,12 @@ pub async fn serve<R: Reports>(
     reports: Arc<R>,
     limits: Limits,
     metrics: crate::metrics::LinkMetrics,
+    maps: Arc<Mappings>,
     shutdown: watch::Receiver<bool>,
 ) {
     let grace = limits.shutdown_grace;
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, msgpack = backend.msgpack, "serving v12 reverse WebSocket");
+        tracing::info!(%addr, msgpack = backend.msgpack, protocol = ?backend.protocol, "serving reverse WebSocket");
     }
     let msgpack = backend.msgpack;
     let server = Arc::new(Server {
@@ -91,13 +105,15 @@ pub async fn serve<R: Reports>(
         reports,
         limits,
         metrics,
+        protocol: backend.protocol,
+        maps,
         recent: Mutex::default(),
         live: Mutex::default(),
     });
     let watch = shutdown.clone();
-    accept_loop(listener, MAX_CONNECTIONS, grace, shutdown, "v12 reverse WebSocket", move |stream, peer| {
+    accept_loop(listener, MAX_CONNECTIONS, grace, shutdown, "backend reverse WebSocket", move |stream, peer| {
         let span = tracing::info_span!(
-            "v12_ws_reverse",
+            "backend_ws_reverse",
             %peer,
             link = tracing::field::Empty,
             implementation = tracing::field::Empty
@@ -114,6 +130,10 @@ struct Handshake {
     protocol: Option<String>,
     implementation: String,
     onebot_version: String,
+    /// The connection speaks OneBot v11.
+    v11: bool,
+    /// A v11 connection's `X-Self-ID`.
+    self_id: String,
 }
 
 /// Picks the subprotocol to echo from an offer such as `12.walle-q` (or a list of them): the
@@ -130,6 +150,7 @@ fn pick_protocol(offer: &str) -> Option<(String, Option<String>)> {
 async fn connection<R: Reports>(stream: TcpStream, server: Arc<Server<R>>, mut shutdown: watch::Receiver<bool>) {
     let mut hs = Handshake::default();
     let expected = server.token.clone();
+    let protocol = server.protocol;
     // The error type is tungstenite's own; its size is not ours to choose.
     #[allow(clippy::result_large_err)]
     let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
@@ -150,15 +171,36 @@ async fn connection<R: Reports>(stream: TcpStream, server: Arc<Server<R>>, mut s
             hs.implementation = header("x-impl").unwrap_or_default().trim().to_owned();
             hs.onebot_version = header("x-onebot-version").unwrap_or_default().trim().to_owned();
         }
+        let role = header("x-client-role").map(str::trim).unwrap_or_default();
+        hs.self_id = header("x-self-id").unwrap_or_default().trim().to_owned();
+        let says_v12 = hs.onebot_version == "12";
+        hs.v11 = protocol == Protocol::V11 || (!says_v12 && !role.is_empty() && !hs.self_id.is_empty());
+        if hs.v11 && !role.is_empty() && !role.eq_ignore_ascii_case("universal") {
+            let mut refused = ErrorResponse::new(Some(format!(
+                "X-Client-Role {role}: this reverse WebSocket takes Universal connections only (events and actions on one socket)\n"
+            )));
+            *refused.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::BAD_REQUEST;
+            return Err(refused);
+        }
         tracing::debug!(user_agent = header("user-agent").unwrap_or(""), path = %req.uri().path(), "implementation dialled in");
         Ok(resp)
     };
     let Some(ws) = accept_ws(stream, callback, server.limits.max_message).await else { return };
 
     let reports = &server.reports;
+    let wire = if hs.v11 {
+        Wire::V11(Arc::new(Edge::new(server.maps.clone())))
+    } else {
+        Wire::V12 { msgpack: server.msgpack }
+    };
     let (link, mut outgoing) =
-        LinkHandle::new(reports.new_link_id(), server.limits.request_queue, server.action_timeout, server.msgpack);
+        LinkHandle::socket(reports.new_link_id(), server.limits.request_queue, server.action_timeout, wire);
     link.observe(server.metrics.clone());
+    if hs.v11 {
+        // Known as v11 from the start, so it gets a v11 profile before the implementation names itself.
+        let claim = ImplementationClaim { onebot_version: "11".into(), ..Default::default() };
+        reports.learn(link.id, claim, InfoSource::Headers);
+    }
     let span = tracing::Span::current();
     span.record("link", link.id);
     span.record("implementation", hs.implementation.as_str());
@@ -173,7 +215,12 @@ async fn connection<R: Reports>(stream: TcpStream, server: Arc<Server<R>>, mut s
     if let Some(profile) = &server.profile {
         reports.force_profile(link.id, profile.clone());
     }
-    tracing::info!(protocol = hs.protocol.as_deref().unwrap_or(""), "implementation connected");
+    tracing::info!(
+        protocol = hs.protocol.as_deref().unwrap_or(""),
+        onebot = if hs.v11 { "v11" } else { "v12" },
+        self_id = %hs.self_id,
+        "implementation connected"
+    );
     server.live().push((link.id, link.clone()));
     let recent = server.recent_for(&hs.implementation);
 
