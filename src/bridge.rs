@@ -193,16 +193,14 @@ impl Bridge {
                 }
                 (BackendKind::WsReverse { addr }, Some(listener)) => {
                     let span = tracing::info_span!("backend_ws_reverse", %addr);
-                    let task = crate::backends::v12::ws_server::serve(
-                        listener,
-                        backend.clone(),
-                        config.action_timeout,
-                        hub.clone(),
-                        limits.clone(),
-                        link_metrics,
-                        config.mappings.generic().clone(),
-                        watch_rx.clone(),
-                    );
+                    let setup = crate::backends::v12::ws_server::Setup {
+                        backend: backend.clone(),
+                        action_timeout: config.action_timeout,
+                        limits: limits.clone(),
+                        metrics: link_metrics,
+                        maps: config.mappings.generic().clone(),
+                    };
+                    let task = crate::backends::v12::ws_server::serve(listener, setup, hub.clone(), watch_rx.clone());
                     tasks.spawn(task.instrument(span));
                 }
                 (BackendKind::WsReverse { .. }, None) => {}

@@ -80,18 +80,22 @@ impl<R> Server<R> {
     }
 }
 
+/// What a reverse-WebSocket server is configured with.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub backend: crate::config::BackendLink,
+    pub action_timeout: Duration,
+    pub limits: Limits,
+    /// The configured link's state every connection reports to.
+    pub metrics: crate::metrics::LinkMetrics,
+    /// The tables a v11 connection's edge reads.
+    pub maps: Arc<Mappings>,
+}
+
 /// Accepts implementation connections until `shutdown`, then closes them (Close frame 1001) and
 /// waits for them within the grace period.
-pub async fn serve<R: Reports>(
-    listener: TcpListener,
-    backend: crate::config::BackendLink,
-    action_timeout: Duration,
-    reports: Arc<R>,
-    limits: Limits,
-    metrics: crate::metrics::LinkMetrics,
-    maps: Arc<Mappings>,
-    shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve<R: Reports>(listener: TcpListener, setup: Setup, reports: Arc<R>, shutdown: watch::Receiver<bool>) {
+    let Setup { backend, action_timeout, limits, metrics, maps } = setup;
     let grace = limits.shutdown_grace;
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, msgpack = backend.msgpack, protocol = ?backend.protocol, "serving reverse WebSocket");
