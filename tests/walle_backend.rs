@@ -25,6 +25,7 @@
 //! `Value::Bytes` gives an array of numbers, not base64 (its serialiser picks text by sniffing
 //! the type name `&mut serde_json…`).
 
+mod clients;
 mod support;
 
 use std::collections::HashMap;
@@ -56,7 +57,7 @@ use walle_core::structs::{Bot as WalleBot, Selft, Status, Version};
 use walle_core::util::{OneBotBytes, Value, ValueMap};
 use walle_core::{ActionHandler, EventHandler, GenStatus, OneBot, WalleResult};
 
-use onebot_bridge::config::{Config, FileConfig, Overrides};
+use onebot_bridge::config::{Config, FileConfig, Overrides, Protocol};
 use onebot_bridge::hub::Selection;
 use onebot_bridge::Bridge;
 use support::{free_port, Bot, WAIT};
@@ -1368,5 +1369,107 @@ async fn walle_qs_friend_request_is_answered_through_set_new_friend_and_its_ban_
 
     bot.close().await;
     bridge.stop().await;
+    walle.stop().await;
+}
+
+// ---- a chain: one bridge as the v11 backend of another ----
+
+/// The next action walle got with this name, skipping the others.
+async fn next_named(walle: &mut Walle, action: &str) -> Json {
+    loop {
+        let a = walle.next_action().await;
+        if a["action"] == action {
+            return a;
+        }
+    }
+}
+
+/// A chain through a v11 implementation no test script wrote: walle-core (v12) ⇄ bridge A, whose
+/// go-cqhttp face is the v11 backend of bridge B (`protocol = "v11"`, A's token) ⇄ nonebot2 and a
+/// scripted bot on B. A message with a picture goes walle → A → B → nonebot, nonebot's echo comes
+/// back to walle with the picture; B answers `get_msg` from its own store and runs a quick
+/// operation as explicit actions that reach walle with walle's own ids.
+#[tokio::test]
+async fn a_bridge_serves_as_the_v11_backend_of_another_bridge_end_to_end() {
+    let mut walle = Walle::start(None, None).await;
+    let a = bridge_to(&walle, None, |o| {
+        o.access_token = Some("a-token".into());
+        o.http = vec!["127.0.0.1:0".into()];
+    })
+    .await;
+    let o = Overrides {
+        backend_ws: vec![format!("ws://{}/", a.ws_addrs()[0])],
+        backend_protocol: Some(Protocol::V11),
+        backend_token: Some("a-token".into()),
+        ws: vec!["127.0.0.1:0".into()],
+        ..Default::default()
+    };
+    let b = Bridge::start(Config::resolve(FileConfig::default(), o).unwrap()).await.unwrap();
+    let mut bot = bot_on(&b).await;
+    let nonebot = clients::NoneBot::start(b.ws_addrs()[0], None).await;
+    assert_eq!(nonebot.self_id, ACCOUNT);
+
+    let pic = picture(4000, 7);
+    walle.store.lock().unwrap().files.insert("walle-pic-1".into(), ("cat.png".into(), Kept::Bytes(pic.clone())));
+    let message =
+        json!([{"type": "text", "data": {"text": "/echo hi "}}, {"type": "image", "data": {"file_id": "walle-pic-1"}}]);
+    walle
+        .push(message_event(
+            "chain-ev-1",
+            "private",
+            json!({"message_id": "wm-chain-1", "user_id": "20002", "message": message, "alt_message": "/echo hi [image]"}),
+        ))
+        .await;
+
+    // The scripted bot on B sees B's own id and a picture URL (A's) it can fetch.
+    let ev = bot.next_event().await;
+    assert_eq!((ev["user_id"].clone(), ev["message_type"].clone()), (json!(20002), json!("private")), "{ev}");
+    let b_id = ev["message_id"].as_i64().unwrap();
+    assert!(b_id > 0, "{ev}");
+    let url = cq_image_url(ev["message"].as_str().unwrap());
+    assert!(url.contains("/files/"), "A's own URL: {url}");
+    let (status, body) = http_get(&url).await;
+    assert_eq!(status, 200);
+    assert!(body == pic, "the picture, through both bridges: {} bytes", body.len());
+
+    // nonebot's echo reaches walle as a send_message with the text and the picture, uploaded to
+    // walle by its URL.
+    let sent = next_named(&mut walle, "send_message").await;
+    assert_eq!(sent["params"]["detail_type"], "private", "{sent}");
+    assert_eq!(sent["params"]["user_id"], "20002");
+    let echoed = &sent["params"]["message"];
+    assert_eq!(echoed[0], json!({"type": "text", "data": {"text": "hi "}}), "{echoed}");
+    let ids = image_file_ids(echoed);
+    assert_eq!(ids.len(), 1, "{echoed}");
+    assert!(
+        matches!(walle.file(&ids[0]), Some((_, Kept::Url(u))) if u.contains("/files/")),
+        "{:?}",
+        walle.file(&ids[0])
+    );
+
+    // get_msg on B: its own store.
+    let got = bot.call("get_msg", json!({"message_id": b_id})).await;
+    assert_eq!(got["status"], "ok", "{got}");
+    assert!(got["data"]["message"].as_str().unwrap().starts_with("/echo hi "), "{got}");
+
+    // A quick operation on a group message at B: the reply, then the delete, reach walle, the
+    // delete with walle's own message id.
+    let group = json!({"message_id": "wm-chain-2", "group_id": "30003", "user_id": "20002", "message": text("spam"), "alt_message": "spam"});
+    walle.push(message_event("chain-ev-2", "group", group)).await;
+    let ev = bot.next_event().await;
+    assert_eq!(ev["group_id"], 30003, "{ev}");
+    let op = json!({"reply": "bye", "at_sender": false, "delete": true});
+    let answer = bot.call(".handle_quick_operation", json!({"context": ev, "operation": op})).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    let reply = next_named(&mut walle, "send_message").await;
+    assert_eq!(reply["params"]["group_id"], "30003", "{reply}");
+    assert_eq!(reply["params"]["message"], json!([{"type": "text", "data": {"text": "bye"}}]), "{reply}");
+    let delete = next_named(&mut walle, "delete_message").await;
+    assert_eq!(delete["params"]["message_id"], "wm-chain-2", "{delete}");
+
+    drop(nonebot);
+    bot.close().await;
+    b.stop().await;
+    a.stop().await;
     walle.stop().await;
 }
