@@ -265,3 +265,73 @@ async fn napcat_dials_the_reverse_websocket_and_is_taken_for_v11_by_its_handshak
     assert_eq!(version["data"]["backend"]["impl"], "NapCat.Onebot", "{version}");
     bridge.stop().await;
 }
+
+/// Both sides restart: NapCat (its ids forgotten) and the bridge by SIGKILL. Every id a bot was
+/// given still resolves to its message, a message NapCat sends again keeps its id, and nothing
+/// from before is delivered again.
+#[tokio::test]
+async fn ids_survive_a_sigkill_of_the_bridge_and_a_restart_of_napcat() {
+    let data = std::env::temp_dir().join(format!("ob-ntqq-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut napcat = Ntqq::start(Dialect::NapCat, 10001, Some(TOKEN)).await;
+    let start = |napcat_url: String, data: std::path::PathBuf| async move {
+        let port = free_port();
+        let ws = format!("127.0.0.1:{port}");
+        let data = data.to_string_lossy().into_owned();
+        let args = [
+            "--backend-ws",
+            &napcat_url,
+            "--backend-protocol",
+            "v11",
+            "--backend-token",
+            TOKEN,
+            "--ws",
+            &ws,
+            "--data-dir",
+            &data,
+        ];
+        let child = spawn_bridge(&args[..]);
+        let bot = Bot::connect_when_up(ws.parse().unwrap()).await;
+        (child, bot)
+    };
+
+    let (mut bridge, mut bot) = start(napcat.url(), data.clone()).await;
+    napcat.wait_connected().await;
+    let mut given = Vec::new();
+    for n in 1..=30 {
+        let ev = napcat.group_message(30003, 20000 + n, n, json!([text(&format!("message {n}"))]));
+        let napcat_id = ev["message_id"].clone();
+        napcat.push(ev);
+        let seen = bot.next_event().await;
+        assert_eq!(seen["message"], format!("message {n}"));
+        given.push((seen["message_id"].as_i64().unwrap(), napcat_id, n));
+    }
+    let mut ids: Vec<i64> = given.iter().map(|g| g.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 30, "distinct ids");
+
+    bridge.0.kill().unwrap();
+    bridge.0.wait().unwrap();
+    drop(bot);
+    napcat.restart().await;
+
+    let (_bridge, mut bot) = start(napcat.url(), data.clone()).await;
+    napcat.wait_connected().await;
+    for (id, _, n) in &given {
+        let got = bot.call("get_msg", json!({"message_id": id})).await;
+        assert_eq!(got["data"]["message"], format!("message {n}"), "{got}");
+        assert_eq!(got["data"]["sender"]["user_id"], 20000 + n);
+    }
+    // NapCat sends its 7th message again (same id, same chat): the same bridge id, and it is the
+    // only event the bot gets — nothing from before the kill comes again.
+    let again = napcat.group_message(30003, 20007, 7, json!([text("message 7")]));
+    napcat.push(again);
+    let seen = bot.next_event().await;
+    assert_eq!(seen["message_id"], given[6].0, "{seen}");
+    // delete_msg reaches NapCat with its own id.
+    let deleted = bot.call("delete_msg", json!({"message_id": given[6].0})).await;
+    assert_eq!(deleted["status"], "ok", "{deleted}");
+    assert_eq!(napcat.next_action("delete_msg").await["params"]["message_id"], given[6].1);
+    let _ = std::fs::remove_dir_all(&data);
+}
