@@ -105,6 +105,11 @@ fn cq_inputs() -> Vec<(&'static str, String)> {
 /// A typical v12 message event from `user_id`: text with characters CQ escapes, a mention, a
 /// face extension and an image. `group_id` makes it a group message.
 fn message_event(user_id: &str, group_id: Option<&str>) -> Event {
+    Event::from_value(message_event_value(user_id, group_id)).expect("valid v12 message event")
+}
+
+/// [`message_event`] as the JSON value a v12 link decodes.
+fn message_event_value(user_id: &str, group_id: Option<&str>) -> Value {
     let mut ev = json!({
         "id": "b6e65187-5ac0-489c-b431-53078e9d2bbb",
         "time": 1632847927.599013,
@@ -129,7 +134,7 @@ fn message_event(user_id: &str, group_id: Option<&str>) -> Event {
         ev["group_id"] = group_id.into();
         ev["user_card"] = "产品-Alice".into();
     }
-    Event::from_value(ev).expect("valid v12 message event")
+    ev
 }
 
 fn group_recall_event() -> Event {
@@ -334,5 +339,58 @@ fn ids(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, cq, events, actions, ids);
+/// The same group message as [`message_event`], as NapCat sends it over a v11 link.
+fn napcat_group_message() -> serde_json::Map<String, Value> {
+    let ev = json!({
+        "self_id": 123234, "user_id": 10001, "time": 1632847927, "message_id": 1_938_465_012,
+        "message_seq": 1_938_465_012, "real_id": 1_938_465_012, "message_type": "group", "sub_type": "normal",
+        "sender": {"user_id": 10001, "nickname": "Alice", "card": "产品-Alice", "role": "member"},
+        "raw_message": "早上好 [CQ:at,qq=10002] 会议改到 3 点 &#91;重要&#93;, 记得带电脑 &amp; 充电器[CQ:face,id=14][CQ:image,file=E30F9684.jpg]",
+        "font": 14, "group_id": 987654, "post_type": "message", "message_format": "array",
+        "message": [
+            {"type": "text", "data": {"text": "早上好 "}},
+            {"type": "at", "data": {"qq": "10002"}},
+            {"type": "text", "data": {"text": " 会议改到 3 点 [重要], 记得带电脑 & 充电器"}},
+            {"type": "face", "data": {"id": "14"}},
+            {"type": "image", "data": {"file": "E30F9684.jpg", "url": "https://multimedia.nt.qq.com.cn/download?id=E30F9684"}},
+        ],
+    });
+    let Value::Object(map) = ev else { unreachable!() };
+    map
+}
+
+/// What a v11 link adds: reading NapCat's event as v12 at the edge, beside reading a v12 event
+/// (what a v12 link does in its place), and the v12 path of a new message for scale.
+fn v11_link(c: &mut Criterion) {
+    use onebot_bridge::backends::v11::edge::Edge;
+    let mut group = c.benchmark_group("v11_link");
+    group.throughput(Throughput::Elements(1));
+    let edge = Edge::new(mappings().generic().clone());
+    let napcat = napcat_group_message();
+    assert!(edge.event(napcat.clone()).expect("reads").is_some());
+    group.bench_function("edge_reads_group_message", |b| {
+        bench_owned_inputs(b, |_| napcat.clone(), |_, _, m| edge.event(m))
+    });
+    let v12_value = message_event_value("10001", Some("987654"));
+    group.bench_function("v12_link_reads_group_message", |b| {
+        bench_owned_inputs(b, |_| v12_value.clone(), |_, _, v| Event::from_value(v))
+    });
+    // The core's translation of what the edge read, a new message id assigned each time.
+    let fresh = |i: u64| {
+        let mut m = napcat_group_message();
+        m.insert("message_id".into(), (i as i64 & 0x7fff_ffff).into());
+        m
+    };
+    group.bench_function("group_message/new_id_to_json", |b| {
+        let backend = Backend::default();
+        bench_owned_inputs(b, fresh, |core, account, m| {
+            let ev = edge.event(m).expect("reads").expect("not meta");
+            let v11 = block_on(core.to_v11_event(ctx(account), &ev, NOW, &backend)).expect("translates");
+            v11.expect("not a meta event").to_json(PostFormat::String)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, cq, events, actions, ids, v11_link);
 criterion_main!(benches);

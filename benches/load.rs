@@ -1,8 +1,9 @@
 //! End-to-end load run over real sockets, with a yardstick. Every figure is measured for the
 //! bridge in its default configuration (ids in the disk store, in a scratch `--data-dir`), for
-//! the bridge with `--ephemeral`, and for a bare WebSocket relay that translates nothing
-//! (`load/relay.rs`), in the same run: the same generator, bot client and messages, the three
-//! alternating. Rates, CPU and latencies are the median of three runs (memory, the long run and
+//! the bridge with `--ephemeral`, for the bridge with `--ephemeral` on a OneBot v11 link (the
+//! generator speaking as NapCat: the same messages in v11, converted at the link's edge), and for
+//! a bare WebSocket relay that translates nothing (`load/relay.rs`), in the same run: the same
+//! generator, bot client and messages, the four alternating. Rates, CPU and latencies are the median of three runs (memory, the long run and
 //! the no-stall run are one run each); the table gives bridge/relay ratios.
 //!
 //! The bridge (the release binary) and the relay run as child processes, so their CPU time and
@@ -139,13 +140,16 @@ struct Figures {
     no_stall: Option<EventOutcome>,
 }
 
+/// Targets measured, one column each.
+const TARGETS: usize = Target::ALL.len();
+
 struct Report {
-    figures: [Figures; 3],
+    figures: [Figures; TARGETS],
     notes: Vec<String>,
 }
 
 async fn measure(sizes: &Sizes) -> Report {
-    let mut figures: [Figures; 3] = Default::default();
+    let mut figures: [Figures; TARGETS] = Default::default();
     let mut notes = Vec::new();
     let at = |target: Target| Target::ALL.iter().position(|&t| t == target).expect("a target");
 
@@ -341,27 +345,32 @@ fn median(values: &[f64]) -> Option<f64> {
 /// One line of the table: a value per target, and what it says.
 struct Row {
     label: String,
-    values: [Option<f64>; 3],
-    text: [String; 3],
+    values: [Option<f64>; TARGETS],
+    text: [String; TARGETS],
+}
+
+/// The relay's column: the yardstick every ratio divides by.
+fn relay_column() -> usize {
+    Target::ALL.iter().position(|&t| t == Target::Relay).expect("the relay is measured")
 }
 
 impl Row {
-    fn new(label: impl Into<String>, values: [Option<f64>; 3], unit: impl Fn(f64) -> String) -> Row {
+    fn new(label: impl Into<String>, values: [Option<f64>; TARGETS], unit: impl Fn(f64) -> String) -> Row {
         let text = values.map(|v| v.map(&unit).unwrap_or_else(|| "-".to_owned()));
         Row { label: label.into(), values, text }
     }
 
     fn of(
         label: impl Into<String>,
-        figures: &[Figures; 3],
+        figures: &[Figures; TARGETS],
         pick: impl Fn(&Figures) -> Option<f64>,
         unit: impl Fn(f64) -> String,
     ) -> Row {
-        Row::new(label, [pick(&figures[0]), pick(&figures[1]), pick(&figures[2])], unit)
+        Row::new(label, std::array::from_fn(|i| pick(&figures[i])), unit)
     }
 
     fn ratio(&self, i: usize) -> String {
-        match (self.values[i], self.values[2]) {
+        match (self.values[i], self.values[relay_column()]) {
             (Some(v), Some(relay)) if relay > 0.0 => format!("{:.2}", v / relay),
             _ => "-".to_owned(),
         }
@@ -391,7 +400,7 @@ impl Report {
             Row::of("  after it: RSS now (VmRSS)", f, |x| Some(mib(x.long.rss_kib)), in_mib),
         ];
         let no_stall: Vec<&EventOutcome> = f.iter().filter_map(|x| x.no_stall.as_ref()).collect();
-        if no_stall.len() == 3 {
+        if no_stall.len() == TARGETS {
             let mut time = Row::of(
                 format!("no stall: {} distinct images, time", sizes.no_stall_events),
                 f,
@@ -414,26 +423,28 @@ impl Report {
         }
 
         let width = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(0);
-        let column = rows.iter().flat_map(|r| r.text.iter().map(|t| t.chars().count())).max().unwrap_or(0).max(20);
+        let column = rows.iter().flat_map(|r| r.text.iter().map(|t| t.chars().count())).max().unwrap_or(0).max(23);
+        let bridges: Vec<usize> = (0..TARGETS).filter(|&i| i != relay_column()).collect();
+        let mut header = format!("{:<width$}", "scenario");
+        for t in Target::ALL {
+            header.push_str(&format!(" | {:>column$}", t.name()));
+        }
+        let ratio_names: Vec<String> = bridges.iter().map(|&i| format!("{}/relay", Target::ALL[i].label())).collect();
+        for name in &ratio_names {
+            header.push_str(&format!(" | {name}"));
+        }
         println!();
-        println!(
-            "{:<width$} | {:>column$} | {:>column$} | {:>column$} | disk/relay | eph/relay",
-            "scenario",
-            Target::Disk.name(),
-            Target::Ephemeral.name(),
-            Target::Relay.name()
-        );
-        println!("{}", "-".repeat(width + 3 * (column + 3) + 27));
+        println!("{header}");
+        println!("{}", "-".repeat(header.chars().count()));
         for r in &rows {
-            println!(
-                "{:<width$} | {:>column$} | {:>column$} | {:>column$} | {:>10} | {:>9}",
-                r.label,
-                r.text[0],
-                r.text[1],
-                r.text[2],
-                r.ratio(0),
-                r.ratio(1)
-            );
+            let mut line = format!("{:<width$}", r.label);
+            for text in &r.text {
+                line.push_str(&format!(" | {text:>column$}"));
+            }
+            for (&i, name) in bridges.iter().zip(&ratio_names) {
+                line.push_str(&format!(" | {:>w$}", r.ratio(i), w = name.len()));
+            }
+            println!("{line}");
         }
         for note in &self.notes {
             println!("note: {note}");

@@ -25,11 +25,17 @@ const CONNECT: &str = r#"{"id":"c1","time":0,"type":"meta","detail_type":"connec
 const STATUS_UPDATE: &str = r#"{"id":"s1","time":0,"type":"meta","detail_type":"status_update","sub_type":"","status":{"good":true,"bots":[{"self":{"platform":"qq","user_id":"10001"},"online":true}]}}"#;
 const STATUS: &str = r#"{"good":true,"bots":[{"self":{"platform":"qq","user_id":"10001"},"online":true}]}"#;
 const VERSION: &str = r#"{"impl":"bench","version":"1","onebot_version":"12"}"#;
+/// What a OneBot v11 implementation (NapCat) says first on a new connection.
+const LIFECYCLE_V11: &str =
+    r#"{"time":0,"self_id":10001,"post_type":"meta_event","meta_event_type":"lifecycle","sub_type":"connect"}"#;
+const LOGIN_V11: &str = r#"{"user_id":10001,"nickname":"bench"}"#;
+const VERSION_V11: &str = r#"{"app_name":"NapCat.Onebot","app_version":"bench","protocol_version":"v11"}"#;
 /// Events queued for one link's writer; a full queue makes the pusher wait (backpressure).
 const LINK_QUEUE: usize = 1024;
 
-/// The v12 side: a forward-WebSocket server. Every connection is a link; links stay listed in
-/// the order they came (closed ones included), so a run picks the ones made after a mark.
+/// The backend: a forward-WebSocket server speaking OneBot v12, or v11 as NapCat does. Every
+/// connection is a link; links stay listed in the order they came (closed ones included), so a
+/// run picks the ones made after a mark.
 pub struct Generator {
     url: String,
     shared: Arc<Shared>,
@@ -38,6 +44,8 @@ pub struct Generator {
 
 #[derive(Default)]
 struct Shared {
+    /// Speaks OneBot v11 (NapCat) instead of v12.
+    v11: bool,
     links: Mutex<Vec<Link>>,
     /// `get_file` requests answered.
     get_file: AtomicUsize,
@@ -59,10 +67,12 @@ impl Link {
 }
 
 impl Generator {
-    pub async fn start() -> Generator {
+    /// `v11`: speak OneBot v11 as NapCat does (its lifecycle event, `get_login_info`,
+    /// `get_version_info`, `send_msg`), for the bridge's v11 links.
+    pub async fn start(v11: bool) -> Generator {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("generator listens");
         let url = format!("ws://{}/", listener.local_addr().expect("generator address"));
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared { v11, ..Shared::default() });
         let for_accept = shared.clone();
         // Runs until the generator is dropped.
         let accept = tokio::spawn(async move {
@@ -126,8 +136,9 @@ async fn serve_link(stream: TcpStream, shared: Arc<Shared>) {
     let (answers_tx, mut answers) = mpsc::channel::<Message>(64);
     // Listed before the announcement, so whoever sees the announcement finds the link.
     shared.links.lock().unwrap_or_else(|p| p.into_inner()).push(Link { events: events_tx });
-    for hello in [CONNECT, STATUS_UPDATE] {
-        if sink.feed(Message::text(hello)).await.is_err() {
+    let hellos: &[&str] = if shared.v11 { &[LIFECYCLE_V11] } else { &[CONNECT, STATUS_UPDATE] };
+    for hello in hellos {
+        if sink.feed(Message::text(*hello)).await.is_err() {
             return;
         }
     }
@@ -183,6 +194,13 @@ fn answer(shared: &Shared, text: &str) -> Option<String> {
             let id = shared.sent.fetch_add(1, Ordering::Relaxed);
             Some(format!(r#"{{"message_id":"sent-{id}","time":{}}}"#, unix_now()))
         }
+        // A v11 implementation's own words (the bridge's v11 links).
+        "get_login_info" => Some(LOGIN_V11.to_owned()),
+        "get_version_info" => Some(VERSION_V11.to_owned()),
+        "send_msg" => {
+            let id = shared.sent.fetch_add(1, Ordering::Relaxed);
+            Some(format!(r#"{{"message_id":{}}}"#, id % (i32::MAX as u64)))
+        }
         _ => None,
     };
     Some(match data {
@@ -220,6 +238,40 @@ pub fn event_frames(tag: &str, n: usize, file_id: impl Fn(usize) -> String) -> V
                 tag = tag,
                 i = i,
                 now = now,
+                previous = previous,
+                file_id = file_id,
+            )
+            .into()
+        })
+        .collect()
+}
+
+/// The same `n` group messages as [`event_frames`], as a OneBot v11 implementation (NapCat)
+/// sends them: integer ids, `sender`, `raw_message`, array format, the picture's `url` given.
+pub fn event_frames_v11(tag: &str, n: usize, file_id: impl Fn(usize) -> String) -> Vec<Utf8Bytes> {
+    let now = unix_now() as u64;
+    // Message ids distinct across the runs one process sees.
+    let base = tag.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)) % 1_000 * 1_000_000;
+    (0..n)
+        .map(|i| {
+            let id = base + i as u64;
+            let previous = base + i.saturating_sub(1) as u64;
+            let file_id = file_id(i);
+            format!(
+                concat!(
+                    r#"{{"self_id":10001,"user_id":20002,"time":{now},"message_id":{id},"message_seq":{id},"#,
+                    r#""real_id":{id},"message_type":"group","sub_type":"normal","#,
+                    r#""sender":{{"user_id":20002,"nickname":"Alice","card":"","role":"member"}},"#,
+                    r#""raw_message":"[CQ:reply,id={previous}]seq={i}; hello &#91;world&#93; &amp; friends[CQ:at,qq=10001][CQ:image,file={file_id}]","#,
+                    r#""font":14,"group_id":30003,"post_type":"message","message_format":"array","message":["#,
+                    r#"{{"type":"reply","data":{{"id":"{previous}"}}}},"#,
+                    r#"{{"type":"text","data":{{"text":"seq={i}; hello [world] & friends"}}}},"#,
+                    r#"{{"type":"at","data":{{"qq":"10001"}}}},"#,
+                    r#"{{"type":"image","data":{{"file":"{file_id}","url":"http://127.0.0.1:1/f/{file_id}"}}}}]}}"#
+                ),
+                now = now,
+                id = id,
+                i = i,
                 previous = previous,
                 file_id = file_id,
             )

@@ -12,7 +12,7 @@ use futures_util::{stream, SinkExt, StreamExt};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::peers::{connect, event_frames, first_frame, receive, Generator, Tracker};
+use crate::peers::{connect, event_frames, event_frames_v11, first_frame, receive, Generator, Tracker};
 use crate::process::{free_port, scratch_dir, Child, Memory};
 use crate::relay;
 
@@ -27,25 +27,31 @@ pub enum Target {
     Disk,
     /// The bridge with `--ephemeral`: ids in memory only.
     Ephemeral,
+    /// The bridge with `--ephemeral` on a OneBot v11 link (the generator speaks as NapCat): the
+    /// v12 path's figures plus the link's conversion at its edge.
+    V11,
     /// The bare relay.
     Relay,
 }
 
 impl Target {
-    pub const ALL: [Target; 3] = [Target::Disk, Target::Ephemeral, Target::Relay];
+    pub const ALL: [Target; 4] = [Target::Disk, Target::Ephemeral, Target::V11, Target::Relay];
 
     pub fn name(self) -> &'static str {
         match self {
             Target::Disk => "bridge (disk)",
             Target::Ephemeral => "bridge (--ephemeral)",
+            Target::V11 => "bridge (v11 link, eph.)",
             Target::Relay => "relay",
         }
     }
 
-    fn label(self) -> &'static str {
+    /// A short name for the table's ratio columns and scratch directories.
+    pub fn label(self) -> &'static str {
         match self {
             Target::Disk => "disk",
             Target::Ephemeral => "ephemeral",
+            Target::V11 => "v11",
             Target::Relay => "relay",
         }
     }
@@ -159,7 +165,7 @@ pub struct Peer {
 impl Peer {
     /// Starts the process under test; back once a bot on `/` is served end to end.
     pub async fn start(target: Target) -> Peer {
-        let generator = Generator::start().await;
+        let generator = Generator::start(target == Target::V11).await;
         let port = free_port();
         let dir = scratch_dir(target.label());
         let cmd = match target {
@@ -168,14 +174,17 @@ impl Peer {
                 cmd.env(relay::ENV, format!("{port},{}", generator.url())).stdin(Stdio::piped());
                 cmd
             }
-            Target::Disk | Target::Ephemeral => {
+            Target::Disk | Target::Ephemeral | Target::V11 => {
                 let mut cmd = Command::new(env!("CARGO_BIN_EXE_onebot-bridge"));
                 cmd.args(["--backend-ws", generator.url(), "--ws", &format!("127.0.0.1:{port}")])
                     .arg("--data-dir")
                     .arg(dir.join("data"))
                     .args(["--heartbeat-interval", "0", "--log", "warn"]);
-                if target == Target::Ephemeral {
+                if target != Target::Disk {
                     cmd.arg("--ephemeral");
+                }
+                if target == Target::V11 {
+                    cmd.args(["--backend-protocol", "v11"]);
                 }
                 cmd
             }
@@ -214,16 +223,21 @@ impl Peer {
 
     pub async fn events(&self, run: &EventRun) -> EventOutcome {
         let tag = run.tag;
-        let frames = event_frames(tag, run.n, |i| match run.images {
+        let file_id = |i| match run.images {
             Images::Shared => "img-shared".to_owned(),
             Images::Distinct => format!("img-{tag}-{i}"),
-        });
+        };
+        let frames = if self.target == Target::V11 {
+            event_frames_v11(tag, run.n, file_id)
+        } else {
+            event_frames(tag, run.n, file_id)
+        };
         let mark = self.generator.mark();
         let bots = self.bots(run.bots).await;
         // The relay dials the generator once per bot; the bridge once in all, and fans out.
         let links = match self.target {
             Target::Relay => self.generator.links_after(mark, run.bots).await,
-            Target::Disk | Target::Ephemeral => vec![self.generator.latest().await],
+            Target::Disk | Target::Ephemeral | Target::V11 => vec![self.generator.latest().await],
         };
         let tracker = Arc::new(Tracker::new(run.n, run.bots, run.window.unwrap_or(0)));
         let mut readers = JoinSet::new();
