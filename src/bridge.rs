@@ -176,8 +176,13 @@ impl Bridge {
                     tasks.spawn(task.instrument(span));
                 }
                 (BackendKind::Http { url, .. }, webhook) => {
-                    let caller =
+                    let mut caller =
                         HttpCaller::new(url.clone(), token.clone(), backend.msgpack, limits.max_message, tls.clone());
+                    if backend.protocol == Protocol::V11 {
+                        let claim = ImplementationClaim { onebot_version: "11".into(), ..Default::default() };
+                        hub.learn_backend(id, claim, InfoSource::Headers);
+                        caller = caller.speaking_v11(Arc::new(Edge::new(config.mappings.generic().clone())));
+                    }
                     let link = LinkHandle::http(id, config.action_timeout, caller);
                     link.observe(link_metrics);
                     let span = tracing::info_span!("backend_http", link = id, url = %url);
@@ -185,6 +190,7 @@ impl Bridge {
                         link,
                         webhook,
                         token,
+                        backend.secret.clone(),
                         hub.clone(),
                         limits.clone(),
                         watch_rx.clone(),

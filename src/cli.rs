@@ -46,6 +46,11 @@ pub struct Cli {
     #[arg(long = "backend-protocol", env = "ONEBOT_BRIDGE_BACKEND_PROTOCOL", value_name = "v11|v12")]
     pub backend_protocol: Option<crate::config::Protocol>,
 
+    /// The secret a OneBot v11 implementation signs its HTTP POST with (`X-Signature`), for the
+    /// `--backend-http` links of `--backend-protocol v11`.
+    #[arg(long = "backend-secret", env = "ONEBOT_BRIDGE_BACKEND_SECRET", value_name = "S")]
+    pub backend_secret: Option<String>,
+
     /// PEM file of extra CA certificates to trust for `wss://` / `https://` backends.
     #[arg(long = "backend-ca-file", env = "ONEBOT_BRIDGE_BACKEND_CA_FILE", value_name = "FILE")]
     pub backend_ca_file: Option<PathBuf>,
@@ -222,6 +227,7 @@ impl Cli {
             backend_tls_insecure: self.backend_tls_insecure,
             backend_msgpack: self.backend_msgpack,
             backend_protocol: self.backend_protocol,
+            backend_secret: self.backend_secret.clone(),
             ws: self.ws.clone(),
             http: self.http.clone(),
             http_post: self.http_post.clone(),

@@ -335,3 +335,124 @@ async fn ids_survive_a_sigkill_of_the_bridge_and_a_restart_of_napcat() {
     assert_eq!(napcat.next_action("delete_msg").await["params"]["message_id"], given[6].1);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// NapCat over HTTP: the bridge calls its HTTP API (`POST /<action>`, Bearer token) and takes its
+/// HTTP POST events, signed with the secret (401 unsigned, 403 wrongly signed, 204 taken).
+#[tokio::test]
+async fn napcat_over_http_api_and_signed_http_post() {
+    let webhook = free_port();
+    let post_to: std::net::SocketAddr = format!("127.0.0.1:{webhook}").parse().unwrap();
+    let mut napcat = Ntqq::start_http(Dialect::NapCat, 10001, Some(TOKEN), post_to, Some("post-secret")).await;
+    let o = Overrides {
+        backend_http: vec![napcat.http_url()],
+        backend_webhook: vec![post_to.to_string()],
+        backend_protocol: Some(Protocol::V11),
+        backend_token: Some(TOKEN.into()),
+        backend_secret: Some("post-secret".into()),
+        ws: vec!["127.0.0.1:0".into()],
+        ..Default::default()
+    };
+    let bridge = Bridge::start(Config::resolve(FileConfig::default(), o).unwrap()).await.unwrap();
+    let mut bot = bot_on(&bridge).await;
+
+    let ev = napcat.group_message(30003, 20002, 1, json!([text("over http")]));
+    assert_eq!(napcat.post(ev.clone()).await, 204);
+    let seen = bot.next_event().await;
+    assert_eq!((seen["message"].clone(), seen["group_id"].clone()), (json!("over http"), json!(30003)));
+
+    // Unsigned or wrongly signed posts are refused and deliver nothing.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let post = |signature: Option<&str>| {
+        let mut req = hyper::Request::post(format!("http://{post_to}/")).header("content-type", "application/json");
+        if let Some(s) = signature {
+            req = req.header("x-signature", s);
+        }
+        client.request(req.body(http_body_util::Full::new(bytes::Bytes::from(ev.to_string()))).unwrap())
+    };
+    assert_eq!(post(None).await.unwrap().status(), 401);
+    assert_eq!(post(Some("sha1=0000000000000000000000000000000000000000")).await.unwrap().status(), 403);
+
+    let answer = bot.call("send_group_msg", json!({"group_id": 30003, "message": "back over http"})).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    let sent = napcat.next_action("send_msg").await;
+    assert_eq!(sent["params"]["group_id"], 30003);
+    assert_eq!(sent["params"]["message"], json!([text("back over http")]));
+    let version = bot.call("get_version_info", json!({})).await;
+    assert_eq!(version["data"]["backend"]["impl"], "NapCat.Onebot", "{version}");
+    bridge.stop().await;
+}
+
+/// Koishi (its reverse-WebSocket server; the bridge dials it) on NapCat's forward WebSocket:
+/// Koishi's `get_login_info` is answered by NapCat's account, and its echo of a private message
+/// reaches NapCat as `send_msg`, with Koishi's integer echo kept.
+#[tokio::test]
+async fn koishi_on_napcat_echoes_a_private_message() {
+    let mut napcat = Ntqq::start(Dialect::NapCat, 10001, Some(TOKEN)).await;
+    let script = clients_dir().join("koishi_bot.js");
+    let mut koishi = ClientProcess::spawn("koishi", &node(), &[script.to_str().unwrap()], &[("SELF_ID", "10001")]);
+    let port: u16 = koishi.wait_line("LISTENING", START_WAIT).await.parse().unwrap();
+    let o = Overrides {
+        backend_ws: vec![napcat.url()],
+        backend_protocol: Some(Protocol::V11),
+        backend_token: Some(TOKEN.into()),
+        ws_reverse: vec![format!("ws://127.0.0.1:{port}/onebot")],
+        reconnect_interval_ms: Some(100),
+        ..Default::default()
+    };
+    let bridge = Bridge::start(Config::resolve(FileConfig::default(), o).unwrap()).await.unwrap();
+    assert_eq!(koishi.wait_line("CONNECTED", START_WAIT).await, "10001");
+
+    let id = Dialect::NapCat.message_id("u20002", 1);
+    napcat.push(json!({
+        "self_id": 10001, "user_id": 20002, "time": 1700000000, "message_id": id, "message_type": "private",
+        "sub_type": "friend", "post_type": "message", "sender": {"user_id": 20002, "nickname": "Bob"},
+        "raw_message": "hello koishi", "font": 14, "message": [text("hello koishi")]
+    }));
+    let message: Value = serde_json::from_str(&koishi.wait_line("MESSAGE", WAIT).await).unwrap();
+    assert_eq!(message, json!({"content": "hello koishi", "userId": "20002", "channelId": "private:20002"}));
+    let sent = napcat.next_action("send_msg").await;
+    assert_eq!(
+        (sent["params"]["user_id"].clone(), sent["params"]["message_type"].clone()),
+        (json!(20002), json!("private"))
+    );
+    assert_eq!(sent["params"]["message"], json!([text("echo: hello koishi")]));
+    let call = koishi.wait_frame("->", WAIT, |f| f["action"] == "send_private_msg").await;
+    let answer = koishi.wait_frame("<-", WAIT, |f| f.get("post_type").is_none() && f["echo"] == call["echo"]).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    assert!(answer["echo"].is_i64(), "Koishi's integer echo comes back as one: {answer}");
+    drop(koishi);
+    bridge.stop().await;
+}
+
+/// aiocqhttp with split API/Event reverse connections on LLBot: its quick reply with `at_sender`
+/// to a group message reaches LLBot as one `send_msg` mentioning the sender, no quote.
+#[tokio::test]
+async fn aiocqhttp_quick_reply_on_llbot() {
+    let mut llbot = Ntqq::start(Dialect::LlBot, 10001, Some(TOKEN)).await;
+    let script = clients_dir().join("aiocqhttp_split_bot.py");
+    let mut aiocqhttp = ClientProcess::spawn("aiocqhttp", &python(), &[script.to_str().unwrap()], &[]);
+    let port: u16 = aiocqhttp.wait_line("LISTENING", START_WAIT).await.parse().unwrap();
+    let o = Overrides {
+        backend_ws: vec![llbot.url()],
+        backend_protocol: Some(Protocol::V11),
+        backend_token: Some(TOKEN.into()),
+        ws_reverse_api: Some(format!("ws://127.0.0.1:{port}/ws/api/")),
+        ws_reverse_event: Some(format!("ws://127.0.0.1:{port}/ws/event/")),
+        ..Default::default()
+    };
+    let bridge = Bridge::start(Config::resolve(FileConfig::default(), o).unwrap()).await.unwrap();
+    aiocqhttp.wait_line("CONNECTED", START_WAIT).await;
+    aiocqhttp.wait_line("CONNECTED", START_WAIT).await;
+
+    llbot.push(llbot.group_message(40004, 20002, 1, json!([text("ping")])));
+    aiocqhttp.wait_line("GROUP", WAIT).await;
+    let sent = llbot.next_action("send_msg").await;
+    assert_eq!(sent["params"]["group_id"], 40004, "{sent}");
+    let message = sent["params"]["message"].as_array().cloned().unwrap_or_default();
+    assert_eq!(message.first(), Some(&json!({"type": "at", "data": {"qq": 20002}})), "mention first: {sent}");
+    assert!(message.iter().all(|s| s["type"] != "reply"), "no quote forced: {sent}");
+    let said: String = message.iter().filter_map(|s| s["data"]["text"].as_str()).collect();
+    assert_eq!(said.trim(), "quick: ping");
+    drop(aiocqhttp);
+    bridge.stop().await;
+}

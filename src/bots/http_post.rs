@@ -91,6 +91,21 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     out
 }
 
+/// Whether `presented` (an `X-Signature` value) is the body's signature with `secret`; compared in
+/// constant time by the HMAC itself.
+pub fn signature_matches(secret: &str, body: &[u8], presented: &str) -> bool {
+    let Some(hex) = presented.trim().strip_prefix("sha1=") else { return false };
+    if hex.len() != 40 || !hex.is_ascii() {
+        return false;
+    }
+    let digest: Option<Vec<u8>> = (0..20).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
+    let (Some(digest), Ok(mut mac)) = (digest, <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes())) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&digest).is_ok()
+}
+
 /// Posts every account's events to one bot URL until `shutdown`.
 pub async fn run(
     post: HttpPost,
@@ -290,6 +305,18 @@ fn transport_error(e: &hyper_util::client::legacy::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_presented_signature_is_checked_against_the_body() {
+        let good = signature("s3cret", b"{}");
+        assert!(signature_matches("s3cret", b"{}", &good));
+        assert!(signature_matches("s3cret", b"{}", &good.to_uppercase().replace("SHA1=", "sha1=")));
+        assert!(!signature_matches("s3cret", b"{ }", &good));
+        assert!(!signature_matches("other", b"{}", &good));
+        assert!(!signature_matches("s3cret", b"{}", good.trim_start_matches("sha1=")));
+        assert!(!signature_matches("s3cret", b"{}", "sha1=zz"));
+        assert!(!signature_matches("s3cret", b"{}", "sha1=ééééééééééééééééééééé"));
+    }
 
     #[test]
     fn the_signature_is_lowercase_hex_hmac_sha1() {

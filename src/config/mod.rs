@@ -182,6 +182,9 @@ pub struct BackendHttpEntry {
     /// `get_latest_events`.
     #[serde(default)]
     pub webhook: Option<String>,
+    /// A v11 implementation's HTTP POST secret: its events must carry `X-Signature`.
+    #[serde(default)]
+    pub secret: Option<String>,
     /// What this link speaks (overrides `[backend] protocol`).
     #[serde(default)]
     pub protocol: Option<Protocol>,
@@ -482,6 +485,8 @@ pub struct BackendLink {
     pub kind: BackendKind,
     /// OneBot v12, or v11 converted at the link's edge.
     pub protocol: Protocol,
+    /// A v11 implementation's HTTP POST secret (`X-Signature` on the events it posts).
+    pub secret: Option<String>,
     pub token: Option<String>,
     /// Send action requests as MessagePack (answers and events are read in either encoding).
     pub msgpack: bool,
@@ -650,6 +655,7 @@ pub struct Overrides {
     pub backend_tls_insecure: bool,
     pub backend_msgpack: bool,
     pub backend_protocol: Option<Protocol>,
+    pub backend_secret: Option<String>,
     pub ws: Vec<String>,
     pub http: Vec<String>,
     pub http_post: Vec<String>,
@@ -1103,6 +1109,7 @@ fn resolve_backends(file: &BackendSection, flags: &Overrides) -> Result<Vec<Back
     let link = |kind, token: &Option<String>, msgpack: Option<bool>, protocol: Option<Protocol>| BackendLink {
         kind,
         protocol: protocol.unwrap_or(protocol_default),
+        secret: None,
         token: non_empty(token.clone()).or_else(|| default_token.clone()),
         msgpack: msgpack.unwrap_or(msgpack_default),
         profile: None,
@@ -1119,7 +1126,9 @@ fn resolve_backends(file: &BackendSection, flags: &Overrides) -> Result<Vec<Back
     for e in &file.http {
         let webhook = e.webhook.as_deref().map(parse_addr).transpose()?;
         let kind = BackendKind::Http { url: parse_backend_url("backend HTTP URL", &e.url, "http")?, webhook };
-        backends.push(with_profile(link(kind, &e.access_token, e.msgpack, e.protocol), &e.profile));
+        let mut l = with_profile(link(kind, &e.access_token, e.msgpack, e.protocol), &e.profile);
+        l.secret = non_empty(e.secret.clone());
+        backends.push(l);
     }
     for e in &file.ws_reverse {
         let kind = BackendKind::WsReverse { addr: parse_addr(&e.address)? };
@@ -1133,26 +1142,33 @@ fn resolve_backends(file: &BackendSection, flags: &Overrides) -> Result<Vec<Back
     }
     for (i, url) in flags.backend_http.iter().enumerate() {
         let webhook = flags.backend_webhook.get(i).map(|a| parse_addr(a)).transpose()?;
-        backends.push(link(
+        let mut l = link(
             BackendKind::Http { url: parse_backend_url("--backend-http", url, "http")?, webhook },
             &None,
             None,
             None,
-        ));
+        );
+        l.secret = non_empty(flags.backend_secret.clone());
+        backends.push(l);
     }
     for addr in &flags.backend_ws_reverse {
         backends.push(link(BackendKind::WsReverse { addr: parse_addr(addr)? }, &None, None, None));
     }
     for l in &backends {
         if l.protocol != Protocol::V11 {
+            if l.secret.is_some() {
+                return Err(invalid(
+                    "a backend secret signs a OneBot v11 implementation's HTTP POST; a v12 webhook is checked by the access token",
+                ));
+            }
             continue;
         }
         if l.msgpack {
             return Err(invalid("a backend link with protocol v11 speaks JSON: OneBot v11 has no MessagePack"));
         }
-        if matches!(l.kind, BackendKind::Http { .. }) {
+        if matches!(l.kind, BackendKind::Http { webhook: None, .. }) {
             return Err(invalid(
-                "protocol v11 is available on WebSocket backend links ([[backend.ws]], [[backend.ws-reverse]]) only so far",
+                "a v11 HTTP backend link needs a webhook address for the implementation's HTTP POST (v11 has no get_latest_events)",
             ));
         }
     }
@@ -1187,6 +1203,10 @@ impl Config {
                     format!("backend: dial v11 forward WebSocket {url} (NapCat, LLBot, Lagrange.OneBot and the like)")
                 }
                 BackendKind::Ws { url } => format!("backend: dial v12 forward WebSocket {url} ({encoding})"),
+                BackendKind::Http { url, webhook: Some(addr) } if link.protocol == Protocol::V11 => {
+                    let signed = if link.secret.is_some() { ", X-Signature required" } else { "" };
+                    format!("backend: v11 HTTP API {url}, its HTTP POST received on {addr}{signed}")
+                }
                 BackendKind::Http { url, webhook: Some(addr) } => {
                     format!("backend: v12 HTTP {url} ({encoding}), webhook received on {addr}")
                 }
@@ -1341,7 +1361,10 @@ mod tests {
         assert!(err("", Overrides { backend_msgpack: true, ..v11.clone() }).contains("no MessagePack"));
         assert!(err("[backend]\nprotocol = \"v13\"", flags()).contains("v13"));
         let http = "[[backend.http]]\nurl = \"http://127.0.0.1:5700\"\nprotocol = \"v11\"";
-        assert!(err(http, Overrides { backend_ws: vec![], ..flags() }).contains("WebSocket backend links"));
+        assert!(err(http, Overrides { backend_ws: vec![], ..flags() }).contains("needs a webhook"));
+        let signed_v12 =
+            "[[backend.http]]\nurl = \"http://127.0.0.1:5700\"\nwebhook = \"127.0.0.1:5701\"\nsecret = \"s\"";
+        assert!(err(signed_v12, Overrides { backend_ws: vec![], ..flags() }).contains("HTTP POST"));
     }
 
     /// A link speaks what it says, else what `[backend]` or the flag says, else v12.

@@ -1,7 +1,9 @@
 //! A scripted NTQQ OneBot v11 implementation (NapCat, LLBot or Lagrange.OneBot), as the bridge's
-//! v11 backend links meet them: serving its forward WebSocket ([`Ntqq::start`]) or dialling the
+//! v11 backend links meet them: serving its forward WebSocket ([`Ntqq::start`]), dialling the
 //! bridge's reverse WebSocket ([`Ntqq::dial`], with `X-Client-Role`, `X-Self-ID` and a Bearer
-//! token, as NapCat's reverse-WebSocket client does).
+//! token, as NapCat's reverse-WebSocket client does), or serving go-cqhttp's HTTP API
+//! (`POST /<action>`) and posting its events to the bridge ([`Ntqq::start_http`], HTTP POST with
+//! `X-Self-ID` and, with a secret, `X-Signature`).
 //!
 //! Modelled on each dialect's documented behaviour (`reference/ecosystem.md` A.11, A.12):
 //! - the handshake: `Authorization: Bearer` or `?access_token=`, 401 without and 403 with a wrong
@@ -89,6 +91,8 @@ struct Memory {
 }
 
 struct Script {
+    /// HTTP mode: where events are posted, and the secret they are signed with.
+    post: Option<(String, Option<String>)>,
     dialect: Dialect,
     self_id: i64,
     token: Option<String>,
@@ -119,6 +123,7 @@ impl Ntqq {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (tx, requests) = mpsc::unbounded_channel();
         let script = Arc::new(Script {
+            post: None,
             dialect,
             self_id,
             token: token.map(str::to_owned),
@@ -146,6 +151,7 @@ impl Ntqq {
         use tokio_tungstenite::tungstenite::http::HeaderValue;
         let (tx, requests) = mpsc::unbounded_channel();
         let script = Arc::new(Script {
+            post: None,
             dialect,
             self_id,
             token: None,
@@ -169,8 +175,55 @@ impl Ntqq {
         Ok(Ntqq { addr, script, requests, task })
     }
 
+    /// Serves go-cqhttp's HTTP API on a loopback port (Bearer token checked) and posts its
+    /// events to `post_to` (the bridge's receiver), signed with `secret` when given.
+    pub async fn start_http(
+        dialect: Dialect,
+        self_id: i64,
+        token: Option<&str>,
+        post_to: std::net::SocketAddr,
+        secret: Option<&str>,
+    ) -> Ntqq {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (tx, requests) = mpsc::unbounded_channel();
+        let script = Arc::new(Script {
+            post: Some((format!("http://{post_to}/"), secret.map(str::to_owned))),
+            dialect,
+            self_id,
+            token: token.map(str::to_owned),
+            memory: Mutex::default(),
+            requests: tx,
+            push: Mutex::new(None),
+            connections: AtomicUsize::new(0),
+            clock: AtomicI64::new(1_700_000_000),
+        });
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(serve_http(listener, script.clone()));
+        Ntqq { addr, script, requests, task }
+    }
+
+    /// HTTP mode: posts an event to the bridge as the implementation's HTTP POST does; the
+    /// status the bridge answered.
+    pub async fn post(&self, event: Value) -> u16 {
+        let (url, secret) = self.script.post.clone().expect("an HTTP-mode script");
+        let body = event.to_string();
+        let mut req = hyper::Request::post(url)
+            .header("content-type", "application/json")
+            .header("x-self-id", self.script.self_id.to_string());
+        if let Some(secret) = secret {
+            req = req.header("x-signature", onebot_bridge::bots::http_post::signature(&secret, body.as_bytes()));
+        }
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let resp = client.request(req.body(http_body_util::Full::new(bytes::Bytes::from(body))).unwrap()).await;
+        resp.expect("the bridge's receiver answers").status().as_u16()
+    }
+
     pub fn url(&self) -> String {
         format!("ws://{}/", self.addr)
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}/", self.addr)
     }
 
     pub fn connections(&self) -> usize {
@@ -352,6 +405,44 @@ where
                 _ => return,
             }
         }
+    }
+}
+
+async fn serve_http(listener: TcpListener, script: Arc<Script>) {
+    use http_body_util::BodyExt;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { return };
+        let script = script.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let script = script.clone();
+            async move {
+                let reply = |status: u16, body: String| {
+                    let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+                    *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                    resp.headers_mut().insert("content-type", "application/json".parse().unwrap());
+                    Ok::<_, std::convert::Infallible>(resp)
+                };
+                if let Some(expected) = &script.token {
+                    let presented = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+                    match presented.and_then(|p| p.strip_prefix("Bearer ")) {
+                        None => return reply(401, String::new()),
+                        Some(p) if p != expected => return reply(403, String::new()),
+                        Some(_) => {}
+                    }
+                }
+                let action = req.uri().path().trim_start_matches('/').to_owned();
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let params: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+                let request = json!({"action": action, "params": params});
+                let _ = script.requests.send(request.clone());
+                reply(200, answer(&script, &request).to_string())
+            }
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
     }
 }
 

@@ -286,37 +286,54 @@ impl Edge {
         Edge { maps, notices, actions, uploads: Mutex::default(), received: Mutex::default() }
     }
 
+    /// `name` under the profile's prefix (`qq.name`).
     fn prefixed(&self, name: &str) -> String {
-        self.maps.profile.prefixed(name)
+        let prefix = &self.maps.profile.prefix;
+        if prefix.is_empty() {
+            return name.to_owned();
+        }
+        let mut out = String::with_capacity(prefix.len() + 1 + name.len());
+        out.push_str(prefix);
+        out.push('.');
+        out.push_str(name);
+        out
     }
 
     // ---- events ----
 
     /// Reads one v11 event as v12. `Ok(None)` for what v12 has no event for (a heartbeat's
     /// timing).
-    pub fn event(&self, mut v11: Map<String, Value>) -> Result<Option<v12::Event>, EdgeError> {
-        let post_type = match v11.remove("post_type") {
-            Some(Value::String(s)) => s,
-            _ => return Err(EdgeError::Missing("post_type")),
-        };
-        let self_id = v11.remove("self_id").map(|v| v12_id(&v)).and_then(|v| v.as_str().map(str::to_owned));
-        let time = v11.remove("time").unwrap_or(Value::Null);
-        let sub_type = match v11.remove("sub_type") {
-            Some(Value::String(s)) => s,
-            _ => String::new(),
-        };
-        let me = self_id.clone().map(|user_id| SelfId { platform: PLATFORM.to_owned(), user_id });
+    pub fn event(&self, v11: Map<String, Value>) -> Result<Option<v12::Event>, EdgeError> {
+        // One pass over the event: what every event has is taken out, the rest kept in order
+        // (no key is hashed to be looked up or removed).
+        let (mut post_type, mut self_id, mut time, mut sub_type) = (None, None, Value::Null, String::new());
+        let mut rest: Vec<(String, Value)> = Vec::with_capacity(v11.len());
+        for (key, value) in v11 {
+            match key.as_str() {
+                "post_type" => post_type = Some(value),
+                "self_id" => self_id = Some(value),
+                "time" => time = value,
+                "sub_type" => sub_type = text_of(value),
+                _ => rest.push((key, value)),
+            }
+        }
+        let Some(Value::String(post_type)) = post_type else { return Err(EdgeError::Missing("post_type")) };
+        let me = self_id
+            .map(|v| id_text(&v))
+            .filter(|id| !id.is_empty())
+            .map(|user_id| SelfId { platform: PLATFORM.to_owned(), user_id });
         let (kind, detail_type, sub_type, fields) = match post_type.as_str() {
             "message" | "message_sent" => {
-                let (detail, fields) = self.message_event(&mut v11, &post_type)?;
+                let (detail, fields) = self.message_event(rest, &post_type)?;
                 ("message", detail, self.message_sub_type(&sub_type), fields)
             }
-            "notice" => self.notice(v11, &sub_type)?,
+            "notice" => self.notice(rest.into_iter().collect(), &sub_type)?,
             "request" => {
+                let mut v11: Map<String, Value> = rest.into_iter().collect();
                 let request_type = take_string(&mut v11, "request_type").ok_or(EdgeError::Missing("request_type"))?;
                 ("request", self.prefixed(&request_type), sub_type, self.generic_fields(v11, &Chat::Unknown))
             }
-            "meta_event" => return Ok(self.meta(&mut v11, &sub_type, me)),
+            "meta_event" => return Ok(self.meta(&mut rest.into_iter().collect(), &sub_type, me)),
             other => return Err(EdgeError::PostType(other.to_owned())),
         };
         let me = me.ok_or(EdgeError::Missing("self_id"))?;
@@ -341,32 +358,54 @@ impl Edge {
 
     fn message_event(
         &self,
-        v11: &mut Map<String, Value>,
+        v11: Vec<(String, Value)>,
         post_type: &str,
     ) -> Result<(String, Map<String, Value>), EdgeError> {
-        let message_type = take_string(v11, "message_type").ok_or(EdgeError::Missing("message_type"))?;
-        let user_id = v11.remove("user_id").ok_or(EdgeError::Missing("user_id"))?;
-        let message_id = v11.remove("message_id").ok_or(EdgeError::Missing("message_id"))?;
-        let mut fields = Map::with_capacity(v11.len() + 4);
+        let (mut message_type, mut user_id, mut message_id, mut group_id) = (None, None, None, None);
+        let (mut message, mut raw, mut sender, mut anonymous, mut target_id) = (Value::Null, None, None, None, None);
+        let mut guild = Vec::new();
+        let mut extra = Vec::new();
+        for (key, value) in v11 {
+            match key.as_str() {
+                "message_type" => message_type = Some(text_of(value)),
+                "user_id" => user_id = Some(value),
+                "message_id" => message_id = Some(value),
+                "group_id" => group_id = Some(value),
+                "guild_id" | "channel_id" => guild.push((key, value)),
+                "message" => message = value,
+                "raw_message" => raw = Some(value),
+                "sender" => sender = Some(value),
+                "anonymous" => anonymous = Some(value),
+                "font" | "message_format" => {}
+                _ => {
+                    if key == "target_id" {
+                        target_id = Some(id_text(&value));
+                    }
+                    extra.push((key, value));
+                }
+            }
+        }
+        let message_type = message_type.ok_or(EdgeError::Missing("message_type"))?;
+        let user_id = user_id.ok_or(EdgeError::Missing("user_id"))?;
+        let message_id = message_id.ok_or(EdgeError::Missing("message_id"))?;
+        let mut fields = Map::with_capacity(extra.len() + 8);
         let (detail, chat) = match message_type.as_str() {
             "group" => {
-                let group = v11.remove("group_id").ok_or(EdgeError::Missing("group_id"))?;
+                let group = group_id.ok_or(EdgeError::Missing("group_id"))?;
                 let chat = Chat::Group(id_text(&group));
                 fields.insert("group_id".into(), v12_id(&group));
                 ("group".to_owned(), chat)
             }
             "guild" => {
-                for key in ["guild_id", "channel_id"] {
-                    if let Some(v) = v11.remove(key) {
-                        fields.insert(key.into(), v12_id(&v));
-                    }
+                for (key, value) in guild {
+                    fields.insert(key, v12_id(&value));
                 }
                 ("channel".to_owned(), Chat::Unknown)
             }
             _ => {
                 // The bot's own private message names the other side as `target_id`.
-                let peer = match (post_type, v11.get("target_id")) {
-                    ("message_sent", Some(t)) => id_text(t),
+                let peer = match (post_type, target_id) {
+                    ("message_sent", Some(t)) => t,
                     _ => id_text(&user_id),
                 };
                 ("private".to_owned(), Chat::User(peer))
@@ -374,25 +413,21 @@ impl Edge {
         };
         fields.insert("message_id".into(), chat.qualify(&message_id).ok_or(EdgeError::Missing("message_id"))?);
         fields.insert("user_id".into(), v12_id(&user_id));
-        let message = v11.remove("message").unwrap_or(Value::Null);
         fields.insert("message".into(), Value::Array(self.segments_in(&message, &chat)));
-        if let Some(raw) = v11.remove("raw_message") {
+        if let Some(raw) = raw {
             fields.insert("alt_message".into(), raw);
         }
-        if let Some(Value::Object(mut sender)) = v11.remove("sender") {
+        if let Some(Value::Object(mut sender)) = sender {
             if let Some(name) = sender.get("nickname").cloned() {
                 fields.insert("user_name".into(), name);
             }
             sender.remove("user_id");
             fields.insert(self.prefixed("sender"), Value::Object(sender));
         }
-        if let Some(anonymous) = v11.remove("anonymous").filter(|a| a.is_object()) {
+        if let Some(anonymous) = anonymous.filter(|a| a.is_object()) {
             fields.insert(self.prefixed("anonymous"), anonymous);
         }
-        for key in ["font", "message_format"] {
-            v11.remove(key);
-        }
-        for (key, value) in std::mem::take(v11) {
+        for (key, value) in extra {
             fields.insert(self.prefixed(&key), value);
         }
         Ok((detail, fields))
@@ -495,7 +530,7 @@ impl Edge {
     fn segment_in(&self, seg: &SegmentRef<'_>, chat: &Chat) -> Value {
         let maps = &self.maps;
         if seg.kind == "at" && seg.get("qq").and_then(crate::core::message::value_as_text).as_deref() == Some("all") {
-            return json!({"type": "mention_all", "data": {}});
+            return segment_value("mention_all".to_owned(), Map::new());
         }
         let mut data = Map::with_capacity(seg.len());
         let kind = match maps.segments_out.get(seg.kind) {
@@ -524,7 +559,7 @@ impl Edge {
                 self.prefixed(seg.kind)
             }
         };
-        json!({"type": kind, "data": data})
+        segment_value(kind, data)
     }
 
     /// A v11 value of `kind` as v12 writes it.
@@ -556,7 +591,9 @@ impl Edge {
     fn segment_out(&self, seg: &SegmentRef<'_>) -> Result<Value, String> {
         let maps = &self.maps;
         if seg.kind == "mention_all" {
-            return Ok(json!({"type": "at", "data": {"qq": "all"}}));
+            let mut data = Map::with_capacity(1);
+            data.insert("qq".into(), "all".into());
+            return Ok(segment_value("at".to_owned(), data));
         }
         let mut data = Map::with_capacity(seg.len());
         let kind = match maps.segments_in.get(seg.kind) {
@@ -580,7 +617,7 @@ impl Edge {
                 maps.profile.strip(seg.kind).to_owned()
             }
         };
-        Ok(json!({"type": kind, "data": data}))
+        Ok(segment_value(kind, data))
     }
 
     /// A v12 value of `kind` as v11 writes it.
@@ -842,6 +879,23 @@ pub fn read_answer(value: Value) -> Option<v12::Response> {
         }
     }
     v12::Response::from_value(Value::Object(frame))
+}
+
+/// `{type, data}`, built in place (the `json!` macro would serialise `data` again).
+fn segment_value(kind: String, data: Map<String, Value>) -> Value {
+    let mut seg = Map::with_capacity(2);
+    seg.insert("type".into(), Value::String(kind));
+    seg.insert("data".into(), Value::Object(data));
+    Value::Object(seg)
+}
+
+/// A string value (a number as its text); anything else is empty.
+fn text_of(v: Value) -> String {
+    match v {
+        Value::String(s) => s,
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    }
 }
 
 fn take_string(m: &mut Map<String, Value>, key: &str) -> Option<String> {

@@ -18,6 +18,13 @@
 //! through the same de-duplication as polling; **204** when taken, **400** when it is not an
 //! event, **413** when it is too costly to decode (`docs/limits.md`). The bridge never returns
 //! actions in the webhook response.
+//!
+//! A OneBot v11 implementation (NapCat & co., `protocol = "v11"`) is called through the link's
+//! edge instead: `POST /<action>` with the params as JSON (go-cqhttp's HTTP API), the answer read
+//! as v11. Its events arrive by its HTTP POST on the webhook receiver, authenticated by
+//! `X-Signature` (HMAC-SHA1 of the body with the link's `secret`: **401** none, **403** wrong)
+//! rather than by the token, and read through the edge. v11 has no `get_latest_events`: such a
+//! link needs the receiver.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +45,7 @@ use tracing::Instrument;
 
 use crate::backends::link::{LinkHandle, RecentIds};
 use crate::backends::socket;
+use crate::backends::v11::edge::{read_answer, Edge, Outbound};
 use crate::backends::v12::codec;
 use crate::backends::Reports;
 use crate::config::Limits;
@@ -63,7 +71,8 @@ const DOWN_AFTER: u32 = 2;
 /// Webhook requests served at once; further connections wait in the listen backlog.
 const MAX_WEBHOOK_CONNECTIONS: usize = 64;
 
-/// Sends actions to one implementation's HTTP server.
+/// Sends actions to one implementation's HTTP server: a v12 one (`POST /` of the request), or a
+/// v11 one through its edge (`POST /<action>` of the params, go-cqhttp's HTTP API).
 #[derive(Debug, Clone)]
 pub struct HttpCaller {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
@@ -71,6 +80,7 @@ pub struct HttpCaller {
     token: Option<String>,
     msgpack: bool,
     max_body: usize,
+    edge: Option<Arc<Edge>>,
 }
 
 impl HttpCaller {
@@ -87,13 +97,40 @@ impl HttpCaller {
             .enable_http1()
             .build();
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        HttpCaller { client, url, token, msgpack, max_body }
+        HttpCaller { client, url, token, msgpack, max_body, edge: None }
+    }
+
+    /// The caller of a OneBot v11 implementation's HTTP API, converting at `edge`.
+    pub fn speaking_v11(mut self, edge: Arc<Edge>) -> Self {
+        self.msgpack = false;
+        self.edge = Some(edge);
+        self
+    }
+
+    /// The edge of a v11 implementation's caller.
+    pub fn edge(&self) -> Option<&Arc<Edge>> {
+        self.edge.as_ref()
     }
 
     /// One request, one answer. The caller bounds the time.
     pub async fn call(&self, req: &v12::Request) -> Result<v12::Response, CallError> {
-        let body = codec::encode_request(req, self.msgpack);
-        let mut builder = hyper::Request::post(self.url.as_str())
+        let Some(edge) = &self.edge else {
+            let body = codec::encode_request(req, self.msgpack);
+            return self.post(self.url.as_str(), body).await;
+        };
+        match edge.request(req) {
+            Outbound::Answered(answer) => Ok(answer),
+            Outbound::Call(call) => {
+                let url = format!("{}/{}", self.url.as_str().trim_end_matches('/'), call.action);
+                let body = serde_json::to_vec(&call.params).unwrap_or_default();
+                let answer = self.post(&url, body).await?;
+                Ok(edge.response(&call, answer))
+            }
+        }
+    }
+
+    async fn post(&self, url: &str, body: Vec<u8>) -> Result<v12::Response, CallError> {
+        let mut builder = hyper::Request::post(url)
             .header(CONTENT_TYPE, if self.msgpack { "application/msgpack" } else { "application/json" })
             .header(USER_AGENT, concat!("onebot-bridge/", env!("CARGO_PKG_VERSION")));
         if let Some(token) = &self.token {
@@ -130,7 +167,8 @@ impl HttpCaller {
             None => codec::read_either(&bytes, self.msgpack).await.map(|(value, _budget)| value),
         }
         .map_err(|e| CallError::Link(format!("the backend's answer: {e}")))?;
-        v12::Response::from_value(value).ok_or_else(|| CallError::Link("the answer is not a OneBot response".into()))
+        let answer = if self.edge.is_some() { read_answer(value) } else { v12::Response::from_value(value) };
+        answer.ok_or_else(|| CallError::Link("the answer is not a OneBot response".into()))
     }
 }
 
@@ -153,6 +191,7 @@ pub async fn run<R: Reports>(
     link: LinkHandle,
     webhook: Option<TcpListener>,
     token: Option<String>,
+    secret: Option<String>,
     reports: Arc<R>,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
@@ -171,6 +210,8 @@ pub async fn run<R: Reports>(
             reports: reports.clone(),
             recent: recent.clone(),
             token,
+            secret,
+            edge: caller.edge().cloned(),
             max_body: limits.max_message,
         };
         tasks.spawn(
@@ -378,6 +419,10 @@ struct Webhook<R> {
     reports: Arc<R>,
     recent: Arc<RecentIds>,
     token: Option<String>,
+    /// A v11 implementation's HTTP POST: signed with this secret (`X-Signature`), not the token.
+    secret: Option<String>,
+    /// The edge a v11 implementation's events are read through.
+    edge: Option<Arc<Edge>>,
     max_body: usize,
 }
 
@@ -446,12 +491,15 @@ async fn on_webhook<R: Reports>(webhook: &Webhook<R>, req: hyper::Request<Incomi
         return resp;
     }
     let header = |name| req.headers().get(name).and_then(|v: &hyper::header::HeaderValue| v.to_str().ok());
+    // A v11 implementation signs its HTTP POST with the secret instead (checked once the body is read).
     let presented = presented_token(header(AUTHORIZATION.as_str()), req.uri().query());
-    match check_token(webhook.token.as_deref(), presented.as_deref()) {
+    let token = if webhook.edge.is_some() { None } else { webhook.token.as_deref() };
+    match check_token(token, presented.as_deref()) {
         Auth::Ok => {}
         Auth::Missing => return reply(StatusCode::UNAUTHORIZED, "access token required\n"),
         Auth::Wrong => return reply(StatusCode::FORBIDDEN, "wrong access token\n"),
     }
+    let signature = header("x-signature").map(str::to_owned);
     let msgpack = match header(CONTENT_TYPE.as_str()) {
         None => false,
         Some(ct) => match codec::encoding_of(ct) {
@@ -481,7 +529,19 @@ async fn on_webhook<R: Reports>(webhook: &Webhook<R>, req: hyper::Request<Incomi
             return reply(StatusCode::BAD_REQUEST, "body could not be read\n");
         }
     };
-    remember_backend(webhook, implementation, onebot_version);
+    if let Some(secret) = &webhook.secret {
+        match signature.as_deref() {
+            None => return reply(StatusCode::UNAUTHORIZED, "X-Signature required\n"),
+            Some(s) if !crate::bots::http_post::signature_matches(secret, &body, s) => {
+                tracing::warn!("HTTP POST from the implementation with a wrong X-Signature; refused");
+                return reply(StatusCode::FORBIDDEN, "wrong X-Signature\n");
+            }
+            Some(_) => {}
+        }
+    }
+    if webhook.edge.is_none() {
+        remember_backend(webhook, implementation, onebot_version);
+    }
     let value = match codec::read(&body, msgpack).await {
         Ok(v) => v,
         Err(error) if error.is_refusal() => {
@@ -493,6 +553,23 @@ async fn on_webhook<R: Reports>(webhook: &Webhook<R>, req: hyper::Request<Incomi
             return reply(StatusCode::BAD_REQUEST, "not a JSON or MessagePack value\n");
         }
     };
+    if let Some(edge) = &webhook.edge {
+        let read = match value {
+            Value::Object(frame) => edge.event(frame).map_err(|e| e.to_string()),
+            other => Err(format!("a JSON {} is not an event", json_kind(&other))),
+        };
+        return match read {
+            Ok(Some(ev)) => {
+                socket::on_event(&webhook.link, &*webhook.reports, &webhook.recent, ev).await;
+                reply(StatusCode::NO_CONTENT, "")
+            }
+            Ok(None) => reply(StatusCode::NO_CONTENT, ""),
+            Err(error) => {
+                tracing::warn!(%error, "HTTP POST body is not a OneBot v11 event; refused");
+                reply(StatusCode::BAD_REQUEST, "not a OneBot v11 event\n")
+            }
+        };
+    }
     match v12::Event::from_value(value) {
         Ok(ev) => {
             socket::on_event(&webhook.link, &*webhook.reports, &webhook.recent, ev).await;
