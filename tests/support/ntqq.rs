@@ -117,13 +117,17 @@ impl Drop for Ntqq {
     }
 }
 
-impl Ntqq {
-    /// Serves its forward WebSocket on a loopback port, as account `self_id`.
-    pub async fn start(dialect: Dialect, self_id: i64, token: Option<&str>) -> Ntqq {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+impl Script {
+    /// A fresh script and the receiving end of its request record.
+    fn new(
+        dialect: Dialect,
+        self_id: i64,
+        token: Option<&str>,
+        post: Option<(String, Option<String>)>,
+    ) -> (Arc<Script>, mpsc::UnboundedReceiver<Value>) {
         let (tx, requests) = mpsc::unbounded_channel();
-        let script = Arc::new(Script {
-            post: None,
+        let script = Script {
+            post,
             dialect,
             self_id,
             token: token.map(str::to_owned),
@@ -132,7 +136,16 @@ impl Ntqq {
             push: Mutex::new(None),
             connections: AtomicUsize::new(0),
             clock: AtomicI64::new(1_700_000_000),
-        });
+        };
+        (Arc::new(script), requests)
+    }
+}
+
+impl Ntqq {
+    /// Serves its forward WebSocket on a loopback port, as account `self_id`.
+    pub async fn start(dialect: Dialect, self_id: i64, token: Option<&str>) -> Ntqq {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (script, requests) = Script::new(dialect, self_id, token, None);
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(serve(listener, script.clone()));
         Ntqq { addr, script, requests, task }
@@ -149,18 +162,7 @@ impl Ntqq {
     ) -> Result<Ntqq, tokio_tungstenite::tungstenite::Error> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         use tokio_tungstenite::tungstenite::http::HeaderValue;
-        let (tx, requests) = mpsc::unbounded_channel();
-        let script = Arc::new(Script {
-            post: None,
-            dialect,
-            self_id,
-            token: None,
-            memory: Mutex::default(),
-            requests: tx,
-            push: Mutex::new(None),
-            connections: AtomicUsize::new(0),
-            clock: AtomicI64::new(1_700_000_000),
-        });
+        let (script, requests) = Script::new(dialect, self_id, None, None);
         let mut req = format!("ws://{addr}/onebot/v11/ws").into_client_request().unwrap();
         let headers = req.headers_mut();
         headers.insert("X-Client-Role", HeaderValue::from_str(role).unwrap());
@@ -185,18 +187,8 @@ impl Ntqq {
         secret: Option<&str>,
     ) -> Ntqq {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (tx, requests) = mpsc::unbounded_channel();
-        let script = Arc::new(Script {
-            post: Some((format!("http://{post_to}/"), secret.map(str::to_owned))),
-            dialect,
-            self_id,
-            token: token.map(str::to_owned),
-            memory: Mutex::default(),
-            requests: tx,
-            push: Mutex::new(None),
-            connections: AtomicUsize::new(0),
-            clock: AtomicI64::new(1_700_000_000),
-        });
+        let (script, requests) =
+            Script::new(dialect, self_id, token, Some((format!("http://{post_to}/"), secret.map(str::to_owned))));
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(serve_http(listener, script.clone()));
         Ntqq { addr, script, requests, task }

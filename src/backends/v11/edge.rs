@@ -85,9 +85,14 @@ struct Received {
 
 impl Received {
     fn insert(&mut self, name: &str, url: &str) {
-        if self.urls.insert(name.to_owned(), url.to_owned()).is_none() {
-            self.order.push_back(name.to_owned());
+        if let Some(known) = self.urls.get_mut(name) {
+            if known != url {
+                url.clone_into(known);
+            }
+            return;
         }
+        self.urls.insert(name.to_owned(), url.to_owned());
+        self.order.push_back(name.to_owned());
         while self.order.len() > RECEIVED_MAX {
             if let Some(old) = self.order.pop_front() {
                 self.urls.remove(&old);
@@ -413,7 +418,7 @@ impl Edge {
         };
         fields.insert("message_id".into(), chat.qualify(&message_id).ok_or(EdgeError::Missing("message_id"))?);
         fields.insert("user_id".into(), v12_id(&user_id));
-        fields.insert("message".into(), Value::Array(self.segments_in(&message, &chat)));
+        fields.insert("message".into(), Value::Array(self.segments_in(message, &chat)));
         if let Some(raw) = raw {
             fields.insert("alt_message".into(), raw);
         }
@@ -513,53 +518,73 @@ impl Edge {
 
     // ---- segments ----
 
-    /// A v11 message (array or CQ string) as v12 segments.
-    pub fn segments_in(&self, message: &Value, chat: &Chat) -> Vec<Value> {
-        let from_cq;
-        let items: Vec<SegmentRef<'_>> = match message {
-            Value::String(s) => {
-                from_cq = parse_cq(s).into_iter().map(Segment::into_value).collect::<Vec<_>>();
-                from_cq.iter().filter_map(SegmentRef::read).collect()
-            }
-            Value::Array(items) => items.iter().filter_map(SegmentRef::read).collect(),
+    /// A v11 message (array or CQ string) as v12 segments. Each segment is converted in place:
+    /// its `type` and `data` are found in one pass over it, and its data is rebuilt only when a
+    /// key is renamed or a value converted (text and extension segments are kept as they are).
+    pub fn segments_in(&self, message: Value, chat: &Chat) -> Vec<Value> {
+        let items = match message {
+            Value::String(s) => parse_cq(&s).into_iter().map(Segment::into_value).collect(),
+            Value::Array(items) => items,
             _ => Vec::new(),
         };
-        items.into_iter().map(|seg| self.segment_in(&seg, chat)).collect()
+        items.into_iter().filter_map(|mut seg| self.segment_in(&mut seg, chat).then_some(seg)).collect()
     }
 
-    fn segment_in(&self, seg: &SegmentRef<'_>, chat: &Chat) -> Value {
-        let maps = &self.maps;
-        if seg.kind == "at" && seg.get("qq").and_then(crate::core::message::value_as_text).as_deref() == Some("all") {
-            return segment_value("mention_all".to_owned(), Map::new());
+    /// Converts one segment in place; false when it is no `{type, data}` object (dropped).
+    fn segment_in(&self, seg: &mut Value, chat: &Chat) -> bool {
+        let Some(obj) = seg.as_object_mut() else { return false };
+        let (mut type_slot, mut data_slot) = (None, None);
+        for (key, value) in obj.iter_mut() {
+            match key.as_str() {
+                "type" => type_slot = Some(value),
+                "data" => data_slot = Some(value),
+                _ => {}
+            }
         }
-        let mut data = Map::with_capacity(seg.len());
-        let kind = match maps.segments_out.get(seg.kind) {
-            Some(row) => {
-                for (key, value) in seg.entries() {
-                    match row.fields.get(key) {
-                        Some(spec) => {
-                            if let (Kind::File, Some(name), Some(url)) =
-                                (spec.kind, value.as_str(), seg.get("url").and_then(Value::as_str))
-                            {
-                                self.received.lock().unwrap_or_else(|p| p.into_inner()).insert(name, url);
-                            }
-                            data.insert(spec.name.clone(), self.value_in(spec.kind, value, chat));
-                        }
-                        None => {
-                            data.insert(self.prefixed(key), value.clone());
-                        }
-                    }
-                }
-                row.target.clone()
+        let Some(Value::String(kind)) = type_slot else { return false };
+        let data = match data_slot {
+            Some(Value::Object(data)) => data,
+            Some(Value::Null) | None => {
+                obj.insert("data".into(), Value::Object(Map::new()));
+                return self.segment_in(seg, chat);
             }
-            None => {
-                for (key, value) in seg.entries() {
-                    data.insert(key.clone(), value.clone());
-                }
-                self.prefixed(seg.kind)
-            }
+            Some(_) => return false,
         };
-        segment_value(kind, data)
+        if kind == "at" && data.get("qq").and_then(crate::core::message::value_as_text).as_deref() == Some("all") {
+            *kind = "mention_all".to_owned();
+            data.clear();
+            return true;
+        }
+        let Some(row) = self.maps.segments_out.get(kind.as_str()) else {
+            // An extension segment: its name under the prefix, its data as it is.
+            *kind = self.prefixed(kind);
+            return true;
+        };
+        if *kind != row.target {
+            kind.clone_from(&row.target);
+        }
+        let unchanged =
+            |key: &String| row.fields.get(key).is_some_and(|spec| spec.name == *key && spec.kind == Kind::Plain);
+        if data.keys().all(unchanged) {
+            return true;
+        }
+        let url = data.get("url").and_then(Value::as_str).map(str::to_owned);
+        let old = std::mem::take(data);
+        for (key, value) in old {
+            match row.fields.get(&key) {
+                Some(spec) => {
+                    if let (Kind::File, Some(name), Some(url)) = (spec.kind, value.as_str(), url.as_deref()) {
+                        self.received.lock().unwrap_or_else(|p| p.into_inner()).insert(name, url);
+                    }
+                    let value = if spec.kind == Kind::Plain { value } else { self.value_in(spec.kind, &value, chat) };
+                    data.insert(spec.name.clone(), value);
+                }
+                None => {
+                    data.insert(self.prefixed(&key), value);
+                }
+            }
+        }
+        true
     }
 
     /// A v11 value of `kind` as v12 writes it.
@@ -805,10 +830,8 @@ impl Edge {
                 let user = data.get("user_id").or_else(|| data.get("sender").and_then(|s| s.get("user_id")));
                 let name = data.get("sender").and_then(|s| s.get("nickname")).cloned();
                 let mut out = Map::new();
-                out.insert(
-                    "message".into(),
-                    Value::Array(self.segments_in(data.get("message").unwrap_or(&Value::Null), chat)),
-                );
+                let message = data.get("message").cloned().unwrap_or(Value::Null);
+                out.insert("message".into(), Value::Array(self.segments_in(message, chat)));
                 out.insert("user_id".into(), user.map(v12_id).unwrap_or(Value::Null));
                 if let Some(name) = name {
                     out.insert("user_name".into(), name);
@@ -1207,7 +1230,7 @@ mod tests {
         let edge = edge();
         let chat = Chat::Group("3".into());
         let image = json!([{"type": "image", "data": {"file": "ABC.jpg", "url": "https://e/ABC"}}]);
-        assert_eq!(edge.segments_in(&image, &chat)[0]["data"]["file_id"], "ABC.jpg");
+        assert_eq!(edge.segments_in(image, &chat)[0]["data"]["file_id"], "ABC.jpg");
         let out = edge.segments_out(&json!([{"type": "image", "data": {"file_id": "ABC.jpg"}}])).unwrap();
         assert_eq!(out, vec![json!({"type": "image", "data": {"file": "https://e/ABC"}})]);
         let unknown = edge.segments_out(&json!([{"type": "image", "data": {"file_id": "other.jpg"}}])).unwrap();
