@@ -41,8 +41,11 @@ pub const UPLOADS_MAX_BYTES: usize = 64 << 20;
 const UPLOADS_MAX: usize = 1024;
 /// The file-id prefix of bytes the edge keeps.
 const UPLOAD_PREFIX: &str = "ob-upload:";
-/// Received files whose URL is remembered by name, at most (the oldest are forgotten first).
+/// Received files whose URL is remembered by name, at most (the oldest are forgotten first)…
 const RECEIVED_MAX: usize = 4096;
+/// …and a name and URL longer than this together are not remembered (real ones are a few
+/// hundred bytes; a backend cannot grow the map past `RECEIVED_MAX` × this).
+const RECEIVED_ENTRY_MAX: usize = 4096;
 
 /// A notice row read backwards: the v12 event a v11 notice becomes.
 #[derive(Debug, Clone)]
@@ -85,6 +88,9 @@ struct Received {
 
 impl Received {
     fn insert(&mut self, name: &str, url: &str) {
+        if name.len() + url.len() > RECEIVED_ENTRY_MAX {
+            return;
+        }
         if let Some(known) = self.urls.get_mut(name) {
             if known != url {
                 url.clone_into(known);
@@ -1235,6 +1241,15 @@ mod tests {
         assert_eq!(out, vec![json!({"type": "image", "data": {"file": "https://e/ABC"}})]);
         let unknown = edge.segments_out(&json!([{"type": "image", "data": {"file_id": "other.jpg"}}])).unwrap();
         assert_eq!(unknown[0]["data"]["file"], "other.jpg");
+        // What is remembered is bounded: an absurdly long URL is not kept, and the count is capped.
+        let long = json!([{"type": "image", "data": {"file": "LONG.jpg", "url": "x".repeat(RECEIVED_ENTRY_MAX)}}]);
+        edge.segments_in(long, &chat);
+        assert!(!edge.received.lock().unwrap().urls.contains_key("LONG.jpg"));
+        for i in 0..RECEIVED_MAX + 10 {
+            let image = json!([{"type": "image", "data": {"file": format!("{i}.jpg"), "url": "https://e/x"}}]);
+            edge.segments_in(image, &chat);
+        }
+        assert_eq!(edge.received.lock().unwrap().urls.len(), RECEIVED_MAX);
     }
 
     /// A message the bridge knows only by id is looked up with the implementation's own id.

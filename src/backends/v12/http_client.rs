@@ -205,6 +205,12 @@ pub async fn run<R: Reports>(
     let mut tasks = JoinSet::new();
     let polling = webhook.is_none();
     if let Some(listener) = webhook {
+        if caller.edge().is_some() && secret.is_none() {
+            tracing::warn!(
+                "the v11 implementation's HTTP POST is not authenticated: anyone who reaches the webhook address can \
+                 post events; set the link's secret (and the same secret in the implementation)"
+            );
+        }
         let receiver = Webhook {
             link: link.clone(),
             reports: reports.clone(),
