@@ -89,11 +89,12 @@ impl LinkHandle {
         (LinkHandle::build(id, timeout, transport), rx)
     }
 
-    /// The edge of a link to a OneBot v11 implementation.
+    /// The edge of a link to a OneBot v11 implementation (over a socket or HTTP).
     pub fn edge(&self) -> Option<&Arc<Edge>> {
         match &self.inner.transport {
             Transport::Socket { wire: Wire::V11(edge), .. } => Some(edge),
-            _ => None,
+            Transport::Socket { .. } => None,
+            Transport::Http(http) => http.edge(),
         }
     }
 
@@ -172,44 +173,56 @@ impl LinkHandle {
         }
     }
 
-    /// Sends one request and waits for its answer, at most the link's action timeout.
+    /// Sends one request and waits for its answer, at most the link's action timeout. On a link
+    /// to a v11 implementation the request goes through its edge first (which may answer it
+    /// itself), and the answer comes back through it.
     pub async fn call(&self, mut req: v12::Request) -> Result<v12::Response, CallError> {
         if !self.is_connected() {
             return Err(CallError::Unavailable(format!("backend link {} is not connected", self.id)));
         }
         let echo = format!("ob-{}", self.inner.seq.fetch_add(1, Ordering::Relaxed));
         req.echo = Some(echo.clone());
-        let timeout_ms = self.inner.timeout.as_millis() as u64;
-        let (tx, pending, wire) = match &self.inner.transport {
-            Transport::Http(http) => {
-                return match tokio::time::timeout(self.inner.timeout, http.call(&req)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(CallError::Timeout(timeout_ms)),
-                };
-            }
-            Transport::Socket { tx, pending, wire } => (tx, pending, wire),
-        };
-        let (body, binary, v11) = match wire {
-            Wire::V12 { msgpack } => (codec::encode_request(&req, *msgpack), *msgpack, None),
-            Wire::V11(edge) => match edge.request(&req) {
+        let v11 = match self.edge() {
+            Some(edge) => match edge.request(&req) {
                 Outbound::Answered(answer) => return Ok(answer),
-                Outbound::Call(call) => {
-                    let frame = serde_json::json!({"action": call.action, "params": call.params, "echo": echo});
-                    (serde_json::to_vec(&frame).unwrap_or_default(), false, Some((edge, call)))
-                }
+                Outbound::Call(call) => Some((edge, call)),
             },
+            None => None,
         };
-        let (answer_tx, answer) = oneshot::channel();
-        pending.lock().unwrap_or_else(|p| p.into_inner()).insert(echo.clone(), answer_tx);
-        // However this call ends (answered, failed, timed out, or dropped by a caller that stopped
-        // waiting), nothing of it stays in `pending`.
-        let _waiting = Waiting { link: self, echo };
-        let outcome = tokio::time::timeout(self.inner.timeout, async {
-            tx.send(Outgoing { body, binary }).await.map_err(|_| CallError::Link("link closed".into()))?;
-            answer.await.map_err(|_| CallError::Link("the connection dropped before the answer came".into()))
-        })
-        .await;
-        let answer = outcome.unwrap_or(Err(CallError::Timeout(timeout_ms)))?;
+        let timeout_ms = self.inner.timeout.as_millis() as u64;
+        let answer = match &self.inner.transport {
+            Transport::Http(http) => {
+                let sent = async {
+                    match &v11 {
+                        Some((_, call)) => http.call_v11(call).await,
+                        None => http.call(&req).await,
+                    }
+                };
+                tokio::time::timeout(self.inner.timeout, sent).await.unwrap_or(Err(CallError::Timeout(timeout_ms)))
+            }
+            Transport::Socket { tx, pending, wire } => {
+                let (body, binary) = match (&v11, wire) {
+                    (Some((_, call)), _) => {
+                        let frame = serde_json::json!({"action": call.action, "params": call.params, "echo": echo});
+                        (serde_json::to_vec(&frame).unwrap_or_default(), false)
+                    }
+                    (None, Wire::V12 { msgpack }) => (codec::encode_request(&req, *msgpack), *msgpack),
+                    // `edge()` gives a v11 wire's edge, so its requests always went through it.
+                    (None, Wire::V11(_)) => return Err(CallError::Link("a v11 link bypassed its edge".into())),
+                };
+                let (answer_tx, answer) = oneshot::channel();
+                pending.lock().unwrap_or_else(|p| p.into_inner()).insert(echo.clone(), answer_tx);
+                // However this call ends (answered, failed, timed out, or dropped by a caller that
+                // stopped waiting), nothing of it stays in `pending`.
+                let _waiting = Waiting { link: self, echo };
+                let outcome = tokio::time::timeout(self.inner.timeout, async {
+                    tx.send(Outgoing { body, binary }).await.map_err(|_| CallError::Link("link closed".into()))?;
+                    answer.await.map_err(|_| CallError::Link("the connection dropped before the answer came".into()))
+                })
+                .await;
+                outcome.unwrap_or(Err(CallError::Timeout(timeout_ms)))
+            }
+        }?;
         Ok(match v11 {
             Some((edge, call)) => edge.response(&call, answer),
             None => answer,

@@ -45,7 +45,7 @@ use tracing::Instrument;
 
 use crate::backends::link::{LinkHandle, RecentIds};
 use crate::backends::socket;
-use crate::backends::v11::edge::{read_answer, Edge, Outbound};
+use crate::backends::v11::edge::{read_answer, Edge, V11Call};
 use crate::backends::v12::codec;
 use crate::backends::Reports;
 use crate::config::Limits;
@@ -107,26 +107,21 @@ impl HttpCaller {
         self
     }
 
-    /// The edge of a v11 implementation's caller.
+    /// The edge of a v11 implementation's caller (the link converts through it).
     pub fn edge(&self) -> Option<&Arc<Edge>> {
         self.edge.as_ref()
     }
 
-    /// One request, one answer. The caller bounds the time.
+    /// One v12 request, one answer. The caller bounds the time.
     pub async fn call(&self, req: &v12::Request) -> Result<v12::Response, CallError> {
-        let Some(edge) = &self.edge else {
-            let body = codec::encode_request(req, self.msgpack);
-            return self.post(self.url.as_str(), body).await;
-        };
-        match edge.request(req) {
-            Outbound::Answered(answer) => Ok(answer),
-            Outbound::Call(call) => {
-                let url = format!("{}/{}", self.url.as_str().trim_end_matches('/'), call.action);
-                let body = serde_json::to_vec(&call.params).unwrap_or_default();
-                let answer = self.post(&url, body).await?;
-                Ok(edge.response(&call, answer))
-            }
-        }
+        self.post(self.url.as_str(), codec::encode_request(req, self.msgpack)).await
+    }
+
+    /// One v11 action (what the link's edge made of a request) as go-cqhttp's HTTP API takes
+    /// it, `POST /<action>` with the params; the answer as the implementation gave it.
+    pub async fn call_v11(&self, call: &V11Call) -> Result<v12::Response, CallError> {
+        let url = format!("{}/{}", self.url.as_str().trim_end_matches('/'), call.action);
+        self.post(&url, serde_json::to_vec(&call.params).unwrap_or_default()).await
     }
 
     async fn post(&self, url: &str, body: Vec<u8>) -> Result<v12::Response, CallError> {
