@@ -59,6 +59,7 @@ static BACKEND_INFO: BackendInfo = BackendInfo {
     onebot_version: String::new(),
     profile: String::new(),
     supported: None,
+    upload: None,
 };
 
 fn ctx(account: &Account) -> ActionContext<'_> {

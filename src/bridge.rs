@@ -149,6 +149,9 @@ impl Bridge {
             if let (Some(profile), false) = (&backend.profile, matches!(backend.kind, BackendKind::WsReverse { .. })) {
                 hub.force_link_profile(id, profile.clone());
             }
+            if let (Some(mode), false) = (backend.upload, matches!(backend.kind, BackendKind::WsReverse { .. })) {
+                hub.set_link_upload(id, mode);
+            }
             match (&backend.kind, listener) {
                 (BackendKind::Ws { url }, _) => {
                     let wire = match backend.protocol {

@@ -248,6 +248,8 @@ pub struct Hub {
     forced_profile: Option<String>,
     /// Profiles configured for particular links (they win over `forced_profile`).
     link_profiles: RwLock<HashMap<LinkId, String>>,
+    /// Upload modes configured for particular links (else the bridge's).
+    link_uploads: RwLock<HashMap<LinkId, crate::core::media::UploadMode>>,
     /// The event filter files the servers use, for `reload_event_filter`.
     filters: Filters,
     /// What the admin listener's `/metrics` and `/ready` report.
@@ -274,6 +276,7 @@ impl Hub {
             event_queue: event_queue.max(1),
             forced_profile: None,
             link_profiles: RwLock::default(),
+            link_uploads: RwLock::default(),
             filters: Filters::default(),
         }
     }
@@ -287,6 +290,12 @@ impl Hub {
     /// Gives one link's backend this profile, whatever it calls itself.
     pub fn force_link_profile(&self, link: LinkId, profile: String) {
         self.link_profiles.write().unwrap_or_else(|p| p.into_inner()).insert(link, profile);
+        self.set_backend_info(link, BackendInfo::clone(&self.backend_info(link)));
+    }
+
+    /// Uploads local files to one link's backend this way, whatever the bridge's upload mode.
+    pub fn set_link_upload(&self, link: LinkId, mode: crate::core::media::UploadMode) {
+        self.link_uploads.write().unwrap_or_else(|p| p.into_inner()).insert(link, mode);
         self.set_backend_info(link, BackendInfo::clone(&self.backend_info(link)));
     }
 
@@ -384,6 +393,7 @@ impl Hub {
     pub fn forget_link(&self, link: LinkId) {
         self.backends.write().unwrap_or_else(|p| p.into_inner()).remove(&link);
         self.link_profiles.write().unwrap_or_else(|p| p.into_inner()).remove(&link);
+        self.link_uploads.write().unwrap_or_else(|p| p.into_inner()).remove(&link);
     }
 
     /// Records what a link's backend is, and chooses its profile: the configured one, else the
@@ -395,6 +405,7 @@ impl Hub {
             Some(forced) => forced.clone(),
             None => self.translator.maps.for_backend(&info.implementation, &info.onebot_version).to_owned(),
         };
+        info.upload = self.link_uploads.read().unwrap_or_else(|p| p.into_inner()).get(&link).copied();
         let mut backends = self.backends.write().unwrap_or_else(|p| p.into_inner());
         let previous = backends.get(&link);
         if info.supported.is_none() {
@@ -665,6 +676,10 @@ impl Reports for Hub {
 
     fn force_profile(&self, link: LinkId, profile: String) {
         self.force_link_profile(link, profile);
+    }
+
+    fn upload_mode(&self, link: LinkId, mode: crate::core::media::UploadMode) {
+        self.set_link_upload(link, mode);
     }
 
     fn new_link_id(&self) -> LinkId {

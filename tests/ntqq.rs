@@ -456,3 +456,40 @@ async fn aiocqhttp_quick_reply_on_llbot() {
     drop(aiocqhttp);
     bridge.stop().await;
 }
+
+/// A local file a bot names goes to a NapCat elsewhere (a container) as base64, and to one that
+/// shares the bridge's disk as its path when that link says `upload = "path"`.
+#[tokio::test]
+async fn local_files_go_as_base64_or_as_a_path_per_link() {
+    let dir = std::env::temp_dir().join(format!("ob-ntqq-media-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let picture = dir.join("pic.png");
+    std::fs::write(&picture, [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3]).unwrap();
+    let file_url = format!("file://{}", picture.display());
+    for upload in ["", "upload = \"path\""] {
+        let mut napcat = Ntqq::start(Dialect::NapCat, 10001, Some(TOKEN)).await;
+        let toml = format!(
+            "[backend]\nprotocol = \"v11\"\naccess-token = \"{TOKEN}\"\n[[backend.ws]]\nurl = \"{}\"\n{upload}\n\
+             [media]\nallowed-dirs = [\"{}\"]\n",
+            napcat.url(),
+            dir.display()
+        );
+        let file: FileConfig = toml::from_str(&toml).unwrap();
+        let o = Overrides { ws: vec!["127.0.0.1:0".into()], ..Default::default() };
+        let bridge = Bridge::start(Config::resolve(file, o).unwrap()).await.unwrap();
+        napcat.wait_connected().await;
+        let mut bot = bot_on(&bridge).await;
+        let message = format!("[CQ:image,file={file_url}]");
+        let answer = bot.call("send_group_msg", json!({"group_id": 30003, "message": message})).await;
+        assert_eq!(answer["status"], "ok", "{answer}");
+        let sent = napcat.next_action("send_msg").await;
+        let file = sent["params"]["message"][0]["data"]["file"].as_str().unwrap_or_default().to_owned();
+        if upload.is_empty() {
+            assert_eq!(file, "base64://iVBORw0KGgoBAgM=", "the bytes, for a NapCat elsewhere: {sent}");
+        } else {
+            assert_eq!(file, file_url, "the path, for a NapCat on this disk: {sent}");
+        }
+        bridge.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -153,6 +153,7 @@ mod tests {
             Known::default()
         }
         fn force_profile(&self, _link: LinkId, _profile: String) {}
+        fn upload_mode(&self, _link: LinkId, _mode: crate::core::media::UploadMode) {}
         fn new_link_id(&self) -> LinkId {
             0
         }

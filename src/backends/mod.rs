@@ -65,6 +65,9 @@ pub trait Reports: Send + Sync + 'static {
     /// Gives the link's backend this profile, whatever it calls itself.
     fn force_profile(&self, link: LinkId, profile: String);
 
+    /// Uploads local files to the link's backend this way (its link's `upload`).
+    fn upload_mode(&self, link: LinkId, mode: crate::core::media::UploadMode);
+
     /// A fresh id for a link made at run time (one per accepted connection).
     fn new_link_id(&self) -> LinkId;
 

@@ -162,6 +162,10 @@ pub struct BackendWsEntry {
     pub access_token: Option<String>,
     #[serde(default)]
     pub msgpack: Option<bool>,
+    /// How local files reach this link's backend (overrides `[media] upload`): `path` when it
+    /// reads this machine's disk, `data` when it is elsewhere (a container).
+    #[serde(default)]
+    pub upload: Option<UploadModeName>,
     /// What this link speaks (overrides `[backend] protocol`).
     #[serde(default)]
     pub protocol: Option<Protocol>,
@@ -185,6 +189,10 @@ pub struct BackendHttpEntry {
     /// A v11 implementation's HTTP POST secret: its events must carry `X-Signature`.
     #[serde(default)]
     pub secret: Option<String>,
+    /// How local files reach this link's backend (overrides `[media] upload`): `path` when it
+    /// reads this machine's disk, `data` when it is elsewhere (a container).
+    #[serde(default)]
+    pub upload: Option<UploadModeName>,
     /// What this link speaks (overrides `[backend] protocol`).
     #[serde(default)]
     pub protocol: Option<Protocol>,
@@ -201,6 +209,10 @@ pub struct BackendWsReverseEntry {
     pub access_token: Option<String>,
     #[serde(default)]
     pub msgpack: Option<bool>,
+    /// How local files reach this link's backend (overrides `[media] upload`): `path` when it
+    /// reads this machine's disk, `data` when it is elsewhere (a container).
+    #[serde(default)]
+    pub upload: Option<UploadModeName>,
     /// What this link speaks (overrides `[backend] protocol`).
     #[serde(default)]
     pub protocol: Option<Protocol>,
@@ -487,6 +499,8 @@ pub struct BackendLink {
     pub protocol: Protocol,
     /// A v11 implementation's HTTP POST secret (`X-Signature` on the events it posts).
     pub secret: Option<String>,
+    /// How local files reach this link's backend, when the link says (else `[media] upload`).
+    pub upload: Option<crate::core::media::UploadMode>,
     pub token: Option<String>,
     /// Send action requests as MessagePack (answers and events are read in either encoding).
     pub msgpack: bool,
@@ -1110,29 +1124,34 @@ fn resolve_backends(file: &BackendSection, flags: &Overrides) -> Result<Vec<Back
         kind,
         protocol: protocol.unwrap_or(protocol_default),
         secret: None,
+        upload: None,
         token: non_empty(token.clone()).or_else(|| default_token.clone()),
         msgpack: msgpack.unwrap_or(msgpack_default),
         profile: None,
     };
     let mut backends = Vec::new();
-    let with_profile = |mut l: BackendLink, profile: &Option<String>| {
+    let with_profile = |mut l: BackendLink, profile: &Option<String>, upload: Option<UploadModeName>| {
         l.profile = profile.clone().filter(|p| !p.is_empty());
+        l.upload = upload.map(|u| match u {
+            UploadModeName::Data => crate::core::media::UploadMode::Data,
+            UploadModeName::Path => crate::core::media::UploadMode::Path,
+        });
         l
     };
     for e in &file.ws {
         let kind = BackendKind::Ws { url: parse_backend_url("backend URL", &e.url, "ws")? };
-        backends.push(with_profile(link(kind, &e.access_token, e.msgpack, e.protocol), &e.profile));
+        backends.push(with_profile(link(kind, &e.access_token, e.msgpack, e.protocol), &e.profile, e.upload));
     }
     for e in &file.http {
         let webhook = e.webhook.as_deref().map(parse_addr).transpose()?;
         let kind = BackendKind::Http { url: parse_backend_url("backend HTTP URL", &e.url, "http")?, webhook };
-        let mut l = with_profile(link(kind, &e.access_token, e.msgpack, e.protocol), &e.profile);
+        let mut l = with_profile(link(kind, &e.access_token, e.msgpack, e.protocol), &e.profile, e.upload);
         l.secret = non_empty(e.secret.clone());
         backends.push(l);
     }
     for e in &file.ws_reverse {
         let kind = BackendKind::WsReverse { addr: parse_addr(&e.address)? };
-        backends.push(with_profile(link(kind, &e.access_token, e.msgpack, e.protocol), &e.profile));
+        backends.push(with_profile(link(kind, &e.access_token, e.msgpack, e.protocol), &e.profile, e.upload));
     }
     for url in &flags.backend_ws {
         backends.push(link(BackendKind::Ws { url: parse_backend_url("--backend-ws", url, "ws")? }, &None, None, None));

@@ -670,7 +670,7 @@ impl<S: IdStore> Translator<S> {
         }
         let head = content.read(0, 16.min(size as usize)).await?;
         let name = upload_name(name, reference, &head, &sha256);
-        let id = match (&content, opts.upload) {
+        let id = match (&content, ctx.backend.upload.unwrap_or(opts.upload)) {
             (Content::File(f), UploadMode::Path) => {
                 let mut p = Map::new();
                 p.insert("type".into(), "path".into());

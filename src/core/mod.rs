@@ -49,6 +49,9 @@ pub struct BackendInfo {
     pub profile: String,
     /// What the backend's `get_supported_actions` listed, when it answered.
     pub supported: Option<Arc<std::collections::BTreeSet<String>>>,
+    /// How local files reach this backend when its link says (else the bridge's upload mode):
+    /// a NapCat in a container needs the bytes, one beside the bridge can read its disk.
+    pub upload: Option<media::UploadMode>,
 }
 
 /// Where a link learned something about its implementation, least trusted first.
@@ -102,6 +105,7 @@ impl BackendInfo {
             onebot_version: take(&self.onebot_version, claim.onebot_version),
             profile: self.profile.clone(),
             supported: self.supported.clone(),
+            upload: self.upload,
         }
     }
 }

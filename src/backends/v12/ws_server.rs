@@ -64,6 +64,8 @@ struct Server<R> {
     metrics: crate::metrics::LinkMetrics,
     /// What connections speak unless their handshake says v11.
     protocol: Protocol,
+    /// How local files reach these connections' backends, when the link says.
+    upload: Option<crate::core::media::UploadMode>,
     /// The tables a v11 connection's edge reads.
     maps: Arc<Mappings>,
 }
@@ -110,6 +112,7 @@ pub async fn serve<R: Reports>(listener: TcpListener, setup: Setup, reports: Arc
         limits,
         metrics,
         protocol: backend.protocol,
+        upload: backend.upload,
         maps,
         recent: Mutex::default(),
         live: Mutex::default(),
@@ -218,6 +221,9 @@ async fn connection<R: Reports>(stream: TcpStream, server: Arc<Server<R>>, mut s
     }
     if let Some(profile) = &server.profile {
         reports.force_profile(link.id, profile.clone());
+    }
+    if let Some(mode) = server.upload {
+        reports.upload_mode(link.id, mode);
     }
     tracing::info!(
         protocol = hs.protocol.as_deref().unwrap_or(""),
