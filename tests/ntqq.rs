@@ -223,6 +223,14 @@ async fn napcat_extension_actions_pass_through_with_ids_translated() {
     assert_eq!(packet["status"], "ok", "{packet}");
     assert_eq!(napcat.next_action("nc_get_packet_status").await["params"], json!({}));
 
+    // A forward's messages, in go-cqhttp's shape with the bridge's own CQ rendering.
+    let forward = bot.call("get_forward_msg", json!({"id": "res-1"})).await;
+    assert_eq!(forward["status"], "ok", "{forward}");
+    let entry = &forward["data"]["messages"][0];
+    assert_eq!(entry["sender"]["user_id"], 20002, "{forward}");
+    assert_eq!(entry["content"], "forwarded [CQ:at,qq=10001]", "{forward}");
+    assert_eq!(napcat.next_action("get_forward_msg").await["params"]["message_id"], "res-1");
+
     let unknown = bot.call("no_such_napcat_action", json!({"x": 1})).await;
     assert_eq!(unknown["status"], "failed", "{unknown}");
     assert!(unknown["wording"].as_str().unwrap_or_default().contains("不支持的Api"), "{unknown}");

@@ -493,6 +493,10 @@ fn answer(script: &Script, req: &Value) -> Value {
             )
         }
         "nc_get_packet_status" if dialect == Dialect::NapCat => ok(Value::Null),
+        "get_forward_msg" => ok(json!({"messages": [
+            {"sender": {"user_id": 20002, "nickname": "Bob"}, "time": 1_700_000_000, "group_id": 30003,
+             "content": [{"type": "text", "data": {"text": "forwarded "}}, {"type": "at", "data": {"qq": "10001"}}]}
+        ]})),
         _ => failed(1404, "不支持的Api"),
     }
 }

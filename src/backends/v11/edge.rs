@@ -162,6 +162,9 @@ pub enum Answer {
     Version,
     /// `get_image` for `get_file`: where the file is.
     File { file_id: String, want: String },
+    /// `get_forward_msg`: each forwarded message's ids as v12 strings and its content as v12
+    /// segments, as the core reads a v12 backend's forward (it makes them v11 again, its own way).
+    Forward,
     /// An extension action: the data as the implementation gave it.
     AsIs,
 }
@@ -754,7 +757,9 @@ impl Edge {
                         };
                         params.insert(key.to_owned(), value);
                     }
-                    call(self.maps.profile.strip(action), params, Answer::AsIs)
+                    let v11 = self.maps.profile.strip(action);
+                    let answer = if v11 == "get_forward_msg" { Answer::Forward } else { Answer::AsIs };
+                    call(v11, params, answer)
                 }
             },
         }
@@ -872,9 +877,37 @@ impl Edge {
                 }
                 Value::Object(out)
             }
+            Answer::Forward => self.forward_in(data),
             Answer::AsIs => data,
         };
         answer
+    }
+
+    /// A forward's messages (`messages`, or the v11 spec's `message`): each entry's sender and
+    /// group ids as strings, its `content` / `message` as v12 segments.
+    fn forward_in(&self, data: Value) -> Value {
+        let Value::Object(mut data) = data else { return data };
+        for key in ["messages", "message"] {
+            let Some(Value::Array(entries)) = data.get_mut(key) else { continue };
+            for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
+                for id in ["user_id", "group_id"] {
+                    if let Some(v) = entry.get_mut(id) {
+                        *v = v12_id(v);
+                    }
+                }
+                if let Some(Value::Object(sender)) = entry.get_mut("sender") {
+                    if let Some(v) = sender.get_mut("user_id") {
+                        *v = v12_id(v);
+                    }
+                }
+                for body in ["content", "message"] {
+                    if let Some(v) = entry.get_mut(body) {
+                        *v = Value::Array(self.segments_in(std::mem::take(v), &Chat::Unknown));
+                    }
+                }
+            }
+        }
+        Value::Object(data)
     }
 
     fn renamed(&self, row: &ActionOut, data: Value) -> Value {
@@ -1250,6 +1283,30 @@ mod tests {
             edge.segments_in(image, &chat);
         }
         assert_eq!(edge.received.lock().unwrap().urls.len(), RECEIVED_MAX);
+    }
+
+    /// A forward's messages come back with v12 ids and segments, for the core to make v11 again.
+    #[test]
+    fn a_forward_reads_back_as_v12_entries() {
+        let edge = edge();
+        let fetch = call(&edge, "qq.get_forward_msg", json!({"message_id": "res-1"}));
+        assert_eq!((fetch.action.as_str(), fetch.params["message_id"].clone()), ("get_forward_msg", json!("res-1")));
+        let answer = edge.response(
+            &fetch,
+            ok_answer(json!({"messages": [
+                {"sender": {"user_id": 4, "nickname": "n"}, "time": 5, "group_id": 3, "message_id": 77,
+                 "content": [{"type": "at", "data": {"qq": "5"}}, {"type": "face", "data": {"id": "1"}}]},
+                {"user_id": 6, "message": "[CQ:face,id=2]hi"}
+            ]})),
+        );
+        assert_eq!(
+            answer.data,
+            json!({"messages": [
+                {"sender": {"user_id": "4", "nickname": "n"}, "time": 5, "group_id": "3", "message_id": 77,
+                 "content": [{"type": "mention", "data": {"user_id": "5"}}, {"type": "qq.face", "data": {"id": "1"}}]},
+                {"user_id": "6", "message": [{"type": "qq.face", "data": {"id": "2"}}, {"type": "text", "data": {"text": "hi"}}]}
+            ]})
+        );
     }
 
     /// A message the bridge knows only by id is looked up with the implementation's own id.
