@@ -501,6 +501,10 @@ async fn on_webhook<R: Reports>(webhook: &Webhook<R>, req: hyper::Request<Incomi
         Auth::Wrong => return reply(StatusCode::FORBIDDEN, "wrong access token\n"),
     }
     let signature = header("x-signature").map(str::to_owned);
+    // Unsigned: refused before the body is read (a wrong signature needs the body to tell).
+    if webhook.secret.is_some() && signature.is_none() {
+        return reply(StatusCode::UNAUTHORIZED, "X-Signature required\n");
+    }
     let msgpack = match header(CONTENT_TYPE.as_str()) {
         None => false,
         Some(ct) => match codec::encoding_of(ct) {
@@ -530,14 +534,10 @@ async fn on_webhook<R: Reports>(webhook: &Webhook<R>, req: hyper::Request<Incomi
             return reply(StatusCode::BAD_REQUEST, "body could not be read\n");
         }
     };
-    if let Some(secret) = &webhook.secret {
-        match signature.as_deref() {
-            None => return reply(StatusCode::UNAUTHORIZED, "X-Signature required\n"),
-            Some(s) if !crate::bots::http_post::signature_matches(secret, &body, s) => {
-                tracing::warn!("HTTP POST from the implementation with a wrong X-Signature; refused");
-                return reply(StatusCode::FORBIDDEN, "wrong X-Signature\n");
-            }
-            Some(_) => {}
+    if let (Some(secret), Some(presented)) = (&webhook.secret, signature.as_deref()) {
+        if !crate::bots::http_post::signature_matches(secret, &body, presented) {
+            tracing::warn!("HTTP POST from the implementation with a wrong X-Signature; refused");
+            return reply(StatusCode::FORBIDDEN, "wrong X-Signature\n");
         }
     }
     if webhook.edge.is_none() {
