@@ -253,7 +253,7 @@ async fn napcat_dials_the_reverse_websocket_and_is_taken_for_v11_by_its_handshak
     let bridge = Bridge::start(Config::resolve(FileConfig::default(), o).unwrap()).await.unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
-    let refused = Ntqq::dial(Dialect::NapCat, 10001, Some(TOKEN), addr, "API").await.err().expect("API refused");
+    let refused = Ntqq::dial(Dialect::NapCat, 10001, Some(TOKEN), addr, "Bogus").await.err().expect("role refused");
     assert!(refused.to_string().contains("400"), "{refused}");
     let wrong = Ntqq::dial(Dialect::NapCat, 10001, Some("nope"), addr, "Universal").await.err().expect("token refused");
     assert!(wrong.to_string().contains("403"), "{wrong}");
@@ -271,6 +271,65 @@ async fn napcat_dials_the_reverse_websocket_and_is_taken_for_v11_by_its_handshak
     assert_eq!(sent["params"]["message"], json!([text("back")]));
     let version = bot.call("get_version_info", json!({})).await;
     assert_eq!(version["data"]["backend"]["impl"], "NapCat.Onebot", "{version}");
+    bridge.stop().await;
+}
+
+/// go-cqhttp's split reverse WebSocket (Lagrange.OneBot with `UseUniversalClient: false`): an
+/// `API` and an `Event` connection with one `X-Self-ID` are one link. Events come on one,
+/// actions go out on the other; the Event connection dropping leaves actions working, and a
+/// reconnected API connection replaces a stale one.
+#[tokio::test]
+async fn lagrange_split_api_and_event_connections_are_one_link() {
+    let port = free_port();
+    let o = Overrides {
+        backend_ws_reverse: vec![format!("127.0.0.1:{port}")],
+        backend_token: Some(TOKEN.into()),
+        ws: vec!["127.0.0.1:0".into()],
+        ..Default::default()
+    };
+    let bridge = Bridge::start(Config::resolve(FileConfig::default(), o).unwrap()).await.unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut lagrange = Ntqq::dial_roles(Dialect::Lagrange, 10001, Some(TOKEN), addr, &["API", "Event"]).await.unwrap();
+    assert_eq!(lagrange.connections(), 2);
+    let mut bot = bot_on(&bridge).await;
+    let ev = lagrange.group_message(30003, 20002, 1, json!([text("split in")]));
+    lagrange.push(ev);
+    let seen = bot.next_event().await;
+    assert_eq!(seen["message"], "split in");
+    let answer = bot.call("send_group_msg", json!({"group_id": 30003, "message": "split out"})).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    let sent = lagrange.next_action("send_msg").await;
+    assert_eq!(sent["params"]["message"], json!([text("split out")]));
+    let id = answer["data"]["message_id"].as_i64().unwrap();
+    let got = bot.call("get_msg", json!({"message_id": id})).await;
+    assert_eq!(got["data"]["message"], "split out", "{got}");
+    let version = bot.call("get_version_info", json!({})).await;
+    assert_eq!(version["data"]["backend"]["impl"], "Lagrange.OneBot", "{version}");
+
+    // A second API connection (the implementation reconnected before the bridge saw the first
+    // one die) takes over; the account keeps working through it.
+    let api = lagrange.redial(Some(TOKEN), "API").await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let answer = bot.call("send_group_msg", json!({"group_id": 30003, "message": "after takeover"})).await;
+    assert_eq!(answer["status"], "ok", "{answer}");
+    assert_eq!(lagrange.next_action("send_msg").await["params"]["message"], json!([text("after takeover")]));
+    // The API connection gone: actions fail clearly, events still arrive.
+    api.abort();
+    let _ = api.await;
+    let mut failed = Value::Null;
+    for _ in 0..100 {
+        failed = bot.call("send_group_msg", json!({"group_id": 30003, "message": "nobody"})).await;
+        if failed["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(failed["wording"].as_str().is_some_and(|w| !w.is_empty()), "{failed}");
+    let ev = lagrange.group_message(30003, 20002, 2, json!([text("events still flow")]));
+    lagrange.push(ev);
+    let seen = bot.next_event().await;
+    assert_eq!(seen["message"], "events still flow");
     bridge.stop().await;
 }
 

@@ -69,7 +69,7 @@ pub async fn run<R: Reports>(
                 backoff.reset();
                 // Anything queued while the link was down belongs to callers that already failed.
                 while outgoing.try_recv().is_ok() {}
-                serve(&link, &mut outgoing, ws, &reports, &limits, &recent, &mut shutdown).await;
+                serve(&link, Some(&mut outgoing), ws, &reports, &limits, &recent, &mut shutdown).await;
                 link.set_connected(false);
                 reports.link_down(link.id);
                 if *shutdown.borrow() {
@@ -117,9 +117,13 @@ async fn connect(cfg: &Dial, limits: &Limits) -> Result<Ws, tokio_tungstenite::t
 ///
 /// Events go to the link's [`Intake`], which translates them while this loop goes on reading
 /// (a translation may wait for an answer that arrives on this very socket).
+///
+/// Without `outgoing` the connection carries events only (a v11 `X-Client-Role: Event`
+/// connection): the link's requests go out on another connection, which alone says whether the
+/// link is up.
 pub async fn serve<R: Reports, S>(
     link: &LinkHandle,
-    outgoing: &mut mpsc::Receiver<Outgoing>,
+    outgoing: Option<&mut mpsc::Receiver<Outgoing>>,
     ws: tokio_tungstenite::WebSocketStream<S>,
     reports: &Arc<R>,
     limits: &Limits,
@@ -129,9 +133,12 @@ pub async fn serve<R: Reports, S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (intake, worker) = Intake::start(link.clone(), reports.clone(), recent.clone());
+    let carries_requests = outgoing.is_some();
     pump(link, outgoing, ws, reports, limits, &intake, shutdown).await;
-    // Calls still waiting on this connection fail now, so the worker can finish.
-    link.set_connected(false);
+    if carries_requests {
+        // Calls still waiting on this connection fail now, so the worker can finish.
+        link.set_connected(false);
+    }
     drop(intake);
     if tokio::time::timeout(DRAIN_EVENTS, worker).await.is_err() {
         tracing::warn!("events read from the backend were still being translated when the connection ended");
@@ -140,7 +147,7 @@ pub async fn serve<R: Reports, S>(
 
 async fn pump<R: Reports, S>(
     link: &LinkHandle,
-    outgoing: &mut mpsc::Receiver<Outgoing>,
+    mut outgoing: Option<&mut mpsc::Receiver<Outgoing>>,
     ws: tokio_tungstenite::WebSocketStream<S>,
     reports: &Arc<R>,
     limits: &Limits,
@@ -150,8 +157,10 @@ async fn pump<R: Reports, S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = ws.split();
-    link.set_connected(true);
-    tokio::spawn(discover(link.clone(), reports.clone()));
+    if outgoing.is_some() {
+        link.set_connected(true);
+        tokio::spawn(discover(link.clone(), reports.clone()));
+    }
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
     let mut last_heard = tokio::time::Instant::now();
@@ -162,7 +171,12 @@ async fn pump<R: Reports, S>(
                 let _ = tokio::time::timeout(limits.write_timeout, sink.send(Message::Close(Some(bye)))).await;
                 return;
             }
-            out = outgoing.recv() => {
+            out = async {
+                match outgoing.as_deref_mut() {
+                    Some(outgoing) => outgoing.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
                 let Some(out) = out else { return };
                 let frame = if out.binary {
                     Message::binary(out.body)

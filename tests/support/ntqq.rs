@@ -160,21 +160,40 @@ impl Ntqq {
         addr: SocketAddr,
         role: &str,
     ) -> Result<Ntqq, tokio_tungstenite::tungstenite::Error> {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        use tokio_tungstenite::tungstenite::http::HeaderValue;
+        Ntqq::dial_roles(dialect, self_id, token, addr, &[role]).await
+    }
+
+    /// Dials one connection per role (go-cqhttp's split pair is `["API", "Event"]`), all of one
+    /// implementation: events go out on the connections that carry them, requests are answered
+    /// on those that carry actions.
+    pub async fn dial_roles(
+        dialect: Dialect,
+        self_id: i64,
+        token: Option<&str>,
+        addr: SocketAddr,
+        roles: &[&str],
+    ) -> Result<Ntqq, tokio_tungstenite::tungstenite::Error> {
         let (script, requests) = Script::new(dialect, self_id, None, None);
-        let mut req = format!("ws://{addr}/onebot/v11/ws").into_client_request().unwrap();
-        let headers = req.headers_mut();
-        headers.insert("X-Client-Role", HeaderValue::from_str(role).unwrap());
-        headers.insert("X-Self-ID", HeaderValue::from_str(&self_id.to_string()).unwrap());
-        headers.insert("User-Agent", HeaderValue::from_static("OneBot/11"));
-        if let Some(t) = token {
-            headers.insert("Authorization", HeaderValue::from_str(&format!("Bearer {t}")).unwrap());
+        let mut sessions = Vec::new();
+        for role in roles {
+            let ws = dial_one(self_id, token, addr, role).await?;
+            script.connections.fetch_add(1, Ordering::SeqCst);
+            sessions.push(tokio::spawn(session(ws, script.clone(), Carries::of(role))));
         }
-        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
-        script.connections.fetch_add(1, Ordering::SeqCst);
-        let task = tokio::spawn(session(ws, script.clone()));
+        let task = tokio::spawn(async move {
+            for s in sessions {
+                let _ = s.await;
+            }
+        });
         Ok(Ntqq { addr, script, requests, task })
+    }
+
+    /// Opens one more connection in `role` for this implementation (a reconnect), returning
+    /// its task; aborting the task drops the connection without a Close frame.
+    pub async fn redial(&self, token: Option<&str>, role: &str) -> JoinHandle<()> {
+        let ws = dial_one(self.script.self_id, token, self.addr, role).await.expect("redial");
+        self.script.connections.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(session(ws, self.script.clone(), Carries::of(role)))
     }
 
     /// Serves go-cqhttp's HTTP API on a loopback port (Bearer token checked) and posts its
@@ -364,21 +383,64 @@ async fn serve(listener: TcpListener, script: Arc<Script>) {
             };
             let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, check).await else { return };
             script.connections.fetch_add(1, Ordering::SeqCst);
-            session(ws, script).await;
+            session(ws, script, Carries::ALL).await;
         });
     }
 }
 
-async fn session<S>(ws: tokio_tungstenite::WebSocketStream<S>, script: Arc<Script>)
+/// What one of the implementation's connections carries (its `X-Client-Role`).
+#[derive(Debug, Clone, Copy)]
+struct Carries {
+    events: bool,
+    actions: bool,
+}
+
+impl Carries {
+    const ALL: Carries = Carries { events: true, actions: true };
+
+    fn of(role: &str) -> Carries {
+        match role {
+            "API" => Carries { events: false, actions: true },
+            "Event" => Carries { events: true, actions: false },
+            _ => Carries::ALL,
+        }
+    }
+}
+
+async fn dial_one(
+    self_id: i64,
+    token: Option<&str>,
+    addr: SocketAddr,
+    role: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    let mut req = format!("ws://{addr}/onebot/v11/ws").into_client_request().unwrap();
+    let headers = req.headers_mut();
+    headers.insert("X-Client-Role", HeaderValue::from_str(role).unwrap());
+    headers.insert("X-Self-ID", HeaderValue::from_str(&self_id.to_string()).unwrap());
+    headers.insert("User-Agent", HeaderValue::from_static("OneBot/11"));
+    if let Some(t) = token {
+        headers.insert("Authorization", HeaderValue::from_str(&format!("Bearer {t}")).unwrap());
+    }
+    Ok(tokio_tungstenite::connect_async(req).await?.0)
+}
+
+async fn session<S>(ws: tokio_tungstenite::WebSocketStream<S>, script: Arc<Script>, carries: Carries)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
-    let hello = json!({"time": 1_700_000_000, "self_id": script.self_id, "post_type": "meta_event",
-                       "meta_event_type": "lifecycle", "sub_type": "connect"});
-    let _ = sink.send(Message::text(hello.to_string())).await;
-    *script.push.lock().unwrap() = Some(tx);
+    if carries.events {
+        let hello = json!({"time": 1_700_000_000, "self_id": script.self_id, "post_type": "meta_event",
+                           "meta_event_type": "lifecycle", "sub_type": "connect"});
+        let _ = sink.send(Message::text(hello.to_string())).await;
+        *script.push.lock().unwrap() = Some(tx);
+    }
     loop {
         tokio::select! {
             out = rx.recv() => {
@@ -386,7 +448,7 @@ where
                 if sink.send(out).await.is_err() { return; }
             }
             frame = stream.next() => match frame {
-                Some(Ok(Message::Text(text))) => {
+                Some(Ok(Message::Text(text))) if carries.actions => {
                     let Ok(req) = serde_json::from_str::<Value>(&text) else { continue };
                     let _ = script.requests.send(req.clone());
                     let mut answer = answer(&script, &req);

@@ -4,8 +4,10 @@
 //!
 //! A connection speaks v11 when the link is configured `protocol = "v11"`, or when the handshake
 //! says so: no `12.<impl>` subprotocol, and the `X-Client-Role` and `X-Self-ID` headers every v11
-//! implementation sends. v11 connections must be `Universal` (events and actions on one socket,
-//! NapCat's only mode); split `API`/`Event` connections are refused with 400 saying so.
+//! implementation sends. A v11 connection is `Universal` (events and actions on one socket,
+//! NapCat's and LLBot's mode), or one half of go-cqhttp's split pair: `API` (actions and their
+//! answers) and `Event` (events only), joined into one link by `X-Self-ID`. The link is up while
+//! its API connection is; a newer API connection for the same account replaces the older one.
 //!
 //! The access token is checked before the upgrade: **401** when none is presented, **403** when
 //! it is wrong (`Authorization` with any scheme, else `?access_token=`). The path is not checked:
@@ -25,12 +27,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tracing::Instrument;
 
-use crate::backends::link::{LinkHandle, LinkId, RecentIds, Wire};
+use crate::backends::link::{LinkHandle, LinkId, Outgoing, RecentIds, Wire};
 use crate::backends::socket;
 use crate::backends::v11::edge::Edge;
 use crate::backends::Reports;
@@ -68,6 +70,29 @@ struct Server<R> {
     upload: Option<crate::core::media::UploadMode>,
     /// The tables a v11 connection's edge reads.
     maps: Arc<Mappings>,
+    /// Split v11 connections by `X-Self-ID` (at most [`MAX_CONNECTIONS`] accounts).
+    split: Mutex<HashMap<String, Split>>,
+}
+
+/// The API and Event connections of one v11 account, sharing one link.
+struct Split {
+    link: LinkHandle,
+    /// The link's request queue, held by the live API connection.
+    outgoing: Arc<tokio::sync::Mutex<mpsc::Receiver<Outgoing>>>,
+    /// Live connections of the pair.
+    halves: usize,
+    /// Tells the live API connection to make way for a newer one.
+    api_stop: Option<watch::Sender<bool>>,
+}
+
+/// What a v11 connection carries (`X-Client-Role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Role {
+    /// Events and actions (and every v12 connection).
+    #[default]
+    Universal,
+    Api,
+    Event,
 }
 
 impl<R> Server<R> {
@@ -116,6 +141,7 @@ pub async fn serve<R: Reports>(listener: TcpListener, setup: Setup, reports: Arc
         maps,
         recent: Mutex::default(),
         live: Mutex::default(),
+        split: Mutex::default(),
     });
     let watch = shutdown.clone();
     accept_loop(listener, MAX_CONNECTIONS, grace, shutdown, "backend reverse WebSocket", move |stream, peer| {
@@ -141,6 +167,7 @@ struct Handshake {
     v11: bool,
     /// A v11 connection's `X-Self-ID`.
     self_id: String,
+    role: Role,
 }
 
 /// Picks the subprotocol to echo from an offer such as `12.walle-q` (or a list of them): the
@@ -154,7 +181,7 @@ fn pick_protocol(offer: &str) -> Option<(String, Option<String>)> {
     offers.first().map(|p| (p.to_string(), None))
 }
 
-async fn connection<R: Reports>(stream: TcpStream, server: Arc<Server<R>>, mut shutdown: watch::Receiver<bool>) {
+async fn connection<R: Reports>(stream: TcpStream, server: Arc<Server<R>>, shutdown: watch::Receiver<bool>) {
     let mut hs = Handshake::default();
     let expected = server.token.clone();
     let protocol = server.protocol;
@@ -182,25 +209,45 @@ async fn connection<R: Reports>(stream: TcpStream, server: Arc<Server<R>>, mut s
         hs.self_id = header("x-self-id").unwrap_or_default().trim().to_owned();
         let says_v12 = hs.onebot_version == "12";
         hs.v11 = protocol == Protocol::V11 || (!says_v12 && !role.is_empty() && !hs.self_id.is_empty());
-        if hs.v11 && !role.is_empty() && !role.eq_ignore_ascii_case("universal") {
-            let mut refused = ErrorResponse::new(Some(format!(
-                "X-Client-Role {role}: this reverse WebSocket takes Universal connections only (events and actions on one socket)\n"
-            )));
-            *refused.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::BAD_REQUEST;
-            return Err(refused);
+        if hs.v11 && !role.is_empty() {
+            let refuse = |why: String| {
+                let mut refused = ErrorResponse::new(Some(why + "\n"));
+                *refused.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::BAD_REQUEST;
+                refused
+            };
+            hs.role = match role.to_ascii_lowercase().as_str() {
+                "universal" => Role::Universal,
+                "api" => Role::Api,
+                "event" => Role::Event,
+                _ => return Err(refuse(format!("X-Client-Role {role}: expected Universal, API or Event"))),
+            };
+            if hs.role != Role::Universal && hs.self_id.is_empty() {
+                return Err(refuse(format!(
+                    "X-Client-Role {role} needs X-Self-ID, which pairs the API and Event connections"
+                )));
+            }
         }
         tracing::debug!(user_agent = header("user-agent").unwrap_or(""), path = %req.uri().path(), "implementation dialled in");
         Ok(resp)
     };
     let Some(ws) = accept_ws(stream, callback, server.limits.max_message).await else { return };
 
+    match hs.role {
+        Role::Universal => universal(ws, hs, server, shutdown).await,
+        Role::Api | Role::Event => split(ws, hs, server, shutdown).await,
+    }
+}
+
+/// A new link for a connection (or a split pair): what the handshake and the configuration say
+/// about its implementation goes to the reports.
+fn new_link<R: Reports>(server: &Server<R>, hs: &Handshake) -> (LinkHandle, mpsc::Receiver<Outgoing>) {
     let reports = &server.reports;
     let wire = if hs.v11 {
         Wire::V11(Arc::new(Edge::new(server.maps.clone())))
     } else {
         Wire::V12 { msgpack: server.msgpack }
     };
-    let (link, mut outgoing) =
+    let (link, outgoing) =
         LinkHandle::socket(reports.new_link_id(), server.limits.request_queue, server.action_timeout, wire);
     link.observe(server.metrics.clone());
     if hs.v11 {
@@ -208,9 +255,6 @@ async fn connection<R: Reports>(stream: TcpStream, server: Arc<Server<R>>, mut s
         let claim = ImplementationClaim { onebot_version: "11".into(), ..Default::default() };
         reports.learn(link.id, claim, InfoSource::Headers);
     }
-    let span = tracing::Span::current();
-    span.record("link", link.id);
-    span.record("implementation", hs.implementation.as_str());
     if !hs.implementation.is_empty() {
         let claim = ImplementationClaim {
             implementation: hs.implementation.clone(),
@@ -225,17 +269,15 @@ async fn connection<R: Reports>(stream: TcpStream, server: Arc<Server<R>>, mut s
     if let Some(mode) = server.upload {
         reports.upload_mode(link.id, mode);
     }
-    tracing::info!(
-        protocol = hs.protocol.as_deref().unwrap_or(""),
-        onebot = if hs.v11 { "v11" } else { "v12" },
-        self_id = %hs.self_id,
-        "implementation connected"
-    );
     server.live().push((link.id, link.clone()));
-    let recent = server.recent_for(&hs.implementation);
+    (link, outgoing)
+}
 
-    socket::serve(&link, &mut outgoing, ws, reports, &server.limits, &recent, &mut shutdown).await;
-
+/// A link's last connection ended: its accounts go offline and the link is forgotten. An
+/// account this link took over from a newer connection (a late event) must not stay offline:
+/// the newest live connection reports its accounts again.
+fn link_gone<R: Reports>(server: &Server<R>, link: &LinkHandle, shutdown: &watch::Receiver<bool>) {
+    let reports = &server.reports;
     link.set_connected(false);
     reports.link_down(link.id);
     reports.forget_link(link.id);
@@ -244,13 +286,125 @@ async fn connection<R: Reports>(stream: TcpStream, server: Arc<Server<R>>, mut s
         live.retain(|(id, _)| *id != link.id);
         live.last().map(|(_, l)| l.clone())
     };
-    tracing::info!("implementation disconnected");
-    // An account this connection took over from a newer one (a late event) must not stay
-    // offline: the newest live connection reports its accounts again.
     if let Some(newest) = newest {
         if !*shutdown.borrow() {
             tokio::spawn(socket::discover(newest, reports.clone()).in_current_span());
         }
+    }
+}
+
+fn log_connected(hs: &Handshake, link: &LinkHandle) {
+    let span = tracing::Span::current();
+    span.record("link", link.id);
+    span.record("implementation", hs.implementation.as_str());
+    tracing::info!(
+        protocol = hs.protocol.as_deref().unwrap_or(""),
+        onebot = if hs.v11 { "v11" } else { "v12" },
+        role = ?hs.role,
+        self_id = %hs.self_id,
+        "implementation connected"
+    );
+}
+
+/// A connection that carries events and actions: a link of its own.
+async fn universal<R: Reports>(
+    ws: tokio_tungstenite::WebSocketStream<TcpStream>,
+    hs: Handshake,
+    server: Arc<Server<R>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (link, mut outgoing) = new_link(&server, &hs);
+    log_connected(&hs, &link);
+    let recent = server.recent_for(&hs.implementation);
+    socket::serve(&link, Some(&mut outgoing), ws, &server.reports, &server.limits, &recent, &mut shutdown).await;
+    tracing::info!("implementation disconnected");
+    link_gone(&server, &link, &shutdown);
+}
+
+/// One half of a split v11 pair: joins (or starts) the account's link. The API half writes the
+/// link's requests; the Event half only reads.
+async fn split<R: Reports>(
+    ws: tokio_tungstenite::WebSocketStream<TcpStream>,
+    hs: Handshake,
+    server: Arc<Server<R>>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let joined = {
+        let mut pairs = server.split.lock().unwrap_or_else(|p| p.into_inner());
+        let full = pairs.len() >= MAX_CONNECTIONS;
+        match pairs.get_mut(&hs.self_id) {
+            Some(pair) => {
+                pair.halves += 1;
+                Some((pair.link.clone(), pair.outgoing.clone()))
+            }
+            None if full => None,
+            None => {
+                let (link, outgoing) = new_link(&server, &hs);
+                let outgoing = Arc::new(tokio::sync::Mutex::new(outgoing));
+                let pair = Split { link: link.clone(), outgoing: outgoing.clone(), halves: 1, api_stop: None };
+                pairs.insert(hs.self_id.clone(), pair);
+                Some((link, outgoing))
+            }
+        }
+    };
+    let Some((link, outgoing)) = joined else {
+        tracing::warn!(max = MAX_CONNECTIONS, "too many accounts on split connections; connection dropped");
+        return;
+    };
+    log_connected(&hs, &link);
+    let recent = server.recent_for(&hs.implementation);
+    if hs.role == Role::Api {
+        // This connection's own stop: the server's shutdown, or a newer API connection.
+        let (stop_tx, _) = watch::channel(false);
+        let older = {
+            let mut pairs = server.split.lock().unwrap_or_else(|p| p.into_inner());
+            pairs.get_mut(&hs.self_id).and_then(|pair| pair.api_stop.replace(stop_tx.clone()))
+        };
+        if let Some(older) = older {
+            tracing::info!("a newer API connection replaces the live one");
+            let _ = older.send(true);
+        }
+        let mut server_down = shutdown.clone();
+        let mut replaced = stop_tx.subscribe();
+        let (mine_tx, mut mine) = watch::channel(false);
+        tokio::spawn(async move {
+            tokio::select! {
+                Ok(_) = server_down.wait_for(|down| *down) => {}
+                Ok(_) = replaced.wait_for(|stop| *stop) => {}
+                _ = mine_tx.closed() => return,
+            }
+            let _ = mine_tx.send(true);
+        });
+        // The older connection lets go of the queue once it has stopped.
+        let mut queue = outgoing.lock().await;
+        // Anything queued while the link was down belongs to callers that already failed.
+        while queue.try_recv().is_ok() {}
+        if !*mine.borrow() {
+            socket::serve(&link, Some(&mut *queue), ws, &server.reports, &server.limits, &recent, &mut mine).await;
+        }
+        // Accounts cannot act until an API connection is back (done before a newer one, waiting
+        // for the queue, brings them online again).
+        server.reports.link_down(link.id);
+        drop(queue);
+        tracing::info!("implementation's API connection closed");
+    } else {
+        let mut shutdown = shutdown.clone();
+        socket::serve(&link, None, ws, &server.reports, &server.limits, &recent, &mut shutdown).await;
+        tracing::info!("implementation's Event connection closed");
+    }
+    let last = {
+        let mut pairs = server.split.lock().unwrap_or_else(|p| p.into_inner());
+        let last = pairs.get_mut(&hs.self_id).is_some_and(|pair| {
+            pair.halves -= 1;
+            pair.halves == 0
+        });
+        if last {
+            pairs.remove(&hs.self_id);
+        }
+        last
+    };
+    if last {
+        link_gone(&server, &link, &shutdown);
     }
 }
 
