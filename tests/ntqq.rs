@@ -333,6 +333,58 @@ async fn lagrange_split_api_and_event_connections_are_one_link() {
     bridge.stop().await;
 }
 
+/// Message history on NapCat and Lagrange.OneBot: the bot asks with the bridge's id of a message,
+/// the implementation is asked with its own (NapCat's `message_seq`, Lagrange's `message_id`),
+/// and every entry comes back with the id the bot saw for it, the bot's own sends included, so
+/// `get_msg` and replies work on what the history returned.
+#[tokio::test]
+async fn message_history_comes_back_with_the_bridge_ids() {
+    for dialect in [Dialect::NapCat, Dialect::Lagrange] {
+        let mut ntqq = Ntqq::start(dialect, 10001, Some(TOKEN)).await;
+        let bridge = bridge_on(&ntqq).await;
+        let mut bot = bot_on(&bridge).await;
+        let mut seen = Vec::new();
+        for n in 1..=3 {
+            ntqq.push(ntqq.group_message(30003, 20002, n, json!([text(&format!("m{n}"))])));
+            seen.push(bot.next_event().await["message_id"].as_i64().unwrap());
+        }
+        let sent = bot.call("send_group_msg", json!({"group_id": 30003, "message": "mine"})).await;
+        let mine = sent["data"]["message_id"].as_i64().unwrap();
+        ntqq.next_action("send_msg").await;
+
+        let all = bot.call("get_group_msg_history", json!({"group_id": 30003, "message_seq": 0})).await;
+        assert_eq!(all["status"], "ok", "{dialect:?}: {all}");
+        let ids: Vec<i64> =
+            all["data"]["messages"].as_array().unwrap().iter().map(|m| m["message_id"].as_i64().unwrap()).collect();
+        assert_eq!(ids, [seen[0], seen[1], seen[2], mine], "{dialect:?}: {all}");
+        let first = &all["data"]["messages"][0];
+        assert_eq!((first["group_id"].as_i64(), first["user_id"].as_i64()), (Some(30003), Some(20002)), "{first}");
+        assert_eq!(first["message"], "m1", "{dialect:?}: the endpoint's string format: {first}");
+
+        let latest = ntqq.next_action("get_group_msg_history").await;
+        assert!(latest["params"].get("message_seq").is_none(), "0 means the latest, not an id: {latest}");
+        let upto =
+            bot.call("get_group_msg_history", json!({"group_id": 30003, "message_seq": seen[1], "count": 5})).await;
+        let asked = ntqq.next_action("get_group_msg_history").await;
+        let key = if dialect == Dialect::Lagrange { "message_id" } else { "message_seq" };
+        assert_eq!(asked["params"][key], ntqq_id(dialect, 30003, 2), "{dialect:?}: {asked}");
+        let ids: Vec<i64> =
+            upto["data"]["messages"].as_array().unwrap().iter().map(|m| m["message_id"].as_i64().unwrap()).collect();
+        assert_eq!(ids, [seen[0], seen[1]], "{dialect:?}: {upto}");
+
+        let got = bot.call("get_msg", json!({"message_id": ids[0]})).await;
+        assert_eq!(got["data"]["message"], "m1", "{dialect:?}: {got}");
+        let unknown = bot.call("get_group_msg_history", json!({"group_id": 30003, "message_seq": 999_999})).await;
+        assert_eq!(unknown["status"], "failed", "{unknown}");
+        bridge.stop().await;
+    }
+}
+
+/// The implementation's id for the `n`th message its script made in a group.
+fn ntqq_id(dialect: Dialect, group: i64, n: i64) -> i64 {
+    dialect.message_id(&format!("g{group}"), n)
+}
+
 /// Both sides restart: NapCat (its ids forgotten) and the bridge by SIGKILL. Every id a bot was
 /// given still resolves to its message, a message NapCat sends again keeps its id, and nothing
 /// from before is delivered again.

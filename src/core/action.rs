@@ -439,6 +439,7 @@ impl<S: IdStore> Translator<S> {
             Handler::GetFileUrl => self.get_file_url(ctx, caller, params).await,
             Handler::AnswerRequest => self.answer_request(name, ctx, caller, params).await,
             Handler::GetForwardMsg => self.get_forward_msg(name, ctx, caller, params).await,
+            Handler::MessageHistory => self.message_history(name, ctx, caller, params).await,
             Handler::GetUpdates => Err(ActionError::LongPollingOff),
             Handler::Acknowledge => {
                 tracing::debug!(action = name, "nothing to do on this bridge");

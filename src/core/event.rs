@@ -370,6 +370,52 @@ impl<S: IdStore> Translator<S> {
         }
     }
 
+    /// A message history's answer: each of `messages` that is a v12 message event becomes the v11
+    /// message event a bot would have received (the bridge's ids, assigned and stored, so
+    /// `get_msg`, replies and recalls work on it), in the asking endpoint's format; entries that
+    /// are not v12 events (a backend answering in go-cqhttp's shape) are passed on as given. A
+    /// `message_seq` of 0 means "the latest" and is not a message id.
+    pub(super) async fn message_history<C: V12Caller>(
+        &self,
+        name: &str,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        params: &Map<String, Value>,
+    ) -> Result<Value, super::action::ActionError> {
+        let latest = |v: &Value| {
+            v.is_null() || v.as_i64() == Some(0) || v.as_str().is_some_and(|s| s.trim().is_empty() || s.trim() == "0")
+        };
+        let mut params = params.clone();
+        params.retain(|key, value| !(matches!(key.as_str(), "message_seq" | "message_id") && latest(value)));
+        let data = self.call_row(name, ctx, caller, &params).await?;
+        let Value::Object(mut data) = data else { return Ok(data) };
+        let Some(Value::Array(items)) = data.remove("messages") else { return Ok(Value::Object(data)) };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let is_event =
+                item.get("type").and_then(Value::as_str) == Some("message") && item.get("detail_type").is_some();
+            if !is_event {
+                out.push(item);
+                continue;
+            }
+            let translated = match Event::from_value(item) {
+                Ok(ev) => {
+                    let name = ev.name();
+                    self.message_event(ctx, &ev, &name, 0, caller).await.map_err(|e| e.to_string())
+                }
+                Err(error) => Err(error.to_string()),
+            };
+            match translated {
+                Ok(ev) => out.push(ev.to_value(ctx.post_format)),
+                Err(error) => {
+                    tracing::warn!(%error, action = name, "a message in the history cannot be translated; left out")
+                }
+            }
+        }
+        data.insert("messages".into(), Value::Array(out));
+        Ok(Value::Object(data))
+    }
+
     async fn message_event<C: V12Caller>(
         &self,
         ctx: ActionContext<'_>,

@@ -207,6 +207,10 @@ pub enum Handler {
     /// `get_forward_msg`: the row's `v12` call, its nodes' sender ids and contents translated
     /// into go-cqhttp's shape.
     GetForwardMsg,
+    /// Message history (`get_group_msg_history`, NTQQ's `get_friend_msg_history`): the row's
+    /// `v12` call; the answer's `messages` that are v12 message events become v11 message events
+    /// with the bridge's ids (assigned and stored, so `get_msg` and replies work on them).
+    MessageHistory,
     /// Nothing to do on this bridge (`reload_event_filter`: there is no event filter); `null`.
     Acknowledge,
     /// `get_updates` that reached the core: no HTTP server with long polling took it.
@@ -741,6 +745,10 @@ impl Mappings {
         for (name, row) in &self.actions {
             match (row.handler, &row.v12) {
                 (Some(Handler::AnswerRequest | Handler::GetForwardMsg), _) => {}
+                (Some(Handler::MessageHistory), None) => {
+                    return Err(invalid("actions.toml", format!("[{name}] message_history needs a v12 action")))
+                }
+                (Some(Handler::MessageHistory), Some(_)) => {}
                 (Some(_), Some(_)) => {
                     return Err(invalid("actions.toml", format!("[{name}] has both handler and v12")))
                 }

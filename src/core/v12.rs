@@ -108,6 +108,21 @@ impl Event {
         Ok(Event { id, time, kind, detail_type, sub_type, self_id, fields: map })
     }
 
+    /// The event as a v12 JSON object again (the inverse of [`Event::from_value`]).
+    pub fn into_value(self) -> Value {
+        let mut map = Map::with_capacity(self.fields.len() + 6);
+        map.insert("id".into(), self.id.into());
+        map.insert("time".into(), serde_json::Number::from_f64(self.time).map(Value::Number).unwrap_or(Value::Null));
+        map.insert("type".into(), self.kind.into());
+        map.insert("detail_type".into(), self.detail_type.into());
+        map.insert("sub_type".into(), self.sub_type.into());
+        if let Some(me) = self.self_id {
+            map.insert("self".into(), serde_json::json!({"platform": me.platform, "user_id": me.user_id}));
+        }
+        map.extend(self.fields);
+        Value::Object(map)
+    }
+
     /// `type.detail_type`, the key the mapping tables use.
     pub fn name(&self) -> String {
         format!("{}.{}", self.kind, self.detail_type)

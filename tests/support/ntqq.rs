@@ -543,6 +543,39 @@ fn answer(script: &Script, req: &Value) -> Value {
                 None => failed(1404, "消息不存在"),
             }
         }
+        // NTQQ implementations read `message_seq` as a message id (Lagrange.OneBot names it
+        // `message_id`); absent: the latest. The `count` messages up to it, oldest first.
+        action @ ("get_group_msg_history" | "get_friend_msg_history") => {
+            let chat = match action {
+                "get_group_msg_history" => format!("g{}", p["group_id"].as_i64().unwrap_or(0)),
+                _ => format!("u{}", p["user_id"].as_i64().unwrap_or(0)),
+            };
+            let from = if dialect == Dialect::Lagrange { &p["message_id"] } else { &p["message_seq"] };
+            let memory = script.memory.lock().unwrap();
+            let mut entries: Vec<&Value> =
+                memory.messages.values().filter(|(c, _)| *c == chat).map(|(_, m)| m).collect();
+            entries.sort_by_key(|m| m["time"].as_i64());
+            if let Some(from) = from.as_i64() {
+                let Some((_, start)) = memory.messages.get(&from) else { return failed(1404, "消息不存在") };
+                entries.retain(|m| m["time"].as_i64() <= start["time"].as_i64());
+            }
+            let count = p["count"].as_u64().unwrap_or(20) as usize;
+            let skip = entries.len().saturating_sub(count);
+            let messages: Vec<Value> = entries
+                .into_iter()
+                .skip(skip)
+                .map(|m| {
+                    let mut m = m.clone();
+                    let group = m["message_type"] == "group";
+                    m["post_type"] = "message".into();
+                    m["self_id"] = script.self_id.into();
+                    m["user_id"] = m["sender"]["user_id"].clone();
+                    m["sub_type"] = if group { "normal" } else { "friend" }.into();
+                    m
+                })
+                .collect();
+            ok(json!({"messages": messages}))
+        }
         "set_group_kick"
         | "set_group_ban"
         | "set_msg_emoji_like"

@@ -28,7 +28,7 @@ use serde_json::{json, Map, Number, Value};
 use sha2::{Digest, Sha256};
 
 use crate::core::cq::parse_cq;
-use crate::core::mapping::{FieldSpec, Kind, Mappings};
+use crate::core::mapping::{FieldSpec, Handler, Kind, Mappings};
 use crate::core::message::{Segment, SegmentRef};
 use crate::core::v12::{self, SelfId};
 
@@ -60,6 +60,8 @@ struct NoticeIn {
 #[derive(Debug, Clone)]
 struct ActionOut {
     v11: String,
+    /// What its answer is read as: `Renamed`, `Forward` or `History`.
+    answer: fn(&str) -> Answer,
     /// v12 param → v11 param.
     params: HashMap<String, FieldSpec>,
     /// v11 answer field → v12 field.
@@ -165,6 +167,9 @@ pub enum Answer {
     /// `get_forward_msg`: each forwarded message's ids as v12 strings and its content as v12
     /// segments, as the core reads a v12 backend's forward (it makes them v11 again, its own way).
     Forward,
+    /// Message history: each of `messages` (a v11 message event) read as a v12 message event,
+    /// ids qualified as an event's are, so the core gives them the ids their events got.
+    History,
     /// An extension action: the data as the implementation gave it.
     AsIs,
 }
@@ -280,22 +285,33 @@ impl Edge {
             // A prefixed row stands for the v11 action of its own name (`qq.set_group_kick` is
             // `set_group_kick`); another row naming it too (`.ocr_image`) is not read back.
             let own = maps.profile.strip_own(v12);
-            if row.handler.is_some() || !row.reverse || own.is_some_and(|name| name != v11) {
+            if !row.reverse || own.is_some_and(|name| name != v11) {
                 continue;
             }
-            let params = row
-                .params
-                .iter()
-                .filter(|(_, spec)| !spec.name.is_empty())
-                .map(|(v11p, spec)| (spec.name.clone(), FieldSpec { name: v11p.clone(), kind: spec.kind }))
-                .collect();
+            // Handlers are code, not renames; those whose v12 call is the v11 action of the same
+            // name are read back, with the answer read the way that handler expects.
+            let answer: fn(&str) -> Answer = match (row.handler, own) {
+                (None, _) => |v12| Answer::Renamed { v12_action: v12.to_owned() },
+                (Some(Handler::GetForwardMsg), Some(_)) => |_| Answer::Forward,
+                (Some(Handler::MessageHistory), Some(_)) => |_| Answer::History,
+                (Some(_), _) => continue,
+            };
+            // Two v11 params for one v12 param (`id` and `message_id`): the one of its own name
+            // is what the implementation is sent.
+            let mut params: HashMap<String, FieldSpec> = HashMap::new();
+            for (v11p, spec) in row.params.iter().filter(|(_, spec)| !spec.name.is_empty()) {
+                let own = params.get(&spec.name).is_some_and(|have| have.name == spec.name);
+                if !own {
+                    params.insert(spec.name.clone(), FieldSpec { name: v11p.clone(), kind: spec.kind });
+                }
+            }
             let response = row
                 .response
                 .fields
                 .iter()
                 .map(|(v12f, spec)| (spec.name.clone(), FieldSpec { name: v12f.clone(), kind: spec.kind }))
                 .collect();
-            actions.insert(v12.to_owned(), ActionOut { v11: v11.clone(), params, response });
+            actions.insert(v12.to_owned(), ActionOut { v11: v11.clone(), answer, params, response });
         }
         Edge { maps, notices, actions, uploads: Mutex::default(), received: Mutex::default() }
     }
@@ -735,34 +751,48 @@ impl Edge {
                                 params.insert(spec.name.clone(), value);
                             }
                             None => {
-                                params.insert(self.maps.profile.strip(key).to_owned(), value.clone());
+                                let (key, value) = self.generic_param(key, value);
+                                params.insert(key.to_owned(), value);
                             }
                         }
                     }
-                    call(&row.v11, params, Answer::Renamed { v12_action: action.to_owned() })
+                    call(&row.v11, params, (row.answer)(action))
                 }
                 // `<prefix>.<name>` and anything else: the v11 action of that name, ids the core
                 // made strings back to numbers, message ids unqualified.
                 None => {
-                    let generic = &self.maps.generic_events;
                     let mut params = Map::with_capacity(p.len());
                     for (key, value) in p {
-                        let key = self.maps.profile.strip(key);
-                        let value = if generic.id_fields.iter().any(|f| f == key) {
-                            v11_id(value)
-                        } else if generic.message_fields.iter().any(|f| f == key) {
-                            unqualify(value)
-                        } else {
-                            value.clone()
-                        };
+                        let (key, value) = self.generic_param(key, value);
                         params.insert(key.to_owned(), value);
                     }
                     let v11 = self.maps.profile.strip(action);
-                    let answer = if v11 == "get_forward_msg" { Answer::Forward } else { Answer::AsIs };
+                    // A profile's history row (NTQQ's `get_friend_msg_history`) is run by the
+                    // core's history handler, which reads the entries as v12 events.
+                    let answer = match v11 {
+                        "get_forward_msg" => Answer::Forward,
+                        _ if v11.ends_with("_msg_history") => Answer::History,
+                        _ => Answer::AsIs,
+                    };
                     call(v11, params, answer)
                 }
             },
         }
+    }
+
+    /// A param no row names: unprefixed, ids the core made strings back to numbers, message ids
+    /// unqualified.
+    fn generic_param<'k>(&self, key: &'k str, value: &Value) -> (&'k str, Value) {
+        let generic = &self.maps.generic_events;
+        let key = self.maps.profile.strip(key);
+        let value = if generic.id_fields.iter().any(|f| f == key) {
+            v11_id(value)
+        } else if generic.message_fields.iter().any(|f| f == key) {
+            unqualify(value)
+        } else {
+            value.clone()
+        };
+        (key, value)
     }
 
     fn send_message(&self, p: &Map<String, Value>) -> Outbound {
@@ -878,6 +908,7 @@ impl Edge {
                 Value::Object(out)
             }
             Answer::Forward => self.forward_in(data),
+            Answer::History => self.history_in(data),
             Answer::AsIs => data,
         };
         answer
@@ -907,6 +938,27 @@ impl Edge {
                 }
             }
         }
+        Value::Object(data)
+    }
+
+    /// A message history: its `messages` as v12 message events; an entry that is not a v11
+    /// message event is left out (with a `warn!`): its ids could not be the bridge's.
+    fn history_in(&self, data: Value) -> Value {
+        let Value::Object(mut data) = data else { return data };
+        let Some(Value::Array(entries)) = data.remove("messages") else { return Value::Object(data) };
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let read = match entry {
+                Value::Object(m) if m.get("post_type").and_then(Value::as_str) == Some("message") => self.event(m),
+                other => Err(EdgeError::PostType(other.get("post_type").map(Value::to_string).unwrap_or_default())),
+            };
+            match read {
+                Ok(Some(ev)) => out.push(ev.into_value()),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "an entry of a message history is not a message event; left out"),
+            }
+        }
+        data.insert("messages".into(), Value::Array(out));
         Value::Object(data)
     }
 
