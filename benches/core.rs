@@ -366,7 +366,7 @@ fn v11_link(c: &mut Criterion) {
     use onebot_bridge::backends::v11::edge::Edge;
     let mut group = c.benchmark_group("v11_link");
     group.throughput(Throughput::Elements(1));
-    let edge = Edge::new(mappings().generic().clone());
+    let edge = Edge::new(mappings().generic().clone(), 100 << 20);
     let napcat = napcat_group_message();
     assert!(edge.event(napcat.clone()).expect("reads").is_some());
     group.bench_function("edge_reads_group_message", |b| {

@@ -161,7 +161,10 @@ impl Bridge {
                             // implementation names itself.
                             let claim = ImplementationClaim { onebot_version: "11".into(), ..Default::default() };
                             hub.learn_backend(id, claim, InfoSource::Headers);
-                            Wire::V11(Arc::new(Edge::new(config.mappings.generic().clone())))
+                            Wire::V11(Arc::new(Edge::new(
+                                config.mappings.generic().clone(),
+                                config.media.options.max_file_size,
+                            )))
                         }
                     };
                     let (link, outgoing) = LinkHandle::socket(id, limits.request_queue, config.action_timeout, wire);
@@ -184,7 +187,10 @@ impl Bridge {
                     if backend.protocol == Protocol::V11 {
                         let claim = ImplementationClaim { onebot_version: "11".into(), ..Default::default() };
                         hub.learn_backend(id, claim, InfoSource::Headers);
-                        caller = caller.speaking_v11(Arc::new(Edge::new(config.mappings.generic().clone())));
+                        caller = caller.speaking_v11(Arc::new(Edge::new(
+                            config.mappings.generic().clone(),
+                            config.media.options.max_file_size,
+                        )));
                     }
                     let link = LinkHandle::http(id, config.action_timeout, caller);
                     link.observe(link_metrics);
@@ -208,6 +214,7 @@ impl Bridge {
                         limits: limits.clone(),
                         metrics: link_metrics,
                         maps: config.mappings.generic().clone(),
+                        max_file_size: config.media.options.max_file_size,
                     };
                     let task = crate::backends::v12::ws_server::serve(listener, setup, hub.clone(), watch_rx.clone());
                     tasks.spawn(task.instrument(span));

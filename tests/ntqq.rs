@@ -8,6 +8,7 @@
 mod clients;
 mod support;
 
+use base64::Engine as _;
 use onebot_bridge::config::{Config, FileConfig, Overrides, Protocol};
 use onebot_bridge::Bridge;
 use serde_json::{json, Value};
@@ -605,10 +606,94 @@ async fn local_files_go_as_base64_or_as_a_path_per_link() {
         let file = sent["params"]["message"][0]["data"]["file"].as_str().unwrap_or_default().to_owned();
         if upload.is_empty() {
             assert_eq!(file, "base64://iVBORw0KGgoBAgM=", "the bytes, for a NapCat elsewhere: {sent}");
+            // Larger than one upload_file takes (16 MiB): the core uploads it in fragments, the
+            // edge assembles them, and NapCat gets the whole file as base64.
+            let big = dir.join("big.mp4");
+            let bytes: Vec<u8> = (0..20u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+            std::fs::write(&big, &bytes).unwrap();
+            let message = format!("[CQ:video,file=file://{}]", big.display());
+            let answer = bot.call("send_group_msg", json!({"group_id": 30003, "message": message})).await;
+            assert_eq!(answer["status"], "ok", "{answer}");
+            let sent = napcat.next_action("send_msg").await;
+            let file = sent["params"]["message"][0]["data"]["file"].as_str().unwrap_or_default();
+            let got =
+                base64::engine::general_purpose::STANDARD.decode(file.strip_prefix("base64://").unwrap()).unwrap();
+            assert!(got == bytes, "the 20 MiB file arrived whole ({} bytes)", got.len());
         } else {
             assert_eq!(file, file_url, "the path, for a NapCat on this disk: {sent}");
         }
         bridge.stop().await;
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every kind of bot at once on one Lagrange.OneBot connection (its split reverse WebSocket):
+/// nonebot2 on the forward WebSocket, nonebot2 on HTTP POST + the HTTP API, aiocqhttp on split
+/// reverse WebSockets, Koishi on a universal reverse WebSocket. One private message reaches all
+/// four with the same id, and each one's answer reaches Lagrange once, in Lagrange's words.
+#[tokio::test]
+async fn four_kinds_of_bot_share_one_lagrange_connection() {
+    let (backend_port, api_port) = (free_port(), free_port());
+    let roots = json!({"10001": format!("http://127.0.0.1:{api_port}/")}).to_string();
+    let script = clients_dir().join("nonebot_http_bot.py");
+    let envs = [("ONEBOT_V11_API_ROOTS", roots.as_str()), ("ONEBOT_V11_SECRET", "hush")];
+    let mut nonebot_http = ClientProcess::spawn("nonebot-http", &python(), &[script.to_str().unwrap()], &envs);
+    let post_port = nonebot_http.wait_line("LISTENING", START_WAIT).await;
+    let script = clients_dir().join("aiocqhttp_split_bot.py");
+    let mut aiocqhttp = ClientProcess::spawn("aiocqhttp", &python(), &[script.to_str().unwrap()], &[]);
+    let split_port = aiocqhttp.wait_line("LISTENING", START_WAIT).await;
+    let script = clients_dir().join("koishi_bot.js");
+    let mut koishi = ClientProcess::spawn("koishi", &node(), &[script.to_str().unwrap()], &[("SELF_ID", "10001")]);
+    let koishi_port = koishi.wait_line("LISTENING", START_WAIT).await;
+
+    let o = Overrides {
+        backend_ws_reverse: vec![format!("127.0.0.1:{backend_port}")],
+        backend_token: Some(TOKEN.into()),
+        ws: vec!["127.0.0.1:0".into()],
+        http: vec![format!("127.0.0.1:{api_port}")],
+        http_post: vec![format!("http://127.0.0.1:{post_port}/onebot/v11/")],
+        secret: Some("hush".into()),
+        ws_reverse: vec![format!("ws://127.0.0.1:{koishi_port}/onebot")],
+        ws_reverse_api: Some(format!("ws://127.0.0.1:{split_port}/ws/api/")),
+        ws_reverse_event: Some(format!("ws://127.0.0.1:{split_port}/ws/event/")),
+        reconnect_interval_ms: Some(100),
+        ..Default::default()
+    };
+    let bridge = Bridge::start(Config::resolve(FileConfig::default(), o).unwrap()).await.unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{backend_port}").parse().unwrap();
+    let mut lagrange = Ntqq::dial_roles(Dialect::Lagrange, 10001, Some(TOKEN), addr, &["API", "Event"]).await.unwrap();
+    assert_eq!(koishi.wait_line("CONNECTED", START_WAIT).await, "10001");
+    aiocqhttp.wait_line("CONNECTED", START_WAIT).await;
+    aiocqhttp.wait_line("CONNECTED", START_WAIT).await;
+    let nonebot = NoneBot::start(bridge.ws_addrs()[0], None).await;
+    assert_eq!(nonebot.self_id, "10001");
+
+    let id = Dialect::Lagrange.message_id("u20002", 1);
+    lagrange.push(json!({
+        "self_id": 10001, "user_id": 20002, "time": 1700000000, "message_id": id, "message_type": "private",
+        "sub_type": "friend", "post_type": "message", "sender": {"user_id": 20002, "nickname": "Bob"},
+        "raw_message": "/echo hi", "font": 14, "message": [text("/echo hi")]
+    }));
+    let mut replies = Vec::new();
+    for _ in 0..4 {
+        let sent = lagrange.next_action("send_msg").await;
+        assert_eq!((&sent["params"]["user_id"], &sent["params"]["message_type"]), (&json!(20002), &json!("private")));
+        let said: String =
+            sent["params"]["message"].as_array().unwrap().iter().filter_map(|s| s["data"]["text"].as_str()).collect();
+        replies.push(said);
+    }
+    replies.sort();
+    assert_eq!(replies, ["echo: /echo hi", "echo: /echo hi", "hi", "hi"], "nonebot ×2, aiocqhttp, Koishi");
+    assert!(lagrange.drain().iter().all(|r| r["action"] != "send_msg"), "each bot answered once");
+
+    // The same bridge id reached every bot.
+    let fwd = nonebot.process.wait_frame("<-", WAIT, |f| f["post_type"] == "message").await;
+    let posted = nonebot_http.wait_frame("<-", WAIT, |f| f["body"]["post_type"] == "message").await;
+    let koishi_saw = koishi.wait_frame("<-", WAIT, |f| f["post_type"] == "message").await;
+    let bridge_id = fwd["message_id"].as_i64().unwrap();
+    assert_ne!(bridge_id, id, "the bridge's id, not Lagrange's");
+    assert_eq!(posted["body"]["message_id"], bridge_id);
+    assert_eq!(koishi_saw["message_id"], bridge_id);
+    drop((nonebot, nonebot_http, aiocqhttp, koishi));
+    bridge.stop().await;
 }

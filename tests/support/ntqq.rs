@@ -381,7 +381,13 @@ async fn serve(listener: TcpListener, script: Arc<Script>) {
                 *refused.status_mut() = status;
                 Err(refused)
             };
-            let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, check).await else { return };
+            // NapCat's WebSocket library takes frames up to 100 MiB (large base64 media).
+            let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                .max_message_size(Some(128 << 20))
+                .max_frame_size(Some(128 << 20));
+            let Ok(ws) = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config)).await else {
+                return;
+            };
             script.connections.fetch_add(1, Ordering::SeqCst);
             session(ws, script, Carries::ALL).await;
         });

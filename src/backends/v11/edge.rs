@@ -35,12 +35,17 @@ use crate::core::v12::{self, SelfId};
 /// The platform every v11 implementation speaks for.
 pub const PLATFORM: &str = "qq";
 /// Bytes uploaded by the core and not yet sent, kept at most (the oldest are forgotten first;
-/// a message naming a forgotten one fails, and the core uploads again and retries).
+/// a message naming a forgotten one fails, and the core uploads again and retries) — or one
+/// file of `max-file-size` as base64, when that is more.
 pub const UPLOADS_MAX_BYTES: usize = 64 << 20;
 /// Uploads remembered at most, whatever their size.
 const UPLOADS_MAX: usize = 1024;
+/// Fragmented uploads being assembled at once (the oldest is dropped for a new one).
+const ASSEMBLING_MAX: usize = 8;
 /// The file-id prefix of bytes the edge keeps.
 const UPLOAD_PREFIX: &str = "ob-upload:";
+/// The file-id prefix of a fragmented upload being assembled.
+const PART_PREFIX: &str = "ob-part:";
 /// Received files whose URL is remembered by name, at most (the oldest are forgotten first)…
 const RECEIVED_MAX: usize = 4096;
 /// …and a name and URL longer than this together are not remembered (real ones are a few
@@ -76,6 +81,8 @@ pub struct Edge {
     notices: HashMap<(String, String), NoticeIn>,
     actions: HashMap<String, ActionOut>,
     uploads: Mutex<Uploads>,
+    /// Largest file taken in a fragmented upload (`max-file-size`).
+    max_file_size: u64,
     /// Files the implementation sent, by name → their URL: a bot that sends one back names it
     /// by the name it saw, which NTQQ implementations cannot resolve, so the URL goes instead.
     received: Mutex<Received>,
@@ -115,6 +122,19 @@ struct Uploads {
     by_id: HashMap<String, Arc<str>>,
     order: VecDeque<String>,
     bytes: usize,
+    /// At most this many bytes of base64 are kept.
+    cap: usize,
+    /// Fragmented uploads being assembled (v11 implementations take files whole: the edge
+    /// assembles them and keeps the result like a whole upload), oldest first.
+    parts: VecDeque<(String, Part)>,
+    next_part: u64,
+}
+
+/// A fragmented upload being assembled.
+#[derive(Debug)]
+struct Part {
+    size: usize,
+    bytes: Vec<u8>,
 }
 
 impl Uploads {
@@ -125,7 +145,7 @@ impl Uploads {
         self.bytes += base64.len();
         self.by_id.insert(id.clone(), base64);
         self.order.push_back(id);
-        while self.bytes > UPLOADS_MAX_BYTES || self.order.len() > UPLOADS_MAX {
+        while self.bytes > self.cap || self.order.len() > UPLOADS_MAX {
             let Some(old) = self.order.pop_front() else { break };
             if let Some(gone) = self.by_id.remove(&old) {
                 self.bytes -= gone.len();
@@ -246,7 +266,9 @@ pub enum EdgeError {
 }
 
 impl Edge {
-    pub fn new(maps: Arc<Mappings>) -> Edge {
+    /// The edge for one link; `max_file_size` bounds a fragmented upload (and makes room for one
+    /// such file among the bytes kept).
+    pub fn new(maps: Arc<Mappings>, max_file_size: u64) -> Edge {
         let mut notices = HashMap::new();
         for (name, row) in &maps.events {
             let Some(detail_type) = name.strip_prefix("notice.") else { continue };
@@ -313,7 +335,9 @@ impl Edge {
                 .collect();
             actions.insert(v12.to_owned(), ActionOut { v11: v11.clone(), answer, params, response });
         }
-        Edge { maps, notices, actions, uploads: Mutex::default(), received: Mutex::default() }
+        let cap = UPLOADS_MAX_BYTES.max(usize::try_from(max_file_size.div_ceil(3) * 4).unwrap_or(usize::MAX));
+        let uploads = Mutex::new(Uploads { cap, ..Default::default() });
+        Edge { maps, notices, actions, uploads, max_file_size, received: Mutex::default() }
     }
 
     /// `name` under the profile's prefix (`qq.name`).
@@ -728,9 +752,7 @@ impl Edge {
                 Outbound::Answered(failed(10002, "OneBot v11 implementations do not list their actions"))
             }
             "upload_file" => Outbound::Answered(self.upload(p)),
-            "upload_file_fragmented" => {
-                Outbound::Answered(failed(10002, "OneBot v11 implementations take files whole"))
-            }
+            "upload_file_fragmented" => Outbound::Answered(self.upload_part(p)),
             "get_file" => {
                 let file_id = p.get("file_id").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let want = p.get("type").and_then(Value::as_str).unwrap_or("url").to_owned();
@@ -847,6 +869,75 @@ impl Edge {
                 ok(json!({"file_id": id}))
             }
             other => failed(10003, format!("upload_file type `{other}` without its value")),
+        }
+    }
+
+    /// One stage of a fragmented upload: `prepare` makes room for `total_size` bytes, `transfer`
+    /// writes `data` at `offset`, `finish` checks the `sha256` and keeps the file like a whole
+    /// upload (sent as `base64://` when a message names it).
+    fn upload_part(&self, p: &Map<String, Value>) -> v12::Response {
+        let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default();
+        let number = |k: &str| p.get(k).and_then(Value::as_u64);
+        let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        match text("stage") {
+            "prepare" => {
+                let Some(size) = number("total_size") else { return failed(10003, "prepare needs total_size") };
+                if size > self.max_file_size {
+                    return failed(
+                        10003,
+                        format!("{size} bytes is more than max-file-size ({} bytes)", self.max_file_size),
+                    );
+                }
+                uploads.next_part += 1;
+                let id = format!("{PART_PREFIX}{}", uploads.next_part);
+                uploads.parts.push_back((id.clone(), Part { size: size as usize, bytes: Vec::new() }));
+                // Room for this one: the oldest unfinished ones go (their uploads fail at finish).
+                while uploads.parts.len() > ASSEMBLING_MAX
+                    || (uploads.parts.len() > 1
+                        && uploads.parts.iter().map(|(_, p)| p.size).sum::<usize>() > uploads.cap)
+                {
+                    uploads.parts.pop_front();
+                }
+                ok(json!({"file_id": id}))
+            }
+            stage @ ("transfer" | "finish") => {
+                let id = text("file_id");
+                let Some(at) = uploads.parts.iter().position(|(have, _)| have == id) else {
+                    return failed(10003, format!("no fragmented upload `{id}` in progress"));
+                };
+                if stage == "transfer" {
+                    let Ok(chunk) = base64::engine::general_purpose::STANDARD.decode(text("data")) else {
+                        return failed(10003, "transfer data is not base64");
+                    };
+                    let offset = number("offset").unwrap_or(0) as usize;
+                    let part = &mut uploads.parts[at].1;
+                    let Some(end) = offset.checked_add(chunk.len()).filter(|end| *end <= part.size) else {
+                        return failed(
+                            10003,
+                            format!("{} bytes at {offset} run past the file's {}", chunk.len(), part.size),
+                        );
+                    };
+                    if part.bytes.len() < end {
+                        part.bytes.resize(end, 0);
+                    }
+                    part.bytes[offset..end].copy_from_slice(&chunk);
+                    return ok(Value::Null);
+                }
+                let Some((_, part)) = uploads.parts.remove(at) else { return failed(10003, "upload gone") };
+                if part.bytes.len() != part.size {
+                    return failed(10003, format!("{} of {} bytes arrived", part.bytes.len(), part.size));
+                }
+                let want = text("sha256");
+                if !want.is_empty() && !want.eq_ignore_ascii_case(&format!("{:x}", Sha256::digest(&part.bytes))) {
+                    return failed(10003, "the assembled file does not match its sha256");
+                }
+                let data = base64::engine::general_purpose::STANDARD.encode(&part.bytes);
+                drop(part);
+                let id = format!("{UPLOAD_PREFIX}{:x}", Sha256::digest(data.as_bytes()));
+                uploads.insert(id.clone(), Arc::from(data));
+                ok(json!({"file_id": id}))
+            }
+            other => failed(10003, format!("upload_file_fragmented stage `{other}`")),
         }
     }
 
@@ -1045,7 +1136,7 @@ mod tests {
     use crate::core::mapping::MappingSet;
 
     fn edge() -> Edge {
-        Edge::new(MappingSet::embedded().unwrap().generic().clone())
+        Edge::new(MappingSet::embedded().unwrap().generic().clone(), 100 << 20)
     }
 
     fn event(v: Value) -> v12::Event {
@@ -1249,7 +1340,8 @@ mod tests {
 
     #[test]
     fn bytes_forgotten_by_the_edge_fail_the_send_so_the_core_uploads_again() {
-        let edge = edge();
+        // max-file-size small enough that the 64 MiB bound is the one that holds.
+        let edge = Edge::new(MappingSet::embedded().unwrap().generic().clone(), 1 << 20);
         let big = "A".repeat(UPLOADS_MAX_BYTES / 2 + 4);
         let first = answered(&edge, "upload_file", json!({"type": "data", "data": big}));
         let other = format!("{big}BBBB");
@@ -1267,7 +1359,46 @@ mod tests {
         let path = answered(&edge, "upload_file", json!({"type": "path", "path": "/srv/a.png"}));
         assert_eq!(path.data["file_id"], "file:///srv/a.png");
         assert_eq!(answered(&edge, "upload_file", json!({"type": "data", "data": "%%"})).retcode, 10003);
-        assert_eq!(answered(&edge, "upload_file_fragmented", json!({})).retcode, 10002);
+        assert_eq!(answered(&edge, "upload_file_fragmented", json!({})).retcode, 10003);
+    }
+
+    /// A fragmented upload is assembled at the edge and sent whole, as base64; its bounds hold.
+    #[test]
+    fn a_fragmented_upload_is_assembled_and_sent_whole() {
+        let edge = edge();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let file = b"0123456789abcdefghij".to_vec();
+        let sha = format!("{:x}", Sha256::digest(&file));
+        let id = answered(&edge, "upload_file_fragmented", json!({"stage": "prepare", "name": "f", "total_size": 20}));
+        let id = id.data["file_id"].clone();
+        for (offset, chunk) in [(10, &file[10..]), (0, &file[..10])] {
+            let t = json!({"stage": "transfer", "file_id": id, "offset": offset, "data": b64(chunk)});
+            assert_eq!(answered(&edge, "upload_file_fragmented", t).retcode, 0);
+        }
+        let past = json!({"stage": "transfer", "file_id": id, "offset": 15, "data": b64(&file[..10])});
+        assert_eq!(answered(&edge, "upload_file_fragmented", past).retcode, 10003);
+        let wrong = json!({"stage": "finish", "file_id": id, "sha256": "00"});
+        assert_eq!(answered(&edge, "upload_file_fragmented", wrong).retcode, 10003, "a wrong sha256 ends it");
+        let id = answered(&edge, "upload_file_fragmented", json!({"stage": "prepare", "name": "f", "total_size": 20}));
+        let id = id.data["file_id"].clone();
+        let t = json!({"stage": "transfer", "file_id": id, "offset": 0, "data": b64(&file)});
+        assert_eq!(answered(&edge, "upload_file_fragmented", t).retcode, 0);
+        let done = answered(&edge, "upload_file_fragmented", json!({"stage": "finish", "file_id": id, "sha256": sha}));
+        let file_id = done.data["file_id"].as_str().unwrap().to_owned();
+        let whole = answered(&edge, "upload_file", json!({"type": "data", "data": b64(&file)}));
+        assert_eq!(whole.data["file_id"], file_id.as_str(), "the same bytes, the same id, however uploaded");
+        let msg = json!({"detail_type": "private", "user_id": "1", "message": [{"type": "image", "data": {"file_id": file_id}}]});
+        let sent = call(&edge, "send_message", msg);
+        assert_eq!(sent.params["message"][0]["data"]["file"], format!("base64://{}", b64(&file)));
+
+        let too_big = json!({"stage": "prepare", "name": "f", "total_size": (100u64 << 20) + 1});
+        assert_eq!(answered(&edge, "upload_file_fragmented", too_big).retcode, 10003);
+        let first = answered(&edge, "upload_file_fragmented", json!({"stage": "prepare", "total_size": 1}));
+        for _ in 0..ASSEMBLING_MAX {
+            answered(&edge, "upload_file_fragmented", json!({"stage": "prepare", "total_size": 1}));
+        }
+        let stale = json!({"stage": "finish", "file_id": first.data["file_id"]});
+        assert_eq!(answered(&edge, "upload_file_fragmented", stale).retcode, 10003, "the oldest was dropped");
     }
 
     /// Table rows read backwards: the v12 action becomes the v11 one, params and answer fields

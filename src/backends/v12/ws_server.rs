@@ -70,6 +70,8 @@ struct Server<R> {
     upload: Option<crate::core::media::UploadMode>,
     /// The tables a v11 connection's edge reads.
     maps: Arc<Mappings>,
+    /// The largest file a v11 connection's edge assembles.
+    max_file_size: u64,
     /// Split v11 connections by `X-Self-ID` (at most [`MAX_CONNECTIONS`] accounts).
     split: Mutex<HashMap<String, Split>>,
 }
@@ -117,12 +119,14 @@ pub struct Setup {
     pub metrics: crate::metrics::LinkMetrics,
     /// The tables a v11 connection's edge reads.
     pub maps: Arc<Mappings>,
+    /// The largest file a v11 connection's edge assembles (`max-file-size`).
+    pub max_file_size: u64,
 }
 
 /// Accepts implementation connections until `shutdown`, then closes them (Close frame 1001) and
 /// waits for them within the grace period.
 pub async fn serve<R: Reports>(listener: TcpListener, setup: Setup, reports: Arc<R>, shutdown: watch::Receiver<bool>) {
-    let Setup { backend, action_timeout, limits, metrics, maps } = setup;
+    let Setup { backend, action_timeout, limits, metrics, maps, max_file_size } = setup;
     let grace = limits.shutdown_grace;
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, msgpack = backend.msgpack, protocol = ?backend.protocol, "serving reverse WebSocket");
@@ -139,6 +143,7 @@ pub async fn serve<R: Reports>(listener: TcpListener, setup: Setup, reports: Arc
         protocol: backend.protocol,
         upload: backend.upload,
         maps,
+        max_file_size,
         recent: Mutex::default(),
         live: Mutex::default(),
         split: Mutex::default(),
@@ -243,7 +248,7 @@ async fn connection<R: Reports>(stream: TcpStream, server: Arc<Server<R>>, shutd
 fn new_link<R: Reports>(server: &Server<R>, hs: &Handshake) -> (LinkHandle, mpsc::Receiver<Outgoing>) {
     let reports = &server.reports;
     let wire = if hs.v11 {
-        Wire::V11(Arc::new(Edge::new(server.maps.clone())))
+        Wire::V11(Arc::new(Edge::new(server.maps.clone(), server.max_file_size)))
     } else {
         Wire::V12 { msgpack: server.msgpack }
     };
