@@ -697,3 +697,110 @@ async fn four_kinds_of_bot_share_one_lagrange_connection() {
     drop((nonebot, nonebot_http, aiocqhttp, koishi));
     bridge.stop().await;
 }
+
+/// How a scripted implementation meets the bridge.
+#[derive(Debug, Clone, Copy)]
+enum Transport {
+    /// The bridge dials its forward WebSocket.
+    Forward,
+    /// It dials the bridge's reverse WebSocket, one Universal connection.
+    Reverse,
+    /// It dials the bridge's reverse WebSocket, an API and an Event connection.
+    ReverseSplit,
+    /// The bridge calls its HTTP API; it posts events, signed.
+    Http,
+}
+
+/// A bridge with `dialect` connected over `transport`, serving bots a forward WebSocket.
+async fn connected(dialect: Dialect, transport: Transport) -> (Bridge, Ntqq) {
+    let mut o = Overrides {
+        backend_token: Some(TOKEN.into()),
+        backend_protocol: Some(Protocol::V11),
+        ws: vec!["127.0.0.1:0".into()],
+        ..Default::default()
+    };
+    match transport {
+        Transport::Forward => {
+            let ntqq = Ntqq::start(dialect, 10001, Some(TOKEN)).await;
+            o.backend_ws = vec![ntqq.url()];
+            let bridge = Bridge::start(Config::resolve(FileConfig::default(), o).unwrap()).await.unwrap();
+            ntqq.wait_connected().await;
+            (bridge, ntqq)
+        }
+        Transport::Reverse | Transport::ReverseSplit => {
+            let port = free_port();
+            o.backend_ws_reverse = vec![format!("127.0.0.1:{port}")];
+            let bridge = Bridge::start(Config::resolve(FileConfig::default(), o).unwrap()).await.unwrap();
+            let roles: &[&str] =
+                if matches!(transport, Transport::Reverse) { &["Universal"] } else { &["API", "Event"] };
+            let addr = format!("127.0.0.1:{port}").parse().unwrap();
+            let ntqq = Ntqq::dial_roles(dialect, 10001, Some(TOKEN), addr, roles).await.unwrap();
+            (bridge, ntqq)
+        }
+        Transport::Http => {
+            let webhook: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let ntqq = Ntqq::start_http(dialect, 10001, Some(TOKEN), webhook, Some("post-secret")).await;
+            o.backend_http = vec![ntqq.http_url()];
+            o.backend_webhook = vec![webhook.to_string()];
+            o.backend_secret = Some("post-secret".into());
+            let bridge = Bridge::start(Config::resolve(FileConfig::default(), o).unwrap()).await.unwrap();
+            (bridge, ntqq)
+        }
+    }
+}
+
+/// Every dialect on every transport it offers: a message, a reply to it (the implementation's
+/// reply id read as the bridge's), the bot's reply, `get_msg` and `delete_msg` (the bridge's id
+/// out, the implementation's id in), and the implementation named by its own profile.
+#[tokio::test]
+async fn every_dialect_on_every_transport_it_offers() {
+    use Transport::*;
+    let combinations = [
+        (Dialect::NapCat, Forward),
+        (Dialect::NapCat, Reverse),
+        (Dialect::NapCat, Http),
+        (Dialect::LlBot, Forward),
+        (Dialect::LlBot, Reverse),
+        (Dialect::LlBot, Http),
+        (Dialect::Lagrange, Forward),
+        (Dialect::Lagrange, Reverse),
+        (Dialect::Lagrange, ReverseSplit),
+        (Dialect::Lagrange, Http),
+    ];
+    for (dialect, transport) in combinations {
+        let case = format!("{dialect:?} over {transport:?}");
+        let (bridge, mut ntqq) = connected(dialect, transport).await;
+        let mut bot = bot_on(&bridge).await;
+        let first = ntqq.group_message(30003, 20002, 1, json!([text("first")]));
+        let first_id = first["message_id"].clone();
+        ntqq.emit(first).await;
+        let seen = bot.next_event().await;
+        assert_eq!(seen["message"], "first", "{case}: {seen}");
+        let id = seen["message_id"].as_i64().unwrap();
+        assert!(id > 0, "{case}: {seen}");
+
+        let reply = json!([{"type": "reply", "data": {"id": first_id.to_string()}}, text("second")]);
+        ntqq.emit(ntqq.group_message(30003, 20003, 2, reply)).await;
+        let seen = bot.next_event().await;
+        assert_eq!(seen["message"], format!("[CQ:reply,id={id}]second"), "{case}: {seen}");
+
+        let answer =
+            bot.call("send_group_msg", json!({"group_id": 30003, "message": format!("[CQ:reply,id={id}]ok")})).await;
+        assert_eq!(answer["status"], "ok", "{case}: {answer}");
+        let sent = ntqq.next_action("send_msg").await;
+        assert_eq!(
+            sent["params"]["message"][0]["data"]["id"].to_string().trim_matches('"'),
+            first_id.to_string(),
+            "{case}: {sent}"
+        );
+
+        let got = bot.call("get_msg", json!({"message_id": id})).await;
+        assert_eq!(got["data"]["message"], "first", "{case}: {got}");
+        let deleted = bot.call("delete_msg", json!({"message_id": id})).await;
+        assert_eq!(deleted["status"], "ok", "{case}: {deleted}");
+        assert_eq!(ntqq.next_action("delete_msg").await["params"]["message_id"], first_id, "{case}");
+        let version = bot.call("get_version_info", json!({})).await;
+        assert_eq!(version["data"]["backend"]["impl"], dialect.app_name(), "{case}: {version}");
+        bridge.stop().await;
+    }
+}

@@ -229,6 +229,16 @@ impl Ntqq {
         resp.expect("the bridge's receiver answers").status().as_u16()
     }
 
+    /// Sends an event the way this implementation is connected: on its WebSocket, or by its
+    /// HTTP POST (which must be taken: 204).
+    pub async fn emit(&self, event: Value) {
+        if self.script.post.is_some() {
+            assert_eq!(self.post(event).await, 204, "the bridge refused the post");
+        } else {
+            self.push(event);
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("ws://{}/", self.addr)
     }
