@@ -239,11 +239,9 @@ async fn napcat_extension_actions_pass_through_with_ids_translated() {
     bridge.stop().await;
 }
 
-/// NapCat dialling the bridge's reverse WebSocket (Universal, Bearer token, `X-Self-ID`): taken
-/// for v11 by its handshake alone, and a message goes both ways; a split `API` connection is
-/// refused with 400, a wrong token with 403.
-#[tokio::test]
-async fn napcat_dials_the_reverse_websocket_and_is_taken_for_v11_by_its_handshake() {
+/// A bridge serving a reverse WebSocket for implementations (no protocol configured: the
+/// handshake tells), and where it listens.
+async fn reverse_bridge() -> (Bridge, std::net::SocketAddr) {
     let port = free_port();
     let o = Overrides {
         backend_ws_reverse: vec![format!("127.0.0.1:{port}")],
@@ -252,7 +250,15 @@ async fn napcat_dials_the_reverse_websocket_and_is_taken_for_v11_by_its_handshak
         ..Default::default()
     };
     let bridge = Bridge::start(Config::resolve(FileConfig::default(), o).unwrap()).await.unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    (bridge, format!("127.0.0.1:{port}").parse().unwrap())
+}
+
+/// NapCat dialling the bridge's reverse WebSocket (Universal, Bearer token, `X-Self-ID`): taken
+/// for v11 by its handshake alone, and a message goes both ways; an unknown `X-Client-Role` is
+/// refused with 400, a wrong token with 403.
+#[tokio::test]
+async fn napcat_dials_the_reverse_websocket_and_is_taken_for_v11_by_its_handshake() {
+    let (bridge, addr) = reverse_bridge().await;
 
     let refused = Ntqq::dial(Dialect::NapCat, 10001, Some(TOKEN), addr, "Bogus").await.err().expect("role refused");
     assert!(refused.to_string().contains("400"), "{refused}");
@@ -277,19 +283,11 @@ async fn napcat_dials_the_reverse_websocket_and_is_taken_for_v11_by_its_handshak
 
 /// go-cqhttp's split reverse WebSocket (Lagrange.OneBot with `UseUniversalClient: false`): an
 /// `API` and an `Event` connection with one `X-Self-ID` are one link. Events come on one,
-/// actions go out on the other; the Event connection dropping leaves actions working, and a
-/// reconnected API connection replaces a stale one.
+/// actions go out on the other; a reconnected API connection replaces a stale one, and with the
+/// API connection gone actions fail clearly while events still arrive.
 #[tokio::test]
 async fn lagrange_split_api_and_event_connections_are_one_link() {
-    let port = free_port();
-    let o = Overrides {
-        backend_ws_reverse: vec![format!("127.0.0.1:{port}")],
-        backend_token: Some(TOKEN.into()),
-        ws: vec!["127.0.0.1:0".into()],
-        ..Default::default()
-    };
-    let bridge = Bridge::start(Config::resolve(FileConfig::default(), o).unwrap()).await.unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (bridge, addr) = reverse_bridge().await;
     let mut lagrange = Ntqq::dial_roles(Dialect::Lagrange, 10001, Some(TOKEN), addr, &["API", "Event"]).await.unwrap();
     assert_eq!(lagrange.connections(), 2);
     let mut bot = bot_on(&bridge).await;
