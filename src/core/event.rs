@@ -491,9 +491,11 @@ impl<S: IdStore> Translator<S> {
         body.insert("raw_message".into(), raw.into());
         body.insert("font".into(), 0.into());
         body.insert("sender".into(), self.sender(&sender_fields, &message_type, v11_user, is_channel));
+        // The event's other fields are passed on; those the sender was made of are not (go-cqhttp
+        // has no top-level `user_name` or `card`).
         for (key, value) in &ev.fields {
             let key = profile.strip(key);
-            if !MESSAGE_FIELDS.contains(&key) && !body.contains_key(key) && key != "anonymous" {
+            if !MESSAGE_FIELDS.contains(&key) && !FIELD_NAMES.contains(&key) && !body.contains_key(key) {
                 body.insert(key.to_owned(), value.clone());
             }
         }
@@ -648,6 +650,35 @@ mod tests {
             Kind::Str => json!("s-1"),
             _ => json!("plain"),
         }
+    }
+
+    /// The sender's fields go into `sender` only; the event's other fields are passed on.
+    #[test]
+    fn sender_fields_stay_in_sender() {
+        let t = translator();
+        let me = account(&t);
+        let backend = BackendInfo { profile: "generic".into(), ..Default::default() };
+        let fields = json!({"message_id": "m-1", "user_id": "20002", "group_id": "30003", "user_name": "Alice",
+                            "user_card": "Al", "qq.nickname": "A", "qq.level": "7", "qq.extra": 1,
+                            "message": [{"type": "text", "data": {"text": "hi"}}]});
+        let Value::Object(fields) = fields else { unreachable!() };
+        let ev = Event {
+            id: "e".into(),
+            time: 5.0,
+            kind: "message".into(),
+            detail_type: "group".into(),
+            sub_type: String::new(),
+            self_id: Some(me.self_id.clone()),
+            fields,
+        };
+        let ctx = t.context(&me, &backend, Default::default());
+        let out = block_on(t.to_v11_event(ctx, &ev, 0, &Recorder::default())).unwrap().unwrap();
+        assert_eq!(out.body["sender"]["nickname"], "Alice");
+        assert_eq!(out.body["sender"]["card"], "Al");
+        for key in ["user_name", "user_card", "nickname", "level", "card"] {
+            assert!(!out.body.contains_key(key), "{key} at top level: {:?}", out.body);
+        }
+        assert_eq!(out.body["extra"], 1, "other fields are passed on");
     }
 
     /// Every notice row of events.toml: its v11 name, and every listed field under its v11 name
