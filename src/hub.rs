@@ -18,6 +18,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::core::event::{status_bots, V11Event};
+use crate::sync::{LockUnpoisoned, RwLockUnpoisoned};
 
 use crate::backends::link::{GiveUp, LinkHandle, LinkId};
 use crate::backends::{Known, Reports};
@@ -68,7 +69,7 @@ impl AccountEntry {
     /// Subscribes to the account's events; the first items are the ones kept while no
     /// connection was there (so an event that arrives with a new account is not lost).
     pub fn subscribe(&self) -> (Vec<Arc<V11Event>>, broadcast::Receiver<Arc<V11Event>>) {
-        let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        let mut backlog = self.backlog.lock_unpoisoned();
         let rx = self.events.subscribe();
         let kept = backlog.drain(..).filter(|(at, _)| at.elapsed() <= BACKLOG_AGE).map(|(_, ev)| ev).collect();
         (kept, rx)
@@ -76,7 +77,7 @@ impl AccountEntry {
 
     /// Sends an event to every subscribed connection, or keeps it for the next one.
     pub(crate) fn publish(&self, ev: Arc<V11Event>) {
-        let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        let mut backlog = self.backlog.lock_unpoisoned();
         self.stats.delivered();
         if self.events.receiver_count() > 0 && self.events.send(ev.clone()).is_ok() {
             return;
@@ -95,7 +96,7 @@ impl AccountEntry {
     }
 
     pub fn link(&self) -> LinkHandle {
-        self.link.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.link.read_unpoisoned().clone()
     }
 
     pub fn is_online(&self) -> bool {
@@ -103,7 +104,7 @@ impl AccountEntry {
     }
 
     fn seen(&self) {
-        *self.last_seen.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+        *self.last_seen.lock_unpoisoned() = tokio::time::Instant::now();
     }
 
     /// How strongly the account claims a connection that names none: listed and online (2),
@@ -116,7 +117,7 @@ impl AccountEntry {
             (true, false) => Some(1),
             (false, true) => Some(0),
             (false, false) => {
-                let quiet = self.last_seen.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+                let quiet = self.last_seen.lock_unpoisoned().elapsed();
                 (quiet < UNLISTED_QUIET).then_some(0)
             }
         }
@@ -289,13 +290,13 @@ impl Hub {
 
     /// Gives one link's backend this profile, whatever it calls itself.
     pub fn force_link_profile(&self, link: LinkId, profile: String) {
-        self.link_profiles.write().unwrap_or_else(|p| p.into_inner()).insert(link, profile);
+        self.link_profiles.write_unpoisoned().insert(link, profile);
         self.set_backend_info(link, BackendInfo::clone(&self.backend_info(link)));
     }
 
     /// Uploads local files to one link's backend this way, whatever the bridge's upload mode.
     pub fn set_link_upload(&self, link: LinkId, mode: crate::core::media::UploadMode) {
-        self.link_uploads.write().unwrap_or_else(|p| p.into_inner()).insert(link, mode);
+        self.link_uploads.write_unpoisoned().insert(link, mode);
         self.set_backend_info(link, BackendInfo::clone(&self.backend_info(link)));
     }
 
@@ -306,7 +307,7 @@ impl Hub {
     }
 
     fn accounts(&self) -> std::sync::RwLockReadGuard<'_, Accounts> {
-        self.accounts.read().unwrap_or_else(|p| p.into_inner())
+        self.accounts.read_unpoisoned()
     }
 
     /// Picks the account for a v11 endpoint: the one asked for, else the only one there is. "The
@@ -336,7 +337,7 @@ impl Hub {
     /// its events when `events` is true.
     pub async fn wait_for_account(&self, want: Option<i64>, events: bool) -> Result<Subscription, Vec<i64>> {
         let rx = {
-            let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            let mut waiters = self.waiters.lock_unpoisoned();
             match self.select(want) {
                 Selection::Ready(entry) => return Ok(Subscription::new(entry, events)),
                 Selection::Ambiguous(ids) => return Err(ids),
@@ -352,7 +353,7 @@ impl Hub {
 
     /// Hands a new account to the connections waiting for it (already subscribed).
     fn serve_waiters(&self) {
-        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut waiters = self.waiters.lock_unpoisoned();
         let pending = std::mem::take(&mut *waiters);
         for w in pending {
             match self.select(w.want) {
@@ -386,27 +387,27 @@ impl Hub {
     }
 
     pub fn backend_info(&self, link: LinkId) -> Arc<BackendInfo> {
-        self.backends.read().unwrap_or_else(|p| p.into_inner()).get(&link).cloned().unwrap_or_default()
+        self.backends.read_unpoisoned().get(&link).cloned().unwrap_or_default()
     }
 
     /// Forgets a link made at run time once it is gone (its accounts went offline already).
     pub fn forget_link(&self, link: LinkId) {
-        self.backends.write().unwrap_or_else(|p| p.into_inner()).remove(&link);
-        self.link_profiles.write().unwrap_or_else(|p| p.into_inner()).remove(&link);
-        self.link_uploads.write().unwrap_or_else(|p| p.into_inner()).remove(&link);
+        self.backends.write_unpoisoned().remove(&link);
+        self.link_profiles.write_unpoisoned().remove(&link);
+        self.link_uploads.write_unpoisoned().remove(&link);
     }
 
     /// Records what a link's backend is, and chooses its profile: the configured one, else the
     /// one its implementation name selects (`generic` when none does). A list of supported
     /// actions already learnt is kept when the new information has none.
     pub fn set_backend_info(&self, link: LinkId, mut info: BackendInfo) {
-        let for_link = self.link_profiles.read().unwrap_or_else(|p| p.into_inner()).get(&link).cloned();
+        let for_link = self.link_profiles.read_unpoisoned().get(&link).cloned();
         info.profile = match for_link.as_ref().or(self.forced_profile.as_ref()) {
             Some(forced) => forced.clone(),
             None => self.translator.maps.for_backend(&info.implementation, &info.onebot_version).to_owned(),
         };
-        info.upload = self.link_uploads.read().unwrap_or_else(|p| p.into_inner()).get(&link).copied();
-        let mut backends = self.backends.write().unwrap_or_else(|p| p.into_inner());
+        info.upload = self.link_uploads.read_unpoisoned().get(&link).copied();
+        let mut backends = self.backends.write_unpoisoned();
         let previous = backends.get(&link);
         if info.supported.is_none() {
             info.supported = previous.and_then(|p| p.supported.clone());
@@ -422,7 +423,7 @@ impl Hub {
     pub fn learn_backend(&self, link: LinkId, claim: ImplementationClaim, source: InfoSource) {
         let known = self.backend_info(link);
         let info = known.learn(claim, source);
-        if info != *known || !self.backends.read().unwrap_or_else(|p| p.into_inner()).contains_key(&link) {
+        if info != *known || !self.backends.read_unpoisoned().contains_key(&link) {
             self.set_backend_info(link, info);
         }
     }
@@ -452,7 +453,7 @@ impl Hub {
             {
                 // A late event from a connection that is going away must not take the account
                 // from a live one: rebind only to a connected link, or away from a dead one.
-                let mut current = entry.link.write().unwrap_or_else(|p| p.into_inner());
+                let mut current = entry.link.write_unpoisoned();
                 if current.id != link.id && !link.is_connected() && current.is_connected() {
                     return Some(entry.clone());
                 }
@@ -484,7 +485,7 @@ impl Hub {
             stats: self.metrics.account(account.v11_id),
         });
         {
-            let mut accounts = self.accounts.write().unwrap_or_else(|p| p.into_inner());
+            let mut accounts = self.accounts.write_unpoisoned();
             let entry = accounts.by_self.entry(self_id.clone()).or_insert_with(|| entry.clone()).clone();
             accounts.by_v11.insert(account.v11_id, entry);
             if !listed {
@@ -507,7 +508,7 @@ impl Hub {
         }
         drop(accounts);
         // What it supports is asked again when it comes back (it may be another version then).
-        if let Some(info) = self.backends.write().unwrap_or_else(|p| p.into_inner()).get_mut(&link) {
+        if let Some(info) = self.backends.write_unpoisoned().get_mut(&link) {
             Arc::make_mut(info).supported = None;
         }
         self.notify();
@@ -702,7 +703,7 @@ impl AccountEntry {
     /// meanwhile lands either in `events` (and comes back) or in the backlog. If another
     /// connection is still subscribed it has had these events already: they are only counted.
     pub fn give_back(&self, mut undelivered: Vec<Arc<V11Event>>, events: Option<broadcast::Receiver<Arc<V11Event>>>) {
-        let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        let mut backlog = self.backlog.lock_unpoisoned();
         if let Some(mut rx) = events {
             loop {
                 match rx.try_recv() {

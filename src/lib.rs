@@ -22,6 +22,7 @@ pub mod media;
 pub mod metrics;
 pub mod net;
 pub mod store;
+pub mod sync;
 pub mod tls;
 
 pub use bridge::{run, Bridge};

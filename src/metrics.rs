@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::sync::RwLockUnpoisoned;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -269,14 +270,14 @@ impl Metrics {
             reconnects: self.link_reconnects.get_or_create_owned(&label),
             ever_up: Arc::default(),
         };
-        let mut links = self.links.write().unwrap_or_else(|p| p.into_inner());
+        let mut links = self.links.write_unpoisoned();
         links.push(LinkState { link: label.link, kind, metrics: metrics.clone() });
         metrics
     }
 
     /// Every configured link.
     pub fn links(&self) -> Vec<LinkState> {
-        self.links.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.links.read_unpoisoned().clone()
     }
 
     /// The histogram of the disk id store's commit times (it stays empty with the memory store).

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
+use onebot_bridge::sync::LockUnpoisoned;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -92,7 +93,7 @@ impl Generator {
 
     /// Links made so far.
     pub fn mark(&self) -> usize {
-        self.shared.links.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.shared.links.lock_unpoisoned().len()
     }
 
     /// The `k` links made after `mark`, waiting up to 10 s for them.
@@ -100,7 +101,7 @@ impl Generator {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             {
-                let links = self.shared.links.lock().unwrap_or_else(|p| p.into_inner());
+                let links = self.shared.links.lock_unpoisoned();
                 if links.len() >= mark + k {
                     return links[mark..mark + k].to_vec();
                 }
@@ -113,7 +114,7 @@ impl Generator {
     /// The newest link.
     pub async fn latest(&self) -> Link {
         self.links_after(0, 1).await;
-        self.shared.links.lock().unwrap_or_else(|p| p.into_inner()).last().cloned().expect("a link")
+        self.shared.links.lock_unpoisoned().last().cloned().expect("a link")
     }
 
     pub fn get_file_calls(&self) -> usize {
@@ -135,7 +136,7 @@ async fn serve_link(stream: TcpStream, shared: Arc<Shared>) {
     let (events_tx, mut events) = mpsc::channel(LINK_QUEUE);
     let (answers_tx, mut answers) = mpsc::channel::<Message>(64);
     // Listed before the announcement, so whoever sees the announcement finds the link.
-    shared.links.lock().unwrap_or_else(|p| p.into_inner()).push(Link { events: events_tx });
+    shared.links.lock_unpoisoned().push(Link { events: events_tx });
     let hellos: &[&str] = if shared.v11 { &[LIFECYCLE_V11] } else { &[CONNECT, STATUS_UPDATE] };
     for hello in hellos {
         if sink.feed(Message::text(*hello)).await.is_err() {

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::backends::v11::edge::{Edge, Outbound};
 use crate::backends::v12::codec;
 use crate::core::{v12, CallError};
+use crate::sync::LockUnpoisoned;
 
 /// Identifies one backend link (a configured one, or one reverse-WS connection).
 pub type LinkId = usize;
@@ -120,7 +121,7 @@ impl LinkHandle {
     /// request).
     fn pending(&self) -> Option<std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<v12::Response>>>> {
         match &self.inner.transport {
-            Transport::Socket { pending, .. } => Some(pending.lock().unwrap_or_else(|p| p.into_inner())),
+            Transport::Socket { pending, .. } => Some(pending.lock_unpoisoned()),
             Transport::Http(_) => None,
         }
     }
@@ -211,7 +212,7 @@ impl LinkHandle {
                     (None, Wire::V11(_)) => return Err(CallError::Link("a v11 link bypassed its edge".into())),
                 };
                 let (answer_tx, answer) = oneshot::channel();
-                pending.lock().unwrap_or_else(|p| p.into_inner()).insert(echo.clone(), answer_tx);
+                pending.lock_unpoisoned().insert(echo.clone(), answer_tx);
                 // However this call ends (answered, failed, timed out, or dropped by a caller that
                 // stopped waiting), nothing of it stays in `pending`.
                 let _waiting = Waiting { link: self, echo };
@@ -271,7 +272,7 @@ impl RecentIds {
         if id.is_empty() {
             return true;
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock_unpoisoned();
         if !inner.set.insert(id.to_owned()) {
             return false;
         }

@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use crate::core::event::V11Event;
 use crate::core::filter::EventFilter;
 use crate::core::v11::PostFormat;
+use crate::sync::RwLockUnpoisoned;
 
 /// A filter file larger than this is refused (filters are written by hand).
 const MAX_FILTER_BYTES: u64 = 1 << 20;
@@ -58,13 +59,13 @@ impl FilterSlot {
     /// Reads the file again; on failure the previous filter stays and the reason is returned.
     pub fn reload(&self) -> Result<(), String> {
         let fresh = read(&self.path)?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        *self.current.write_unpoisoned() = Arc::new(fresh);
         Ok(())
     }
 
     /// Whether an endpoint with this filter sends the event.
     pub fn passes(&self, event: &V11Event, format: PostFormat) -> bool {
-        let filter = self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let filter = self.current.read_unpoisoned().clone();
         filter.matches(&event.to_value(format))
     }
 }

@@ -60,6 +60,7 @@ use crate::core::v11;
 use crate::hub::{AccountEntry, Hub, Selection};
 use crate::media::{serve_file, ChannelBody, Served};
 use crate::net::{accept_loop, check_token, presented_token, Auth};
+use crate::sync::LockUnpoisoned;
 
 /// Time a client has to send a request's headers (also bounds idle keep-alive connections).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -137,7 +138,7 @@ impl Updates {
         if self.filter.as_ref().is_some_and(|(f, format)| !f.passes(&ev, *format)) {
             return;
         }
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = self.queue.lock_unpoisoned();
         if q.len() >= self.max {
             q.pop_front();
             tracing::warn!(max = self.max, "get_updates queue full; the oldest event was dropped");
@@ -153,7 +154,7 @@ impl Updates {
         loop {
             let arrived = self.arrived.notified();
             {
-                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                let mut q = self.queue.lock_unpoisoned();
                 if !q.is_empty() || tokio::time::Instant::now() >= deadline {
                     let n = if limit == 0 { q.len() } else { limit.min(q.len()) };
                     return q.drain(..n).collect();

@@ -12,6 +12,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::sync::LockUnpoisoned;
 use tokio::time::Instant;
 
 /// The longest a call waits for its turn before it is refused instead (a WebSocket connection
@@ -67,7 +68,7 @@ impl Limiter {
 
     /// Takes a token at `now`, returning how long the caller must wait before using it.
     fn reserve(&self, now: Instant) -> Result<Duration, Overloaded> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock_unpoisoned();
         let elapsed = now.saturating_duration_since(state.at).as_secs_f64();
         let tokens = (state.tokens + elapsed * self.limit.frequency).min(f64::from(self.limit.bucket)) - 1.0;
         let wait = if tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-tokens / self.limit.frequency) };

@@ -50,6 +50,7 @@ use crate::config::{Limits, WsReverse};
 use crate::core::event::V11Event;
 use crate::hub::{AccountEntry, Hub, Subscription};
 use crate::net::{ws_config, Backoff};
+use crate::sync::LockUnpoisoned;
 
 /// Dialling plus the WebSocket handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -430,7 +431,7 @@ struct LedgerState {
 
 impl Ledger {
     fn state(&self) -> std::sync::MutexGuard<'_, LedgerState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock_unpoisoned()
     }
 
     /// The session's event channel. It never lags: at most [`HANDED_MAX`] events are in it.

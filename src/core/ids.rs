@@ -17,6 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Mutex;
 
+use crate::sync::LockUnpoisoned;
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -488,7 +489,7 @@ impl MemoryIdStore {
     fn tables(&self) -> std::sync::MutexGuard<'_, MemoryTables> {
         // A panic while holding the lock cannot leave the maps half-written in a way that matters
         // more than losing all ids, so a poisoned lock is simply taken over.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock_unpoisoned()
     }
 
     /// Message ids remembered now.

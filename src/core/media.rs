@@ -42,6 +42,7 @@ use super::ids::IdStore;
 use super::message::{value_as_text, Segment};
 use super::segment::SegmentError;
 use super::{Translator, V12Caller};
+use crate::sync::{LockUnpoisoned, RwLockUnpoisoned};
 
 /// A boxed future, for the object-safe [`LocalFiles`] trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -386,7 +387,7 @@ impl Media {
 
     /// Sets the base (`http://host:port`) bots reach the bridge's HTTP server at.
     pub fn set_serve_base(&self, base: Option<String>) {
-        *self.serve_base.write().unwrap_or_else(|p| p.into_inner()) = base.map(|b| b.trim_end_matches('/').to_owned());
+        *self.serve_base.write_unpoisoned() = base.map(|b| b.trim_end_matches('/').to_owned());
     }
 
     pub fn files(&self) -> Option<&dyn LocalFiles> {
@@ -394,7 +395,7 @@ impl Media {
     }
 
     pub fn serve_base(&self) -> Option<String> {
-        self.serve_base.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.serve_base.read_unpoisoned().clone()
     }
 
     fn mac(&self, payload: &str) -> String {
@@ -429,15 +430,15 @@ impl Media {
     }
 
     fn lock_uploads(&self) -> std::sync::MutexGuard<'_, Recent<String>> {
-        self.uploads.lock().unwrap_or_else(|p| p.into_inner())
+        self.uploads.lock_unpoisoned()
     }
 
     fn lock_urls(&self) -> std::sync::MutexGuard<'_, Recent<String>> {
-        self.urls.lock().unwrap_or_else(|p| p.into_inner())
+        self.urls.lock_unpoisoned()
     }
 
     fn lock_flights(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<UrlFlight>>> {
-        self.url_flights.lock().unwrap_or_else(|p| p.into_inner())
+        self.url_flights.lock_unpoisoned()
     }
 
     /// Forgets remembered uploads (their file_ids turned out not to work).
@@ -785,7 +786,7 @@ impl<S: IdStore> Translator<S> {
     /// at a time per file.
     async fn backend_url<C: V12Caller>(&self, ctx: ActionContext<'_>, caller: &C, file_id: &str) -> Option<String> {
         let me = &ctx.account.self_id.user_id;
-        if self.media.no_urls.lock().unwrap_or_else(|p| p.into_inner()).get(me, NO_URLS_FOR).is_some() {
+        if self.media.no_urls.lock_unpoisoned().get(me, NO_URLS_FOR).is_some() {
             return None;
         }
         let key = format!("{me}\n{file_id}");
@@ -823,7 +824,7 @@ impl<S: IdStore> Translator<S> {
             }
             Err(ActionError::Backend { retcode: 10002 | 10004, .. }) => {
                 tracing::info!(account = %me, "the backend gives no file URLs; using the bridge's own for a while");
-                self.media.no_urls.lock().unwrap_or_else(|p| p.into_inner()).insert(me.clone(), ());
+                self.media.no_urls.lock_unpoisoned().insert(me.clone(), ());
                 None
             }
             Err(error) => {

@@ -31,6 +31,7 @@ use crate::core::cq::parse_cq;
 use crate::core::mapping::{FieldSpec, Handler, Kind, Mappings};
 use crate::core::message::{Segment, SegmentRef};
 use crate::core::v12::{self, SelfId};
+use crate::sync::LockUnpoisoned;
 
 /// The platform every v11 implementation speaks for.
 pub const PLATFORM: &str = "qq";
@@ -623,7 +624,7 @@ impl Edge {
             match row.fields.get(&key) {
                 Some(spec) => {
                     if let (Kind::File, Some(name), Some(url)) = (spec.kind, value.as_str(), url.as_deref()) {
-                        self.received.lock().unwrap_or_else(|p| p.into_inner()).insert(name, url);
+                        self.received.lock_unpoisoned().insert(name, url);
                     }
                     let value = if spec.kind == Kind::Plain { value } else { self.value_in(spec.kind, &value, chat) };
                     data.insert(spec.name.clone(), value);
@@ -715,10 +716,10 @@ impl Edge {
     /// URL, a path, or the implementation's own name for a file it sent).
     fn file_out(&self, file_id: &str) -> Result<String, String> {
         if !file_id.starts_with(UPLOAD_PREFIX) {
-            let received = self.received.lock().unwrap_or_else(|p| p.into_inner());
+            let received = self.received.lock_unpoisoned();
             return Ok(received.urls.get(file_id).cloned().unwrap_or_else(|| file_id.to_owned()));
         }
-        let uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        let uploads = self.uploads.lock_unpoisoned();
         match uploads.by_id.get(file_id) {
             Some(b64) => Ok(format!("base64://{b64}")),
             None => Err(file_id.to_owned()),
@@ -865,7 +866,7 @@ impl Edge {
                     return failed(10003, "upload_file data is not base64");
                 }
                 let id = format!("{UPLOAD_PREFIX}{:x}", Sha256::digest(data.as_bytes()));
-                self.uploads.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), Arc::from(data));
+                self.uploads.lock_unpoisoned().insert(id.clone(), Arc::from(data));
                 ok(json!({"file_id": id}))
             }
             other => failed(10003, format!("upload_file type `{other}` without its value")),
@@ -878,7 +879,7 @@ impl Edge {
     fn upload_part(&self, p: &Map<String, Value>) -> v12::Response {
         let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default();
         let number = |k: &str| p.get(k).and_then(Value::as_u64);
-        let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        let mut uploads = self.uploads.lock_unpoisoned();
         match text("stage") {
             "prepare" => {
                 let Some(size) = number("total_size") else { return failed(10003, "prepare needs total_size") };

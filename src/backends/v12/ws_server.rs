@@ -41,6 +41,7 @@ use crate::config::Protocol;
 use crate::core::mapping::Mappings;
 use crate::core::{ImplementationClaim, InfoSource};
 use crate::net::{accept_loop, accept_ws, check_upgrade};
+use crate::sync::LockUnpoisoned;
 
 /// Implementation connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 64;
@@ -99,13 +100,13 @@ enum Role {
 
 impl<R> Server<R> {
     fn recent_for(&self, implementation: &str) -> Arc<RecentIds> {
-        let mut map = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.recent.lock_unpoisoned();
         let key = if map.len() < MAX_IMPLS || map.contains_key(implementation) { implementation } else { "" };
         map.entry(key.to_owned()).or_default().clone()
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, Vec<(LinkId, LinkHandle)>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
+        self.live.lock_unpoisoned()
     }
 }
 
@@ -335,7 +336,7 @@ async fn split<R: Reports>(
     shutdown: watch::Receiver<bool>,
 ) {
     let joined = {
-        let mut pairs = server.split.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pairs = server.split.lock_unpoisoned();
         let full = pairs.len() >= MAX_CONNECTIONS;
         match pairs.get_mut(&hs.self_id) {
             Some(pair) => {
@@ -362,7 +363,7 @@ async fn split<R: Reports>(
         // This connection's own stop: the server's shutdown, or a newer API connection.
         let (stop_tx, _) = watch::channel(false);
         let older = {
-            let mut pairs = server.split.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pairs = server.split.lock_unpoisoned();
             pairs.get_mut(&hs.self_id).and_then(|pair| pair.api_stop.replace(stop_tx.clone()))
         };
         if let Some(older) = older {
@@ -398,7 +399,7 @@ async fn split<R: Reports>(
         tracing::info!("implementation's Event connection closed");
     }
     let last = {
-        let mut pairs = server.split.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pairs = server.split.lock_unpoisoned();
         let last = pairs.get_mut(&hs.self_id).is_some_and(|pair| {
             pair.halves -= 1;
             pair.halves == 0
