@@ -58,7 +58,7 @@ pub struct AccountEntry {
     events: broadcast::Sender<Arc<V11Event>>,
     /// Events that arrived while no v11 connection was subscribed (bounded by count and age;
     /// the oldest go first, and are counted in `undelivered`).
-    backlog: Mutex<VecDeque<(Instant, Arc<V11Event>)>>,
+    backlog: Mutex<VecDeque<(tokio::time::Instant, Arc<V11Event>)>>,
     /// Events that never reached a v11 connection.
     pub undelivered: AtomicU64,
     /// This account's event counters.
@@ -71,7 +71,19 @@ impl AccountEntry {
     pub fn subscribe(&self) -> (Vec<Arc<V11Event>>, broadcast::Receiver<Arc<V11Event>>) {
         let mut backlog = self.backlog.lock_unpoisoned();
         let rx = self.events.subscribe();
-        let kept = backlog.drain(..).filter(|(at, _)| at.elapsed() <= BACKLOG_AGE).map(|(_, ev)| ev).collect();
+        let mut kept = Vec::with_capacity(backlog.len());
+        let mut expired = 0;
+        for (at, ev) in backlog.drain(..) {
+            if at.elapsed() <= BACKLOG_AGE {
+                kept.push(ev);
+            } else {
+                expired += 1;
+            }
+        }
+        if expired > 0 {
+            // Kept too long for anyone to want them now: counted, as every dropped event is.
+            self.lost(expired, DropReason::Unclaimed);
+        }
         (kept, rx)
     }
 
@@ -86,7 +98,7 @@ impl AccountEntry {
             backlog.pop_front();
             self.lost(1, DropReason::Unclaimed);
         }
-        backlog.push_back((Instant::now(), ev));
+        backlog.push_back((tokio::time::Instant::now(), ev));
     }
 
     /// Counts events that will never reach a bot.
@@ -720,7 +732,7 @@ impl AccountEntry {
             self.lost(undelivered.len() as u64, DropReason::Unclaimed);
             return;
         }
-        let now = Instant::now();
+        let now = tokio::time::Instant::now();
         for ev in undelivered.into_iter().rev() {
             backlog.push_front((now, ev));
         }
@@ -808,6 +820,28 @@ mod tests {
         let left = hub.accounts().by_v11.len();
         assert_eq!(left, 2, "only the live accounts are left");
         assert_eq!(hub.accounts().by_self.len(), 2);
+    }
+
+    /// Events kept while no bot is connected go to the next connection; those kept too long are
+    /// counted as dropped, not lost without a trace.
+    #[tokio::test(start_paused = true)]
+    async fn kept_events_go_to_the_next_connection_or_are_counted_when_too_old() {
+        let hub = hub();
+        let entry = hub.upsert_account(&link(1, true), &me("10001"), true, true).await.unwrap();
+        let event = |n: i64| Arc::new(V11Event::new(10001, serde_json::json!({"n": n}).as_object().unwrap().clone()));
+        entry.publish(event(1));
+        tokio::time::advance(BACKLOG_AGE + Duration::from_secs(1)).await;
+        entry.publish(event(2));
+        entry.publish(event(3));
+        // Publishing drops the expired one from the front.
+        assert_eq!(entry.undelivered.load(Ordering::Relaxed), 1);
+        tokio::time::advance(BACKLOG_AGE - Duration::from_secs(1)).await;
+        entry.publish(event(4));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        // Subscribing drops 2 and 3 (now too old) and counts them; 4 is handed over.
+        let (kept, _rx) = entry.subscribe();
+        assert_eq!(kept.iter().map(|e| e.body["n"].as_i64().unwrap()).collect::<Vec<_>>(), [4]);
+        assert_eq!(entry.undelivered.load(Ordering::Relaxed), 3);
     }
 
     #[tokio::test]
