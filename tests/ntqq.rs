@@ -802,3 +802,45 @@ async fn every_dialect_on_every_transport_it_offers() {
         bridge.stop().await;
     }
 }
+
+/// NapCat put behind a link left at v12 (no `--backend-protocol v11`): the bridge says what is
+/// wrong and what to change, once per connection, however many events come.
+#[tokio::test]
+async fn a_v11_implementation_on_a_v12_link_is_named_with_the_fix() {
+    use std::io::BufRead;
+    let napcat = Ntqq::start(Dialect::NapCat, 10001, Some(TOKEN)).await;
+    let url = napcat.url();
+    let args = ["--backend-ws", url.as_str(), "--backend-token", TOKEN, "--ws", "127.0.0.1:0", "--ephemeral"];
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_onebot-bridge"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut child = ChildGuard(child);
+    napcat.wait_connected().await;
+    for n in 1..=5 {
+        napcat.push(napcat.group_message(30003, 20002, n, json!([text("lost on a v12 link")])));
+    }
+    // Read until a second after the first hint (the five events are read by then), or give up.
+    let mut hints = 0;
+    let mut deadline = std::time::Instant::now() + WAIT;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        if let Ok(line) = rx.recv_timeout(left) {
+            if line.contains("--backend-protocol v11") {
+                assert!(line.contains("ERROR"), "{line}");
+                hints += 1;
+                deadline = deadline.min(std::time::Instant::now() + std::time::Duration::from_secs(1));
+            }
+        }
+    }
+    let _ = child.0.kill();
+    assert_eq!(hints, 1, "said once for six v11 events");
+}

@@ -164,6 +164,8 @@ async fn pump<R: Reports, S>(
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
     let mut last_heard = tokio::time::Instant::now();
+    // Whether this connection was told it looks like a v11 implementation on a v12 link.
+    let mut hinted = false;
     loop {
         tokio::select! {
             _ = shutdown.changed() => {
@@ -201,8 +203,8 @@ async fn pump<R: Reports, S>(
                 }
             }
             frame = stream.next() => match frame.inspect(|_| last_heard = tokio::time::Instant::now()) {
-                Some(Ok(Message::Text(text))) => on_frame(link, intake, text.as_bytes(), false).await,
-                Some(Ok(Message::Binary(bytes))) => on_frame(link, intake, &bytes, true).await,
+                Some(Ok(Message::Text(text))) => on_frame(link, intake, text.as_bytes(), false, &mut hinted).await,
+                Some(Ok(Message::Binary(bytes))) => on_frame(link, intake, &bytes, true, &mut hinted).await,
                 Some(Ok(Message::Close(frame))) => {
                     tracing::info!(?frame, "backend closed the connection");
                     return;
@@ -216,8 +218,9 @@ async fn pump<R: Reports, S>(
 }
 
 /// One frame from the backend (JSON text or MessagePack binary; a binary frame carrying JSON is
-/// read too): an event or an action's answer, in the link's protocol.
-async fn on_frame(link: &LinkHandle, intake: &Intake, bytes: &[u8], msgpack: bool) {
+/// read too): an event or an action's answer, in the link's protocol. A v11 event on a v12 link
+/// (a NapCat configured without `protocol = "v11"`) is said once per connection, with the fix.
+async fn on_frame(link: &LinkHandle, intake: &Intake, bytes: &[u8], msgpack: bool, hinted: &mut bool) {
     let (value, budget) = match codec::read_either(bytes, msgpack).await {
         Ok(v) => v,
         Err(error) if error.is_refusal() => {
@@ -243,6 +246,17 @@ async fn on_frame(link: &LinkHandle, intake: &Intake, bytes: &[u8], msgpack: boo
             }
             other => crate::backends::v11::edge::read_answer(other),
         },
+        None if value.get("post_type").is_some() && value.get("detail_type").is_none() => {
+            if !std::mem::replace(hinted, true) {
+                tracing::error!(
+                    "this backend sends OneBot v11 events (post_type) but the link speaks v12: its events are \
+                     ignored; set protocol = \"v11\" on the link (--backend-protocol v11)"
+                );
+            } else {
+                tracing::debug!("a OneBot v11 event on a v12 link; ignored");
+            }
+            return;
+        }
         None if value.as_object().is_some_and(v12::is_event_frame) => {
             match v12::Event::from_value(value) {
                 Ok(ev) => intake.push(ev, budget).await,
