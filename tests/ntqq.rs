@@ -844,3 +844,42 @@ async fn a_v11_implementation_on_a_v12_link_is_named_with_the_fix() {
     let _ = child.0.kill();
     assert_eq!(hints, 1, "said once for six v11 events");
 }
+
+/// Lagrange.OneBot on split reverse connections goes away without a Close frame and dials again
+/// (a restart): the bot's ids from before still resolve, a reply to one reaches Lagrange with its
+/// own id, and nothing from before is delivered again.
+#[tokio::test]
+async fn ids_outlive_a_lagrange_that_redials_its_split_connections() {
+    let (bridge, addr) = reverse_bridge().await;
+    let roles = ["API", "Event"];
+    let lagrange = Ntqq::dial_roles(Dialect::Lagrange, 10001, Some(TOKEN), addr, &roles).await.unwrap();
+    let mut bot = bot_on(&bridge).await;
+    let ev = lagrange.group_message(30003, 20002, 1, json!([text("before the restart")]));
+    let lagrange_id = ev["message_id"].clone();
+    lagrange.push(ev);
+    let id = bot.next_event().await["message_id"].as_i64().unwrap();
+    drop(lagrange);
+
+    let mut lagrange = Ntqq::dial_roles(Dialect::Lagrange, 10001, Some(TOKEN), addr, &roles).await.unwrap();
+    let mut answer = Value::Null;
+    for _ in 0..100 {
+        answer =
+            bot.call("send_group_msg", json!({"group_id": 30003, "message": format!("[CQ:reply,id={id}]again")})).await;
+        if answer["status"] == "ok" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(answer["status"], "ok", "{answer}");
+    let sent = lagrange.next_action("send_msg").await;
+    assert_eq!(
+        sent["params"]["message"][0]["data"]["id"].to_string().trim_matches('"'),
+        lagrange_id.to_string(),
+        "{sent}"
+    );
+    let got = bot.call("get_msg", json!({"message_id": id})).await;
+    assert_eq!(got["data"]["message"], "before the restart", "{got}");
+    lagrange.push(lagrange.group_message(30003, 20002, 2, json!([text("after")])));
+    assert_eq!(bot.next_event().await["message"], "after", "the next event, nothing from before");
+    bridge.stop().await;
+}
