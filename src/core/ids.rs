@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use crate::sync::LockUnpoisoned;
@@ -144,28 +145,35 @@ pub fn surrogate_candidate(v12: &str, attempt: u32) -> i64 {
     SURROGATE_MIN + (probe_hash("id", v12, attempt) % (SURROGATE_MIN as u64)) as i64
 }
 
-/// The `attempt`-th v11 message_id candidate for a message key.
-pub fn message_candidate(key: &MessageKey, attempt: u32) -> i32 {
-    if attempt == 0 {
-        if let Ok(n) = key.message_id.parse::<i32>() {
-            if n > 0 && key.message_id == n.to_string() {
-                return n;
-            }
-        }
-    }
-    let scoped = format!("{}\u{1f}{}", key.self_id, key.message_id);
-    1 + (probe_hash("msg", &scoped, attempt) % (i32::MAX as u64)) as i32
-}
-
 /// Translates ids in both directions over a store.
 #[derive(Debug, Default)]
 pub struct IdMapper<S> {
     store: S,
+    /// Where new message ids are taken from, one after another (see [`IdMapper::message_to_v11`]).
+    next_message: AtomicU32,
 }
 
 impl<S: IdStore> IdMapper<S> {
     pub fn new(store: S) -> Self {
-        IdMapper { store }
+        IdMapper { store, next_message: AtomicU32::new(rand::random()) }
+    }
+
+    /// The `attempt`-th v11 message_id to try for a message: its own number when it is a
+    /// positive int32 (a QQ backend's ids stay what they are), else the next number of a
+    /// sequence that starts at a random point each run. Consecutive ids keep the store's
+    /// message table appending (one B-tree leaf takes a commit's worth of new messages) where
+    /// hashed ids touched a leaf each; a number already taken (from an earlier run) is probed
+    /// past.
+    fn message_candidate(&self, key: &MessageKey, attempt: u32) -> i32 {
+        if attempt == 0 {
+            if let Ok(n) = key.message_id.parse::<i32>() {
+                if n > 0 && key.message_id == n.to_string() {
+                    return n;
+                }
+            }
+        }
+        let raw = self.next_message.fetch_add(1, Ordering::Relaxed);
+        1 + (raw % i32::MAX as u32) as i32
     }
 
     pub fn store(&self) -> &S {
@@ -209,7 +217,7 @@ impl<S: IdStore> IdMapper<S> {
             return Ok(n);
         }
         for attempt in 0..MAX_PROBES {
-            let n = message_candidate(&record.key, attempt);
+            let n = self.message_candidate(&record.key, attempt);
             match self.store.claim_message(n, record).await? {
                 Claim::Inserted => return Ok(n),
                 Claim::Taken(owner) if owner == record.key => return Ok(n),
