@@ -357,6 +357,34 @@ async fn bot_frames_of_cheap_values_are_refused_unread_with_their_echo() {
     bridge.survived("4 × 16 MiB [0,0,…] over the forward WebSocket", CEILING_KIB).await;
 }
 
+/// One cheap JSON value that is a million segments: a 16 MiB CQ string of `[CQ:face,id=1]`. Each
+/// is refused after its 10 001st segment, so what it costs is the string, not a million
+/// segments' allocations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cq_string_of_a_million_codes_is_refused_at_the_segment_bound() {
+    let mut bridge = Bridge::start("segments").await;
+    let code = "[CQ:face,id=1]";
+    let codes = code.repeat((MAX_MESSAGE - 200) / code.len());
+    let mut sending = Vec::new();
+    for (i, mut bot) in bridge.bots.drain(..).enumerate() {
+        let frame = json!({"action": "send_private_msg", "params": {"user_id": 20002, "message": codes}, "echo": i})
+            .to_string();
+        sending.push(tokio::spawn(async move {
+            bot.send_raw(&frame).await;
+            let answer = next_answer(&mut bot).await;
+            (bot, answer)
+        }));
+    }
+    for s in sending {
+        let (bot, answer) = s.await.unwrap();
+        assert_eq!((&answer["status"], &answer["msg"]), (&json!("failed"), &json!("BAD_PARAM")), "{answer}");
+        let wording = answer["wording"].as_str().unwrap_or_default();
+        assert!(wording.contains("more than 10000 segments"), "{answer}");
+        bridge.bots.push(bot);
+    }
+    bridge.survived("4 × 16 MiB CQ strings of a million codes each", CEILING_KIB).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_bodies_of_cheap_values_are_refused_unread() {
     let bridge = Bridge::start("http").await;

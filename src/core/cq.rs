@@ -75,6 +75,13 @@ pub fn unescape_value(s: &str) -> String {
 
 /// Parses a CQ string into v11 segments, following the lenient policy in the module header.
 pub fn parse_cq(input: &str) -> Vec<Segment> {
+    parse_cq_at_most(input, usize::MAX).unwrap_or_default()
+}
+
+/// [`parse_cq`], giving up (`None`) as soon as the message has more than `max` segments: what a
+/// bot sends is bounded in segments, not only in bytes (a 16 MiB string of `[CQ:face,id=1]` is a
+/// million segments, each a few allocations).
+pub fn parse_cq_at_most(input: &str, max: usize) -> Option<Vec<Segment>> {
     let bytes = input.as_bytes();
     let mut segments = Vec::new();
     let mut text = String::new(); // decoded text not yet emitted
@@ -105,11 +112,14 @@ pub fn parse_cq(input: &str) -> Vec<Segment> {
         } else {
             flush_text(&mut text, &mut segments);
             segments.push(code);
+            if segments.len() > max {
+                return None;
+            }
         }
     }
     unescape_into(&input[literal_start..], &mut text);
     flush_text(&mut text, &mut segments);
-    segments
+    (segments.len() <= max).then_some(segments)
 }
 
 /// Renders v11 segments as a CQ string.
@@ -258,6 +268,17 @@ mod tests {
     }
 
     // ---- escaping -------------------------------------------------------------------------
+
+    #[test]
+    fn a_bounded_parse_gives_up_past_its_segment_count() {
+        let codes = "[CQ:face,id=1]".repeat(3);
+        assert_eq!(parse_cq_at_most(&codes, 3).map(|s| s.len()), Some(3));
+        assert_eq!(parse_cq_at_most(&codes, 2), None);
+        // Text between codes is a segment too; text merged across `[CQ:text]` is one.
+        assert_eq!(parse_cq_at_most("a[CQ:face,id=1]b", 2), None);
+        assert_eq!(parse_cq_at_most("a[CQ:text,text=b]c", 1).map(|s| s.len()), Some(1));
+        assert_eq!(parse_cq_at_most(&codes, usize::MAX), Some(parse_cq(&codes)));
+    }
 
     #[test]
     fn escape_text_table() {

@@ -8,7 +8,7 @@
 
 use serde_json::{Number, Value};
 
-use super::cq::parse_cq;
+use super::cq::parse_cq_at_most;
 use super::ids::{IdError, IdStore, MessageKey, MessageRecord};
 use super::mapping::{FieldSpec, Kind, Mappings};
 use super::message::{value_as_text, Data, Segment, SegmentRef};
@@ -20,6 +20,8 @@ pub enum SegmentError {
     BadMessage,
     #[error("segment {kind}: {reason}")]
     BadSegment { kind: String, reason: String },
+    #[error("`message` has more than {MAX_SEGMENTS} segments")]
+    TooManySegments,
     #[error(transparent)]
     Id(#[from] IdError),
 }
@@ -49,13 +51,17 @@ impl Scope<'_> {
     }
 }
 
+/// Most segments in one message a bot sends (QQ itself takes far fewer); more is `BAD_PARAM`.
+pub const MAX_SEGMENTS: usize = 10_000;
+
 /// Reads a v11 `message` parameter: a CQ string (plain text with `auto_escape`), one segment,
-/// or a list of segments whose data values may be of any JSON type.
+/// or a list of segments whose data values may be of any JSON type; at most [`MAX_SEGMENTS`].
 pub fn read_v11_message(value: &Value, auto_escape: bool) -> Result<Vec<Segment>, SegmentError> {
     match value {
         Value::String(s) if auto_escape => Ok(if s.is_empty() { vec![] } else { vec![Segment::text(s.clone())] }),
-        Value::String(s) => Ok(parse_cq(s)),
+        Value::String(s) => parse_cq_at_most(s, MAX_SEGMENTS).ok_or(SegmentError::TooManySegments),
         Value::Object(_) => Ok(vec![serde_json::from_value(value.clone()).map_err(|_| SegmentError::BadMessage)?]),
+        Value::Array(items) if items.len() > MAX_SEGMENTS => Err(SegmentError::TooManySegments),
         Value::Array(items) => {
             items.iter().map(|v| serde_json::from_value(v.clone()).map_err(|_| SegmentError::BadMessage)).collect()
         }
