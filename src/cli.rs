@@ -183,6 +183,11 @@ pub struct Cli {
     #[arg(long = "max-file-size", env = "ONEBOT_BRIDGE_MAX_FILE_SIZE", value_name = "BYTES")]
     pub max_file_size: Option<u64>,
 
+    /// Largest WebSocket message or HTTP body, toward bots and backend alike, in bytes
+    /// [default: 16777216; 65536..=67108864]. Inline base64 media count a third over their size.
+    #[arg(long = "max-message", env = "ONEBOT_BRIDGE_MAX_MESSAGE", value_name = "BYTES")]
+    pub max_message: Option<u64>,
+
     /// Serve `/health`, `/ready` and `/metrics` on this address (off by default; bind it to
     /// loopback or a private network: it shows the bridge's accounts and backends).
     #[arg(long, env = "ONEBOT_BRIDGE_ADMIN", value_name = "ADDR")]
@@ -259,6 +264,7 @@ impl Cli {
             fragment_threshold: self.fragment_threshold,
             max_file_size: self.max_file_size,
             admin: self.admin.clone(),
+            max_message: self.max_message,
         }
     }
 

@@ -212,5 +212,7 @@ mod tests {
         let max_message = crate::config::Limits::default().max_message;
         assert!(cost(max_message, worst, false) <= PARSE_BUDGET);
         assert!(cost(max_message, worst, true) <= PARSE_BUDGET);
+        // The largest max-message a configuration may set: JSON with every value still fits.
+        assert!(cost(crate::config::MAX_MAX_MESSAGE as usize, worst, false) <= PARSE_BUDGET);
     }
 }

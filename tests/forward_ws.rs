@@ -294,3 +294,28 @@ async fn a_stray_event_for_an_unlisted_account_does_not_refuse_new_connections()
     }
     bridge.stop().await;
 }
+
+/// `--max-message` moves the frame bound: a 20 MiB request ends the connection under the
+/// default 16 MiB (1009, message too big, or a reset while it is still being written) and is
+/// answered under 32 MiB.
+#[tokio::test]
+async fn max_message_moves_the_frame_bound() {
+    let backend = FakeBackend::start(BackendOptions::default()).await;
+    let frame = json!({"action": "can_send_image", "params": {"pad": "x".repeat(20 << 20)}, "echo": "big"}).to_string();
+    for max_message in [None, Some(32 << 20)] {
+        let bridge = start_bridge(&backend, |o| o.max_message = max_message).await;
+        let mut bot = Bot::connect(bridge.ws_addrs()[0], "/", None).await.unwrap();
+        assert_eq!(bot.next_frame().await["sub_type"], "connect");
+        let sent = bot.try_send_raw(&frame).await;
+        match max_message {
+            // Closed with 1009, or reset while the frame was still going out: never answered.
+            None => assert!(sent.is_err() || matches!(bot.close_code().await, Some(1009) | None)),
+            Some(_) => {
+                sent.unwrap();
+                let answer = bot.next_frame().await;
+                assert_eq!((&answer["status"], &answer["echo"]), (&json!("ok"), &json!("big")), "{answer}");
+            }
+        }
+        bridge.stop().await;
+    }
+}

@@ -456,6 +456,9 @@ pub struct BridgeSection {
     /// Bytes of the disk store's page cache.
     #[serde(default)]
     pub store_cache_bytes: Option<u64>,
+    /// Largest WebSocket message or HTTP body, either side, bytes (default 16 MiB).
+    #[serde(default)]
+    pub max_message: Option<u64>,
     /// Where the admin listener (`/health`, `/ready`, `/metrics`) listens; none when unset.
     #[serde(default)]
     pub admin: Option<String>,
@@ -567,6 +570,12 @@ pub struct WsReverse {
     /// go-cqhttp's rate limit: one bucket for the entry.
     pub rate_limit: Option<RateLimit>,
 }
+
+/// The smallest `max-message` a configuration may set: room for any action and event.
+pub const MIN_MAX_MESSAGE: u64 = 64 << 10;
+/// The largest `max-message`: a JSON document this large still fits the parse budget
+/// (`crate::decode::PARSE_BUDGET`) with every value it may hold.
+pub const MAX_MAX_MESSAGE: u64 = 64 << 20;
 
 /// Bounds on everything that comes over a wire.
 #[derive(Debug, Clone)]
@@ -703,6 +712,7 @@ pub struct Overrides {
     pub fragment_threshold: Option<u64>,
     pub max_file_size: Option<u64>,
     pub admin: Option<String>,
+    pub max_message: Option<u64>,
 }
 
 /// Parses `host:port` (an IP, or `localhost`) without touching the network.
@@ -978,7 +988,15 @@ impl Config {
                 return Err(invalid(format!("{addr} is configured twice")));
             }
         }
-        let limits = Limits::default();
+        let mut limits = Limits::default();
+        if let Some(bytes) = flags.max_message.or(file.bridge.max_message) {
+            if !(MIN_MAX_MESSAGE..=MAX_MAX_MESSAGE).contains(&bytes) {
+                return Err(invalid(format!(
+                    "max-message must be {MIN_MAX_MESSAGE}..={MAX_MAX_MESSAGE} bytes (64 KiB to 64 MiB), not {bytes}"
+                )));
+            }
+            limits.max_message = bytes as usize;
+        }
         let media = resolve_media(&file.media, &flags, &limits)?;
         let profile = flags.backend_profile.clone().or(file.backend.profile.clone()).filter(|p| !p.is_empty());
         for p in profile.iter().chain(backends.iter().filter_map(|b| b.profile.as_ref())) {
@@ -1025,9 +1043,10 @@ fn resolve_media(file: &MediaSection, flags: &Overrides, limits: &Limits) -> Res
         allowed_dirs.push(canonical);
     }
     let defaults = MediaOptions::default();
-    let fragment_size = file.fragment_size.unwrap_or(defaults.fragment_size as u64);
-    // A fragment travels base64-encoded inside one JSON request.
+    // A fragment travels base64-encoded inside one JSON request; unset, it is the default or
+    // the largest that fits a smaller max-message.
     let largest_fragment = (limits.max_message as u64 - 4096) / 4 * 3;
+    let fragment_size = file.fragment_size.unwrap_or((defaults.fragment_size as u64).min(largest_fragment));
     if fragment_size == 0 || fragment_size > largest_fragment {
         return Err(invalid(format!("media fragment-size must be 1..={largest_fragment} bytes")));
     }
@@ -1286,6 +1305,20 @@ mod tests {
             backend_ws: vec!["ws://127.0.0.1:8844".into()],
             ws: vec!["127.0.0.1:8080".into()],
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn max_message_comes_from_the_flag_or_the_file_within_its_range() {
+        assert_eq!(Config::resolve(FileConfig::default(), flags()).unwrap().limits.max_message, 16 << 20);
+        let file: FileConfig = toml::from_str("[bridge]\nmax-message = 33554432").unwrap();
+        assert_eq!(Config::resolve(file, flags()).unwrap().limits.max_message, 32 << 20);
+        let file: FileConfig = toml::from_str("[bridge]\nmax-message = 33554432").unwrap();
+        let flag = Overrides { max_message: Some(1 << 20), ..flags() };
+        assert_eq!(Config::resolve(file, flag).unwrap().limits.max_message, 1 << 20, "the flag wins");
+        for bad in [1024, (64 << 20) + 1] {
+            let err = Config::resolve(FileConfig::default(), Overrides { max_message: Some(bad), ..flags() });
+            assert!(err.unwrap_err().to_string().contains("max-message"), "{bad}");
         }
     }
 

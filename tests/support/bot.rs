@@ -88,6 +88,12 @@ impl Bot {
         self.ws.send(Message::text(text.to_owned())).await.unwrap();
     }
 
+    /// Sends a frame the bridge may refuse mid-way (it can reset the connection while the frame
+    /// is still being written).
+    pub async fn try_send_raw(&mut self, text: &str) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.ws.send(Message::text(text.to_owned())).await
+    }
+
     /// Calls an action and waits for the answer with the same echo; events read meanwhile are kept.
     pub async fn call(&mut self, action: &str, params: Value) -> Value {
         self.seq += 1;
