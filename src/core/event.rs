@@ -391,12 +391,18 @@ impl<S: IdStore> Translator<S> {
         let Value::Object(mut data) = data else { return Ok(data) };
         let Some(Value::Array(items)) = data.remove("messages") else { return Ok(Value::Object(data)) };
         let mut out = Vec::with_capacity(items.len());
-        for item in items {
+        for mut item in items {
             let is_event =
                 item.get("type").and_then(Value::as_str) == Some("message") && item.get("detail_type").is_some();
             if !is_event {
                 out.push(item);
                 continue;
+            }
+            // An entry is the asking account's history: without its own `self`, it is that account's.
+            if let Some(entry) = item.as_object_mut().filter(|e| !e.contains_key("self") && !e.contains_key("self_id"))
+            {
+                let me = &ctx.account.self_id;
+                entry.insert("self".into(), json!({"platform": me.platform, "user_id": me.user_id}));
             }
             let translated = match Event::from_value(item) {
                 Ok(ev) => {
@@ -649,6 +655,43 @@ mod tests {
             Kind::Message => json!("m-456"),
             Kind::Str => json!("s-1"),
             _ => json!("plain"),
+        }
+    }
+
+    /// A v12 backend's message history: entries without `self` are the asking account's, each
+    /// comes back as a v11 message event with a bridge id that `get_msg` resolves, and an entry
+    /// in go-cqhttp's shape is passed on as given.
+    #[test]
+    fn history_entries_become_v11_events_with_the_bridge_ids() {
+        use crate::core::v11;
+        let t = translator();
+        let me = account(&t);
+        let backend = BackendInfo { profile: "generic".into(), ..Default::default() };
+        let entry = |id: &str, text: &str| {
+            json!({"id": id, "time": 1700000000, "type": "message", "detail_type": "group", "sub_type": "",
+                   "message_id": id, "group_id": "30003", "user_id": "20002",
+                   "message": [{"type": "text", "data": {"text": text}}]})
+        };
+        let given = json!({"message_id": 5, "post_type": "message"});
+        let rec = Recorder::default();
+        *rec.data.lock().unwrap() = json!({"messages": [entry("h-1", "one"), entry("h-2", "two"), given]});
+        let ctx = t.context(&me, &backend, v11::PostFormat::Array);
+        let params = json!({"group_id": 30003, "message_seq": 0});
+        let Value::Object(params) = params else { unreachable!() };
+        let req = v11::Request { action: "get_group_msg_history".into(), params, echo: None };
+        let answer = block_on(t.handle_action(ctx, &rec, req));
+        assert_eq!(answer.retcode, 0, "{answer:?}");
+        let sent = &rec.requests.lock().unwrap()[0];
+        assert_eq!(sent.action, "qq.get_group_msg_history");
+        assert!(!sent.params.contains_key("message_seq"), "0 is the latest, not an id: {sent:?}");
+        let messages = answer.data["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 3);
+        assert_eq!(messages[2], given);
+        for (entry, text) in messages[..2].iter().zip(["one", "two"]) {
+            assert_eq!((entry["post_type"].as_str(), entry["group_id"].as_i64()), (Some("message"), Some(30003)));
+            let id = entry["message_id"].as_i64().unwrap();
+            let stored = block_on(t.ids.message_to_v12(id)).unwrap();
+            assert_eq!(stored.content.unwrap().segments[0].data.get("text"), Some(&json!(text)));
         }
     }
 
