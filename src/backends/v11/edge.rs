@@ -865,12 +865,18 @@ impl Edge {
                 if base64::engine::general_purpose::STANDARD.decode(data).is_err() {
                     return failed(10003, "upload_file data is not base64");
                 }
-                let id = format!("{UPLOAD_PREFIX}{:x}", Sha256::digest(data.as_bytes()));
-                self.uploads.lock_unpoisoned().insert(id.clone(), Arc::from(data));
-                ok(json!({"file_id": id}))
+                ok(json!({"file_id": self.keep(Arc::from(data))}))
             }
             other => failed(10003, format!("upload_file type `{other}` without its value")),
         }
+    }
+
+    /// Keeps uploaded bytes (base64) under an id named by their content: the same bytes, however
+    /// uploaded, get the same id.
+    fn keep(&self, base64: Arc<str>) -> String {
+        let id = format!("{UPLOAD_PREFIX}{:x}", Sha256::digest(base64.as_bytes()));
+        self.uploads.lock_unpoisoned().insert(id.clone(), base64);
+        id
     }
 
     /// One stage of a fragmented upload: `prepare` makes room for `total_size` bytes, `transfer`
@@ -879,7 +885,8 @@ impl Edge {
     fn upload_part(&self, p: &Map<String, Value>) -> v12::Response {
         let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default();
         let number = |k: &str| p.get(k).and_then(Value::as_u64);
-        let mut uploads = self.uploads.lock_unpoisoned();
+        // Decoding, hashing and encoding happen outside the lock: sends on this link read the
+        // kept uploads meanwhile.
         match text("stage") {
             "prepare" => {
                 let Some(size) = number("total_size") else { return failed(10003, "prepare needs total_size") };
@@ -889,6 +896,7 @@ impl Edge {
                         format!("{size} bytes is more than max-file-size ({} bytes)", self.max_file_size),
                     );
                 }
+                let mut uploads = self.uploads.lock_unpoisoned();
                 uploads.next_part += 1;
                 let id = format!("{PART_PREFIX}{}", uploads.next_part);
                 uploads.parts.push_back((id.clone(), Part { size: size as usize, bytes: Vec::new() }));
@@ -901,30 +909,36 @@ impl Edge {
                 }
                 ok(json!({"file_id": id}))
             }
-            stage @ ("transfer" | "finish") => {
-                let id = text("file_id");
-                let Some(at) = uploads.parts.iter().position(|(have, _)| have == id) else {
-                    return failed(10003, format!("no fragmented upload `{id}` in progress"));
+            "transfer" => {
+                let Ok(chunk) = base64::engine::general_purpose::STANDARD.decode(text("data")) else {
+                    return failed(10003, "transfer data is not base64");
                 };
-                if stage == "transfer" {
-                    let Ok(chunk) = base64::engine::general_purpose::STANDARD.decode(text("data")) else {
-                        return failed(10003, "transfer data is not base64");
-                    };
-                    let offset = number("offset").unwrap_or(0) as usize;
-                    let part = &mut uploads.parts[at].1;
-                    let Some(end) = offset.checked_add(chunk.len()).filter(|end| *end <= part.size) else {
-                        return failed(
-                            10003,
-                            format!("{} bytes at {offset} run past the file's {}", chunk.len(), part.size),
-                        );
-                    };
-                    if part.bytes.len() < end {
-                        part.bytes.resize(end, 0);
-                    }
-                    part.bytes[offset..end].copy_from_slice(&chunk);
-                    return ok(Value::Null);
+                let offset = number("offset").unwrap_or(0) as usize;
+                let mut uploads = self.uploads.lock_unpoisoned();
+                let Some((_, part)) = uploads.parts.iter_mut().find(|(have, _)| have == text("file_id")) else {
+                    return failed(10003, format!("no fragmented upload `{}` in progress", text("file_id")));
+                };
+                let Some(end) = offset.checked_add(chunk.len()).filter(|end| *end <= part.size) else {
+                    return failed(
+                        10003,
+                        format!("{} bytes at {offset} run past the file's {}", chunk.len(), part.size),
+                    );
+                };
+                if part.bytes.len() < end {
+                    part.bytes.resize(end, 0);
                 }
-                let Some((_, part)) = uploads.parts.remove(at) else { return failed(10003, "upload gone") };
+                part.bytes[offset..end].copy_from_slice(&chunk);
+                ok(Value::Null)
+            }
+            "finish" => {
+                let part = {
+                    let mut uploads = self.uploads.lock_unpoisoned();
+                    let at = uploads.parts.iter().position(|(have, _)| have == text("file_id"));
+                    at.and_then(|at| uploads.parts.remove(at))
+                };
+                let Some((_, part)) = part else {
+                    return failed(10003, format!("no fragmented upload `{}` in progress", text("file_id")));
+                };
                 if part.bytes.len() != part.size {
                     return failed(10003, format!("{} of {} bytes arrived", part.bytes.len(), part.size));
                 }
@@ -934,9 +948,7 @@ impl Edge {
                 }
                 let data = base64::engine::general_purpose::STANDARD.encode(&part.bytes);
                 drop(part);
-                let id = format!("{UPLOAD_PREFIX}{:x}", Sha256::digest(data.as_bytes()));
-                uploads.insert(id.clone(), Arc::from(data));
-                ok(json!({"file_id": id}))
+                ok(json!({"file_id": self.keep(Arc::from(data))}))
             }
             other => failed(10003, format!("upload_file_fragmented stage `{other}`")),
         }
