@@ -152,7 +152,8 @@ pub fn check_v12_event(data: &[u8]) {
 }
 
 fn check_v11_event(ev: &onebot_bridge::core::event::V11Event, input: usize) {
-    let body = &ev.body;
+    let written = ev.to_value(PostFormat::Array);
+    let body = written.as_object().expect("a v11 event is an object");
     for format in [PostFormat::String, PostFormat::Array] {
         let json = ev.to_json(format);
         assert_bounded(json.len(), input, "v11 event");

@@ -9,20 +9,19 @@
 //! are built by [`lifecycle_connect`] and [`heartbeat`]; v12 meta events only tell the runtime
 //! about the backend ([`heartbeat_interval_ms`], [`status_bots`]).
 
-use std::sync::OnceLock;
+mod v11;
 
-use bytes::Bytes;
-use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Map, Value};
+
+pub use v11::{MessageEvent, MessageIds, Sender, SenderShape, V11Event};
 
 use super::action::ActionContext;
 use super::cq::render_cq;
 use super::ids::{IdError, IdStore, StoredMessage};
 use super::mapping::Mappings;
 use super::mapping::{EventRow, Kind};
-use super::message::Segment;
+use super::message::Data;
 use super::segment::{Scope, SegmentError};
-use super::v11::PostFormat;
 use super::v12::{id_string, Event, SelfId};
 use super::{Account, Translator, V12Caller};
 
@@ -34,98 +33,6 @@ pub enum EventError {
     Segment(#[from] SegmentError),
     #[error("{event}: missing or unreadable field `{field}`")]
     Missing { event: String, field: String },
-}
-
-/// A v11 event ready to be written to any number of endpoints.
-#[derive(Debug, Clone)]
-pub struct V11Event {
-    pub self_id: i64,
-    /// The event's fields in go-cqhttp's order. A message event's `message` is a `null` placeholder
-    /// here, holding its place in that order: the segments are in [`V11Event::message`], written
-    /// straight from them (as an array, or as `raw_message`, its CQ string, for string-format
-    /// endpoints) rather than first copied into JSON values.
-    pub body: Map<String, Value>,
-    message: Option<Vec<Segment>>,
-    /// Its JSON per post format (string, array), written on first use and shared by every
-    /// endpoint that takes that format: ten bots cost one serialisation, not ten.
-    json: [OnceLock<Bytes>; 2],
-}
-
-impl PartialEq for V11Event {
-    fn eq(&self, other: &Self) -> bool {
-        self.self_id == other.self_id && self.body == other.body && self.message == other.message
-    }
-}
-
-impl V11Event {
-    /// An event whose body is complete (a `message` in it, if any, is written as it is).
-    pub fn new(self_id: i64, body: Map<String, Value>) -> V11Event {
-        V11Event { self_id, body, message: None, json: Default::default() }
-    }
-
-    /// A message event: `segments` are written in the place of the body's `message`, which the
-    /// body must already hold (as a placeholder).
-    fn with_message(self_id: i64, body: Map<String, Value>, segments: Vec<Segment>) -> V11Event {
-        debug_assert!(body.contains_key("message"));
-        V11Event { self_id, body, message: Some(segments), json: Default::default() }
-    }
-
-    pub fn post_type(&self) -> &str {
-        self.body.get("post_type").and_then(Value::as_str).unwrap_or("")
-    }
-
-    /// A message event's segments.
-    pub fn message(&self) -> Option<&[Segment]> {
-        self.message.as_deref()
-    }
-
-    /// Compact JSON in the endpoint's format. The bytes equal what JavaScript's `JSON.stringify`
-    /// writes for the parsed value (no floats, no escaped `/`, raw UTF-8), so signatures verified
-    /// either over the raw body or over a re-serialised one match. Written once per format.
-    pub fn json(&self, format: PostFormat) -> Bytes {
-        let slot = &self.json[matches!(format, PostFormat::Array) as usize];
-        slot.get_or_init(|| self.to_json(format).into()).clone()
-    }
-
-    /// [`V11Event::json`] written anew, not kept.
-    pub fn to_json(&self, format: PostFormat) -> Vec<u8> {
-        serde_json::to_vec(&FormatView { event: self, format }).unwrap_or_default()
-    }
-
-    /// The event as a JSON value in the endpoint's format: the value [`V11Event::json`] writes.
-    pub fn to_value(&self, format: PostFormat) -> Value {
-        let mut body = self.body.clone();
-        // Only an event with a `message` gets it replaced: a notice may pass a backend's own
-        // `raw_message` field through, and must not grow a `message` from it.
-        if let Some(message) = body.get_mut("message") {
-            match (format, self.body.get("raw_message"), &self.message) {
-                (PostFormat::String, Some(raw), _) => *message = raw.clone(),
-                (_, _, Some(segments)) => *message = Value::Array(segments.iter().map(Segment::to_value).collect()),
-                _ => {}
-            }
-        }
-        Value::Object(body)
-    }
-}
-
-struct FormatView<'a> {
-    event: &'a V11Event,
-    format: PostFormat,
-}
-
-impl Serialize for FormatView<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.event.body.len()))?;
-        let raw = self.event.body.get("raw_message").filter(|_| self.format == PostFormat::String);
-        for (k, v) in &self.event.body {
-            match (raw, &self.event.message) {
-                (Some(raw), _) if k == "message" => map.serialize_entry(k, raw)?,
-                (_, Some(segments)) if k == "message" => map.serialize_entry(k, segments)?,
-                _ => map.serialize_entry(k, v)?,
-            }
-        }
-        map.end()
-    }
 }
 
 /// Starts a v11 event body in go-cqhttp's key order: post_type, `<x>_type`, time, self_id, sub_type.
@@ -362,7 +269,9 @@ impl<S: IdStore> Translator<S> {
                     return Ok(None);
                 }
                 let mut sent = self.message_event(ctx, ev, &name, now, caller).await?;
-                sent.body.insert("post_type".into(), "message_sent".into());
+                if let Some(m) = sent.as_message_mut() {
+                    m.sent = true;
+                }
                 Ok(Some(sent))
             }
             "message" => self.message_event(ctx, ev, &name, now, caller).await.map(Some),
@@ -458,17 +367,16 @@ impl<S: IdStore> Translator<S> {
         let anonymous = sender_fields.prefixed_only(Field::Anonymous).filter(|v| v.is_object()).cloned();
         let sub_type = if anonymous.is_some() && message_type == "group" { "anonymous".to_owned() } else { sub_type };
 
-        // The keys written below, and the event's own fields passed on.
-        let room = 8 + ev.fields.len().saturating_sub(MESSAGE_FIELDS.len());
-        let mut body = header("message", "message_type", &message_type, time, account.v11_id, &sub_type, room);
+        let ids;
         let v11_user: Value;
         if is_channel {
-            // go-cqhttp's guild shape: string ids throughout.
-            body.insert("guild_id".into(), ev.str_field("guild_id").ok_or_else(|| missing("guild_id"))?.into());
-            body.insert("channel_id".into(), ev.str_field("channel_id").ok_or_else(|| missing("channel_id"))?.into());
-            body.insert("message_id".into(), message_id.into());
+            ids = MessageIds::Channel {
+                guild_id: ev.str_field("guild_id").ok_or_else(|| missing("guild_id"))?,
+                channel_id: ev.str_field("channel_id").ok_or_else(|| missing("channel_id"))?,
+                message_id,
+                self_tiny_id: account.self_id.user_id.clone(),
+            };
             v11_user = Value::String(user_id.clone());
-            body.insert("self_tiny_id".into(), account.self_id.user_id.clone().into());
         } else {
             let mut record = scope.record(&message_id);
             record.content = Some(StoredMessage {
@@ -482,63 +390,69 @@ impl<S: IdStore> Translator<S> {
             if let Some(content) = record.content.take() {
                 segments = content.segments;
             }
-            let id = stored?;
-            body.insert("message_id".into(), id.into());
-            if let Some(g) = &group_id {
-                body.insert("group_id".into(), self.ids.to_v11(g).await?.into());
-            }
+            let group_id = match &group_id {
+                Some(g) => Some(self.ids.to_v11(g).await?),
+                None => None,
+            };
+            ids = MessageIds::Numeric { message_id: stored?, group_id };
             v11_user = self.ids.to_v11(&user_id).await?.into();
         }
-        body.insert("user_id".into(), v11_user.clone());
-        if message_type == "group" {
-            body.insert("anonymous".into(), anonymous.clone().unwrap_or(Value::Null));
-        }
-        body.insert("message".into(), Value::Null); // its place: the segments go in beside the body
-        body.insert("raw_message".into(), raw.into());
-        body.insert("font".into(), 0.into());
-        body.insert("sender".into(), self.sender(&sender_fields, &message_type, v11_user, is_channel));
+        let is_group = message_type == "group";
+        let sender = self.sender(&sender_fields, is_group, v11_user.clone(), is_channel);
+        let mut event = MessageEvent {
+            sent: false,
+            anonymous: is_group.then(|| anonymous.unwrap_or(Value::Null)),
+            message_type,
+            time,
+            self_id: account.v11_id,
+            sub_type,
+            ids,
+            user_id: v11_user,
+            segments,
+            raw_message: raw,
+            sender,
+            extra: Data::new(),
+        };
         // The event's other fields are passed on; those the sender was made of are not (go-cqhttp
         // has no top-level `user_name` or `card`).
         for (key, value) in &ev.fields {
             let key = profile.strip(key);
-            if !MESSAGE_FIELDS.contains(&key) && !FIELD_NAMES.contains(&key) && !body.contains_key(key) {
-                body.insert(key.to_owned(), value.clone());
+            if !MESSAGE_FIELDS.contains(&key) && !FIELD_NAMES.contains(&key) {
+                event.pass_on(key, value);
             }
         }
-        Ok(V11Event::with_message(account.v11_id, body, segments))
+        Ok(V11Event::message_event(event))
     }
 
     /// go-cqhttp's `sender` object, filled from whatever the backend says about the sender
     /// (`user_name`, `user_card`, `<prefix>.nickname`, a `<prefix>.sender` object, …).
-    fn sender(&self, fields: &SenderFields<'_>, message_type: &str, user_id: Value, is_channel: bool) -> Value {
-        let text = |names: &[Field]| names.iter().find_map(|n| fields.text(*n));
-        let mut sender = Map::with_capacity(9);
-        sender.insert("user_id".into(), user_id.clone());
-        sender.insert("nickname".into(), fields.name().into());
-        if is_channel {
-            sender.insert("tiny_id".into(), user_id);
+    fn sender(&self, fields: &SenderFields<'_>, is_group: bool, user_id: Value, is_channel: bool) -> Sender {
+        let text =
+            |names: &[Field], default: &str| names.iter().find_map(|n| fields.text(*n)).unwrap_or(default).to_owned();
+        let shape = if is_channel {
+            SenderShape::Channel
+        } else if is_group {
+            SenderShape::Group {
+                sex: text(&[Field::Sex], "unknown"),
+                card: text(&[Field::UserCard, Field::Card, Field::UserDisplayname], ""),
+                area: text(&[Field::Area], ""),
+                level: text(&[Field::Level], ""),
+                role: text(&[Field::Role], "member"),
+                title: text(&[Field::Title], ""),
+            }
         } else {
-            sender.insert("sex".into(), text(&[Field::Sex]).unwrap_or("unknown").into());
-            sender.insert("age".into(), 0.into());
-        }
-        if message_type == "group" {
-            let card = text(&[Field::UserCard, Field::Card, Field::UserDisplayname]);
-            sender.insert("card".into(), card.unwrap_or_default().into());
-            sender.insert("area".into(), text(&[Field::Area]).unwrap_or_default().into());
-            sender.insert("level".into(), text(&[Field::Level]).unwrap_or_default().into());
-            sender.insert("role".into(), text(&[Field::Role]).unwrap_or("member").into());
-            sender.insert("title".into(), text(&[Field::Title]).unwrap_or_default().into());
-        }
-        if let Some(Value::Object(given)) = fields.prefixed_first(Field::Sender) {
-            for (k, v) in given {
+            SenderShape::Private { sex: text(&[Field::Sex], "unknown") }
+        };
+        let mut given = Data::new();
+        if let Some(Value::Object(object)) = fields.prefixed_first(Field::Sender) {
+            for (k, v) in object {
                 let k = fields.profile.strip(k);
-                if k == "user_id" {
-                    continue;
+                if k != "user_id" {
+                    given.insert(k.to_owned(), v.clone());
                 }
-                sender.insert(k.to_owned(), v.clone());
             }
         }
-        Value::Object(sender)
+        Sender { user_id, nickname: fields.name().to_owned(), shape, given }
     }
 
     async fn notice_or_request(
@@ -647,7 +561,13 @@ mod tests {
 
     use super::*;
     use crate::core::testing::{account, translator, Recorder};
+    use crate::core::v11::PostFormat;
     use crate::core::BackendInfo;
+
+    /// The event as an array-format endpoint reads it.
+    fn body(ev: &V11Event) -> Value {
+        ev.to_value(PostFormat::Array)
+    }
 
     fn sample(kind: Kind) -> Value {
         match kind {
@@ -716,12 +636,12 @@ mod tests {
         };
         let ctx = t.context(&me, &backend, Default::default());
         let out = block_on(t.to_v11_event(ctx, &ev, 0, &Recorder::default())).unwrap().unwrap();
-        assert_eq!(out.body["sender"]["nickname"], "Alice");
-        assert_eq!(out.body["sender"]["card"], "Al");
+        assert_eq!(body(&out)["sender"]["nickname"], "Alice");
+        assert_eq!(body(&out)["sender"]["card"], "Al");
         for key in ["user_name", "user_card", "nickname", "level", "card"] {
-            assert!(!out.body.contains_key(key), "{key} at top level: {:?}", out.body);
+            assert!(body(&out).get(key).is_none(), "{key} at top level: {:?}", body(&out));
         }
-        assert_eq!(out.body["extra"], 1, "other fields are passed on");
+        assert_eq!(body(&out)["extra"], 1, "other fields are passed on");
     }
 
     /// Every notice row of events.toml: its v11 name, and every listed field under its v11 name
@@ -765,10 +685,10 @@ mod tests {
                     block_on(t.to_v11_event(t.context(me, backend, Default::default()), &ev, 0, &Recorder::default()))
                         .unwrap()
                         .unwrap();
-                assert_eq!(out.body["notice_type"], row.v11, "{name}");
-                assert_eq!(out.body.get("sub_type").and_then(Value::as_str).unwrap_or(""), sub11, "{name} {sub12:?}");
+                assert_eq!(body(&out)["notice_type"], row.v11, "{name}");
+                assert_eq!(body(&out).get("sub_type").and_then(Value::as_str).unwrap_or(""), sub11, "{name} {sub12:?}");
                 for (v12, spec) in &row.fields {
-                    let got = &out.body[&spec.name];
+                    let got = &body(&out)[&spec.name];
                     match spec.kind {
                         Kind::Id => assert_eq!(got, &json!(123), "{name}.{v12}"),
                         Kind::Message => assert!(got.as_i64().is_some_and(|n| n > 0), "{name}.{v12}: {got}"),
@@ -817,11 +737,11 @@ mod tests {
                     );
                 }
                 let out = block_on(t.to_v11_event(ctx, &ev, 0, &Recorder::default())).unwrap().unwrap();
-                assert_eq!(out.body["request_type"], row.v11, "{profile}/{detail}");
+                assert_eq!(body(&out)["request_type"], row.v11, "{profile}/{detail}");
                 if let Some(sub) = &row.sub_type {
-                    assert_eq!(out.body["sub_type"], json!(sub), "{profile}/{detail}");
+                    assert_eq!(body(&out)["sub_type"], json!(sub), "{profile}/{detail}");
                 }
-                let flag = out.body["flag"].clone();
+                let flag = body(&out)["flag"].clone();
                 let action = if row.v11 == "friend" { "set_friend_add_request" } else { "set_group_add_request" };
                 let rec = Recorder::default();
                 let params = json!({"flag": flag, "approve": false, "reason": "no"});
@@ -884,9 +804,9 @@ mod tests {
             ))
             .unwrap()
             .unwrap();
-            assert_eq!(out.body["message_type"], row.v11);
-            assert_eq!(out.body["sub_type"], row.sub_type[""]);
-            assert_eq!(out.body["time"], 77, "a missing time becomes now");
+            assert_eq!(body(&out)["message_type"], row.v11);
+            assert_eq!(body(&out)["sub_type"], row.sub_type[""]);
+            assert_eq!(body(&out)["time"], 77, "a missing time becomes now");
             assert_eq!(out.to_value(PostFormat::String)["message"], "t");
             assert_eq!(out.to_value(PostFormat::Array)["message"], json!([{"type": "text", "data": {"text": "t"}}]));
         }
@@ -959,7 +879,7 @@ mod tests {
             .unwrap();
             let ctx = t.context(&me, &backend, Default::default());
             let out = block_on(t.to_v11_event(ctx, &ev, 1234, &Recorder::default())).unwrap().unwrap();
-            assert_eq!(out.body["time"], 1234, "{time}");
+            assert_eq!(body(&out)["time"], 1234, "{time}");
         }
     }
 
@@ -998,10 +918,10 @@ mod tests {
             let backend = BackendInfo::default();
             let ctx = t.context(&me, &backend, Default::default());
             let first = block_on(t.to_v11_event(ctx, &quoted, 0, &Recorder::default())).unwrap().unwrap();
-            let want = want.replace("id=1", &format!("id={}", first.body["message_id"]));
+            let want = want.replace("id=1", &format!("id={}", body(&first)["message_id"]));
             let ctx = t.context(&me, &backend, Default::default());
             let out = block_on(t.to_v11_event(ctx, &reply, 0, &Recorder::default())).unwrap().unwrap();
-            assert_eq!(out.body["raw_message"], want, "remove {remove_reply_at}, extra {extra_reply_data}");
+            assert_eq!(body(&out)["raw_message"], want, "remove {remove_reply_at}, extra {extra_reply_data}");
         }
     }
 
@@ -1033,7 +953,7 @@ mod tests {
             String::from_utf8(hello.to_json(PostFormat::String)).unwrap(),
             r#"{"_post_method":2,"post_type":"meta_event","meta_event_type":"lifecycle","time":2,"self_id":1,"sub_type":"connect"}"#
         );
-        assert!(!lifecycle_connect(1, 2, false).body.contains_key("_post_method"));
+        assert!(body(&lifecycle_connect(1, 2, false)).get("_post_method").is_none());
         let hb = Event::from_value(json!({"type": "meta", "detail_type": "heartbeat", "interval": 4})).unwrap();
         assert_eq!(heartbeat_interval_ms(&hb), Some(4000), "walle-core sends seconds");
         let hb = Event::from_value(json!({"type": "meta", "detail_type": "heartbeat", "interval": 5000})).unwrap();
