@@ -79,11 +79,22 @@ pub struct SegmentRef<'a> {
     data: Option<&'a Map<String, Value>>,
 }
 
+/// `map.get(key)` for the small objects a peer's message is made of: up to 8 keys are compared
+/// front to back, which costs less than hashing the key (`serde_json`'s map hashes with SipHash);
+/// a larger map is looked up by hash, so a peer's many keys cost no more than before.
+pub fn lookup<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    if map.len() <= 8 {
+        map.iter().find_map(|(k, v)| (k == key).then_some(v))
+    } else {
+        map.get(key)
+    }
+}
+
 impl<'a> SegmentRef<'a> {
     pub fn read(v: &'a Value) -> Option<SegmentRef<'a>> {
         let obj = v.as_object()?;
-        let kind = obj.get("type")?.as_str()?;
-        let data = match obj.get("data") {
+        let kind = lookup(obj, "type")?.as_str()?;
+        let data = match lookup(obj, "data") {
             None | Some(Value::Null) => None,
             Some(Value::Object(data)) => Some(data),
             Some(_) => return None,
@@ -92,7 +103,7 @@ impl<'a> SegmentRef<'a> {
     }
 
     pub fn get(&self, key: &str) -> Option<&'a Value> {
-        self.data?.get(key)
+        lookup(self.data?, key)
     }
 
     /// A data value as text, the way v11 reads it (see [`Segment::str_of`]).

@@ -129,7 +129,7 @@ impl Event {
     }
 
     pub fn str_field(&self, key: &str) -> Option<String> {
-        self.fields.get(key).and_then(id_string)
+        super::message::lookup(&self.fields, key).and_then(id_string)
     }
 }
 
