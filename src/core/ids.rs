@@ -287,17 +287,14 @@ struct Messages {
     bytes: usize,
 }
 
-/// One remembered message: `self_id`, `message_id`, then the rest of the record as compact JSON,
-/// in one string.
+/// One remembered message: `self_id`, `message_id`, then the rest of the record in the stores'
+/// binary form ([`crate::core::record`]), in one allocation.
 struct Packed {
-    text: Box<str>,
+    buf: Box<[u8]>,
     self_len: u32,
     id_len: u32,
     n: i32,
 }
-
-/// The rest of a record, as packed: `[detail_type, group_id, user_id, [time, segments, sender_id, sender_name]]`.
-type Body = (String, Option<String>, Option<String>, Option<(i64, Vec<crate::core::message::Segment>, i64, String)>);
 
 /// Bytes one ring slot takes, whether it holds an entry or not.
 const SLOT_BYTES: usize = std::mem::size_of::<Option<Packed>>();
@@ -311,29 +308,17 @@ const _: () = assert!(INDEX_BYTES + SLOT_BYTES <= 80);
 impl Packed {
     fn new(n: i32, record: &MessageRecord, with_content: bool) -> Packed {
         let key = &record.key;
-        let mut text = String::with_capacity(key.self_id.len() + key.message_id.len() + 256);
-        text.push_str(&key.self_id);
-        text.push_str(&key.message_id);
-        let content = record
-            .content
-            .as_ref()
-            .filter(|_| with_content)
-            .map(|c| (c.time, &c.segments, c.sender_id, c.sender_name.as_str()));
-        let body = (&record.detail_type, &record.group_id, &record.user_id, content);
-        // Every part serialises (string keys, JSON values) and serde_json writes UTF-8; were either
-        // ever not so, the key alone is kept and reading the record back reports it unreadable.
-        let key_len = text.len();
-        let mut bytes = text.into_bytes();
-        if serde_json::to_writer(&mut bytes, &body).is_err() {
+        let key_len = key.self_id.len() + key.message_id.len();
+        let mut bytes = Vec::with_capacity(key_len + 256);
+        bytes.extend_from_slice(key.self_id.as_bytes());
+        bytes.extend_from_slice(key.message_id.as_bytes());
+        // Every part encodes (string keys, JSON values); were one ever not to, the key alone is
+        // kept and reading the record back reports it unreadable.
+        if crate::core::record::write_body(&mut bytes, record, with_content).is_err() {
             bytes.truncate(key_len);
         }
-        let text = String::from_utf8(bytes).unwrap_or_else(|e| {
-            let mut key = e.into_bytes();
-            key.truncate(key_len);
-            String::from_utf8_lossy(&key).into_owned()
-        });
         Packed {
-            text: text.into_boxed_str(),
+            buf: bytes.into_boxed_slice(),
             self_len: key.self_id.len() as u32,
             id_len: key.message_id.len() as u32,
             n,
@@ -342,41 +327,41 @@ impl Packed {
 
     /// The estimate [`MemoryIdStore::message_bytes`] adds up (the ring slot is counted apart).
     fn bytes(&self) -> usize {
-        self.text.len() + INDEX_BYTES
+        self.buf.len() + INDEX_BYTES
     }
 
-    fn self_id(&self) -> &str {
-        &self.text[..self.self_len as usize]
+    /// The key's two strings, as bytes (they were copied from `&str`s).
+    fn self_id(&self) -> &[u8] {
+        &self.buf[..self.self_len as usize]
     }
 
-    fn message_id(&self) -> &str {
-        &self.text[self.self_len as usize..(self.self_len + self.id_len) as usize]
+    fn message_id(&self) -> &[u8] {
+        &self.buf[self.self_len as usize..(self.self_len + self.id_len) as usize]
     }
 
     fn is(&self, key: &MessageKey) -> bool {
-        self.self_id() == key.self_id && self.message_id() == key.message_id
+        self.self_id() == key.self_id.as_bytes() && self.message_id() == key.message_id.as_bytes()
+    }
+
+    fn key(&self) -> MessageKey {
+        MessageKey {
+            self_id: String::from_utf8_lossy(self.self_id()).into_owned(),
+            message_id: String::from_utf8_lossy(self.message_id()).into_owned(),
+        }
     }
 
     fn record(&self) -> Result<MessageRecord, IdError> {
-        let body = &self.text[(self.self_len + self.id_len) as usize..];
-        let (detail_type, group_id, user_id, content): Body = serde_json::from_str(body)
-            .map_err(|e| IdError::Store(format!("a remembered message is unreadable: {e}")))?;
-        Ok(MessageRecord {
-            key: MessageKey { self_id: self.self_id().to_owned(), message_id: self.message_id().to_owned() },
-            detail_type,
-            group_id,
-            user_id,
-            content: content.map(|(time, segments, sender_id, sender_name)| StoredMessage {
-                time,
-                segments,
-                sender_id,
-                sender_name,
-            }),
-        })
+        let text = |b: &[u8]| {
+            std::str::from_utf8(b)
+                .map(str::to_owned)
+                .map_err(|e| IdError::Store(format!("a remembered message is unreadable: {e}")))
+        };
+        let key = MessageKey { self_id: text(self.self_id())?, message_id: text(self.message_id())? };
+        crate::core::record::read_body(key, &self.buf[(self.self_len + self.id_len) as usize..])
     }
 }
 
-fn key_hash(hasher: &std::hash::RandomState, self_id: &str, message_id: &str) -> u64 {
+fn key_hash(hasher: &std::hash::RandomState, self_id: &[u8], message_id: &[u8]) -> u64 {
     use std::hash::{BuildHasher, Hash, Hasher};
     let mut h = hasher.build_hasher();
     self_id.hash(&mut h);
@@ -406,7 +391,7 @@ impl Messages {
     }
 
     fn seq_of(&self, key: &MessageKey) -> Option<u64> {
-        let hash = key_hash(&self.key_hasher, &key.self_id, &key.message_id);
+        let hash = key_hash(&self.key_hasher, key.self_id.as_bytes(), key.message_id.as_bytes());
         self.by_key.find(hash, |&seq| self.at(seq).is_some_and(|p| p.is(key))).copied()
     }
 
@@ -505,8 +490,8 @@ impl MemoryIdStore {
         self.tables().messages.live
     }
 
-    /// The estimate the byte bound applies to: per message, its packed text (`self_id`,
-    /// `message_id`, and the rest of the record as compact JSON — segments included), one ring
+    /// The estimate the byte bound applies to: per message, its packed bytes (`self_id`,
+    /// `message_id`, and the rest of the record in binary — segments included), one ring
     /// slot, its two index slots and the allocator's overhead on the text. The tables grow by
     /// doubling, so their spare capacity (up to the same again for slots) is not counted.
     pub fn message_bytes(&self) -> usize {
@@ -558,10 +543,7 @@ impl IdStore for MemoryIdStore {
         let packed = self.pack(n, record);
         let mut t = self.tables();
         if let Some(owner) = t.messages.by_id(n) {
-            return Ok(Claim::Taken(MessageKey {
-                self_id: owner.self_id().to_owned(),
-                message_id: owner.message_id().to_owned(),
-            }));
+            return Ok(Claim::Taken(owner.key()));
         }
         t.messages.push(packed, self.max_messages, self.max_bytes);
         Ok(Claim::Inserted)
@@ -680,10 +662,10 @@ mod tests {
         r
     }
 
-    /// What one entry is counted as: its JSON-packed text plus fixed slot and index costs.
+    /// What one entry is counted as: its key, its encoded body, and fixed slot and index costs.
     fn expected_bytes(r: &MessageRecord) -> usize {
-        let content = r.content.as_ref().map(|c| (c.time, &c.segments, c.sender_id, &c.sender_name));
-        let body = serde_json::to_string(&(&r.detail_type, &r.group_id, &r.user_id, content)).unwrap();
+        let mut body = Vec::new();
+        crate::core::record::write_body(&mut body, r, true).unwrap();
         r.key.self_id.len() + r.key.message_id.len() + body.len() + INDEX_BYTES + SLOT_BYTES
     }
 
@@ -698,7 +680,9 @@ mod tests {
         let long = said("10001", "m-2", &"x".repeat(1000));
         block_on(ids.message_to_v11(&long)).unwrap();
         assert_eq!(ids.store().message_bytes(), expected_bytes(&long));
-        assert_eq!(expected_bytes(&long) - expected_bytes(&small), 998);
+        // 998 more bytes of text, and 2 more for its length (MessagePack: a string past 255
+        // bytes has a 3-byte header, a short one a 1-byte header).
+        assert_eq!(expected_bytes(&long) - expected_bytes(&small), 998 + 2);
     }
 
     #[test]

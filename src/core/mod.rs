@@ -18,6 +18,7 @@ pub mod matrix;
 pub mod media;
 pub mod message;
 pub mod quick;
+pub mod record;
 pub mod requests;
 pub mod scan;
 pub mod segment;

@@ -5,16 +5,21 @@
 //! (fsync) before answering: an id a bot has been given survives a restart and `kill -9`, and
 //! concurrent assignments share one fsync (group commit). Old message ids are pruned by count and
 //! age in small batches between commits, so pruning never stalls traffic for long.
+//!
+//! A message's row is binary ([`crate::core::record`]: version byte, time, key, body). Files
+//! written before that hold JSON rows (`{"record": …, "at": …}`); they are read as they are,
+//! told apart by their first byte, and a JSON row becomes binary when its record is saved again.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::core::ids::{Claim, IdError, IdStore, MessageKey, MessageRecord};
+use crate::core::record::{self, Row, RowHead};
 
 /// v12 id → surrogate.
 const IDS: TableDefinition<&str, i64> = TableDefinition::new("ids");
@@ -22,7 +27,8 @@ const IDS: TableDefinition<&str, i64> = TableDefinition::new("ids");
 const SURROGATES: TableDefinition<i64, &str> = TableDefinition::new("surrogates");
 /// `self_id \u{1f} message_id` → v11 message_id.
 const MESSAGE_KEYS: TableDefinition<&str, i32> = TableDefinition::new("message_keys");
-/// v11 message_id → JSON [`Stored`].
+/// v11 message_id → the record and when it was stored: a binary [`Row`],
+/// or in files from before it a JSON [`JsonRow`].
 const MESSAGES: TableDefinition<i32, &[u8]> = TableDefinition::new("messages");
 /// (stored at, ms since the epoch; v11 message_id) → (), oldest first, for pruning.
 const MESSAGE_AGE: TableDefinition<(u64, i32), ()> = TableDefinition::new("message_age");
@@ -58,17 +64,68 @@ impl Default for Retention {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Stored {
+/// A row as bridges before the binary encoding wrote it (`serde_json::to_vec` of
+/// `{record, at}`), read for its record (`at` is read by [`JsonRowHead`]).
+#[derive(Debug, Deserialize)]
+struct JsonRow {
     record: MessageRecord,
-    /// ms since the epoch.
+}
+
+/// A JSON row read for its key and time only: the rest of the record is skipped, not built.
+#[derive(Deserialize)]
+struct JsonRowHead {
+    record: JsonKey,
     at: u64,
 }
 
+#[derive(Deserialize)]
+struct JsonKey {
+    key: MessageKey,
+}
+
+/// A stored row's key and time (ms since the epoch), in either encoding, without decoding the
+/// rest.
+fn row_key(bytes: &[u8]) -> Result<(MessageKey, u64), IdError> {
+    if record::is_row(bytes) {
+        let head = RowHead::read(bytes)?;
+        return Ok((head.key(), head.at));
+    }
+    let head: JsonRowHead = serde_json::from_slice(bytes).map_err(json_err)?;
+    Ok((head.record.key, head.at))
+}
+
+/// A stored row's record, in either encoding.
+fn row_record(bytes: &[u8]) -> Result<MessageRecord, IdError> {
+    if record::is_row(bytes) {
+        return RowHead::read(bytes)?.record();
+    }
+    serde_json::from_slice::<JsonRow>(bytes).map(|row| row.record).map_err(json_err)
+}
+
+fn json_err(e: serde_json::Error) -> IdError {
+    IdError::Store(format!("a stored message record (JSON) is unreadable: {e}"))
+}
+
 enum Write {
-    Surrogate { n: i64, v12: String, reply: oneshot::Sender<Result<Claim<String>, IdError>> },
-    Message { n: i32, record: MessageRecord, reply: oneshot::Sender<Result<Claim<MessageKey>, IdError>> },
-    Save { n: i32, record: MessageRecord, reply: oneshot::Sender<Result<(), IdError>> },
+    Surrogate {
+        n: i64,
+        v12: String,
+        reply: oneshot::Sender<Result<Claim<String>, IdError>>,
+    },
+    /// The row is encoded by the caller (the writer is one thread for all of them); the writer
+    /// sets its time.
+    Message {
+        n: i32,
+        key_text: String,
+        row: Row,
+        reply: oneshot::Sender<Result<Claim<MessageKey>, IdError>>,
+    },
+    Save {
+        n: i32,
+        key: MessageKey,
+        row: Row,
+        reply: oneshot::Sender<Result<(), IdError>>,
+    },
 }
 
 /// The redb-backed [`IdStore`].
@@ -184,21 +241,20 @@ impl IdStore for DiskStore {
     }
 
     async fn claim_message(&self, n: i32, record: &MessageRecord) -> Result<Claim<MessageKey>, IdError> {
-        let record = record.clone();
-        self.write(|reply| Write::Message { n, record, reply }).await
+        let row = Row::encode(record, 0)?;
+        let key_text = key_text(&record.key);
+        self.write(|reply| Write::Message { n, key_text, row, reply }).await
     }
 
     async fn save_message(&self, n: i32, record: &MessageRecord) -> Result<(), IdError> {
-        let record = record.clone();
-        self.write(|reply| Write::Save { n, record, reply }).await
+        let row = Row::encode(record, 0)?;
+        let key = record.key.clone();
+        self.write(|reply| Write::Save { n, key, row, reply }).await
     }
 
     async fn message_of(&self, n: i32) -> Result<Option<MessageRecord>, IdError> {
         let bytes = self.read(|t| Ok(t.open_table(MESSAGES)?.get(n)?.map(|v| v.value().to_vec())))?;
-        match bytes {
-            None => Ok(None),
-            Some(b) => serde_json::from_slice::<Stored>(&b).map(|s| Some(s.record)).map_err(store_err),
-        }
+        bytes.map(|b| row_record(&b)).transpose()
     }
 }
 
@@ -288,34 +344,30 @@ fn apply(db: &Database, batch: Vec<Write>, commits: &CommitTimes) {
                         };
                         outcomes.push(Outcome::Surrogate(reply, claim));
                     }
-                    Write::Message { n, record, reply } => {
-                        let owner = messages.get(n)?.map(|v| v.value().to_vec());
+                    Write::Message { n, key_text, mut row, reply } => {
+                        // Only the owner's key is read: its segments are not decoded.
+                        let owner = messages.get(n)?.map(|v| row_key(v.value()));
                         let claim = match owner {
-                            Some(bytes) => match serde_json::from_slice::<Stored>(&bytes) {
-                                Ok(s) => Claim::Taken(s.record.key),
-                                // An unreadable row cannot be told apart from a collision: probe on.
-                                Err(_) => {
-                                    Claim::Taken(MessageKey { self_id: String::new(), message_id: String::new() })
-                                }
-                            },
+                            Some(Ok((owner, _))) => Claim::Taken(owner),
+                            // An unreadable row cannot be told apart from a collision: probe on.
+                            Some(Err(_)) => Claim::Taken(MessageKey::default()),
                             None => {
                                 let at = now_ms();
-                                let stored = Stored { record, at };
-                                let bytes = serde_json::to_vec(&stored).unwrap_or_default();
-                                messages.insert(n, bytes.as_slice())?;
-                                keys.insert(key_text(&stored.record.key).as_str(), n)?;
+                                row.set_at(at);
+                                messages.insert(n, row.as_bytes())?;
+                                keys.insert(key_text.as_str(), n)?;
                                 age.insert((at, n), ())?;
                                 Claim::Inserted
                             }
                         };
                         outcomes.push(Outcome::Message(reply, claim));
                     }
-                    Write::Save { n, record, reply } => {
-                        let old = messages.get(n)?.map(|v| v.value().to_vec());
-                        if let Some(Ok(old)) = old.map(|b| serde_json::from_slice::<Stored>(&b)) {
-                            if old.record.key == record.key {
-                                let bytes = serde_json::to_vec(&Stored { record, at: old.at }).unwrap_or_default();
-                                messages.insert(n, bytes.as_slice())?;
+                    Write::Save { n, key, mut row, reply } => {
+                        let old = messages.get(n)?.map(|v| row_key(v.value()));
+                        if let Some(Ok((owner, at))) = old {
+                            if owner == key {
+                                row.set_at(at);
+                                messages.insert(n, row.as_bytes())?;
                             }
                         }
                         outcomes.push(Outcome::Saved(reply));
@@ -381,10 +433,9 @@ fn prune(db: &Database, retention: Retention) -> Result<bool, redb::Error> {
         more = victims.len() >= PRUNE_BATCH;
         for (at, n) in &victims {
             age.remove((*at, *n))?;
-            if let Some(bytes) = messages.remove(*n)?.map(|v| v.value().to_vec()) {
-                if let Ok(s) = serde_json::from_slice::<Stored>(&bytes) {
-                    keys.remove(key_text(&s.record.key).as_str())?;
-                }
+            let key = messages.remove(*n)?.map(|v| row_key(v.value()));
+            if let Some(Ok((key, _))) = key {
+                keys.remove(key_text(&key).as_str())?;
             }
         }
         if !victims.is_empty() {
@@ -393,4 +444,127 @@ fn prune(db: &Database, retention: Retention) -> Result<bool, redb::Error> {
     }
     txn.commit()?;
     Ok(more)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::executor::block_on;
+
+    use super::*;
+    use crate::core::ids::StoredMessage;
+    use crate::core::message::Segment;
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("ob-disk-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn said(self_id: &str, id: &str, text: &str) -> MessageRecord {
+        MessageRecord {
+            key: MessageKey { self_id: self_id.into(), message_id: id.into() },
+            detail_type: "group".into(),
+            group_id: Some("g".into()),
+            user_id: Some("u".into()),
+            content: Some(StoredMessage {
+                time: 1_700_000_000,
+                segments: vec![Segment::text(text), Segment::new("face").with("id", 14).with("f", 0.5)],
+                sender_id: 20002,
+                sender_name: "名前".into(),
+            }),
+        }
+    }
+
+    /// The row type of bridges before the binary encoding, as it was.
+    #[derive(serde::Serialize)]
+    struct Stored {
+        record: MessageRecord,
+        at: u64,
+    }
+
+    /// Writes rows the way bridges before the binary encoding did: `serde_json::to_vec`.
+    fn write_json_rows(dir: &Path, rows: &[(i32, &MessageRecord, u64)]) {
+        std::fs::create_dir_all(dir).unwrap();
+        let db = redb::Database::create(dir.join("bridge.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut keys = txn.open_table(MESSAGE_KEYS).unwrap();
+            let mut messages = txn.open_table(MESSAGES).unwrap();
+            let mut age = txn.open_table(MESSAGE_AGE).unwrap();
+            for &(n, record, at) in rows {
+                let json = serde_json::to_vec(&Stored { record: record.clone(), at }).unwrap();
+                assert_eq!(json[0], b'{');
+                messages.insert(n, json.as_slice()).unwrap();
+                keys.insert(key_text(&record.key).as_str(), n).unwrap();
+                age.insert((at, n), ()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what} did not happen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_file_with_json_rows_is_read_claimed_saved_and_pruned() {
+        let d = dir("json");
+        let (old, older, oldest) =
+            (said("bot", "a\"b\\c", "quoted \"text\"\n"), said("bot", "x", "x"), said("bot", "y", "y"));
+        let now = now_ms();
+        write_json_rows(&d, &[(7, &old, now), (8, &older, now - 2), (9, &oldest, now - 3)]);
+        // Two rows kept: the oldest one goes when the store opens.
+        let retention = Retention { max_messages: 2, ..Default::default() };
+        let store = DiskStore::open(&d, retention).unwrap();
+        wait_for("pruning", || store.message_count().unwrap() == 2);
+        assert_eq!(block_on(store.message_of(9)).unwrap(), None);
+        assert_eq!(block_on(store.message_id_of(&oldest.key)).unwrap(), None, "its key went with it");
+        // get_msg reads the old row whole.
+        assert_eq!(block_on(store.message_of(7)).unwrap(), Some(old.clone()));
+        assert_eq!(block_on(store.message_id_of(&old.key)).unwrap(), Some(7));
+        // Claiming its number compares with its key.
+        let other = said("bot", "other", "z");
+        assert_eq!(block_on(store.claim_message(7, &other)).unwrap(), Claim::Taken(old.key.clone()));
+        // Saving it again writes it in the binary form, at its old time.
+        let mut again = old.clone();
+        again.content.as_mut().unwrap().segments.push(Segment::text("more"));
+        block_on(store.save_message(7, &again)).unwrap();
+        let row = store.read(|t| Ok(t.open_table(MESSAGES)?.get(7)?.map(|v| v.value().to_vec()))).unwrap().unwrap();
+        assert_eq!(RowHead::read(&row).unwrap().at, now);
+        assert_eq!(block_on(store.message_of(7)).unwrap(), Some(again));
+        // New rows are binary, and both kinds live side by side.
+        assert_eq!(block_on(store.claim_message(10, &other)).unwrap(), Claim::Inserted);
+        assert_eq!(block_on(store.message_of(10)).unwrap(), Some(other));
+        assert_eq!(block_on(store.message_of(8)).unwrap(), Some(older));
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_damaged_row_is_a_store_error_and_its_number_is_probed_past() {
+        let d = dir("damaged");
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        let r = said("bot", "m", "hello");
+        assert_eq!(block_on(store.claim_message(3, &r)).unwrap(), Claim::Inserted);
+        let row = store.read(|t| Ok(t.open_table(MESSAGES)?.get(3)?.map(|v| v.value().to_vec()))).unwrap().unwrap();
+        assert!(record::is_row(&row));
+        // The same row cut short in its body, and a JSON row cut short: written behind the
+        // store's back (the writer thread is idle between requests).
+        for (n, bytes) in [(4, &row[..row.len() - 2]), (5, &br#"{"record":{"key""#[..])] {
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(MESSAGES).unwrap().insert(n, bytes).unwrap();
+            txn.commit().unwrap();
+            let Err(IdError::Store(message)) = block_on(store.message_of(n)) else { panic!("row {n} read") };
+            assert!(message.contains("unreadable"), "{message}");
+        }
+        // Row 4's key is still readable, so a claim sees its owner; row 5's is not: probe on.
+        assert_eq!(block_on(store.claim_message(4, &said("bot", "n", "x"))).unwrap(), Claim::Taken(r.key.clone()));
+        assert_eq!(block_on(store.claim_message(5, &r)).unwrap(), Claim::Taken(MessageKey::default()));
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }
