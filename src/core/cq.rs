@@ -43,7 +43,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::message::{value_as_text, Segment};
+use super::message::{value_as_text, Data, Segment};
 
 const CODE_OPEN: &str = "[CQ:";
 
@@ -83,7 +83,7 @@ pub fn parse_cq(input: &str) -> Vec<Segment> {
 /// million segments, each a few allocations).
 pub fn parse_cq_at_most(input: &str, max: usize) -> Option<Vec<Segment>> {
     let bytes = input.as_bytes();
-    let mut segments = Vec::new();
+    let mut segments = Vec::with_capacity(segments_bound(bytes, max));
     let mut text = String::new(); // decoded text not yet emitted
     let mut literal_start = 0; // start of the raw run not yet decoded into `text`
     let mut pos = 0;
@@ -122,6 +122,18 @@ pub fn parse_cq_at_most(input: &str, max: usize) -> Option<Vec<Segment>> {
     (segments.len() <= max).then_some(segments)
 }
 
+/// Room for every segment `input` can give, so the list is allocated once: each code ends at a
+/// `]` and adds at most two segments (itself and the text before it), plus the text after the
+/// last. Counting is one vectorised pass. Capped by `max` and by [`RESERVED_SEGMENTS`], so input
+/// full of stray `]` cannot make it reserve much; a longer message grows its list from there.
+fn segments_bound(input: &[u8], max: usize) -> usize {
+    let closes = memchr::memchr_iter(b']', input).count();
+    closes.saturating_mul(2).saturating_add(1).min(max.saturating_add(1)).min(RESERVED_SEGMENTS)
+}
+
+/// At most this many segments (56 KiB) are reserved ahead.
+const RESERVED_SEGMENTS: usize = 1024;
+
 /// Renders v11 segments as a CQ string.
 pub fn render_cq(segments: &[Segment]) -> String {
     let mut out = String::new();
@@ -131,39 +143,118 @@ pub fn render_cq(segments: &[Segment]) -> String {
     out
 }
 
-/// Parses the body of a code (between `[CQ:` and `]`); `None` when it is malformed. Bodies are
-/// short: plain byte loops find the commas (a vectorised search costs more to set up than it
-/// saves here).
+/// Parses the body of a code (between `[CQ:` and `]`); `None` when it is malformed.
+///
+/// The first few parameters are found and checked before anything is allocated, so the data is
+/// allocated once at its size (and a malformed code allocates nothing); a code with more grows
+/// its data as it goes.
 fn parse_code(body: &str) -> Option<Segment> {
-    let comma = |s: &str| s.bytes().position(|b| b == b',');
-    let (kind, mut rest) = match comma(body) {
-        Some(i) => (&body[..i], Some(&body[i + 1..])),
-        None => (body, None),
-    };
-    let kind = kind.trim_ascii();
+    let type_end = body.bytes().position(|b| b == b',').unwrap_or(body.len());
+    let kind = body[..type_end].trim_ascii();
     if !is_valid_type(kind) {
         return None;
     }
-    let mut segment = Segment::new(kind);
-    while let Some(params) = rest {
-        // `,` and `=` are ASCII: every index found is a char boundary.
-        let (part, next) = match comma(params) {
-            Some(i) => (&params[..i], Some(&params[i + 1..])),
-            None => (params, None),
-        };
-        rest = next;
-        if rest.is_none() && part.trim_ascii().is_empty() {
-            break; // trailing comma
+    let mut params = Params { body, start: type_end + 1 };
+    let mut head = [Param::default(); HEAD_PARAMS];
+    let mut found = 0;
+    for slot in &mut head {
+        match params.next() {
+            Some(param) => *slot = param?,
+            None => break,
         }
-        let eq = part.bytes().position(|b| b == b'=')?;
-        let key = part[..eq].trim_ascii();
-        if key.is_empty() {
-            return None;
-        }
-        let value = Value::String(unescape_value(&part[eq + 1..]));
-        segment.data.insert(unescape_value(key), value);
+        found += 1;
+    }
+    let mut segment = Segment { kind: kind.to_owned(), data: Data::with_capacity(found) };
+    for param in head[..found].iter().copied().map(Some).chain(params) {
+        let (key, value) = param?.decode();
+        segment.data.insert(key, Value::String(value));
     }
     Some(segment)
+}
+
+/// How many parameters of a code [`parse_code`] checks before allocating.
+const HEAD_PARAMS: usize = 4;
+
+/// One `key=value` parameter of a code, as written.
+#[derive(Clone, Copy, Default)]
+struct Param<'a> {
+    key: &'a str,   // trimmed, non-empty
+    value: &'a str, // verbatim
+    amp: bool,      // key or value has an `&`: only then is anything decoded
+}
+
+impl Param<'_> {
+    fn decode(self) -> (String, String) {
+        match self.amp {
+            true => (unescape_value(self.key), unescape_value(self.value)),
+            false => (self.key.to_owned(), self.value.to_owned()),
+        }
+    }
+}
+
+/// The parameters of a code body after its type: `None` for a malformed one (no `=`, or an empty
+/// key), after which the caller stops.
+struct Params<'a> {
+    body: &'a str,
+    start: usize, // first byte of the next parameter; past the end when there is none
+}
+
+impl<'a> Iterator for Params<'a> {
+    type Item = Option<Param<'a>>;
+
+    fn next(&mut self) -> Option<Option<Param<'a>>> {
+        // `,`, `=` and `&` are ASCII: every index found is a char boundary. Keys are short, so a
+        // byte loop finds the `=`; values may be long (URLs), so a vectorised search finds the
+        // `,` that ends them, noting an `&` on the way.
+        let (body, bytes, start) = (self.body, self.body.as_bytes(), self.start);
+        if start > bytes.len() {
+            return None;
+        }
+        let mut amp = false;
+        let mut eq = start;
+        loop {
+            match bytes.get(eq) {
+                Some(b'=') => break,
+                Some(b',') => {
+                    self.start = bytes.len() + 1;
+                    return Some(None); // no `=` before the next parameter
+                }
+                Some(b'&') => amp = true,
+                Some(_) => {}
+                None => {
+                    self.start = eq + 1;
+                    // The last parameter: blank after one trailing comma is tolerated, text is not.
+                    return (!body[start..].trim_ascii().is_empty()).then_some(None);
+                }
+            }
+            eq += 1;
+        }
+        let key = body[start..eq].trim_ascii();
+        if key.is_empty() {
+            self.start = bytes.len() + 1;
+            return Some(None);
+        }
+        let from = eq + 1;
+        let end = match find_either(b',', b'&', &bytes[from..]).map(|i| from + i) {
+            None => bytes.len(),
+            Some(i) if bytes[i] == b',' => i,
+            Some(i) => {
+                amp = true;
+                memchr::memchr(b',', &bytes[i..]).map_or(bytes.len(), |j| i + j)
+            }
+        };
+        self.start = end + 1;
+        Some(Some(Param { key, value: &body[from..end], amp }))
+    }
+}
+
+/// [`memchr::memchr2`], with a byte loop for short haystacks, where it costs less than setting
+/// up a vector search.
+fn find_either(a: u8, b: u8, haystack: &[u8]) -> Option<usize> {
+    match haystack.len() {
+        0..16 => haystack.iter().position(|&x| x == a || x == b),
+        _ => memchr::memchr2(a, b, haystack),
+    }
 }
 
 fn is_valid_type(kind: &str) -> bool {
@@ -224,21 +315,35 @@ fn escape_into(s: &str, comma: bool, out: &mut String) {
     out.push_str(&s[done..]);
 }
 
-const ENTITIES: [(&str, char); 4] = [("&#44;", ','), ("&#91;", '['), ("&#93;", ']'), ("&amp;", '&')];
-
 /// One-pass unescape. Decoded characters are never rescanned, which is what decoding `&amp;`
 /// last means.
 fn unescape_into(s: &str, out: &mut String) {
-    out.reserve(s.len()); // decoding only shortens
+    if s.is_empty() {
+        return; // between two adjacent codes: nothing to allocate or search
+    }
+    // Decoding only shortens. An empty `out` is allocated at once rather than grown.
+    if out.capacity() == 0 {
+        *out = String::with_capacity(s.len());
+    } else {
+        out.reserve(s.len());
+    }
     let mut rest = s;
     while let Some(i) = memchr::memchr(b'&', rest.as_bytes()) {
         // `&` is ASCII: `i` and `i + 1` are char boundaries.
         out.push_str(&rest[..i]);
         let tail = &rest[i..];
-        match ENTITIES.iter().find(|(entity, _)| tail.starts_with(entity)) {
-            Some((entity, ch)) => {
-                out.push(*ch);
-                rest = &tail[entity.len()..];
+        // Every entity is five ASCII bytes, so `&tail[5..]` is at a char boundary.
+        let decoded = match tail.as_bytes() {
+            [b'&', b'#', b'4', b'4', b';', ..] => Some(','),
+            [b'&', b'#', b'9', b'1', b';', ..] => Some('['),
+            [b'&', b'#', b'9', b'3', b';', ..] => Some(']'),
+            [b'&', b'a', b'm', b'p', b';', ..] => Some('&'),
+            _ => None,
+        };
+        match decoded {
+            Some(ch) => {
+                out.push(ch);
+                rest = &tail[5..];
             }
             None => {
                 out.push('&');
@@ -465,6 +570,150 @@ mod tests {
         assert_eq!(segs[0].data.get("flag"), Some(&json!("true")));
     }
 
+    // ---- the parser against a plain model of its policy --------------------------------------
+
+    /// The parsing policy of the module header written as plainly as possible (whole-string
+    /// searches, a char-by-char unescape, a segment built parameter by parameter): the model the
+    /// parser's byte searches, short-cuts and pre-sized allocations must agree with.
+    fn model_parse(input: &str) -> Vec<Segment> {
+        let mut segments = Vec::new();
+        let mut literal = String::new(); // raw text not yet decoded
+        let mut text = String::new(); // decoded text not yet emitted
+        let mut rest = input;
+        while let Some(open) = rest.find(CODE_OPEN) {
+            let Some(len) = rest[open..].find(']') else {
+                break;
+            };
+            let close = open + len;
+            match model_code(&rest[open + CODE_OPEN.len()..close]) {
+                None => literal.push_str(&rest[..=close]),
+                Some(code) => {
+                    literal.push_str(&rest[..open]);
+                    text.push_str(&model_unescape(&std::mem::take(&mut literal)));
+                    if code.kind == "text" {
+                        text.push_str(&code.str_of("text").unwrap_or_default());
+                    } else {
+                        if !text.is_empty() {
+                            segments.push(Segment::text(std::mem::take(&mut text)));
+                        }
+                        segments.push(code);
+                    }
+                }
+            }
+            rest = &rest[close + 1..];
+        }
+        literal.push_str(rest);
+        text.push_str(&model_unescape(&literal));
+        if !text.is_empty() {
+            segments.push(Segment::text(text));
+        }
+        segments
+    }
+
+    fn model_code(body: &str) -> Option<Segment> {
+        let (kind, params) = match body.split_once(',') {
+            Some((kind, params)) => (kind, Some(params)),
+            None => (body, None),
+        };
+        let kind = kind.trim_ascii();
+        let valid = |b: u8| b.is_ascii_alphanumeric() || b"_.-".contains(&b);
+        if kind.is_empty() || !kind.bytes().all(valid) {
+            return None;
+        }
+        let mut segment = Segment::new(kind);
+        let parts: Vec<&str> = params.map(|p| p.split(',').collect()).unwrap_or_default();
+        for (i, part) in parts.iter().enumerate() {
+            if i + 1 == parts.len() && part.trim_ascii().is_empty() {
+                break;
+            }
+            let (key, value) = part.split_once('=')?;
+            let key = key.trim_ascii();
+            if key.is_empty() {
+                return None;
+            }
+            segment.data.insert(model_unescape(key), Value::String(model_unescape(value)));
+        }
+        Some(segment)
+    }
+
+    fn model_unescape(s: &str) -> String {
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(c) = rest.chars().next() {
+            let entity = [("&#44;", ','), ("&#91;", '['), ("&#93;", ']'), ("&amp;", '&')]
+                .into_iter()
+                .find(|(entity, _)| rest.starts_with(entity));
+            let (ch, len) = entity.map_or((c, c.len_utf8()), |(entity, ch)| (ch, entity.len()));
+            out.push(ch);
+            rest = &rest[len..];
+        }
+        out
+    }
+
+    /// Segments with their data in order (`Segment`'s `==` ignores the order of keys).
+    fn ordered(segments: &[Segment]) -> Vec<(String, Vec<(String, Value)>)> {
+        let entries = |s: &Segment| s.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        segments.iter().map(|s| (s.kind.clone(), entries(s))).collect()
+    }
+
+    fn assert_as_model(cq: &str) {
+        let parsed = parse_cq(cq);
+        assert_eq!(ordered(&parsed), ordered(&model_parse(cq)), "input {cq:?}");
+        for max in [0, 1, 2, parsed.len()] {
+            let bounded = parse_cq_at_most(cq, max);
+            assert_eq!(bounded.is_some(), parsed.len() <= max, "input {cq:?} at most {max}");
+        }
+    }
+
+    #[test]
+    fn parser_agrees_with_the_model_on_tricky_inputs() {
+        for cq in [
+            // escapes at the edges of text runs, codes and values
+            "&amp;[CQ:face,id=1]&#91;",
+            "a&#9[CQ:face,id=1]1;b",
+            "&#44[CQ:face,id=1];&amp",
+            "[CQ:face,id=&#93;][CQ:face,id=&amp;#44;]&amp;amp;",
+            "[CQ:share,url=http://x/?a=1&amp;b=2&c&#44;d,title=&]",
+            "[CQ:a&amp;b,id=1]",
+            "[CQ:face,k&amp;ey=v,&#44;=x]",
+            // `&` that decode nothing
+            "& &a &am &amp &#4 &#44 &#9; &#45; &lt; &&amp;&",
+            "[CQ:face,id=&am,x=&#4]",
+            // malformed codes, some after valid ones, some with escapes inside
+            "[CQ:face,id][CQ:face,id=1]",
+            "[CQ:face,id=1,,x=2]&amp;[CQ:face,=1][CQ:face, =1]",
+            "[CQ:,a=1][CQ:][CQ: ][CQ:fa ce][CQ:表情,id=1]&#91;",
+            "[CQ:face,&amp;][CQ:face,id=2]",
+            "[CQ:face,id=1,][CQ:face,id=1, ][CQ:face,id=1,,][CQ:face,id=1, ,]",
+            "[CQ:x,a=1,b=2,c=3,d=4,]",
+            "[CQ:x,a=1,b=2,c=3,d=4,e=5,a=6]",
+            "[CQ:x,a=1,b=2,c=3,d=4,e=5,f]",
+            "[CQ:x,a=1,b=2,c=3,d=4,e=5, ]",
+            "[CQ:x,a==1,b=[c,c=d=e]",
+            // `[CQ:text]` merging
+            "a[CQ:text,text=b&#44;c&#93;]d[CQ:text][CQ:text,text=]e",
+            "[CQ:text,x=1,text=y]",
+            // CJK, emoji and unterminated codes
+            "你好🌍[CQ:face,id=1]世界👋🏽&amp;[CQ:at,qq=表&#44;]",
+            "一段[CQ:face,id=1",
+            "[CQ:face,id=1][CQ:at,qq=2",
+            "[[CQ:[CQ:face,id=1]]]",
+            "[CQ:[CQ:",
+            "]]][CQ:",
+            "",
+        ] {
+            assert_as_model(cq);
+        }
+    }
+
+    /// A message of nothing but `]` reserves a bounded segment list, not one slot per `]`.
+    #[test]
+    fn stray_brackets_reserve_little() {
+        let parsed = parse_cq(&"]".repeat(100_000));
+        assert_eq!(parsed.len(), 1);
+        assert!(parsed.capacity() <= RESERVED_SEGMENTS, "capacity {}", parsed.capacity());
+    }
+
     // ---- render -----------------------------------------------------------------------------
 
     #[test]
@@ -554,6 +803,34 @@ mod tests {
         prop::collection::vec(prop::sample::select(alphabet), 0..80).prop_map(|chars| chars.into_iter().collect())
     }
 
+    /// Pieces of CQ syntax, entities (whole and cut short) and text, for strings the model checks.
+    const TOKENS: [&str; 24] = [
+        "[CQ:",
+        "[",
+        "]",
+        ",",
+        "=",
+        " ",
+        "&",
+        "&amp;",
+        "&#44;",
+        "&#91;",
+        "&#93;",
+        "&#9",
+        "&am",
+        "face",
+        "text",
+        "id",
+        "a",
+        "1",
+        "表",
+        "🌍",
+        ",text=",
+        ",id=",
+        "[CQ:face,id=1]",
+        "[CQ:text,text=",
+    ];
+
     fn segment() -> impl Strategy<Value = Segment> {
         let code = (
             "[a-z]{1,8}".prop_filter("not text", |k| k != "text"),
@@ -587,6 +864,11 @@ mod tests {
             assert_well_formed(&parsed);
             // parsing is a fixed point of render∘parse
             prop_assert_eq!(parse_cq(&render_cq(&parsed)), parsed);
+        }
+
+        #[test]
+        fn parser_agrees_with_the_model(tokens in prop::collection::vec(prop::sample::select(TOKENS.to_vec()), 0..40)) {
+            assert_as_model(&tokens.concat());
         }
 
         #[test]
