@@ -136,7 +136,15 @@ const RESERVED_SEGMENTS: usize = 1024;
 
 /// Renders v11 segments as a CQ string.
 pub fn render_cq(segments: &[Segment]) -> String {
-    let mut out = String::new();
+    // Sized once for the text without escapes, rather than grown step by step.
+    let size: usize = segments
+        .iter()
+        .map(|seg| {
+            let data: usize = seg.data.iter().map(|(k, v)| k.len() + v.as_str().map_or(8, str::len) + 2).sum();
+            CODE_OPEN.len() + seg.kind.len() + data + 1
+        })
+        .sum();
+    let mut out = String::with_capacity(size);
     for segment in segments {
         render_segment(segment, &mut out);
     }
