@@ -840,7 +840,7 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         // Subscribing drops 2 and 3 (now too old) and counts them; 4 is handed over.
         let (kept, _rx) = entry.subscribe();
-        assert_eq!(kept.iter().map(|e| e.get("n").and_then(|n| n.as_i64()).unwrap()).collect::<Vec<_>>(), [4]);
+        assert_eq!(kept.iter().map(|e| e.to_value(Default::default())["n"].as_i64().unwrap()).collect::<Vec<_>>(), [4]);
         assert_eq!(entry.undelivered.load(Ordering::Relaxed), 3);
     }
 

@@ -158,30 +158,10 @@ impl V11Event {
         }
     }
 
-    /// A message event's fields.
-    pub fn as_message(&self) -> Option<&MessageEvent> {
-        match &self.body {
-            Body::Message(m) => Some(m),
-            Body::Map(_) => None,
-        }
-    }
-
     pub(super) fn as_message_mut(&mut self) -> Option<&mut MessageEvent> {
         match &mut self.body {
             Body::Message(m) => Some(m),
             Body::Map(_) => None,
-        }
-    }
-
-    /// One field of the event as written in the array format (a message event's `message` is
-    /// its segments); `None` when absent.
-    pub fn get(&self, key: &str) -> Option<Value> {
-        match &self.body {
-            Body::Map(body) => body.get(key).cloned(),
-            Body::Message(_) => match self.to_value(PostFormat::Array) {
-                Value::Object(mut body) => body.remove(key),
-                _ => None,
-            },
         }
     }
 
@@ -542,7 +522,8 @@ mod writer {
             let written: Value = serde_json::from_slice(&ev.json(format)).unwrap();
             assert_eq!(ev.to_value(format), written);
         }
-        assert_eq!(ev.get("group_id"), Some(json!(4)));
-        assert_eq!(ev.get("message").unwrap()[0]["data"]["text"], "hi \"there\"");
+        let array = ev.to_value(PostFormat::Array);
+        assert_eq!(array["group_id"], 4);
+        assert_eq!(array["message"][0]["data"]["text"], "hi \"there\"");
     }
 }
