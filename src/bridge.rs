@@ -125,11 +125,13 @@ impl Bridge {
         let translator = Translator::new(config.mappings.clone(), store, options).with_local_files(Box::new(files));
         let serve_base = config.media.public_url.clone().or_else(|| addrs.http.first().map(|a| base_url(*a)));
         translator.media.set_serve_base(serve_base);
-        let hub = Arc::new(
-            Hub::new(translator, config.limits.event_queue)
-                .with_profile(config.profile.clone())
-                .with_filters(config.filters.clone()),
-        );
+        let mut hub = Hub::new(translator, config.limits.event_queue)
+            .with_profile(config.profile.clone())
+            .with_filters(config.filters.clone());
+        if config.inspector {
+            hub = hub.with_inspector(Arc::new(crate::inspector::Inspector::new(config.secrets())));
+        }
+        let hub = Arc::new(hub);
         if let Some(times) = commit_times {
             let _ = times.set(hub.metrics.store_commits());
         }
@@ -265,9 +267,27 @@ impl Bridge {
             );
             tasks.spawn(task);
         }
+        let mut pages = crate::admin::Pages::default();
+        if config.demo {
+            // The playground is a v12 implementation of its own: it dials the link's reverse
+            // WebSocket on loopback like any implementation would, with the link's token.
+            // (`Config::resolve` made that link the only one.)
+            let base = match addrs.admin {
+                Some(admin) => format!("{}/playground", base_url(admin)),
+                None => String::new(),
+            };
+            let playground = crate::demo::Playground::new(base);
+            if let (Some(addr), Some(link)) = (addrs.backend_ws_reverse.first(), config.backends.first()) {
+                let url = format!("ws://{addr}/");
+                let token = link.token.clone().unwrap_or_default();
+                let span = tracing::info_span!("playground", %url);
+                tasks.spawn(crate::demo::run(playground.clone(), url, token, watch_rx.clone()).instrument(span));
+            }
+            pages.playground = Some(playground);
+        }
         if let Some(listener) = admin_listener {
             tracing::info!(addr = ?addrs.admin, "serving admin endpoints (/health, /ready, /metrics)");
-            tasks.spawn(crate::admin::serve(listener, hub.clone(), limits.shutdown_grace, watch_rx.clone()));
+            tasks.spawn(crate::admin::serve(listener, hub.clone(), pages, limits.shutdown_grace, watch_rx.clone()));
         }
         Ok(Bridge { shutdown, tasks, addrs, hub, grace: limits.shutdown_grace })
     }

@@ -193,6 +193,18 @@ pub struct Cli {
     #[arg(long, env = "ONEBOT_BRIDGE_ADMIN", value_name = "ADDR")]
     pub admin: Option<String>,
 
+    /// Serve the translation inspector on the admin listener (`/inspector/`): backend links,
+    /// accounts, bot connections and a live feed of each translation, both sides. Needs --admin.
+    #[arg(long, env = "ONEBOT_BRIDGE_INSPECTOR")]
+    pub inspector: bool,
+
+    /// Try the bridge without a backend: a built-in OneBot v12 implementation (one bot account,
+    /// friends, groups) and a chat page on the admin listener where you play the users. Bots
+    /// connect as to go-cqhttp (default: forward WS on 127.0.0.1:8080, HTTP API on
+    /// 127.0.0.1:5700; the page on 127.0.0.1:5800). Ids are kept in memory unless --data-dir.
+    #[arg(long, env = "ONEBOT_BRIDGE_DEMO")]
+    pub demo: bool,
+
     /// Validate the configuration and exit.
     #[arg(long, env = "ONEBOT_BRIDGE_CHECK")]
     pub check: bool,
@@ -265,6 +277,8 @@ impl Cli {
             max_file_size: self.max_file_size,
             admin: self.admin.clone(),
             max_message: self.max_message,
+            demo: self.demo,
+            inspector: self.inspector,
         }
     }
 

@@ -267,6 +267,8 @@ pub struct Hub {
     filters: Filters,
     /// What the admin listener's `/metrics` and `/ready` report.
     pub metrics: Arc<Metrics>,
+    /// Recent translations for the inspector page, when it is on.
+    pub inspector: Option<Arc<crate::inspector::Inspector>>,
 }
 
 impl Hub {
@@ -291,7 +293,14 @@ impl Hub {
             link_profiles: RwLock::default(),
             link_uploads: RwLock::default(),
             filters: Filters::default(),
+            inspector: None,
         }
+    }
+
+    /// Records translations for the inspector.
+    pub fn with_inspector(mut self, inspector: Arc<crate::inspector::Inspector>) -> Hub {
+        self.inspector = Some(inspector);
+        self
     }
 
     /// The event filters `reload_event_filter` reloads.

@@ -462,6 +462,9 @@ pub struct BridgeSection {
     /// Where the admin listener (`/health`, `/ready`, `/metrics`) listens; none when unset.
     #[serde(default)]
     pub admin: Option<String>,
+    /// Serve the translation inspector on the admin listener.
+    #[serde(default)]
+    pub inspector: bool,
 }
 
 impl FileConfig {
@@ -664,7 +667,34 @@ pub struct Config {
     pub backend_tls: std::sync::Arc<rustls::ClientConfig>,
     /// The admin listener's address (`None`: no admin listener).
     pub admin: Option<SocketAddr>,
+    /// The built-in playground backend (`--demo`) dials the one backend link, a reverse
+    /// WebSocket on loopback that only it knows the token of.
+    pub demo: bool,
+    /// The translation inspector on the admin listener (on with `--demo`).
+    pub inspector: bool,
 }
+
+impl Config {
+    /// Every token and secret the configuration holds, for the inspector to keep out of sight.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        all.extend(self.backends.iter().flat_map(|b| b.token.iter().chain(b.secret.iter())).cloned());
+        all.extend(self.ws_servers.iter().filter_map(|s| s.token.clone()));
+        all.extend(self.http_servers.iter().filter_map(|s| s.token.clone()));
+        all.extend(self.http_posts.iter().filter_map(|p| p.secret.clone()));
+        all.extend(self.ws_reverse.iter().filter_map(|r| r.token.clone()));
+        all.retain(|s| !s.is_empty());
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
+/// What `--demo` serves bots when nothing else is configured: go-cqhttp's default ports.
+pub const DEMO_WS: &str = "127.0.0.1:8080";
+pub const DEMO_HTTP: &str = "127.0.0.1:5700";
+/// Where `--demo` serves its pages when `--admin` does not say.
+pub const DEMO_ADMIN: &str = "127.0.0.1:5800";
 
 /// The flag-side inputs that the file can also express (flags add to or override the file).
 #[derive(Debug, Default, Clone)]
@@ -713,6 +743,10 @@ pub struct Overrides {
     pub max_file_size: Option<u64>,
     pub admin: Option<String>,
     pub max_message: Option<u64>,
+    /// `--demo`: the built-in playground backend instead of a real one.
+    pub demo: bool,
+    /// `--inspector`: the translation inspector on the admin listener.
+    pub inspector: bool,
 }
 
 /// Parses `host:port` (an IP, or `localhost`) without touching the network.
@@ -799,7 +833,24 @@ impl Config {
             return Err(invalid("the action timeout must be above 0 ms"));
         }
         let store = resolve_store(&file.bridge, &flags)?;
-        let backends = resolve_backends(&file.backend, &flags)?;
+        let mut backends = resolve_backends(&file.backend, &flags)?;
+        if flags.demo {
+            if !backends.is_empty() {
+                return Err(invalid(
+                    "--demo brings its own backend: drop --backend-* and the config file's [backend] links, or drop --demo",
+                ));
+            }
+            let token: [u8; 16] = rand::random();
+            backends.push(BackendLink {
+                kind: BackendKind::WsReverse { addr: SocketAddr::from(([127, 0, 0, 1], 0)) },
+                protocol: Protocol::V12,
+                secret: None,
+                upload: None,
+                token: Some(crate::core::media::hex(&token)),
+                msgpack: false,
+                profile: None,
+            });
+        }
         let tls_options = crate::tls::TlsOptions {
             ca_file: flags.backend_ca_file.clone().or(file.backend.ca_file.clone()),
             insecure_skip_verify: flags.backend_tls_insecure || file.backend.tls_insecure_skip_verify,
@@ -895,7 +946,22 @@ impl Config {
         }
         // Endpoints given by flags take the default middlewares.
         let g = guards_of(None)?;
-        for addr in &flags.ws {
+        let nothing_for_bots = ws_servers.is_empty()
+            && http_servers.is_empty()
+            && http_posts.is_empty()
+            && ws_reverse.is_empty()
+            && flags.ws.is_empty()
+            && flags.http.is_empty()
+            && flags.http_post.is_empty()
+            && flags.ws_reverse.is_empty()
+            && flags.ws_reverse_api.is_none()
+            && flags.ws_reverse_event.is_none();
+        let (flag_ws, flag_http) = if flags.demo && nothing_for_bots {
+            (vec![DEMO_WS.to_owned()], vec![DEMO_HTTP.to_owned()])
+        } else {
+            (flags.ws.clone(), flags.http.clone())
+        };
+        for addr in &flag_ws {
             ws_servers.push(WsServer {
                 addr: parse_addr(addr)?,
                 token: g.token.clone(),
@@ -905,7 +971,7 @@ impl Config {
                 rate_limit: g.rate_limit,
             });
         }
-        for addr in &flags.http {
+        for addr in &flag_http {
             http_servers.push(HttpServer {
                 addr: parse_addr(addr)?,
                 token: g.token.clone(),
@@ -971,8 +1037,13 @@ impl Config {
         }
         let admin = match flags.admin.as_deref().or(file.bridge.admin.as_deref()) {
             Some(a) if !a.trim().is_empty() => Some(parse_addr(a)?),
+            _ if flags.demo => Some(parse_addr(DEMO_ADMIN)?),
             _ => None,
         };
+        let inspector = flags.demo || flags.inspector || file.bridge.inspector;
+        if inspector && admin.is_none() {
+            return Err(invalid("the inspector is served on the admin listener: give --admin ADDR too"));
+        }
         let mut seen = std::collections::HashSet::new();
         let listening = admin.into_iter().chain(
             ws_servers.iter().map(|s| s.addr).chain(http_servers.iter().map(|s| s.addr)).chain(
@@ -1027,6 +1098,8 @@ impl Config {
             filters,
             backend_tls,
             admin,
+            demo: flags.demo,
+            inspector,
         })
     }
 }
@@ -1113,7 +1186,9 @@ fn resolve_store(file: &BridgeSection, flags: &Overrides) -> Result<StoreConfig,
     )?;
     let in_memory =
         StoreConfig::Memory { max_messages: usize::try_from(max_messages).unwrap_or(usize::MAX), max_bytes };
-    if flags.ephemeral || file.ephemeral {
+    // The playground's chats live in memory: ids kept on disk would outlive the messages.
+    let demo_in_memory = flags.demo && flags.data_dir.is_none() && file.data_dir.is_none();
+    if flags.ephemeral || file.ephemeral || demo_in_memory {
         return Ok(in_memory);
     }
     let days = flags.retain_days.or(file.retain_days).unwrap_or(30);
@@ -1291,6 +1366,12 @@ impl Config {
         });
         if let Some(addr) = self.admin {
             lines.push(format!("admin: /health, /ready and /metrics on {addr}"));
+            if self.inspector {
+                lines.push(format!("inspector: http://{addr}/inspector/"));
+            }
+            if self.demo {
+                lines.push(format!("playground: open http://{addr}/playground/ to chat with the bot"));
+            }
         }
         lines
     }
