@@ -840,13 +840,15 @@ impl Config {
                     "--demo brings its own backend: drop --backend-* and the config file's [backend] links, or drop --demo",
                 ));
             }
-            let token: [u8; 16] = rand::random();
+            // A token of its own unless --backend-token gives one: only the playground dials it.
+            let token = non_empty(flags.backend_token.clone())
+                .unwrap_or_else(|| crate::core::media::hex(&rand::random::<[u8; 16]>()));
             backends.push(BackendLink {
                 kind: BackendKind::WsReverse { addr: SocketAddr::from(([127, 0, 0, 1], 0)) },
                 protocol: Protocol::V12,
                 secret: None,
                 upload: None,
-                token: Some(crate::core::media::hex(&token)),
+                token: Some(token),
                 msgpack: false,
                 profile: None,
             });
@@ -1421,6 +1423,67 @@ mod tests {
         assert!(Config::resolve(FileConfig::default(), clash).unwrap_err().to_string().contains("configured twice"));
         let named = Overrides { admin: Some("example.org:9100".into()), ..flags() };
         assert!(Config::resolve(FileConfig::default(), named).is_err());
+    }
+
+    #[test]
+    fn demo_brings_its_backend_go_cqhttp_ports_the_pages_and_memory_ids() {
+        let demo = || Overrides { demo: true, default_data_dir: Some(PathBuf::from("data")), ..Default::default() };
+        let c = Config::resolve(FileConfig::default(), demo()).unwrap();
+        assert_eq!(c.backends.len(), 1);
+        assert_eq!(c.backends[0].kind, BackendKind::WsReverse { addr: "127.0.0.1:0".parse().unwrap() });
+        let token = c.backends[0].token.clone().unwrap();
+        assert_eq!(token.len(), 32, "a random token only the playground knows");
+        assert_ne!(Config::resolve(FileConfig::default(), demo()).unwrap().backends[0].token, Some(token));
+        assert_eq!(c.ws_servers[0].addr, DEMO_WS.parse().unwrap());
+        assert_eq!(c.http_servers[0].addr, DEMO_HTTP.parse().unwrap());
+        assert_eq!(c.admin, Some(DEMO_ADMIN.parse().unwrap()));
+        assert!(c.demo && c.inspector);
+        assert!(matches!(c.store, StoreConfig::Memory { .. }), "{:?}", c.store);
+        assert!(c.summary().iter().any(|l| l.contains("/playground/")), "{:?}", c.summary());
+        // What the user gives wins: endpoints, the admin address, a data directory, the token.
+        let c = Config::resolve(
+            FileConfig::default(),
+            Overrides {
+                ws: vec!["127.0.0.1:9001".into()],
+                admin: Some("127.0.0.1:9002".into()),
+                data_dir: Some(PathBuf::from("d")),
+                backend_token: Some("t".into()),
+                ..demo()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.ws_servers.len(), 1);
+        assert!(c.http_servers.is_empty());
+        assert_eq!(c.admin, Some("127.0.0.1:9002".parse().unwrap()));
+        assert!(matches!(c.store, StoreConfig::Disk { .. }));
+        assert_eq!(c.backends[0].token.as_deref(), Some("t"));
+        // A real backend and the playground are one too many.
+        let both = Overrides { backend_ws: vec!["ws://127.0.0.1:8844".into()], ..demo() };
+        let refused = Config::resolve(FileConfig::default(), both).unwrap_err().to_string();
+        assert!(refused.contains("--demo brings its own backend"), "{refused}");
+    }
+
+    #[test]
+    fn the_inspector_needs_the_admin_listener_and_knows_every_secret() {
+        let refused = Config::resolve(FileConfig::default(), Overrides { inspector: true, ..flags() });
+        assert!(refused.unwrap_err().to_string().contains("give --admin"));
+        let c = Config::resolve(
+            FileConfig::default(),
+            Overrides {
+                inspector: true,
+                admin: Some("127.0.0.1:9100".into()),
+                access_token: Some("a".into()),
+                backend_token: Some("b".into()),
+                http_post: vec!["http://127.0.0.1:9/".into()],
+                secret: Some("c".into()),
+                ..flags()
+            },
+        )
+        .unwrap();
+        assert!(c.inspector && !c.demo);
+        assert_eq!(c.secrets(), ["a", "b", "c"]);
+        let file: FileConfig = toml::from_str("[bridge]\nadmin = \"127.0.0.1:9100\"\ninspector = true").unwrap();
+        assert!(Config::resolve(file, flags()).unwrap().inspector);
     }
 
     #[test]
