@@ -407,6 +407,13 @@ impl Hub {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Every link the hub knows about, with what its backend is.
+    pub fn backends_now(&self) -> Vec<(LinkId, Arc<BackendInfo>)> {
+        let mut all: Vec<_> = self.backends.read_unpoisoned().iter().map(|(id, info)| (*id, info.clone())).collect();
+        all.sort_by_key(|(id, _)| *id);
+        all
+    }
+
     pub fn backend_info(&self, link: LinkId) -> Arc<BackendInfo> {
         self.backends.read_unpoisoned().get(&link).cloned().unwrap_or_default()
     }
@@ -552,14 +559,27 @@ impl Hub {
         let echo = req.echo.clone();
         let started = Instant::now();
         let action = req.action.clone();
+        // What the inspector shows of this action, when it is on.
+        let recorded = self.inspector.as_ref().map(|i| (i, i.v11_request(&req), crate::inspector::Calls::default()));
         let answer = if req.action == "reload_event_filter" {
             self.reload_event_filter(&req)
         } else {
             let backend = self.backend_info(entry.link().id);
             let ctx = self.translator.context(&entry.account, &backend, post_format);
-            self.translator.handle_action(ctx, &AccountCaller(entry), req).await
+            let caller = AccountCaller(entry);
+            match &recorded {
+                None => self.translator.handle_action(ctx, &caller, req).await,
+                Some((inspector, _, calls)) => {
+                    let recording = crate::inspector::Recording { inner: &caller, inspector, calls };
+                    self.translator.handle_action(ctx, &recording, req).await
+                }
+            }
         };
-        self.metrics.action(&action, answer.retcode, answer.status, started.elapsed());
+        let took = started.elapsed();
+        self.metrics.action(&action, answer.retcode, answer.status, took);
+        if let Some((inspector, asked, calls)) = recorded {
+            inspector.action(entry.account.v11_id, asked, calls, &answer, took);
+        }
         answer.with_echo(echo)
     }
 
@@ -611,7 +631,16 @@ impl Hub {
     ) -> Result<(), crate::core::action::ActionError> {
         let backend = self.backend_info(entry.link().id);
         let ctx = self.translator.context(&entry.account, &backend, Default::default());
-        self.translator.quick_operation(ctx, &AccountCaller(entry), context, op).await
+        let Some(inspector) = &self.inspector else {
+            return self.translator.quick_operation(ctx, &AccountCaller(entry), context, op).await;
+        };
+        let started = Instant::now();
+        let calls = crate::inspector::Calls::default();
+        let recording = crate::inspector::Recording { inner: &AccountCaller(entry), inspector, calls: &calls };
+        let result = self.translator.quick_operation(ctx, &recording, context, op).await;
+        let outcome = result.as_ref().map(|_| ()).map_err(ToString::to_string);
+        inspector.quick_operation(entry.account.v11_id, context, op, outcome, calls, started.elapsed());
+        result
     }
 }
 
@@ -629,6 +658,12 @@ impl Reports for Hub {
     /// comes back to be translated.
     async fn admit(&self, link: &LinkHandle, ev: v12::Event) -> Option<Admitted> {
         if ev.kind == "meta" {
+            if let Some(inspector) = &self.inspector {
+                // Heartbeats would flood the feed and say nothing the status does not.
+                if ev.detail_type != "heartbeat" {
+                    inspector.meta_event(&ev);
+                }
+            }
             match ev.detail_type.as_str() {
                 "connect" => {
                     let claim = ImplementationClaim::from_version(ev.fields.get("version"));
@@ -658,7 +693,22 @@ impl Reports for Hub {
         let Admitted { entry, backend, ev } = admitted;
         let ctx = self.translator.context(&entry.account, &backend, Default::default());
         let caller = EventCaller { entry: &entry, give_up: &give_up };
-        let v11 = match self.translator.to_v11_event(ctx, &ev, unix_now(), &caller).await {
+        let translated = match &self.inspector {
+            None => self.translator.to_v11_event(ctx, &ev, unix_now(), &caller).await,
+            Some(inspector) => {
+                let started = Instant::now();
+                let calls = crate::inspector::Calls::default();
+                let recording = crate::inspector::Recording { inner: &caller, inspector, calls: &calls };
+                let translated = self.translator.to_v11_event(ctx, &ev, unix_now(), &recording).await;
+                let outcome = match &translated {
+                    Ok(v11) => Ok(v11.as_ref()),
+                    Err(error) => Err(error.to_string()),
+                };
+                inspector.event(entry.account.v11_id, &ev, outcome, calls, started.elapsed());
+                translated
+            }
+        };
+        let v11 = match translated {
             Ok(v11) => v11.map(Arc::new),
             Err(error) => {
                 tracing::warn!(%error, event = %ev.name(), id = %ev.id, "cannot translate event; dropped");

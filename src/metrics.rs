@@ -9,7 +9,7 @@
 //! `failed_1xx` for 100, `failed_1xxxx` for 10002).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -110,6 +110,12 @@ impl AccountMetrics {
         };
         counter.inc_by(n);
     }
+
+    /// Events received, delivered and dropped (for any reason) so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let dropped = self.slow_bot.get() + self.unclaimed.get() + self.untranslatable.get();
+        (self.received.get(), self.delivered.get(), dropped)
+    }
 }
 
 /// One configured backend link's state: `up` counts its connected links (0 or 1, except a
@@ -138,6 +144,10 @@ impl LinkMetrics {
 
     pub fn is_up(&self) -> bool {
         self.up.get() > 0
+    }
+
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.get()
     }
 }
 
@@ -181,6 +191,9 @@ pub struct Metrics {
     store_commit_seconds: Histogram,
     links: RwLock<Vec<LinkState>>,
     known_actions: BTreeSet<String>,
+    /// Every answered action, and those that failed (for the inspector's status).
+    actions_answered: AtomicU64,
+    actions_failed: AtomicU64,
 }
 
 impl Metrics {
@@ -232,6 +245,8 @@ impl Metrics {
             store_commit_seconds,
             links: RwLock::default(),
             known_actions,
+            actions_answered: AtomicU64::new(0),
+            actions_failed: AtomicU64::new(0),
         }
     }
 
@@ -294,13 +309,22 @@ impl Metrics {
     pub fn action(&self, action: &str, retcode: i64, status: &str, took: Duration) {
         let name = action.strip_suffix("_async").unwrap_or(action);
         let action = if self.known_actions.contains(name) { name.to_owned() } else { "other".to_owned() };
+        self.actions_answered.fetch_add(1, Ordering::Relaxed);
         let outcome = match (status, retcode) {
             ("ok", _) => "ok".to_owned(),
             ("async", _) => "async".to_owned(),
-            (_, code) => failure_class(code),
+            (_, code) => {
+                self.actions_failed.fetch_add(1, Ordering::Relaxed);
+                failure_class(code)
+            }
         };
         self.action_seconds.get_or_create(&ActionLabel { action: action.clone() }).observe(took.as_secs_f64());
         self.actions.get_or_create(&ActionLabels { action, outcome }).inc();
+    }
+
+    /// Actions answered so far, and how many of them failed.
+    pub fn action_totals(&self) -> (u64, u64) {
+        (self.actions_answered.load(Ordering::Relaxed), self.actions_failed.load(Ordering::Relaxed))
     }
 
     /// The Prometheus text exposition (format 0.0.4).

@@ -169,6 +169,21 @@ async fn worker(
     heartbeat: Option<Duration>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let _listed = hub.inspector.as_ref().map(|inspector| {
+        // Without its query or credentials: a token may be there.
+        let mut url = poster.post.url.clone();
+        url.set_query(None);
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        inspector.register(crate::inspector::connections::Connection {
+            endpoint: url.to_string(),
+            transport: "http_post",
+            role: "event",
+            peer: url.host_str().unwrap_or_default().to_owned(),
+            self_id: Some(entry.account.v11_id),
+            since: crate::inspector::unix_ms(),
+        })
+    });
     let (kept, mut events) = entry.subscribe();
     for ev in kept {
         if let Next::Stop = poster.deliver(&hub, &entry, &ev, &mut shutdown).await {

@@ -222,6 +222,17 @@ pub async fn serve(
     }
     let bound = listener.local_addr().unwrap_or(server.addr);
     let open = hub.metrics.v11_endpoint(&format!("http {bound}"));
+    // Listed while it serves: HTTP API requests are too short-lived to list one by one.
+    let _listed = hub.inspector.as_ref().map(|inspector| {
+        inspector.register(crate::inspector::connections::Connection {
+            endpoint: format!("http {bound}"),
+            transport: "http",
+            role: "api",
+            peer: String::new(),
+            self_id: server.self_id,
+            since: crate::inspector::unix_ms(),
+        })
+    });
     let endpoint = Arc::new(Endpoint { server, hub, limits, updates, limiter, open });
     let watch = shutdown.clone();
     accept_loop(listener, MAX_CONNECTIONS, grace, shutdown, "v11 HTTP API", move |stream, peer| {

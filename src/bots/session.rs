@@ -54,6 +54,15 @@ impl Role {
         }
     }
 
+    /// The role in lower case, as the inspector lists it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Universal => "universal",
+            Role::Api => "api",
+            Role::Event => "event",
+        }
+    }
+
     /// The `X-Client-Role` header value.
     pub fn header(self) -> &'static str {
         match self {
@@ -84,6 +93,8 @@ pub struct SessionConfig {
     pub filter: Option<Arc<FilterSlot>>,
     /// go-cqhttp's rate limit on this endpoint's actions.
     pub limiter: Option<Arc<Limiter>>,
+    /// The connection as the inspector lists it (when it is on), told the account once chosen.
+    pub listed: Option<Arc<crate::inspector::connections::Registered>>,
 }
 
 impl SessionConfig {
@@ -209,6 +220,9 @@ where
             Err(ended) => return ended,
         };
         tracing::Span::current().record("self_id", entry.account.v11_id);
+        if let Some(listed) = &self.cfg.listed {
+            listed.set_self_id(entry.account.v11_id);
+        }
         if self.role.sends_events() {
             let hello = lifecycle_connect(entry.account.v11_id, unix_now(), self.cfg.forward);
             if let Step::Stop = self.write(hello.json(self.cfg.post_format)).await {

@@ -293,7 +293,22 @@ impl ReverseWsClient {
             feed = Feed { kept: kept.into(), events: Some(events) };
         }
         let sub = Subscription { entry: self.entry.clone(), kept: Vec::new(), events: Some(ledger.open()) };
-        let _open = crate::metrics::OpenConnection::new(self.hub.metrics.v11_endpoint(&self.endpoint_label()));
+        let label = self.endpoint_label();
+        let _open = crate::metrics::OpenConnection::new(self.hub.metrics.v11_endpoint(&label));
+        let listed = self.hub.inspector.as_ref().map(|inspector| {
+            let peer = match (self.url.host_str(), self.url.port_or_known_default()) {
+                (Some(host), Some(port)) => format!("{host}:{port}"),
+                _ => String::new(),
+            };
+            Arc::new(inspector.register(crate::inspector::connections::Connection {
+                endpoint: label.trim_start_matches("ws_reverse ").to_owned(),
+                transport: "ws_reverse",
+                role: self.role.name(),
+                peer,
+                self_id: Some(self.entry.account.v11_id),
+                since: crate::inspector::unix_ms(),
+            }))
+        });
         let cfg = SessionConfig {
             post_format: self.target.post_format,
             heartbeat: self.heartbeat,
@@ -301,6 +316,7 @@ impl ReverseWsClient {
             limits: self.limits.clone(),
             filter: self.target.filter.clone(),
             limiter: self.limiter.clone(),
+            listed,
         };
         let stopping = shutdown.clone();
         let session = session::run(ws, self.role, Pick::Given(sub), self.hub.clone(), cfg, shutdown);

@@ -22,6 +22,7 @@ use crate::bots::rate_limit::{self, Limiter};
 use crate::bots::session::{self, Pick, Role, SessionConfig};
 use crate::config::{Limits, WsServer};
 use crate::hub::Hub;
+use crate::inspector::connections::Connection;
 use crate::metrics::OpenConnection;
 use crate::net::{accept_loop, accept_ws, check_upgrade};
 
@@ -37,6 +38,8 @@ struct Endpoint {
     heartbeat: Option<Duration>,
     /// Open connections, for the metrics.
     open: prometheus_client::metrics::gauge::Gauge,
+    /// The address it listens on.
+    bound: SocketAddr,
 }
 
 /// Accepts connections until `shutdown`, then closes them (Close frame) and waits for them to
@@ -52,7 +55,7 @@ pub async fn serve(
     let grace = limits.shutdown_grace;
     let bound = listener.local_addr().unwrap_or(server.addr);
     let open = hub.metrics.v11_endpoint(&format!("ws {bound}"));
-    let endpoint = Endpoint { server, hub, limits, heartbeat, open };
+    let endpoint = Endpoint { server, hub, limits, heartbeat, open, bound };
     let watch = shutdown.clone();
     accept_loop(listener, MAX_CONNECTIONS, grace, shutdown, "v11 forward WebSocket", move |stream, peer| {
         let span = tracing::info_span!("v11_ws", %peer, self_id = tracing::field::Empty);
@@ -87,6 +90,16 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ep: Endpoint, mut shutd
     let role = Role::from_path(&hs.path);
     tracing::info!(?role, path = %hs.path, "v11 bot connected");
     let want = ep.server.self_id.or(hs.query_self_id);
+    let listed = ep.hub.inspector.as_ref().map(|inspector| {
+        Arc::new(inspector.register(Connection {
+            endpoint: format!("ws {}", ep.bound),
+            transport: "ws",
+            role: role.name(),
+            peer: peer.to_string(),
+            self_id: want,
+            since: crate::inspector::unix_ms(),
+        }))
+    });
     let cfg = SessionConfig {
         post_format: ep.server.post_format,
         heartbeat: ep.heartbeat,
@@ -95,6 +108,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ep: Endpoint, mut shutd
         filter: ep.server.filter.clone(),
         // go-cqhttp kept one bucket per forward-WebSocket connection.
         limiter: ep.server.rate_limit.map(|l| Arc::new(Limiter::new(l, rate_limit::MAX_WAIT))),
+        listed,
     };
     session::run(ws, role, Pick::Wait(want), ep.hub.clone(), cfg, &mut shutdown).await;
     tracing::info!(%peer, "v11 bot disconnected");
