@@ -128,11 +128,9 @@ pub fn not_found() -> Response<Body> {
 pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Response<Body>> {
     match Limited::new(req.into_body(), limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(respond(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            TEXT,
-            format!("the body is larger than {limit} bytes\n"),
-        )),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(respond(StatusCode::PAYLOAD_TOO_LARGE, TEXT, format!("the body is larger than {limit} bytes\n")))
+        }
         Err(error) => Err(respond(StatusCode::BAD_REQUEST, TEXT, format!("cannot read the body: {error}\n"))),
     }
 }
@@ -182,7 +180,12 @@ pub fn sse_message(data: &str) -> Bytes {
     Bytes::from(out)
 }
 
-async fn handle(req: Request<Incoming>, hub: &Arc<Hub>, pages: &Pages, shutdown: watch::Receiver<bool>) -> Response<Body> {
+async fn handle(
+    req: Request<Incoming>,
+    hub: &Arc<Hub>,
+    pages: &Pages,
+    shutdown: watch::Receiver<bool>,
+) -> Response<Body> {
     let path = req.uri().path().to_owned();
     if path == "/inspector" || path.starts_with("/inspector/") {
         return match &hub.inspector {

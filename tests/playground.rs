@@ -92,13 +92,15 @@ async fn the_inspector_never_shows_a_configured_token_or_secret() {
     let all = secrets.join(" ");
 
     // A person types the secrets into the chat, and a bot sends them back in a message of its own.
-    let said = json!({"chat": "group:20001", "user_id": "10001", "text": format!("leaked: {all}"), "mention_bot": false});
+    let said =
+        json!({"chat": "group:20001", "user_id": "10001", "text": format!("leaked: {all}"), "mention_bot": false});
     let (status, body) = http(admin, "POST", "/playground/api/send", Some(&said), Duration::from_secs(10)).await;
     assert_eq!(status, 200, "{body}");
     let mut request = format!("ws://{}/", bridge.ws_addrs()[0]).into_client_request().unwrap();
     request.headers_mut().insert("Authorization", format!("Bearer {ACCESS_TOKEN}").parse().unwrap());
     let (mut bot, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let action = json!({"action": "send_group_msg", "params": {"group_id": 20001, "message": format!("echo {all}")}, "echo": 1});
+    let action =
+        json!({"action": "send_group_msg", "params": {"group_id": 20001, "message": format!("echo {all}")}, "echo": 1});
     bot.send(Message::text(action.to_string())).await.unwrap();
     let answer = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(Ok(frame)) = bot.next().await {

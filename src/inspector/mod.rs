@@ -362,7 +362,9 @@ impl Inspector {
                 let value = serde_json::from_slice::<Value>(&json).unwrap_or(Value::Null);
                 (vec![Side { dir: Dir::Event, body: self.body(&value), ok: true }], None, None)
             }
-            Ok(None) => (Vec::new(), None, Some("not for bots: the bot's own message (report-self-message is off)".to_owned())),
+            Ok(None) => {
+                (Vec::new(), None, Some("not for bots: the bot's own message (report-self-message is off)".to_owned()))
+            }
             Err(error) => (Vec::new(), Some(format!("cannot translate; dropped: {error}")), None),
         };
         self.record(Entry { kind: Kind::Event, account, name: ev.name(), error, note, took, v12, v11 });
@@ -415,8 +417,18 @@ impl Inspector {
             Err(error) => (json!({"done": false, "error": self.text(&error)}), Some(error)),
         };
         let ok = error.is_none();
-        let v11 = vec![Side { dir: Dir::Request, body: asked, ok: true }, Side { dir: Dir::Response, body: answer, ok }];
-        self.record(Entry { kind: Kind::QuickOperation, account, name, error, note: None, took, v12: calls.into_sides(), v11 });
+        let v11 =
+            vec![Side { dir: Dir::Request, body: asked, ok: true }, Side { dir: Dir::Response, body: answer, ok }];
+        self.record(Entry {
+            kind: Kind::QuickOperation,
+            account,
+            name,
+            error,
+            note: None,
+            took,
+            v12: calls.into_sides(),
+            v11,
+        });
     }
 }
 

@@ -37,6 +37,13 @@ const KEY_MAX: usize = 80;
 pub const MASK: &str = "***";
 
 /// Replaces configured secrets and bounds sizes.
+/// When `s` was cut already (`prefix…(N bytes)`): the prefix's length and N.
+fn cut_prefix(s: &str) -> Option<(usize, usize)> {
+    let at = s.rfind("…(")?;
+    let count = s[at + "…(".len()..].strip_suffix(" bytes)")?;
+    Some((at, count.parse().ok()?))
+}
+
 #[derive(Debug, Default)]
 pub struct Redactor {
     /// Non-empty, longest first (a secret that contains another is replaced whole).
@@ -54,8 +61,13 @@ impl Redactor {
     /// `s` with every secret replaced, at most `max` bytes of it (a secret that starts within
     /// those bytes is replaced whole, never shown in part), then `…(N bytes)` when cut.
     pub fn text(&self, s: &str, max: usize) -> String {
-        let bytes = s.as_bytes();
-        let mut out = String::with_capacity(s.len().min(max) + 16);
+        // Bodies pass here twice: a string cut before keeps the length of the original.
+        let (body, total) = match cut_prefix(s) {
+            Some((prefix, total)) => (&s[..prefix], Some(total)),
+            None => (s, None),
+        };
+        let bytes = body.as_bytes();
+        let mut out = String::with_capacity(body.len().min(max) + 16);
         let mut i = 0;
         while i < bytes.len() && i < max {
             if let Some(secret) = self.secrets.iter().find(|secret| bytes[i..].starts_with(secret.as_bytes())) {
@@ -65,12 +77,12 @@ impl Redactor {
             }
             // `i` is always on a character boundary: it only moves by whole characters and
             // whole secrets (which are strings themselves).
-            let Some(c) = s.get(i..).and_then(|rest| rest.chars().next()) else { break };
+            let Some(c) = body.get(i..).and_then(|rest| rest.chars().next()) else { break };
             out.push(c);
             i += c.len_utf8();
         }
-        if i < bytes.len() {
-            out.push_str(&format!("…({} bytes)", bytes.len()));
+        if i < bytes.len() || total.is_some() {
+            out.push_str(&format!("…({} bytes)", total.unwrap_or(bytes.len())));
         }
         out
     }
@@ -89,7 +101,8 @@ impl Redactor {
     fn string(&self, key: Option<&str>, s: &str, limits: &Limits) -> String {
         if let Some(payload) = s.strip_prefix("base64://") {
             if payload.len() > limits.data {
-                return format!("base64://…({} bytes)", s.len());
+                let total = cut_prefix(s).map_or(s.len(), |(_, total)| total);
+                return format!("base64://…({total} bytes)");
             }
         }
         let max = if key == Some("data") { limits.data } else { limits.string };
@@ -165,6 +178,11 @@ mod tests {
         let b64 = format!("base64://{}", "QUJD".repeat(5000));
         let v = r.value(&json!({"type": "image", "data": {"file": b64, "data": "x".repeat(500)}}), &NORMAL);
         assert_eq!(v["data"]["file"], "base64://…(20009 bytes)");
+        // Cut again (every body passes twice), the counts stay the original's.
+        let again = r.value(&v, &NORMAL);
+        assert_eq!(again, v);
+        assert_eq!(r.value(&v, &TIGHT)["data"]["file"], "base64://…(20009 bytes)");
+        assert!(r.value(&v, &TIGHT)["data"]["data"].as_str().unwrap().ends_with("…(500 bytes)"));
         assert_eq!(v["data"]["data"], format!("{}…(500 bytes)", "x".repeat(48)));
         assert_eq!(r.value(&json!("base64://QUJD"), &NORMAL), json!("base64://QUJD"), "a tiny one stays");
     }

@@ -75,6 +75,7 @@ try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
   const problems = [];
   context.on('weberror', (error) => problems.push(String(error.error())));
+  context.on('response', (resp) => resp.status() >= 400 && problems.push(`${resp.status()} for ${resp.url()}`));
 
   // --- the playground -------------------------------------------------------------------------
   const chat = await context.newPage();
@@ -145,6 +146,9 @@ try {
   }
   console.log('WALK ' + JSON.stringify(result));
 } catch (error) {
+  for (const [i, page] of browser.contexts().flatMap((c) => c.pages()).entries()) {
+    await page.screenshot({ path: path.join(outDir, `failed-${i}.png`) }).catch(() => {});
+  }
   console.error(`playground walk failed: ${error.stack || error}`);
   console.error(`so far: ${JSON.stringify(result)}`);
   process.exitCode = 1;
