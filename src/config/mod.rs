@@ -1314,6 +1314,10 @@ impl Config {
         for link in &self.backends {
             let encoding = if link.msgpack { "MessagePack" } else { "JSON" };
             lines.push(match &link.kind {
+                BackendKind::WsReverse { .. } if self.demo => {
+                    "backend: the playground, a built-in v12 implementation (it dials a reverse WebSocket on loopback)"
+                        .to_owned()
+                }
                 BackendKind::Ws { url } if link.protocol == Protocol::V11 => {
                     format!("backend: dial v11 forward WebSocket {url} (NapCat, LLBot, Lagrange.OneBot and the like)")
                 }
@@ -1362,7 +1366,8 @@ impl Config {
         }
         lines.push(match &self.store {
             StoreConfig::Memory { max_bytes, .. } => {
-                format!("ids: in memory only (--ephemeral), up to {} MiB of messages", max_bytes >> 20)
+                let why = if self.demo { "--demo without --data-dir" } else { "--ephemeral" };
+                format!("ids: in memory only ({why}), up to {} MiB of messages", max_bytes >> 20)
             }
             StoreConfig::Disk { dir, .. } => format!("ids: on disk in {}", dir.join("bridge.redb").display()),
         });
