@@ -4,8 +4,10 @@
 //!   in the playground's chat page, Alice sends a group message that mentions the bot and
 //!   carries a picture; a real nonebot2 bot (`tests/clients/playground_bot.py`, connected to the
 //!   bridge's forward WebSocket with go-cqhttp settings) fetches the picture and replies with a
-//!   picture of its own, which appears on the page; the inspector shows both translations. Both
-//!   pages are screenshotted (kept under the target directory) and checked not to be blank.
+//!   picture of its own, which appears on the page. Alice recalls her message (the bot is told,
+//!   under the id it saw), and a stranger's friend request is approved by the bot, which greets
+//!   the new friend in a private chat. The inspector shows both translations. The pages are
+//!   screenshotted (kept under the target directory) and checked not to be blank.
 //! - The inspector never shows a configured token or secret, even when they travel inside
 //!   messages (checked on its status, its page and its stream, without a browser).
 //!
@@ -182,13 +184,20 @@ async fn a_person_chats_with_a_real_bot_in_the_playground_and_watches_the_inspec
     let walked: Value = serde_json::from_str(&walked).unwrap();
     eprintln!("playground walk: {walked}\nscreenshots: {}", out.display());
 
-    // The bot really fetched the person's picture through the URL the bridge gave it.
+    // The bot really fetched the person's picture through the URL the bridge gave it. (Its
+    // lines come in this order: each wait skips what comes before the line it waits for.)
+    let saw: Value = serde_json::from_str(&bot.wait_line("SAW", Duration::from_secs(5)).await).unwrap();
     let fetched: Value = serde_json::from_str(&bot.wait_line("FETCHED", Duration::from_secs(5)).await).unwrap();
     assert_eq!(fetched["status"], 200, "{fetched}");
     assert!(fetched["len"].as_u64().unwrap() > 100, "{fetched}");
     let replied: Value = serde_json::from_str(&bot.wait_line("REPLIED", Duration::from_secs(5)).await).unwrap();
     assert!(replied["message_id"].as_i64().is_some_and(|id| id > 0), "{replied}");
-    for shot in ["playground.png", "inspector.png"] {
+    // The recall names the message by the id the bot saw it under.
+    let recalled: Value = serde_json::from_str(&bot.wait_line("RECALLED", Duration::from_secs(5)).await).unwrap();
+    assert_eq!(recalled["message_id"], saw["message_id"]);
+    let greeted: Value = serde_json::from_str(&bot.wait_line("GREETED", Duration::from_secs(5)).await).unwrap();
+    assert_eq!(walked["new_friend"], format!("private:{}", greeted["user_id"]), "{walked}");
+    for shot in ["playground.png", "playground-friend.png", "inspector.png"] {
         let len = std::fs::metadata(out.join(shot)).map(|m| m.len()).unwrap_or(0);
         assert!(len > 10_000, "{shot} is {len} bytes");
     }

@@ -15,6 +15,13 @@ Its plugin answers a group message that mentions the bot (nonebot's `to_me` rule
   coloured badge), sent as `base64://` by the adapter's own `MessageSegment.image`. The call's
   outcome is reported as `REPLIED {"message_id": ...}` or `FAILED {...}`.
 
+It also answers the rest of what a person does on the page:
+
+- a friend request is approved (`set_friend_add_request` with the request's flag), and the new
+  friend, once `friend_add` arrives, is greeted in a private message: `GREETED {"user_id": ...}`;
+- a recall in a group is reported as `RECALLED {"message_id": ...}`, the id the bot saw the
+  message under (`SAW {"message_id": ...}` when it arrived).
+
 Other stdout lines: `LISTENING <port>`, `CONNECTED <self_id>` (see harness.py). nonebot's log
 goes to stderr. The bot runs until killed, or until its stdin reaches end of file.
 """
@@ -51,10 +58,28 @@ def load_playground_plugin() -> None:
     from nonebot.adapters.onebot.v11 import Bot, GroupMessageEvent, Message, MessageSegment
     from nonebot.adapters.onebot.v11.exception import ActionFailed
 
+    from nonebot import on_notice, on_request
+    from nonebot.adapters.onebot.v11 import FriendAddNoticeEvent, FriendRequestEvent, GroupRecallNoticeEvent
+
     greet = on_message(rule=to_me(), priority=1, block=True)
+    requests = on_request(priority=1, block=True)
+    notices = on_notice(priority=1, block=True)
+
+    @requests.handle()
+    async def _(bot: Bot, event: FriendRequestEvent) -> None:
+        await event.approve(bot)
+
+    @notices.handle()
+    async def _(bot: Bot, event: FriendAddNoticeEvent | GroupRecallNoticeEvent) -> None:
+        if isinstance(event, GroupRecallNoticeEvent):
+            say("RECALLED " + json.dumps({"message_id": event.message_id}))
+            return
+        await bot.send_private_msg(user_id=event.user_id, message="Nice to meet you! Mention me in a group with a picture.")
+        say("GREETED " + json.dumps({"user_id": event.user_id}))
 
     @greet.handle()
     async def _(bot: Bot, event: GroupMessageEvent) -> None:
+        say("SAW " + json.dumps({"message_id": event.message_id}))
         sizes = []
         async with httpx.AsyncClient(timeout=10) as client:
             for seg in event.message:

@@ -7,7 +7,8 @@
 //
 // In the playground, as Alice in group 20001, it sends a message that mentions the bot and
 // carries a picture; it waits for the bot's reply with a picture of its own to appear (loaded,
-// not a broken image) and takes a screenshot. In the inspector it waits for the translated pair
+// not a broken image) and takes a screenshot. Alice then recalls her message, and a stranger's
+// friend request is accepted by the bot, which greets them in their new private chat. In the inspector it waits for the translated pair
 // of both directions (the v12 group message and the v11 event it became; the bot's v11 send and
 // the v12 requests it became) and takes another. Each screenshot is decoded and must not be
 // blank. The outcome is one JSON line on stdout (`WALK {...}`); any failure exits 1 with the
@@ -108,6 +109,23 @@ try {
   const chatShot = path.join(outDir, 'playground.png');
   await chat.screenshot({ path: chatShot, fullPage: true });
   result.playground = checkNotBlank(chatShot);
+
+  // Alice takes her message back: it leaves the page (and the bot is told).
+  await mine.locator('.recall-button').click();
+  await mine.waitFor({ state: 'detached', timeout: WAIT });
+
+  // A stranger asks to be the bot's friend; the bot accepts and greets them in a new chat.
+  await chat.click('#friend-request');
+  const newFriend = chat.locator('#chats [data-chat^="private:"]').filter({ hasNotText: /Alice|Bob|Carol/ }).first();
+  await newFriend.waitFor({ timeout: WAIT });
+  result.new_friend = await newFriend.getAttribute('data-chat');
+  await newFriend.click();
+  const greeting = chat.locator('#messages .message[data-sender="10000"]', { hasText: 'Nice to meet you' });
+  await greeting.waitFor({ timeout: WAIT });
+  await chat.locator('#messages .notice', { hasText: 'accepted' }).first().waitFor({ timeout: WAIT });
+  const friendShot = path.join(outDir, 'playground-friend.png');
+  await chat.screenshot({ path: friendShot });
+  result.playground_friend = checkNotBlank(friendShot);
 
   // --- the inspector ----------------------------------------------------------------------------
   const insp = await context.newPage();
