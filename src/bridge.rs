@@ -112,7 +112,7 @@ impl Bridge {
         };
         let commit_times = match &store {
             Store::Disk(disk) => Some(disk.commit_times()),
-            Store::Memory(_) => None,
+            Store::Memory(_) | Store::Redis(_) => None,
         };
         let (media, files) = media_setup(&config)?;
         let options = Options {

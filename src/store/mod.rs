@@ -1,13 +1,15 @@
-//! Where the id tables live: in memory, or on disk under `--data-dir` ([`disk`]).
+//! Where the id tables live: in memory, on disk under `--data-dir` ([`disk`]), or on a Redis
+//! server that several bridges share ([`redis`]).
 //!
-//! Both implement the core's [`IdStore`]; the bridge picks one at start-up. A networked store
-//! shared by several bridges would be a third arm here and nothing else changes.
+//! Each implements the core's [`IdStore`]; the bridge picks one at start-up.
 
 pub mod disk;
+pub mod redis;
 
 use crate::core::ids::{Claim, IdError, IdStore, MessageKey, MessageRecord};
 use crate::core::MemoryIdStore;
 
+pub use self::redis::RedisStore;
 pub use disk::{DiskStore, Retention};
 
 /// The store a running bridge uses.
@@ -15,6 +17,7 @@ pub use disk::{DiskStore, Retention};
 pub enum Store {
     Memory(Box<MemoryIdStore>),
     Disk(DiskStore),
+    Redis(RedisStore),
 }
 
 impl IdStore for Store {
@@ -22,6 +25,7 @@ impl IdStore for Store {
         match self {
             Store::Memory(s) => s.surrogate_of(v12).await,
             Store::Disk(s) => s.surrogate_of(v12).await,
+            Store::Redis(s) => s.surrogate_of(v12).await,
         }
     }
 
@@ -29,6 +33,7 @@ impl IdStore for Store {
         match self {
             Store::Memory(s) => s.claim_surrogate(n, v12).await,
             Store::Disk(s) => s.claim_surrogate(n, v12).await,
+            Store::Redis(s) => s.claim_surrogate(n, v12).await,
         }
     }
 
@@ -36,6 +41,7 @@ impl IdStore for Store {
         match self {
             Store::Memory(s) => s.v12_of_surrogate(n).await,
             Store::Disk(s) => s.v12_of_surrogate(n).await,
+            Store::Redis(s) => s.v12_of_surrogate(n).await,
         }
     }
 
@@ -43,6 +49,7 @@ impl IdStore for Store {
         match self {
             Store::Memory(s) => s.message_id_of(key).await,
             Store::Disk(s) => s.message_id_of(key).await,
+            Store::Redis(s) => s.message_id_of(key).await,
         }
     }
 
@@ -50,6 +57,7 @@ impl IdStore for Store {
         match self {
             Store::Memory(s) => s.claim_message(n, record).await,
             Store::Disk(s) => s.claim_message(n, record).await,
+            Store::Redis(s) => s.claim_message(n, record).await,
         }
     }
 
@@ -57,6 +65,7 @@ impl IdStore for Store {
         match self {
             Store::Memory(s) => s.message_of(n).await,
             Store::Disk(s) => s.message_of(n).await,
+            Store::Redis(s) => s.message_of(n).await,
         }
     }
 
@@ -64,6 +73,7 @@ impl IdStore for Store {
         match self {
             Store::Memory(s) => s.save_message(n, record).await,
             Store::Disk(s) => s.save_message(n, record).await,
+            Store::Redis(s) => s.save_message(n, record).await,
         }
     }
 }
@@ -146,7 +156,7 @@ mod tests {
         loop {
             let n = match ids.store() {
                 Store::Disk(d) => d.message_count().unwrap(),
-                Store::Memory(_) => unreachable!(),
+                Store::Memory(_) | Store::Redis(_) => unreachable!(),
             };
             if n <= 10 {
                 break;

@@ -1,0 +1,408 @@
+//! The networked id store: the id tables on Redis (or Valkey), shared by every bridge that
+//! points at the same server (`--store redis://…` or `rediss://…`).
+//!
+//! Several bridges in front of one backend must agree on ids: the same v12 id must get the same
+//! v11 number in each of them, and no number may go to two ids. The probing stays in the core
+//! ([`crate::core::ids::IdMapper`]); each "insert unless taken" here is one Lua script, which
+//! Redis runs atomically, so claims from any number of processes are serialised by the server.
+//! A claim answers only once Redis has answered the script (how durable that write is then is
+//! Redis's own persistence setting: `appendfsync always` loses nothing, `everysec` at most a
+//! second on a crash of the server).
+//!
+//! Keys, all under a prefix ([`DEFAULT_PREFIX`] unless the bridge is given another):
+//!
+//! | key | type | holds | expires |
+//! | --- | --- | --- | --- |
+//! | `<p>surrogates` | hash | surrogate (decimal) → v12 id | never |
+//! | `<p>ids` | hash | v12 id → surrogate (decimal) | never |
+//! | `<p>msg:<n>` | string | v11 message id `n` → its record, a [`Row`] | `max_age` |
+//! | `<p>mkey:<key>` | string | message key → `n`; `<key>` is the row's key bytes (`self_id` and `message_id`, each as a LEB128 length and its bytes) | `max_age` |
+//! | `<p>msgs` | sorted set | every `n` issued, scored by when (Redis's clock, ms) | trimmed |
+//!
+//! Retention: a message id's two keys expire `max_age` after it was issued (Redis expiry, no
+//! pruning task); every claim also trims `<p>msgs` of entries older than that and, past
+//! `max_messages`, pops the oldest and deletes their keys, in the same script. Surrogates never
+//! expire, as in the other stores: a bot keeps user ids anywhere.
+//!
+//! Memory (Redis 7.0, `INFO memory` before and after 20 000 of them): a message id takes about
+//! 440 bytes of Redis memory besides its record (two keys with expiry and a sorted-set entry);
+//! a typical chat line's record is about 130 bytes, so ~570 bytes a message. A surrogate takes
+//! about 180 bytes.
+//!
+//! One multiplexed connection carries every command (concurrent claims pipeline on it) and
+//! reconnects by itself; every command is bounded by [`OP_TIMEOUT`], so a Redis that is down or
+//! unreachable is an [`IdError::Store`] saying so, never a hang. The store speaks to one server
+//! (standalone, or the primary behind a proxy): the scripts touch keys they compute, which
+//! Redis Cluster does not allow.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+
+use crate::core::ids::{Claim, IdError, IdStore, MessageKey, MessageRecord};
+use crate::core::record::{Row, RowHead, ROW_V1};
+
+use super::Retention;
+
+/// Where the bridge's keys live unless told otherwise.
+pub const DEFAULT_PREFIX: &str = "onebot-bridge:";
+/// The longest any one command (a claim, a lookup) may take, connecting included.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest one connection attempt may take; the manager tries again with backoff.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Commands queued on the connection before callers wait: the event path translates up to 256
+/// events at once, each with a few ids.
+const PIPELINE_BUFFER: usize = 1024;
+/// Where a row's key bytes start: after the version byte and the 8-byte time.
+const KEY_START: usize = 9;
+
+/// The Lua helpers the message scripts share: the key bytes of a stored row (see the table in
+/// the module header), read without decoding the rest.
+const LUA_ROW_KEY: &str = r#"
+local function leb(s, i)
+  local n, mul = 0, 1
+  while true do
+    local b = string.byte(s, i)
+    if not b then return nil end
+    i = i + 1
+    if b < 128 then return n + b * mul, i end
+    n = n + (b - 128) * mul
+    mul = mul * 128
+  end
+end
+local function row_key(row)
+  local i = 10
+  for _ = 1, 2 do
+    local len
+    len, i = leb(row, i)
+    if not len then return nil end
+    i = i + len
+  end
+  if i - 1 > #row then return nil end
+  return string.sub(row, 10, i - 1)
+end
+"#;
+
+/// KEYS: surrogates hash, ids hash. ARGV: n, v12. Returns nil when inserted, else the owner.
+const CLAIM_SURROGATE: &str = r#"
+local owner = redis.call('HGET', KEYS[1], ARGV[1])
+if owner then return owner end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[1])
+return false
+"#;
+
+/// KEYS: msg:n, mkey:key, msgs. ARGV: n, row, max_age ms, max_messages, prefix.
+/// Returns nil when inserted, else the owner's key bytes ("" when its row is unreadable).
+///
+/// When the key already has another number (two bridges numbered the same message at once),
+/// `n` becomes a second name for it: both numbers lead to the same message, the key keeps its
+/// first one, and no number ever names two messages.
+const CLAIM_MESSAGE_BODY: &str = r#"
+local owner = redis.call('GET', KEYS[1])
+if owner then return row_key(owner) or '' end
+local max_age, max_messages, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+redis.call('SET', KEYS[1], ARGV[2], 'PX', max_age)
+local first = redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', max_age)
+if not first then
+  redis.call('PEXPIRE', KEYS[2], max_age)
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[3], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - max_age))
+local excess = redis.call('ZCARD', KEYS[3]) - max_messages
+if excess > 0 then
+  local gone = redis.call('ZPOPMIN', KEYS[3], excess)
+  for i = 1, #gone, 2 do
+    local m = gone[i]
+    local msg = prefix .. 'msg:' .. m
+    local row = redis.call('GET', msg)
+    redis.call('DEL', msg)
+    local key = row and row_key(row)
+    if key then
+      local mkey = prefix .. 'mkey:' .. key
+      if redis.call('GET', mkey) == m then redis.call('DEL', mkey) end
+    end
+  end
+end
+return false
+"#;
+
+/// KEYS: msg:n. ARGV: new row, its key bytes. Replaces the row when it is the same key's,
+/// keeping its time and its expiry.
+const SAVE_MESSAGE_BODY: &str = r#"
+local old = redis.call('GET', KEYS[1])
+if old and row_key(old) == ARGV[2] then
+  redis.call('SET', KEYS[1], string.sub(old, 1, 9) .. string.sub(ARGV[1], 10), 'KEEPTTL')
+end
+return false
+"#;
+
+/// The Redis-backed [`IdStore`].
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    /// The server, for messages: scheme, host, port and database, never a password.
+    server: String,
+    prefix: String,
+    retention: Retention,
+    scripts: Arc<Scripts>,
+}
+
+/// The three scripts (their text and hash), shared by the store's clones.
+struct Scripts {
+    claim_surrogate: Script,
+    claim_message: Script,
+    save_message: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("server", &self.server).field("prefix", &self.prefix).finish()
+    }
+}
+
+/// `scheme://host:port/db` of a Redis URL, without user or password.
+fn describe(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("?");
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{host}{port}{}", u.scheme(), u.path())
+        }
+        Err(_) => "the configured Redis".into(),
+    }
+}
+
+/// A row's key bytes for `key`, as [`Row::encode`] writes them after the time.
+fn key_bytes(key: &MessageKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.self_id.len() + key.message_id.len() + 4);
+    for s in [&key.self_id, &key.message_id] {
+        let mut n = s.len() as u64;
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        out.extend_from_slice(s.as_bytes());
+    }
+    out
+}
+
+/// The key whose bytes [`key_bytes`] wrote (read through a row with an empty body).
+fn key_from_bytes(bytes: &[u8]) -> Result<MessageKey, IdError> {
+    let mut row = Vec::with_capacity(KEY_START + bytes.len());
+    row.push(ROW_V1);
+    row.extend_from_slice(&[0; 8]);
+    row.extend_from_slice(bytes);
+    Ok(RowHead::read(&row)?.key())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://[user:password@]host[:port][/db]`, `rediss://` for TLS) with
+    /// keys under [`DEFAULT_PREFIX`], and checks that the server answers and runs scripts:
+    /// a bridge that cannot keep ids fails at start-up, with the reason.
+    pub async fn connect(url: &str, retention: Retention) -> Result<RedisStore, IdError> {
+        RedisStore::connect_with_prefix(url, DEFAULT_PREFIX, retention).await
+    }
+
+    /// [`RedisStore::connect`] with keys under `prefix` (several bridges with separate ids on
+    /// one server, or tests).
+    pub async fn connect_with_prefix(url: &str, prefix: &str, retention: Retention) -> Result<RedisStore, IdError> {
+        let server = describe(url);
+        let client = redis::Client::open(url)
+            .map_err(|e| IdError::Store(format!("the Redis URL for {server} is not usable: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(OP_TIMEOUT))
+            .set_min_delay(Duration::from_millis(100))
+            .set_max_delay(Duration::from_secs(1))
+            .set_number_of_retries(2)
+            .set_pipeline_buffer_size(PIPELINE_BUFFER);
+        let conn = bounded(&server, "connecting", ConnectionManager::new_with_config(client, config)).await?;
+        let store = RedisStore {
+            conn,
+            server,
+            prefix: prefix.to_owned(),
+            retention,
+            scripts: Arc::new(Scripts {
+                claim_surrogate: Script::new(CLAIM_SURROGATE),
+                claim_message: Script::new(&format!("{LUA_ROW_KEY}{CLAIM_MESSAGE_BODY}")),
+                save_message: Script::new(&format!("{LUA_ROW_KEY}{SAVE_MESSAGE_BODY}")),
+            }),
+        };
+        // Loading the scripts proves the server is Redis enough: it answers, scripting is on,
+        // and the credentials allow it. A later restart empties its script cache; invoking
+        // reloads them.
+        for script in [&store.scripts.claim_surrogate, &store.scripts.claim_message, &store.scripts.save_message] {
+            let mut conn = store.conn.clone();
+            store.run("loading the id scripts", async move { script.load_async(&mut conn).await }).await?;
+        }
+        Ok(store)
+    }
+
+    /// The prefix the keys live under.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    fn msg_key(&self, n: i32) -> String {
+        format!("{}msg:{n}", self.prefix)
+    }
+
+    fn mkey_key(&self, key_bytes: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.prefix.len() + 5 + key_bytes.len());
+        k.extend_from_slice(self.prefix.as_bytes());
+        k.extend_from_slice(b"mkey:");
+        k.extend_from_slice(key_bytes);
+        k
+    }
+
+    /// One command under [`OP_TIMEOUT`], its failure named with the server and the step.
+    async fn run<T>(
+        &self,
+        what: &str,
+        op: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, IdError> {
+        bounded(&self.server, what, op).await
+    }
+
+    /// How many message ids are remembered now (expired ones may count until the next claim
+    /// trims them).
+    pub async fn message_count(&self) -> Result<u64, IdError> {
+        let mut conn = self.conn.clone();
+        let key = self.key("msgs");
+        self.run("counting message ids", async move { redis::cmd("ZCARD").arg(key).query_async(&mut conn).await }).await
+    }
+}
+
+async fn bounded<T>(
+    server: &str,
+    what: &str,
+    op: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, IdError> {
+    match tokio::time::timeout(OP_TIMEOUT, op).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(IdError::Store(format!("Redis at {server} failed {what}: {e}"))),
+        Err(_) => {
+            Err(IdError::Store(format!("Redis at {server} did not answer within {} s ({what})", OP_TIMEOUT.as_secs())))
+        }
+    }
+}
+
+impl IdStore for RedisStore {
+    async fn surrogate_of(&self, v12: &str) -> Result<Option<i64>, IdError> {
+        let mut conn = self.conn.clone();
+        let ids = self.key("ids");
+        self.run(
+            "looking up a surrogate",
+            async move { redis::cmd("HGET").arg(ids).arg(v12).query_async(&mut conn).await },
+        )
+        .await
+    }
+
+    async fn claim_surrogate(&self, n: i64, v12: &str) -> Result<Claim<String>, IdError> {
+        let mut conn = self.conn.clone();
+        let mut call = self.scripts.claim_surrogate.prepare_invoke();
+        call.key(self.key("surrogates")).key(self.key("ids")).arg(n).arg(v12);
+        let owner: Option<String> =
+            self.run("claiming a surrogate", async move { call.invoke_async(&mut conn).await }).await?;
+        Ok(owner.map_or(Claim::Inserted, Claim::Taken))
+    }
+
+    async fn v12_of_surrogate(&self, n: i64) -> Result<Option<String>, IdError> {
+        let mut conn = self.conn.clone();
+        let surrogates = self.key("surrogates");
+        self.run("looking up a v12 id", async move {
+            redis::cmd("HGET").arg(surrogates).arg(n).query_async(&mut conn).await
+        })
+        .await
+    }
+
+    async fn message_id_of(&self, key: &MessageKey) -> Result<Option<i32>, IdError> {
+        let mut conn = self.conn.clone();
+        let mkey = self.mkey_key(&key_bytes(key));
+        self.run("looking up a message id", async move { redis::cmd("GET").arg(mkey).query_async(&mut conn).await })
+            .await
+    }
+
+    async fn claim_message(&self, n: i32, record: &MessageRecord) -> Result<Claim<MessageKey>, IdError> {
+        let row = Row::encode(record, now_ms())?;
+        let key = key_bytes(&record.key);
+        let mut conn = self.conn.clone();
+        let mut call = self.scripts.claim_message.prepare_invoke();
+        call.key(self.msg_key(n))
+            .key(self.mkey_key(&key))
+            .key(self.key("msgs"))
+            .arg(n)
+            .arg(row.as_bytes())
+            .arg(self.retention.max_age.as_millis().max(1) as u64)
+            .arg(self.retention.max_messages.max(1))
+            .arg(&self.prefix);
+        let owner: Option<Vec<u8>> =
+            self.run("claiming a message id", async move { call.invoke_async(&mut conn).await }).await?;
+        match owner {
+            None => Ok(Claim::Inserted),
+            // An unreadable row cannot be told apart from a collision: probe on.
+            Some(bytes) => Ok(Claim::Taken(key_from_bytes(&bytes).unwrap_or_default())),
+        }
+    }
+
+    async fn message_of(&self, n: i32) -> Result<Option<MessageRecord>, IdError> {
+        let mut conn = self.conn.clone();
+        let msg = self.msg_key(n);
+        let row: Option<Vec<u8>> = self
+            .run("reading a message", async move { redis::cmd("GET").arg(msg).query_async(&mut conn).await })
+            .await?;
+        row.map(|r| RowHead::read(&r)?.record()).transpose()
+    }
+
+    async fn save_message(&self, n: i32, record: &MessageRecord) -> Result<(), IdError> {
+        let row = Row::encode(record, 0)?;
+        let mut conn = self.conn.clone();
+        let mut call = self.scripts.save_message.prepare_invoke();
+        call.key(self.msg_key(n)).arg(row.as_bytes()).arg(key_bytes(&record.key));
+        self.run("saving a message", async move { call.invoke_async::<()>(&mut conn).await }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_bytes_are_the_rows_key_bytes() {
+        for (self_id, message_id) in [("", ""), ("10001", "m-1"), ("名前", &"x".repeat(300)[..]), ("a\u{1f}b", "c")] {
+            let record = MessageRecord {
+                key: MessageKey { self_id: self_id.into(), message_id: message_id.into() },
+                ..Default::default()
+            };
+            let row = Row::encode(&record, 7).unwrap();
+            let kb = key_bytes(&record.key);
+            assert_eq!(&row.as_bytes()[KEY_START..KEY_START + kb.len()], &kb[..]);
+            assert_eq!(key_from_bytes(&kb).unwrap(), record.key);
+        }
+        // The encoding is unambiguous where a separator would not be.
+        let a = MessageKey { self_id: "a\u{1f}b".into(), message_id: "c".into() };
+        let b = MessageKey { self_id: "a".into(), message_id: "b\u{1f}c".into() };
+        assert_ne!(key_bytes(&a), key_bytes(&b));
+    }
+
+    #[test]
+    fn server_descriptions_hide_credentials() {
+        assert_eq!(describe("redis://user:secret@db.example:6380/2"), "redis://db.example:6380/2");
+        assert_eq!(describe("rediss://:pw@cache"), "rediss://cache");
+        assert!(!describe("not a url :secret").contains("secret"));
+    }
+}
