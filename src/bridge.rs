@@ -109,6 +109,10 @@ impl Bridge {
                 tracing::info!(dir = %dir.display(), "id store on disk");
                 Store::Disk(DiskStore::open_with_cache(dir, *retention, *cache_bytes)?)
             }
+            StoreConfig::Redis { url, retention } => {
+                tracing::info!(url = %crate::config::redacted_url(url), "id store on Redis");
+                Store::Redis(crate::store::redis::RedisStore::connect(url, *retention).await?)
+            }
         };
         let commit_times = match &store {
             Store::Disk(disk) => Some(disk.commit_times()),
@@ -323,7 +327,7 @@ fn media_setup(config: &Config) -> Result<(crate::core::media::MediaOptions, cra
     let mut options = config.media.options.clone();
     let data_dir = match &config.store {
         StoreConfig::Disk { dir, .. } => Some(dir.clone()),
-        StoreConfig::Memory { .. } => None,
+        StoreConfig::Memory { .. } | StoreConfig::Redis { .. } => None,
     };
     let cache = config.media.cache_dir.clone().unwrap_or_else(|| match &data_dir {
         Some(dir) => dir.join("cache"),

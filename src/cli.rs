@@ -133,6 +133,11 @@ pub struct Cli {
     #[arg(long, env = "ONEBOT_BRIDGE_EPHEMERAL")]
     pub ephemeral: bool,
 
+    /// Keep ids and messages on Redis (or Valkey) at URL (`redis://…`, `rediss://…`), shared by
+    /// every bridge that names it, instead of the disk store.
+    #[arg(long, env = "ONEBOT_BRIDGE_STORE", value_name = "URL")]
+    pub store: Option<String>,
+
     /// Message ids kept at most; the oldest are pruned first [default: 1000000].
     #[arg(long = "retain-messages", env = "ONEBOT_BRIDGE_RETAIN_MESSAGES", value_name = "N")]
     pub retain_messages: Option<u64>,
@@ -279,6 +284,7 @@ impl Cli {
             max_message: self.max_message,
             demo: self.demo,
             inspector: self.inspector,
+            store: self.store.clone(),
         }
     }
 

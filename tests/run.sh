@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # THE test command of the project: installs the real v11 clients the integration tests drive
-# (into tests/clients/, git-ignored) and Chromium for the browser tests, then runs every cargo
-# test target.
+# (into tests/clients/, git-ignored), Chromium for the browser tests and redis-server for the
+# shared-store tests, then runs every cargo test target.
 #
 #   bash tests/run.sh [extra cargo test args...]
 #
@@ -9,7 +9,7 @@
 # some tests only, give a name filter, e.g. `bash tests/run.sh nonebot`.
 #
 # Needs: the Rust toolchain, Python 3 with venv + pip (3.11 known good), Node 20 + npm, and
-# Debian's apt (as root) for chromium.
+# Debian's apt (as root) for chromium and redis-server.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -53,24 +53,29 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     fi
 fi
 
-# --- Chromium for the browser tests (tests/playground.rs) -----------------------------------------
-# Debian's package, driven by playwright-core from node_modules (no browser download). Installed
+# --- System packages: Chromium for the browser tests, redis-server for the shared store ----------
+# Debian's packages: chromium is driven by playwright-core from node_modules (no browser
+# download); redis-server is started by the tests themselves on a free loopback port. Installed
 # with apt-get when this runs as root (CI) or with passwordless sudo; otherwise the other tests
-# still run and tests/playground.rs fails saying what is missing.
+# still run and the tests that need them fail saying what is missing.
 chromium=${ONEBOT_BRIDGE_TEST_CHROMIUM:-/usr/bin/chromium}
-if [ ! -x "$chromium" ]; then
+missing=()
+[ -x "$chromium" ] || missing+=(chromium)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else sudo=none; fi
     if command -v apt-get >/dev/null && [ "$sudo" != none ]; then
-        echo "run.sh: installing Debian's chromium for the browser tests" >&2
+        echo "run.sh: installing Debian's ${missing[*]}" >&2
         start=$SECONDS
         export DEBIAN_FRONTEND=noninteractive
-        $sudo apt-get install -y -q --no-install-recommends chromium >/dev/null ||
-            { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q --no-install-recommends chromium >/dev/null; } ||
-            echo "run.sh: apt-get could not install chromium: tests/playground.rs will fail" >&2
-        echo "run.sh: chromium step took $((SECONDS - start)) s" >&2
+        $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
+            { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; } ||
+            echo "run.sh: apt-get could not install ${missing[*]}: tests/playground.rs or the Redis tests will fail" >&2
+        echo "run.sh: system packages installed in $((SECONDS - start)) s" >&2
     else
-        echo "run.sh: $chromium not found and cannot install it (needs apt-get as root):" \
-            "the browser tests (tests/playground.rs) will fail; apt-get install chromium" >&2
+        echo "run.sh: missing ${missing[*]} and cannot install (needs apt-get as root): the browser tests" \
+            "(tests/playground.rs) or the Redis tests (tests/redis_store.rs, tests/replicas.rs) will fail;" \
+            "apt-get install ${missing[*]}" >&2
     fi
 fi
 

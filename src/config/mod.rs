@@ -59,12 +59,23 @@ pub struct FileConfig {
     pub bridge: BridgeSection,
     #[serde(default)]
     pub media: MediaSection,
+    #[serde(default)]
+    pub store: StoreSection,
     /// go-cqhttp's `output.log-level` (only from a `config.yml`; `--log` wins).
     #[serde(skip)]
     pub log_level: Option<String>,
     /// Keys of a go-cqhttp `config.yml` the bridge does not act on, and why.
     #[serde(skip)]
     pub ignored: Vec<gocqhttp::Ignored>,
+}
+
+/// `[store]`: a store shared by several bridges (else ids live in `data-dir`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StoreSection {
+    /// `redis://…` or `rediss://…`: ids and messages on Redis (or Valkey).
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 /// `[media]`: how pictures, voice, video and files move (README "Media").
@@ -631,6 +642,8 @@ pub enum StoreConfig {
     Memory { max_messages: usize, max_bytes: usize },
     /// A redb file under `dir`, with a page cache of `cache_bytes`.
     Disk { dir: PathBuf, retention: crate::store::Retention, cache_bytes: usize },
+    /// Redis (or Valkey) at `url`, shared by every bridge that names it.
+    Redis { url: String, retention: crate::store::Retention },
 }
 
 #[derive(Debug, Clone)]
@@ -683,10 +696,27 @@ impl Config {
         all.extend(self.http_servers.iter().filter_map(|s| s.token.clone()));
         all.extend(self.http_posts.iter().filter_map(|p| p.secret.clone()));
         all.extend(self.ws_reverse.iter().filter_map(|r| r.token.clone()));
+        if let StoreConfig::Redis { url, .. } = &self.store {
+            if let Some(password) = url::Url::parse(url).ok().and_then(|u| u.password().map(str::to_owned)) {
+                all.push(password);
+            }
+        }
         all.retain(|s| !s.is_empty());
         all.sort();
         all.dedup();
         all
+    }
+}
+
+/// A URL as it may be shown: without its password.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(not a URL)".to_owned(),
     }
 }
 
@@ -747,6 +777,8 @@ pub struct Overrides {
     pub demo: bool,
     /// `--inspector`: the translation inspector on the admin listener.
     pub inspector: bool,
+    /// `--store URL`: Redis instead of the disk store.
+    pub store: Option<String>,
 }
 
 /// Parses `host:port` (an IP, or `localhost`) without touching the network.
@@ -832,7 +864,7 @@ impl Config {
         if action_timeout.is_zero() {
             return Err(invalid("the action timeout must be above 0 ms"));
         }
-        let store = resolve_store(&file.bridge, &flags)?;
+        let store = resolve_store(&file.bridge, &file.store, &flags)?;
         let mut backends = resolve_backends(&file.backend, &flags)?;
         if flags.demo {
             if !backends.is_empty() {
@@ -1164,7 +1196,7 @@ fn resolve_media(file: &MediaSection, flags: &Overrides, limits: &Limits) -> Res
     })
 }
 
-fn resolve_store(file: &BridgeSection, flags: &Overrides) -> Result<StoreConfig, ConfigError> {
+fn resolve_store(file: &BridgeSection, shared: &StoreSection, flags: &Overrides) -> Result<StoreConfig, ConfigError> {
     let max_messages = flags.retain_messages.or(file.retain_messages).unwrap_or(1_000_000);
     if max_messages == 0 {
         return Err(invalid("retain-messages must be at least 1"));
@@ -1188,22 +1220,35 @@ fn resolve_store(file: &BridgeSection, flags: &Overrides) -> Result<StoreConfig,
     )?;
     let in_memory =
         StoreConfig::Memory { max_messages: usize::try_from(max_messages).unwrap_or(usize::MAX), max_bytes };
-    // The playground's chats live in memory: ids kept on disk would outlive the messages.
-    let demo_in_memory = flags.demo && flags.data_dir.is_none() && file.data_dir.is_none();
-    if flags.ephemeral || file.ephemeral || demo_in_memory {
-        return Ok(in_memory);
-    }
     let days = flags.retain_days.or(file.retain_days).unwrap_or(30);
     if days == 0 {
         return Err(invalid("retain-days must be at least 1"));
     }
-    let dir = flags.data_dir.clone().or(file.data_dir.clone()).or(flags.default_data_dir.clone());
-    let Some(dir) = dir else { return Ok(in_memory) };
     let retention = crate::store::Retention {
         max_messages,
         max_age: Duration::from_secs(days.saturating_mul(24 * 3600)),
         ..Default::default()
     };
+    let url = flags.store.as_deref().or(shared.url.as_deref()).map(str::trim).filter(|u| !u.is_empty());
+    if let Some(url) = url {
+        let parsed = url::Url::parse(url).map_err(|e| invalid(format!("store {url:?}: {e}")))?;
+        if !matches!(parsed.scheme(), "redis" | "rediss") {
+            return Err(invalid(format!(
+                "store {url:?}: give a redis:// or rediss:// URL (ids are on disk by default, in memory with --ephemeral)"
+            )));
+        }
+        if flags.ephemeral || file.ephemeral {
+            return Err(invalid("--ephemeral and a shared store (--store) exclude each other"));
+        }
+        return Ok(StoreConfig::Redis { url: url.to_owned(), retention });
+    }
+    // The playground's chats live in memory: ids kept on disk would outlive the messages.
+    let demo_in_memory = flags.demo && flags.data_dir.is_none() && file.data_dir.is_none();
+    if flags.ephemeral || file.ephemeral || demo_in_memory {
+        return Ok(in_memory);
+    }
+    let dir = flags.data_dir.clone().or(file.data_dir.clone()).or(flags.default_data_dir.clone());
+    let Some(dir) = dir else { return Ok(in_memory) };
     Ok(StoreConfig::Disk { dir, retention, cache_bytes })
 }
 
@@ -1370,6 +1415,7 @@ impl Config {
                 format!("ids: in memory only ({why}), up to {} MiB of messages", max_bytes >> 20)
             }
             StoreConfig::Disk { dir, .. } => format!("ids: on disk in {}", dir.join("bridge.redb").display()),
+            StoreConfig::Redis { url, .. } => format!("ids: on Redis at {}", redacted_url(url)),
         });
         if let Some(addr) = self.admin {
             lines.push(format!("admin: /health, /ready and /metrics on {addr}"));
@@ -1466,6 +1512,34 @@ mod tests {
         let both = Overrides { backend_ws: vec!["ws://127.0.0.1:8844".into()], ..demo() };
         let refused = Config::resolve(FileConfig::default(), both).unwrap_err().to_string();
         assert!(refused.contains("--demo brings its own backend"), "{refused}");
+    }
+
+    #[test]
+    fn a_redis_store_is_named_by_url_in_a_flag_or_the_file() {
+        let c = Config::resolve(
+            FileConfig::default(),
+            Overrides { store: Some("redis://127.0.0.1:6379/0".into()), ..flags() },
+        )
+        .unwrap();
+        let StoreConfig::Redis { url, retention } = &c.store else { panic!("{:?}", c.store) };
+        assert_eq!(url, "redis://127.0.0.1:6379/0");
+        assert_eq!(retention.max_messages, 1_000_000);
+        let file: FileConfig = toml::from_str("[store]\nurl = \"rediss://:pw-Xy7@cache.example:6380\"").unwrap();
+        let c = Config::resolve(file, flags()).unwrap();
+        assert!(matches!(c.store, StoreConfig::Redis { .. }));
+        // Its password is a secret: never printed, masked by the inspector.
+        assert!(
+            c.summary().iter().any(|l| l.contains("ids: on Redis at rediss://:***@cache.example:6380")),
+            "{:?}",
+            c.summary()
+        );
+        assert!(c.secrets().contains(&"pw-Xy7".to_owned()));
+        for (bad, why) in [("http://x", "redis:// or rediss://"), ("not a url", "store")] {
+            let refused = Config::resolve(FileConfig::default(), Overrides { store: Some(bad.into()), ..flags() });
+            assert!(refused.unwrap_err().to_string().contains(why), "{bad}");
+        }
+        let both = Overrides { store: Some("redis://127.0.0.1".into()), ephemeral: true, ..flags() };
+        assert!(Config::resolve(FileConfig::default(), both).unwrap_err().to_string().contains("exclude each other"));
     }
 
     #[test]
