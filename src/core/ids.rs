@@ -220,7 +220,11 @@ impl<S: IdStore> IdMapper<S> {
             let n = self.message_candidate(&record.key, attempt);
             match self.store.claim_message(n, record).await? {
                 Claim::Inserted => return Ok(n),
-                Claim::Taken(owner) if owner == record.key => return Ok(n),
+                // The number is this message's already, or another bridge sharing the store
+                // gave the message a number meanwhile: the message keeps the number it has.
+                Claim::Taken(owner) if owner == record.key => {
+                    return Ok(self.store.message_id_of(&record.key).await?.unwrap_or(n));
+                }
                 Claim::Taken(_) => continue,
             }
         }

@@ -97,18 +97,20 @@ return false
 /// KEYS: msg:n, mkey:key, msgs. ARGV: n, row, max_age ms, max_messages, prefix.
 /// Returns nil when inserted, else the owner's key bytes ("" when its row is unreadable).
 ///
-/// When the key already has another number (two bridges numbered the same message at once),
-/// `n` becomes a second name for it: both numbers lead to the same message, the key keeps its
-/// first one, and no number ever names two messages.
+/// When the message already has another number that still leads to it (two bridges saw it
+/// first at the same moment and tried different numbers), nothing is written and the answer
+/// names the message itself: the caller then reads the number it has, so a message keeps one
+/// number across every bridge.
 const CLAIM_MESSAGE_BODY: &str = r#"
 local owner = redis.call('GET', KEYS[1])
 if owner then return row_key(owner) or '' end
 local max_age, max_messages, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-redis.call('SET', KEYS[1], ARGV[2], 'PX', max_age)
-local first = redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', max_age)
-if not first then
-  redis.call('PEXPIRE', KEYS[2], max_age)
+local known = redis.call('GET', KEYS[2])
+if known and redis.call('EXISTS', prefix .. 'msg:' .. known) == 1 then
+  return row_key(ARGV[2]) or ''
 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', max_age)
+redis.call('SET', KEYS[2], ARGV[1], 'PX', max_age)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[3], now, ARGV[1])
