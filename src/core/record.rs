@@ -82,8 +82,7 @@ impl Row {
         let mut out = Vec::with_capacity(1 + 8 + 2 * 10 + key.self_id.len() + key.message_id.len() + 64);
         out.push(ROW_V1);
         out.extend_from_slice(&at.to_le_bytes());
-        write_str(&mut out, &key.self_id);
-        write_str(&mut out, &key.message_id);
+        write_key(&mut out, key);
         write_body(&mut out, record, true)?;
         Ok(Row(out))
     }
@@ -139,6 +138,13 @@ impl<'a> RowHead<'a> {
     pub fn record(&self) -> Result<MessageRecord, IdError> {
         read_body(self.key(), self.body)
     }
+}
+
+/// A message key as a row holds it after the time: `self_id`, then `message_id`, each as a
+/// LEB128 length and its bytes (also how the Redis store names a message).
+pub fn write_key(out: &mut Vec<u8>, key: &MessageKey) {
+    write_str(out, &key.self_id);
+    write_str(out, &key.message_id);
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) {

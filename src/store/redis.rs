@@ -182,15 +182,7 @@ fn describe(url: &str) -> String {
 /// A row's key bytes for `key`, as [`Row::encode`] writes them after the time.
 fn key_bytes(key: &MessageKey) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.self_id.len() + key.message_id.len() + 4);
-    for s in [&key.self_id, &key.message_id] {
-        let mut n = s.len() as u64;
-        while n >= 0x80 {
-            out.push((n as u8) | 0x80);
-            n >>= 7;
-        }
-        out.push(n as u8);
-        out.extend_from_slice(s.as_bytes());
-    }
+    crate::core::record::write_key(&mut out, key);
     out
 }
 
