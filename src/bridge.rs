@@ -109,9 +109,13 @@ impl Bridge {
                 tracing::info!(dir = %dir.display(), "id store on disk");
                 Store::Disk(DiskStore::open_with_cache(dir, *retention, *cache_bytes)?)
             }
-            StoreConfig::Redis { url, retention } => {
+            StoreConfig::Redis { url, retention, ca_file } => {
                 tracing::info!(url = %crate::config::redacted_url(url), "id store on Redis");
-                Store::Redis(crate::store::redis::RedisStore::connect(url, *retention).await?)
+                let prefix = crate::store::redis::DEFAULT_PREFIX;
+                Store::Redis(
+                    crate::store::redis::RedisStore::connect_with_ca(url, ca_file.as_deref(), prefix, *retention)
+                        .await?,
+                )
             }
         };
         let commit_times = match &store {

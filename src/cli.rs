@@ -138,6 +138,11 @@ pub struct Cli {
     #[arg(long, env = "ONEBOT_BRIDGE_STORE", value_name = "URL")]
     pub store: Option<String>,
 
+    /// PEM file of the CA certificates a `rediss://` store's certificate must chain to (a
+    /// private CA); it replaces the bundled roots for the store.
+    #[arg(long = "store-ca-file", env = "ONEBOT_BRIDGE_STORE_CA_FILE", value_name = "FILE")]
+    pub store_ca_file: Option<PathBuf>,
+
     /// Message ids kept at most; the oldest are pruned first [default: 1000000].
     #[arg(long = "retain-messages", env = "ONEBOT_BRIDGE_RETAIN_MESSAGES", value_name = "N")]
     pub retain_messages: Option<u64>,
@@ -285,6 +290,7 @@ impl Cli {
             demo: self.demo,
             inspector: self.inspector,
             store: self.store.clone(),
+            store_ca_file: self.store_ca_file.clone(),
         }
     }
 

@@ -40,6 +40,22 @@ fn ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> 
     Ok(certs)
 }
 
+/// The bytes of a PEM file of CA certificates, checked to hold at least one that can be a trust
+/// anchor. For a client that takes the PEM itself (the Redis store's), so a file that would
+/// fail at the first connection fails when the configuration is read, with the file's name.
+pub fn read_ca_file(path: &Path) -> Result<Vec<u8>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("CA file {}: {e}", path.display()))?;
+    let mut anchors = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
+        anchors.add(cert).map_err(|e| format!("CA file {}: {e}", path.display()))?;
+    }
+    if anchors.is_empty() {
+        return Err(format!("CA file {}: no PEM certificate in it", path.display()));
+    }
+    Ok(pem)
+}
+
 /// Builds the client configuration every TLS link uses.
 pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, String> {
     let builder = ClientConfig::builder_with_provider(provider())
@@ -118,6 +134,16 @@ mod tests {
         assert!(missing.unwrap_err().contains("missing.pem"));
         assert!(client_config(&TlsOptions::default()).is_ok());
         assert!(client_config(&TlsOptions { ca_file: None, insecure_skip_verify: true }).is_ok());
+        // The same checks for a client that takes the PEM itself.
+        assert!(read_ca_file(&dir.join("empty.pem")).unwrap_err().contains("no PEM certificate"));
+        assert!(read_ca_file(&dir.join("missing.pem")).unwrap_err().contains("missing.pem"));
+        let ca = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        let good = dir.join("ca.pem");
+        std::fs::write(&good, ca.pem()).unwrap();
+        assert_eq!(read_ca_file(&good).unwrap(), ca.pem().into_bytes());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

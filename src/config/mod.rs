@@ -76,6 +76,10 @@ pub struct StoreSection {
     /// `redis://…` or `rediss://…`: ids and messages on Redis (or Valkey).
     #[serde(default)]
     pub url: Option<String>,
+    /// PEM file of the CA certificates a `rediss://` server's certificate must chain to (a
+    /// private CA); it replaces the bundled roots for the store.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[media]`: how pictures, voice, video and files move (README "Media").
@@ -642,8 +646,9 @@ pub enum StoreConfig {
     Memory { max_messages: usize, max_bytes: usize },
     /// A redb file under `dir`, with a page cache of `cache_bytes`.
     Disk { dir: PathBuf, retention: crate::store::Retention, cache_bytes: usize },
-    /// Redis (or Valkey) at `url`, shared by every bridge that names it.
-    Redis { url: String, retention: crate::store::Retention },
+    /// Redis (or Valkey) at `url`, shared by every bridge that names it; with `ca_file`, a
+    /// `rediss://` server's certificate must chain to a certificate in that file.
+    Redis { url: String, retention: crate::store::Retention, ca_file: Option<PathBuf> },
 }
 
 #[derive(Debug, Clone)]
@@ -779,6 +784,8 @@ pub struct Overrides {
     pub inspector: bool,
     /// `--store URL`: Redis instead of the disk store.
     pub store: Option<String>,
+    /// `--store-ca-file FILE`: the CA a `rediss://` store's certificate chains to.
+    pub store_ca_file: Option<PathBuf>,
 }
 
 /// Parses `host:port` (an IP, or `localhost`) without touching the network.
@@ -1230,6 +1237,7 @@ fn resolve_store(file: &BridgeSection, shared: &StoreSection, flags: &Overrides)
         ..Default::default()
     };
     let url = flags.store.as_deref().or(shared.url.as_deref()).map(str::trim).filter(|u| !u.is_empty());
+    let ca_file = flags.store_ca_file.clone().or(shared.ca_file.clone());
     if let Some(url) = url {
         let parsed = url::Url::parse(url).map_err(|e| invalid(format!("store {url:?}: {e}")))?;
         if !matches!(parsed.scheme(), "redis" | "rediss") {
@@ -1240,7 +1248,14 @@ fn resolve_store(file: &BridgeSection, shared: &StoreSection, flags: &Overrides)
         if flags.ephemeral || file.ephemeral {
             return Err(invalid("--ephemeral and a shared store (--store) exclude each other"));
         }
-        return Ok(StoreConfig::Redis { url: url.to_owned(), retention });
+        check_store_tls(&parsed, ca_file.as_deref())?;
+        return Ok(StoreConfig::Redis { url: url.to_owned(), retention, ca_file });
+    }
+    if let Some(path) = ca_file {
+        return Err(invalid(format!(
+            "a store CA file ({}, from --store-ca-file or [store] ca-file) needs a rediss:// store URL (--store or [store] url)",
+            path.display()
+        )));
     }
     // The playground's chats live in memory: ids kept on disk would outlive the messages.
     let demo_in_memory = flags.demo && flags.data_dir.is_none() && file.data_dir.is_none();
@@ -1250,6 +1265,36 @@ fn resolve_store(file: &BridgeSection, shared: &StoreSection, flags: &Overrides)
     let dir = flags.data_dir.clone().or(file.data_dir.clone()).or(flags.default_data_dir.clone());
     let Some(dir) = dir else { return Ok(in_memory) };
     Ok(StoreConfig::Disk { dir, retention, cache_bytes })
+}
+
+/// A Redis URL's TLS settings: a CA file only for `rediss://`, and read now (a file that is
+/// missing or holds no certificate fails here, not at start-up); `#insecure` (no certificate
+/// check) is the one fragment the client knows, and a CA file beside it would be ignored.
+fn check_store_tls(url: &url::Url, ca_file: Option<&Path>) -> Result<(), ConfigError> {
+    let shown = redacted_url(url.as_str());
+    let insecure = match url.fragment() {
+        None => false,
+        Some("insecure") if url.scheme() == "rediss" => true,
+        Some(other) => {
+            return Err(invalid(format!(
+                "store {shown}: #{other} is not a store URL option (only rediss://…#insecure, for test setups)"
+            )))
+        }
+    };
+    let Some(path) = ca_file else { return Ok(()) };
+    if url.scheme() != "rediss" {
+        return Err(invalid(format!(
+            "store {shown}: a CA file ({}) is for TLS: use a rediss:// URL, or drop --store-ca-file / [store] ca-file",
+            path.display()
+        )));
+    }
+    if insecure {
+        return Err(invalid(format!(
+            "store {shown}: #insecure checks no certificate, so the CA file {} would not be used: drop one of them",
+            path.display()
+        )));
+    }
+    crate::tls::read_ca_file(path).map(drop).map_err(|e| invalid(format!("store {shown}: {e}")))
 }
 
 /// go-cqhttp's reverse-WS `reconnect-interval`: milliseconds, 0 or absent means 5000.
@@ -1415,7 +1460,15 @@ impl Config {
                 format!("ids: in memory only ({why}), up to {} MiB of messages", max_bytes >> 20)
             }
             StoreConfig::Disk { dir, .. } => format!("ids: on disk in {}", dir.join("bridge.redb").display()),
-            StoreConfig::Redis { url, .. } => format!("ids: on Redis at {}", redacted_url(url)),
+            StoreConfig::Redis { url, ca_file, .. } => {
+                let insecure = url::Url::parse(url).is_ok_and(|u| u.fragment() == Some("insecure"));
+                let tls = match (ca_file, insecure) {
+                    (Some(path), _) => format!(", TLS trusting only the CA file {}", path.display()),
+                    (None, true) => ", TLS certificate NOT verified (#insecure: test setups only)".to_owned(),
+                    (None, false) => String::new(),
+                };
+                format!("ids: on Redis at {}{tls}", redacted_url(url))
+            }
         });
         if let Some(addr) = self.admin {
             lines.push(format!("admin: /health, /ready and /metrics on {addr}"));
@@ -1521,7 +1574,7 @@ mod tests {
             Overrides { store: Some("redis://127.0.0.1:6379/0".into()), ..flags() },
         )
         .unwrap();
-        let StoreConfig::Redis { url, retention } = &c.store else { panic!("{:?}", c.store) };
+        let StoreConfig::Redis { url, retention, ca_file: None } = &c.store else { panic!("{:?}", c.store) };
         assert_eq!(url, "redis://127.0.0.1:6379/0");
         assert_eq!(retention.max_messages, 1_000_000);
         let file: FileConfig = toml::from_str("[store]\nurl = \"rediss://:pw-Xy7@cache.example:6380\"").unwrap();
@@ -1540,6 +1593,62 @@ mod tests {
         }
         let both = Overrides { store: Some("redis://127.0.0.1".into()), ephemeral: true, ..flags() };
         assert!(Config::resolve(FileConfig::default(), both).unwrap_err().to_string().contains("exclude each other"));
+    }
+
+    /// `[store] ca-file` / `--store-ca-file`: read when the configuration is, for `rediss://`
+    /// only, never beside `#insecure`; each mistake names what to change, never the password.
+    #[test]
+    fn a_store_ca_file_is_checked_with_the_configuration() {
+        let dir = std::env::temp_dir().join(format!("ob-store-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        let cert = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        std::fs::write(&ca, cert.pem()).unwrap();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "no certificate here\n").unwrap();
+        let store = |url: &str, ca_file: Option<&Path>| Overrides {
+            store: Some(url.into()),
+            store_ca_file: ca_file.map(Path::to_path_buf),
+            ..flags()
+        };
+        let refused = |o: Overrides| Config::resolve(FileConfig::default(), o).unwrap_err().to_string();
+
+        // The file, or the flag over it.
+        let file: FileConfig =
+            toml::from_str(&format!("[store]\nurl = \"rediss://:pw-Xy7@127.0.0.1:6380/\"\nca-file = {:?}", ca))
+                .unwrap();
+        let c = Config::resolve(file, flags()).unwrap();
+        let StoreConfig::Redis { ca_file: Some(used), .. } = &c.store else { panic!("{:?}", c.store) };
+        assert_eq!(used, &ca);
+        let line =
+            format!("ids: on Redis at rediss://:***@127.0.0.1:6380/, TLS trusting only the CA file {}", ca.display());
+        assert!(c.summary().contains(&line), "{:?}", c.summary());
+        let file: FileConfig = toml::from_str("[store]\nca-file = \"/nonexistent/file.pem\"").unwrap();
+        let c = Config::resolve(file, store("rediss://127.0.0.1:6380/", Some(&ca))).unwrap();
+        assert!(matches!(&c.store, StoreConfig::Redis { ca_file: Some(p), .. } if p == &ca), "{:?}", c.store);
+
+        // A plain URL, no store at all, a file that is missing or holds no certificate.
+        let plain = refused(store("redis://:pw-Xy7@127.0.0.1:6379/", Some(&ca)));
+        assert!(plain.contains("use a rediss:// URL") && !plain.contains("pw-Xy7"), "{plain}");
+        let alone = refused(Overrides { store_ca_file: Some(ca.clone()), ..flags() });
+        assert!(alone.contains("needs a rediss:// store URL"), "{alone}");
+        let missing = refused(store("rediss://127.0.0.1/", Some(&dir.join("missing.pem"))));
+        assert!(missing.contains("CA file") && missing.contains("missing.pem"), "{missing}");
+        let empty = refused(store("rediss://127.0.0.1/", Some(&not_pem)));
+        assert!(empty.contains("not.pem: no PEM certificate"), "{empty}");
+
+        // #insecure: alone it is allowed and shown; beside a CA file, or any other fragment, not.
+        let c = Config::resolve(FileConfig::default(), store("rediss://127.0.0.1:6380/#insecure", None)).unwrap();
+        assert!(c.summary().iter().any(|l| l.contains("certificate NOT verified")), "{:?}", c.summary());
+        let both = refused(store("rediss://127.0.0.1:6380/#insecure", Some(&ca)));
+        assert!(both.contains("#insecure") && both.contains("drop one"), "{both}");
+        for odd in ["rediss://127.0.0.1/#verify", "redis://127.0.0.1/#insecure"] {
+            assert!(refused(store(odd, None)).contains("not a store URL option"), "{odd}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -29,12 +29,16 @@
 //! a typical chat line's record is about 130 bytes, so ~570 bytes a message. A surrogate takes
 //! about 180 bytes.
 //!
+//! TLS (`rediss://`) is rustls, as toward backends; a server's certificate must chain to the
+//! bundled Mozilla roots or, given a CA file (`--store-ca-file`), to a certificate in that file.
+//!
 //! One multiplexed connection carries every command (concurrent claims pipeline on it) and
 //! reconnects by itself; every command is bounded by [`OP_TIMEOUT`], so a Redis that is down or
 //! unreachable is an [`IdError::Store`] saying so, never a hang. The store speaks to one server
 //! (standalone, or the primary behind a proxy): the scripts touch keys they compute, which
 //! Redis Cluster does not allow.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -210,9 +214,20 @@ impl RedisStore {
     /// [`RedisStore::connect`] with keys under `prefix` (several bridges with separate ids on
     /// one server, or tests).
     pub async fn connect_with_prefix(url: &str, prefix: &str, retention: Retention) -> Result<RedisStore, IdError> {
+        RedisStore::connect_with_ca(url, None, prefix, retention).await
+    }
+
+    /// [`RedisStore::connect_with_prefix`] to a `rediss://` server whose certificate is checked
+    /// against the CA certificates in `ca_file` only (a private CA), instead of the bundled
+    /// Mozilla roots.
+    pub async fn connect_with_ca(
+        url: &str,
+        ca_file: Option<&Path>,
+        prefix: &str,
+        retention: Retention,
+    ) -> Result<RedisStore, IdError> {
         let server = describe(url);
-        let client = redis::Client::open(url)
-            .map_err(|e| IdError::Store(format!("the Redis URL for {server} is not usable: {e}")))?;
+        let client = client(url, ca_file, &server)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(OP_TIMEOUT))
@@ -220,7 +235,9 @@ impl RedisStore {
             .set_max_delay(Duration::from_secs(1))
             .set_number_of_retries(2)
             .set_pipeline_buffer_size(PIPELINE_BUFFER);
-        let conn = bounded(&server, "connecting", ConnectionManager::new_with_config(client, config)).await?;
+        let conn = bounded(&server, "connecting", ConnectionManager::new_with_config(client, config))
+            .await
+            .map_err(|e| untrusted_hint(e, ca_file))?;
         let store = RedisStore {
             conn,
             server,
@@ -278,6 +295,44 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let key = self.key("msgs");
         self.run("counting message ids", async move { redis::cmd("ZCARD").arg(key).query_async(&mut conn).await }).await
+    }
+}
+
+/// The client for `url`. A `rediss://` server's certificate must chain to the bundled Mozilla
+/// roots or, with `ca_file`, to a certificate in that file (which then replaces them);
+/// `rediss://…/#insecure` checks nothing, for test setups only, and says so.
+fn client(url: &str, ca_file: Option<&Path>, server: &str) -> Result<redis::Client, IdError> {
+    use redis::IntoConnectionInfo;
+    let info = url
+        .into_connection_info()
+        .map_err(|e| IdError::Store(format!("the Redis URL for {server} is not usable: {e}")))?;
+    let insecure = matches!(info.addr(), redis::ConnectionAddr::TcpTls { insecure: true, .. });
+    let client = match ca_file {
+        None => redis::Client::open(info),
+        Some(path) => {
+            let pem = crate::tls::read_ca_file(path).map_err(|e| IdError::Store(format!("Redis at {server}: {e}")))?;
+            redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: Some(pem) })
+        }
+    }
+    .map_err(|e| IdError::Store(format!("the Redis URL for {server} is not usable: {e}")))?;
+    if insecure {
+        tracing::warn!(%server, "Redis TLS certificate NOT verified (#insecure in the store URL: test setups only)");
+    }
+    Ok(client)
+}
+
+/// A connection refused for the server's certificate, with what to do about it.
+fn untrusted_hint(error: IdError, ca_file: Option<&Path>) -> IdError {
+    match error {
+        IdError::Store(message) if message.contains("certificate") => IdError::Store(match ca_file {
+            None => format!(
+                "{message} (certificate verification failed: give the CA that signed the server's certificate with --store-ca-file or [store] ca-file)"
+            ),
+            Some(path) => {
+                format!("{message} (certificate verification failed: no certificate in {} vouches for the server)", path.display())
+            }
+        }),
+        other => other,
     }
 }
 

@@ -2,12 +2,20 @@
 //! data in a directory of its own (append-only file, fsync every second), killed when dropped,
 //! and able to stop and start again on the same port and directory (to prove what survives a
 //! restart).
+//!
+//! [`RedisServer::start_tls`] starts one that speaks TLS only (`--port 0 --tls-port …`), with a
+//! certificate authority and a server certificate for 127.0.0.1 made by the test; its CA file is
+//! [`RedisServer::ca_file`], and [`RedisServer::command`] speaks TLS to it too.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use tokio_rustls::rustls;
 
 /// How long a server may take to start answering.
 const START_WAIT: Duration = Duration::from_secs(10);
@@ -16,24 +24,62 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    /// A TLS-only server's client side: trusts the test's CA.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
+
+/// The files a TLS server is started with, in its directory.
+const CA_PEM: &str = "ca.pem";
+const CERT_PEM: &str = "server.pem";
+const KEY_PEM: &str = "server-key.pem";
 
 impl RedisServer {
     /// Starts a server in a new directory under the system's temp directory.
     pub fn start() -> RedisServer {
-        let dir = std::env::temp_dir().join(format!(
-            "ob-redis-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut server = RedisServer { child: None, port: super::free_port(), dir };
+        let mut server = RedisServer { child: None, port: super::free_port(), dir: new_dir(), tls: None };
         server.restart();
         server
     }
 
+    /// Starts a server that speaks TLS only, its certificate for 127.0.0.1 and localhost signed
+    /// by a CA made now ([`RedisServer::ca_file`]). Fails saying so when this `redis-server` was
+    /// built without TLS.
+    pub fn start_tls() -> RedisServer {
+        let dir = new_dir();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let server_key = KeyPair::generate().unwrap();
+        let server_params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+        std::fs::write(dir.join(CA_PEM), ca_cert.pem()).unwrap();
+        std::fs::write(dir.join(CERT_PEM), server_cert.pem()).unwrap();
+        std::fs::write(dir.join(KEY_PEM), server_key.serialize_pem()).unwrap();
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_cert.der().clone()).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut server = RedisServer { child: None, port: super::free_port(), dir, tls: Some(Arc::new(client)) };
+        server.restart();
+        server
+    }
+
+    /// `redis://…`, or `rediss://…` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
+    }
+
+    /// The PEM file of the CA that signed a TLS server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        assert!(self.tls.is_some(), "ca_file: this server was not started with start_tls");
+        self.dir.join(CA_PEM)
     }
 
     pub fn port(&self) -> u16 {
@@ -63,13 +109,25 @@ impl RedisServer {
     /// Starts the server (again) on the same port and directory and waits until it answers.
     pub fn restart(&mut self) {
         self.stop();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--dir"])
+        let mut command = Command::new("redis-server");
+        let port = self.port.to_string();
+        if self.tls.is_some() {
+            let file = |name: &str| self.dir.join(name).into_os_string();
+            command.args(["--port", "0", "--tls-port", &port, "--tls-auth-clients", "no"]);
+            command.arg("--tls-cert-file").arg(file(CERT_PEM)).arg("--tls-key-file").arg(file(KEY_PEM));
+            command.arg("--tls-ca-cert-file").arg(file(CA_PEM));
+        } else {
+            command.args(["--port", &port]);
+        }
+        // Errors before the log file is open (an option this build does not know) go to stderr.
+        let stderr = std::fs::File::create(self.dir.join("stderr.log")).unwrap();
+        let child = command
+            .args(["--bind", "127.0.0.1", "--dir"])
             .arg(&self.dir)
             .args(["--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--logfile", "redis.log"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn();
         let child = match child {
             Ok(c) => c,
@@ -82,7 +140,17 @@ impl RedisServer {
         let deadline = Instant::now() + START_WAIT;
         while !self.answers() {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("redis-server exited with {status}; see {}", self.dir.join("redis.log").display());
+                let said = ["stderr.log", "redis.log"]
+                    .map(|f| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default())
+                    .join("");
+                if self.tls.is_some() {
+                    panic!(
+                        "redis-server exited with {status} when started with --tls-port: this redis-server \
+                         may lack TLS support (Debian's redis-server has it; a source build needs BUILD_TLS=yes). \
+                         It said:\n{said}"
+                    );
+                }
+                panic!("redis-server exited with {status}. It said:\n{said}");
             }
             assert!(Instant::now() < deadline, "redis-server on port {} did not answer", self.port);
             std::thread::sleep(Duration::from_millis(20));
@@ -95,17 +163,32 @@ impl RedisServer {
         self.command(&["PING"]).is_some_and(|r| r.starts_with("+PONG"))
     }
 
-    /// One command in the Redis protocol; the raw first reply, or `None` if the server is down.
+    /// One command in the Redis protocol (over TLS to a TLS server); the raw first reply, or
+    /// `None` if the server is down.
     pub fn command(&self, args: &[&str]) -> Option<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
         let mut req = format!("*{}\r\n", args.len());
         for a in args {
             req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
         }
-        s.write_all(req.as_bytes()).ok()?;
         let mut buf = vec![0; 64 * 1024];
-        let n = s.read(&mut buf).ok()?;
+        let n = match &self.tls {
+            None => {
+                let mut s = s;
+                s.write_all(req.as_bytes()).ok()?;
+                s.read(&mut buf).ok()?
+            }
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").ok()?;
+                let conn = rustls::ClientConnection::new(config.clone(), name).ok()?;
+                let mut s = rustls::StreamOwned::new(conn, s);
+                s.write_all(req.as_bytes()).ok()?;
+                s.flush().ok()?;
+                s.read(&mut buf).ok()?
+            }
+        };
         Some(String::from_utf8_lossy(&buf[..n]).into_owned())
     }
 
@@ -115,6 +198,17 @@ impl RedisServer {
         let line = info.lines().find(|l| l.starts_with("used_memory:")).expect("used_memory in INFO");
         line["used_memory:".len()..].trim().parse().expect("used_memory is a number")
     }
+}
+
+/// A new directory under the system's temp directory.
+fn new_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ob-redis-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 impl Drop for RedisServer {
