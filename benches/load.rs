@@ -1,13 +1,19 @@
 //! End-to-end load run over real sockets, with a yardstick. Every figure is measured for the
 //! bridge in its default configuration (ids in the disk store, in a scratch `--data-dir`), for
-//! the bridge with `--ephemeral`, for the bridge with `--ephemeral` on a OneBot v11 link (the
-//! generator speaking as NapCat: the same messages in v11, converted at the link's edge), and for
-//! a bare WebSocket relay that translates nothing (`load/relay.rs`), in the same run: the same
-//! generator, bot client and messages, the four alternating. Rates, CPU and latencies are the median of three runs (memory, the long run and
-//! the no-stall run are one run each); the table gives bridge/relay ratios.
+//! the bridge with `--store redis://…` (a `redis-server` the bench starts for it, persistence as
+//! `docs/replicas.md` recommends: `--appendonly yes --appendfsync everysec`), for the bridge
+//! with `--ephemeral`, for the bridge with `--ephemeral` on a OneBot v11 link (the generator
+//! speaking as NapCat: the same messages in v11, converted at the link's edge), and for a bare
+//! WebSocket relay that translates nothing (`load/relay.rs`), in the same run: the same
+//! generator, bot client and messages, the five alternating. Rates, CPU and latencies are the
+//! median of three runs (memory, the long run and the no-stall run are one run each); the table
+//! gives bridge/relay ratios, and Redis over the disk store. Without `redis-server` on `PATH` the Redis target is left out, and
+//! the run says so.
 //!
 //! The bridge (the release binary) and the relay run as child processes, so their CPU time and
-//! memory are read from `/proc` apart from the bench's. The bench process holds the peers
+//! memory are read from `/proc` apart from the bench's. For the Redis target, `redis-server`'s
+//! CPU time is a row of its own (the disk store's work is inside the bridge's process, Redis's
+//! is not), and its `used_memory` after the long run another. The bench process holds the peers
 //! (`load/peers.rs`): a v12 generator (forward-WebSocket server; the process under test dials
 //! it) that pushes pre-serialised group messages (reply, text, mention, image), answers actions
 //! at once, and v11 bots that count events by the `seq=` marker in their text, so v12 frames
@@ -35,6 +41,8 @@
 mod peers;
 #[path = "load/process.rs"]
 mod process;
+#[path = "support/redis.rs"]
+mod redis_server;
 #[path = "load/relay.rs"]
 mod relay;
 #[path = "load/scenarios.rs"]
@@ -117,9 +125,19 @@ fn main() {
     peers::check_seq_marker();
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let report = runtime.block_on(measure(&sizes));
+    let targets = targets();
+    let report = runtime.block_on(measure(&sizes, &targets));
     report.print(&sizes);
     println!("load ({}): done in {:.0} s", if sizes.full { "full" } else { "smoke" }, started.elapsed().as_secs_f64());
+}
+
+/// The targets measured: all of them, the Redis one only where `redis-server` is installed.
+fn targets() -> Vec<Target> {
+    let redis = redis_server::installed();
+    if !redis {
+        println!("load: the Redis target is skipped: {}", redis_server::MISSING);
+    }
+    Target::ALL.into_iter().filter(|&t| redis || t != Target::Redis).collect()
 }
 
 /// Every figure of one target, a value per round where there are rounds.
@@ -127,6 +145,7 @@ fn main() {
 struct Figures {
     events_per_s: Vec<f64>,
     cpu_us: Vec<f64>,
+    store_cpu_us: Vec<f64>,
     latency_p50_ms: Vec<f64>,
     latency_p99_ms: Vec<f64>,
     fanout_per_s: Vec<f64>,
@@ -137,25 +156,29 @@ struct Figures {
     idle: Memory,
     long_per_s: f64,
     long: Memory,
+    /// Redis's `used_memory` after the long run, in bytes.
+    redis_memory: Option<u64>,
     no_stall: Option<EventOutcome>,
 }
 
-/// Targets measured, one column each.
-const TARGETS: usize = Target::ALL.len();
-
 struct Report {
-    figures: [Figures; TARGETS],
+    /// The targets measured, one column each, in this order.
+    targets: Vec<Target>,
+    figures: Vec<Figures>,
     notes: Vec<String>,
 }
 
-async fn measure(sizes: &Sizes) -> Report {
-    let mut figures: [Figures; TARGETS] = Default::default();
+async fn measure(sizes: &Sizes, targets: &[Target]) -> Report {
+    let mut figures: Vec<Figures> = targets.iter().map(|_| Figures::default()).collect();
     let mut notes = Vec::new();
-    let at = |target: Target| Target::ALL.iter().position(|&t| t == target).expect("a target");
+    if !targets.contains(&Target::Redis) {
+        notes.push(format!("the Redis target is skipped: {}", redis_server::MISSING));
+    }
+    let at = |target: Target| targets.iter().position(|&t| t == target).expect("a target");
 
     for round in 0..sizes.rounds {
         // A different one goes first each round, in case the machine drifts.
-        for target in Target::ALL.iter().cycle().skip(round).take(Target::ALL.len()).copied() {
+        for target in targets.iter().cycle().skip(round).take(targets.len()).copied() {
             let peer = Peer::start(target).await;
             let f = &mut figures[at(target)];
             let windowed = |tag, n, bots| EventRun {
@@ -175,6 +198,9 @@ async fn measure(sizes: &Sizes) -> Report {
             check(target, "events", &run, &events, &mut notes);
             f.events_per_s.push(events.per_second());
             f.cpu_us.push(events.cpu_per_event().as_secs_f64() * 1e6);
+            if let Some(cpu) = events.store_cpu_per_event() {
+                f.store_cpu_us.push(cpu.as_secs_f64() * 1e6);
+            }
             if target != Target::Relay && events.get_file > 1 {
                 notes.push(format!("{}: {} get_file calls for one shared image", target.name(), events.get_file));
             }
@@ -206,13 +232,17 @@ async fn measure(sizes: &Sizes) -> Report {
             f.call_p99_ms.push(ms(quantile(&calls.latencies, 0.99)));
 
             println!(
-                "round {}/{} {:<21} events {:>7.0}/s, {:>5.1} µs CPU/event; latency p50 {:.2} ms p99 {:.2} ms; \
+                "round {}/{} {:<23} events {:>7.0}/s, {:>5.1} µs CPU/event{}; latency p50 {:.2} ms p99 {:.2} ms; \
                  fan-out {:>6.0}/s per bot; send_group_msg {:>6.0}/s",
                 round + 1,
                 sizes.rounds,
                 target.name(),
                 events.per_second(),
                 events.cpu_per_event().as_secs_f64() * 1e6,
+                events
+                    .store_cpu_per_event()
+                    .map(|cpu| format!(" (+{:.1} µs in redis-server)", cpu.as_secs_f64() * 1e6))
+                    .unwrap_or_default(),
                 ms(quantile(&latency.latencies, 0.50)),
                 ms(quantile(&latency.latencies, 0.99)),
                 fanout.per_second(),
@@ -223,7 +253,7 @@ async fn measure(sizes: &Sizes) -> Report {
     }
 
     let idle_bots = idle_bots_allowed(sizes.idle_bots, &mut notes);
-    for target in Target::ALL {
+    for &target in targets {
         let peer = Peer::start(target).await;
         let f = &mut figures[at(target)];
         f.fresh = peer.memory();
@@ -231,7 +261,7 @@ async fn measure(sizes: &Sizes) -> Report {
         log_note(target, peer.stop(), &mut notes);
     }
 
-    for target in Target::ALL {
+    for &target in targets {
         let peer = Peer::start(target).await;
         let run = EventRun {
             tag: "long",
@@ -249,10 +279,11 @@ async fn measure(sizes: &Sizes) -> Report {
         let f = &mut figures[at(target)];
         f.long_per_s = long.per_second();
         f.long = peer.memory();
+        f.redis_memory = peer.redis_memory();
         log_note(target, peer.stop(), &mut notes);
     }
 
-    for target in Target::ALL {
+    for &target in targets {
         let peer = Peer::start(target).await;
         let run = EventRun {
             tag: "images",
@@ -267,7 +298,7 @@ async fn measure(sizes: &Sizes) -> Report {
         };
         let outcome = peer.events(&run).await;
         println!(
-            "no stall {:<21} {}; last delivery {:.1} s after the first send, longest wait between deliveries {:.1} s; \
+            "no stall {:<23} {}; last delivery {:.1} s after the first send, longest wait between deliveries {:.1} s; \
              {} get_file calls",
             target.name(),
             outcome.summary(),
@@ -284,7 +315,7 @@ async fn measure(sizes: &Sizes) -> Report {
         log_note(target, peer.stop(), &mut notes);
     }
 
-    Report { figures, notes }
+    Report { targets: targets.to_vec(), figures, notes }
 }
 
 /// Every event sent arrived, once, at every bot; a run a time cap cut short is noted.
@@ -345,32 +376,25 @@ fn median(values: &[f64]) -> Option<f64> {
 /// One line of the table: a value per target, and what it says.
 struct Row {
     label: String,
-    values: [Option<f64>; TARGETS],
-    text: [String; TARGETS],
-}
-
-/// The relay's column: the yardstick every ratio divides by.
-fn relay_column() -> usize {
-    Target::ALL.iter().position(|&t| t == Target::Relay).expect("the relay is measured")
+    values: Vec<Option<f64>>,
+    text: Vec<String>,
 }
 
 impl Row {
-    fn new(label: impl Into<String>, values: [Option<f64>; TARGETS], unit: impl Fn(f64) -> String) -> Row {
-        let text = values.map(|v| v.map(&unit).unwrap_or_else(|| "-".to_owned()));
-        Row { label: label.into(), values, text }
-    }
-
     fn of(
         label: impl Into<String>,
-        figures: &[Figures; TARGETS],
+        report: &Report,
         pick: impl Fn(&Figures) -> Option<f64>,
         unit: impl Fn(f64) -> String,
     ) -> Row {
-        Row::new(label, std::array::from_fn(|i| pick(&figures[i])), unit)
+        let values: Vec<Option<f64>> = report.figures.iter().map(pick).collect();
+        let text = values.iter().map(|v| v.map(&unit).unwrap_or_else(|| "-".to_owned())).collect();
+        Row { label: label.into(), values, text }
     }
 
-    fn ratio(&self, i: usize) -> String {
-        match (self.values[i], self.values[relay_column()]) {
+    /// Column `i` over column `base`.
+    fn ratio(&self, i: usize, base: usize) -> String {
+        match (self.values[i], self.values[base]) {
             (Some(v), Some(relay)) if relay > 0.0 => format!("{:.2}", v / relay),
             _ => "-".to_owned(),
         }
@@ -378,32 +402,49 @@ impl Row {
 }
 
 impl Report {
+    fn relay_column(&self) -> usize {
+        self.targets.iter().position(|&t| t == Target::Relay).expect("the relay is measured")
+    }
+
     fn print(&self, sizes: &Sizes) {
-        let f = &self.figures;
         let per_s = |v: f64| format!("{v:.0}/s");
         let in_ms = |v: f64| format!("{v:.2} ms");
         let in_mib = |v: f64| format!("{v:.1} MiB");
         let runs = if sizes.rounds > 1 { format!(", median of {}", sizes.rounds) } else { String::new() };
         let mut rows = vec![
-            Row::of(format!("events/s, window {WINDOW}{runs}"), f, |x| median(&x.events_per_s), per_s),
-            Row::of("CPU per event (user+sys)", f, |x| median(&x.cpu_us), |v| format!("{v:.1} µs")),
-            Row::of(format!("latency p50 at {RATE:.0}/s"), f, |x| median(&x.latency_p50_ms), in_ms),
-            Row::of(format!("latency p99 at {RATE:.0}/s"), f, |x| median(&x.latency_p99_ms), in_ms),
-            Row::of(format!("fan-out to {FANOUT_BOTS} bots, events/s per bot"), f, |x| median(&x.fanout_per_s), per_s),
-            Row::of(format!("send_group_msg/s, {CALLERS} in flight"), f, |x| median(&x.calls_per_s), per_s),
-            Row::of("send_group_msg p50", f, |x| median(&x.call_p50_ms), in_ms),
-            Row::of("send_group_msg p99", f, |x| median(&x.call_p99_ms), in_ms),
-            Row::of("RSS at start (VmRSS)", f, |x| Some(mib(x.fresh.rss_kib)), in_mib),
-            Row::of(format!("RSS with {} idle bots", sizes.idle_bots), f, |x| Some(mib(x.idle.rss_kib)), in_mib),
-            Row::of(format!("long run of {} events, events/s", sizes.long_events), f, |x| Some(x.long_per_s), per_s),
-            Row::of("  after it: peak RSS (VmHWM)", f, |x| Some(mib(x.long.hwm_kib)), in_mib),
-            Row::of("  after it: RSS now (VmRSS)", f, |x| Some(mib(x.long.rss_kib)), in_mib),
+            Row::of(format!("events/s, window {WINDOW}{runs}"), self, |x| median(&x.events_per_s), per_s),
+            Row::of("CPU per event (user+sys)", self, |x| median(&x.cpu_us), |v| format!("{v:.1} µs")),
+            Row::of("  and in redis-server", self, |x| median(&x.store_cpu_us), |v| format!("{v:.1} µs")),
+            Row::of(format!("latency p50 at {RATE:.0}/s"), self, |x| median(&x.latency_p50_ms), in_ms),
+            Row::of(format!("latency p99 at {RATE:.0}/s"), self, |x| median(&x.latency_p99_ms), in_ms),
+            Row::of(
+                format!("fan-out to {FANOUT_BOTS} bots, events/s per bot"),
+                self,
+                |x| median(&x.fanout_per_s),
+                per_s,
+            ),
+            Row::of(format!("send_group_msg/s, {CALLERS} in flight"), self, |x| median(&x.calls_per_s), per_s),
+            Row::of("send_group_msg p50", self, |x| median(&x.call_p50_ms), in_ms),
+            Row::of("send_group_msg p99", self, |x| median(&x.call_p99_ms), in_ms),
+            Row::of("RSS at start (VmRSS)", self, |x| Some(mib(x.fresh.rss_kib)), in_mib),
+            Row::of(format!("RSS with {} idle bots", sizes.idle_bots), self, |x| Some(mib(x.idle.rss_kib)), in_mib),
+            Row::of(format!("long run of {} events, events/s", sizes.long_events), self, |x| Some(x.long_per_s), per_s),
+            Row::of("  after it: peak RSS (VmHWM)", self, |x| Some(mib(x.long.hwm_kib)), in_mib),
+            Row::of("  after it: RSS now (VmRSS)", self, |x| Some(mib(x.long.rss_kib)), in_mib),
+            Row::of(
+                "  after it: Redis used_memory",
+                self,
+                |x| x.redis_memory.map(|b| b as f64 / (1 << 20) as f64),
+                in_mib,
+            ),
         ];
-        let no_stall: Vec<&EventOutcome> = f.iter().filter_map(|x| x.no_stall.as_ref()).collect();
-        if no_stall.len() == TARGETS {
+        // Rows only the Redis target fills are left out without it.
+        rows.retain(|r| r.values.iter().any(Option::is_some));
+        let no_stall: Vec<&EventOutcome> = self.figures.iter().filter_map(|x| x.no_stall.as_ref()).collect();
+        if no_stall.len() == self.targets.len() {
             let mut time = Row::of(
                 format!("no stall: {} distinct images, time", sizes.no_stall_events),
-                f,
+                self,
                 |x| x.no_stall.as_ref().filter(|o| o.complete()).map(|o| o.elapsed.as_secs_f64()),
                 |v| format!("{v:.1} s"),
             );
@@ -416,7 +457,7 @@ impl Report {
             rows.push(time);
             rows.push(Row::of(
                 "  longest wait between deliveries",
-                f,
+                self,
                 |x| x.no_stall.as_ref().map(|o| o.longest_gap.as_secs_f64()),
                 |v| format!("{v:.1} s{}", if v >= STALL.as_secs_f64() { " (!)" } else { "" }),
             ));
@@ -424,12 +465,22 @@ impl Report {
 
         let width = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(0);
         let column = rows.iter().flat_map(|r| r.text.iter().map(|t| t.chars().count())).max().unwrap_or(0).max(23);
-        let bridges: Vec<usize> = (0..TARGETS).filter(|&i| i != relay_column()).collect();
+        // Each bridge over the relay (the yardstick), and Redis over the disk store.
+        let relay = self.relay_column();
+        let mut ratios: Vec<(usize, usize)> =
+            (0..self.targets.len()).filter(|&i| i != relay).map(|i| (i, relay)).collect();
+        let column_of = |t: Target| self.targets.iter().position(|&x| x == t);
+        if let (Some(redis), Some(disk)) = (column_of(Target::Redis), column_of(Target::Disk)) {
+            ratios.push((redis, disk));
+        }
         let mut header = format!("{:<width$}", "scenario");
-        for t in Target::ALL {
+        for t in &self.targets {
             header.push_str(&format!(" | {:>column$}", t.name()));
         }
-        let ratio_names: Vec<String> = bridges.iter().map(|&i| format!("{}/relay", Target::ALL[i].label())).collect();
+        let ratio_names: Vec<String> = ratios
+            .iter()
+            .map(|&(i, base)| format!("{}/{}", self.targets[i].label(), self.targets[base].label()))
+            .collect();
         for name in &ratio_names {
             header.push_str(&format!(" | {name}"));
         }
@@ -441,8 +492,8 @@ impl Report {
             for text in &r.text {
                 line.push_str(&format!(" | {text:>column$}"));
             }
-            for (&i, name) in bridges.iter().zip(&ratio_names) {
-                line.push_str(&format!(" | {:>w$}", r.ratio(i), w = name.len()));
+            for (&(i, base), name) in ratios.iter().zip(&ratio_names) {
+                line.push_str(&format!(" | {:>w$}", r.ratio(i, base), w = name.len()));
             }
             println!("{line}");
         }

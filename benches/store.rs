@@ -1,7 +1,17 @@
-//! The persistent id store (redb) at 1 000 000 stored message ids: lookups, and new ids one at a
-//! time and 64 at once (each answered only after its durable commit); then the in-memory store
-//! (`--ephemeral`) at its default bounds, where every new id forgets the oldest. The process's
-//! resident memory is printed after each part.
+//! The id stores at 1 000 000 stored message ids, in one process and one run: the persistent
+//! store (redb) and the Redis store (`--store redis://…`), each measured on the same operations:
+//! looking up a stored message id and a surrogate both ways, and new message ids one at a time
+//! and 64 at once (each answered only after its commit: redb's durable commit, Redis's answer
+//! to the script). Then the in-memory store (`--ephemeral`) at its default bounds, where every
+//! new id forgets the oldest. The process's resident memory is printed after each part, and
+//! Redis's own memory after it is filled.
+//!
+//! Redis is a `redis-server` the bench starts itself (`support/redis.rs`) on a loopback port,
+//! with a fresh temporary directory and the persistence `docs/replicas.md` recommends:
+//! `--save "" --appendonly yes --appendfsync everysec` (the append-only file synced once a
+//! second, so a claim does not wait for a sync). It is filled anew each run over its socket,
+//! through the store's own claims (40 to 55 s for a million), and killed at the end.
+//! Without `redis-server` on `PATH` the Redis part is skipped, and the bench says so.
 //!
 //! Run: `cargo bench --bench store -- --warm-up-time 1 --measurement-time 5`.
 //! The first run fills `target/bench-store/bridge.redb` with 1 M message ids (about a minute);
@@ -17,7 +27,12 @@ use futures::executor::block_on;
 use onebot_bridge::core::ids::{IdMapper, IdStore, MessageKey, MessageRecord, StoredMessage};
 use onebot_bridge::core::message::Segment;
 use onebot_bridge::core::MemoryIdStore;
-use onebot_bridge::store::{DiskStore, Retention, Store};
+use onebot_bridge::store::{DiskStore, RedisStore, Retention, Store};
+
+#[path = "support/redis.rs"]
+mod redis_server;
+
+use redis_server::RedisServer;
 
 /// Message ids in the store while measuring. `cargo test --all-targets` runs this file once as a
 /// smoke test (without `--bench`): then a small throw-away store is used instead.
@@ -26,6 +41,15 @@ fn stored() -> u64 {
         1_000_000
     } else {
         2_000
+    }
+}
+
+/// Surrogates (non-numeric user ids) in each store while measuring.
+fn stored_surrogates() -> u64 {
+    if measuring() {
+        10_000
+    } else {
+        200
     }
 }
 
@@ -53,17 +77,29 @@ fn dir() -> PathBuf {
     }
 }
 
+/// A non-numeric user id, as a WeChat-like backend gives: the store gives it a surrogate.
+fn user(i: u64) -> String {
+    format!("wxid_{i:010x}")
+}
+
 fn retention() -> Retention {
     Retention { max_messages: stored() * 2, ..Default::default() }
 }
 
-/// Opens the store, filling it to 1 M message ids on first use.
-fn filled(rt: &tokio::runtime::Runtime) -> (Arc<IdMapper<Store>>, Vec<i32>) {
-    let store = DiskStore::open(&dir(), retention()).expect("open the bench store");
-    let ids = Arc::new(IdMapper::new(Store::Disk(store.clone())));
-    let have = store.message_count().expect("count");
+/// What the operations are measured on: the mapper over a filled store, a sample of its stored
+/// message ids and of its surrogates.
+struct Filled {
+    ids: Arc<IdMapper<Store>>,
+    messages: Vec<i32>,
+    surrogates: Vec<i64>,
+}
+
+/// Brings the store behind `ids` from `have` to [`stored()`] message ids and [`stored_surrogates()`]
+/// surrogates (up to 4 096 claims in flight at once: redb shares its commits among them, Redis
+/// pipelines them on its connection); then samples what it holds.
+fn fill(rt: &tokio::runtime::Runtime, ids: Arc<IdMapper<Store>>, have: u64, what: &str) -> Filled {
     if have < stored() {
-        eprintln!("filling the bench store: {have} → {} message ids", stored());
+        eprintln!("filling the {what}: {have} → {} message ids", stored());
         let started = Instant::now();
         rt.block_on(async {
             let mut next = have;
@@ -82,24 +118,56 @@ fn filled(rt: &tokio::runtime::Runtime) -> (Arc<IdMapper<Store>>, Vec<i32>) {
         });
         eprintln!("filled in {:.1} s", started.elapsed().as_secs_f64());
     }
+    // Surrogates: assigned on the first run, looked up on later ones.
+    let surrogates = rt.block_on(async {
+        let tasks: Vec<_> = (0..stored_surrogates())
+            .map(|i| {
+                let ids = ids.clone();
+                tokio::spawn(async move { ids.to_v11(&user(i)).await.expect("surrogate") })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            out.push(t.await.expect("task"));
+        }
+        out
+    });
     // A sample of stored ids to look up.
-    let sample = rt.block_on(async {
+    let messages = rt.block_on(async {
         let mut out = Vec::new();
         for i in (0..stored()).step_by(997).take(1000) {
             out.push(ids.message_to_v11(&record(i)).await.expect("stored"));
         }
         out
     });
-    (ids, sample)
+    Filled { ids, messages, surrogates }
+}
+
+/// Opens the disk store, filling it to 1 M message ids on first use.
+fn disk_filled(rt: &tokio::runtime::Runtime) -> Filled {
+    let store = DiskStore::open(&dir(), retention()).expect("open the bench store");
+    let have = store.message_count().expect("count");
+    fill(rt, Arc::new(IdMapper::new(Store::Disk(store))), have, "bench store")
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let (ids, sample) = filled(&rt);
+    let rt = runtime();
+    let filled = disk_filled(&rt);
     eprintln!("the disk store open with {} message ids: {}", stored(), rss());
+    measure(c, "store_1m", &rt, &filled);
+    eprintln!("after the disk store's benchmarks: {}", rss());
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+/// The same operations on every persistent store, as group `name`.
+fn measure(c: &mut Criterion, name: &str, rt: &tokio::runtime::Runtime, filled: &Filled) {
+    let Filled { ids, messages: sample, surrogates } = filled;
     let mut fresh = stored() * 10 + rand_offset();
 
-    let mut g = c.benchmark_group("store_1m");
+    let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Elements(1));
     g.bench_function("message_lookup", |b| {
         let mut i = 0;
@@ -113,6 +181,20 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % stored();
             black_box(rt.block_on(ids.message_to_v11(&record(i))).expect("found"));
+        })
+    });
+    g.bench_function("surrogate_lookup", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % surrogates.len();
+            black_box(rt.block_on(ids.to_v12(surrogates[i])).expect("found"));
+        })
+    });
+    g.bench_function("surrogate_of_known_id", |b| {
+        let mut i = 0u64;
+        b.iter(|| {
+            i = (i + 7919) % stored_surrogates();
+            black_box(rt.block_on(ids.to_v11(&user(i))).expect("found"));
         })
     });
     g.bench_function("message_new_one_at_a_time", |b| {
@@ -147,7 +229,34 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
-    eprintln!("after the disk store's benchmarks: {}", rss());
+}
+
+// ---- the Redis store (`--store redis://…`) -----------------------------------------------------
+
+fn redis(c: &mut Criterion) {
+    let Some(server) = RedisServer::start("store") else {
+        eprintln!("store bench: the Redis part is skipped: {}", redis_server::MISSING);
+        return;
+    };
+    let rt = runtime();
+    let store = rt
+        .block_on(RedisStore::connect_with_prefix(&server.url(), "bench:", retention()))
+        .expect("connect to the bench's redis-server");
+    let empty = server.used_memory();
+    let filled = fill(&rt, Arc::new(IdMapper::new(Store::Redis(store))), 0, "Redis store");
+    let used = server.used_memory().saturating_sub(empty);
+    eprintln!(
+        "Redis holds {} message ids and {} surrogates in {:.1} MiB of its memory (about {} bytes each)",
+        stored(),
+        stored_surrogates(),
+        used as f64 / (1 << 20) as f64,
+        used / (stored() + stored_surrogates())
+    );
+    measure(c, "redis_1m", &rt, &filled);
+    // The mapper's connection goes before the server does.
+    drop(filled);
+    drop(rt);
+    drop(server);
 }
 
 /// This process's resident memory now and at its peak, from `/proc/self/status`.
@@ -257,6 +366,6 @@ fn rand_offset() -> u64 {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = bench, memory
+    targets = bench, redis, memory
 }
 criterion_main!(benches);

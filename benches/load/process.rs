@@ -46,13 +46,7 @@ impl Child {
 
     /// User plus system CPU time of the whole process (every thread) so far.
     pub fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.inner.id())).unwrap_or_default();
-        // The command name (field 2) is in parentheses and may hold spaces: count after it.
-        let fields: Vec<&str> =
-            stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-        // Fields 14 (utime) and 15 (stime), counted from 3 (state) just after the parenthesis.
-        let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
-        Duration::from_secs_f64(ticks as f64 / ticks_per_second())
+        cpu_of(self.inner.id())
     }
 
     pub fn memory(&self) -> Memory {
@@ -79,6 +73,17 @@ impl Drop for Child {
         let _ = self.inner.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// User plus system CPU time of process `pid` (every thread) so far; zero if `/proc` does not say.
+pub fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    // Fields 14 (utime) and 15 (stime), counted from 3 (state) just after the parenthesis.
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    Duration::from_secs_f64(ticks as f64 / ticks_per_second())
 }
 
 /// A directory under the system's temporary directory, unique to this bench process and call.

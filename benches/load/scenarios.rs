@@ -1,6 +1,8 @@
 //! One process under test (the bridge in one configuration, or the relay) with a generator of
 //! its own, and the runs the load bench makes against it: events (windowed, paced or at full
-//! speed, to one bot or fanned out), `send_group_msg` calls, idle connections.
+//! speed, to one bot or fanned out), `send_group_msg` calls, idle connections. The Redis
+//! target has a `redis-server` of its own for each process, as the disk target has a fresh
+//! data directory.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -13,7 +15,8 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::peers::{connect, event_frames, event_frames_v11, first_frame, receive, Generator, Tracker};
-use crate::process::{free_port, scratch_dir, Child, Memory};
+use crate::process::{cpu_of, free_port, scratch_dir, Child, Memory};
+use crate::redis_server::RedisServer;
 use crate::relay;
 
 const CONNECT_WITHIN: Duration = Duration::from_secs(10);
@@ -25,6 +28,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Target {
     /// The bridge as it starts by default: ids in the disk store.
     Disk,
+    /// The bridge with `--store redis://…`: ids on a `redis-server` of its own (started by the
+    /// bench; see `support/redis.rs` for its persistence settings).
+    Redis,
     /// The bridge with `--ephemeral`: ids in memory only.
     Ephemeral,
     /// The bridge with `--ephemeral` on a OneBot v11 link (the generator speaks as NapCat): the
@@ -35,11 +41,12 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 4] = [Target::Disk, Target::Ephemeral, Target::V11, Target::Relay];
+    pub const ALL: [Target; 5] = [Target::Disk, Target::Redis, Target::Ephemeral, Target::V11, Target::Relay];
 
     pub fn name(self) -> &'static str {
         match self {
             Target::Disk => "bridge (disk)",
+            Target::Redis => "bridge (redis)",
             Target::Ephemeral => "bridge (--ephemeral)",
             Target::V11 => "bridge (v11 link, eph.)",
             Target::Relay => "relay",
@@ -50,6 +57,7 @@ impl Target {
     pub fn label(self) -> &'static str {
         match self {
             Target::Disk => "disk",
+            Target::Redis => "redis",
             Target::Ephemeral => "ephemeral",
             Target::V11 => "v11",
             Target::Relay => "relay",
@@ -96,6 +104,8 @@ pub struct EventOutcome {
     pub elapsed: Duration,
     /// CPU time (user + sys) the process under test spent meanwhile.
     pub cpu: Duration,
+    /// CPU time the store's server (`redis-server`) spent meanwhile, for the Redis target.
+    pub store_cpu: Option<Duration>,
     /// Send to delivery, sorted, the first tenth of the run (warm-up) left out.
     pub latencies: Vec<Duration>,
     /// The longest time without a delivery (from the first send on).
@@ -120,6 +130,10 @@ impl EventOutcome {
 
     pub fn cpu_per_event(&self) -> Duration {
         self.cpu.div_f64(self.delivered.max(1) as f64)
+    }
+
+    pub fn store_cpu_per_event(&self) -> Option<Duration> {
+        self.store_cpu.map(|cpu| cpu.div_f64(self.delivered.max(1) as f64))
     }
 
     pub fn summary(&self) -> String {
@@ -160,6 +174,8 @@ pub struct Peer {
     generator: Generator,
     addr: SocketAddr,
     child: Child,
+    /// The Redis target's server; dropped (killed) after the bridge.
+    redis: Option<RedisServer>,
 }
 
 impl Peer {
@@ -168,20 +184,30 @@ impl Peer {
         let generator = Generator::start(target == Target::V11).await;
         let port = free_port();
         let dir = scratch_dir(target.label());
+        let redis = (target == Target::Redis).then(|| {
+            RedisServer::start(target.label())
+                .expect("redis-server is installed (checked before the Redis target is measured)")
+        });
         let cmd = match target {
             Target::Relay => {
                 let mut cmd = Command::new(std::env::current_exe().expect("the bench binary"));
                 cmd.env(relay::ENV, format!("{port},{}", generator.url())).stdin(Stdio::piped());
                 cmd
             }
-            Target::Disk | Target::Ephemeral | Target::V11 => {
+            Target::Disk | Target::Redis | Target::Ephemeral | Target::V11 => {
                 let mut cmd = Command::new(env!("CARGO_BIN_EXE_onebot-bridge"));
                 cmd.args(["--backend-ws", generator.url(), "--ws", &format!("127.0.0.1:{port}")])
                     .arg("--data-dir")
                     .arg(dir.join("data"))
                     .args(["--heartbeat-interval", "0", "--log", "warn"]);
-                if target != Target::Disk {
-                    cmd.arg("--ephemeral");
+                match &redis {
+                    Some(server) => {
+                        cmd.args(["--store", &server.url()]);
+                    }
+                    None if target != Target::Disk => {
+                        cmd.arg("--ephemeral");
+                    }
+                    None => {}
                 }
                 if target == Target::V11 {
                     cmd.args(["--backend-protocol", "v11"]);
@@ -198,12 +224,17 @@ impl Peer {
         if let Err(error) = ready.await {
             panic!("{} did not come up: {error}; exit: {:?}; stderr:\n{}", target.name(), child.exited(), child.log());
         }
-        Peer { target, generator, addr, child }
+        Peer { target, generator, addr, child, redis }
     }
 
-    /// Stops the process; what it wrote on stderr.
+    /// Stops the process (and its Redis); what it wrote on stderr.
     pub fn stop(self) -> String {
         self.child.log()
+    }
+
+    /// The Redis target's `used_memory`, in bytes.
+    pub fn redis_memory(&self) -> Option<u64> {
+        self.redis.as_ref().map(RedisServer::used_memory)
     }
 
     pub fn memory(&self) -> Memory {
@@ -237,7 +268,7 @@ impl Peer {
         // The relay dials the generator once per bot; the bridge once in all, and fans out.
         let links = match self.target {
             Target::Relay => self.generator.links_after(mark, run.bots).await,
-            Target::Disk | Target::Ephemeral | Target::V11 => vec![self.generator.latest().await],
+            Target::Disk | Target::Redis | Target::Ephemeral | Target::V11 => vec![self.generator.latest().await],
         };
         let tracker = Arc::new(Tracker::new(run.n, run.bots, run.window.unwrap_or(0)));
         let mut readers = JoinSet::new();
@@ -248,6 +279,7 @@ impl Peer {
         let fell_behind = Arc::new(AtomicBool::new(false));
         let get_file_before = self.generator.get_file_calls();
         let cpu_before = self.child.cpu();
+        let store_cpu_before = self.redis.as_ref().map(|r| cpu_of(r.pid()));
         let start = Instant::now();
         let driver = {
             let (tracker, sent, fell_behind) = (tracker.clone(), sent.clone(), fell_behind.clone());
@@ -299,6 +331,8 @@ impl Peer {
         };
         driver.abort();
         let cpu = self.child.cpu().saturating_sub(cpu_before);
+        let store_cpu =
+            self.redis.as_ref().zip(store_cpu_before).map(|(r, before)| cpu_of(r.pid()).saturating_sub(before));
         readers.abort_all();
 
         let sent = sent.load(Ordering::Acquire);
@@ -318,6 +352,7 @@ impl Peer {
             strays: tracker.strays(),
             elapsed,
             cpu,
+            store_cpu,
             latencies,
             longest_gap,
             get_file: self.generator.get_file_calls() - get_file_before,
