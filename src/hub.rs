@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::{broadcast, oneshot, watch};
 
-use crate::core::event::{status_bots, V11Event};
+use crate::core::event::{status_bots, EventError, V11Event};
+use crate::core::ids::IdError;
 use crate::sync::{LockUnpoisoned, RwLockUnpoisoned};
 
 use crate::backends::link::{GiveUp, LinkHandle, LinkId};
@@ -35,6 +36,13 @@ pub use crate::store::Store;
 const BACKLOG_MAX: usize = 256;
 /// …and none older than this.
 const BACKLOG_AGE: Duration = Duration::from_secs(60);
+
+/// How long an event may wait for an unavailable id store before it is dropped: a Redis
+/// restart or failover, a disk briefly full. Its first retry comes after [`STORE_RETRY_FIRST`],
+/// each later one after twice the previous pause, at most [`STORE_RETRY_MAX`].
+pub const STORE_WAIT: Duration = Duration::from_secs(60);
+const STORE_RETRY_FIRST: Duration = Duration::from_millis(100);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// An account the backend never listed (seen only in events) that is offline and has had no
 /// event for this long is forgotten by [`Hub::select`]: it no longer makes a connection without
@@ -644,6 +652,33 @@ impl Hub {
     }
 }
 
+impl Hub {
+    /// One attempt at translating an event, shown in the inspector when it is on.
+    async fn translate_once(
+        &self,
+        entry: &AccountEntry,
+        backend: &BackendInfo,
+        ev: &v12::Event,
+        give_up: &GiveUp,
+    ) -> Result<Option<V11Event>, EventError> {
+        let ctx = self.translator.context(&entry.account, backend, Default::default());
+        let caller = EventCaller { entry, give_up };
+        let Some(inspector) = &self.inspector else {
+            return self.translator.to_v11_event(ctx, ev, unix_now(), &caller).await;
+        };
+        let started = Instant::now();
+        let calls = crate::inspector::Calls::default();
+        let recording = crate::inspector::Recording { inner: &caller, inspector, calls: &calls };
+        let translated = self.translator.to_v11_event(ctx, ev, unix_now(), &recording).await;
+        let outcome = match &translated {
+            Ok(v11) => Ok(v11.as_ref()),
+            Err(error) => Err(error.to_string()),
+        };
+        inspector.event(entry.account.v11_id, ev, outcome, calls, started.elapsed());
+        translated
+    }
+}
+
 /// An admitted event once translated: its account, and the v11 event (none when it is not for
 /// bots or could not be translated).
 pub type Translated = (Arc<AccountEntry>, Option<Arc<V11Event>>);
@@ -689,31 +724,44 @@ impl Reports for Hub {
     /// waiting when `give_up` fires, and the event goes on without what they would have added.
     /// `None` when the event is not for bots (the bot's own message) or cannot be translated
     /// (logged).
+    ///
+    /// While the id store cannot be reached (a Redis restarting, a full disk) the event waits
+    /// and is tried again, up to [`STORE_WAIT`]: no id is handed out that was not stored, and
+    /// nothing is lost to a short outage. The events behind it wait too (delivery is in order),
+    /// within the link's bounded intake; past that the link stops reading, so the backend holds
+    /// the rest. An event still failing after [`STORE_WAIT`] is dropped and counted
+    /// (`store_unavailable`).
     async fn translate(&self, admitted: Admitted, give_up: GiveUp) -> Translated {
         let Admitted { entry, backend, ev } = admitted;
-        let ctx = self.translator.context(&entry.account, &backend, Default::default());
-        let caller = EventCaller { entry: &entry, give_up: &give_up };
-        let translated = match &self.inspector {
-            None => self.translator.to_v11_event(ctx, &ev, unix_now(), &caller).await,
-            Some(inspector) => {
-                let started = Instant::now();
-                let calls = crate::inspector::Calls::default();
-                let recording = crate::inspector::Recording { inner: &caller, inspector, calls: &calls };
-                let translated = self.translator.to_v11_event(ctx, &ev, unix_now(), &recording).await;
-                let outcome = match &translated {
-                    Ok(v11) => Ok(v11.as_ref()),
-                    Err(error) => Err(error.to_string()),
-                };
-                inspector.event(entry.account.v11_id, &ev, outcome, calls, started.elapsed());
-                translated
-            }
-        };
-        let v11 = match translated {
-            Ok(v11) => v11.map(Arc::new),
-            Err(error) => {
-                tracing::warn!(%error, event = %ev.name(), id = %ev.id, "cannot translate event; dropped");
-                entry.lost(1, DropReason::Untranslatable);
-                None
+        let started = Instant::now();
+        let mut pause = STORE_RETRY_FIRST;
+        let mut attempts = 0u32;
+        let v11 = loop {
+            match self.translate_once(&entry, &backend, &ev, &give_up).await {
+                Ok(v11) => {
+                    if attempts > 0 {
+                        tracing::info!(event = %ev.name(), id = %ev.id, waited_ms = started.elapsed().as_millis() as u64, "the id store is back; event translated");
+                    }
+                    break v11.map(Arc::new);
+                }
+                Err(EventError::Id(IdError::Store(error))) if started.elapsed() + pause < STORE_WAIT => {
+                    if attempts == 0 {
+                        tracing::warn!(%error, event = %ev.name(), id = %ev.id, "the id store is unavailable; the event waits (and the events after it)");
+                    }
+                    attempts += 1;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(STORE_RETRY_MAX);
+                }
+                Err(error @ EventError::Id(IdError::Store(_))) => {
+                    tracing::error!(%error, event = %ev.name(), id = %ev.id, waited_s = started.elapsed().as_secs(), "the id store stayed unavailable; event dropped");
+                    entry.lost(1, DropReason::StoreUnavailable);
+                    break None;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, event = %ev.name(), id = %ev.id, "cannot translate event; dropped");
+                    entry.lost(1, DropReason::Untranslatable);
+                    break None;
+                }
             }
         };
         (entry, v11)

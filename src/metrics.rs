@@ -30,6 +30,8 @@ pub enum DropReason {
     Unclaimed,
     /// It could not be translated to v11.
     Untranslatable,
+    /// The id store stayed unavailable for as long as an event may wait for it.
+    StoreUnavailable,
 }
 
 impl DropReason {
@@ -38,6 +40,7 @@ impl DropReason {
             DropReason::SlowBot => "slow_bot",
             DropReason::Unclaimed => "unclaimed",
             DropReason::Untranslatable => "untranslatable",
+            DropReason::StoreUnavailable => "store_unavailable",
         }
     }
 }
@@ -89,6 +92,7 @@ pub struct AccountMetrics {
     slow_bot: Counter,
     unclaimed: Counter,
     untranslatable: Counter,
+    store_unavailable: Counter,
 }
 
 impl AccountMetrics {
@@ -107,13 +111,15 @@ impl AccountMetrics {
             DropReason::SlowBot => &self.slow_bot,
             DropReason::Unclaimed => &self.unclaimed,
             DropReason::Untranslatable => &self.untranslatable,
+            DropReason::StoreUnavailable => &self.store_unavailable,
         };
         counter.inc_by(n);
     }
 
     /// Events received, delivered and dropped (for any reason) so far.
     pub fn counts(&self) -> (u64, u64, u64) {
-        let dropped = self.slow_bot.get() + self.unclaimed.get() + self.untranslatable.get();
+        let dropped =
+            self.slow_bot.get() + self.unclaimed.get() + self.untranslatable.get() + self.store_unavailable.get();
         (self.received.get(), self.delivered.get(), dropped)
     }
 }
@@ -263,6 +269,7 @@ impl Metrics {
             slow_bot: drop(DropReason::SlowBot),
             unclaimed: drop(DropReason::Unclaimed),
             untranslatable: drop(DropReason::Untranslatable),
+            store_unavailable: drop(DropReason::StoreUnavailable),
         }
     }
 
@@ -271,7 +278,9 @@ impl Metrics {
         let account = AccountLabel { self_id: self_id.to_string() };
         self.events_received.remove(&account);
         self.events_delivered.remove(&account);
-        for reason in [DropReason::SlowBot, DropReason::Unclaimed, DropReason::Untranslatable] {
+        for reason in
+            [DropReason::SlowBot, DropReason::Unclaimed, DropReason::Untranslatable, DropReason::StoreUnavailable]
+        {
             self.events_dropped.remove(&DropLabels { self_id: account.self_id.clone(), reason: reason.label() });
         }
     }
