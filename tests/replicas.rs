@@ -21,27 +21,30 @@ async fn replica(backend: &FakeBackend, redis: &str) -> (ChildGuard, std::net::S
 async fn a_bot_moving_to_another_replica_after_a_sigkill_keeps_every_id() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let mut backend = FakeBackend::start(BackendOptions::default()).await;
+    let mut backend = FakeBackend::start(BackendOptions { concurrent: true, ..Default::default() }).await;
 
-    // Replica A carries the bot; the backend's events reach the newest link, A's for now.
+    // Both replicas run at once, each with a link of its own to the implementation, and each
+    // with a bot; the implementation sends the message to both links.
     let (mut a, a_addr) = replica(&backend, &url).await;
+    let (_b, b_addr) = replica(&backend, &url).await;
     let mut bot = Bot::connect_when_up(a_addr).await;
-    backend.push(v12_message(
-        "group",
-        "10001",
-        json!({"message_id": "msg-on-a", "group_id": "room@chat", "user_id": "wxid_alice", "message": "hello from a"}),
-    ));
+    let mut bot_on_b = Bot::connect_when_up(b_addr).await;
+    wait_for_links(&backend, 2).await;
+    let hello =
+        json!({"message_id": "msg-on-a", "group_id": "room@chat", "user_id": "wxid_alice", "message": "hello from a"});
+    assert_eq!(backend.push_all(v12_message("group", "10001", hello.clone())), 2);
     let ev = bot.next_event().await;
     let (user, group, message) = (ev["user_id"].clone(), ev["group_id"].clone(), ev["message_id"].clone());
     assert!(user.as_i64().unwrap() >= 1 << 52 && group.as_i64().unwrap() >= 1 << 52, "{ev}");
+    // Translated by each replica at the same moment, the message has one number in both.
+    let seen_on_b = bot_on_b.next_event().await;
+    assert_eq!((&seen_on_b["message_id"], &seen_on_b["user_id"], &seen_on_b["group_id"]), (&message, &user, &group));
     drop(bot);
     backend.drain_requests();
 
-    // A dies without a word; replica B, with a link of its own, takes over and the bot moves
-    // there. (The scripted implementation serves one link at a time, so B dials once A is gone.)
+    // A dies without a word; the bot moves to B.
     a.0.kill().unwrap();
     a.0.wait().unwrap();
-    let (_b, b_addr) = replica(&backend, &url).await;
     let mut bot = Bot::connect_when_up(b_addr).await;
 
     let got = bot.call("get_msg", json!({"message_id": message})).await;
@@ -61,14 +64,59 @@ async fn a_bot_moving_to_another_replica_after_a_sigkill_keeps_every_id() {
     assert_eq!(bot.call("get_stranger_info", json!({"user_id": user})).await["status"], "ok");
     assert_eq!(next_bot_request(&mut backend).await["params"]["user_id"], "wxid_alice");
 
-    // The same backend message and people get the same numbers on B.
-    backend.push(v12_message(
-        "group",
-        "10001",
-        json!({"message_id": "msg-on-a", "group_id": "room@chat", "user_id": "wxid_alice", "message": "hello from a"}),
-    ));
+    // The same backend message and people get the same numbers on B (A's link is gone).
+    assert_eq!(backend.push_all(v12_message("group", "10001", hello)), 1);
     let again = bot.next_event().await;
     assert_eq!((&again["message_id"], &again["user_id"], &again["group_id"]), (&message, &user, &group));
+}
+
+#[tokio::test]
+async fn events_wait_while_redis_restarts_and_arrive_in_order_with_stored_ids() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let backend = FakeBackend::start(BackendOptions::default()).await;
+    let (_bridge, addr) = replica(&backend, &url).await;
+    let mut bot = Bot::connect_when_up(addr).await;
+    wait_for_links(&backend, 1).await;
+    let said = |i: usize| json!({"message_id": format!("while-away-{i}"), "group_id": "room@chat", "user_id": format!("wxid_{i}"), "message": format!("line {i}")});
+
+    // Redis goes away; events keep coming, and an action that needs an id says why it fails.
+    redis.stop();
+    for i in 0..3 {
+        backend.push(v12_message("group", "10001", said(i)));
+    }
+    let failed = bot.call("get_stranger_info", json!({"user_id": 4503599627370497i64})).await;
+    assert_eq!((&failed["status"], &failed["msg"]), (&json!("failed"), &json!("BRIDGE_STORE_ERROR")), "{failed}");
+    assert!(failed["wording"].as_str().unwrap().contains("Redis"), "{failed}");
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), bot.next_event()).await.is_err(),
+        "nothing is delivered without a stored id"
+    );
+
+    // Back: the waiting events arrive in the order sent, each with an id Redis kept.
+    redis.restart();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let ev = bot.next_event().await;
+        assert_eq!(ev["raw_message"], format!("line {i}"), "{ev}");
+        ids.push(ev["message_id"].clone());
+        let got = bot.call("get_msg", json!({"message_id": ev["message_id"]})).await;
+        assert_eq!((&got["status"], &got["data"]["message"]), (&json!("ok"), &json!(format!("line {i}"))), "{got}");
+        let who = bot.call("get_stranger_info", json!({"user_id": ev["user_id"]})).await;
+        assert_eq!(who["status"], "ok", "{who}");
+    }
+    ids.sort_by_key(|v| v.as_i64());
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "three messages, three numbers");
+}
+
+/// Waits until `n` bridge links are open on the implementation.
+async fn wait_for_links(backend: &FakeBackend, n: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while backend.live.load(std::sync::atomic::Ordering::SeqCst) < n {
+        assert!(tokio::time::Instant::now() < deadline, "{n} bridge links did not come up");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// The next request a bot caused (the replicas' own discovery calls skipped).

@@ -113,6 +113,9 @@ struct Script {
     live: Arc<AtomicUsize>,
     /// Where `push` writes on the newest WebSocket connection.
     push: Mutex<Option<mpsc::UnboundedSender<Message>>>,
+    /// Every WebSocket connection's sender, for [`FakeBackend::push_all`] (closed ones are
+    /// dropped as it finds them).
+    every: Mutex<Vec<mpsc::UnboundedSender<Message>>>,
     /// The file store behind the file actions (shared with the file server).
     files: Arc<Mutex<FileStore>>,
     /// The file server for `get_file` `type: url`, started on first use.
@@ -576,6 +579,7 @@ impl FakeBackend {
             connections: connections.clone(),
             live: live.clone(),
             push: Mutex::new(None),
+            every: Mutex::default(),
             files: Arc::default(),
             file_server: Mutex::new(None),
             file_gets: Arc::new(AtomicUsize::new(0)),
@@ -642,6 +646,7 @@ impl FakeBackend {
         let guard = LiveGuard(self.script.live.clone());
         // Install the push slot before returning, so `push` right after `dial` reaches this connection.
         let (tx, rx) = mpsc::unbounded_channel::<Message>();
+        self.script.every.lock().unwrap().push(tx.clone());
         *self.script.push.lock().unwrap() = Some(tx);
         self.task = tokio::spawn(ws_session(ws, self.script.clone(), rx, guard));
         Ok(())
@@ -696,6 +701,15 @@ impl FakeBackend {
             return;
         }
         self.push_raw(Message::text(event.to_string()));
+    }
+
+    /// Sends an event to every open WebSocket connection (with `concurrent`, several bridges
+    /// linked to one implementation all see it); how many it reached.
+    pub fn push_all(&self, event: Value) -> usize {
+        let text = event.to_string();
+        let mut every = self.script.every.lock().unwrap();
+        every.retain(|tx| tx.send(Message::text(text.clone())).is_ok());
+        every.len()
     }
 
     /// Sends an event as a MessagePack binary frame.
@@ -820,6 +834,7 @@ async fn serve_ws(listener: TcpListener, script: Arc<Script>) {
         script.live.fetch_add(1, Ordering::SeqCst);
         let guard = LiveGuard(script.live.clone());
         let (tx, rx) = mpsc::unbounded_channel::<Message>();
+        script.every.lock().unwrap().push(tx.clone());
         *script.push.lock().unwrap() = Some(tx);
         if script.opts.concurrent {
             sessions.spawn(ws_session(ws, script.clone(), rx, guard));
