@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use onebot_bridge::config::{Config, FileConfig, Overrides};
 use onebot_bridge::Bridge;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::json;
 use support::*;
 use tokio::net::{TcpListener, TcpStream};
@@ -25,22 +24,8 @@ struct Pki {
 
 /// A CA, and a server certificate it signs for 127.0.0.1 and localhost.
 fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().unwrap();
-    let server_params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der()).unwrap();
-    let server = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![server_cert.der().clone()], key)
-        .unwrap();
-    Pki { ca_pem: ca_cert.pem(), server }
+    let pki = support::pki::TestPki::new();
+    Pki { server: pki.server_config(), ca_pem: pki.ca_pem }
 }
 
 /// A TLS server on loopback that hands each decrypted connection to `target` (plain TCP), and

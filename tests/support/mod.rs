@@ -5,6 +5,7 @@
 mod backend;
 mod bot;
 pub mod ntqq;
+pub mod pki;
 pub mod redis;
 
 use std::time::Duration;

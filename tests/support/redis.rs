@@ -14,7 +14,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tokio_rustls::rustls;
 
 /// How long a server may take to start answering.
@@ -46,25 +45,11 @@ impl RedisServer {
     /// built without TLS.
     pub fn start_tls() -> RedisServer {
         let dir = new_dir();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let server_key = KeyPair::generate().unwrap();
-        let server_params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-        let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
-        std::fs::write(dir.join(CA_PEM), ca_cert.pem()).unwrap();
-        std::fs::write(dir.join(CERT_PEM), server_cert.pem()).unwrap();
-        std::fs::write(dir.join(KEY_PEM), server_key.serialize_pem()).unwrap();
-
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca_cert.der().clone()).unwrap();
-        let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let pki = super::pki::TestPki::new();
+        std::fs::write(dir.join(CA_PEM), &pki.ca_pem).unwrap();
+        std::fs::write(dir.join(CERT_PEM), &pki.server_pem).unwrap();
+        std::fs::write(dir.join(KEY_PEM), &pki.server_key_pem).unwrap();
+        let client = pki.client_config();
         let mut server = RedisServer { child: None, port: super::free_port(), dir, tls: Some(Arc::new(client)) };
         server.restart();
         server
