@@ -18,6 +18,7 @@ use crate::backends::link::{LinkHandle, Wire};
 use crate::backends::v11::edge::Edge;
 use crate::backends::v12::http_client::HttpCaller;
 use crate::config::{BackendKind, Config, Protocol, StoreConfig};
+use crate::core::media::SharedMediaCache;
 use crate::core::{ImplementationClaim, InfoSource, MemoryIdStore, Options, Translator};
 use crate::hub::Hub;
 use crate::store::{DiskStore, Store};
@@ -122,7 +123,17 @@ impl Bridge {
             Store::Disk(disk) => Some(disk.commit_times()),
             Store::Memory(_) | Store::Redis(_) => None,
         };
-        let (media, files) = media_setup(&config)?;
+        // Replicas on one Redis sign `/files/` URLs with one key, so any of them serves a URL
+        // another gave (and the key outlives restarts, as the disk store's file does).
+        let shared_key = match &store {
+            Store::Redis(redis) => Some(redis.shared_media_key().await?),
+            Store::Memory(_) | Store::Disk(_) => None,
+        };
+        let shared_cache = match &store {
+            Store::Redis(redis) => Some(Arc::new(redis.media_cache()) as Arc<dyn SharedMediaCache>),
+            Store::Memory(_) | Store::Disk(_) => None,
+        };
+        let (media, files) = media_setup(&config, shared_key)?;
         let options = Options {
             at_sender_default: config.at_sender_default,
             media,
@@ -130,7 +141,10 @@ impl Bridge {
             remove_reply_at: config.remove_reply_at,
             extra_reply_data: config.extra_reply_data,
         };
-        let translator = Translator::new(config.mappings.clone(), store, options).with_local_files(Box::new(files));
+        let mut translator = Translator::new(config.mappings.clone(), store, options).with_local_files(Box::new(files));
+        if let Some(cache) = shared_cache {
+            translator = translator.with_shared_media_cache(cache);
+        }
         let serve_base = config.media.public_url.clone().or_else(|| addrs.http.first().map(|a| base_url(*a)));
         translator.media.set_serve_base(serve_base);
         let mut hub = Hub::new(translator, config.limits.event_queue)
@@ -325,10 +339,17 @@ impl Bridge {
     }
 }
 
-/// The core's media options with their URL-signing key (kept beside a disk store so served URLs
-/// outlive a restart), and the local directories.
-fn media_setup(config: &Config) -> Result<(crate::core::media::MediaOptions, crate::media::LocalDirs), StartError> {
+/// The core's media options with their URL-signing key (`shared_key`, the one replicas on a
+/// Redis store share; else kept beside a disk store so served URLs outlive a restart), and the
+/// local directories.
+fn media_setup(
+    config: &Config,
+    shared_key: Option<[u8; 32]>,
+) -> Result<(crate::core::media::MediaOptions, crate::media::LocalDirs), StartError> {
     let mut options = config.media.options.clone();
+    if let Some(key) = shared_key {
+        options.url_key = key;
+    }
     let data_dir = match &config.store {
         StoreConfig::Disk { dir, .. } => Some(dir.clone()),
         StoreConfig::Memory { .. } | StoreConfig::Redis { .. } => None,
@@ -344,7 +365,7 @@ fn media_setup(config: &Config) -> Result<(crate::core::media::MediaOptions, cra
     if let Some(dir) = &data_dir {
         let key_file = dir.join("media.key");
         options.url_key = match std::fs::read_to_string(&key_file) {
-            Ok(text) => parse_key(&text).ok_or_else(|| {
+            Ok(text) => crate::core::media::key_from_hex(&text).ok_or_else(|| {
                 err(&key_file)(std::io::Error::new(std::io::ErrorKind::InvalidData, "not 64 hex digits"))
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -361,18 +382,6 @@ fn media_setup(config: &Config) -> Result<(crate::core::media::MediaOptions, cra
         .map_err(err(&cache))?
         .with_time_limit(options.transfer_timeout);
     Ok((options, files))
-}
-
-fn parse_key(text: &str) -> Option<[u8; 32]> {
-    let text = text.trim();
-    let mut key = [0u8; 32];
-    if text.len() != 64 {
-        return None;
-    }
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(key)
 }
 
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {

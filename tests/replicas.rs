@@ -1,11 +1,18 @@
 //! Two bridge replicas on one Redis (`--store redis://…`): a bot given ids by replica A moves to
 //! replica B when A dies by SIGKILL, and everything it saw still works there — `get_msg`,
 //! `delete_msg`, a reply, the same surrogate user and group ids, and the same message id for the
-//! same backend message. Each replica is the real binary with its own backend link to the same
-//! scripted v12 implementation; Redis is a real `redis-server` on a loopback port.
+//! same backend message. A `/files/` URL replica A gave a bot is served by replica B, and a
+//! picture A uploaded is reused by B, not uploaded again. Each replica is the real binary with
+//! its own backend link to the same scripted v12 implementation; Redis is a real `redis-server`
+//! on a loopback port.
 
 mod support;
 
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
 use serde_json::json;
 use support::redis::RedisServer;
 use support::*;
@@ -127,4 +134,84 @@ async fn next_bot_request(backend: &mut FakeBackend) -> serde_json::Value {
             return request;
         }
     }
+}
+
+/// A replica that also serves files: `--http` on a port of its own, `--media-urls serve`, events
+/// as arrays. Gives the child, its forward-WS address and its HTTP base URL.
+async fn serving_replica(backend: &FakeBackend, redis: &str) -> (ChildGuard, std::net::SocketAddr, String) {
+    let (ws, http) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let backend = backend.url();
+    let args = ["--backend-ws", &backend, "--ws", &ws, "--http", &http, "--store", redis];
+    let child = spawn_bridge(&[&args[..], &["--media-urls", "serve", "--post-format", "array"]].concat());
+    (child, ws.parse().unwrap(), format!("http://{http}"))
+}
+
+/// GETs a URL over loopback: status and body.
+async fn http_get(url: &str) -> (u16, Vec<u8>) {
+    let client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let fetch = async {
+        let resp = client.get(url.parse().unwrap()).await.expect("the GET failed");
+        let status = resp.status().as_u16();
+        (status, resp.into_body().collect().await.expect("the body did not arrive").to_bytes().to_vec())
+    };
+    tokio::time::timeout(WAIT, fetch).await.unwrap_or_else(|_| panic!("GET {url} took longer than {WAIT:?}"))
+}
+
+#[tokio::test]
+async fn a_served_file_url_and_an_upload_from_one_replica_work_on_another() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut backend = FakeBackend::start(BackendOptions { concurrent: true, ..Default::default() }).await;
+
+    // Replica A gives its bot the bridge's own URL for a received picture, and uploads one the
+    // bot sends.
+    let (_a, a_ws, a_http) = serving_replica(&backend, &url).await;
+    let mut bot_a = Bot::connect_when_up(a_ws).await;
+    let bytes: Vec<u8> = (0..50_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let file_id = backend.add_file("cat.png", bytes.clone());
+    backend.push(v12_message(
+        "group",
+        "10001",
+        json!({"message_id": "pic-1", "group_id": "30003", "user_id": "20002",
+               "message": [{"type": "image", "data": {"file_id": file_id}}]}),
+    ));
+    let ev = bot_a.next_event().await;
+    let served = ev["message"][0]["data"]["url"].as_str().unwrap_or_else(|| panic!("no url: {ev}")).to_owned();
+    let token = served.strip_prefix(&format!("{a_http}/files/")).unwrap_or_else(|| panic!("{served}")).to_owned();
+    let picture = format!("base64://{}", base64::engine::general_purpose::STANDARD.encode(b"one picture"));
+    let message = json!([{"type": "image", "data": {"file": picture}}]);
+    let sent = bot_a.call("send_group_msg", json!({"group_id": 30003, "message": message})).await;
+    assert_eq!(sent["status"], "ok", "{sent}");
+    let uploads = backend.uploads();
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+
+    // Replica B, started after: the same token is a file there, and the same picture is sent by
+    // the file_id A's upload gave.
+    let (_b, b_ws, b_http) = serving_replica(&backend, &url).await;
+    let mut bot_b = Bot::connect_when_up(b_ws).await;
+    let on_b = format!("{b_http}/files/{token}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let body = loop {
+        // 503 until B's backend link has announced the account; a token B cannot verify is 404.
+        match http_get(&on_b).await {
+            (200, body) => break body,
+            (503, _) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (status, body) => panic!("{on_b}: {status} {}", String::from_utf8_lossy(&body)),
+        }
+    };
+    assert!(body == bytes, "B served {} bytes, not the file's {}", body.len(), bytes.len());
+    backend.drain_requests();
+    let sent = bot_b.call("send_group_msg", json!({"group_id": 30003, "message": message})).await;
+    assert_eq!(sent["status"], "ok", "{sent}");
+    assert_eq!(backend.uploads().len(), 1, "B uploaded again: {:?}", backend.uploads());
+    let send = loop {
+        let request = next_bot_request(&mut backend).await;
+        if request["action"] == "send_message" {
+            break request;
+        }
+    };
+    assert_eq!(send["params"]["message"][0]["data"]["file_id"], uploads[0].file_id, "{send}");
 }

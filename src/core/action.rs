@@ -288,7 +288,7 @@ impl<S: IdStore> Translator<S> {
             // A remembered upload in a node the backend no longer knows: upload afresh, once.
             Err(ActionError::Backend { .. }) if !reused.is_empty() => {
                 tracing::info!(action = name, "call failed with reused file_ids; uploading again");
-                self.media.forget_uploads(&reused);
+                self.media.forget_uploads(&reused).await;
                 let out = self.row_params(ctx, caller, row, params, false, &mut Vec::new()).await?;
                 self.call(ctx, caller, v12_action, out).await
             }
@@ -497,7 +497,7 @@ impl<S: IdStore> Translator<S> {
             // A remembered upload the backend no longer knows: forget it and upload afresh, once.
             Err(ActionError::Backend { .. }) if !uploaded.reused.is_empty() => {
                 tracing::info!(action = name, "send failed with reused file_ids; uploading again");
-                self.media.forget_uploads(&uploaded.reused);
+                self.media.forget_uploads(&uploaded.reused).await;
                 sent = original;
                 self.upload_media(ctx, caller, &mut sent, false).await?;
                 self.send_segments(ctx, caller, &target, sent.clone()).await?

@@ -15,6 +15,11 @@
 //! sent twice is uploaded once; a send that fails after using a remembered file_id forgets it and
 //! is retried once with fresh uploads.
 //!
+//! Remembered uploads and URLs live in two tiers: this bridge's memory first, then, when the
+//! bridge shares a store with other replicas, a [`SharedMediaCache`] they all read and write, so a
+//! picture one replica uploaded is not uploaded again by another. The shared tier is an
+//! optimisation only: when it fails or is slow, it counts as a miss and media go on without it.
+//!
 //! Incoming, a media segment's `file_id` becomes the v11 `file`, and [`Translator::media_urls`]
 //! adds a `url` the bot can fetch: the backend's own (`get_file` type `url`, mode
 //! [`IncomingMode::Resolve`]) or the bridge's (`GET /files/<token>` on its HTTP address, mode
@@ -56,6 +61,10 @@ const NO_URLS_FOR: Duration = Duration::from_secs(600);
 
 /// Largest file sent in one `upload_file` when the backend has no fragmented upload.
 const MAX_SINGLE_FALLBACK: u64 = 16 << 20;
+
+/// Largest value written to the shared tier. A file_id or a URL is far smaller; a longer one is
+/// kept in this bridge's memory only, so one odd backend answer cannot fill the shared store.
+pub const SHARED_VALUE_MAX: usize = 4096;
 
 /// Why a media reference could not become a file_id (or a file could not be fetched).
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -239,6 +248,61 @@ pub trait LocalFile: Send {
     fn read_at(&mut self, offset: u64, len: usize) -> BoxFuture<'_, Result<Vec<u8>, MediaError>>;
 }
 
+/// Which remembered thing a shared entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheKind {
+    /// Content (hash or URL) → the file_id an upload gave, reused for `reuse_for`.
+    Upload,
+    /// Backend file → the URL `get_file` gave (empty: it gave none).
+    Url,
+}
+
+impl CacheKind {
+    /// A short name for keys and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheKind::Upload => "up",
+            CacheKind::Url => "url",
+        }
+    }
+}
+
+/// Why the shared tier gave no answer; [`Media`] logs it and carries on as on a miss.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[error("{0}")]
+pub struct SharedCacheError(pub String);
+
+/// The second tier of the media caches, shared by bridge replicas (on the store they share).
+///
+/// Keys are opaque, bounded (64 hex digits) and already name the account, so an implementation
+/// only has to keep kinds apart. Every call must answer within a short bound (well under a
+/// second): it sits on the path of events and sends, and its failure only costs an upload or a
+/// `get_file` call.
+pub trait SharedMediaCache: Send + Sync + fmt::Debug {
+    /// The value under `key` and how long it has left, if any.
+    fn get<'a>(
+        &'a self,
+        kind: CacheKind,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(String, Duration)>, SharedCacheError>>;
+    /// Stores `value` under `key` for `ttl`, replacing what was there.
+    fn set<'a>(
+        &'a self,
+        kind: CacheKind,
+        key: &'a str,
+        value: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), SharedCacheError>>;
+    /// Forgets `key`.
+    fn remove<'a>(&'a self, kind: CacheKind, key: &'a str) -> BoxFuture<'a, Result<(), SharedCacheError>>;
+}
+
+/// The shared tier's key for a local key: its sha256, so that a long URL or an odd byte in a
+/// file_id never becomes a long or odd key in a store others read.
+fn shared_key(local: &str) -> String {
+    hex(&Sha256::digest(local.as_bytes()))
+}
+
 /// Bytes being uploaded: in memory, or read from a local file as they are sent.
 enum Content {
     Bytes(Vec<u8>),
@@ -293,6 +357,19 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A 32-byte key from its 64 hex digits (surrounding whitespace ignored), as [`hex`] writes it.
+pub fn key_from_hex(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    let mut key = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(key)
+}
+
 /// A bounded map that forgets the oldest entries first and entries older than its age limit.
 #[derive(Debug)]
 struct Recent<V> {
@@ -311,7 +388,13 @@ impl<V: Clone> Recent<V> {
     }
 
     fn insert(&mut self, key: String, value: V) {
-        if self.map.insert(key.clone(), (value, Instant::now())).is_none() {
+        self.insert_at(key, value, Instant::now());
+    }
+
+    /// Inserts an entry as stored at `at` (one learnt from the shared tier ages from when it was
+    /// first stored, not from when this bridge heard of it).
+    fn insert_at(&mut self, key: String, value: V, at: Instant) {
+        if self.map.insert(key.clone(), (value, at)).is_none() {
             self.order.push_back(key);
         }
         while self.map.len() > self.capacity {
@@ -347,6 +430,8 @@ pub struct Media {
     /// its call does, so there are at most as many as translations in flight.
     url_flights: Mutex<HashMap<String, Arc<UrlFlight>>>,
     serve_base: RwLock<Option<String>>,
+    /// The tier other replicas share, behind the local one (none: this bridge's memory only).
+    shared: Option<Arc<dyn SharedMediaCache>>,
 }
 
 /// One `get_file` call others may wait for: the first to take the lock calls and leaves the
@@ -382,7 +467,18 @@ impl Media {
             no_urls: Mutex::new(Recent::new(256)),
             url_flights: Mutex::new(HashMap::new()),
             serve_base: RwLock::new(None),
+            shared: None,
         }
+    }
+
+    /// Lets bots name local files (read through `files`).
+    pub(crate) fn set_local_files(&mut self, files: Box<dyn LocalFiles>) {
+        self.files = Some(files);
+    }
+
+    /// Puts `cache` behind the local caches: asked on a local miss, told of every new entry.
+    pub fn set_shared_cache(&mut self, cache: Arc<dyn SharedMediaCache>) {
+        self.shared = Some(cache);
     }
 
     /// Sets the base (`http://host:port`) bots reach the bridge's HTTP server at.
@@ -441,11 +537,68 @@ impl Media {
         self.url_flights.lock_unpoisoned()
     }
 
-    /// Forgets remembered uploads (their file_ids turned out not to work).
-    pub fn forget_uploads(&self, keys: &[String]) {
-        let mut cache = self.lock_uploads();
+    fn local(&self, kind: CacheKind) -> std::sync::MutexGuard<'_, Recent<String>> {
+        match kind {
+            CacheKind::Upload => self.lock_uploads(),
+            CacheKind::Url => self.lock_urls(),
+        }
+    }
+
+    /// What this bridge remembers under `key`, if it is younger than `reuse_for`.
+    fn remembered_here(&self, kind: CacheKind, key: &str) -> Option<String> {
+        self.local(kind).get(key, self.options.reuse_for)
+    }
+
+    /// What the shared tier remembers under `key`; a hit is kept here too, aged as it is there.
+    /// A failing or slow shared tier is a miss.
+    async fn remembered_shared(&self, kind: CacheKind, key: &str) -> Option<String> {
+        let shared = self.shared.as_ref()?;
+        match shared.get(kind, &shared_key(key)).await {
+            Ok(Some((value, left))) if value.len() <= SHARED_VALUE_MAX => {
+                let age = self.options.reuse_for.saturating_sub(left);
+                let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+                self.local(kind).insert_at(key.to_owned(), value.clone(), at);
+                Some(value)
+            }
+            Ok(_) => None,
+            Err(error) => {
+                tracing::debug!(%error, kind = kind.as_str(), "shared media cache unavailable; a miss");
+                None
+            }
+        }
+    }
+
+    /// What either tier remembers under `key`, this bridge's memory first.
+    async fn remembered(&self, kind: CacheKind, key: &str) -> Option<String> {
+        match self.remembered_here(kind, key) {
+            Some(value) => Some(value),
+            None => self.remembered_shared(kind, key).await,
+        }
+    }
+
+    /// Remembers `value` in both tiers, for `reuse_for` (a value too long for the shared tier
+    /// stays here only).
+    async fn remember(&self, kind: CacheKind, key: String, value: String) {
+        self.local(kind).insert(key.clone(), value.clone());
+        let Some(shared) = self.shared.as_ref().filter(|_| value.len() <= SHARED_VALUE_MAX) else { return };
+        if let Err(error) = shared.set(kind, &shared_key(&key), &value, self.options.reuse_for).await {
+            tracing::debug!(%error, kind = kind.as_str(), "shared media cache unavailable; kept here only");
+        }
+    }
+
+    /// Forgets remembered uploads (their file_ids turned out not to work), in both tiers.
+    pub async fn forget_uploads(&self, keys: &[String]) {
+        {
+            let mut cache = self.lock_uploads();
+            for k in keys {
+                cache.remove(k);
+            }
+        }
+        let Some(shared) = self.shared.as_ref() else { return };
         for k in keys {
-            cache.remove(k);
+            if let Err(error) = shared.remove(CacheKind::Upload, &shared_key(k)).await {
+                tracing::debug!(%error, "shared media cache unavailable; a stale upload stays there until it expires");
+            }
         }
     }
 }
@@ -629,14 +782,16 @@ impl<S: IdStore> Translator<S> {
         reuse: bool,
     ) -> Result<(String, Option<String>), ActionError> {
         let opts = &self.media.options;
-        let me = &ctx.account.self_id.user_id;
+        let me = account_key(ctx);
         let started = Instant::now();
         let mut content = match source {
             MediaSource::FileId(id) => return Ok((id, None)),
             MediaSource::Url(url) => {
                 let key = format!("{me}\nurl\n{url}");
-                if let Some(id) = self.media.lock_uploads().get(&key, opts.reuse_for).filter(|_| reuse) {
-                    return Ok((id, Some(key)));
+                if reuse {
+                    if let Some(id) = self.media.remembered(CacheKind::Upload, &key).await {
+                        return Ok((id, Some(key)));
+                    }
                 }
                 let mut p = Map::new();
                 p.insert("type".into(), "url".into());
@@ -644,7 +799,7 @@ impl<S: IdStore> Translator<S> {
                 p.insert("url".into(), url.clone().into());
                 let data = self.call(ctx, caller, "upload_file", p).await?;
                 let id = file_id_of(&data, "upload_file")?;
-                self.media.lock_uploads().insert(key, id.clone());
+                self.media.remember(CacheKind::Upload, key, id.clone()).await;
                 return Ok((id, None));
             }
             MediaSource::Data(bytes) => Content::Bytes(bytes),
@@ -666,8 +821,10 @@ impl<S: IdStore> Translator<S> {
         let chunk = opts.fragment_size.max(1);
         let sha256 = content.sha256(chunk).await?;
         let key = format!("{me}\nsha256\n{sha256}");
-        if let Some(id) = self.media.lock_uploads().get(&key, opts.reuse_for).filter(|_| reuse) {
-            return Ok((id, Some(key)));
+        if reuse {
+            if let Some(id) = self.media.remembered(CacheKind::Upload, &key).await {
+                return Ok((id, Some(key)));
+            }
         }
         let head = content.read(0, 16.min(size as usize)).await?;
         let name = upload_name(name, reference, &head, &sha256);
@@ -691,7 +848,7 @@ impl<S: IdStore> Translator<S> {
             }
             _ => self.upload_whole(ctx, caller, &mut content, name, &sha256).await?,
         };
-        self.media.lock_uploads().insert(key, id.clone());
+        self.media.remember(CacheKind::Upload, key, id.clone()).await;
         Ok((id, None))
     }
 
@@ -789,8 +946,8 @@ impl<S: IdStore> Translator<S> {
         if self.media.no_urls.lock_unpoisoned().get(me, NO_URLS_FOR).is_some() {
             return None;
         }
-        let key = format!("{me}\n{file_id}");
-        if let Some(url) = self.media.lock_urls().get(&key, self.media.options.reuse_for) {
+        let key = format!("{}\n{file_id}", account_key(ctx));
+        if let Some(url) = self.media.remembered_here(CacheKind::Url, &key) {
             return Some(url).filter(|u| !u.is_empty());
         }
         let flight = self.media.lock_flights().entry(key.clone()).or_default().clone();
@@ -800,7 +957,11 @@ impl<S: IdStore> Translator<S> {
             // Another translation asked while this one waited.
             return known.clone();
         }
-        let url = self.ask_backend_url(ctx, caller, file_id, &key).await;
+        // Another replica may have asked already (once per burst here: inside the flight).
+        let url = match self.media.remembered_shared(CacheKind::Url, &key).await {
+            Some(url) => Some(url).filter(|u| !u.is_empty()),
+            None => self.ask_backend_url(ctx, caller, file_id, &key).await,
+        };
         *outcome = Some(url.clone());
         url
     }
@@ -819,7 +980,7 @@ impl<S: IdStore> Translator<S> {
         match self.call(ctx, caller, "get_file", p).await {
             Ok(data) => {
                 let url = data.get("url").and_then(Value::as_str).filter(|u| !u.is_empty())?.to_owned();
-                self.media.lock_urls().insert(key.to_owned(), url.clone());
+                self.media.remember(CacheKind::Url, key.to_owned(), url.clone()).await;
                 Some(url)
             }
             Err(ActionError::Backend { retcode: 10002 | 10004, .. }) => {
@@ -830,7 +991,7 @@ impl<S: IdStore> Translator<S> {
             Err(error) => {
                 tracing::debug!(%error, file_id, "the backend gives no URL for this file");
                 if matches!(error, ActionError::Backend { .. }) {
-                    self.media.lock_urls().insert(key.to_owned(), String::new());
+                    self.media.remember(CacheKind::Url, key.to_owned(), String::new()).await;
                 }
                 None
             }
@@ -951,6 +1112,13 @@ impl<S: IdStore> Translator<S> {
             }
         }
     }
+}
+
+/// The account part of a cache key: platform and user id, since a file_id is only good on the
+/// backend account that gave it (and the shared tier may hold several platforms' accounts).
+fn account_key(ctx: ActionContext<'_>) -> String {
+    let me = &ctx.account.self_id;
+    format!("{}\n{}", me.platform, me.user_id)
 }
 
 /// A short label for a reference in messages (base64 data is not repeated back).
@@ -1318,6 +1486,127 @@ mod tests {
         calls.sort();
         assert_eq!(calls, ["other-1", "other-2", "same"], "one get_file per file");
         assert!(t.media.lock_flights().is_empty(), "finished calls leave nothing behind");
+    }
+
+    /// A shared tier in memory, as replicas on one store see it. `down` makes every call fail,
+    /// as a store that is away does.
+    #[derive(Debug, Default)]
+    struct SharedMemory {
+        entries: Mutex<HashMap<String, (String, Duration)>>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    impl SharedMemory {
+        fn check(&self) -> Result<(), SharedCacheError> {
+            match self.down.load(std::sync::atomic::Ordering::Relaxed) {
+                true => Err(SharedCacheError("the store is down".into())),
+                false => Ok(()),
+            }
+        }
+
+        fn values(&self) -> Vec<String> {
+            let mut v: Vec<String> = self.entries.lock().unwrap().values().map(|(v, _)| v.clone()).collect();
+            v.sort();
+            v
+        }
+    }
+
+    impl SharedMediaCache for SharedMemory {
+        fn get<'a>(
+            &'a self,
+            kind: CacheKind,
+            key: &'a str,
+        ) -> BoxFuture<'a, Result<Option<(String, Duration)>, SharedCacheError>> {
+            let got = self.check().map(|_| self.entries.lock().unwrap().get(&format!("{kind:?}:{key}")).cloned());
+            Box::pin(async move { got })
+        }
+        fn set<'a>(
+            &'a self,
+            kind: CacheKind,
+            key: &'a str,
+            value: &'a str,
+            ttl: Duration,
+        ) -> BoxFuture<'a, Result<(), SharedCacheError>> {
+            let done = self.check().map(|_| {
+                self.entries.lock().unwrap().insert(format!("{kind:?}:{key}"), (value.to_owned(), ttl));
+            });
+            Box::pin(async move { done })
+        }
+        fn remove<'a>(&'a self, kind: CacheKind, key: &'a str) -> BoxFuture<'a, Result<(), SharedCacheError>> {
+            let done = self.check().map(|_| {
+                self.entries.lock().unwrap().remove(&format!("{kind:?}:{key}"));
+            });
+            Box::pin(async move { done })
+        }
+    }
+
+    fn replica(shared: &Arc<SharedMemory>) -> Translator<MemoryIdStore> {
+        translator_with(MediaOptions::default()).with_shared_media_cache(shared.clone())
+    }
+
+    #[test]
+    fn replicas_sharing_a_cache_upload_a_picture_once_and_replace_a_stale_one_for_all() {
+        let shared = Arc::new(SharedMemory::default());
+        let (a, b) = (replica(&shared), replica(&shared));
+        let caller = Files::default();
+        let img = json!([{"type": "image", "data": {"file": format!("base64://{}", STANDARD.encode(b"shared"))}}]);
+        let url = json!([{"type": "image", "data": {"file": "https://example.com/s.png"}}]);
+        for message in [&img, &url] {
+            assert!(send(&a, &caller, message.clone()).is_ok());
+            assert!(send(&b, &caller, message.clone()).is_ok());
+        }
+        assert_eq!(
+            caller.actions(),
+            ["upload_file", "send_message", "send_message", "upload_file", "send_message", "send_message"],
+            "each picture uploaded by one replica only"
+        );
+        assert_eq!(shared.values(), ["f1", "f4"]);
+
+        // The backend forgot the file: B uploads afresh, and a third replica reuses the new one.
+        *caller.failing_sends.lock().unwrap() = 1;
+        assert!(send(&b, &caller, img.clone()).is_ok());
+        assert_eq!(caller.actions()[6..], ["send_message", "upload_file", "send_message"]);
+        let fresh = sent_file_ids(&caller);
+        assert!(send(&replica(&shared), &caller, img).is_ok());
+        assert_eq!(caller.actions().len(), 10, "no upload: {:?}", caller.actions());
+        assert_eq!(sent_file_ids(&caller), fresh);
+    }
+
+    #[test]
+    fn replicas_sharing_a_cache_ask_the_backend_for_a_url_once() {
+        let shared = Arc::new(SharedMemory::default());
+        let (a, b) = (replica(&shared), replica(&shared));
+        let caller = SlowUrls::default();
+        let long = "x".repeat(SHARED_VALUE_MAX);
+        for id in ["pic", &long] {
+            for t in [&a, &b] {
+                let me = account(t);
+                let backend = BackendInfo::default();
+                let mut segs = vec![Segment::new("image").with("file", id)];
+                block_on(t.media_urls(t.context(&me, &backend, Default::default()), &caller, &mut segs));
+                assert_eq!(segs[0].str_of("url"), Some(format!("https://cdn.example/{id}")));
+            }
+        }
+        let calls = caller.calls.lock().unwrap().clone();
+        assert_eq!(calls, ["pic", &long, &long], "a URL too long to share is asked for by each replica");
+        assert_eq!(shared.values(), ["https://cdn.example/pic"]);
+    }
+
+    #[test]
+    fn a_failing_shared_cache_is_a_miss_and_media_go_on() {
+        let shared = Arc::new(SharedMemory::default());
+        shared.down.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (a, b) = (replica(&shared), replica(&shared));
+        let caller = Files::default();
+        let img = json!([{"type": "image", "data": {"file": format!("base64://{}", STANDARD.encode(b"alone"))}}]);
+        for t in [&a, &a, &b] {
+            assert!(send(t, &caller, img.clone()).is_ok());
+        }
+        assert_eq!(
+            caller.actions(),
+            ["upload_file", "send_message", "send_message", "upload_file", "send_message"],
+            "each replica still remembers its own uploads"
+        );
     }
 
     #[test]

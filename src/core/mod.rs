@@ -161,7 +161,14 @@ impl<S: IdStore> Translator<S> {
 
     /// Lets bots name local files (read through `files`, which enforces the allowed directories).
     pub fn with_local_files(mut self, files: Box<dyn media::LocalFiles>) -> Self {
-        self.media = media::Media::new(self.options.media.clone(), Some(files));
+        self.media.set_local_files(files);
+        self
+    }
+
+    /// Shares remembered uploads and URLs with other bridges through `cache` (replicas on one
+    /// store), behind this bridge's own memory.
+    pub fn with_shared_media_cache(mut self, cache: Arc<dyn media::SharedMediaCache>) -> Self {
+        self.media.set_shared_cache(cache);
         self
     }
 

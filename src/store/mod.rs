@@ -1,10 +1,12 @@
 //! Where the id tables live: in memory, on disk under `--data-dir` ([`disk`]), or on a Redis
 //! server that several bridges share ([`redis`]).
 //!
-//! Each implements the core's [`IdStore`]; the bridge picks one at start-up.
+//! Each implements the core's [`IdStore`]; the bridge picks one at start-up. Replicas on Redis
+//! also share the media caches and the `/files/` URL key through it ([`redis_media`]).
 
 pub mod disk;
 pub mod redis;
+pub mod redis_media;
 
 use crate::core::ids::{Claim, IdError, IdStore, MessageKey, MessageRecord};
 use crate::core::MemoryIdStore;

@@ -18,6 +18,8 @@
 //! | `<p>msg:<n>` | string | v11 message id `n` → its record, a [`Row`] | `max_age` |
 //! | `<p>mkey:<key>` | string | message key → `n`; `<key>` is the row's key bytes (`self_id` and `message_id`, each as a LEB128 length and its bytes) | `max_age` |
 //! | `<p>msgs` | sorted set | every `n` issued, scored by when (Redis's clock, ms) | trimmed |
+//! | `<p>media:up:<h>`, `<p>media:url:<h>` | string | the media caches' shared tier: a file_id uploaded, a URL resolved; `<h>` is the sha256 of account and content or file ([`super::redis_media`]) | `reuse_for` |
+//! | `<p>media-key` | string | the key `/files/` URLs are signed with, 64 hex digits | never |
 //!
 //! Retention: a message id's two keys expire `max_age` after it was issued (Redis expiry, no
 //! pruning task); every claim also trims `<p>msgs` of entries older than that and, past
@@ -264,6 +266,12 @@ impl RedisStore {
         &self.prefix
     }
 
+    /// The connection and the server's description, for the store's other keys
+    /// ([`super::redis_media`]).
+    pub(super) fn connection(&self) -> (ConnectionManager, &str) {
+        (self.conn.clone(), &self.server)
+    }
+
     fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
@@ -336,7 +344,7 @@ fn untrusted_hint(error: IdError, ca_file: Option<&Path>) -> IdError {
     }
 }
 
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     server: &str,
     what: &str,
     op: impl std::future::Future<Output = redis::RedisResult<T>>,
