@@ -128,6 +128,54 @@ async fn the_id_mapper_over_redis_agrees_across_bridges() {
     assert!(matches!(a.message_to_v12(-5).await, Err(IdError::UnknownMessage(-5))));
 }
 
+/// A bridge whose next lookup of a message misses although the message has a number: what it
+/// sees when another bridge claims the message between its lookup and its claim.
+struct RacedLookup {
+    inner: RedisStore,
+    miss_next: std::sync::atomic::AtomicBool,
+}
+
+impl IdStore for RacedLookup {
+    async fn surrogate_of(&self, v12: &str) -> Result<Option<i64>, IdError> {
+        self.inner.surrogate_of(v12).await
+    }
+    async fn claim_surrogate(&self, n: i64, v12: &str) -> Result<Claim<String>, IdError> {
+        self.inner.claim_surrogate(n, v12).await
+    }
+    async fn v12_of_surrogate(&self, n: i64) -> Result<Option<String>, IdError> {
+        self.inner.v12_of_surrogate(n).await
+    }
+    async fn message_id_of(&self, key: &MessageKey) -> Result<Option<i32>, IdError> {
+        if self.miss_next.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(None);
+        }
+        self.inner.message_id_of(key).await
+    }
+    async fn claim_message(&self, n: i32, record: &MessageRecord) -> Result<Claim<MessageKey>, IdError> {
+        self.inner.claim_message(n, record).await
+    }
+    async fn message_of(&self, n: i32) -> Result<Option<MessageRecord>, IdError> {
+        self.inner.message_of(n).await
+    }
+    async fn save_message(&self, n: i32, record: &MessageRecord) -> Result<(), IdError> {
+        self.inner.save_message(n, record).await
+    }
+}
+
+#[tokio::test]
+async fn content_survives_another_bridge_claiming_the_message_first_without_it() {
+    let server = RedisServer::start();
+    let a = IdMapper::new(Store::Redis(store(&server, "t:", retention()).await));
+    let b = IdMapper::new(RacedLookup { inner: store(&server, "t:", retention()).await, miss_next: false.into() });
+    for id in ["12345", "abc-def"] {
+        // Bridge a sees the message as a reply target; b received it, and looked it up before a's claim.
+        let n = a.message_to_v11(&rec("bot", id)).await.unwrap();
+        b.store().miss_next.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(b.message_to_v11(&said("bot", id, "the text")).await.unwrap(), n, "{id}");
+        assert_eq!(a.message_to_v12(n as i64).await.unwrap(), said("bot", id, "the text"), "{id}");
+    }
+}
+
 /// Set in the child process of [`eight_assigners_in_two_processes_give_each_id_one_number`].
 const CHILD_URL: &str = "OB_REDIS_TEST_ASSIGNER_URL";
 const CHILD_START: &str = "OB_REDIS_TEST_ASSIGNER_START_MS";

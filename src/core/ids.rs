@@ -220,10 +220,16 @@ impl<S: IdStore> IdMapper<S> {
             let n = self.message_candidate(&record.key, attempt);
             match self.store.claim_message(n, record).await? {
                 Claim::Inserted => return Ok(n),
-                // The number is this message's already, or another bridge sharing the store
-                // gave the message a number meanwhile: the message keeps the number it has.
+                // The number is this message's already, or another bridge sharing the store (or
+                // another task) gave the message a number meanwhile: the message keeps the number
+                // it has. That one may have been claimed without content (as a reply target), so
+                // the content is saved on it, as on a hit above, or `get_msg` would never see it.
                 Claim::Taken(owner) if owner == record.key => {
-                    return Ok(self.store.message_id_of(&record.key).await?.unwrap_or(n));
+                    let n = self.store.message_id_of(&record.key).await?.unwrap_or(n);
+                    if record.content.is_some() {
+                        self.store.save_message(n, record).await?;
+                    }
+                    return Ok(n);
                 }
                 Claim::Taken(_) => continue,
             }
@@ -744,6 +750,53 @@ mod tests {
         // Another account's message with the same number is not overwritten by a save.
         block_on(ids.store().save_message(a, &said("other", "a", "not mine"))).unwrap();
         assert_eq!(block_on(ids.message_to_v12(a as i64)).unwrap().key.self_id, "bot");
+    }
+
+    /// A store whose next lookup of a message misses although the message has a number: what a
+    /// bridge sees when another bridge (or task) claims the message between its lookup and its
+    /// claim.
+    struct RacedLookup {
+        inner: MemoryIdStore,
+        miss_next: std::sync::atomic::AtomicBool,
+    }
+
+    impl IdStore for RacedLookup {
+        async fn surrogate_of(&self, v12: &str) -> Result<Option<i64>, IdError> {
+            self.inner.surrogate_of(v12).await
+        }
+        async fn claim_surrogate(&self, n: i64, v12: &str) -> Result<Claim<String>, IdError> {
+            self.inner.claim_surrogate(n, v12).await
+        }
+        async fn v12_of_surrogate(&self, n: i64) -> Result<Option<String>, IdError> {
+            self.inner.v12_of_surrogate(n).await
+        }
+        async fn message_id_of(&self, key: &MessageKey) -> Result<Option<i32>, IdError> {
+            if self.miss_next.swap(false, Ordering::SeqCst) {
+                return Ok(None);
+            }
+            self.inner.message_id_of(key).await
+        }
+        async fn claim_message(&self, n: i32, record: &MessageRecord) -> Result<Claim<MessageKey>, IdError> {
+            self.inner.claim_message(n, record).await
+        }
+        async fn message_of(&self, n: i32) -> Result<Option<MessageRecord>, IdError> {
+            self.inner.message_of(n).await
+        }
+        async fn save_message(&self, n: i32, record: &MessageRecord) -> Result<(), IdError> {
+            self.inner.save_message(n, record).await
+        }
+    }
+
+    #[test]
+    fn content_is_kept_when_another_claim_won_the_race_without_it() {
+        let store = RacedLookup { inner: MemoryIdStore::default(), miss_next: false.into() };
+        let ids = IdMapper::new(store);
+        // Another bridge saw message 12345 first as a reply target: a number, no content.
+        assert_eq!(block_on(ids.message_to_v11(&rec("bot", "12345"))).unwrap(), 12345);
+        // This one received the message itself, and its lookup ran before that claim.
+        ids.store().miss_next.store(true, Ordering::SeqCst);
+        assert_eq!(block_on(ids.message_to_v11(&said("bot", "12345", "the text"))).unwrap(), 12345);
+        assert_eq!(block_on(ids.message_to_v12(12345)).unwrap(), said("bot", "12345", "the text"));
     }
 
     #[test]
