@@ -35,7 +35,7 @@
 //! `cargo bench --bench load` runs the full sizes (a few minutes); under `cargo test` (no
 //! `--bench`) it runs a few hundred events per scenario against the debug build and asserts
 //! that everything arrived. Each run is also capped in time; the notes under the table say when
-//! a cap cut one short.
+//! a cap cut one short. `LOAD_TARGETS=disk,redis` measures only those (and the relay).
 
 #[path = "load/peers.rs"]
 mod peers;
@@ -131,13 +131,27 @@ fn main() {
     println!("load ({}): done in {:.0} s", if sizes.full { "full" } else { "smoke" }, started.elapsed().as_secs_f64());
 }
 
-/// The targets measured: all of them, the Redis one only where `redis-server` is installed.
+/// The targets measured: all of them, the Redis one only where `redis-server` is installed, or
+/// those `LOAD_TARGETS` names (labels, comma-separated: `LOAD_TARGETS=disk,redis` to compare
+/// the two stores in less time). The relay is always measured: every ratio is against it.
 fn targets() -> Vec<Target> {
     let redis = redis_server::installed();
     if !redis {
         println!("load: the Redis target is skipped: {}", redis_server::MISSING);
     }
-    Target::ALL.into_iter().filter(|&t| redis || t != Target::Redis).collect()
+    let only = std::env::var("LOAD_TARGETS").ok();
+    let wanted = |t: Target| {
+        t == Target::Relay || only.as_deref().is_none_or(|list| list.split(',').any(|l| l.trim() == t.label()))
+    };
+    let targets: Vec<Target> =
+        Target::ALL.into_iter().filter(|&t| (redis || t != Target::Redis) && wanted(t)).collect();
+    if let Some(list) = &only {
+        println!(
+            "load: LOAD_TARGETS={list}: measuring {}",
+            targets.iter().map(|t| t.label()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    targets
 }
 
 /// Every figure of one target, a value per round where there are rounds.
@@ -171,7 +185,7 @@ struct Report {
 async fn measure(sizes: &Sizes, targets: &[Target]) -> Report {
     let mut figures: Vec<Figures> = targets.iter().map(|_| Figures::default()).collect();
     let mut notes = Vec::new();
-    if !targets.contains(&Target::Redis) {
+    if !redis_server::installed() {
         notes.push(format!("the Redis target is skipped: {}", redis_server::MISSING));
     }
     let at = |target: Target| targets.iter().position(|&t| t == target).expect("a target");
