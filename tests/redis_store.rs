@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use onebot_bridge::core::ids::{
-    surrogate_candidate, Claim, IdError, IdMapper, IdStore, MessageKey, MessageRecord, StoredMessage,
+    surrogate_candidate, Claim, Found, IdError, IdMapper, IdStore, MessageKey, MessageRecord, StoredMessage,
 };
 use onebot_bridge::core::message::Segment;
 use onebot_bridge::store::redis::OP_TIMEOUT;
@@ -95,6 +95,41 @@ async fn claims_lookups_and_records_keep_the_store_semantics() {
     assert_eq!(s.message_of(9).await.unwrap(), Some(with_text));
     s.save_message(10, &said("10001", "nowhere", "no id")).await.unwrap();
     assert_eq!(s.message_of(10).await.unwrap(), None, "saving never issues a number");
+}
+
+#[tokio::test]
+async fn find_or_claim_answers_in_one_step_what_lookup_and_claim_did() {
+    let server = RedisServer::start();
+    let s = store(&server, "t:", retention()).await;
+    let other = store(&server, "t:", retention()).await;
+
+    // Surrogates: claimed when new, found after (in this bridge's cache and in another's, from
+    // Redis), and a taken number names its owner.
+    let n = surrogate_candidate("wxid_abc", 0);
+    assert_eq!(s.find_or_claim_surrogate(|| n, "wxid_abc").await.unwrap(), Found::Claimed(n, Claim::Inserted));
+    let unused = || -> i64 { panic!("no candidate is needed for a known id") };
+    assert_eq!(s.find_or_claim_surrogate(unused, "wxid_abc").await.unwrap(), Found::Known(n));
+    assert_eq!(other.find_or_claim_surrogate(|| n + 1, "wxid_abc").await.unwrap(), Found::Known(n));
+    assert_eq!(
+        other.find_or_claim_surrogate(|| n, "squatter").await.unwrap(),
+        Found::Claimed(n, Claim::Taken("wxid_abc".into()))
+    );
+    assert_eq!(other.v12_of_surrogate(n).await.unwrap().as_deref(), Some("wxid_abc"));
+
+    // Messages: claimed when new; found with its content saved (keeping the first record's
+    // place); a taken number names its owner; without content, a found record is left alone.
+    let reference = rec("10001", "m-1");
+    assert_eq!(s.find_or_claim_message(|| 7, &reference).await.unwrap(), Found::Claimed(7, Claim::Inserted));
+    let with_text = said("10001", "m-1", "hello");
+    assert_eq!(other.find_or_claim_message(|| 8, &with_text).await.unwrap(), Found::Known(7));
+    assert_eq!(s.message_of(7).await.unwrap(), Some(with_text.clone()));
+    assert_eq!(s.message_of(8).await.unwrap(), None, "a found message claims nothing");
+    assert_eq!(s.find_or_claim_message(|| 9, &reference).await.unwrap(), Found::Known(7));
+    assert_eq!(s.message_of(7).await.unwrap(), Some(with_text.clone()), "the content stays");
+    assert_eq!(
+        s.find_or_claim_message(|| 7, &rec("10002", "m-1")).await.unwrap(),
+        Found::Claimed(7, Claim::Taken(with_text.key.clone()))
+    );
 }
 
 #[tokio::test]
@@ -428,7 +463,7 @@ async fn a_stopped_redis_is_a_quick_clear_error_and_ids_survive_its_restart() {
             tokio::spawn(async move {
                 match i % 3 {
                     0 => ids.to_v11(&format!("new_{i}")).await.map(|_| ()),
-                    1 => ids.to_v12(surrogate_candidate("wxid_1", 0)).await.map(|_| ()),
+                    1 => ids.to_v12(surrogate_candidate(&format!("unseen_{i}"), 0)).await.map(|_| ()),
                     _ => ids.message_to_v11(&rec("bot", &format!("new-{i}"))).await.map(|_| ()),
                 }
             })
@@ -439,22 +474,28 @@ async fn a_stopped_redis_is_a_quick_clear_error_and_ids_survive_its_restart() {
         assert!(message.contains("Redis at redis://127.0.0.1:"), "{message}");
     }
     assert!(started.elapsed() < OP_TIMEOUT + Duration::from_secs(1), "took {:?}", started.elapsed());
+    // Surrogates the server answered before are kept in the process: they need no Redis.
+    assert_eq!(ids.to_v12(users[1]).await.unwrap(), "wxid_1");
+    assert_eq!(ids.to_v11("wxid_1").await.unwrap(), users[1]);
 
     server.restart();
     // The store reconnects by itself; the ids from before are there (append-only file).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match ids.to_v12(users[0]).await {
-            Ok(v12) => {
-                assert_eq!(v12, "wxid_0");
+        match ids.message_to_v12(messages[0] as i64).await {
+            Ok(record) => {
+                assert_eq!(record, said("bot", "m0", "text 0"));
                 break;
             }
             Err(e) => assert!(Instant::now() < deadline, "not back: {e}"),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A bridge started now (nothing cached) finds the surrogates on the server.
+    let fresh = IdMapper::new(store(&server, "t:", retention()).await);
     for (i, (u, m)) in users.iter().zip(&messages).enumerate() {
-        assert_eq!(ids.to_v12(*u).await.unwrap(), format!("wxid_{i}"));
+        assert_eq!(fresh.to_v12(*u).await.unwrap(), format!("wxid_{i}"));
+        assert_eq!(fresh.to_v11(&format!("wxid_{i}")).await.unwrap(), *u);
         assert_eq!(ids.to_v11(&format!("wxid_{i}")).await.unwrap(), *u);
         assert_eq!(ids.message_to_v12(*m as i64).await.unwrap(), said("bot", &format!("m{i}"), &format!("text {i}")));
     }

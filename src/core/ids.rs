@@ -91,6 +91,16 @@ pub enum Claim<K> {
     Taken(K),
 }
 
+/// Outcome of a "find, or else claim" ([`IdStore::find_or_claim_surrogate`],
+/// [`IdStore::find_or_claim_message`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found<N, K> {
+    /// The id has a number already.
+    Known(N),
+    /// It had none: the number tried (the first candidate) and what claiming it gave.
+    Claimed(N, Claim<K>),
+}
+
 /// The tables behind id translation. Implementations must make `claim_*` atomic per number.
 pub trait IdStore: Send + Sync + 'static {
     fn surrogate_of(&self, v12: &str) -> impl Future<Output = Result<Option<i64>, IdError>> + Send;
@@ -106,6 +116,43 @@ pub trait IdStore: Send + Sync + 'static {
     /// Replaces the record of an id already issued to the same key (to attach a message seen
     /// after its id was first given out, e.g. as a reply target).
     fn save_message(&self, n: i32, record: &MessageRecord) -> impl Future<Output = Result<(), IdError>> + Send;
+
+    /// The surrogate `v12` has, or else the outcome of claiming the first candidate (`first` is
+    /// called only when it is needed): what every id seen on the event path asks. By default a
+    /// lookup, then a claim; a networked store answers both in one round trip.
+    fn find_or_claim_surrogate(
+        &self,
+        first: impl FnOnce() -> i64 + Send,
+        v12: &str,
+    ) -> impl Future<Output = Result<Found<i64, String>, IdError>> + Send {
+        async move {
+            if let Some(n) = self.surrogate_of(v12).await? {
+                return Ok(Found::Known(n));
+            }
+            let n = first();
+            Ok(Found::Claimed(n, self.claim_surrogate(n, v12).await?))
+        }
+    }
+
+    /// The number the record's message has (its content saved with it, when the record carries
+    /// some), or else the outcome of claiming the first candidate for it. By default a lookup,
+    /// then a save or a claim; a networked store answers in one round trip.
+    fn find_or_claim_message(
+        &self,
+        first: impl FnOnce() -> i32 + Send,
+        record: &MessageRecord,
+    ) -> impl Future<Output = Result<Found<i32, MessageKey>, IdError>> + Send {
+        async move {
+            if let Some(n) = self.message_id_of(&record.key).await? {
+                if record.content.is_some() {
+                    self.save_message(n, record).await?;
+                }
+                return Ok(Found::Known(n));
+            }
+            let n = first();
+            Ok(Found::Claimed(n, self.claim_message(n, record).await?))
+        }
+    }
 }
 
 /// A v12 id that passes through as an integer, if it is one.
@@ -185,15 +232,16 @@ impl<S: IdStore> IdMapper<S> {
         if let Some(n) = passthrough_id(v12) {
             return Ok(n);
         }
-        if let Some(n) = self.store.surrogate_of(v12).await? {
-            return Ok(n);
-        }
-        for attempt in 0..MAX_PROBES {
-            let n = surrogate_candidate(v12, attempt);
-            match self.store.claim_surrogate(n, v12).await? {
-                Claim::Inserted => return Ok(n),
-                Claim::Taken(owner) if owner == v12 => return Ok(n),
-                Claim::Taken(_) => continue,
+        let mut outcome = self.store.find_or_claim_surrogate(|| surrogate_candidate(v12, 0), v12).await?;
+        for attempt in 1..=MAX_PROBES {
+            match outcome {
+                Found::Known(n) | Found::Claimed(n, Claim::Inserted) => return Ok(n),
+                Found::Claimed(n, Claim::Taken(owner)) if owner == v12 => return Ok(n),
+                Found::Claimed(_, Claim::Taken(_)) if attempt == MAX_PROBES => break,
+                Found::Claimed(_, Claim::Taken(_)) => {
+                    let n = surrogate_candidate(v12, attempt);
+                    outcome = Found::Claimed(n, self.store.claim_surrogate(n, v12).await?);
+                }
             }
         }
         Err(IdError::Exhausted(v12.to_owned()))
@@ -210,28 +258,27 @@ impl<S: IdStore> IdMapper<S> {
     /// v12 message → positive int32 v11 `message_id`, remembering where the message lives (and
     /// what it says, when the record carries its content).
     pub async fn message_to_v11(&self, record: &MessageRecord) -> Result<i32, IdError> {
-        if let Some(n) = self.store.message_id_of(&record.key).await? {
-            if record.content.is_some() {
-                self.store.save_message(n, record).await?;
-            }
-            return Ok(n);
-        }
-        for attempt in 0..MAX_PROBES {
-            let n = self.message_candidate(&record.key, attempt);
-            match self.store.claim_message(n, record).await? {
-                Claim::Inserted => return Ok(n),
+        let mut outcome = self.store.find_or_claim_message(|| self.message_candidate(&record.key, 0), record).await?;
+        for attempt in 1..=MAX_PROBES {
+            match outcome {
+                Found::Known(n) | Found::Claimed(n, Claim::Inserted) => return Ok(n),
                 // The number is this message's already, or another bridge sharing the store (or
                 // another task) gave the message a number meanwhile: the message keeps the number
                 // it has. That one may have been claimed without content (as a reply target), so
-                // the content is saved on it, as on a hit above, or `get_msg` would never see it.
-                Claim::Taken(owner) if owner == record.key => {
+                // the content is saved on it, as a found one has it saved, or `get_msg` would never
+                // see it.
+                Found::Claimed(n, Claim::Taken(owner)) if owner == record.key => {
                     let n = self.store.message_id_of(&record.key).await?.unwrap_or(n);
                     if record.content.is_some() {
                         self.store.save_message(n, record).await?;
                     }
                     return Ok(n);
                 }
-                Claim::Taken(_) => continue,
+                Found::Claimed(_, Claim::Taken(_)) if attempt == MAX_PROBES => break,
+                Found::Claimed(_, Claim::Taken(_)) => {
+                    let n = self.message_candidate(&record.key, attempt);
+                    outcome = Found::Claimed(n, self.store.claim_message(n, record).await?);
+                }
             }
         }
         Err(IdError::Exhausted(record.key.message_id.clone()))

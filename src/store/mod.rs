@@ -8,7 +8,7 @@ pub mod disk;
 pub mod redis;
 pub mod redis_media;
 
-use crate::core::ids::{Claim, IdError, IdStore, MessageKey, MessageRecord};
+use crate::core::ids::{Claim, Found, IdError, IdStore, MessageKey, MessageRecord};
 use crate::core::MemoryIdStore;
 
 pub use self::redis::RedisStore;
@@ -76,6 +76,30 @@ impl IdStore for Store {
             Store::Memory(s) => s.save_message(n, record).await,
             Store::Disk(s) => s.save_message(n, record).await,
             Store::Redis(s) => s.save_message(n, record).await,
+        }
+    }
+
+    async fn find_or_claim_surrogate(
+        &self,
+        first: impl FnOnce() -> i64 + Send,
+        v12: &str,
+    ) -> Result<Found<i64, String>, IdError> {
+        match self {
+            Store::Memory(s) => s.find_or_claim_surrogate(first, v12).await,
+            Store::Disk(s) => s.find_or_claim_surrogate(first, v12).await,
+            Store::Redis(s) => s.find_or_claim_surrogate(first, v12).await,
+        }
+    }
+
+    async fn find_or_claim_message(
+        &self,
+        first: impl FnOnce() -> i32 + Send,
+        record: &MessageRecord,
+    ) -> Result<Found<i32, MessageKey>, IdError> {
+        match self {
+            Store::Memory(s) => s.find_or_claim_message(first, record).await,
+            Store::Disk(s) => s.find_or_claim_message(first, record).await,
+            Store::Redis(s) => s.find_or_claim_message(first, record).await,
         }
     }
 }

@@ -9,6 +9,12 @@
 //! Redis's own persistence setting: `appendfsync always` loses nothing, `everysec` at most a
 //! second on a crash of the server).
 //!
+//! The event path asks "the number this id has, else claim this candidate" for every id it sees;
+//! that is one script too ([`IdStore::find_or_claim_message`], [`IdStore::find_or_claim_surrogate`]),
+//! so an id costs one round trip, not a lookup and then a claim or a save. A surrogate, once the
+//! server has answered it, is kept in the process ([`SURROGATE_CACHE_ENTRIES`] each way) and
+//! served again without a round trip: a surrogate and its v12 id never part.
+//!
 //! Keys, all under a prefix ([`DEFAULT_PREFIX`] unless the bridge is given another):
 //!
 //! | key | type | holds | expires |
@@ -40,15 +46,17 @@
 //! (standalone, or the primary behind a proxy): the scripts touch keys they compute, which
 //! Redis Cluster does not allow.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
-use crate::core::ids::{Claim, IdError, IdStore, MessageKey, MessageRecord};
+use crate::core::ids::{Claim, Found, IdError, IdStore, MessageKey, MessageRecord};
 use crate::core::record::{Row, RowHead, ROW_V1};
+use crate::sync::LockUnpoisoned;
 
 use super::Retention;
 
@@ -100,6 +108,35 @@ redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[1])
 return false
 "#;
 
+/// The Lua helper the claiming scripts share: stores `row` as message `n` (its number under
+/// `mkey`), both expiring after `max_age` ms, and trims `msgs` by age and by count, deleting
+/// what it trims.
+const LUA_INSERT: &str = r#"
+local function insert(msg, mkey, msgs, n, row, max_age, max_messages, prefix)
+  redis.call('SET', msg, row, 'PX', max_age)
+  redis.call('SET', mkey, n, 'PX', max_age)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZADD', msgs, now, n)
+  redis.call('ZREMRANGEBYSCORE', msgs, '-inf', '(' .. (now - max_age))
+  local excess = redis.call('ZCARD', msgs) - max_messages
+  if excess > 0 then
+    local gone = redis.call('ZPOPMIN', msgs, excess)
+    for i = 1, #gone, 2 do
+      local m = gone[i]
+      local old = prefix .. 'msg:' .. m
+      local old_row = redis.call('GET', old)
+      redis.call('DEL', old)
+      local key = old_row and row_key(old_row)
+      if key then
+        local old_mkey = prefix .. 'mkey:' .. key
+        if redis.call('GET', old_mkey) == m then redis.call('DEL', old_mkey) end
+      end
+    end
+  end
+end
+"#;
+
 /// KEYS: msg:n, mkey:key, msgs. ARGV: n, row, max_age ms, max_messages, prefix.
 /// Returns nil when inserted, else the owner's key bytes ("" when its row is unreadable).
 ///
@@ -110,33 +147,37 @@ return false
 const CLAIM_MESSAGE_BODY: &str = r#"
 local owner = redis.call('GET', KEYS[1])
 if owner then return row_key(owner) or '' end
-local max_age, max_messages, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local known = redis.call('GET', KEYS[2])
-if known and redis.call('EXISTS', prefix .. 'msg:' .. known) == 1 then
+if known and redis.call('EXISTS', ARGV[5] .. 'msg:' .. known) == 1 then
   return row_key(ARGV[2]) or ''
 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', max_age)
-redis.call('SET', KEYS[2], ARGV[1], 'PX', max_age)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[3], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - max_age))
-local excess = redis.call('ZCARD', KEYS[3]) - max_messages
-if excess > 0 then
-  local gone = redis.call('ZPOPMIN', KEYS[3], excess)
-  for i = 1, #gone, 2 do
-    local m = gone[i]
-    local msg = prefix .. 'msg:' .. m
-    local row = redis.call('GET', msg)
-    redis.call('DEL', msg)
-    local key = row and row_key(row)
-    if key then
-      local mkey = prefix .. 'mkey:' .. key
-      if redis.call('GET', mkey) == m then redis.call('DEL', mkey) end
+insert(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
+return false
+"#;
+
+/// KEYS: msg:n, mkey:key, msgs. ARGV: n, row, max_age ms, max_messages, prefix, the row's key
+/// bytes, "1" to save the row's content on a number found.
+///
+/// The event path's one round trip per message id: the number the message has (its content
+/// saved there, as [`SAVE_MESSAGE_BODY`] does, when asked), else the claim of `n` (as
+/// [`CLAIM_MESSAGE_BODY`]). Returns `{0, ""}` when `n` was inserted, `{1, number}` when the
+/// message has one, `{2, owner's key bytes}` when `n` is taken.
+const FIND_OR_CLAIM_MESSAGE_BODY: &str = r#"
+local known = redis.call('GET', KEYS[2])
+if known then
+  local msg = ARGV[5] .. 'msg:' .. known
+  local old = redis.call('GET', msg)
+  if old and row_key(old) == ARGV[6] then
+    if ARGV[7] == '1' then
+      redis.call('SET', msg, string.sub(old, 1, 9) .. string.sub(ARGV[2], 10), 'KEEPTTL')
     end
+    return {1, known}
   end
 end
-return false
+local owner = redis.call('GET', KEYS[1])
+if owner then return {2, row_key(owner) or ''} end
+insert(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
+return {0, ''}
 "#;
 
 /// KEYS: msg:n. ARGV: new row, its key bytes. Replaces the row when it is the same key's,
@@ -149,6 +190,96 @@ end
 return false
 "#;
 
+/// KEYS: surrogates hash, ids hash. ARGV: n, v12. The surrogate `v12` has, else the claim of
+/// `n` for it (as [`CLAIM_SURROGATE`]): `{0, ""}` when inserted, `{1, number}` when it has
+/// one, `{2, owner}` when `n` is taken.
+const FIND_OR_CLAIM_SURROGATE: &str = r#"
+local known = redis.call('HGET', KEYS[2], ARGV[2])
+if known then return {1, known} end
+local owner = redis.call('HGET', KEYS[1], ARGV[1])
+if owner then return {2, owner} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[1])
+return {0, ''}
+"#;
+
+/// Surrogates remembered in the process, per direction: a surrogate and its v12 id never part
+/// once stored (no store forgets or reassigns one), so a pair the server has answered stays
+/// true and is served again without a round trip. Bounded by entries; ids longer than
+/// [`CACHED_ID_BYTES`] are not kept (a backend chooses their length).
+pub const SURROGATE_CACHE_ENTRIES: usize = 64 << 10;
+/// The longest v12 id the surrogate cache keeps.
+const CACHED_ID_BYTES: usize = 256;
+
+/// A map of at most `max` entries that forgets its older half at once: two generations, new
+/// entries (and hits in the old one) go to the young one; when the young one holds `max / 2`,
+/// the old one is dropped and the young one becomes old. Lookups and inserts stay O(1), and a
+/// pair in use survives every turnover.
+struct Recent<K, V> {
+    max: usize,
+    young: HashMap<K, V, foldhash::fast::RandomState>,
+    old: HashMap<K, V, foldhash::fast::RandomState>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> Recent<K, V> {
+    fn new(max: usize) -> Self {
+        Recent { max: max.max(2), young: HashMap::default(), old: HashMap::default() }
+    }
+
+    fn get<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        if let Some(v) = self.young.get(key) {
+            return Some(v.clone());
+        }
+        let (k, v) = self.old.remove_entry(key)?;
+        self.insert(k, v.clone());
+        Some(v)
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        if self.young.len() >= self.max / 2 && !self.young.contains_key(&key) {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(key, value);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+}
+
+/// The surrogates [`RedisStore`] has seen answered, both ways.
+struct SurrogateCache {
+    by_v12: Recent<Arc<str>, i64>,
+    by_n: Recent<i64, Arc<str>>,
+}
+
+impl SurrogateCache {
+    fn new(max: usize) -> Self {
+        SurrogateCache { by_v12: Recent::new(max), by_n: Recent::new(max) }
+    }
+
+    /// `v12`'s surrogate is `n` (and so `n` is `v12`'s).
+    fn learn(&mut self, n: i64, v12: &str) {
+        if v12.len() <= CACHED_ID_BYTES {
+            let v12: Arc<str> = v12.into();
+            self.by_v12.insert(v12.clone(), n);
+            self.by_n.insert(n, v12);
+        }
+    }
+
+    /// `n` belongs to `v12` (which may have its own number elsewhere).
+    fn learn_owner(&mut self, n: i64, v12: &str) {
+        if v12.len() <= CACHED_ID_BYTES {
+            self.by_n.insert(n, v12.into());
+        }
+    }
+}
+
 /// The Redis-backed [`IdStore`].
 #[derive(Clone)]
 pub struct RedisStore {
@@ -158,13 +289,17 @@ pub struct RedisStore {
     prefix: String,
     retention: Retention,
     scripts: Arc<Scripts>,
+    /// Shared by the store's clones. A std mutex: held for a map operation, never across an await.
+    surrogates: Arc<Mutex<SurrogateCache>>,
 }
 
-/// The three scripts (their text and hash), shared by the store's clones.
+/// The scripts (their text and hash), shared by the store's clones.
 struct Scripts {
     claim_surrogate: Script,
     claim_message: Script,
     save_message: Script,
+    find_or_claim_surrogate: Script,
+    find_or_claim_message: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -247,14 +382,24 @@ impl RedisStore {
             retention,
             scripts: Arc::new(Scripts {
                 claim_surrogate: Script::new(CLAIM_SURROGATE),
-                claim_message: Script::new(&format!("{LUA_ROW_KEY}{CLAIM_MESSAGE_BODY}")),
+                claim_message: Script::new(&format!("{LUA_ROW_KEY}{LUA_INSERT}{CLAIM_MESSAGE_BODY}")),
                 save_message: Script::new(&format!("{LUA_ROW_KEY}{SAVE_MESSAGE_BODY}")),
+                find_or_claim_surrogate: Script::new(FIND_OR_CLAIM_SURROGATE),
+                find_or_claim_message: Script::new(&format!("{LUA_ROW_KEY}{LUA_INSERT}{FIND_OR_CLAIM_MESSAGE_BODY}")),
             }),
+            surrogates: Arc::new(Mutex::new(SurrogateCache::new(SURROGATE_CACHE_ENTRIES))),
         };
         // Loading the scripts proves the server is Redis enough: it answers, scripting is on,
         // and the credentials allow it. A later restart empties its script cache; invoking
         // reloads them.
-        for script in [&store.scripts.claim_surrogate, &store.scripts.claim_message, &store.scripts.save_message] {
+        let scripts = &store.scripts;
+        for script in [
+            &scripts.claim_surrogate,
+            &scripts.claim_message,
+            &scripts.save_message,
+            &scripts.find_or_claim_surrogate,
+            &scripts.find_or_claim_message,
+        ] {
             let mut conn = store.conn.clone();
             store.run("loading the id scripts", async move { script.load_async(&mut conn).await }).await?;
         }
@@ -295,6 +440,10 @@ impl RedisStore {
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, IdError> {
         bounded(&self.server, what, op).await
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, SurrogateCache> {
+        self.surrogates.lock_unpoisoned()
     }
 
     /// How many message ids are remembered now (expired ones may count until the next claim
@@ -358,15 +507,41 @@ pub(super) async fn bounded<T>(
     }
 }
 
+/// What a find-or-claim script answered: `{0, ""}`, `{1, number}` or `{2, owner}`.
+fn found<N: std::str::FromStr, K>(
+    server: &str,
+    n: N,
+    (status, data): (i64, Vec<u8>),
+    owner: impl FnOnce(Vec<u8>) -> K,
+) -> Result<Found<N, K>, IdError> {
+    match status {
+        0 => Ok(Found::Claimed(n, Claim::Inserted)),
+        1 => std::str::from_utf8(&data)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Found::Known)
+            .ok_or_else(|| IdError::Store(format!("Redis at {server} holds a number that is not one: {data:?}"))),
+        2 => Ok(Found::Claimed(n, Claim::Taken(owner(data)))),
+        other => Err(IdError::Store(format!("Redis at {server} answered a claim with {other}, not 0, 1 or 2"))),
+    }
+}
+
 impl IdStore for RedisStore {
     async fn surrogate_of(&self, v12: &str) -> Result<Option<i64>, IdError> {
+        if let Some(n) = self.cache().by_v12.get(v12) {
+            return Ok(Some(n));
+        }
         let mut conn = self.conn.clone();
         let ids = self.key("ids");
-        self.run(
-            "looking up a surrogate",
-            async move { redis::cmd("HGET").arg(ids).arg(v12).query_async(&mut conn).await },
-        )
-        .await
+        let n: Option<i64> =
+            self.run("looking up a surrogate", async move {
+                redis::cmd("HGET").arg(ids).arg(v12).query_async(&mut conn).await
+            })
+            .await?;
+        if let Some(n) = n {
+            self.cache().learn(n, v12);
+        }
+        Ok(n)
     }
 
     async fn claim_surrogate(&self, n: i64, v12: &str) -> Result<Claim<String>, IdError> {
@@ -375,16 +550,79 @@ impl IdStore for RedisStore {
         call.key(self.key("surrogates")).key(self.key("ids")).arg(n).arg(v12);
         let owner: Option<String> =
             self.run("claiming a surrogate", async move { call.invoke_async(&mut conn).await }).await?;
+        match &owner {
+            None => self.cache().learn(n, v12),
+            Some(owner) => self.cache().learn_owner(n, owner),
+        }
         Ok(owner.map_or(Claim::Inserted, Claim::Taken))
     }
 
     async fn v12_of_surrogate(&self, n: i64) -> Result<Option<String>, IdError> {
+        if let Some(v12) = self.cache().by_n.get(&n) {
+            return Ok(Some(v12.to_string()));
+        }
         let mut conn = self.conn.clone();
         let surrogates = self.key("surrogates");
-        self.run("looking up a v12 id", async move {
-            redis::cmd("HGET").arg(surrogates).arg(n).query_async(&mut conn).await
-        })
-        .await
+        let v12: Option<String> = self
+            .run("looking up a v12 id", async move {
+                redis::cmd("HGET").arg(surrogates).arg(n).query_async(&mut conn).await
+            })
+            .await?;
+        if let Some(v12) = &v12 {
+            self.cache().learn_owner(n, v12);
+        }
+        Ok(v12)
+    }
+
+    /// A cached surrogate needs no round trip; otherwise one script finds or claims.
+    async fn find_or_claim_surrogate(
+        &self,
+        first: impl FnOnce() -> i64 + Send,
+        v12: &str,
+    ) -> Result<Found<i64, String>, IdError> {
+        if let Some(n) = self.cache().by_v12.get(v12) {
+            return Ok(Found::Known(n));
+        }
+        let n = first();
+        let mut conn = self.conn.clone();
+        let mut call = self.scripts.find_or_claim_surrogate.prepare_invoke();
+        call.key(self.key("surrogates")).key(self.key("ids")).arg(n).arg(v12);
+        let answer =
+            self.run("finding or claiming a surrogate", async move { call.invoke_async(&mut conn).await }).await?;
+        let found = found(&self.server, n, answer, |owner| String::from_utf8_lossy(&owner).into_owned())?;
+        match &found {
+            Found::Known(known) => self.cache().learn(*known, v12),
+            Found::Claimed(n, Claim::Inserted) => self.cache().learn(*n, v12),
+            Found::Claimed(n, Claim::Taken(owner)) => self.cache().learn_owner(*n, owner),
+        }
+        Ok(found)
+    }
+
+    /// One script: the number found (and the content saved), or the first candidate claimed.
+    async fn find_or_claim_message(
+        &self,
+        first: impl FnOnce() -> i32 + Send,
+        record: &MessageRecord,
+    ) -> Result<Found<i32, MessageKey>, IdError> {
+        let n = first();
+        let row = Row::encode(record, now_ms())?;
+        let key = key_bytes(&record.key);
+        let mut conn = self.conn.clone();
+        let mut call = self.scripts.find_or_claim_message.prepare_invoke();
+        call.key(self.msg_key(n))
+            .key(self.mkey_key(&key))
+            .key(self.key("msgs"))
+            .arg(n)
+            .arg(row.as_bytes())
+            .arg(self.retention.max_age.as_millis().max(1) as u64)
+            .arg(self.retention.max_messages.max(1))
+            .arg(&self.prefix)
+            .arg(&key)
+            .arg(if record.content.is_some() { "1" } else { "0" });
+        let answer =
+            self.run("finding or claiming a message id", async move { call.invoke_async(&mut conn).await }).await?;
+        // An unreadable row cannot be told apart from a collision: probe on.
+        found(&self.server, n, answer, |owner| key_from_bytes(&owner).unwrap_or_default())
     }
 
     async fn message_id_of(&self, key: &MessageKey) -> Result<Option<i32>, IdError> {
@@ -454,6 +692,33 @@ mod tests {
         let a = MessageKey { self_id: "a\u{1f}b".into(), message_id: "c".into() };
         let b = MessageKey { self_id: "a".into(), message_id: "b\u{1f}c".into() };
         assert_ne!(key_bytes(&a), key_bytes(&b));
+    }
+
+    #[test]
+    fn recent_keeps_at_most_its_bound_and_what_is_in_use() {
+        let mut recent = Recent::new(8);
+        recent.insert("kept".to_owned(), 0);
+        for i in 1..100 {
+            recent.insert(format!("id-{i}"), i);
+            // A pair looked up now and then survives every turnover.
+            assert_eq!(recent.get("kept"), Some(0), "after {i}");
+            assert!(recent.len() <= 8, "{} entries after {i}", recent.len());
+        }
+        assert_eq!(recent.get("id-99"), Some(99));
+        assert_eq!(recent.get("id-1"), None, "the oldest are forgotten");
+    }
+
+    #[test]
+    fn the_surrogate_cache_keeps_no_long_ids() {
+        let mut cache = SurrogateCache::new(16);
+        cache.learn(1, "short");
+        cache.learn(2, &"x".repeat(CACHED_ID_BYTES + 1));
+        assert_eq!(cache.by_v12.get("short"), Some(1));
+        assert_eq!(cache.by_n.get(&1).as_deref(), Some("short"));
+        assert_eq!(cache.by_n.get(&2), None);
+        cache.learn_owner(3, "squatter");
+        assert_eq!(cache.by_v12.get("squatter"), None, "an owner's own number is not known from a taken claim");
+        assert_eq!(cache.by_n.get(&3).as_deref(), Some("squatter"));
     }
 
     #[test]
