@@ -602,3 +602,61 @@ async fn measure_claims_per_second_and_memory_per_message() {
     println!("disk:  {users:.0} new surrogates/s, {messages:.0} new message ids/s (256 at a time)");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Figures for the documentation, not a check: the event path's ids (each message replying to
+/// the one before, 256 events in flight) through one script per id against a lookup and then a
+/// claim or a save, alternating on one server; `redis-server`'s CPU and requests per event.
+/// `cargo test --test redis_store -- --ignored --nocapture one_script` (the server's CPU per event
+/// does not depend on how the client was built; the rate does).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement; run by hand"]
+async fn measure_one_script_per_id_against_lookup_then_claim() {
+    const N: usize = 20_000;
+    fn info(server: &RedisServer, field: &str, section: &str) -> f64 {
+        let text = server.command(&["INFO", section]).expect("redis-server answers INFO");
+        text.lines()
+            .find_map(|l| l.strip_prefix(field))
+            .map(|v| v.split(',').next().unwrap_or("0").trim_start_matches("calls=").parse().unwrap_or(0.0))
+            .unwrap_or(0.0)
+    }
+    fn cpu(server: &RedisServer) -> f64 {
+        info(server, "used_cpu_user:", "cpu") + info(server, "used_cpu_sys:", "cpu")
+    }
+    fn requests(server: &RedisServer) -> f64 {
+        info(server, "cmdstat_evalsha:", "commandstats") + info(server, "cmdstat_get:", "commandstats")
+    }
+    async fn run<S: IdStore>(server: &RedisServer, ids: Arc<IdMapper<S>>, tag: &str) {
+        let (cpu0, req0, started) = (cpu(server), requests(server), Instant::now());
+        stream::iter(0..N)
+            .map(|i| {
+                let ids = ids.clone();
+                let reply = rec("10001", &format!("{tag}-{}", i.saturating_sub(1)));
+                let own = said("10001", &format!("{tag}-{i}"), "a typical line of chat, some forty bytes");
+                async move {
+                    ids.message_to_v11(&reply).await.unwrap();
+                    ids.message_to_v11(&own).await.unwrap()
+                }
+            })
+            .buffered(256)
+            .collect::<Vec<_>>()
+            .await;
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{tag:>6}: {:>6.0} events/s, redis-server {:>5.1} µs CPU per event, {:.2} requests per event (GET and EVALSHA, scripts' own GETs included)",
+            N as f64 / secs,
+            (cpu(server) - cpu0) * 1e6 / N as f64,
+            (requests(server) - req0) / N as f64
+        );
+    }
+
+    let server = RedisServer::start();
+    for round in 0..3 {
+        let split = Arc::new(IdMapper::new(RacedLookup {
+            inner: store(&server, &format!("split{round}:"), retention()).await,
+            miss_next: false.into(),
+        }));
+        let one = Arc::new(IdMapper::new(store(&server, &format!("one{round}:"), retention()).await));
+        run(&server, split, &format!("split{round}")).await;
+        run(&server, one, &format!("one{round}")).await;
+    }
+}
