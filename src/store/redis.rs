@@ -425,6 +425,28 @@ impl RedisStore {
         format!("{}msg:{n}", self.prefix)
     }
 
+    /// A message-claiming script called with what every claim passes (KEYS msg:n, mkey:key,
+    /// msgs; ARGV n, row, max_age ms, max_messages, prefix), and the message's key bytes.
+    fn message_claim<'s>(
+        &self,
+        script: &'s Script,
+        n: i32,
+        record: &MessageRecord,
+    ) -> Result<(redis::ScriptInvocation<'s>, Vec<u8>), IdError> {
+        let row = Row::encode(record, now_ms())?;
+        let key = key_bytes(&record.key);
+        let mut call = script.prepare_invoke();
+        call.key(self.msg_key(n))
+            .key(self.mkey_key(&key))
+            .key(self.key("msgs"))
+            .arg(n)
+            .arg(row.as_bytes())
+            .arg(self.retention.max_age.as_millis().max(1) as u64)
+            .arg(self.retention.max_messages.max(1))
+            .arg(&self.prefix);
+        Ok((call, key))
+    }
+
     fn mkey_key(&self, key_bytes: &[u8]) -> Vec<u8> {
         let mut k = Vec::with_capacity(self.prefix.len() + 5 + key_bytes.len());
         k.extend_from_slice(self.prefix.as_bytes());
@@ -605,20 +627,9 @@ impl IdStore for RedisStore {
         record: &MessageRecord,
     ) -> Result<Found<i32, MessageKey>, IdError> {
         let n = first();
-        let row = Row::encode(record, now_ms())?;
-        let key = key_bytes(&record.key);
+        let (mut call, key) = self.message_claim(&self.scripts.find_or_claim_message, n, record)?;
+        call.arg(&key).arg(if record.content.is_some() { "1" } else { "0" });
         let mut conn = self.conn.clone();
-        let mut call = self.scripts.find_or_claim_message.prepare_invoke();
-        call.key(self.msg_key(n))
-            .key(self.mkey_key(&key))
-            .key(self.key("msgs"))
-            .arg(n)
-            .arg(row.as_bytes())
-            .arg(self.retention.max_age.as_millis().max(1) as u64)
-            .arg(self.retention.max_messages.max(1))
-            .arg(&self.prefix)
-            .arg(&key)
-            .arg(if record.content.is_some() { "1" } else { "0" });
         let answer =
             self.run("finding or claiming a message id", async move { call.invoke_async(&mut conn).await }).await?;
         // An unreadable row cannot be told apart from a collision: probe on.
@@ -633,18 +644,8 @@ impl IdStore for RedisStore {
     }
 
     async fn claim_message(&self, n: i32, record: &MessageRecord) -> Result<Claim<MessageKey>, IdError> {
-        let row = Row::encode(record, now_ms())?;
-        let key = key_bytes(&record.key);
+        let (call, _) = self.message_claim(&self.scripts.claim_message, n, record)?;
         let mut conn = self.conn.clone();
-        let mut call = self.scripts.claim_message.prepare_invoke();
-        call.key(self.msg_key(n))
-            .key(self.mkey_key(&key))
-            .key(self.key("msgs"))
-            .arg(n)
-            .arg(row.as_bytes())
-            .arg(self.retention.max_age.as_millis().max(1) as u64)
-            .arg(self.retention.max_messages.max(1))
-            .arg(&self.prefix);
         let owner: Option<Vec<u8>> =
             self.run("claiming a message id", async move { call.invoke_async(&mut conn).await }).await?;
         match owner {
