@@ -660,3 +660,52 @@ async fn measure_one_script_per_id_against_lookup_then_claim() {
         run(&server, one, &format!("one{round}")).await;
     }
 }
+
+/// How many times the server has run `command` (from `INFO commandstats`).
+fn calls(server: &RedisServer, command: &str) -> u64 {
+    let text = server.command(&["INFO", "commandstats"]).expect("redis-server answers INFO");
+    let field = format!("cmdstat_{command}:calls=");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&field))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn messages_asked_for_at_once_share_script_calls_and_each_gets_its_own_answer() {
+    const N: usize = 500;
+    let server = RedisServer::start();
+    let ids = IdMapper::new(store(&server, "batched:", retention()).await);
+    let before = calls(&server, "evalsha");
+    let ids = &ids;
+    let first = futures::future::join_all(
+        (0..N)
+            .map(|i| async move { ids.message_to_v11(&said("10001", &format!("b-{i}"), &format!("line {i}"))).await }),
+    )
+    .await;
+    let scripts = calls(&server, "evalsha") - before;
+    let first: Vec<i32> = first.into_iter().map(Result::unwrap).collect();
+    assert_eq!(first.iter().collect::<HashSet<_>>().len(), N, "one number each");
+    assert!(scripts < N as u64 / 4, "{N} messages asked for at once took {scripts} script calls");
+    for (i, n) in first.iter().enumerate() {
+        assert_eq!(
+            ids.message_to_v12(*n as i64).await.unwrap(),
+            said("10001", &format!("b-{i}"), &format!("line {i}"))
+        );
+    }
+
+    // Asked again at once, as reply targets (no content) and with new content alternately: each
+    // finds its own number, and the new content is kept.
+    let again = futures::future::join_all((0..N).map(|i| {
+        let record =
+            if i % 2 == 0 { rec("10001", &format!("b-{i}")) } else { said("10001", &format!("b-{i}"), "edited") };
+        async move { ids.message_to_v11(&record).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(again, first);
+    for (i, n) in first.iter().enumerate() {
+        let text = if i % 2 == 0 { format!("line {i}") } else { "edited".to_owned() };
+        assert_eq!(ids.message_to_v12(*n as i64).await.unwrap(), said("10001", &format!("b-{i}"), &text));
+    }
+}

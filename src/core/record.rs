@@ -96,6 +96,10 @@ impl Row {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
 }
 
 /// Whether a row is in this encoding (else it is an older one).

@@ -11,7 +11,9 @@
 //!
 //! The event path asks "the number this id has, else claim this candidate" for every id it sees;
 //! that is one script too ([`IdStore::find_or_claim_message`], [`IdStore::find_or_claim_surrogate`]),
-//! so an id costs one round trip, not a lookup and then a claim or a save. A surrogate, once the
+//! so an id costs one round trip, not a lookup and then a claim or a save; and the messages asked
+//! about while earlier calls are on their way share the next call ([`Batcher`]), as the disk
+//! store's events share a commit. A surrogate, once the
 //! server has answered it, is kept in the process ([`SURROGATE_CACHE_ENTRIES`] each way) and
 //! served again without a round trip: a surrogate and its v12 id never part.
 //!
@@ -28,8 +30,8 @@
 //! | `<p>media-key` | string | the key `/files/` URLs are signed with, 64 hex digits | never |
 //!
 //! Retention: a message id's two keys expire `max_age` after it was issued (Redis expiry, no
-//! pruning task); every claim also trims `<p>msgs` of entries older than that and, past
-//! `max_messages`, pops the oldest and deletes their keys, in the same script. Surrogates never
+//! pruning task); every claim (every batch of them) also trims `<p>msgs` of entries older than
+//! that and, past `max_messages`, pops the oldest and deletes their keys, in the same script. Surrogates never
 //! expire, as in the other stores: a bot keeps user ids anywhere.
 //!
 //! Memory (Redis 7.0, `INFO memory` before and after 20 000 of them): a message id takes about
@@ -51,8 +53,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::core::ids::{Claim, Found, IdError, IdStore, MessageKey, MessageRecord};
 use crate::core::record::{Row, RowHead, ROW_V1};
@@ -112,12 +116,16 @@ return false
 /// `mkey`), both expiring after `max_age` ms, and trims `msgs` by age and by count, deleting
 /// what it trims.
 const LUA_INSERT: &str = r#"
-local function insert(msg, mkey, msgs, n, row, max_age, max_messages, prefix)
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function put(msg, mkey, msgs, n, row, max_age, now)
   redis.call('SET', msg, row, 'PX', max_age)
   redis.call('SET', mkey, n, 'PX', max_age)
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('ZADD', msgs, now, n)
+end
+local function trim(msgs, max_age, max_messages, prefix, now)
   redis.call('ZREMRANGEBYSCORE', msgs, '-inf', '(' .. (now - max_age))
   local excess = redis.call('ZCARD', msgs) - max_messages
   if excess > 0 then
@@ -134,6 +142,11 @@ local function insert(msg, mkey, msgs, n, row, max_age, max_messages, prefix)
       end
     end
   end
+end
+local function insert(msg, mkey, msgs, n, row, max_age, max_messages, prefix)
+  local now = now_ms()
+  put(msg, mkey, msgs, n, row, max_age, now)
+  trim(msgs, max_age, max_messages, prefix, now)
 end
 "#;
 
@@ -155,29 +168,46 @@ insert(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(
 return false
 "#;
 
-/// KEYS: msg:n, mkey:key, msgs. ARGV: n, row, max_age ms, max_messages, prefix, the row's key
-/// bytes, "1" to save the row's content on a number found.
-///
-/// The event path's one round trip per message id: the number the message has (its content
-/// saved there, as [`SAVE_MESSAGE_BODY`] does, when asked), else the claim of `n` (as
-/// [`CLAIM_MESSAGE_BODY`]). Returns `{0, ""}` when `n` was inserted, `{1, number}` when the
-/// message has one, `{2, owner's key bytes}` when `n` is taken.
-const FIND_OR_CLAIM_MESSAGE_BODY: &str = r#"
-local known = redis.call('GET', KEYS[2])
-if known then
-  local msg = ARGV[5] .. 'msg:' .. known
-  local old = redis.call('GET', msg)
-  if old and row_key(old) == ARGV[6] then
-    if ARGV[7] == '1' then
-      redis.call('SET', msg, string.sub(old, 1, 9) .. string.sub(ARGV[2], 10), 'KEEPTTL')
+/// KEYS: msgs. ARGV: max_age ms, max_messages, prefix, then four for each message: the
+/// candidate `n`, its row, its key bytes, `1` when the row carries content. For each message in
+/// turn, what [`IdStore::find_or_claim_message`] answers: `{1, number}` when its key leads to a
+/// row of its own (the content saved there when given), else `{2, owner}` when `n` is taken,
+/// else `{0, ""}` with `n` claimed (a stale key, whose row expired or went to another message,
+/// is claimed over). The sorted set is trimmed once, after the batch.
+const FIND_OR_CLAIM_MESSAGES_BODY: &str = r#"
+local max_age, max_messages, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local now = now_ms()
+local out, inserted = {}, false
+for i = 4, #ARGV, 4 do
+  local n, row, key, content = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local mkey = prefix .. 'mkey:' .. key
+  local answer
+  local known = redis.call('GET', mkey)
+  if known then
+    local msg = prefix .. 'msg:' .. known
+    local old = redis.call('GET', msg)
+    if old and row_key(old) == key then
+      if content == '1' then
+        redis.call('SET', msg, string.sub(old, 1, 9) .. string.sub(row, 10), 'KEEPTTL')
+      end
+      answer = {1, known}
     end
-    return {1, known}
   end
+  if not answer then
+    local msg = prefix .. 'msg:' .. n
+    local owner = redis.call('GET', msg)
+    if owner then
+      answer = {2, row_key(owner) or ''}
+    else
+      put(msg, mkey, KEYS[1], n, row, max_age, now)
+      inserted = true
+      answer = {0, ''}
+    end
+  end
+  out[#out + 1] = answer
 end
-local owner = redis.call('GET', KEYS[1])
-if owner then return {2, row_key(owner) or ''} end
-insert(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
-return {0, ''}
+if inserted then trim(KEYS[1], max_age, max_messages, prefix, now) end
+return out
 "#;
 
 /// KEYS: msg:n. ARGV: new row, its key bytes. Replaces the row when it is the same key's,
@@ -291,6 +321,8 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     /// Shared by the store's clones. A std mutex: held for a map operation, never across an await.
     surrogates: Arc<Mutex<SurrogateCache>>,
+    /// Messages waiting for [`Batcher`], which ends when the last clone is dropped.
+    batch: mpsc::Sender<Pending>,
 }
 
 /// The scripts (their text and hash), shared by the store's clones.
@@ -299,7 +331,7 @@ struct Scripts {
     claim_message: Script,
     save_message: Script,
     find_or_claim_surrogate: Script,
-    find_or_claim_message: Script,
+    find_or_claim_messages: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -375,19 +407,32 @@ impl RedisStore {
         let conn = bounded(&server, "connecting", ConnectionManager::new_with_config(client, config))
             .await
             .map_err(|e| untrusted_hint(e, ca_file))?;
+        let scripts = Arc::new(Scripts {
+            claim_surrogate: Script::new(CLAIM_SURROGATE),
+            claim_message: Script::new(&format!("{LUA_ROW_KEY}{LUA_INSERT}{CLAIM_MESSAGE_BODY}")),
+            save_message: Script::new(&format!("{LUA_ROW_KEY}{SAVE_MESSAGE_BODY}")),
+            find_or_claim_surrogate: Script::new(FIND_OR_CLAIM_SURROGATE),
+            find_or_claim_messages: Script::new(&format!("{LUA_ROW_KEY}{LUA_INSERT}{FIND_OR_CLAIM_MESSAGES_BODY}")),
+        });
+        let (batch, queue) = mpsc::channel(BATCH_QUEUE);
+        let batcher = Batcher {
+            conn: conn.clone(),
+            scripts: scripts.clone(),
+            server: server.clone(),
+            prefix: prefix.to_owned(),
+            msgs: format!("{prefix}msgs"),
+            max_age_ms: retention.max_age.as_millis().max(1) as u64,
+            max_messages: retention.max_messages.max(1),
+        };
+        tokio::spawn(batcher.run(queue));
         let store = RedisStore {
             conn,
             server,
             prefix: prefix.to_owned(),
             retention,
-            scripts: Arc::new(Scripts {
-                claim_surrogate: Script::new(CLAIM_SURROGATE),
-                claim_message: Script::new(&format!("{LUA_ROW_KEY}{LUA_INSERT}{CLAIM_MESSAGE_BODY}")),
-                save_message: Script::new(&format!("{LUA_ROW_KEY}{SAVE_MESSAGE_BODY}")),
-                find_or_claim_surrogate: Script::new(FIND_OR_CLAIM_SURROGATE),
-                find_or_claim_message: Script::new(&format!("{LUA_ROW_KEY}{LUA_INSERT}{FIND_OR_CLAIM_MESSAGE_BODY}")),
-            }),
+            scripts,
             surrogates: Arc::new(Mutex::new(SurrogateCache::new(SURROGATE_CACHE_ENTRIES))),
+            batch,
         };
         // Loading the scripts proves the server is Redis enough: it answers, scripting is on,
         // and the credentials allow it. A later restart empties its script cache; invoking
@@ -398,7 +443,7 @@ impl RedisStore {
             &scripts.claim_message,
             &scripts.save_message,
             &scripts.find_or_claim_surrogate,
-            &scripts.find_or_claim_message,
+            &scripts.find_or_claim_messages,
         ] {
             let mut conn = store.conn.clone();
             store.run("loading the id scripts", async move { script.load_async(&mut conn).await }).await?;
@@ -548,6 +593,92 @@ fn found<N: std::str::FromStr, K>(
     }
 }
 
+/// Messages waiting for a script call at most; past that, callers wait (within their bound).
+const BATCH_QUEUE: usize = 1024;
+/// Messages one script call carries at most.
+const BATCH_MAX: usize = 64;
+/// Script calls in flight at once. A message asked for while they are waits for the next call
+/// with the others that came meanwhile, as events on the disk store share a commit: under load
+/// the calls grow (fewer, larger scripts: less work per message for Redis and the client), and
+/// alone a message goes at once.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// A message waiting for [`Batcher`]: the candidate, the row, its key bytes, whether the row
+/// carries content, and where the script's answer for it goes.
+struct Pending {
+    n: i32,
+    row: Vec<u8>,
+    key: Vec<u8>,
+    content: bool,
+    answer: oneshot::Sender<Result<(i64, Vec<u8>), IdError>>,
+}
+
+/// Sends the messages [`IdStore::find_or_claim_message`] asks about, several to a script call.
+struct Batcher {
+    conn: ConnectionManager,
+    scripts: Arc<Scripts>,
+    server: String,
+    prefix: String,
+    msgs: String,
+    max_age_ms: u64,
+    max_messages: u64,
+}
+
+impl Batcher {
+    async fn run(self, mut queue: mpsc::Receiver<Pending>) {
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                next = queue.recv(), if in_flight.len() < BATCHES_IN_FLIGHT => {
+                    let Some(first) = next else { break };
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH_MAX {
+                        match queue.try_recv() {
+                            Ok(more) => batch.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    in_flight.push(self.call(batch));
+                }
+                Some(()) = in_flight.next() => {}
+            }
+        }
+        while in_flight.next().await.is_some() {}
+    }
+
+    /// One script call for `batch`; each message gets its answer, or the call's error.
+    async fn call(&self, batch: Vec<Pending>) {
+        let mut call = self.scripts.find_or_claim_messages.prepare_invoke();
+        call.key(&self.msgs).arg(self.max_age_ms).arg(self.max_messages).arg(&self.prefix);
+        for p in &batch {
+            call.arg(p.n).arg(&p.row[..]).arg(&p.key[..]).arg(if p.content { "1" } else { "0" });
+        }
+        let mut conn = self.conn.clone();
+        let answers: Result<Vec<(i64, Vec<u8>)>, IdError> =
+            bounded(&self.server, "finding or claiming message ids", async move { call.invoke_async(&mut conn).await })
+                .await;
+        let failure = match answers {
+            Ok(answers) if answers.len() == batch.len() => {
+                for (pending, answer) in batch.into_iter().zip(answers) {
+                    let _ = pending.answer.send(Ok(answer));
+                }
+                return;
+            }
+            Ok(answers) => format!(
+                "Redis at {} answered {} messages with {} answers (finding or claiming message ids)",
+                self.server,
+                batch.len(),
+                answers.len()
+            ),
+            Err(IdError::Store(message)) => message,
+            Err(other) => other.to_string(),
+        };
+        for pending in batch {
+            let _ = pending.answer.send(Err(IdError::Store(failure.clone())));
+        }
+    }
+}
+
 impl IdStore for RedisStore {
     async fn surrogate_of(&self, v12: &str) -> Result<Option<i64>, IdError> {
         if let Some(n) = self.cache().by_v12.get(v12) {
@@ -620,18 +751,37 @@ impl IdStore for RedisStore {
         Ok(found)
     }
 
-    /// One script: the number found (and the content saved), or the first candidate claimed.
+    /// One script, shared with the messages other tasks are asking about meanwhile
+    /// ([`Batcher`]): the number found (and the content saved), or the first candidate claimed.
     async fn find_or_claim_message(
         &self,
         first: impl FnOnce() -> i32 + Send,
         record: &MessageRecord,
     ) -> Result<Found<i32, MessageKey>, IdError> {
         let n = first();
-        let (mut call, key) = self.message_claim(&self.scripts.find_or_claim_message, n, record)?;
-        call.arg(&key).arg(if record.content.is_some() { "1" } else { "0" });
-        let mut conn = self.conn.clone();
-        let answer =
-            self.run("finding or claiming a message id", async move { call.invoke_async(&mut conn).await }).await?;
+        let (answer, answered) = oneshot::channel();
+        let pending = Pending {
+            n,
+            row: Row::encode(record, now_ms())?.into_bytes(),
+            key: key_bytes(&record.key),
+            content: record.content.is_some(),
+            answer,
+        };
+        let asked = async {
+            self.batch.send(pending).await.ok()?;
+            answered.await.ok()
+        };
+        let answer = match tokio::time::timeout(OP_TIMEOUT, asked).await {
+            Ok(Some(answer)) => answer?,
+            Ok(None) => return Err(IdError::Store(format!("Redis at {}: the claim queue has stopped", self.server))),
+            Err(_) => {
+                return Err(IdError::Store(format!(
+                    "Redis at {} did not answer within {} s (finding or claiming a message id)",
+                    self.server,
+                    OP_TIMEOUT.as_secs()
+                )))
+            }
+        };
         // An unreadable row cannot be told apart from a collision: probe on.
         found(&self.server, n, answer, |owner| key_from_bytes(&owner).unwrap_or_default())
     }
