@@ -125,13 +125,12 @@ impl Bridge {
         };
         // Replicas on one Redis sign `/files/` URLs with one key, so any of them serves a URL
         // another gave (and the key outlives restarts, as the disk store's file does).
-        let shared_key = match &store {
-            Store::Redis(redis) => Some(redis.shared_media_key().await?),
-            Store::Memory(_) | Store::Disk(_) => None,
-        };
-        let shared_cache = match &store {
-            Store::Redis(redis) => Some(Arc::new(redis.media_cache()) as Arc<dyn SharedMediaCache>),
-            Store::Memory(_) | Store::Disk(_) => None,
+        let (shared_key, shared_cache) = match &store {
+            Store::Redis(redis) => (
+                Some(redis.shared_media_key().await?),
+                Some(Arc::new(redis.media_cache()) as Arc<dyn SharedMediaCache>),
+            ),
+            Store::Memory(_) | Store::Disk(_) => (None, None),
         };
         let (media, files) = media_setup(&config, shared_key)?;
         let options = Options {

@@ -470,28 +470,6 @@ impl RedisStore {
         format!("{}msg:{n}", self.prefix)
     }
 
-    /// A message-claiming script called with what every claim passes (KEYS msg:n, mkey:key,
-    /// msgs; ARGV n, row, max_age ms, max_messages, prefix), and the message's key bytes.
-    fn message_claim<'s>(
-        &self,
-        script: &'s Script,
-        n: i32,
-        record: &MessageRecord,
-    ) -> Result<(redis::ScriptInvocation<'s>, Vec<u8>), IdError> {
-        let row = Row::encode(record, now_ms())?;
-        let key = key_bytes(&record.key);
-        let mut call = script.prepare_invoke();
-        call.key(self.msg_key(n))
-            .key(self.mkey_key(&key))
-            .key(self.key("msgs"))
-            .arg(n)
-            .arg(row.as_bytes())
-            .arg(self.retention.max_age.as_millis().max(1) as u64)
-            .arg(self.retention.max_messages.max(1))
-            .arg(&self.prefix);
-        Ok((call, key))
-    }
-
     fn mkey_key(&self, key_bytes: &[u8]) -> Vec<u8> {
         let mut k = Vec::with_capacity(self.prefix.len() + 5 + key_bytes.len());
         k.extend_from_slice(self.prefix.as_bytes());
@@ -794,8 +772,18 @@ impl IdStore for RedisStore {
     }
 
     async fn claim_message(&self, n: i32, record: &MessageRecord) -> Result<Claim<MessageKey>, IdError> {
-        let (call, _) = self.message_claim(&self.scripts.claim_message, n, record)?;
+        let row = Row::encode(record, now_ms())?;
+        let key = key_bytes(&record.key);
         let mut conn = self.conn.clone();
+        let mut call = self.scripts.claim_message.prepare_invoke();
+        call.key(self.msg_key(n))
+            .key(self.mkey_key(&key))
+            .key(self.key("msgs"))
+            .arg(n)
+            .arg(row.as_bytes())
+            .arg(self.retention.max_age.as_millis().max(1) as u64)
+            .arg(self.retention.max_messages.max(1))
+            .arg(&self.prefix);
         let owner: Option<Vec<u8>> =
             self.run("claiming a message id", async move { call.invoke_async(&mut conn).await }).await?;
         match owner {
