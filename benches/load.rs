@@ -4,10 +4,11 @@
 //! `docs/replicas.md` recommends: `--appendonly yes --appendfsync everysec`), for the bridge
 //! with `--ephemeral`, for the bridge with `--ephemeral` on a OneBot v11 link (the generator
 //! speaking as NapCat: the same messages in v11, converted at the link's edge), and for a bare
-//! WebSocket relay that translates nothing (`load/relay.rs`), in the same run: the same
-//! generator, bot client and messages, the five alternating. Rates, CPU and latencies are the
-//! median of three runs (memory, the long run and the no-stall run are one run each); the table
-//! gives bridge/relay ratios, and Redis over the disk store. Without `redis-server` on `PATH` the Redis target is left out, and
+//! WebSocket relay that translates nothing (`load/relay.rs`) in its two forms, one batching its
+//! writes and one writing each frame as it reads it, in the same run: the same generator, bot
+//! client and messages, all alternating. Rates, CPU and latencies are the median of three runs
+//! (memory, the long run and the no-stall run are one run each); the table gives each bridge over
+//! each relay, and Redis over the disk store. Without `redis-server` on `PATH` the Redis target is left out, and
 //! the run says so.
 //!
 //! The bridge (the release binary) and the relay run as child processes, so their CPU time and
@@ -35,7 +36,7 @@
 //! `cargo bench --bench load` runs the full sizes (a few minutes); under `cargo test` (no
 //! `--bench`) it runs a few hundred events per scenario against the debug build and asserts
 //! that everything arrived. Each run is also capped in time; the notes under the table say when
-//! a cap cut one short. `LOAD_TARGETS=disk,redis` measures only those (and the relay).
+//! a cap cut one short. `LOAD_TARGETS=disk,redis` measures only those (and the relays).
 
 #[path = "load/peers.rs"]
 mod peers;
@@ -133,16 +134,15 @@ fn main() {
 
 /// The targets measured: all of them, the Redis one only where `redis-server` is installed, or
 /// those `LOAD_TARGETS` names (labels, comma-separated: `LOAD_TARGETS=disk,redis` to compare
-/// the two stores in less time). The relay is always measured: every ratio is against it.
+/// the two stores in less time). Both relays are always measured: every ratio is against them.
 fn targets() -> Vec<Target> {
     let redis = redis_server::installed();
     if !redis {
         println!("load: the Redis target is skipped: {}", redis_server::MISSING);
     }
     let only = std::env::var("LOAD_TARGETS").ok();
-    let wanted = |t: Target| {
-        t == Target::Relay || only.as_deref().is_none_or(|list| list.split(',').any(|l| l.trim() == t.label()))
-    };
+    let wanted =
+        |t: Target| t.is_relay() || only.as_deref().is_none_or(|list| list.split(',').any(|l| l.trim() == t.label()));
     let targets: Vec<Target> =
         Target::ALL.into_iter().filter(|&t| (redis || t != Target::Redis) && wanted(t)).collect();
     if let Some(list) = &only {
@@ -215,7 +215,7 @@ async fn measure(sizes: &Sizes, targets: &[Target]) -> Report {
             if let Some(cpu) = events.store_cpu_per_event() {
                 f.store_cpu_us.push(cpu.as_secs_f64() * 1e6);
             }
-            if target != Target::Relay && events.get_file > 1 {
+            if !target.is_relay() && events.get_file > 1 {
                 notes.push(format!("{}: {} get_file calls for one shared image", target.name(), events.get_file));
             }
 
@@ -416,10 +416,6 @@ impl Row {
 }
 
 impl Report {
-    fn relay_column(&self) -> usize {
-        self.targets.iter().position(|&t| t == Target::Relay).expect("the relay is measured")
-    }
-
     fn print(&self, sizes: &Sizes) {
         let per_s = |v: f64| format!("{v:.0}/s");
         let in_ms = |v: f64| format!("{v:.2} ms");
@@ -479,10 +475,12 @@ impl Report {
 
         let width = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(0);
         let column = rows.iter().flat_map(|r| r.text.iter().map(|t| t.chars().count())).max().unwrap_or(0).max(23);
-        // Each bridge over the relay (the yardstick), and Redis over the disk store.
-        let relay = self.relay_column();
-        let mut ratios: Vec<(usize, usize)> =
-            (0..self.targets.len()).filter(|&i| i != relay).map(|i| (i, relay)).collect();
+        // Each bridge over each relay (the yardsticks), and Redis over the disk store.
+        let relays: Vec<usize> = (0..self.targets.len()).filter(|&i| self.targets[i].is_relay()).collect();
+        let mut ratios: Vec<(usize, usize)> = (0..self.targets.len())
+            .filter(|&i| !self.targets[i].is_relay())
+            .flat_map(|i| relays.iter().map(move |&r| (i, r)))
+            .collect();
         let column_of = |t: Target| self.targets.iter().position(|&x| x == t);
         if let (Some(redis), Some(disk)) = (column_of(Target::Redis), column_of(Target::Disk)) {
             ratios.push((redis, disk));

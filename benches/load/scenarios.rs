@@ -36,12 +36,20 @@ pub enum Target {
     /// The bridge with `--ephemeral` on a OneBot v11 link (the generator speaks as NapCat): the
     /// v12 path's figures plus the link's conversion at its edge.
     V11,
-    /// The bare relay.
+    /// The bare relay, frames ready together written at once.
     Relay,
+    /// The bare relay, a write per frame.
+    RelayPerFrame,
 }
 
 impl Target {
-    pub const ALL: [Target; 5] = [Target::Disk, Target::Redis, Target::Ephemeral, Target::V11, Target::Relay];
+    pub const ALL: [Target; 6] =
+        [Target::Disk, Target::Redis, Target::Ephemeral, Target::V11, Target::Relay, Target::RelayPerFrame];
+
+    /// One of the two relays, the yardsticks.
+    pub fn is_relay(self) -> bool {
+        matches!(self, Target::Relay | Target::RelayPerFrame)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -49,7 +57,8 @@ impl Target {
             Target::Redis => "bridge (redis)",
             Target::Ephemeral => "bridge (--ephemeral)",
             Target::V11 => "bridge (v11 link, eph.)",
-            Target::Relay => "relay",
+            Target::Relay => "relay (batched)",
+            Target::RelayPerFrame => "relay (per frame)",
         }
     }
 
@@ -61,6 +70,7 @@ impl Target {
             Target::Ephemeral => "ephemeral",
             Target::V11 => "v11",
             Target::Relay => "relay",
+            Target::RelayPerFrame => "frame-relay",
         }
     }
 }
@@ -189,9 +199,10 @@ impl Peer {
                 .expect("redis-server is installed (checked before the Redis target is measured)")
         });
         let cmd = match target {
-            Target::Relay => {
+            Target::Relay | Target::RelayPerFrame => {
+                let flush = if target == Target::Relay { relay::Flush::Batched } else { relay::Flush::PerFrame };
                 let mut cmd = Command::new(std::env::current_exe().expect("the bench binary"));
-                cmd.env(relay::ENV, format!("{port},{}", generator.url())).stdin(Stdio::piped());
+                cmd.env(relay::ENV, relay::spec(flush, port, generator.url())).stdin(Stdio::piped());
                 cmd
             }
             Target::Disk | Target::Redis | Target::Ephemeral | Target::V11 => {
@@ -267,7 +278,7 @@ impl Peer {
         let bots = self.bots(run.bots).await;
         // The relay dials the generator once per bot; the bridge once in all, and fans out.
         let links = match self.target {
-            Target::Relay => self.generator.links_after(mark, run.bots).await,
+            Target::Relay | Target::RelayPerFrame => self.generator.links_after(mark, run.bots).await,
             Target::Disk | Target::Redis | Target::Ephemeral | Target::V11 => vec![self.generator.latest().await],
         };
         let tracker = Arc::new(Tracker::new(run.n, run.bots, run.window.unwrap_or(0)));

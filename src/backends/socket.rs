@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
+use tracing::Instrument;
 
 use crate::backends::intake::Intake;
 use crate::backends::link::{LinkHandle, Outgoing, RecentIds};
@@ -156,7 +157,12 @@ async fn pump<R: Reports, S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sink, mut stream) = ws.split();
+    let (sink, mut stream) = ws.split();
+    // Frames are written by a task of their own, so reading never waits for a write. A backend
+    // that reads nothing while one of its own writes waits (a task per connection, under a
+    // burst) would otherwise wait for this loop to read while this loop waited for it to read.
+    let (frames, to_write) = mpsc::channel(WRITES_QUEUED);
+    let mut writer = AbortOnDrop(tokio::spawn(write_frames(sink, to_write, limits.write_timeout).in_current_span()));
     if outgoing.is_some() {
         link.set_connected(true);
         tokio::spawn(discover(link.clone(), reports.clone()));
@@ -168,28 +174,24 @@ async fn pump<R: Reports, S>(
     let mut hinted = false;
     loop {
         tokio::select! {
-            _ = shutdown.changed() => {
-                let bye = CloseFrame { code: CloseCode::Away, reason: "bridge shutting down".into() };
-                let _ = tokio::time::timeout(limits.write_timeout, sink.send(Message::Close(Some(bye)))).await;
-                return;
-            }
-            out = async {
-                match outgoing.as_deref_mut() {
-                    Some(outgoing) => outgoing.recv().await,
+            _ = shutdown.changed() => break,
+            // The writer ends only when a write failed or timed out (it said which).
+            _ = &mut writer.0 => return,
+            next = async {
+                // A request is taken from the link's queue only when the writer has room for it.
+                let room = frames.reserve().await.ok()?;
+                let out = match outgoing.as_deref_mut() {
+                    Some(outgoing) => outgoing.recv().await?,
                     None => std::future::pending().await,
-                }
+                };
+                Some((room, out))
             } => {
-                let Some(out) = out else { return };
-                let frame = if out.binary {
+                let Some((room, out)) = next else { return };
+                room.send(if out.binary {
                     Message::binary(out.body)
                 } else {
                     Message::text(String::from_utf8(out.body).unwrap_or_default())
-                };
-                match tokio::time::timeout(limits.write_timeout, sink.send(frame)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => { tracing::warn!(%error, "backend write failed"); return; }
-                    Err(_) => { tracing::warn!("backend write timed out"); return; }
-                }
+                });
             }
             _ = ping.tick() => {
                 // A peer that vanished without a FIN answers nothing, not even our pings.
@@ -197,10 +199,9 @@ async fn pump<R: Reports, S>(
                     tracing::warn!(silent_s = last_heard.elapsed().as_secs(), "backend silent, not even pongs; dropping the connection");
                     return;
                 }
-                if tokio::time::timeout(limits.write_timeout, sink.send(Message::Ping(Default::default()))).await.is_err() {
-                    tracing::warn!("backend ping timed out");
-                    return;
-                }
+                // With the writer's queue full a ping would add nothing: the writer's own timeout
+                // catches a backend that reads nothing.
+                let _ = frames.try_send(Message::Ping(Default::default()));
             }
             frame = stream.next() => match frame.inspect(|_| last_heard = tokio::time::Instant::now()) {
                 Some(Ok(Message::Text(text))) => on_frame(link, intake, text.as_bytes(), false, &mut hinted).await,
@@ -212,6 +213,58 @@ async fn pump<R: Reports, S>(
                 Some(Ok(_)) => {}
                 Some(Err(error)) => { tracing::warn!(%error, "backend connection failed"); return; }
                 None => return,
+            }
+        }
+    }
+    // Shutting down: the close frame goes out after what is queued, the writer given its usual time.
+    let bye = CloseFrame { code: CloseCode::Away, reason: "bridge shutting down".into() };
+    let _ = frames.try_send(Message::Close(Some(bye)));
+    drop(frames);
+    let _ = tokio::time::timeout(limits.write_timeout, &mut writer.0).await;
+}
+
+/// Frames waiting for the connection's writer, besides the link's own request queue.
+const WRITES_QUEUED: usize = 64;
+/// Frames written before one flush, at most.
+const FRAMES_PER_FLUSH: usize = 64;
+
+/// Aborts a task when dropped: the writer never outlives its connection's loop.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Writes the frames it is given, those ready together in one flush, until the queue closes or a
+/// write fails or takes longer than `timeout` (a backend that reads nothing).
+async fn write_frames<S>(
+    mut sink: futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<S>, Message>,
+    mut frames: mpsc::Receiver<Message>,
+    timeout: Duration,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    while let Some(frame) = frames.recv().await {
+        let written = tokio::time::timeout(timeout, async {
+            sink.feed(frame).await?;
+            for _ in 1..FRAMES_PER_FLUSH {
+                let Ok(more) = frames.try_recv() else { break };
+                sink.feed(more).await?;
+            }
+            sink.flush().await
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "backend write failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!("backend write timed out");
+                return;
             }
         }
     }

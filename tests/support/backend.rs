@@ -69,6 +69,14 @@ pub struct BackendOptions {
     pub file_urls: bool,
     /// `upload_file_fragmented` and `get_file_fragmented` are served. Off: they answer 10002.
     pub fragmented_files: bool,
+    /// Forward WebSocket: the send and receive buffers of the connections it accepts, in bytes
+    /// (the kernel's defaults when `None`). A few KiB fill at once, so the bridge soon meets a
+    /// backend that reads nothing while one of its own writes waits.
+    pub socket_buffers: Option<u32>,
+    /// WebSocket: events pushed go out before anything more is read, so while a write of one
+    /// waits (the bridge not reading) the backend reads nothing either: a backend with one task
+    /// per connection under a burst.
+    pub writes_first: bool,
 }
 
 impl Default for BackendOptions {
@@ -84,6 +92,8 @@ impl Default for BackendOptions {
             concurrent: false,
             file_urls: true,
             fragmented_files: true,
+            socket_buffers: None,
+            writes_first: false,
         }
     }
 }
@@ -599,7 +609,17 @@ impl FakeBackend {
 
     /// A forward-WebSocket server on a loopback port.
     pub async fn start(opts: BackendOptions) -> FakeBackend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = match opts.socket_buffers {
+            None => TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            // Accepted connections take the listening socket's buffer sizes.
+            Some(bytes) => {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.set_send_buffer_size(bytes).unwrap();
+                socket.set_recv_buffer_size(bytes).unwrap();
+                socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                socket.listen(64).unwrap()
+            }
+        };
         let mut backend = FakeBackend::new(Mode::WsServer, listener.local_addr().unwrap(), opts);
         backend.task = tokio::spawn(serve_ws(listener, backend.script.clone()));
         backend
@@ -864,6 +884,14 @@ async fn ws_session<S>(
         }
     }
     loop {
+        if script.opts.writes_first {
+            if let Ok(m) = rx.try_recv() {
+                if sink.send(m).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        }
         tokio::select! {
             out = rx.recv() => match out {
                 Some(m) => { if sink.send(m).await.is_err() { break; } }
