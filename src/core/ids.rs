@@ -606,6 +606,37 @@ impl IdStore for MemoryIdStore {
         Ok(Claim::Inserted)
     }
 
+    /// The default's lookup, then a claim that looks again under the lock: a message asked for
+    /// by two tasks at once (as a reply target and for itself) keeps the first number given.
+    async fn find_or_claim_message(
+        &self,
+        first: impl FnOnce() -> i32 + Send,
+        record: &MessageRecord,
+    ) -> Result<Found<i32, MessageKey>, IdError> {
+        let known = match self.message_id_of(&record.key).await? {
+            Some(known) => known,
+            None => {
+                let n = first();
+                let packed = self.pack(n, record);
+                let mut t = self.tables();
+                match t.messages.seq_of(&record.key).and_then(|seq| t.messages.at(seq)).map(|p| p.n) {
+                    Some(known) => known,
+                    None => {
+                        if let Some(owner) = t.messages.by_id(n) {
+                            return Ok(Found::Claimed(n, Claim::Taken(owner.key())));
+                        }
+                        t.messages.push(packed, self.max_messages, self.max_bytes);
+                        return Ok(Found::Claimed(n, Claim::Inserted));
+                    }
+                }
+            }
+        };
+        if record.content.is_some() {
+            self.save_message(known, record).await?;
+        }
+        Ok(Found::Known(known))
+    }
+
     async fn message_of(&self, n: i32) -> Result<Option<MessageRecord>, IdError> {
         self.tables().messages.by_id(n).map(Packed::record).transpose()
     }
@@ -844,6 +875,27 @@ mod tests {
         ids.store().miss_next.store(true, Ordering::SeqCst);
         assert_eq!(block_on(ids.message_to_v11(&said("bot", "12345", "the text"))).unwrap(), 12345);
         assert_eq!(block_on(ids.message_to_v12(12345)).unwrap(), said("bot", "12345", "the text"));
+    }
+
+    /// Another task claims the message (as a reply target) after this one's lookup missed it
+    /// and before its claim: the message keeps that number, with this content.
+    #[test]
+    fn a_claim_between_the_lookup_and_the_lock_keeps_its_number() {
+        use futures::FutureExt;
+        let store = MemoryIdStore::default();
+        let (full, bare) = (said("bot", "m1", "the text"), rec("bot", "m1"));
+        let found = block_on(store.find_or_claim_message(
+            || {
+                assert_eq!(store.claim_message(7, &bare).now_or_never().unwrap().unwrap(), Claim::Inserted);
+                8
+            },
+            &full,
+        ))
+        .unwrap();
+        assert_eq!(found, Found::Known(7));
+        assert_eq!(block_on(store.message_of(7)).unwrap(), Some(full.clone()));
+        assert_eq!(block_on(store.message_of(8)).unwrap(), None, "no second number");
+        assert_eq!(block_on(store.message_id_of(&full.key)).unwrap(), Some(7));
     }
 
     #[test]
