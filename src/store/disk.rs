@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::core::ids::{Claim, Found, IdError, IdStore, MessageKey, MessageRecord};
 use crate::core::record::{self, Row, RowHead};
+use crate::store::surrogates::SurrogateCache;
 
 /// v12 id → surrogate.
 const IDS: TableDefinition<&str, i64> = TableDefinition::new("ids");
@@ -146,6 +147,8 @@ pub struct DiskStore {
     writes: mpsc::Sender<Write>,
     /// Where the writer thread records how long each commit took, once the bridge gives one.
     commits: CommitTimes,
+    /// Surrogates read or claimed here: a known one needs no read transaction.
+    surrogates: SurrogateCache,
 }
 
 /// The histogram commit times go to, shared with the writer thread.
@@ -207,7 +210,7 @@ impl DiskStore {
             .name("id-store-writer".into())
             .spawn(move || writer(writer_db, rx, retention, writer_commits))
             .map_err(store_err)?;
-        Ok(DiskStore { db, writes: tx, commits })
+        Ok(DiskStore { db, writes: tx, commits, surrogates: SurrogateCache::default() })
     }
 
     /// Where commit times are recorded: set the histogram once, and every commit of a batch of
@@ -235,16 +238,36 @@ impl DiskStore {
 
 impl IdStore for DiskStore {
     async fn surrogate_of(&self, v12: &str) -> Result<Option<i64>, IdError> {
-        self.read(|t| Ok(t.open_table(IDS)?.get(v12)?.map(|v| v.value())))
+        if let Some(n) = self.surrogates.surrogate_of(v12) {
+            return Ok(Some(n));
+        }
+        let n = self.read(|t| Ok(t.open_table(IDS)?.get(v12)?.map(|v| v.value())))?;
+        if let Some(n) = n {
+            self.surrogates.learn(n, v12);
+        }
+        Ok(n)
     }
 
     async fn claim_surrogate(&self, n: i64, v12: &str) -> Result<Claim<String>, IdError> {
-        let v12 = v12.to_owned();
-        self.write(|reply| Write::Surrogate { n, v12, reply }).await
+        let owned = v12.to_owned();
+        let claim = self.write(|reply| Write::Surrogate { n, v12: owned, reply }).await?;
+        // Answered after the commit: what the cache learns is on disk.
+        match &claim {
+            Claim::Inserted => self.surrogates.learn(n, v12),
+            Claim::Taken(owner) => self.surrogates.learn_owner(n, owner),
+        }
+        Ok(claim)
     }
 
     async fn v12_of_surrogate(&self, n: i64) -> Result<Option<String>, IdError> {
-        self.read(|t| Ok(t.open_table(SURROGATES)?.get(n)?.map(|v| v.value().to_owned())))
+        if let Some(v12) = self.surrogates.v12_of(n) {
+            return Ok(Some(v12));
+        }
+        let v12 = self.read(|t| Ok(t.open_table(SURROGATES)?.get(n)?.map(|v| v.value().to_owned())))?;
+        if let Some(v12) = &v12 {
+            self.surrogates.learn_owner(n, v12);
+        }
+        Ok(v12)
     }
 
     async fn message_id_of(&self, key: &MessageKey) -> Result<Option<i32>, IdError> {
@@ -638,6 +661,33 @@ mod tests {
         );
         assert_eq!(block_on(store.message_id_of(&other.key)).unwrap(), None);
         drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A surrogate read or claimed once is answered from the process: no read transaction. The
+    /// rows are removed behind the store's back to tell the two apart; a handle with a cache of
+    /// its own reads the file.
+    #[test]
+    fn known_surrogates_are_answered_without_reading_the_file() {
+        let d = dir("surrogates");
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        assert_eq!(block_on(store.claim_surrogate(5_000_000_001, "wxid_a")).unwrap(), Claim::Inserted);
+        let other = DiskStore { surrogates: SurrogateCache::default(), ..store.clone() };
+        assert_eq!(block_on(other.surrogate_of("wxid_a")).unwrap(), Some(5_000_000_001), "read from the file");
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(IDS).unwrap().remove("wxid_a").unwrap();
+        txn.open_table(SURROGATES).unwrap().remove(5_000_000_001).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(block_on(store.surrogate_of("wxid_a")).unwrap(), Some(5_000_000_001));
+        assert_eq!(block_on(store.v12_of_surrogate(5_000_000_001)).unwrap().as_deref(), Some("wxid_a"));
+        assert_eq!(
+            block_on(other.surrogate_of("wxid_a")).unwrap(),
+            Some(5_000_000_001),
+            "it learnt it when it read it"
+        );
+        let fresh = DiskStore { surrogates: SurrogateCache::default(), ..store.clone() };
+        assert_eq!(block_on(fresh.surrogate_of("wxid_a")).unwrap(), None, "a cache of its own reads the file");
+        drop((store, other, fresh));
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -7,6 +7,7 @@
 pub mod disk;
 pub mod redis;
 pub mod redis_media;
+pub mod surrogates;
 
 use crate::core::ids::{Claim, Found, IdError, IdStore, MessageKey, MessageRecord};
 use crate::core::MemoryIdStore;

@@ -48,9 +48,8 @@
 //! (standalone, or the primary behind a proxy): the scripts touch keys they compute, which
 //! Redis Cluster does not allow.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -60,8 +59,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::core::ids::{Claim, Found, IdError, IdStore, MessageKey, MessageRecord};
 use crate::core::record::{Row, RowHead, ROW_V1};
-use crate::sync::LockUnpoisoned;
 
+use super::surrogates::SurrogateCache;
 use super::Retention;
 
 /// Where the bridge's keys live unless told otherwise.
@@ -233,82 +232,7 @@ redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[1])
 return {0, ''}
 "#;
 
-/// Surrogates remembered in the process, per direction: a surrogate and its v12 id never part
-/// once stored (no store forgets or reassigns one), so a pair the server has answered stays
-/// true and is served again without a round trip. Bounded by entries; ids longer than
-/// [`CACHED_ID_BYTES`] are not kept (a backend chooses their length).
-pub const SURROGATE_CACHE_ENTRIES: usize = 64 << 10;
-/// The longest v12 id the surrogate cache keeps.
-const CACHED_ID_BYTES: usize = 256;
-
-/// A map of at most `max` entries that forgets its older half at once: two generations, new
-/// entries (and hits in the old one) go to the young one; when the young one holds `max / 2`,
-/// the old one is dropped and the young one becomes old. Lookups and inserts stay O(1), and a
-/// pair in use survives every turnover.
-struct Recent<K, V> {
-    max: usize,
-    young: HashMap<K, V, foldhash::fast::RandomState>,
-    old: HashMap<K, V, foldhash::fast::RandomState>,
-}
-
-impl<K: std::hash::Hash + Eq + Clone, V: Clone> Recent<K, V> {
-    fn new(max: usize) -> Self {
-        Recent { max: max.max(2), young: HashMap::default(), old: HashMap::default() }
-    }
-
-    fn get<Q>(&mut self, key: &Q) -> Option<V>
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: std::hash::Hash + Eq + ?Sized,
-    {
-        if let Some(v) = self.young.get(key) {
-            return Some(v.clone());
-        }
-        let (k, v) = self.old.remove_entry(key)?;
-        self.insert(k, v.clone());
-        Some(v)
-    }
-
-    fn insert(&mut self, key: K, value: V) {
-        if self.young.len() >= self.max / 2 && !self.young.contains_key(&key) {
-            self.old = std::mem::take(&mut self.young);
-        }
-        self.young.insert(key, value);
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.young.len() + self.old.len()
-    }
-}
-
-/// The surrogates [`RedisStore`] has seen answered, both ways.
-struct SurrogateCache {
-    by_v12: Recent<Arc<str>, i64>,
-    by_n: Recent<i64, Arc<str>>,
-}
-
-impl SurrogateCache {
-    fn new(max: usize) -> Self {
-        SurrogateCache { by_v12: Recent::new(max), by_n: Recent::new(max) }
-    }
-
-    /// `v12`'s surrogate is `n` (and so `n` is `v12`'s).
-    fn learn(&mut self, n: i64, v12: &str) {
-        if v12.len() <= CACHED_ID_BYTES {
-            let v12: Arc<str> = v12.into();
-            self.by_v12.insert(v12.clone(), n);
-            self.by_n.insert(n, v12);
-        }
-    }
-
-    /// `n` belongs to `v12` (which may have its own number elsewhere).
-    fn learn_owner(&mut self, n: i64, v12: &str) {
-        if v12.len() <= CACHED_ID_BYTES {
-            self.by_n.insert(n, v12.into());
-        }
-    }
-}
+pub use super::surrogates::SURROGATE_CACHE_ENTRIES;
 
 /// The Redis-backed [`IdStore`].
 #[derive(Clone)]
@@ -320,7 +244,7 @@ pub struct RedisStore {
     retention: Retention,
     scripts: Arc<Scripts>,
     /// Shared by the store's clones. A std mutex: held for a map operation, never across an await.
-    surrogates: Arc<Mutex<SurrogateCache>>,
+    surrogates: SurrogateCache,
     /// Messages waiting for [`Batcher`], which ends when the last clone is dropped.
     batch: mpsc::Sender<Pending>,
 }
@@ -431,7 +355,7 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             retention,
             scripts,
-            surrogates: Arc::new(Mutex::new(SurrogateCache::new(SURROGATE_CACHE_ENTRIES))),
+            surrogates: SurrogateCache::default(),
             batch,
         };
         // Loading the scripts proves the server is Redis enough: it answers, scripting is on,
@@ -485,10 +409,6 @@ impl RedisStore {
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, IdError> {
         bounded(&self.server, what, op).await
-    }
-
-    fn cache(&self) -> std::sync::MutexGuard<'_, SurrogateCache> {
-        self.surrogates.lock_unpoisoned()
     }
 
     /// How many message ids are remembered now (expired ones may count until the next claim
@@ -659,7 +579,7 @@ impl Batcher {
 
 impl IdStore for RedisStore {
     async fn surrogate_of(&self, v12: &str) -> Result<Option<i64>, IdError> {
-        if let Some(n) = self.cache().by_v12.get(v12) {
+        if let Some(n) = self.surrogates.surrogate_of(v12) {
             return Ok(Some(n));
         }
         let mut conn = self.conn.clone();
@@ -670,7 +590,7 @@ impl IdStore for RedisStore {
             })
             .await?;
         if let Some(n) = n {
-            self.cache().learn(n, v12);
+            self.surrogates.learn(n, v12);
         }
         Ok(n)
     }
@@ -682,15 +602,15 @@ impl IdStore for RedisStore {
         let owner: Option<String> =
             self.run("claiming a surrogate", async move { call.invoke_async(&mut conn).await }).await?;
         match &owner {
-            None => self.cache().learn(n, v12),
-            Some(owner) => self.cache().learn_owner(n, owner),
+            None => self.surrogates.learn(n, v12),
+            Some(owner) => self.surrogates.learn_owner(n, owner),
         }
         Ok(owner.map_or(Claim::Inserted, Claim::Taken))
     }
 
     async fn v12_of_surrogate(&self, n: i64) -> Result<Option<String>, IdError> {
-        if let Some(v12) = self.cache().by_n.get(&n) {
-            return Ok(Some(v12.to_string()));
+        if let Some(v12) = self.surrogates.v12_of(n) {
+            return Ok(Some(v12));
         }
         let mut conn = self.conn.clone();
         let surrogates = self.key("surrogates");
@@ -700,7 +620,7 @@ impl IdStore for RedisStore {
             })
             .await?;
         if let Some(v12) = &v12 {
-            self.cache().learn_owner(n, v12);
+            self.surrogates.learn_owner(n, v12);
         }
         Ok(v12)
     }
@@ -711,7 +631,7 @@ impl IdStore for RedisStore {
         first: impl FnOnce() -> i64 + Send,
         v12: &str,
     ) -> Result<Found<i64, String>, IdError> {
-        if let Some(n) = self.cache().by_v12.get(v12) {
+        if let Some(n) = self.surrogates.surrogate_of(v12) {
             return Ok(Found::Known(n));
         }
         let n = first();
@@ -722,9 +642,9 @@ impl IdStore for RedisStore {
             self.run("finding or claiming a surrogate", async move { call.invoke_async(&mut conn).await }).await?;
         let found = found(&self.server, n, answer, |owner| String::from_utf8_lossy(&owner).into_owned())?;
         match &found {
-            Found::Known(known) => self.cache().learn(*known, v12),
-            Found::Claimed(n, Claim::Inserted) => self.cache().learn(*n, v12),
-            Found::Claimed(n, Claim::Taken(owner)) => self.cache().learn_owner(*n, owner),
+            Found::Known(known) => self.surrogates.learn(*known, v12),
+            Found::Claimed(n, Claim::Inserted) => self.surrogates.learn(*n, v12),
+            Found::Claimed(n, Claim::Taken(owner)) => self.surrogates.learn_owner(*n, owner),
         }
         Ok(found)
     }
@@ -831,33 +751,6 @@ mod tests {
         let a = MessageKey { self_id: "a\u{1f}b".into(), message_id: "c".into() };
         let b = MessageKey { self_id: "a".into(), message_id: "b\u{1f}c".into() };
         assert_ne!(key_bytes(&a), key_bytes(&b));
-    }
-
-    #[test]
-    fn recent_keeps_at_most_its_bound_and_what_is_in_use() {
-        let mut recent = Recent::new(8);
-        recent.insert("kept".to_owned(), 0);
-        for i in 1..100 {
-            recent.insert(format!("id-{i}"), i);
-            // A pair looked up now and then survives every turnover.
-            assert_eq!(recent.get("kept"), Some(0), "after {i}");
-            assert!(recent.len() <= 8, "{} entries after {i}", recent.len());
-        }
-        assert_eq!(recent.get("id-99"), Some(99));
-        assert_eq!(recent.get("id-1"), None, "the oldest are forgotten");
-    }
-
-    #[test]
-    fn the_surrogate_cache_keeps_no_long_ids() {
-        let mut cache = SurrogateCache::new(16);
-        cache.learn(1, "short");
-        cache.learn(2, &"x".repeat(CACHED_ID_BYTES + 1));
-        assert_eq!(cache.by_v12.get("short"), Some(1));
-        assert_eq!(cache.by_n.get(&1).as_deref(), Some("short"));
-        assert_eq!(cache.by_n.get(&2), None);
-        cache.learn_owner(3, "squatter");
-        assert_eq!(cache.by_v12.get("squatter"), None, "an owner's own number is not known from a taken claim");
-        assert_eq!(cache.by_n.get(&3).as_deref(), Some("squatter"));
     }
 
     #[test]
