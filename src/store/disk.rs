@@ -10,6 +10,7 @@
 //! written before that hold JSON rows (`{"record": …, "at": …}`); they are read as they are,
 //! told apart by their first byte, and a JSON row becomes binary when its record is saved again.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -402,21 +403,24 @@ fn claim_row(
 }
 
 /// Replaces the row under `n` when it is `key`'s, keeping its time (and so its place in pruning).
-fn save_row(t: &mut MessageTables<'_>, n: i32, key: &MessageKey, mut row: Row) -> Result<(), redb::Error> {
+/// Says whether it wrote.
+fn save_row(t: &mut MessageTables<'_>, n: i32, key: &MessageKey, mut row: Row) -> Result<bool, redb::Error> {
     let old = t.messages.get(n)?.map(|v| row_key(v.value()));
     if let Some(Ok((owner, at))) = old {
         if owner == *key {
             row.set_at(at);
             t.messages.insert(n, row.as_bytes())?;
+            return Ok(true);
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 fn apply(db: &Database, batch: Vec<Write>, commits: &CommitTimes) {
     let mut outcomes = Vec::with_capacity(batch.len());
     let result = (|| -> Result<(), redb::Error> {
         let txn = db.begin_write()?;
+        let mut dirty = false;
         {
             let mut ids = txn.open_table(IDS)?;
             let mut surrogates = txn.open_table(SURROGATES)?;
@@ -425,6 +429,8 @@ fn apply(db: &Database, batch: Vec<Write>, commits: &CommitTimes) {
                 messages: txn.open_table(MESSAGES)?,
                 age: txn.open_table(MESSAGE_AGE)?,
             };
+            // Keys claimed in this batch: found again before the commit, they are not on disk yet.
+            let mut claimed_here: HashSet<String, foldhash::fast::RandomState> = HashSet::default();
             for w in batch {
                 match w {
                     Write::Surrogate { n, v12, reply } => {
@@ -434,6 +440,7 @@ fn apply(db: &Database, batch: Vec<Write>, commits: &CommitTimes) {
                             None => {
                                 surrogates.insert(n, v12.as_str())?;
                                 ids.insert(v12.as_str(), n)?;
+                                dirty = true;
                                 Claim::Inserted
                             }
                         };
@@ -441,27 +448,46 @@ fn apply(db: &Database, batch: Vec<Write>, commits: &CommitTimes) {
                     }
                     Write::Message { n, key_text, row, reply } => {
                         let claim = claim_row(&mut tables, n, &key_text, row)?;
+                        if claim == Claim::Inserted {
+                            dirty = true;
+                            claimed_here.insert(key_text);
+                        }
                         outcomes.push(Outcome::Message(reply, claim));
                     }
                     Write::Save { n, key, row, reply } => {
-                        save_row(&mut tables, n, &key, row)?;
+                        dirty |= save_row(&mut tables, n, &key, row)?;
                         outcomes.push(Outcome::Saved(reply));
                     }
                     Write::FindOrClaim { n, key, key_text, row, content, reply } => {
                         let known = tables.keys.get(key_text.as_str())?.map(|v| v.value());
-                        let found = match known {
+                        match known {
+                            // On disk before this batch, and nothing to write: answered now.
+                            Some(known) if !content && !claimed_here.contains(&key_text) => {
+                                let _ = reply.send(Ok(Found::Known(known)));
+                            }
                             Some(known) => {
                                 if content {
-                                    save_row(&mut tables, known, &key, row)?;
+                                    dirty |= save_row(&mut tables, known, &key, row)?;
                                 }
-                                Found::Known(known)
+                                outcomes.push(Outcome::Found(reply, Found::Known(known)));
                             }
-                            None => Found::Claimed(n, claim_row(&mut tables, n, &key_text, row)?),
-                        };
-                        outcomes.push(Outcome::Found(reply, found));
+                            None => {
+                                let claim = claim_row(&mut tables, n, &key_text, row)?;
+                                if claim == Claim::Inserted {
+                                    dirty = true;
+                                    claimed_here.insert(key_text);
+                                }
+                                outcomes.push(Outcome::Found(reply, Found::Claimed(n, claim)));
+                            }
+                        }
                     }
                 }
             }
+        }
+        // A batch that only looked things up has nothing to make durable.
+        if !dirty {
+            txn.abort()?;
+            return Ok(());
         }
         let started = Instant::now();
         txn.commit()?;
