@@ -379,20 +379,22 @@ enum Outcome {
     Found(oneshot::Sender<Result<Found<i32, MessageKey>, IdError>>, Found<i32, MessageKey>),
 }
 
-/// The message tables of one write transaction.
-struct MessageTables<'t> {
+/// The tables of one write transaction, and what it has written so far.
+struct Tables<'t> {
+    ids: redb::Table<'t, &'static str, i64>,
+    surrogates: redb::Table<'t, i64, &'static str>,
     keys: redb::Table<'t, &'static str, i32>,
     messages: redb::Table<'t, i32, &'static [u8]>,
     age: redb::Table<'t, (u64, i32), ()>,
+    /// Anything to make durable: a batch that only looked things up is not committed.
+    written: bool,
+    /// Message keys claimed in this transaction: found again before the commit, they are not on
+    /// disk yet.
+    claimed: HashSet<String, foldhash::fast::RandomState>,
 }
 
 /// Inserts the row under `n` unless the number is taken (then says by which key).
-fn claim_row(
-    t: &mut MessageTables<'_>,
-    n: i32,
-    key_text: &str,
-    mut row: Row,
-) -> Result<Claim<MessageKey>, redb::Error> {
+fn claim_row(t: &mut Tables<'_>, n: i32, key_text: String, mut row: Row) -> Result<Claim<MessageKey>, redb::Error> {
     // Only the owner's key is read: its segments are not decoded.
     let owner = t.messages.get(n)?.map(|v| row_key(v.value()));
     Ok(match owner {
@@ -403,97 +405,90 @@ fn claim_row(
             let at = now_ms();
             row.set_at(at);
             t.messages.insert(n, row.as_bytes())?;
-            t.keys.insert(key_text, n)?;
+            t.keys.insert(key_text.as_str(), n)?;
             t.age.insert((at, n), ())?;
+            t.written = true;
+            t.claimed.insert(key_text);
             Claim::Inserted
         }
     })
 }
 
 /// Replaces the row under `n` when it is `key`'s, keeping its time (and so its place in pruning).
-/// Says whether it wrote.
-fn save_row(t: &mut MessageTables<'_>, n: i32, key: &MessageKey, mut row: Row) -> Result<bool, redb::Error> {
+fn save_row(t: &mut Tables<'_>, n: i32, key: &MessageKey, mut row: Row) -> Result<(), redb::Error> {
     let old = t.messages.get(n)?.map(|v| row_key(v.value()));
     if let Some(Ok((owner, at))) = old {
         if owner == *key {
             row.set_at(at);
             t.messages.insert(n, row.as_bytes())?;
-            return Ok(true);
+            t.written = true;
         }
     }
-    Ok(false)
+    Ok(())
 }
 
 fn apply(db: &Database, batch: Vec<Write>, commits: &CommitTimes) {
     let mut outcomes = Vec::with_capacity(batch.len());
     let result = (|| -> Result<(), redb::Error> {
         let txn = db.begin_write()?;
-        let mut dirty = false;
-        {
-            let mut ids = txn.open_table(IDS)?;
-            let mut surrogates = txn.open_table(SURROGATES)?;
-            let mut tables = MessageTables {
+        let written = {
+            let mut t = Tables {
+                ids: txn.open_table(IDS)?,
+                surrogates: txn.open_table(SURROGATES)?,
                 keys: txn.open_table(MESSAGE_KEYS)?,
                 messages: txn.open_table(MESSAGES)?,
                 age: txn.open_table(MESSAGE_AGE)?,
+                written: false,
+                claimed: HashSet::default(),
             };
-            // Keys claimed in this batch: found again before the commit, they are not on disk yet.
-            let mut claimed_here: HashSet<String, foldhash::fast::RandomState> = HashSet::default();
             for w in batch {
                 match w {
                     Write::Surrogate { n, v12, reply } => {
-                        let owner = surrogates.get(n)?.map(|v| v.value().to_owned());
+                        let owner = t.surrogates.get(n)?.map(|v| v.value().to_owned());
                         let claim = match owner {
                             Some(owner) => Claim::Taken(owner),
                             None => {
-                                surrogates.insert(n, v12.as_str())?;
-                                ids.insert(v12.as_str(), n)?;
-                                dirty = true;
+                                t.surrogates.insert(n, v12.as_str())?;
+                                t.ids.insert(v12.as_str(), n)?;
+                                t.written = true;
                                 Claim::Inserted
                             }
                         };
                         outcomes.push(Outcome::Surrogate(reply, claim));
                     }
                     Write::Message { n, key_text, row, reply } => {
-                        let claim = claim_row(&mut tables, n, &key_text, row)?;
-                        if claim == Claim::Inserted {
-                            dirty = true;
-                            claimed_here.insert(key_text);
-                        }
+                        let claim = claim_row(&mut t, n, key_text, row)?;
                         outcomes.push(Outcome::Message(reply, claim));
                     }
                     Write::Save { n, key, row, reply } => {
-                        dirty |= save_row(&mut tables, n, &key, row)?;
+                        save_row(&mut t, n, &key, row)?;
                         outcomes.push(Outcome::Saved(reply));
                     }
                     Write::FindOrClaim { n, key, key_text, row, content, reply } => {
-                        let known = tables.keys.get(key_text.as_str())?.map(|v| v.value());
+                        let known = t.keys.get(key_text.as_str())?.map(|v| v.value());
                         match known {
                             // On disk before this batch, and nothing to write: answered now.
-                            Some(known) if !content && !claimed_here.contains(&key_text) => {
+                            Some(known) if !content && !t.claimed.contains(&key_text) => {
                                 let _ = reply.send(Ok(Found::Known(known)));
                             }
                             Some(known) => {
                                 if content {
-                                    dirty |= save_row(&mut tables, known, &key, row)?;
+                                    save_row(&mut t, known, &key, row)?;
                                 }
                                 outcomes.push(Outcome::Found(reply, Found::Known(known)));
                             }
                             None => {
-                                let claim = claim_row(&mut tables, n, &key_text, row)?;
-                                if claim == Claim::Inserted {
-                                    dirty = true;
-                                    claimed_here.insert(key_text);
-                                }
+                                let claim = claim_row(&mut t, n, key_text, row)?;
                                 outcomes.push(Outcome::Found(reply, Found::Claimed(n, claim)));
                             }
                         }
                     }
                 }
             }
-        }
+            t.written
+        };
         // A batch that only looked things up has nothing to make durable.
-        if !dirty {
+        if !written {
             txn.abort()?;
             return Ok(());
         }
