@@ -376,6 +376,23 @@ fn v11_link(c: &mut Criterion) {
     group.bench_function("v12_link_reads_group_message", |b| {
         bench_owned_inputs(b, |_| v12_value.clone(), |_, _, v| Event::from_value(v))
     });
+    // A v12 link's frame from its bytes: read straight into an event, beside decoding it into a
+    // JSON value first (what the link did before).
+    let frame = serde_json::to_vec(&v12_value).expect("serialises");
+    group.throughput(Throughput::Bytes(frame.len() as u64));
+    group.bench_function("v12_frame_to_event", |b| {
+        b.iter(|| match v12::Frame::from_json(black_box(&frame)).expect("reads") {
+            v12::Frame::Event(ev) => ev.expect("an event"),
+            v12::Frame::Other(_) => panic!("not an event"),
+        })
+    });
+    group.bench_function("v12_frame_to_value_to_event", |b| {
+        b.iter(|| {
+            let value: Value = serde_json::from_slice(black_box(&frame)).expect("reads");
+            Event::from_value(value).expect("an event")
+        })
+    });
+    group.throughput(Throughput::Elements(1));
     // The core's translation of what the edge read, a new message id assigned each time.
     let fresh = |i: u64| {
         let mut m = napcat_group_message();

@@ -30,7 +30,7 @@ use crate::backends::link::{LinkHandle, Outgoing, RecentIds};
 use crate::backends::v12::codec;
 use crate::backends::Reports;
 use crate::config::Limits;
-use crate::core::v12;
+use crate::core::v12::{self, Frame};
 use crate::net::{ws_config, Backoff};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -274,7 +274,11 @@ async fn write_frames<S>(
 /// read too): an event or an action's answer, in the link's protocol. A v11 event on a v12 link
 /// (a NapCat configured without `protocol = "v11"`) is said once per connection, with the fix.
 async fn on_frame(link: &LinkHandle, intake: &Intake, bytes: &[u8], msgpack: bool, hinted: &mut bool) {
-    let (value, budget) = match codec::read_either(bytes, msgpack).await {
+    let read = match link.edge() {
+        Some(_) => codec::read_either(bytes, msgpack).await.map(|(value, budget)| (Frame::Other(value), budget)),
+        None => codec::read_frame(bytes, msgpack).await,
+    };
+    let (frame, budget) = match read {
         Ok(v) => v,
         Err(error) if error.is_refusal() => {
             tracing::warn!(%error, len = bytes.len(), "frame from backend refused: too costly to decode; ignored");
@@ -285,12 +289,17 @@ async fn on_frame(link: &LinkHandle, intake: &Intake, bytes: &[u8], msgpack: boo
             return;
         }
     };
+    let value = match frame {
+        // The event keeps its parse budget until it is translated: events queued in the intake
+        // count against the backend's budget, not only those being decoded.
+        Frame::Event(Ok(ev)) => return intake.push(ev, budget).await,
+        Frame::Event(Err(error)) => return tracing::warn!(%error, "malformed event from backend; ignored"),
+        Frame::Other(value) => value,
+    };
     let answer = match link.edge() {
         Some(edge) => match value {
             Value::Object(frame) if frame.contains_key("post_type") => {
                 match edge.event(frame) {
-                    // The event keeps its parse budget until it is translated: events queued in
-                    // the intake count against the backend's budget, not only those being decoded.
                     Ok(Some(ev)) => intake.push(ev, budget).await,
                     Ok(None) => {}
                     Err(error) => tracing::warn!(%error, "malformed v11 event from backend; ignored"),
@@ -307,13 +316,6 @@ async fn on_frame(link: &LinkHandle, intake: &Intake, bytes: &[u8], msgpack: boo
                 );
             } else {
                 tracing::debug!("a OneBot v11 event on a v12 link; ignored");
-            }
-            return;
-        }
-        None if value.as_object().is_some_and(v12::is_event_frame) => {
-            match v12::Event::from_value(value) {
-                Ok(ev) => intake.push(ev, budget).await,
-                Err(error) => tracing::warn!(%error, "malformed event from backend; ignored"),
             }
             return;
         }

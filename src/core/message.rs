@@ -71,12 +71,19 @@ impl Segment {
     }
 }
 
-/// A segment read in place from a JSON value: `{type, data}`, `data` absent or `null` being
-/// empty. Translating from it copies each value once, into the segment it becomes.
+/// A segment read in place from a JSON value (`{type, data}`, `data` absent or `null` being
+/// empty) or borrowed from a [`Segment`]. Translating from it copies each value once, into the
+/// segment it becomes.
 #[derive(Debug, Clone, Copy)]
 pub struct SegmentRef<'a> {
     pub kind: &'a str,
-    data: Option<&'a Map<String, Value>>,
+    data: Option<DataRef<'a>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum DataRef<'a> {
+    Json(&'a Map<String, Value>),
+    Data(&'a Data),
 }
 
 /// `map.get(key)` for the small objects a peer's message is made of: up to 8 keys are compared
@@ -96,14 +103,21 @@ impl<'a> SegmentRef<'a> {
         let kind = lookup(obj, "type")?.as_str()?;
         let data = match lookup(obj, "data") {
             None | Some(Value::Null) => None,
-            Some(Value::Object(data)) => Some(data),
+            Some(Value::Object(data)) => Some(DataRef::Json(data)),
             Some(_) => return None,
         };
         Some(SegmentRef { kind, data })
     }
 
+    pub fn of(seg: &'a Segment) -> SegmentRef<'a> {
+        SegmentRef { kind: &seg.kind, data: Some(DataRef::Data(&seg.data)) }
+    }
+
     pub fn get(&self, key: &str) -> Option<&'a Value> {
-        lookup(self.data?, key)
+        match self.data? {
+            DataRef::Json(map) => lookup(map, key),
+            DataRef::Data(data) => data.get(key),
+        }
     }
 
     /// A data value as text, the way v11 reads it (see [`Segment::str_of`]).
@@ -112,7 +126,11 @@ impl<'a> SegmentRef<'a> {
     }
 
     pub fn len(&self) -> usize {
-        self.data.map_or(0, Map::len)
+        match self.data {
+            None => 0,
+            Some(DataRef::Json(map)) => map.len(),
+            Some(DataRef::Data(data)) => data.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -120,7 +138,12 @@ impl<'a> SegmentRef<'a> {
     }
 
     pub fn entries(&self) -> impl Iterator<Item = (&'a String, &'a Value)> {
-        self.data.into_iter().flatten()
+        let (json, data) = match self.data {
+            None => (None, None),
+            Some(DataRef::Json(map)) => (Some(map), None),
+            Some(DataRef::Data(data)) => (None, Some(data)),
+        };
+        json.into_iter().flatten().chain(data.into_iter().flat_map(|data| data.iter()))
     }
 }
 

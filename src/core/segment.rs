@@ -12,6 +12,7 @@ use super::cq::parse_cq_at_most;
 use super::ids::{IdError, IdStore, MessageKey, MessageRecord};
 use super::mapping::{FieldSpec, Kind, Mappings};
 use super::message::{value_as_text, Data, Segment, SegmentRef};
+use super::v12::{Message, Part};
 use super::{Account, Translator};
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +102,12 @@ pub fn lenient_i64(v: &Value) -> Option<i64> {
     }
 }
 
+/// An item of a v12 message list that is no segment: kept as text (its JSON), with a warning.
+fn unreadable(v: &Value) -> Segment {
+    tracing::warn!(segment = %v, "unreadable v12 segment (not {{type, data}}) kept as text");
+    Segment::text(v.to_string())
+}
+
 impl<S: IdStore> Translator<S> {
     /// A v12 message from the backend → v11 segments (all data values text, as go-cqhttp sends).
     /// Events must carry a list of segments; a string or one segment is tolerated. An item of the
@@ -121,15 +128,34 @@ impl<S: IdStore> Translator<S> {
                 for v in items {
                     out.push(match SegmentRef::read(v) {
                         Some(seg) => self.segment_to_v11(scope, seg).await?,
-                        None => {
-                            tracing::warn!(segment = %v, "unreadable v12 segment (not {{type, data}}) kept as text");
-                            Segment::text(v.to_string())
-                        }
+                        None => unreadable(v),
                     });
                 }
                 Ok(out)
             }
             _ => Ok(Vec::new()),
+        }
+    }
+
+    /// An event's message ([`Message`]) → v11 segments, as [`Translator::segments_to_v11`].
+    pub async fn message_to_v11(
+        &self,
+        scope: &Scope<'_>,
+        message: Option<&Message>,
+    ) -> Result<Vec<Segment>, SegmentError> {
+        match message {
+            Some(Message::Segments(parts)) => {
+                let mut out = Vec::with_capacity(parts.len());
+                for part in parts {
+                    out.push(match part {
+                        Part::Segment(seg) => self.segment_to_v11(scope, SegmentRef::of(seg)).await?,
+                        Part::Unreadable(v) => unreadable(v),
+                    });
+                }
+                Ok(out)
+            }
+            Some(Message::Other(v)) => self.segments_to_v11(scope, Some(v)).await,
+            None => Ok(Vec::new()),
         }
     }
 

@@ -392,15 +392,7 @@ impl Edge {
             other => return Err(EdgeError::PostType(other.to_owned())),
         };
         let me = me.ok_or(EdgeError::Missing("self_id"))?;
-        Ok(Some(v12::Event {
-            id: String::new(),
-            time: time.as_f64().unwrap_or(0.0),
-            kind: kind.to_owned(),
-            detail_type,
-            sub_type,
-            self_id: Some(me),
-            fields,
-        }))
+        Ok(Some(v12::Event::new(kind, detail_type, sub_type, Some(me), time.as_f64().unwrap_or(0.0), fields)))
     }
 
     /// A message sub type back in v12's words (`friend` and `normal` are v12's empty one).
@@ -555,15 +547,7 @@ impl Edge {
             "status".into(),
             json!({"good": true, "bots": [{"self": {"platform": me.platform, "user_id": me.user_id}, "online": online}]}),
         );
-        Some(v12::Event {
-            id: String::new(),
-            time: 0.0,
-            kind: "meta".into(),
-            detail_type: "status_update".into(),
-            sub_type: String::new(),
-            self_id: None,
-            fields,
-        })
+        Some(v12::Event::new("meta", "status_update".into(), String::new(), None, 0.0, fields))
     }
 
     // ---- segments ----
@@ -1209,15 +1193,15 @@ mod tests {
         assert_eq!(f["qq.message_seq"], 77);
         assert!(!f.contains_key("font") && !f.contains_key("qq.font"));
         assert_eq!(
-            f["message"],
-            json!([
+            ev.message.clone().map(v12::Message::into_value),
+            Some(json!([
                 {"type": "reply", "data": {"message_id": "123/g30003"}},
                 {"type": "mention", "data": {"user_id": "10001", "qq.name": "bot"}},
                 {"type": "mention_all", "data": {}},
                 {"type": "text", "data": {"text": "hi"}},
                 {"type": "image", "data": {"file_id": "ABC.jpg", "qq.url": "https://multimedia.nt.qq.com.cn/x", "qq.file_size": "12"}},
                 {"type": "qq.face", "data": {"id": "14"}}
-            ])
+            ]))
         );
     }
 
@@ -1232,8 +1216,8 @@ mod tests {
         assert_eq!(ev.detail_type, "private");
         assert_eq!(ev.fields["message_id"], "5/u20002");
         assert_eq!(
-            ev.fields["message"],
-            json!([{"type": "qq.face", "data": {"id": "1"}}, {"type": "text", "data": {"text": "a,b&"}}])
+            ev.message.map(v12::Message::into_value),
+            Some(json!([{"type": "qq.face", "data": {"id": "1"}}, {"type": "text", "data": {"text": "a,b&"}}]))
         );
         let mine = event(json!({
             "post_type": "message_sent", "message_type": "private", "self_id": 10001, "user_id": 10001,

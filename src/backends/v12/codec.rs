@@ -7,6 +7,7 @@ use base64::Engine as _;
 use serde_json::{Map, Number, Value};
 
 use crate::core::scan::{self, ScanLimits};
+use crate::core::v12::Frame;
 
 pub use crate::decode::{Budget, DecodeError};
 
@@ -55,11 +56,31 @@ pub async fn read_held(bytes: &[u8], msgpack: bool) -> Result<(Value, Budget), D
 /// refusal (too costly to decode) is reported over the other encoding's complaint. The parse
 /// budget comes back with the document, as from [`read_held`].
 pub async fn read_either(bytes: &[u8], preferred_msgpack: bool) -> Result<(Value, Budget), DecodeError> {
-    let first = match read_held(bytes, preferred_msgpack).await {
+    either(preferred_msgpack, |msgpack| read_held(bytes, msgpack)).await
+}
+
+/// A backend's frame, as [`read_either`] reads it, with an event read straight into a
+/// [`v12::Event`] ([`Frame`]): a JSON frame builds no `Value` tree for the fields every event has.
+pub async fn read_frame(bytes: &[u8], preferred_msgpack: bool) -> Result<(Frame, Budget), DecodeError> {
+    either(preferred_msgpack, |msgpack| async move {
+        let budget = crate::decode::admit(bytes, msgpack, crate::decode::Side::Backend).await?;
+        let frame = if msgpack { Frame::from_value(parse_msgpack(bytes)?) } else { Frame::from_json(bytes)? };
+        Ok((frame, budget))
+    })
+    .await
+}
+
+/// `read` in the preferred encoding, then in the other one; a refusal is reported over the other
+/// encoding's complaint.
+async fn either<T, F: std::future::Future<Output = Result<T, DecodeError>>>(
+    preferred_msgpack: bool,
+    read: impl Fn(bool) -> F,
+) -> Result<T, DecodeError> {
+    let first = match read(preferred_msgpack).await {
         Ok(v) => return Ok(v),
         Err(e) => e,
     };
-    match read_held(bytes, !preferred_msgpack).await {
+    match read(!preferred_msgpack).await {
         Ok(v) => Ok(v),
         Err(second) if second.is_refusal() && !first.is_refusal() => Err(second),
         Err(_) => Err(first),

@@ -143,10 +143,11 @@ fn check_required(maps: &Mappings, ev: &Event, name: &str) -> Result<(), EventEr
     }
     let Some(row) = maps.events.get(name) else { return Ok(()) };
     for field in &row.required {
-        let usable = match ev.fields.get(field) {
-            None => false,
-            Some(v) if field == "message" => matches!(v, Value::Array(_) | Value::Object(_) | Value::String(_)),
-            Some(v) => id_string(v).is_some_and(|id| !id.is_empty()),
+        let usable = match (&ev.message, ev.fields.get(field)) {
+            (Some(message), _) if field == "message" => message.is_usable(),
+            (None, Some(v)) if field == "message" => matches!(v, Value::Array(_) | Value::Object(_) | Value::String(_)),
+            (_, None) => false,
+            (_, Some(v)) => id_string(v).is_some_and(|id| !id.is_empty()),
         };
         if !usable {
             return Err(EventError::Missing { event: name.to_owned(), field: field.clone() });
@@ -357,7 +358,7 @@ impl<S: IdStore> Translator<S> {
             user_id: Some(&user_id),
             maps,
         };
-        let mut segments = self.segments_to_v11(&scope, ev.fields.get("message")).await?;
+        let mut segments = self.message_to_v11(&scope, ev.message.as_ref()).await?;
         self.media_urls(ctx, caller, &mut segments).await;
         self.reply_options(&mut segments).await;
         let raw = render_cq(&segments);
@@ -627,12 +628,7 @@ mod tests {
         let Value::Object(fields) = fields else { unreachable!() };
         let ev = Event {
             id: "e".into(),
-            time: 5.0,
-            kind: "message".into(),
-            detail_type: "group".into(),
-            sub_type: String::new(),
-            self_id: Some(me.self_id.clone()),
-            fields,
+            ..Event::new("message", "group".into(), String::new(), Some(me.self_id.clone()), 5.0, fields)
         };
         let ctx = t.context(&me, &backend, Default::default());
         let out = block_on(t.to_v11_event(ctx, &ev, 0, &Recorder::default())).unwrap().unwrap();
@@ -674,12 +670,14 @@ mod tests {
             {
                 let ev = Event {
                     id: "x".into(),
-                    time: 5.0,
-                    kind: "notice".into(),
-                    detail_type: name.trim_start_matches("notice.").into(),
-                    sub_type: sub12.clone(),
-                    self_id: Some(me.self_id.clone()),
-                    fields: fields.clone(),
+                    ..Event::new(
+                        "notice",
+                        name.trim_start_matches("notice.").into(),
+                        sub12.clone(),
+                        Some(me.self_id.clone()),
+                        5.0,
+                        fields.clone(),
+                    )
                 };
                 let out =
                     block_on(t.to_v11_event(t.context(me, backend, Default::default()), &ev, 0, &Recorder::default()))
@@ -719,12 +717,14 @@ mod tests {
                 }
                 let ev = Event {
                     id: "r".into(),
-                    time: 5.0,
-                    kind: "request".into(),
-                    detail_type: detail.clone(),
-                    sub_type: String::new(),
-                    self_id: Some(me.self_id.clone()),
-                    fields: fields.clone(),
+                    ..Event::new(
+                        "request",
+                        detail.clone(),
+                        String::new(),
+                        Some(me.self_id.clone()),
+                        5.0,
+                        fields.clone(),
+                    )
                 };
                 let ctx = t.context(&me, &backend, Default::default());
                 for f in &row.flag {
@@ -787,15 +787,14 @@ mod tests {
             let detail = name.trim_start_matches("message.");
             let fields = json!({"message_id": "1", "user_id": "2", "group_id": "3", "guild_id": "g", "channel_id": "c",
                                 "message": [{"type": "text", "data": {"text": "t"}}]});
-            let ev = Event {
-                id: String::new(),
-                time: 0.0,
-                kind: "message".into(),
-                detail_type: detail.into(),
-                sub_type: String::new(),
-                self_id: Some(me.self_id.clone()),
-                fields: fields.as_object().unwrap().clone(),
-            };
+            let ev = Event::new(
+                "message",
+                detail.into(),
+                String::new(),
+                Some(me.self_id.clone()),
+                0.0,
+                fields.as_object().unwrap().clone(),
+            );
             let out = block_on(t.to_v11_event(
                 t.context(&me, &BackendInfo::default(), Default::default()),
                 &ev,
@@ -832,12 +831,7 @@ mod tests {
                 }
                 let event = |fields: Map<String, Value>| Event {
                     id: "e".into(),
-                    time: 5.0,
-                    kind: kind.into(),
-                    detail_type: detail.into(),
-                    sub_type: String::new(),
-                    self_id: Some(me.self_id.clone()),
-                    fields,
+                    ..Event::new(kind, detail.into(), String::new(), Some(me.self_id.clone()), 5.0, fields)
                 };
                 let ok = block_on(t.to_v11_event(ctx, &event(full.clone()), 0, &Recorder::default()));
                 assert!(matches!(ok, Ok(Some(_))), "{profile}/{name}: {ok:?}");

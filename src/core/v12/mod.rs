@@ -7,6 +7,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::core::message::{Segment, SegmentRef};
+
+pub mod frame;
+pub use frame::Frame;
+
 /// One bot account: `{platform, user_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SelfId {
@@ -37,7 +42,135 @@ pub struct Event {
     pub sub_type: String,
     /// Absent on meta events.
     pub self_id: Option<SelfId>,
+    /// A message event's `message`, read apart from the other fields (absent when it has none).
+    /// Other events keep a `message` field (a request's greeting) in `fields`.
+    pub message: Option<Message>,
+    /// Every other field, in the order sent.
     pub fields: Map<String, Value>,
+}
+
+/// An event's `message` as read: a list is kept as typed segments, anything else as sent (a
+/// string or a single segment, which translation tolerates, or junk it refuses).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Segments(Vec<Part>),
+    Other(Value),
+}
+
+/// One item of a message list.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Segment(Segment),
+    /// An item that is no `{type, data}` segment, as sent: translation keeps it as text.
+    Unreadable(Value),
+}
+
+impl Message {
+    /// A message event keeps its message; another kind of event gets it back among its fields.
+    fn of_kind(kind: &str, message: Option<Message>, fields: &mut Map<String, Value>) -> Option<Message> {
+        match message {
+            Some(message) if kind != "message" => {
+                fields.insert("message".into(), message.into_value());
+                None
+            }
+            message => message,
+        }
+    }
+
+    pub fn from_value(value: Value) -> Message {
+        match value {
+            Value::Array(items) => Message::Segments(items.into_iter().map(Part::from_value).collect()),
+            other => Message::Other(other),
+        }
+    }
+
+    pub fn into_value(self) -> Value {
+        match self {
+            Message::Segments(parts) => Value::Array(parts.into_iter().map(Part::into_value).collect()),
+            Message::Other(v) => v,
+        }
+    }
+
+    /// The message as JSON (a copy).
+    pub fn to_value(&self) -> Value {
+        self.clone().into_value()
+    }
+
+    /// Whether it can be read as a message at all: a list, one segment or text.
+    pub fn is_usable(&self) -> bool {
+        matches!(self, Message::Segments(_) | Message::Other(Value::Object(_) | Value::String(_)))
+    }
+}
+
+impl Part {
+    /// A segment when the value reads as one ([`SegmentRef::read`]), else the value as sent.
+    pub fn from_value(value: Value) -> Part {
+        if SegmentRef::read(&value).is_none() {
+            return Part::Unreadable(value);
+        }
+        let Value::Object(mut map) = value else { unreachable!("a segment is an object") };
+        let kind = match map.shift_remove("type") {
+            Some(Value::String(kind)) => kind,
+            _ => unreachable!("a segment has a text type"),
+        };
+        let data = match map.shift_remove("data") {
+            Some(Value::Object(data)) => data.into(),
+            _ => Default::default(),
+        };
+        Part::Segment(Segment { kind, data })
+    }
+
+    pub fn into_value(self) -> Value {
+        match self {
+            Part::Segment(seg) => seg.into_value(),
+            Part::Unreadable(v) => v,
+        }
+    }
+}
+
+/// The fields every event has, as read, before they are checked ([`Event::from_slots`]).
+#[derive(Debug, Default)]
+pub(crate) struct Slots {
+    pub id: Option<Value>,
+    pub time: Option<Value>,
+    pub kind: Option<Value>,
+    pub detail_type: Option<Value>,
+    pub sub_type: Option<Value>,
+    pub self_: Option<Value>,
+    pub message: Option<Message>,
+}
+
+impl Slots {
+    /// Takes the fields every event has out of an object, keeping the others in order.
+    fn take(map: &mut Map<String, Value>) -> Slots {
+        Slots {
+            id: map.shift_remove("id"),
+            time: map.shift_remove("time"),
+            kind: map.shift_remove("type"),
+            detail_type: map.shift_remove("detail_type"),
+            sub_type: map.shift_remove("sub_type"),
+            self_: map.shift_remove("self"),
+            message: map.shift_remove("message").map(Message::from_value),
+        }
+    }
+
+    /// Puts what was taken back into the object (a frame that is no event after all).
+    pub(crate) fn put_back(self, map: &mut Map<String, Value>) {
+        let fields = [
+            ("id", self.id),
+            ("time", self.time),
+            ("type", self.kind),
+            ("detail_type", self.detail_type),
+            ("sub_type", self.sub_type),
+            ("self", self.self_),
+            ("message", self.message.map(Message::into_value)),
+        ];
+        for (key, value) in fields {
+            if let Some(value) = value {
+                map.insert(key.to_owned(), value);
+            }
+        }
+    }
 }
 
 /// The latest instant read as a time: 9999-12-31T23:59:59Z.
@@ -74,20 +207,26 @@ impl Event {
         let Value::Object(mut map) = value else {
             return Err(EventError::NotObject);
         };
-        let mut take_str = |k: &'static str| match map.remove(k) {
+        let slots = Slots::take(&mut map);
+        Event::from_slots(slots, map)
+    }
+
+    /// Checks and reads the fields every event has; `map` holds the others.
+    pub(crate) fn from_slots(slots: Slots, mut map: Map<String, Value>) -> Result<Event, EventError> {
+        let text = |v: Option<Value>| match v {
             Some(Value::String(s)) => Some(s),
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         };
-        let kind = take_str("type").ok_or(EventError::Missing("type"))?;
+        let kind = text(slots.kind).ok_or(EventError::Missing("type"))?;
         if !matches!(kind.as_str(), "meta" | "message" | "notice" | "request") {
             return Err(EventError::BadType(kind));
         }
-        let detail_type = take_str("detail_type").ok_or(EventError::Missing("detail_type"))?;
-        let sub_type = take_str("sub_type").unwrap_or_default();
-        let id = take_str("id").unwrap_or_default();
-        let time = read_time(map.remove("time").as_ref());
-        let self_id = match map.remove("self") {
+        let detail_type = text(slots.detail_type).ok_or(EventError::Missing("detail_type"))?;
+        let sub_type = text(slots.sub_type).unwrap_or_default();
+        let id = text(slots.id).unwrap_or_default();
+        let time = read_time(slots.time.as_ref());
+        let self_id = match slots.self_ {
             Some(Value::Object(s)) => Some(SelfId {
                 platform: s.get("platform").and_then(id_string).unwrap_or_default(),
                 user_id: s.get("user_id").and_then(id_string).ok_or(EventError::Missing("self.user_id"))?,
@@ -96,8 +235,8 @@ impl Event {
                 // Drafts before 2022-08-14 carried these at top level.
                 let legacy = map.get("self_id").and_then(id_string);
                 legacy.map(|user_id| {
-                    map.remove("self_id");
-                    let platform = map.remove("platform").and_then(|p| id_string(&p)).unwrap_or_default();
+                    map.shift_remove("self_id");
+                    let platform = map.shift_remove("platform").and_then(|p| id_string(&p)).unwrap_or_default();
                     SelfId { platform, user_id }
                 })
             }
@@ -105,7 +244,23 @@ impl Event {
         if self_id.is_none() && kind != "meta" {
             return Err(EventError::Missing("self"));
         }
-        Ok(Event { id, time, kind, detail_type, sub_type, self_id, fields: map })
+        let message = Message::of_kind(&kind, slots.message, &mut map);
+        Ok(Event { id, time, kind, detail_type, sub_type, self_id, message, fields: map })
+    }
+
+    /// An event put together by the bridge (a v11 backend's event, a test): `message`, when
+    /// `fields` has one, is taken out and read as [`Event::message`].
+    pub fn new(
+        kind: &str,
+        detail_type: String,
+        sub_type: String,
+        self_id: Option<SelfId>,
+        time: f64,
+        mut fields: Map<String, Value>,
+    ) -> Event {
+        let message = fields.shift_remove("message").map(Message::from_value);
+        let message = Message::of_kind(kind, message, &mut fields);
+        Event { id: String::new(), time, kind: kind.to_owned(), detail_type, sub_type, self_id, message, fields }
     }
 
     /// The event as a v12 JSON object again (the inverse of [`Event::from_value`]).
@@ -118,6 +273,9 @@ impl Event {
         map.insert("sub_type".into(), self.sub_type.into());
         if let Some(me) = self.self_id {
             map.insert("self".into(), serde_json::json!({"platform": me.platform, "user_id": me.user_id}));
+        }
+        if let Some(message) = self.message {
+            map.insert("message".into(), message.into_value());
         }
         map.extend(self.fields);
         Value::Object(map)

@@ -1,0 +1,375 @@
+//! Reading a backend's JSON frame straight into an [`Event`], without a `serde_json::Value` tree
+//! for the parts every event has.
+//!
+//! Decoding a frame into a `Value` built one ordered map per JSON object, each key hashed with
+//! SipHash: for a group message with four segments that is ten maps, and it was the largest
+//! single cost of the event path (a third of the bridge's CPU under load, `perf`). Here the base
+//! fields are read into their own slots, the `self` object into a [`SelfId`], and a `message`
+//! list into typed [`Segment`]s whose data are small vectors ([`Data`]); only the other fields
+//! (`message_id`, `group_id`, extensions, …) become JSON values, kept in one map.
+//!
+//! What is read is what [`Event::from_value`] reads from the same frame: a unit test decodes
+//! every shape both ways and compares. A frame that is not an event (an action's answer) comes
+//! back as the JSON value it is.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{Event, EventError, Message, Part, Slots};
+use crate::core::message::{Data, Segment};
+
+/// A frame from the backend, read as an event when it is one.
+// An event is what most frames are; boxing it would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Frame {
+    /// It has `type` and `detail_type` ([`super::is_event_frame`]); reading it may still fail.
+    Event(Result<Event, EventError>),
+    /// Anything else (an action's answer, a v11 event on a v12 link), as JSON.
+    Other(Value),
+}
+
+impl Frame {
+    /// Reads a JSON frame.
+    pub fn from_json(bytes: &[u8]) -> serde_json::Result<Frame> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// The same decision for a frame already decoded (MessagePack).
+    pub fn from_value(value: Value) -> Frame {
+        match value {
+            Value::Object(map) if super::is_event_frame(&map) => Frame::Event(Event::from_value(Value::Object(map))),
+            other => Frame::Other(other),
+        }
+    }
+}
+
+/// The JSON values that are not objects, as `serde_json` reads them, for visitors that read
+/// objects (or lists) their own way: each hands the value to `$other`.
+macro_rules! other_values {
+    ($other:expr) => {
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok($other(Value::Bool(v)))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok($other(Value::from(v)))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok($other(Value::from(v)))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok($other(Value::from(v)))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok($other(Value::String(v.to_owned())))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok($other(Value::String(v)))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($other(Value::Null))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($other(Value::Null))
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            Ok($other(Value::deserialize(d)?))
+        }
+    };
+}
+
+/// An object key, borrowed from the frame when it holds no escape.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Frame {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Frame, D::Error> {
+        struct FrameVisitor;
+        impl<'de> Visitor<'de> for FrameVisitor {
+            type Value = Frame;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON document")
+            }
+            other_values!(Frame::Other);
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Frame, A::Error> {
+                Ok(Frame::Other(Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Frame, A::Error> {
+                let mut slots = Slots::default();
+                let mut rest = Map::new();
+                while let Some(Key(key)) = access.next_key()? {
+                    match &*key {
+                        "id" => slots.id = Some(access.next_value()?),
+                        "time" => slots.time = Some(access.next_value()?),
+                        "type" => slots.kind = Some(access.next_value()?),
+                        "detail_type" => slots.detail_type = Some(access.next_value()?),
+                        "sub_type" => slots.sub_type = Some(access.next_value()?),
+                        "self" => slots.self_ = Some(access.next_value()?),
+                        "message" => slots.message = Some(access.next_value()?),
+                        _ => {
+                            rest.insert(key.into_owned(), access.next_value()?);
+                        }
+                    }
+                }
+                Ok(if slots.kind.is_some() && slots.detail_type.is_some() {
+                    Frame::Event(Event::from_slots(slots, rest))
+                } else {
+                    slots.put_back(&mut rest);
+                    Frame::Other(Value::Object(rest))
+                })
+            }
+        }
+        d.deserialize_any(FrameVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Message, D::Error> {
+        struct MessageVisitor;
+        impl<'de> Visitor<'de> for MessageVisitor {
+            type Value = Message;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a message")
+            }
+            other_values!(Message::Other);
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Message, A::Error> {
+                // A peer's length hint is not trusted beyond a small start.
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+                while let Some(part) = seq.next_element()? {
+                    parts.push(part);
+                }
+                Ok(Message::Segments(parts))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Message, A::Error> {
+                Ok(Message::Other(Value::deserialize(de::value::MapAccessDeserializer::new(access))?))
+            }
+        }
+        d.deserialize_any(MessageVisitor)
+    }
+}
+
+/// A segment's `data` value: an object as [`Data`], anything else as JSON.
+enum DataSlot {
+    Data(Data),
+    Other(Value),
+}
+
+impl<'de> Deserialize<'de> for DataSlot {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<DataSlot, D::Error> {
+        struct DataVisitor;
+        impl<'de> Visitor<'de> for DataVisitor {
+            type Value = DataSlot;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a segment's data")
+            }
+            other_values!(DataSlot::Other);
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<DataSlot, A::Error> {
+                Ok(DataSlot::Other(Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<DataSlot, A::Error> {
+                Ok(DataSlot::Data(Data::deserialize(de::value::MapAccessDeserializer::new(access))?))
+            }
+        }
+        d.deserialize_any(DataVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Part {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Part, D::Error> {
+        struct PartVisitor;
+        impl<'de> Visitor<'de> for PartVisitor {
+            type Value = Part;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a segment")
+            }
+            other_values!(Part::Unreadable);
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Part, A::Error> {
+                Ok(Part::Unreadable(Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Part, A::Error> {
+                // Keys in the order they came, each once: a repeated key keeps its first place and
+                // takes the last value, as a JSON object read by `serde_json` does.
+                let mut entries: Vec<(Key<'de>, DataSlot)> = Vec::with_capacity(2);
+                while let Some(key) = access.next_key::<Key<'de>>()? {
+                    let value = if key.0 == "data" {
+                        access.next_value_seed(DataSeed)?
+                    } else {
+                        DataSlot::Other(access.next_value()?)
+                    };
+                    match entries.iter_mut().find(|(k, _)| k.0 == key.0) {
+                        Some((_, slot)) => *slot = value,
+                        None => entries.push((key, value)),
+                    }
+                }
+                Ok(Part::from_entries(entries))
+            }
+        }
+        d.deserialize_any(PartVisitor)
+    }
+}
+
+/// Reads a `data` value as a [`DataSlot`].
+struct DataSeed;
+
+impl<'de> DeserializeSeed<'de> for DataSeed {
+    type Value = DataSlot;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<DataSlot, D::Error> {
+        DataSlot::deserialize(d)
+    }
+}
+
+impl Part {
+    /// A segment when the entries are `{type: text, data: object or null}` (or no `data`), the
+    /// rule of [`crate::core::message::SegmentRef::read`]; otherwise the object as sent.
+    fn from_entries(mut entries: Vec<(Key<'_>, DataSlot)>) -> Part {
+        let kind = entries.iter().position(|(k, v)| k.0 == "type" && matches!(v, DataSlot::Other(Value::String(_))));
+        let data_ok = entries
+            .iter()
+            .find(|(k, _)| k.0 == "data")
+            .is_none_or(|(_, v)| matches!(v, DataSlot::Data(_) | DataSlot::Other(Value::Null)));
+        if let (Some(at), true) = (kind, data_ok) {
+            let DataSlot::Other(Value::String(kind)) = entries.swap_remove(at).1 else { unreachable!() };
+            let data = match entries.into_iter().find(|(k, _)| k.0 == "data") {
+                Some((_, DataSlot::Data(data))) => data,
+                _ => Data::new(),
+            };
+            return Part::Segment(Segment { kind, data });
+        }
+        let object = entries
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    DataSlot::Data(data) => Value::Object(data.into_map()),
+                    DataSlot::Other(v) => v,
+                };
+                (k.0.into_owned(), v)
+            })
+            .collect();
+        Part::Unreadable(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn read(v: &Value) -> Frame {
+        Frame::from_json(&serde_json::to_vec(v).unwrap()).unwrap()
+    }
+
+    /// Every shape an event frame may take is read as [`Event::from_value`] reads it.
+    #[test]
+    fn a_frame_reads_as_its_value_does() {
+        let frames = [
+            json!({"id": "e1", "time": 1632847927.599013, "type": "message", "detail_type": "group", "sub_type": "",
+                   "self": {"platform": "qq", "user_id": "10001"}, "message_id": "m1", "group_id": "3",
+                   "user_id": "2", "alt_message": "hi",
+                   "message": [{"type": "text", "data": {"text": "hi", "x": [1, {"a": null}]}},
+                               {"type": "mention", "data": {"user_id": 5}},
+                               {"type": "image", "data": null},
+                               {"type": "face"},
+                               {"data": {"text": "no type"}, "type": 7},
+                               {"type": "text", "data": "not an object", "extra": true},
+                               {"type": "a", "type": "b", "data": {"k": 1}, "data": {"k": 2}},
+                               "plain", 5, null, [1, 2], true, 2.5]}),
+            json!({"time": 1632847927, "type": "notice", "detail_type": "friend_increase",
+                   "self_id": 123, "platform": "qq", "user_id": 456}),
+            json!({"type": "message", "detail_type": "private", "self": {"platform": "qq", "user_id": 1},
+                   "message": "just text"}),
+            json!({"type": "message", "detail_type": "private", "self": {"platform": "qq", "user_id": "1"},
+                   "message": {"type": "text", "data": {"text": "one"}}}),
+            json!({"type": "message", "detail_type": "private", "self": {"platform": "qq", "user_id": "1"},
+                   "message": []}),
+            json!({"type": "meta", "detail_type": "heartbeat", "interval": 4, "self": "junk"}),
+            json!({"type": "message", "detail_type": "private"}),
+            json!({"type": "bogus", "detail_type": "x"}),
+            json!({"type": 5, "detail_type": "x", "id": 7, "sub_type": 1}),
+            json!({"type": "notice", "detail_type": "x", "self": {"user_id": "1"}, "time": "soon"}),
+            json!({"message": "let me in", "type": "request", "detail_type": "new_friend", "user_id": "2",
+                   "self": {"platform": "qq", "user_id": "1"}}),
+            json!({"message": [{"type": "text", "data": {"text": "a list"}}], "type": "notice",
+                   "detail_type": "x", "self": {"platform": "qq", "user_id": "1"}}),
+        ];
+        for frame in frames {
+            let Frame::Event(typed) = read(&frame) else { panic!("not read as an event: {frame}") };
+            let from_value = Event::from_value(frame.clone());
+            match (&typed, &from_value) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a.clone().into_value(), b.clone().into_value(), "{frame}");
+                    assert_eq!(a.message, b.message, "{frame}");
+                }
+                _ => assert_eq!(typed, from_value, "{frame}"),
+            }
+        }
+    }
+
+    #[test]
+    fn answers_and_other_documents_come_back_as_they_were() {
+        for doc in [
+            json!({"status": "ok", "retcode": 0, "data": {"message_id": "5", "time": 1}, "message": "", "echo": 3}),
+            json!({"status": "failed", "retcode": 10002, "data": null, "message": [1], "echo": "x", "id": 1}),
+            json!({"post_type": "message", "time": 5, "message": [{"type": "text", "data": {"text": "v11"}}]}),
+            json!({"type": "message"}),
+            json!([1, 2]),
+            json!("text"),
+            json!(null),
+        ] {
+            let Frame::Other(back) = read(&doc) else { panic!("read as an event: {doc}") };
+            assert_eq!(back, doc);
+        }
+    }
+
+    #[test]
+    fn a_segment_list_is_read_typed() {
+        let Frame::Event(Ok(ev)) = read(&json!({"type": "message", "detail_type": "private",
+            "self": {"platform": "qq", "user_id": "1"},
+            "message": [{"type": "text", "data": {"text": "a\"b"}}, {"oops": 1}]}))
+        else {
+            panic!()
+        };
+        assert_eq!(
+            ev.message,
+            Some(Message::Segments(vec![Part::Segment(Segment::text("a\"b")), Part::Unreadable(json!({"oops": 1}))]))
+        );
+        assert!(!ev.fields.contains_key("message"));
+        let Frame::Event(Ok(request)) = read(&json!({"type": "request", "detail_type": "new_friend",
+            "self": {"platform": "qq", "user_id": "1"}, "message": "let me in"}))
+        else {
+            panic!()
+        };
+        assert_eq!((request.message, &request.fields["message"]), (None, &json!("let me in")), "a request's greeting");
+    }
+
+    #[test]
+    fn malformed_json_is_an_error() {
+        assert!(Frame::from_json(b"{\"type\": \"message\", ").is_err());
+        assert!(Frame::from_json(b"{\"message\": [{\"type\": ]}").is_err());
+    }
+}
