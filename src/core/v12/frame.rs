@@ -19,7 +19,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{Event, EventError, Message, Part, Slots};
+use super::{Event, EventError, Loose, Message, Part, Slots};
 use crate::core::message::{Data, Segment};
 
 /// A frame from the backend, read as an event when it is one.
@@ -129,7 +129,7 @@ impl<'de> Deserialize<'de> for Frame {
                         "type" => slots.kind = Some(access.next_value()?),
                         "detail_type" => slots.detail_type = Some(access.next_value()?),
                         "sub_type" => slots.sub_type = Some(access.next_value()?),
-                        "self" => slots.self_ = Some(access.next_value()?),
+                        "self" => slots.self_ = Some(access.next_value_seed(DataSeed)?),
                         "message" => slots.message = Some(access.next_value()?),
                         _ => {
                             rest.insert(key.into_owned(), access.next_value()?);
@@ -173,26 +173,20 @@ impl<'de> Deserialize<'de> for Message {
     }
 }
 
-/// A segment's `data` value: an object as [`Data`], anything else as JSON.
-enum DataSlot {
-    Data(Data),
-    Other(Value),
-}
-
-impl<'de> Deserialize<'de> for DataSlot {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<DataSlot, D::Error> {
+impl<'de> Deserialize<'de> for Loose {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Loose, D::Error> {
         struct DataVisitor;
         impl<'de> Visitor<'de> for DataVisitor {
-            type Value = DataSlot;
+            type Value = Loose;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a segment's data")
+                f.write_str("a segment's data or an event's self")
             }
-            other_values!(DataSlot::Other);
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<DataSlot, A::Error> {
-                Ok(DataSlot::Other(Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?))
+            other_values!(Loose::Other);
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Loose, A::Error> {
+                Ok(Loose::Other(Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?))
             }
-            fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<DataSlot, A::Error> {
-                Ok(DataSlot::Data(Data::deserialize(de::value::MapAccessDeserializer::new(access))?))
+            fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Loose, A::Error> {
+                Ok(Loose::Object(Data::deserialize(de::value::MapAccessDeserializer::new(access))?))
             }
         }
         d.deserialize_any(DataVisitor)
@@ -214,12 +208,12 @@ impl<'de> Deserialize<'de> for Part {
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Part, A::Error> {
                 // Keys in the order they came, each once: a repeated key keeps its first place and
                 // takes the last value, as a JSON object read by `serde_json` does.
-                let mut entries: Vec<(Key<'de>, DataSlot)> = Vec::with_capacity(2);
+                let mut entries: Vec<(Key<'de>, Loose)> = Vec::with_capacity(2);
                 while let Some(key) = access.next_key::<Key<'de>>()? {
                     let value = if key.0 == "data" {
                         access.next_value_seed(DataSeed)?
                     } else {
-                        DataSlot::Other(access.next_value()?)
+                        Loose::Other(access.next_value()?)
                     };
                     match entries.iter_mut().find(|(k, _)| k.0 == key.0) {
                         Some((_, slot)) => *slot = value,
@@ -233,43 +227,34 @@ impl<'de> Deserialize<'de> for Part {
     }
 }
 
-/// Reads a `data` value as a [`DataSlot`].
+/// Reads a segment's `data` or an event's `self` as a [`Loose`].
 struct DataSeed;
 
 impl<'de> DeserializeSeed<'de> for DataSeed {
-    type Value = DataSlot;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<DataSlot, D::Error> {
-        DataSlot::deserialize(d)
+    type Value = Loose;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Loose, D::Error> {
+        Loose::deserialize(d)
     }
 }
 
 impl Part {
     /// A segment when the entries are `{type: text, data: object or null}` (or no `data`), the
     /// rule of [`crate::core::message::SegmentRef::read`]; otherwise the object as sent.
-    fn from_entries(mut entries: Vec<(Key<'_>, DataSlot)>) -> Part {
-        let kind = entries.iter().position(|(k, v)| k.0 == "type" && matches!(v, DataSlot::Other(Value::String(_))));
+    fn from_entries(mut entries: Vec<(Key<'_>, Loose)>) -> Part {
+        let kind = entries.iter().position(|(k, v)| k.0 == "type" && matches!(v, Loose::Other(Value::String(_))));
         let data_ok = entries
             .iter()
             .find(|(k, _)| k.0 == "data")
-            .is_none_or(|(_, v)| matches!(v, DataSlot::Data(_) | DataSlot::Other(Value::Null)));
+            .is_none_or(|(_, v)| matches!(v, Loose::Object(_) | Loose::Other(Value::Null)));
         if let (Some(at), true) = (kind, data_ok) {
-            let DataSlot::Other(Value::String(kind)) = entries.swap_remove(at).1 else { unreachable!() };
+            let Loose::Other(Value::String(kind)) = entries.swap_remove(at).1 else { unreachable!() };
             let data = match entries.into_iter().find(|(k, _)| k.0 == "data") {
-                Some((_, DataSlot::Data(data))) => data,
+                Some((_, Loose::Object(data))) => data,
                 _ => Data::new(),
             };
             return Part::Segment(Segment { kind, data });
         }
-        let object = entries
-            .into_iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    DataSlot::Data(data) => Value::Object(data.into_map()),
-                    DataSlot::Other(v) => v,
-                };
-                (k.0.into_owned(), v)
-            })
-            .collect();
+        let object = entries.into_iter().map(|(k, v)| (k.0.into_owned(), v.into_value())).collect();
         Part::Unreadable(Value::Object(object))
     }
 }

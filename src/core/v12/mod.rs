@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::core::message::{Segment, SegmentRef};
+use crate::core::message::{Data, Segment, SegmentRef};
 
 pub mod frame;
 pub use frame::Frame;
@@ -128,6 +128,32 @@ impl Part {
     }
 }
 
+/// A JSON value whose object, when it is one, is read as [`Data`] (a few keys, searched rather
+/// than hashed): a segment's `data`, an event's `self`.
+#[derive(Debug)]
+pub(crate) enum Loose {
+    Object(Data),
+    Other(Value),
+}
+
+impl Loose {
+    pub(crate) fn into_value(self) -> Value {
+        match self {
+            Loose::Object(data) => Value::Object(data.into_map()),
+            Loose::Other(v) => v,
+        }
+    }
+}
+
+impl From<Value> for Loose {
+    fn from(v: Value) -> Loose {
+        match v {
+            Value::Object(map) => Loose::Object(map.into()),
+            other => Loose::Other(other),
+        }
+    }
+}
+
 /// The fields every event has, as read, before they are checked ([`Event::from_slots`]).
 #[derive(Debug, Default)]
 pub(crate) struct Slots {
@@ -136,7 +162,7 @@ pub(crate) struct Slots {
     pub kind: Option<Value>,
     pub detail_type: Option<Value>,
     pub sub_type: Option<Value>,
-    pub self_: Option<Value>,
+    pub self_: Option<Loose>,
     pub message: Option<Message>,
 }
 
@@ -149,7 +175,7 @@ impl Slots {
             kind: map.shift_remove("type"),
             detail_type: map.shift_remove("detail_type"),
             sub_type: map.shift_remove("sub_type"),
-            self_: map.shift_remove("self"),
+            self_: map.shift_remove("self").map(Loose::from),
             message: map.shift_remove("message").map(Message::from_value),
         }
     }
@@ -162,7 +188,7 @@ impl Slots {
             ("type", self.kind),
             ("detail_type", self.detail_type),
             ("sub_type", self.sub_type),
-            ("self", self.self_),
+            ("self", self.self_.map(Loose::into_value)),
             ("message", self.message.map(Message::into_value)),
         ];
         for (key, value) in fields {
@@ -227,7 +253,7 @@ impl Event {
         let id = text(slots.id).unwrap_or_default();
         let time = read_time(slots.time.as_ref());
         let self_id = match slots.self_ {
-            Some(Value::Object(s)) => Some(SelfId {
+            Some(Loose::Object(s)) => Some(SelfId {
                 platform: s.get("platform").and_then(id_string).unwrap_or_default(),
                 user_id: s.get("user_id").and_then(id_string).ok_or(EventError::Missing("self.user_id"))?,
             }),
