@@ -27,7 +27,7 @@ use tracing::Instrument;
 
 use crate::backends::intake::Intake;
 use crate::backends::link::{LinkHandle, Outgoing, RecentIds};
-use crate::backends::v12::codec;
+use crate::backends::v12::codec::{self, Payload};
 use crate::backends::Reports;
 use crate::config::Limits;
 use crate::core::v12::{self, Frame};
@@ -204,8 +204,8 @@ async fn pump<R: Reports, S>(
                 let _ = frames.try_send(Message::Ping(Default::default()));
             }
             frame = stream.next() => match frame.inspect(|_| last_heard = tokio::time::Instant::now()) {
-                Some(Ok(Message::Text(text))) => on_frame(link, intake, text.as_bytes(), false, &mut hinted).await,
-                Some(Ok(Message::Binary(bytes))) => on_frame(link, intake, &bytes, true, &mut hinted).await,
+                Some(Ok(Message::Text(text))) => on_frame(link, intake, Payload::Text(&text), &mut hinted).await,
+                Some(Ok(Message::Binary(bytes))) => on_frame(link, intake, Payload::Binary(&bytes), &mut hinted).await,
                 Some(Ok(Message::Close(frame))) => {
                     tracing::info!(?frame, "backend closed the connection");
                     return;
@@ -273,10 +273,13 @@ async fn write_frames<S>(
 /// One frame from the backend (JSON text or MessagePack binary; a binary frame carrying JSON is
 /// read too): an event or an action's answer, in the link's protocol. A v11 event on a v12 link
 /// (a NapCat configured without `protocol = "v11"`) is said once per connection, with the fix.
-async fn on_frame(link: &LinkHandle, intake: &Intake, bytes: &[u8], msgpack: bool, hinted: &mut bool) {
+async fn on_frame(link: &LinkHandle, intake: &Intake, payload: Payload<'_>, hinted: &mut bool) {
+    let bytes = payload.bytes();
     let read = match link.edge() {
-        Some(_) => codec::read_either(bytes, msgpack).await.map(|(value, budget)| (Frame::Other(value), budget)),
-        None => codec::read_frame(bytes, msgpack).await,
+        Some(_) => {
+            codec::read_either(bytes, payload.is_binary()).await.map(|(value, budget)| (Frame::Other(value), budget))
+        }
+        None => codec::read_frame(payload).await,
     };
     let (frame, budget) = match read {
         Ok(v) => v,

@@ -59,12 +59,41 @@ pub async fn read_either(bytes: &[u8], preferred_msgpack: bool) -> Result<(Value
     either(preferred_msgpack, |msgpack| read_held(bytes, msgpack)).await
 }
 
-/// A backend's frame, as [`read_either`] reads it, with an event read straight into a
-/// [`v12::Event`] ([`Frame`]): a JSON frame builds no `Value` tree for the fields every event has.
-pub async fn read_frame(bytes: &[u8], preferred_msgpack: bool) -> Result<(Frame, Budget), DecodeError> {
-    either(preferred_msgpack, |msgpack| async move {
+/// A WebSocket frame's payload as it came.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    /// A text frame: JSON expected, its UTF-8 already checked by the WebSocket layer.
+    Text(&'a str),
+    /// A binary frame: MessagePack expected.
+    Binary(&'a [u8]),
+}
+
+impl<'a> Payload<'a> {
+    pub fn bytes(self) -> &'a [u8] {
+        match self {
+            Payload::Text(text) => text.as_bytes(),
+            Payload::Binary(bytes) => bytes,
+        }
+    }
+
+    pub fn is_binary(self) -> bool {
+        matches!(self, Payload::Binary(_))
+    }
+}
+
+/// A backend's frame, as [`read_either`] reads it (a text frame as JSON first, a binary one as
+/// MessagePack first), with an event read straight into a [`v12::Event`] ([`Frame`]): a JSON
+/// frame builds no `Value` tree for the fields every event has, and a text frame's strings are
+/// not checked for UTF-8 a second time.
+pub async fn read_frame(payload: Payload<'_>) -> Result<(Frame, Budget), DecodeError> {
+    let bytes = payload.bytes();
+    either(payload.is_binary(), |msgpack| async move {
         let budget = crate::decode::admit(bytes, msgpack, crate::decode::Side::Backend).await?;
-        let frame = if msgpack { Frame::from_value(parse_msgpack(bytes)?) } else { Frame::from_json(bytes)? };
+        let frame = match payload {
+            _ if msgpack => Frame::from_value(parse_msgpack(bytes)?),
+            Payload::Text(text) => Frame::from_json_str(text)?,
+            Payload::Binary(bytes) => Frame::from_json(bytes)?,
+        };
         Ok((frame, budget))
     })
     .await
