@@ -141,7 +141,7 @@ pub fn check_v12_event(data: &[u8]) {
         let Ok(event) = Event::from_value(value) else { continue };
         if event.kind == "meta" {
             let _ = heartbeat_interval_ms(&event);
-            let _ = status_bots(&Value::Object(event.fields.clone()));
+            let _ = status_bots(&Value::Object(event.fields.clone().into_map()));
         }
         let Some(self_id) = event.self_id.clone() else { continue };
         let Ok(account) = block_on(core.account(&self_id)) else { continue };

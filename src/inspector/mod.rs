@@ -182,16 +182,12 @@ impl Inspector {
             let me = json!({"platform": me.platform, "user_id": me.user_id});
             map.insert("self".into(), self.body(&me));
         }
-        let fields = match &ev.message {
-            Some(message) => {
-                let mut all = Map::with_capacity(ev.fields.len() + 1);
-                all.insert("message".into(), message.to_value());
-                all.extend(ev.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
-                self.redactor.map(&all, &NORMAL)
-            }
-            None => self.redactor.map(&ev.fields, &NORMAL),
-        };
-        if let Value::Object(fields) = fields {
+        let mut all = Map::with_capacity(ev.fields.len() + 1);
+        if let Some(message) = &ev.message {
+            all.insert("message".into(), message.to_value());
+        }
+        all.extend(ev.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Value::Object(fields) = self.redactor.map(&all, &NORMAL) {
             map.extend(fields);
         }
         Side { dir: Dir::Event, body: Value::Object(map), ok: true }

@@ -137,7 +137,7 @@ fn event_time(ev: &Event, now: i64) -> i64 {
 fn check_required(maps: &Mappings, ev: &Event, name: &str) -> Result<(), EventError> {
     // A request the profile answers needs every field its flag carries back.
     if let Some(request) = maps.requests.get(&ev.detail_type).filter(|_| ev.kind == "request") {
-        if let Some(field) = request.flag.iter().find(|f| ev.fields.get(*f).is_none_or(Value::is_null)) {
+        if let Some(field) = request.flag.iter().find(|f| ev.fields.get(f).is_none_or(Value::is_null)) {
             return Err(EventError::Missing { event: name.to_owned(), field: field.clone() });
         }
     }

@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{Event, EventError, Loose, Message, Part, Slots};
 use crate::core::message::{Data, Segment};
@@ -127,7 +127,7 @@ impl<'de> Deserialize<'de> for Frame {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Frame, A::Error> {
                 let mut slots = Slots::default();
-                let mut rest = Map::new();
+                let mut rest = Data::with_capacity(8);
                 while let Some(Key(key)) = access.next_key()? {
                     match &*key {
                         "id" => slots.id = Some(access.next_value()?),
@@ -145,6 +145,7 @@ impl<'de> Deserialize<'de> for Frame {
                 Ok(if slots.kind.is_some() && slots.detail_type.is_some() {
                     Frame::Event(Event::from_slots(slots, rest))
                 } else {
+                    let mut rest = rest.into_map();
                     slots.put_back(&mut rest);
                     Frame::Other(Value::Object(rest))
                 })

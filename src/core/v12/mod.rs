@@ -45,8 +45,8 @@ pub struct Event {
     /// A message event's `message`, read apart from the other fields (absent when it has none).
     /// Other events keep a `message` field (a request's greeting) in `fields`.
     pub message: Option<Message>,
-    /// Every other field, in the order sent.
-    pub fields: Map<String, Value>,
+    /// Every other field, in the order sent (a few keys, searched rather than hashed).
+    pub fields: Data,
 }
 
 /// An event's `message` as read: a list is kept as typed segments, anything else as sent (a
@@ -67,7 +67,7 @@ pub enum Part {
 
 impl Message {
     /// A message event keeps its message; another kind of event gets it back among its fields.
-    fn of_kind(kind: &str, message: Option<Message>, fields: &mut Map<String, Value>) -> Option<Message> {
+    fn of_kind(kind: &str, message: Option<Message>, fields: &mut Data) -> Option<Message> {
         match message {
             Some(message) if kind != "message" => {
                 fields.insert("message".into(), message.into_value());
@@ -234,11 +234,11 @@ impl Event {
             return Err(EventError::NotObject);
         };
         let slots = Slots::take(&mut map);
-        Event::from_slots(slots, map)
+        Event::from_slots(slots, map.into())
     }
 
     /// Checks and reads the fields every event has; `map` holds the others.
-    pub(crate) fn from_slots(slots: Slots, mut map: Map<String, Value>) -> Result<Event, EventError> {
+    pub(crate) fn from_slots(slots: Slots, mut map: Data) -> Result<Event, EventError> {
         let text = |v: Option<Value>| match v {
             Some(Value::String(s)) => Some(s),
             Some(Value::Number(n)) => Some(n.to_string()),
@@ -261,8 +261,8 @@ impl Event {
                 // Drafts before 2022-08-14 carried these at top level.
                 let legacy = map.get("self_id").and_then(id_string);
                 legacy.map(|user_id| {
-                    map.shift_remove("self_id");
-                    let platform = map.shift_remove("platform").and_then(|p| id_string(&p)).unwrap_or_default();
+                    map.remove("self_id");
+                    let platform = map.remove("platform").and_then(|p| id_string(&p)).unwrap_or_default();
                     SelfId { platform, user_id }
                 })
             }
@@ -282,9 +282,10 @@ impl Event {
         sub_type: String,
         self_id: Option<SelfId>,
         time: f64,
-        mut fields: Map<String, Value>,
+        fields: impl Into<Data>,
     ) -> Event {
-        let message = fields.shift_remove("message").map(Message::from_value);
+        let mut fields = fields.into();
+        let message = fields.remove("message").map(Message::from_value);
         let message = Message::of_kind(kind, message, &mut fields);
         Event { id: String::new(), time, kind: kind.to_owned(), detail_type, sub_type, self_id, message, fields }
     }
@@ -313,7 +314,7 @@ impl Event {
     }
 
     pub fn str_field(&self, key: &str) -> Option<String> {
-        super::message::lookup(&self.fields, key).and_then(id_string)
+        self.fields.get(key).and_then(id_string)
     }
 }
 
