@@ -82,7 +82,7 @@ impl<'a> Payload<'a> {
 }
 
 /// A backend's frame, as [`read_either`] reads it (a text frame as JSON first, a binary one as
-/// MessagePack first), with an event read straight into a [`v12::Event`] ([`Frame`]): a JSON
+/// MessagePack first), with an event read straight into a [`Event`](crate::core::v12::Event) ([`Frame`]): a JSON
 /// frame builds no `Value` tree for the fields every event has, and a text frame's strings are
 /// not checked for UTF-8 a second time.
 pub async fn read_frame(payload: Payload<'_>) -> Result<(Frame, Budget), DecodeError> {

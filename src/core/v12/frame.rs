@@ -4,9 +4,9 @@
 //! Decoding a frame into a `Value` built one ordered map per JSON object, each key hashed with
 //! SipHash: for a group message with four segments that is ten maps, and it was the largest
 //! single cost of the event path (a third of the bridge's CPU under load, `perf`). Here the base
-//! fields are read into their own slots, the `self` object into a [`SelfId`], and a `message`
-//! list into typed [`Segment`]s whose data are small vectors ([`Data`]); only the other fields
-//! (`message_id`, `group_id`, extensions, …) become JSON values, kept in one map.
+//! fields are read into their own slots, a message event's `message` list into typed
+//! [`Segment`]s, and the objects left (`self`, each segment's `data`, the event's other fields)
+//! into small vectors of keys in order ([`Data`]); values inside those are JSON values.
 //!
 //! What is read is what [`Event::from_value`] reads from the same frame: a unit test decodes
 //! every shape both ways and compares. A frame that is not an event (an action's answer) comes
@@ -248,13 +248,18 @@ impl Part {
     /// A segment when the entries are `{type: text, data: object or null}` (or no `data`), the
     /// rule of [`crate::core::message::SegmentRef::read`]; otherwise the object as sent.
     fn from_entries(mut entries: Vec<(Key<'_>, Loose)>) -> Part {
-        let kind = entries.iter().position(|(k, v)| k.0 == "type" && matches!(v, Loose::Other(Value::String(_))));
         let data_ok = entries
             .iter()
             .find(|(k, _)| k.0 == "data")
             .is_none_or(|(_, v)| matches!(v, Loose::Object(_) | Loose::Other(Value::Null)));
-        if let (Some(at), true) = (kind, data_ok) {
-            let Loose::Other(Value::String(kind)) = entries.swap_remove(at).1 else { unreachable!() };
+        // Taken only when the part is a segment, so an unreadable one keeps what it had.
+        let kind = data_ok.then(|| {
+            entries.iter_mut().find_map(|(k, v)| match v {
+                Loose::Other(Value::String(kind)) if k.0 == "type" => Some(std::mem::take(kind)),
+                _ => None,
+            })
+        });
+        if let Some(Some(kind)) = kind {
             let data = match entries.into_iter().find(|(k, _)| k.0 == "data") {
                 Some((_, Loose::Object(data))) => data,
                 _ => Data::new(),

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::core::message::{Data, Segment, SegmentRef};
+use crate::core::message::{Data, Segment};
 
 pub mod frame;
 pub use frame::Frame;
@@ -103,15 +103,15 @@ impl Message {
 }
 
 impl Part {
-    /// A segment when the value reads as one ([`SegmentRef::read`]), else the value as sent.
+    /// A segment when the value reads as one (the rule of
+    /// [`SegmentRef::read`](crate::core::message::SegmentRef::read)), else the value
+    /// as sent.
     pub fn from_value(value: Value) -> Part {
-        if SegmentRef::read(&value).is_none() {
-            return Part::Unreadable(value);
-        }
-        let Value::Object(mut map) = value else { unreachable!("a segment is an object") };
-        let kind = match map.shift_remove("type") {
-            Some(Value::String(kind)) => kind,
-            _ => unreachable!("a segment has a text type"),
+        let Value::Object(mut map) = value else { return Part::Unreadable(value) };
+        let readable = matches!(map.get("data"), None | Some(Value::Null | Value::Object(_)));
+        let kind = match map.get_mut("type") {
+            Some(Value::String(kind)) if readable => std::mem::take(kind),
+            _ => return Part::Unreadable(Value::Object(map)),
         };
         let data = match map.shift_remove("data") {
             Some(Value::Object(data)) => data.into(),
