@@ -256,7 +256,7 @@ fn events(c: &mut Criterion) {
     // assigned and stored with the message (for `get_msg`), then the v11 JSON is written.
     let fresh = |i: u64| {
         let mut ev = message_event("10001", Some("987654"));
-        ev.fields.insert("message_id".into(), format!("b6e65187-5ac0-489c-{i:012x}").into());
+        ev.fields.insert("message_id", format!("b6e65187-5ac0-489c-{i:012x}").into());
         ev
     };
     group.bench_function("group_message/new_id_to_json", |b| {

@@ -43,7 +43,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::message::{value_as_text, Data, Segment};
+use super::message::{value_as_text, CompactString, Data, Segment};
 
 const CODE_OPEN: &str = "[CQ:";
 
@@ -172,10 +172,18 @@ fn parse_code(body: &str) -> Option<Segment> {
         }
         found += 1;
     }
-    let mut segment = Segment { kind: kind.to_owned(), data: Data::with_capacity(found) };
+    let mut segment = Segment { kind: kind.into(), data: Data::with_capacity(found) };
+    // As written, distinct keys stay distinct decoded unless an entity is involved: those go
+    // through the search for a repeated key, the others are appended.
+    let plain = head[..found].iter().enumerate().all(|(i, p)| !p.amp && head[..i].iter().all(|q| q.key != p.key));
     for param in head[..found].iter().copied().map(Some).chain(params) {
         let (key, value) = param?.decode();
-        segment.data.insert(key, Value::String(value));
+        match plain && segment.data.len() < found {
+            true => segment.data.push_new(key, Value::String(value)),
+            false => {
+                segment.data.insert(key, Value::String(value));
+            }
+        }
     }
     Some(segment)
 }
@@ -192,10 +200,10 @@ struct Param<'a> {
 }
 
 impl Param<'_> {
-    fn decode(self) -> (String, String) {
+    fn decode(self) -> (CompactString, String) {
         match self.amp {
-            true => (unescape_value(self.key), unescape_value(self.value)),
-            false => (self.key.to_owned(), self.value.to_owned()),
+            true => (unescape_value(self.key).into(), unescape_value(self.value)),
+            false => (self.key.into(), self.value.to_owned()),
         }
     }
 }
@@ -306,21 +314,39 @@ fn value_text(value: &Value) -> Option<Cow<'_, str>> {
 
 /// One-pass escape; `comma` selects the value rules.
 fn escape_into(s: &str, comma: bool, out: &mut String) {
+    if !comma {
+        // Text, often long: a vectorised search for the three characters text escapes.
+        let mut done = 0;
+        for i in memchr::memchr3_iter(b'&', b'[', b']', s.as_bytes()) {
+            // The byte is ASCII, so `i` and `i + 1` are char boundaries.
+            out.push_str(&s[done..i]);
+            out.push_str(entity(s.as_bytes()[i]));
+            done = i + 1;
+        }
+        out.push_str(&s[done..]);
+        return;
+    }
     let mut done = 0;
     for (i, byte) in s.bytes().enumerate() {
-        let entity = match byte {
-            b'&' => "&amp;",
-            b'[' => "&#91;",
-            b']' => "&#93;",
-            b',' if comma => "&#44;",
-            _ => continue,
-        };
+        if !matches!(byte, b'&' | b'[' | b']' | b',') {
+            continue;
+        }
         // `byte` is ASCII, so `i` and `i + 1` are char boundaries.
         out.push_str(&s[done..i]);
-        out.push_str(entity);
+        out.push_str(entity(byte));
         done = i + 1;
     }
     out.push_str(&s[done..]);
+}
+
+/// The entity CQ writes for one of the characters it escapes.
+fn entity(byte: u8) -> &'static str {
+    match byte {
+        b'&' => "&amp;",
+        b'[' => "&#91;",
+        b']' => "&#93;",
+        _ => "&#44;",
+    }
 }
 
 /// One-pass unescape. Decoded characters are never rescanned, which is what decoding `&amp;`
@@ -335,7 +361,18 @@ fn unescape_into(s: &str, out: &mut String) {
     } else {
         out.reserve(s.len());
     }
-    let mut rest = s;
+    // Most pieces are short and hold no entity: a byte loop costs less than a vector search.
+    let first = match s.len() {
+        0..16 => s.bytes().position(|b| b == b'&'),
+        _ => memchr::memchr(b'&', s.as_bytes()),
+    };
+    let Some(first) = first else {
+        out.push_str(s);
+        return;
+    };
+    // `&` is ASCII: `first` is a char boundary.
+    out.push_str(&s[..first]);
+    let mut rest = &s[first..];
     while let Some(i) = memchr::memchr(b'&', rest.as_bytes()) {
         // `&` is ASCII: `i` and `i + 1` are char boundaries.
         out.push_str(&rest[..i]);
@@ -512,7 +549,7 @@ mod tests {
         assert_eq!(segs.len(), 1);
         let data = &segs[0].data;
         assert_eq!(data.len(), n);
-        assert_eq!(data.keys().next().map(String::as_str), Some("k0"));
+        assert_eq!(data.keys().next(), Some("k0"));
         assert_eq!(data.get("k39999"), Some(&json!("b39999")));
     }
 
@@ -660,8 +697,8 @@ mod tests {
 
     /// Segments with their data in order (`Segment`'s `==` ignores the order of keys).
     fn ordered(segments: &[Segment]) -> Vec<(String, Vec<(String, Value)>)> {
-        let entries = |s: &Segment| s.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        segments.iter().map(|s| (s.kind.clone(), entries(s))).collect()
+        let entries = |s: &Segment| s.data.iter().map(|(k, v)| (k.to_owned(), v.clone())).collect();
+        segments.iter().map(|s| (s.kind.to_string(), entries(s))).collect()
     }
 
     fn assert_as_model(cq: &str) {

@@ -134,7 +134,7 @@ impl<S: IdStore> Translator<S> {
         let mut seg = Segment::new("file").with("file", required_str(params, "file")?);
         for key in ["name", "folder"] {
             if let Some(v) = params.get(key).and_then(value_as_text).filter(|v| !v.is_empty()) {
-                seg.data.insert(key.into(), v.into());
+                seg.data.insert(key, v.into());
             }
         }
         let mut segments = vec![seg];

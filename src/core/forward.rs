@@ -89,20 +89,20 @@ impl<S: IdStore> Translator<S> {
                 match key.as_str() {
                     "id" => {
                         let n = lenient_i64(&value).ok_or_else(|| bad(format!("id {value} is not a message_id")))?;
-                        data.insert("message_id".into(), self.ids.message_to_v12(n).await?.key.message_id.into());
+                        data.insert("message_id", self.ids.message_to_v12(n).await?.key.message_id.into());
                     }
                     // go-cqhttp reads `user_id`, else `uin`; `name`, else `nickname`.
                     "user_id" | "uin" => {
                         let n = lenient_i64(&value).ok_or_else(|| bad(format!("{key} {value} is not an id")))?;
                         let id = Value::String(self.ids.to_v12(n).await?);
                         if key == "user_id" || !data.contains_key("user_id") {
-                            data.insert("user_id".into(), id);
+                            data.insert("user_id", id);
                         }
                     }
                     "name" | "nickname" => {
                         let name = Value::String(value_as_text(&value).unwrap_or_default());
                         if key == "name" || !data.contains_key("user_name") {
-                            data.insert("user_name".into(), name);
+                            data.insert("user_name", name);
                         }
                     }
                     "time" => {
@@ -116,12 +116,12 @@ impl<S: IdStore> Translator<S> {
             }
             if let Some(content) = content {
                 let message = self.segments_to_v12(maps, content).await?;
-                data.insert("message".into(), Value::Array(message.into_iter().map(Segment::into_value).collect()));
+                data.insert("message", Value::Array(message.into_iter().map(Segment::into_value).collect()));
             }
             if !data.contains_key("message_id") && !data.contains_key("message") {
                 return Err(bad("a node needs `id` (an existing message) or `content`"));
             }
-            Ok(Segment { kind: maps.segment_out_name("node"), data })
+            Ok(Segment { kind: maps.segment_out_name("node").into(), data })
         })
     }
 

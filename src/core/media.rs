@@ -726,7 +726,7 @@ impl<S: IdStore> Translator<S> {
                     }
                     self.upload_within(ctx, caller, &mut content, reuse, depth + 1, done).await?;
                     let content = content.into_iter().map(Segment::into_value).collect();
-                    seg.data.insert("content".into(), Value::Array(content));
+                    seg.data.insert("content", Value::Array(content));
                     continue;
                 }
                 if MEDIA_TYPES.contains(&seg.kind.as_str()) {
@@ -759,7 +759,7 @@ impl<S: IdStore> Translator<S> {
         }
         let source = parse_source(&file, self.media.options.max_file_size)?;
         if let MediaSource::FileId(id) = source {
-            seg.data.insert("file".into(), id.into());
+            seg.data.insert("file", id.into());
             return Ok(());
         }
         let (file_id, reused) = self.upload_source(ctx, caller, source, &file, name, reuse && !no_cache).await?;
@@ -767,7 +767,7 @@ impl<S: IdStore> Translator<S> {
             Some(k) => done.reused.push(k),
             None => done.uploads += 1,
         }
-        seg.data.insert("file".into(), file_id.into());
+        seg.data.insert("file", file_id.into());
         Ok(())
     }
 
@@ -919,7 +919,7 @@ impl<S: IdStore> Translator<S> {
             }
             let Some(file_id) = seg.str_of("file").filter(|f| !f.is_empty()) else { continue };
             if let Some(url) = self.file_url(ctx, caller, &file_id).await {
-                seg.data.insert("url".into(), url.into());
+                seg.data.insert("url", url.into());
             }
         }
     }

@@ -5,6 +5,8 @@
 
 use std::hash::BuildHasher;
 
+pub use compact_str::CompactString;
+
 use hashbrown::HashTable;
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
@@ -15,7 +17,7 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Segment {
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: CompactString,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub data: Data,
 }
@@ -25,19 +27,18 @@ fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Data, D::Error> {
 }
 
 impl Segment {
-    pub fn new(kind: impl Into<String>) -> Self {
+    pub fn new(kind: impl Into<CompactString>) -> Self {
         Segment { kind: kind.into(), data: Data::new() }
     }
 
     pub fn text(text: impl Into<String>) -> Self {
-        let mut data = Data::with_capacity(1);
-        data.insert("text".to_owned(), Value::String(text.into()));
-        Segment { kind: "text".to_owned(), data }
+        let data = Data::single(CompactString::const_new("text"), Value::String(text.into()));
+        Segment { kind: CompactString::const_new("text"), data }
     }
 
     /// Builder: sets one data field.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.data.insert(key.to_owned(), value.into());
+        self.data.insert(key, value.into());
         self
     }
 
@@ -45,13 +46,13 @@ impl Segment {
     /// absent or `null` is empty; other keys are ignored), copying what it holds.
     pub fn read(v: &Value) -> Option<Segment> {
         let seg = SegmentRef::read(v)?;
-        Some(Segment { kind: seg.kind.to_owned(), data: seg.entries().map(|(k, v)| (k.clone(), v.clone())).collect() })
+        Some(Segment { kind: seg.kind.into(), data: seg.entries().map(|(k, v)| (k, v.clone())).collect() })
     }
 
     /// The segment as a JSON value, without copying its data.
     pub fn into_value(self) -> Value {
         let mut m = Map::with_capacity(2);
-        m.insert("type".into(), Value::String(self.kind));
+        m.insert("type".into(), Value::String(self.kind.into_string()));
         m.insert("data".into(), Value::Object(self.data.into_map()));
         Value::Object(m)
     }
@@ -59,8 +60,8 @@ impl Segment {
     /// The segment as a JSON value (a copy).
     pub fn to_value(&self) -> Value {
         let mut m = Map::with_capacity(2);
-        m.insert("type".into(), Value::String(self.kind.clone()));
-        m.insert("data".into(), Value::Object(self.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()));
+        m.insert("type".into(), Value::String(self.kind.to_string()));
+        m.insert("data".into(), Value::Object(self.data.iter().map(|(k, v)| (k.to_owned(), v.clone())).collect()));
         Value::Object(m)
     }
 
@@ -137,13 +138,14 @@ impl<'a> SegmentRef<'a> {
         self.len() == 0
     }
 
-    pub fn entries(&self) -> impl Iterator<Item = (&'a String, &'a Value)> {
+    pub fn entries(&self) -> impl Iterator<Item = (&'a str, &'a Value)> {
         let (json, data) = match self.data {
             None => (None, None),
             Some(DataRef::Json(map)) => (Some(map), None),
             Some(DataRef::Data(data)) => (None, Some(data)),
         };
-        json.into_iter().flatten().chain(data.into_iter().flat_map(|data| data.iter()))
+        let json = json.into_iter().flatten().map(|(k, v)| (k.as_str(), v));
+        json.chain(data.into_iter().flat_map(|data| data.iter()))
     }
 }
 
@@ -156,7 +158,7 @@ impl<'a> SegmentRef<'a> {
 /// building any segment stays linear in its size.
 #[derive(Debug, Clone, Default)]
 pub struct Data {
-    entries: Vec<(String, Value)>,
+    entries: Vec<(CompactString, Value)>,
     /// Positions in `entries` by key, once there are more than [`Data::INDEXED`] of them.
     index: Option<Box<Index>>,
 }
@@ -169,7 +171,7 @@ struct Index {
 }
 
 impl Index {
-    fn of(entries: &[(String, Value)]) -> Box<Index> {
+    fn of(entries: &[(CompactString, Value)]) -> Box<Index> {
         let hasher = std::hash::RandomState::new();
         let mut table = HashTable::with_capacity(entries.len());
         for (i, (k, _)) in entries.iter().enumerate() {
@@ -189,6 +191,11 @@ impl Data {
 
     pub fn with_capacity(n: usize) -> Data {
         Data { entries: Vec::with_capacity(n.min(Data::INDEXED)), index: None }
+    }
+
+    /// Data of one key.
+    pub fn single(key: impl Into<CompactString>, value: Value) -> Data {
+        Data { entries: vec![(key.into(), value)], index: None }
     }
 
     pub fn len(&self) -> usize {
@@ -219,7 +226,8 @@ impl Data {
     }
 
     /// Sets `key`: in its place when present (giving back the old value), else last.
-    pub fn insert(&mut self, key: String, value: Value) -> Option<Value> {
+    pub fn insert(&mut self, key: impl Into<CompactString>, value: Value) -> Option<Value> {
+        let key = key.into();
         if let Some(i) = self.position(&key) {
             return Some(std::mem::replace(&mut self.entries[i].1, value));
         }
@@ -243,6 +251,18 @@ impl Data {
         None
     }
 
+    /// Appends `key`, which the caller knows is absent (checked in debug builds), without
+    /// searching for it.
+    pub(crate) fn push_new(&mut self, key: impl Into<CompactString>, value: Value) {
+        let key = key.into();
+        debug_assert!(!self.contains_key(&key), "`{key}` is already present");
+        if self.index.is_some() || self.entries.len() >= Data::INDEXED {
+            self.insert(key, value);
+        } else {
+            self.entries.push((key, value));
+        }
+    }
+
     /// Sets `key` only when it is absent.
     pub fn insert_if_absent(&mut self, key: &str, value: impl FnOnce() -> Value) {
         if !self.contains_key(key) {
@@ -258,12 +278,12 @@ impl Data {
         Some(value)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
-        self.entries.iter().map(|(k, v)| (k, v))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.entries.iter().map(|(k, _)| k)
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(k, _)| k.as_str())
     }
 
     pub fn values(&self) -> impl Iterator<Item = &Value> {
@@ -272,7 +292,7 @@ impl Data {
 
     /// The data as a JSON object, keys in order.
     pub fn into_map(self) -> Map<String, Value> {
-        self.entries.into_iter().collect()
+        self.entries.into_iter().map(|(k, v)| (k.into_string(), v)).collect()
     }
 }
 
@@ -283,8 +303,8 @@ impl PartialEq for Data {
     }
 }
 
-impl FromIterator<(String, Value)> for Data {
-    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Data {
+impl<K: Into<CompactString>> FromIterator<(K, Value)> for Data {
+    fn from_iter<I: IntoIterator<Item = (K, Value)>>(iter: I) -> Data {
         let iter = iter.into_iter();
         let mut data = Data::with_capacity(iter.size_hint().0);
         for (k, v) in iter {
@@ -301,19 +321,21 @@ impl From<Map<String, Value>> for Data {
 }
 
 impl IntoIterator for Data {
-    type Item = (String, Value);
-    type IntoIter = std::vec::IntoIter<(String, Value)>;
+    type Item = (CompactString, Value);
+    type IntoIter = std::vec::IntoIter<(CompactString, Value)>;
     fn into_iter(self) -> Self::IntoIter {
         self.entries.into_iter()
     }
 }
 
 impl<'a> IntoIterator for &'a Data {
-    type Item = (&'a String, &'a Value);
-    type IntoIter =
-        std::iter::Map<std::slice::Iter<'a, (String, Value)>, fn(&'a (String, Value)) -> (&'a String, &'a Value)>;
+    type Item = (&'a str, &'a Value);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (CompactString, Value)>,
+        fn(&'a (CompactString, Value)) -> (&'a str, &'a Value),
+    >;
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.iter().map(|(k, v)| (k, v))
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
     }
 }
 
@@ -346,7 +368,7 @@ impl<'de> Deserialize<'de> for Data {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Data, A::Error> {
                 let mut data = Data::with_capacity(access.size_hint().unwrap_or(0));
-                while let Some((k, v)) = access.next_entry::<String, Value>()? {
+                while let Some((k, v)) = access.next_entry::<CompactString, Value>()? {
                     data.insert(k, v);
                 }
                 Ok(data)
@@ -373,7 +395,7 @@ mod tests {
     use serde_json::json;
 
     fn keys(data: &Data) -> Vec<&str> {
-        data.keys().map(String::as_str).collect()
+        data.keys().collect()
     }
 
     #[test]

@@ -325,7 +325,7 @@ mod tests {
 
     fn segment() -> impl Strategy<Value = Segment> {
         (".{0,8}", prop::collection::vec((".{0,8}", value()), 0..4))
-            .prop_map(|(kind, data)| Segment { kind, data: data.into_iter().collect() })
+            .prop_map(|(kind, data)| Segment { kind: kind.into(), data: data.into_iter().collect() })
     }
 
     proptest! {

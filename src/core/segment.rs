@@ -180,8 +180,8 @@ impl<S: IdStore> Translator<S> {
                 reply.data.insert_if_absent("qq", || Value::String(sender.clone()));
             }
             if let Some(quoted) = &quoted {
-                reply.data.insert("time".into(), Value::String(quoted.time.to_string()));
-                reply.data.insert("text".into(), Value::String(crate::core::cq::render_cq(&quoted.segments)));
+                reply.data.insert("time", Value::String(quoted.time.to_string()));
+                reply.data.insert("text", Value::String(crate::core::cq::render_cq(&quoted.segments)));
             }
         }
         if let (true, Some(sender)) = (remove_at, sender) {
@@ -221,17 +221,17 @@ impl<S: IdStore> Translator<S> {
             match fields.and_then(|f| f.get(key)) {
                 Some(spec) => {
                     if let Some(text) = self.value_to_v11(scope, spec.kind, value).await? {
-                        data.insert(spec.name.clone(), Value::String(text));
+                        data.insert(spec.name.as_str(), Value::String(text));
                     }
                 }
                 None => {
                     if let Some(text) = value_as_text(value) {
-                        data.insert(profile.strip(key).to_owned(), Value::String(text));
+                        data.insert(profile.strip(key), Value::String(text));
                     }
                 }
             }
         }
-        Ok(Segment { kind: target, data })
+        Ok(Segment { kind: target.into(), data })
     }
 
     async fn value_to_v11(&self, scope: &Scope<'_>, kind: Kind, value: &Value) -> Result<Option<String>, SegmentError> {
@@ -264,11 +264,12 @@ impl<S: IdStore> Translator<S> {
             // A forward node is a message in itself (src/core/forward.rs).
             return self.node_to_v12(maps, seg).await;
         }
-        let Some(map) = maps.segments_out.get(&seg.kind) else {
+        let Some(map) = maps.segments_out.get(seg.kind.as_str()) else {
             // Extension types: the profile's name for a known v11 type, an already-dotted name as
             // it is, and any other type under the prefix too (the backend then accepts or refuses it).
-            let target = if seg.kind.contains('.') { seg.kind.clone() } else { maps.segment_out_name(&seg.kind) };
-            let Some(fields) = maps.segment_fields.get(&seg.kind) else {
+            let target =
+                if seg.kind.contains('.') { seg.kind.clone() } else { maps.segment_out_name(&seg.kind).into() };
+            let Some(fields) = maps.segment_fields.get(seg.kind.as_str()) else {
                 return Ok(Segment { kind: target, data: seg.data });
             };
             let mut data = Data::with_capacity(seg.data.len());
@@ -276,11 +277,11 @@ impl<S: IdStore> Translator<S> {
                 match fields.get(key) {
                     Some(spec) => {
                         if let Some(v) = self.value_to_v12(&seg.kind, spec, value).await? {
-                            data.insert(spec.name.clone(), v);
+                            data.insert(spec.name.as_str(), v);
                         }
                     }
                     None => {
-                        data.insert(key.clone(), value.clone());
+                        data.insert(key, value.clone());
                     }
                 }
             }
@@ -291,7 +292,7 @@ impl<S: IdStore> Translator<S> {
             match map.fields.get(key) {
                 Some(spec) if !spec.name.is_empty() => {
                     if let Some(v) = self.value_to_v12(&seg.kind, spec, value).await? {
-                        data.insert(spec.name.clone(), v);
+                        data.insert(spec.name.as_str(), v);
                     }
                 }
                 Some(_) => {}
@@ -326,11 +327,11 @@ impl<S: IdStore> Translator<S> {
             // The quoted message's sender, when the bridge saw it, travels with the reply.
             if let Some(n) = seg.data.get("id").and_then(lenient_i64) {
                 if let Some(sender) = self.ids.message_to_v12(n).await?.user_id {
-                    data.insert("user_id".into(), Value::String(sender));
+                    data.insert("user_id", Value::String(sender));
                 }
             }
         }
-        Ok(Segment { kind: map.target.clone(), data })
+        Ok(Segment { kind: map.target.as_str().into(), data })
     }
 
     async fn value_to_v12(

@@ -186,7 +186,7 @@ impl Inspector {
         if let Some(message) = &ev.message {
             all.insert("message".into(), message.to_value());
         }
-        all.extend(ev.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+        all.extend(ev.fields.iter().map(|(k, v)| (k.to_owned(), v.clone())));
         if let Value::Object(fields) = self.redactor.map(&all, &NORMAL) {
             map.extend(fields);
         }

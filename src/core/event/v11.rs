@@ -406,7 +406,7 @@ pub(super) mod tests {
                 }
             }
             for (k, v) in &s.given {
-                sender.insert(k.clone(), v.clone());
+                sender.insert(k.to_owned(), v.clone());
             }
             map.serialize_entry("sender", &sender)?;
             for (k, v) in &m.extra {

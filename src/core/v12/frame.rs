@@ -138,7 +138,7 @@ impl<'de> Deserialize<'de> for Frame {
                         "self" => slots.self_ = Some(access.next_value_seed(DataSeed)?),
                         "message" => slots.message = Some(access.next_value()?),
                         _ => {
-                            rest.insert(key.into_owned(), access.next_value()?);
+                            rest.insert(key, access.next_value()?);
                         }
                     }
                 }
@@ -264,7 +264,7 @@ impl Part {
                 Some((_, Loose::Object(data))) => data,
                 _ => Data::new(),
             };
-            return Part::Segment(Segment { kind, data });
+            return Part::Segment(Segment { kind: kind.into(), data });
         }
         let object = entries.into_iter().map(|(k, v)| (k.0.into_owned(), v.into_value())).collect();
         Part::Unreadable(Value::Object(object))

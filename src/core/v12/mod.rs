@@ -70,7 +70,7 @@ impl Message {
     fn of_kind(kind: &str, message: Option<Message>, fields: &mut Data) -> Option<Message> {
         match message {
             Some(message) if kind != "message" => {
-                fields.insert("message".into(), message.into_value());
+                fields.insert("message", message.into_value());
                 None
             }
             message => message,
@@ -117,7 +117,7 @@ impl Part {
             Some(Value::Object(data)) => data.into(),
             _ => Default::default(),
         };
-        Part::Segment(Segment { kind, data })
+        Part::Segment(Segment { kind: kind.into(), data })
     }
 
     pub fn into_value(self) -> Value {
@@ -304,7 +304,7 @@ impl Event {
         if let Some(message) = self.message {
             map.insert("message".into(), message.into_value());
         }
-        map.extend(self.fields);
+        map.extend(self.fields.into_iter().map(|(k, v)| (k.into_string(), v)));
         Value::Object(map)
     }
 
