@@ -447,19 +447,31 @@ impl Messages {
         self.at(*self.by_id.get(&n)?)
     }
 
-    fn seq_of(&self, key: &MessageKey) -> Option<u64> {
-        let hash = key_hash(&self.key_hasher, key.self_id.as_bytes(), key.message_id.as_bytes());
+    /// The hash `key` is indexed by; a key's hash is the same for the life of the table, so one
+    /// taken under an earlier lock serves a later one.
+    fn hash_of(&self, key: &MessageKey) -> u64 {
+        key_hash(&self.key_hasher, key.self_id.as_bytes(), key.message_id.as_bytes())
+    }
+
+    /// The sequence number of `key`, whose hash is `hash` ([`Messages::hash_of`]).
+    fn seq_of(&self, key: &MessageKey, hash: u64) -> Option<u64> {
         self.by_key.find(hash, |&seq| self.at(seq).is_some_and(|p| p.is(key))).copied()
     }
 
-    /// Stores an entry whose number is free, forgetting the oldest until both bounds hold.
-    fn push(&mut self, packed: Packed, max_messages: usize, max_bytes: usize) {
+    /// The number of `key`, whose hash is `hash`.
+    fn number_of(&self, key: &MessageKey, hash: u64) -> Option<i32> {
+        self.seq_of(key, hash).and_then(|seq| self.at(seq)).map(|p| p.n)
+    }
+
+    /// Stores an entry whose number is free, forgetting the oldest until both bounds hold. `hash`
+    /// is its key's ([`Messages::hash_of`]).
+    fn push(&mut self, packed: Packed, hash: u64, max_messages: usize, max_bytes: usize) {
+        debug_assert_eq!(hash, key_hash(&self.key_hasher, packed.self_id(), packed.message_id()));
         let cost = packed.bytes() + SLOT_BYTES;
         while self.live > 0 && (self.live >= max_messages || self.bytes + cost > max_bytes) {
             self.pop_front();
         }
         let seq = self.first + self.ring.len() as u64;
-        let hash = key_hash(&self.key_hasher, packed.self_id(), packed.message_id());
         let Messages { ring, first, by_key, key_hasher, .. } = self;
         by_key.insert_unique(hash, seq, |&s| {
             // Re-hashing while the table grows: every indexed sequence number has its entry.
@@ -592,7 +604,7 @@ impl IdStore for MemoryIdStore {
 
     async fn message_id_of(&self, key: &MessageKey) -> Result<Option<i32>, IdError> {
         let t = self.tables();
-        Ok(t.messages.seq_of(key).and_then(|seq| t.messages.at(seq)).map(|p| p.n))
+        Ok(t.messages.number_of(key, t.messages.hash_of(key)))
     }
 
     async fn claim_message(&self, n: i32, record: &MessageRecord) -> Result<Claim<MessageKey>, IdError> {
@@ -602,7 +614,8 @@ impl IdStore for MemoryIdStore {
         if let Some(owner) = t.messages.by_id(n) {
             return Ok(Claim::Taken(owner.key()));
         }
-        t.messages.push(packed, self.max_messages, self.max_bytes);
+        let hash = t.messages.hash_of(&record.key);
+        t.messages.push(packed, hash, self.max_messages, self.max_bytes);
         Ok(Claim::Inserted)
     }
 
@@ -613,19 +626,24 @@ impl IdStore for MemoryIdStore {
         first: impl FnOnce() -> i32 + Send,
         record: &MessageRecord,
     ) -> Result<Found<i32, MessageKey>, IdError> {
-        let known = match self.message_id_of(&record.key).await? {
+        let (known, hash) = {
+            let t = self.tables();
+            let hash = t.messages.hash_of(&record.key);
+            (t.messages.number_of(&record.key, hash), hash)
+        };
+        let known = match known {
             Some(known) => known,
             None => {
                 let n = first();
                 let packed = self.pack(n, record);
                 let mut t = self.tables();
-                match t.messages.seq_of(&record.key).and_then(|seq| t.messages.at(seq)).map(|p| p.n) {
+                match t.messages.number_of(&record.key, hash) {
                     Some(known) => known,
                     None => {
                         if let Some(owner) = t.messages.by_id(n) {
                             return Ok(Found::Claimed(n, Claim::Taken(owner.key())));
                         }
-                        t.messages.push(packed, self.max_messages, self.max_bytes);
+                        t.messages.push(packed, hash, self.max_messages, self.max_bytes);
                         return Ok(Found::Claimed(n, Claim::Inserted));
                     }
                 }
@@ -650,7 +668,8 @@ impl IdStore for MemoryIdStore {
             return Ok(());
         }
         t.messages.take(seq);
-        t.messages.push(packed, self.max_messages, self.max_bytes);
+        let hash = t.messages.hash_of(&record.key);
+        t.messages.push(packed, hash, self.max_messages, self.max_bytes);
         Ok(())
     }
 }
