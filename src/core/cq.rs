@@ -176,13 +176,12 @@ fn parse_code(body: &str) -> Option<Segment> {
     // As written, distinct keys stay distinct decoded unless an entity is involved: those go
     // through the search for a repeated key, the others are appended.
     let plain = head[..found].iter().enumerate().all(|(i, p)| !p.amp && head[..i].iter().all(|q| q.key != p.key));
-    for param in head[..found].iter().copied().map(Some).chain(params) {
+    for (i, param) in head[..found].iter().copied().map(Some).chain(params).enumerate() {
         let (key, value) = param?.decode();
-        match plain && segment.data.len() < found {
-            true => segment.data.push_new(key, Value::String(value)),
-            false => {
-                segment.data.insert(key, Value::String(value));
-            }
+        if plain && i < found {
+            segment.data.push_new(key, Value::String(value));
+        } else {
+            segment.data.insert(key, Value::String(value));
         }
     }
     Some(segment)
@@ -361,18 +360,7 @@ fn unescape_into(s: &str, out: &mut String) {
     } else {
         out.reserve(s.len());
     }
-    // Most pieces are short and hold no entity: a byte loop costs less than a vector search.
-    let first = match s.len() {
-        0..16 => s.bytes().position(|b| b == b'&'),
-        _ => memchr::memchr(b'&', s.as_bytes()),
-    };
-    let Some(first) = first else {
-        out.push_str(s);
-        return;
-    };
-    // `&` is ASCII: `first` is a char boundary.
-    out.push_str(&s[..first]);
-    let mut rest = &s[first..];
+    let mut rest = s;
     while let Some(i) = memchr::memchr(b'&', rest.as_bytes()) {
         // `&` is ASCII: `i` and `i + 1` are char boundaries.
         out.push_str(&rest[..i]);
