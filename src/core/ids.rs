@@ -573,6 +573,13 @@ impl MemoryIdStore {
     }
 
     /// Packs a record, without its content when the entry would take too large a share of the bound.
+    /// The number of `key`, if known, and the key's hash for a later step under another lock.
+    fn look_up(&self, key: &MessageKey) -> (Option<i32>, u64) {
+        let t = self.tables();
+        let hash = t.messages.hash_of(key);
+        (t.messages.number_of(key, hash), hash)
+    }
+
     fn pack(&self, n: i32, record: &MessageRecord) -> Packed {
         let packed = Packed::new(n, record, true);
         if record.content.is_some() && packed.bytes() + SLOT_BYTES > self.max_bytes / CONTENT_SHARE {
@@ -603,8 +610,7 @@ impl IdStore for MemoryIdStore {
     }
 
     async fn message_id_of(&self, key: &MessageKey) -> Result<Option<i32>, IdError> {
-        let t = self.tables();
-        Ok(t.messages.number_of(key, t.messages.hash_of(key)))
+        Ok(self.look_up(key).0)
     }
 
     async fn claim_message(&self, n: i32, record: &MessageRecord) -> Result<Claim<MessageKey>, IdError> {
@@ -626,11 +632,7 @@ impl IdStore for MemoryIdStore {
         first: impl FnOnce() -> i32 + Send,
         record: &MessageRecord,
     ) -> Result<Found<i32, MessageKey>, IdError> {
-        let (known, hash) = {
-            let t = self.tables();
-            let hash = t.messages.hash_of(&record.key);
-            (t.messages.number_of(&record.key, hash), hash)
-        };
+        let (known, hash) = self.look_up(&record.key);
         let known = match known {
             Some(known) => known,
             None => {
