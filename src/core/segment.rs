@@ -11,7 +11,7 @@ use serde_json::{Number, Value};
 use super::cq::parse_cq_at_most;
 use super::ids::{IdError, IdStore, MessageKey, MessageRecord};
 use super::mapping::{FieldSpec, Kind, Mappings};
-use super::message::{value_as_text, Data, Segment, SegmentRef};
+use super::message::{value_as_text, CompactString, Data, Segment, SegmentRef};
 use super::v12::{Message, Part};
 use super::{Account, Translator};
 
@@ -204,11 +204,11 @@ impl<S: IdStore> Translator<S> {
             return Ok(Segment::new("at").with("qq", "all"));
         }
         let (target, fields) = match maps.segments_in.get(seg.kind) {
-            Some(map) => (map.target.clone(), Some(&map.fields)),
+            Some(map) => (CompactString::from(map.target.as_str()), Some(&map.fields)),
             None => {
                 // An extension type whose data this profile names differently reads back by its table.
-                let target = maps.segment_in_name(seg.kind).to_owned();
-                let fields = maps.segment_fields_in.get(&target);
+                let target = CompactString::from(maps.segment_in_name(seg.kind));
+                let fields = maps.segment_fields_in.get(target.as_str());
                 (target, fields)
             }
         };
@@ -231,7 +231,7 @@ impl<S: IdStore> Translator<S> {
                 }
             }
         }
-        Ok(Segment { kind: target.into(), data })
+        Ok(Segment { kind: target, data })
     }
 
     async fn value_to_v11(&self, scope: &Scope<'_>, kind: Kind, value: &Value) -> Result<Option<String>, SegmentError> {
