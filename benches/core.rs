@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use onebot_bridge::core::action::ActionContext;
 use onebot_bridge::core::cq::{parse_cq, render_cq};
 use onebot_bridge::core::ids::{MessageKey, MessageRecord};
+use onebot_bridge::core::scan;
 use onebot_bridge::core::v11::{self, PostFormat};
 use onebot_bridge::core::v12::{self, Event, SelfId};
 use onebot_bridge::core::{
@@ -385,6 +386,10 @@ fn v11_link(c: &mut Criterion) {
             v12::Frame::Event(ev) => ev.expect("an event"),
             v12::Frame::Other(_) => panic!("not an event"),
         })
+    });
+    // The pre-scan every backend frame passes before it is read (values and depth counted).
+    group.bench_function("v12_frame_prescan", |b| {
+        b.iter(|| scan::scan_json(black_box(frame.as_bytes()), scan::ScanLimits::PEER).expect("within limits"))
     });
     group.bench_function("v12_frame_to_value_to_event", |b| {
         b.iter(|| {

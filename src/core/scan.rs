@@ -104,16 +104,7 @@ pub fn scan_json(bytes: &[u8], limits: ScanLimits) -> Result<Shape, Refused> {
                     count.value()?;
                 }
                 expect_value = false;
-                i += 1;
-                // To the closing quote; a backslash takes the byte after it along.
-                while i < bytes.len() {
-                    match bytes[i] {
-                        b'"' => break,
-                        b'\\' => i += 2,
-                        _ => i += 1,
-                    }
-                }
-                i += 1;
+                i = closing_quote(bytes, i + 1) + 1;
             }
             b'[' | b'{' => {
                 count.value()?;
@@ -142,6 +133,29 @@ pub fn scan_json(bytes: &[u8], limits: ScanLimits) -> Result<Shape, Refused> {
         }
     }
     Ok(count.shape)
+}
+
+/// Where the JSON string whose contents start at `i` ends: the index of its closing quote, or
+/// the end of the bytes. A backslash takes the byte after it along. Short strings (keys, types)
+/// are walked byte by byte; past that quotes and backslashes are searched for (vectorised
+/// `memchr2`): long texts and URLs are most of a message event's bytes.
+fn closing_quote(bytes: &[u8], mut i: usize) -> usize {
+    let walk_to = bytes.len().min(i.saturating_add(16));
+    while i < walk_to {
+        match bytes[i] {
+            b'"' => return i,
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    while let Some(found) = bytes.get(i..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
+        i += found;
+        if bytes[i] == b'"' {
+            return i;
+        }
+        i += 2;
+    }
+    bytes.len()
 }
 
 /// Scans one MessagePack value by its headers: scalars and strings are stepped over, arrays and
@@ -254,16 +268,9 @@ pub fn json_member<'a>(bytes: &'a [u8], key: &str) -> Option<&'a [u8]> {
             _ if depth == 0 => return None,
             b'"' => {
                 let start = i + 1;
-                i += 1;
-                while i < bytes.len() {
-                    match bytes[i] {
-                        b'"' => break,
-                        b'\\' => i += 2,
-                        _ => i += 1,
-                    }
-                }
+                i = closing_quote(bytes, start);
                 if depth == 1 && expect_key {
-                    key_matched = bytes.get(start..i.min(bytes.len())) == Some(key.as_bytes());
+                    key_matched = &bytes[start..i] == key.as_bytes();
                     expect_key = false;
                 }
                 i += 1;
@@ -442,6 +449,20 @@ mod tests {
             prop_assert_eq!(scan_json(text.as_bytes(), WIDE), Ok(shape_of(&v)));
             let packed = rmp_serde::to_vec_named(&v).unwrap();
             prop_assert_eq!(scan_msgpack(&packed, WIDE), Ok(shape_of(&v)));
+        }
+
+        #[test]
+        fn a_string_ends_where_a_byte_by_byte_walk_ends_it(
+            bytes in prop::collection::vec(prop::sample::select(vec![b'"', b'\\', b'a', b'[', 0xe4]), 0..96),
+            start in 0usize..100,
+        ) {
+            let start = start.min(bytes.len());
+            let mut i = start;
+            while i < bytes.len() && bytes[i] != b'"' {
+                i += if bytes[i] == b'\\' { 2 } else { 1 };
+            }
+            let walked = if i < bytes.len() { i } else { bytes.len() };
+            prop_assert_eq!(closing_quote(&bytes, start), walked);
         }
 
         #[test]
