@@ -461,8 +461,7 @@ mod tests {
             while i < bytes.len() && bytes[i] != b'"' {
                 i += if bytes[i] == b'\\' { 2 } else { 1 };
             }
-            let walked = if i < bytes.len() { i } else { bytes.len() };
-            prop_assert_eq!(closing_quote(&bytes, start), walked);
+            prop_assert_eq!(closing_quote(&bytes, start), i.min(bytes.len()));
         }
 
         #[test]
