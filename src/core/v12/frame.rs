@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use compact_str::CompactString;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
@@ -58,6 +59,19 @@ impl Frame {
 /// objects (or lists) their own way: each hands the value to `$other`.
 macro_rules! other_values {
     ($other:expr) => {
+        other_scalars!($other);
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok($other(Value::String(v.to_owned())))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok($other(Value::String(v)))
+        }
+    };
+}
+
+/// [`other_values`] but strings, for visitors that keep strings their own way.
+macro_rules! other_scalars {
+    ($other:expr) => {
         fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
             Ok($other(Value::Bool(v)))
         }
@@ -69,12 +83,6 @@ macro_rules! other_values {
         }
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
             Ok($other(Value::from(v)))
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok($other(Value::String(v.to_owned())))
-        }
-        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-            Ok($other(Value::String(v)))
         }
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
             Ok($other(Value::Null))
@@ -214,20 +222,34 @@ impl<'de> Deserialize<'de> for Part {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Part, A::Error> {
                 // Keys in the order they came, each once: a repeated key keeps its first place and
-                // takes the last value, as a JSON object read by `serde_json` does.
-                let mut entries: Vec<(Key<'de>, Loose)> = Vec::with_capacity(2);
-                while let Some(key) = access.next_key::<Key<'de>>()? {
-                    let value = if key.0 == "data" {
-                        access.next_value_seed(DataSeed)?
-                    } else {
-                        Loose::Other(access.next_value()?)
-                    };
-                    match entries.iter_mut().find(|(k, _)| k.0 == key.0) {
-                        Some((_, slot)) => *slot = value,
-                        None => entries.push((key, value)),
+                // takes the last value, as a JSON object read by `serde_json` does. `type` and
+                // `data` have slots of their own (a segment has nothing else), so reading a
+                // segment allocates nothing for its keys.
+                let mut keys = PartKeys::default();
+                while let Some(Key(key)) = access.next_key()? {
+                    match &*key {
+                        "type" => {
+                            let kind = access.next_value()?;
+                            keys.kind = Some((place(&keys.kind, &mut keys.next), kind));
+                        }
+                        "data" => {
+                            let data = access.next_value_seed(DataSeed)?;
+                            keys.data = Some((place(&keys.data, &mut keys.next), data));
+                        }
+                        _ => {
+                            let value = access.next_value()?;
+                            match keys.others.iter_mut().find(|(_, k, _)| *k == *key) {
+                                Some((_, _, slot)) => *slot = value,
+                                None => {
+                                    let at = keys.next;
+                                    keys.next += 1;
+                                    keys.others.push((at, key.into_owned(), value));
+                                }
+                            }
+                        }
                     }
                 }
-                Ok(Part::from_entries(entries))
+                Ok(keys.into_part())
             }
         }
         d.deserialize_any(PartVisitor)
@@ -244,30 +266,84 @@ impl<'de> DeserializeSeed<'de> for DataSeed {
     }
 }
 
-impl Part {
-    /// A segment when the entries are `{type: text, data: object or null}` (or no `data`), the
-    /// rule of [`crate::core::message::SegmentRef::read`]; otherwise the object as sent.
-    fn from_entries(mut entries: Vec<(Key<'_>, Loose)>) -> Part {
-        let data_ok = entries
-            .iter()
-            .find(|(k, _)| k.0 == "data")
-            .is_none_or(|(_, v)| matches!(v, Loose::Object(_) | Loose::Other(Value::Null)));
-        // Taken only when the part is a segment, so an unreadable one keeps what it had.
-        let kind = data_ok.then(|| {
-            entries.iter_mut().find_map(|(k, v)| match v {
-                Loose::Other(Value::String(kind)) if k.0 == "type" => Some(std::mem::take(kind)),
-                _ => None,
-            })
-        });
-        if let Some(Some(kind)) = kind {
-            let data = match entries.into_iter().find(|(k, _)| k.0 == "data") {
+/// A segment's `type` as read: a string becomes the segment's kind as it is (segment names are
+/// short, kept without an allocation), anything else is kept as sent.
+enum PartType {
+    Name(CompactString),
+    Other(Value),
+}
+
+impl<'de> Deserialize<'de> for PartType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PartType, D::Error> {
+        struct TypeVisitor;
+        impl<'de> Visitor<'de> for TypeVisitor {
+            type Value = PartType;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a segment's type")
+            }
+            other_scalars!(PartType::Other);
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PartType, E> {
+                Ok(PartType::Name(v.into()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<PartType, A::Error> {
+                Ok(PartType::Other(Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<PartType, A::Error> {
+                Ok(PartType::Other(Value::deserialize(de::value::MapAccessDeserializer::new(access))?))
+            }
+        }
+        d.deserialize_any(TypeVisitor)
+    }
+}
+
+/// The keys of one message item, each with the place it first came in.
+#[derive(Default)]
+struct PartKeys {
+    kind: Option<(usize, PartType)>,
+    data: Option<(usize, Loose)>,
+    others: Vec<(usize, String, Value)>,
+    /// The place the next new key takes.
+    next: usize,
+}
+
+/// Where a key goes: its first place when it came before, else the next one.
+fn place<T>(slot: &Option<(usize, T)>, next: &mut usize) -> usize {
+    match slot {
+        Some((at, _)) => *at,
+        None => {
+            *next += 1;
+            *next - 1
+        }
+    }
+}
+
+impl PartKeys {
+    /// A segment when the item is `{type: text, data: object or null}` (or no `data`), the rule of
+    /// [`crate::core::message::SegmentRef::read`], whatever else it has; otherwise the object as
+    /// sent, keys in order.
+    fn into_part(mut self) -> Part {
+        let data_ok = self.data.as_ref().is_none_or(|(_, v)| matches!(v, Loose::Object(_) | Loose::Other(Value::Null)));
+        if let (true, Some((_, PartType::Name(kind)))) = (data_ok, &mut self.kind) {
+            let kind = std::mem::take(kind);
+            let data = match self.data {
                 Some((_, Loose::Object(data))) => data,
                 _ => Data::new(),
             };
-            return Part::Segment(Segment { kind: kind.into(), data });
+            return Part::Segment(Segment { kind, data });
         }
-        let object = entries.into_iter().map(|(k, v)| (k.0.into_owned(), v.into_value())).collect();
-        Part::Unreadable(Value::Object(object))
+        let mut entries = self.others;
+        if let Some((at, kind)) = self.kind {
+            let kind = match kind {
+                PartType::Name(name) => Value::String(name.into()),
+                PartType::Other(value) => value,
+            };
+            entries.push((at, "type".to_owned(), kind));
+        }
+        if let Some((at, data)) = self.data {
+            entries.push((at, "data".to_owned(), data.into_value()));
+        }
+        entries.sort_unstable_by_key(|(at, _, _)| *at);
+        Part::Unreadable(Value::Object(entries.into_iter().map(|(_, k, v)| (k, v)).collect()))
     }
 }
 
@@ -301,6 +377,9 @@ mod tests {
                                {"data": {"text": "no type"}, "type": 7},
                                {"type": "text", "data": "not an object", "extra": true},
                                {"type": "a", "type": "b", "data": {"k": 1}, "data": {"k": 2}},
+                               {"extra": 1, "type": 7, "more": [2], "data": "x", "extra": 3, "type": 8},
+                               {"data": {"k": 1}, "n": null, "type": "c", "data": null, "n": {"m": 1}},
+                               {"type": {"nested": "x"}, "data": {"k": 1}},
                                "plain", 5, null, [1, 2], true, 2.5]}),
             json!({"time": 1632847927, "type": "notice", "detail_type": "friend_increase",
                    "self_id": 123, "platform": "qq", "user_id": 456}),
