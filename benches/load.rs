@@ -164,6 +164,7 @@ struct Figures {
     latency_p99_ms: Vec<f64>,
     fanout_per_s: Vec<f64>,
     calls_per_s: Vec<f64>,
+    call_cpu_us: Vec<f64>,
     call_p50_ms: Vec<f64>,
     call_p99_ms: Vec<f64>,
     fresh: Memory,
@@ -242,12 +243,13 @@ async fn measure(sizes: &Sizes, targets: &[Target]) -> Report {
                 ));
             }
             f.calls_per_s.push(calls.per_second());
+            f.call_cpu_us.push(calls.cpu_per_call().as_secs_f64() * 1e6);
             f.call_p50_ms.push(ms(quantile(&calls.latencies, 0.50)));
             f.call_p99_ms.push(ms(quantile(&calls.latencies, 0.99)));
 
             println!(
                 "round {}/{} {:<23} events {:>7.0}/s, {:>5.1} µs CPU/event{}; latency p50 {:.2} ms p99 {:.2} ms; \
-                 fan-out {:>6.0}/s per bot; send_group_msg {:>6.0}/s",
+                 fan-out {:>6.0}/s per bot; send_group_msg {:>6.0}/s, {:.1} µs CPU/call",
                 round + 1,
                 sizes.rounds,
                 target.name(),
@@ -260,7 +262,8 @@ async fn measure(sizes: &Sizes, targets: &[Target]) -> Report {
                 ms(quantile(&latency.latencies, 0.50)),
                 ms(quantile(&latency.latencies, 0.99)),
                 fanout.per_second(),
-                calls.per_second()
+                calls.per_second(),
+                calls.cpu_per_call().as_secs_f64() * 1e6
             );
             log_note(target, peer.stop(), &mut notes);
         }
@@ -434,6 +437,7 @@ impl Report {
                 per_s,
             ),
             Row::of(format!("send_group_msg/s, {CALLERS} in flight"), self, |x| median(&x.calls_per_s), per_s),
+            Row::of("CPU per send_group_msg call", self, |x| median(&x.call_cpu_us), |v| format!("{v:.1} µs")),
             Row::of("send_group_msg p50", self, |x| median(&x.call_p50_ms), in_ms),
             Row::of("send_group_msg p99", self, |x| median(&x.call_p99_ms), in_ms),
             Row::of("RSS at start (VmRSS)", self, |x| Some(mib(x.fresh.rss_kib)), in_mib),

@@ -162,11 +162,17 @@ pub struct CallOutcome {
     pub elapsed: Duration,
     /// Each call's latency, sorted.
     pub latencies: Vec<Duration>,
+    /// CPU time (user + system) the process under test spent over the run.
+    pub cpu: Duration,
 }
 
 impl CallOutcome {
     pub fn per_second(&self) -> f64 {
         self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn cpu_per_call(&self) -> Duration {
+        self.cpu.div_f64(self.latencies.len().max(1) as f64)
     }
 }
 
@@ -380,6 +386,7 @@ impl Peer {
             bots.push(connect(self.addr, "/api", CONNECT_WITHIN).await.expect("a bot connects"));
         }
         let per_caller = total / callers;
+        let cpu_before = self.child.cpu();
         let start = Instant::now();
         let mut tasks = JoinSet::new();
         for (c, mut ws) in bots.into_iter().enumerate() {
@@ -418,8 +425,9 @@ impl Peer {
             latencies.extend(done.expect("a calling bot"));
         }
         let elapsed = start.elapsed();
+        let cpu = self.child.cpu().saturating_sub(cpu_before);
         latencies.sort();
-        CallOutcome { elapsed, latencies }
+        CallOutcome { elapsed, latencies, cpu }
     }
 
     /// Opens `n` bot connections on `/` (each served: its first frame read) and keeps them
