@@ -3,11 +3,13 @@
 //! ids that drop a resent event ([`RecentIds`]), and the signal that tells calls made while
 //! translating events to stop waiting ([`GiveUp`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hashbrown::HashTable;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backends::v11::edge::{Edge, Outbound};
@@ -256,10 +258,24 @@ pub struct RecentIds {
     inner: Mutex<RecentInner>,
 }
 
-#[derive(Debug, Default)]
+/// Each id is copied once, into the ring, with its hash; the index holds sequence numbers, so an
+/// id costs one allocation and one hashing however it leaves.
+#[derive(Default)]
 struct RecentInner {
-    set: HashSet<String>,
-    order: VecDeque<String>,
+    /// The ids with their hashes, oldest first.
+    ring: VecDeque<(u64, Box<str>)>,
+    /// Sequence number of `ring[0]`.
+    first: u64,
+    /// Sequence numbers of the ids in `ring`, by the id's hash.
+    index: HashTable<u64>,
+    /// Event ids are chosen by the backend: std's SipHash, keyed per process.
+    hasher: std::hash::RandomState,
+}
+
+impl std::fmt::Debug for RecentInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecentInner").field("ids", &self.ring.len()).finish()
+    }
 }
 
 impl RecentIds {
@@ -273,13 +289,22 @@ impl RecentIds {
             return true;
         }
         let mut inner = self.inner.lock_unpoisoned();
-        if !inner.set.insert(id.to_owned()) {
+        let RecentInner { ring, first, index, hasher } = &mut *inner;
+        let hash = hasher.hash_one(id);
+        let slot = |seq: u64| &ring[(seq - *first) as usize];
+        if index.find(hash, |&seq| &*slot(seq).1 == id).is_some() {
             return false;
         }
-        inner.order.push_back(id.to_owned());
-        if inner.order.len() > RECENT_EVENTS {
-            if let Some(old) = inner.order.pop_front() {
-                inner.set.remove(&old);
+        let seq = *first + ring.len() as u64;
+        index.insert_unique(hash, seq, |&seq| slot(seq).0);
+        ring.push_back((hash, id.into()));
+        if ring.len() > RECENT_EVENTS {
+            if let Some((old_hash, _)) = ring.pop_front() {
+                let old = *first;
+                if let Ok(entry) = index.find_entry(old_hash, |&seq| seq == old) {
+                    entry.remove();
+                }
+                *first += 1;
             }
         }
         true
@@ -334,6 +359,23 @@ mod tests {
     use serde_json::Map;
 
     use super::*;
+
+    #[test]
+    fn recent_ids_drop_repeats_and_forget_the_oldest() {
+        let recent = RecentIds::new();
+        assert!(recent.insert("a") && recent.insert("b"));
+        assert!(!recent.insert("a") && !recent.insert("b"), "a repeat is dropped");
+        assert!(recent.insert("") && recent.insert(""), "empty ids are never de-duplicated");
+        for i in 0..RECENT_EVENTS {
+            assert!(recent.insert(&format!("e{i}")));
+        }
+        // "a" and "b" were the oldest: forgotten, so new again; the newest are still known.
+        assert!(recent.insert("a") && recent.insert("b"));
+        assert!(!recent.insert(&format!("e{}", RECENT_EVENTS - 1)));
+        assert!(!recent.insert("e2"), "e0 and e1 were forgotten for a and b, e2 was not");
+        assert!(recent.insert("e0"));
+        assert_eq!(recent.inner.lock_unpoisoned().ring.len(), RECENT_EVENTS);
+    }
 
     /// A translation that stops waiting (its queue filled up) drops its call: the answer may
     /// never come, so nothing of the call may stay behind.
