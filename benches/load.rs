@@ -27,7 +27,8 @@
 //! 3. fan-out: 10 bots on `/`, each receiving every event; events/s per bot. The relay dials the
 //!    generator once per bot, so the generator pushes each event ten times there (its cost is in
 //!    the bench process, not in the measured one).
-//! 4. `send_group_msg`: 8 bots on `/api`, one call at a time each; calls/s, p50 and p99.
+//! 4. `send_group_msg`: 8 bots on `/api`, one call at a time each; calls/s, p50 and p99, and the
+//!    process's CPU time over the run per call.
 //! 5. memory with 1 000 idle bot connections open, and after a long run (peak and current).
 //! 6. no stall: each event's image has a new `file_id`, so the bridge calls `get_file` for each
 //!    while events keep coming as fast as the sockets take them; the run gives up (and says
