@@ -156,17 +156,31 @@ pub trait IdStore: Send + Sync + 'static {
 }
 
 /// A v12 id that passes through as an integer, if it is one.
+///
+/// Checked and read in one pass over the bytes: every user, group and sender id of every event
+/// comes through here.
 pub fn passthrough_id(v12: &str) -> Option<i64> {
-    let digits = v12.strip_prefix('-').unwrap_or(v12);
-    let canonical = !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && (digits == "0" || !digits.starts_with('0'))
-        && v12 != "-0"
-        && digits.len() <= 16;
-    if !canonical {
-        return None;
+    let (negative, digits) = match v12.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        all => (false, all),
+    };
+    match digits {
+        [] => return None,
+        [b'0'] if !negative => return Some(0),
+        // A leading zero, and "-0".
+        [b'0', ..] => return None,
+        _ if digits.len() > 16 => return None,
+        _ => {}
     }
-    let n: i64 = v12.parse().ok()?;
+    let mut n: i64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        // At most 16 digits: below 10^16, far from overflowing.
+        n = n * 10 + i64::from(b - b'0');
+    }
+    let n = if negative { -n } else { n };
     (n.abs() < SURROGATE_MIN).then_some(n)
 }
 
@@ -351,6 +365,8 @@ struct Packed {
     self_len: u32,
     id_len: u32,
     n: i32,
+    /// The key's [`KeyHash`], set when the entry is stored (it fits the slot's padding).
+    hash: u32,
 }
 
 /// Bytes one ring slot takes, whether it holds an entry or not.
@@ -359,6 +375,8 @@ const SLOT_BYTES: usize = std::mem::size_of::<Option<Packed>>();
 /// one control byte per slot and fills at most 7/8 of them) and the allocator's own overhead on
 /// the text's allocation (glibc: 8 bytes of header, 16-byte rounding).
 const INDEX_BYTES: usize = (std::mem::size_of::<(i32, u64)>() + 1 + std::mem::size_of::<u64>() + 1) * 8 / 7 + 16;
+// The key's hash sits where the slot had padding: a slot stays 32 bytes.
+const _: () = assert!(SLOT_BYTES == 32);
 // The README quotes "about 80 bytes" per entry besides its text.
 const _: () = assert!(INDEX_BYTES + SLOT_BYTES <= 80);
 
@@ -379,6 +397,7 @@ impl Packed {
             self_len: key.self_id.len() as u32,
             id_len: key.message_id.len() as u32,
             n,
+            hash: 0,
         }
     }
 
@@ -418,12 +437,29 @@ impl Packed {
     }
 }
 
-fn key_hash(hasher: &std::hash::RandomState, self_id: &[u8], message_id: &[u8]) -> u64 {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut h = hasher.build_hasher();
-    self_id.hash(&mut h);
-    message_id.hash(&mut h);
-    h.finish()
+/// A message key's hash: 32 bits of its keyed SipHash. Each entry keeps its key's, so forgetting
+/// an entry or growing the index hashes no key again; the index spreads it over 64 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyHash(u32);
+
+impl KeyHash {
+    fn of(hasher: &std::hash::RandomState, self_id: &[u8], message_id: &[u8]) -> KeyHash {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = hasher.build_hasher();
+        self_id.hash(&mut h);
+        message_id.hash(&mut h);
+        KeyHash(h.finish() as u32)
+    }
+
+    /// The hash the index files it by: hashbrown reads a slot's control byte from the top bits and
+    /// its bucket from the low ones, and multiplying by an odd constant fills both.
+    fn index(self) -> u64 {
+        u64::from(self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn of_entry(p: &Packed) -> KeyHash {
+        KeyHash(p.hash)
+    }
 }
 
 impl Messages {
@@ -449,34 +485,34 @@ impl Messages {
 
     /// The hash `key` is indexed by; a key's hash is the same for the life of the table, so one
     /// taken under an earlier lock serves a later one.
-    fn hash_of(&self, key: &MessageKey) -> u64 {
-        key_hash(&self.key_hasher, key.self_id.as_bytes(), key.message_id.as_bytes())
+    fn hash_of(&self, key: &MessageKey) -> KeyHash {
+        KeyHash::of(&self.key_hasher, key.self_id.as_bytes(), key.message_id.as_bytes())
     }
 
     /// The sequence number of `key`, whose hash is `hash` ([`Messages::hash_of`]).
-    fn seq_of(&self, key: &MessageKey, hash: u64) -> Option<u64> {
-        self.by_key.find(hash, |&seq| self.at(seq).is_some_and(|p| p.is(key))).copied()
+    fn seq_of(&self, key: &MessageKey, hash: KeyHash) -> Option<u64> {
+        self.by_key.find(hash.index(), |&seq| self.at(seq).is_some_and(|p| p.is(key))).copied()
     }
 
     /// The number of `key`, whose hash is `hash`.
-    fn number_of(&self, key: &MessageKey, hash: u64) -> Option<i32> {
+    fn number_of(&self, key: &MessageKey, hash: KeyHash) -> Option<i32> {
         self.seq_of(key, hash).and_then(|seq| self.at(seq)).map(|p| p.n)
     }
 
     /// Stores an entry whose number is free, forgetting the oldest until both bounds hold. `hash`
     /// is its key's ([`Messages::hash_of`]).
-    fn push(&mut self, packed: Packed, hash: u64, max_messages: usize, max_bytes: usize) {
-        debug_assert_eq!(hash, key_hash(&self.key_hasher, packed.self_id(), packed.message_id()));
+    fn push(&mut self, mut packed: Packed, hash: KeyHash, max_messages: usize, max_bytes: usize) {
+        debug_assert_eq!(hash, KeyHash::of(&self.key_hasher, packed.self_id(), packed.message_id()));
+        packed.hash = hash.0;
         let cost = packed.bytes() + SLOT_BYTES;
         while self.live > 0 && (self.live >= max_messages || self.bytes + cost > max_bytes) {
             self.pop_front();
         }
         let seq = self.first + self.ring.len() as u64;
-        let Messages { ring, first, by_key, key_hasher, .. } = self;
-        by_key.insert_unique(hash, seq, |&s| {
-            // Re-hashing while the table grows: every indexed sequence number has its entry.
-            let p = ring[(s - *first) as usize].as_ref().expect("an indexed entry");
-            key_hash(key_hasher, p.self_id(), p.message_id())
+        let Messages { ring, first, by_key, .. } = self;
+        by_key.insert_unique(hash.index(), seq, |&s| {
+            // Re-filing while the table grows: every indexed sequence number has its entry.
+            KeyHash::of_entry(ring[(s - *first) as usize].as_ref().expect("an indexed entry")).index()
         });
         self.by_id.insert(packed.n, seq);
         self.bytes += cost;
@@ -500,8 +536,7 @@ impl Messages {
         if self.by_id.get(&p.n) == Some(&seq) {
             self.by_id.remove(&p.n);
         }
-        let hash = key_hash(&self.key_hasher, p.self_id(), p.message_id());
-        if let Ok(entry) = self.by_key.find_entry(hash, |&s| s == seq) {
+        if let Ok(entry) = self.by_key.find_entry(KeyHash::of_entry(p).index(), |&s| s == seq) {
             entry.remove();
         }
         self.bytes -= p.bytes();
@@ -572,14 +607,14 @@ impl MemoryIdStore {
         self.tables().by_surrogate.len()
     }
 
-    /// Packs a record, without its content when the entry would take too large a share of the bound.
     /// The number of `key`, if known, and the key's hash for a later step under another lock.
-    fn look_up(&self, key: &MessageKey) -> (Option<i32>, u64) {
+    fn look_up(&self, key: &MessageKey) -> (Option<i32>, KeyHash) {
         let t = self.tables();
         let hash = t.messages.hash_of(key);
         (t.messages.number_of(key, hash), hash)
     }
 
+    /// Packs a record, without its content when the entry would take too large a share of the bound.
     fn pack(&self, n: i32, record: &MessageRecord) -> Packed {
         let packed = Packed::new(n, record, true);
         if record.content.is_some() && packed.bytes() + SLOT_BYTES > self.max_bytes / CONTENT_SHARE {
@@ -753,6 +788,29 @@ mod tests {
         assert!(block_on(ids.message_to_v12(first as i64)).is_err());
         assert_eq!(block_on(ids.message_to_v12(third as i64)).unwrap().key.message_id, "m3");
         assert_eq!(ids.store().message_count(), 2);
+    }
+
+    /// Forgetting an entry finds it in the key index by the hash the entry kept: after many
+    /// entries come and go (and the index grows), the index holds exactly the live ones, and each
+    /// of them is found by its key.
+    #[test]
+    fn the_key_index_holds_exactly_the_remembered_messages() {
+        let ids = IdMapper::new(MemoryIdStore::new(300, DEFAULT_MEMORY_STORE_BYTES));
+        let mut numbers = Vec::new();
+        for i in 0..2_000 {
+            numbers.push(block_on(ids.message_to_v11(&rec("b", &format!("m{i}")))).unwrap());
+            // Some come back with content: their entry moves to the back.
+            if i % 7 == 0 {
+                block_on(ids.message_to_v11(&said("b", &format!("m{}", i / 2), "again"))).unwrap();
+            }
+        }
+        let t = ids.store().tables();
+        assert_eq!(t.messages.by_key.len(), t.messages.live);
+        assert_eq!(t.messages.by_id.len(), t.messages.live);
+        drop(t);
+        for (i, n) in numbers.iter().enumerate().skip(1_800) {
+            assert_eq!(block_on(ids.message_to_v11(&rec("b", &format!("m{i}")))).unwrap(), *n);
+        }
     }
 
     /// A received message as the event path records it.
@@ -932,7 +990,24 @@ mod tests {
         assert_eq!(ids.store().surrogate_count(), 500);
     }
 
+    /// What [`passthrough_id`] decides, written the plain way.
+    fn passthrough_reference(v12: &str) -> Option<i64> {
+        let digits = v12.strip_prefix('-').unwrap_or(v12);
+        let canonical = !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && (digits == "0" || !digits.starts_with('0'))
+            && v12 != "-0"
+            && digits.len() <= 16;
+        let n: i64 = v12.parse().ok().filter(|_| canonical)?;
+        (n.abs() < SURROGATE_MIN).then_some(n)
+    }
+
     proptest::proptest! {
+        #[test]
+        fn passthrough_decides_as_the_plain_definition(s in "-?-?[0-9]{0,18}[a0-9]?|.{0,20}") {
+            proptest::prop_assert_eq!(passthrough_id(&s), passthrough_reference(&s), "{:?}", s);
+        }
+
         #[test]
         fn any_string_id_round_trips(s in ".{0,40}") {
             let ids = IdMapper::new(MemoryIdStore::default());
