@@ -238,13 +238,12 @@ impl<'de> Deserialize<'de> for Part {
                         }
                         _ => {
                             let value = access.next_value()?;
-                            match keys.others.iter_mut().find(|(_, k, _)| *k == *key) {
-                                Some((_, _, slot)) => *slot = value,
-                                None => {
-                                    let at = keys.next;
-                                    keys.next += 1;
-                                    keys.others.push((at, key.into_owned(), value));
-                                }
+                            let known = keys.others.len();
+                            // A repeated key is replaced in place; a new one also takes a place.
+                            keys.others.insert(&*key, value);
+                            if keys.others.len() > known {
+                                keys.others_at.push(keys.next);
+                                keys.next += 1;
                             }
                         }
                     }
@@ -301,7 +300,10 @@ impl<'de> Deserialize<'de> for PartType {
 struct PartKeys {
     kind: Option<(usize, PartType)>,
     data: Option<(usize, Loose)>,
-    others: Vec<(usize, String, Value)>,
+    /// The other keys, in the order they first came (found by hash past a few, so an item a peer
+    /// stuffed with keys is read in linear time), and the place each came in.
+    others: Data,
+    others_at: Vec<usize>,
     /// The place the next new key takes.
     next: usize,
 }
@@ -331,7 +333,8 @@ impl PartKeys {
             };
             return Part::Segment(Segment { kind, data });
         }
-        let mut entries = self.others;
+        let mut entries: Vec<(usize, String, Value)> =
+            self.others_at.into_iter().zip(self.others).map(|(at, (k, v))| (at, k.into_string(), v)).collect();
         if let Some((at, kind)) = self.kind {
             let kind = match kind {
                 PartType::Name(name) => Value::String(name.into()),
@@ -410,6 +413,30 @@ mod tests {
                 _ => assert_eq!(typed, from_value, "{frame}"),
             }
         }
+    }
+
+    /// An item with more keys than a data map searches without its hash index, some repeated
+    /// (as raw text: a `Value` would have merged them), around `type` and `data`: unreadable (its
+    /// `data` is no object), keys in the order they first came, each with its last value, as
+    /// reading the same text into a `Value` gives.
+    #[test]
+    fn a_wide_item_with_repeated_keys_reads_as_its_value_does() {
+        let mut item: Vec<String> = (0..40).map(|i| format!(r#""k{}":{i}"#, i % 30)).collect();
+        item.insert(5, r#""type":"text""#.into());
+        item.insert(20, r#""data":[1]"#.into());
+        item.push(r#""k3":"last","type":"image""#.into());
+        let text = format!(
+            r#"{{"type":"message","detail_type":"private","self":{{"platform":"qq","user_id":"1"}},"message":[{{{}}}]}}"#,
+            item.join(",")
+        );
+        let Frame::Event(Ok(typed)) = Frame::from_json_str(&text).unwrap() else { panic!("not read as an event") };
+        let from_value = Event::from_value(serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(typed.message, from_value.message);
+        let Some(Message::Segments(parts)) = &typed.message else { panic!("no segments") };
+        let Part::Unreadable(Value::Object(object)) = &parts[0] else { panic!("read as a segment") };
+        let keys: Vec<&str> = object.keys().map(String::as_str).take(7).collect();
+        assert_eq!(keys, ["k0", "k1", "k2", "k3", "k4", "type", "k5"]);
+        assert_eq!((object.len(), &object["k3"], &object["type"]), (32, &json!("last"), &json!("image")));
     }
 
     #[test]
