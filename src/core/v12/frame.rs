@@ -96,6 +96,25 @@ macro_rules! other_scalars {
     };
 }
 
+/// A list kept as the JSON value it is, for visitors that read only objects their own way.
+macro_rules! other_lists {
+    ($other:expr) => {
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Ok($other(Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?))
+        }
+    };
+}
+
+/// An object kept as the JSON value it is, for visitors that read only lists or strings their
+/// own way.
+macro_rules! other_objects {
+    ($other:expr) => {
+        fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Self::Value, A::Error> {
+            Ok($other(Value::deserialize(de::value::MapAccessDeserializer::new(access))?))
+        }
+    };
+}
+
 /// An object key, borrowed from the frame when it holds no escape.
 struct Key<'de>(Cow<'de, str>);
 
@@ -130,9 +149,7 @@ impl<'de> Deserialize<'de> for Frame {
                 f.write_str("a JSON document")
             }
             other_values!(Frame::Other);
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Frame, A::Error> {
-                Ok(Frame::Other(Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?))
-            }
+            other_lists!(Frame::Other);
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Frame, A::Error> {
                 let mut slots = Slots::default();
                 let mut rest = Data::with_capacity(8);
@@ -180,9 +197,7 @@ impl<'de> Deserialize<'de> for Message {
                 }
                 Ok(Message::Segments(parts))
             }
-            fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Message, A::Error> {
-                Ok(Message::Other(Value::deserialize(de::value::MapAccessDeserializer::new(access))?))
-            }
+            other_objects!(Message::Other);
         }
         d.deserialize_any(MessageVisitor)
     }
@@ -197,9 +212,7 @@ impl<'de> Deserialize<'de> for Loose {
                 f.write_str("a segment's data or an event's self")
             }
             other_values!(Loose::Other);
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Loose, A::Error> {
-                Ok(Loose::Other(Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?))
-            }
+            other_lists!(Loose::Other);
             fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Loose, A::Error> {
                 Ok(Loose::Object(Data::deserialize(de::value::MapAccessDeserializer::new(access))?))
             }
@@ -217,9 +230,7 @@ impl<'de> Deserialize<'de> for Part {
                 f.write_str("a segment")
             }
             other_values!(Part::Unreadable);
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Part, A::Error> {
-                Ok(Part::Unreadable(Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?))
-            }
+            other_lists!(Part::Unreadable);
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Part, A::Error> {
                 // Keys in the order they came, each once: a repeated key keeps its first place and
                 // takes the last value, as a JSON object read by `serde_json` does. `type` and
@@ -284,12 +295,8 @@ impl<'de> Deserialize<'de> for PartType {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<PartType, E> {
                 Ok(PartType::Name(v.into()))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<PartType, A::Error> {
-                Ok(PartType::Other(Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<PartType, A::Error> {
-                Ok(PartType::Other(Value::deserialize(de::value::MapAccessDeserializer::new(access))?))
-            }
+            other_lists!(PartType::Other);
+            other_objects!(PartType::Other);
         }
         d.deserialize_any(TypeVisitor)
     }
