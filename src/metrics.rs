@@ -235,7 +235,7 @@ impl Metrics {
             Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 14));
         registry.register(
             "id_store_commit_seconds",
-            "Time the disk id store took to commit one batch of writes",
+            "Time the disk id store took to make one batch of writes durable (its journal sync)",
             store_commit_seconds.clone(),
         );
         Metrics {

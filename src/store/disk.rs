@@ -257,7 +257,8 @@ impl DiskStore {
         txn.commit().map_err(store_err)?;
         let journal_dir = dir.join("journal");
         let next = recover(&db, &journal_dir)?;
-        let journal = Journal::create(&journal_dir, next).map_err(|e| store_err(format!("{}: {e}", journal_dir.display())))?;
+        let journal =
+            Journal::create(&journal_dir, next).map_err(|e| store_err(format!("{}: {e}", journal_dir.display())))?;
         let db = Arc::new(db);
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
@@ -280,10 +281,7 @@ impl DiskStore {
             seq: 0,
             unfolded: VecDeque::new(),
         };
-        std::thread::Builder::new()
-            .name("id-store-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(store_err)?;
+        std::thread::Builder::new().name("id-store-writer".into()).spawn(move || writer.run(rx)).map_err(store_err)?;
         Ok(DiskStore { db, writes: tx, shared, commits, surrogates: SurrogateCache::default() })
     }
 
@@ -618,7 +616,10 @@ impl Writer {
         let mut warned = false;
         while self.seq.saturating_sub(self.shared.folded.load(Ordering::Acquire)) > MAX_UNFOLDED {
             if !warned {
-                tracing::warn!(unfolded = self.seq - self.shared.folded.load(Ordering::Acquire), "id store writer waits for its folder");
+                tracing::warn!(
+                    unfolded = self.seq - self.shared.folded.load(Ordering::Acquire),
+                    "id store writer waits for its folder"
+                );
                 warned = true;
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -769,6 +770,9 @@ struct View<'a> {
     surrogates: redb::ReadOnlyTable<i64, &'static str>,
 }
 
+/// A stored row's key and time, or why they could not be read.
+type RowOwner = Result<(MessageKey, u64), IdError>;
+
 /// One batch's decisions: its entries, and where to find them again within the batch.
 #[derive(Default)]
 struct Batch {
@@ -785,7 +789,7 @@ struct Batch {
 
 impl Batch {
     /// Who holds message number `n`, and since when.
-    fn owner_of(&self, view: &mut View<'_>, n: i32) -> Result<Option<Result<(MessageKey, u64), IdError>>, redb::Error> {
+    fn owner_of(&self, view: &mut View<'_>, n: i32) -> Result<Option<RowOwner>, redb::Error> {
         if let Some(&i) = self.rows.get(&n) {
             if let Entry::Message { row, .. } = &self.entries[i] {
                 return Ok(Some(row_key(row)));
@@ -830,7 +834,13 @@ impl Batch {
     }
 
     /// Claims `n` for the row unless the number is taken (then says by which key).
-    fn claim(&mut self, view: &mut View<'_>, n: i32, key_text: String, mut row: Row) -> Result<Claim<MessageKey>, redb::Error> {
+    fn claim(
+        &mut self,
+        view: &mut View<'_>,
+        n: i32,
+        key_text: String,
+        mut row: Row,
+    ) -> Result<Claim<MessageKey>, redb::Error> {
         Ok(match self.owner_of(view, n)? {
             Some(Ok((owner, _))) => Claim::Taken(owner),
             // An unreadable row cannot be told apart from a collision: probe on.
@@ -847,7 +857,14 @@ impl Batch {
 
     /// Replaces the row under `n` when it is `key`'s, keeping its time (and so its place in
     /// pruning).
-    fn save(&mut self, view: &mut View<'_>, n: i32, key: &MessageKey, key_text: String, mut row: Row) -> Result<(), redb::Error> {
+    fn save(
+        &mut self,
+        view: &mut View<'_>,
+        n: i32,
+        key: &MessageKey,
+        key_text: String,
+        mut row: Row,
+    ) -> Result<(), redb::Error> {
         if let Some(Ok((owner, at))) = self.owner_of(view, n)? {
             if owner == *key {
                 row.set_at(at);

@@ -162,7 +162,7 @@ impl Journal {
         let end = self.len + self.buf.len() as u64;
         if end > self.filled {
             let to = end.div_ceil(ZERO_AHEAD) * ZERO_AHEAD;
-            const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+            static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
             self.file.seek(SeekFrom::Start(self.filled))?;
             while self.filled < to {
                 let n = (to - self.filled).min(ZEROS.len() as u64);
