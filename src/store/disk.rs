@@ -438,7 +438,7 @@ fn recover(db: &Database, dir: &Path) -> Result<u64, IdError> {
                 tracing::warn!(file = %path.display(), %why, "id store journal read up to an entry a crash cut short");
             }
             for entry in &entries {
-                t.apply(entry).map_err(store_err)?;
+                t.replay(entry).map_err(store_err)?;
             }
             applied += entries.len();
         }
@@ -467,6 +467,25 @@ impl<'t> FoldTables<'t> {
             messages: txn.open_table(MESSAGES)?,
             age: txn.open_table(MESSAGE_AGE)?,
         })
+    }
+
+    /// Replays an entry from a journal file that may be older than what redb holds (the last
+    /// file is kept until the next one is folded): a message number another key holds by now
+    /// first loses that key's index and place in pruning, so that no key is left pointing at a
+    /// row that is not its own. (The folder needs no such check: the writer gave the number
+    /// only when it was free, or saves over the same key.)
+    fn replay(&mut self, entry: &Entry) -> Result<(), redb::Error> {
+        if let Entry::Message { n, key_text: text, .. } = entry {
+            let held = self.messages.get(*n)?.map(|v| row_key(v.value()));
+            if let Some(Ok((owner, at))) = held {
+                let owner_text = key_text(&owner);
+                if *owner_text != **text {
+                    self.keys.remove(owner_text.as_str())?;
+                    self.age.remove((at, *n))?;
+                }
+            }
+        }
+        self.apply(entry)
     }
 
     /// Writes an entry over whatever the tables hold for it: applying it twice changes nothing.
@@ -688,6 +707,8 @@ impl Writer {
         }
         if !b.entries.is_empty() {
             let started = Instant::now();
+            // The file the batch goes to (the journal may start the next one after it).
+            let file = self.journal.number();
             if let Err(error) = self.journal.append(&b.entries) {
                 tracing::error!(%error, "id store journal write failed");
                 return;
@@ -695,7 +716,7 @@ impl Writer {
             if let Some(histogram) = self.commits.get() {
                 histogram.observe(started.elapsed().as_secs_f64());
             }
-            self.publish(b);
+            self.publish(b, file);
         }
         for outcome in outcomes {
             outcome.answer();
@@ -703,7 +724,7 @@ impl Writer {
     }
 
     /// Makes a journalled batch visible to readers and hands it to the folder.
-    fn publish(&mut self, b: Batch) {
+    fn publish(&mut self, b: Batch, file: u64) {
         let first = self.seq + 1;
         {
             let mut p = self.shared.pending.lock_unpoisoned();
@@ -727,7 +748,7 @@ impl Writer {
         }
         self.seq += b.entries.len() as u64;
         self.shared.journalled.store(self.seq, Ordering::Release);
-        let fold = Fold { file: self.journal.number(), last: self.seq, entries: b.entries };
+        let fold = Fold { file, last: self.seq, entries: b.entries };
         // The folder is gone only when its thread died: the entries stay in the journal and are
         // applied when the store opens next.
         if self.folds.send(fold).is_err() {
@@ -1194,6 +1215,31 @@ mod tests {
         // Taken numbers stay taken.
         assert_eq!(block_on(store.claim_message(11, &second)).unwrap(), Claim::Taken(first.key.clone()));
         assert_eq!(block_on(store.claim_message(12, &second)).unwrap(), Claim::Inserted);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A number pruned and claimed again while the journal file still held its first claim:
+    /// replayed in order, the second owner keeps it and the first key points nowhere.
+    #[test]
+    fn a_replayed_number_claimed_twice_is_the_second_keys_alone() {
+        let d = dir("replay-twice");
+        let (first, second) = (said("bot", "old", "one"), said("bot", "new", "two"));
+        let row = |r: &MessageRecord, at: u64| -> Arc<[u8]> { Row::encode(r, at).unwrap().into_bytes().into() };
+        let now = now_ms();
+        let mut journal = Journal::create(&d.join("journal"), 1).unwrap();
+        journal
+            .append(&[
+                Entry::Message { n: 11, key_text: key_text(&first.key).into(), row: row(&first, now - 10) },
+                Entry::Message { n: 11, key_text: key_text(&second.key).into(), row: row(&second, now) },
+            ])
+            .unwrap();
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        assert_eq!(block_on(store.message_of(11)).unwrap(), Some(second.clone()));
+        assert_eq!(block_on(store.message_id_of(&second.key)).unwrap(), Some(11));
+        assert_eq!(block_on(store.message_id_of(&first.key)).unwrap(), None);
+        let ages = store.read(|t| Ok(t.open_table(MESSAGE_AGE)?.len()?)).unwrap();
+        assert_eq!(ages, 1, "one place in pruning, the second's");
         drop(store);
         let _ = std::fs::remove_dir_all(&d);
     }
