@@ -109,6 +109,8 @@ pub struct Journal {
     /// How far the file is filled (with entries, then zeros).
     filled: u64,
     buf: Vec<u8>,
+    /// Why appending is no longer possible.
+    broken: Option<String>,
 }
 
 impl Journal {
@@ -117,7 +119,7 @@ impl Journal {
         std::fs::create_dir_all(dir)?;
         let file = OpenOptions::new().create(true).truncate(true).write(true).open(path_of(dir, number))?;
         sync_dir(dir)?;
-        Ok(Journal { dir: dir.to_owned(), file, number, len: 0, filled: 0, buf: Vec::new() })
+        Ok(Journal { dir: dir.to_owned(), file, number, len: 0, filled: 0, buf: Vec::new(), broken: None })
     }
 
     /// Where the entries of the file written now end (zeros follow).
@@ -131,17 +133,33 @@ impl Journal {
     }
 
     /// Appends the entries and syncs them to disk; starts a new file afterwards when this one
-    /// is full. On a failure the file is cut back to where it was, so that entries nobody was
-    /// told about are not replayed.
+    /// is full. On a failure the file is cut back to where it was (so that entries nobody was
+    /// told about are not replayed) and later entries go to a new file, as pages a failed sync
+    /// left behind cannot be trusted to reach the disk. When even that fails, every later
+    /// append fails too: the store then answers errors until it is opened again.
     pub fn append(&mut self, entries: &[Entry]) -> io::Result<()> {
+        if let Some(why) = &self.broken {
+            return Err(io::Error::other(why.clone()));
+        }
         self.buf.clear();
         for entry in entries {
             entry.encode(&mut self.buf);
         }
         let written = self.write_at_len().and_then(|()| self.file.sync_data());
         if let Err(error) = written {
-            let _ = self.file.set_len(self.len);
-            self.filled = self.len;
+            let recovered = self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_data())
+                .and_then(|()| Journal::create(&self.dir, self.number + 1));
+            match recovered {
+                Ok(next) => *self = next,
+                Err(again) => {
+                    self.broken = Some(format!(
+                        "the journal could not be cut back after a failed write ({again}); restart the bridge"
+                    ))
+                }
+            }
             return Err(error);
         }
         self.len += self.buf.len() as u64;
