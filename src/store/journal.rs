@@ -198,8 +198,15 @@ fn path_of(dir: &Path, number: u64) -> PathBuf {
 }
 
 /// A new or deleted file's name is itself on disk only once its directory is synced.
+#[cfg(unix)]
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Elsewhere a directory cannot be opened as a file; the file system keeps its names itself.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
 }
 
 /// The journal files in `dir`, oldest first (none when the directory does not exist).
