@@ -1259,14 +1259,16 @@ mod tests {
                 block_on(s.message_of(3)).unwrap(),
                 block_on(s.message_id_of(&r.key)).unwrap(),
                 block_on(s.surrogate_of("wxid_f")).unwrap(),
-                s.message_count().unwrap(),
             )
         };
-        let expected = (Some(r.clone()), Some(3), Some(5_000_000_003), 1);
+        let expected = (Some(r.clone()), Some(3), Some(5_000_000_003));
         assert_eq!(read(&fresh), expected, "journalled");
+        // (Counted twice for a moment if the folder commits just now.)
+        assert!((1..=2).contains(&store.message_count().unwrap()));
         store.settle();
         let fresh = DiskStore { surrogates: SurrogateCache::default(), ..store.clone() };
         assert_eq!(read(&fresh), expected, "in redb");
+        assert_eq!(store.message_count().unwrap(), 1);
         let on_disk = store.read(|t| Ok(t.open_table(MESSAGES)?.get(3)?.is_some())).unwrap();
         assert!(on_disk);
         drop((store, fresh));
