@@ -553,13 +553,14 @@ enum Outcome {
 }
 
 impl Outcome {
+    /// Sends the answer; a caller that stopped waiting misses nothing it needs.
     fn answer(self) {
-        let _ = match self {
-            Outcome::Surrogate(reply, claim) => reply.send(Ok(claim)).map_err(drop),
-            Outcome::Message(reply, claim) => reply.send(Ok(claim)).map_err(drop),
-            Outcome::Saved(reply) => reply.send(Ok(())).map_err(drop),
-            Outcome::Found(reply, found) => reply.send(Ok(found)).map_err(drop),
-        };
+        match self {
+            Outcome::Surrogate(reply, claim) => drop(reply.send(Ok(claim))),
+            Outcome::Message(reply, claim) => drop(reply.send(Ok(claim))),
+            Outcome::Saved(reply) => drop(reply.send(Ok(()))),
+            Outcome::Found(reply, found) => drop(reply.send(Ok(found))),
+        }
     }
 }
 
@@ -651,7 +652,7 @@ impl Writer {
         let mut b = Batch::default();
         let decided = (|| -> Result<(), redb::Error> {
             let txn = self.db.begin_read()?;
-            let mut view = View {
+            let view = View {
                 pending: &self.shared.pending,
                 keys: txn.open_table(MESSAGE_KEYS)?,
                 messages: txn.open_table(MESSAGES)?,
@@ -660,7 +661,7 @@ impl Writer {
             for w in batch {
                 match w {
                     Write::Surrogate { n, v12, reply } => {
-                        let claim = match b.surrogate_owner(&mut view, n)? {
+                        let claim = match b.surrogate_owner(&view, n)? {
                             Some(owner) => Claim::Taken(owner),
                             None => {
                                 b.surrogates.insert(n, b.entries.len());
@@ -671,27 +672,27 @@ impl Writer {
                         outcomes.push(Outcome::Surrogate(reply, claim));
                     }
                     Write::Message { n, key_text, row, reply } => {
-                        let claim = b.claim(&mut view, n, key_text, row)?;
+                        let claim = b.claim(&view, n, key_text, row)?;
                         outcomes.push(Outcome::Message(reply, claim));
                     }
                     Write::Save { n, key, row, reply } => {
-                        b.save(&mut view, n, &key, key_text(&key), row)?;
+                        b.save(&view, n, &key, key_text(&key), row)?;
                         outcomes.push(Outcome::Saved(reply));
                     }
                     Write::FindOrClaim { n, key, key_text, row, content, reply } => {
-                        match b.number_of(&mut view, &key_text)? {
+                        match b.number_of(&view, &key_text)? {
                             // Durable before this batch, and nothing to write: answered now.
                             Some((known, false)) if !content => {
                                 let _ = reply.send(Ok(Found::Known(known)));
                             }
                             Some((known, _)) => {
                                 if content {
-                                    b.save(&mut view, known, &key, key_text, row)?;
+                                    b.save(&view, known, &key, key_text, row)?;
                                 }
                                 outcomes.push(Outcome::Found(reply, Found::Known(known)));
                             }
                             None => {
-                                let claim = b.claim(&mut view, n, key_text, row)?;
+                                let claim = b.claim(&view, n, key_text, row)?;
                                 outcomes.push(Outcome::Found(reply, Found::Claimed(n, claim)));
                             }
                         }
@@ -810,7 +811,7 @@ struct Batch {
 
 impl Batch {
     /// Who holds message number `n`, and since when.
-    fn owner_of(&self, view: &mut View<'_>, n: i32) -> Result<Option<RowOwner>, redb::Error> {
+    fn owner_of(&self, view: &View<'_>, n: i32) -> Result<Option<RowOwner>, redb::Error> {
         if let Some(&i) = self.rows.get(&n) {
             if let Entry::Message { row, .. } = &self.entries[i] {
                 return Ok(Some(row_key(row)));
@@ -825,7 +826,7 @@ impl Batch {
     }
 
     /// The number a key holds, and whether this batch gave it (so it is not durable yet).
-    fn number_of(&self, view: &mut View<'_>, key_text: &str) -> Result<Option<(i32, bool)>, redb::Error> {
+    fn number_of(&self, view: &View<'_>, key_text: &str) -> Result<Option<(i32, bool)>, redb::Error> {
         if let Some(&n) = self.keys.get(key_text) {
             return Ok(Some((n, true)));
         }
@@ -835,7 +836,7 @@ impl Batch {
         Ok(view.keys.get(key_text)?.map(|v| (v.value(), false)))
     }
 
-    fn surrogate_owner(&self, view: &mut View<'_>, n: i64) -> Result<Option<String>, redb::Error> {
+    fn surrogate_owner(&self, view: &View<'_>, n: i64) -> Result<Option<String>, redb::Error> {
         if let Some(&i) = self.surrogates.get(&n) {
             if let Entry::Surrogate { v12, .. } = &self.entries[i] {
                 return Ok(Some(v12.to_string()));
@@ -857,7 +858,7 @@ impl Batch {
     /// Claims `n` for the row unless the number is taken (then says by which key).
     fn claim(
         &mut self,
-        view: &mut View<'_>,
+        view: &View<'_>,
         n: i32,
         key_text: String,
         mut row: Row,
@@ -880,7 +881,7 @@ impl Batch {
     /// pruning).
     fn save(
         &mut self,
-        view: &mut View<'_>,
+        view: &View<'_>,
         n: i32,
         key: &MessageKey,
         key_text: String,
