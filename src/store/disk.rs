@@ -175,7 +175,7 @@ type Hasher = foldhash::fast::RandomState;
 /// A journalled message row redb may not hold yet.
 #[derive(Debug)]
 struct PendingRow {
-    key_text: Box<str>,
+    key_text: Arc<str>,
     row: Arc<[u8]>,
     /// Which journal entry wrote it (a later one for the same number replaces it).
     seq: u64,
@@ -189,7 +189,7 @@ struct PendingRow {
 #[derive(Debug, Default)]
 struct Pending {
     rows: HashMap<i32, PendingRow, Hasher>,
-    keys: HashMap<Box<str>, i32, Hasher>,
+    keys: HashMap<Arc<str>, i32, Hasher>,
     surrogates: HashMap<i64, (Box<str>, u64), Hasher>,
     ids: HashMap<Box<str>, i64, Hasher>,
 }
@@ -802,7 +802,7 @@ struct Batch {
     /// Message number → its latest entry.
     rows: HashMap<i32, usize, Hasher>,
     /// Key text → message number, for the keys claimed here.
-    keys: HashMap<Box<str>, i32, Hasher>,
+    keys: HashMap<Arc<str>, i32, Hasher>,
     /// Surrogate → its entry.
     surrogates: HashMap<i64, usize, Hasher>,
     /// Entries that claimed a number (the rest saved over one).
@@ -848,10 +848,10 @@ impl Batch {
         Ok(view.surrogates.get(n)?.map(|v| v.value().to_owned()))
     }
 
-    fn push_row(&mut self, n: i32, key_text: String, row: Row) -> usize {
+    fn push_row(&mut self, n: i32, key_text: Arc<str>, row: Row) -> usize {
         let i = self.entries.len();
         self.rows.insert(n, i);
-        self.entries.push(Entry::Message { n, key_text: key_text.into(), row: row.into_bytes().into() });
+        self.entries.push(Entry::Message { n, key_text, row: row.into_bytes().into() });
         i
     }
 
@@ -869,7 +869,9 @@ impl Batch {
             Some(Err(_)) => Claim::Taken(MessageKey::default()),
             None => {
                 row.set_at(now_ms());
-                self.keys.insert(key_text.as_str().into(), n);
+                // One copy of the key for the batch, its entry, and then the pending tables.
+                let key_text: Arc<str> = key_text.into();
+                self.keys.insert(key_text.clone(), n);
                 let i = self.push_row(n, key_text, row);
                 self.claimed.insert(i as u32);
                 Claim::Inserted
@@ -891,7 +893,7 @@ impl Batch {
             if owner == *key {
                 row.set_at(at);
                 let claimed_here = self.rows.get(&n).is_some_and(|i| self.claimed.contains(&(*i as u32)));
-                let i = self.push_row(n, key_text, row);
+                let i = self.push_row(n, key_text.into(), row);
                 if claimed_here {
                     self.claimed.insert(i as u32);
                 }
@@ -1081,6 +1083,11 @@ mod tests {
         txn.commit().unwrap();
     }
 
+    /// A record's row as the writer journals it.
+    fn row_bytes(record: &MessageRecord, at: u64) -> Arc<[u8]> {
+        Row::encode(record, at).unwrap().into_bytes().into()
+    }
+
     fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !done() {
@@ -1190,7 +1197,7 @@ mod tests {
         // Let the threads of the first handle let go of the file.
         std::thread::sleep(Duration::from_millis(100));
         let (first, second) = (said("bot", "m1", "one"), said("bot", "m2", "two"));
-        let row = |r: &MessageRecord| -> Arc<[u8]> { Row::encode(r, now_ms()).unwrap().into_bytes().into() };
+        let row = |r: &MessageRecord| row_bytes(r, now_ms());
         let entries = [
             Entry::Message { n: 11, key_text: key_text(&first.key).into(), row: row(&first) },
             Entry::Surrogate { n: 5_000_000_007, v12: "wxid_crash".into() },
@@ -1226,13 +1233,12 @@ mod tests {
     fn a_replayed_number_claimed_twice_is_the_second_keys_alone() {
         let d = dir("replay-twice");
         let (first, second) = (said("bot", "old", "one"), said("bot", "new", "two"));
-        let row = |r: &MessageRecord, at: u64| -> Arc<[u8]> { Row::encode(r, at).unwrap().into_bytes().into() };
         let now = now_ms();
         let mut journal = Journal::create(&d.join("journal"), 1).unwrap();
         journal
             .append(&[
-                Entry::Message { n: 11, key_text: key_text(&first.key).into(), row: row(&first, now - 10) },
-                Entry::Message { n: 11, key_text: key_text(&second.key).into(), row: row(&second, now) },
+                Entry::Message { n: 11, key_text: key_text(&first.key).into(), row: row_bytes(&first, now - 10) },
+                Entry::Message { n: 11, key_text: key_text(&second.key).into(), row: row_bytes(&second, now) },
             ])
             .unwrap();
         let store = DiskStore::open(&d, Retention::default()).unwrap();

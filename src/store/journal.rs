@@ -43,7 +43,7 @@ const SURROGATE: u8 = 2;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
     /// Message `n` is `key_text`'s, with this row (its time included).
-    Message { n: i32, key_text: Box<str>, row: Arc<[u8]> },
+    Message { n: i32, key_text: Arc<str>, row: Arc<[u8]> },
     /// Surrogate `n` stands for `v12`.
     Surrogate { n: i64, v12: Box<str> },
 }
