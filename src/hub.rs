@@ -661,6 +661,20 @@ impl Hub {
         ev: &v12::Event,
         give_up: &GiveUp,
     ) -> Result<Option<V11Event>, EventError> {
+        // The event's ids are given without waiting for the disk store's journal, one after
+        // another; the event then waits once, for all of them, before it may reach a bot.
+        let (translated, ticket) = crate::store::deferring(self.translate_deferred(entry, backend, ev, give_up)).await;
+        self.translator.ids.store().on_disk(ticket).await?;
+        translated
+    }
+
+    async fn translate_deferred(
+        &self,
+        entry: &AccountEntry,
+        backend: &BackendInfo,
+        ev: &v12::Event,
+        give_up: &GiveUp,
+    ) -> Result<Option<V11Event>, EventError> {
         let ctx = self.translator.context(&entry.account, backend, Default::default());
         let caller = EventCaller { entry, give_up };
         let Some(inspector) = &self.inspector else {

@@ -1,13 +1,18 @@
 //! The persistent id store: one redb file under `--data-dir`, and a journal beside it.
 //!
-//! Writes go to one writer thread. It decides every "insert unless taken" waiting at that
-//! moment (against what it decided before, the journal's entries redb does not hold yet, and
-//! redb), appends the decisions to the [`journal`] and syncs it (`fdatasync`) before answering:
-//! an id a bot has been given survives a restart and `kill -9`, and concurrent assignments share
-//! one sync (group commit). A second thread, the folder, applies the journalled entries to redb
-//! in large durable transactions (every [`FOLD_EVERY`] at most), deletes journal files redb
-//! holds for good, and prunes old message ids by count and age in small batches between its
-//! commits. Opening the store applies what a crash left in the journal.
+//! Every "insert unless taken" is decided by its caller, under one lock, against what was
+//! decided before (entries redb does not hold yet) and redb. A decided entry is visible to
+//! every reader at once and carries a ticket, its place in the [`journal`]. The syncer thread
+//! appends what was decided meanwhile to the journal and syncs it (`fdatasync`): decisions made
+//! during one sync share the next (group commit). No id reaches a bot before its ticket is on
+//! disk, so an id a bot has been given survives a restart and `kill -9`. A caller waits for its
+//! ticket before it returns, except inside [`crate::store::deferring`]: the event path
+//! translates an event (several ids, one after another) without waiting, then waits once for
+//! the last ticket before the event is delivered. A second thread, the folder, applies the
+//! journalled entries to redb in large durable transactions (every [`FOLD_EVERY`] at most),
+//! deletes journal files redb holds for good, and prunes old message ids by count and age in
+//! small batches between its commits. Opening the store applies what a crash left in the
+//! journal.
 //!
 //! Reads look at the entries not folded yet first, then redb.
 //!
@@ -17,13 +22,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::Deserialize;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::core::ids::{Claim, Found, IdError, IdStore, MessageKey, MessageRecord};
 use crate::core::record::{self, Row, RowHead};
@@ -48,10 +52,8 @@ const MESSAGE_AGE: TableDefinition<(u64, i32), ()> = TableDefinition::new("messa
 /// back from the file (the operating system's cache, not this process).
 pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
 
-/// Writes waiting for the writer thread before callers wait (backpressure).
-const WRITE_QUEUE: usize = 4096;
-/// Most writes decided and journalled together.
-const BATCH: usize = 512;
+/// Journalled batches waiting for the folder before the syncer waits.
+const FOLD_QUEUE: usize = 4096;
 /// Most message ids pruned in one transaction.
 const PRUNE_BATCH: usize = 5_000;
 /// How long journalled entries wait at most before the folder applies them to redb: a few
@@ -59,9 +61,9 @@ const PRUNE_BATCH: usize = 5_000;
 pub const FOLD_EVERY: Duration = Duration::from_millis(50);
 /// Most entries applied to redb in one transaction.
 const FOLD_MAX: usize = 16_384;
-/// Most entries journalled and not yet in redb; the writer waits for the folder beyond it, so
-/// what the process keeps of them (a few hundred bytes each) stays bounded.
-const MAX_UNFOLDED: u64 = 32_768;
+/// Most entries decided and not yet in redb; decisions wait for the folder beyond it, so what
+/// the process keeps of them (a few hundred bytes each) stays bounded.
+const MAX_UNFOLDED: u64 = 16_384;
 /// How long the folder waits before retrying a commit that failed.
 const FOLD_RETRY: Duration = Duration::from_secs(1);
 
@@ -126,97 +128,113 @@ fn json_err(e: serde_json::Error) -> IdError {
     IdError::Store(format!("a stored message record (JSON) is unreadable: {e}"))
 }
 
-enum Write {
-    Surrogate {
-        n: i64,
-        v12: String,
-        reply: oneshot::Sender<Result<Claim<String>, IdError>>,
-    },
-    /// The row is encoded by the caller (the writer is one thread for all of them); the writer
-    /// sets its time.
-    Message {
-        n: i32,
-        key_text: String,
-        row: Row,
-        reply: oneshot::Sender<Result<Claim<MessageKey>, IdError>>,
-    },
-    Save {
-        n: i32,
-        key: MessageKey,
-        row: Row,
-        reply: oneshot::Sender<Result<(), IdError>>,
-    },
-    /// The key's number (its row given the content, when `content`), else a claim of `n`: what
-    /// every message on the event path asks, in one step of the writer instead of a read
-    /// and then a write.
-    FindOrClaim {
-        n: i32,
-        key: MessageKey,
-        key_text: String,
-        row: Row,
-        content: bool,
-        reply: oneshot::Sender<Result<Found<i32, MessageKey>, IdError>>,
-    },
-}
-
-impl std::fmt::Debug for Write {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Write::Surrogate { n, .. } => write!(f, "Surrogate({n})"),
-            Write::Message { n, .. } => write!(f, "Message({n})"),
-            Write::Save { n, .. } => write!(f, "Save({n})"),
-            Write::FindOrClaim { n, .. } => write!(f, "FindOrClaim({n})"),
-        }
-    }
-}
-
 type Hasher = foldhash::fast::RandomState;
 
-/// A journalled message row redb may not hold yet.
+/// A decided message row redb may not hold yet.
 #[derive(Debug)]
 struct PendingRow {
     key_text: Arc<str>,
     row: Arc<[u8]>,
-    /// Which journal entry wrote it (a later one for the same number replaces it).
+    /// Which journal entry writes it (a later one for the same number replaces it).
     seq: u64,
     /// Claimed (a number redb did not have), not saved over one it had.
     new: bool,
 }
 
-/// The entries journalled (durable) and not yet seen folded into redb by the writer: readers
-/// look here before redb. Only the writer changes it: it adds a batch after its journal sync
-/// and removes entries once the folder has committed them, before its next read of redb.
+/// The entries decided and not yet folded into redb, with the sequence number of the journal
+/// entry each one is: readers look here before redb, and an entry is durable once the journal
+/// is synced up to its number. Entries are added as they are decided and removed once the
+/// folder has committed them.
 #[derive(Debug, Default)]
 struct Pending {
     rows: HashMap<i32, PendingRow, Hasher>,
-    keys: HashMap<Arc<str>, i32, Hasher>,
+    keys: HashMap<Arc<str>, (i32, u64), Hasher>,
     surrogates: HashMap<i64, (Box<str>, u64), Hasher>,
-    ids: HashMap<Box<str>, i64, Hasher>,
+    ids: HashMap<Box<str>, (i64, u64), Hasher>,
 }
 
-/// What the writer and the folder tell each other and the readers.
+/// Every decision, made by the caller itself under the store's one lock.
 #[derive(Debug, Default)]
+struct State {
+    pending: Pending,
+    /// Entries decided and not yet taken by the syncer, in order.
+    open: Vec<Entry>,
+    /// The last entry's sequence number.
+    seq: u64,
+    /// Entries not yet removed from [`Pending`], in order: (sequence number, message number or
+    /// surrogate).
+    unfolded: VecDeque<(u64, Ref)>,
+    /// Why the journal can no longer be written: decisions fail from then on.
+    failed: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Ref {
+    Message(i32),
+    Surrogate(i64),
+}
+
+/// How far the journal is on disk, as the syncer tells the callers that wait for it.
+#[derive(Debug, Clone, Default)]
+struct Durable {
+    seq: u64,
+    failed: Option<String>,
+}
+
+/// What the callers, the syncer and the folder share.
+#[derive(Debug)]
 struct Shared {
-    pending: Mutex<Pending>,
-    /// The last journal entry written (and synced).
-    journalled: AtomicU64,
-    /// The last journal entry redb holds durably.
+    state: Mutex<State>,
+    /// The last journal entry synced to disk.
+    durable: tokio::sync::watch::Sender<Durable>,
+    /// The last journal entry redb holds.
     folded: AtomicU64,
+    /// The syncer is parked, waiting for entries (or for the store to close).
+    syncer_idle: AtomicBool,
+    closed: AtomicBool,
+    /// The syncer's thread, to wake when entries are decided or the store closes.
+    syncer: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Shared {
+    fn durable_seq(&self) -> u64 {
+        self.durable.borrow().seq
+    }
+
+    fn wake_syncer(&self) {
+        if self.syncer_idle.swap(false, Ordering::AcqRel) {
+            if let Some(t) = self.syncer.get() {
+                t.unpark();
+            }
+        }
+    }
+}
+
+/// Stops the syncer (and with it the folder) once the last handle on the store is gone.
+#[derive(Debug)]
+struct Open(Arc<Shared>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.syncer_idle.store(true, Ordering::Release);
+        self.0.wake_syncer();
+    }
 }
 
 /// The redb-backed [`IdStore`].
 #[derive(Debug, Clone)]
 pub struct DiskStore {
     db: Arc<Database>,
-    writes: mpsc::Sender<Write>,
     shared: Arc<Shared>,
-    /// Where the writer thread records how long each journal sync took, once the bridge gives one.
+    _open: Arc<Open>,
+    /// Where the syncer records how long each journal sync took, once the bridge gives one.
     commits: CommitTimes,
-    /// Surrogates read or claimed here: a known one needs no read transaction.
+    /// Surrogates read or claimed here, on disk: a known one needs no lock or read transaction.
     surrogates: SurrogateCache,
 }
 
-/// The histogram commit times go to, shared with the writer thread.
+/// The histogram commit times go to, shared with the syncer thread.
 pub type CommitTimes = Arc<std::sync::OnceLock<prometheus_client::metrics::histogram::Histogram>>;
 
 fn store_err(e: impl std::fmt::Display) -> IdError {
@@ -232,13 +250,13 @@ fn now_ms() -> u64 {
 }
 
 impl DiskStore {
-    /// Opens (or creates) `<dir>/bridge.redb` with the default page cache and starts the writer thread.
+    /// Opens (or creates) `<dir>/bridge.redb` with the default page cache and starts its threads.
     pub fn open(dir: &Path, retention: Retention) -> Result<DiskStore, IdError> {
         DiskStore::open_with_cache(dir, retention, DEFAULT_CACHE_BYTES)
     }
 
     /// Opens (or creates) `<dir>/bridge.redb` with a page cache of `cache_bytes`, applies what
-    /// the journal (`<dir>/journal/`) holds, and starts the writer and folder threads.
+    /// the journal (`<dir>/journal/`) holds, and starts the syncer and folder threads.
     pub fn open_with_cache(dir: &Path, retention: Retention, cache_bytes: usize) -> Result<DiskStore, IdError> {
         std::fs::create_dir_all(dir).map_err(|e| store_err(format!("{}: {e}", dir.display())))?;
         let path = dir.join("bridge.redb");
@@ -260,9 +278,15 @@ impl DiskStore {
         let journal =
             Journal::create(&journal_dir, next).map_err(|e| store_err(format!("{}: {e}", journal_dir.display())))?;
         let db = Arc::new(db);
-        let shared = Arc::new(Shared::default());
-        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let (folds_tx, folds_rx) = std_mpsc::sync_channel(WRITE_QUEUE);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            durable: tokio::sync::watch::Sender::new(Durable::default()),
+            folded: AtomicU64::new(0),
+            syncer_idle: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            syncer: std::sync::OnceLock::new(),
+        });
+        let (folds_tx, folds_rx) = std_mpsc::sync_channel(FOLD_QUEUE);
         let commits = CommitTimes::default();
         let folder = Folder { db: db.clone(), shared: shared.clone(), journal_dir, retention };
         let folder = std::thread::Builder::new()
@@ -271,18 +295,16 @@ impl DiskStore {
             .map_err(store_err)?
             .thread()
             .clone();
-        let writer = Writer {
-            db: db.clone(),
-            journal,
-            shared: shared.clone(),
-            folds: folds_tx,
-            folder,
-            commits: commits.clone(),
-            seq: 0,
-            unfolded: VecDeque::new(),
-        };
-        std::thread::Builder::new().name("id-store-writer".into()).spawn(move || writer.run(rx)).map_err(store_err)?;
-        Ok(DiskStore { db, writes: tx, shared, commits, surrogates: SurrogateCache::default() })
+        let syncer = Syncer { journal, shared: shared.clone(), folds: folds_tx, folder, commits: commits.clone() };
+        let thread = std::thread::Builder::new()
+            .name("id-store-syncer".into())
+            .spawn(move || syncer.run())
+            .map_err(store_err)?
+            .thread()
+            .clone();
+        let _ = shared.syncer.set(thread);
+        let open = Arc::new(Open(shared.clone()));
+        Ok(DiskStore { db, shared, _open: open, commits, surrogates: SurrogateCache::default() })
     }
 
     /// Where commit times are recorded: set the histogram once, and every journal sync of a
@@ -291,37 +313,84 @@ impl DiskStore {
         self.commits.clone()
     }
 
-    async fn write<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, IdError>>) -> Write) -> Result<T, IdError> {
-        let (tx, rx) = oneshot::channel();
-        self.writes.send(make(tx)).await.map_err(|_| store_err("the store writer stopped"))?;
-        rx.await.map_err(|_| store_err("the store writer stopped"))?
-    }
-
     fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>) -> Result<T, IdError> {
         let txn = self.db.begin_read().map_err(store_err)?;
         f(&txn).map_err(store_err)
     }
 
-    /// How many message ids are stored: those in redb and those journalled for it. (While the
-    /// folder commits, a message may be counted in both for a moment.)
-    pub fn message_count(&self) -> Result<u64, IdError> {
-        let journalled = self.shared.pending.lock_unpoisoned().rows.values().filter(|r| r.new).count() as u64;
-        Ok(self.read(|t| Ok(t.open_table(MESSAGES)?.len()?))? + journalled)
+    /// Decides under the lock: `f` sees what is pending, and redb through `view` (a read
+    /// transaction begun after the lock was taken, so that what was let go of is in it).
+    /// Holds the caller back while the folder is far behind.
+    async fn decide<T>(&self, f: impl FnOnce(&mut State, &View<'_>) -> Result<T, IdError>) -> Result<T, IdError> {
+        let mut warned = false;
+        loop {
+            let behind =
+                self.shared.state.lock_unpoisoned().seq.saturating_sub(self.shared.folded.load(Ordering::Acquire));
+            if behind <= MAX_UNFOLDED {
+                break;
+            }
+            if !warned {
+                tracing::warn!(unfolded = behind, "id store waits for its folder");
+                warned = true;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let decided = {
+            let mut state = self.shared.state.lock_unpoisoned();
+            if let Some(why) = &state.failed {
+                return Err(store_err(why));
+            }
+            let view = View { db: &self.db, txn: std::cell::OnceCell::new() };
+            let before = state.seq;
+            let decided = f(&mut state, &view);
+            (decided, state.seq > before)
+        };
+        if decided.1 {
+            self.shared.wake_syncer();
+        }
+        decided.0
     }
 
-    /// Waits until redb holds everything journalled and the writer has let go of it (tests that
-    /// then change redb behind the store's back).
+    /// Returns once the journal holds entry `ticket` on disk; inside [`deferring`] it returns
+    /// at once and the ticket is left for the caller of that to wait on.
+    async fn on_disk(&self, ticket: u64) -> Result<(), IdError> {
+        if ticket == 0 || ticket <= self.shared.durable_seq() || super::defer(ticket) {
+            return Ok(());
+        }
+        self.wait_on_disk(ticket).await
+    }
+
+    /// Waits until the journal holds entry `ticket` on disk.
+    pub async fn wait_on_disk(&self, ticket: u64) -> Result<(), IdError> {
+        let mut rx = self.shared.durable.subscribe();
+        let durable = rx
+            .wait_for(|d| d.seq >= ticket || d.failed.is_some())
+            .await
+            .map_err(|_| store_err("the id store stopped"))?;
+        if durable.seq >= ticket {
+            return Ok(());
+        }
+        Err(store_err(durable.failed.as_deref().unwrap_or("the id store stopped")))
+    }
+
+    /// How many message ids are stored: those in redb and those decided for it. (While the
+    /// folder commits, a message may be counted in both for a moment.)
+    pub fn message_count(&self) -> Result<u64, IdError> {
+        let decided = self.shared.state.lock_unpoisoned().pending.rows.values().filter(|r| r.new).count() as u64;
+        Ok(self.read(|t| Ok(t.open_table(MESSAGES)?.len()?))? + decided)
+    }
+
+    /// Waits until redb holds everything decided and nothing is pending (tests that then
+    /// change redb behind the store's back).
     #[cfg(test)]
     fn settle(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let shared = &self.shared;
-            let folded = shared.folded.load(Ordering::Acquire) >= shared.journalled.load(Ordering::Acquire);
-            let p = shared.pending.lock_unpoisoned();
-            if folded && p.rows.is_empty() && p.surrogates.is_empty() {
+            let state = self.shared.state.lock_unpoisoned();
+            if state.pending.rows.is_empty() && state.pending.surrogates.is_empty() && state.open.is_empty() {
                 return;
             }
-            drop(p);
+            drop(state);
             assert!(Instant::now() < deadline, "the store did not settle");
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -333,24 +402,27 @@ impl IdStore for DiskStore {
         if let Some(n) = self.surrogates.surrogate_of(v12) {
             return Ok(Some(n));
         }
-        let journalled = self.shared.pending.lock_unpoisoned().ids.get(v12).copied();
-        let n = match journalled {
-            Some(n) => Some(n),
-            None => self.read(|t| Ok(t.open_table(IDS)?.get(v12)?.map(|v| v.value())))?,
+        let pending = self.shared.state.lock_unpoisoned().pending.ids.get(v12).copied();
+        let (n, ticket) = match pending {
+            Some((n, seq)) => (Some(n), seq),
+            None => (self.read(|t| Ok(t.open_table(IDS)?.get(v12)?.map(|v| v.value())))?, 0),
         };
-        if let Some(n) = n {
+        self.on_disk(ticket).await?;
+        if let Some(n) = n.filter(|_| ticket <= self.shared.durable_seq()) {
             self.surrogates.learn(n, v12);
         }
         Ok(n)
     }
 
     async fn claim_surrogate(&self, n: i64, v12: &str) -> Result<Claim<String>, IdError> {
-        let owned = v12.to_owned();
-        let claim = self.write(|reply| Write::Surrogate { n, v12: owned, reply }).await?;
-        // Answered after the journal sync: what the cache learns is on disk.
-        match &claim {
-            Claim::Inserted => self.surrogates.learn(n, v12),
-            Claim::Taken(owner) => self.surrogates.learn_owner(n, owner),
+        let (claim, ticket) = self.decide(|state, view| state.claim_surrogate(view, n, v12).map_err(store_err)).await?;
+        self.on_disk(ticket).await?;
+        // What the cache learns is on disk.
+        if ticket <= self.shared.durable_seq() {
+            match &claim {
+                Claim::Inserted => self.surrogates.learn(n, v12),
+                Claim::Taken(owner) => self.surrogates.learn_owner(n, owner),
+            }
         }
         Ok(claim)
     }
@@ -359,12 +431,14 @@ impl IdStore for DiskStore {
         if let Some(v12) = self.surrogates.v12_of(n) {
             return Ok(Some(v12));
         }
-        let journalled = self.shared.pending.lock_unpoisoned().surrogates.get(&n).map(|(v12, _)| v12.to_string());
-        let v12 = match journalled {
-            Some(v12) => Some(v12),
-            None => self.read(|t| Ok(t.open_table(SURROGATES)?.get(n)?.map(|v| v.value().to_owned())))?,
+        let pending =
+            self.shared.state.lock_unpoisoned().pending.surrogates.get(&n).map(|(v12, seq)| (v12.to_string(), *seq));
+        let (v12, ticket) = match pending {
+            Some((v12, seq)) => (Some(v12), seq),
+            None => (self.read(|t| Ok(t.open_table(SURROGATES)?.get(n)?.map(|v| v.value().to_owned())))?, 0),
         };
-        if let Some(v12) = &v12 {
+        self.on_disk(ticket).await?;
+        if let Some(v12) = v12.as_deref().filter(|_| ticket <= self.shared.durable_seq()) {
             self.surrogates.learn_owner(n, v12);
         }
         Ok(v12)
@@ -372,38 +446,45 @@ impl IdStore for DiskStore {
 
     async fn message_id_of(&self, key: &MessageKey) -> Result<Option<i32>, IdError> {
         let k = key_text(key);
-        if let Some(&n) = self.shared.pending.lock_unpoisoned().keys.get(k.as_str()) {
-            return Ok(Some(n));
-        }
-        self.read(|t| Ok(t.open_table(MESSAGE_KEYS)?.get(k.as_str())?.map(|v| v.value())))
+        let pending = self.shared.state.lock_unpoisoned().pending.keys.get(k.as_str()).copied();
+        let (n, ticket) = match pending {
+            Some((n, seq)) => (Some(n), seq),
+            None => (self.read(|t| Ok(t.open_table(MESSAGE_KEYS)?.get(k.as_str())?.map(|v| v.value())))?, 0),
+        };
+        self.on_disk(ticket).await?;
+        Ok(n)
     }
 
     async fn claim_message(&self, n: i32, record: &MessageRecord) -> Result<Claim<MessageKey>, IdError> {
         let row = Row::encode(record, 0)?;
         let key_text = key_text(&record.key);
-        self.write(|reply| Write::Message { n, key_text, row, reply }).await
+        let (claim, ticket) = self.decide(|state, view| state.claim(view, n, key_text, row).map_err(store_err)).await?;
+        self.on_disk(ticket).await?;
+        Ok(claim)
     }
 
     async fn save_message(&self, n: i32, record: &MessageRecord) -> Result<(), IdError> {
         let row = Row::encode(record, 0)?;
-        let key = record.key.clone();
-        self.write(|reply| Write::Save { n, key, row, reply }).await
+        let ticket = self
+            .decide(|state, view| state.save(view, n, &record.key, key_text(&record.key), row).map_err(store_err))
+            .await?;
+        self.on_disk(ticket).await
     }
 
     async fn message_of(&self, n: i32) -> Result<Option<MessageRecord>, IdError> {
-        let journalled = self.shared.pending.lock_unpoisoned().rows.get(&n).map(|r| r.row.clone());
-        if let Some(row) = journalled {
+        let pending = self.shared.state.lock_unpoisoned().pending.rows.get(&n).map(|r| (r.row.clone(), r.seq));
+        if let Some((row, seq)) = pending {
+            self.on_disk(seq).await?;
             return row_record(&row).map(Some);
         }
         let bytes = self.read(|t| Ok(t.open_table(MESSAGES)?.get(n)?.map(|v| v.value().to_vec())))?;
         bytes.map(|b| row_record(&b)).transpose()
     }
 
-    /// A message with its content (one just received, most likely new) is one request to the
-    /// writer, which looks the key up itself: no read first, and a message first claimed as a
-    /// reply target gets its content in the same batch. A reference without content (a reply
-    /// target, a recalled message: most likely known) is read first, as a lone lookup in the
-    /// writer would cost a round trip to its thread (56 µs in the store bench, against 3–7 µs).
+    /// A message with its content (one just received, most likely new) is one decision that
+    /// looks the key up itself: no read first, and a message first claimed as a reply target
+    /// gets its content in the same step. A reference without content (a reply target, a
+    /// recalled message: most likely known) is read first, without the lock.
     async fn find_or_claim_message(
         &self,
         first: impl FnOnce() -> i32 + Send,
@@ -415,9 +496,12 @@ impl IdStore for DiskStore {
             }
         }
         let row = Row::encode(record, 0)?;
-        let (n, key, key_text, content) =
-            (first(), record.key.clone(), key_text(&record.key), record.content.is_some());
-        self.write(|reply| Write::FindOrClaim { n, key, key_text, row, content, reply }).await
+        let (n, key_text, content) = (first(), key_text(&record.key), record.content.is_some());
+        let (found, ticket) = self
+            .decide(|state, view| state.find_or_claim(view, n, &record.key, key_text, row, content).map_err(store_err))
+            .await?;
+        self.on_disk(ticket).await?;
+        Ok(found)
     }
 }
 
@@ -472,7 +556,7 @@ impl<'t> FoldTables<'t> {
     /// Replays an entry from a journal file that may be older than what redb holds (the last
     /// file is kept until the next one is folded): a message number another key holds by now
     /// first loses that key's index and place in pruning, so that no key is left pointing at a
-    /// row that is not its own. (The folder needs no such check: the writer gave the number
+    /// row that is not its own. (The folder needs no such check: a decision gave the number
     /// only when it was free, or saves over the same key.)
     fn replay(&mut self, entry: &Entry) -> Result<(), redb::Error> {
         if let Entry::Message { n, key_text: text, .. } = entry {
@@ -516,343 +600,155 @@ struct Fold {
     entries: Vec<Entry>,
 }
 
-/// The writer thread: decides a batch, journals it, answers.
-struct Writer {
-    db: Arc<Database>,
+/// The syncer thread: takes what the callers decided, journals it, and says how far the
+/// journal is on disk.
+struct Syncer {
     journal: Journal,
     shared: Arc<Shared>,
     folds: std_mpsc::SyncSender<Fold>,
-    /// The folder's thread, woken when the writer stops.
+    /// The folder's thread, woken when the syncer stops.
     folder: std::thread::Thread,
     commits: CommitTimes,
-    /// The last entry's sequence number.
-    seq: u64,
-    /// Entries journalled and not yet removed from [`Pending`], in order: (sequence number,
-    /// message number or surrogate).
-    unfolded: VecDeque<(u64, Ref)>,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Ref {
-    Message(i32),
-    Surrogate(i64),
-}
-
-enum Recv {
-    Got(Write),
-    /// Nothing came in time: entries the folder has committed may be let go.
-    Idle,
-    Closed,
-}
-
-enum Outcome {
-    Surrogate(oneshot::Sender<Result<Claim<String>, IdError>>, Claim<String>),
-    Message(oneshot::Sender<Result<Claim<MessageKey>, IdError>>, Claim<MessageKey>),
-    Saved(oneshot::Sender<Result<(), IdError>>),
-    Found(oneshot::Sender<Result<Found<i32, MessageKey>, IdError>>, Found<i32, MessageKey>),
-}
-
-impl Outcome {
-    /// Sends the answer; a caller that stopped waiting misses nothing it needs.
-    fn answer(self) {
-        match self {
-            Outcome::Surrogate(reply, claim) => drop(reply.send(Ok(claim))),
-            Outcome::Message(reply, claim) => drop(reply.send(Ok(claim))),
-            Outcome::Saved(reply) => drop(reply.send(Ok(()))),
-            Outcome::Found(reply, found) => drop(reply.send(Ok(found))),
-        }
-    }
-}
-
-impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Write>) {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
-            Ok(rt) => rt,
-            Err(error) => {
-                tracing::error!(%error, "id store writer cannot start; ids will not be saved");
-                return;
-            }
-        };
+impl Syncer {
+    fn run(mut self) {
         loop {
-            self.let_go_of_folded();
-            self.wait_for_the_folder();
-            // With entries still held, come back to let go of them once folded.
-            let wait = if self.unfolded.is_empty() { None } else { Some(FOLD_EVERY) };
-            let first = match recv(&rt, &mut rx, wait) {
-                Recv::Got(w) => w,
-                Recv::Idle => continue,
-                Recv::Closed => {
-                    let Writer { folds, folder, .. } = self;
-                    drop(folds);
-                    folder.unpark();
-                    return;
+            let (entries, last) = {
+                let mut state = self.shared.state.lock_unpoisoned();
+                if state.open.is_empty() {
+                    if self.shared.closed.load(Ordering::Acquire) {
+                        break;
+                    }
+                    // Decisions made from now on wake the thread.
+                    self.shared.syncer_idle.store(true, Ordering::Release);
+                    drop(state);
+                    std::thread::park();
+                    continue;
                 }
+                (std::mem::take(&mut state.open), state.seq)
             };
-            let mut batch = vec![first];
-            drain(&mut rx, &mut batch);
-            self.apply(batch);
-        }
-    }
-
-    /// Removes from [`Pending`] what the folder has committed to redb (unless a later entry
-    /// replaced it). Done before each batch's read of redb, so that what the batch reads is in
-    /// one place or the other.
-    fn let_go_of_folded(&mut self) {
-        let folded = self.shared.folded.load(Ordering::Acquire);
-        if self.unfolded.front().is_none_or(|&(seq, _)| seq > folded) {
-            return;
-        }
-        let mut p = self.shared.pending.lock_unpoisoned();
-        while let Some(&(seq, what)) = self.unfolded.front() {
-            if seq > folded {
-                break;
-            }
-            self.unfolded.pop_front();
-            match what {
-                Ref::Message(n) => {
-                    if p.rows.get(&n).is_some_and(|r| r.seq == seq) {
-                        if let Some(r) = p.rows.remove(&n) {
-                            if p.keys.get(&r.key_text) == Some(&n) {
-                                p.keys.remove(&r.key_text);
-                            }
-                        }
-                    }
-                }
-                Ref::Surrogate(n) => {
-                    if p.surrogates.get(&n).is_some_and(|(_, s)| *s == seq) {
-                        if let Some((v12, _)) = p.surrogates.remove(&n) {
-                            if p.ids.get(&v12) == Some(&n) {
-                                p.ids.remove(&v12);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Holds the next batch back while the folder is too far behind.
-    fn wait_for_the_folder(&mut self) {
-        let mut warned = false;
-        while self.seq.saturating_sub(self.shared.folded.load(Ordering::Acquire)) > MAX_UNFOLDED {
-            if !warned {
-                tracing::warn!(
-                    unfolded = self.seq - self.shared.folded.load(Ordering::Acquire),
-                    "id store writer waits for its folder"
-                );
-                warned = true;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-            self.let_go_of_folded();
-        }
-    }
-
-    fn apply(&mut self, batch: Vec<Write>) {
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let mut b = Batch::default();
-        let decided = (|| -> Result<(), redb::Error> {
-            let txn = self.db.begin_read()?;
-            let view = View {
-                pending: &self.shared.pending,
-                keys: txn.open_table(MESSAGE_KEYS)?,
-                messages: txn.open_table(MESSAGES)?,
-                surrogates: txn.open_table(SURROGATES)?,
-            };
-            for w in batch {
-                match w {
-                    Write::Surrogate { n, v12, reply } => {
-                        let claim = match b.surrogate_owner(&view, n)? {
-                            Some(owner) => Claim::Taken(owner),
-                            None => {
-                                b.surrogates.insert(n, b.entries.len());
-                                b.entries.push(Entry::Surrogate { n, v12: v12.into() });
-                                Claim::Inserted
-                            }
-                        };
-                        outcomes.push(Outcome::Surrogate(reply, claim));
-                    }
-                    Write::Message { n, key_text, row, reply } => {
-                        let claim = b.claim(&view, n, key_text, row)?;
-                        outcomes.push(Outcome::Message(reply, claim));
-                    }
-                    Write::Save { n, key, row, reply } => {
-                        b.save(&view, n, &key, key_text(&key), row)?;
-                        outcomes.push(Outcome::Saved(reply));
-                    }
-                    Write::FindOrClaim { n, key, key_text, row, content, reply } => {
-                        match b.number_of(&view, &key_text)? {
-                            // Durable before this batch, and nothing to write: answered now.
-                            Some((known, false)) if !content => {
-                                let _ = reply.send(Ok(Found::Known(known)));
-                            }
-                            Some((known, _)) => {
-                                if content {
-                                    b.save(&view, known, &key, key_text, row)?;
-                                }
-                                outcomes.push(Outcome::Found(reply, Found::Known(known)));
-                            }
-                            None => {
-                                let claim = b.claim(&view, n, key_text, row)?;
-                                outcomes.push(Outcome::Found(reply, Found::Claimed(n, claim)));
-                            }
-                        }
-                    }
-                }
-            }
-            Ok(())
-        })();
-        if let Err(error) = decided {
-            tracing::error!(%error, "id store lookup failed");
-            // Answers not sent are dropped: their callers see the store failing.
-            return;
-        }
-        if !b.entries.is_empty() {
             let started = Instant::now();
-            // The file the batch goes to (the journal may start the next one after it).
-            let file = self.journal.number();
-            if let Err(error) = self.journal.append(&b.entries) {
-                tracing::error!(%error, "id store journal write failed");
-                return;
-            }
+            let Some(file) = self.append(&entries) else { break };
             if let Some(histogram) = self.commits.get() {
                 histogram.observe(started.elapsed().as_secs_f64());
             }
-            self.publish(b, file);
-        }
-        for outcome in outcomes {
-            outcome.answer();
-        }
-    }
-
-    /// Makes a journalled batch visible to readers and hands it to the folder.
-    fn publish(&mut self, b: Batch, file: u64) {
-        let first = self.seq + 1;
-        {
-            let mut p = self.shared.pending.lock_unpoisoned();
-            for (i, entry) in b.entries.iter().enumerate() {
-                let seq = first + i as u64;
-                match entry {
-                    Entry::Message { n, key_text, row } => {
-                        p.keys.insert(key_text.clone(), *n);
-                        let new = b.claimed.contains(&(i as u32));
-                        let new = new || p.rows.get(n).is_some_and(|r| r.new);
-                        p.rows.insert(*n, PendingRow { key_text: key_text.clone(), row: row.clone(), seq, new });
-                        self.unfolded.push_back((seq, Ref::Message(*n)));
-                    }
-                    Entry::Surrogate { n, v12 } => {
-                        p.ids.insert(v12.clone(), *n);
-                        p.surrogates.insert(*n, (v12.clone(), seq));
-                        self.unfolded.push_back((seq, Ref::Surrogate(*n)));
-                    }
-                }
+            self.shared.durable.send_modify(|d| d.seq = last);
+            // The folder is gone only when its thread died: the entries stay in the journal and
+            // are applied when the store opens next.
+            if self.folds.send(Fold { file, last, entries }).is_err() {
+                tracing::error!("id store folder stopped; journalled ids reach the database at the next start");
             }
         }
-        self.seq += b.entries.len() as u64;
-        self.shared.journalled.store(self.seq, Ordering::Release);
-        let fold = Fold { file, last: self.seq, entries: b.entries };
-        // The folder is gone only when its thread died: the entries stay in the journal and are
-        // applied when the store opens next.
-        if self.folds.send(fold).is_err() {
-            tracing::error!("id store folder stopped; journalled ids reach the database at the next start");
+        let Syncer { folds, folder, .. } = self;
+        drop(folds);
+        folder.unpark();
+    }
+
+    /// Journals the entries and syncs them; says to which file. A failed write is tried again
+    /// once (the journal goes on in a new file); when that fails too, the store stops taking
+    /// decisions and everyone waiting is told.
+    fn append(&mut self, entries: &[Entry]) -> Option<u64> {
+        let mut file = self.journal.number();
+        let mut written = self.journal.append(entries);
+        if let Err(error) = &written {
+            tracing::error!(%error, "id store journal write failed; writing again in a new file");
+            file = self.journal.number();
+            written = self.journal.append(entries);
         }
+        let error = match written {
+            Ok(()) => return Some(file),
+            Err(error) => error,
+        };
+        let why =
+            format!("the id store journal cannot be written ({error}); restart the bridge once the disk is fixed");
+        tracing::error!(error = %why, "id store stops");
+        self.shared.state.lock_unpoisoned().failed = Some(why.clone());
+        self.shared.durable.send_modify(|d| d.failed = Some(why));
+        None
     }
 }
 
-/// Takes what is waiting, up to a batch.
-fn drain(rx: &mut mpsc::Receiver<Write>, batch: &mut Vec<Write>) {
-    while batch.len() < BATCH {
-        match rx.try_recv() {
-            Ok(w) => batch.push(w),
-            Err(_) => break,
-        }
-    }
-}
-
-/// Waits for the next write, no longer than `wait` when given.
-fn recv(rt: &tokio::runtime::Runtime, rx: &mut mpsc::Receiver<Write>, wait: Option<Duration>) -> Recv {
-    let got = match wait {
-        Some(wait) => match rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
-            Ok(got) => got,
-            Err(_) => return Recv::Idle,
-        },
-        None => rt.block_on(rx.recv()),
-    };
-    match got {
-        Some(w) => Recv::Got(w),
-        None => Recv::Closed,
-    }
-}
-
-/// What the writer reads decisions against, after what its batch decided: the entries pending
-/// for redb, then redb as of the batch's start.
+/// What a decision reads of redb: one read transaction, begun when first needed (under the
+/// lock, so after anything let go of from [`Pending`] is in redb).
 struct View<'a> {
-    pending: &'a Mutex<Pending>,
-    keys: redb::ReadOnlyTable<&'static str, i32>,
-    messages: redb::ReadOnlyTable<i32, &'static [u8]>,
-    surrogates: redb::ReadOnlyTable<i64, &'static str>,
+    db: &'a Database,
+    txn: std::cell::OnceCell<redb::ReadTransaction>,
 }
 
 /// A stored row's key and time, or why they could not be read.
 type RowOwner = Result<(MessageKey, u64), IdError>;
 
-/// One batch's decisions: its entries, and where to find them again within the batch.
-#[derive(Default)]
-struct Batch {
-    entries: Vec<Entry>,
-    /// Message number → its latest entry.
-    rows: HashMap<i32, usize, Hasher>,
-    /// Key text → message number, for the keys claimed here.
-    keys: HashMap<Arc<str>, i32, Hasher>,
-    /// Surrogate → its entry.
-    surrogates: HashMap<i64, usize, Hasher>,
-    /// Entries that claimed a number (the rest saved over one).
-    claimed: std::collections::HashSet<u32, Hasher>,
+impl View<'_> {
+    fn txn(&self) -> Result<&redb::ReadTransaction, redb::Error> {
+        if let Some(txn) = self.txn.get() {
+            return Ok(txn);
+        }
+        let txn = self.db.begin_read()?;
+        Ok(self.txn.get_or_init(|| txn))
+    }
+
+    fn row_owner(&self, n: i32) -> Result<Option<RowOwner>, redb::Error> {
+        // Only the owner's key is read: its segments are not decoded.
+        Ok(self.txn()?.open_table(MESSAGES)?.get(n)?.map(|v| row_key(v.value())))
+    }
+
+    fn number_of(&self, key_text: &str) -> Result<Option<i32>, redb::Error> {
+        Ok(self.txn()?.open_table(MESSAGE_KEYS)?.get(key_text)?.map(|v| v.value()))
+    }
+
+    fn surrogate_owner(&self, n: i64) -> Result<Option<String>, redb::Error> {
+        Ok(self.txn()?.open_table(SURROGATES)?.get(n)?.map(|v| v.value().to_owned()))
+    }
 }
 
-impl Batch {
-    /// Who holds message number `n`, and since when.
-    fn owner_of(&self, view: &View<'_>, n: i32) -> Result<Option<RowOwner>, redb::Error> {
-        if let Some(&i) = self.rows.get(&n) {
-            if let Entry::Message { row, .. } = &self.entries[i] {
-                return Ok(Some(row_key(row)));
+/// The decisions. Each answers with a ticket: the journal entry it relies on (0: redb's).
+impl State {
+    /// Who holds message number `n`, since when, and the entry that says so.
+    fn owner_of(&self, view: &View<'_>, n: i32) -> Result<Option<(RowOwner, u64)>, redb::Error> {
+        if let Some(r) = self.pending.rows.get(&n) {
+            return Ok(Some((row_key(&r.row), r.seq)));
+        }
+        Ok(view.row_owner(n)?.map(|owner| (owner, 0)))
+    }
+
+    /// The number a key holds, and the entry that gave it.
+    fn number_of(&self, view: &View<'_>, key_text: &str) -> Result<Option<(i32, u64)>, redb::Error> {
+        if let Some(&found) = self.pending.keys.get(key_text) {
+            return Ok(Some(found));
+        }
+        Ok(view.number_of(key_text)?.map(|n| (n, 0)))
+    }
+
+    /// Makes an entry visible to every reader and hands it to the syncer.
+    fn push(&mut self, entry: Entry, claimed: bool) -> u64 {
+        self.seq += 1;
+        let seq = self.seq;
+        match &entry {
+            Entry::Message { n, key_text, row } => {
+                let new = claimed || self.pending.rows.get(n).is_some_and(|r| r.new);
+                self.pending.keys.insert(key_text.clone(), (*n, seq));
+                self.pending.rows.insert(*n, PendingRow { key_text: key_text.clone(), row: row.clone(), seq, new });
+                self.unfolded.push_back((seq, Ref::Message(*n)));
+            }
+            Entry::Surrogate { n, v12 } => {
+                self.pending.ids.insert(v12.clone(), (*n, seq));
+                self.pending.surrogates.insert(*n, (v12.clone(), seq));
+                self.unfolded.push_back((seq, Ref::Surrogate(*n)));
             }
         }
-        let pending = view.pending.lock_unpoisoned().rows.get(&n).map(|r| r.row.clone());
-        if let Some(row) = pending {
-            return Ok(Some(row_key(&row)));
-        }
-        // Only the owner's key is read: its segments are not decoded.
-        Ok(view.messages.get(n)?.map(|v| row_key(v.value())))
+        self.open.push(entry);
+        seq
     }
 
-    /// The number a key holds, and whether this batch gave it (so it is not durable yet).
-    fn number_of(&self, view: &View<'_>, key_text: &str) -> Result<Option<(i32, bool)>, redb::Error> {
-        if let Some(&n) = self.keys.get(key_text) {
-            return Ok(Some((n, true)));
+    fn claim_surrogate(&mut self, view: &View<'_>, n: i64, v12: &str) -> Result<(Claim<String>, u64), redb::Error> {
+        if let Some((owner, seq)) = self.pending.surrogates.get(&n) {
+            return Ok((Claim::Taken(owner.to_string()), *seq));
         }
-        if let Some(&n) = view.pending.lock_unpoisoned().keys.get(key_text) {
-            return Ok(Some((n, false)));
+        if let Some(owner) = view.surrogate_owner(n)? {
+            return Ok((Claim::Taken(owner), 0));
         }
-        Ok(view.keys.get(key_text)?.map(|v| (v.value(), false)))
-    }
-
-    fn surrogate_owner(&self, view: &View<'_>, n: i64) -> Result<Option<String>, redb::Error> {
-        if let Some(&i) = self.surrogates.get(&n) {
-            if let Entry::Surrogate { v12, .. } = &self.entries[i] {
-                return Ok(Some(v12.to_string()));
-            }
-        }
-        if let Some((v12, _)) = view.pending.lock_unpoisoned().surrogates.get(&n) {
-            return Ok(Some(v12.to_string()));
-        }
-        Ok(view.surrogates.get(n)?.map(|v| v.value().to_owned()))
-    }
-
-    fn push_row(&mut self, n: i32, key_text: Arc<str>, row: Row) -> usize {
-        let i = self.entries.len();
-        self.rows.insert(n, i);
-        self.entries.push(Entry::Message { n, key_text, row: row.into_bytes().into() });
-        i
+        Ok((Claim::Inserted, self.push(Entry::Surrogate { n, v12: v12.into() }, true)))
     }
 
     /// Claims `n` for the row unless the number is taken (then says by which key).
@@ -862,19 +758,16 @@ impl Batch {
         n: i32,
         key_text: String,
         mut row: Row,
-    ) -> Result<Claim<MessageKey>, redb::Error> {
+    ) -> Result<(Claim<MessageKey>, u64), redb::Error> {
         Ok(match self.owner_of(view, n)? {
-            Some(Ok((owner, _))) => Claim::Taken(owner),
+            Some((Ok((owner, _)), seq)) => (Claim::Taken(owner), seq),
             // An unreadable row cannot be told apart from a collision: probe on.
-            Some(Err(_)) => Claim::Taken(MessageKey::default()),
+            Some((Err(_), seq)) => (Claim::Taken(MessageKey::default()), seq),
             None => {
                 row.set_at(now_ms());
-                // One copy of the key for the batch, its entry, and then the pending tables.
-                let key_text: Arc<str> = key_text.into();
-                self.keys.insert(key_text.clone(), n);
-                let i = self.push_row(n, key_text, row);
-                self.claimed.insert(i as u32);
-                Claim::Inserted
+                // One copy of the key for its entry and the pending tables.
+                let entry = Entry::Message { n, key_text: key_text.into(), row: row.into_bytes().into() };
+                (Claim::Inserted, self.push(entry, true))
             }
         })
     }
@@ -888,18 +781,69 @@ impl Batch {
         key: &MessageKey,
         key_text: String,
         mut row: Row,
-    ) -> Result<(), redb::Error> {
-        if let Some(Ok((owner, at))) = self.owner_of(view, n)? {
+    ) -> Result<u64, redb::Error> {
+        if let Some((Ok((owner, at)), _)) = self.owner_of(view, n)? {
             if owner == *key {
                 row.set_at(at);
-                let claimed_here = self.rows.get(&n).is_some_and(|i| self.claimed.contains(&(*i as u32)));
-                let i = self.push_row(n, key_text.into(), row);
-                if claimed_here {
-                    self.claimed.insert(i as u32);
+                let entry = Entry::Message { n, key_text: key_text.into(), row: row.into_bytes().into() };
+                return Ok(self.push(entry, false));
+            }
+        }
+        Ok(0)
+    }
+
+    /// The key's number (its row given the content, when `content`), else a claim of `n`.
+    fn find_or_claim(
+        &mut self,
+        view: &View<'_>,
+        n: i32,
+        key: &MessageKey,
+        key_text: String,
+        row: Row,
+        content: bool,
+    ) -> Result<(Found<i32, MessageKey>, u64), redb::Error> {
+        match self.number_of(view, &key_text)? {
+            Some((known, seq)) => {
+                let saved = if content { self.save(view, known, key, key_text, row)? } else { 0 };
+                Ok((Found::Known(known), seq.max(saved)))
+            }
+            None => {
+                let (claim, seq) = self.claim(view, n, key_text, row)?;
+                Ok((Found::Claimed(n, claim), seq))
+            }
+        }
+    }
+
+    /// Removes from [`Pending`] what the folder has committed to redb up to `folded` (unless a
+    /// later entry replaced it).
+    fn let_go_of_folded(&mut self, folded: u64) {
+        let p = &mut self.pending;
+        while let Some(&(seq, what)) = self.unfolded.front() {
+            if seq > folded {
+                break;
+            }
+            self.unfolded.pop_front();
+            match what {
+                Ref::Message(n) => {
+                    if p.rows.get(&n).is_some_and(|r| r.seq == seq) {
+                        if let Some(r) = p.rows.remove(&n) {
+                            if p.keys.get(&r.key_text).is_some_and(|&(k, _)| k == n) {
+                                p.keys.remove(&r.key_text);
+                            }
+                        }
+                    }
+                }
+                Ref::Surrogate(n) => {
+                    if p.surrogates.get(&n).is_some_and(|(_, s)| *s == seq) {
+                        if let Some((v12, _)) = p.surrogates.remove(&n) {
+                            if p.ids.get(&v12).is_some_and(|&(k, _)| k == n) {
+                                p.ids.remove(&v12);
+                            }
+                        }
+                    }
                 }
             }
         }
-        Ok(())
     }
 }
 
@@ -942,8 +886,8 @@ impl Folder {
                 }
             }
             // Let entries gather for a while, then take them all: one large commit instead of
-            // many small ones, and no wake-up per batch the writer sends.
-            // (The writer wakes the folder early when it stops, to fold what is left.)
+            // many small ones, and no wake-up per batch the syncer sends.
+            // (The syncer wakes the folder early when it stops, to fold what is left.)
             std::thread::park_timeout(FOLD_EVERY);
             let mut count: usize = gathered.iter().map(|f| f.entries.len()).sum();
             while count < FOLD_MAX && !closed {
@@ -979,6 +923,7 @@ impl Folder {
         }
         txn.commit().map_err(store_err)?;
         self.shared.folded.store(last.last, Ordering::Release);
+        self.shared.state.lock_unpoisoned().let_go_of_folded(last.last);
         if let Err(error) = journal::remove_before(&self.journal_dir, last.file) {
             tracing::warn!(%error, "id store could not delete a journal file it no longer needs");
         }
@@ -1083,7 +1028,7 @@ mod tests {
         txn.commit().unwrap();
     }
 
-    /// A record's row as the writer journals it.
+    /// A record's row as a decision journals it.
     fn row_bytes(record: &MessageRecord, at: u64) -> Arc<[u8]> {
         Row::encode(record, at).unwrap().into_bytes().into()
     }
@@ -1188,6 +1133,45 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    /// Inside `deferring`, ids are given before the journal is synced; the ticket covers every
+    /// one of them: once it is on disk, so is each entry. Outside it, a claim returns only once
+    /// its entry is on disk.
+    #[test]
+    fn ids_given_without_waiting_are_on_disk_once_their_ticket_is() {
+        let d = dir("deferred");
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        let records: Vec<_> = (0..20).map(|i| said("bot", &format!("m{i}"), "hi")).collect();
+        let (claims, ticket) = block_on(crate::store::deferring(async {
+            let mut claims = Vec::new();
+            for (i, r) in records.iter().enumerate() {
+                claims.push(store.claim_message(100 + i as i32, r).await.unwrap());
+            }
+            assert_eq!(store.claim_surrogate(5_000_000_007, "wxid_d").await.unwrap(), Claim::Inserted);
+            claims
+        }));
+        assert!(claims.iter().all(|c| *c == Claim::Inserted), "{claims:?}");
+        assert_eq!(ticket, 21, "the last of the 21 entries");
+        block_on(store.wait_on_disk(ticket)).unwrap();
+        assert!(store.shared.durable_seq() >= ticket);
+        let mut on_disk = Vec::new();
+        for (_, path) in journal::files(&d.join("journal")).unwrap() {
+            on_disk.extend(journal::read(&path).unwrap().0);
+        }
+        for i in 0..20 {
+            assert!(
+                on_disk.iter().any(|e| matches!(e, Entry::Message { n, .. } if *n == 100 + i)),
+                "message {i} journalled"
+            );
+        }
+        assert!(on_disk.iter().any(|e| matches!(e, Entry::Surrogate { n: 5_000_000_007, .. })));
+        assert_eq!(block_on(store.message_id_of(&records[3].key)).unwrap(), Some(103));
+        // Not deferred: on disk when answered.
+        assert_eq!(block_on(store.claim_message(300, &said("bot", "late", "x"))).unwrap(), Claim::Inserted);
+        assert!(store.shared.durable_seq() >= store.shared.state.lock_unpoisoned().seq);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
     /// What a crash leaves: journalled entries redb never got, the last one cut short. Opening
     /// the store applies the whole ones, and the journal starts afresh after the old files.
     #[test]
@@ -1252,7 +1236,7 @@ mod tests {
     }
 
     /// A claim is readable as soon as it is answered (from the journal's entries), and the same
-    /// once the folder has put it into redb and the writer has let go of it.
+    /// once the folder has put it into redb and let go of it.
     #[test]
     fn a_claim_reads_the_same_before_and_after_it_is_folded() {
         let d = dir("folded");
@@ -1292,7 +1276,7 @@ mod tests {
         let row = store.read(|t| Ok(t.open_table(MESSAGES)?.get(3)?.map(|v| v.value().to_vec()))).unwrap().unwrap();
         assert!(record::is_row(&row));
         // The same row cut short in its body, and a JSON row cut short: written behind the
-        // store's back (the writer thread is idle between requests).
+        // store's back (nothing is pending).
         for (n, bytes) in [(4, &row[..row.len() - 2]), (5, &br#"{"record":{"key""#[..])] {
             let txn = store.db.begin_write().unwrap();
             txn.open_table(MESSAGES).unwrap().insert(n, bytes).unwrap();

@@ -16,12 +16,45 @@ use crate::core::MemoryIdStore;
 pub use self::redis::RedisStore;
 pub use disk::{DiskStore, Retention};
 
+tokio::task_local! {
+    /// The last journal entry the ids given out within [`deferring`] rely on.
+    static DEFERRED: std::cell::Cell<u64>;
+}
+
+/// Runs `translate` without waiting for the disk store's journal: the ids it is given may not be
+/// on disk yet. Returns its output and the ticket to pass to [`Store::on_disk`] before any of
+/// it reaches a bot. An event's ids are then one wait, not one per id.
+pub async fn deferring<F: std::future::Future>(translate: F) -> (F::Output, u64) {
+    DEFERRED
+        .scope(std::cell::Cell::new(0), async move {
+            let out = translate.await;
+            (out, DEFERRED.with(std::cell::Cell::get))
+        })
+        .await
+}
+
+/// Inside [`deferring`]: keeps the ticket for its caller and says so.
+fn defer(ticket: u64) -> bool {
+    DEFERRED.try_with(|t| t.set(t.get().max(ticket))).is_ok()
+}
+
 /// The store a running bridge uses.
 #[derive(Debug)]
 pub enum Store {
     Memory(Box<MemoryIdStore>),
     Disk(DiskStore),
     Redis(RedisStore),
+}
+
+impl Store {
+    /// Waits until what a [`deferring`] run was given is on disk (the stores that do not
+    /// defer have nothing to wait for).
+    pub async fn on_disk(&self, ticket: u64) -> Result<(), IdError> {
+        match self {
+            Store::Disk(s) if ticket > 0 => s.wait_on_disk(ticket).await,
+            _ => Ok(()),
+        }
+    }
 }
 
 impl IdStore for Store {
