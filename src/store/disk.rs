@@ -264,19 +264,16 @@ impl DiskStore {
             .set_cache_size(cache_bytes)
             .create(&path)
             .map_err(|e| store_err(format!("{}: {e}", path.display())))?;
-        let txn = db.begin_write().map_err(store_err)?;
-        {
-            txn.open_table(IDS).map_err(store_err)?;
-            txn.open_table(SURROGATES).map_err(store_err)?;
-            txn.open_table(MESSAGE_KEYS).map_err(store_err)?;
-            txn.open_table(MESSAGES).map_err(store_err)?;
-            txn.open_table(MESSAGE_AGE).map_err(store_err)?;
-        }
-        txn.commit().map_err(store_err)?;
+        create_tables(&db).map_err(store_err)?;
         let journal_dir = dir.join("journal");
         let next = recover(&db, &journal_dir)?;
         let journal =
             Journal::create(&journal_dir, next).map_err(|e| store_err(format!("{}: {e}", journal_dir.display())))?;
+        DiskStore::start(db, journal, journal_dir, retention)
+    }
+
+    /// Starts the syncer and folder threads on an opened database and journal.
+    fn start(db: Database, journal: Journal, journal_dir: PathBuf, retention: Retention) -> Result<DiskStore, IdError> {
         let db = Arc::new(db);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
@@ -503,6 +500,20 @@ impl IdStore for DiskStore {
         self.on_disk(ticket).await?;
         Ok(found)
     }
+}
+
+/// Creates the tables a new file lacks.
+fn create_tables(db: &Database) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        txn.open_table(IDS)?;
+        txn.open_table(SURROGATES)?;
+        txn.open_table(MESSAGE_KEYS)?;
+        txn.open_table(MESSAGES)?;
+        txn.open_table(MESSAGE_AGE)?;
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 /// Applies what the journal holds (a crash left it there, or the last run stopped before its
@@ -1168,6 +1179,36 @@ mod tests {
         // Not deferred: on disk when answered.
         assert_eq!(block_on(store.claim_message(300, &said("bot", "late", "x"))).unwrap(), Claim::Inserted);
         assert!(store.shared.durable_seq() >= store.shared.state.lock_unpoisoned().seq);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A journal that cannot be written (here: every write fails, as on a full disk) stops the
+    /// store: a caller waiting for its entry is told, an event's ticket is never on disk, and
+    /// later decisions fail at once instead of giving ids that would be lost.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_journal_that_cannot_be_written_stops_the_store_and_says_why() {
+        let d = dir("full");
+        let journal_dir = d.join("journal");
+        std::fs::create_dir_all(&journal_dir).unwrap();
+        for number in 1..=2 {
+            std::os::unix::fs::symlink("/dev/full", journal_dir.join(format!("{number:020}.log"))).unwrap();
+        }
+        let db = redb::Builder::new().create(d.join("bridge.redb")).unwrap();
+        create_tables(&db).unwrap();
+        let journal = Journal::create(&journal_dir, 1).unwrap();
+        let store = DiskStore::start(db, journal, journal_dir, Retention::default()).unwrap();
+        let Err(IdError::Store(why)) = block_on(store.claim_message(3, &said("bot", "a", "x"))) else {
+            panic!("a claim that never reached the disk was answered")
+        };
+        assert!(why.contains("journal cannot be written"), "{why}");
+        let (claim, ticket) = block_on(crate::store::deferring(store.claim_message(4, &said("bot", "b", "y"))));
+        // Refused at once, or given and then never on disk.
+        if claim.is_ok() {
+            assert!(block_on(store.wait_on_disk(ticket)).is_err());
+        }
+        assert!(block_on(store.claim_surrogate(5_000_000_009, "wxid_full")).is_err());
         drop(store);
         let _ = std::fs::remove_dir_all(&d);
     }
