@@ -5,7 +5,7 @@
 //! - **admit**, in order: parse, drop a duplicate `id`, let meta events tell the hub about the
 //!   backend, make sure the account exists;
 //! - **translate**, up to [`IN_FLIGHT`] events at once: ids (on the disk store the events in
-//!   flight share one durable commit) and received media URLs (which may ask the backend);
+//!   flight share one journal sync, waited for once per event) and received media URLs (which may ask the backend);
 //! - **deliver**, in order: an event is published when it and every event read before it are
 //!   translated.
 //!
@@ -31,9 +31,12 @@ use crate::core::v12;
 
 /// Events read from one connection and waiting to be admitted; when full, the reader waits.
 pub const QUEUE: usize = 1024;
-/// Events translated at once, per link. Enough for a durable commit to carry a few hundred ids
-/// and for a few hundred picture URLs to be asked for together; small next to [`QUEUE`].
-pub const IN_FLIGHT: usize = 256;
+/// Events translated at once, per link. An event holds its slot while it translates and then
+/// waits for the journal sync its ids share with the others (a few hundred µs): enough for a
+/// sync to carry every event of a burst and for a hundred picture URLs to be asked for
+/// together. Each translation in flight is about 15 KiB of state; 256 of them raised the disk
+/// store's peak RSS by 7 MiB and gave no more events a second.
+pub const IN_FLIGHT: usize = 128;
 
 /// The reader's end of a link's intake.
 #[derive(Debug)]
