@@ -189,6 +189,8 @@ struct Shared {
     durable: tokio::sync::watch::Sender<Durable>,
     /// The last journal entry redb holds.
     folded: AtomicU64,
+    /// Told after each fold, for decisions waiting for the folder to catch up.
+    fold_done: tokio::sync::Notify,
     /// The syncer is parked, waiting for entries (or for the store to close).
     syncer_idle: AtomicBool,
     closed: AtomicBool,
@@ -279,6 +281,7 @@ impl DiskStore {
             state: Mutex::new(State::default()),
             durable: tokio::sync::watch::Sender::new(Durable::default()),
             folded: AtomicU64::new(0),
+            fold_done: tokio::sync::Notify::new(),
             syncer_idle: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             syncer: std::sync::OnceLock::new(),
@@ -321,6 +324,8 @@ impl DiskStore {
     async fn decide<T>(&self, f: impl FnOnce(&mut State, &View<'_>) -> Result<T, IdError>) -> Result<T, IdError> {
         let mut warned = false;
         loop {
+            // Registered before the check, so that a fold finishing in between is not missed.
+            let folded = self.shared.fold_done.notified();
             let behind =
                 self.shared.state.lock_unpoisoned().seq.saturating_sub(self.shared.folded.load(Ordering::Acquire));
             if behind <= MAX_UNFOLDED {
@@ -330,7 +335,7 @@ impl DiskStore {
                 tracing::warn!(unfolded = behind, "id store waits for its folder");
                 warned = true;
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            folded.await;
         }
         let decided = {
             let mut state = self.shared.state.lock_unpoisoned();
@@ -935,6 +940,7 @@ impl Folder {
         txn.commit().map_err(store_err)?;
         self.shared.folded.store(last.last, Ordering::Release);
         self.shared.state.lock_unpoisoned().let_go_of_folded(last.last);
+        self.shared.fold_done.notify_waiters();
         if let Err(error) = journal::remove_before(&self.journal_dir, last.file) {
             tracing::warn!(%error, "id store could not delete a journal file it no longer needs");
         }
