@@ -5,7 +5,8 @@
 //! - **admit**, in order: parse, drop a duplicate `id`, let meta events tell the hub about the
 //!   backend, make sure the account exists;
 //! - **translate**, up to [`IN_FLIGHT`] events at once: ids (on the disk store the events in
-//!   flight share one journal sync, waited for once per event) and received media URLs (which may ask the backend);
+//!   flight share one journal sync, waited for once per event) and received media URLs (which
+//!   may ask the backend);
 //! - **deliver**, in order: an event is published when it and every event read before it are
 //!   translated.
 //!
