@@ -219,8 +219,10 @@ struct Open(Arc<Shared>);
 impl Drop for Open {
     fn drop(&mut self) {
         self.0.closed.store(true, Ordering::Release);
-        self.0.syncer_idle.store(true, Ordering::Release);
-        self.0.wake_syncer();
+        // Idle or not, the syncer looks at `closed` before it parks again.
+        if let Some(t) = self.0.syncer.get() {
+            t.unpark();
+        }
     }
 }
 
