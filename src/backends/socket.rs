@@ -23,7 +23,6 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use tracing::Instrument;
 
 use crate::backends::intake::Intake;
 use crate::backends::link::{LinkHandle, Outgoing, RecentIds};
@@ -148,7 +147,7 @@ pub async fn serve<R: Reports, S>(
 
 async fn pump<R: Reports, S>(
     link: &LinkHandle,
-    mut outgoing: Option<&mut mpsc::Receiver<Outgoing>>,
+    outgoing: Option<&mut mpsc::Receiver<Outgoing>>,
     ws: tokio_tungstenite::WebSocketStream<S>,
     reports: &Arc<R>,
     limits: &Limits,
@@ -157,100 +156,134 @@ async fn pump<R: Reports, S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let carries_requests = outgoing.is_some();
     let (sink, mut stream) = ws.split();
-    // Frames are written by a task of their own, so reading never waits for a write. A backend
-    // that reads nothing while one of its own writes waits (a task per connection, under a
-    // burst) would otherwise wait for this loop to read while this loop waited for it to read.
-    let (frames, to_write) = mpsc::channel(WRITES_QUEUED);
-    let mut writer = AbortOnDrop(tokio::spawn(write_frames(sink, to_write, limits.write_timeout).in_current_span()));
-    if outgoing.is_some() {
+    // Reading and writing are two futures of this one task, polled together: reading never
+    // waits for a write (a backend that reads nothing while one of its own writes waits, a task
+    // per connection under a burst, would otherwise wait for this loop to read while this loop
+    // waited for it to read), and a request goes from its caller's queue to the socket with no
+    // task in between.
+    let (control, controls) = mpsc::channel(CONTROL_QUEUED);
+    let writer = write_frames(sink, controls, outgoing, limits.write_timeout);
+    tokio::pin!(writer);
+    if carries_requests {
         link.set_connected(true);
         tokio::spawn(discover(link.clone(), reports.clone()));
     }
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.reset();
-    let mut last_heard = tokio::time::Instant::now();
-    // Whether this connection was told it looks like a v11 implementation on a v12 link.
-    let mut hinted = false;
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            // The writer ends only when a write failed or timed out (it said which).
-            _ = &mut writer.0 => return,
-            next = async {
-                // A request is taken from the link's queue only when the writer has room for it.
-                let room = frames.reserve().await.ok()?;
-                let out = match outgoing.as_deref_mut() {
-                    Some(outgoing) => outgoing.recv().await?,
-                    None => std::future::pending().await,
-                };
-                Some((room, out))
-            } => {
-                let Some((room, out)) = next else { return };
-                room.send(if out.binary {
-                    Message::binary(out.body)
-                } else {
-                    Message::text(String::from_utf8(out.body).unwrap_or_default())
-                });
-            }
-            _ = ping.tick() => {
-                // A peer that vanished without a FIN answers nothing, not even our pings.
-                if last_heard.elapsed() > SILENT_FOR {
-                    tracing::warn!(silent_s = last_heard.elapsed().as_secs(), "backend silent, not even pongs; dropping the connection");
-                    return;
+    let reader = async {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.reset();
+        let mut last_heard = tokio::time::Instant::now();
+        // Whether this connection was told it looks like a v11 implementation on a v12 link.
+        let mut hinted = false;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return Ended::Shutdown,
+                _ = ping.tick() => {
+                    // A peer that vanished without a FIN answers nothing, not even our pings.
+                    if last_heard.elapsed() > SILENT_FOR {
+                        tracing::warn!(silent_s = last_heard.elapsed().as_secs(), "backend silent, not even pongs; dropping the connection");
+                        return Ended::Peer;
+                    }
+                    // With the writer's queue full a ping would add nothing: the writer's own
+                    // timeout catches a backend that reads nothing.
+                    let _ = control.try_send(Message::Ping(Default::default()));
                 }
-                // With the writer's queue full a ping would add nothing: the writer's own timeout
-                // catches a backend that reads nothing.
-                let _ = frames.try_send(Message::Ping(Default::default()));
-            }
-            frame = stream.next() => match frame.inspect(|_| last_heard = tokio::time::Instant::now()) {
-                Some(Ok(Message::Text(text))) => on_frame(link, intake, Payload::Text(&text), &mut hinted).await,
-                Some(Ok(Message::Binary(bytes))) => on_frame(link, intake, Payload::Binary(&bytes), &mut hinted).await,
-                Some(Ok(Message::Close(frame))) => {
-                    tracing::info!(?frame, "backend closed the connection");
-                    return;
+                frame = stream.next() => match frame.inspect(|_| last_heard = tokio::time::Instant::now()) {
+                    Some(Ok(Message::Text(text))) => on_frame(link, intake, Payload::Text(&text), &mut hinted).await,
+                    Some(Ok(Message::Binary(bytes))) => on_frame(link, intake, Payload::Binary(&bytes), &mut hinted).await,
+                    Some(Ok(Message::Close(frame))) => {
+                        tracing::info!(?frame, "backend closed the connection");
+                        return Ended::Peer;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => { tracing::warn!(%error, "backend connection failed"); return Ended::Peer; }
+                    None => return Ended::Peer,
                 }
-                Some(Ok(_)) => {}
-                Some(Err(error)) => { tracing::warn!(%error, "backend connection failed"); return; }
-                None => return,
             }
         }
+    };
+    let ended = tokio::select! {
+        // The writer ends only when a write failed or timed out (it said which).
+        _ = &mut writer => return,
+        ended = reader => ended,
+    };
+    if ended == Ended::Shutdown {
+        // The close frame goes out after what is queued, the writer given its usual time.
+        let bye = CloseFrame { code: CloseCode::Away, reason: "bridge shutting down".into() };
+        let _ = control.try_send(Message::Close(Some(bye)));
+        drop(control);
+        let _ = tokio::time::timeout(limits.write_timeout, &mut writer).await;
     }
-    // Shutting down: the close frame goes out after what is queued, the writer given its usual time.
-    let bye = CloseFrame { code: CloseCode::Away, reason: "bridge shutting down".into() };
-    let _ = frames.try_send(Message::Close(Some(bye)));
-    drop(frames);
-    let _ = tokio::time::timeout(limits.write_timeout, &mut writer.0).await;
 }
 
-/// Frames waiting for the connection's writer, besides the link's own request queue.
-const WRITES_QUEUED: usize = 64;
+/// How the reading half of a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    Peer,
+    Shutdown,
+}
+
+/// Frames of the connection's own (pings, the closing frame) waiting for the writer.
+const CONTROL_QUEUED: usize = 4;
 /// Frames written before one flush, at most.
 const FRAMES_PER_FLUSH: usize = 64;
 
-/// Aborts a task when dropped: the writer never outlives its connection's loop.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+/// The next frame to write: the connection's own first, then the link's requests (none when the
+/// connection carries no requests). `None` once either queue is closed (the connection is
+/// ending, or the link is gone).
+async fn next_frame(
+    controls: &mut mpsc::Receiver<Message>,
+    outgoing: &mut Option<&mut mpsc::Receiver<Outgoing>>,
+) -> Option<Message> {
+    tokio::select! {
+        biased;
+        control = controls.recv() => control,
+        request = async {
+            match outgoing.as_deref_mut() {
+                Some(outgoing) => outgoing.recv().await,
+                None => std::future::pending().await,
+            }
+        } => request.map(request_frame),
     }
 }
 
-/// Writes the frames it is given, those ready together in one flush, until the queue closes or a
-/// write fails or takes longer than `timeout` (a backend that reads nothing).
+/// What is ready without waiting, as [`next_frame`] orders it.
+fn ready_frame(
+    controls: &mut mpsc::Receiver<Message>,
+    outgoing: &mut Option<&mut mpsc::Receiver<Outgoing>>,
+) -> Option<Message> {
+    if let Ok(control) = controls.try_recv() {
+        return Some(control);
+    }
+    outgoing.as_deref_mut()?.try_recv().ok().map(request_frame)
+}
+
+fn request_frame(out: Outgoing) -> Message {
+    if out.binary {
+        Message::binary(out.body)
+    } else {
+        Message::text(String::from_utf8(out.body).unwrap_or_default())
+    }
+}
+
+/// Writes the connection's own frames and the link's requests, those ready together in one
+/// flush, until a queue closes or a write fails or takes longer than
+/// `timeout` (a backend that reads nothing). A request is taken from the link's queue only when
+/// it can be written: the rest wait there, where their callers' timeouts apply.
 async fn write_frames<S>(
     mut sink: futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<S>, Message>,
-    mut frames: mpsc::Receiver<Message>,
+    mut controls: mpsc::Receiver<Message>,
+    mut outgoing: Option<&mut mpsc::Receiver<Outgoing>>,
     timeout: Duration,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    while let Some(frame) = frames.recv().await {
+    while let Some(frame) = next_frame(&mut controls, &mut outgoing).await {
         let written = tokio::time::timeout(timeout, async {
             sink.feed(frame).await?;
             for _ in 1..FRAMES_PER_FLUSH {
-                let Ok(more) = frames.try_recv() else { break };
+                let Some(more) = ready_frame(&mut controls, &mut outgoing) else { break };
                 sink.feed(more).await?;
             }
             sink.flush().await

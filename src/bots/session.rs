@@ -2,9 +2,9 @@
 //! reverse-WS client's connections run the same loop.
 //!
 //! The session writes `lifecycle.connect` first (roles that carry events), then events, heartbeats
-//! and action answers; it reads action requests (roles that take actions), each run as its own
-//! task, at most `actions_in_flight` at once: beyond that the session stops reading (backpressure).
-//! A request is decoded before its task starts, within the bots' parse budget
+//! and action answers; it reads action requests (roles that take actions) and runs them
+//! concurrently inside the session, at most `actions_in_flight` at once: beyond that the session
+//! stops reading (backpressure). A request is decoded before it starts, within the bots' parse budget
 //! ([`crate::decode`], `docs/limits.md`), which it keeps until it is answered; while that budget
 //! is spent the session stops reading too.
 
@@ -12,15 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
-use tracing::Instrument;
 
 use crate::bots::event_filter::FilterSlot;
 use crate::bots::rate_limit::Limiter;
@@ -238,15 +237,17 @@ where
         let beat_every = self.cfg.heartbeat.filter(|_| self.role.sends_events());
         let mut beat = tokio::time::interval(beat_every.unwrap_or(Duration::from_secs(3600)));
         beat.reset();
-        let in_flight = Arc::new(Semaphore::new(self.cfg.limits.actions_in_flight));
-        let (answers_tx, mut answers) = mpsc::channel::<Vec<u8>>(self.cfg.limits.actions_in_flight);
+        // Actions run inside this session, concurrently, and their answers are written as they
+        // come: no task and no queue between a request and its answer.
+        let most = self.cfg.limits.actions_in_flight;
+        let mut actions = FuturesUnordered::new();
         loop {
             let step = tokio::select! {
                 _ = shutdown.changed() => {
                     self.close(CloseCode::Away, "bridge shutting down").await;
                     return Ended::Shutdown;
                 }
-                Some(answer) = answers.recv() => self.write(answer).await,
+                Some(answer) = actions.next(), if !actions.is_empty() => self.write(answer).await,
                 ev = recv_event(&mut events) => match ev {
                     Ok(ev) => self.write_events(&entry, ev, &mut events).await,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -262,18 +263,17 @@ where
                     if self.cfg.sends(&hb) { self.write(hb.json(self.cfg.post_format)).await } else { Step::Continue }
                 }
                 // Read the next frame only while there is room for another action (backpressure).
-                frame = self.stream.next(), if !self.role.reads_actions() || in_flight.available_permits() > 0 => {
+                frame = self.stream.next(), if !self.role.reads_actions() || actions.len() < most => {
                     match frame {
                         Some(Ok(Message::Text(text))) if self.role.reads_actions() => {
-                            let Ok(permit) = in_flight.clone().try_acquire_owned() else { return Ended::Peer };
                             // Decoded here: while the bots' parse budget is spent, this connection
                             // stops reading (backpressure), so at most one frame per connection
                             // waits for it. The request keeps its budget until it is answered.
                             let request = read_request(text.as_bytes()).await;
                             drop(text);
-                            let (hub, entry, tx) = (self.hub.clone(), entry.clone(), answers_tx.clone());
+                            let (hub, entry) = (self.hub.clone(), entry.clone());
                             let (format, limiter) = (self.cfg.post_format, self.cfg.limiter.clone());
-                            tokio::spawn(async move {
+                            actions.push(async move {
                                 let answer = match request {
                                     Ok((req, budget)) => {
                                         let answer = hub.handle_limited_action(&entry, req, format, limiter.as_deref()).await;
@@ -282,9 +282,8 @@ where
                                     }
                                     Err(refused) => refused,
                                 };
-                                drop(permit);
-                                let _ = tx.send(answer.to_json()).await;
-                            }.in_current_span());
+                                answer.to_json()
+                            });
                             Step::Continue
                         }
                         frame => self.on_other_frame(frame),
