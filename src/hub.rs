@@ -898,6 +898,29 @@ mod tests {
         }
     }
 
+    /// Every event's translation is a future moved into its link's queue (and copied whole each
+    /// time, however little of it is in use): it must stay small. Rare, large ways (a file URL
+    /// asked of the backend, a Redis round trip) are boxed where they are taken; a change that
+    /// makes this fail has put one back inline. It was 14.6 KB before.
+    #[tokio::test]
+    async fn an_events_translation_is_a_small_future() {
+        let hub = hub();
+        let up = link(1, true);
+        let entry = hub.upsert_account(&up, &me("10001"), true, true).await.unwrap();
+        let ev = v12::Event::from_value(serde_json::json!({
+            "id": "e1", "time": 1, "type": "message", "detail_type": "group", "sub_type": "",
+            "self": {"platform": "qq", "user_id": "10001"}, "message_id": "m1", "message": [],
+            "alt_message": "", "user_id": "20002", "group_id": "30003",
+        }))
+        .unwrap();
+        let admitted = Admitted { entry, backend: hub.backend_info(1), ev };
+        let translation = hub.translate(admitted, GiveUp::never());
+        let size = std::mem::size_of_val(&translation);
+        assert!(size <= 6 * 1024, "an event's translation is a future of {size} bytes");
+        let (_, v11) = translation.await;
+        assert!(v11.is_some(), "and it translates");
+    }
+
     /// One stray event for an account the backend never listed must not make every connection
     /// without self_id ambiguous: the backend's own list decides.
     #[tokio::test]

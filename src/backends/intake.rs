@@ -21,6 +21,7 @@
 use std::sync::Arc;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -90,11 +91,12 @@ async fn work<R: Reports>(
                 let Some((ev, budget)) = value else { break };
                 if let Some(admitted) = admit(&link, reports, &recent, ev).await {
                     let give_up = give_up.subscribe();
-                    translating.push_back(async move {
-                        let done = reports.translate(admitted, give_up).await;
+                    // Mapped rather than wrapped in an `async` block, which would hold the event
+                    // a second time beside its translation.
+                    translating.push_back(reports.translate(admitted, give_up).map(move |done| {
                         drop(budget);
                         done
-                    });
+                    }));
                 }
             }
         }

@@ -950,6 +950,19 @@ impl<S: IdStore> Translator<S> {
         if let Some(url) = self.media.remembered_here(CacheKind::Url, &key) {
             return Some(url).filter(|u| !u.is_empty());
         }
+        // Boxed: the way to an answer not remembered here is rare and its future large, and every
+        // event's translation would otherwise be as large as it is.
+        Box::pin(self.fetch_backend_url(ctx, caller, file_id, key)).await
+    }
+
+    /// [`Self::backend_url`] for a file whose URL is not remembered here.
+    async fn fetch_backend_url<C: V12Caller>(
+        &self,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        file_id: &str,
+        key: String,
+    ) -> Option<String> {
         let flight = self.media.lock_flights().entry(key.clone()).or_default().clone();
         let _leave = LeaveFlight { media: &self.media, key: &key, flight: &flight };
         let mut outcome = flight.lock().await;

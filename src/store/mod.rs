@@ -24,13 +24,14 @@ tokio::task_local! {
 /// Runs `translate` without waiting for the disk store's journal: the ids it is given may not be
 /// on disk yet. Returns its output and the ticket to pass to [`Store::on_disk`] before any of
 /// it reaches a bot. An event's ids are then one wait, not one per id.
-pub async fn deferring<F: std::future::Future>(translate: F) -> (F::Output, u64) {
-    DEFERRED
-        .scope(std::cell::Cell::new(0), async move {
-            let out = translate.await;
-            (out, DEFERRED.with(std::cell::Cell::get))
-        })
-        .await
+///
+/// Not an `async fn`: one would hold `translate` twice (as its argument, and again once awaited),
+/// and an event's translation is the largest future the bridge makes, moved into its queue for
+/// every event. Mapped in place, it is held once.
+pub fn deferring<F: std::future::Future>(translate: F) -> impl std::future::Future<Output = (F::Output, u64)> {
+    use futures_util::FutureExt;
+    // The mapping runs inside the scope: the ticket is read before the scope ends.
+    DEFERRED.scope(std::cell::Cell::new(0), translate.map(|out| (out, DEFERRED.with(std::cell::Cell::get))))
 }
 
 /// Inside [`deferring`]: keeps the ticket for its caller and says so.
@@ -57,12 +58,14 @@ impl Store {
     }
 }
 
+/// Redis's futures are boxed: they are the largest (a round trip to the server), and every
+/// translation's future would otherwise be as large as they are, whichever store it uses.
 impl IdStore for Store {
     async fn surrogate_of(&self, v12: &str) -> Result<Option<i64>, IdError> {
         match self {
             Store::Memory(s) => s.surrogate_of(v12).await,
             Store::Disk(s) => s.surrogate_of(v12).await,
-            Store::Redis(s) => s.surrogate_of(v12).await,
+            Store::Redis(s) => Box::pin(s.surrogate_of(v12)).await,
         }
     }
 
@@ -70,7 +73,7 @@ impl IdStore for Store {
         match self {
             Store::Memory(s) => s.claim_surrogate(n, v12).await,
             Store::Disk(s) => s.claim_surrogate(n, v12).await,
-            Store::Redis(s) => s.claim_surrogate(n, v12).await,
+            Store::Redis(s) => Box::pin(s.claim_surrogate(n, v12)).await,
         }
     }
 
@@ -78,7 +81,7 @@ impl IdStore for Store {
         match self {
             Store::Memory(s) => s.v12_of_surrogate(n).await,
             Store::Disk(s) => s.v12_of_surrogate(n).await,
-            Store::Redis(s) => s.v12_of_surrogate(n).await,
+            Store::Redis(s) => Box::pin(s.v12_of_surrogate(n)).await,
         }
     }
 
@@ -86,7 +89,7 @@ impl IdStore for Store {
         match self {
             Store::Memory(s) => s.message_id_of(key).await,
             Store::Disk(s) => s.message_id_of(key).await,
-            Store::Redis(s) => s.message_id_of(key).await,
+            Store::Redis(s) => Box::pin(s.message_id_of(key)).await,
         }
     }
 
@@ -94,7 +97,7 @@ impl IdStore for Store {
         match self {
             Store::Memory(s) => s.claim_message(n, record).await,
             Store::Disk(s) => s.claim_message(n, record).await,
-            Store::Redis(s) => s.claim_message(n, record).await,
+            Store::Redis(s) => Box::pin(s.claim_message(n, record)).await,
         }
     }
 
@@ -102,7 +105,7 @@ impl IdStore for Store {
         match self {
             Store::Memory(s) => s.message_of(n).await,
             Store::Disk(s) => s.message_of(n).await,
-            Store::Redis(s) => s.message_of(n).await,
+            Store::Redis(s) => Box::pin(s.message_of(n)).await,
         }
     }
 
@@ -110,7 +113,7 @@ impl IdStore for Store {
         match self {
             Store::Memory(s) => s.save_message(n, record).await,
             Store::Disk(s) => s.save_message(n, record).await,
-            Store::Redis(s) => s.save_message(n, record).await,
+            Store::Redis(s) => Box::pin(s.save_message(n, record)).await,
         }
     }
 
@@ -122,7 +125,7 @@ impl IdStore for Store {
         match self {
             Store::Memory(s) => s.find_or_claim_surrogate(first, v12).await,
             Store::Disk(s) => s.find_or_claim_surrogate(first, v12).await,
-            Store::Redis(s) => s.find_or_claim_surrogate(first, v12).await,
+            Store::Redis(s) => Box::pin(s.find_or_claim_surrogate(first, v12)).await,
         }
     }
 
@@ -134,7 +137,7 @@ impl IdStore for Store {
         match self {
             Store::Memory(s) => s.find_or_claim_message(first, record).await,
             Store::Disk(s) => s.find_or_claim_message(first, record).await,
-            Store::Redis(s) => s.find_or_claim_message(first, record).await,
+            Store::Redis(s) => Box::pin(s.find_or_claim_message(first, record)).await,
         }
     }
 }
