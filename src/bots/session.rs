@@ -240,7 +240,7 @@ where
         // Actions run inside this session, concurrently, and their answers are written as they
         // come: no task and no queue between a request and its answer.
         let most = self.cfg.limits.actions_in_flight;
-        let mut actions = FuturesUnordered::new();
+        let mut actions = FuturesUnordered::<Action>::new();
         loop {
             let step = tokio::select! {
                 _ = shutdown.changed() => {
@@ -271,19 +271,7 @@ where
                             // waits for it. The request keeps its budget until it is answered.
                             let request = read_request(text.as_bytes()).await;
                             drop(text);
-                            let (hub, entry) = (self.hub.clone(), entry.clone());
-                            let (format, limiter) = (self.cfg.post_format, self.cfg.limiter.clone());
-                            actions.push(async move {
-                                let answer = match request {
-                                    Ok((req, budget)) => {
-                                        let answer = hub.handle_limited_action(&entry, req, format, limiter.as_deref()).await;
-                                        drop(budget);
-                                        answer
-                                    }
-                                    Err(refused) => refused,
-                                };
-                                answer.to_json()
-                            });
+                            actions.push(action(self.hub.clone(), entry.clone(), request, &self.cfg));
                             Step::Continue
                         }
                         frame => self.on_other_frame(frame),
@@ -359,6 +347,31 @@ where
             }
         }
     }
+}
+
+/// What a session runs for one request: the answer, as JSON. Boxed, so that a session holds a
+/// pointer per action in flight: its own future (one per open connection, idle or not) would
+/// otherwise have room for one action's, several KB.
+type Action = std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>>;
+
+fn action(
+    hub: Arc<Hub>,
+    entry: Arc<AccountEntry>,
+    request: Result<(v11::Request, Option<crate::decode::Budget>), v11::Response>,
+    cfg: &SessionConfig,
+) -> Action {
+    let (format, limiter) = (cfg.post_format, cfg.limiter.clone());
+    Box::pin(async move {
+        let answer = match request {
+            Ok((req, budget)) => {
+                let answer = hub.handle_limited_action(&entry, req, format, limiter.as_deref()).await;
+                drop(budget);
+                answer
+            }
+            Err(refused) => refused,
+        };
+        answer.to_json()
+    })
 }
 
 /// An action request from a bot, decoded within the parse budget ([`crate::decode`]). Text that
