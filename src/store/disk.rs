@@ -64,6 +64,27 @@ const FOLD_MAX: usize = 16_384;
 /// Most entries decided and not yet in redb; decisions wait for the folder beyond it, so what
 /// the process keeps of them (a few hundred bytes each) stays bounded.
 const MAX_UNFOLDED: u64 = 16_384;
+/// Two batches in a row of at least this many entries, each come at [`BURST_RATE`] or more, are
+/// a burst: the syncer lets the next one grow before syncing it.
+const BURST_FROM: usize = 8;
+/// Entries a second, counted over a batch and its sync.
+const BURST_RATE: f64 = 40_000.0;
+/// The longest a batch is let grow.
+const MAX_GROW: Duration = Duration::from_micros(500);
+
+/// One journal sync, as the syncer remembers it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Batch {
+    entries: usize,
+    took: Duration,
+}
+
+impl Batch {
+    /// Whether the entries came as fast as a burst's (decided while the sync before took).
+    fn burst(&self) -> bool {
+        self.entries >= BURST_FROM && self.entries as f64 >= BURST_RATE * self.took.as_secs_f64()
+    }
+}
 /// How long the folder waits before retrying a commit that failed.
 const FOLD_RETRY: Duration = Duration::from_secs(1);
 
@@ -631,8 +652,10 @@ struct Syncer {
 
 impl Syncer {
     fn run(mut self) {
+        // The last two batches: their sizes and how long their syncs took.
+        let (mut last, mut before_last) = (Batch::default(), Batch::default());
         loop {
-            let (entries, last) = {
+            let (entries, seq) = {
                 let mut state = self.shared.state.lock_unpoisoned();
                 if state.open.is_empty() {
                     if self.shared.closed.load(Ordering::Acquire) {
@@ -644,17 +667,29 @@ impl Syncer {
                     std::thread::park();
                     continue;
                 }
+                // Under a sustained burst a sync costs the process about as much CPU as the
+                // entries it carries: let the batch grow for about as long as a sync takes, so
+                // a burst pays for half as many. Not at a steady rate, where a batch is an entry
+                // or two, nor after a slow sync there, whose large batch came slowly: either
+                // would only add to the latency.
+                if last.burst() && before_last.burst() && state.open.len() < last.entries {
+                    drop(state);
+                    std::thread::park_timeout(last.took.min(MAX_GROW));
+                    state = self.shared.state.lock_unpoisoned();
+                }
                 (std::mem::take(&mut state.open), state.seq)
             };
             let started = Instant::now();
             let Some(file) = self.append(&entries) else { break };
+            let took = started.elapsed();
+            (before_last, last) = (last, Batch { entries: entries.len(), took });
             if let Some(histogram) = self.commits.get() {
-                histogram.observe(started.elapsed().as_secs_f64());
+                histogram.observe(took.as_secs_f64());
             }
-            self.shared.durable.send_modify(|d| d.seq = last);
+            self.shared.durable.send_modify(|d| d.seq = seq);
             // The folder is gone only when its thread died: the entries stay in the journal and
             // are applied when the store opens next.
-            if self.folds.send(Fold { file, last, entries }).is_err() {
+            if self.folds.send(Fold { file, last: seq, entries }).is_err() {
                 tracing::error!("id store folder stopped; journalled ids reach the database at the next start");
             }
         }
@@ -1189,6 +1224,18 @@ mod tests {
         assert!(store.shared.durable_seq() >= store.shared.state.lock_unpoisoned().seq);
         drop(store);
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// The syncer lets a batch grow only in a burst: not at a steady rate (an entry or two per
+    /// sync), nor after one slow sync there (many entries, come slowly), whose events are late
+    /// already.
+    #[test]
+    fn only_a_bursts_batches_are_let_grow() {
+        let batch = |entries, micros| Batch { entries, took: Duration::from_micros(micros) };
+        assert!(!batch(1, 150).burst(), "a steady rate");
+        assert!(!batch(10, 2_000).burst(), "one slow sync at a steady rate");
+        assert!(!batch(5, 50).burst(), "too few entries to be worth waiting for");
+        assert!(batch(12, 150).burst(), "80 000 entries a second");
     }
 
     /// A journal that cannot be written (here: every write fails, as on a full disk) stops the
