@@ -4,7 +4,8 @@
 //! decided before (entries redb does not hold yet) and redb. A decided entry is visible to
 //! every reader at once and carries a ticket, its place in the [`journal`]. The syncer thread
 //! appends what was decided meanwhile to the journal and syncs it (`fdatasync`): decisions made
-//! during one sync share the next (group commit). No id reaches a bot before its ticket is on
+//! during one sync share the next (group commit), and in a burst the next waits a sync's time
+//! more, so that a burst pays for fewer syncs. No id reaches a bot before its ticket is on
 //! disk, so an id a bot has been given survives a restart and `kill -9`. A caller waits for its
 //! ticket before it returns, except inside [`crate::store::deferring`]: the event path
 //! translates an event (several ids, one after another) without waiting, then waits once for
