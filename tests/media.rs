@@ -292,6 +292,32 @@ async fn every_outgoing_form_becomes_one_upload_and_is_sent_by_its_file_id() {
     bridge.stop().await;
 }
 
+/// An action a bot asked for is carried out even when the bot goes away before its answer, as
+/// go-cqhttp does: the picture's upload answers after the bot left, and the message is still sent
+/// with it, not cut off halfway.
+#[tokio::test]
+async fn a_message_is_sent_after_its_bot_went_away_during_the_upload() {
+    let dirs = Dirs::new("gone");
+    let mut backend = FakeBackend::start(BackendOptions::default()).await;
+    let bridge = start(&backend, &dirs, |_| {}).await;
+    let mut bot = connect(&bridge).await;
+    let uploaded = json!({"status": "ok", "retcode": 0, "message": "", "data": {"file_id": "uploaded-late"}});
+    let mut late = uploaded.clone();
+    late[DELAY_MS] = json!(300);
+    backend.answer_next("upload_file", late);
+    let image = json!([{"type": "image", "data": {"file": b64(b"a picture")}}]);
+    let call = json!({"action": "send_group_msg", "params": {"group_id": 30003, "message": image}, "echo": "e"});
+    bot.send_raw(&call.to_string()).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while backend.next_request().await["action"] != "upload_file" {
+        assert!(tokio::time::Instant::now() < deadline, "no upload_file");
+    }
+    bot.close().await;
+    let sent = requests_through_send(&mut backend).await.pop().unwrap();
+    assert_eq!(sent["params"]["message"][0]["data"]["file_id"], "uploaded-late", "{sent}");
+    bridge.stop().await;
+}
+
 #[tokio::test]
 async fn local_files_outside_the_allowed_directories_are_refused_and_nothing_is_sent() {
     let dirs = Dirs::new("refused");

@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument;
 
 use crate::bots::event_filter::FilterSlot;
 use crate::bots::rate_limit::Limiter;
@@ -238,9 +239,11 @@ where
         let mut beat = tokio::time::interval(beat_every.unwrap_or(Duration::from_secs(3600)));
         beat.reset();
         // Actions run inside this session, concurrently, and their answers are written as they
-        // come: no task and no queue between a request and its answer.
+        // come: no task and no queue between a request and its answer. Those still running when
+        // the session ends are finished all the same.
         let most = self.cfg.limits.actions_in_flight;
-        let mut actions = FuturesUnordered::<Action>::new();
+        let mut actions = InFlight::default();
+        let actions = &mut actions.0;
         loop {
             let step = tokio::select! {
                 _ = shutdown.changed() => {
@@ -353,6 +356,26 @@ where
 /// pointer per action in flight: its own future (one per open connection, idle or not) would
 /// otherwise have room for one action's, several KB.
 type Action = std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>>;
+
+/// A session's actions in flight. When the session ends (the bot went away, a write failed) they
+/// go on in a task of their own and their answers are dropped: an action a bot asked for is
+/// carried out, as go-cqhttp does, not cut off halfway (a message sent and never remembered, a
+/// file uploaded and never sent).
+#[derive(Default)]
+struct InFlight(FuturesUnordered<Action>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let mut rest = std::mem::take(&mut self.0);
+        // Outside a runtime (it is being dropped) there is nothing left to finish them on.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { while rest.next().await.is_some() {} }.in_current_span());
+        }
+    }
+}
 
 fn action(
     hub: Arc<Hub>,

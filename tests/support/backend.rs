@@ -529,6 +529,9 @@ impl Drop for FakeBackend {
 
 /// A request the bridge makes on its own to learn the backend (`get_status`, `get_version`,
 /// `get_supported_actions`), as opposed to one a bot caused.
+/// A member of a scripted answer ([`FakeBackend::answer_next`]): send it this many milliseconds later.
+pub const DELAY_MS: &str = "delay_ms";
+
 pub fn is_discovery(request: &Value) -> bool {
     matches!(request["action"].as_str(), Some("get_status" | "get_version" | "get_supported_actions"))
 }
@@ -666,9 +669,10 @@ impl FakeBackend {
         let guard = LiveGuard(self.script.live.clone());
         // Install the push slot before returning, so `push` right after `dial` reaches this connection.
         let (tx, rx) = mpsc::unbounded_channel::<Message>();
+        let tx_later = tx.clone();
         self.script.every.lock().unwrap().push(tx.clone());
         *self.script.push.lock().unwrap() = Some(tx);
-        self.task = tokio::spawn(ws_session(ws, self.script.clone(), rx, guard));
+        self.task = tokio::spawn(ws_session(ws, self.script.clone(), (tx_later, rx), guard));
         Ok(())
     }
 
@@ -748,6 +752,8 @@ impl FakeBackend {
     }
 
     /// Answers the next call of `action` with this full response (or `json!("silence")` for none).
+    /// A response with a [`DELAY_MS`] member goes out that much later (over WebSocket), without it,
+    /// while the connection goes on.
     pub fn answer_next(&self, action: &str, response: Value) {
         self.script.answers.lock().unwrap().entry(action.into()).or_default().push_back(response);
     }
@@ -854,13 +860,14 @@ async fn serve_ws(listener: TcpListener, script: Arc<Script>) {
         script.live.fetch_add(1, Ordering::SeqCst);
         let guard = LiveGuard(script.live.clone());
         let (tx, rx) = mpsc::unbounded_channel::<Message>();
+        let tx_later = tx.clone();
         script.every.lock().unwrap().push(tx.clone());
         *script.push.lock().unwrap() = Some(tx);
         if script.opts.concurrent {
-            sessions.spawn(ws_session(ws, script.clone(), rx, guard));
+            sessions.spawn(ws_session(ws, script.clone(), (tx_later, rx), guard));
             while sessions.try_join_next().is_some() {}
         } else {
-            ws_session(ws, script.clone(), rx, guard).await;
+            ws_session(ws, script.clone(), (tx_later, rx), guard).await;
         }
     }
 }
@@ -870,7 +877,7 @@ async fn serve_ws(listener: TcpListener, script: Arc<Script>) {
 async fn ws_session<S>(
     ws: WebSocketStream<S>,
     script: Arc<Script>,
-    mut rx: mpsc::UnboundedReceiver<Message>,
+    (later, mut rx): (mpsc::UnboundedSender<Message>, mpsc::UnboundedReceiver<Message>),
     _live: LiveGuard,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -904,12 +911,21 @@ async fn ws_session<S>(
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => continue,
                 };
-                let Some(resp) = script.answer(&req, msgpack) else { continue };
+                let Some(mut resp) = script.answer(&req, msgpack) else { continue };
+                let delay = resp.as_object_mut().and_then(|r| r.remove(DELAY_MS)).and_then(|ms| ms.as_u64());
                 let frame = if msgpack {
                     Message::binary(codec::encode(&resp, true))
                 } else {
                     Message::text(resp.to_string())
                 };
+                if let Some(ms) = delay {
+                    let later = later.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        let _ = later.send(frame);
+                    });
+                    continue;
+                }
                 if sink.send(frame).await.is_err() { break; }
             }
         }
