@@ -1227,6 +1227,43 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    /// What the store keeps of entries not yet in redb is bounded: past [`MAX_UNFOLDED`] of them a
+    /// decision waits for the folder (here held back by a write transaction of the test's), and
+    /// goes on once a fold has caught up.
+    #[test]
+    fn past_the_bound_a_decision_waits_for_the_folder() {
+        use futures::FutureExt;
+        let d = dir("unfolded");
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        let held = store.db.begin_write().unwrap();
+        let surrogate = |n: u64| (5_000_000_000 + n as i64, format!("wxid_{n}"));
+        block_on(crate::store::deferring(async {
+            for n in 0..=MAX_UNFOLDED {
+                let (n, v12) = surrogate(n);
+                assert_eq!(store.claim_surrogate(n, &v12).await.unwrap(), Claim::Inserted);
+            }
+        }));
+        let (n, v12) = surrogate(MAX_UNFOLDED + 1);
+        let mut next = Box::pin(store.claim_surrogate(n, &v12));
+        for _ in 0..5 {
+            assert!((&mut next).now_or_never().is_none(), "decided past the bound with the folder held back");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(held);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let claim = loop {
+            if let Some(claim) = (&mut next).now_or_never() {
+                break claim;
+            }
+            assert!(Instant::now() < deadline, "still waiting after the folder was let go");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(claim.unwrap(), Claim::Inserted);
+        drop(next);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
     /// The syncer lets a batch grow only in a burst: not at a steady rate (an entry or two per
     /// sync), nor after one slow sync there (many entries, come slowly), whose events are late
     /// already.
