@@ -38,6 +38,8 @@
 //! `--bench`) it runs a few hundred events per scenario against the debug build and asserts
 //! that everything arrived. Each run is also capped in time; the notes under the table say when
 //! a cap cut one short. `LOAD_TARGETS=disk,redis` measures only those (and the relays).
+//! `LOAD_ALONE=<scenario>[:<count>]` runs one scenario once per target instead (`events`,
+//! `latency`, `calls`, `idle`), to compare builds of the bridge by alternating them.
 
 #[path = "load/peers.rs"]
 mod peers;
@@ -128,9 +130,71 @@ fn main() {
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let targets = targets();
+    if let Ok(spec) = std::env::var(ALONE) {
+        runtime.block_on(alone(&spec, &sizes, &targets));
+        return;
+    }
     let report = runtime.block_on(measure(&sizes, &targets));
     report.print(&sizes);
     println!("load ({}): done in {:.0} s", if sizes.full { "full" } else { "smoke" }, started.elapsed().as_secs_f64());
+}
+
+/// Runs one scenario alone, once per target, and prints a line each: `<scenario>[:<count>]`
+/// with `events` (512 in flight), `latency` (a steady 5 000/s), `calls` (`send_group_msg` from
+/// 8 bots) or `idle` (1 000 idle bots, or the count). To compare two builds of the bridge,
+/// alternate them: each run starts its own bridge from `target/release/onebot-bridge`.
+const ALONE: &str = "LOAD_ALONE";
+
+async fn alone(spec: &str, sizes: &Sizes, targets: &[Target]) {
+    let (scenario, count) = match spec.split_once(':') {
+        Some((scenario, count)) => (scenario, count.parse::<usize>().ok()),
+        None => (spec, None),
+    };
+    let mut notes = Vec::new();
+    for &target in targets {
+        let peer = Peer::start(target).await;
+        let line = match scenario {
+            "events" | "latency" => {
+                let latency = scenario == "latency";
+                let n = count.unwrap_or(if latency { sizes.latency_events } else { sizes.events });
+                let run = EventRun {
+                    tag: if latency { "latency" } else { "events" },
+                    n,
+                    bots: 1,
+                    window: (!latency).then_some(WINDOW),
+                    pace: latency.then_some(RATE),
+                    images: Images::Shared,
+                    budget: sizes.long_budget,
+                    stall_after: Duration::from_secs(10),
+                    deadline: sizes.long_budget + Duration::from_secs(30),
+                };
+                let out = peer.events(&run).await;
+                let cpu = out.cpu_per_event().as_secs_f64() * 1e6;
+                let (p50, p99) = (ms(quantile(&out.latencies, 0.50)), ms(quantile(&out.latencies, 0.99)));
+                format!(
+                    "{}: {:.0}/s, {cpu:.1} µs CPU/event, p50 {p50:.2} ms, p99 {p99:.2} ms",
+                    out.summary(),
+                    out.per_second()
+                )
+            }
+            "calls" => {
+                let out = peer.calls(CALLERS, count.unwrap_or(sizes.calls), sizes.long_budget).await;
+                let cpu = out.cpu_per_call().as_secs_f64() * 1e6;
+                format!("{} calls, {:.0}/s, {cpu:.1} µs CPU/call", out.latencies.len(), out.per_second())
+            }
+            "idle" => {
+                let bots = idle_bots_allowed(count.unwrap_or(sizes.idle_bots), &mut notes);
+                let m = peer.idle_memory(bots).await;
+                format!("{bots} idle bots, RSS {:.1} MiB", m.rss_kib as f64 / 1024.0)
+            }
+            other => panic!("{ALONE}={other}: say events, latency, calls or idle"),
+        };
+        println!("{ALONE}={spec} {:<23} {line}", target.name());
+        log_note(target, peer.stop(), &mut notes);
+    }
+    for note in notes {
+        println!("note: {note}");
+    }
 }
 
 /// The targets measured: all of them, the Redis one only where `redis-server` is installed, or
