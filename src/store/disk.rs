@@ -10,9 +10,8 @@
 //! ticket before it returns, except inside [`crate::store::deferring`]: the event path
 //! translates an event (several ids, one after another) without waiting, then waits once for
 //! the last ticket before the event is delivered. A second thread, the folder, applies the
-//! journalled entries to redb in large transactions (every [`FOLD_EVERY`] at most), durable
-//! ones only every [`DURABLE_EVERY`] or when a journal file is full, deletes journal files once
-//! redb holds them durably, and prunes old message ids by count and age in
+//! journalled entries to redb in large durable transactions (every [`FOLD_EVERY`] at most),
+//! deletes journal files redb holds for good, and prunes old message ids by count and age in
 //! small batches between its commits. Opening the store applies what a crash left in the
 //! journal.
 //!
@@ -63,12 +62,6 @@ const PRUNE_BATCH: usize = 5_000;
 pub const FOLD_EVERY: Duration = Duration::from_millis(50);
 /// Most entries applied to redb in one transaction.
 const FOLD_MAX: usize = 16_384;
-/// How long folds may go without a durable redb commit. The journal holds every entry until
-/// redb holds it durably, so a fold in between need not sync redb's file: it commits without
-/// (visible to every reader at once) and the next durable commit syncs what it wrote. Each sync
-/// of redb's file flushes the device's cache under the journal's syncs, which then wait: one
-/// such sync a second instead of twenty keeps that wait out of the event path's tail.
-const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// Most entries decided and not yet in redb; decisions wait for the folder beyond it, so what
 /// the process keeps of them (a few hundred bytes each) stays bounded.
 const MAX_UNFOLDED: u64 = 16_384;
@@ -291,15 +284,6 @@ impl DiskStore {
     /// Opens (or creates) `<dir>/bridge.redb` with a page cache of `cache_bytes`, applies what
     /// the journal (`<dir>/journal/`) holds, and starts the syncer and folder threads.
     pub fn open_with_cache(dir: &Path, retention: Retention, cache_bytes: usize) -> Result<DiskStore, IdError> {
-        DiskStore::open_with(dir, retention, cache_bytes, DURABLE_EVERY)
-    }
-
-    fn open_with(
-        dir: &Path,
-        retention: Retention,
-        cache_bytes: usize,
-        durable_every: Duration,
-    ) -> Result<DiskStore, IdError> {
         std::fs::create_dir_all(dir).map_err(|e| store_err(format!("{}: {e}", dir.display())))?;
         let path = dir.join("bridge.redb");
         let db = redb::Builder::new()
@@ -311,17 +295,11 @@ impl DiskStore {
         let next = recover(&db, &journal_dir)?;
         let journal =
             Journal::create(&journal_dir, next).map_err(|e| store_err(format!("{}: {e}", journal_dir.display())))?;
-        DiskStore::start(db, journal, journal_dir, retention, durable_every)
+        DiskStore::start(db, journal, journal_dir, retention)
     }
 
     /// Starts the syncer and folder threads on an opened database and journal.
-    fn start(
-        db: Database,
-        journal: Journal,
-        journal_dir: PathBuf,
-        retention: Retention,
-        durable_every: Duration,
-    ) -> Result<DiskStore, IdError> {
+    fn start(db: Database, journal: Journal, journal_dir: PathBuf, retention: Retention) -> Result<DiskStore, IdError> {
         let db = Arc::new(db);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
@@ -334,7 +312,7 @@ impl DiskStore {
         });
         let (folds_tx, folds_rx) = std_mpsc::sync_channel(FOLD_QUEUE);
         let commits = CommitTimes::default();
-        let folder = Folder { db: db.clone(), shared: shared.clone(), journal_dir, retention, durable_every };
+        let folder = Folder { db: db.clone(), shared: shared.clone(), journal_dir, retention };
         let folder = std::thread::Builder::new()
             .name("id-store-folder".into())
             .spawn(move || folder.run(folds_rx))
@@ -930,8 +908,6 @@ struct Folder {
     shared: Arc<Shared>,
     journal_dir: PathBuf,
     retention: Retention,
-    /// [`DURABLE_EVERY`], but for tests.
-    durable_every: Duration,
 }
 
 impl Folder {
@@ -940,14 +916,10 @@ impl Folder {
         let mut last_prune = Instant::now() - every;
         let mut gathered: Vec<Fold> = Vec::new();
         let mut closed = false;
-        // Since when redb's file holds every fold, and the journal files (the first and the
-        // last) of the folds it holds only in memory so far.
-        let mut durable_since = Instant::now();
-        let mut not_durable: Option<(u64, u64)> = None;
         loop {
             if gathered.is_empty() {
                 if closed {
-                    break;
+                    return;
                 }
                 if last_prune.elapsed() >= every {
                     match prune(&self.db, self.retention) {
@@ -960,24 +932,11 @@ impl Folder {
                         }
                     }
                 }
-                // Quiet for a while after folds redb's file does not hold durably: sync them.
-                if let Some((_, last)) = not_durable.filter(|_| durable_since.elapsed() >= self.durable_every) {
-                    match self.sync(last) {
-                        Ok(()) => (not_durable, durable_since) = (None, Instant::now()),
-                        Err(error) => {
-                            tracing::error!(%error, "id store could not sync its database; retrying");
-                            durable_since = Instant::now();
-                        }
-                    }
-                }
-                let mut wait = (last_prune + every).saturating_duration_since(Instant::now());
-                if not_durable.is_some() {
-                    wait = wait.min((durable_since + self.durable_every).saturating_duration_since(Instant::now()));
-                }
+                let wait = (last_prune + every).saturating_duration_since(Instant::now());
                 match rx.recv_timeout(wait) {
                     Ok(fold) => gathered.push(fold),
                     Err(std_mpsc::RecvTimeoutError::Timeout) => continue,
-                    Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
                 }
             }
             // Let entries gather for a while, then take them all: one large commit instead of
@@ -995,44 +954,21 @@ impl Folder {
                     Err(std_mpsc::TryRecvError::Disconnected) => closed = true,
                 }
             }
-            // Durable when a journal file can go (the journal went on in a new one since the
-            // last durable commit), when that commit is old, and when the store closes.
-            let (Some(first), Some(last)) = (gathered.first(), gathered.last()) else { continue };
-            let (first, last) = (not_durable.map_or(first.file, |(earlier, _)| earlier), last.file);
-            let durable = closed || first < last || durable_since.elapsed() >= self.durable_every;
-            match self.fold(&gathered, durable) {
-                Ok(()) => {
-                    gathered.clear();
-                    if durable {
-                        (not_durable, durable_since) = (None, Instant::now());
-                    } else {
-                        not_durable = Some((first, last));
-                    }
-                }
+            match self.fold(&gathered) {
+                Ok(()) => gathered.clear(),
                 Err(error) => {
                     tracing::error!(%error, entries = count, "id store could not apply its journal to the database; retrying");
                     std::thread::sleep(FOLD_RETRY);
                 }
             }
         }
-        // The store closed after a fold redb holds only in memory: the journal still holds
-        // it, and is applied at the next start if this fails.
-        if let Some((_, last)) = not_durable {
-            if let Err(error) = self.sync(last) {
-                tracing::error!(%error, "id store could not sync its database as it closed; its journal is applied at the next start");
-            }
-        }
     }
 
-    /// One commit of the gathered entries, durable or not. Readers see them at once, so they
-    /// are let go of; once the commit is durable, the journal files before the last one's are
-    /// no longer needed.
-    fn fold(&self, gathered: &[Fold], durable: bool) -> Result<(), IdError> {
+    /// One durable commit of the gathered entries; then the journal files before the last
+    /// one's are no longer needed.
+    fn fold(&self, gathered: &[Fold]) -> Result<(), IdError> {
         let Some(last) = gathered.last() else { return Ok(()) };
-        let mut txn = self.db.begin_write().map_err(store_err)?;
-        if !durable {
-            txn.set_durability(redb::Durability::None).map_err(store_err)?;
-        }
+        let txn = self.db.begin_write().map_err(store_err)?;
         {
             let mut t = FoldTables::open(&txn).map_err(store_err)?;
             for entry in gathered.iter().flat_map(|f| &f.entries) {
@@ -1043,24 +979,10 @@ impl Folder {
         self.shared.folded.store(last.last, Ordering::Release);
         self.shared.state.lock_unpoisoned().let_go_of_folded(last.last);
         self.shared.fold_done.notify_waiters();
-        if durable {
-            self.forget_journal_before(last.file);
-        }
-        Ok(())
-    }
-
-    /// A durable commit of nothing, which makes the folds before it durable; then the journal
-    /// files before `file` are no longer needed.
-    fn sync(&self, file: u64) -> Result<(), IdError> {
-        self.db.begin_write().map_err(store_err)?.commit().map_err(store_err)?;
-        self.forget_journal_before(file);
-        Ok(())
-    }
-
-    fn forget_journal_before(&self, file: u64) {
-        if let Err(error) = journal::remove_before(&self.journal_dir, file) {
+        if let Err(error) = journal::remove_before(&self.journal_dir, last.file) {
             tracing::warn!(%error, "id store could not delete a journal file it no longer needs");
         }
+        Ok(())
     }
 }
 
@@ -1354,45 +1276,6 @@ mod tests {
     /// A journal that cannot be written (here: every write fails, as on a full disk) stops the
     /// store: a caller waiting for its entry is told, an event's ticket is never on disk, and
     /// later decisions fail at once instead of giving ids that would be lost.
-    /// Between durable commits redb's file does not hold the folds: the journal keeps them
-    /// until it does. The store's files copied as `kill -9` would leave them (redb's file and
-    /// the journal as written so far, a full journal file deleted once its entries were
-    /// committed durably, folds since then only in memory) open with every claim.
-    #[test]
-    fn a_crash_between_durable_commits_loses_no_claim() {
-        let d = dir("durable");
-        let hour = Duration::from_secs(3600);
-        let retention = Retention { prune_every: hour, ..Retention::default() };
-        let store = DiskStore::open_with(&d, retention, DEFAULT_CACHE_BYTES, hour).unwrap();
-        let big = "x".repeat(64 << 10);
-        // A journal file's worth of claims and a few more, in a second file.
-        let count = (journal::FILE_BYTES / (64 << 10)) as usize + 8;
-        let mut records = Vec::new();
-        for i in 0..count + 8 {
-            let record = said("bot", &format!("m{i}"), &big);
-            assert_eq!(block_on(store.claim_message(1000 + i as i32, &record)).unwrap(), Claim::Inserted);
-            records.push(record);
-            if i == count {
-                let journal_dir = d.join("journal");
-                wait_for("the full journal file to go", || journal::files(&journal_dir).unwrap().len() == 1);
-            }
-        }
-        store.settle();
-        let image = dir("durable-image");
-        std::fs::create_dir_all(image.join("journal")).unwrap();
-        std::fs::copy(d.join("bridge.redb"), image.join("bridge.redb")).unwrap();
-        for (_, path) in journal::files(&d.join("journal")).unwrap() {
-            std::fs::copy(&path, image.join("journal").join(path.file_name().unwrap())).unwrap();
-        }
-        let restarted = DiskStore::open(&image, retention).unwrap();
-        for (i, record) in records.iter().enumerate() {
-            assert_eq!(block_on(restarted.message_id_of(&record.key)).unwrap(), Some(1000 + i as i32), "claim {i}");
-        }
-        drop((store, restarted));
-        let _ = std::fs::remove_dir_all(&d);
-        let _ = std::fs::remove_dir_all(&image);
-    }
-
     #[cfg(target_os = "linux")]
     #[test]
     fn a_journal_that_cannot_be_written_stops_the_store_and_says_why() {
@@ -1405,7 +1288,7 @@ mod tests {
         let db = redb::Builder::new().create(d.join("bridge.redb")).unwrap();
         create_tables(&db).unwrap();
         let journal = Journal::create(&journal_dir, 1).unwrap();
-        let store = DiskStore::start(db, journal, journal_dir, Retention::default(), DURABLE_EVERY).unwrap();
+        let store = DiskStore::start(db, journal, journal_dir, Retention::default()).unwrap();
         let Err(IdError::Store(why)) = block_on(store.claim_message(3, &said("bot", "a", "x"))) else {
             panic!("a claim that never reached the disk was answered")
         };
