@@ -139,20 +139,35 @@ fn main() {
     println!("load ({}): done in {:.0} s", if sizes.full { "full" } else { "smoke" }, started.elapsed().as_secs_f64());
 }
 
-/// Runs one scenario alone, once per target, and prints a line each: `<scenario>[:<count>]`
+/// Runs scenarios alone, once per target, and prints a line each: `<scenario>[:<count>]`
 /// with `events` (512 in flight), `latency` (a steady 5 000/s), `calls` (`send_group_msg` from
-/// 8 bots) or `idle` (1 000 idle bots, or the count). To compare two builds of the bridge,
-/// alternate them: each run starts its own bridge from `target/release/onebot-bridge`.
+/// 8 bots) or `idle` (1 000 idle bots, or the count); several joined by `+` run one after the
+/// other on the same bridge, as a full run's round does (`events:50000+latency`). To compare
+/// two builds of the bridge, alternate them: each run starts its own bridge from
+/// `target/release/onebot-bridge`.
 const ALONE: &str = "LOAD_ALONE";
 
-async fn alone(spec: &str, sizes: &Sizes, targets: &[Target]) {
+async fn alone(specs: &str, sizes: &Sizes, targets: &[Target]) {
+    let mut notes = Vec::new();
+    for &target in targets {
+        let peer = Peer::start(target).await;
+        for spec in specs.split('+') {
+            alone_once(&peer, spec, sizes, &mut notes).await;
+        }
+        log_note(target, peer.stop(), &mut notes);
+    }
+    for note in notes {
+        println!("note: {note}");
+    }
+}
+
+async fn alone_once(peer: &Peer, spec: &str, sizes: &Sizes, notes: &mut Vec<String>) {
     let (scenario, count) = match spec.split_once(':') {
         Some((scenario, count)) => (scenario, count.parse::<usize>().ok()),
         None => (spec, None),
     };
-    let mut notes = Vec::new();
-    for &target in targets {
-        let peer = Peer::start(target).await;
+    {
+        let target = peer.target;
         let line = match scenario {
             "events" | "latency" => {
                 let latency = scenario == "latency";
@@ -183,17 +198,13 @@ async fn alone(spec: &str, sizes: &Sizes, targets: &[Target]) {
                 format!("{} calls, {:.0}/s, {cpu:.1} µs CPU/call", out.latencies.len(), out.per_second())
             }
             "idle" => {
-                let bots = idle_bots_allowed(count.unwrap_or(sizes.idle_bots), &mut notes);
+                let bots = idle_bots_allowed(count.unwrap_or(sizes.idle_bots), notes);
                 let m = peer.idle_memory(bots).await;
                 format!("{bots} idle bots, RSS {:.1} MiB", m.rss_kib as f64 / 1024.0)
             }
             other => panic!("{ALONE}={other}: say events, latency, calls or idle"),
         };
         println!("{ALONE}={spec} {:<23} {line}", target.name());
-        log_note(target, peer.stop(), &mut notes);
-    }
-    for note in notes {
-        println!("note: {note}");
     }
 }
 
