@@ -39,7 +39,8 @@
 //! that everything arrived. Each run is also capped in time; the notes under the table say when
 //! a cap cut one short. `LOAD_TARGETS=disk,redis` measures only those (and the relays).
 //! `LOAD_ALONE=<scenario>[:<count>]` runs one scenario once per target instead (`events`,
-//! `latency`, `calls`, `idle`), to compare builds of the bridge by alternating them.
+//! `latency`, `fanout`, `calls`, `idle`; several joined by `+` run on one bridge), to compare
+//! builds of the bridge by alternating them.
 
 #[path = "load/peers.rs"]
 mod peers;
@@ -140,8 +141,8 @@ fn main() {
 }
 
 /// Runs scenarios alone, once per target, and prints a line each: `<scenario>[:<count>]`
-/// with `events` (512 in flight), `latency` (a steady 5 000/s), `calls` (`send_group_msg` from
-/// 8 bots) or `idle` (1 000 idle bots, or the count); several joined by `+` run one after the
+/// with `events` (512 in flight), `latency` (a steady 5 000/s), `fanout` (events to 10 bots),
+/// `calls` (`send_group_msg` from 8 bots) or `idle` (1 000 idle bots, or the count); several joined by `+` run one after the
 /// other on the same bridge, as a full run's round does (`events:50000+latency`). To compare
 /// two builds of the bridge, alternate them: each run starts its own bridge from
 /// `target/release/onebot-bridge`.
@@ -169,13 +170,18 @@ async fn alone_once(peer: &Peer, spec: &str, sizes: &Sizes, notes: &mut Vec<Stri
     {
         let target = peer.target;
         let line = match scenario {
-            "events" | "latency" => {
+            "events" | "latency" | "fanout" => {
                 let latency = scenario == "latency";
-                let n = count.unwrap_or(if latency { sizes.latency_events } else { sizes.events });
+                let fanout = scenario == "fanout";
+                let n = count.unwrap_or(match scenario {
+                    "latency" => sizes.latency_events,
+                    "fanout" => sizes.fanout_events,
+                    _ => sizes.events,
+                });
                 let run = EventRun {
-                    tag: if latency { "latency" } else { "events" },
+                    tag: if latency { "latency" } else if fanout { "fanout" } else { "events" },
                     n,
-                    bots: 1,
+                    bots: if fanout { FANOUT_BOTS } else { 1 },
                     window: (!latency).then_some(WINDOW),
                     pace: latency.then_some(RATE),
                     images: Images::Shared,
@@ -202,7 +208,7 @@ async fn alone_once(peer: &Peer, spec: &str, sizes: &Sizes, notes: &mut Vec<Stri
                 let m = peer.idle_memory(bots).await;
                 format!("{bots} idle bots, RSS {:.1} MiB", m.rss_kib as f64 / 1024.0)
             }
-            other => panic!("{ALONE}={other}: say events, latency, calls or idle"),
+            other => panic!("{ALONE}={other}: say events, latency, fanout, calls or idle"),
         };
         println!("{ALONE}={spec} {:<23} {line}", target.name());
     }
