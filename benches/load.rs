@@ -142,10 +142,10 @@ fn main() {
 
 /// Runs scenarios alone, once per target, and prints a line each: `<scenario>[:<count>]`
 /// with `events` (512 in flight), `latency` (a steady 5 000/s), `fanout` (events to 10 bots),
-/// `calls` (`send_group_msg` from 8 bots) or `idle` (1 000 idle bots, or the count); several joined by `+` run one after the
-/// other on the same bridge, as a full run's round does (`events:50000+latency`). To compare
-/// two builds of the bridge, alternate them: each run starts its own bridge from
-/// `target/release/onebot-bridge`.
+/// `calls` (`send_group_msg` from 8 bots) or `idle` (1 000 idle bots, or the count); several
+/// joined by `+` run one after the other on the same bridge, as a full run's round does
+/// (`events:50000+latency`). To compare two builds of the bridge, alternate them: each run
+/// starts its own bridge from `target/release/onebot-bridge`.
 const ALONE: &str = "LOAD_ALONE";
 
 async fn alone(specs: &str, sizes: &Sizes, targets: &[Target]) {
@@ -153,7 +153,8 @@ async fn alone(specs: &str, sizes: &Sizes, targets: &[Target]) {
     for &target in targets {
         let peer = Peer::start(target).await;
         for spec in specs.split('+') {
-            alone_once(&peer, spec, sizes, &mut notes).await;
+            let line = alone_once(&peer, spec, sizes, &mut notes).await;
+            println!("{ALONE}={spec} {:<23} {line}", target.name());
         }
         log_note(target, peer.stop(), &mut notes);
     }
@@ -162,56 +163,43 @@ async fn alone(specs: &str, sizes: &Sizes, targets: &[Target]) {
     }
 }
 
-async fn alone_once(peer: &Peer, spec: &str, sizes: &Sizes, notes: &mut Vec<String>) {
+/// One scenario of [`alone`] on a running peer; says how it went.
+async fn alone_once(peer: &Peer, spec: &str, sizes: &Sizes, notes: &mut Vec<String>) -> String {
     let (scenario, count) = match spec.split_once(':') {
         Some((scenario, count)) => (scenario, count.parse::<usize>().ok()),
         None => (spec, None),
     };
-    {
-        let target = peer.target;
-        let line = match scenario {
-            "events" | "latency" | "fanout" => {
-                let latency = scenario == "latency";
-                let fanout = scenario == "fanout";
-                let n = count.unwrap_or(match scenario {
-                    "latency" => sizes.latency_events,
-                    "fanout" => sizes.fanout_events,
-                    _ => sizes.events,
-                });
-                let run = EventRun {
-                    tag: if latency { "latency" } else if fanout { "fanout" } else { "events" },
-                    n,
-                    bots: if fanout { FANOUT_BOTS } else { 1 },
-                    window: (!latency).then_some(WINDOW),
-                    pace: latency.then_some(RATE),
-                    images: Images::Shared,
-                    budget: sizes.long_budget,
-                    stall_after: Duration::from_secs(10),
-                    deadline: sizes.long_budget + Duration::from_secs(30),
-                };
-                let out = peer.events(&run).await;
-                let cpu = out.cpu_per_event().as_secs_f64() * 1e6;
-                let (p50, p99) = (ms(quantile(&out.latencies, 0.50)), ms(quantile(&out.latencies, 0.99)));
-                format!(
-                    "{}: {:.0}/s, {cpu:.1} µs CPU/event, p50 {p50:.2} ms, p99 {p99:.2} ms",
-                    out.summary(),
-                    out.per_second()
-                )
-            }
-            "calls" => {
-                let out = peer.calls(CALLERS, count.unwrap_or(sizes.calls), sizes.long_budget).await;
-                let cpu = out.cpu_per_call().as_secs_f64() * 1e6;
-                format!("{} calls, {:.0}/s, {cpu:.1} µs CPU/call", out.latencies.len(), out.per_second())
-            }
-            "idle" => {
-                let bots = idle_bots_allowed(count.unwrap_or(sizes.idle_bots), notes);
-                let m = peer.idle_memory(bots).await;
-                format!("{bots} idle bots, RSS {:.1} MiB", m.rss_kib as f64 / 1024.0)
-            }
-            other => panic!("{ALONE}={other}: say events, latency, fanout, calls or idle"),
-        };
-        println!("{ALONE}={spec} {:<23} {line}", target.name());
-    }
+    let events = |tag, n, bots| EventRun {
+        tag,
+        n: count.unwrap_or(n),
+        bots,
+        window: (tag != "latency").then_some(WINDOW),
+        pace: (tag == "latency").then_some(RATE),
+        images: Images::Shared,
+        budget: sizes.long_budget,
+        stall_after: Duration::from_secs(10),
+        deadline: sizes.long_budget + Duration::from_secs(30),
+    };
+    let run = match scenario {
+        "events" => events("events", sizes.events, 1),
+        "latency" => events("latency", sizes.latency_events, 1),
+        "fanout" => events("fanout", sizes.fanout_events, FANOUT_BOTS),
+        "calls" => {
+            let out = peer.calls(CALLERS, count.unwrap_or(sizes.calls), sizes.long_budget).await;
+            let cpu = out.cpu_per_call().as_secs_f64() * 1e6;
+            return format!("{} calls, {:.0}/s, {cpu:.1} µs CPU/call", out.latencies.len(), out.per_second());
+        }
+        "idle" => {
+            let bots = idle_bots_allowed(count.unwrap_or(sizes.idle_bots), notes);
+            let m = peer.idle_memory(bots).await;
+            return format!("{bots} idle bots, RSS {:.1} MiB", m.rss_kib as f64 / 1024.0);
+        }
+        other => panic!("{ALONE}={other}: say events, latency, fanout, calls or idle"),
+    };
+    let out = peer.events(&run).await;
+    let cpu = out.cpu_per_event().as_secs_f64() * 1e6;
+    let (p50, p99) = (ms(quantile(&out.latencies, 0.50)), ms(quantile(&out.latencies, 0.99)));
+    format!("{}: {:.0}/s, {cpu:.1} µs CPU/event, p50 {p50:.2} ms, p99 {p99:.2} ms", out.summary(), out.per_second())
 }
 
 /// The targets measured: all of them, the Redis one only where `redis-server` is installed, or
