@@ -384,7 +384,7 @@ fn v11_link(c: &mut Criterion) {
     group.bench_function("v12_frame_to_event", |b| {
         b.iter(|| match v12::Frame::from_json_str(black_box(&frame)).expect("reads") {
             v12::Frame::Event(ev) => ev.expect("an event"),
-            v12::Frame::Other(_) => panic!("not an event"),
+            v12::Frame::Answer(_) | v12::Frame::Other(_) => panic!("not an event"),
         })
     });
     // The pre-scan every backend frame passes before it is read (values and depth counted).

@@ -330,6 +330,7 @@ async fn on_frame(link: &LinkHandle, intake: &Intake, payload: Payload<'_>, hint
         // count against the backend's budget, not only those being decoded.
         Frame::Event(Ok(ev)) => return intake.push(ev, budget).await,
         Frame::Event(Err(error)) => return tracing::warn!(%error, "malformed event from backend; ignored"),
+        Frame::Answer(answer) => return complete(link, answer),
         Frame::Other(value) => value,
     };
     let answer = match link.edge() {
@@ -358,12 +359,15 @@ async fn on_frame(link: &LinkHandle, intake: &Intake, payload: Payload<'_>, hint
         None => v12::Response::from_value(value),
     };
     match answer {
-        Some(resp) => {
-            if !link.complete(resp) {
-                tracing::debug!("an answer nobody waits for (timed out?); ignored");
-            }
-        }
+        Some(answer) => complete(link, answer),
         None => tracing::warn!("frame from backend is neither an event nor an answer; ignored"),
+    }
+}
+
+/// Hands an answer to the call waiting for it.
+fn complete(link: &LinkHandle, answer: v12::Response) {
+    if !link.complete(answer) {
+        tracing::debug!("an answer nobody waits for (timed out?); ignored");
     }
 }
 

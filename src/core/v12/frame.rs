@@ -9,8 +9,8 @@
 //! into small vectors of keys in order ([`Data`]); values inside those are JSON values.
 //!
 //! What is read is what [`Event::from_value`] reads from the same frame: a unit test decodes
-//! every shape both ways and compares. A frame that is not an event (an action's answer) comes
-//! back as the JSON value it is.
+//! every shape both ways and compares. An action's answer is read into a [`Response`] as
+//! [`Response::from_value`] reads it, and any other frame comes back as the JSON value it is.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -20,7 +20,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Event, EventError, Loose, Message, Part, Slots};
+use super::{Event, EventError, Loose, Message, Part, Response, Slots};
 use crate::core::message::{Data, Segment};
 
 /// A frame from the backend, read as an event when it is one.
@@ -30,7 +30,9 @@ use crate::core::message::{Data, Segment};
 pub enum Frame {
     /// It has `type` and `detail_type` ([`super::is_event_frame`]); reading it may still fail.
     Event(Result<Event, EventError>),
-    /// Anything else (an action's answer, a v11 event on a v12 link), as JSON.
+    /// Not an event, with a `retcode` and no `post_type`: an action's answer.
+    Answer(Response),
+    /// Anything else (a v11 event on a v12 link, a document of no known shape), as JSON.
     Other(Value),
 }
 
@@ -169,6 +171,8 @@ impl<'de> Deserialize<'de> for Frame {
                 }
                 Ok(if slots.kind.is_some() && slots.detail_type.is_some() {
                     Frame::Event(Event::from_slots(slots, rest))
+                } else if let Some(answer) = answer(&mut slots, &mut rest) {
+                    Frame::Answer(answer)
                 } else {
                     let mut rest = rest.into_map();
                     slots.put_back(&mut rest);
@@ -178,6 +182,22 @@ impl<'de> Deserialize<'de> for Frame {
         }
         d.deserialize_any(FrameVisitor)
     }
+}
+
+/// The answer a frame that is no event holds, read from the fields it was read into as
+/// [`Response::from_value`] reads it from the frame's value: without an ordered map of the
+/// fields, which were read only to be taken out again. None (the fields left as they were) for a
+/// frame without a `retcode`, and for a v11 event (which the link tells apart).
+fn answer(slots: &mut Slots, rest: &mut Data) -> Option<Response> {
+    if rest.get("post_type").is_some() {
+        return None;
+    }
+    let retcode = Response::retcode_of(rest.get("retcode")?)?;
+    let message = match slots.message.take() {
+        Some(Message::Other(value)) => Some(value),
+        _ => None,
+    };
+    Some(Response::from_fields(retcode, rest.remove("status"), message, rest.remove("data"), rest.remove("echo")))
 }
 
 impl<'de> Deserialize<'de> for Message {
@@ -446,11 +466,26 @@ mod tests {
         assert_eq!((object.len(), &object["k3"], &object["type"]), (32, &json!("last"), &json!("image")));
     }
 
+    /// An answer reads as [`Response::from_value`] reads its value, whatever its fields hold.
     #[test]
-    fn answers_and_other_documents_come_back_as_they_were() {
+    fn answers_read_as_their_values_do() {
         for doc in [
             json!({"status": "ok", "retcode": 0, "data": {"message_id": "5", "time": 1}, "message": "", "echo": 3}),
             json!({"status": "failed", "retcode": 10002, "data": null, "message": [1], "echo": "x", "id": 1}),
+            json!({"retcode": "0", "data": [1], "echo": {"seq": 1}, "type": "x", "self": {"user_id": "1"}}),
+            json!({"retcode": 35, "status": 1, "message": "no", "time": 3}),
+            json!({"retcode": 1, "message": [{"type": "text", "data": {"text": "a list"}}], "detail_type": "x"}),
+        ] {
+            let Frame::Answer(answer) = read(&doc) else { panic!("not read as an answer: {doc}") };
+            assert_eq!(Some(answer), Response::from_value(doc.clone()), "{doc}");
+        }
+    }
+
+    #[test]
+    fn other_documents_come_back_as_they_were() {
+        for doc in [
+            json!({"status": "ok", "retcode": "soon", "data": {"message_id": "5"}, "echo": 3}),
+            json!({"post_type": "message", "retcode": 0, "message": [{"type": "text", "data": {"text": "v11"}}]}),
             json!({"post_type": "message", "time": 5, "message": [{"type": "text", "data": {"text": "v11"}}]}),
             json!({"type": "message"}),
             json!([1, 2]),

@@ -362,23 +362,39 @@ impl Response {
     /// Reads a response leniently: a missing `status` is derived from `retcode`.
     pub fn from_value(value: Value) -> Option<Response> {
         let Value::Object(mut map) = value else { return None };
-        let retcode = map.get("retcode").and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))?;
-        let status = match map.remove("status") {
+        let retcode = Response::retcode_of(map.get("retcode")?)?;
+        Some(Response::from_fields(
+            retcode,
+            map.remove("status"),
+            map.remove("message"),
+            map.remove("data"),
+            map.remove("echo"),
+        ))
+    }
+
+    /// A `retcode` as a number, or a string of one.
+    pub(crate) fn retcode_of(value: &Value) -> Option<i64> {
+        value.as_i64().or_else(|| value.as_str()?.parse().ok())
+    }
+
+    /// The rest of [`Response::from_value`], given the fields the frame has.
+    pub(crate) fn from_fields(
+        retcode: i64,
+        status: Option<Value>,
+        message: Option<Value>,
+        data: Option<Value>,
+        echo: Option<Value>,
+    ) -> Response {
+        let status = match status {
             Some(Value::String(s)) => s,
             _ if retcode == 0 => "ok".into(),
             _ => "failed".into(),
         };
-        let message = match map.remove("message") {
+        let message = match message {
             Some(Value::String(s)) => s,
             _ => String::new(),
         };
-        Some(Response {
-            status,
-            retcode,
-            data: map.remove("data").unwrap_or(Value::Null),
-            message,
-            echo: map.remove("echo"),
-        })
+        Response { status, retcode, data: data.unwrap_or(Value::Null), message, echo }
     }
 }
 
