@@ -154,6 +154,12 @@ pub async fn json(bytes: &[u8]) -> Result<(Value, Budget), DecodeError> {
     Ok((serde_json::from_slice(bytes)?, budget))
 }
 
+/// [`json`], read into a bot's action request ([`crate::core::v11::Request::from_json`]).
+pub async fn request(bytes: &[u8]) -> Result<(crate::core::v11::Request, Budget), DecodeError> {
+    let budget = admit(bytes, false, Side::Bots).await?;
+    Ok((crate::core::v11::Request::from_json(bytes)?, budget))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -402,8 +402,8 @@ fn action(
 /// is refused (logged, and answered with a failure that says why, with its `echo` when that can
 /// be found).
 async fn read_request(bytes: &[u8]) -> Result<(v11::Request, Option<crate::decode::Budget>), v11::Response> {
-    match crate::decode::json(bytes).await {
-        Ok((value, budget)) => Ok((v11::Request::from_value(value), Some(budget))),
+    match crate::decode::request(bytes).await {
+        Ok((request, budget)) => Ok((request, Some(budget))),
         Err(error) if error.is_refusal() => {
             tracing::warn!(%error, len = bytes.len(), "request from bot refused: too costly to decode");
             // The bot matches answers by echo: give it back when it is small enough to read.

@@ -34,13 +34,83 @@ impl Request {
         Request { action, params, echo }
     }
 
+    /// The request a WebSocket frame holds, read as [`Request::from_value`] reads the frame's
+    /// value, without building the value's top-level map (its keys are read only to be taken out
+    /// again). An error when the bytes are not JSON.
+    pub fn from_json(bytes: &[u8]) -> serde_json::Result<Request> {
+        serde_json::from_slice(bytes)
+    }
+
     /// Reads a request from bytes, pre-scanned ([`scan::ScanLimits::PEER`]): a document too costly
     /// to decode is refused unread (answer it with [`Response::refused`]); one that is not JSON is
     /// the empty action. Transports that share the parse budget decode first and use
     /// [`Request::from_value`].
     pub fn from_slice(bytes: &[u8]) -> Result<Request, scan::Refused> {
         scan::scan_json(bytes, scan::ScanLimits::PEER)?;
-        Ok(serde_json::from_slice(bytes).map(Request::from_value).unwrap_or_default())
+        Ok(Request::from_json(bytes).unwrap_or_default())
+    }
+}
+
+/// The last value of each field [`Request::from_value`] takes; what is not a request's reads as
+/// the empty one, as there.
+impl<'de> serde::Deserialize<'de> for Request {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Request, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, Visitor};
+
+        struct RequestVisitor;
+        impl<'de> Visitor<'de> for RequestVisitor {
+            type Value = Request;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON document")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Request, A::Error> {
+                let (mut action, mut params, mut echo) = (None, None, None);
+                while let Some(key) = access.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match &*key {
+                        "action" => action = Some(access.next_value::<Value>()?),
+                        "params" => params = Some(access.next_value::<Value>()?),
+                        "echo" => echo = Some(access.next_value::<Value>()?),
+                        _ => {
+                            access.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Request {
+                    action: match action {
+                        Some(Value::String(s)) => s,
+                        _ => String::new(),
+                    },
+                    params: match params {
+                        Some(Value::Object(p)) => p,
+                        _ => Map::new(),
+                    },
+                    echo,
+                })
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Request, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Request::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Request, E> {
+                Ok(Request::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Request, E> {
+                Ok(Request::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Request, E> {
+                Ok(Request::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Request, E> {
+                Ok(Request::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Request, E> {
+                Ok(Request::default())
+            }
+            fn visit_unit<E>(self) -> Result<Request, E> {
+                Ok(Request::default())
+            }
+        }
+        d.deserialize_any(RequestVisitor)
     }
 }
 
@@ -127,6 +197,31 @@ impl std::str::FromStr for PostFormat {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A request read straight from its text is the request its value reads as, whatever the
+    /// document holds.
+    #[test]
+    fn a_request_reads_from_its_text_as_from_its_value() {
+        let texts = [
+            r#"{"action":"send_group_msg","params":{"group_id":5,"message":"hi"},"echo":"e1"}"#,
+            r#"{"echo":{"seq":[1,2]},"params":{"a":{"b":[null]}},"action":"x","extra":[1,{"k":2}]}"#,
+            r#"{"action":5,"params":[1],"echo":null}"#,
+            r#"{"action":"a","action":"b","params":{"x":1},"params":"no","echo":1,"echo":2}"#,
+            r#"{"act\u0069on":"escaped key","params":{"k\"":"\u00e9"}}"#,
+            r#"{}"#,
+            r#"[1,{"action":"x"}]"#,
+            r#""text""#,
+            r#"3"#,
+            r#"null"#,
+            r#"true"#,
+        ];
+        for text in texts {
+            let typed = Request::from_json(text.as_bytes()).unwrap();
+            let from_value = Request::from_value(serde_json::from_str(text).unwrap());
+            assert_eq!(typed, from_value, "{text}");
+        }
+        assert!(Request::from_json(b"{\"action\":").is_err());
+    }
 
     #[test]
     fn failure_has_go_cqhttp_shape_and_keeps_echo() {
