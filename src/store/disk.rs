@@ -234,16 +234,27 @@ impl Shared {
     }
 }
 
-/// Stops the syncer (and with it the folder) once the last handle on the store is gone.
+/// Stops the syncer (and with it the folder) once the last handle on the store is gone, and
+/// waits for both: what was decided is journalled and folded, and the file is free, when the
+/// last handle is dropped.
 #[derive(Debug)]
-struct Open(Arc<Shared>);
+struct Open {
+    shared: Arc<Shared>,
+    /// The syncer's, then the folder's.
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.closed.store(true, Ordering::Release);
+        self.shared.closed.store(true, Ordering::Release);
         // Idle or not, the syncer looks at `closed` before it parks again.
-        if let Some(t) = self.0.syncer.get() {
+        if let Some(t) = self.shared.syncer.get() {
             t.unpark();
+        }
+        for thread in std::mem::take(&mut self.threads) {
+            if thread.join().is_err() {
+                tracing::error!("an id store thread panicked; its journal is applied at the next start");
+            }
         }
     }
 }
@@ -313,21 +324,18 @@ impl DiskStore {
         let (folds_tx, folds_rx) = std_mpsc::sync_channel(FOLD_QUEUE);
         let commits = CommitTimes::default();
         let folder = Folder { db: db.clone(), shared: shared.clone(), journal_dir, retention };
-        let folder = std::thread::Builder::new()
+        let folder_thread = std::thread::Builder::new()
             .name("id-store-folder".into())
             .spawn(move || folder.run(folds_rx))
-            .map_err(store_err)?
-            .thread()
-            .clone();
+            .map_err(store_err)?;
+        let folder = folder_thread.thread().clone();
         let syncer = Syncer { journal, shared: shared.clone(), folds: folds_tx, folder, commits: commits.clone() };
-        let thread = std::thread::Builder::new()
+        let syncer_thread = std::thread::Builder::new()
             .name("id-store-syncer".into())
             .spawn(move || syncer.run())
-            .map_err(store_err)?
-            .thread()
-            .clone();
-        let _ = shared.syncer.set(thread);
-        let open = Arc::new(Open(shared.clone()));
+            .map_err(store_err)?;
+        let _ = shared.syncer.set(syncer_thread.thread().clone());
+        let open = Arc::new(Open { shared: shared.clone(), threads: vec![syncer_thread, folder_thread] });
         Ok(DiskStore { db, shared, _open: open, commits, surrogates: SurrogateCache::default() })
     }
 
@@ -1308,9 +1316,8 @@ mod tests {
     #[test]
     fn a_journal_left_by_a_crash_is_applied_when_the_store_opens() {
         let d = dir("crash");
+        // Dropped, it has let go of the file.
         drop(DiskStore::open(&d, Retention::default()).unwrap());
-        // Let the threads of the first handle let go of the file.
-        std::thread::sleep(Duration::from_millis(100));
         let (first, second) = (said("bot", "m1", "one"), said("bot", "m2", "two"));
         let row = |r: &MessageRecord| row_bytes(r, now_ms());
         let entries = [
