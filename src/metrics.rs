@@ -8,7 +8,7 @@
 //! one `failed_<class>` per retcode class (the retcode's first digit and its length, e.g.
 //! `failed_1xx` for 100, `failed_1xxxx` for 10002).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -197,6 +197,10 @@ pub struct Metrics {
     store_commit_seconds: Histogram,
     links: RwLock<Vec<LinkState>>,
     known_actions: BTreeSet<String>,
+    /// The series a known action's success lands in, by its name: found again without building
+    /// and hashing (SipHash) two label sets, once the action has succeeded once. Known names
+    /// only, so it holds at most one entry each.
+    succeeded: RwLock<HashMap<Box<str>, (Histogram, Counter), foldhash::fast::RandomState>>,
     /// Every answered action, and those that failed (for the inspector's status).
     actions_answered: AtomicU64,
     actions_failed: AtomicU64,
@@ -251,6 +255,7 @@ impl Metrics {
             store_commit_seconds,
             links: RwLock::default(),
             known_actions,
+            succeeded: RwLock::default(),
             actions_answered: AtomicU64::new(0),
             actions_failed: AtomicU64::new(0),
         }
@@ -317,8 +322,16 @@ impl Metrics {
     /// One answered action.
     pub fn action(&self, action: &str, retcode: i64, status: &str, took: Duration) {
         let name = action.strip_suffix("_async").unwrap_or(action);
-        let action = if self.known_actions.contains(name) { name.to_owned() } else { "other".to_owned() };
         self.actions_answered.fetch_add(1, Ordering::Relaxed);
+        if status == "ok" {
+            if let Some((seconds, count)) = self.succeeded.read_unpoisoned().get(name) {
+                seconds.observe(took.as_secs_f64());
+                count.inc();
+                return;
+            }
+        }
+        let known = self.known_actions.contains(name);
+        let action = if known { name.to_owned() } else { "other".to_owned() };
         let outcome = match (status, retcode) {
             ("ok", _) => "ok".to_owned(),
             ("async", _) => "async".to_owned(),
@@ -327,8 +340,13 @@ impl Metrics {
                 failure_class(code)
             }
         };
-        self.action_seconds.get_or_create(&ActionLabel { action: action.clone() }).observe(took.as_secs_f64());
-        self.actions.get_or_create(&ActionLabels { action, outcome }).inc();
+        let seconds = self.action_seconds.get_or_create(&ActionLabel { action: action.clone() }).clone();
+        let count = self.actions.get_or_create(&ActionLabels { action, outcome }).clone();
+        seconds.observe(took.as_secs_f64());
+        count.inc();
+        if known && status == "ok" {
+            self.succeeded.write_unpoisoned().insert(name.into(), (seconds, count));
+        }
     }
 
     /// Actions answered so far, and how many of them failed.
@@ -374,6 +392,8 @@ mod tests {
     fn unknown_action_names_are_other_and_counts_show_in_the_text() {
         let m = Metrics::new(["send_msg".to_owned()].into());
         m.action("send_msg", 0, "ok", Duration::from_millis(3));
+        // Counted in the same series the second time, when the first success is remembered.
+        m.action("send_msg", 0, "ok", Duration::from_millis(2));
         m.action("send_msg_async", 0, "async", Duration::from_millis(1));
         m.action("made_up_action_1", 1404, "failed", Duration::from_millis(1));
         m.action("made_up_action_2", 1404, "failed", Duration::from_millis(1));
@@ -381,7 +401,9 @@ mod tests {
         a.received();
         a.dropped(3, DropReason::SlowBot);
         let text = m.encode();
-        assert!(text.contains(r#"onebot_bridge_actions_total{action="send_msg",outcome="ok"} 1"#), "{text}");
+        assert!(text.contains(r#"onebot_bridge_actions_total{action="send_msg",outcome="ok"} 2"#), "{text}");
+        assert!(text.contains(r#"onebot_bridge_action_duration_seconds_count{action="send_msg"} 3"#), "{text}");
+        assert_eq!(m.succeeded.read_unpoisoned().len(), 1, "known names that succeeded only");
         assert!(text.contains(r#"onebot_bridge_actions_total{action="send_msg",outcome="async"} 1"#), "{text}");
         assert!(text.contains(r#"onebot_bridge_actions_total{action="other",outcome="failed_1xxx"} 2"#), "{text}");
         assert!(!text.contains("made_up"), "{text}");
