@@ -158,7 +158,7 @@ impl Drop for Child {
 #[tokio::test]
 async fn the_binary_bridges_and_stops_cleanly_on_sigterm() {
     let backend = FakeBackend::start(BackendOptions::default()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let mut child = Child(
         bridge()
             .args([
