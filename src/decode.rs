@@ -23,7 +23,6 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::core::scan::{self, Refused, ScanLimits, Shape};
@@ -148,20 +147,17 @@ pub async fn admit(bytes: &[u8], msgpack: bool, side: Side) -> Result<Budget, De
 }
 
 /// A JSON document from a bot: pre-scanned, decoded within the bots' parse budget, with the
-/// budget it holds (drop that once the document is done with).
-pub async fn json(bytes: &[u8]) -> Result<(Value, Budget), DecodeError> {
+/// budget it holds (drop that once the document is done with). Read as a [`serde_json::Value`], or straight
+/// into what reads itself from JSON (an action request: [`crate::core::v11::Request`]).
+pub async fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<(T, Budget), DecodeError> {
     let budget = admit(bytes, false, Side::Bots).await?;
     Ok((serde_json::from_slice(bytes)?, budget))
 }
 
-/// [`json`], read into a bot's action request ([`crate::core::v11::Request::from_json`]).
-pub async fn request(bytes: &[u8]) -> Result<(crate::core::v11::Request, Budget), DecodeError> {
-    let budget = admit(bytes, false, Side::Bots).await?;
-    Ok((crate::core::v11::Request::from_json(bytes)?, budget))
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     #[tokio::test(start_paused = true)]
@@ -197,17 +193,17 @@ mod tests {
     #[tokio::test]
     async fn cheap_values_in_bulk_are_refused_and_real_documents_pass() {
         let zeros = format!("[{}0]", "0,".repeat(ScanLimits::PEER.max_values));
-        let refused = json(zeros.as_bytes()).await.unwrap_err();
+        let refused = json::<Value>(zeros.as_bytes()).await.unwrap_err();
         assert!(refused.is_refusal(), "{refused}");
         assert!(refused.to_string().contains("more than 524288 values"), "{refused}");
-        assert!(!json(b"{nope").await.unwrap_err().is_refusal());
+        assert!(!json::<Value>(b"{nope").await.unwrap_err().is_refusal());
 
         // A get_group_member_list answer for a 5 000-member group, 20 fields per member.
         let member: serde_json::Map<String, Value> =
             (0..20).map(|i| (format!("field_{i}"), Value::from(format!("value {i}")))).collect();
         let answer = serde_json::json!({"status": "ok", "retcode": 0, "data": vec![member; 5000], "message": ""});
         let bytes = serde_json::to_vec(&answer).unwrap();
-        assert_eq!(json(&bytes).await.unwrap().0, answer);
+        assert_eq!(json::<Value>(&bytes).await.unwrap().0, answer);
         let shape = scan::scan_json(&bytes, ScanLimits::PEER).unwrap();
         assert!(cost(bytes.len(), shape, true) < PARSE_BUDGET / 4, "fits with room, even as MessagePack");
     }

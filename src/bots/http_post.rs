@@ -351,7 +351,7 @@ async fn quick_operation_of(reply: &[u8]) -> Option<Value> {
         return None;
     }
     // The operation is small once decoded (what it runs copies what it needs).
-    match crate::decode::json(text).await.map(|(op, _budget)| op) {
+    match crate::decode::json::<Value>(text).await.map(|(op, _budget)| op) {
         Ok(op @ Value::Object(_)) => Some(op),
         Ok(_) => None,
         Err(error) if error.is_refusal() => {

@@ -402,7 +402,7 @@ fn action(
 /// is refused (logged, and answered with a failure that says why, with its `echo` when that can
 /// be found).
 async fn read_request(bytes: &[u8]) -> Result<(v11::Request, Option<crate::decode::Budget>), v11::Response> {
-    match crate::decode::request(bytes).await {
+    match crate::decode::json::<v11::Request>(bytes).await {
         Ok((request, budget)) => Ok((request, Some(budget))),
         Err(error) if error.is_refusal() => {
             tracing::warn!(%error, len = bytes.len(), "request from bot refused: too costly to decode");

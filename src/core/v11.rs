@@ -44,7 +44,7 @@ impl Request {
     /// Reads a request from bytes, pre-scanned ([`scan::ScanLimits::PEER`]): a document too costly
     /// to decode is refused unread (answer it with [`Response::refused`]); one that is not JSON is
     /// the empty action. Transports that share the parse budget read with
-    /// [`crate::decode::request`] instead.
+    /// [`crate::decode::json`] instead.
     pub fn from_slice(bytes: &[u8]) -> Result<Request, scan::Refused> {
         scan::scan_json(bytes, scan::ScanLimits::PEER)?;
         Ok(Request::from_json(bytes).unwrap_or_default())
