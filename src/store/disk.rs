@@ -188,6 +188,25 @@ struct State {
     unfolded: VecDeque<(u64, Ref)>,
     /// Why the journal can no longer be written: decisions fail from then on.
     failed: Option<String>,
+    /// What decisions read of redb, kept between them until the folder next writes redb.
+    snapshot: Option<Snapshot>,
+}
+
+/// A read transaction of redb and the tables opened in it so far, kept for the decisions that
+/// follow: beginning one and opening its tables was about a third of what a new message's
+/// decision cost. The folder drops it under the lock once it has committed (a fold or a prune),
+/// so a decision never reads redb as it was before an entry was let go of from [`Pending`].
+struct Snapshot {
+    txn: redb::ReadTransaction,
+    messages: std::cell::OnceCell<redb::ReadOnlyTable<i32, &'static [u8]>>,
+    keys: std::cell::OnceCell<redb::ReadOnlyTable<&'static str, i32>>,
+    surrogates: std::cell::OnceCell<redb::ReadOnlyTable<i64, &'static str>>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Snapshot")
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -374,9 +393,10 @@ impl DiskStore {
             if let Some(why) = &state.failed {
                 return Err(store_err(why));
             }
-            let view = View { db: &self.db, txn: std::cell::OnceCell::new() };
+            let view = View { db: &self.db, snapshot: state.snapshot.take().map(Into::into).unwrap_or_default() };
             let before = state.seq;
             let decided = f(&mut state, &view);
+            state.snapshot = view.snapshot.into_inner();
             (decided, state.seq > before)
         };
         if decided.1 {
@@ -415,13 +435,14 @@ impl DiskStore {
     }
 
     /// Waits until redb holds everything decided and nothing is pending (tests that then
-    /// change redb behind the store's back).
+    /// change redb behind the store's back: decisions read redb afresh from then on).
     #[cfg(test)]
     fn settle(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let state = self.shared.state.lock_unpoisoned();
+            let mut state = self.shared.state.lock_unpoisoned();
             if state.pending.rows.is_empty() && state.pending.surrogates.is_empty() && state.open.is_empty() {
+                state.snapshot = None;
                 return;
             }
             drop(state);
@@ -731,36 +752,53 @@ impl Syncer {
     }
 }
 
-/// What a decision reads of redb: one read transaction, begun when first needed (under the
-/// lock, so after anything let go of from [`Pending`] is in redb).
+/// What a decision reads of redb: the kept [`Snapshot`], or one begun when first needed (under
+/// the lock, so after anything let go of from [`Pending`] is in redb).
 struct View<'a> {
     db: &'a Database,
-    txn: std::cell::OnceCell<redb::ReadTransaction>,
+    snapshot: std::cell::OnceCell<Snapshot>,
 }
 
 /// A stored row's key and time, or why they could not be read.
 type RowOwner = Result<(MessageKey, u64), IdError>;
 
 impl View<'_> {
-    fn txn(&self) -> Result<&redb::ReadTransaction, redb::Error> {
-        if let Some(txn) = self.txn.get() {
-            return Ok(txn);
+    fn snapshot(&self) -> Result<&Snapshot, redb::Error> {
+        if let Some(snapshot) = self.snapshot.get() {
+            return Ok(snapshot);
         }
         let txn = self.db.begin_read()?;
-        Ok(self.txn.get_or_init(|| txn))
+        let fresh =
+            Snapshot { txn, messages: Default::default(), keys: Default::default(), surrogates: Default::default() };
+        Ok(self.snapshot.get_or_init(|| fresh))
+    }
+
+    /// `table` of the snapshot, opened the first time it is needed.
+    fn table<'s, K: redb::Key + 'static, V: redb::Value + 'static>(
+        &'s self,
+        pick: impl FnOnce(&'s Snapshot) -> &'s std::cell::OnceCell<redb::ReadOnlyTable<K, V>>,
+        table: TableDefinition<K, V>,
+    ) -> Result<&'s redb::ReadOnlyTable<K, V>, redb::Error> {
+        let snapshot = self.snapshot()?;
+        let cell = pick(snapshot);
+        if let Some(open) = cell.get() {
+            return Ok(open);
+        }
+        let open = snapshot.txn.open_table(table)?;
+        Ok(cell.get_or_init(|| open))
     }
 
     fn row_owner(&self, n: i32) -> Result<Option<RowOwner>, redb::Error> {
         // Only the owner's key is read: its segments are not decoded.
-        Ok(self.txn()?.open_table(MESSAGES)?.get(n)?.map(|v| row_key(v.value())))
+        Ok(self.table(|s| &s.messages, MESSAGES)?.get(n)?.map(|v| row_key(v.value())))
     }
 
     fn number_of(&self, key_text: &str) -> Result<Option<i32>, redb::Error> {
-        Ok(self.txn()?.open_table(MESSAGE_KEYS)?.get(key_text)?.map(|v| v.value()))
+        Ok(self.table(|s| &s.keys, MESSAGE_KEYS)?.get(key_text)?.map(|v| v.value()))
     }
 
     fn surrogate_owner(&self, n: i64) -> Result<Option<String>, redb::Error> {
-        Ok(self.txn()?.open_table(SURROGATES)?.get(n)?.map(|v| v.value().to_owned()))
+        Ok(self.table(|s| &s.surrogates, SURROGATES)?.get(n)?.map(|v| v.value().to_owned()))
     }
 }
 
@@ -879,6 +917,8 @@ impl State {
     /// Removes from [`Pending`] what the folder has committed to redb up to `folded` (unless a
     /// later entry replaced it).
     fn let_go_of_folded(&mut self, folded: u64) {
+        // What is let go of is read from redb from now on, as it is after the fold.
+        self.snapshot = None;
         let p = &mut self.pending;
         while let Some(&(seq, what)) = self.unfolded.front() {
             if seq > folded {
@@ -930,7 +970,10 @@ impl Folder {
                     return;
                 }
                 if last_prune.elapsed() >= every {
-                    match prune(&self.db, self.retention) {
+                    let pruned = prune(&self.db, self.retention);
+                    // Decisions read what is left from now on.
+                    self.shared.state.lock_unpoisoned().snapshot = None;
+                    match pruned {
                         // More to prune: come back right after folding what is waiting.
                         Ok(true) => {}
                         Ok(false) => last_prune = Instant::now(),
@@ -1164,6 +1207,37 @@ mod tests {
             Found::Claimed(5, Claim::Taken(full.key.clone()))
         );
         assert_eq!(block_on(store.message_id_of(&other.key)).unwrap(), None);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Decisions keep one read transaction between them. An entry the folder lets go of is read
+    /// from redb afterwards, never from a transaction begun before the fold: there it is
+    /// missing, and the message would be given a second number.
+    #[test]
+    fn a_message_folded_since_the_last_decision_keeps_its_number() {
+        let d = dir("snapshot");
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        for round in 0..3 {
+            let m = said("bot", &format!("m{round}"), "hello");
+            let first = 100 + round;
+            assert_eq!(
+                block_on(store.find_or_claim_message(|| first, &m)).unwrap(),
+                Found::Claimed(first, Claim::Inserted)
+            );
+            // Waits for the fold without touching the kept transaction (as `settle` does).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !store.shared.state.lock_unpoisoned().pending.rows.is_empty() {
+                assert!(Instant::now() < deadline, "the store did not fold");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(
+                block_on(store.find_or_claim_message(|| 200, &m)).unwrap(),
+                Found::Known(first),
+                "round {round}"
+            );
+            assert_eq!(block_on(store.claim_message(first, &said("bot", "other", "x"))).unwrap(), Claim::Taken(m.key));
+        }
         drop(store);
         let _ = std::fs::remove_dir_all(&d);
     }
