@@ -30,15 +30,42 @@ pub struct Outgoing {
 /// A call's entry in `pending`, removed when the call ends however it ends.
 struct Waiting<'a> {
     link: &'a LinkHandle,
-    echo: String,
+    seq: u64,
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         if let Some(mut pending) = self.link.pending() {
-            pending.remove(&self.echo);
+            pending.remove(&self.seq);
         }
     }
+}
+
+/// Calls waiting for their answers on a socket, by the number in their `echo`. The numbers are
+/// the link's own (an answer's echo is only looked up), so a fast hasher serves.
+type Pending = HashMap<u64, oneshot::Sender<v12::Response>, foldhash::fast::RandomState>;
+
+/// Where a link's calls' echoes start: `ob-<number>`.
+const ECHO_PREFIX: &str = "ob-";
+
+/// The echo of call number `seq`.
+fn echo_of(seq: u64) -> String {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(seq);
+    let mut echo = String::with_capacity(ECHO_PREFIX.len() + digits.len());
+    echo.push_str(ECHO_PREFIX);
+    echo.push_str(digits);
+    echo
+}
+
+/// The call number an answer's echo names, if it is one of the link's.
+fn seq_of(echo: &str) -> Option<u64> {
+    let digits = echo.strip_prefix(ECHO_PREFIX)?;
+    // `u64::from_str` takes a leading `+`; an echo the link wrote never has one.
+    if digits.starts_with('+') {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// The caller side of a backend link. Cheap to clone.
@@ -72,7 +99,7 @@ pub enum Wire {
 enum Transport {
     /// A WebSocket: requests queue for the task that owns the socket, and answers come back on
     /// it, matched by `echo`.
-    Socket { tx: mpsc::Sender<Outgoing>, pending: Mutex<HashMap<String, oneshot::Sender<v12::Response>>>, wire: Wire },
+    Socket { tx: mpsc::Sender<Outgoing>, pending: Mutex<Pending>, wire: Wire },
     /// HTTP: each request is answered in its own response. (Boxed: the caller is large beside
     /// the socket's parts.)
     Http(Box<crate::backends::v12::http_client::HttpCaller>),
@@ -88,7 +115,7 @@ impl LinkHandle {
     /// [`LinkHandle::new`] for a socket speaking `wire`.
     pub fn socket(id: LinkId, queue: usize, timeout: Duration, wire: Wire) -> (LinkHandle, mpsc::Receiver<Outgoing>) {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let transport = Transport::Socket { tx, pending: Mutex::new(HashMap::new()), wire };
+        let transport = Transport::Socket { tx, pending: Mutex::new(Pending::default()), wire };
         (LinkHandle::build(id, timeout, transport), rx)
     }
 
@@ -121,7 +148,7 @@ impl LinkHandle {
 
     /// Calls waiting for their answer on a socket (none on HTTP, where each waits on its own
     /// request).
-    fn pending(&self) -> Option<std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<v12::Response>>>> {
+    fn pending(&self) -> Option<std::sync::MutexGuard<'_, Pending>> {
         match &self.inner.transport {
             Transport::Socket { pending, .. } => Some(pending.lock_unpoisoned()),
             Transport::Http(_) => None,
@@ -183,7 +210,8 @@ impl LinkHandle {
         if !self.is_connected() {
             return Err(CallError::Unavailable(format!("backend link {} is not connected", self.id)));
         }
-        let echo = format!("ob-{}", self.inner.seq.fetch_add(1, Ordering::Relaxed));
+        let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        let echo = echo_of(seq);
         req.echo = Some(echo.clone());
         let v11 = match self.edge() {
             Some(edge) => match edge.request(&req) {
@@ -214,10 +242,10 @@ impl LinkHandle {
                     (None, Wire::V11(_)) => return Err(CallError::Link("a v11 link bypassed its edge".into())),
                 };
                 let (answer_tx, answer) = oneshot::channel();
-                pending.lock_unpoisoned().insert(echo.clone(), answer_tx);
+                pending.lock_unpoisoned().insert(seq, answer_tx);
                 // However this call ends (answered, failed, timed out, or dropped by a caller that
                 // stopped waiting), nothing of it stays in `pending`.
-                let _waiting = Waiting { link: self, echo };
+                let _waiting = Waiting { link: self, seq };
                 let outcome = tokio::time::timeout(self.inner.timeout, async {
                     tx.send(Outgoing { body, binary }).await.map_err(|_| CallError::Link("link closed".into()))?;
                     answer.await.map_err(|_| CallError::Link("the connection dropped before the answer came".into()))
@@ -239,8 +267,8 @@ impl LinkHandle {
 
     /// Hands an answer to the call waiting for it. Returns false for an echo nobody waits for.
     pub fn complete(&self, resp: v12::Response) -> bool {
-        let Some(echo) = resp.echo.as_ref().and_then(|e| e.as_str().map(str::to_owned)) else { return false };
-        match self.pending().and_then(|mut p| p.remove(&echo)) {
+        let Some(seq) = resp.echo.as_ref().and_then(|e| e.as_str()).and_then(seq_of) else { return false };
+        match self.pending().and_then(|mut p| p.remove(&seq)) {
             Some(tx) => tx.send(resp).is_ok(),
             None => false,
         }
@@ -356,7 +384,7 @@ impl GiveUpSignal {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::Map;
+    use serde_json::{Map, Value};
 
     use super::*;
 
@@ -375,6 +403,35 @@ mod tests {
         assert!(!recent.insert("e2"), "e0 and e1 were forgotten for a and b, e2 was not");
         assert!(recent.insert("e0"));
         assert_eq!(recent.inner.lock_unpoisoned().ring.len(), RECENT_EVENTS);
+    }
+
+    /// An answer reaches the call whose echo it carries, and only that one; echoes the link
+    /// never wrote reach nobody.
+    #[tokio::test]
+    async fn an_answer_reaches_the_call_its_echo_names() {
+        assert_eq!(echo_of(0), "ob-0");
+        assert_eq!(seq_of(&echo_of(u64::MAX)), Some(u64::MAX));
+        for stray in ["ob-", "ob-+1", "ob--1", "ob-1x", "x-1", "OB-1", "ob-18446744073709551616", ""] {
+            assert_eq!(seq_of(stray), None, "{stray:?}");
+        }
+        let (link, mut written) = LinkHandle::new(1, 4, Duration::from_secs(30), false);
+        link.set_connected(true);
+        let call = tokio::spawn({
+            let link = link.clone();
+            async move { link.call(v12::Request::new("get_self_info", Map::new())).await }
+        });
+        let request: Value = serde_json::from_slice(&written.recv().await.unwrap().body).unwrap();
+        let echo = request["echo"].as_str().unwrap().to_owned();
+        let answer = |echo: &str| v12::Response {
+            echo: Some(Value::String(echo.to_owned())),
+            ..v12::Response::ok(serde_json::json!({"user_id": "1"}))
+        };
+        assert!(!link.complete(answer("ob-999")), "nobody waits for that one");
+        assert!(!link.complete(v12::Response { echo: None, ..answer("") }), "no echo");
+        assert!(link.complete(answer(&echo)));
+        assert_eq!(call.await.unwrap().unwrap().data["user_id"], "1");
+        assert!(!link.complete(answer(&echo)), "answered once");
+        assert_eq!(link.waiting(), 0);
     }
 
     /// A translation that stops waiting (its queue filled up) drops its call: the answer may
