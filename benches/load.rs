@@ -44,6 +44,8 @@
 
 #[path = "load/peers.rs"]
 mod peers;
+#[path = "../tests/support/ports.rs"]
+mod ports;
 #[path = "load/process.rs"]
 mod process;
 #[path = "support/redis.rs"]

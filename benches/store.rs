@@ -29,6 +29,8 @@ use onebot_bridge::core::message::Segment;
 use onebot_bridge::core::MemoryIdStore;
 use onebot_bridge::store::{DiskStore, RedisStore, Retention, Store};
 
+#[path = "../tests/support/ports.rs"]
+mod ports;
 #[path = "support/redis.rs"]
 mod redis_server;
 

@@ -93,11 +93,7 @@ pub fn scratch_dir(label: &str) -> PathBuf {
     std::env::temp_dir().join(format!("onebot-bridge-load-{}-{n}-{label}", std::process::id()))
 }
 
-/// A loopback port nothing listens on right now (the child binds it a moment later).
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
-}
+pub use crate::ports::free_port;
 
 /// This process's soft limit on open files (children inherit it), if `/proc` says.
 pub fn open_files_limit() -> Option<u64> {

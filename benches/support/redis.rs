@@ -7,6 +7,7 @@
 //! Debian's `redis-server` on `PATH`; where there is none, [`RedisServer::start`] says so and
 //! the benches measure the other stores only.
 
+use crate::ports::free_port;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -107,10 +108,4 @@ impl Drop for RedisServer {
 #[allow(dead_code)] // used by the load bench only
 pub fn installed() -> bool {
     Command::new("redis-server").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
-}
-
-/// A loopback port nothing listens on right now (the server binds it a moment later).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
 }
