@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use hashbrown::HashTable;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::backends::v11::edge::{Edge, Outbound};
 use crate::backends::v12::codec;
@@ -20,12 +21,11 @@ use crate::sync::LockUnpoisoned;
 /// Identifies one backend link (a configured one, or one reverse-WS connection).
 pub type LinkId = usize;
 
-/// What a socket link's task writes: JSON as a text frame, MessagePack as a binary frame.
+/// What a socket link's task writes: JSON as a text frame, MessagePack as a binary frame. The
+/// frame is made by the caller (JSON written straight into a string, not checked for UTF-8
+/// again by the writer).
 #[derive(Debug)]
-pub struct Outgoing {
-    pub body: Vec<u8>,
-    pub binary: bool,
-}
+pub struct Outgoing(pub Message);
 
 /// A call's entry in `pending`, removed when the call ends however it ends.
 struct Waiting<'a> {
@@ -232,12 +232,16 @@ impl LinkHandle {
                 tokio::time::timeout(self.inner.timeout, sent).await.unwrap_or(Err(CallError::Timeout(timeout_ms)))
             }
             Transport::Socket { tx, pending, wire } => {
-                let (body, binary) = match (&v11, wire) {
+                let frame = match (&v11, wire) {
                     (Some((_, call)), _) => {
                         let frame = serde_json::json!({"action": call.action, "params": call.params, "echo": echo});
-                        (serde_json::to_vec(&frame).unwrap_or_default(), false)
+                        Message::text(serde_json::to_string(&frame).unwrap_or_default())
                     }
-                    (None, Wire::V12 { msgpack }) => (codec::encode_request(&req, *msgpack), *msgpack),
+                    (None, Wire::V12 { msgpack: true }) => Message::binary(codec::encode_request(&req, true)),
+                    // What `encode_request` writes for JSON, as a string.
+                    (None, Wire::V12 { msgpack: false }) => {
+                        Message::text(serde_json::to_string(&req).unwrap_or_default())
+                    }
                     // `edge()` gives a v11 wire's edge, so its requests always went through it.
                     (None, Wire::V11(_)) => return Err(CallError::Link("a v11 link bypassed its edge".into())),
                 };
@@ -247,7 +251,7 @@ impl LinkHandle {
                 // stopped waiting), nothing of it stays in `pending`.
                 let _waiting = Waiting { link: self, seq };
                 let outcome = tokio::time::timeout(self.inner.timeout, async {
-                    tx.send(Outgoing { body, binary }).await.map_err(|_| CallError::Link("link closed".into()))?;
+                    tx.send(Outgoing(frame)).await.map_err(|_| CallError::Link("link closed".into()))?;
                     answer.await.map_err(|_| CallError::Link("the connection dropped before the answer came".into()))
                 })
                 .await;
@@ -420,7 +424,8 @@ mod tests {
             let link = link.clone();
             async move { link.call(v12::Request::new("get_self_info", Map::new())).await }
         });
-        let request: Value = serde_json::from_slice(&written.recv().await.unwrap().body).unwrap();
+        let Outgoing(Message::Text(text)) = written.recv().await.unwrap() else { panic!("a JSON link writes text") };
+        let request: Value = serde_json::from_str(&text).unwrap();
         let echo = request["echo"].as_str().unwrap().to_owned();
         let answer = |echo: &str| v12::Response {
             echo: Some(Value::String(echo.to_owned())),

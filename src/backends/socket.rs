@@ -244,7 +244,7 @@ async fn next_frame(
                 Some(outgoing) => outgoing.recv().await,
                 None => std::future::pending().await,
             }
-        } => request.map(request_frame),
+        } => request.map(|Outgoing(frame)| frame),
     }
 }
 
@@ -256,15 +256,7 @@ fn ready_frame(
     if let Ok(control) = controls.try_recv() {
         return Some(control);
     }
-    outgoing.as_deref_mut()?.try_recv().ok().map(request_frame)
-}
-
-fn request_frame(out: Outgoing) -> Message {
-    if out.binary {
-        Message::binary(out.body)
-    } else {
-        Message::text(String::from_utf8(out.body).unwrap_or_default())
-    }
+    outgoing.as_deref_mut()?.try_recv().ok().map(|Outgoing(frame)| frame)
 }
 
 /// Writes the connection's own frames and the link's requests, those ready together in one
