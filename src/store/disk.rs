@@ -10,10 +10,10 @@
 //! ticket before it returns, except inside [`crate::store::deferring`]: the event path
 //! translates an event (several ids, one after another) without waiting, then waits once for
 //! the last ticket before the event is delivered. A second thread, the folder, applies the
-//! journalled entries to redb in large durable transactions (every [`FOLD_EVERY`] at most),
-//! deletes journal files redb holds for good, and prunes old message ids by count and age in
-//! small batches between its commits. Opening the store applies what a crash left in the
-//! journal.
+//! journalled entries to redb in large transactions (every [`FOLD_EVERY`] at most), durable only
+//! when they let journal files go (the journal holds every entry until redb holds it for good),
+//! deletes those files, and prunes old message ids by count and age in small batches between
+//! its commits. Opening the store applies what a crash left in the journal.
 //!
 //! Reads look at the entries not folded yet first, then redb.
 //!
@@ -60,6 +60,9 @@ const PRUNE_BATCH: usize = 5_000;
 /// How long journalled entries wait at most before the folder applies them to redb: a few
 /// large commits a second instead of one per batch.
 pub const FOLD_EVERY: Duration = Duration::from_millis(50);
+/// Entries the folder applies between two offers of its CPU to the runtime's threads (each
+/// is a few microseconds of B-tree work).
+const YIELD_EVERY: usize = 32;
 /// Most entries applied to redb in one transaction.
 const FOLD_MAX: usize = 16_384;
 /// Most entries decided and not yet in redb; decisions wait for the folder beyond it, so what
@@ -201,6 +204,7 @@ struct Snapshot {
     messages: std::cell::OnceCell<redb::ReadOnlyTable<i32, &'static [u8]>>,
     keys: std::cell::OnceCell<redb::ReadOnlyTable<&'static str, i32>>,
     surrogates: std::cell::OnceCell<redb::ReadOnlyTable<i64, &'static str>>,
+    ids: std::cell::OnceCell<redb::ReadOnlyTable<&'static str, i64>>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -234,6 +238,8 @@ struct Shared {
     fold_done: tokio::sync::Notify,
     /// The syncer is parked, waiting for entries (or for the store to close).
     syncer_idle: AtomicBool,
+    /// Decisions have had to wait for the folder, and it has not caught up since.
+    behind: AtomicBool,
     closed: AtomicBool,
     /// The syncer's thread, to wake when entries are decided or the store closes.
     syncer: std::sync::OnceLock<std::thread::Thread>,
@@ -343,6 +349,7 @@ impl DiskStore {
             folded: AtomicU64::new(0),
             fold_done: tokio::sync::Notify::new(),
             syncer_idle: AtomicBool::new(false),
+            behind: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             syncer: std::sync::OnceLock::new(),
         });
@@ -379,7 +386,6 @@ impl DiskStore {
     /// transaction begun after the lock was taken, so that what was let go of is in it).
     /// Holds the caller back while the folder is far behind.
     async fn decide<T>(&self, f: impl FnOnce(&mut State, &View<'_>) -> Result<T, IdError>) -> Result<T, IdError> {
-        let mut warned = false;
         loop {
             // Registered before the check, so that a fold finishing in between is not missed.
             let folded = self.shared.fold_done.notified();
@@ -388,9 +394,12 @@ impl DiskStore {
             if behind <= MAX_UNFOLDED {
                 break;
             }
-            if !warned {
-                tracing::warn!(unfolded = behind, "id store waits for its folder");
-                warned = true;
+            // Once until the folder has caught up, not once per waiting caller.
+            if !self.shared.behind.swap(true, Ordering::AcqRel) {
+                tracing::warn!(
+                    unfolded = behind,
+                    "id store waits for its folder: ids are decided faster than redb takes them"
+                );
             }
             folded.await;
         }
@@ -486,6 +495,30 @@ impl IdStore for DiskStore {
             }
         }
         Ok(claim)
+    }
+
+    /// An id the cache does not know (most likely one never seen) is one decision: looked up
+    /// through the decisions' kept read transaction and claimed in the same step, where a
+    /// lookup of its own began a read transaction for each new id.
+    async fn find_or_claim_surrogate(
+        &self,
+        first: impl FnOnce() -> i64 + Send,
+        v12: &str,
+    ) -> Result<Found<i64, String>, IdError> {
+        if let Some(n) = self.surrogates.surrogate_of(v12) {
+            return Ok(Found::Known(n));
+        }
+        let (found, ticket) =
+            self.decide(|state, view| state.find_or_claim_surrogate(view, first, v12).map_err(store_err)).await?;
+        self.on_disk(ticket).await?;
+        // What the cache learns is on disk.
+        if ticket <= self.shared.durable_seq() {
+            match &found {
+                Found::Known(n) | Found::Claimed(n, Claim::Inserted) => self.surrogates.learn(*n, v12),
+                Found::Claimed(n, Claim::Taken(owner)) => self.surrogates.learn_owner(*n, owner),
+            }
+        }
+        Ok(found)
     }
 
     async fn v12_of_surrogate(&self, n: i64) -> Result<Option<String>, IdError> {
@@ -774,8 +807,13 @@ impl View<'_> {
             return Ok(snapshot);
         }
         let txn = self.db.begin_read()?;
-        let fresh =
-            Snapshot { txn, messages: Default::default(), keys: Default::default(), surrogates: Default::default() };
+        let fresh = Snapshot {
+            txn,
+            messages: Default::default(),
+            keys: Default::default(),
+            surrogates: Default::default(),
+            ids: Default::default(),
+        };
         Ok(self.snapshot.get_or_init(|| fresh))
     }
 
@@ -805,6 +843,10 @@ impl View<'_> {
 
     fn surrogate_owner(&self, n: i64) -> Result<Option<String>, redb::Error> {
         Ok(self.table(|s| &s.surrogates, SURROGATES)?.get(n)?.map(|v| v.value().to_owned()))
+    }
+
+    fn surrogate_number(&self, v12: &str) -> Result<Option<i64>, redb::Error> {
+        Ok(self.table(|s| &s.ids, IDS)?.get(v12)?.map(|v| v.value()))
     }
 }
 
@@ -855,6 +897,24 @@ impl State {
             return Ok((Claim::Taken(owner), 0));
         }
         Ok((Claim::Inserted, self.push(Entry::Surrogate { n, v12: v12.into() }, true)))
+    }
+
+    /// `v12`'s surrogate, else a claim of `first()` for it.
+    fn find_or_claim_surrogate(
+        &mut self,
+        view: &View<'_>,
+        first: impl FnOnce() -> i64,
+        v12: &str,
+    ) -> Result<(Found<i64, String>, u64), redb::Error> {
+        if let Some(&(n, seq)) = self.pending.ids.get(v12) {
+            return Ok((Found::Known(n), seq));
+        }
+        if let Some(n) = view.surrogate_number(v12)? {
+            return Ok((Found::Known(n), 0));
+        }
+        let n = first();
+        let (claim, seq) = self.claim_surrogate(view, n, v12)?;
+        Ok((Found::Claimed(n, claim), seq))
     }
 
     /// Claims `n` for the row unless the number is taken (then says by which key).
@@ -970,6 +1030,9 @@ impl Folder {
         let mut last_prune = Instant::now() - every;
         let mut gathered: Vec<Fold> = Vec::new();
         let mut closed = false;
+        // The oldest journal file kept: its entries may be in redb only as a commit not yet
+        // durable.
+        let mut kept_from = 0u64;
         loop {
             if gathered.is_empty() {
                 if closed {
@@ -1011,7 +1074,7 @@ impl Folder {
                     Err(std_mpsc::TryRecvError::Disconnected) => closed = true,
                 }
             }
-            match self.fold(&gathered) {
+            match self.fold(&gathered, &mut kept_from, closed) {
                 Ok(()) => gathered.clear(),
                 Err(error) => {
                     tracing::error!(%error, entries = count, "id store could not apply its journal to the database; retrying");
@@ -1021,23 +1084,48 @@ impl Folder {
         }
     }
 
-    /// One durable commit of the gathered entries; then the journal files before the last
-    /// one's are no longer needed.
-    fn fold(&self, gathered: &[Fold]) -> Result<(), IdError> {
+    /// One commit of the gathered entries. It is durable only when it lets journal files go
+    /// (their entries must then be in redb for good) or when the store closes: the journal
+    /// holds every entry until then, and a crash replays it. A durable commit writes each page
+    /// the entries touched and syncs the file; where a message's or a user's v12 id is random
+    /// (a UUID), that is a page for each, and a sync of the journal that came during it waited
+    /// for it: a stall of a few milliseconds twenty times a second. Left to redb's write buffer
+    /// between durable commits, a page touched again is written once.
+    fn fold(&self, gathered: &[Fold], kept_from: &mut u64, closing: bool) -> Result<(), IdError> {
         let Some(last) = gathered.last() else { return Ok(()) };
-        let txn = self.db.begin_write().map_err(store_err)?;
+        let mut txn = self.db.begin_write().map_err(store_err)?;
+        let durable = closing || last.file > *kept_from;
+        if !durable {
+            txn.set_durability(redb::Durability::None).map_err(store_err)?;
+        }
         {
             let mut t = FoldTables::open(&txn).map_err(store_err)?;
-            for entry in gathered.iter().flat_map(|f| &f.entries) {
+            for (i, entry) in gathered.iter().flat_map(|f| &f.entries).enumerate() {
+                // A fold of a few hundred entries with random keys takes a millisecond or two
+                // of CPU; woken by its timer, the thread would take that from a runtime worker
+                // in one piece, and every event on that worker would wait for it.
+                if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                    std::thread::yield_now();
+                }
                 t.apply(entry).map_err(store_err)?;
             }
         }
         txn.commit().map_err(store_err)?;
         self.shared.folded.store(last.last, Ordering::Release);
-        self.shared.state.lock_unpoisoned().let_go_of_folded(last.last);
+        let unfolded = {
+            let mut state = self.shared.state.lock_unpoisoned();
+            state.let_go_of_folded(last.last);
+            state.seq.saturating_sub(last.last)
+        };
         self.shared.fold_done.notify_waiters();
-        if let Err(error) = journal::remove_before(&self.journal_dir, last.file) {
-            tracing::warn!(%error, "id store could not delete a journal file it no longer needs");
+        if unfolded <= MAX_UNFOLDED / 2 && self.shared.behind.swap(false, Ordering::AcqRel) {
+            tracing::info!(unfolded, "id store folder caught up");
+        }
+        if durable {
+            *kept_from = last.file;
+            if let Err(error) = journal::remove_before(&self.journal_dir, last.file) {
+                tracing::warn!(%error, "id store could not delete a journal file it no longer needs");
+            }
         }
         Ok(())
     }
@@ -1274,6 +1362,77 @@ mod tests {
         assert_eq!(block_on(fresh.surrogate_of("wxid_a")).unwrap(), None, "a cache of its own reads the file");
         drop((store, other, fresh));
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// An id the cache does not know is looked up and claimed in one decision: found pending,
+    /// found in the file, claimed, or its first candidate found taken by another id.
+    #[test]
+    fn find_or_claim_surrogate_finds_pending_and_stored_ids_and_claims_new_ones() {
+        let d = dir("find-or-claim-surrogate");
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        let uncached = || DiskStore { surrogates: SurrogateCache::default(), ..store.clone() };
+        let unused = || -> i64 { panic!("no candidate is needed for a known id") };
+        let claimed = block_on(store.find_or_claim_surrogate(|| 5_000_000_001, "wxid_a")).unwrap();
+        assert_eq!(claimed, Found::Claimed(5_000_000_001, Claim::Inserted));
+        let second = block_on(uncached().find_or_claim_surrogate(|| 5_000_000_002, "wxid_b")).unwrap();
+        assert_eq!(second, Found::Claimed(5_000_000_002, Claim::Inserted));
+        // Most likely still pending (folds come every 50 ms); found either way.
+        assert_eq!(
+            block_on(uncached().find_or_claim_surrogate(unused, "wxid_b")).unwrap(),
+            Found::Known(5_000_000_002)
+        );
+        store.settle();
+        let other = uncached();
+        assert_eq!(block_on(other.find_or_claim_surrogate(unused, "wxid_a")).unwrap(), Found::Known(5_000_000_001));
+        assert_eq!(other.surrogates.surrogate_of("wxid_a"), Some(5_000_000_001), "learnt once on disk");
+        assert_eq!(
+            block_on(other.find_or_claim_surrogate(|| 5_000_000_001, "wxid_c")).unwrap(),
+            Found::Claimed(5_000_000_001, Claim::Taken("wxid_a".into())),
+            "a candidate another id holds in the file"
+        );
+        drop((store, other));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Folds commit to redb without syncing it, except the one that lets journal files go: a
+    /// copy of the store's directory taken while it runs (what a crash leaves) opens with every
+    /// id it gave, and the journal does not pile up.
+    #[test]
+    fn a_copy_taken_while_the_store_runs_opens_with_every_id_given() {
+        let d = dir("copy-running");
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        let first = said("bot", "first", "one");
+        assert_eq!(block_on(store.claim_message(1, &first)).unwrap(), Claim::Inserted);
+        store.settle();
+        // Rows of 1 MiB: the journal moves on to a new file past 16 of them.
+        let big: Vec<MessageRecord> = (0..20).map(|i| said("bot", &format!("big{i}"), &"x".repeat(1 << 20))).collect();
+        for (i, record) in big.iter().enumerate() {
+            assert_eq!(block_on(store.claim_message(10 + i as i32, record)).unwrap(), Claim::Inserted);
+        }
+        store.settle();
+        let last = said("bot", "last", "three");
+        assert_eq!(block_on(store.claim_message(100, &last)).unwrap(), Claim::Inserted);
+        assert_eq!(block_on(store.claim_surrogate(5_000_000_003, "wxid_last")).unwrap(), Claim::Inserted);
+        store.settle();
+        let files = journal::files(&d.join("journal")).unwrap();
+        assert!(files.len() <= 2, "folded files are let go of: {files:?}");
+
+        let copy = dir("copy-running-copy");
+        std::fs::create_dir_all(copy.join("journal")).unwrap();
+        std::fs::copy(d.join("bridge.redb"), copy.join("bridge.redb")).unwrap();
+        for (_, path) in &files {
+            std::fs::copy(path, copy.join("journal").join(path.file_name().unwrap())).unwrap();
+        }
+        let reopened = DiskStore::open(&copy, Retention::default()).unwrap();
+        assert_eq!(block_on(reopened.message_of(1)).unwrap(), Some(first));
+        for (i, record) in big.iter().enumerate() {
+            assert_eq!(block_on(reopened.message_id_of(&record.key)).unwrap(), Some(10 + i as i32), "big{i}");
+        }
+        assert_eq!(block_on(reopened.message_of(100)).unwrap(), Some(last));
+        assert_eq!(block_on(reopened.v12_of_surrogate(5_000_000_003)).unwrap().as_deref(), Some("wxid_last"));
+        drop((store, reopened));
+        let _ = std::fs::remove_dir_all(&d);
+        let _ = std::fs::remove_dir_all(&copy);
     }
 
     /// Inside `deferring`, ids are given before the journal is synced; the ticket covers every
