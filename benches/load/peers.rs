@@ -216,11 +216,60 @@ fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
+/// `LOAD_IDS=random`: the v12 generator's message ids are 32 hex digits and each event comes
+/// from a user not seen before, with a string id (as from a backend that uses UUIDs, or a
+/// platform whose user ids are not numbers): every event then gets a new surrogate, and both
+/// ids land at random places in the disk store's tables. Otherwise `m-<tag>-<i>` and one user,
+/// `20002`.
+pub const IDS: &str = "LOAD_IDS";
+
+/// The ids of event `i`: its message id and its sender's id.
+struct EventIds {
+    random: bool,
+}
+
+impl EventIds {
+    fn from_env() -> EventIds {
+        match std::env::var(IDS).as_deref() {
+            Ok("random") => EventIds { random: true },
+            Ok("") | Ok("sequential") | Err(_) => EventIds { random: false },
+            Ok(other) => panic!("{IDS}={other}: say random or sequential"),
+        }
+    }
+
+    fn message(&self, tag: &str, i: usize) -> String {
+        if self.random {
+            format!("{:016x}{:016x}", mix(tag, i as u64), mix(tag, !(i as u64)))
+        } else {
+            format!("m-{tag}-{i}")
+        }
+    }
+
+    fn user(&self, tag: &str, i: usize) -> String {
+        if self.random {
+            format!("u{:016x}", mix(tag, (i as u64) << 1 | 1))
+        } else {
+            "20002".into()
+        }
+    }
+}
+
+/// A well-mixed 64-bit value of the tag and a number (splitmix64's finaliser).
+fn mix(tag: &str, n: u64) -> u64 {
+    let seed = tag.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let mut z = seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// `n` v12 group messages (text, mention, image, reply), serialised once so pushing is cheap.
 /// Event `i` carries `seq=i;` in its text. `tag` keeps event and message ids unique across the
 /// runs one process sees (it drops an event id it saw lately). `file_id` names each image.
+/// [`IDS`] chooses the message and user ids.
 pub fn event_frames(tag: &str, n: usize, file_id: impl Fn(usize) -> String) -> Vec<Utf8Bytes> {
     let now = unix_now();
+    let ids = EventIds::from_env();
     (0..n)
         .map(|i| {
             let previous = i.saturating_sub(1);
@@ -228,9 +277,9 @@ pub fn event_frames(tag: &str, n: usize, file_id: impl Fn(usize) -> String) -> V
             format!(
                 concat!(
                     r#"{{"id":"ev-{tag}-{i}","time":{now:.3},"type":"message","detail_type":"group","sub_type":"","#,
-                    r#""self":{{"platform":"qq","user_id":"10001"}},"message_id":"m-{tag}-{i}","group_id":"30003","#,
-                    r#""user_id":"20002","message":["#,
-                    r#"{{"type":"reply","data":{{"message_id":"m-{tag}-{previous}","user_id":"20002"}}}},"#,
+                    r#""self":{{"platform":"qq","user_id":"10001"}},"message_id":"{message_id}","group_id":"30003","#,
+                    r#""user_id":"{user_id}","message":["#,
+                    r#"{{"type":"reply","data":{{"message_id":"{replied}","user_id":"{replied_user}"}}}},"#,
                     r#"{{"type":"text","data":{{"text":"seq={i}; hello [world] & friends"}}}},"#,
                     r#"{{"type":"mention","data":{{"user_id":"10001"}}}},"#,
                     r#"{{"type":"image","data":{{"file_id":"{file_id}"}}}}],"#,
@@ -239,7 +288,10 @@ pub fn event_frames(tag: &str, n: usize, file_id: impl Fn(usize) -> String) -> V
                 tag = tag,
                 i = i,
                 now = now,
-                previous = previous,
+                message_id = ids.message(tag, i),
+                user_id = ids.user(tag, i),
+                replied = ids.message(tag, previous),
+                replied_user = ids.user(tag, previous),
                 file_id = file_id,
             )
             .into()
@@ -414,4 +466,12 @@ pub fn check_seq_marker() {
         r#"{"post_type":"message","message":"[CQ:reply,id=5]seq=42; hello &#91;world&#93;","raw_message":"seq=42;"}"#;
     assert_eq!(find_seq(v11), Some(42));
     assert_eq!(find_seq(r#"{"meta_event_type":"lifecycle"}"#), None);
+    // Random ids: distinct, and the same for the same event (a reply names its target's).
+    let random = EventIds { random: true };
+    let messages: std::collections::HashSet<String> = (0..1000).map(|i| random.message("t", i)).collect();
+    let users: std::collections::HashSet<String> = (0..1000).map(|i| random.user("t", i)).collect();
+    assert_eq!((messages.len(), users.len()), (1000, 1000));
+    assert_eq!(random.message("t", 7), random.message("t", 7));
+    assert_ne!(random.message("t", 7), random.message("u", 7));
+    assert!(messages.iter().all(|m| m.len() == 32 && m.bytes().all(|b| b.is_ascii_hexdigit())));
 }
