@@ -489,10 +489,7 @@ impl IdStore for DiskStore {
         self.on_disk(ticket).await?;
         // What the cache learns is on disk.
         if ticket <= self.shared.durable_seq() {
-            match &claim {
-                Claim::Inserted => self.surrogates.learn(n, v12),
-                Claim::Taken(owner) => self.surrogates.learn_owner(n, owner),
-            }
+            self.surrogates.learn_claim(n, &claim, v12);
         }
         Ok(claim)
     }
@@ -513,10 +510,7 @@ impl IdStore for DiskStore {
         self.on_disk(ticket).await?;
         // What the cache learns is on disk.
         if ticket <= self.shared.durable_seq() {
-            match &found {
-                Found::Known(n) | Found::Claimed(n, Claim::Inserted) => self.surrogates.learn(*n, v12),
-                Found::Claimed(n, Claim::Taken(owner)) => self.surrogates.learn_owner(*n, owner),
-            }
+            self.surrogates.learn_found(&found, v12);
         }
         Ok(found)
     }

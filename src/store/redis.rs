@@ -601,11 +601,9 @@ impl IdStore for RedisStore {
         call.key(self.key("surrogates")).key(self.key("ids")).arg(n).arg(v12);
         let owner: Option<String> =
             self.run("claiming a surrogate", async move { call.invoke_async(&mut conn).await }).await?;
-        match &owner {
-            None => self.surrogates.learn(n, v12),
-            Some(owner) => self.surrogates.learn_owner(n, owner),
-        }
-        Ok(owner.map_or(Claim::Inserted, Claim::Taken))
+        let claim = owner.map_or(Claim::Inserted, Claim::Taken);
+        self.surrogates.learn_claim(n, &claim, v12);
+        Ok(claim)
     }
 
     async fn v12_of_surrogate(&self, n: i64) -> Result<Option<String>, IdError> {
@@ -641,11 +639,7 @@ impl IdStore for RedisStore {
         let answer =
             self.run("finding or claiming a surrogate", async move { call.invoke_async(&mut conn).await }).await?;
         let found = found(&self.server, n, answer, |owner| String::from_utf8_lossy(&owner).into_owned())?;
-        match &found {
-            Found::Known(known) => self.surrogates.learn(*known, v12),
-            Found::Claimed(n, Claim::Inserted) => self.surrogates.learn(*n, v12),
-            Found::Claimed(n, Claim::Taken(owner)) => self.surrogates.learn_owner(*n, owner),
-        }
+        self.surrogates.learn_found(&found, v12);
         Ok(found)
     }
 

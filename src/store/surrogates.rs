@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::core::ids::{Claim, Found};
 use crate::sync::LockUnpoisoned;
 
 /// Entries per direction.
@@ -85,6 +86,22 @@ impl SurrogateCache {
     /// `v12`'s surrogate, if known here.
     pub fn surrogate_of(&self, v12: &str) -> Option<i64> {
         self.0.lock_unpoisoned().by_v12.get(v12)
+    }
+
+    /// What a claim of `n` for `v12` said: `v12`'s surrogate, or `n` another id's.
+    pub fn learn_claim(&self, n: i64, claim: &Claim<String>, v12: &str) {
+        match claim {
+            Claim::Inserted => self.learn(n, v12),
+            Claim::Taken(owner) => self.learn_owner(n, owner),
+        }
+    }
+
+    /// What a find-or-claim for `v12` said.
+    pub fn learn_found(&self, found: &Found<i64, String>, v12: &str) {
+        match found {
+            Found::Known(n) => self.learn(*n, v12),
+            Found::Claimed(n, claim) => self.learn_claim(*n, claim, v12),
+        }
     }
 
     /// Whose surrogate `n` is, if known here.
