@@ -40,9 +40,9 @@
 //! a cap cut one short. `LOAD_TARGETS=disk,redis` measures only those (and the relays).
 //! `LOAD_ALONE=<scenario>[:<count>]` runs one scenario once per target instead (`events`,
 //! `latency`, `fanout`, `calls`, `idle`; several joined by `+` run on one bridge), to compare
-//! builds of the bridge by alternating them. `LOAD_IDS=random` gives the v12 generator's events
-//! random message ids and a new user each, with a string id (the v11 generator's ids are
-//! integers and stay as they are).
+//! builds of the bridge by alternating them. `LOAD_IDS=uuid` gives the v12 generator's events
+//! random message ids, `LOAD_IDS=random` random message ids and a new user each, with a string
+//! id (the v11 generator's ids are integers and stay as they are).
 
 #[path = "load/peers.rs"]
 mod peers;
@@ -132,8 +132,8 @@ fn main() {
     }
     let sizes = if std::env::args().any(|a| a == "--bench") { FULL } else { SMOKE };
     peers::check_seq_marker();
-    if std::env::var(peers::IDS).as_deref() == Ok("random") {
-        println!("load: {}=random: random message ids, and a new user with a string id in every event", peers::IDS);
+    if let Some(ids) = peers::EventIds::from_env().describe() {
+        println!("load: {}: {ids}", peers::IDS);
     }
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");

@@ -156,7 +156,7 @@ pub struct Cli {
     #[arg(long = "memory-store-bytes", env = "ONEBOT_BRIDGE_MEMORY_STORE_BYTES", value_name = "BYTES")]
     pub memory_store_bytes: Option<u64>,
 
-    /// Bytes of the disk store's page cache (at least 1048576) [default: 16777216].
+    /// Bytes of the disk store's page cache (at least 1048576) [default: 4194304].
     #[arg(long = "store-cache-bytes", env = "ONEBOT_BRIDGE_STORE_CACHE_BYTES", value_name = "BYTES")]
     pub store_cache_bytes: Option<u64>,
 

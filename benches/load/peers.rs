@@ -216,29 +216,41 @@ fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
-/// `LOAD_IDS=random`: the v12 generator's message ids are 32 hex digits and each event comes
-/// from a user not seen before, with a string id (as from a backend that uses UUIDs, or a
-/// platform whose user ids are not numbers): every event then gets a new surrogate, and both
-/// ids land at random places in the disk store's tables. Otherwise `m-<tag>-<i>` and one user,
-/// `20002`.
+/// `LOAD_IDS=uuid`: the v12 generator's message ids are 32 random hex digits (as from a backend
+/// that uses UUIDs), from one user. `LOAD_IDS=random`: the same, and each event comes from a user
+/// not seen before, with a string id (a platform whose user ids are not numbers): every event
+/// then gets a new surrogate too. Random ids land at random places in the disk store's tables.
+/// Otherwise (`sequential`) `m-<tag>-<i>` and one user, `20002`.
 pub const IDS: &str = "LOAD_IDS";
 
 /// The ids of event `i`: its message id and its sender's id.
-struct EventIds {
-    random: bool,
+pub struct EventIds {
+    random_messages: bool,
+    random_users: bool,
 }
 
 impl EventIds {
-    fn from_env() -> EventIds {
-        match std::env::var(IDS).as_deref() {
-            Ok("random") => EventIds { random: true },
-            Ok("") | Ok("sequential") | Err(_) => EventIds { random: false },
-            Ok(other) => panic!("{IDS}={other}: say random or sequential"),
+    pub fn from_env() -> EventIds {
+        let (random_messages, random_users) = match std::env::var(IDS).as_deref() {
+            Ok("random") => (true, true),
+            Ok("uuid") => (true, false),
+            Ok("") | Ok("sequential") | Err(_) => (false, false),
+            Ok(other) => panic!("{IDS}={other}: say sequential, uuid or random"),
+        };
+        EventIds { random_messages, random_users }
+    }
+
+    /// What the run says about its ids, when they are not the sequential ones.
+    pub fn describe(&self) -> Option<&'static str> {
+        match (self.random_messages, self.random_users) {
+            (true, true) => Some("random message ids, and a new user with a string id in every event"),
+            (true, false) => Some("random message ids (32 hex digits), one user"),
+            _ => None,
         }
     }
 
     fn message(&self, tag: &str, i: usize) -> String {
-        if self.random {
+        if self.random_messages {
             format!("{:016x}{:016x}", mix(tag, i as u64), mix(tag, !(i as u64)))
         } else {
             format!("m-{tag}-{i}")
@@ -246,7 +258,7 @@ impl EventIds {
     }
 
     fn user(&self, tag: &str, i: usize) -> String {
-        if self.random {
+        if self.random_users {
             format!("u{:016x}", mix(tag, (i as u64) << 1 | 1))
         } else {
             "20002".into()
@@ -467,7 +479,7 @@ pub fn check_seq_marker() {
     assert_eq!(find_seq(v11), Some(42));
     assert_eq!(find_seq(r#"{"meta_event_type":"lifecycle"}"#), None);
     // Random ids: distinct, and the same for the same event (a reply names its target's).
-    let random = EventIds { random: true };
+    let random = EventIds { random_messages: true, random_users: true };
     let messages: std::collections::HashSet<String> = (0..1000).map(|i| random.message("t", i)).collect();
     let users: std::collections::HashSet<String> = (0..1000).map(|i| random.user("t", i)).collect();
     assert_eq!((messages.len(), users.len()), (1000, 1000));

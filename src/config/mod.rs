@@ -1777,14 +1777,14 @@ mod tests {
             toml::from_str("[bridge]\nmemory-store-bytes = 2097152\nstore-cache-bytes = 8388608").unwrap();
         let c = Config::resolve(file, ephemeral).unwrap();
         assert_eq!(c.store, StoreConfig::Memory { max_messages: 1_000_000, max_bytes: 2 << 20 });
-        let on_disk = Overrides { data_dir: Some("d".into()), store_cache_bytes: Some(4 << 20), ..flags() };
+        let on_disk = Overrides { data_dir: Some("d".into()), store_cache_bytes: Some(8 << 20), ..flags() };
         match Config::resolve(FileConfig::default(), on_disk).unwrap().store {
-            StoreConfig::Disk { cache_bytes, .. } => assert_eq!(cache_bytes, 4 << 20),
+            StoreConfig::Disk { cache_bytes, .. } => assert_eq!(cache_bytes, 8 << 20),
             other => panic!("{other:?}"),
         }
         let on_disk = Overrides { data_dir: Some("d".into()), ..flags() };
         match Config::resolve(FileConfig::default(), on_disk).unwrap().store {
-            StoreConfig::Disk { cache_bytes, .. } => assert_eq!(cache_bytes, 16 << 20),
+            StoreConfig::Disk { cache_bytes, .. } => assert_eq!(cache_bytes, 4 << 20),
             other => panic!("{other:?}"),
         }
     }
