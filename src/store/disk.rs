@@ -679,17 +679,29 @@ impl<'t> FoldTables<'t> {
 
     /// Writes an entry over whatever the tables hold for it: applying it twice changes nothing.
     fn apply(&mut self, entry: &Entry) -> Result<(), redb::Error> {
+        self.apply_numbered(entry)?;
         match entry {
-            Entry::Message { n, key_text, row } => {
+            Entry::Message { n, key_text, .. } => {
+                self.keys.insert(&**key_text, *n)?;
+            }
+            Entry::Surrogate { n, v12 } => {
+                self.ids.insert(&**v12, *n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`apply`](Self::apply) without the index by v12 id: the row, its age and the surrogate.
+    fn apply_numbered(&mut self, entry: &Entry) -> Result<(), redb::Error> {
+        match entry {
+            Entry::Message { n, row, .. } => {
                 // A journalled row is binary; were it not, it is still stored, dated now.
                 let at = RowHead::read(row).map(|h| h.at).unwrap_or_else(|_| now_ms());
                 self.messages.insert(*n, &**row)?;
-                self.keys.insert(&**key_text, *n)?;
                 self.age.insert((at, *n), ())?;
             }
             Entry::Surrogate { n, v12 } => {
                 self.surrogates.insert(*n, &**v12)?;
-                self.ids.insert(&**v12, *n)?;
             }
         }
         Ok(())
@@ -1097,6 +1109,13 @@ impl Folder {
         }
         {
             let mut t = FoldTables::open(&txn).map_err(store_err)?;
+            // The tables keyed by numbers and times take their entries in order, at their ends.
+            // The two keyed by v12 ids take theirs sorted by key: where those ids are random
+            // (UUIDs), entries that share a page then follow one another, and the page is read
+            // and copied once per fold instead of once per entry. The sort is stable, so the
+            // later of two entries for one key still wins.
+            let mut keys: Vec<(&str, i32)> = Vec::new();
+            let mut ids: Vec<(&str, i64)> = Vec::new();
             for (i, entry) in gathered.iter().flat_map(|f| &f.entries).enumerate() {
                 // A fold of a few hundred entries with random keys takes a millisecond or two
                 // of CPU; woken by its timer, the thread would take that from a runtime worker
@@ -1104,7 +1123,25 @@ impl Folder {
                 if i % YIELD_EVERY == YIELD_EVERY - 1 {
                     std::thread::yield_now();
                 }
-                t.apply(entry).map_err(store_err)?;
+                t.apply_numbered(entry).map_err(store_err)?;
+                match entry {
+                    Entry::Message { n, key_text, .. } => keys.push((key_text, *n)),
+                    Entry::Surrogate { n, v12 } => ids.push((v12, *n)),
+                }
+            }
+            keys.sort_by(|a, b| a.0.cmp(b.0));
+            ids.sort_by(|a, b| a.0.cmp(b.0));
+            for (i, (key, n)) in keys.into_iter().enumerate() {
+                if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                    std::thread::yield_now();
+                }
+                t.keys.insert(key, n).map_err(store_err)?;
+            }
+            for (i, (id, n)) in ids.into_iter().enumerate() {
+                if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                    std::thread::yield_now();
+                }
+                t.ids.insert(id, n).map_err(store_err)?;
             }
         }
         txn.commit().map_err(store_err)?;
@@ -1636,6 +1673,34 @@ mod tests {
         assert_eq!(store.message_count().unwrap(), 1);
         let on_disk = store.read(|t| Ok(t.open_table(MESSAGES)?.get(3)?.is_some())).unwrap();
         assert!(on_disk);
+        drop((store, fresh));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// The folder writes the indexes by v12 id sorted by key, the rest in order: ids claimed in
+    /// no order at all, many to a fold, read back from redb as they were claimed.
+    #[test]
+    fn ids_claimed_in_any_order_read_back_once_folded() {
+        let d = dir("any-order");
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        // Keys and ids that sort in a different order from their numbers.
+        let key = |i: i32| format!("{:08x}", (i as u32).wrapping_mul(0x9e37_79b9));
+        let records: Vec<MessageRecord> = (1..=300).map(|i| said("bot", &key(i), &format!("m{i}"))).collect();
+        for (i, r) in (1..).zip(&records) {
+            assert_eq!(block_on(store.claim_message(i, r)).unwrap(), Claim::Inserted);
+            let id = format!("u{}", key(-i));
+            assert_eq!(block_on(store.claim_surrogate(5_000_000_000 + i as i64, &id)).unwrap(), Claim::Inserted);
+        }
+        store.settle();
+        let fresh = DiskStore { surrogates: SurrogateCache::default(), ..store.clone() };
+        for (i, r) in (1..).zip(&records) {
+            assert_eq!(block_on(fresh.message_id_of(&r.key)).unwrap(), Some(i), "{}", r.key.message_id);
+            assert_eq!(block_on(fresh.message_of(i)).unwrap().as_ref(), Some(r));
+            let id = format!("u{}", key(-i));
+            assert_eq!(block_on(fresh.surrogate_of(&id)).unwrap(), Some(5_000_000_000 + i as i64), "{id}");
+        }
+        let in_redb = store.read(|t| Ok((t.open_table(MESSAGE_KEYS)?.len()?, t.open_table(IDS)?.len()?))).unwrap();
+        assert_eq!(in_redb, (300, 300));
         drop((store, fresh));
         let _ = std::fs::remove_dir_all(&d);
     }
