@@ -1116,13 +1116,18 @@ impl Folder {
             // later of two entries for one key still wins.
             let mut keys: Vec<(&str, i32)> = Vec::new();
             let mut ids: Vec<(&str, i64)> = Vec::new();
-            for (i, entry) in gathered.iter().flat_map(|f| &f.entries).enumerate() {
-                // A fold of a few hundred entries with random keys takes a millisecond or two
-                // of CPU; woken by its timer, the thread would take that from a runtime worker
-                // in one piece, and every event on that worker would wait for it.
-                if i % YIELD_EVERY == YIELD_EVERY - 1 {
+            // A fold of a few hundred entries with random keys takes a millisecond or two of
+            // CPU; woken by its timer, the thread would take that from a runtime worker in one
+            // piece, and every event on that worker would wait for it.
+            let mut written = 0usize;
+            let mut pace = || {
+                written += 1;
+                if written % YIELD_EVERY == 0 {
                     std::thread::yield_now();
                 }
+            };
+            for entry in gathered.iter().flat_map(|f| &f.entries) {
+                pace();
                 t.apply_numbered(entry).map_err(store_err)?;
                 match entry {
                     Entry::Message { n, key_text, .. } => keys.push((key_text, *n)),
@@ -1131,16 +1136,12 @@ impl Folder {
             }
             keys.sort_by(|a, b| a.0.cmp(b.0));
             ids.sort_by(|a, b| a.0.cmp(b.0));
-            for (i, (key, n)) in keys.into_iter().enumerate() {
-                if i % YIELD_EVERY == YIELD_EVERY - 1 {
-                    std::thread::yield_now();
-                }
+            for (key, n) in keys {
+                pace();
                 t.keys.insert(key, n).map_err(store_err)?;
             }
-            for (i, (id, n)) in ids.into_iter().enumerate() {
-                if i % YIELD_EVERY == YIELD_EVERY - 1 {
-                    std::thread::yield_now();
-                }
+            for (id, n) in ids {
+                pace();
                 t.ids.insert(id, n).map_err(store_err)?;
             }
         }
