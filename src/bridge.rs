@@ -190,18 +190,11 @@ impl Bridge {
                             )))
                         }
                     };
-                    let (link, outgoing) = LinkHandle::socket(id, limits.request_queue, config.action_timeout, wire);
+                    let link = LinkHandle::socket(id, config.action_timeout, wire);
                     link.observe(link_metrics);
                     let dial = crate::backends::socket::Dial { url: url.clone(), token, tls: tls.clone() };
                     let span = tracing::info_span!("backend_ws", link = id, url = %url);
-                    let task = crate::backends::socket::run(
-                        link,
-                        outgoing,
-                        dial,
-                        hub.clone(),
-                        limits.clone(),
-                        watch_rx.clone(),
-                    );
+                    let task = crate::backends::socket::run(link, dial, hub.clone(), limits.clone(), watch_rx.clone());
                     tasks.spawn(task.instrument(span));
                 }
                 (BackendKind::Http { url, .. }, webhook) => {

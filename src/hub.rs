@@ -881,7 +881,7 @@ mod tests {
     }
 
     fn link(id: LinkId, up: bool) -> LinkHandle {
-        let (l, _rx) = LinkHandle::new(id, 1, Duration::from_secs(1), false);
+        let l = LinkHandle::new(id, Duration::from_secs(1), false);
         l.set_connected(up);
         l
     }

@@ -176,7 +176,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn events_translated_out_of_order_are_delivered_in_the_order_read() {
         let recorder = Arc::new(Recorder::default());
-        let (link, _rx) = LinkHandle::new(1, 1, Duration::from_secs(1), false);
+        let link = LinkHandle::new(1, Duration::from_secs(1), false);
         let (intake, worker) = Intake::start(link, recorder.clone(), Arc::new(RecentIds::new()));
         for (id, kind, wait) in
             [("a", "message", 30), ("b", "message", 10), ("m", "meta", 0), ("a", "message", 0), ("c", "notice", 0)]

@@ -1,5 +1,5 @@
 //! What every backend link shares, whatever its protocol or transport: the [`LinkHandle`] callers
-//! send actions through (a socket's queue and waiting calls, or an HTTP caller), the recent event
+//! send actions through (a socket's writer and waiting calls, or an HTTP caller), the recent event
 //! ids that drop a resent event ([`RecentIds`]), and the signal that tells calls made while
 //! translating events to stop waiting ([`GiveUp`]).
 
@@ -10,22 +10,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hashbrown::HashTable;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::backends::v11::edge::{Edge, Outbound};
 use crate::backends::v12::codec;
+use crate::backends::writer::SocketWriter;
 use crate::core::{v12, CallError};
 use crate::sync::LockUnpoisoned;
 
 /// Identifies one backend link (a configured one, or one reverse-WS connection).
 pub type LinkId = usize;
-
-/// What a socket link's task writes: JSON as a text frame, MessagePack as a binary frame. The
-/// frame is made by the caller (JSON written straight into a string, not checked for UTF-8
-/// again by the writer).
-#[derive(Debug)]
-pub struct Outgoing(pub Message);
 
 /// A call's entry in `pending`, removed when the call ends however it ends.
 struct Waiting<'a> {
@@ -97,26 +92,35 @@ pub enum Wire {
 /// How a link's requests reach the implementation.
 #[derive(Debug)]
 enum Transport {
-    /// A WebSocket: requests queue for the task that owns the socket, and answers come back on
-    /// it, matched by `echo`.
-    Socket { tx: mpsc::Sender<Outgoing>, pending: Mutex<Pending>, wire: Wire },
+    /// A WebSocket: each caller writes its request (JSON as a text frame, MessagePack as a
+    /// binary one) through the connection's writer, and answers come back on the socket, matched
+    /// by `echo`.
+    Socket { writer: SocketWriter, pending: Mutex<Pending>, wire: Wire },
     /// HTTP: each request is answered in its own response. (Boxed: the caller is large beside
     /// the socket's parts.)
     Http(Box<crate::backends::v12::http_client::HttpCaller>),
 }
 
 impl LinkHandle {
-    /// A handle and the receiving end its socket task drains. `queue` bounds the requests waiting
-    /// to be written; callers beyond it wait (inside their timeout).
-    pub fn new(id: LinkId, queue: usize, timeout: Duration, msgpack: bool) -> (LinkHandle, mpsc::Receiver<Outgoing>) {
-        LinkHandle::socket(id, queue, timeout, Wire::V12 { msgpack })
+    /// A socket link speaking OneBot v12; its connections [`attach`](LinkHandle::attach) their
+    /// writing half in turn.
+    pub fn new(id: LinkId, timeout: Duration, msgpack: bool) -> LinkHandle {
+        LinkHandle::socket(id, timeout, Wire::V12 { msgpack })
     }
 
     /// [`LinkHandle::new`] for a socket speaking `wire`.
-    pub fn socket(id: LinkId, queue: usize, timeout: Duration, wire: Wire) -> (LinkHandle, mpsc::Receiver<Outgoing>) {
-        let (tx, rx) = mpsc::channel(queue.max(1));
-        let transport = Transport::Socket { tx, pending: Mutex::new(Pending::default()), wire };
-        (LinkHandle::build(id, timeout, transport), rx)
+    pub fn socket(id: LinkId, timeout: Duration, wire: Wire) -> LinkHandle {
+        let transport =
+            Transport::Socket { writer: SocketWriter::default(), pending: Mutex::new(Pending::default()), wire };
+        LinkHandle::build(id, timeout, transport)
+    }
+
+    /// A socket link's writer, which its connection attaches to (`None` on an HTTP link).
+    pub(crate) fn writer(&self) -> Option<&SocketWriter> {
+        match &self.inner.transport {
+            Transport::Socket { writer, .. } => Some(writer),
+            Transport::Http(_) => None,
+        }
     }
 
     /// The edge of a link to a OneBot v11 implementation (over a socket or HTTP).
@@ -231,7 +235,7 @@ impl LinkHandle {
                 };
                 tokio::time::timeout(self.inner.timeout, sent).await.unwrap_or(Err(CallError::Timeout(timeout_ms)))
             }
-            Transport::Socket { tx, pending, wire } => {
+            Transport::Socket { writer, pending, wire } => {
                 let frame = match (&v11, wire) {
                     (Some((_, call)), _) => {
                         let frame = serde_json::json!({"action": call.action, "params": call.params, "echo": echo});
@@ -251,7 +255,7 @@ impl LinkHandle {
                 // stopped waiting), nothing of it stays in `pending`.
                 let _waiting = Waiting { link: self, seq };
                 let outcome = tokio::time::timeout(self.inner.timeout, async {
-                    tx.send(Outgoing(frame)).await.map_err(|_| CallError::Link("link closed".into()))?;
+                    writer.write(frame).await.map_err(|error| CallError::Link(error.to_string()))?;
                     answer.await.map_err(|_| CallError::Link("the connection dropped before the answer came".into()))
                 })
                 .await;
@@ -392,6 +396,15 @@ mod tests {
 
     use super::*;
 
+    /// A connected JSON link whose connection's frames come out of the receiver.
+    async fn attached_link() -> (LinkHandle, tokio::sync::mpsc::Receiver<Message>) {
+        let link = LinkHandle::new(1, Duration::from_secs(30), false);
+        let (sink, written) = crate::backends::writer::channel_sink(4);
+        link.writer().expect("a socket link").attach(sink, Duration::from_secs(5)).await;
+        link.set_connected(true);
+        (link, written)
+    }
+
     #[test]
     fn recent_ids_drop_repeats_and_forget_the_oldest() {
         let recent = RecentIds::new();
@@ -418,13 +431,12 @@ mod tests {
         for stray in ["ob-", "ob-+1", "ob--1", "ob-1x", "x-1", "OB-1", "ob-18446744073709551616", ""] {
             assert_eq!(seq_of(stray), None, "{stray:?}");
         }
-        let (link, mut written) = LinkHandle::new(1, 4, Duration::from_secs(30), false);
-        link.set_connected(true);
+        let (link, mut written) = attached_link().await;
         let call = tokio::spawn({
             let link = link.clone();
             async move { link.call(v12::Request::new("get_self_info", Map::new())).await }
         });
-        let Outgoing(Message::Text(text)) = written.recv().await.unwrap() else { panic!("a JSON link writes text") };
+        let Message::Text(text) = written.recv().await.unwrap() else { panic!("a JSON link writes text") };
         let request: Value = serde_json::from_str(&text).unwrap();
         let echo = request["echo"].as_str().unwrap().to_owned();
         let answer = |echo: &str| v12::Response {
@@ -443,8 +455,7 @@ mod tests {
     /// never come, so nothing of the call may stay behind.
     #[tokio::test]
     async fn a_call_dropped_before_its_answer_leaves_nothing_waiting() {
-        let (link, mut written) = LinkHandle::new(1, 4, Duration::from_secs(30), false);
-        link.set_connected(true);
+        let (link, mut written) = attached_link().await;
         let mut call = Box::pin(link.call(v12::Request::new("get_file", Map::new())));
         tokio::select! {
             _ = &mut call => panic!("answered without an answer"),

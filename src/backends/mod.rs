@@ -1,7 +1,7 @@
 //! Backend links: the bridge as a client of the OneBot implementation that holds the accounts.
 //!
 //! [`link`] is what every link shares (the [`link::LinkHandle`] actions go through, recent event
-//! ids, the give-up signal); [`intake`] admits, translates and delivers a socket link's events in
+//! ids, the give-up signal); [`writer`] is a socket link's writing half, shared by its callers; [`intake`] admits, translates and delivers a socket link's events in
 //! order; [`v12`] holds the OneBot v12 transports. A link reports what it receives through the
 //! [`Reports`] trait, never to the hub by name: the hub implements it, and a test can put
 //! anything else in its place.
@@ -11,6 +11,7 @@ pub mod link;
 pub mod socket;
 pub mod v11;
 pub mod v12;
+pub mod writer;
 
 use std::collections::BTreeSet;
 use std::future::Future;

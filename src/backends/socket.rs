@@ -2,11 +2,11 @@
 //! v12, or v11 through the link's edge). [`run`] is the forward WebSocket, bridge as **client**:
 //! it dials the implementation's WebSocket server.
 //!
-//! One task owns the socket. It writes queued action requests, reads events and answers, and
-//! redials with capped exponential back-off and jitter when the connection drops. Requests left
-//! in the queue by a dropped connection are discarded (their callers were already told), and
-//! events are de-duplicated by `id`, so a reconnect never runs an action twice or delivers an
-//! event twice.
+//! One task owns the socket: it reads events and answers, lends the writing half to the link's
+//! callers (each writes its own request, [`super::writer`]), and redials with capped exponential
+//! back-off and jitter when the connection drops. A call made while the link is down fails at
+//! once (it is never held for the next connection), and events are de-duplicated by `id`, so a
+//! reconnect never runs an action twice or delivers an event twice.
 //!
 //! [`serve`] runs one connection whichever side dialled; the reverse-WebSocket server
 //! ([`super::ws_server`]) uses it too. Frames are read in either encoding: text is JSON, binary is
@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -25,8 +25,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::backends::intake::Intake;
-use crate::backends::link::{LinkHandle, Outgoing, RecentIds};
+use crate::backends::link::{LinkHandle, RecentIds};
 use crate::backends::v12::codec::{self, Payload};
+use crate::backends::writer::SocketWriter;
 use crate::backends::Reports;
 use crate::config::Limits;
 use crate::core::v12::{self, Frame};
@@ -50,7 +51,6 @@ pub struct Dial {
 /// Runs the link until `shutdown` turns true. The caller wraps it in a span naming the link.
 pub async fn run<R: Reports>(
     link: LinkHandle,
-    mut outgoing: mpsc::Receiver<Outgoing>,
     cfg: Dial,
     reports: Arc<R>,
     limits: Limits,
@@ -67,9 +67,7 @@ pub async fn run<R: Reports>(
             Ok(Ok(ws)) => {
                 tracing::info!("connected to backend");
                 backoff.reset();
-                // Anything queued while the link was down belongs to callers that already failed.
-                while outgoing.try_recv().is_ok() {}
-                serve(&link, Some(&mut outgoing), ws, &reports, &limits, &recent, &mut shutdown).await;
+                serve(&link, Carries::Requests, ws, &reports, &limits, &recent, &mut shutdown).await;
                 link.set_connected(false);
                 reports.link_down(link.id);
                 if *shutdown.borrow() {
@@ -111,19 +109,25 @@ async fn connect(cfg: &Dial, limits: &Limits) -> Result<Ws, tokio_tungstenite::t
     Ok(ws)
 }
 
-/// Runs one connection to an implementation, whichever side dialled: writes queued requests,
-/// reads events and answers. Returns when the connection ends or `shutdown` turns true, with the
-/// link marked down and the events already read delivered.
+/// What a connection carries besides the backend's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carries {
+    /// The link's requests and their answers.
+    Requests,
+    /// Events only (a v11 `X-Client-Role: Event` connection): the link's requests go out on
+    /// another connection, which alone says whether the link is up.
+    EventsOnly,
+}
+
+/// Runs one connection to an implementation, whichever side dialled: carries the link's
+/// requests (when it does), reads events and answers. Returns when the connection ends or
+/// `shutdown` turns true, with the link marked down and the events already read delivered.
 ///
 /// Events go to the link's [`Intake`], which translates them while this loop goes on reading
 /// (a translation may wait for an answer that arrives on this very socket).
-///
-/// Without `outgoing` the connection carries events only (a v11 `X-Client-Role: Event`
-/// connection): the link's requests go out on another connection, which alone says whether the
-/// link is up.
 pub async fn serve<R: Reports, S>(
     link: &LinkHandle,
-    outgoing: Option<&mut mpsc::Receiver<Outgoing>>,
+    carries: Carries,
     ws: tokio_tungstenite::WebSocketStream<S>,
     reports: &Arc<R>,
     limits: &Limits,
@@ -133,9 +137,8 @@ pub async fn serve<R: Reports, S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (intake, worker) = Intake::start(link.clone(), reports.clone(), recent.clone());
-    let carries_requests = outgoing.is_some();
-    pump(link, outgoing, ws, reports, limits, &intake, shutdown).await;
-    if carries_requests {
+    pump(link, carries, ws, reports, limits, &intake, shutdown).await;
+    if carries == Carries::Requests {
         // Calls still waiting on this connection fail now, so the worker can finish.
         link.set_connected(false);
     }
@@ -147,7 +150,7 @@ pub async fn serve<R: Reports, S>(
 
 async fn pump<R: Reports, S>(
     link: &LinkHandle,
-    outgoing: Option<&mut mpsc::Receiver<Outgoing>>,
+    carries: Carries,
     ws: tokio_tungstenite::WebSocketStream<S>,
     reports: &Arc<R>,
     limits: &Limits,
@@ -156,17 +159,41 @@ async fn pump<R: Reports, S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let carries_requests = outgoing.is_some();
     let (sink, mut stream) = ws.split();
-    // Reading and writing are two futures of this one task, polled together: reading never
-    // waits for a write (a backend that reads nothing while one of its own writes waits, a task
-    // per connection under a burst, would otherwise wait for this loop to read while this loop
-    // waited for it to read), and a request goes from its caller's queue to the socket with no
-    // task in between.
+    // The writing half goes to the link's writer, where callers write their requests; an
+    // events-only connection keeps its own, for its pings. Reading never waits for a write (a
+    // backend that reads nothing while one of its own writes waits would otherwise wait for this
+    // loop to read while this loop waited for it to read): this connection's own frames go
+    // through a small queue, written by a future of their own.
+    let own;
+    let writer = match (carries, link.writer()) {
+        (Carries::Requests, Some(writer)) => writer,
+        (Carries::Requests, None) => return tracing::error!("a socket connection on an HTTP link; closed"),
+        (Carries::EventsOnly, _) => {
+            own = SocketWriter::default();
+            &own
+        }
+    };
+    let attached = writer.attach(Box::pin(sink), limits.write_timeout).await;
     let (control, controls) = mpsc::channel(CONTROL_QUEUED);
-    let writer = write_frames(sink, controls, outgoing, limits.write_timeout);
-    tokio::pin!(writer);
-    if carries_requests {
+    // Ends when a write failed or timed out (a caller's or its own), or once the queue is closed
+    // and written.
+    let writing = async {
+        let mut controls = controls;
+        loop {
+            tokio::select! {
+                _ = attached.broken.notified() => return,
+                frame = controls.recv() => {
+                    let Some(frame) = frame else { return };
+                    if writer.write(frame).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    tokio::pin!(writing);
+    if carries == Carries::Requests {
         link.set_connected(true);
         tokio::spawn(discover(link.clone(), reports.clone()));
     }
@@ -204,17 +231,18 @@ async fn pump<R: Reports, S>(
         }
     };
     let ended = tokio::select! {
-        // The writer ends only when a write failed or timed out (it said which).
-        _ = &mut writer => return,
-        ended = reader => ended,
+        // Before the queue is closed, only when a write failed or timed out (it said which).
+        _ = &mut writing => None,
+        ended = reader => Some(ended),
     };
-    if ended == Ended::Shutdown {
-        // The close frame goes out after what is queued, the writer given its usual time.
+    if ended == Some(Ended::Shutdown) {
+        // The close frame goes out after the frames ahead of it, within the write timeout.
         let bye = CloseFrame { code: CloseCode::Away, reason: "bridge shutting down".into() };
         let _ = control.try_send(Message::Close(Some(bye)));
         drop(control);
-        let _ = tokio::time::timeout(limits.write_timeout, &mut writer).await;
+        let _ = tokio::time::timeout(limits.write_timeout, &mut writing).await;
     }
+    writer.detach(&attached).await;
 }
 
 /// How the reading half of a connection ended.
@@ -226,75 +254,6 @@ enum Ended {
 
 /// Frames of the connection's own (pings, the closing frame) waiting for the writer.
 const CONTROL_QUEUED: usize = 4;
-/// Frames written before one flush, at most.
-const FRAMES_PER_FLUSH: usize = 64;
-
-/// The next frame to write: the connection's own first, then the link's requests (none when the
-/// connection carries no requests). `None` once either queue is closed (the connection is
-/// ending, or the link is gone).
-async fn next_frame(
-    controls: &mut mpsc::Receiver<Message>,
-    outgoing: &mut Option<&mut mpsc::Receiver<Outgoing>>,
-) -> Option<Message> {
-    tokio::select! {
-        biased;
-        control = controls.recv() => control,
-        request = async {
-            match outgoing.as_deref_mut() {
-                Some(outgoing) => outgoing.recv().await,
-                None => std::future::pending().await,
-            }
-        } => request.map(|Outgoing(frame)| frame),
-    }
-}
-
-/// What is ready without waiting, as [`next_frame`] orders it.
-fn ready_frame(
-    controls: &mut mpsc::Receiver<Message>,
-    outgoing: &mut Option<&mut mpsc::Receiver<Outgoing>>,
-) -> Option<Message> {
-    if let Ok(control) = controls.try_recv() {
-        return Some(control);
-    }
-    outgoing.as_deref_mut()?.try_recv().ok().map(|Outgoing(frame)| frame)
-}
-
-/// Writes the connection's own frames and the link's requests, those ready together in one
-/// flush, until a queue closes or a write fails or takes longer than
-/// `timeout` (a backend that reads nothing). A request is taken from the link's queue only when
-/// it can be written: the rest wait there, where their callers' timeouts apply.
-async fn write_frames<S>(
-    mut sink: futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<S>, Message>,
-    mut controls: mpsc::Receiver<Message>,
-    mut outgoing: Option<&mut mpsc::Receiver<Outgoing>>,
-    timeout: Duration,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    while let Some(frame) = next_frame(&mut controls, &mut outgoing).await {
-        let written = tokio::time::timeout(timeout, async {
-            sink.feed(frame).await?;
-            for _ in 1..FRAMES_PER_FLUSH {
-                let Some(more) = ready_frame(&mut controls, &mut outgoing) else { break };
-                sink.feed(more).await?;
-            }
-            sink.flush().await
-        })
-        .await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "backend write failed");
-                return;
-            }
-            Err(_) => {
-                tracing::warn!("backend write timed out");
-                return;
-            }
-        }
-    }
-}
-
 /// One frame from the backend (JSON text or MessagePack binary; a binary frame carrying JSON is
 /// read too): an event or an action's answer, in the link's protocol. A v11 event on a v12 link
 /// (a NapCat configured without `protocol = "v11"`) is said once per connection, with the fix.

@@ -602,8 +602,6 @@ pub struct Limits {
     pub max_message: usize,
     /// Events buffered per v11 connection before the oldest are dropped (and counted).
     pub event_queue: usize,
-    /// Requests buffered toward one backend link before callers wait.
-    pub request_queue: usize,
     /// Concurrent actions per v11 connection before the bridge stops reading more.
     pub actions_in_flight: usize,
     /// Time to write one frame before the connection is considered dead.
@@ -617,7 +615,6 @@ impl Default for Limits {
         Limits {
             max_message: 16 << 20,
             event_queue: 1024,
-            request_queue: 256,
             actions_in_flight: 64,
             write_timeout: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(5),

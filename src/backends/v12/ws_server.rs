@@ -27,13 +27,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tracing::Instrument;
 
-use crate::backends::link::{LinkHandle, LinkId, Outgoing, RecentIds, Wire};
-use crate::backends::socket;
+use crate::backends::link::{LinkHandle, LinkId, RecentIds, Wire};
+use crate::backends::socket::{self, Carries};
 use crate::backends::v11::edge::Edge;
 use crate::backends::Reports;
 use crate::config::Limits;
@@ -80,8 +80,9 @@ struct Server<R> {
 /// The API and Event connections of one v11 account, sharing one link.
 struct Split {
     link: LinkHandle,
-    /// The link's request queue, held by the live API connection.
-    outgoing: Arc<tokio::sync::Mutex<mpsc::Receiver<Outgoing>>>,
+    /// Held by the live API connection, whose socket carries the link's requests: a newer one
+    /// waits for the older to let go.
+    api: Arc<tokio::sync::Mutex<()>>,
     /// Live connections of the pair.
     halves: usize,
     /// Tells the live API connection to make way for a newer one.
@@ -246,15 +247,14 @@ async fn connection<R: Reports>(stream: TcpStream, server: Arc<Server<R>>, shutd
 
 /// A new link for a connection (or a split pair): what the handshake and the configuration say
 /// about its implementation goes to the reports.
-fn new_link<R: Reports>(server: &Server<R>, hs: &Handshake) -> (LinkHandle, mpsc::Receiver<Outgoing>) {
+fn new_link<R: Reports>(server: &Server<R>, hs: &Handshake) -> LinkHandle {
     let reports = &server.reports;
     let wire = if hs.v11 {
         Wire::V11(Arc::new(Edge::new(server.maps.clone(), server.max_file_size)))
     } else {
         Wire::V12 { msgpack: server.msgpack }
     };
-    let (link, outgoing) =
-        LinkHandle::socket(reports.new_link_id(), server.limits.request_queue, server.action_timeout, wire);
+    let link = LinkHandle::socket(reports.new_link_id(), server.action_timeout, wire);
     link.observe(server.metrics.clone());
     if hs.v11 {
         // Known as v11 from the start, so it gets a v11 profile before the implementation names itself.
@@ -276,7 +276,7 @@ fn new_link<R: Reports>(server: &Server<R>, hs: &Handshake) -> (LinkHandle, mpsc
         reports.upload_mode(link.id, mode);
     }
     server.live().push((link.id, link.clone()));
-    (link, outgoing)
+    link
 }
 
 /// A link's last connection ended: its accounts go offline and the link is forgotten. An
@@ -319,10 +319,10 @@ async fn universal<R: Reports>(
     server: Arc<Server<R>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (link, mut outgoing) = new_link(&server, &hs);
+    let link = new_link(&server, &hs);
     log_connected(&hs, &link);
     let recent = server.recent_for(&hs.implementation);
-    socket::serve(&link, Some(&mut outgoing), ws, &server.reports, &server.limits, &recent, &mut shutdown).await;
+    socket::serve(&link, Carries::Requests, ws, &server.reports, &server.limits, &recent, &mut shutdown).await;
     tracing::info!("implementation disconnected");
     link_gone(&server, &link, &shutdown);
 }
@@ -341,19 +341,19 @@ async fn split<R: Reports>(
         match pairs.get_mut(&hs.self_id) {
             Some(pair) => {
                 pair.halves += 1;
-                Some((pair.link.clone(), pair.outgoing.clone()))
+                Some((pair.link.clone(), pair.api.clone()))
             }
             None if full => None,
             None => {
-                let (link, outgoing) = new_link(&server, &hs);
-                let outgoing = Arc::new(tokio::sync::Mutex::new(outgoing));
-                let pair = Split { link: link.clone(), outgoing: outgoing.clone(), halves: 1, api_stop: None };
+                let link = new_link(&server, &hs);
+                let api = Arc::new(tokio::sync::Mutex::new(()));
+                let pair = Split { link: link.clone(), api: api.clone(), halves: 1, api_stop: None };
                 pairs.insert(hs.self_id.clone(), pair);
-                Some((link, outgoing))
+                Some((link, api))
             }
         }
     };
-    let Some((link, outgoing)) = joined else {
+    let Some((link, api)) = joined else {
         tracing::warn!(max = MAX_CONNECTIONS, "too many accounts on split connections; connection dropped");
         return;
     };
@@ -381,21 +381,19 @@ async fn split<R: Reports>(
             }
             let _ = mine_tx.send(true);
         });
-        // The older connection lets go of the queue once it has stopped.
-        let mut queue = outgoing.lock().await;
-        // Anything queued while the link was down belongs to callers that already failed.
-        while queue.try_recv().is_ok() {}
+        // The older connection lets go once it has stopped.
+        let held = api.lock().await;
         if !*mine.borrow() {
-            socket::serve(&link, Some(&mut *queue), ws, &server.reports, &server.limits, &recent, &mut mine).await;
+            socket::serve(&link, Carries::Requests, ws, &server.reports, &server.limits, &recent, &mut mine).await;
         }
         // Accounts cannot act until an API connection is back (done before a newer one, waiting
-        // for the queue, brings them online again).
+        // to take over, brings them online again).
         server.reports.link_down(link.id);
-        drop(queue);
+        drop(held);
         tracing::info!("implementation's API connection closed");
     } else {
         let mut shutdown = shutdown.clone();
-        socket::serve(&link, None, ws, &server.reports, &server.limits, &recent, &mut shutdown).await;
+        socket::serve(&link, Carries::EventsOnly, ws, &server.reports, &server.limits, &recent, &mut shutdown).await;
         tracing::info!("implementation's Event connection closed");
     }
     let last = {
