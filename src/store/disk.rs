@@ -32,6 +32,7 @@ use serde::Deserialize;
 
 use crate::core::ids::{Claim, Found, IdError, IdStore, MessageKey, MessageRecord};
 use crate::core::record::{self, Row, RowHead};
+use crate::store::filter::{Filters, Keeper, Table};
 use crate::store::journal::{self, Entry, Journal};
 use crate::store::surrogates::SurrogateCache;
 use crate::sync::LockUnpoisoned;
@@ -196,6 +197,9 @@ struct State {
     failed: Option<String>,
     /// What decisions read of redb, kept between them until the folder next writes redb.
     snapshot: Option<Snapshot>,
+    /// Which v12 ids redb may hold, once the folder has built them: an id they rule out is not
+    /// looked up.
+    filters: Option<Arc<Filters>>,
 }
 
 /// A read transaction of redb and the tables opened in it so far, kept for the decisions that
@@ -445,6 +449,12 @@ impl DiskStore {
         Err(store_err(durable.failed.as_deref().unwrap_or("the id store stopped")))
     }
 
+    /// Whether the folder has built the filters the decisions read.
+    #[cfg(test)]
+    fn filters_built(&self) -> bool {
+        self.shared.state.lock_unpoisoned().filters.is_some()
+    }
+
     /// How many message ids are stored: those in redb and those decided for it. (While the
     /// folder commits, a message may be counted in both for a moment.)
     pub fn message_count(&self) -> Result<u64, IdError> {
@@ -475,9 +485,13 @@ impl IdStore for DiskStore {
         if let Some(n) = self.surrogates.surrogate_of(v12) {
             return Ok(Some(n));
         }
-        let pending = self.shared.state.lock_unpoisoned().pending.ids.get(v12).copied();
+        let (pending, maybe) = {
+            let state = self.shared.state.lock_unpoisoned();
+            (state.pending.ids.get(v12).copied(), state.may_hold(Table::Ids, v12))
+        };
         let (n, ticket) = match pending {
             Some((n, seq)) => (Some(n), seq),
+            None if !maybe => (None, 0),
             None => (self.read(|t| Ok(t.open_table(IDS)?.get(v12)?.map(|v| v.value())))?, 0),
         };
         self.on_disk(ticket).await?;
@@ -537,9 +551,13 @@ impl IdStore for DiskStore {
 
     async fn message_id_of(&self, key: &MessageKey) -> Result<Option<i32>, IdError> {
         let k = key_text(key);
-        let pending = self.shared.state.lock_unpoisoned().pending.keys.get(k.as_str()).copied();
+        let (pending, maybe) = {
+            let state = self.shared.state.lock_unpoisoned();
+            (state.pending.keys.get(k.as_str()).copied(), state.may_hold(Table::Messages, &k))
+        };
         let (n, ticket) = match pending {
             Some((n, seq)) => (Some(n), seq),
+            None if !maybe => (None, 0),
             None => (self.read(|t| Ok(t.open_table(MESSAGE_KEYS)?.get(k.as_str())?.map(|v| v.value())))?, 0),
         };
         self.on_disk(ticket).await?;
@@ -861,6 +879,11 @@ impl View<'_> {
 
 /// The decisions. Each answers with a ticket: the journal entry it relies on (0: redb's).
 impl State {
+    /// False when redb surely does not hold `id` as a key of `table`.
+    fn may_hold(&self, table: Table, id: &str) -> bool {
+        self.filters.as_ref().is_none_or(|f| f.may_hold(table, id))
+    }
+
     /// Who holds message number `n`, since when, and the entry that says so.
     fn owner_of(&self, view: &View<'_>, n: i32) -> Result<Option<(RowOwner, u64)>, redb::Error> {
         if let Some(r) = self.pending.rows.get(&n) {
@@ -873,6 +896,9 @@ impl State {
     fn number_of(&self, view: &View<'_>, key_text: &str) -> Result<Option<(i32, u64)>, redb::Error> {
         if let Some(&found) = self.pending.keys.get(key_text) {
             return Ok(Some(found));
+        }
+        if !self.may_hold(Table::Messages, key_text) {
+            return Ok(None);
         }
         Ok(view.number_of(key_text)?.map(|n| (n, 0)))
     }
@@ -918,8 +944,10 @@ impl State {
         if let Some(&(n, seq)) = self.pending.ids.get(v12) {
             return Ok((Found::Known(n), seq));
         }
-        if let Some(n) = view.surrogate_number(v12)? {
-            return Ok((Found::Known(n), 0));
+        if self.may_hold(Table::Ids, v12) {
+            if let Some(n) = view.surrogate_number(v12)? {
+                return Ok((Found::Known(n), 0));
+            }
         }
         let n = first();
         let (claim, seq) = self.claim_surrogate(view, n, v12)?;
@@ -1039,10 +1067,12 @@ impl Folder {
         let mut last_prune = Instant::now() - every;
         let mut gathered: Vec<Fold> = Vec::new();
         let mut closed = false;
+        let mut filters = Keeper::default();
         // The oldest journal file kept: its entries may be in redb only as a commit not yet
         // durable.
         let mut kept_from = 0u64;
         loop {
+            self.keep_filters(&mut filters);
             if gathered.is_empty() {
                 if closed {
                     return;
@@ -1061,7 +1091,11 @@ impl Folder {
                         }
                     }
                 }
-                let wait = (last_prune + every).saturating_duration_since(Instant::now());
+                let mut wait = (last_prune + every).saturating_duration_since(Instant::now());
+                if filters.building() {
+                    // Idle: build on, a chunk at a time, unless a fold comes.
+                    wait = Duration::ZERO;
+                }
                 match rx.recv_timeout(wait) {
                     Ok(fold) => gathered.push(fold),
                     Err(std_mpsc::RecvTimeoutError::Timeout) => continue,
@@ -1083,7 +1117,7 @@ impl Folder {
                     Err(std_mpsc::TryRecvError::Disconnected) => closed = true,
                 }
             }
-            match self.fold(&gathered, &mut kept_from, closed) {
+            match self.fold(&gathered, &mut kept_from, closed, &mut filters) {
                 Ok(()) => gathered.clear(),
                 Err(error) => {
                     tracing::error!(%error, entries = count, "id store could not apply its journal to the database; retrying");
@@ -1100,7 +1134,7 @@ impl Folder {
     /// (a UUID), that is a page for each, and a sync of the journal that came during it waited
     /// for it: a stall of a few milliseconds twenty times a second. Left to redb's write buffer
     /// between durable commits, a page touched again is written once.
-    fn fold(&self, gathered: &[Fold], kept_from: &mut u64, closing: bool) -> Result<(), IdError> {
+    fn fold(&self, gathered: &[Fold], kept_from: &mut u64, closing: bool, filters: &mut Keeper) -> Result<(), IdError> {
         let Some(last) = gathered.last() else { return Ok(()) };
         let mut txn = self.db.begin_write().map_err(store_err)?;
         let durable = closing || last.file > *kept_from;
@@ -1146,6 +1180,12 @@ impl Folder {
             }
         }
         txn.commit().map_err(store_err)?;
+        // Into the filters before the ids leave the pending entries (below, under the lock that
+        // the decisions take).
+        filters.folded(gathered.iter().flat_map(|f| &f.entries).map(|entry| match entry {
+            Entry::Message { key_text, .. } => (Table::Messages, &**key_text),
+            Entry::Surrogate { v12, .. } => (Table::Ids, &**v12),
+        }));
         self.shared.folded.store(last.last, Ordering::Release);
         let unfolded = {
             let mut state = self.shared.state.lock_unpoisoned();
@@ -1163,6 +1203,20 @@ impl Folder {
             }
         }
         Ok(())
+    }
+}
+
+impl Folder {
+    /// A step of the filters' upkeep (see [`Keeper::step`]); new filters go to the decisions.
+    fn keep_filters(&self, filters: &mut Keeper) {
+        match filters.step(&self.db, MESSAGE_KEYS, IDS) {
+            Ok(Some(built)) => self.shared.state.lock_unpoisoned().filters = Some(built),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, "building the id store's filters failed; lookups read the database meanwhile");
+                filters.abandon();
+            }
+        }
     }
 }
 
@@ -1693,6 +1747,7 @@ mod tests {
             assert_eq!(block_on(store.claim_surrogate(5_000_000_000 + i as i64, &id)).unwrap(), Claim::Inserted);
         }
         store.settle();
+        assert!(store.filters_built(), "lookups go through the filters");
         let fresh = DiskStore { surrogates: SurrogateCache::default(), ..store.clone() };
         for (i, r) in (1..).zip(&records) {
             assert_eq!(block_on(fresh.message_id_of(&r.key)).unwrap(), Some(i), "{}", r.key.message_id);
@@ -1703,6 +1758,50 @@ mod tests {
         let in_redb = store.read(|t| Ok((t.open_table(MESSAGE_KEYS)?.len()?, t.open_table(IDS)?.len()?))).unwrap();
         assert_eq!(in_redb, (300, 300));
         drop((store, fresh));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// After a restart the filters are built from what redb holds: every id given before is
+    /// found again with its number, in every way a lookup goes, and a new one is claimed.
+    #[test]
+    fn ids_given_before_a_restart_are_found_once_the_filters_are_built() {
+        let d = dir("filters");
+        let key = |i: i32| format!("{:032x}", (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834));
+        let user = |i: i32| format!("wxid_{}", key(-i));
+        let records: Vec<MessageRecord> = (1..=9_000).map(|i| said("bot", &key(i), "x")).collect();
+        {
+            let store = DiskStore::open(&d, Retention::default()).unwrap();
+            for (i, r) in (1..).zip(&records) {
+                assert_eq!(block_on(store.claim_message(i, r)).unwrap(), Claim::Inserted);
+                if i <= 5_000 {
+                    assert_eq!(block_on(store.claim_surrogate(i as i64, &user(i))).unwrap(), Claim::Inserted);
+                }
+            }
+        }
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        wait_for("the filters' build", || store.filters_built());
+        for (i, r) in (1..).zip(&records) {
+            assert_eq!(block_on(store.message_id_of(&r.key)).unwrap(), Some(i));
+            let found = block_on(store.find_or_claim_message(|| 100_000 + i, r)).unwrap();
+            assert_eq!(found, Found::Known(i), "{}", r.key.message_id);
+        }
+        for i in 1..=5_000 {
+            let fresh = DiskStore { surrogates: SurrogateCache::default(), ..store.clone() };
+            assert_eq!(block_on(fresh.surrogate_of(&user(i))).unwrap(), Some(i as i64));
+            let fresh = DiskStore { surrogates: SurrogateCache::default(), ..store.clone() };
+            assert_eq!(
+                block_on(fresh.find_or_claim_surrogate(|| 9_999_999, &user(i))).unwrap(),
+                Found::Known(i as i64)
+            );
+        }
+        let new = said("bot", "never-given", "x");
+        assert_eq!(block_on(store.message_id_of(&new.key)).unwrap(), None);
+        assert_eq!(
+            block_on(store.find_or_claim_message(|| 9_500, &new)).unwrap(),
+            Found::Claimed(9_500, Claim::Inserted)
+        );
+        assert_eq!(block_on(store.surrogate_of("wxid_never")).unwrap(), None);
+        drop(store);
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -1,0 +1,313 @@
+//! Which v12 ids redb may hold: a Bloom filter over each of the two tables keyed by them (message
+//! keys, users' and groups' ids), so that an id redb has never held is decided without reading
+//! redb. Most ids a backend sends are new; where they are random (UUIDs) each read was a B-tree
+//! page of its own, read under the store's lock.
+//!
+//! A filter answers "maybe" for every id its table holds, and "no" for most others. Ids only ever
+//! enter the tables through the folder, which puts each folded id in the filters before the
+//! decisions stop finding it among the pending entries; pruned ids stay in the filter (a "maybe"
+//! that costs a read) until it is built again. The folder builds the filters from the tables a
+//! chunk at a time between its folds (at the start, and again once as many ids have gone in as
+//! a filter was sized for), adding what it folds meanwhile; until the first build is done, every
+//! lookup reads redb.
+//!
+//! `fastbloom`'s filters, seeded per process: ids are chosen by the backend, and one that makes
+//! many ids collide only makes their decisions read redb.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use fastbloom::AtomicBloomFilter;
+use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+
+type Hasher = foldhash::fast::RandomState;
+
+/// Ids read from a table in one step of a build: a few milliseconds between two folds.
+const CHUNK: usize = 4096;
+/// The false positives a filter is sized for when it holds as many ids as it was built for.
+const FALSE_POSITIVES: f64 = 0.01;
+/// The fewest and the most ids a filter is sized for (1 % false positives: about 10 bits an id,
+/// so at most about 10 MiB a filter).
+const MIN_CAPACITY: usize = 1 << 16;
+const MAX_CAPACITY: usize = 8 << 20;
+
+/// Which table an id is a key of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Table {
+    /// `message_keys`: a message's backend key.
+    Messages,
+    /// `ids`: a user's or group's v12 id with a surrogate.
+    Ids,
+}
+
+/// The two filters, as the decisions read them.
+pub(super) struct Filters {
+    messages: Filter,
+    ids: Filter,
+}
+
+struct Filter {
+    bloom: AtomicBloomFilter<Hasher>,
+    /// How many ids it was sized for.
+    capacity: usize,
+}
+
+impl Filter {
+    fn new(ids: u64) -> Filter {
+        let capacity = (ids.saturating_mul(2) as usize).clamp(MIN_CAPACITY, MAX_CAPACITY);
+        let bloom =
+            AtomicBloomFilter::with_false_pos(FALSE_POSITIVES).hasher(Hasher::default()).expected_items(capacity);
+        Filter { bloom, capacity }
+    }
+}
+
+impl std::fmt::Debug for Filters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filters").field("messages", &self.messages.capacity).field("ids", &self.ids.capacity).finish()
+    }
+}
+
+impl Filters {
+    fn of(&self, table: Table) -> &Filter {
+        match table {
+            Table::Messages => &self.messages,
+            Table::Ids => &self.ids,
+        }
+    }
+
+    /// False only when `id` is not a key of `table` (nor was, since the filter was built).
+    pub(super) fn may_hold(&self, table: Table, id: &str) -> bool {
+        self.of(table).bloom.contains(id)
+    }
+
+    fn insert(&self, table: Table, id: &str) {
+        self.of(table).bloom.insert(id);
+    }
+}
+
+/// A build under way: the tables scanned in key order, a chunk at a time.
+struct Build {
+    filters: Arc<Filters>,
+    /// The table being scanned, `None` once both are.
+    scanning: Option<Table>,
+    /// The last id scanned in it.
+    after: Option<String>,
+    /// Ids put in each filter so far.
+    put: [usize; 2],
+}
+
+/// The folder's side: the filters the decisions read, and the next ones while they are built.
+#[derive(Default)]
+pub(super) struct Keeper {
+    /// The filters in use, with how many ids have gone into each.
+    current: Option<(Arc<Filters>, [usize; 2])>,
+    building: Option<Build>,
+}
+
+fn slot(table: Table) -> usize {
+    match table {
+        Table::Messages => 0,
+        Table::Ids => 1,
+    }
+}
+
+impl Keeper {
+    /// Puts ids the folder has just committed in the filters (those in use and those being
+    /// built). Called before they leave the pending entries.
+    pub(super) fn folded<'a>(&mut self, ids: impl IntoIterator<Item = (Table, &'a str)>) {
+        for (table, id) in ids {
+            if let Some((filters, put)) = &mut self.current {
+                filters.insert(table, id);
+                put[slot(table)] += 1;
+            }
+            if let Some(build) = &mut self.building {
+                build.filters.insert(table, id);
+                build.put[slot(table)] += 1;
+            }
+        }
+    }
+
+    /// Drops the build under way (a read failed); the next step begins another.
+    pub(super) fn abandon(&mut self) {
+        self.building = None;
+    }
+
+    /// Whether a build is under way (the folder then comes back soon, not at its next fold).
+    pub(super) fn building(&self) -> bool {
+        self.building.is_some()
+    }
+
+    /// One step: starts a build when there are no filters yet or one is full, or scans a chunk
+    /// of the one under way. Returns the new filters once built, for the decisions to read.
+    pub(super) fn step(
+        &mut self,
+        db: &Database,
+        messages: TableDefinition<&str, i32>,
+        ids: TableDefinition<&str, i64>,
+    ) -> Result<Option<Arc<Filters>>, redb::Error> {
+        let Some(build) = &mut self.building else {
+            let full = match &self.current {
+                None => true,
+                Some((filters, put)) => put[0] > filters.messages.capacity || put[1] > filters.ids.capacity,
+            };
+            if full {
+                let txn = db.begin_read()?;
+                let sized = Filters {
+                    messages: Filter::new(txn.open_table(messages)?.len()?),
+                    ids: Filter::new(txn.open_table(ids)?.len()?),
+                };
+                self.building =
+                    Some(Build { filters: Arc::new(sized), scanning: Some(Table::Messages), after: None, put: [0; 2] });
+            }
+            return Ok(None);
+        };
+        let Some(table) = build.scanning else { return Ok(None) };
+        let txn = db.begin_read()?;
+        let mut scanned = 0;
+        let from = match &build.after {
+            Some(id) => Bound::Excluded(id.as_str()),
+            None => Bound::Unbounded,
+        };
+        let mut last = None;
+        {
+            let mut put = |id: &str| {
+                build.filters.insert(table, id);
+                scanned += 1;
+                // As the folds do: a chunk is a few milliseconds of CPU, not taken in one piece
+                // from a runtime worker.
+                if scanned % 256 == 0 {
+                    std::thread::yield_now();
+                }
+                if scanned == CHUNK {
+                    last = Some(id.to_owned());
+                }
+            };
+            match table {
+                Table::Messages => {
+                    for row in txn.open_table(messages)?.range::<&str>((from, Bound::Unbounded))?.take(CHUNK) {
+                        put(row?.0.value());
+                    }
+                }
+                Table::Ids => {
+                    for row in txn.open_table(ids)?.range::<&str>((from, Bound::Unbounded))?.take(CHUNK) {
+                        put(row?.0.value());
+                    }
+                }
+            }
+        }
+        build.put[slot(table)] += scanned;
+        match last {
+            Some(id) => build.after = Some(id),
+            None => {
+                build.after = None;
+                build.scanning = match table {
+                    Table::Messages => Some(Table::Ids),
+                    Table::Ids => None,
+                };
+            }
+        }
+        if build.scanning.is_some() {
+            return Ok(None);
+        }
+        let Some(done) = self.building.take() else { return Ok(None) };
+        tracing::debug!(message_keys = done.put[0], ids = done.put[1], "id filters built");
+        self.current = Some((done.filters.clone(), done.put));
+        Ok(Some(done.filters))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEYS: TableDefinition<&str, i32> = TableDefinition::new("keys");
+    const IDS: TableDefinition<&str, i64> = TableDefinition::new("ids");
+
+    fn db(name: &str) -> Database {
+        let dir = std::env::temp_dir().join(format!("onebot-bridge-filter-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Database::create(dir.join("f.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(KEYS).unwrap();
+        txn.open_table(IDS).unwrap();
+        txn.commit().unwrap();
+        db
+    }
+
+    fn store(db: &Database, keys: impl IntoIterator<Item = String>, ids: impl IntoIterator<Item = String>) {
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(KEYS).unwrap();
+            for k in keys {
+                t.insert(k.as_str(), 1).unwrap();
+            }
+            let mut t = txn.open_table(IDS).unwrap();
+            for k in ids {
+                t.insert(k.as_str(), 1).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+
+    /// Steps until a build is done; ids folded in between go in as the folder would put them.
+    fn build(keeper: &mut Keeper, db: &Database, mut between: impl FnMut(&mut Keeper, usize)) -> Arc<Filters> {
+        for step in 0.. {
+            if let Some(filters) = keeper.step(db, KEYS, IDS).unwrap() {
+                return filters;
+            }
+            between(keeper, step);
+        }
+        unreachable!()
+    }
+
+    /// Every id a table held when the build began, and every one folded while it went on, is a
+    /// "maybe"; of ids never stored, nearly all are a "no".
+    #[test]
+    fn a_build_holds_every_stored_and_folded_id() {
+        let db = db("build");
+        let stored = |i: usize| format!("{:032x}", (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834));
+        store(&db, (0..3 * CHUNK + 7).map(stored), (0..CHUNK + 1).map(|i| format!("u{i}")));
+        let mut keeper = Keeper::default();
+        let mut folded = Vec::new();
+        let filters = build(&mut keeper, &db, |keeper, step| {
+            // A fold between two chunks: into redb (before the scan passed it or after), and into
+            // the filters.
+            let (key, id) = (format!("f{step}"), format!("g{step}"));
+            store(&db, [key.clone()], [id.clone()]);
+            keeper.folded([(Table::Messages, key.as_str()), (Table::Ids, id.as_str())]);
+            folded.push((key, id));
+        });
+        assert!(folded.len() >= 5, "the build took a step per chunk");
+        for i in 0..3 * CHUNK + 7 {
+            assert!(filters.may_hold(Table::Messages, &stored(i)), "stored key {i}");
+        }
+        for i in 0..CHUNK + 1 {
+            assert!(filters.may_hold(Table::Ids, &format!("u{i}")), "stored id {i}");
+        }
+        for (key, id) in &folded {
+            assert!(filters.may_hold(Table::Messages, key) && filters.may_hold(Table::Ids, id));
+        }
+        let strangers = (0..10_000).filter(|i| filters.may_hold(Table::Messages, &format!("never-{i}"))).count();
+        assert!(strangers < 300, "{strangers} of 10 000 ids never stored were a maybe");
+        assert!(!keeper.building());
+    }
+
+    /// Once as many ids went in as a filter was sized for, the next step begins a new build,
+    /// from what the tables hold then.
+    #[test]
+    fn a_full_filter_is_built_again() {
+        let db = db("again");
+        let mut keeper = Keeper::default();
+        let first = build(&mut keeper, &db, |_, _| {});
+        assert_eq!(first.messages.capacity, MIN_CAPACITY);
+        let many: Vec<String> = (0..MIN_CAPACITY + 1).map(|i| format!("k{i}")).collect();
+        store(&db, many.iter().cloned(), []);
+        keeper.folded(many.iter().map(|k| (Table::Messages, k.as_str())));
+        assert!(keeper.step(&db, KEYS, IDS).unwrap().is_none());
+        assert!(keeper.building(), "full: a new build begins");
+        let second = build(&mut keeper, &db, |_, _| {});
+        assert_eq!(second.messages.capacity, 2 * (MIN_CAPACITY + 1), "sized for what the table holds now");
+        assert!(second.may_hold(Table::Messages, "k0"));
+    }
+}
