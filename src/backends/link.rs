@@ -102,8 +102,8 @@ enum Transport {
 }
 
 impl LinkHandle {
-    /// A socket link speaking OneBot v12; its connections [`attach`](LinkHandle::attach) their
-    /// writing half in turn.
+    /// A socket link speaking OneBot v12; its connections attach their writing half to its
+    /// `writer` in turn.
     pub fn new(id: LinkId, timeout: Duration, msgpack: bool) -> LinkHandle {
         LinkHandle::socket(id, timeout, Wire::V12 { msgpack })
     }

@@ -5,7 +5,6 @@
 //! also share the media caches and the `/files/` URL key through it ([`redis_media`]).
 
 pub mod disk;
-mod filter;
 pub mod journal;
 pub mod redis;
 pub mod redis_media;

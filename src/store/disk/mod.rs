@@ -10,32 +10,44 @@
 //! ticket before it returns, except inside [`crate::store::deferring`]: the event path
 //! translates an event (several ids, one after another) without waiting, then waits once for
 //! the last ticket before the event is delivered. A second thread, the folder, applies the
-//! journalled entries to redb in large transactions (every [`FOLD_EVERY`] at most), durable only
+//! journalled entries to redb in large transactions (every `folder::FOLD_EVERY` at most), durable only
 //! when they let journal files go (the journal holds every entry until redb holds it for good),
 //! deletes those files, and prunes old message ids by count and age in small batches between
 //! its commits. Opening the store applies what a crash left in the journal.
 //!
-//! Reads look at the entries not folded yet first, then redb.
+//! Reads look at the entries not folded yet first, then redb (past filters that rule out most
+//! ids redb never held).
+//!
+//! Here: opening, recovery and the [`IdStore`] calls. `decide`: the decisions and what they
+//! read; `syncer` and `folder`: the two threads; `filter`: the filters of the ids redb holds.
 //!
 //! A message's row is binary ([`crate::core::record`]: version byte, time, key, body). Files
 //! written before that hold JSON rows (`{"record": …, "at": …}`); they are read as they are,
 //! told apart by their first byte, and a JSON row becomes binary when its record is saved again.
 
-use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use serde::Deserialize;
 
 use crate::core::ids::{Claim, Found, IdError, IdStore, MessageKey, MessageRecord};
 use crate::core::record::{self, Row, RowHead};
-use crate::store::filter::{Filters, Keeper, Table};
-use crate::store::journal::{self, Entry, Journal};
+use crate::store::journal::{self, Journal};
 use crate::store::surrogates::SurrogateCache;
 use crate::sync::LockUnpoisoned;
+
+mod decide;
+mod filter;
+mod folder;
+mod syncer;
+
+use decide::{State, View};
+use filter::Table;
+use folder::{FoldTables, Folder};
+use syncer::Syncer;
 
 /// v12 id → surrogate.
 const IDS: TableDefinition<&str, i64> = TableDefinition::new("ids");
@@ -59,42 +71,9 @@ pub const DEFAULT_CACHE_BYTES: usize = 4 << 20;
 
 /// Journalled batches waiting for the folder before the syncer waits.
 const FOLD_QUEUE: usize = 4096;
-/// Most message ids pruned in one transaction.
-const PRUNE_BATCH: usize = 5_000;
-/// How long journalled entries wait at most before the folder applies them to redb: a few
-/// large commits a second instead of one per batch.
-pub const FOLD_EVERY: Duration = Duration::from_millis(50);
-/// Entries the folder applies between two offers of its CPU to the runtime's threads (each
-/// is a few microseconds of B-tree work).
-const YIELD_EVERY: usize = 32;
-/// Most entries applied to redb in one transaction.
-const FOLD_MAX: usize = 16_384;
 /// Most entries decided and not yet in redb; decisions wait for the folder beyond it, so what
 /// the process keeps of them (a few hundred bytes each) stays bounded.
 const MAX_UNFOLDED: u64 = 16_384;
-/// Two batches in a row of at least this many entries, each come at [`BURST_RATE`] or more, are
-/// a burst: the syncer lets the next one grow before syncing it.
-const BURST_FROM: usize = 8;
-/// Entries a second, counted over a batch and its sync.
-const BURST_RATE: f64 = 40_000.0;
-/// The longest a batch is let grow.
-const MAX_GROW: Duration = Duration::from_micros(500);
-
-/// One journal sync, as the syncer remembers it.
-#[derive(Debug, Default, Clone, Copy)]
-struct Batch {
-    entries: usize,
-    took: Duration,
-}
-
-impl Batch {
-    /// Whether the entries came as fast as a burst's (decided while the sync before took).
-    fn burst(&self) -> bool {
-        self.entries >= BURST_FROM && self.entries as f64 >= BURST_RATE * self.took.as_secs_f64()
-    }
-}
-/// How long the folder waits before retrying a commit that failed.
-const FOLD_RETRY: Duration = Duration::from_secs(1);
 
 /// How long message ids are kept.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -155,75 +134,6 @@ fn row_record(bytes: &[u8]) -> Result<MessageRecord, IdError> {
 
 fn json_err(e: serde_json::Error) -> IdError {
     IdError::Store(format!("a stored message record (JSON) is unreadable: {e}"))
-}
-
-type Hasher = foldhash::fast::RandomState;
-
-/// A decided message row redb may not hold yet.
-#[derive(Debug)]
-struct PendingRow {
-    key_text: Arc<str>,
-    row: Arc<[u8]>,
-    /// Which journal entry writes it (a later one for the same number replaces it).
-    seq: u64,
-    /// Claimed (a number redb did not have), not saved over one it had.
-    new: bool,
-}
-
-/// The entries decided and not yet folded into redb, with the sequence number of the journal
-/// entry each one is: readers look here before redb, and an entry is durable once the journal
-/// is synced up to its number. Entries are added as they are decided and removed once the
-/// folder has committed them.
-#[derive(Debug, Default)]
-struct Pending {
-    rows: HashMap<i32, PendingRow, Hasher>,
-    keys: HashMap<Arc<str>, (i32, u64), Hasher>,
-    surrogates: HashMap<i64, (Box<str>, u64), Hasher>,
-    ids: HashMap<Box<str>, (i64, u64), Hasher>,
-}
-
-/// Every decision, made by the caller itself under the store's one lock.
-#[derive(Debug, Default)]
-struct State {
-    pending: Pending,
-    /// Entries decided and not yet taken by the syncer, in order.
-    open: Vec<Entry>,
-    /// The last entry's sequence number.
-    seq: u64,
-    /// Entries not yet removed from [`Pending`], in order: (sequence number, message number or
-    /// surrogate).
-    unfolded: VecDeque<(u64, Ref)>,
-    /// Why the journal can no longer be written: decisions fail from then on.
-    failed: Option<String>,
-    /// What decisions read of redb, kept between them until the folder next writes redb.
-    snapshot: Option<Snapshot>,
-    /// Which v12 ids redb may hold, once the folder has built them: an id they rule out is not
-    /// looked up.
-    filters: Option<Arc<Filters>>,
-}
-
-/// A read transaction of redb and the tables opened in it so far, kept for the decisions that
-/// follow: beginning one and opening its tables was about a third of what a new message's
-/// decision cost. The folder drops it under the lock once it has committed (a fold or a prune),
-/// so a decision never reads redb as it was before an entry was let go of from [`Pending`].
-struct Snapshot {
-    txn: redb::ReadTransaction,
-    messages: std::cell::OnceCell<redb::ReadOnlyTable<i32, &'static [u8]>>,
-    keys: std::cell::OnceCell<redb::ReadOnlyTable<&'static str, i32>>,
-    surrogates: std::cell::OnceCell<redb::ReadOnlyTable<i64, &'static str>>,
-    ids: std::cell::OnceCell<redb::ReadOnlyTable<&'static str, i64>>,
-}
-
-impl std::fmt::Debug for Snapshot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Snapshot")
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Ref {
-    Message(i32),
-    Surrogate(i64),
 }
 
 /// How far the journal is on disk, as the syncer tells the callers that wait for it.
@@ -466,7 +376,7 @@ impl DiskStore {
     /// change redb behind the store's back: decisions read redb afresh from then on).
     #[cfg(test)]
     fn settle(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let mut state = self.shared.state.lock_unpoisoned();
             if state.pending.rows.is_empty() && state.pending.surrogates.is_empty() && state.open.is_empty() {
@@ -474,7 +384,7 @@ impl DiskStore {
                 return;
             }
             drop(state);
-            assert!(Instant::now() < deadline, "the store did not settle");
+            assert!(std::time::Instant::now() < deadline, "the store did not settle");
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -656,618 +566,16 @@ fn recover(db: &Database, dir: &Path) -> Result<u64, IdError> {
     Ok(last + 1)
 }
 
-/// The tables an entry goes to.
-struct FoldTables<'t> {
-    ids: redb::Table<'t, &'static str, i64>,
-    surrogates: redb::Table<'t, i64, &'static str>,
-    keys: redb::Table<'t, &'static str, i32>,
-    messages: redb::Table<'t, i32, &'static [u8]>,
-    age: redb::Table<'t, (u64, i32), ()>,
-}
-
-impl<'t> FoldTables<'t> {
-    fn open(txn: &'t redb::WriteTransaction) -> Result<FoldTables<'t>, redb::TableError> {
-        Ok(FoldTables {
-            ids: txn.open_table(IDS)?,
-            surrogates: txn.open_table(SURROGATES)?,
-            keys: txn.open_table(MESSAGE_KEYS)?,
-            messages: txn.open_table(MESSAGES)?,
-            age: txn.open_table(MESSAGE_AGE)?,
-        })
-    }
-
-    /// Replays an entry from a journal file that may be older than what redb holds (the last
-    /// file is kept until the next one is folded): a message number another key holds by now
-    /// first loses that key's index and place in pruning, so that no key is left pointing at a
-    /// row that is not its own. (The folder needs no such check: a decision gave the number
-    /// only when it was free, or saves over the same key.)
-    fn replay(&mut self, entry: &Entry) -> Result<(), redb::Error> {
-        if let Entry::Message { n, key_text: text, .. } = entry {
-            let held = self.messages.get(*n)?.map(|v| row_key(v.value()));
-            if let Some(Ok((owner, at))) = held {
-                let owner_text = key_text(&owner);
-                if *owner_text != **text {
-                    self.keys.remove(owner_text.as_str())?;
-                    self.age.remove((at, *n))?;
-                }
-            }
-        }
-        self.apply(entry)
-    }
-
-    /// Writes an entry over whatever the tables hold for it: applying it twice changes nothing.
-    fn apply(&mut self, entry: &Entry) -> Result<(), redb::Error> {
-        self.apply_numbered(entry)?;
-        match entry {
-            Entry::Message { n, key_text, .. } => {
-                self.keys.insert(&**key_text, *n)?;
-            }
-            Entry::Surrogate { n, v12 } => {
-                self.ids.insert(&**v12, *n)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// [`apply`](Self::apply) without the index by v12 id: the row, its age and the surrogate.
-    fn apply_numbered(&mut self, entry: &Entry) -> Result<(), redb::Error> {
-        match entry {
-            Entry::Message { n, row, .. } => {
-                // A journalled row is binary; were it not, it is still stored, dated now.
-                let at = RowHead::read(row).map(|h| h.at).unwrap_or_else(|_| now_ms());
-                self.messages.insert(*n, &**row)?;
-                self.age.insert((at, *n), ())?;
-            }
-            Entry::Surrogate { n, v12 } => {
-                self.surrogates.insert(*n, &**v12)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Entries journalled together, on their way to the folder.
-struct Fold {
-    /// The journal file they are in.
-    file: u64,
-    /// The sequence number of the last of them.
-    last: u64,
-    entries: Vec<Entry>,
-}
-
-/// The syncer thread: takes what the callers decided, journals it, and says how far the
-/// journal is on disk.
-struct Syncer {
-    journal: Journal,
-    shared: Arc<Shared>,
-    folds: std_mpsc::SyncSender<Fold>,
-    /// The folder's thread, woken when the syncer stops.
-    folder: std::thread::Thread,
-    commits: CommitTimes,
-}
-
-impl Syncer {
-    fn run(mut self) {
-        // The last two batches: their sizes and how long their syncs took.
-        let (mut last, mut before_last) = (Batch::default(), Batch::default());
-        loop {
-            let (entries, seq) = {
-                let mut state = self.shared.state.lock_unpoisoned();
-                if state.open.is_empty() {
-                    if self.shared.closed.load(Ordering::Acquire) {
-                        break;
-                    }
-                    // Decisions made from now on wake the thread.
-                    self.shared.syncer_idle.store(true, Ordering::Release);
-                    drop(state);
-                    std::thread::park();
-                    continue;
-                }
-                // Under a sustained burst a sync costs the process about as much CPU as the
-                // entries it carries: let the batch grow for about as long as a sync takes, so
-                // a burst pays for half as many. Not at a steady rate, where a batch is an entry
-                // or two, nor after a slow sync there, whose large batch came slowly: either
-                // would only add to the latency.
-                if last.burst() && before_last.burst() && state.open.len() < last.entries {
-                    drop(state);
-                    std::thread::park_timeout(last.took.min(MAX_GROW));
-                    state = self.shared.state.lock_unpoisoned();
-                }
-                (std::mem::take(&mut state.open), state.seq)
-            };
-            let started = Instant::now();
-            let Some(file) = self.append(&entries) else { break };
-            let took = started.elapsed();
-            (before_last, last) = (last, Batch { entries: entries.len(), took });
-            if let Some(histogram) = self.commits.get() {
-                histogram.observe(took.as_secs_f64());
-            }
-            self.shared.durable.send_modify(|d| d.seq = seq);
-            // The folder is gone only when its thread died: the entries stay in the journal and
-            // are applied when the store opens next.
-            if self.folds.send(Fold { file, last: seq, entries }).is_err() {
-                tracing::error!("id store folder stopped; journalled ids reach the database at the next start");
-            }
-        }
-        let Syncer { folds, folder, .. } = self;
-        drop(folds);
-        folder.unpark();
-    }
-
-    /// Journals the entries and syncs them; says to which file. A failed write is tried again
-    /// once (the journal goes on in a new file); when that fails too, the store stops taking
-    /// decisions and everyone waiting is told.
-    fn append(&mut self, entries: &[Entry]) -> Option<u64> {
-        let mut file = self.journal.number();
-        let mut written = self.journal.append(entries);
-        if let Err(error) = &written {
-            tracing::error!(%error, "id store journal write failed; writing again in a new file");
-            file = self.journal.number();
-            written = self.journal.append(entries);
-        }
-        let error = match written {
-            Ok(()) => return Some(file),
-            Err(error) => error,
-        };
-        let why =
-            format!("the id store journal cannot be written ({error}); restart the bridge once the disk is fixed");
-        tracing::error!(error = %why, "id store stops");
-        self.shared.state.lock_unpoisoned().failed = Some(why.clone());
-        self.shared.durable.send_modify(|d| d.failed = Some(why));
-        None
-    }
-}
-
-/// What a decision reads of redb: the kept [`Snapshot`], or one begun when first needed (under
-/// the lock, so after anything let go of from [`Pending`] is in redb).
-struct View<'a> {
-    db: &'a Database,
-    snapshot: std::cell::OnceCell<Snapshot>,
-}
-
-/// A stored row's key and time, or why they could not be read.
-type RowOwner = Result<(MessageKey, u64), IdError>;
-
-impl View<'_> {
-    fn snapshot(&self) -> Result<&Snapshot, redb::Error> {
-        if let Some(snapshot) = self.snapshot.get() {
-            return Ok(snapshot);
-        }
-        let txn = self.db.begin_read()?;
-        let fresh = Snapshot {
-            txn,
-            messages: Default::default(),
-            keys: Default::default(),
-            surrogates: Default::default(),
-            ids: Default::default(),
-        };
-        Ok(self.snapshot.get_or_init(|| fresh))
-    }
-
-    /// `table` of the snapshot, opened the first time it is needed.
-    fn table<'s, K: redb::Key + 'static, V: redb::Value + 'static>(
-        &'s self,
-        pick: impl FnOnce(&'s Snapshot) -> &'s std::cell::OnceCell<redb::ReadOnlyTable<K, V>>,
-        table: TableDefinition<K, V>,
-    ) -> Result<&'s redb::ReadOnlyTable<K, V>, redb::Error> {
-        let snapshot = self.snapshot()?;
-        let cell = pick(snapshot);
-        if let Some(open) = cell.get() {
-            return Ok(open);
-        }
-        let open = snapshot.txn.open_table(table)?;
-        Ok(cell.get_or_init(|| open))
-    }
-
-    fn row_owner(&self, n: i32) -> Result<Option<RowOwner>, redb::Error> {
-        // Only the owner's key is read: its segments are not decoded.
-        Ok(self.table(|s| &s.messages, MESSAGES)?.get(n)?.map(|v| row_key(v.value())))
-    }
-
-    fn number_of(&self, key_text: &str) -> Result<Option<i32>, redb::Error> {
-        Ok(self.table(|s| &s.keys, MESSAGE_KEYS)?.get(key_text)?.map(|v| v.value()))
-    }
-
-    fn surrogate_owner(&self, n: i64) -> Result<Option<String>, redb::Error> {
-        Ok(self.table(|s| &s.surrogates, SURROGATES)?.get(n)?.map(|v| v.value().to_owned()))
-    }
-
-    fn surrogate_number(&self, v12: &str) -> Result<Option<i64>, redb::Error> {
-        Ok(self.table(|s| &s.ids, IDS)?.get(v12)?.map(|v| v.value()))
-    }
-}
-
-/// The decisions. Each answers with a ticket: the journal entry it relies on (0: redb's).
-impl State {
-    /// False when redb surely does not hold `id` as a key of `table`.
-    fn may_hold(&self, table: Table, id: &str) -> bool {
-        self.filters.as_ref().is_none_or(|f| f.may_hold(table, id))
-    }
-
-    /// Who holds message number `n`, since when, and the entry that says so.
-    fn owner_of(&self, view: &View<'_>, n: i32) -> Result<Option<(RowOwner, u64)>, redb::Error> {
-        if let Some(r) = self.pending.rows.get(&n) {
-            return Ok(Some((row_key(&r.row), r.seq)));
-        }
-        Ok(view.row_owner(n)?.map(|owner| (owner, 0)))
-    }
-
-    /// The number a key holds, and the entry that gave it.
-    fn number_of(&self, view: &View<'_>, key_text: &str) -> Result<Option<(i32, u64)>, redb::Error> {
-        if let Some(&found) = self.pending.keys.get(key_text) {
-            return Ok(Some(found));
-        }
-        if !self.may_hold(Table::Messages, key_text) {
-            return Ok(None);
-        }
-        Ok(view.number_of(key_text)?.map(|n| (n, 0)))
-    }
-
-    /// Makes an entry visible to every reader and hands it to the syncer.
-    fn push(&mut self, entry: Entry, claimed: bool) -> u64 {
-        self.seq += 1;
-        let seq = self.seq;
-        match &entry {
-            Entry::Message { n, key_text, row } => {
-                let new = claimed || self.pending.rows.get(n).is_some_and(|r| r.new);
-                self.pending.keys.insert(key_text.clone(), (*n, seq));
-                self.pending.rows.insert(*n, PendingRow { key_text: key_text.clone(), row: row.clone(), seq, new });
-                self.unfolded.push_back((seq, Ref::Message(*n)));
-            }
-            Entry::Surrogate { n, v12 } => {
-                self.pending.ids.insert(v12.clone(), (*n, seq));
-                self.pending.surrogates.insert(*n, (v12.clone(), seq));
-                self.unfolded.push_back((seq, Ref::Surrogate(*n)));
-            }
-        }
-        self.open.push(entry);
-        seq
-    }
-
-    fn claim_surrogate(&mut self, view: &View<'_>, n: i64, v12: &str) -> Result<(Claim<String>, u64), redb::Error> {
-        if let Some((owner, seq)) = self.pending.surrogates.get(&n) {
-            return Ok((Claim::Taken(owner.to_string()), *seq));
-        }
-        if let Some(owner) = view.surrogate_owner(n)? {
-            return Ok((Claim::Taken(owner), 0));
-        }
-        Ok((Claim::Inserted, self.push(Entry::Surrogate { n, v12: v12.into() }, true)))
-    }
-
-    /// `v12`'s surrogate, else a claim of `first()` for it.
-    fn find_or_claim_surrogate(
-        &mut self,
-        view: &View<'_>,
-        first: impl FnOnce() -> i64,
-        v12: &str,
-    ) -> Result<(Found<i64, String>, u64), redb::Error> {
-        if let Some(&(n, seq)) = self.pending.ids.get(v12) {
-            return Ok((Found::Known(n), seq));
-        }
-        if self.may_hold(Table::Ids, v12) {
-            if let Some(n) = view.surrogate_number(v12)? {
-                return Ok((Found::Known(n), 0));
-            }
-        }
-        let n = first();
-        let (claim, seq) = self.claim_surrogate(view, n, v12)?;
-        Ok((Found::Claimed(n, claim), seq))
-    }
-
-    /// Claims `n` for the row unless the number is taken (then says by which key).
-    fn claim(
-        &mut self,
-        view: &View<'_>,
-        n: i32,
-        key_text: String,
-        mut row: Row,
-    ) -> Result<(Claim<MessageKey>, u64), redb::Error> {
-        Ok(match self.owner_of(view, n)? {
-            Some((Ok((owner, _)), seq)) => (Claim::Taken(owner), seq),
-            // An unreadable row cannot be told apart from a collision: probe on.
-            Some((Err(_), seq)) => (Claim::Taken(MessageKey::default()), seq),
-            None => {
-                row.set_at(now_ms());
-                // One copy of the key for its entry and the pending tables.
-                let entry = Entry::Message { n, key_text: key_text.into(), row: row.into_bytes().into() };
-                (Claim::Inserted, self.push(entry, true))
-            }
-        })
-    }
-
-    /// Replaces the row under `n` when it is `key`'s, keeping its time (and so its place in
-    /// pruning).
-    fn save(
-        &mut self,
-        view: &View<'_>,
-        n: i32,
-        key: &MessageKey,
-        key_text: String,
-        mut row: Row,
-    ) -> Result<u64, redb::Error> {
-        if let Some((Ok((owner, at)), _)) = self.owner_of(view, n)? {
-            if owner == *key {
-                row.set_at(at);
-                let entry = Entry::Message { n, key_text: key_text.into(), row: row.into_bytes().into() };
-                return Ok(self.push(entry, false));
-            }
-        }
-        Ok(0)
-    }
-
-    /// The key's number (its row given the content, when `content`), else a claim of `n`.
-    fn find_or_claim(
-        &mut self,
-        view: &View<'_>,
-        n: i32,
-        key: &MessageKey,
-        key_text: String,
-        row: Row,
-        content: bool,
-    ) -> Result<(Found<i32, MessageKey>, u64), redb::Error> {
-        match self.number_of(view, &key_text)? {
-            Some((known, seq)) => {
-                let saved = if content { self.save(view, known, key, key_text, row)? } else { 0 };
-                Ok((Found::Known(known), seq.max(saved)))
-            }
-            None => {
-                let (claim, seq) = self.claim(view, n, key_text, row)?;
-                Ok((Found::Claimed(n, claim), seq))
-            }
-        }
-    }
-
-    /// Removes from [`Pending`] what the folder has committed to redb up to `folded` (unless a
-    /// later entry replaced it).
-    fn let_go_of_folded(&mut self, folded: u64) {
-        // What is let go of is read from redb from now on, as it is after the fold.
-        self.snapshot = None;
-        let p = &mut self.pending;
-        while let Some(&(seq, what)) = self.unfolded.front() {
-            if seq > folded {
-                break;
-            }
-            self.unfolded.pop_front();
-            match what {
-                Ref::Message(n) => {
-                    if p.rows.get(&n).is_some_and(|r| r.seq == seq) {
-                        if let Some(r) = p.rows.remove(&n) {
-                            if p.keys.get(&r.key_text).is_some_and(|&(k, _)| k == n) {
-                                p.keys.remove(&r.key_text);
-                            }
-                        }
-                    }
-                }
-                Ref::Surrogate(n) => {
-                    if p.surrogates.get(&n).is_some_and(|(_, s)| *s == seq) {
-                        if let Some((v12, _)) = p.surrogates.remove(&n) {
-                            if p.ids.get(&v12).is_some_and(|&(k, _)| k == n) {
-                                p.ids.remove(&v12);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The folder thread: applies journalled entries to redb, deletes the journal files it holds,
-/// prunes.
-struct Folder {
-    db: Arc<Database>,
-    shared: Arc<Shared>,
-    journal_dir: PathBuf,
-    retention: Retention,
-}
-
-impl Folder {
-    fn run(self, rx: std_mpsc::Receiver<Fold>) {
-        let every = self.retention.prune_every;
-        let mut last_prune = Instant::now() - every;
-        let mut gathered: Vec<Fold> = Vec::new();
-        let mut closed = false;
-        let mut filters = Keeper::default();
-        // The oldest journal file kept: its entries may be in redb only as a commit not yet
-        // durable.
-        let mut kept_from = 0u64;
-        loop {
-            self.keep_filters(&mut filters);
-            if gathered.is_empty() {
-                if closed {
-                    return;
-                }
-                if last_prune.elapsed() >= every {
-                    let pruned = prune(&self.db, self.retention);
-                    // Decisions read what is left from now on.
-                    self.shared.state.lock_unpoisoned().snapshot = None;
-                    match pruned {
-                        // More to prune: come back right after folding what is waiting.
-                        Ok(true) => {}
-                        Ok(false) => last_prune = Instant::now(),
-                        Err(error) => {
-                            tracing::error!(%error, "pruning old message ids failed");
-                            last_prune = Instant::now();
-                        }
-                    }
-                }
-                let mut wait = (last_prune + every).saturating_duration_since(Instant::now());
-                if filters.building() {
-                    // Idle: build on, a chunk at a time, unless a fold comes.
-                    wait = Duration::ZERO;
-                }
-                match rx.recv_timeout(wait) {
-                    Ok(fold) => gathered.push(fold),
-                    Err(std_mpsc::RecvTimeoutError::Timeout) => continue,
-                    Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
-                }
-            }
-            // Let entries gather for a while, then take them all: one large commit instead of
-            // many small ones, and no wake-up per batch the syncer sends.
-            // (The syncer wakes the folder early when it stops, to fold what is left.)
-            std::thread::park_timeout(FOLD_EVERY);
-            let mut count: usize = gathered.iter().map(|f| f.entries.len()).sum();
-            while count < FOLD_MAX && !closed {
-                match rx.try_recv() {
-                    Ok(fold) => {
-                        count += fold.entries.len();
-                        gathered.push(fold);
-                    }
-                    Err(std_mpsc::TryRecvError::Empty) => break,
-                    Err(std_mpsc::TryRecvError::Disconnected) => closed = true,
-                }
-            }
-            match self.fold(&gathered, &mut kept_from, closed, &mut filters) {
-                Ok(()) => gathered.clear(),
-                Err(error) => {
-                    tracing::error!(%error, entries = count, "id store could not apply its journal to the database; retrying");
-                    std::thread::sleep(FOLD_RETRY);
-                }
-            }
-        }
-    }
-
-    /// One commit of the gathered entries. It is durable only when it lets journal files go
-    /// (their entries must then be in redb for good) or when the store closes: the journal
-    /// holds every entry until then, and a crash replays it. A durable commit writes each page
-    /// the entries touched and syncs the file; where a message's or a user's v12 id is random
-    /// (a UUID), that is a page for each, and a sync of the journal that came during it waited
-    /// for it: a stall of a few milliseconds twenty times a second. Left to redb's write buffer
-    /// between durable commits, a page touched again is written once.
-    fn fold(&self, gathered: &[Fold], kept_from: &mut u64, closing: bool, filters: &mut Keeper) -> Result<(), IdError> {
-        let Some(last) = gathered.last() else { return Ok(()) };
-        let mut txn = self.db.begin_write().map_err(store_err)?;
-        let durable = closing || last.file > *kept_from;
-        if !durable {
-            txn.set_durability(redb::Durability::None).map_err(store_err)?;
-        }
-        {
-            let mut t = FoldTables::open(&txn).map_err(store_err)?;
-            // The tables keyed by numbers and times take their entries in order, at their ends.
-            // The two keyed by v12 ids take theirs sorted by key: where those ids are random
-            // (UUIDs), entries that share a page then follow one another, and the page is read
-            // and copied once per fold instead of once per entry. The sort is stable, so the
-            // later of two entries for one key still wins.
-            let mut keys: Vec<(&str, i32)> = Vec::new();
-            let mut ids: Vec<(&str, i64)> = Vec::new();
-            // A fold of a few hundred entries with random keys takes a millisecond or two of
-            // CPU; woken by its timer, the thread would take that from a runtime worker in one
-            // piece, and every event on that worker would wait for it.
-            let mut written = 0usize;
-            let mut pace = || {
-                written += 1;
-                if written % YIELD_EVERY == 0 {
-                    std::thread::yield_now();
-                }
-            };
-            for entry in gathered.iter().flat_map(|f| &f.entries) {
-                pace();
-                t.apply_numbered(entry).map_err(store_err)?;
-                match entry {
-                    Entry::Message { n, key_text, .. } => keys.push((key_text, *n)),
-                    Entry::Surrogate { n, v12 } => ids.push((v12, *n)),
-                }
-            }
-            keys.sort_by(|a, b| a.0.cmp(b.0));
-            ids.sort_by(|a, b| a.0.cmp(b.0));
-            for (key, n) in keys {
-                pace();
-                t.keys.insert(key, n).map_err(store_err)?;
-            }
-            for (id, n) in ids {
-                pace();
-                t.ids.insert(id, n).map_err(store_err)?;
-            }
-        }
-        txn.commit().map_err(store_err)?;
-        // Into the filters before the ids leave the pending entries (below, under the lock that
-        // the decisions take).
-        filters.folded(gathered.iter().flat_map(|f| &f.entries).map(|entry| match entry {
-            Entry::Message { key_text, .. } => (Table::Messages, &**key_text),
-            Entry::Surrogate { v12, .. } => (Table::Ids, &**v12),
-        }));
-        self.shared.folded.store(last.last, Ordering::Release);
-        let unfolded = {
-            let mut state = self.shared.state.lock_unpoisoned();
-            state.let_go_of_folded(last.last);
-            state.seq.saturating_sub(last.last)
-        };
-        self.shared.fold_done.notify_waiters();
-        if unfolded <= MAX_UNFOLDED / 2 && self.shared.behind.swap(false, Ordering::AcqRel) {
-            tracing::info!(unfolded, "id store folder caught up");
-        }
-        if durable {
-            *kept_from = last.file;
-            if let Err(error) = journal::remove_before(&self.journal_dir, last.file) {
-                tracing::warn!(%error, "id store could not delete a journal file it no longer needs");
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Folder {
-    /// A step of the filters' upkeep (see [`Keeper::step`]); new filters go to the decisions.
-    fn keep_filters(&self, filters: &mut Keeper) {
-        match filters.step(&self.db, MESSAGE_KEYS, IDS) {
-            Ok(Some(built)) => self.shared.state.lock_unpoisoned().filters = Some(built),
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(%error, "building the id store's filters failed; lookups read the database meanwhile");
-                filters.abandon();
-            }
-        }
-    }
-}
-
-/// Deletes the oldest message ids beyond the count and age limits, at most one batch.
-/// Returns true when more remain to prune.
-fn prune(db: &Database, retention: Retention) -> Result<bool, redb::Error> {
-    let txn = db.begin_write()?;
-    let more;
-    {
-        let mut age = txn.open_table(MESSAGE_AGE)?;
-        let mut messages = txn.open_table(MESSAGES)?;
-        let mut keys = txn.open_table(MESSAGE_KEYS)?;
-        let total = age.len()?;
-        let over_count = total.saturating_sub(retention.max_messages);
-        let cutoff = now_ms().saturating_sub(retention.max_age.as_millis() as u64);
-        let mut victims = Vec::new();
-        for entry in age.iter()? {
-            let (k, _) = entry?;
-            let (at, n) = k.value();
-            if (victims.len() as u64) < over_count || at < cutoff {
-                victims.push((at, n));
-                if victims.len() >= PRUNE_BATCH {
-                    break;
-                }
-            } else {
-                break;
-            }
-        }
-        more = victims.len() >= PRUNE_BATCH;
-        for (at, n) in &victims {
-            age.remove((*at, *n))?;
-            let key = messages.remove(*n)?.map(|v| row_key(v.value()));
-            if let Some(Ok((key, _))) = key {
-                keys.remove(key_text(&key).as_str())?;
-            }
-        }
-        if !victims.is_empty() {
-            tracing::debug!(pruned = victims.len(), "old message ids pruned");
-        }
-    }
-    txn.commit()?;
-    Ok(more)
-}
-
 #[cfg(test)]
 mod tests {
     use futures::executor::block_on;
 
+    use std::time::Instant;
+
     use super::*;
     use crate::core::ids::StoredMessage;
     use crate::core::message::Segment;
+    use crate::store::journal::Entry;
 
     fn dir(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("ob-disk-{name}-{}", std::process::id()));
@@ -1595,18 +903,6 @@ mod tests {
         drop(next);
         drop(store);
         let _ = std::fs::remove_dir_all(&d);
-    }
-
-    /// The syncer lets a batch grow only in a burst: not at a steady rate (an entry or two per
-    /// sync), nor after one slow sync there (many entries, come slowly), whose events are late
-    /// already.
-    #[test]
-    fn only_a_bursts_batches_are_let_grow() {
-        let batch = |entries, micros| Batch { entries, took: Duration::from_micros(micros) };
-        assert!(!batch(1, 150).burst(), "a steady rate");
-        assert!(!batch(10, 2_000).burst(), "one slow sync at a steady rate");
-        assert!(!batch(5, 50).burst(), "too few entries to be worth waiting for");
-        assert!(batch(12, 150).burst(), "80 000 entries a second");
     }
 
     /// A journal that cannot be written (here: every write fails, as on a full disk) stops the

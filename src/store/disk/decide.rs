@@ -1,0 +1,323 @@
+//! The decisions: every "insert unless taken", made by its caller under the store's one lock
+//! against the entries redb does not hold yet ([`Pending`]) and redb itself, read through a kept
+//! read transaction ([`View`]) and, for the two tables keyed by v12 ids, the filters in front of
+//! them. A decided entry is visible to every reader at once, with its ticket.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+
+use super::filter::{Filters, Table};
+use super::{now_ms, row_key, IDS, MESSAGES, MESSAGE_KEYS, SURROGATES};
+use crate::core::ids::{Claim, Found, IdError, MessageKey};
+use crate::core::record::Row;
+use crate::store::journal::Entry;
+
+type Hasher = foldhash::fast::RandomState;
+
+/// A decided message row redb may not hold yet.
+#[derive(Debug)]
+pub(super) struct PendingRow {
+    pub(super) key_text: Arc<str>,
+    pub(super) row: Arc<[u8]>,
+    /// Which journal entry writes it (a later one for the same number replaces it).
+    pub(super) seq: u64,
+    /// Claimed (a number redb did not have), not saved over one it had.
+    pub(super) new: bool,
+}
+
+/// The entries decided and not yet folded into redb, with the sequence number of the journal
+/// entry each one is: readers look here before redb, and an entry is durable once the journal
+/// is synced up to its number. Entries are added as they are decided and removed once the
+/// folder has committed them.
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    pub(super) rows: HashMap<i32, PendingRow, Hasher>,
+    pub(super) keys: HashMap<Arc<str>, (i32, u64), Hasher>,
+    pub(super) surrogates: HashMap<i64, (Box<str>, u64), Hasher>,
+    pub(super) ids: HashMap<Box<str>, (i64, u64), Hasher>,
+}
+
+/// Every decision, made by the caller itself under the store's one lock.
+#[derive(Debug, Default)]
+pub(super) struct State {
+    pub(super) pending: Pending,
+    /// Entries decided and not yet taken by the syncer, in order.
+    pub(super) open: Vec<Entry>,
+    /// The last entry's sequence number.
+    pub(super) seq: u64,
+    /// Entries not yet removed from [`Pending`], in order: (sequence number, message number or
+    /// surrogate).
+    pub(super) unfolded: VecDeque<(u64, Ref)>,
+    /// Why the journal can no longer be written: decisions fail from then on.
+    pub(super) failed: Option<String>,
+    /// What decisions read of redb, kept between them until the folder next writes redb.
+    pub(super) snapshot: Option<Snapshot>,
+    /// Which v12 ids redb may hold, once the folder has built them: an id they rule out is not
+    /// looked up.
+    pub(super) filters: Option<Arc<Filters>>,
+}
+
+/// A read transaction of redb and the tables opened in it so far, kept for the decisions that
+/// follow: beginning one and opening its tables was about a third of what a new message's
+/// decision cost. The folder drops it under the lock once it has committed (a fold or a prune),
+/// so a decision never reads redb as it was before an entry was let go of from [`Pending`].
+pub(super) struct Snapshot {
+    txn: redb::ReadTransaction,
+    messages: std::cell::OnceCell<redb::ReadOnlyTable<i32, &'static [u8]>>,
+    keys: std::cell::OnceCell<redb::ReadOnlyTable<&'static str, i32>>,
+    surrogates: std::cell::OnceCell<redb::ReadOnlyTable<i64, &'static str>>,
+    ids: std::cell::OnceCell<redb::ReadOnlyTable<&'static str, i64>>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Snapshot")
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Ref {
+    Message(i32),
+    Surrogate(i64),
+}
+
+/// What a decision reads of redb: the kept [`Snapshot`], or one begun when first needed (under
+/// the lock, so after anything let go of from [`Pending`] is in redb).
+pub(super) struct View<'a> {
+    pub(super) db: &'a Database,
+    pub(super) snapshot: std::cell::OnceCell<Snapshot>,
+}
+
+/// A stored row's key and time, or why they could not be read.
+type RowOwner = Result<(MessageKey, u64), IdError>;
+
+impl View<'_> {
+    pub(super) fn snapshot(&self) -> Result<&Snapshot, redb::Error> {
+        if let Some(snapshot) = self.snapshot.get() {
+            return Ok(snapshot);
+        }
+        let txn = self.db.begin_read()?;
+        let fresh = Snapshot {
+            txn,
+            messages: Default::default(),
+            keys: Default::default(),
+            surrogates: Default::default(),
+            ids: Default::default(),
+        };
+        Ok(self.snapshot.get_or_init(|| fresh))
+    }
+
+    /// `table` of the snapshot, opened the first time it is needed.
+    pub(super) fn table<'s, K: redb::Key + 'static, V: redb::Value + 'static>(
+        &'s self,
+        pick: impl FnOnce(&'s Snapshot) -> &'s std::cell::OnceCell<redb::ReadOnlyTable<K, V>>,
+        table: TableDefinition<K, V>,
+    ) -> Result<&'s redb::ReadOnlyTable<K, V>, redb::Error> {
+        let snapshot = self.snapshot()?;
+        let cell = pick(snapshot);
+        if let Some(open) = cell.get() {
+            return Ok(open);
+        }
+        let open = snapshot.txn.open_table(table)?;
+        Ok(cell.get_or_init(|| open))
+    }
+
+    pub(super) fn row_owner(&self, n: i32) -> Result<Option<RowOwner>, redb::Error> {
+        // Only the owner's key is read: its segments are not decoded.
+        Ok(self.table(|s| &s.messages, MESSAGES)?.get(n)?.map(|v| row_key(v.value())))
+    }
+
+    pub(super) fn number_of(&self, key_text: &str) -> Result<Option<i32>, redb::Error> {
+        Ok(self.table(|s| &s.keys, MESSAGE_KEYS)?.get(key_text)?.map(|v| v.value()))
+    }
+
+    pub(super) fn surrogate_owner(&self, n: i64) -> Result<Option<String>, redb::Error> {
+        Ok(self.table(|s| &s.surrogates, SURROGATES)?.get(n)?.map(|v| v.value().to_owned()))
+    }
+
+    pub(super) fn surrogate_number(&self, v12: &str) -> Result<Option<i64>, redb::Error> {
+        Ok(self.table(|s| &s.ids, IDS)?.get(v12)?.map(|v| v.value()))
+    }
+}
+
+/// The decisions. Each answers with a ticket: the journal entry it relies on (0: redb's).
+impl State {
+    /// False when redb surely does not hold `id` as a key of `table`.
+    pub(super) fn may_hold(&self, table: Table, id: &str) -> bool {
+        self.filters.as_ref().is_none_or(|f| f.may_hold(table, id))
+    }
+
+    /// Who holds message number `n`, since when, and the entry that says so.
+    pub(super) fn owner_of(&self, view: &View<'_>, n: i32) -> Result<Option<(RowOwner, u64)>, redb::Error> {
+        if let Some(r) = self.pending.rows.get(&n) {
+            return Ok(Some((row_key(&r.row), r.seq)));
+        }
+        Ok(view.row_owner(n)?.map(|owner| (owner, 0)))
+    }
+
+    /// The number a key holds, and the entry that gave it.
+    pub(super) fn number_of(&self, view: &View<'_>, key_text: &str) -> Result<Option<(i32, u64)>, redb::Error> {
+        if let Some(&found) = self.pending.keys.get(key_text) {
+            return Ok(Some(found));
+        }
+        if !self.may_hold(Table::Messages, key_text) {
+            return Ok(None);
+        }
+        Ok(view.number_of(key_text)?.map(|n| (n, 0)))
+    }
+
+    /// Makes an entry visible to every reader and hands it to the syncer.
+    pub(super) fn push(&mut self, entry: Entry, claimed: bool) -> u64 {
+        self.seq += 1;
+        let seq = self.seq;
+        match &entry {
+            Entry::Message { n, key_text, row } => {
+                let new = claimed || self.pending.rows.get(n).is_some_and(|r| r.new);
+                self.pending.keys.insert(key_text.clone(), (*n, seq));
+                self.pending.rows.insert(*n, PendingRow { key_text: key_text.clone(), row: row.clone(), seq, new });
+                self.unfolded.push_back((seq, Ref::Message(*n)));
+            }
+            Entry::Surrogate { n, v12 } => {
+                self.pending.ids.insert(v12.clone(), (*n, seq));
+                self.pending.surrogates.insert(*n, (v12.clone(), seq));
+                self.unfolded.push_back((seq, Ref::Surrogate(*n)));
+            }
+        }
+        self.open.push(entry);
+        seq
+    }
+
+    pub(super) fn claim_surrogate(
+        &mut self,
+        view: &View<'_>,
+        n: i64,
+        v12: &str,
+    ) -> Result<(Claim<String>, u64), redb::Error> {
+        if let Some((owner, seq)) = self.pending.surrogates.get(&n) {
+            return Ok((Claim::Taken(owner.to_string()), *seq));
+        }
+        if let Some(owner) = view.surrogate_owner(n)? {
+            return Ok((Claim::Taken(owner), 0));
+        }
+        Ok((Claim::Inserted, self.push(Entry::Surrogate { n, v12: v12.into() }, true)))
+    }
+
+    /// `v12`'s surrogate, else a claim of `first()` for it.
+    pub(super) fn find_or_claim_surrogate(
+        &mut self,
+        view: &View<'_>,
+        first: impl FnOnce() -> i64,
+        v12: &str,
+    ) -> Result<(Found<i64, String>, u64), redb::Error> {
+        if let Some(&(n, seq)) = self.pending.ids.get(v12) {
+            return Ok((Found::Known(n), seq));
+        }
+        if self.may_hold(Table::Ids, v12) {
+            if let Some(n) = view.surrogate_number(v12)? {
+                return Ok((Found::Known(n), 0));
+            }
+        }
+        let n = first();
+        let (claim, seq) = self.claim_surrogate(view, n, v12)?;
+        Ok((Found::Claimed(n, claim), seq))
+    }
+
+    /// Claims `n` for the row unless the number is taken (then says by which key).
+    pub(super) fn claim(
+        &mut self,
+        view: &View<'_>,
+        n: i32,
+        key_text: String,
+        mut row: Row,
+    ) -> Result<(Claim<MessageKey>, u64), redb::Error> {
+        Ok(match self.owner_of(view, n)? {
+            Some((Ok((owner, _)), seq)) => (Claim::Taken(owner), seq),
+            // An unreadable row cannot be told apart from a collision: probe on.
+            Some((Err(_), seq)) => (Claim::Taken(MessageKey::default()), seq),
+            None => {
+                row.set_at(now_ms());
+                // One copy of the key for its entry and the pending tables.
+                let entry = Entry::Message { n, key_text: key_text.into(), row: row.into_bytes().into() };
+                (Claim::Inserted, self.push(entry, true))
+            }
+        })
+    }
+
+    /// Replaces the row under `n` when it is `key`'s, keeping its time (and so its place in
+    /// pruning).
+    pub(super) fn save(
+        &mut self,
+        view: &View<'_>,
+        n: i32,
+        key: &MessageKey,
+        key_text: String,
+        mut row: Row,
+    ) -> Result<u64, redb::Error> {
+        if let Some((Ok((owner, at)), _)) = self.owner_of(view, n)? {
+            if owner == *key {
+                row.set_at(at);
+                let entry = Entry::Message { n, key_text: key_text.into(), row: row.into_bytes().into() };
+                return Ok(self.push(entry, false));
+            }
+        }
+        Ok(0)
+    }
+
+    /// The key's number (its row given the content, when `content`), else a claim of `n`.
+    pub(super) fn find_or_claim(
+        &mut self,
+        view: &View<'_>,
+        n: i32,
+        key: &MessageKey,
+        key_text: String,
+        row: Row,
+        content: bool,
+    ) -> Result<(Found<i32, MessageKey>, u64), redb::Error> {
+        match self.number_of(view, &key_text)? {
+            Some((known, seq)) => {
+                let saved = if content { self.save(view, known, key, key_text, row)? } else { 0 };
+                Ok((Found::Known(known), seq.max(saved)))
+            }
+            None => {
+                let (claim, seq) = self.claim(view, n, key_text, row)?;
+                Ok((Found::Claimed(n, claim), seq))
+            }
+        }
+    }
+
+    /// Removes from [`Pending`] what the folder has committed to redb up to `folded` (unless a
+    /// later entry replaced it).
+    pub(super) fn let_go_of_folded(&mut self, folded: u64) {
+        // What is let go of is read from redb from now on, as it is after the fold.
+        self.snapshot = None;
+        let p = &mut self.pending;
+        while let Some(&(seq, what)) = self.unfolded.front() {
+            if seq > folded {
+                break;
+            }
+            self.unfolded.pop_front();
+            match what {
+                Ref::Message(n) => {
+                    if p.rows.get(&n).is_some_and(|r| r.seq == seq) {
+                        if let Some(r) = p.rows.remove(&n) {
+                            if p.keys.get(&r.key_text).is_some_and(|&(k, _)| k == n) {
+                                p.keys.remove(&r.key_text);
+                            }
+                        }
+                    }
+                }
+                Ref::Surrogate(n) => {
+                    if p.surrogates.get(&n).is_some_and(|(_, s)| *s == seq) {
+                        if let Some((v12, _)) = p.surrogates.remove(&n) {
+                            if p.ids.get(&v12).is_some_and(|&(k, _)| k == n) {
+                                p.ids.remove(&v12);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

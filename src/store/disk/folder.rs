@@ -1,0 +1,327 @@
+//! The folder thread: applies journalled entries to redb in large transactions, deletes the
+//! journal files redb holds for good, prunes old message ids, and keeps the filters of the ids
+//! redb holds.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc as std_mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use redb::{Database, ReadableTable, ReadableTableMetadata};
+
+use super::filter::{Keeper, Table};
+use super::{
+    key_text, now_ms, row_key, store_err, Retention, Shared, IDS, MAX_UNFOLDED, MESSAGES, MESSAGE_AGE, MESSAGE_KEYS,
+    SURROGATES,
+};
+use crate::core::ids::IdError;
+use crate::core::record::RowHead;
+use crate::store::journal::{self, Entry};
+use crate::sync::LockUnpoisoned;
+
+/// Most message ids pruned in one transaction.
+const PRUNE_BATCH: usize = 5_000;
+/// How long journalled entries wait at most before the folder applies them to redb: a few
+/// large commits a second instead of one per batch.
+pub(super) const FOLD_EVERY: Duration = Duration::from_millis(50);
+/// Entries the folder applies between two offers of its CPU to the runtime's threads (each
+/// is a few microseconds of B-tree work).
+const YIELD_EVERY: usize = 32;
+/// Most entries applied to redb in one transaction.
+const FOLD_MAX: usize = 16_384;
+/// How long the folder waits before retrying a commit that failed.
+const FOLD_RETRY: Duration = Duration::from_secs(1);
+
+/// The tables an entry goes to.
+pub(super) struct FoldTables<'t> {
+    ids: redb::Table<'t, &'static str, i64>,
+    surrogates: redb::Table<'t, i64, &'static str>,
+    keys: redb::Table<'t, &'static str, i32>,
+    messages: redb::Table<'t, i32, &'static [u8]>,
+    age: redb::Table<'t, (u64, i32), ()>,
+}
+
+impl<'t> FoldTables<'t> {
+    pub(super) fn open(txn: &'t redb::WriteTransaction) -> Result<FoldTables<'t>, redb::TableError> {
+        Ok(FoldTables {
+            ids: txn.open_table(IDS)?,
+            surrogates: txn.open_table(SURROGATES)?,
+            keys: txn.open_table(MESSAGE_KEYS)?,
+            messages: txn.open_table(MESSAGES)?,
+            age: txn.open_table(MESSAGE_AGE)?,
+        })
+    }
+
+    /// Replays an entry from a journal file that may be older than what redb holds (the last
+    /// file is kept until the next one is folded): a message number another key holds by now
+    /// first loses that key's index and place in pruning, so that no key is left pointing at a
+    /// row that is not its own. (The folder needs no such check: a decision gave the number
+    /// only when it was free, or saves over the same key.)
+    pub(super) fn replay(&mut self, entry: &Entry) -> Result<(), redb::Error> {
+        if let Entry::Message { n, key_text: text, .. } = entry {
+            let held = self.messages.get(*n)?.map(|v| row_key(v.value()));
+            if let Some(Ok((owner, at))) = held {
+                let owner_text = key_text(&owner);
+                if *owner_text != **text {
+                    self.keys.remove(owner_text.as_str())?;
+                    self.age.remove((at, *n))?;
+                }
+            }
+        }
+        self.apply(entry)
+    }
+
+    /// Writes an entry over whatever the tables hold for it: applying it twice changes nothing.
+    pub(super) fn apply(&mut self, entry: &Entry) -> Result<(), redb::Error> {
+        self.apply_numbered(entry)?;
+        match entry {
+            Entry::Message { n, key_text, .. } => {
+                self.keys.insert(&**key_text, *n)?;
+            }
+            Entry::Surrogate { n, v12 } => {
+                self.ids.insert(&**v12, *n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`apply`](Self::apply) without the index by v12 id: the row, its age and the surrogate.
+    pub(super) fn apply_numbered(&mut self, entry: &Entry) -> Result<(), redb::Error> {
+        match entry {
+            Entry::Message { n, row, .. } => {
+                // A journalled row is binary; were it not, it is still stored, dated now.
+                let at = RowHead::read(row).map(|h| h.at).unwrap_or_else(|_| now_ms());
+                self.messages.insert(*n, &**row)?;
+                self.age.insert((at, *n), ())?;
+            }
+            Entry::Surrogate { n, v12 } => {
+                self.surrogates.insert(*n, &**v12)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Entries journalled together, on their way to the folder.
+pub(super) struct Fold {
+    /// The journal file they are in.
+    pub(super) file: u64,
+    /// The sequence number of the last of them.
+    pub(super) last: u64,
+    pub(super) entries: Vec<Entry>,
+}
+
+/// The folder thread: applies journalled entries to redb, deletes the journal files it holds,
+/// prunes.
+pub(super) struct Folder {
+    pub(super) db: Arc<Database>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) journal_dir: PathBuf,
+    pub(super) retention: Retention,
+}
+
+impl Folder {
+    pub(super) fn run(self, rx: std_mpsc::Receiver<Fold>) {
+        let every = self.retention.prune_every;
+        let mut last_prune = Instant::now() - every;
+        let mut gathered: Vec<Fold> = Vec::new();
+        let mut closed = false;
+        let mut filters = Keeper::default();
+        // The oldest journal file kept: its entries may be in redb only as a commit not yet
+        // durable.
+        let mut kept_from = 0u64;
+        loop {
+            self.keep_filters(&mut filters);
+            if gathered.is_empty() {
+                if closed {
+                    return;
+                }
+                if last_prune.elapsed() >= every {
+                    let pruned = prune(&self.db, self.retention);
+                    // Decisions read what is left from now on.
+                    self.shared.state.lock_unpoisoned().snapshot = None;
+                    match pruned {
+                        // More to prune: come back right after folding what is waiting.
+                        Ok(true) => {}
+                        Ok(false) => last_prune = Instant::now(),
+                        Err(error) => {
+                            tracing::error!(%error, "pruning old message ids failed");
+                            last_prune = Instant::now();
+                        }
+                    }
+                }
+                let mut wait = (last_prune + every).saturating_duration_since(Instant::now());
+                if filters.building() {
+                    // Idle: build on, a chunk at a time, unless a fold comes.
+                    wait = Duration::ZERO;
+                }
+                match rx.recv_timeout(wait) {
+                    Ok(fold) => gathered.push(fold),
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            }
+            // Let entries gather for a while, then take them all: one large commit instead of
+            // many small ones, and no wake-up per batch the syncer sends.
+            // (The syncer wakes the folder early when it stops, to fold what is left.)
+            std::thread::park_timeout(FOLD_EVERY);
+            let mut count: usize = gathered.iter().map(|f| f.entries.len()).sum();
+            while count < FOLD_MAX && !closed {
+                match rx.try_recv() {
+                    Ok(fold) => {
+                        count += fold.entries.len();
+                        gathered.push(fold);
+                    }
+                    Err(std_mpsc::TryRecvError::Empty) => break,
+                    Err(std_mpsc::TryRecvError::Disconnected) => closed = true,
+                }
+            }
+            match self.fold(&gathered, &mut kept_from, closed, &mut filters) {
+                Ok(()) => gathered.clear(),
+                Err(error) => {
+                    tracing::error!(%error, entries = count, "id store could not apply its journal to the database; retrying");
+                    std::thread::sleep(FOLD_RETRY);
+                }
+            }
+        }
+    }
+
+    /// One commit of the gathered entries. It is durable only when it lets journal files go
+    /// (their entries must then be in redb for good) or when the store closes: the journal
+    /// holds every entry until then, and a crash replays it. A durable commit writes each page
+    /// the entries touched and syncs the file; where a message's or a user's v12 id is random
+    /// (a UUID), that is a page for each, and a sync of the journal that came during it waited
+    /// for it: a stall of a few milliseconds twenty times a second. Left to redb's write buffer
+    /// between durable commits, a page touched again is written once.
+    pub(super) fn fold(
+        &self,
+        gathered: &[Fold],
+        kept_from: &mut u64,
+        closing: bool,
+        filters: &mut Keeper,
+    ) -> Result<(), IdError> {
+        let Some(last) = gathered.last() else { return Ok(()) };
+        let mut txn = self.db.begin_write().map_err(store_err)?;
+        let durable = closing || last.file > *kept_from;
+        if !durable {
+            txn.set_durability(redb::Durability::None).map_err(store_err)?;
+        }
+        {
+            let mut t = FoldTables::open(&txn).map_err(store_err)?;
+            // The tables keyed by numbers and times take their entries in order, at their ends.
+            // The two keyed by v12 ids take theirs sorted by key: where those ids are random
+            // (UUIDs), entries that share a page then follow one another, and the page is read
+            // and copied once per fold instead of once per entry. The sort is stable, so the
+            // later of two entries for one key still wins.
+            let mut keys: Vec<(&str, i32)> = Vec::new();
+            let mut ids: Vec<(&str, i64)> = Vec::new();
+            // A fold of a few hundred entries with random keys takes a millisecond or two of
+            // CPU; woken by its timer, the thread would take that from a runtime worker in one
+            // piece, and every event on that worker would wait for it.
+            let mut written = 0usize;
+            let mut pace = || {
+                written += 1;
+                if written % YIELD_EVERY == 0 {
+                    std::thread::yield_now();
+                }
+            };
+            for entry in gathered.iter().flat_map(|f| &f.entries) {
+                pace();
+                t.apply_numbered(entry).map_err(store_err)?;
+                match entry {
+                    Entry::Message { n, key_text, .. } => keys.push((key_text, *n)),
+                    Entry::Surrogate { n, v12 } => ids.push((v12, *n)),
+                }
+            }
+            keys.sort_by(|a, b| a.0.cmp(b.0));
+            ids.sort_by(|a, b| a.0.cmp(b.0));
+            for (key, n) in keys {
+                pace();
+                t.keys.insert(key, n).map_err(store_err)?;
+            }
+            for (id, n) in ids {
+                pace();
+                t.ids.insert(id, n).map_err(store_err)?;
+            }
+        }
+        txn.commit().map_err(store_err)?;
+        // Into the filters before the ids leave the pending entries (below, under the lock that
+        // the decisions take).
+        filters.folded(gathered.iter().flat_map(|f| &f.entries).map(|entry| match entry {
+            Entry::Message { key_text, .. } => (Table::Messages, &**key_text),
+            Entry::Surrogate { v12, .. } => (Table::Ids, &**v12),
+        }));
+        self.shared.folded.store(last.last, Ordering::Release);
+        let unfolded = {
+            let mut state = self.shared.state.lock_unpoisoned();
+            state.let_go_of_folded(last.last);
+            state.seq.saturating_sub(last.last)
+        };
+        self.shared.fold_done.notify_waiters();
+        if unfolded <= MAX_UNFOLDED / 2 && self.shared.behind.swap(false, Ordering::AcqRel) {
+            tracing::info!(unfolded, "id store folder caught up");
+        }
+        if durable {
+            *kept_from = last.file;
+            if let Err(error) = journal::remove_before(&self.journal_dir, last.file) {
+                tracing::warn!(%error, "id store could not delete a journal file it no longer needs");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Folder {
+    /// A step of the filters' upkeep (see [`Keeper::step`]); new filters go to the decisions.
+    fn keep_filters(&self, filters: &mut Keeper) {
+        match filters.step(&self.db, MESSAGE_KEYS, IDS) {
+            Ok(Some(built)) => self.shared.state.lock_unpoisoned().filters = Some(built),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, "building the id store's filters failed; lookups read the database meanwhile");
+                filters.abandon();
+            }
+        }
+    }
+}
+
+/// Deletes the oldest message ids beyond the count and age limits, at most one batch.
+/// Returns true when more remain to prune.
+fn prune(db: &Database, retention: Retention) -> Result<bool, redb::Error> {
+    let txn = db.begin_write()?;
+    let more;
+    {
+        let mut age = txn.open_table(MESSAGE_AGE)?;
+        let mut messages = txn.open_table(MESSAGES)?;
+        let mut keys = txn.open_table(MESSAGE_KEYS)?;
+        let total = age.len()?;
+        let over_count = total.saturating_sub(retention.max_messages);
+        let cutoff = now_ms().saturating_sub(retention.max_age.as_millis() as u64);
+        let mut victims = Vec::new();
+        for entry in age.iter()? {
+            let (k, _) = entry?;
+            let (at, n) = k.value();
+            if (victims.len() as u64) < over_count || at < cutoff {
+                victims.push((at, n));
+                if victims.len() >= PRUNE_BATCH {
+                    break;
+                }
+            } else {
+                break;
+            }
+        }
+        more = victims.len() >= PRUNE_BATCH;
+        for (at, n) in &victims {
+            age.remove((*at, *n))?;
+            let key = messages.remove(*n)?.map(|v| row_key(v.value()));
+            if let Some(Ok((key, _))) = key {
+                keys.remove(key_text(&key).as_str())?;
+            }
+        }
+        if !victims.is_empty() {
+            tracing::debug!(pruned = victims.len(), "old message ids pruned");
+        }
+    }
+    txn.commit()?;
+    Ok(more)
+}
