@@ -152,7 +152,8 @@ pub struct Cli {
     pub retain_days: Option<u64>,
 
     /// With --ephemeral: bytes the remembered messages may take, oldest forgotten first
-    /// (at least 1048576) [default: 33554432].
+    /// (at least 1048576; user and group surrogates may take a quarter of it more)
+    /// [default: 33554432].
     #[arg(long = "memory-store-bytes", env = "ONEBOT_BRIDGE_MEMORY_STORE_BYTES", value_name = "BYTES")]
     pub memory_store_bytes: Option<u64>,
 

@@ -14,7 +14,7 @@ mod support;
 
 use std::net::SocketAddr;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use support::*;
 
 /// Resident memory of a process, in KiB.
@@ -54,13 +54,23 @@ enum Ids {
     Sequential,
     /// 32 hex digits, as from a backend that uses UUIDs: each lands at a random place.
     Random,
+    /// Sequential message ids, each from a user never seen before, with a non-numeric id (a
+    /// surrogate each).
+    NewUsers,
 }
 
 impl Ids {
     fn message(self, n: u64) -> String {
         match self {
-            Ids::Sequential => format!("m-{n:09}"),
+            Ids::Sequential | Ids::NewUsers => format!("m-{n:09}"),
             Ids::Random => format!("{:016x}{:016x}", mix(n), mix(!n)),
+        }
+    }
+
+    fn user(self, n: u64) -> String {
+        match self {
+            Ids::NewUsers => format!("wxid_{n:09}"),
+            Ids::Sequential | Ids::Random => "20002".into(),
         }
     }
 }
@@ -74,8 +84,8 @@ fn mix(n: u64) -> u64 {
 }
 
 /// The backend sends group messages `from..to` (two segments each), the bot reads every one;
-/// gives the v11 message_id of the first and of the last.
-async fn relay(backend: &FakeBackend, bot: &mut Bot, ids: Ids, from: u64, to: u64) -> (i64, i64) {
+/// gives the first and the last as the bot read them.
+async fn relay(backend: &FakeBackend, bot: &mut Bot, ids: Ids, from: u64, to: u64) -> (Value, Value) {
     let mut sent = from;
     let mut given = Vec::new();
     for received in from..to {
@@ -83,7 +93,7 @@ async fn relay(backend: &FakeBackend, bot: &mut Bot, ids: Ids, from: u64, to: u6
             backend.push(v12_message(
                 "group",
                 "10001",
-                json!({"message_id": ids.message(sent), "group_id": "30003", "user_id": "20002",
+                json!({"message_id": ids.message(sent), "group_id": "30003", "user_id": ids.user(sent),
                        "message": [{"type": "text", "data": {"text": format!("hello [world] & friends, message {sent}")}},
                                    {"type": "mention", "data": {"user_id": "10001"}}]}),
             ));
@@ -92,10 +102,11 @@ async fn relay(backend: &FakeBackend, bot: &mut Bot, ids: Ids, from: u64, to: u6
         let ev = bot.next_event().await;
         assert_eq!(ev["post_type"], "message", "{ev}");
         if received == from || received + 1 == to {
-            given.push(ev["message_id"].as_i64().unwrap());
+            given.push(ev);
         }
     }
-    (given[0], *given.last().unwrap())
+    let last = given.pop().unwrap();
+    (given.pop().unwrap_or_else(|| last.clone()), last)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,12 +127,51 @@ async fn the_ephemeral_store_stops_growing_at_its_byte_bound() {
     // 18 000 more messages kept whole would be ~50 MiB more; forgotten ones cost nothing.
     assert!(after.saturating_sub(full) < 8 << 10, "RSS grew {} KiB after the bound was reached", after - full);
 
-    let forgotten = bot.call("get_msg", json!({"message_id": first})).await;
+    let forgotten = bot.call("get_msg", json!({"message_id": first["message_id"]})).await;
     assert_eq!(forgotten["status"], "failed", "{forgotten}");
     assert!(forgotten["wording"].as_str().unwrap().contains("unknown to this bridge"), "{forgotten}");
-    let kept = bot.call("get_msg", json!({"message_id": last})).await;
+    let kept = bot.call("get_msg", json!({"message_id": last["message_id"]})).await;
     assert_eq!(kept["status"], "ok", "{kept}");
     assert_eq!(kept["data"]["message"], "hello &#91;world&#93; &amp; friends, message 23999[CQ:at,qq=10001]");
+}
+
+/// A backend that sends a new user with every event: the surrogates stop growing at their own
+/// bound (a quarter of `memory-store-bytes`), a user seen lately is still known both ways, and
+/// one forgotten is refused clearly, then given the same number when seen again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ephemeral_stores_surrogates_stop_growing_at_their_bound() {
+    let mut backend = FakeBackend::start(BackendOptions::default()).await;
+    let (_child, pid, _, mut bot) =
+        bridge(&backend, &["--ephemeral", "--memory-store-bytes", "1048576", "--heartbeat-interval", "0"]).await;
+    // 256 KiB is under two thousand of these users (and a few thousand messages fill 1 MiB).
+    let (first, _) = relay(&backend, &mut bot, Ids::NewUsers, 0, 10_000).await;
+    let full = rss_kib(pid);
+    let (_, last) = relay(&backend, &mut bot, Ids::NewUsers, 10_000, 40_000).await;
+    let after = rss_kib(pid);
+    println!(
+        "ephemeral store bounded at 1 MiB, a new user each event: RSS {:.1} MiB after 10 000 events, {:.1} MiB after 40 000",
+        mib(full),
+        mib(after)
+    );
+    // 30 000 more users kept made RSS 3.4 MiB larger; forgotten ones cost nothing.
+    assert!(after.saturating_sub(full) < 2 << 10, "RSS grew {} KiB after the bound was reached", after - full);
+
+    backend.drain_requests();
+    let sent = bot.call("send_private_msg", json!({"user_id": last["user_id"], "message": "hi"})).await;
+    assert_eq!(sent["status"], "ok", "{sent}");
+    let request = backend.next_request().await;
+    assert_eq!(request["params"]["user_id"], "wxid_000039999", "{request}");
+
+    let forgotten = bot.call("send_private_msg", json!({"user_id": first["user_id"], "message": "hi"})).await;
+    assert_eq!(forgotten["status"], "failed", "{forgotten}");
+    assert!(forgotten["wording"].as_str().unwrap().contains("unknown to this bridge"), "{forgotten}");
+    backend.push(v12_message(
+        "private",
+        "10001",
+        json!({"message_id": "back", "user_id": "wxid_000000000", "message": [{"type": "text", "data": {"text": "back"}}]}),
+    ));
+    let back = bot.next_event().await;
+    assert_eq!(back["user_id"], first["user_id"], "the same number again: {back}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

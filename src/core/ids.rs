@@ -36,7 +36,7 @@ pub enum IdError {
     Store(String),
     #[error("no free number for {0:?} after {MAX_PROBES} probes")]
     Exhausted(String),
-    #[error("v11 id {0} was never issued by this bridge")]
+    #[error("v11 id {0} is unknown to this bridge: never issued, or forgotten by the in-memory store (the id is given again, the same, when the user or group is next seen)")]
     UnknownSurrogate(i64),
     #[error("message_id {0} is unknown to this bridge")]
     UnknownMessage(i64),
@@ -314,6 +314,8 @@ pub const MIN_MEMORY_STORE_BYTES: usize = 1 << 20;
 /// A message whose entry alone would take more than this share of the byte bound is remembered
 /// without its content: its id still works, `get_msg` asks the backend (if it can) for the text.
 const CONTENT_SHARE: usize = 16;
+/// The surrogates' own bound is this share of the bytes bound (on top of it).
+const SURROGATE_SHARE: usize = 4;
 
 /// The in-memory store (`--ephemeral`): ids live as long as the process.
 ///
@@ -321,10 +323,13 @@ const CONTENT_SHARE: usize = 16;
 /// [`MemoryIdStore::message_bytes`]); when either bound is reached the oldest is forgotten first,
 /// and a bot asking for it gets a clear "unknown message_id".
 ///
-/// Surrogates (non-numeric user and group ids) are never forgotten: a bot keeps ids anywhere (a
-/// database of admins, a ban list), so the same string must keep its number while the process
-/// lives. They grow with distinct non-numeric ids seen, not with messages, and count against
-/// neither bound.
+/// Surrogates (non-numeric user and group ids) have a bound of their own, a quarter of the bytes
+/// one: a backend that sends a new user with every event must not grow the process without end.
+/// A surrogate is the first free number of a probe sequence of its string, so one forgotten and
+/// seen again gets the same number (unless, in 2^52, another string took it meanwhile); what is
+/// lost meanwhile is the way back, a bot's action naming a user not seen since. So the least
+/// recently used go first: an entry looked up either way since the eviction last came round gets
+/// another turn (the CLOCK algorithm).
 pub struct MemoryIdStore {
     inner: Mutex<MemoryTables>,
     max_messages: usize,
@@ -332,12 +337,76 @@ pub struct MemoryIdStore {
 }
 
 struct MemoryTables {
+    surrogates: Surrogates,
+    messages: Messages,
+}
+
+/// The in-memory store's surrogates, at most a number of bytes of them (see [`MemoryIdStore`]).
+#[derive(Default)]
+struct Surrogates {
     /// v12 id → surrogate. The strings are chosen by the backend's users: std's SipHash, keyed
     /// per process, keeps colliding ids from slowing the table down.
     by_v12: HashMap<Box<str>, i64>,
     /// surrogate → v12 id. Surrogates are SHA-256 probes, so a fast hasher is enough.
-    by_surrogate: HashMap<i64, Box<str>, foldhash::fast::RandomState>,
-    messages: Messages,
+    by_surrogate: HashMap<i64, Kept, foldhash::fast::RandomState>,
+    /// Every surrogate, in the order the eviction comes round to them.
+    order: VecDeque<i64>,
+    bytes: usize,
+}
+
+struct Kept {
+    v12: Box<str>,
+    /// Looked up since the eviction last came round to it.
+    used: bool,
+}
+
+/// What a surrogate costs besides its two copies of the id: a slot in each map and in the order,
+/// and the allocator's overhead on the copies.
+const SURROGATE_BYTES: usize = 96;
+
+impl Surrogates {
+    fn cost(v12: &str) -> usize {
+        SURROGATE_BYTES + 2 * v12.len()
+    }
+
+    fn number_of(&mut self, v12: &str) -> Option<i64> {
+        let n = *self.by_v12.get(v12)?;
+        if let Some(kept) = self.by_surrogate.get_mut(&n) {
+            kept.used = true;
+        }
+        Some(n)
+    }
+
+    fn owner_of(&mut self, n: i64) -> Option<&str> {
+        let kept = self.by_surrogate.get_mut(&n)?;
+        kept.used = true;
+        Some(&kept.v12)
+    }
+
+    /// Remembers a new surrogate, then forgets others until the bytes are within `max_bytes`
+    /// (never the new one).
+    fn insert(&mut self, n: i64, v12: &str, max_bytes: usize) {
+        self.by_surrogate.insert(n, Kept { v12: v12.into(), used: false });
+        self.by_v12.insert(v12.into(), n);
+        self.order.push_back(n);
+        self.bytes += Surrogates::cost(v12);
+        while self.bytes > max_bytes && self.order.len() > 1 {
+            let Some(oldest) = self.order.pop_front() else { break };
+            match self.by_surrogate.get_mut(&oldest) {
+                Some(kept) if kept.used => {
+                    kept.used = false;
+                    self.order.push_back(oldest);
+                }
+                Some(_) => {
+                    if let Some(kept) = self.by_surrogate.remove(&oldest) {
+                        self.by_v12.remove(&kept.v12);
+                        self.bytes -= Surrogates::cost(&kept.v12);
+                    }
+                }
+                None => {}
+            }
+        }
+    }
 }
 
 /// Message ids in the order they were stored: a ring of packed entries addressed by sequence
@@ -573,11 +642,7 @@ impl MemoryIdStore {
     /// A store keeping at most `max_messages` message ids in at most about `max_bytes`.
     pub fn new(max_messages: usize, max_bytes: usize) -> Self {
         MemoryIdStore {
-            inner: Mutex::new(MemoryTables {
-                by_v12: HashMap::new(),
-                by_surrogate: HashMap::default(),
-                messages: Messages::new(),
-            }),
+            inner: Mutex::new(MemoryTables { surrogates: Surrogates::default(), messages: Messages::new() }),
             max_messages: max_messages.max(1),
             max_bytes,
         }
@@ -602,9 +667,14 @@ impl MemoryIdStore {
         self.tables().messages.bytes
     }
 
-    /// Surrogates issued (never forgotten, not bounded: see the type's documentation).
+    /// Surrogates remembered now.
     pub fn surrogate_count(&self) -> usize {
-        self.tables().by_surrogate.len()
+        self.tables().surrogates.by_surrogate.len()
+    }
+
+    /// The estimate the surrogates' bound (a quarter of the bytes bound) applies to.
+    pub fn surrogate_bytes(&self) -> usize {
+        self.tables().surrogates.bytes
     }
 
     /// The number of `key`, if known, and the key's hash for a later step under another lock.
@@ -627,21 +697,20 @@ impl MemoryIdStore {
 
 impl IdStore for MemoryIdStore {
     async fn surrogate_of(&self, v12: &str) -> Result<Option<i64>, IdError> {
-        Ok(self.tables().by_v12.get(v12).copied())
+        Ok(self.tables().surrogates.number_of(v12))
     }
 
     async fn claim_surrogate(&self, n: i64, v12: &str) -> Result<Claim<String>, IdError> {
         let mut t = self.tables();
-        if let Some(owner) = t.by_surrogate.get(&n) {
+        if let Some(owner) = t.surrogates.owner_of(n) {
             return Ok(Claim::Taken(owner.to_string()));
         }
-        t.by_surrogate.insert(n, v12.into());
-        t.by_v12.insert(v12.into(), n);
+        t.surrogates.insert(n, v12, self.max_bytes / SURROGATE_SHARE);
         Ok(Claim::Inserted)
     }
 
     async fn v12_of_surrogate(&self, n: i64) -> Result<Option<String>, IdError> {
-        Ok(self.tables().by_surrogate.get(&n).map(|s| s.to_string()))
+        Ok(self.tables().surrogates.owner_of(n).map(str::to_owned))
     }
 
     async fn message_id_of(&self, key: &MessageKey) -> Result<Option<i32>, IdError> {
@@ -988,6 +1057,42 @@ mod tests {
             assert_eq!(block_on(ids.to_v12(*n)).unwrap(), format!("wxid_{i}"));
         }
         assert_eq!(ids.store().surrogate_count(), 500);
+    }
+
+    /// A backend that sends a new user with every event: the surrogates stop growing at their
+    /// bound, the oldest go first, and one forgotten gets the same number when seen again.
+    #[test]
+    fn surrogates_stay_within_their_bound_and_come_back_the_same() {
+        let ids = IdMapper::new(MemoryIdStore::new(1, MIN_MEMORY_STORE_BYTES));
+        let bound = MIN_MEMORY_STORE_BYTES / SURROGATE_SHARE;
+        let user = |i: usize| format!("wxid_{i:06}");
+        let given: Vec<i64> = (0..10_000).map(|i| block_on(ids.to_v11(&user(i))).unwrap()).collect();
+        let (count, bytes) = (ids.store().surrogate_count(), ids.store().surrogate_bytes());
+        assert!(bytes <= bound, "{bytes} bytes of surrogates over a bound of {bound}");
+        assert!(count > 1_000 && count < 10_000, "{count} kept");
+        assert_eq!(block_on(ids.to_v12(given[9_999])).unwrap(), user(9_999), "the newest is kept");
+        assert!(matches!(block_on(ids.to_v12(given[0])), Err(IdError::UnknownSurrogate(n)) if n == given[0]));
+        assert_eq!(block_on(ids.to_v11(&user(0))).unwrap(), given[0], "seen again: the same number");
+        assert_eq!(block_on(ids.to_v12(given[0])).unwrap(), user(0));
+    }
+
+    /// The least recently used go first: a user looked up now and then (either way) stays while
+    /// thousands of others come and go.
+    #[test]
+    fn surrogates_in_use_outlive_those_that_are_not() {
+        let ids = IdMapper::new(MemoryIdStore::new(1, MIN_MEMORY_STORE_BYTES));
+        let admin = block_on(ids.to_v11("wxid_admin")).unwrap();
+        let regular = block_on(ids.to_v11("wxid_regular")).unwrap();
+        for i in 0..20_000 {
+            block_on(ids.to_v11(&format!("wxid_passer_by_{i}"))).unwrap();
+            if i % 500 == 0 {
+                assert_eq!(block_on(ids.to_v12(admin)).unwrap(), "wxid_admin", "after {i}");
+                assert_eq!(block_on(ids.to_v11("wxid_regular")).unwrap(), regular);
+            }
+        }
+        assert_eq!(block_on(ids.to_v12(admin)).unwrap(), "wxid_admin");
+        assert_eq!(block_on(ids.to_v12(regular)).unwrap(), "wxid_regular");
+        assert!(ids.store().surrogate_bytes() <= MIN_MEMORY_STORE_BYTES / SURROGATE_SHARE);
     }
 
     /// What [`passthrough_id`] decides, written the plain way.
