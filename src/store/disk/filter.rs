@@ -7,9 +7,9 @@
 //! enter the tables through the folder, which puts each folded id in the filters before the
 //! decisions stop finding it among the pending entries; pruned ids stay in the filter (a "maybe"
 //! that costs a read) until it is built again. The folder builds the filters from the tables a
-//! chunk at a time between its folds (at the start, and again once as many ids have gone in as
-//! a filter was sized for), adding what it folds meanwhile; until the first build is done, every
-//! lookup reads redb.
+//! chunk at a time between its folds (at the start, and again once half as many ids have been
+//! folded into a filter as it was sized for), adding what it folds meanwhile; until the first
+//! build is done, every lookup reads redb.
 //!
 //! `fastbloom`'s filters, seeded per process: ids are chosen by the backend, and one that makes
 //! many ids collide only makes their decisions read redb.
@@ -29,7 +29,8 @@ const FALSE_POSITIVES: f64 = 0.01;
 /// The fewest and the most ids a filter is sized for (1 % false positives: about 10 bits an id,
 /// so at most about 10 MiB a filter).
 const MIN_CAPACITY: usize = 1 << 16;
-const MAX_CAPACITY: usize = 8 << 20;
+/// (Smaller in the tests, so that one can fill a table past it.)
+const MAX_CAPACITY: usize = if cfg!(test) { 1 << 17 } else { 8 << 20 };
 
 /// Which table an id is a key of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +100,7 @@ struct Build {
 /// The folder's side: the filters the decisions read, and the next ones while they are built.
 #[derive(Default)]
 pub(super) struct Keeper {
-    /// The filters in use, with how many ids have gone into each.
+    /// The filters in use, with how many ids have been folded into each since it was built.
     current: Option<(Arc<Filters>, [usize; 2])>,
     building: Option<Build>,
 }
@@ -116,9 +117,9 @@ impl Keeper {
     /// built). Called before they leave the pending entries.
     pub(super) fn folded<'a>(&mut self, ids: impl IntoIterator<Item = (Table, &'a str)>) {
         for (table, id) in ids {
-            if let Some((filters, put)) = &mut self.current {
+            if let Some((filters, folded)) = &mut self.current {
                 filters.insert(table, id);
-                put[slot(table)] += 1;
+                folded[slot(table)] += 1;
             }
             if let Some(build) = &mut self.building {
                 build.filters.insert(table, id);
@@ -137,8 +138,12 @@ impl Keeper {
         self.building.is_some()
     }
 
-    /// One step: starts a build when there are no filters yet or one is full, or scans a chunk
-    /// of the one under way. Returns the new filters once built, for the decisions to read.
+    /// One step: starts a build when there are no filters yet or once half as many ids as one
+    /// was sized for have been folded into it (about as many as its table held: with a table
+    /// pruned as it grows, by then about half its ids are gone), or scans a chunk of the build
+    /// under way. Returns the new filters once built, for the decisions to read. (What a build
+    /// scanned does not count: a table larger than the largest filter would otherwise be built
+    /// again and again.)
     pub(super) fn step(
         &mut self,
         db: &Database,
@@ -148,7 +153,9 @@ impl Keeper {
         let Some(build) = &mut self.building else {
             let full = match &self.current {
                 None => true,
-                Some((filters, put)) => put[0] > filters.messages.capacity || put[1] > filters.ids.capacity,
+                Some((filters, folded)) => {
+                    folded[0] > filters.messages.capacity / 2 || folded[1] > filters.ids.capacity / 2
+                }
             };
             if full {
                 let txn = db.begin_read()?;
@@ -211,7 +218,7 @@ impl Keeper {
         }
         let Some(done) = self.building.take() else { return Ok(None) };
         tracing::debug!(message_keys = done.put[0], ids = done.put[1], "id filters built");
-        self.current = Some((done.filters.clone(), done.put));
+        self.current = Some((done.filters.clone(), [0; 2]));
         Ok(Some(done.filters))
     }
 }
@@ -293,21 +300,35 @@ mod tests {
         assert!(!keeper.building());
     }
 
-    /// Once as many ids went in as a filter was sized for, the next step begins a new build,
-    /// from what the tables hold then.
+    /// Once half as many ids were folded into a filter as it was sized for, the next step begins
+    /// a new build, from what the tables hold then; what a build scanned never starts another.
     #[test]
     fn a_full_filter_is_built_again() {
         let db = db("again");
         let mut keeper = Keeper::default();
         let first = build(&mut keeper, &db, |_, _| {});
         assert_eq!(first.messages.capacity, MIN_CAPACITY);
-        let many: Vec<String> = (0..MIN_CAPACITY + 1).map(|i| format!("k{i}")).collect();
+        let many: Vec<String> = (0..MIN_CAPACITY / 2 + 1).map(|i| format!("k{i}")).collect();
         store(&db, many.iter().cloned(), []);
-        keeper.folded(many.iter().map(|k| (Table::Messages, k.as_str())));
+        keeper.folded(many.iter().take(MIN_CAPACITY / 2).map(|k| (Table::Messages, k.as_str())));
         assert!(keeper.step(&db, KEYS, IDS).unwrap().is_none());
-        assert!(keeper.building(), "full: a new build begins");
+        assert!(!keeper.building(), "half full: not yet");
+        keeper.folded(many.iter().skip(MIN_CAPACITY / 2).map(|k| (Table::Messages, k.as_str())));
+        assert!(keeper.step(&db, KEYS, IDS).unwrap().is_none());
+        assert!(keeper.building(), "more than half: a new build begins");
         let second = build(&mut keeper, &db, |_, _| {});
-        assert_eq!(second.messages.capacity, 2 * (MIN_CAPACITY + 1), "sized for what the table holds now");
+        assert_eq!(second.messages.capacity, 2 * (MIN_CAPACITY / 2 + 1), "sized for what the table holds now");
         assert!(second.may_hold(Table::Messages, "k0"));
+        // A table of more ids than the largest filter is built once, not again at every step.
+        let more: Vec<String> = (0..MAX_CAPACITY).map(|i| format!("m{i}")).collect();
+        store(&db, more.iter().cloned(), []);
+        keeper.folded(more.iter().map(|k| (Table::Messages, k.as_str())));
+        let third = build(&mut keeper, &db, |_, _| {});
+        assert_eq!(third.messages.capacity, MAX_CAPACITY);
+        assert!(third.may_hold(Table::Messages, "m0") && third.may_hold(Table::Messages, "k1"));
+        for _ in 0..3 {
+            assert!(keeper.step(&db, KEYS, IDS).unwrap().is_none());
+            assert!(!keeper.building(), "nothing folded since: no new build");
+        }
     }
 }
