@@ -208,13 +208,15 @@ impl Folder {
         }
         {
             let mut t = FoldTables::open(&txn).map_err(store_err)?;
-            // The tables keyed by numbers and times take their entries in order, at their ends.
-            // The two keyed by v12 ids take theirs sorted by key: where those ids are random
-            // (UUIDs), entries that share a page then follow one another, and the page is read
-            // and copied once per fold instead of once per entry. The sort is stable, so the
-            // later of two entries for one key still wins.
+            // The tables keyed by message numbers and times take their entries in order, at their
+            // ends. The two keyed by v12 ids, and the one keyed by surrogates (a hash of the id:
+            // as random), take theirs sorted by key: where those keys are random (UUIDs), entries
+            // that share a page then follow one another, and the page is read and copied once
+            // per fold instead of once per entry. The sorts are stable, so the later of two
+            // entries for one key still wins.
             let mut keys: Vec<(&str, i32)> = Vec::new();
             let mut ids: Vec<(&str, i64)> = Vec::new();
+            let mut surrogates: Vec<(i64, &str)> = Vec::new();
             // A fold of a few hundred entries with random keys takes a millisecond or two of
             // CPU; woken by its timer, the thread would take that from a runtime worker in one
             // piece, and every event on that worker would wait for it.
@@ -226,15 +228,25 @@ impl Folder {
                 }
             };
             for entry in gathered.iter().flat_map(|f| &f.entries) {
-                pace();
-                t.apply_numbered(entry).map_err(store_err)?;
                 match entry {
-                    Entry::Message { n, key_text, .. } => keys.push((key_text, *n)),
-                    Entry::Surrogate { n, v12 } => ids.push((v12, *n)),
+                    Entry::Message { n, key_text, .. } => {
+                        pace();
+                        t.apply_numbered(entry).map_err(store_err)?;
+                        keys.push((key_text, *n));
+                    }
+                    Entry::Surrogate { n, v12 } => {
+                        surrogates.push((*n, v12));
+                        ids.push((v12, *n));
+                    }
                 }
             }
             keys.sort_by(|a, b| a.0.cmp(b.0));
             ids.sort_by(|a, b| a.0.cmp(b.0));
+            surrogates.sort_by_key(|&(n, _)| n);
+            for (n, v12) in surrogates {
+                pace();
+                t.surrogates.insert(n, v12).map_err(store_err)?;
+            }
             for (key, n) in keys {
                 pace();
                 t.keys.insert(key, n).map_err(store_err)?;

@@ -1034,13 +1034,14 @@ mod tests {
     fn ids_claimed_in_any_order_read_back_once_folded() {
         let d = dir("any-order");
         let store = DiskStore::open(&d, Retention::default()).unwrap();
-        // Keys and ids that sort in a different order from their numbers.
+        // Keys, ids and surrogates that sort in a different order from the claims.
         let key = |i: i32| format!("{:08x}", (i as u32).wrapping_mul(0x9e37_79b9));
+        let surrogate = |i: i32| 5_000_000_000 + (i as i64 * 919) % 1_000;
         let records: Vec<MessageRecord> = (1..=300).map(|i| said("bot", &key(i), &format!("m{i}"))).collect();
         for (i, r) in (1..).zip(&records) {
             assert_eq!(block_on(store.claim_message(i, r)).unwrap(), Claim::Inserted);
             let id = format!("u{}", key(-i));
-            assert_eq!(block_on(store.claim_surrogate(5_000_000_000 + i as i64, &id)).unwrap(), Claim::Inserted);
+            assert_eq!(block_on(store.claim_surrogate(surrogate(i), &id)).unwrap(), Claim::Inserted);
         }
         store.settle();
         assert!(store.filters_built(), "lookups go through the filters");
@@ -1049,10 +1050,15 @@ mod tests {
             assert_eq!(block_on(fresh.message_id_of(&r.key)).unwrap(), Some(i), "{}", r.key.message_id);
             assert_eq!(block_on(fresh.message_of(i)).unwrap().as_ref(), Some(r));
             let id = format!("u{}", key(-i));
-            assert_eq!(block_on(fresh.surrogate_of(&id)).unwrap(), Some(5_000_000_000 + i as i64), "{id}");
+            assert_eq!(block_on(fresh.surrogate_of(&id)).unwrap(), Some(surrogate(i)), "{id}");
+            assert_eq!(block_on(fresh.v12_of_surrogate(surrogate(i))).unwrap(), Some(id));
         }
-        let in_redb = store.read(|t| Ok((t.open_table(MESSAGE_KEYS)?.len()?, t.open_table(IDS)?.len()?))).unwrap();
-        assert_eq!(in_redb, (300, 300));
+        let in_redb = store
+            .read(|t| {
+                Ok((t.open_table(MESSAGE_KEYS)?.len()?, t.open_table(IDS)?.len()?, t.open_table(SURROGATES)?.len()?))
+            })
+            .unwrap();
+        assert_eq!(in_redb, (300, 300, 300));
         drop((store, fresh));
         let _ = std::fs::remove_dir_all(&d);
     }
