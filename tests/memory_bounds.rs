@@ -109,23 +109,36 @@ async fn relay(backend: &FakeBackend, bot: &mut Bot, ids: Ids, from: u64, to: u6
     (given.pop().unwrap_or_else(|| last.clone()), last)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ephemeral_store_stops_growing_at_its_byte_bound() {
+/// The bridge with `--ephemeral --memory-store-bytes 1048576` relays `filled` events (enough to
+/// reach the bound), then `filled..to`; RSS may grow by at most `slack_kib` over the second part.
+/// Gives the backend, the bot, and the first and last events the bot read.
+async fn past_the_bound(
+    ids: Ids,
+    filled: u64,
+    to: u64,
+    slack_kib: u64,
+) -> (FakeBackend, ChildGuard, Bot, Value, Value) {
     let backend = FakeBackend::start(BackendOptions::default()).await;
-    let (_child, pid, _, mut bot) =
+    let (child, pid, _, mut bot) =
         bridge(&backend, &["--ephemeral", "--memory-store-bytes", "1048576", "--heartbeat-interval", "0"]).await;
-    // A few thousand messages fill 1 MiB; then the store forgets as fast as it learns.
-    let (first, _) = relay(&backend, &mut bot, Ids::Sequential, 0, 6_000).await;
+    let (first, _) = relay(&backend, &mut bot, ids, 0, filled).await;
     let full = rss_kib(pid);
-    let (_, last) = relay(&backend, &mut bot, Ids::Sequential, 6_000, 24_000).await;
+    let (_, last) = relay(&backend, &mut bot, ids, filled, to).await;
     let after = rss_kib(pid);
     println!(
-        "ephemeral store bounded at 1 MiB: RSS {:.1} MiB after 6 000 messages, {:.1} MiB after 24 000",
+        "ephemeral store bounded at 1 MiB: RSS {:.1} MiB after {filled} events, {:.1} MiB after {to}",
         mib(full),
         mib(after)
     );
-    // 18 000 more messages kept whole would be ~50 MiB more; forgotten ones cost nothing.
-    assert!(after.saturating_sub(full) < 8 << 10, "RSS grew {} KiB after the bound was reached", after - full);
+    assert!(after.saturating_sub(full) < slack_kib, "RSS grew {} KiB after the bound was reached", after - full);
+    (backend, child, bot, first, last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ephemeral_store_stops_growing_at_its_byte_bound() {
+    // A few thousand messages fill 1 MiB; then the store forgets as fast as it learns. 18 000
+    // more messages kept whole would be ~50 MiB more; forgotten ones cost nothing.
+    let (_backend, _child, mut bot, first, last) = past_the_bound(Ids::Sequential, 6_000, 24_000, 8 << 10).await;
 
     let forgotten = bot.call("get_msg", json!({"message_id": first["message_id"]})).await;
     assert_eq!(forgotten["status"], "failed", "{forgotten}");
@@ -140,21 +153,9 @@ async fn the_ephemeral_store_stops_growing_at_its_byte_bound() {
 /// one forgotten is refused clearly, then given the same number when seen again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ephemeral_stores_surrogates_stop_growing_at_their_bound() {
-    let mut backend = FakeBackend::start(BackendOptions::default()).await;
-    let (_child, pid, _, mut bot) =
-        bridge(&backend, &["--ephemeral", "--memory-store-bytes", "1048576", "--heartbeat-interval", "0"]).await;
     // 256 KiB is under two thousand of these users (and a few thousand messages fill 1 MiB).
-    let (first, _) = relay(&backend, &mut bot, Ids::NewUsers, 0, 10_000).await;
-    let full = rss_kib(pid);
-    let (_, last) = relay(&backend, &mut bot, Ids::NewUsers, 10_000, 40_000).await;
-    let after = rss_kib(pid);
-    println!(
-        "ephemeral store bounded at 1 MiB, a new user each event: RSS {:.1} MiB after 10 000 events, {:.1} MiB after 40 000",
-        mib(full),
-        mib(after)
-    );
     // 30 000 more users kept made RSS 3.4 MiB larger; forgotten ones cost nothing.
-    assert!(after.saturating_sub(full) < 2 << 10, "RSS grew {} KiB after the bound was reached", after - full);
+    let (mut backend, _child, mut bot, first, last) = past_the_bound(Ids::NewUsers, 10_000, 40_000, 2 << 10).await;
 
     backend.drain_requests();
     let sent = bot.call("send_private_msg", json!({"user_id": last["user_id"], "message": "hi"})).await;
