@@ -178,11 +178,12 @@ async fn pump<R: Reports, S>(
     let (control, controls) = mpsc::channel(CONTROL_QUEUED);
     // Ends when a write failed or timed out (a caller's or its own), or once the queue is closed
     // and written.
+    let broken = attached.broken.clone();
     let writing = async {
         let mut controls = controls;
         loop {
             tokio::select! {
-                _ = attached.broken.notified() => return,
+                _ = broken.notified() => return,
                 frame = controls.recv() => {
                     let Some(frame) = frame else { return };
                     if writer.write(frame).await.is_err() {
@@ -242,7 +243,17 @@ async fn pump<R: Reports, S>(
         drop(control);
         let _ = tokio::time::timeout(limits.write_timeout, &mut writing).await;
     }
-    writer.detach(&attached).await;
+    // The link lets go of this connection's writing half. A caller's write under way holds it for
+    // at most the write timeout: the connection does not wait for that (an events-only
+    // connection's own writer goes with it).
+    if carries == Carries::Requests {
+        let link = link.clone();
+        tokio::spawn(async move {
+            if let Some(writer) = link.writer() {
+                writer.detach(&attached).await;
+            }
+        });
+    }
 }
 
 /// How the reading half of a connection ended.
