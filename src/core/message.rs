@@ -380,12 +380,18 @@ impl<'de> Deserialize<'de> for Data {
 
 /// Renders any JSON value as the text v11 would carry for it (`None` for `null`).
 pub fn value_as_text(v: &Value) -> Option<String> {
+    value_text(v).map(std::borrow::Cow::into_owned)
+}
+
+/// [`value_as_text`], borrowed where the value is a string already.
+pub fn value_text(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
     match v {
         Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        other => Some(other.to_string()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Bool(b) => Some(Cow::Owned(b.to_string())),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        other => Some(Cow::Owned(other.to_string())),
     }
 }
 

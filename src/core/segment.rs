@@ -11,7 +11,7 @@ use serde_json::{Number, Value};
 use super::cq::parse_cq_at_most;
 use super::ids::{IdError, IdStore, MessageKey, MessageRecord};
 use super::mapping::{FieldSpec, Kind, Mappings};
-use super::message::{value_as_text, CompactString, Data, Segment, SegmentRef};
+use super::message::{value_as_text, value_text, CompactString, Data, Segment, SegmentRef};
 use super::v12::{Message, Part};
 use super::{Account, Translator};
 
@@ -235,11 +235,11 @@ impl<S: IdStore> Translator<S> {
     }
 
     async fn value_to_v11(&self, scope: &Scope<'_>, kind: Kind, value: &Value) -> Result<Option<String>, SegmentError> {
-        let Some(text) = value_as_text(value) else { return Ok(None) };
+        let Some(text) = value_text(value) else { return Ok(None) };
         Ok(Some(match kind {
             Kind::Id => self.ids.to_v11(&text).await?.to_string(),
             Kind::Message => self.ids.message_to_v11(&scope.record(&text)).await?.to_string(),
-            _ => text,
+            _ => text.into_owned(),
         }))
     }
 

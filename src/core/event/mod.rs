@@ -22,7 +22,7 @@ use super::mapping::Mappings;
 use super::mapping::{EventRow, Kind};
 use super::message::Data;
 use super::segment::{Scope, SegmentError};
-use super::v12::{id_string, Event, SelfId};
+use super::v12::{id_str, id_string, Event, SelfId};
 use super::{Account, Translator, V12Caller};
 
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +147,7 @@ fn check_required(maps: &Mappings, ev: &Event, name: &str) -> Result<(), EventEr
             (Some(message), _) if field == "message" => message.is_usable(),
             (None, Some(v)) if field == "message" => matches!(v, Value::Array(_) | Value::Object(_) | Value::String(_)),
             (_, None) => false,
-            (_, Some(v)) => id_string(v).is_some_and(|id| !id.is_empty()),
+            (_, Some(v)) => id_str(v).is_some_and(|id| !id.is_empty()),
         };
         if !usable {
             return Err(EventError::Missing { event: name.to_owned(), field: field.clone() });
@@ -372,12 +372,12 @@ impl<S: IdStore> Translator<S> {
         let v11_user: Value;
         if is_channel {
             ids = MessageIds::Channel {
-                guild_id: ev.str_field("guild_id").ok_or_else(|| missing("guild_id"))?,
-                channel_id: ev.str_field("channel_id").ok_or_else(|| missing("channel_id"))?,
-                message_id,
+                guild_id: ev.str_field("guild_id").ok_or_else(|| missing("guild_id"))?.into_owned(),
+                channel_id: ev.str_field("channel_id").ok_or_else(|| missing("channel_id"))?.into_owned(),
+                message_id: message_id.into_owned(),
                 self_tiny_id: account.self_id.user_id.clone(),
             };
-            v11_user = Value::String(user_id.clone());
+            v11_user = Value::String(user_id.into_owned());
         } else {
             let mut record = scope.record(&message_id);
             record.content = Some(StoredMessage {
@@ -526,10 +526,11 @@ impl<S: IdStore> Translator<S> {
             if body.contains_key(name) {
                 continue;
             }
-            let converted = match (kind, id_string(value)) {
+            let id = if matches!(kind, Kind::Id | Kind::Message | Kind::Str) { id_str(value) } else { None };
+            let converted = match (kind, id) {
                 (Kind::Id, Some(id)) => self.ids.to_v11(&id).await?.into(),
                 (Kind::Message, Some(id)) => self.ids.message_to_v11(&scope.record(&id)).await?.into(),
-                (Kind::Str, Some(id)) => Value::String(id),
+                (Kind::Str, Some(id)) => Value::String(id.into_owned()),
                 _ => value.clone(),
             };
             body.insert(name.to_owned(), converted);

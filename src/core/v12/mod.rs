@@ -4,6 +4,8 @@
 //! ids as numbers, a missing or empty event `id`, the pre-2022-08 `self_id`/`platform` fields in
 //! place of `self`, integer `time`, `echo` of any JSON type.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -220,9 +222,14 @@ pub fn unix_seconds(t: f64) -> Option<i64> {
 
 /// Reads an id-like value (string or number) as a string.
 pub fn id_string(v: &Value) -> Option<String> {
+    id_str(v).map(Cow::into_owned)
+}
+
+/// [`id_string`], borrowed where the value is a string already (most ids are).
+pub fn id_str(v: &Value) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
         _ => None,
     }
 }
@@ -313,8 +320,9 @@ impl Event {
         format!("{}.{}", self.kind, self.detail_type)
     }
 
-    pub fn str_field(&self, key: &str) -> Option<String> {
-        self.fields.get(key).and_then(id_string)
+    /// An id-like field as text (see [`id_str`]).
+    pub fn str_field(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.fields.get(key).and_then(id_str)
     }
 }
 
