@@ -38,8 +38,8 @@ const BACKLOG_MAX: usize = 256;
 const BACKLOG_AGE: Duration = Duration::from_secs(60);
 
 /// How long an event may wait for an unavailable id store before it is dropped: a Redis
-/// restart or failover, a disk briefly full. Its first retry comes after [`STORE_RETRY_FIRST`],
-/// each later one after twice the previous pause, at most [`STORE_RETRY_MAX`].
+/// restart or failover, a disk briefly full. Its first retry comes after `STORE_RETRY_FIRST`,
+/// each later one after twice the previous pause, at most `STORE_RETRY_MAX`.
 pub const STORE_WAIT: Duration = Duration::from_secs(60);
 const STORE_RETRY_FIRST: Duration = Duration::from_millis(100);
 const STORE_RETRY_MAX: Duration = Duration::from_secs(2);

@@ -9,7 +9,7 @@
 //! reconnect never runs an action twice or delivers an event twice.
 //!
 //! [`serve`] runs one connection whichever side dialled; the reverse-WebSocket server
-//! ([`super::ws_server`]) uses it too. Frames are read in either encoding: text is JSON, binary is
+//! (`v12::ws_server`) uses it too. Frames are read in either encoding: text is JSON, binary is
 //! MessagePack (events and answers alike); requests go out as the link is configured.
 
 use std::sync::Arc;

@@ -659,7 +659,7 @@ impl World {
     }
 
     /// A user joins a group: the v12 `notice.group_member_increase`. An unknown id becomes a new
-    /// user named `name` (or "User <id>").
+    /// user named `name` (or `User <id>`).
     pub fn member_join(&mut self, group_id: &str, user_id: &str, name: &str, now: f64) -> Result<Value, WorldError> {
         if !self.groups.contains_key(group_id) {
             return Err(WorldError::NotFound(format!("there is no group {group_id}")));

@@ -12,7 +12,7 @@
 //! The event path asks "the number this id has, else claim this candidate" for every id it sees;
 //! that is one script too ([`IdStore::find_or_claim_message`], [`IdStore::find_or_claim_surrogate`]),
 //! so an id costs one round trip, not a lookup and then a claim or a save; and the messages asked
-//! about while earlier calls are on their way share the next call ([`Batcher`]), as the disk
+//! about while earlier calls are on their way share the next call (`Batcher`), as the disk
 //! store's events share a commit. A surrogate, once the
 //! server has answered it, is kept in the process ([`SURROGATE_CACHE_ENTRIES`] each way) and
 //! served again without a round trip: a surrogate and its v12 id never part.
@@ -644,7 +644,7 @@ impl IdStore for RedisStore {
     }
 
     /// One script, shared with the messages other tasks are asking about meanwhile
-    /// ([`Batcher`]): the number found (and the content saved), or the first candidate claimed.
+    /// (`Batcher`): the number found (and the content saved), or the first candidate claimed.
     async fn find_or_claim_message(
         &self,
         first: impl FnOnce() -> i32 + Send,

@@ -1,7 +1,7 @@
 //! Surrogates remembered in the process, both ways, for the stores that are not in memory
 //! already (disk and Redis). A surrogate and its v12 id never part once stored: no store forgets
 //! or reassigns one. So a pair the store has answered stays true and is served again without a
-//! read transaction or a round trip. Bounded by entries; ids longer than [`CACHED_ID_BYTES`]
+//! read transaction or a round trip. Bounded by entries; ids longer than `CACHED_ID_BYTES`
 //! are not kept (a backend chooses their length).
 
 use std::collections::HashMap;
