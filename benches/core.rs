@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use onebot_bridge::core::action::ActionContext;
 use onebot_bridge::core::cq::{parse_cq, render_cq};
 use onebot_bridge::core::ids::{MessageKey, MessageRecord};
+use onebot_bridge::core::message::Data;
 use onebot_bridge::core::scan;
 use onebot_bridge::core::v11::{self, PostFormat};
 use onebot_bridge::core::v12::{self, Event, SelfId};
@@ -368,7 +369,7 @@ fn v11_link(c: &mut Criterion) {
     let mut group = c.benchmark_group("v11_link");
     group.throughput(Throughput::Elements(1));
     let edge = Edge::new(mappings().generic().clone(), 100 << 20);
-    let napcat = napcat_group_message();
+    let napcat: Data = napcat_group_message().into();
     assert!(edge.event(napcat.clone()).expect("reads").is_some());
     group.bench_function("edge_reads_group_message", |b| {
         bench_owned_inputs(b, |_| napcat.clone(), |_, _, m| edge.event(m))
@@ -400,8 +401,8 @@ fn v11_link(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     // The core's translation of what the edge read, a new message id assigned each time.
     let fresh = |i: u64| {
-        let mut m = napcat_group_message();
-        m.insert("message_id".into(), (i as i64 & 0x7fff_ffff).into());
+        let mut m: Data = napcat_group_message().into();
+        m.insert("message_id", (i as i64 & 0x7fff_ffff).into());
         m
     };
     group.bench_function("group_message/new_id_to_json", |b| {

@@ -269,23 +269,12 @@ const CONTROL_QUEUED: usize = 4;
 /// read too): an event or an action's answer, in the link's protocol. A v11 event on a v12 link
 /// (a NapCat configured without `protocol = "v11"`) is said once per connection, with the fix.
 async fn on_frame(link: &LinkHandle, intake: &Intake, payload: Payload<'_>, hinted: &mut bool) {
-    let bytes = payload.bytes();
-    let read = match link.edge() {
-        Some(_) => {
-            codec::read_either(bytes, payload.is_binary()).await.map(|(value, budget)| (Frame::Other(value), budget))
-        }
-        None => codec::read_frame(payload).await,
-    };
-    let (frame, budget) = match read {
+    if let Some(edge) = link.edge() {
+        return on_v11_frame(link, edge, intake, payload).await;
+    }
+    let (frame, budget) = match codec::read_frame(payload).await {
         Ok(v) => v,
-        Err(error) if error.is_refusal() => {
-            tracing::warn!(%error, len = bytes.len(), "frame from backend refused: too costly to decode; ignored");
-            return;
-        }
-        Err(error) => {
-            tracing::warn!(%error, len = bytes.len(), "malformed frame from backend; ignored");
-            return;
-        }
+        Err(error) => return unread(&error, payload),
     };
     let value = match frame {
         // The event keeps its parse budget until it is translated: events queued in the intake
@@ -295,31 +284,58 @@ async fn on_frame(link: &LinkHandle, intake: &Intake, payload: Payload<'_>, hint
         Frame::Answer(answer) => return complete(link, answer),
         Frame::Other(value) => value,
     };
-    let answer = match link.edge() {
-        Some(edge) => match value {
-            Value::Object(frame) if frame.contains_key("post_type") => {
-                match edge.event(frame) {
-                    Ok(Some(ev)) => intake.push(ev, budget).await,
-                    Ok(None) => {}
-                    Err(error) => tracing::warn!(%error, "malformed v11 event from backend; ignored"),
-                }
-                return;
-            }
-            other => crate::backends::v11::edge::read_answer(other),
-        },
-        None if value.get("post_type").is_some() && value.get("detail_type").is_none() => {
-            if !std::mem::replace(hinted, true) {
-                tracing::error!(
-                    "this backend sends OneBot v11 events (post_type) but the link speaks v12: its events are \
-                     ignored; set protocol = \"v11\" on the link (--backend-protocol v11)"
-                );
-            } else {
-                tracing::debug!("a OneBot v11 event on a v12 link; ignored");
+    if value.get("post_type").is_some() && value.get("detail_type").is_none() {
+        if !std::mem::replace(hinted, true) {
+            tracing::error!(
+                "this backend sends OneBot v11 events (post_type) but the link speaks v12: its events are \
+                 ignored; set protocol = \"v11\" on the link (--backend-protocol v11)"
+            );
+        } else {
+            tracing::debug!("a OneBot v11 event on a v12 link; ignored");
+        }
+        return;
+    }
+    answered(link, v12::Response::from_value(value));
+}
+
+/// [`on_frame`] on a link that speaks v11 (NapCat, LLBot, Lagrange.OneBot): an event is read
+/// into v12 at the link's edge, an answer as the edge reads answers.
+async fn on_v11_frame(
+    link: &LinkHandle,
+    edge: &crate::backends::v11::edge::Edge,
+    intake: &Intake,
+    payload: Payload<'_>,
+) {
+    let (members, budget) = match codec::read_members(payload).await {
+        Ok(v) => v,
+        Err(error) => return unread(&error, payload),
+    };
+    let answer = match members {
+        Ok(event) if event.contains_key("post_type") => {
+            match edge.event(event) {
+                Ok(Some(ev)) => intake.push(ev, budget).await,
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "malformed v11 event from backend; ignored"),
             }
             return;
         }
-        None => v12::Response::from_value(value),
+        Ok(members) => crate::backends::v11::edge::read_answer(Value::Object(members.into_map())),
+        Err(other) => crate::backends::v11::edge::read_answer(other),
     };
+    answered(link, answer);
+}
+
+/// Says why a frame from the backend was not read.
+fn unread(error: &codec::DecodeError, payload: Payload<'_>) {
+    let len = payload.bytes().len();
+    if error.is_refusal() {
+        tracing::warn!(%error, len, "frame from backend refused: too costly to decode; ignored");
+    } else {
+        tracing::warn!(%error, len, "malformed frame from backend; ignored");
+    }
+}
+
+fn answered(link: &LinkHandle, answer: Option<v12::Response>) {
     match answer {
         Some(answer) => complete(link, answer),
         None => tracing::warn!("frame from backend is neither an event nor an answer; ignored"),

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::core::cq::parse_cq;
 use crate::core::mapping::{FieldSpec, Handler, Kind, Mappings};
-use crate::core::message::{Segment, SegmentRef};
+use crate::core::message::{CompactString, Data, Segment, SegmentRef};
 use crate::core::v12::{self, SelfId};
 use crate::sync::LockUnpoisoned;
 
@@ -255,7 +255,15 @@ fn v12_id(v: &Value) -> Value {
 }
 
 /// A v12 event's type, detail type, sub type and fields.
-type EventParts = (&'static str, String, String, Map<String, Value>);
+type EventParts = (&'static str, String, String, Data);
+/// An event's members not yet read, in order.
+type Members = Vec<(CompactString, Value)>;
+
+/// Members left over from a pass, as a map to look fields up in (the rarer events: notices,
+/// requests, meta events).
+fn into_map(members: Members) -> Map<String, Value> {
+    members.into_iter().map(|(k, v)| (k.into_string(), v)).collect()
+}
 
 /// Why a frame from the implementation is not an event the edge can read.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -358,11 +366,11 @@ impl Edge {
 
     /// Reads one v11 event as v12. `Ok(None)` for what v12 has no event for (a heartbeat's
     /// timing).
-    pub fn event(&self, v11: Map<String, Value>) -> Result<Option<v12::Event>, EdgeError> {
+    pub fn event(&self, v11: Data) -> Result<Option<v12::Event>, EdgeError> {
         // One pass over the event: what every event has is taken out, the rest kept in order
         // (no key is hashed to be looked up or removed).
         let (mut post_type, mut self_id, mut time, mut sub_type) = (None, None, Value::Null, String::new());
-        let mut rest: Vec<(String, Value)> = Vec::with_capacity(v11.len());
+        let mut rest: Members = Vec::with_capacity(v11.len());
         for (key, value) in v11 {
             match key.as_str() {
                 "post_type" => post_type = Some(value),
@@ -382,13 +390,13 @@ impl Edge {
                 let (detail, fields) = self.message_event(rest, &post_type)?;
                 ("message", detail, self.message_sub_type(&sub_type), fields)
             }
-            "notice" => self.notice(rest.into_iter().collect(), &sub_type)?,
+            "notice" => self.notice(into_map(rest), &sub_type)?,
             "request" => {
-                let mut v11: Map<String, Value> = rest.into_iter().collect();
+                let mut v11 = into_map(rest);
                 let request_type = take_string(&mut v11, "request_type").ok_or(EdgeError::Missing("request_type"))?;
-                ("request", self.prefixed(&request_type), sub_type, self.generic_fields(v11, &Chat::Unknown))
+                ("request", self.prefixed(&request_type), sub_type, self.generic_fields(v11, &Chat::Unknown).into())
             }
-            "meta_event" => return Ok(self.meta(&mut rest.into_iter().collect(), &sub_type, me)),
+            "meta_event" => return Ok(self.meta(&mut into_map(rest), &sub_type, me)),
             other => return Err(EdgeError::PostType(other.to_owned())),
         };
         let me = me.ok_or(EdgeError::Missing("self_id"))?;
@@ -403,11 +411,7 @@ impl Edge {
         }
     }
 
-    fn message_event(
-        &self,
-        v11: Vec<(String, Value)>,
-        post_type: &str,
-    ) -> Result<(String, Map<String, Value>), EdgeError> {
+    fn message_event(&self, v11: Members, post_type: &str) -> Result<(String, Data), EdgeError> {
         let (mut message_type, mut user_id, mut message_id, mut group_id) = (None, None, None, None);
         let (mut message, mut raw, mut sender, mut anonymous, mut target_id) = (Value::Null, None, None, None, None);
         let mut guild = Vec::new();
@@ -425,7 +429,7 @@ impl Edge {
                 "anonymous" => anonymous = Some(value),
                 "font" | "message_format" => {}
                 _ => {
-                    if key == "target_id" {
+                    if key.as_str() == "target_id" {
                         target_id = Some(id_text(&value));
                     }
                     extra.push((key, value));
@@ -435,12 +439,12 @@ impl Edge {
         let message_type = message_type.ok_or(EdgeError::Missing("message_type"))?;
         let user_id = user_id.ok_or(EdgeError::Missing("user_id"))?;
         let message_id = message_id.ok_or(EdgeError::Missing("message_id"))?;
-        let mut fields = Map::with_capacity(extra.len() + 8);
+        let mut fields = Data::with_capacity(extra.len() + 8);
         let (detail, chat) = match message_type.as_str() {
             "group" => {
                 let group = group_id.ok_or(EdgeError::Missing("group_id"))?;
                 let chat = Chat::Group(id_text(&group));
-                fields.insert("group_id".into(), v12_id(&group));
+                fields.insert("group_id", v12_id(&group));
                 ("group".to_owned(), chat)
             }
             "guild" => {
@@ -458,15 +462,15 @@ impl Edge {
                 ("private".to_owned(), Chat::User(peer))
             }
         };
-        fields.insert("message_id".into(), chat.qualify(&message_id).ok_or(EdgeError::Missing("message_id"))?);
-        fields.insert("user_id".into(), v12_id(&user_id));
-        fields.insert("message".into(), Value::Array(self.segments_in(message, &chat)));
+        fields.insert("message_id", chat.qualify(&message_id).ok_or(EdgeError::Missing("message_id"))?);
+        fields.insert("user_id", v12_id(&user_id));
+        fields.insert("message", Value::Array(self.segments_in(message, &chat)));
         if let Some(raw) = raw {
-            fields.insert("alt_message".into(), raw);
+            fields.insert("alt_message", raw);
         }
         if let Some(Value::Object(mut sender)) = sender {
             if let Some(name) = sender.get("nickname").cloned() {
-                fields.insert("user_name".into(), name);
+                fields.insert("user_name", name);
             }
             sender.remove("user_id");
             fields.insert(self.prefixed("sender"), Value::Object(sender));
@@ -495,9 +499,9 @@ impl Edge {
             // Not in the tables (pokes, uploads, cards, an implementation's own): its name under
             // the prefix, ids by name.
             let sub = if sub_type.is_empty() { String::new() } else { sub_type.to_owned() };
-            return Ok(("notice", self.prefixed(&notice_type), sub, self.generic_fields(v11, &chat)));
+            return Ok(("notice", self.prefixed(&notice_type), sub, self.generic_fields(v11, &chat).into()));
         };
-        let mut fields = Map::with_capacity(v11.len());
+        let mut fields = Data::with_capacity(v11.len());
         for (key, value) in v11 {
             match row.fields.get(&key) {
                 Some(spec) => {
@@ -1037,7 +1041,9 @@ impl Edge {
         let mut out = Vec::with_capacity(entries.len());
         for entry in entries {
             let read = match entry {
-                Value::Object(m) if m.get("post_type").and_then(Value::as_str) == Some("message") => self.event(m),
+                Value::Object(m) if m.get("post_type").and_then(Value::as_str) == Some("message") => {
+                    self.event(m.into())
+                }
                 other => Err(EdgeError::PostType(other.get("post_type").map(Value::to_string).unwrap_or_default())),
             };
             match read {
@@ -1138,7 +1144,7 @@ mod tests {
 
     fn event(v: Value) -> v12::Event {
         let Value::Object(m) = v else { panic!("not an object") };
-        edge().event(m).unwrap().unwrap()
+        edge().event(m.into()).unwrap().unwrap()
     }
 
     fn call(edge: &Edge, action: &str, params: Value) -> V11Call {
@@ -1278,7 +1284,7 @@ mod tests {
     fn heartbeats_and_lifecycle_tell_the_account_state() {
         let status = |v: Value| {
             let Value::Object(m) = v else { unreachable!() };
-            edge().event(m).unwrap().map(|ev| ev.fields["status"]["bots"][0]["online"].clone())
+            edge().event(m.into()).unwrap().map(|ev| ev.fields["status"]["bots"][0]["online"].clone())
         };
         let hb = json!({"post_type": "meta_event", "meta_event_type": "heartbeat", "self_id": 1, "time": 1,
                         "status": {"online": false, "good": true}, "interval": 30000});
@@ -1290,7 +1296,7 @@ mod tests {
         let odd = json!({"post_type": "meta_event", "meta_event_type": "other", "self_id": 1, "time": 1});
         assert_eq!(status(odd), None);
         let Value::Object(bad) = json!({"post_type": "nonsense", "self_id": 1}) else { unreachable!() };
-        assert_eq!(edge().event(bad).unwrap_err(), EdgeError::PostType("nonsense".into()));
+        assert_eq!(edge().event(bad.into()).unwrap_err(), EdgeError::PostType("nonsense".into()));
     }
 
     /// What the core sends goes out in the implementation's words: numbers for ids, its own

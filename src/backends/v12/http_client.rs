@@ -556,7 +556,7 @@ async fn on_webhook<R: Reports>(webhook: &Webhook<R>, req: hyper::Request<Incomi
     };
     if let Some(edge) = &webhook.edge {
         let read = match value {
-            Value::Object(frame) => edge.event(frame).map_err(|e| e.to_string()),
+            Value::Object(frame) => edge.event(frame.into()).map_err(|e| e.to_string()),
             other => Err(format!("a JSON {} is not an event", json_kind(&other))),
         };
         return match read {
