@@ -335,6 +335,7 @@ fn unread(error: &codec::DecodeError, payload: Payload<'_>) {
     }
 }
 
+/// Hands an answer to its call, or says the frame was neither an event nor an answer.
 fn answered(link: &LinkHandle, answer: Option<v12::Response>) {
     match answer {
         Some(answer) => complete(link, answer),
