@@ -385,9 +385,11 @@ impl Edge {
             .map(|v| id_text(&v))
             .filter(|id| !id.is_empty())
             .map(|user_id| SelfId { platform: PLATFORM.to_owned(), user_id });
+        let mut message = None;
         let (kind, detail_type, sub_type, fields) = match post_type.as_str() {
             "message" | "message_sent" => {
-                let (detail, fields) = self.message_event(rest, &post_type)?;
+                let (detail, fields, segments) = self.message_event(rest, &post_type)?;
+                message = Some(v12::Message::Segments(segments.into_iter().map(v12::Part::Segment).collect()));
                 ("message", detail, self.message_sub_type(&sub_type), fields)
             }
             "notice" => self.notice(into_map(rest), &sub_type)?,
@@ -400,7 +402,11 @@ impl Edge {
             other => return Err(EdgeError::PostType(other.to_owned())),
         };
         let me = me.ok_or(EdgeError::Missing("self_id"))?;
-        Ok(Some(v12::Event::new(kind, detail_type, sub_type, Some(me), time.as_f64().unwrap_or(0.0), fields)))
+        let mut ev = v12::Event::new(kind, detail_type, sub_type, Some(me), time.as_f64().unwrap_or(0.0), fields);
+        if message.is_some() {
+            ev.message = message;
+        }
+        Ok(Some(ev))
     }
 
     /// A message sub type back in v12's words (`friend` and `normal` are v12's empty one).
@@ -411,7 +417,9 @@ impl Edge {
         }
     }
 
-    fn message_event(&self, v11: Members, post_type: &str) -> Result<(String, Data), EdgeError> {
+    /// A message event's v12 detail type, its fields, and its message (read apart, as
+    /// [`v12::Event::message`] keeps it).
+    fn message_event(&self, v11: Members, post_type: &str) -> Result<(String, Data, Vec<Segment>), EdgeError> {
         let (mut message_type, mut user_id, mut message_id, mut group_id) = (None, None, None, None);
         let (mut message, mut raw, mut sender, mut anonymous, mut target_id) = (Value::Null, None, None, None, None);
         let mut guild = Vec::new();
@@ -464,7 +472,7 @@ impl Edge {
         };
         fields.insert("message_id", chat.qualify(&message_id).ok_or(EdgeError::Missing("message_id"))?);
         fields.insert("user_id", v12_id(&user_id));
-        fields.insert("message", Value::Array(self.segments_in(message, &chat)));
+        let segments = self.message_in(message, &chat);
         if let Some(raw) = raw {
             fields.insert("alt_message", raw);
         }
@@ -481,7 +489,7 @@ impl Edge {
         for (key, value) in extra {
             fields.insert(self.prefixed(&key), value);
         }
-        Ok((detail, fields))
+        Ok((detail, fields, segments))
     }
 
     fn notice(&self, mut v11: Map<String, Value>, sub_type: &str) -> Result<EventParts, EdgeError> {
@@ -556,73 +564,68 @@ impl Edge {
 
     // ---- segments ----
 
-    /// A v11 message (array or CQ string) as v12 segments. Each segment is converted in place:
-    /// its `type` and `data` are found in one pass over it, and its data is rebuilt only when a
-    /// key is renamed or a value converted (text and extension segments are kept as they are).
+    /// A v11 message (array or CQ string) as v12 segments. Each segment's data is rebuilt only
+    /// when a key is renamed or a value converted (text and extension segments are kept as they
+    /// are).
     pub fn segments_in(&self, message: Value, chat: &Chat) -> Vec<Value> {
-        let items = match message {
-            Value::String(s) => parse_cq(&s).into_iter().map(Segment::into_value).collect(),
-            Value::Array(items) => items,
-            _ => Vec::new(),
-        };
-        items.into_iter().filter_map(|mut seg| self.segment_in(&mut seg, chat).then_some(seg)).collect()
+        self.message_in(message, chat).into_iter().map(Segment::into_value).collect()
     }
 
-    /// Converts one segment in place; false when it is no `{type, data}` object (dropped).
-    fn segment_in(&self, seg: &mut Value, chat: &Chat) -> bool {
-        let Some(obj) = seg.as_object_mut() else { return false };
-        let (mut type_slot, mut data_slot) = (None, None);
-        for (key, value) in obj.iter_mut() {
-            match key.as_str() {
-                "type" => type_slot = Some(value),
-                "data" => data_slot = Some(value),
-                _ => {}
-            }
-        }
-        let Some(Value::String(kind)) = type_slot else { return false };
-        let data = match data_slot {
-            Some(Value::Object(data)) => data,
-            Some(Value::Null) | None => {
-                obj.insert("data".into(), Value::Object(Map::new()));
-                return self.segment_in(seg, chat);
-            }
-            Some(_) => return false,
+    /// [`segments_in`](Self::segments_in), as segments: each read once into its type and data
+    /// (no key hashed) and converted there; an item that is no `{type, data}` object is dropped.
+    /// A message event's segments stay so ([`v12::Event::message`]).
+    fn message_in(&self, message: Value, chat: &Chat) -> Vec<Segment> {
+        let items = match message {
+            Value::String(s) => parse_cq(&s),
+            Value::Array(items) => items
+                .into_iter()
+                .filter_map(|item| match v12::Part::from_value(item) {
+                    v12::Part::Segment(seg) => Some(seg),
+                    v12::Part::Unreadable(_) => None,
+                })
+                .collect(),
+            _ => Vec::new(),
         };
+        items.into_iter().map(|seg| self.segment_in(seg, chat)).collect()
+    }
+
+    /// Converts one segment: its type and data keys as v12 names them, ids and values as v12
+    /// writes them. A picture's URL is remembered by its file name.
+    fn segment_in(&self, mut seg: Segment, chat: &Chat) -> Segment {
+        let Segment { kind, data } = &mut seg;
         if kind == "at" && data.get("qq").and_then(crate::core::message::value_as_text).as_deref() == Some("all") {
-            *kind = "mention_all".to_owned();
-            data.clear();
-            return true;
+            return Segment::new("mention_all");
         }
         let Some(row) = self.maps.segments_out.get(kind.as_str()) else {
             // An extension segment: its name under the prefix, its data as it is.
-            *kind = self.prefixed(kind);
-            return true;
+            *kind = self.prefixed(kind).into();
+            return seg;
         };
         if *kind != row.target {
-            kind.clone_from(&row.target);
+            *kind = row.target.as_str().into();
         }
         let unchanged =
-            |key: &String| row.fields.get(key).is_some_and(|spec| spec.name == *key && spec.kind == Kind::Plain);
+            |key: &str| row.fields.get(key).is_some_and(|spec| spec.name == key && spec.kind == Kind::Plain);
         if data.keys().all(unchanged) {
-            return true;
+            return seg;
         }
         let url = data.get("url").and_then(Value::as_str).map(str::to_owned);
         let old = std::mem::take(data);
         for (key, value) in old {
-            match row.fields.get(&key) {
+            match row.fields.get(key.as_str()) {
                 Some(spec) => {
                     if let (Kind::File, Some(name), Some(url)) = (spec.kind, value.as_str(), url.as_deref()) {
                         self.received.lock_unpoisoned().insert(name, url);
                     }
                     let value = if spec.kind == Kind::Plain { value } else { self.value_in(spec.kind, &value, chat) };
-                    data.insert(spec.name.clone(), value);
+                    data.insert(spec.name.as_str(), value);
                 }
                 None => {
                     data.insert(self.prefixed(&key), value);
                 }
             }
         }
-        true
+        seg
     }
 
     /// A v11 value of `kind` as v12 writes it.
