@@ -403,9 +403,8 @@ impl Edge {
         };
         let me = me.ok_or(EdgeError::Missing("self_id"))?;
         let mut ev = v12::Event::new(kind, detail_type, sub_type, Some(me), time.as_f64().unwrap_or(0.0), fields);
-        if message.is_some() {
-            ev.message = message;
-        }
+        // No event's fields here hold a `message`: a message event's segments come apart.
+        ev.message = message;
         Ok(Some(ev))
     }
 
