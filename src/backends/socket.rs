@@ -311,15 +311,15 @@ async fn on_v11_frame(
         Err(error) => return unread(&error, payload),
     };
     let answer = match members {
-        Ok(event) if event.contains_key("post_type") => {
-            match edge.event(event) {
+        Ok(event) if event.members.contains_key("post_type") => {
+            match edge.event_with(event.members, event.message) {
                 Ok(Some(ev)) => intake.push(ev, budget).await,
                 Ok(None) => {}
                 Err(error) => tracing::warn!(%error, "malformed v11 event from backend; ignored"),
             }
             return;
         }
-        Ok(members) => crate::backends::v11::edge::read_answer(Value::Object(members.into_map())),
+        Ok(members) => crate::backends::v11::edge::read_answer(members.into_value()),
         Err(other) => crate::backends::v11::edge::read_answer(other),
     };
     answered(link, answer);

@@ -367,6 +367,12 @@ impl Edge {
     /// Reads one v11 event as v12. `Ok(None)` for what v12 has no event for (a heartbeat's
     /// timing).
     pub fn event(&self, v11: Data) -> Result<Option<v12::Event>, EdgeError> {
+        self.event_with(v11, None)
+    }
+
+    /// [`event`](Self::event), its `message` already read apart into segments (a JSON text
+    /// frame's, [`crate::backends::v12::codec::read_members`]) when `message` is given.
+    pub fn event_with(&self, v11: Data, mut message: Option<v12::Message>) -> Result<Option<v12::Event>, EdgeError> {
         // One pass over the event: what every event has is taken out, the rest kept in order
         // (no key is hashed to be looked up or removed).
         let (mut post_type, mut self_id, mut time, mut sub_type) = (None, None, Value::Null, String::new());
@@ -385,10 +391,15 @@ impl Edge {
             .map(|v| id_text(&v))
             .filter(|id| !id.is_empty())
             .map(|user_id| SelfId { platform: PLATFORM.to_owned(), user_id });
-        let mut message = None;
+        if !matches!(post_type.as_str(), "message" | "message_sent") {
+            // Another event's `message` (a notice's, an implementation's own) is a field as sent.
+            if let Some(message) = message.take() {
+                rest.push(("message".into(), message.into_value()));
+            }
+        }
         let (kind, detail_type, sub_type, fields) = match post_type.as_str() {
             "message" | "message_sent" => {
-                let (detail, fields, segments) = self.message_event(rest, &post_type)?;
+                let (detail, fields, segments) = self.message_event(rest, message.take(), &post_type)?;
                 message = Some(v12::Message::Segments(segments.into_iter().map(v12::Part::Segment).collect()));
                 ("message", detail, self.message_sub_type(&sub_type), fields)
             }
@@ -417,8 +428,13 @@ impl Edge {
     }
 
     /// A message event's v12 detail type, its fields, and its message (read apart, as
-    /// [`v12::Event::message`] keeps it).
-    fn message_event(&self, v11: Members, post_type: &str) -> Result<(String, Data, Vec<Segment>), EdgeError> {
+    /// [`v12::Event::message`] keeps it). `read` is the message when it was read apart already.
+    fn message_event(
+        &self,
+        v11: Members,
+        read: Option<v12::Message>,
+        post_type: &str,
+    ) -> Result<(String, Data, Vec<Segment>), EdgeError> {
         let (mut message_type, mut user_id, mut message_id, mut group_id) = (None, None, None, None);
         let (mut message, mut raw, mut sender, mut anonymous, mut target_id) = (Value::Null, None, None, None, None);
         let mut guild = Vec::new();
@@ -471,7 +487,7 @@ impl Edge {
         };
         fields.insert("message_id", chat.qualify(&message_id).ok_or(EdgeError::Missing("message_id"))?);
         fields.insert("user_id", v12_id(&user_id));
-        let segments = self.message_in(message, &chat);
+        let segments = self.message_in(read.unwrap_or_else(|| v12::Message::from_value(message)), &chat);
         if let Some(raw) = raw {
             fields.insert("alt_message", raw);
         }
@@ -567,23 +583,23 @@ impl Edge {
     /// when a key is renamed or a value converted (text and extension segments are kept as they
     /// are).
     pub fn segments_in(&self, message: Value, chat: &Chat) -> Vec<Value> {
-        self.message_in(message, chat).into_iter().map(Segment::into_value).collect()
+        self.message_in(v12::Message::from_value(message), chat).into_iter().map(Segment::into_value).collect()
     }
 
     /// [`segments_in`](Self::segments_in), as segments: each read once into its type and data
     /// (no key hashed) and converted there; an item that is no `{type, data}` object is dropped.
     /// A message event's segments stay so ([`v12::Event::message`]).
-    fn message_in(&self, message: Value, chat: &Chat) -> Vec<Segment> {
+    fn message_in(&self, message: v12::Message, chat: &Chat) -> Vec<Segment> {
         let items = match message {
-            Value::String(s) => parse_cq(&s),
-            Value::Array(items) => items
+            v12::Message::Other(Value::String(s)) => parse_cq(&s),
+            v12::Message::Segments(parts) => parts
                 .into_iter()
-                .filter_map(|item| match v12::Part::from_value(item) {
+                .filter_map(|part| match part {
                     v12::Part::Segment(seg) => Some(seg),
                     v12::Part::Unreadable(_) => None,
                 })
                 .collect(),
-            _ => Vec::new(),
+            v12::Message::Other(_) => Vec::new(),
         };
         items.into_iter().map(|seg| self.segment_in(seg, chat)).collect()
     }
@@ -1144,9 +1160,15 @@ mod tests {
         Edge::new(MappingSet::embedded().unwrap().generic().clone(), 100 << 20)
     }
 
+    /// The event read from its value, and checked to read the same from its JSON text (the
+    /// socket's way: `message` read apart into segments).
     fn event(v: Value) -> v12::Event {
+        let text = v.to_string();
         let Value::Object(m) = v else { panic!("not an object") };
-        edge().event(m.into()).unwrap().unwrap()
+        let ev = edge().event(m.into()).unwrap().unwrap();
+        let frame: crate::backends::v12::codec::Members = serde_json::from_str(&text).unwrap();
+        assert_eq!(edge().event_with(frame.members, frame.message).unwrap().unwrap(), ev, "read from the text");
+        ev
     }
 
     fn call(edge: &Edge, action: &str, params: Value) -> V11Call {

@@ -6,9 +6,9 @@
 use base64::Engine as _;
 use serde_json::{Map, Number, Value};
 
-use crate::core::message::Data;
+use crate::core::message::{CompactString, Data};
 use crate::core::scan::{self, ScanLimits};
-use crate::core::v12::Frame;
+use crate::core::v12::{Frame, Message};
 
 pub use crate::decode::{Budget, DecodeError};
 
@@ -61,24 +61,69 @@ pub async fn read_either(bytes: &[u8], preferred_msgpack: bool) -> Result<(Value
 }
 
 /// A v11 backend's frame (events and answers are JSON objects). A text frame that is an object
-/// is read into its members in order ([`Data`]), no key hashed: reading a NapCat message event
-/// into a `Value` tree spent about a fifth of its instructions hashing the keys of its maps.
-/// Anything else comes back as [`read_either`] reads it (a MessagePack object as its members).
-/// The parse budget comes back with the document, as from [`read_held`].
-pub async fn read_members(payload: Payload<'_>) -> Result<(Result<Data, Value>, Budget), DecodeError> {
+/// is read into its members in order ([`Data`]), no key hashed, and its `message` into segments
+/// (type and data, as a v12 frame's are read): reading a NapCat message event into a `Value`
+/// tree spent about a fifth of its instructions hashing the keys of its maps. Anything else
+/// comes back as [`read_either`] reads it (a MessagePack object as its members, `message`
+/// among them). The parse budget comes back with the document, as from [`read_held`].
+pub async fn read_members(payload: Payload<'_>) -> Result<(Result<Members, Value>, Budget), DecodeError> {
     if let Payload::Text(text) = payload {
         if text.trim_start().starts_with('{') {
             // What `read_either` would answer: JSON first, and a text object is no MessagePack.
             let budget = crate::decode::admit(text.as_bytes(), false, crate::decode::Side::Backend).await?;
-            return Ok((Ok(serde_json::from_str::<Data>(text)?), budget));
+            return Ok((Ok(serde_json::from_str::<Members>(text)?), budget));
         }
     }
     let (value, budget) = read_either(payload.bytes(), payload.is_binary()).await?;
     let members = match value {
-        Value::Object(map) => Ok(Data::from(map)),
+        Value::Object(map) => Ok(Members { members: Data::from(map), message: None }),
         other => Err(other),
     };
     Ok((members, budget))
+}
+
+/// A JSON object's members in order, its `message` (a v11 event's segments, or an answer's
+/// text) read apart when it was read from JSON text.
+#[derive(Debug)]
+pub struct Members {
+    pub members: Data,
+    pub message: Option<Message>,
+}
+
+impl Members {
+    /// The object again, `message` last.
+    pub fn into_value(self) -> Value {
+        let mut map = self.members.into_map();
+        if let Some(message) = self.message {
+            map.insert("message".into(), message.into_value());
+        }
+        Value::Object(map)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Members, D::Error> {
+        struct MembersVisitor;
+        impl<'de> serde::de::Visitor<'de> for MembersVisitor {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Members, A::Error> {
+                let mut members = Data::with_capacity(access.size_hint().unwrap_or(0));
+                let mut message = None;
+                while let Some(key) = access.next_key::<CompactString>()? {
+                    if key == "message" {
+                        message = Some(access.next_value::<Message>()?);
+                    } else {
+                        members.insert(key, access.next_value::<Value>()?);
+                    }
+                }
+                Ok(Members { members, message })
+            }
+        }
+        d.deserialize_map(MembersVisitor)
+    }
 }
 
 /// A WebSocket frame's payload as it came.
@@ -290,18 +335,23 @@ mod tests {
     }
 
     /// A v11 link's frames: an object, JSON or MessagePack, comes back as its members in order
-    /// with a repeated key as `serde_json` keeps it; anything else as `read_either` reads it;
-    /// malformed or too costly, the same errors.
+    /// with a repeated key as `serde_json` keeps it (a JSON text's `message` read apart into
+    /// segments); anything else as `read_either` reads it; malformed or too costly, the same
+    /// errors.
     #[tokio::test]
     async fn a_v11_frame_is_read_into_its_members_and_anything_else_as_it_was() {
         let event = r#" {"post_type":"message","time":1,"user_id":2,"message":[{"type":"text","data":{"text":"hi"}}],"time":3}"#;
         let value: Value = serde_json::from_str(event).unwrap();
         let (members, _budget) = read_members(Payload::Text(event)).await.unwrap();
         let members = members.unwrap();
-        assert_eq!(members.keys().collect::<Vec<_>>(), ["post_type", "time", "user_id", "message"]);
-        assert_eq!(Value::Object(members.into_map()), value);
+        assert_eq!(members.members.keys().collect::<Vec<_>>(), ["post_type", "time", "user_id"]);
+        let Some(Message::Segments(parts)) = &members.message else { panic!("{:?}", members.message) };
+        assert_eq!(parts, &[crate::core::v12::Part::Segment(crate::core::message::Segment::text("hi"))]);
+        assert_eq!(members.into_value(), value);
         let packed = encode(&value, true);
-        assert_eq!(Value::Object(read_members(Payload::Binary(&packed)).await.unwrap().0.unwrap().into_map()), value);
+        let unpacked = read_members(Payload::Binary(&packed)).await.unwrap().0.unwrap();
+        assert!(unpacked.message.is_none(), "MessagePack's message stays a member");
+        assert_eq!(unpacked.into_value(), value);
         assert_eq!(read_members(Payload::Text("[1, 2]")).await.unwrap().0.unwrap_err(), json!([1, 2]));
         let malformed = read_members(Payload::Text(r#"{"post_type": "#)).await.unwrap_err();
         assert!(!malformed.is_refusal() && malformed.to_string().contains("JSON"), "{malformed}");
