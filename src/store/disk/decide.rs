@@ -9,7 +9,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::filter::{Filters, Table};
-use super::{now_ms, row_key, IDS, MESSAGES, MESSAGE_KEYS, SURROGATES};
+use super::{digest, message_number, now_ms, row_key, surrogate_number, IDS, MESSAGES, MESSAGE_KEYS, SURROGATES};
 use crate::core::ids::{Claim, Found, IdError, MessageKey};
 use crate::core::record::Row;
 use crate::store::journal::Entry;
@@ -66,9 +66,9 @@ pub(super) struct State {
 pub(super) struct Snapshot {
     txn: redb::ReadTransaction,
     messages: std::cell::OnceCell<redb::ReadOnlyTable<i32, &'static [u8]>>,
-    keys: std::cell::OnceCell<redb::ReadOnlyTable<&'static str, i32>>,
+    keys: std::cell::OnceCell<redb::ReadOnlyTable<(u64, i32), ()>>,
     surrogates: std::cell::OnceCell<redb::ReadOnlyTable<i64, &'static str>>,
-    ids: std::cell::OnceCell<redb::ReadOnlyTable<&'static str, i64>>,
+    ids: std::cell::OnceCell<redb::ReadOnlyTable<(u64, i64), ()>>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -130,7 +130,7 @@ impl View<'_> {
     }
 
     pub(super) fn number_of(&self, key_text: &str) -> Result<Option<i32>, redb::Error> {
-        Ok(self.table(|s| &s.keys, MESSAGE_KEYS)?.get(key_text)?.map(|v| v.value()))
+        message_number(self.table(|s| &s.keys, MESSAGE_KEYS)?, self.table(|s| &s.messages, MESSAGES)?, key_text)
     }
 
     pub(super) fn surrogate_owner(&self, n: i64) -> Result<Option<String>, redb::Error> {
@@ -138,14 +138,14 @@ impl View<'_> {
     }
 
     pub(super) fn surrogate_number(&self, v12: &str) -> Result<Option<i64>, redb::Error> {
-        Ok(self.table(|s| &s.ids, IDS)?.get(v12)?.map(|v| v.value()))
+        surrogate_number(self.table(|s| &s.ids, IDS)?, self.table(|s| &s.surrogates, SURROGATES)?, v12)
     }
 }
 
 /// The decisions. Each answers with a ticket: the journal entry it relies on (0: redb's).
 impl State {
-    /// False when redb surely does not hold `id` as a key of `table`.
-    pub(super) fn may_hold(&self, table: Table, id: &str) -> bool {
+    /// False when redb surely does not hold an id of this [`digest`] in `table`.
+    pub(super) fn may_hold(&self, table: Table, id: u64) -> bool {
         self.filters.as_ref().is_none_or(|f| f.may_hold(table, id))
     }
 
@@ -162,7 +162,7 @@ impl State {
         if let Some(&found) = self.pending.keys.get(key_text) {
             return Ok(Some(found));
         }
-        if !self.may_hold(Table::Messages, key_text) {
+        if !self.may_hold(Table::Messages, digest(key_text)) {
             return Ok(None);
         }
         Ok(view.number_of(key_text)?.map(|n| (n, 0)))
@@ -214,7 +214,7 @@ impl State {
         if let Some(&(n, seq)) = self.pending.ids.get(v12) {
             return Ok((Found::Known(n), seq));
         }
-        if self.may_hold(Table::Ids, v12) {
+        if self.may_hold(Table::Ids, digest(v12)) {
             if let Some(n) = view.surrogate_number(v12)? {
                 return Ok((Found::Known(n), 0));
             }

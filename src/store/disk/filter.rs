@@ -1,6 +1,6 @@
-//! Which v12 ids redb may hold: a Bloom filter over each of the two tables keyed by them (message
-//! keys, users' and groups' ids), so that an id redb has never held is decided without reading
-//! redb. Most ids a backend sends are new; where they are random (UUIDs) each read was a B-tree
+//! Which v12 ids redb may hold: a Bloom filter over each of the two tables keyed by their digests
+//! (message keys, users' and groups' ids), so that an id redb has never held is decided without
+//! reading redb. Most ids a backend sends are new; where they are random (UUIDs) each read was a B-tree
 //! page of its own, read under the store's lock.
 //!
 //! A filter answers "maybe" for every id its table holds, and "no" for most others. Ids only ever
@@ -38,9 +38,9 @@ const MAX_CAPACITY: usize = if cfg!(test) { 1 << 17 } else { 2 << 20 };
 /// Which table an id is a key of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Table {
-    /// `message_keys`: a message's backend key.
+    /// `message_digests`: a message's backend key.
     Messages,
-    /// `ids`: a user's or group's v12 id with a surrogate.
+    /// `id_digests`: a user's or group's v12 id with a surrogate.
     Ids,
 }
 
@@ -79,13 +79,14 @@ impl Filters {
         }
     }
 
-    /// False only when `id` is not a key of `table` (nor was, since the filter was built).
-    pub(super) fn may_hold(&self, table: Table, id: &str) -> bool {
-        self.of(table).bloom.contains(id)
+    /// False only when `id` (a digest) is not a key of `table` (nor was, since the filter was
+    /// built).
+    pub(super) fn may_hold(&self, table: Table, id: u64) -> bool {
+        self.of(table).bloom.contains(&id)
     }
 
-    fn insert(&self, table: Table, id: &str) {
-        self.of(table).bloom.insert(id);
+    fn insert(&self, table: Table, id: u64) {
+        self.of(table).bloom.insert(&id);
     }
 }
 
@@ -94,8 +95,8 @@ struct Build {
     filters: Arc<Filters>,
     /// The table being scanned, `None` once both are.
     scanning: Option<Table>,
-    /// The last id scanned in it.
-    after: Option<String>,
+    /// The last entry scanned in it: a digest and its id's number.
+    after: Option<(u64, i64)>,
     /// Ids put in each filter so far.
     put: [usize; 2],
 }
@@ -118,7 +119,7 @@ fn slot(table: Table) -> usize {
 impl Keeper {
     /// Puts ids the folder has just committed in the filters (those in use and those being
     /// built). Called before they leave the pending entries.
-    pub(super) fn folded<'a>(&mut self, ids: impl IntoIterator<Item = (Table, &'a str)>) {
+    pub(super) fn folded(&mut self, ids: impl IntoIterator<Item = (Table, u64)>) {
         for (table, id) in ids {
             if let Some((filters, folded)) = &mut self.current {
                 filters.insert(table, id);
@@ -150,8 +151,8 @@ impl Keeper {
     pub(super) fn step(
         &mut self,
         db: &Database,
-        messages: TableDefinition<&str, i32>,
-        ids: TableDefinition<&str, i64>,
+        messages: TableDefinition<(u64, i32), ()>,
+        ids: TableDefinition<(u64, i64), ()>,
     ) -> Result<Option<Arc<Filters>>, redb::Error> {
         let Some(build) = &mut self.building else {
             let full = match &self.current {
@@ -174,13 +175,10 @@ impl Keeper {
         let Some(table) = build.scanning else { return Ok(None) };
         let txn = db.begin_read()?;
         let mut scanned = 0;
-        let from = match &build.after {
-            Some(id) => Bound::Excluded(id.as_str()),
-            None => Bound::Unbounded,
-        };
+        let after = build.after;
         let mut last = None;
         {
-            let mut put = |id: &str| {
+            let mut put = |id: u64, n: i64| {
                 build.filters.insert(table, id);
                 scanned += 1;
                 // As the folds do: a chunk is a few milliseconds of CPU, not taken in one piece
@@ -189,18 +187,28 @@ impl Keeper {
                     std::thread::yield_now();
                 }
                 if scanned == CHUNK {
-                    last = Some(id.to_owned());
+                    last = Some((id, n));
                 }
             };
             match table {
                 Table::Messages => {
-                    for row in txn.open_table(messages)?.range::<&str>((from, Bound::Unbounded))?.take(CHUNK) {
-                        put(row?.0.value());
+                    // A message number, as it came from this table.
+                    let from = after
+                        .and_then(|(d, n)| Some(Bound::Excluded((d, i32::try_from(n).ok()?))))
+                        .unwrap_or(Bound::Unbounded);
+                    for row in txn.open_table(messages)?.range::<(u64, i32)>((from, Bound::Unbounded))?.take(CHUNK) {
+                        let (id, n) = row?.0.value();
+                        put(id, n.into());
                     }
                 }
                 Table::Ids => {
-                    for row in txn.open_table(ids)?.range::<&str>((from, Bound::Unbounded))?.take(CHUNK) {
-                        put(row?.0.value());
+                    for row in txn
+                        .open_table(ids)?
+                        .range::<(u64, i64)>((after.map_or(Bound::Unbounded, Bound::Excluded), Bound::Unbounded))?
+                        .take(CHUNK)
+                    {
+                        let (id, n) = row?.0.value();
+                        put(id, n);
                     }
                 }
             }
@@ -230,8 +238,13 @@ impl Keeper {
 mod tests {
     use super::*;
 
-    const KEYS: TableDefinition<&str, i32> = TableDefinition::new("keys");
-    const IDS: TableDefinition<&str, i64> = TableDefinition::new("ids");
+    const KEYS: TableDefinition<(u64, i32), ()> = TableDefinition::new("keys");
+    const IDS: TableDefinition<(u64, i64), ()> = TableDefinition::new("ids");
+
+    /// As the store keys its tables.
+    fn d(id: &str) -> u64 {
+        super::super::digest(id)
+    }
 
     fn db(name: &str) -> Database {
         let dir = std::env::temp_dir().join(format!("onebot-bridge-filter-{name}-{}", std::process::id()));
@@ -250,11 +263,11 @@ mod tests {
         {
             let mut t = txn.open_table(KEYS).unwrap();
             for k in keys {
-                t.insert(k.as_str(), 1).unwrap();
+                t.insert((d(&k), 1), ()).unwrap();
             }
             let mut t = txn.open_table(IDS).unwrap();
             for k in ids {
-                t.insert(k.as_str(), 1).unwrap();
+                t.insert((d(&k), 1), ()).unwrap();
             }
         }
         txn.commit().unwrap();
@@ -285,20 +298,20 @@ mod tests {
             // the filters.
             let (key, id) = (format!("f{step}"), format!("g{step}"));
             store(&db, [key.clone()], [id.clone()]);
-            keeper.folded([(Table::Messages, key.as_str()), (Table::Ids, id.as_str())]);
+            keeper.folded([(Table::Messages, d(&key)), (Table::Ids, d(&id))]);
             folded.push((key, id));
         });
         assert!(folded.len() >= 5, "the build took a step per chunk");
         for i in 0..3 * CHUNK + 7 {
-            assert!(filters.may_hold(Table::Messages, &stored(i)), "stored key {i}");
+            assert!(filters.may_hold(Table::Messages, d(&stored(i))), "stored key {i}");
         }
         for i in 0..CHUNK + 1 {
-            assert!(filters.may_hold(Table::Ids, &format!("u{i}")), "stored id {i}");
+            assert!(filters.may_hold(Table::Ids, d(&format!("u{i}"))), "stored id {i}");
         }
         for (key, id) in &folded {
-            assert!(filters.may_hold(Table::Messages, key) && filters.may_hold(Table::Ids, id));
+            assert!(filters.may_hold(Table::Messages, d(key)) && filters.may_hold(Table::Ids, d(id)));
         }
-        let strangers = (0..10_000).filter(|i| filters.may_hold(Table::Messages, &format!("never-{i}"))).count();
+        let strangers = (0..10_000).filter(|i| filters.may_hold(Table::Messages, d(&format!("never-{i}")))).count();
         assert!(strangers < 300, "{strangers} of 10 000 ids never stored were a maybe");
         assert!(!keeper.building());
     }
@@ -313,22 +326,22 @@ mod tests {
         assert_eq!(first.messages.capacity, MIN_CAPACITY);
         let many: Vec<String> = (0..MIN_CAPACITY / 2 + 1).map(|i| format!("k{i}")).collect();
         store(&db, many.iter().cloned(), []);
-        keeper.folded(many.iter().take(MIN_CAPACITY / 2).map(|k| (Table::Messages, k.as_str())));
+        keeper.folded(many.iter().take(MIN_CAPACITY / 2).map(|k| (Table::Messages, d(k))));
         assert!(keeper.step(&db, KEYS, IDS).unwrap().is_none());
         assert!(!keeper.building(), "half full: not yet");
-        keeper.folded(many.iter().skip(MIN_CAPACITY / 2).map(|k| (Table::Messages, k.as_str())));
+        keeper.folded(many.iter().skip(MIN_CAPACITY / 2).map(|k| (Table::Messages, d(k))));
         assert!(keeper.step(&db, KEYS, IDS).unwrap().is_none());
         assert!(keeper.building(), "more than half: a new build begins");
         let second = build(&mut keeper, &db, |_, _| {});
         assert_eq!(second.messages.capacity, 2 * (MIN_CAPACITY / 2 + 1), "sized for what the table holds now");
-        assert!(second.may_hold(Table::Messages, "k0"));
+        assert!(second.may_hold(Table::Messages, d("k0")));
         // A table of more ids than the largest filter is built once, not again at every step.
         let more: Vec<String> = (0..MAX_CAPACITY).map(|i| format!("m{i}")).collect();
         store(&db, more.iter().cloned(), []);
-        keeper.folded(more.iter().map(|k| (Table::Messages, k.as_str())));
+        keeper.folded(more.iter().map(|k| (Table::Messages, d(k))));
         let third = build(&mut keeper, &db, |_, _| {});
         assert_eq!(third.messages.capacity, MAX_CAPACITY);
-        assert!(third.may_hold(Table::Messages, "m0") && third.may_hold(Table::Messages, "k1"));
+        assert!(third.may_hold(Table::Messages, d("m0")) && third.may_hold(Table::Messages, d("k1")));
         for _ in 0..3 {
             assert!(keeper.step(&db, KEYS, IDS).unwrap().is_none());
             assert!(!keeper.building(), "nothing folded since: no new build");

@@ -11,8 +11,8 @@ use redb::{Database, ReadableTable, ReadableTableMetadata};
 
 use super::filter::{Keeper, Table};
 use super::{
-    key_text, now_ms, row_key, store_err, Retention, Shared, IDS, MAX_UNFOLDED, MESSAGES, MESSAGE_AGE, MESSAGE_KEYS,
-    SURROGATES,
+    digest, key_text, now_ms, row_key, store_err, Retention, Shared, IDS, MAX_UNFOLDED, MESSAGES, MESSAGE_AGE,
+    MESSAGE_KEYS, SURROGATES,
 };
 use crate::core::ids::IdError;
 use crate::core::record::RowHead;
@@ -34,9 +34,9 @@ const FOLD_RETRY: Duration = Duration::from_secs(1);
 
 /// The tables an entry goes to.
 pub(super) struct FoldTables<'t> {
-    ids: redb::Table<'t, &'static str, i64>,
+    ids: redb::Table<'t, (u64, i64), ()>,
     surrogates: redb::Table<'t, i64, &'static str>,
-    keys: redb::Table<'t, &'static str, i32>,
+    keys: redb::Table<'t, (u64, i32), ()>,
     messages: redb::Table<'t, i32, &'static [u8]>,
     age: redb::Table<'t, (u64, i32), ()>,
 }
@@ -63,7 +63,7 @@ impl<'t> FoldTables<'t> {
             if let Some(Ok((owner, at))) = held {
                 let owner_text = key_text(&owner);
                 if *owner_text != **text {
-                    self.keys.remove(owner_text.as_str())?;
+                    self.keys.remove((digest(&owner_text), *n))?;
                     self.age.remove((at, *n))?;
                 }
             }
@@ -76,10 +76,10 @@ impl<'t> FoldTables<'t> {
         self.apply_numbered(entry)?;
         match entry {
             Entry::Message { n, key_text, .. } => {
-                self.keys.insert(&**key_text, *n)?;
+                self.keys.insert((digest(key_text), *n), ())?;
             }
             Entry::Surrogate { n, v12 } => {
-                self.ids.insert(&**v12, *n)?;
+                self.ids.insert((digest(v12), *n), ())?;
             }
         }
         Ok(())
@@ -206,16 +206,16 @@ impl Folder {
         if !durable {
             txn.set_durability(redb::Durability::None).map_err(store_err)?;
         }
-        {
+        let digests = {
             let mut t = FoldTables::open(&txn).map_err(store_err)?;
             // The tables keyed by message numbers and times take their entries in order, at their
-            // ends. The two keyed by v12 ids, and the one keyed by surrogates (a hash of the id:
-            // as random), take theirs sorted by key: where those keys are random (UUIDs), entries
-            // that share a page then follow one another, and the page is read and copied once
-            // per fold instead of once per entry. The sorts are stable, so the later of two
-            // entries for one key still wins.
-            let mut keys: Vec<(&str, i32)> = Vec::new();
-            let mut ids: Vec<(&str, i64)> = Vec::new();
+            // ends. The two keyed by digests of v12 ids, and the one keyed by surrogates (a hash
+            // of the id), take theirs sorted by key: their keys are random, and entries that
+            // share a page then follow one another, so that the page is read and copied once per
+            // fold instead of once per entry. The sorts are stable, so the later of two entries
+            // for one key still wins.
+            let mut keys: Vec<(u64, i32)> = Vec::new();
+            let mut ids: Vec<(u64, i64)> = Vec::new();
             let mut surrogates: Vec<(i64, &str)> = Vec::new();
             // A fold of a few hundred entries with random keys takes a millisecond or two of
             // CPU; woken by its timer, the thread would take that from a runtime worker in one
@@ -232,37 +232,38 @@ impl Folder {
                     Entry::Message { n, key_text, .. } => {
                         pace();
                         t.apply_numbered(entry).map_err(store_err)?;
-                        keys.push((key_text, *n));
+                        keys.push((digest(key_text), *n));
                     }
                     Entry::Surrogate { n, v12 } => {
                         surrogates.push((*n, v12));
-                        ids.push((v12, *n));
+                        ids.push((digest(v12), *n));
                     }
                 }
             }
-            keys.sort_by(|a, b| a.0.cmp(b.0));
-            ids.sort_by(|a, b| a.0.cmp(b.0));
+            keys.sort_by_key(|&(key, _)| key);
+            ids.sort_by_key(|&(id, _)| id);
             surrogates.sort_by_key(|&(n, _)| n);
             for (n, v12) in surrogates {
                 pace();
                 t.surrogates.insert(n, v12).map_err(store_err)?;
             }
-            for (key, n) in keys {
+            for &(key, n) in &keys {
                 pace();
-                t.keys.insert(key, n).map_err(store_err)?;
+                t.keys.insert((key, n), ()).map_err(store_err)?;
             }
-            for (id, n) in ids {
+            for &(id, n) in &ids {
                 pace();
-                t.ids.insert(id, n).map_err(store_err)?;
+                t.ids.insert((id, n), ()).map_err(store_err)?;
             }
-        }
+            (keys, ids)
+        };
         txn.commit().map_err(store_err)?;
         // Into the filters before the ids leave the pending entries (below, under the lock that
         // the decisions take).
-        filters.folded(gathered.iter().flat_map(|f| &f.entries).map(|entry| match entry {
-            Entry::Message { key_text, .. } => (Table::Messages, &**key_text),
-            Entry::Surrogate { v12, .. } => (Table::Ids, &**v12),
-        }));
+        let (keys, ids) = digests;
+        filters.folded(
+            keys.iter().map(|&(key, _)| (Table::Messages, key)).chain(ids.iter().map(|&(id, _)| (Table::Ids, id))),
+        );
         self.shared.folded.store(last.last, Ordering::Release);
         let unfolded = {
             let mut state = self.shared.state.lock_unpoisoned();
@@ -327,7 +328,7 @@ fn prune(db: &Database, retention: Retention) -> Result<bool, redb::Error> {
             age.remove((*at, *n))?;
             let key = messages.remove(*n)?.map(|v| row_key(v.value()));
             if let Some(Ok((key, _))) = key {
-                keys.remove(key_text(&key).as_str())?;
+                keys.remove((digest(&key_text(&key)), *n))?;
             }
         }
         if !victims.is_empty() {

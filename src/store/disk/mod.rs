@@ -49,12 +49,18 @@ use filter::Table;
 use folder::{FoldTables, Folder};
 use syncer::Syncer;
 
-/// v12 id → surrogate.
-const IDS: TableDefinition<&str, i64> = TableDefinition::new("ids");
+/// ([`digest`] of a v12 id, its surrogate) → (): the ids with a digest are a range, each checked
+/// against [`SURROGATES`] ([`surrogate_number`]).
+const IDS: TableDefinition<(u64, i64), ()> = TableDefinition::new("id_digests");
 /// surrogate → v12 id.
 const SURROGATES: TableDefinition<i64, &str> = TableDefinition::new("surrogates");
-/// `self_id \u{1f} message_id` → v11 message_id.
-const MESSAGE_KEYS: TableDefinition<&str, i32> = TableDefinition::new("message_keys");
+/// ([`digest`] of `self_id \u{1f} message_id`, its v11 message_id) → (): checked against the
+/// row's key ([`message_number`]).
+const MESSAGE_KEYS: TableDefinition<(u64, i32), ()> = TableDefinition::new("message_digests");
+/// The two tables above as files before the digests held them, keyed by the text itself:
+/// moved into those once, when such a file is opened ([`migrate`]).
+const TEXT_IDS: TableDefinition<&str, i64> = TableDefinition::new("ids");
+const TEXT_MESSAGE_KEYS: TableDefinition<&str, i32> = TableDefinition::new("message_keys");
 /// v11 message_id → the record and when it was stored: a binary [`Row`],
 /// or in files from before it a JSON [`JsonRow`].
 const MESSAGES: TableDefinition<i32, &[u8]> = TableDefinition::new("messages");
@@ -230,6 +236,69 @@ fn key_text(key: &MessageKey) -> String {
     text
 }
 
+/// What the two tables keyed by v12 ids hold of an id (a message key's text, or a user's or a
+/// group's id): the first 64 bits of its SHA-256, beside the id's number.
+///
+/// An entry of 12 or 16 bytes instead of the text and its number (about 60): the tables are a
+/// quarter of the size, so more of them stays in the page cache and a fold reads and writes
+/// fewer pages. Where ids are random (UUIDs, as many v12 backends give) each new one lands on a
+/// page of its own either way. Two ids may share a digest (by chance, or made to by a backend):
+/// both entries are kept, and a lookup checks each number's own id. SHA-256 rather than a fast
+/// hash so that a backend cannot make many ids share one cheaply. (It is a file format: the
+/// function may not change; `digests_are_the_first_64_bits_of_sha256` pins it.)
+fn digest(id: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let sum = Sha256::digest(id.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&sum[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// Whether `text` is `key`'s [`key_text`] (without building it).
+fn is_key_text(key: &MessageKey, text: &str) -> bool {
+    text.len() == key.self_id.len() + 1 + key.message_id.len()
+        && text.starts_with(&*key.self_id)
+        && text[key.self_id.len()..].starts_with('\u{1f}')
+        && text.ends_with(&*key.message_id)
+}
+
+/// The number of the message whose key text this is: the entries of its digest, each checked
+/// against its row's key.
+fn message_number(
+    keys: &impl redb::ReadableTable<(u64, i32), ()>,
+    messages: &impl redb::ReadableTable<i32, &'static [u8]>,
+    key_text: &str,
+) -> Result<Option<i32>, redb::Error> {
+    let d = digest(key_text);
+    for entry in keys.range((d, i32::MIN)..=(d, i32::MAX))? {
+        let (_, n) = entry?.0.value();
+        let owner = messages.get(n)?.map(|row| row_key(row.value()));
+        if let Some(Ok((owner, _))) = owner {
+            if is_key_text(&owner, key_text) {
+                return Ok(Some(n));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The surrogate of a v12 id: the entries of its digest, each checked against the surrogate's
+/// id.
+fn surrogate_number(
+    ids: &impl redb::ReadableTable<(u64, i64), ()>,
+    surrogates: &impl redb::ReadableTable<i64, &'static str>,
+    v12: &str,
+) -> Result<Option<i64>, redb::Error> {
+    let d = digest(v12);
+    for entry in ids.range((d, i64::MIN)..=(d, i64::MAX))? {
+        let (_, n) = entry?.0.value();
+        if surrogates.get(n)?.is_some_and(|owner| owner.value() == v12) {
+            return Ok(Some(n));
+        }
+    }
+    Ok(None)
+}
+
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -250,6 +319,7 @@ impl DiskStore {
             .create(&path)
             .map_err(|e| store_err(format!("{}: {e}", path.display())))?;
         create_tables(&db).map_err(store_err)?;
+        migrate(&db).map_err(store_err)?;
         let journal_dir = dir.join("journal");
         let next = recover(&db, &journal_dir)?;
         let journal =
@@ -397,12 +467,12 @@ impl IdStore for DiskStore {
         }
         let (pending, maybe) = {
             let state = self.shared.state.lock_unpoisoned();
-            (state.pending.ids.get(v12).copied(), state.may_hold(Table::Ids, v12))
+            (state.pending.ids.get(v12).copied(), state.may_hold(Table::Ids, digest(v12)))
         };
         let (n, ticket) = match pending {
             Some((n, seq)) => (Some(n), seq),
             None if !maybe => (None, 0),
-            None => (self.read(|t| Ok(t.open_table(IDS)?.get(v12)?.map(|v| v.value())))?, 0),
+            None => (self.read(|t| surrogate_number(&t.open_table(IDS)?, &t.open_table(SURROGATES)?, v12))?, 0),
         };
         self.on_disk(ticket).await?;
         if let Some(n) = n.filter(|_| ticket <= self.shared.durable_seq()) {
@@ -463,12 +533,12 @@ impl IdStore for DiskStore {
         let k = key_text(key);
         let (pending, maybe) = {
             let state = self.shared.state.lock_unpoisoned();
-            (state.pending.keys.get(k.as_str()).copied(), state.may_hold(Table::Messages, &k))
+            (state.pending.keys.get(k.as_str()).copied(), state.may_hold(Table::Messages, digest(&k)))
         };
         let (n, ticket) = match pending {
             Some((n, seq)) => (Some(n), seq),
             None if !maybe => (None, 0),
-            None => (self.read(|t| Ok(t.open_table(MESSAGE_KEYS)?.get(k.as_str())?.map(|v| v.value())))?, 0),
+            None => (self.read(|t| message_number(&t.open_table(MESSAGE_KEYS)?, &t.open_table(MESSAGES)?, &k))?, 0),
         };
         self.on_disk(ticket).await?;
         Ok(n)
@@ -536,6 +606,71 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
     }
     txn.commit()?;
     Ok(())
+}
+
+/// Moves the tables a file from before the digests keys by text ([`TEXT_IDS`],
+/// [`TEXT_MESSAGE_KEYS`]) into the digest-keyed ones, [`MIGRATE_BATCH`] ids a transaction, then
+/// deletes them. Runs before the journal is applied (its entries are newer). A crash on the way
+/// leaves the moved ids moved and the rest to move at the next start.
+fn migrate(db: &Database) -> Result<(), redb::Error> {
+    let mut moved = [0u64; 2];
+    loop {
+        let txn = db.begin_write()?;
+        let (ids, keys) = (move_batch(&txn, TEXT_IDS, IDS)?, move_batch(&txn, TEXT_MESSAGE_KEYS, MESSAGE_KEYS)?);
+        let done = ids.is_none() && keys.is_none();
+        if done {
+            // Emptied now, or never there.
+            txn.delete_table(TEXT_IDS)?;
+            txn.delete_table(TEXT_MESSAGE_KEYS)?;
+        }
+        txn.commit()?;
+        moved[0] += ids.unwrap_or(0);
+        moved[1] += keys.unwrap_or(0);
+        if done {
+            break;
+        }
+    }
+    if moved != [0, 0] {
+        tracing::info!(
+            ids = moved[0],
+            message_keys = moved[1],
+            "id store tables keyed by v12 ids now keyed by digests"
+        );
+    }
+    Ok(())
+}
+
+/// Ids moved to a digest-keyed table in one transaction (fewer in the tests, so that one can
+/// cross a batch's end).
+const MIGRATE_BATCH: usize = if cfg!(test) { 100 } else { 65_536 };
+
+/// Moves up to [`MIGRATE_BATCH`] ids of `from` (a table keyed by text) into `to` (keyed by
+/// their digests). `None` when `from` is empty or absent.
+fn move_batch<V: redb::Key + for<'a> redb::Value<SelfType<'a> = V> + Copy + 'static>(
+    txn: &redb::WriteTransaction,
+    from: TableDefinition<&str, V>,
+    to: TableDefinition<(u64, V), ()>,
+) -> Result<Option<u64>, redb::Error> {
+    use redb::{ReadableTable, TableHandle};
+    let exists = txn.list_tables()?.any(|t| t.name() == from.name());
+    if !exists {
+        return Ok(None);
+    }
+    let mut text = txn.open_table(from)?;
+    let mut digests = txn.open_table(to)?;
+    let mut taken = Vec::new();
+    for row in text.iter()?.take(MIGRATE_BATCH) {
+        let (id, value) = row?;
+        taken.push((id.value().to_owned(), value.value()));
+    }
+    if taken.is_empty() {
+        return Ok(None);
+    }
+    for (id, value) in &taken {
+        digests.insert((digest(id), *value), ())?;
+        text.remove(&id[..])?;
+    }
+    Ok(Some(taken.len() as u64))
 }
 
 /// Applies what the journal holds (a crash left it there, or the last run stopped before its
@@ -611,7 +746,7 @@ mod tests {
         let db = redb::Database::create(dir.join("bridge.redb")).unwrap();
         let txn = db.begin_write().unwrap();
         {
-            let mut keys = txn.open_table(MESSAGE_KEYS).unwrap();
+            let mut keys = txn.open_table(TEXT_MESSAGE_KEYS).unwrap();
             let mut messages = txn.open_table(MESSAGES).unwrap();
             let mut age = txn.open_table(MESSAGE_AGE).unwrap();
             for &(n, record, at) in rows {
@@ -733,6 +868,121 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    /// The digest is part of the file format: it may not change.
+    #[test]
+    fn digests_are_the_first_64_bits_of_sha256() {
+        // SHA-256("abc") = ba7816bf 8f01cfea 414140de 5dae2223 b00361a3 96177a9c b410ff61 f20015ad
+        assert_eq!(digest("abc"), 0xba7816bf_8f01cfea);
+        assert_ne!(digest("bot\u{1f}1"), digest("bot\u{1f}2"));
+    }
+
+    /// Ids that share a digest (here made to, as a backend might try): each lookup finds its own
+    /// number, and an id never stored is not taken for another's.
+    #[test]
+    fn ids_that_share_a_digest_each_find_their_own_number() {
+        let d = dir("collide");
+        let (a, b, c) = (said("bot", "a", "x"), said("bot", "b", "y"), said("bot", "c", "z"));
+        {
+            let store = DiskStore::open(&d, Retention::default()).unwrap();
+            assert_eq!(block_on(store.claim_message(1, &a)).unwrap(), Claim::Inserted);
+            assert_eq!(block_on(store.claim_message(2, &b)).unwrap(), Claim::Inserted);
+            assert_eq!(block_on(store.claim_surrogate(11, "wxid_a")).unwrap(), Claim::Inserted);
+            assert_eq!(block_on(store.claim_surrogate(12, "wxid_b")).unwrap(), Claim::Inserted);
+        }
+        {
+            let db = redb::Database::create(d.join("bridge.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                // b's and c's digests also name a's number; wxid_b's and wxid_c's name wxid_a's.
+                let mut keys = txn.open_table(MESSAGE_KEYS).unwrap();
+                keys.insert((digest(&key_text(&b.key)), 1), ()).unwrap();
+                keys.insert((digest(&key_text(&c.key)), 1), ()).unwrap();
+                let mut ids = txn.open_table(IDS).unwrap();
+                ids.insert((digest("wxid_b"), 11), ()).unwrap();
+                ids.insert((digest("wxid_c"), 11), ()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        wait_for("the filters", || store.filters_built());
+        assert_eq!(block_on(store.message_id_of(&a.key)).unwrap(), Some(1));
+        assert_eq!(block_on(store.message_id_of(&b.key)).unwrap(), Some(2));
+        assert_eq!(block_on(store.message_id_of(&c.key)).unwrap(), None);
+        assert_eq!(block_on(store.find_or_claim_message(|| 3, &c)).unwrap(), Found::Claimed(3, Claim::Inserted));
+        assert_eq!(block_on(store.surrogate_of("wxid_b")).unwrap(), Some(12));
+        assert_eq!(block_on(store.surrogate_of("wxid_c")).unwrap(), None);
+        let found = block_on(store.find_or_claim_surrogate(|| 13, "wxid_c")).unwrap();
+        assert_eq!(found, Found::Claimed(13, Claim::Inserted));
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A file from before the digests, its two tables keyed by the ids' text: opening it moves
+    /// every id into the digest-keyed tables and deletes the old ones, across several batches
+    /// and after a start that a crash cut short halfway; every id is then found the ways the
+    /// bridge looks for it, none is claimed twice, and the filters are built from the new tables.
+    #[test]
+    fn a_file_with_text_keyed_tables_is_moved_to_digests_when_opened() {
+        let d = dir("text-keys");
+        std::fs::create_dir_all(&d).unwrap();
+        let records: Vec<MessageRecord> = (0..250).map(|i| said("bot", &format!("{i:032x}"), "hi")).collect();
+        let users: Vec<String> = (0..230).map(|i| format!("wxid_{i}")).collect();
+        {
+            let db = redb::Database::create(d.join("bridge.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut keys = txn.open_table(TEXT_MESSAGE_KEYS).unwrap();
+                let mut messages = txn.open_table(MESSAGES).unwrap();
+                let mut age = txn.open_table(MESSAGE_AGE).unwrap();
+                for (n, record) in (1..).zip(&records) {
+                    messages.insert(n, &*row_bytes(record, now_ms())).unwrap();
+                    age.insert((now_ms(), n), ()).unwrap();
+                    keys.insert(key_text(&record.key).as_str(), n).unwrap();
+                }
+                let mut ids = txn.open_table(TEXT_IDS).unwrap();
+                let mut surrogates = txn.open_table(SURROGATES).unwrap();
+                for (n, user) in (5_000_000_000..).zip(&users) {
+                    ids.insert(user.as_str(), n).unwrap();
+                    surrogates.insert(n, user.as_str()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+            // The start a crash cut short: one batch of each moved.
+            create_tables(&db).unwrap();
+            let txn = db.begin_write().unwrap();
+            assert_eq!(move_batch(&txn, TEXT_IDS, IDS).unwrap(), Some(MIGRATE_BATCH as u64));
+            assert_eq!(move_batch(&txn, TEXT_MESSAGE_KEYS, MESSAGE_KEYS).unwrap(), Some(MIGRATE_BATCH as u64));
+            txn.commit().unwrap();
+        }
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        let tables: Vec<String> = {
+            use redb::TableHandle;
+            let txn = store.db.begin_read().unwrap();
+            txn.list_tables().unwrap().map(|t| t.name().to_owned()).collect()
+        };
+        assert!(!tables.iter().any(|t| t == "ids" || t == "message_keys"), "{tables:?}");
+        let counts = store.read(|t| Ok((t.open_table(MESSAGE_KEYS)?.len()?, t.open_table(IDS)?.len()?))).unwrap();
+        assert_eq!(counts, (250, 230));
+        wait_for("the filters", || store.filters_built());
+        for (n, record) in (1..).zip(&records) {
+            assert_eq!(block_on(store.message_id_of(&record.key)).unwrap(), Some(n));
+            let found = block_on(store.find_or_claim_message(|| 9_999, record)).unwrap();
+            assert_eq!(found, Found::Known(n), "not claimed again");
+        }
+        for (n, user) in (5_000_000_000..).zip(&users) {
+            let found = block_on(store.find_or_claim_surrogate(|| 1, user)).unwrap();
+            assert_eq!(found, Found::Known(n), "{user}");
+        }
+        assert_eq!(block_on(store.message_id_of(&said("bot", "new", "x").key)).unwrap(), None);
+        drop(store);
+        // Opened again: nothing left to move, every id still there.
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        assert_eq!(block_on(store.surrogate_of("wxid_7")).unwrap(), Some(5_000_000_007));
+        assert_eq!(block_on(store.message_id_of(&records[200].key)).unwrap(), Some(201));
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
     /// A surrogate read or claimed once is answered from the process: no read transaction. The
     /// rows are removed behind the store's back to tell the two apart; a handle with a cache of
     /// its own reads the file.
@@ -745,7 +995,7 @@ mod tests {
         store.settle();
         assert_eq!(block_on(other.surrogate_of("wxid_a")).unwrap(), Some(5_000_000_001), "read from the file");
         let txn = store.db.begin_write().unwrap();
-        txn.open_table(IDS).unwrap().remove("wxid_a").unwrap();
+        txn.open_table(IDS).unwrap().remove((digest("wxid_a"), 5_000_000_001)).unwrap();
         txn.open_table(SURROGATES).unwrap().remove(5_000_000_001).unwrap();
         txn.commit().unwrap();
         assert_eq!(block_on(store.surrogate_of("wxid_a")).unwrap(), Some(5_000_000_001));
