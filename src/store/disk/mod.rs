@@ -624,6 +624,9 @@ fn migrate(db: &Database) -> Result<(), redb::Error> {
             txn.delete_table(TEXT_MESSAGE_KEYS)?;
         }
         txn.commit()?;
+        if moved == [0, 0] && !done {
+            tracing::info!("id store moves its tables keyed by v12 ids to digests, once: a few seconds a million ids");
+        }
         moved[0] += ids.unwrap_or(0);
         moved[1] += keys.unwrap_or(0);
         if done {
