@@ -9,7 +9,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::filter::{Filters, Table};
-use super::{digest, message_number, now_ms, row_key, surrogate_number, IDS, MESSAGES, MESSAGE_KEYS, SURROGATES};
+use super::{message_number, now_ms, row_key, surrogate_number, KeyText, IDS, MESSAGES, MESSAGE_KEYS, SURROGATES};
 use crate::core::ids::{Claim, Found, IdError, MessageKey};
 use crate::core::record::Row;
 use crate::store::journal::Entry;
@@ -129,16 +129,16 @@ impl View<'_> {
         Ok(self.table(|s| &s.messages, MESSAGES)?.get(n)?.map(|v| row_key(v.value())))
     }
 
-    pub(super) fn number_of(&self, key_text: &str) -> Result<Option<i32>, redb::Error> {
-        message_number(self.table(|s| &s.keys, MESSAGE_KEYS)?, self.table(|s| &s.messages, MESSAGES)?, key_text)
+    pub(super) fn number_of(&self, key_text: &str, d: u64) -> Result<Option<i32>, redb::Error> {
+        message_number(self.table(|s| &s.keys, MESSAGE_KEYS)?, self.table(|s| &s.messages, MESSAGES)?, key_text, d)
     }
 
     pub(super) fn surrogate_owner(&self, n: i64) -> Result<Option<String>, redb::Error> {
         Ok(self.table(|s| &s.surrogates, SURROGATES)?.get(n)?.map(|v| v.value().to_owned()))
     }
 
-    pub(super) fn surrogate_number(&self, v12: &str) -> Result<Option<i64>, redb::Error> {
-        surrogate_number(self.table(|s| &s.ids, IDS)?, self.table(|s| &s.surrogates, SURROGATES)?, v12)
+    pub(super) fn surrogate_number(&self, v12: &str, d: u64) -> Result<Option<i64>, redb::Error> {
+        surrogate_number(self.table(|s| &s.ids, IDS)?, self.table(|s| &s.surrogates, SURROGATES)?, v12, d)
     }
 }
 
@@ -158,14 +158,14 @@ impl State {
     }
 
     /// The number a key holds, and the entry that gave it.
-    pub(super) fn number_of(&self, view: &View<'_>, key_text: &str) -> Result<Option<(i32, u64)>, redb::Error> {
-        if let Some(&found) = self.pending.keys.get(key_text) {
+    pub(super) fn number_of(&self, view: &View<'_>, key: &KeyText) -> Result<Option<(i32, u64)>, redb::Error> {
+        if let Some(&found) = self.pending.keys.get(key.text.as_str()) {
             return Ok(Some(found));
         }
-        if !self.may_hold(Table::Messages, digest(key_text)) {
+        if !self.may_hold(Table::Messages, key.digest) {
             return Ok(None);
         }
-        Ok(view.number_of(key_text)?.map(|n| (n, 0)))
+        Ok(view.number_of(&key.text, key.digest)?.map(|n| (n, 0)))
     }
 
     /// Makes an entry visible to every reader and hands it to the syncer.
@@ -204,18 +204,19 @@ impl State {
         Ok((Claim::Inserted, self.push(Entry::Surrogate { n, v12: v12.into() }, true)))
     }
 
-    /// `v12`'s surrogate, else a claim of `first()` for it.
+    /// `v12`'s surrogate (`d` its digest), else a claim of `first()` for it.
     pub(super) fn find_or_claim_surrogate(
         &mut self,
         view: &View<'_>,
         first: impl FnOnce() -> i64,
         v12: &str,
+        d: u64,
     ) -> Result<(Found<i64, String>, u64), redb::Error> {
         if let Some(&(n, seq)) = self.pending.ids.get(v12) {
             return Ok((Found::Known(n), seq));
         }
-        if self.may_hold(Table::Ids, digest(v12)) {
-            if let Some(n) = view.surrogate_number(v12)? {
+        if self.may_hold(Table::Ids, d) {
+            if let Some(n) = view.surrogate_number(v12, d)? {
                 return Ok((Found::Known(n), 0));
             }
         }
@@ -271,17 +272,17 @@ impl State {
         view: &View<'_>,
         n: i32,
         key: &MessageKey,
-        key_text: String,
+        key_text: KeyText,
         row: Row,
         content: bool,
     ) -> Result<(Found<i32, MessageKey>, u64), redb::Error> {
         match self.number_of(view, &key_text)? {
             Some((known, seq)) => {
-                let saved = if content { self.save(view, known, key, key_text, row)? } else { 0 };
+                let saved = if content { self.save(view, known, key, key_text.text, row)? } else { 0 };
                 Ok((Found::Known(known), seq.max(saved)))
             }
             None => {
-                let (claim, seq) = self.claim(view, n, key_text, row)?;
+                let (claim, seq) = self.claim(view, n, key_text.text, row)?;
                 Ok((Found::Claimed(n, claim), seq))
             }
         }

@@ -262,14 +262,27 @@ fn is_key_text(key: &MessageKey, text: &str) -> bool {
         && text.ends_with(&*key.message_id)
 }
 
-/// The number of the message whose key text this is: the entries of its digest, each checked
-/// against its row's key.
+/// A message key's text and its [`digest`], taken before the store's lock is.
+struct KeyText {
+    text: String,
+    digest: u64,
+}
+
+impl KeyText {
+    fn of(key: &MessageKey) -> KeyText {
+        let text = key_text(key);
+        KeyText { digest: digest(&text), text }
+    }
+}
+
+/// The number of the message whose key text this is (`d` its digest): the entries of its
+/// digest, each checked against its row's key.
 fn message_number(
     keys: &impl redb::ReadableTable<(u64, i32), ()>,
     messages: &impl redb::ReadableTable<i32, &'static [u8]>,
     key_text: &str,
+    d: u64,
 ) -> Result<Option<i32>, redb::Error> {
-    let d = digest(key_text);
     for entry in keys.range((d, i32::MIN)..=(d, i32::MAX))? {
         let (_, n) = entry?.0.value();
         let owner = messages.get(n)?.map(|row| row_key(row.value()));
@@ -282,14 +295,14 @@ fn message_number(
     Ok(None)
 }
 
-/// The surrogate of a v12 id: the entries of its digest, each checked against the surrogate's
-/// id.
+/// The surrogate of a v12 id (`d` its digest): the entries of its digest, each checked against
+/// the surrogate's id.
 fn surrogate_number(
     ids: &impl redb::ReadableTable<(u64, i64), ()>,
     surrogates: &impl redb::ReadableTable<i64, &'static str>,
     v12: &str,
+    d: u64,
 ) -> Result<Option<i64>, redb::Error> {
-    let d = digest(v12);
     for entry in ids.range((d, i64::MIN)..=(d, i64::MAX))? {
         let (_, n) = entry?.0.value();
         if surrogates.get(n)?.is_some_and(|owner| owner.value() == v12) {
@@ -465,14 +478,21 @@ impl IdStore for DiskStore {
         if let Some(n) = self.surrogates.surrogate_of(v12) {
             return Ok(Some(n));
         }
-        let (pending, maybe) = {
+        let (pending, filters) = {
             let state = self.shared.state.lock_unpoisoned();
-            (state.pending.ids.get(v12).copied(), state.may_hold(Table::Ids, digest(v12)))
+            (state.pending.ids.get(v12).copied(), state.filters.clone())
         };
         let (n, ticket) = match pending {
             Some((n, seq)) => (Some(n), seq),
-            None if !maybe => (None, 0),
-            None => (self.read(|t| surrogate_number(&t.open_table(IDS)?, &t.open_table(SURROGATES)?, v12))?, 0),
+            None => {
+                // Digested outside the lock, and only when it is needed.
+                let d = digest(v12);
+                if filters.is_some_and(|f| !f.may_hold(Table::Ids, d)) {
+                    (None, 0)
+                } else {
+                    (self.read(|t| surrogate_number(&t.open_table(IDS)?, &t.open_table(SURROGATES)?, v12, d))?, 0)
+                }
+            }
         };
         self.on_disk(ticket).await?;
         if let Some(n) = n.filter(|_| ticket <= self.shared.durable_seq()) {
@@ -502,8 +522,10 @@ impl IdStore for DiskStore {
         if let Some(n) = self.surrogates.surrogate_of(v12) {
             return Ok(Found::Known(n));
         }
+        // Digested before the lock is taken.
+        let d = digest(v12);
         let (found, ticket) =
-            self.decide(|state, view| state.find_or_claim_surrogate(view, first, v12).map_err(store_err)).await?;
+            self.decide(|state, view| state.find_or_claim_surrogate(view, first, v12, d).map_err(store_err)).await?;
         self.on_disk(ticket).await?;
         // What the cache learns is on disk.
         if ticket <= self.shared.durable_seq() {
@@ -531,14 +553,24 @@ impl IdStore for DiskStore {
 
     async fn message_id_of(&self, key: &MessageKey) -> Result<Option<i32>, IdError> {
         let k = key_text(key);
-        let (pending, maybe) = {
+        let (pending, filters) = {
             let state = self.shared.state.lock_unpoisoned();
-            (state.pending.keys.get(k.as_str()).copied(), state.may_hold(Table::Messages, digest(&k)))
+            (state.pending.keys.get(k.as_str()).copied(), state.filters.clone())
         };
         let (n, ticket) = match pending {
             Some((n, seq)) => (Some(n), seq),
-            None if !maybe => (None, 0),
-            None => (self.read(|t| message_number(&t.open_table(MESSAGE_KEYS)?, &t.open_table(MESSAGES)?, &k))?, 0),
+            None => {
+                // Digested outside the lock, and only when it is needed.
+                let d = digest(&k);
+                if filters.is_some_and(|f| !f.may_hold(Table::Messages, d)) {
+                    (None, 0)
+                } else {
+                    let number = |t: &redb::ReadTransaction| {
+                        message_number(&t.open_table(MESSAGE_KEYS)?, &t.open_table(MESSAGES)?, &k, d)
+                    };
+                    (self.read(number)?, 0)
+                }
+            }
         };
         self.on_disk(ticket).await?;
         Ok(n)
@@ -585,7 +617,7 @@ impl IdStore for DiskStore {
             }
         }
         let row = Row::encode(record, 0)?;
-        let (n, key_text, content) = (first(), key_text(&record.key), record.content.is_some());
+        let (n, key_text, content) = (first(), KeyText::of(&record.key), record.content.is_some());
         let (found, ticket) = self
             .decide(|state, view| state.find_or_claim(view, n, &record.key, key_text, row, content).map_err(store_err))
             .await?;
