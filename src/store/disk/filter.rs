@@ -1,7 +1,7 @@
 //! Which v12 ids redb may hold: a Bloom filter over each of the two tables keyed by their digests
 //! (message keys, users' and groups' ids), so that an id redb has never held is decided without
-//! reading redb. Most ids a backend sends are new; where they are random (UUIDs) each read was a B-tree
-//! page of its own, read under the store's lock.
+//! reading redb. Most ids a backend sends are new; where they are random (UUIDs) each read was a
+//! B-tree page of its own, read under the store's lock.
 //!
 //! A filter answers "maybe" for every id its table holds, and "no" for most others. Ids only ever
 //! enter the tables through the folder, which puts each folded id in the filters before the
