@@ -645,6 +645,12 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
 /// deletes them. Runs before the journal is applied (its entries are newer). A crash on the way
 /// leaves the moved ids moved and the rest to move at the next start.
 fn migrate(db: &Database) -> Result<(), redb::Error> {
+    use redb::TableHandle;
+    // Nothing to move in a file from this bridge: no write transaction (a sync) at every start.
+    let legacy = [TEXT_IDS.name(), TEXT_MESSAGE_KEYS.name()];
+    if !db.begin_read()?.list_tables()?.any(|t| legacy.contains(&t.name())) {
+        return Ok(());
+    }
     let mut moved = [0u64; 2];
     loop {
         let txn = db.begin_write()?;
