@@ -9,7 +9,9 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::filter::{Filters, Table};
-use super::{message_number, now_ms, row_key, surrogate_number, KeyText, IDS, MESSAGES, MESSAGE_KEYS, SURROGATES};
+use super::{
+    is_key_text, message_number, now_ms, row_key, surrogate_number, KeyText, IDS, MESSAGES, MESSAGE_KEYS, SURROGATES,
+};
 use crate::core::ids::{Claim, Found, IdError, MessageKey};
 use crate::core::record::Row;
 use crate::store::journal::Entry;
@@ -39,6 +41,68 @@ pub(super) struct Pending {
     pub(super) ids: HashMap<Box<str>, (i64, u64), Hasher>,
 }
 
+/// Digests of v12 ids whose entries redb holds in every table but the one keyed by digests:
+/// the folder applies those in large sorted batches (see `folder::HELD_MAX`), and meanwhile a
+/// lookup finds them here. Two ids may share a digest: the first number is in `first`, any
+/// other in `more` (almost always empty).
+#[derive(Debug)]
+pub(super) struct Held<N> {
+    first: HashMap<u64, N, Hasher>,
+    more: Vec<(u64, N)>,
+}
+
+impl<N> Default for Held<N> {
+    fn default() -> Self {
+        Held { first: HashMap::default(), more: Vec::new() }
+    }
+}
+
+impl<N: Copy + PartialEq> Held<N> {
+    pub(super) fn insert(&mut self, d: u64, n: N) {
+        match self.first.entry(d) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(n);
+            }
+            std::collections::hash_map::Entry::Occupied(o) if *o.get() != n && !self.more.contains(&(d, n)) => {
+                self.more.push((d, n));
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {}
+        }
+    }
+
+    /// The numbers held under digest `d`.
+    pub(super) fn candidates(&self, d: u64) -> impl Iterator<Item = N> + '_ {
+        let more = if self.more.is_empty() { &[][..] } else { &self.more[..] };
+        self.first.get(&d).copied().into_iter().chain(more.iter().filter(move |&&(m, _)| m == d).map(|&(_, n)| n))
+    }
+
+    pub(super) fn remove(&mut self, d: u64, n: N) {
+        if self.first.get(&d) == Some(&n) {
+            self.first.remove(&d);
+            if let Some(i) = self.more.iter().position(|&(m, _)| m == d) {
+                let (_, next) = self.more.swap_remove(i);
+                self.first.insert(d, next);
+            }
+        } else {
+            self.more.retain(|&e| e != (d, n));
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.first.len() + self.more.len()
+    }
+
+    /// Every (digest, number) held.
+    pub(super) fn pairs(&self) -> impl Iterator<Item = (u64, N)> + '_ {
+        self.first.iter().map(|(&d, &n)| (d, n)).chain(self.more.iter().copied())
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.first.clear();
+        self.more.clear();
+    }
+}
+
 /// Every decision, made by the caller itself under the store's one lock.
 #[derive(Debug, Default)]
 pub(super) struct State {
@@ -57,6 +121,11 @@ pub(super) struct State {
     /// Which v12 ids redb may hold, once the folder has built them: an id they rule out is not
     /// looked up.
     pub(super) filters: Option<Arc<Filters>>,
+    /// Message keys' digests redb's `message_digests` does not hold yet, with their numbers.
+    pub(super) held_keys: Held<i32>,
+    /// Users' and groups' ids' digests redb's `id_digests` does not hold yet, with their
+    /// surrogates.
+    pub(super) held_ids: Held<i64>,
 }
 
 /// A read transaction of redb and the tables opened in it so far, kept for the decisions that
@@ -162,6 +231,11 @@ impl State {
         if let Some(&found) = self.pending.keys.get(key.text.as_str()) {
             return Ok(Some(found));
         }
+        for n in self.held_keys.candidates(key.digest) {
+            if matches!(view.row_owner(n)?, Some(Ok((owner, _))) if is_key_text(&owner, &key.text)) {
+                return Ok(Some((n, 0)));
+            }
+        }
         if !self.may_hold(Table::Messages, key.digest) {
             return Ok(None);
         }
@@ -214,6 +288,11 @@ impl State {
     ) -> Result<(Found<i64, String>, u64), redb::Error> {
         if let Some(&(n, seq)) = self.pending.ids.get(v12) {
             return Ok((Found::Known(n), seq));
+        }
+        for n in self.held_ids.candidates(d) {
+            if view.surrogate_owner(n)?.is_some_and(|owner| owner == v12) {
+                return Ok((Found::Known(n), 0));
+            }
         }
         if self.may_hold(Table::Ids, d) {
             if let Some(n) = view.surrogate_number(v12, d)? {

@@ -29,6 +29,9 @@ pub(super) const FOLD_EVERY: Duration = Duration::from_millis(50);
 const YIELD_EVERY: usize = 32;
 /// Most entries applied to redb in one transaction.
 const FOLD_MAX: usize = 16_384;
+/// Digests of v12 ids kept in memory, at most, before they go into their tables in one
+/// sorted batch (about 1.5 MiB of them).
+pub(super) const HELD_MAX: usize = if cfg!(test) { 64 } else { 65_536 };
 /// How long the folder waits before retrying a commit that failed.
 const FOLD_RETRY: Duration = Duration::from_secs(1);
 
@@ -137,7 +140,7 @@ impl Folder {
                     return;
                 }
                 if last_prune.elapsed() >= every {
-                    let pruned = prune(&self.db, self.retention);
+                    let pruned = prune(&self.db, self.retention, &self.shared);
                     // Decisions read what is left from now on.
                     self.shared.state.lock_unpoisoned().snapshot = None;
                     match pruned {
@@ -240,33 +243,64 @@ impl Folder {
                     }
                 }
             }
-            keys.sort_by_key(|&(key, _)| key);
-            ids.sort_by_key(|&(id, _)| id);
             surrogates.sort_by_key(|&(n, _)| n);
             for (n, v12) in surrogates {
                 pace();
                 t.surrogates.insert(n, v12).map_err(store_err)?;
             }
-            for &(key, n) in &keys {
-                pace();
-                t.keys.insert((key, n), ()).map_err(store_err)?;
+            // The digests wait in memory (`held`) until [`HELD_MAX`] of them have gathered, or
+            // until a durable commit lets journal files go: then they go in all at once, sorted,
+            // so that each page of their tables is read and written about once per batch, where
+            // a fold's few thousand took a page each once the tables outgrew the page cache.
+            let held = {
+                let state = self.shared.state.lock_unpoisoned();
+                state.held_keys.len() + state.held_ids.len()
+            };
+            let flush = durable || held + keys.len() + ids.len() >= HELD_MAX;
+            if flush {
+                {
+                    let state = self.shared.state.lock_unpoisoned();
+                    keys.extend(state.held_keys.pairs());
+                    ids.extend(state.held_ids.pairs());
+                }
+                keys.sort_unstable();
+                ids.sort_unstable();
+                for &(key, n) in &keys {
+                    pace();
+                    t.keys.insert((key, n), ()).map_err(store_err)?;
+                }
+                for &(id, n) in &ids {
+                    pace();
+                    t.ids.insert((id, n), ()).map_err(store_err)?;
+                }
             }
-            for &(id, n) in &ids {
-                pace();
-                t.ids.insert((id, n), ()).map_err(store_err)?;
-            }
-            (keys, ids)
+            (keys, ids, flush)
         };
         txn.commit().map_err(store_err)?;
-        // Into the filters before the ids leave the pending entries (below, under the lock that
-        // the decisions take).
-        let (keys, ids) = digests;
-        filters.folded(
-            keys.iter().map(|&(key, _)| (Table::Messages, key)).chain(ids.iter().map(|&(id, _)| (Table::Ids, id))),
-        );
+        let (keys, ids, flushed) = digests;
+        if flushed {
+            // Into the filters before the digests leave `held` (below, under the lock that the
+            // decisions take).
+            filters.folded(
+                keys.iter().map(|&(key, _)| (Table::Messages, key)).chain(ids.iter().map(|&(id, _)| (Table::Ids, id))),
+            );
+        }
         self.shared.folded.store(last.last, Ordering::Release);
         let unfolded = {
             let mut state = self.shared.state.lock_unpoisoned();
+            // In one step with letting go of the pending entries: a key is always found in one
+            // of the two, or in redb.
+            if flushed {
+                state.held_keys.clear();
+                state.held_ids.clear();
+            } else {
+                for &(key, n) in &keys {
+                    state.held_keys.insert(key, n);
+                }
+                for &(id, n) in &ids {
+                    state.held_ids.insert(id, n);
+                }
+            }
             state.let_go_of_folded(last.last);
             state.seq.saturating_sub(last.last)
         };
@@ -300,9 +334,10 @@ impl Folder {
 
 /// Deletes the oldest message ids beyond the count and age limits, at most one batch.
 /// Returns true when more remain to prune.
-fn prune(db: &Database, retention: Retention) -> Result<bool, redb::Error> {
+fn prune(db: &Database, retention: Retention, shared: &Shared) -> Result<bool, redb::Error> {
     let txn = db.begin_write()?;
     let more;
+    let mut digests = Vec::new();
     {
         let mut age = txn.open_table(MESSAGE_AGE)?;
         let mut messages = txn.open_table(MESSAGES)?;
@@ -328,13 +363,23 @@ fn prune(db: &Database, retention: Retention) -> Result<bool, redb::Error> {
             age.remove((*at, *n))?;
             let key = messages.remove(*n)?.map(|v| row_key(v.value()));
             if let Some(Ok((key, _))) = key {
-                keys.remove((digest(&key_text(&key)), *n))?;
+                digests.push((digest(&key_text(&key)), *n));
             }
+        }
+        // Sorted, as a fold's are: a page of the digests' table is then copied once.
+        digests.sort_unstable();
+        for &(d, n) in &digests {
+            keys.remove((d, n))?;
         }
         if !victims.is_empty() {
             tracing::debug!(pruned = victims.len(), "old message ids pruned");
         }
     }
     txn.commit()?;
+    // A digest still held goes nowhere now (nor does the key: redb has no row for it).
+    let mut state = shared.state.lock_unpoisoned();
+    for &(d, n) in &digests {
+        state.held_keys.remove(d, n);
+    }
     Ok(more)
 }

@@ -13,10 +13,14 @@
 //! journalled entries to redb in large transactions (every `folder::FOLD_EVERY` at most), durable only
 //! when they let journal files go (the journal holds every entry until redb holds it for good),
 //! deletes those files, and prunes old message ids by count and age in small batches between
-//! its commits. Opening the store applies what a crash left in the journal.
+//! its commits. The two tables keyed by digests of v12 ids take their entries later than the
+//! rest: the folder holds them in memory until `folder::HELD_MAX` have gathered or a commit
+//! lets journal files go, then writes them sorted in one go, since their keys are random and
+//! a few at a time cost a page each once the tables outgrow the page cache. Opening the store
+//! applies what a crash left in the journal.
 //!
-//! Reads look at the entries not folded yet first, then redb (past filters that rule out most
-//! ids redb never held).
+//! Reads look at the entries not folded yet first, then the held digests, then redb (past
+//! filters that rule out most ids redb never held).
 //!
 //! Here: opening, recovery and the [`IdStore`] calls. `decide`: the decisions and what they
 //! read; `syncer` and `folder`: the two threads; `filter`: the filters of the ids redb holds.
@@ -285,14 +289,21 @@ fn message_number(
 ) -> Result<Option<i32>, redb::Error> {
     for entry in keys.range((d, i32::MIN)..=(d, i32::MAX))? {
         let (_, n) = entry?.0.value();
-        let owner = messages.get(n)?.map(|row| row_key(row.value()));
-        if let Some(Ok((owner, _))) = owner {
-            if is_key_text(&owner, key_text) {
-                return Ok(Some(n));
-            }
+        if owns_message(messages, n, key_text)? {
+            return Ok(Some(n));
         }
     }
     Ok(None)
+}
+
+/// Whether message `n`'s row is the key text's.
+fn owns_message(
+    messages: &impl redb::ReadableTable<i32, &'static [u8]>,
+    n: i32,
+    key_text: &str,
+) -> Result<bool, redb::Error> {
+    let owner = messages.get(n)?.map(|row| row_key(row.value()));
+    Ok(matches!(owner, Some(Ok((owner, _))) if is_key_text(&owner, key_text)))
 }
 
 /// The surrogate of a v12 id (`d` its digest): the entries of its digest, each checked against
@@ -305,11 +316,20 @@ fn surrogate_number(
 ) -> Result<Option<i64>, redb::Error> {
     for entry in ids.range((d, i64::MIN)..=(d, i64::MAX))? {
         let (_, n) = entry?.0.value();
-        if surrogates.get(n)?.is_some_and(|owner| owner.value() == v12) {
+        if owns_surrogate(surrogates, n, v12)? {
             return Ok(Some(n));
         }
     }
     Ok(None)
+}
+
+/// Whether surrogate `n` stands for `v12`.
+fn owns_surrogate(
+    surrogates: &impl redb::ReadableTable<i64, &'static str>,
+    n: i64,
+    v12: &str,
+) -> Result<bool, redb::Error> {
+    Ok(surrogates.get(n)?.is_some_and(|owner| owner.value() == v12))
 }
 
 fn now_ms() -> u64 {
@@ -487,10 +507,24 @@ impl IdStore for DiskStore {
             None => {
                 // Digested outside the lock, and only when it is needed.
                 let d = digest(v12);
-                if filters.is_some_and(|f| !f.may_hold(Table::Ids, d)) {
+                let held: Vec<i64> = self.shared.state.lock_unpoisoned().held_ids.candidates(d).collect();
+                let ruled_out = filters.is_some_and(|f| !f.may_hold(Table::Ids, d));
+                if held.is_empty() && ruled_out {
                     (None, 0)
                 } else {
-                    (self.read(|t| surrogate_number(&t.open_table(IDS)?, &t.open_table(SURROGATES)?, v12, d))?, 0)
+                    let number = |t: &redb::ReadTransaction| {
+                        let surrogates = t.open_table(SURROGATES)?;
+                        for &n in &held {
+                            if owns_surrogate(&surrogates, n, v12)? {
+                                return Ok(Some(n));
+                            }
+                        }
+                        if ruled_out {
+                            return Ok(None);
+                        }
+                        surrogate_number(&t.open_table(IDS)?, &surrogates, v12, d)
+                    };
+                    (self.read(number)?, 0)
                 }
             }
         };
@@ -562,11 +596,22 @@ impl IdStore for DiskStore {
             None => {
                 // Digested outside the lock, and only when it is needed.
                 let d = digest(&k);
-                if filters.is_some_and(|f| !f.may_hold(Table::Messages, d)) {
+                let held: Vec<i32> = self.shared.state.lock_unpoisoned().held_keys.candidates(d).collect();
+                let ruled_out = filters.is_some_and(|f| !f.may_hold(Table::Messages, d));
+                if held.is_empty() && ruled_out {
                     (None, 0)
                 } else {
                     let number = |t: &redb::ReadTransaction| {
-                        message_number(&t.open_table(MESSAGE_KEYS)?, &t.open_table(MESSAGES)?, &k, d)
+                        let messages = t.open_table(MESSAGES)?;
+                        for &n in &held {
+                            if owns_message(&messages, n, &k)? {
+                                return Ok(Some(n));
+                            }
+                        }
+                        if ruled_out {
+                            return Ok(None);
+                        }
+                        message_number(&t.open_table(MESSAGE_KEYS)?, &messages, &k, d)
                     };
                     (self.read(number)?, 0)
                 }
@@ -1082,6 +1127,97 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    /// Entries of `table` redb holds.
+    fn rows_in<K: redb::Key + 'static>(store: &DiskStore, table: TableDefinition<K, ()>) -> u64 {
+        store.read(|t| Ok(t.open_table(table)?.len()?)).unwrap()
+    }
+
+    fn held(store: &DiskStore) -> (usize, usize) {
+        let state = store.shared.state.lock_unpoisoned();
+        (state.held_keys.len(), state.held_ids.len())
+    }
+
+    /// A fold that lets no journal file go keeps the digests of the ids it folded in memory,
+    /// where every lookup finds them; they go into their tables together once there are
+    /// `HELD_MAX` of them, and when the store closes.
+    #[test]
+    fn digests_wait_in_memory_and_go_into_their_tables_together() {
+        let d = dir("held");
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        // The first fold after opening is durable (the file before may be let go of): its
+        // digests go in at once.
+        assert_eq!(block_on(store.claim_message(1000, &said("bot", "first", "x"))).unwrap(), Claim::Inserted);
+        store.settle();
+        assert_eq!((held(&store), rows_in(&store, MESSAGE_KEYS)), ((0, 0), 1));
+        let (a, b) = (said("bot", "a", "x"), said("bot", "b", "y"));
+        assert_eq!(block_on(store.claim_message(1, &a)).unwrap(), Claim::Inserted);
+        assert_eq!(block_on(store.claim_surrogate(11, "wxid_a")).unwrap(), Claim::Inserted);
+        store.settle();
+        assert_eq!(held(&store), (1, 1));
+        assert_eq!((rows_in(&store, MESSAGE_KEYS), rows_in(&store, IDS)), (1, 0), "not in redb yet");
+        // Every way of looking an id up finds it.
+        assert_eq!(block_on(store.message_id_of(&a.key)).unwrap(), Some(1));
+        assert_eq!(block_on(store.find_or_claim_message(|| 2, &a)).unwrap(), Found::Known(1), "with its content");
+        assert_eq!(block_on(store.surrogate_of("wxid_a")).unwrap(), Some(11));
+        assert_eq!(block_on(store.find_or_claim_surrogate(|| 12, "wxid_a")).unwrap(), Found::Known(11));
+        assert_eq!(block_on(store.find_or_claim_message(|| 2, &b)).unwrap(), Found::Claimed(2, Claim::Inserted));
+
+        // Past HELD_MAX the fold puts them all in.
+        for i in 0..folder::HELD_MAX as i32 {
+            let record = said("bot", &format!("m{i}"), "z");
+            assert_eq!(block_on(store.claim_message(100 + i, &record)).unwrap(), Claim::Inserted);
+        }
+        store.settle();
+        let (keys, _) = held(&store);
+        assert!(keys < folder::HELD_MAX, "{keys} held");
+        assert_eq!(rows_in(&store, MESSAGE_KEYS) + keys as u64, 3 + folder::HELD_MAX as u64);
+        for i in 0..folder::HELD_MAX as i32 {
+            let record = said("bot", &format!("m{i}"), "z");
+            assert_eq!(block_on(store.message_id_of(&record.key)).unwrap(), Some(100 + i));
+        }
+
+        // Closing puts the rest in; the file then answers alone.
+        drop(store);
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        assert_eq!(held(&store), (0, 0));
+        assert_eq!(rows_in(&store, MESSAGE_KEYS), 3 + folder::HELD_MAX as u64);
+        assert_eq!(rows_in(&store, IDS), 1);
+        assert_eq!(block_on(store.message_id_of(&b.key)).unwrap(), Some(2));
+        assert_eq!(block_on(store.surrogate_of("wxid_a")).unwrap(), Some(11));
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A message pruned while its digest is held leaves nothing behind: the digest never goes
+    /// into the table, and its key is found nowhere.
+    #[test]
+    fn a_message_pruned_while_its_digest_is_held_leaves_no_digest() {
+        let d = dir("held-pruned");
+        let retention =
+            Retention { max_messages: 3, max_age: Duration::from_secs(3600), prune_every: Duration::from_millis(10) };
+        let store = DiskStore::open(&d, retention).unwrap();
+        // The first fold is durable (its digest goes in); the ones after it hold theirs.
+        let first = said("bot", "first", "x");
+        assert_eq!(block_on(store.claim_message(1000, &first)).unwrap(), Claim::Inserted);
+        store.settle();
+        let records: Vec<MessageRecord> = (0..8).map(|i| said("bot", &format!("p{i}"), "x")).collect();
+        for (i, record) in records.iter().enumerate() {
+            assert_eq!(block_on(store.claim_message(1 + i as i32, record)).unwrap(), Claim::Inserted);
+        }
+        wait_for("the pruning", || store.message_count().unwrap() <= 3);
+        wait_for("the held digests to follow", || held(&store).0 <= 3);
+        assert_eq!(rows_in(&store, MESSAGE_KEYS), 0, "the first message's digest pruned from the table");
+        assert_eq!(held(&store).0, 3);
+        for record in std::iter::once(&first).chain(&records[..5]) {
+            assert_eq!(block_on(store.message_id_of(&record.key)).unwrap(), None, "pruned");
+        }
+        for (i, record) in records.iter().enumerate().skip(5) {
+            assert_eq!(block_on(store.message_id_of(&record.key)).unwrap(), Some(1 + i as i32));
+        }
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
     /// Folds commit to redb without syncing it, except the one that lets journal files go: a
     /// copy of the store's directory taken while it runs (what a crash leaves) opens with every
     /// id it gave, and the journal does not pile up.
@@ -1349,7 +1485,9 @@ mod tests {
                 Ok((t.open_table(MESSAGE_KEYS)?.len()?, t.open_table(IDS)?.len()?, t.open_table(SURROGATES)?.len()?))
             })
             .unwrap();
-        assert_eq!(in_redb, (300, 300, 300));
+        // What is not in redb's tables yet waits in memory, found as the loop above shows.
+        let (keys, ids) = held(&store);
+        assert_eq!((in_redb.0 + keys as u64, in_redb.1 + ids as u64, in_redb.2), (300, 300, 300));
         drop((store, fresh));
         let _ = std::fs::remove_dir_all(&d);
     }
