@@ -1,5 +1,6 @@
 //! The binary as a user runs it: flags, environment twins, `--check`, exit codes, and a clean
 //! stop on SIGTERM.
+#![allow(clippy::disallowed_methods)] // test peers queue without bounds (STYLE: tests only)
 
 mod support;
 

@@ -7,6 +7,7 @@
 //!
 //! Everything is on loopback with ports chosen by the OS. The real-client tests need
 //! `tests/clients/.venv` (made by `tests/run.sh`); they fail, never skip, without it.
+#![allow(clippy::disallowed_methods)] // test peers queue without bounds (STYLE: tests only)
 
 mod clients;
 mod support;

@@ -4,6 +4,7 @@
 //!
 //! The nonebot test needs `tests/clients/.venv` (made by `tests/run.sh`); it fails, never skips,
 //! without it.
+#![allow(clippy::disallowed_methods)] // test peers queue without bounds (STYLE: tests only)
 
 mod clients;
 mod support;

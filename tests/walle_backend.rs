@@ -24,6 +24,7 @@
 //! decodes it), MessagePack's bin as `Value::Bytes`; and `serde_json::to_value` of a
 //! `Value::Bytes` gives an array of numbers, not base64 (its serialiser picks text by sniffing
 //! the type name `&mut serde_json…`).
+#![allow(clippy::disallowed_methods)] // test peers queue without bounds (STYLE: tests only)
 
 mod clients;
 mod support;

@@ -6,6 +6,7 @@
 //!
 //! The real bots need `tests/clients/.venv` (made by `tests/run.sh`); those tests fail, never
 //! skip, without it.
+#![allow(clippy::disallowed_methods)] // test peers queue without bounds (STYLE: tests only)
 
 mod clients;
 mod support;

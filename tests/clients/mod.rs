@@ -5,6 +5,7 @@
 //! A client script talks to the test through single lines on its stdout (for instance
 //! `CONNECTED 10001`); everything else it writes goes to stderr, which is kept and printed when
 //! the test fails (or always with `ONEBOT_BRIDGE_TEST_VERBOSE=1`).
+#![allow(clippy::disallowed_methods)] // test peers queue without bounds (STYLE: tests only)
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};

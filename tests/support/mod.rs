@@ -1,5 +1,6 @@
 //! Test peers: a scripted v12 implementation and a scripted v11 bot, plus a helper that starts
 //! the real bridge between them on port 0.
+#![allow(clippy::disallowed_methods)] // test peers queue without bounds (STYLE: tests only)
 #![allow(dead_code, unused_imports)]
 
 mod backend;
