@@ -72,8 +72,7 @@ impl<N: Copy + PartialEq> Held<N> {
 
     /// The numbers held under digest `d`.
     pub(super) fn candidates(&self, d: u64) -> impl Iterator<Item = N> + '_ {
-        let more = if self.more.is_empty() { &[][..] } else { &self.more[..] };
-        self.first.get(&d).copied().into_iter().chain(more.iter().filter(move |&&(m, _)| m == d).map(|&(_, n)| n))
+        self.first.get(&d).copied().into_iter().chain(self.more.iter().filter(move |&&(m, _)| m == d).map(|&(_, n)| n))
     }
 
     pub(super) fn remove(&mut self, d: u64, n: N) {
@@ -399,5 +398,36 @@ impl State {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Held;
+
+    /// Numbers that share a digest are each held and found; removing the first leaves the
+    /// others found under it, and a number held twice counts once.
+    #[test]
+    fn held_digests_keep_every_number_that_shares_one() {
+        let mut held = Held::<i32>::default();
+        for (d, n) in [(7, 1), (7, 2), (9, 3), (7, 4), (7, 2)] {
+            held.insert(d, n);
+        }
+        assert_eq!(held.len(), 4);
+        assert_eq!(held.candidates(7).collect::<Vec<_>>(), [1, 2, 4]);
+        assert_eq!(held.candidates(8).count(), 0);
+        held.remove(7, 1);
+        let mut left: Vec<i32> = held.candidates(7).collect();
+        left.sort_unstable();
+        assert_eq!(left, [2, 4]);
+        held.remove(7, 4);
+        held.remove(9, 5);
+        assert_eq!(held.candidates(7).collect::<Vec<_>>(), [2]);
+        assert_eq!(held.candidates(9).collect::<Vec<_>>(), [3]);
+        let mut pairs: Vec<(u64, i32)> = held.pairs().collect();
+        pairs.sort_unstable();
+        assert_eq!(pairs, [(7, 2), (9, 3)]);
+        held.clear();
+        assert_eq!(held.len(), 0);
     }
 }
