@@ -10,7 +10,8 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::filter::{Filters, Table};
 use super::{
-    is_key_text, message_number, now_ms, row_key, surrogate_number, KeyText, IDS, MESSAGES, MESSAGE_KEYS, SURROGATES,
+    message_number, now_ms, owns_message, owns_surrogate, row_key, surrogate_number, KeyText, IDS, MESSAGES,
+    MESSAGE_KEYS, SURROGATES,
 };
 use crate::core::ids::{Claim, Found, IdError, MessageKey};
 use crate::core::record::Row;
@@ -231,7 +232,7 @@ impl State {
             return Ok(Some(found));
         }
         for n in self.held_keys.candidates(key.digest) {
-            if matches!(view.row_owner(n)?, Some(Ok((owner, _))) if is_key_text(&owner, &key.text)) {
+            if owns_message(view.table(|s| &s.messages, MESSAGES)?, n, &key.text)? {
                 return Ok(Some((n, 0)));
             }
         }
@@ -289,7 +290,7 @@ impl State {
             return Ok((Found::Known(n), seq));
         }
         for n in self.held_ids.candidates(d) {
-            if view.surrogate_owner(n)?.is_some_and(|owner| owner == v12) {
+            if owns_surrogate(view.table(|s| &s.surrogates, SURROGATES)?, n, v12)? {
                 return Ok((Found::Known(n), 0));
             }
         }

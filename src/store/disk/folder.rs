@@ -252,17 +252,17 @@ impl Folder {
             // until a durable commit lets journal files go: then they go in all at once, sorted,
             // so that each page of their tables is read and written about once per batch, where
             // a fold's few thousand took a page each once the tables outgrew the page cache.
-            let held = {
+            let flush = {
                 let state = self.shared.state.lock_unpoisoned();
-                state.held_keys.len() + state.held_ids.len()
-            };
-            let flush = durable || held + keys.len() + ids.len() >= HELD_MAX;
-            if flush {
-                {
-                    let state = self.shared.state.lock_unpoisoned();
+                let held = state.held_keys.len() + state.held_ids.len();
+                let flush = durable || held + keys.len() + ids.len() >= HELD_MAX;
+                if flush {
                     keys.extend(state.held_keys.pairs());
                     ids.extend(state.held_ids.pairs());
                 }
+                flush
+            };
+            if flush {
                 keys.sort_unstable();
                 ids.sort_unstable();
                 for &(key, n) in &keys {
