@@ -218,8 +218,12 @@ fn targets() -> Vec<Target> {
         println!("load: the Redis target is skipped: {}", redis_server::MISSING);
     }
     let only = std::env::var("LOAD_TARGETS").ok();
-    let wanted =
-        |t: Target| t.is_relay() || only.as_deref().is_none_or(|list| list.split(',').any(|l| l.trim() == t.label()));
+    let listed = |t: Target| only.as_deref().is_none_or(|list| list.split(',').any(|l| l.trim() == t.label()));
+    // The synced relay is the disk store's yardstick alone.
+    let wanted = |t: Target| match t {
+        Target::RelaySynced => listed(Target::Disk) || listed(t),
+        t => t.is_relay() || listed(t),
+    };
     let targets: Vec<Target> =
         Target::ALL.into_iter().filter(|&t| (redis || t != Target::Redis) && wanted(t)).collect();
     if let Some(list) = &only {
@@ -472,6 +476,8 @@ struct Row {
     label: String,
     values: Vec<Option<f64>>,
     text: Vec<String>,
+    /// Whether the ratio columns mean something for this row (not for differences).
+    ratios: bool,
 }
 
 impl Row {
@@ -483,13 +489,13 @@ impl Row {
     ) -> Row {
         let values: Vec<Option<f64>> = report.figures.iter().map(pick).collect();
         let text = values.iter().map(|v| v.map(&unit).unwrap_or_else(|| "-".to_owned())).collect();
-        Row { label: label.into(), values, text }
+        Row { label: label.into(), values, text, ratios: true }
     }
 
     /// Column `i` over column `base`.
     fn ratio(&self, i: usize, base: usize) -> String {
         match (self.values[i], self.values[base]) {
-            (Some(v), Some(relay)) if relay > 0.0 => format!("{:.2}", v / relay),
+            (Some(v), Some(relay)) if relay > 0.0 && self.ratios => format!("{:.2}", v / relay),
             _ => "-".to_owned(),
         }
     }
@@ -497,6 +503,13 @@ impl Row {
 
 impl Report {
     fn print(&self, sizes: &Sizes) {
+        // What each adds to the per-frame relay's p99 (the measure of latency).
+        let frame_relay_p99 = self
+            .targets
+            .iter()
+            .position(|&t| t == Target::RelayPerFrame)
+            .and_then(|i| median(&self.figures[i].latency_p99_ms));
+        let p99_over = |x: &Figures| Some(median(&x.latency_p99_ms)? - frame_relay_p99?);
         let per_s = |v: f64| format!("{v:.0}/s");
         let in_ms = |v: f64| format!("{v:.2} ms");
         let in_mib = |v: f64| format!("{v:.1} MiB");
@@ -507,6 +520,7 @@ impl Report {
             Row::of("  and in redis-server", self, |x| median(&x.store_cpu_us), |v| format!("{v:.1} µs")),
             Row::of(format!("latency p50 at {RATE:.0}/s"), self, |x| median(&x.latency_p50_ms), in_ms),
             Row::of(format!("latency p99 at {RATE:.0}/s"), self, |x| median(&x.latency_p99_ms), in_ms),
+            Row { ratios: false, ..Row::of("  p99 over the per-frame relay's", self, |x| p99_over(x), in_ms) },
             Row::of(
                 format!("fan-out to {FANOUT_BOTS} bots, events/s per bot"),
                 self,
@@ -556,13 +570,19 @@ impl Report {
 
         let width = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(0);
         let column = rows.iter().flat_map(|r| r.text.iter().map(|t| t.chars().count())).max().unwrap_or(0).max(23);
-        // Each bridge over each relay (the yardsticks), and Redis over the disk store.
-        let relays: Vec<usize> = (0..self.targets.len()).filter(|&i| self.targets[i].is_relay()).collect();
+        // Each bridge over each bare relay (the yardsticks), the disk store over the synced
+        // relay, and Redis over the disk store.
+        let relays: Vec<usize> = (0..self.targets.len())
+            .filter(|&i| self.targets[i].is_relay() && self.targets[i] != Target::RelaySynced)
+            .collect();
         let mut ratios: Vec<(usize, usize)> = (0..self.targets.len())
             .filter(|&i| !self.targets[i].is_relay())
             .flat_map(|i| relays.iter().map(move |&r| (i, r)))
             .collect();
         let column_of = |t: Target| self.targets.iter().position(|&x| x == t);
+        if let (Some(disk), Some(synced)) = (column_of(Target::Disk), column_of(Target::RelaySynced)) {
+            ratios.push((disk, synced));
+        }
         if let (Some(redis), Some(disk)) = (column_of(Target::Redis), column_of(Target::Disk)) {
             ratios.push((redis, disk));
         }

@@ -40,15 +40,25 @@ pub enum Target {
     Relay,
     /// The bare relay, a write per frame.
     RelayPerFrame,
+    /// The bare relay, the upstream's frames synced to disk before they go on: the disk
+    /// store's yardstick for what the disk itself costs.
+    RelaySynced,
 }
 
 impl Target {
-    pub const ALL: [Target; 6] =
-        [Target::Disk, Target::Redis, Target::Ephemeral, Target::V11, Target::Relay, Target::RelayPerFrame];
+    pub const ALL: [Target; 7] = [
+        Target::Disk,
+        Target::Redis,
+        Target::Ephemeral,
+        Target::V11,
+        Target::Relay,
+        Target::RelayPerFrame,
+        Target::RelaySynced,
+    ];
 
-    /// One of the two relays, the yardsticks.
+    /// One of the relays, the yardsticks.
     pub fn is_relay(self) -> bool {
-        matches!(self, Target::Relay | Target::RelayPerFrame)
+        matches!(self, Target::Relay | Target::RelayPerFrame | Target::RelaySynced)
     }
 
     pub fn name(self) -> &'static str {
@@ -59,6 +69,7 @@ impl Target {
             Target::V11 => "bridge (v11 link, eph.)",
             Target::Relay => "relay (batched)",
             Target::RelayPerFrame => "relay (per frame)",
+            Target::RelaySynced => "relay (synced)",
         }
     }
 
@@ -71,6 +82,7 @@ impl Target {
             Target::V11 => "v11",
             Target::Relay => "relay",
             Target::RelayPerFrame => "frame-relay",
+            Target::RelaySynced => "synced-relay",
         }
     }
 }
@@ -205,8 +217,12 @@ impl Peer {
                 .expect("redis-server is installed (checked before the Redis target is measured)")
         });
         let cmd = match target {
-            Target::Relay | Target::RelayPerFrame => {
-                let flush = if target == Target::Relay { relay::Flush::Batched } else { relay::Flush::PerFrame };
+            Target::Relay | Target::RelayPerFrame | Target::RelaySynced => {
+                let flush = match target {
+                    Target::Relay => relay::Flush::Batched,
+                    Target::RelayPerFrame => relay::Flush::PerFrame,
+                    _ => relay::Flush::Synced,
+                };
                 let mut cmd = Command::new(std::env::current_exe().expect("the bench binary"));
                 cmd.env(relay::ENV, relay::spec(flush, port, generator.url())).stdin(Stdio::piped());
                 cmd
@@ -284,7 +300,9 @@ impl Peer {
         let bots = self.bots(run.bots).await;
         // The relay dials the generator once per bot; the bridge once in all, and fans out.
         let links = match self.target {
-            Target::Relay | Target::RelayPerFrame => self.generator.links_after(mark, run.bots).await,
+            Target::Relay | Target::RelayPerFrame | Target::RelaySynced => {
+                self.generator.links_after(mark, run.bots).await
+            }
             Target::Disk | Target::Redis | Target::Ephemeral | Target::V11 => vec![self.generator.latest().await],
         };
         let tracker = Arc::new(Tracker::new(run.n, run.bots, run.window.unwrap_or(0)));
