@@ -4,12 +4,14 @@
 //! `docs/replicas.md` recommends: `--appendonly yes --appendfsync everysec`), for the bridge
 //! with `--ephemeral`, for the bridge with `--ephemeral` on a OneBot v11 link (the generator
 //! speaking as NapCat: the same messages in v11, converted at the link's edge), and for a bare
-//! WebSocket relay that translates nothing (`load/relay.rs`) in its two forms, one batching its
-//! writes and one writing each frame as it reads it, in the same run: the same generator, bot
-//! client and messages, all alternating. Rates, CPU and latencies are the median of three runs
-//! (memory, the long run and the no-stall run are one run each); the table gives each bridge over
-//! each relay, and Redis over the disk store. Without `redis-server` on `PATH` the Redis target is left out, and
-//! the run says so.
+//! WebSocket relay that translates nothing (`load/relay.rs`) in its three forms, one batching its
+//! writes, one writing each frame as it reads it, and one syncing the frames it forwards to bots
+//! to a file first (what the disk alone costs a relay that keeps its promise across a crash), in
+//! the same run: the same generator, bot client and messages, all alternating. Rates, CPU and
+//! latencies are the median of three runs (memory, the long run and the no-stall run are one run
+//! each); the table gives each bridge over the two bare relays, the disk store over the synced
+//! one, and Redis over the disk store. Without `redis-server` on `PATH` the Redis target is left
+//! out, and the run says so. The synced relay is measured when the disk store is.
 //!
 //! The bridge (the release binary) and the relay run as child processes, so their CPU time and
 //! memory are read from `/proc` apart from the bench's. For the Redis target, `redis-server`'s
@@ -23,7 +25,8 @@
 //! Scenarios (`load/scenarios.rs`):
 //! 1. events/s: one backend link, forward WebSocket both sides, 512 events in flight; every
 //!    event must arrive. The process's CPU time over this run gives CPU per event.
-//! 2. latency at a steady 5 000 events/s, per event (send → receipt), p50 and p99.
+//! 2. latency at a steady 5 000 events/s, per event (send → receipt), p50 and p99, and the p99
+//!    over the per-frame relay's.
 //! 3. fan-out: 10 bots on `/`, each receiving every event; events/s per bot. The relay dials the
 //!    generator once per bot, so the generator pushes each event ten times there (its cost is in
 //!    the bench process, not in the measured one).
@@ -42,7 +45,8 @@
 //! `latency`, `fanout`, `calls`, `idle`; several joined by `+` run on one bridge), to compare
 //! builds of the bridge by alternating them. `LOAD_IDS=uuid` gives the v12 generator's events
 //! random message ids, `LOAD_IDS=random` random message ids and a new user each, with a string
-//! id (the v11 generator's ids are integers and stay as they are).
+//! id (the v11 generator's ids are integers and stay as they are). `LOAD_RATE=<events/s>` sets
+//! the latency run's steady rate (5 000 otherwise).
 
 #[path = "load/peers.rs"]
 mod peers;
@@ -66,8 +70,21 @@ use scenarios::{quantile, EventOutcome, EventRun, Images, Peer, Target};
 /// backend connection and per bot; a window below that measures the sustained rate with
 /// nothing dropped.
 const WINDOW: usize = 512;
-/// The steady rate of the latency run, events/s.
+/// The steady rate of the latency run, events/s, unless `LOAD_RATE` gives another.
 const RATE: f64 = 5_000.0;
+
+/// The latency run's rate: [`RATE`], or `LOAD_RATE`.
+fn rate() -> f64 {
+    static CHOSEN: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *CHOSEN.get_or_init(|| match std::env::var("LOAD_RATE") {
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|r: &f64| r.is_finite() && *r > 0.0)
+            .unwrap_or_else(|| panic!("LOAD_RATE={v}: say how many events a second, above 0")),
+        Err(_) => RATE,
+    })
+}
 /// Calls in flight in the `send_group_msg` run (one bot each).
 const CALLERS: usize = 8;
 /// Bots in the fan-out run.
@@ -181,7 +198,7 @@ async fn alone_once(peer: &Peer, spec: &str, sizes: &Sizes, notes: &mut Vec<Stri
         n: count.unwrap_or(n),
         bots,
         window: (tag != "latency").then_some(WINDOW),
-        pace: (tag == "latency").then_some(RATE),
+        pace: (tag == "latency").then(rate),
         images: Images::Shared,
         budget: sizes.long_budget,
         stall_after: Duration::from_secs(10),
@@ -301,7 +318,7 @@ async fn measure(sizes: &Sizes, targets: &[Target]) -> Report {
                 notes.push(format!("{}: {} get_file calls for one shared image", target.name(), events.get_file));
             }
 
-            let run = EventRun { window: None, pace: Some(RATE), ..windowed("latency", sizes.latency_events, 1) };
+            let run = EventRun { window: None, pace: Some(rate()), ..windowed("latency", sizes.latency_events, 1) };
             let latency = peer.events(&run).await;
             check(target, "latency", &run, &latency, &mut notes);
             f.latency_p50_ms.push(ms(quantile(&latency.latencies, 0.50)));
@@ -518,8 +535,8 @@ impl Report {
             Row::of(format!("events/s, window {WINDOW}{runs}"), self, |x| median(&x.events_per_s), per_s),
             Row::of("CPU per event (user+sys)", self, |x| median(&x.cpu_us), |v| format!("{v:.1} µs")),
             Row::of("  and in redis-server", self, |x| median(&x.store_cpu_us), |v| format!("{v:.1} µs")),
-            Row::of(format!("latency p50 at {RATE:.0}/s"), self, |x| median(&x.latency_p50_ms), in_ms),
-            Row::of(format!("latency p99 at {RATE:.0}/s"), self, |x| median(&x.latency_p99_ms), in_ms),
+            Row::of(format!("latency p50 at {:.0}/s", rate()), self, |x| median(&x.latency_p50_ms), in_ms),
+            Row::of(format!("latency p99 at {:.0}/s", rate()), self, |x| median(&x.latency_p99_ms), in_ms),
             Row { ratios: false, ..Row::of("  p99 over the per-frame relay's", self, |x| p99_over(x), in_ms) },
             Row::of(
                 format!("fan-out to {FANOUT_BOTS} bots, events/s per bot"),
