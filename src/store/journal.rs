@@ -233,37 +233,57 @@ pub fn files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 }
 
 /// A journal file's entries, up to the first one cut short or damaged; the second value says
-/// what stopped the reading early, if anything did.
+/// what stopped the reading early, if anything did. The file is read as far as its entries go,
+/// not through the zeros after them.
 pub fn read(path: &Path) -> io::Result<(Vec<Entry>, Option<String>)> {
-    let mut bytes = Vec::new();
-    File::open(path)?.read_to_end(&mut bytes)?;
+    let mut file = io::BufReader::with_capacity(64 << 10, File::open(path)?);
     let mut entries = Vec::new();
-    let mut rest = bytes.as_slice();
-    while !rest.is_empty() {
-        let Some((head, after)) = rest.split_first_chunk::<8>() else {
-            return Ok((entries, Some(format!("an entry cut short at byte {}", bytes.len() - rest.len()))));
-        };
+    let mut payload = Vec::new();
+    let mut at = 0u64;
+    loop {
+        let mut head = [0u8; 8];
+        match read_up_to(&mut file, &mut head)? {
+            0 => break,
+            8 => {}
+            _ => return Ok((entries, Some(format!("an entry cut short at byte {at}")))),
+        }
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        let at = bytes.len() - rest.len();
         if len == 0 {
             // The zeros ahead of the entries.
             break;
         }
-        if len > MAX_ENTRY || after.len() < len {
+        if len > MAX_ENTRY {
             return Ok((entries, Some(format!("an entry cut short at byte {at}"))));
         }
-        let (payload, next) = after.split_at(len);
-        if crc32fast::hash(payload) != crc {
+        payload.resize(len, 0);
+        if read_up_to(&mut file, &mut payload)? < len {
+            return Ok((entries, Some(format!("an entry cut short at byte {at}"))));
+        }
+        if crc32fast::hash(&payload) != crc {
             return Ok((entries, Some(format!("a damaged entry at byte {at}"))));
         }
-        let Some(entry) = Entry::decode(payload) else {
+        let Some(entry) = Entry::decode(&payload) else {
             return Ok((entries, Some(format!("an unreadable entry at byte {at}"))));
         };
         entries.push(entry);
-        rest = next;
+        at += 8 + len as u64;
     }
     Ok((entries, None))
+}
+
+/// Reads into `buf` until it is full or the file ends; how many bytes it read.
+fn read_up_to(from: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match from.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 /// Deletes the files numbered below `number` (their entries are in redb for good).
