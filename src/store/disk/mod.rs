@@ -1259,6 +1259,49 @@ mod tests {
         let _ = std::fs::remove_dir_all(&copy);
     }
 
+    /// Within one journal file, folds are made durable once [`folder::DURABLE_EVERY`] entries
+    /// have been folded without a durable commit, so that no one commit has a burst's worth to
+    /// sync: a copy of the database alone (the journal left out) holds what the last durable
+    /// commit held.
+    #[test]
+    fn folds_are_made_durable_every_so_many_entries() {
+        let d = dir("durable-every");
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        // Each range decided in one batch, which the folder takes in one fold.
+        let claim = |range: std::ops::Range<i32>| {
+            let ((), ticket) = block_on(crate::store::deferring(async {
+                for n in range {
+                    let record = said("bot", &format!("m{n}"), "hi");
+                    assert_eq!(store.claim_message(n, &record).await.unwrap(), Claim::Inserted);
+                }
+            }));
+            block_on(store.wait_on_disk(ticket)).unwrap();
+            store.settle();
+        };
+        let copied = |name: &str| {
+            let copy = dir(name);
+            std::fs::create_dir_all(&copy).unwrap();
+            std::fs::copy(d.join("bridge.redb"), copy.join("bridge.redb")).unwrap();
+            let reopened = DiskStore::open(&copy, Retention::default()).unwrap();
+            let count = reopened.message_count().unwrap();
+            drop(reopened);
+            let _ = std::fs::remove_dir_all(&copy);
+            count
+        };
+        let few = 3;
+        claim(0..few);
+        assert_eq!(copied("durable-every-1"), few as u64, "the first fold after opening is durable");
+        let short = folder::DURABLE_EVERY as i32 / 2;
+        claim(few..few + short);
+        assert_eq!(copied("durable-every-2"), few as u64, "fewer than DURABLE_EVERY since: not yet durable");
+        let all = few + 2 * folder::DURABLE_EVERY as i32;
+        claim(few + short..all);
+        assert_eq!(copied("durable-every-3"), all as u64, "then durable, in the same journal file");
+        assert_eq!(journal::files(&d.join("journal")).unwrap().len(), 1);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
     /// Inside `deferring`, ids are given before the journal is synced; the ticket covers every
     /// one of them: once it is on disk, so is each entry. Outside it, a claim returns only once
     /// its entry is on disk.
