@@ -236,7 +236,9 @@ pub fn files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 /// what stopped the reading early, if anything did. The file is read as far as its entries go,
 /// not through the zeros after them.
 pub fn read(path: &Path) -> io::Result<(Vec<Entry>, Option<String>)> {
-    let mut file = io::BufReader::with_capacity(64 << 10, File::open(path)?);
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut file = io::BufReader::with_capacity(64 << 10, file);
     let mut entries = Vec::new();
     let mut payload = Vec::new();
     let mut at = 0u64;
@@ -253,7 +255,8 @@ pub fn read(path: &Path) -> io::Result<(Vec<Entry>, Option<String>)> {
             // The zeros ahead of the entries.
             break;
         }
-        if len > MAX_ENTRY {
+        // Nothing is allocated for a length the file cannot hold (a torn or damaged head).
+        if len > MAX_ENTRY || len as u64 > size.saturating_sub(at + 8) {
             return Ok((entries, Some(format!("an entry cut short at byte {at}"))));
         }
         payload.resize(len, 0);
