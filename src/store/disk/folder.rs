@@ -16,7 +16,6 @@ use super::{
 };
 use crate::core::ids::IdError;
 use crate::core::record::RowHead;
-use super::decide::State;
 use crate::store::journal::{self, Entry};
 use crate::sync::LockUnpoisoned;
 
@@ -33,9 +32,6 @@ const FOLD_MAX: usize = 16_384;
 /// Digests of v12 ids kept in memory, at most, before they go into their tables in one
 /// sorted batch (about 1.5 MiB of them).
 pub(super) const HELD_MAX: usize = if cfg!(test) { 64 } else { 65_536 };
-/// The slices of the digests' key space that held digests go into their tables by, one a
-/// fold, once a journal file is done with (or `HELD_MAX` have gathered): see [`Drain`].
-const SLICES: u8 = 8;
 /// How long the folder waits before retrying a commit that failed.
 const FOLD_RETRY: Duration = Duration::from_secs(1);
 /// Entries folded without a durable commit, at most: then one comes, whether or not it lets a
@@ -116,46 +112,6 @@ impl<'t> FoldTables<'t> {
     }
 }
 
-/// Where the folder stands between two folds.
-#[derive(Debug, Default)]
-pub(super) struct Progress {
-    /// The oldest journal file kept: its entries may be in redb only as a commit not yet
-    /// durable, or their digests only in memory.
-    kept_from: u64,
-    /// The newest journal file an entry was folded from.
-    newest: u64,
-    /// Entries in redb only as commits not yet durable.
-    undurable: usize,
-    drain: Option<Drain>,
-}
-
-/// The held digests on their way into their tables: a slice of their key space a fold, each
-/// fold durable, and the journal files before `release` let go of once the last slice is in.
-///
-/// All at once, they took one commit that touched most pages of the digests' tables (a store
-/// at its million messages: 45–60 ms to sync, and every journal sync meanwhile waited as long).
-/// A slice touches its own pages only, so each page is still written once per drain.
-#[derive(Debug, Clone, Copy)]
-struct Drain {
-    /// The slice the next fold puts in.
-    next: u8,
-    /// The journal file whose predecessors go once the drain is over; `None` for a drain
-    /// begun because `HELD_MAX` digests had gathered.
-    release: Option<u64>,
-}
-
-impl Progress {
-    /// Whether a drain is under way or due: the folder then folds even with no entries.
-    pub(super) fn draining(&self) -> bool {
-        self.drain.is_some() || self.newest > self.kept_from
-    }
-}
-
-/// The slice of the digests' key space `d` is in.
-fn slice_of(d: u64) -> u8 {
-    (d >> (64 - SLICES.trailing_zeros())) as u8
-}
-
 /// Entries journalled together, on their way to the folder.
 pub(super) struct Fold {
     /// The journal file they are in.
@@ -181,7 +137,11 @@ impl Folder {
         let mut gathered: Vec<Fold> = Vec::new();
         let mut closed = false;
         let mut filters = Keeper::default();
-        let mut progress = Progress::default();
+        // The oldest journal file kept: its entries may be in redb only as a commit not yet
+        // durable.
+        let mut kept_from = 0u64;
+        // Entries in redb only as commits not yet durable.
+        let mut undurable = 0usize;
         loop {
             self.keep_filters(&mut filters);
             if gathered.is_empty() {
@@ -203,14 +163,12 @@ impl Folder {
                     }
                 }
                 let mut wait = (last_prune + every).saturating_duration_since(Instant::now());
-                if filters.building() || progress.draining() {
-                    // Idle: build on, a chunk at a time, unless a fold comes; a drain goes on
-                    // with a fold of no entries.
+                if filters.building() {
+                    // Idle: build on, a chunk at a time, unless a fold comes.
                     wait = Duration::ZERO;
                 }
                 match rx.recv_timeout(wait) {
                     Ok(fold) => gathered.push(fold),
-                    Err(std_mpsc::RecvTimeoutError::Timeout) if progress.draining() => {}
                     Err(std_mpsc::RecvTimeoutError::Timeout) => continue,
                     Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
                 }
@@ -230,7 +188,7 @@ impl Folder {
                     Err(std_mpsc::TryRecvError::Disconnected) => closed = true,
                 }
             }
-            match self.fold(&gathered, &mut progress, closed, &mut filters) {
+            match self.fold(&gathered, &mut kept_from, &mut undurable, closed, &mut filters) {
                 Ok(()) => gathered.clear(),
                 Err(error) => {
                     tracing::error!(%error, entries = count, "id store could not apply its journal to the database; retrying");
@@ -240,32 +198,30 @@ impl Folder {
         }
     }
 
-    /// One commit of the gathered entries (none, when it only takes a drain a step on). It is
-    /// durable in a drain (see [`Drain`]; its last step lets journal files go, whose entries
-    /// must then be in redb for good), when the store closes, and once [`DURABLE_EVERY`]
-    /// entries have been folded without one: the journal holds every entry until a file goes,
-    /// and a crash replays it. A durable commit writes each page the entries touched and syncs
-    /// the file; where a message's or a user's v12 id is random (a UUID), that is a page for
-    /// each, and a sync of the journal that came during it waited for it: a stall of a few
-    /// milliseconds twenty times a second. Left to redb's write buffer between durable
-    /// commits, a page touched again is written once.
+    /// One commit of the gathered entries. It is durable when it lets journal files go (their
+    /// entries must then be in redb for good), when the store closes, and once
+    /// [`DURABLE_EVERY`] entries have been folded without one: the journal holds every entry
+    /// until a file goes, and a crash replays it. A durable commit writes each page
+    /// the entries touched and syncs the file; where a message's or a user's v12 id is random
+    /// (a UUID), that is a page for each, and a sync of the journal that came during it waited
+    /// for it: a stall of a few milliseconds twenty times a second. Left to redb's write buffer
+    /// between durable commits, a page touched again is written once.
     pub(super) fn fold(
         &self,
         gathered: &[Fold],
-        progress: &mut Progress,
+        kept_from: &mut u64,
+        undurable: &mut usize,
         closing: bool,
         filters: &mut Keeper,
     ) -> Result<(), IdError> {
-        if let Some(last) = gathered.last() {
-            progress.newest = progress.newest.max(last.file);
-        }
-        if progress.newest > progress.kept_from && progress.drain.is_none_or(|d| d.release.is_none()) {
-            // A journal file is done with: a drain lets it go. One begun for `HELD_MAX` starts
-            // over, as slices it has put in may hold digests of that file again.
-            progress.drain = Some(Drain { next: 0, release: Some(progress.newest) });
-        }
-        let entries: usize = gathered.iter().map(|f| f.entries.len()).sum();
+        let Some(last) = gathered.last() else { return Ok(()) };
         let mut txn = self.db.begin_write().map_err(store_err)?;
+        let release = closing || last.file > *kept_from;
+        let entries: usize = gathered.iter().map(|f| f.entries.len()).sum();
+        let durable = release || *undurable + entries >= DURABLE_EVERY;
+        if !durable {
+            txn.set_durability(redb::Durability::None).map_err(store_err)?;
+        }
         let digests = {
             let mut t = FoldTables::open(&txn).map_err(store_err)?;
             // The tables keyed by message numbers and times take their entries in order, at their
@@ -305,154 +261,74 @@ impl Folder {
                 pace();
                 t.surrogates.insert(n, v12).map_err(store_err)?;
             }
-            // The digests wait in memory (`held`) until a drain puts them in, sorted, so that
-            // each page of their tables is read and written about once per drain, where a
-            // fold's few thousand took a page each once the tables outgrew the page cache.
-            let digests = {
+            // The digests wait in memory (`held`) until [`HELD_MAX`] of them have gathered, or
+            // until a durable commit lets journal files go: then they go in all at once, sorted,
+            // so that each page of their tables is read and written about once per batch, where
+            // a fold's few thousand took a page each once the tables outgrew the page cache.
+            let flush = {
                 let state = self.shared.state.lock_unpoisoned();
-                if progress.drain.is_none() && state.held_keys.len() + state.held_ids.len() + keys.len() + ids.len() >= HELD_MAX {
-                    progress.drain = Some(Drain { next: 0, release: None });
+                let held = state.held_keys.len() + state.held_ids.len();
+                let flush = release || held + keys.len() + ids.len() >= HELD_MAX;
+                if flush {
+                    keys.extend(state.held_keys.pairs());
+                    ids.extend(state.held_ids.pairs());
                 }
-                let slice = match (closing, progress.drain) {
-                    (true, _) => Slice::All,
-                    (false, Some(drain)) => Slice::One(drain.next),
-                    (false, None) => Slice::None,
-                };
-                Digests::split(keys, ids, slice, &state)
+                flush
             };
-            for &(key, n) in &digests.keys {
-                pace();
-                t.keys.insert((key, n), ()).map_err(store_err)?;
-            }
-            for &(id, n) in &digests.ids {
-                pace();
-                t.ids.insert((id, n), ()).map_err(store_err)?;
-            }
-            digests
-        };
-        let durable = closing || progress.drain.is_some() || progress.undurable + entries >= DURABLE_EVERY;
-        if !durable {
-            txn.set_durability(redb::Durability::None).map_err(store_err)?;
-        }
-        txn.commit().map_err(store_err)?;
-        // Into the filters before the digests leave `held` (below, under the lock that the
-        // decisions take).
-        filters.folded(
-            digests.keys.iter().map(|&(key, _)| (Table::Messages, key)).chain(digests.ids.iter().map(|&(id, _)| (Table::Ids, id))),
-        );
-        if let Some(last) = gathered.last() {
-            self.shared.folded.store(last.last, Ordering::Release);
-        }
-        progress.undurable = if durable { 0 } else { progress.undurable + entries };
-        let release = match (closing, &mut progress.drain) {
-            (true, _) => {
-                progress.drain = None;
-                gathered.last().map(|last| last.file)
-            }
-            (false, Some(drain)) => {
-                drain.next += 1;
-                let release = drain.release;
-                if drain.next < SLICES {
-                    None
-                } else {
-                    progress.drain = None;
-                    release
+            if flush {
+                keys.sort_unstable();
+                ids.sort_unstable();
+                for &(key, n) in &keys {
+                    pace();
+                    t.keys.insert((key, n), ()).map_err(store_err)?;
+                }
+                for &(id, n) in &ids {
+                    pace();
+                    t.ids.insert((id, n), ()).map_err(store_err)?;
                 }
             }
-            (false, None) => None,
+            (keys, ids, flush)
         };
-        if let Some(file) = release {
-            progress.kept_from = file;
+        txn.commit().map_err(store_err)?;
+        let (keys, ids, flushed) = digests;
+        if flushed {
+            // Into the filters before the digests leave `held` (below, under the lock that the
+            // decisions take).
+            filters.folded(
+                keys.iter().map(|&(key, _)| (Table::Messages, key)).chain(ids.iter().map(|&(id, _)| (Table::Ids, id))),
+            );
         }
-        // Before the entries are let go of below: once they are, the drain is known.
-        self.shared.draining.store(progress.draining(), Ordering::Release);
+        self.shared.folded.store(last.last, Ordering::Release);
         let unfolded = {
             let mut state = self.shared.state.lock_unpoisoned();
             // In one step with letting go of the pending entries: a key is always found in one
             // of the two, or in redb.
-            digests.settle(&mut state);
-            if let Some(last) = gathered.last() {
-                state.let_go_of_folded(last.last);
+            if flushed {
+                state.held_keys.clear();
+                state.held_ids.clear();
+            } else {
+                for &(key, n) in &keys {
+                    state.held_keys.insert(key, n);
+                }
+                for &(id, n) in &ids {
+                    state.held_ids.insert(id, n);
+                }
             }
-            state.seq.saturating_sub(self.shared.folded.load(Ordering::Acquire))
+            state.let_go_of_folded(last.last);
+            state.seq.saturating_sub(last.last)
         };
         self.shared.fold_done.notify_waiters();
         if unfolded <= MAX_UNFOLDED / 2 && self.shared.behind.swap(false, Ordering::AcqRel) {
             tracing::info!(unfolded, "id store folder caught up");
         }
-        if let Some(file) = release {
-            if let Err(error) = journal::remove_before(&self.journal_dir, file) {
+        *undurable = if durable { 0 } else { *undurable + entries };
+        if release {
+            *kept_from = last.file;
+            if let Err(error) = journal::remove_before(&self.journal_dir, last.file) {
                 tracing::warn!(%error, "id store could not delete a journal file it no longer needs");
             }
         }
         Ok(())
-    }
-}
-
-/// Which held digests a fold puts into their tables.
-#[derive(Debug, Clone, Copy)]
-enum Slice {
-    None,
-    One(u8),
-    All,
-}
-
-impl Slice {
-    fn has(self, d: u64) -> bool {
-        match self {
-            Slice::None => false,
-            Slice::One(s) => slice_of(d) == s,
-            Slice::All => true,
-        }
-    }
-}
-
-/// A fold's digests: those it puts into their tables (sorted), and those it leaves held.
-struct Digests {
-    slice: Slice,
-    keys: Vec<(u64, i32)>,
-    ids: Vec<(u64, i64)>,
-    hold_keys: Vec<(u64, i32)>,
-    hold_ids: Vec<(u64, i64)>,
-}
-
-impl Digests {
-    /// The fold's own digests and those held, split by `slice`.
-    fn split(keys: Vec<(u64, i32)>, ids: Vec<(u64, i64)>, slice: Slice, state: &State) -> Digests {
-        let (mut put_keys, hold_keys): (Vec<_>, Vec<_>) = keys.into_iter().partition(|&(d, _)| slice.has(d));
-        let (mut put_ids, hold_ids): (Vec<_>, Vec<_>) = ids.into_iter().partition(|&(d, _)| slice.has(d));
-        if !matches!(slice, Slice::None) {
-            put_keys.extend(state.held_keys.pairs().filter(|&(d, _)| slice.has(d)));
-            put_ids.extend(state.held_ids.pairs().filter(|&(d, _)| slice.has(d)));
-        }
-        put_keys.sort_unstable();
-        put_ids.sort_unstable();
-        Digests { slice, keys: put_keys, ids: put_ids, hold_keys, hold_ids }
-    }
-
-    /// Once committed: those put in leave `held`, the rest join it.
-    fn settle(&self, state: &mut State) {
-        match self.slice {
-            Slice::None => {}
-            Slice::All => {
-                state.held_keys.clear();
-                state.held_ids.clear();
-            }
-            Slice::One(_) => {
-                for &(d, n) in &self.keys {
-                    state.held_keys.remove(d, n);
-                }
-                for &(d, n) in &self.ids {
-                    state.held_ids.remove(d, n);
-                }
-            }
-        }
-        for &(d, n) in &self.hold_keys {
-            state.held_keys.insert(d, n);
-        }
-        for &(d, n) in &self.hold_ids {
-            state.held_ids.insert(d, n);
-        }
     }
 }
 
