@@ -1259,6 +1259,68 @@ mod tests {
         let _ = std::fs::remove_dir_all(&copy);
     }
 
+    /// Pruning commits without a sync of its own: a copy of the store's files taken right after
+    /// it (what a crash leaves) may hold the pruned messages again, and opens with them pruned
+    /// again, the newest kept.
+    #[test]
+    fn a_crash_after_pruning_loses_nothing_and_prunes_again() {
+        let d = dir("prune-crash");
+        let retention =
+            Retention { max_messages: 3, max_age: Duration::from_secs(3600), prune_every: Duration::from_millis(10) };
+        let store = DiskStore::open(&d, retention).unwrap();
+        let records: Vec<MessageRecord> = (0..8).map(|i| said("bot", &format!("p{i}"), "x")).collect();
+        for (i, record) in records.iter().enumerate() {
+            assert_eq!(block_on(store.claim_message(1 + i as i32, record)).unwrap(), Claim::Inserted);
+        }
+        wait_for("the pruning", || store.message_count().unwrap() <= 3);
+        let copy = dir("prune-crash-copy");
+        std::fs::create_dir_all(copy.join("journal")).unwrap();
+        std::fs::copy(d.join("bridge.redb"), copy.join("bridge.redb")).unwrap();
+        for (_, path) in journal::files(&d.join("journal")).unwrap() {
+            std::fs::copy(&path, copy.join("journal").join(path.file_name().unwrap())).unwrap();
+        }
+        let reopened = DiskStore::open(&copy, retention).unwrap();
+        wait_for("the pruning after the crash", || reopened.message_count().unwrap() <= 3);
+        for (i, record) in records.iter().enumerate().skip(5) {
+            assert_eq!(block_on(reopened.message_id_of(&record.key)).unwrap(), Some(1 + i as i32), "p{i}");
+            assert_eq!(block_on(reopened.message_of(1 + i as i32)).unwrap().as_ref(), Some(record));
+        }
+        drop((store, reopened));
+        let _ = std::fs::remove_dir_all(&d);
+        let _ = std::fs::remove_dir_all(&copy);
+    }
+
+    /// A journal file goes only once every held digest of its entries is in redb for good: a
+    /// copy of the database alone, taken as soon as the file is gone, finds each message the
+    /// file held by its key.
+    #[test]
+    fn a_journal_file_goes_only_once_its_digests_are_in_the_database() {
+        let d = dir("release");
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        // The first fold lets the file before go; the digests that follow it are held.
+        assert_eq!(block_on(store.claim_message(1, &said("bot", "first", "x"))).unwrap(), Claim::Inserted);
+        store.settle();
+        let first_file = journal::files(&d.join("journal")).unwrap()[0].0;
+        // Rows of 1 MiB: the journal moves on to a new file past 16 of them.
+        let big: Vec<MessageRecord> = (0..20).map(|i| said("bot", &format!("big{i}"), &"x".repeat(1 << 20))).collect();
+        for (i, record) in big.iter().enumerate() {
+            assert_eq!(block_on(store.claim_message(10 + i as i32, record)).unwrap(), Claim::Inserted);
+        }
+        let gone = || journal::files(&d.join("journal")).unwrap().iter().all(|&(n, _)| n != first_file);
+        wait_for("the first journal file to go", gone);
+        let copy = dir("release-copy");
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::copy(d.join("bridge.redb"), copy.join("bridge.redb")).unwrap();
+        let reopened = DiskStore::open(&copy, Retention::default()).unwrap();
+        // The first 14 (of 1 MiB and a little more each) were in the first file.
+        for (i, record) in big.iter().enumerate().take(14) {
+            assert_eq!(block_on(reopened.message_id_of(&record.key)).unwrap(), Some(10 + i as i32), "big{i}");
+        }
+        drop((store, reopened));
+        let _ = std::fs::remove_dir_all(&d);
+        let _ = std::fs::remove_dir_all(&copy);
+    }
+
     /// Within one journal file, folds are made durable once [`folder::DURABLE_EVERY`] entries
     /// have been folded without a durable commit, so that no one commit has a burst's worth to
     /// sync: a copy of the database alone (the journal left out) holds what the last durable
