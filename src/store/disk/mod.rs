@@ -1132,6 +1132,20 @@ mod tests {
         store.read(|t| Ok(t.open_table(table)?.len()?)).unwrap()
     }
 
+    /// A copy of the store's files in `d`, as a crash leaves them while the store runs: the
+    /// database, and the journal's files too unless `database_only`.
+    fn copy_of(d: &Path, name: &str, database_only: bool) -> PathBuf {
+        let copy = dir(name);
+        std::fs::create_dir_all(copy.join("journal")).unwrap();
+        std::fs::copy(d.join("bridge.redb"), copy.join("bridge.redb")).unwrap();
+        if !database_only {
+            for (_, path) in journal::files(&d.join("journal")).unwrap() {
+                std::fs::copy(&path, copy.join("journal").join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        copy
+    }
+
     fn held(store: &DiskStore) -> (usize, usize) {
         let state = store.shared.state.lock_unpoisoned();
         (state.held_keys.len(), state.held_ids.len())
@@ -1241,12 +1255,7 @@ mod tests {
         let files = journal::files(&d.join("journal")).unwrap();
         assert!(files.len() <= 2, "folded files are let go of: {files:?}");
 
-        let copy = dir("copy-running-copy");
-        std::fs::create_dir_all(copy.join("journal")).unwrap();
-        std::fs::copy(d.join("bridge.redb"), copy.join("bridge.redb")).unwrap();
-        for (_, path) in &files {
-            std::fs::copy(path, copy.join("journal").join(path.file_name().unwrap())).unwrap();
-        }
+        let copy = copy_of(&d, "copy-running-copy", false);
         let reopened = DiskStore::open(&copy, Retention::default()).unwrap();
         assert_eq!(block_on(reopened.message_of(1)).unwrap(), Some(first));
         for (i, record) in big.iter().enumerate() {
@@ -1273,12 +1282,7 @@ mod tests {
             assert_eq!(block_on(store.claim_message(1 + i as i32, record)).unwrap(), Claim::Inserted);
         }
         wait_for("the pruning", || store.message_count().unwrap() <= 3);
-        let copy = dir("prune-crash-copy");
-        std::fs::create_dir_all(copy.join("journal")).unwrap();
-        std::fs::copy(d.join("bridge.redb"), copy.join("bridge.redb")).unwrap();
-        for (_, path) in journal::files(&d.join("journal")).unwrap() {
-            std::fs::copy(&path, copy.join("journal").join(path.file_name().unwrap())).unwrap();
-        }
+        let copy = copy_of(&d, "prune-crash-copy", false);
         let reopened = DiskStore::open(&copy, retention).unwrap();
         wait_for("the pruning after the crash", || reopened.message_count().unwrap() <= 3);
         for (i, record) in records.iter().enumerate().skip(5) {
@@ -1308,9 +1312,7 @@ mod tests {
         }
         let gone = || journal::files(&d.join("journal")).unwrap().iter().all(|&(n, _)| n != first_file);
         wait_for("the first journal file to go", gone);
-        let copy = dir("release-copy");
-        std::fs::create_dir_all(&copy).unwrap();
-        std::fs::copy(d.join("bridge.redb"), copy.join("bridge.redb")).unwrap();
+        let copy = copy_of(&d, "release-copy", true);
         let reopened = DiskStore::open(&copy, Retention::default()).unwrap();
         // The first 14 (of 1 MiB and a little more each) were in the first file.
         for (i, record) in big.iter().enumerate().take(14) {
@@ -1341,9 +1343,7 @@ mod tests {
             store.settle();
         };
         let copied = |name: &str| {
-            let copy = dir(name);
-            std::fs::create_dir_all(&copy).unwrap();
-            std::fs::copy(d.join("bridge.redb"), copy.join("bridge.redb")).unwrap();
+            let copy = copy_of(&d, name, true);
             let reopened = DiskStore::open(&copy, Retention::default()).unwrap();
             let count = reopened.message_count().unwrap();
             drop(reopened);
