@@ -32,6 +32,10 @@ const FOLD_MAX: usize = 16_384;
 /// Digests of v12 ids kept in memory, at most, before they go into their tables in one
 /// sorted batch (about 1.5 MiB of them).
 pub(super) const HELD_MAX: usize = if cfg!(test) { 64 } else { 65_536 };
+/// Digests of pruned messages kept in memory, at most, before they leave their table in one
+/// sorted batch, with the held digests or with a pruning (about 3 MiB of them): a store at its
+/// retention prunes about as many as it takes in.
+pub(super) const PRUNED_MAX: usize = if cfg!(test) { 64 } else { 262_144 };
 /// How long the folder waits before retrying a commit that failed.
 const FOLD_RETRY: Duration = Duration::from_secs(1);
 /// Entries folded without a durable commit, at most: then one comes, whether or not it lets a
@@ -265,19 +269,27 @@ impl Folder {
             // until a durable commit lets journal files go: then they go in all at once, sorted,
             // so that each page of their tables is read and written about once per batch, where
             // a fold's few thousand took a page each once the tables outgrew the page cache.
-            let flush = {
+            let (flush, mut pruned) = {
                 let state = self.shared.state.lock_unpoisoned();
                 let held = state.held_keys.len() + state.held_ids.len();
-                let flush = release || held + keys.len() + ids.len() >= HELD_MAX;
+                let flush =
+                    release || held + keys.len() + ids.len() >= HELD_MAX || state.pruned_keys.len() >= PRUNED_MAX;
                 if flush {
                     keys.extend(state.held_keys.pairs());
                     ids.extend(state.held_ids.pairs());
                 }
-                flush
+                (flush, if flush { state.pruned_keys.clone() } else { Vec::new() })
             };
             if flush {
                 keys.sort_unstable();
                 ids.sort_unstable();
+                pruned.sort_unstable();
+                // Before the new ones: a number pruned and given to the same key again keeps
+                // its digest.
+                for &(key, n) in &pruned {
+                    pace();
+                    t.keys.remove((key, n)).map_err(store_err)?;
+                }
                 for &(key, n) in &keys {
                     pace();
                     t.keys.insert((key, n), ()).map_err(store_err)?;
@@ -306,6 +318,7 @@ impl Folder {
             if flushed {
                 state.held_keys.clear();
                 state.held_ids.clear();
+                state.pruned_keys.clear();
             } else {
                 for &(key, n) in &keys {
                     state.held_keys.insert(key, n);
@@ -348,20 +361,23 @@ impl Folder {
 
 /// Deletes the oldest message ids beyond the count and age limits, at most one batch.
 /// Returns true when more remain to prune.
-fn prune(db: &Database, retention: Retention, shared: &Shared) -> Result<bool, redb::Error> {
+pub(super) fn prune(db: &Database, retention: Retention, shared: &Shared) -> Result<bool, redb::Error> {
     let mut txn = db.begin_write()?;
-    // Not synced on its own: the folder's next durable commit carries it. A crash before then
-    // loses nothing (the rows come back, and are pruned again), where a sync of every batch
-    // wrote most pages of the digests' table each time (a store at its million messages, 5 000
-    // a second: a batch a few milliseconds after another, each commit 25–40 ms, with every
-    // journal sync meanwhile waiting for it).
+    // The oldest rows and their ages go, in order, at the start of their tables; their digests
+    // leave theirs later (below). Not synced on its own: the folder's next durable commit
+    // carries it. A crash before then loses nothing (the rows come back, and are pruned
+    // again); one after it and before the digests left leaves those digests behind, found by
+    // no lookup (none has a row that is its key's). A batch that deleted its digests and
+    // synced wrote most pages of the digests' table each time: on a store at its million
+    // messages taking 5 000 a second, a batch a few milliseconds after another, each commit
+    // 25–40 ms, and every journal sync meanwhile waited for it.
     txn.set_durability(redb::Durability::None)?;
     let more;
     let mut digests = Vec::new();
+    let mut deleted = false;
     {
         let mut age = txn.open_table(MESSAGE_AGE)?;
         let mut messages = txn.open_table(MESSAGES)?;
-        let mut keys = txn.open_table(MESSAGE_KEYS)?;
         let total = age.len()?;
         let over_count = total.saturating_sub(retention.max_messages);
         let cutoff = now_ms().saturating_sub(retention.max_age.as_millis() as u64);
@@ -389,16 +405,26 @@ fn prune(db: &Database, retention: Retention, shared: &Shared) -> Result<bool, r
                 digests.push((digest(&key_text(&key)), *n));
             }
         }
-        // Sorted, as a fold's are: a page of the digests' table is then copied once.
-        digests.sort_unstable();
-        for (i, &(d, n)) in digests.iter().enumerate() {
-            if i % YIELD_EVERY == YIELD_EVERY - 1 {
-                std::thread::yield_now();
-            }
-            keys.remove((d, n))?;
-        }
         if !victims.is_empty() {
             tracing::debug!(pruned = victims.len(), "old message ids pruned");
+        }
+        // The digests leave their table with the next batch of held digests: on a store at
+        // its retention the deletions touch most pages of the table, which that batch writes
+        // anyway. Past `PRUNED_MAX` waiting (no entries come to fold, and messages age out),
+        // they leave it here, sorted, as a fold's go in: a page is then copied once.
+        let waiting = shared.state.lock_unpoisoned().pruned_keys.len();
+        if waiting + digests.len() >= PRUNED_MAX {
+            let mut keys = txn.open_table(MESSAGE_KEYS)?;
+            let mut all = shared.state.lock_unpoisoned().pruned_keys.clone();
+            all.extend_from_slice(&digests);
+            all.sort_unstable();
+            for (i, &(d, n)) in all.iter().enumerate() {
+                if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                    std::thread::yield_now();
+                }
+                keys.remove((d, n))?;
+            }
+            deleted = true;
         }
     }
     txn.commit()?;
@@ -406,6 +432,11 @@ fn prune(db: &Database, retention: Retention, shared: &Shared) -> Result<bool, r
     let mut state = shared.state.lock_unpoisoned();
     for &(d, n) in &digests {
         state.held_keys.remove(d, n);
+    }
+    if deleted {
+        state.pruned_keys.clear();
+    } else {
+        state.pruned_keys.extend(digests);
     }
     Ok(more)
 }

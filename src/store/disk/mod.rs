@@ -1220,13 +1220,72 @@ mod tests {
         }
         wait_for("the pruning", || store.message_count().unwrap() <= 3);
         wait_for("the held digests to follow", || held(&store).0 <= 3);
-        assert_eq!(rows_in(&store, MESSAGE_KEYS), 0, "the first message's digest pruned from the table");
         assert_eq!(held(&store).0, 3);
+        // The first message's digest leaves the table with the next batch of held digests.
+        assert_eq!(rows_in(&store, MESSAGE_KEYS), 1);
+        assert_eq!(store.shared.state.lock_unpoisoned().pruned_keys.len(), 6);
         for record in std::iter::once(&first).chain(&records[..5]) {
             assert_eq!(block_on(store.message_id_of(&record.key)).unwrap(), None, "pruned");
         }
         for (i, record) in records.iter().enumerate().skip(5) {
             assert_eq!(block_on(store.message_id_of(&record.key)).unwrap(), Some(1 + i as i32));
+        }
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A pruned message's digest leaves its table with the next batch of held digests, or with
+    /// a pruning once `PRUNED_MAX` wait: until then it waits in memory, and no lookup finds its
+    /// key.
+    #[test]
+    fn pruned_digests_leave_their_table_with_the_next_batch() {
+        use redb::ReadableTable;
+        let d = dir("pruned-digests");
+        // Pruned by hand below (the folder prunes when it starts, with nothing to prune yet).
+        let retention =
+            Retention { max_messages: 3, max_age: Duration::from_secs(3600), prune_every: Duration::from_secs(3600) };
+        let store = DiskStore::open(&d, retention).unwrap();
+        let records: Vec<MessageRecord> = (0..110).map(|i| said("bot", &format!("q{i}"), "x")).collect();
+        let claim = |range: std::ops::Range<usize>| {
+            for i in range {
+                assert_eq!(block_on(store.claim_message(1 + i as i32, &records[i])).unwrap(), Claim::Inserted);
+            }
+            store.settle();
+        };
+        let prune = || while folder::prune(&store.db, retention, &store.shared).unwrap() {};
+        let waiting = || store.shared.state.lock_unpoisoned().pruned_keys.clone();
+        // The digests in the table whose number's row is not their key's.
+        let stale = || {
+            store
+                .read(|t| {
+                    let (keys, messages) = (t.open_table(MESSAGE_KEYS)?, t.open_table(MESSAGES)?);
+                    let mut stale = Vec::new();
+                    for entry in keys.iter()? {
+                        let (d, n) = entry?.0.value();
+                        let owner = messages.get(n)?.map(|row| row_key(row.value()));
+                        if !matches!(owner, Some(Ok((owner, _))) if digest(&key_text(&owner)) == d) {
+                            stale.push((d, n));
+                        }
+                    }
+                    Ok(stale)
+                })
+                .unwrap()
+        };
+        // The first fold puts its digests in (it lets the file before go); 37 pruned wait.
+        claim(0..40);
+        prune();
+        assert_eq!(waiting().len(), 37);
+        assert!(!stale().is_empty());
+        assert!(stale().iter().all(|p| waiting().contains(p)), "every stale digest waits to leave");
+        // 70 more: past HELD_MAX held, a fold puts them in and takes the 37 out.
+        claim(40..110);
+        assert_eq!((waiting(), stale()), (Vec::new(), Vec::new()));
+        // 107 pruned at once, past PRUNED_MAX: the pruning takes them out itself.
+        prune();
+        assert_eq!((waiting(), stale()), (Vec::new(), Vec::new()));
+        for (i, record) in records.iter().enumerate() {
+            let found = block_on(store.message_id_of(&record.key)).unwrap();
+            assert_eq!(found, (i >= 107).then_some(1 + i as i32), "q{i}");
         }
         drop(store);
         let _ = std::fs::remove_dir_all(&d);
