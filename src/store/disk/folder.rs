@@ -318,7 +318,7 @@ impl Folder {
             if flushed {
                 state.held_keys.clear();
                 state.held_ids.clear();
-                state.pruned_keys.clear();
+                state.pruned_keys = Vec::new();
             } else {
                 for &(key, n) in &keys {
                     state.held_keys.insert(key, n);
@@ -434,7 +434,7 @@ pub(super) fn prune(db: &Database, retention: Retention, shared: &Shared) -> Res
         state.held_keys.remove(d, n);
     }
     if deleted {
-        state.pruned_keys.clear();
+        state.pruned_keys = Vec::new();
     } else {
         state.pruned_keys.extend(digests);
     }

@@ -10,14 +10,15 @@
 //! ticket before it returns, except inside [`crate::store::deferring`]: the event path
 //! translates an event (several ids, one after another) without waiting, then waits once for
 //! the last ticket before the event is delivered. A second thread, the folder, applies the
-//! journalled entries to redb in large transactions (every `folder::FOLD_EVERY` at most), durable only
-//! when they let journal files go (the journal holds every entry until redb holds it for good),
-//! deletes those files, and prunes old message ids by count and age in small batches between
-//! its commits. The two tables keyed by digests of v12 ids take their entries later than the
-//! rest: the folder holds them in memory until `folder::HELD_MAX` have gathered or a commit
-//! lets journal files go, then writes them sorted in one go, since their keys are random and
-//! a few at a time cost a page each once the tables outgrow the page cache. Opening the store
-//! applies what a crash left in the journal.
+//! journalled entries to redb in large transactions (every `folder::FOLD_EVERY` at most), durable
+//! when they let journal files go (the journal holds every entry until redb holds it for good)
+//! and once `folder::DURABLE_EVERY` entries were folded without, deletes those files, and prunes
+//! old message ids by count and age in batches between its commits (not synced on their own).
+//! The two tables keyed by digests of v12 ids take their entries later than the rest: the
+//! folder holds them in memory until `folder::HELD_MAX` have gathered or a commit lets journal
+//! files go, then writes them sorted in one go, since their keys are random and a few at a time
+//! cost a page each once the tables outgrow the page cache; pruned messages' digests leave
+//! their table with that batch. Opening the store applies what a crash left in the journal.
 //!
 //! Reads look at the entries not folded yet first, then the held digests, then redb (past
 //! filters that rule out most ids redb never held).
