@@ -33,7 +33,7 @@ const FOLD_MAX: usize = 16_384;
 /// sorted batch (about 1.5 MiB of them).
 pub(super) const HELD_MAX: usize = if cfg!(test) { 64 } else { 65_536 };
 /// Digests of pruned messages kept in memory, at most, before they leave their table in one
-/// sorted batch, with the held digests or with a pruning (about 3 MiB of them): a store at its
+/// sorted batch, with the held digests or with a pruning (4 MiB of them): a store at its
 /// retention prunes about as many as it takes in.
 pub(super) const PRUNED_MAX: usize = if cfg!(test) { 64 } else { 262_144 };
 /// How long the folder waits before retrying a commit that failed.
@@ -243,9 +243,7 @@ impl Folder {
             let mut written = 0usize;
             let mut pace = || {
                 written += 1;
-                if written % YIELD_EVERY == 0 {
-                    std::thread::yield_now();
-                }
+                offer_cpu(written);
             };
             for entry in gathered.iter().flat_map(|f| &f.entries) {
                 match entry {
@@ -359,6 +357,14 @@ impl Folder {
     }
 }
 
+/// Gives up the CPU once every [`YIELD_EVERY`] pieces of B-tree work (`done` counts them from 1):
+/// the folder's commits then take no runtime worker's core in one piece.
+fn offer_cpu(done: usize) {
+    if done % YIELD_EVERY == 0 {
+        std::thread::yield_now();
+    }
+}
+
 /// Deletes the oldest message ids beyond the count and age limits, at most one batch.
 /// Returns true when more remain to prune.
 pub(super) fn prune(db: &Database, retention: Retention, shared: &Shared) -> Result<bool, redb::Error> {
@@ -373,8 +379,8 @@ pub(super) fn prune(db: &Database, retention: Retention, shared: &Shared) -> Res
     // 25–40 ms, and every journal sync meanwhile waited for it.
     txn.set_durability(redb::Durability::None)?;
     let more;
+    let deleted;
     let mut digests = Vec::new();
-    let mut deleted = false;
     {
         let mut age = txn.open_table(MESSAGE_AGE)?;
         let mut messages = txn.open_table(MESSAGES)?;
@@ -396,9 +402,7 @@ pub(super) fn prune(db: &Database, retention: Retention, shared: &Shared) -> Res
         }
         more = victims.len() >= PRUNE_BATCH;
         for (i, (at, n)) in victims.iter().enumerate() {
-            if i % YIELD_EVERY == YIELD_EVERY - 1 {
-                std::thread::yield_now();
-            }
+            offer_cpu(i + 1);
             age.remove((*at, *n))?;
             let key = messages.remove(*n)?.map(|v| row_key(v.value()));
             if let Some(Ok((key, _))) = key {
@@ -412,19 +416,19 @@ pub(super) fn prune(db: &Database, retention: Retention, shared: &Shared) -> Res
         // its retention the deletions touch most pages of the table, which that batch writes
         // anyway. Past `PRUNED_MAX` waiting (no entries come to fold, and messages age out),
         // they leave it here, sorted, as a fold's go in: a page is then copied once.
-        let waiting = shared.state.lock_unpoisoned().pruned_keys.len();
-        if waiting + digests.len() >= PRUNED_MAX {
+        let all = {
+            let state = shared.state.lock_unpoisoned();
+            (state.pruned_keys.len() + digests.len() >= PRUNED_MAX)
+                .then(|| state.pruned_keys.iter().chain(&digests).copied().collect::<Vec<_>>())
+        };
+        deleted = all.is_some();
+        if let Some(mut all) = all {
             let mut keys = txn.open_table(MESSAGE_KEYS)?;
-            let mut all = shared.state.lock_unpoisoned().pruned_keys.clone();
-            all.extend_from_slice(&digests);
             all.sort_unstable();
             for (i, &(d, n)) in all.iter().enumerate() {
-                if i % YIELD_EVERY == YIELD_EVERY - 1 {
-                    std::thread::yield_now();
-                }
+                offer_cpu(i + 1);
                 keys.remove((d, n))?;
             }
-            deleted = true;
         }
     }
     txn.commit()?;
