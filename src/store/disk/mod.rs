@@ -18,13 +18,16 @@
 //! folder holds them in memory until `folder::HELD_MAX` have gathered or a commit lets journal
 //! files go, then writes them sorted in one go, since their keys are random and a few at a time
 //! cost a page each once the tables outgrow the page cache; pruned messages' digests leave
-//! their table with that batch. Opening the store applies what a crash left in the journal.
+//! their table with that batch. A durable commit's pages are written back in pieces before
+//! redb syncs its file (`paced`), so that the journal's syncs do not wait behind them all.
+//! Opening the store applies what a crash left in the journal.
 //!
 //! Reads look at the entries not folded yet first, then the held digests, then redb (past
 //! filters that rule out most ids redb never held).
 //!
 //! Here: opening, recovery and the [`IdStore`] calls. `decide`: the decisions and what they
-//! read; `syncer` and `folder`: the two threads; `filter`: the filters of the ids redb holds.
+//! read; `syncer` and `folder`: the two threads; `filter`: the filters of the ids redb holds;
+//! `paced`: redb's file.
 //!
 //! A message's row is binary ([`crate::core::record`]: version byte, time, key, body). Files
 //! written before that hold JSON rows (`{"record": …, "at": …}`); they are read as they are,
@@ -47,6 +50,7 @@ use crate::sync::LockUnpoisoned;
 mod decide;
 mod filter;
 mod folder;
+mod paced;
 mod syncer;
 
 use decide::{State, View};
@@ -348,9 +352,17 @@ impl DiskStore {
     pub fn open_with_cache(dir: &Path, retention: Retention, cache_bytes: usize) -> Result<DiskStore, IdError> {
         std::fs::create_dir_all(dir).map_err(|e| store_err(format!("{}: {e}", dir.display())))?;
         let path = dir.join("bridge.redb");
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .and_then(paced::PacedFile::new)
+            .map_err(|e| store_err(format!("{}: {e}", path.display())))?;
         let db = redb::Builder::new()
             .set_cache_size(cache_bytes)
-            .create(&path)
+            .create_with_backend(opened)
             .map_err(|e| store_err(format!("{}: {e}", path.display())))?;
         create_tables(&db).map_err(store_err)?;
         migrate(&db).map_err(store_err)?;
