@@ -18,10 +18,10 @@ use std::sync::Mutex;
 use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
 
+use crate::sync::LockUnpoisoned;
+
 /// What redb's file backend fails with (without its `experimental-api-5` feature).
 type BackendIoError = std::io::Error;
-
-use crate::sync::LockUnpoisoned;
 
 /// Bytes written back before waiting for them: a journal sync issued meanwhile waits for about
 /// this much more.
@@ -101,6 +101,7 @@ fn sync_file_range(file: &File, start: u64, end: u64, flags: libc::c_uint) {
 }
 
 /// The ranges cut into pieces of [`PIECE`] bytes (the last one shorter), in order.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn pieces(ranges: &[(u64, u64)]) -> Vec<Vec<(u64, u64)>> {
     let mut pieces = Vec::new();
     let (mut piece, mut bytes) = (Vec::new(), 0);
