@@ -24,8 +24,9 @@ use crate::sync::LockUnpoisoned;
 type BackendIoError = std::io::Error;
 
 /// Bytes written back before waiting for them: a journal sync issued meanwhile waits for about
-/// this much more.
-const PIECE: u64 = 256 << 10;
+/// this much more. (Traced at 5 000 events/s, the journal syncs that overlapped the write-back
+/// took 1–3 ms with pieces of 256 KiB, mostly 0.5–1 ms with these.)
+const PIECE: u64 = 64 << 10;
 /// Most written ranges remembered between two syncs (16 bytes each); past it the whole file is
 /// written back in pieces instead.
 const MOST_RANGES: usize = if cfg!(test) { 64 } else { 1 << 16 };
