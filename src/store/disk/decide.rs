@@ -126,10 +126,6 @@ pub(super) struct State {
     /// Users' and groups' ids' digests redb's `id_digests` does not hold yet, with their
     /// surrogates.
     pub(super) held_ids: Held<i64>,
-    /// Digests of pruned messages that redb's `message_digests` may still hold: they leave it
-    /// with the next batch of held digests (see `folder::prune`). Lookups skip them meanwhile,
-    /// as they skip any digest whose number's row is not the key's.
-    pub(super) pruned_keys: Vec<(u64, i32)>,
 }
 
 /// A read transaction of redb and the tables opened in it so far, kept for the decisions that

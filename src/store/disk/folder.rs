@@ -226,6 +226,9 @@ impl Folder {
         if !durable {
             txn.set_durability(redb::Durability::None).map_err(store_err)?;
         }
+        // The pruned messages' digests waiting (only this thread changes them): they leave with
+        // a flush, once it is committed.
+        let mut pruned = self.shared.pruned_keys.lock_unpoisoned();
         let digests = {
             let mut t = FoldTables::open(&txn).map_err(store_err)?;
             // The tables keyed by message numbers and times take their entries in order, at their
@@ -267,16 +270,15 @@ impl Folder {
             // until a durable commit lets journal files go: then they go in all at once, sorted,
             // so that each page of their tables is read and written about once per batch, where
             // a fold's few thousand took a page each once the tables outgrew the page cache.
-            let (flush, mut pruned) = {
+            let flush = {
                 let state = self.shared.state.lock_unpoisoned();
                 let held = state.held_keys.len() + state.held_ids.len();
-                let flush =
-                    release || held + keys.len() + ids.len() >= HELD_MAX || state.pruned_keys.len() >= PRUNED_MAX;
+                let flush = release || held + keys.len() + ids.len() >= HELD_MAX || pruned.len() >= PRUNED_MAX;
                 if flush {
                     keys.extend(state.held_keys.pairs());
                     ids.extend(state.held_ids.pairs());
                 }
-                (flush, if flush { state.pruned_keys.clone() } else { Vec::new() })
+                flush
             };
             if flush {
                 keys.sort_unstable();
@@ -284,7 +286,7 @@ impl Folder {
                 pruned.sort_unstable();
                 // Before the new ones: a number pruned and given to the same key again keeps
                 // its digest.
-                for &(key, n) in &pruned {
+                for &(key, n) in pruned.iter() {
                     pace();
                     t.keys.remove((key, n)).map_err(store_err)?;
                 }
@@ -302,6 +304,10 @@ impl Folder {
         txn.commit().map_err(store_err)?;
         let (keys, ids, flushed) = digests;
         if flushed {
+            *pruned = Vec::new();
+        }
+        drop(pruned);
+        if flushed {
             // Into the filters before the digests leave `held` (below, under the lock that the
             // decisions take).
             filters.folded(
@@ -316,7 +322,6 @@ impl Folder {
             if flushed {
                 state.held_keys.clear();
                 state.held_ids.clear();
-                state.pruned_keys = Vec::new();
             } else {
                 for &(key, n) in &keys {
                     state.held_keys.insert(key, n);
@@ -381,6 +386,8 @@ pub(super) fn prune(db: &Database, retention: Retention, shared: &Shared) -> Res
     let more;
     let deleted;
     let mut digests = Vec::new();
+    // The digests pruned before and still waiting (only the folder's thread changes them).
+    let mut waiting = shared.pruned_keys.lock_unpoisoned();
     {
         let mut age = txn.open_table(MESSAGE_AGE)?;
         let mut messages = txn.open_table(MESSAGES)?;
@@ -416,31 +423,28 @@ pub(super) fn prune(db: &Database, retention: Retention, shared: &Shared) -> Res
         // its retention the deletions touch most pages of the table, which that batch writes
         // anyway. Past `PRUNED_MAX` waiting (no entries come to fold, and messages age out),
         // they leave it here, sorted, as a fold's go in: a page is then copied once.
-        let all = {
-            let state = shared.state.lock_unpoisoned();
-            (state.pruned_keys.len() + digests.len() >= PRUNED_MAX)
-                .then(|| state.pruned_keys.iter().chain(&digests).copied().collect::<Vec<_>>())
-        };
-        deleted = all.is_some();
-        if let Some(mut all) = all {
+        deleted = waiting.len() + digests.len() >= PRUNED_MAX;
+        if deleted {
+            // Changed only once the commit holds: a failed one leaves them waiting as they were.
+            waiting.sort_unstable();
+            digests.sort_unstable();
             let mut keys = txn.open_table(MESSAGE_KEYS)?;
-            all.sort_unstable();
-            for (i, &(d, n)) in all.iter().enumerate() {
+            for (i, &(d, n)) in waiting.iter().chain(&digests).enumerate() {
                 offer_cpu(i + 1);
                 keys.remove((d, n))?;
             }
         }
     }
     txn.commit()?;
+    if deleted {
+        *waiting = Vec::new();
+    } else {
+        waiting.extend_from_slice(&digests);
+    }
     // A digest still held goes nowhere now (nor does the key: redb has no row for it).
     let mut state = shared.state.lock_unpoisoned();
     for &(d, n) in &digests {
         state.held_keys.remove(d, n);
-    }
-    if deleted {
-        state.pruned_keys = Vec::new();
-    } else {
-        state.pruned_keys.extend(digests);
     }
     Ok(more)
 }
