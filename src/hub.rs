@@ -160,8 +160,6 @@ pub struct Admitted {
     pub entry: Arc<AccountEntry>,
     pub backend: Arc<BackendInfo>,
     pub ev: v12::Event,
-    /// On the disk store: the event counts as on its way to its ids until they are given.
-    pub deciding: Option<crate::store::disk::Deciding>,
 }
 
 /// Backend calls made while translating an event: the account's link, given up on request.
@@ -662,13 +660,10 @@ impl Hub {
         backend: &BackendInfo,
         ev: &v12::Event,
         give_up: &GiveUp,
-        deciding: &mut Option<crate::store::disk::Deciding>,
     ) -> Result<Option<V11Event>, EventError> {
         // The event's ids are given without waiting for the disk store's journal, one after
         // another; the event then waits once, for all of them, before it may reach a bot.
         let (translated, ticket) = crate::store::deferring(self.translate_deferred(entry, backend, ev, give_up)).await;
-        // Its ids are given: the journal's next sync need not hold back for it.
-        drop(deciding.take());
         self.translator.ids.store().on_disk(ticket).await?;
         translated
     }
@@ -736,8 +731,7 @@ impl Reports for Hub {
         let self_id = ev.self_id.as_ref()?;
         let entry = self.upsert_account(link, self_id, true, false).await?;
         entry.stats.received();
-        let deciding = self.translator.ids.store().deciding();
-        Some(Admitted { entry, backend: self.backend_info(link.id), ev, deciding })
+        Some(Admitted { entry, backend: self.backend_info(link.id), ev })
     }
 
     /// Translates an admitted event. Backend calls it makes (a received picture's URL) stop
@@ -752,12 +746,12 @@ impl Reports for Hub {
     /// the rest. An event still failing after [`STORE_WAIT`] is dropped and counted
     /// (`store_unavailable`).
     async fn translate(&self, admitted: Admitted, give_up: GiveUp) -> Translated {
-        let Admitted { entry, backend, ev, mut deciding } = admitted;
+        let Admitted { entry, backend, ev } = admitted;
         let started = Instant::now();
         let mut pause = STORE_RETRY_FIRST;
         let mut attempts = 0u32;
         let v11 = loop {
-            match self.translate_once(&entry, &backend, &ev, &give_up, &mut deciding).await {
+            match self.translate_once(&entry, &backend, &ev, &give_up).await {
                 Ok(v11) => {
                     if attempts > 0 {
                         tracing::info!(event = %ev.name(), id = %ev.id, waited_ms = started.elapsed().as_millis() as u64, "the id store is back; event translated");
@@ -919,7 +913,7 @@ mod tests {
             "alt_message": "", "user_id": "20002", "group_id": "30003",
         }))
         .unwrap();
-        let admitted = Admitted { entry, backend: hub.backend_info(1), ev, deciding: None };
+        let admitted = Admitted { entry, backend: hub.backend_info(1), ev };
         let translation = hub.translate(admitted, GiveUp::never());
         let size = std::mem::size_of_val(&translation);
         assert!(size <= 6 * 1024, "an event's translation is a future of {size} bytes");

@@ -88,23 +88,15 @@ async fn work<R: Reports>(
             biased;
             Some(done) = translating.next() => reports.deliver(done),
             value = queued.recv(), if translating.len() < IN_FLIGHT => {
-                let Some(first) = value else { break };
-                // The events read meanwhile are admitted too before any of them is translated:
-                // on the disk store, their ids then share one journal sync.
-                let mut next = Some(first);
-                while let Some((ev, budget)) = next.take() {
-                    if let Some(admitted) = admit(&link, reports, &recent, ev).await {
-                        let give_up = give_up.subscribe();
-                        // Mapped rather than wrapped in an `async` block, which would hold the
-                        // event a second time beside its translation.
-                        translating.push_back(reports.translate(admitted, give_up).map(move |done| {
-                            drop(budget);
-                            done
-                        }));
-                    }
-                    if translating.len() < IN_FLIGHT {
-                        next = queued.try_recv().ok();
-                    }
+                let Some((ev, budget)) = value else { break };
+                if let Some(admitted) = admit(&link, reports, &recent, ev).await {
+                    let give_up = give_up.subscribe();
+                    // Mapped rather than wrapped in an `async` block, which would hold the event
+                    // a second time beside its translation.
+                    translating.push_back(reports.translate(admitted, give_up).map(move |done| {
+                        drop(budget);
+                        done
+                    }));
                 }
             }
         }

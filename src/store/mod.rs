@@ -48,15 +48,6 @@ pub enum Store {
 }
 
 impl Store {
-    /// On the disk store, counts an event as on its way to its ids while the value lives
-    /// ([`disk::Deciding`]).
-    pub fn deciding(&self) -> Option<disk::Deciding> {
-        match self {
-            Store::Disk(s) => Some(s.deciding()),
-            _ => None,
-        }
-    }
-
     /// Waits until what a [`deferring`] run was given is on disk (the stores that do not
     /// defer have nothing to wait for).
     pub async fn on_disk(&self, ticket: u64) -> Result<(), IdError> {

@@ -34,7 +34,7 @@
 //! told apart by their first byte, and a JSON row becomes binary when its record is saved again.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -175,10 +175,6 @@ struct Shared {
     closed: AtomicBool,
     /// The syncer's thread, to wake when entries are decided or the store closes.
     syncer: std::sync::OnceLock<std::thread::Thread>,
-    /// Events on their way to being given ids ([`Deciding`]).
-    deciding: AtomicUsize,
-    /// The syncer holds a sync back until `deciding` is zero: the last to finish wakes it.
-    gathering: AtomicBool,
     /// Digests of pruned messages that redb's `message_digests` may still hold: they leave it
     /// with the next batch of held digests (see `folder::prune`). Lookups skip them meanwhile,
     /// as they skip any digest whose number's row is not the key's. Only the folder reads them,
@@ -194,22 +190,6 @@ impl Shared {
     fn wake_syncer(&self) {
         if self.syncer_idle.swap(false, Ordering::AcqRel) {
             if let Some(t) = self.syncer.get() {
-                t.unpark();
-            }
-        }
-    }
-}
-
-/// An event read from a backend and not yet given its ids ([`DiskStore::deciding`]): while any
-/// is, the syncer holds its next sync back for a moment, so that events read together share one
-/// sync instead of the first taking one alone and the rest waiting for it and then for theirs.
-#[derive(Debug)]
-pub struct Deciding(Arc<Shared>);
-
-impl Drop for Deciding {
-    fn drop(&mut self) {
-        if self.0.deciding.fetch_sub(1, Ordering::AcqRel) == 1 && self.0.gathering.load(Ordering::Acquire) {
-            if let Some(t) = self.0.syncer.get() {
                 t.unpark();
             }
         }
@@ -367,13 +347,6 @@ fn now_ms() -> u64 {
 }
 
 impl DiskStore {
-    /// Counts an event as on its way to its ids until the value is dropped (once its ids are
-    /// given, before it waits for them to be on disk).
-    pub fn deciding(&self) -> Deciding {
-        self.shared.deciding.fetch_add(1, Ordering::AcqRel);
-        Deciding(self.shared.clone())
-    }
-
     /// Opens (or creates) `<dir>/bridge.redb` with the default page cache and starts its threads.
     pub fn open(dir: &Path, retention: Retention) -> Result<DiskStore, IdError> {
         DiskStore::open_with_cache(dir, retention, DEFAULT_CACHE_BYTES)
@@ -417,8 +390,6 @@ impl DiskStore {
             behind: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             syncer: std::sync::OnceLock::new(),
-            deciding: AtomicUsize::new(0),
-            gathering: AtomicBool::new(false),
             pruned_keys: Mutex::new(Vec::new()),
         });
         let (folds_tx, folds_rx) = std_mpsc::sync_channel(FOLD_QUEUE);
@@ -1278,44 +1249,6 @@ mod tests {
         for (i, record) in records.iter().enumerate().skip(5) {
             assert_eq!(block_on(store.message_id_of(&record.key)).unwrap(), Some(1 + i as i32));
         }
-        drop(store);
-        let _ = std::fs::remove_dir_all(&d);
-    }
-
-    /// Events read together share one journal sync: while any of them is still being given its
-    /// ids, the syncer holds the sync back (at most `GATHER`), and the last one given its ids
-    /// wakes it. One never given its ids holds it back no longer than that.
-    #[test]
-    fn events_being_given_ids_hold_the_sync_back_a_moment() {
-        let d = dir("gather");
-        let store = DiskStore::open(&d, Retention::default()).unwrap();
-        let durable = || store.shared.durable_seq();
-        let claim = |n: i32| {
-            let (claim, ticket) =
-                block_on(crate::store::deferring(store.claim_message(n, &said("bot", &format!("g{n}"), "x"))));
-            assert_eq!(claim.unwrap(), Claim::Inserted);
-            ticket
-        };
-        let mut deciding: Vec<Deciding> = (0..3).map(|_| store.deciding()).collect();
-        let first = claim(1);
-        drop(deciding.remove(0));
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(durable() < first, "two events still on their way: the sync waits for them");
-        let second = claim(2);
-        drop(deciding.remove(0));
-        let third = claim(3);
-        let started = Instant::now();
-        drop(deciding.remove(0));
-        block_on(store.wait_on_disk(third)).unwrap();
-        assert!(started.elapsed() < syncer::GATHER, "the last one given its ids wakes the syncer");
-        assert!(durable() >= second.max(first));
-
-        let stuck = store.deciding();
-        let fourth = claim(4);
-        let started = Instant::now();
-        block_on(store.wait_on_disk(fourth)).unwrap();
-        assert!(started.elapsed() >= syncer::GATHER - Duration::from_millis(10), "held back a moment");
-        drop(stuck);
         drop(store);
         let _ = std::fs::remove_dir_all(&d);
     }

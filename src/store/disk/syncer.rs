@@ -13,30 +13,24 @@ use crate::sync::LockUnpoisoned;
 /// Two batches in a row of at least this many entries, each come at [`BURST_RATE`] or more, are
 /// a burst: the syncer lets the next one grow before syncing it.
 const BURST_FROM: usize = 8;
-/// Entries a second, counted over the time a batch's entries took to come (since the batch
-/// before was taken).
+/// Entries a second, counted over a batch and its sync.
 const BURST_RATE: f64 = 40_000.0;
 /// How long a burst's batch is let grow: at 100 000 entries a second, about 50 entries more per
 /// sync. Longer (1 ms was measured) holds the events waiting for the sync back more than the
 /// syncs saved give the process.
 const GROW: Duration = Duration::from_micros(500);
 
-/// Longest a sync is held back for events still being given their ids: about what a handful of
-/// events take to translate. (Long in unit tests, which look at what happens within it.)
-pub(super) const GATHER: Duration = if cfg!(test) { Duration::from_millis(500) } else { Duration::from_micros(100) };
-
 /// One journal sync, as the syncer remembers it.
 #[derive(Debug, Default, Clone, Copy)]
 struct Batch {
     entries: usize,
-    /// From the batch before being taken to this one being taken.
-    came_over: Duration,
+    took: Duration,
 }
 
 impl Batch {
-    /// Whether the entries came as fast as a burst's.
+    /// Whether the entries came as fast as a burst's (decided while the sync before took).
     fn burst(&self) -> bool {
-        self.entries >= BURST_FROM && self.entries as f64 >= BURST_RATE * self.came_over.as_secs_f64()
+        self.entries >= BURST_FROM && self.entries as f64 >= BURST_RATE * self.took.as_secs_f64()
     }
 }
 /// The syncer thread: takes what the callers decided, journals it, and says how far the
@@ -52,9 +46,8 @@ pub(super) struct Syncer {
 
 impl Syncer {
     pub(super) fn run(mut self) {
-        // The last two batches: their sizes and how long their entries took to come.
+        // The last two batches: their sizes and how long their syncs took.
         let (mut last, mut before_last) = (Batch::default(), Batch::default());
-        let mut last_taken = Instant::now();
         loop {
             let (entries, seq) = {
                 let mut state = self.shared.state.lock_unpoisoned();
@@ -72,21 +65,12 @@ impl Syncer {
                 // entries it carries, and wakes every caller waiting for it: let the batch grow
                 // for [`GROW`], so a burst pays for a few times fewer. (Growing for as long as
                 // the last sync took, ~100-300 µs here, halved the syncs; this halves them
-                // again.) Not at a steady rate, where a batch is a few entries, nor after a
+                // again.) Not at a steady rate, where a batch is an entry or two, nor after a
                 // slow sync there, whose large batch came slowly: either would only add to the
                 // latency.
-                let bursting = last.burst() && before_last.burst();
-                if bursting && state.open.len() < last.entries {
+                if last.burst() && before_last.burst() && state.open.len() < last.entries {
                     drop(state);
                     std::thread::park_timeout(GROW);
-                    state = self.shared.state.lock_unpoisoned();
-                } else if !bursting && self.shared.deciding.load(Ordering::Acquire) > 0 {
-                    // At a steady rate events come a few at a time (read together), and are
-                    // given their ids one after another: hold the sync until they all have (at
-                    // most [`GATHER`]), so that they share it instead of the first taking one
-                    // alone and the others waiting for it and then for theirs.
-                    drop(state);
-                    self.gather();
                     state = self.shared.state.lock_unpoisoned();
                 }
                 (std::mem::take(&mut state.open), state.seq)
@@ -94,10 +78,7 @@ impl Syncer {
             let started = Instant::now();
             let Some(file) = self.append(&entries) else { break };
             let took = started.elapsed();
-            // The entries came since the batch before was taken.
-            let came_over = started.duration_since(last_taken);
-            last_taken = started;
-            (before_last, last) = (last, Batch { entries: entries.len(), came_over });
+            (before_last, last) = (last, Batch { entries: entries.len(), took });
             if let Some(histogram) = self.commits.get() {
                 histogram.observe(took.as_secs_f64());
             }
@@ -111,22 +92,6 @@ impl Syncer {
         let Syncer { folds, folder, .. } = self;
         drop(folds);
         folder.unpark();
-    }
-
-    /// Waits until no event is on its way to its ids, or [`GATHER`] has passed.
-    fn gather(&self) {
-        let until = Instant::now() + GATHER;
-        // Set before looking: the last event to finish then wakes the thread, even between the
-        // look and the park (the wake-up is kept for the park).
-        self.shared.gathering.store(true, Ordering::Release);
-        while self.shared.deciding.load(Ordering::Acquire) > 0 {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            std::thread::park_timeout(left);
-        }
-        self.shared.gathering.store(false, Ordering::Release);
     }
 
     /// Journals the entries and syncs them; says to which file. A failed write is tried again
@@ -157,16 +122,15 @@ impl Syncer {
 mod tests {
     use super::*;
 
-    /// The syncer lets a batch grow only in a burst: not at a steady rate (a few entries per
-    /// sync, read together), nor after one slow sync there (many entries, come slowly), whose
-    /// events are late already.
+    /// The syncer lets a batch grow only in a burst: not at a steady rate (an entry or two per
+    /// sync), nor after one slow sync there (many entries, come slowly), whose events are late
+    /// already.
     #[test]
     fn only_a_bursts_batches_are_let_grow() {
-        let batch = |entries, micros| Batch { entries, came_over: Duration::from_micros(micros) };
+        let batch = |entries, micros| Batch { entries, took: Duration::from_micros(micros) };
         assert!(!batch(1, 150).burst(), "a steady rate");
         assert!(!batch(10, 2_000).burst(), "one slow sync at a steady rate");
         assert!(!batch(5, 50).burst(), "too few entries to be worth waiting for");
-        assert!(!batch(10, 1_000).burst(), "events read ten at a time, a thousand times a second");
         assert!(batch(12, 150).burst(), "80 000 entries a second");
     }
 }
