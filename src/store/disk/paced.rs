@@ -31,6 +31,10 @@ const PIECE: u64 = 64 << 10;
 /// written back in pieces instead.
 const MOST_RANGES: usize = if cfg!(test) { 64 } else { 1 << 16 };
 
+/// Whether there is `sync_file_range` to write back with: elsewhere the written ranges are not
+/// even remembered.
+const WRITES_BACK: bool = cfg!(target_os = "linux");
+
 /// redb's file backend, with the pages it wrote written back in pieces before each sync.
 #[derive(Debug)]
 pub(super) struct PacedFile {
@@ -57,6 +61,7 @@ impl PacedFile {
     }
 
     /// The ranges written since the last sync, sorted and merged (`None`: the whole file).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     fn take_written(&self) -> Option<Vec<(u64, u64)>> {
         let mut written = self.written.lock_unpoisoned();
         let Written { ranges, overflowed } = std::mem::take(&mut *written);
@@ -151,12 +156,17 @@ impl StorageBackend for PacedFile {
     }
 
     fn sync_data(&self) -> Result<(), BackendIoError> {
-        self.write_back(self.take_written());
+        if WRITES_BACK {
+            self.write_back(self.take_written());
+        }
         self.inner.sync_data()
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendIoError> {
         self.inner.write(offset, data)?;
+        if !WRITES_BACK {
+            return Ok(());
+        }
         let mut written = self.written.lock_unpoisoned();
         if written.ranges.len() < MOST_RANGES {
             written.ranges.push((offset, offset + data.len() as u64));
