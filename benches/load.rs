@@ -42,7 +42,8 @@
 //! that everything arrived. Each run is also capped in time; the notes under the table say when
 //! a cap cut one short. `LOAD_TARGETS=disk,redis` measures only those (and the relays).
 //! `LOAD_ALONE=<scenario>[:<count>]` runs one scenario once per target instead (`events`,
-//! `latency`, `fanout`, `calls`, `idle`; several joined by `+` run on one bridge), to compare
+//! `pictures`: events each with a new picture, 512 in flight, `latency`, `fanout`, `calls`,
+//! `idle`; several joined by `+` run on one bridge), to compare
 //! builds of the bridge by alternating them. `LOAD_IDS=uuid` gives the v12 generator's events
 //! random message ids, `LOAD_IDS=random` random message ids and a new user each, with a string
 //! id (the v11 generator's ids are integers and stay as they are). `LOAD_RATE=<events/s>` sets
@@ -199,13 +200,14 @@ async fn alone_once(peer: &Peer, spec: &str, sizes: &Sizes, notes: &mut Vec<Stri
         bots,
         window: (tag != "latency").then_some(WINDOW),
         pace: (tag == "latency").then(rate),
-        images: Images::Shared,
+        images: if tag == "pictures" { Images::Distinct } else { Images::Shared },
         budget: sizes.long_budget,
         stall_after: Duration::from_secs(10),
         deadline: sizes.long_budget + Duration::from_secs(30),
     };
     let run = match scenario {
         "events" => events("events", sizes.events, 1),
+        "pictures" => events("pictures", sizes.events, 1),
         "latency" => events("latency", sizes.latency_events, 1),
         "fanout" => events("fanout", sizes.fanout_events, FANOUT_BOTS),
         "calls" => {
@@ -218,12 +220,22 @@ async fn alone_once(peer: &Peer, spec: &str, sizes: &Sizes, notes: &mut Vec<Stri
             let m = peer.idle_memory(bots).await;
             return format!("{bots} idle bots, RSS {:.1} MiB", m.rss_kib as f64 / 1024.0);
         }
-        other => panic!("{ALONE}={other}: say events, latency, fanout, calls or idle"),
+        other => panic!("{ALONE}={other}: say events, pictures, latency, fanout, calls or idle"),
     };
     let out = peer.events(&run).await;
     let cpu = out.cpu_per_event().as_secs_f64() * 1e6;
     let (p50, p99) = (ms(quantile(&out.latencies, 0.50)), ms(quantile(&out.latencies, 0.99)));
-    format!("{}: {:.0}/s, {cpu:.1} µs CPU/event, p50 {p50:.2} ms, p99 {p99:.2} ms", out.summary(), out.per_second())
+    let pictures = match scenario {
+        "pictures" if !peer.target.is_relay() => {
+            format!(", {} get_file calls, {} without a picture URL", out.get_file, out.without_url)
+        }
+        _ => String::new(),
+    };
+    format!(
+        "{}: {:.0}/s, {cpu:.1} µs CPU/event, p50 {p50:.2} ms, p99 {p99:.2} ms{pictures}",
+        out.summary(),
+        out.per_second()
+    )
 }
 
 /// The targets measured: all of them, the Redis one only where `redis-server` is installed, or
@@ -414,12 +426,13 @@ async fn measure(sizes: &Sizes, targets: &[Target]) -> Report {
         let outcome = peer.events(&run).await;
         println!(
             "no stall {:<23} {}; last delivery {:.1} s after the first send, longest wait between deliveries {:.1} s; \
-             {} get_file calls",
+             {} get_file calls{}",
             target.name(),
             outcome.summary(),
             outcome.elapsed.as_secs_f64(),
             outcome.longest_gap.as_secs_f64(),
-            outcome.get_file
+            outcome.get_file,
+            if target.is_relay() { String::new() } else { format!(", {} without a picture URL", outcome.without_url) }
         );
         // The smoke run is small enough (a few hundred events, below the bridge's event queue)
         // that it completes even where a full-speed run of 50 000 stalls: it must.

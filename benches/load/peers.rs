@@ -356,6 +356,8 @@ pub struct Tracker {
     delivered: AtomicUsize,
     /// Frames with a `seq` out of range, or a copy more than there are bots.
     strays: AtomicUsize,
+    /// Event frames that name a picture and give no URL for it.
+    without_url: AtomicUsize,
     /// Events sent and not yet delivered, when the run keeps a window.
     pub window: Semaphore,
 }
@@ -371,6 +373,7 @@ impl Tracker {
             delivered_ns: (0..n).map(zeros).collect(),
             delivered: AtomicUsize::new(0),
             strays: AtomicUsize::new(0),
+            without_url: AtomicUsize::new(0),
             window: Semaphore::new(window),
         }
     }
@@ -406,6 +409,11 @@ impl Tracker {
         self.strays.load(Ordering::Relaxed)
     }
 
+    /// Event frames received that name a picture without a URL (every v12 frame the relays pass).
+    pub fn without_url(&self) -> usize {
+        self.without_url.load(Ordering::Relaxed)
+    }
+
     /// Time from `since` to the moment event `seq` was delivered, if it was.
     pub fn delivered_after(&self, seq: usize, since: Instant) -> Option<Duration> {
         let at = self.delivered_ns[seq].load(Ordering::Relaxed);
@@ -421,13 +429,16 @@ impl Tracker {
     }
 }
 
-/// Reads frames until the connection ends, counting every event by its `seq=` marker; frames
-/// without one (lifecycle, meta events) are skipped.
+/// Reads frames until the connection ends, counting every event by its `seq=` marker (and those
+/// whose picture has no URL); frames without one (lifecycle, meta events) are skipped.
 pub async fn receive(mut ws: Ws, tracker: Arc<Tracker>) {
     while let Some(Ok(frame)) = ws.next().await {
         if let Message::Text(text) = frame {
             if let Some(seq) = find_seq(text.as_str()) {
                 tracker.arrived(seq);
+                if text.contains("image") && !text.contains("url") {
+                    tracker.without_url.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }

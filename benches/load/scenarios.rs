@@ -134,6 +134,8 @@ pub struct EventOutcome {
     pub longest_gap: Duration,
     /// `get_file` calls the generator answered meanwhile.
     pub get_file: usize,
+    /// Events received whose picture came without a URL.
+    pub without_url: usize,
     /// Why the run stopped waiting, if it did.
     pub gave_up: Option<String>,
     /// A paced run fell a second behind its pace and stopped sending.
@@ -391,6 +393,7 @@ impl Peer {
             latencies,
             longest_gap,
             get_file: self.generator.get_file_calls() - get_file_before,
+            without_url: tracker.without_url(),
             gave_up,
             fell_behind: fell_behind.load(Ordering::Relaxed),
         }

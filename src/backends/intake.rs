@@ -6,7 +6,8 @@
 //!   backend, make sure the account exists;
 //! - **translate**, up to [`IN_FLIGHT`] events at once: ids (on the disk store the events in
 //!   flight share one journal sync, waited for once per event) and received media URLs (which
-//!   may ask the backend);
+//!   may ask the backend: the requests of the translations in flight go out together, in one
+//!   flush once nothing else is ready, [`deferring_flushes`]);
 //! - **deliver**, in order: an event is published when it and every event read before it are
 //!   translated.
 //!
@@ -18,7 +19,10 @@
 //! pictures therefore slows the link down to the backend's pace instead of stalling it on the
 //! action timeout.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
@@ -28,6 +32,7 @@ use tracing::Instrument;
 
 use crate::backends::link::{GiveUpSignal, LinkHandle, RecentIds};
 use crate::backends::v12::codec::Budget;
+use crate::backends::writer::deferring_flushes;
 use crate::backends::Reports;
 use crate::core::v12;
 
@@ -83,10 +88,18 @@ async fn work<R: Reports>(
 ) {
     let reports = &*reports;
     let mut translating = FuturesOrdered::new();
+    // Ready when the translations' backend requests are buffered and not yet sent: polled last,
+    // so they go in one flush once nothing else is ready. Only polling the translations (this
+    // task, just before) buffers them, so it needs no waker of its own.
+    let owed = || std::future::poll_fn(|_| if link.owes_flush() { Poll::Ready(()) } else { Poll::Pending });
+    // The flush under way. It runs beside the rest: a backend that reads nothing until it has
+    // written its events must still see them read, translated and delivered meanwhile.
+    let mut flushing: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
     loop {
         tokio::select! {
             biased;
-            Some(done) = translating.next() => reports.deliver(done),
+            Some(done) = deferring_flushes(translating.next()) => reports.deliver(done),
+            () = async { flushing.as_mut().expect("guarded").await }, if flushing.is_some() => flushing = None,
             value = queued.recv(), if translating.len() < IN_FLIGHT => {
                 let Some((ev, budget)) = value else { break };
                 if let Some(admitted) = admit(&link, reports, &recent, ev).await {
@@ -99,8 +112,13 @@ async fn work<R: Reports>(
                     }));
                 }
             }
+            () = owed(), if flushing.is_none() => flushing = Some(Box::pin(link.flush_owed())),
         }
     }
+    if let Some(flush) = flushing {
+        flush.await;
+    }
+    link.flush_owed().await;
     while let Some(done) = translating.next().await {
         reports.deliver(done);
     }

@@ -268,6 +268,21 @@ impl LinkHandle {
         })
     }
 
+    /// Whether requests written under [`deferring_flushes`](crate::backends::writer::deferring_flushes)
+    /// wait for a flush.
+    pub fn owes_flush(&self) -> bool {
+        self.writer().is_some_and(SocketWriter::owes_flush)
+    }
+
+    /// Flushes the requests written under
+    /// [`deferring_flushes`](crate::backends::writer::deferring_flushes); a failure drops the
+    /// connection, which fails their calls.
+    pub async fn flush_owed(&self) {
+        if let Some(writer) = self.writer() {
+            let _ = writer.flush_owed().await;
+        }
+    }
+
     /// How many calls wait for an answer now.
     pub fn waiting(&self) -> usize {
         self.pending().map_or(0, |p| p.len())

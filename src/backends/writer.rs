@@ -6,13 +6,22 @@
 //! runtime's other worker. With 8 bots calling `send_group_msg` over one link that hand-off cost
 //! about 15 % of the calls per second (the load bench, alternated runs; `docs/performance.md`).
 //!
+//! A request written while translating events (the intake's backend calls, chiefly the URLs of
+//! received pictures) is flushed later: [`deferring_flushes`] marks the intake's polling of its
+//! translations, a write there only buffers its frame, and the intake sends what is buffered in
+//! one flush before it waits for anything ([`SocketWriter::flush_owed`]), or as soon as
+//! [`FLUSH_EVERY`] frames are buffered. A burst of pictures each with its own `file_id` made one
+//! `sendto` per picture otherwise, about as many as the events themselves cost.
+//!
 //! A write has the link's write timeout. A caller that gives up in the middle of a write (its
 //! action timeout) leaves the frame buffered; the next writer finishes it within what is left of
 //! that budget, so a backend that reads nothing is caught however the writes are cut short. A
 //! write that fails or runs out of time drops the connection's writing half and tells the
 //! connection ([`Attached::broken`]), which then ends.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +29,24 @@ use futures_util::{Sink, SinkExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
+
+/// Most frames buffered by writes under [`deferring_flushes`] before one of them flushes.
+pub const FLUSH_EVERY: usize = 32;
+
+tokio::task_local! {
+    /// Set while a link's intake polls its translations: their writes only buffer.
+    static DEFERRING: ();
+}
+
+/// Runs `polling` (one poll of an intake's translations) with flushes deferred: a frame written
+/// there is buffered until [`SocketWriter::flush_owed`] (or the [`FLUSH_EVERY`]th frame).
+pub async fn deferring_flushes<F: Future>(polling: F) -> F::Output {
+    DEFERRING.scope((), polling).await
+}
+
+fn flush_deferred_here() -> bool {
+    DEFERRING.try_with(|()| ()).is_ok()
+}
 
 /// A connection's writing half, whatever stream it writes to.
 pub type FrameSink = Pin<Box<dyn Sink<Message, Error = tungstenite::Error> + Send>>;
@@ -39,6 +66,8 @@ pub enum WriteError {
 #[derive(Default)]
 pub struct SocketWriter {
     slot: tokio::sync::Mutex<Slot>,
+    /// Frames are buffered and not flushed yet ([`Slot::buffered`] is not zero).
+    owed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -51,6 +80,8 @@ struct Slot {
     /// When the write under way, or one a caller gave up on halfway, began; `None` once a write
     /// has completed.
     unfinished_since: Option<Instant>,
+    /// Frames written under [`deferring_flushes`] and not flushed yet.
+    buffered: usize,
 }
 
 /// A connection's hold on the writer, from [`SocketWriter::attach`].
@@ -74,7 +105,9 @@ impl SocketWriter {
         let mut slot = self.slot.lock().await;
         let connection = slot.connection + 1;
         let broken = Arc::new(Notify::new());
-        *slot = Slot { sink: Some(sink), connection, broken: broken.clone(), timeout, unfinished_since: None };
+        *slot =
+            Slot { sink: Some(sink), connection, broken: broken.clone(), timeout, unfinished_since: None, buffered: 0 };
+        self.owed.store(false, Ordering::Release);
         Attached { connection, broken }
     }
 
@@ -87,14 +120,67 @@ impl SocketWriter {
         }
     }
 
-    /// Writes one frame, after the writes ahead of it.
+    /// Writes one frame, after the writes ahead of it. Under [`deferring_flushes`] the frame is
+    /// only buffered, unless [`FLUSH_EVERY`] frames are then.
     pub async fn write(&self, frame: Message) -> Result<(), WriteError> {
         let mut slot = self.slot.lock().await;
-        let Slot { sink, broken, timeout, unfinished_since, .. } = &mut *slot;
+        let flush = !flush_deferred_here() || slot.buffered + 1 >= FLUSH_EVERY;
+        let outcome = slot.within_budget(if flush { Op::Send(frame) } else { Op::Feed(frame) }).await;
+        match outcome {
+            Ok(()) if flush => slot.buffered = 0,
+            Ok(()) => slot.buffered += 1,
+            Err(_) => {}
+        }
+        self.owed.store(slot.buffered > 0, Ordering::Release);
+        outcome
+    }
+
+    /// Whether frames written under [`deferring_flushes`] wait for a flush.
+    pub fn owes_flush(&self) -> bool {
+        self.owed.load(Ordering::Acquire)
+    }
+
+    /// Flushes the frames written under [`deferring_flushes`], if any.
+    pub async fn flush_owed(&self) -> Result<(), WriteError> {
+        if !self.owes_flush() {
+            return Ok(());
+        }
+        let mut slot = self.slot.lock().await;
+        if slot.buffered == 0 {
+            return Ok(());
+        }
+        let outcome = slot.within_budget(Op::Flush).await;
+        slot.buffered = 0;
+        self.owed.store(false, Ordering::Release);
+        outcome
+    }
+}
+
+/// What [`Slot::within_budget`] does with the sink.
+enum Op {
+    /// Write the frame and flush.
+    Send(Message),
+    /// Buffer the frame.
+    Feed(Message),
+    Flush,
+}
+
+impl Slot {
+    /// Runs one write on the attached sink within what is left of the write budget; a write that
+    /// fails or runs out of time drops the sink and tells the connection.
+    async fn within_budget(&mut self, op: Op) -> Result<(), WriteError> {
+        let Slot { sink, broken, timeout, unfinished_since, buffered, .. } = self;
         let Some(writing) = sink.as_mut() else { return Err(WriteError::Closed) };
         let since = *unfinished_since.get_or_insert_with(Instant::now);
         let left = timeout.saturating_sub(since.elapsed());
-        let outcome = match tokio::time::timeout(left, writing.send(frame)).await {
+        let write = async {
+            match op {
+                Op::Send(frame) => writing.send(frame).await,
+                Op::Feed(frame) => writing.feed(frame).await,
+                Op::Flush => writing.flush().await,
+            }
+        };
+        let outcome = match tokio::time::timeout(left, write).await {
             Ok(Ok(())) => {
                 *unfinished_since = None;
                 return Ok(());
@@ -104,6 +190,7 @@ impl SocketWriter {
         };
         tracing::warn!(error = %outcome, "dropping the backend connection");
         *sink = None;
+        *buffered = 0;
         broken.notify_one();
         Err(outcome)
     }
@@ -122,6 +209,8 @@ pub(crate) fn channel_sink(room: usize) -> (FrameSink, tokio::sync::mpsc::Receiv
 
 #[cfg(test)]
 mod tests {
+    use std::task::{Context, Poll};
+
     use super::*;
 
     #[tokio::test]
@@ -165,6 +254,56 @@ mod tests {
             .await
             .expect("the connection is told");
         assert_eq!(writer.write(Message::text("after")).await, Err(WriteError::Closed));
+    }
+
+    /// Under `deferring_flushes` frames wait in the sink's buffer until `flush_owed`, or until
+    /// `FLUSH_EVERY` of them are there; a write anywhere else flushes at once.
+    #[tokio::test]
+    async fn deferred_writes_wait_for_one_flush() {
+        /// Holds what it is given until it is flushed, as a socket's write buffer does.
+        struct Held(Vec<Message>, Arc<std::sync::Mutex<Vec<Message>>>);
+        impl Sink<Message> for Held {
+            type Error = tungstenite::Error;
+            fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+                Poll::Ready(Ok(()))
+            }
+            fn start_send(self: Pin<&mut Self>, frame: Message) -> Result<(), Self::Error> {
+                self.get_mut().0.push(frame);
+                Ok(())
+            }
+            fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+                let Held(held, sent) = self.get_mut();
+                sent.lock().unwrap().append(held);
+                Poll::Ready(Ok(()))
+            }
+            fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+                self.poll_flush(cx)
+            }
+        }
+        let writer = SocketWriter::default();
+        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+        writer.attach(Box::pin(Held(Vec::new(), sent.clone())), Duration::from_secs(5)).await;
+        let arrived = || sent.lock().unwrap().drain(..).map(|frame| frame.into_text().unwrap()).collect::<Vec<_>>();
+
+        for text in ["a", "b", "c"] {
+            deferring_flushes(writer.write(Message::text(text))).await.unwrap();
+        }
+        assert!(arrived().is_empty(), "buffered, not sent");
+        assert!(writer.owes_flush());
+        writer.flush_owed().await.unwrap();
+        assert_eq!(arrived(), ["a", "b", "c"]);
+        assert!(!writer.owes_flush());
+
+        for i in 0..FLUSH_EVERY {
+            deferring_flushes(writer.write(Message::text(i.to_string()))).await.unwrap();
+        }
+        assert_eq!(arrived().len(), FLUSH_EVERY, "the last of them flushed them all");
+        assert!(!writer.owes_flush());
+
+        deferring_flushes(writer.write(Message::text("d"))).await.unwrap();
+        writer.write(Message::text("e")).await.unwrap();
+        assert_eq!(arrived(), ["d", "e"], "a write outside flushes what was buffered too");
+        assert!(!writer.owes_flush());
     }
 
     #[tokio::test]
