@@ -25,6 +25,9 @@
 //! Scenarios (`load/scenarios.rs`):
 //! 1. events/s: one backend link, forward WebSocket both sides, 512 events in flight; every
 //!    event must arrive. The process's CPU time over this run gives CPU per event.
+//!    Then the same with a new picture in every event (a backend's `file_id`s are each
+//!    picture's own): the bridge asks `get_file` for each URL; the events that came without one
+//!    are counted in the notes.
 //! 2. latency at a steady 5 000 events/s, per event (send → receipt), p50 and p99, and the p99
 //!    over the per-frame relay's.
 //! 3. fan-out: 10 bots on `/`, each receiving every event; events/s per bot. The relay dials the
@@ -270,6 +273,8 @@ struct Figures {
     events_per_s: Vec<f64>,
     cpu_us: Vec<f64>,
     store_cpu_us: Vec<f64>,
+    pictures_per_s: Vec<f64>,
+    picture_cpu_us: Vec<f64>,
     latency_p50_ms: Vec<f64>,
     latency_p99_ms: Vec<f64>,
     fanout_per_s: Vec<f64>,
@@ -330,6 +335,20 @@ async fn measure(sizes: &Sizes, targets: &[Target]) -> Report {
                 notes.push(format!("{}: {} get_file calls for one shared image", target.name(), events.get_file));
             }
 
+            let run = EventRun { images: Images::Distinct, ..windowed("pictures", sizes.events, 1) };
+            let pictures = peer.events(&run).await;
+            check(target, "pictures", &run, &pictures, &mut notes);
+            f.pictures_per_s.push(pictures.per_second());
+            f.picture_cpu_us.push(pictures.cpu_per_event().as_secs_f64() * 1e6);
+            if !target.is_relay() && pictures.without_url > 0 {
+                notes.push(format!(
+                    "{}: {} of {} events with a new picture came without its URL",
+                    target.name(),
+                    pictures.without_url,
+                    pictures.delivered
+                ));
+            }
+
             let run = EventRun { window: None, pace: Some(rate()), ..windowed("latency", sizes.latency_events, 1) };
             let latency = peer.events(&run).await;
             check(target, "latency", &run, &latency, &mut notes);
@@ -358,8 +377,9 @@ async fn measure(sizes: &Sizes, targets: &[Target]) -> Report {
             f.call_p99_ms.push(ms(quantile(&calls.latencies, 0.99)));
 
             println!(
-                "round {}/{} {:<23} events {:>7.0}/s, {:>5.1} µs CPU/event{}; latency p50 {:.2} ms p99 {:.2} ms; \
-                 fan-out {:>6.0}/s per bot; send_group_msg {:>6.0}/s, {:.1} µs CPU/call",
+                "round {}/{} {:<23} events {:>7.0}/s, {:>5.1} µs CPU/event{}; pictures {:>7.0}/s; \
+                 latency p50 {:.2} ms p99 {:.2} ms; fan-out {:>6.0}/s per bot; send_group_msg {:>6.0}/s, \
+                 {:.1} µs CPU/call",
                 round + 1,
                 sizes.rounds,
                 target.name(),
@@ -369,6 +389,7 @@ async fn measure(sizes: &Sizes, targets: &[Target]) -> Report {
                     .store_cpu_per_event()
                     .map(|cpu| format!(" (+{:.1} µs in redis-server)", cpu.as_secs_f64() * 1e6))
                     .unwrap_or_default(),
+                pictures.per_second(),
                 ms(quantile(&latency.latencies, 0.50)),
                 ms(quantile(&latency.latencies, 0.99)),
                 fanout.per_second(),
@@ -548,6 +569,13 @@ impl Report {
             Row::of(format!("events/s, window {WINDOW}{runs}"), self, |x| median(&x.events_per_s), per_s),
             Row::of("CPU per event (user+sys)", self, |x| median(&x.cpu_us), |v| format!("{v:.1} µs")),
             Row::of("  and in redis-server", self, |x| median(&x.store_cpu_us), |v| format!("{v:.1} µs")),
+            Row::of(
+                format!("events/s, each a new picture, window {WINDOW}"),
+                self,
+                |x| median(&x.pictures_per_s),
+                per_s,
+            ),
+            Row::of("  CPU per event", self, |x| median(&x.picture_cpu_us), |v| format!("{v:.1} µs")),
             Row::of(format!("latency p50 at {:.0}/s", rate()), self, |x| median(&x.latency_p50_ms), in_ms),
             Row::of(format!("latency p99 at {:.0}/s", rate()), self, |x| median(&x.latency_p99_ms), in_ms),
             Row { ratios: false, ..Row::of("  p99 over the per-frame relay's", self, |x| p99_over(x), in_ms) },
