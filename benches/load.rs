@@ -45,8 +45,9 @@
 //! that everything arrived. Each run is also capped in time; the notes under the table say when
 //! a cap cut one short. `LOAD_TARGETS=disk,redis` measures only those (and the relays).
 //! `LOAD_ALONE=<scenario>[:<count>]` runs one scenario once per target instead (`events`,
-//! `pictures`: events each with a new picture, 512 in flight, `latency`, `fanout`, `calls`,
-//! `idle`; several joined by `+` run on one bridge), to compare
+//! `pictures`: events each with a new picture, 512 in flight, `nostall`: as many as fast as
+//! the sockets take them, `latency`, `fanout`, `calls`, `idle`; several joined by `+` run on
+//! one bridge), to compare
 //! builds of the bridge by alternating them. `LOAD_IDS=uuid` gives the v12 generator's events
 //! random message ids, `LOAD_IDS=random` random message ids and a new user each, with a string
 //! id (the v11 generator's ids are integers and stay as they are). `LOAD_RATE=<events/s>` sets
@@ -201,9 +202,9 @@ async fn alone_once(peer: &Peer, spec: &str, sizes: &Sizes, notes: &mut Vec<Stri
         tag,
         n: count.unwrap_or(n),
         bots,
-        window: (tag != "latency").then_some(WINDOW),
+        window: (tag != "latency" && tag != "nostall").then_some(WINDOW),
         pace: (tag == "latency").then(rate),
-        images: if tag == "pictures" { Images::Distinct } else { Images::Shared },
+        images: if tag == "pictures" || tag == "nostall" { Images::Distinct } else { Images::Shared },
         budget: sizes.long_budget,
         stall_after: Duration::from_secs(10),
         deadline: sizes.long_budget + Duration::from_secs(30),
@@ -211,6 +212,7 @@ async fn alone_once(peer: &Peer, spec: &str, sizes: &Sizes, notes: &mut Vec<Stri
     let run = match scenario {
         "events" => events("events", sizes.events, 1),
         "pictures" => events("pictures", sizes.events, 1),
+        "nostall" => events("nostall", sizes.no_stall_events, 1),
         "latency" => events("latency", sizes.latency_events, 1),
         "fanout" => events("fanout", sizes.fanout_events, FANOUT_BOTS),
         "calls" => {
@@ -223,13 +225,13 @@ async fn alone_once(peer: &Peer, spec: &str, sizes: &Sizes, notes: &mut Vec<Stri
             let m = peer.idle_memory(bots).await;
             return format!("{bots} idle bots, RSS {:.1} MiB", m.rss_kib as f64 / 1024.0);
         }
-        other => panic!("{ALONE}={other}: say events, pictures, latency, fanout, calls or idle"),
+        other => panic!("{ALONE}={other}: say events, pictures, nostall, latency, fanout, calls or idle"),
     };
     let out = peer.events(&run).await;
     let cpu = out.cpu_per_event().as_secs_f64() * 1e6;
     let (p50, p99) = (ms(quantile(&out.latencies, 0.50)), ms(quantile(&out.latencies, 0.99)));
     let pictures = match scenario {
-        "pictures" if !peer.target.is_relay() => {
+        "pictures" | "nostall" if !peer.target.is_relay() => {
             format!(", {} get_file calls, {} without a picture URL", out.get_file, out.without_url)
         }
         _ => String::new(),
@@ -335,20 +337,6 @@ async fn measure(sizes: &Sizes, targets: &[Target]) -> Report {
                 notes.push(format!("{}: {} get_file calls for one shared image", target.name(), events.get_file));
             }
 
-            let run = EventRun { images: Images::Distinct, ..windowed("pictures", sizes.events, 1) };
-            let pictures = peer.events(&run).await;
-            check(target, "pictures", &run, &pictures, &mut notes);
-            f.pictures_per_s.push(pictures.per_second());
-            f.picture_cpu_us.push(pictures.cpu_per_event().as_secs_f64() * 1e6);
-            if !target.is_relay() && pictures.without_url > 0 {
-                notes.push(format!(
-                    "{}: {} of {} events with a new picture came without its URL",
-                    target.name(),
-                    pictures.without_url,
-                    pictures.delivered
-                ));
-            }
-
             let run = EventRun { window: None, pace: Some(rate()), ..windowed("latency", sizes.latency_events, 1) };
             let latency = peer.events(&run).await;
             check(target, "latency", &run, &latency, &mut notes);
@@ -375,6 +363,20 @@ async fn measure(sizes: &Sizes, targets: &[Target]) -> Report {
             f.call_cpu_us.push(calls.cpu_per_call().as_secs_f64() * 1e6);
             f.call_p50_ms.push(ms(quantile(&calls.latencies, 0.50)));
             f.call_p99_ms.push(ms(quantile(&calls.latencies, 0.99)));
+
+            let run = EventRun { images: Images::Distinct, ..windowed("pictures", sizes.events, 1) };
+            let pictures = peer.events(&run).await;
+            check(target, "pictures", &run, &pictures, &mut notes);
+            f.pictures_per_s.push(pictures.per_second());
+            f.picture_cpu_us.push(pictures.cpu_per_event().as_secs_f64() * 1e6);
+            if !target.is_relay() && pictures.without_url > 0 {
+                notes.push(format!(
+                    "{}: {} of {} events with a new picture came without its URL",
+                    target.name(),
+                    pictures.without_url,
+                    pictures.delivered
+                ));
+            }
 
             println!(
                 "round {}/{} {:<23} events {:>7.0}/s, {:>5.1} µs CPU/event{}; pictures {:>7.0}/s; \
