@@ -174,7 +174,10 @@ impl V12Caller for EventCaller<'_> {
         tokio::select! {
             biased;
             answer = link.call(request) => answer,
-            _ = self.give_up.fired() => Err(CallError::Link("not waiting: events are queued ahead of the answer".into())),
+            _ = self.give_up.fired() => {
+                self.entry.stats.call_given_up();
+                Err(CallError::Link("not waiting: events are queued ahead of the answer".into()))
+            }
         }
     }
 }

@@ -93,6 +93,7 @@ pub struct AccountMetrics {
     unclaimed: Counter,
     untranslatable: Counter,
     store_unavailable: Counter,
+    calls_given_up: Counter,
 }
 
 impl AccountMetrics {
@@ -114,6 +115,17 @@ impl AccountMetrics {
             DropReason::StoreUnavailable => &self.store_unavailable,
         };
         counter.inc_by(n);
+    }
+
+    /// A backend call made while translating one of the account's events stopped waiting: the
+    /// link's event queue was full, so its answer could be behind the events that filled it.
+    pub fn call_given_up(&self) {
+        self.calls_given_up.inc();
+    }
+
+    /// Calls given up so far ([`Self::call_given_up`]).
+    pub fn calls_given_up(&self) -> u64 {
+        self.calls_given_up.get()
     }
 
     /// Events received, delivered and dropped (for any reason) so far.
@@ -189,6 +201,7 @@ pub struct Metrics {
     events_received: Family<AccountLabel, Counter>,
     events_delivered: Family<AccountLabel, Counter>,
     events_dropped: Family<DropLabels, Counter>,
+    event_calls_given_up: Family<AccountLabel, Counter>,
     actions: Family<ActionLabels, Counter>,
     action_seconds: LatencyFamily,
     link_up: Family<LinkLabel, Gauge>,
@@ -213,6 +226,7 @@ impl Metrics {
         let events_received = Family::<AccountLabel, Counter>::default();
         let events_delivered = Family::<AccountLabel, Counter>::default();
         let events_dropped = Family::<DropLabels, Counter>::default();
+        let event_calls_given_up = Family::<AccountLabel, Counter>::default();
         let actions = Family::<ActionLabels, Counter>::default();
         let action_seconds: LatencyFamily = Family::new_with_constructor(latency_histogram);
         let link_up = Family::<LinkLabel, Gauge>::default();
@@ -225,6 +239,11 @@ impl Metrics {
             events_delivered.clone(),
         );
         registry.register("events_dropped", "Events that never reached a bot, by reason", events_dropped.clone());
+        registry.register(
+            "event_calls_given_up",
+            "Backend calls of event translations (a picture's URL) not waited for: the link's event queue was full",
+            event_calls_given_up.clone(),
+        );
         registry.register("actions", "v11 actions answered, by name and outcome", actions.clone());
         registry.register("action_duration_seconds", "Time to answer a v11 action", action_seconds.clone());
         registry.register("backend_link_up", "Connected backend links (1 up, 0 down)", link_up.clone());
@@ -247,6 +266,7 @@ impl Metrics {
             events_received,
             events_delivered,
             events_dropped,
+            event_calls_given_up,
             actions,
             action_seconds,
             link_up,
@@ -275,6 +295,7 @@ impl Metrics {
             unclaimed: drop(DropReason::Unclaimed),
             untranslatable: drop(DropReason::Untranslatable),
             store_unavailable: drop(DropReason::StoreUnavailable),
+            calls_given_up: self.event_calls_given_up.get_or_create_owned(&account),
         }
     }
 
@@ -283,6 +304,7 @@ impl Metrics {
         let account = AccountLabel { self_id: self_id.to_string() };
         self.events_received.remove(&account);
         self.events_delivered.remove(&account);
+        self.event_calls_given_up.remove(&account);
         for reason in
             [DropReason::SlowBot, DropReason::Unclaimed, DropReason::Untranslatable, DropReason::StoreUnavailable]
         {

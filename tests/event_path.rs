@@ -70,6 +70,11 @@ async fn a_burst_of_pictures_arrives_in_order_without_waiting_for_unread_answers
         }
     }
     assert!(with_url > 0, "pictures read while the link kept up got the backend's URL");
+    // Each picture without its URL is a call the translation stopped waiting for, and counted.
+    let metrics = bridge.hub().metrics.encode();
+    let series = r#"onebot_bridge_event_calls_given_up_total{self_id="10001"} "#;
+    let given_up = metrics.lines().find_map(|l| l.strip_prefix(series)).unwrap_or_else(|| panic!("{metrics}"));
+    assert_eq!(given_up.parse::<usize>().unwrap(), N - with_url, "{with_url} of {N} with their URL");
     backend.push(picture_message(N, &files[0]));
     assert_eq!(position(&bot.next_event().await), N, "each event exactly once");
     bridge.stop().await;

@@ -23,6 +23,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
@@ -35,6 +36,7 @@ use crate::backends::v12::codec::Budget;
 use crate::backends::writer::deferring_flushes;
 use crate::backends::Reports;
 use crate::core::v12;
+use crate::sync::LockUnpoisoned;
 
 /// Events read from one connection and waiting to be admitted; when full, the reader waits.
 pub const QUEUE: usize = 1024;
@@ -45,11 +47,16 @@ pub const QUEUE: usize = 1024;
 /// store's peak RSS by 7 MiB and gave no more events a second.
 pub const IN_FLIGHT: usize = 128;
 
+/// How often a link says, at most, that its queue is full and translations stop waiting.
+const SAY_FULL_EVERY: Duration = Duration::from_secs(60);
+
 /// The reader's end of a link's intake.
 #[derive(Debug)]
 pub struct Intake {
     tx: mpsc::Sender<(v12::Event, Budget)>,
     give_up: Arc<GiveUpSignal>,
+    /// When the link last said that its queue was full.
+    said_full: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Intake {
@@ -59,7 +66,7 @@ impl Intake {
         let (tx, rx) = mpsc::channel(QUEUE);
         let give_up = Arc::new(GiveUpSignal::default());
         let worker = tokio::spawn(work(link, reports, recent, rx, give_up.clone()).in_current_span());
-        (Intake { tx, give_up }, worker)
+        (Intake { tx, give_up, said_full: std::sync::Mutex::new(None) }, worker)
     }
 
     /// Queues one event with the parse budget it holds until it is translated; waits while the
@@ -68,6 +75,7 @@ impl Intake {
         match self.tx.try_send((ev, budget)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(value)) => {
+                self.say_full();
                 self.give_up.set(true);
                 let _ = self.tx.send(value).await;
                 self.give_up.set(false);
@@ -76,6 +84,24 @@ impl Intake {
                 tracing::warn!("the link's event worker stopped; event dropped");
             }
         }
+    }
+}
+
+impl Intake {
+    /// Says, at most once every [`SAY_FULL_EVERY`], that the queue is full: events come faster
+    /// than they are translated, and backend calls of translations (pictures' URLs) stop waiting.
+    fn say_full(&self) {
+        let mut said = self.said_full.lock_unpoisoned();
+        if said.is_some_and(|at| at.elapsed() < SAY_FULL_EVERY) {
+            return;
+        }
+        *said = Some(Instant::now());
+        tracing::info!(
+            queued = QUEUE,
+            "events come faster than they are translated: the link reads on as its queue drains, \
+             and translations do not wait for backend answers meanwhile (pictures go without the \
+             backend's URL; onebot_bridge_event_calls_given_up_total counts them)"
+        );
     }
 }
 
