@@ -170,14 +170,20 @@ struct EventCaller<'a> {
 
 impl V12Caller for EventCaller<'_> {
     async fn call(&self, request: v12::Request) -> Result<v12::Response, CallError> {
+        let given_up = || {
+            self.entry.stats.call_given_up();
+            Err(CallError::Link("not waiting: events are queued ahead of the answer".into()))
+        };
+        // Not even asked while the signal is up: the answer would be left unread, and the
+        // backend would answer it for nothing.
+        if self.give_up.is_up() {
+            return given_up();
+        }
         let link = self.entry.link();
         tokio::select! {
             biased;
             answer = link.call(request) => answer,
-            _ = self.give_up.fired() => {
-                self.entry.stats.call_given_up();
-                Err(CallError::Link("not waiting: events are queued ahead of the answer".into()))
-            }
+            _ = self.give_up.fired() => given_up(),
         }
     }
 }

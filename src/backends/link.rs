@@ -374,6 +374,11 @@ impl GiveUp {
         GiveUp(None)
     }
 
+    /// Whether the signal is up now.
+    pub fn is_up(&self) -> bool {
+        self.0.as_ref().is_some_and(|rx| *rx.borrow())
+    }
+
     /// Resolves while (or as soon as) the signal is up, or when the link is gone.
     pub async fn fired(&self) {
         match &self.0 {
