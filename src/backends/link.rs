@@ -471,6 +471,21 @@ mod tests {
         assert_eq!(link.waiting(), 0);
     }
 
+    /// The signal is seen at once by every subscriber, up and down; one that never fires is
+    /// never up.
+    #[tokio::test]
+    async fn the_give_up_signal_is_seen_up_and_down() {
+        let signal = GiveUpSignal::default();
+        let (early, never) = (signal.subscribe(), GiveUp::never());
+        assert!(!early.is_up());
+        signal.set(true);
+        let late = signal.subscribe();
+        assert!(early.is_up() && late.is_up() && !never.is_up());
+        tokio::time::timeout(Duration::from_secs(1), late.fired()).await.expect("fired while up");
+        signal.set(false);
+        assert!(!early.is_up() && !late.is_up());
+    }
+
     /// A translation that stops waiting (its queue filled up) drops its call: the answer may
     /// never come, so nothing of the call may stay behind.
     #[tokio::test]
