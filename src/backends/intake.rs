@@ -85,9 +85,7 @@ impl Intake {
             }
         }
     }
-}
 
-impl Intake {
     /// Says, at most once every [`SAY_FULL_EVERY`], that the queue is full: events come faster
     /// than they are translated, and backend calls of translations (pictures' URLs) stop waiting.
     fn say_full(&self) {
@@ -125,7 +123,12 @@ async fn work<R: Reports>(
         tokio::select! {
             biased;
             Some(done) = deferring_flushes(translating.next()) => reports.deliver(done),
-            () = async { flushing.as_mut().expect("guarded").await }, if flushing.is_some() => flushing = None,
+            () = async {
+                match flushing.as_mut() {
+                    Some(flush) => flush.await,
+                    None => std::future::pending().await,
+                }
+            }, if flushing.is_some() => flushing = None,
             value = queued.recv(), if translating.len() < IN_FLIGHT => {
                 let Some((ev, budget)) = value else { break };
                 if let Some(admitted) = admit(&link, reports, &recent, ev).await {
