@@ -14,7 +14,7 @@
 //! The queue in front holds [`QUEUE`] events. When it is full the link's reader waits
 //! (backpressure toward the backend), and while it waits it reads nothing: an answer the backend
 //! sent after those events cannot arrive. So backend calls made by translations stop waiting
-//! while the queue is full ([`GiveUp`](crate::backends::link::GiveUp)) and their events go on without what the answer would have
+//! (and none is made) while the queue is full ([`GiveUp`](crate::backends::link::GiveUp)) and their events go on without what the answer would have
 //! added (a received picture gets the bridge's own URL, or none and keeps its `file`). A burst of
 //! pictures therefore slows the link down to the backend's pace instead of stalling it on the
 //! action timeout.
