@@ -425,11 +425,12 @@ pub(super) fn prune(db: &Database, retention: Retention, shared: &Shared) -> Res
         // they leave it here, sorted, as a fold's go in: a page is then copied once.
         deleted = waiting.len() + digests.len() >= PRUNED_MAX;
         if deleted {
-            // Changed only once the commit holds: a failed one leaves them waiting as they were.
-            waiting.sort_unstable();
-            digests.sort_unstable();
+            // One sorted run of both, in a copy: the waiting ones change only once the commit
+            // holds (a failed one leaves them as they were), and `digests` leave `held` below.
+            let mut all: Vec<(u64, i32)> = waiting.iter().chain(&digests).copied().collect();
+            all.sort_unstable();
             let mut keys = txn.open_table(MESSAGE_KEYS)?;
-            for (i, &(d, n)) in waiting.iter().chain(&digests).enumerate() {
+            for (i, &(d, n)) in all.iter().enumerate() {
                 offer_cpu(i + 1);
                 keys.remove((d, n))?;
             }
