@@ -123,11 +123,6 @@ impl AccountMetrics {
         self.calls_given_up.inc();
     }
 
-    /// Calls given up so far ([`Self::call_given_up`]).
-    pub fn calls_given_up(&self) -> u64 {
-        self.calls_given_up.get()
-    }
-
     /// Events received, delivered and dropped (for any reason) so far.
     pub fn counts(&self) -> (u64, u64, u64) {
         let dropped =
