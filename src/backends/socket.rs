@@ -204,9 +204,12 @@ async fn pump<R: Reports, S>(
         let mut last_heard = tokio::time::Instant::now();
         // Whether this connection was told it looks like a v11 implementation on a v12 link.
         let mut hinted = false;
+        // One wait for the shutdown across the loop, not a new one for every frame.
+        let stopping = shutdown.changed();
+        tokio::pin!(stopping);
         loop {
             tokio::select! {
-                _ = shutdown.changed() => return Ended::Shutdown,
+                _ = &mut stopping => return Ended::Shutdown,
                 _ = ping.tick() => {
                     // A peer that vanished without a FIN answers nothing, not even our pings.
                     if last_heard.elapsed() > SILENT_FOR {

@@ -244,9 +244,13 @@ where
         let most = self.cfg.limits.actions_in_flight;
         let mut actions = InFlight::default();
         let actions = &mut actions.0;
+        // One wait for the shutdown across the loop: a new one each pass would register with
+        // (and leave) the channel's waiters for every frame and answer.
+        let stopping = shutdown.changed();
+        tokio::pin!(stopping);
         loop {
             let step = tokio::select! {
-                _ = shutdown.changed() => {
+                _ = &mut stopping => {
                     self.close(CloseCode::Away, "bridge shutting down").await;
                     return Ended::Shutdown;
                 }
