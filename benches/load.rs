@@ -51,7 +51,8 @@
 //! builds of the bridge by alternating them. `LOAD_IDS=uuid` gives the v12 generator's events
 //! random message ids, `LOAD_IDS=random` random message ids and a new user each, with a string
 //! id (the v11 generator's ids are integers and stay as they are). `LOAD_RATE=<events/s>` sets
-//! the latency run's steady rate (5 000 otherwise).
+//! the latency run's steady rate (5 000 otherwise). `LOAD_TEXT=<bytes>` makes every message's
+//! text that much longer (Chinese and English, with `&`, `[` and `]`).
 
 #[path = "load/peers.rs"]
 mod peers;
@@ -156,6 +157,9 @@ fn main() {
     peers::check_seq_marker();
     if let Some(ids) = peers::EventIds::from_env().describe() {
         println!("load: {}: {ids}", peers::IDS);
+    }
+    if let Some(text) = peers::Filler::from_env().describe() {
+        println!("load: {}: {text}", peers::TEXT);
     }
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");

@@ -157,9 +157,9 @@ fn check_v11_event(ev: &onebot_bridge::core::event::V11Event, input: usize) {
     for format in [PostFormat::String, PostFormat::Array] {
         let json = ev.to_json(format);
         assert_bounded(json.len(), input, "v11 event");
-        serde_json::from_slice::<Value>(&json).expect("the v11 event is JSON");
-        // Bytes, not re-read values: the two writings must agree byte for byte.
-        let value = serde_json::to_vec(&ev.to_value(format)).expect("the v11 event is JSON");
+        serde_json::from_str::<Value>(&json).expect("the v11 event is JSON");
+        // Text, not re-read values: the two writings must agree byte for byte.
+        let value = serde_json::to_string(&ev.to_value(format)).expect("the v11 event is JSON");
         assert!(json == value, "json() and to_value() disagree");
     }
     assert!(!ev.post_type().is_empty(), "no post_type in {body:?}");

@@ -266,6 +266,43 @@ impl EventIds {
     }
 }
 
+/// `LOAD_TEXT=<bytes>`: every message's text (the events' and the bots' calls') is that much
+/// longer, in Chinese and English with the characters CQ codes escape (`&`, `[`, `]`), as
+/// chats are; unset, the texts stay short (about 30 bytes).
+pub const TEXT: &str = "LOAD_TEXT";
+
+/// The text added to every message as [`TEXT`] asks: as it is, and escaped for a CQ string.
+pub struct Filler {
+    pub plain: String,
+    pub cq: String,
+}
+
+impl Filler {
+    pub fn from_env() -> &'static Filler {
+        static CHOSEN: std::sync::OnceLock<Filler> = std::sync::OnceLock::new();
+        CHOSEN.get_or_init(|| {
+            let bytes = match std::env::var(TEXT) {
+                Ok(v) => v.trim().parse::<usize>().unwrap_or_else(|_| panic!("{TEXT}={v}: say how many bytes")),
+                Err(_) => 0,
+            };
+            let mut plain = String::with_capacity(bytes + 32);
+            for c in " 今天的会议改到下午三点 [meeting moved] & see you".chars().cycle() {
+                if plain.len() + c.len_utf8() > bytes {
+                    break;
+                }
+                plain.push(c);
+            }
+            let cq = plain.replace('&', "&amp;").replace('[', "&#91;").replace(']', "&#93;");
+            Filler { plain, cq }
+        })
+    }
+
+    /// What the run says about its texts, when they are longer than the usual.
+    pub fn describe(&self) -> Option<String> {
+        (!self.plain.is_empty()).then(|| format!("every message's text {} bytes longer", self.plain.len()))
+    }
+}
+
 /// A well-mixed 64-bit value of the tag and a number (splitmix64's finaliser).
 fn mix(tag: &str, n: u64) -> u64 {
     let seed = tag.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
@@ -282,6 +319,7 @@ fn mix(tag: &str, n: u64) -> u64 {
 pub fn event_frames(tag: &str, n: usize, file_id: impl Fn(usize) -> String) -> Vec<Utf8Bytes> {
     let now = unix_now();
     let ids = EventIds::from_env();
+    let filler = Filler::from_env();
     (0..n)
         .map(|i| {
             let previous = i.saturating_sub(1);
@@ -292,7 +330,7 @@ pub fn event_frames(tag: &str, n: usize, file_id: impl Fn(usize) -> String) -> V
                     r#""self":{{"platform":"qq","user_id":"10001"}},"message_id":"{message_id}","group_id":"30003","#,
                     r#""user_id":"{user_id}","message":["#,
                     r#"{{"type":"reply","data":{{"message_id":"{replied}","user_id":"{replied_user}"}}}},"#,
-                    r#"{{"type":"text","data":{{"text":"seq={i}; hello [world] & friends"}}}},"#,
+                    r#"{{"type":"text","data":{{"text":"seq={i}; hello [world] & friends{filler}"}}}},"#,
                     r#"{{"type":"mention","data":{{"user_id":"10001"}}}},"#,
                     r#"{{"type":"image","data":{{"file_id":"{file_id}"}}}}],"#,
                     r#""alt_message":"hello [world] & friends[mention][image]"}}"#
@@ -305,6 +343,7 @@ pub fn event_frames(tag: &str, n: usize, file_id: impl Fn(usize) -> String) -> V
                 replied = ids.message(tag, previous),
                 replied_user = ids.user(tag, previous),
                 file_id = file_id,
+                filler = filler.plain,
             )
             .into()
         })
@@ -317,6 +356,7 @@ pub fn event_frames_v11(tag: &str, n: usize, file_id: impl Fn(usize) -> String) 
     let now = unix_now() as u64;
     // Message ids distinct across the runs one process sees.
     let base = tag.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)) % 1_000 * 1_000_000;
+    let filler = Filler::from_env();
     (0..n)
         .map(|i| {
             let id = base + i as u64;
@@ -327,10 +367,10 @@ pub fn event_frames_v11(tag: &str, n: usize, file_id: impl Fn(usize) -> String) 
                     r#"{{"self_id":10001,"user_id":20002,"time":{now},"message_id":{id},"message_seq":{id},"#,
                     r#""real_id":{id},"message_type":"group","sub_type":"normal","#,
                     r#""sender":{{"user_id":20002,"nickname":"Alice","card":"","role":"member"}},"#,
-                    r#""raw_message":"[CQ:reply,id={previous}]seq={i}; hello &#91;world&#93; &amp; friends[CQ:at,qq=10001][CQ:image,file={file_id}]","#,
+                    r#""raw_message":"[CQ:reply,id={previous}]seq={i}; hello &#91;world&#93; &amp; friends{filler_cq}[CQ:at,qq=10001][CQ:image,file={file_id}]","#,
                     r#""font":14,"group_id":30003,"post_type":"message","message_format":"array","message":["#,
                     r#"{{"type":"reply","data":{{"id":"{previous}"}}}},"#,
-                    r#"{{"type":"text","data":{{"text":"seq={i}; hello [world] & friends"}}}},"#,
+                    r#"{{"type":"text","data":{{"text":"seq={i}; hello [world] & friends{filler}"}}}},"#,
                     r#"{{"type":"at","data":{{"qq":"10001"}}}},"#,
                     r#"{{"type":"image","data":{{"file":"{file_id}","url":"http://127.0.0.1:1/f/{file_id}"}}}}]}}"#
                 ),
@@ -339,6 +379,8 @@ pub fn event_frames_v11(tag: &str, n: usize, file_id: impl Fn(usize) -> String) 
                 i = i,
                 previous = previous,
                 file_id = file_id,
+                filler = filler.plain,
+                filler_cq = filler.cq,
             )
             .into()
         })

@@ -407,6 +407,7 @@ impl Peer {
             bots.push(connect(self.addr, "/api", CONNECT_WITHIN).await.expect("a bot connects"));
         }
         let per_caller = total / callers;
+        let filler = crate::peers::Filler::from_env();
         let cpu_before = self.child.cpu();
         let start = Instant::now();
         let mut tasks = JoinSet::new();
@@ -419,7 +420,8 @@ impl Peer {
                     }
                     let echo = format!(r#""echo":"e{c}-{k}""#);
                     let request = format!(
-                        r#"{{"action":"send_group_msg","params":{{"group_id":30003,"message":"[CQ:face,id=1] reply {k}"}},{echo}}}"#
+                        r#"{{"action":"send_group_msg","params":{{"group_id":30003,"message":"[CQ:face,id=1] reply {k}{}"}},{echo}}}"#,
+                        filler.cq
                     );
                     let called = Instant::now();
                     ws.send(Message::text(request)).await.expect("a call is sent");

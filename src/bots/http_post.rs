@@ -232,7 +232,7 @@ impl Poster {
         if self.post.filter.as_ref().is_some_and(|f| !f.passes(ev, self.post.post_format)) {
             return Next::Continue;
         }
-        let body = ev.json(self.post.post_format);
+        let body: Bytes = ev.json(self.post.post_format).into();
         let reply = match self.post_with_retries(entry.account.v11_id, body, shutdown).await {
             Ok(reply) => reply,
             Err(PostError::Shutdown) => return Next::Stop,

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -154,11 +153,10 @@ impl<S> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    /// Writes one JSON text (an event's shared bytes or an answer).
-    async fn write(&mut self, json: impl Into<Bytes>) -> Step {
+    /// Writes one JSON text (an event's shared text or an answer).
+    async fn write(&mut self, json: impl Into<Utf8Bytes>) -> Step {
         let Some(sink) = self.sink.as_mut() else { return Step::Stop };
-        let text = Utf8Bytes::try_from(json.into()).unwrap_or_default();
-        written(tokio::time::timeout(self.cfg.limits.write_timeout, sink.send(Message::Text(text))).await)
+        written(tokio::time::timeout(self.cfg.limits.write_timeout, sink.send(Message::Text(json.into()))).await)
     }
 
     /// Writes an event and whatever others are already waiting (at most [`WRITE_BATCH`]), then
@@ -172,7 +170,7 @@ where
         let cfg = &self.cfg;
         let Some(sink) = self.sink.as_mut() else { return Step::Stop };
         let format = cfg.post_format;
-        let frame = |ev: &V11Event| Message::Text(Utf8Bytes::try_from(ev.json(format)).unwrap_or_default());
+        let frame = |ev: &V11Event| Message::Text(ev.json(format));
         let result = tokio::time::timeout(cfg.limits.write_timeout, async {
             let mut fed = false;
             if cfg.sends(&first) {
@@ -359,7 +357,7 @@ where
 /// What a session runs for one request: the answer, as JSON. Boxed, so that a session holds a
 /// pointer per action in flight: its own future (one per open connection, idle or not) would
 /// otherwise have room for one action's, several KB.
-type Action = std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>>;
+type Action = std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>;
 
 /// A session's actions in flight. When the session ends (the bot went away, a write failed) they
 /// go on in a task of their own and their answers are dropped: an action a bot asked for is

@@ -167,9 +167,9 @@ impl Response {
         self.status == "ok"
     }
 
-    pub fn to_json(&self) -> Vec<u8> {
+    pub fn to_json(&self) -> String {
         // Serialising plain maps, strings and numbers cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 
@@ -226,7 +226,7 @@ mod tests {
     #[test]
     fn failure_has_go_cqhttp_shape_and_keeps_echo() {
         let r = Response::not_found().with_echo(Some(json!({"seq": 3})));
-        let v: Value = serde_json::from_slice(&r.to_json()).unwrap();
+        let v: Value = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(
             v,
             json!({"status":"failed","retcode":404,"data":null,"message":"API不存在","msg":"API_NOT_FOUND","wording":"API不存在","echo":{"seq":3}})

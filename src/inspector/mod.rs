@@ -364,7 +364,7 @@ impl Inspector {
             Ok(Some(delivered)) => {
                 // Read back from the JSON bots get (array format: segments show as they are).
                 let json = delivered.to_json(v11::PostFormat::Array);
-                let value = serde_json::from_slice::<Value>(&json).unwrap_or(Value::Null);
+                let value = serde_json::from_str::<Value>(&json).unwrap_or(Value::Null);
                 (vec![Side { dir: Dir::Event, body: self.body(&value), ok: true }], None, None)
             }
             Ok(None) => {

@@ -936,7 +936,7 @@ mod tests {
         ))
         .unwrap()
         .unwrap();
-        let text = String::from_utf8(out.to_json(PostFormat::Array)).unwrap();
+        let text = out.to_json(PostFormat::Array);
         assert!(text.contains(r#"a/b \u0001 é 😀 \"q\" <x>&"#), "{text}");
         assert!(!text.contains(": ") && !text.contains(".0"), "{text}");
     }
@@ -945,7 +945,7 @@ mod tests {
     fn meta_helpers_follow_go_cqhttp() {
         let hello = lifecycle_connect(1, 2, true);
         assert_eq!(
-            String::from_utf8(hello.to_json(PostFormat::String)).unwrap(),
+            hello.to_json(PostFormat::String),
             r#"{"_post_method":2,"post_type":"meta_event","meta_event_type":"lifecycle","time":2,"self_id":1,"sub_type":"connect"}"#
         );
         assert!(body(&lifecycle_connect(1, 2, false)).get("_post_method").is_none());
@@ -987,7 +987,7 @@ mod tests {
         body.insert("raw_message".into(), 20002.into());
         let ev = V11Event::new(1, body);
         for format in [PostFormat::String, PostFormat::Array] {
-            let written: Value = serde_json::from_slice(&ev.json(format)).unwrap();
+            let written: Value = serde_json::from_str(&ev.json(format)).unwrap();
             assert_eq!(ev.to_value(format), written);
             assert!(ev.to_value(format).get("message").is_none());
         }

@@ -5,12 +5,14 @@
 //! typed ([`MessageEvent`]) and written straight to JSON: no map is built, hashed and walked per
 //! event, keys are written as literals, integers with `itoa`, and a string goes through
 //! `serde_json`'s escaping only when it holds a character JSON escapes. The bytes are the same
-//! either way (a test writes each message event both ways and compares).
+//! either way (a test writes each message event both ways and compares). The JSON is written as a
+//! `String` and kept as [`Utf8Bytes`], the text a WebSocket frame takes as it is: a long message
+//! is not checked for UTF-8 again on its way to each bot.
 
 use std::sync::OnceLock;
 
-use bytes::Bytes;
 use serde_json::{Map, Value};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::core::message::{Data, Segment};
 use crate::core::v11::PostFormat;
@@ -22,7 +24,7 @@ pub struct V11Event {
     body: Body,
     /// Its JSON per post format (string, array), written on first use and shared by every
     /// endpoint that takes that format: ten bots cost one serialisation, not ten.
-    json: [OnceLock<Bytes>; 2],
+    json: [OnceLock<Utf8Bytes>; 2],
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -168,17 +170,17 @@ impl V11Event {
     /// Compact JSON in the endpoint's format. The bytes equal what JavaScript's `JSON.stringify`
     /// writes for the parsed value (no floats, no escaped `/`, raw UTF-8), so signatures verified
     /// either over the raw body or over a re-serialised one match. Written once per format.
-    pub fn json(&self, format: PostFormat) -> Bytes {
+    pub fn json(&self, format: PostFormat) -> Utf8Bytes {
         let slot = &self.json[matches!(format, PostFormat::Array) as usize];
         slot.get_or_init(|| self.to_json(format).into()).clone()
     }
 
     /// [`V11Event::json`] written anew, not kept.
-    pub fn to_json(&self, format: PostFormat) -> Vec<u8> {
+    pub fn to_json(&self, format: PostFormat) -> String {
         match &self.body {
-            Body::Map(body) => serde_json::to_vec(body).unwrap_or_default(),
+            Body::Map(body) => serde_json::to_string(body).unwrap_or_default(),
             Body::Message(m) => {
-                let mut out = Vec::with_capacity(512 + m.raw_message.len() * 2);
+                let mut out = String::with_capacity(512 + m.raw_message.len() * 2);
                 write_message(m, format, &mut out);
                 out
             }
@@ -191,61 +193,64 @@ impl V11Event {
             Body::Map(body) => Value::Object(body.clone()),
             // Read back from its JSON, so the two can never differ. Only event filters, quick
             // operations and message histories ask for the value.
-            Body::Message(_) => serde_json::from_slice(&self.json(format)).unwrap_or(Value::Null),
+            Body::Message(_) => serde_json::from_str(&self.json(format)).unwrap_or(Value::Null),
         }
     }
 }
 
 /// Writes `s` as a JSON string: as it is when nothing in it needs escaping (the common case,
 /// checked in one pass the compiler vectorises), else through `serde_json`.
-fn write_str(out: &mut Vec<u8>, s: &str) {
+fn write_str(out: &mut String, s: &str) {
     let plain = s.bytes().fold(true, |plain, b| plain & (b >= 0x20 && b != b'"' && b != b'\\'));
     if plain {
         out.reserve(s.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
     } else {
-        let _ = serde_json::to_writer(&mut *out, s);
+        write_json(out, s);
     }
 }
 
-fn write_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+/// Anything else, through `serde_json` (which cannot fail on maps, strings and numbers).
+fn write_json(out: &mut String, v: &(impl serde::Serialize + ?Sized)) {
+    out.push_str(&serde_json::to_string(v).unwrap_or_default());
+}
+
+fn write_int(out: &mut String, n: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// `,"key":` (keys here are ours and need no escaping).
-fn key(out: &mut Vec<u8>, key: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(b"\":");
+fn key(out: &mut String, key: &str) {
+    out.push_str(",\"");
+    out.push_str(key);
+    out.push_str("\":");
 }
 
-fn write_value(out: &mut Vec<u8>, v: &Value) {
+fn write_value(out: &mut String, v: &Value) {
     match v {
         Value::String(s) => write_str(out, s),
         Value::Number(n) if n.is_i64() => write_int(out, n.as_i64().unwrap_or_default()),
-        v => {
-            let _ = serde_json::to_writer(&mut *out, v);
-        }
+        v => write_json(out, v),
     }
 }
 
 /// Writes the entries of `extra` (keys escaped: they come from the backend).
-fn write_entries(out: &mut Vec<u8>, entries: &Data, skip: impl Fn(&str) -> bool) {
+fn write_entries(out: &mut String, entries: &Data, skip: impl Fn(&str) -> bool) {
     for (k, v) in entries {
         if skip(k) {
             continue;
         }
-        out.push(b',');
+        out.push(',');
         write_str(out, k);
-        out.push(b':');
+        out.push(':');
         write_value(out, v);
     }
 }
 
-fn write_message(m: &MessageEvent, format: PostFormat, out: &mut Vec<u8>) {
-    out.extend_from_slice(if m.sent { br#"{"post_type":"message_sent""# } else { br#"{"post_type":"message""# });
+fn write_message(m: &MessageEvent, format: PostFormat, out: &mut String) {
+    out.push_str(if m.sent { r#"{"post_type":"message_sent""# } else { r#"{"post_type":"message""# });
     key(out, "message_type");
     write_str(out, &m.message_type);
     key(out, "time");
@@ -286,27 +291,25 @@ fn write_message(m: &MessageEvent, format: PostFormat, out: &mut Vec<u8>) {
     key(out, "message");
     match format {
         PostFormat::String => write_str(out, &m.raw_message),
-        PostFormat::Array => {
-            let _ = serde_json::to_writer(&mut *out, &m.segments);
-        }
+        PostFormat::Array => write_json(out, &m.segments),
     }
     key(out, "raw_message");
     write_str(out, &m.raw_message);
     key(out, "font");
-    out.push(b'0');
+    out.push('0');
     key(out, "sender");
     write_sender(&m.sender, out);
     write_entries(out, &m.extra, |_| false);
-    out.push(b'}');
+    out.push('}');
 }
 
-fn write_sender(s: &Sender, out: &mut Vec<u8>) {
+fn write_sender(s: &Sender, out: &mut String) {
     let mut first = true;
-    let mut field = |out: &mut Vec<u8>, name: &'static str, own: &dyn Fn(&mut Vec<u8>)| {
-        out.extend_from_slice(if first { b"{\"" } else { b",\"" });
+    let mut field = |out: &mut String, name: &'static str, own: &dyn Fn(&mut String)| {
+        out.push_str(if first { "{\"" } else { ",\"" });
         first = false;
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\":");
+        out.push_str(name);
+        out.push_str("\":");
         match s.given.get(name) {
             Some(given) => write_value(out, given),
             None => own(out),
@@ -318,7 +321,7 @@ fn write_sender(s: &Sender, out: &mut Vec<u8>) {
         SenderShape::Channel => field(out, "tiny_id", &|out| write_value(out, &s.user_id)),
         SenderShape::Private { sex } | SenderShape::Group { sex, .. } => {
             field(out, "sex", &|out| write_str(out, sex));
-            field(out, "age", &|out| out.push(b'0'));
+            field(out, "age", &|out| out.push('0'));
         }
     }
     if let SenderShape::Group { card, area, level, role, title, .. } = &s.shape {
@@ -327,7 +330,7 @@ fn write_sender(s: &Sender, out: &mut Vec<u8>) {
         }
     }
     write_entries(out, &s.given, |k| s.writes(k));
-    out.push(b'}');
+    out.push('}');
 }
 
 impl Sender {
@@ -445,10 +448,10 @@ mod writer {
 
     fn assert_same(m: &MessageEvent) {
         for format in [PostFormat::String, PostFormat::Array] {
-            let mut fast = Vec::new();
+            let mut fast = String::new();
             write_message(m, format, &mut fast);
-            let reference = serde_json::to_vec(&Reference(m, format)).unwrap();
-            assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&reference));
+            let reference = serde_json::to_string(&Reference(m, format)).unwrap();
+            assert_eq!(fast, reference);
         }
     }
 
@@ -519,7 +522,7 @@ mod writer {
         let ev = V11Event::message_event(m);
         assert_eq!(ev.post_type(), "message_sent");
         for format in [PostFormat::String, PostFormat::Array] {
-            let written: Value = serde_json::from_slice(&ev.json(format)).unwrap();
+            let written: Value = serde_json::from_str(&ev.json(format)).unwrap();
             assert_eq!(ev.to_value(format), written);
         }
         let array = ev.to_value(PostFormat::Array);
