@@ -154,6 +154,13 @@ pub async fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<(T, Bu
     Ok((serde_json::from_slice(bytes)?, budget))
 }
 
+/// [`json`] for text already checked to be UTF-8 (a WebSocket text frame): its strings are not
+/// checked again as they are read.
+pub async fn json_text<T: serde::de::DeserializeOwned>(text: &str) -> Result<(T, Budget), DecodeError> {
+    let budget = admit(text.as_bytes(), false, Side::Bots).await?;
+    Ok((serde_json::from_str(text)?, budget))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::Value;

@@ -237,15 +237,10 @@ impl LinkHandle {
             }
             Transport::Socket { writer, pending, wire } => {
                 let frame = match (&v11, wire) {
-                    (Some((_, call)), _) => {
-                        let frame = serde_json::json!({"action": call.action, "params": call.params, "echo": echo});
-                        Message::text(serde_json::to_string(&frame).unwrap_or_default())
-                    }
+                    (Some((_, call)), _) => Message::text(call.to_json(&echo)),
                     (None, Wire::V12 { msgpack: true }) => Message::binary(codec::encode_request(&req, true)),
                     // What `encode_request` writes for JSON, as a string.
-                    (None, Wire::V12 { msgpack: false }) => {
-                        Message::text(serde_json::to_string(&req).unwrap_or_default())
-                    }
+                    (None, Wire::V12 { msgpack: false }) => Message::text(req.to_json()),
                     // `edge()` gives a v11 wire's edge, so its requests always went through it.
                     (None, Wire::V11(_)) => return Err(CallError::Link("a v11 link bypassed its edge".into())),
                 };

@@ -274,7 +274,7 @@ where
                             // Decoded here: while the bots' parse budget is spent, this connection
                             // stops reading (backpressure), so at most one frame per connection
                             // waits for it. The request keeps its budget until it is answered.
-                            let request = read_request(text.as_bytes()).await;
+                            let request = read_request(text.as_str()).await;
                             drop(text);
                             actions.push(action(self.hub.clone(), entry.clone(), request, &self.cfg));
                             Step::Continue
@@ -334,7 +334,7 @@ where
                 }
                 frame = self.stream.next() => match frame {
                     Some(Ok(Message::Text(text))) if self.role.reads_actions() => {
-                        let answer = match read_request(text.as_bytes()).await {
+                        let answer = match read_request(text.as_str()).await {
                             Ok((req, _budget)) => v11::Response::failed(100, "BACKEND_UNAVAILABLE", "no bot account is online on the backend yet")
                                 .with_echo(req.echo),
                             Err(refused) => refused,
@@ -403,8 +403,9 @@ fn action(
 /// is not JSON is the empty action (answered `404`, as go-cqhttp); a request too costly to decode
 /// is refused (logged, and answered with a failure that says why, with its `echo` when that can
 /// be found).
-async fn read_request(bytes: &[u8]) -> Result<(v11::Request, Option<crate::decode::Budget>), v11::Response> {
-    match crate::decode::json::<v11::Request>(bytes).await {
+async fn read_request(text: &str) -> Result<(v11::Request, Option<crate::decode::Budget>), v11::Response> {
+    let bytes = text.as_bytes();
+    match crate::decode::json_text::<v11::Request>(text).await {
         Ok((request, budget)) => Ok((request, Some(budget))),
         Err(error) if error.is_refusal() => {
             tracing::warn!(%error, len = bytes.len(), "request from bot refused: too costly to decode");

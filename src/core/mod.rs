@@ -24,6 +24,7 @@ pub mod scan;
 pub mod segment;
 pub mod v11;
 pub mod v12;
+pub mod write_json;
 
 use std::future::Future;
 use std::sync::Arc;

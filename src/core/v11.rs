@@ -167,9 +167,33 @@ impl Response {
         self.status == "ok"
     }
 
+    /// Its JSON, as `serde_json` writes it ([`crate::core::write_json`]: a long message in `data`,
+    /// a `get_msg`'s, is copied rather than escaped byte by byte).
     pub fn to_json(&self) -> String {
-        // Serialising plain maps, strings and numbers cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        use crate::core::write_json::{string, value};
+        let mut out = String::with_capacity(96);
+        out.push_str("{\"status\":");
+        string(&mut out, self.status);
+        out.push_str(",\"retcode\":");
+        out.push_str(itoa::Buffer::new().format(self.retcode));
+        out.push_str(",\"data\":");
+        value(&mut out, &self.data);
+        out.push_str(",\"message\":");
+        string(&mut out, &self.message);
+        for (name, text) in [("msg", &self.msg), ("wording", &self.wording)] {
+            if let Some(text) = text {
+                out.push_str(",\"");
+                out.push_str(name);
+                out.push_str("\":");
+                string(&mut out, text);
+            }
+        }
+        if let Some(echo) = &self.echo {
+            out.push_str(",\"echo\":");
+            value(&mut out, echo);
+        }
+        out.push('}');
+        out
     }
 }
 
@@ -197,6 +221,19 @@ impl std::str::FromStr for PostFormat {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_answer_is_written_as_serde_json_writes_it() {
+        let text = "今天 [x] & \"y\"\n".repeat(40);
+        let answers = [
+            Response::ok(json!({"message_id": -5, "message": text, "time": 1.5})),
+            Response::ok(Value::Null).with_echo(Some(json!({"n": [1, "two"]}))),
+            Response::failed(100, "BAD \"PARAM\"", "no `group_id`").with_echo(Some(json!("e1"))),
+        ];
+        for r in answers {
+            assert_eq!(r.to_json(), serde_json::to_string(&r).unwrap());
+        }
+    }
 
     /// A request read straight from its text is the request its value reads as, whatever the
     /// document holds.

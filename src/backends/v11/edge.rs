@@ -170,6 +170,22 @@ pub struct V11Call {
     pub answer: Answer,
 }
 
+impl V11Call {
+    /// The WebSocket frame of the call: `{"action":…,"params":{…},"echo":…}`.
+    pub fn to_json(&self, echo: &str) -> String {
+        use crate::core::write_json::{object, string};
+        let mut out = String::with_capacity(64);
+        out.push_str("{\"action\":");
+        string(&mut out, &self.action);
+        out.push_str(",\"params\":");
+        object(&mut out, &self.params);
+        out.push_str(",\"echo\":");
+        string(&mut out, echo);
+        out.push('}');
+        out
+    }
+}
+
 /// How a v11 answer becomes a v12 one.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
@@ -1155,6 +1171,15 @@ mod tests {
 
     use super::*;
     use crate::core::mapping::MappingSet;
+
+    #[test]
+    fn a_call_is_written_as_a_json_map_would_be() {
+        let params = json!({"group_id": 30003, "message": "会议 [x] & \"y\"\n".repeat(30)});
+        let Value::Object(params) = params else { unreachable!() };
+        let call = V11Call { action: "send_group_msg".into(), params, answer: Answer::Status };
+        let reference = json!({"action": call.action, "params": call.params, "echo": "obb-1"});
+        assert_eq!(call.to_json("obb-1"), serde_json::to_string(&reference).unwrap());
+    }
 
     fn edge() -> Edge {
         Edge::new(MappingSet::embedded().unwrap().generic().clone(), 100 << 20)

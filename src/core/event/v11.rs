@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::core::message::{Data, Segment};
 use crate::core::v11::PostFormat;
+use crate::core::write_json::string as write_str;
 
 /// A v11 event ready to be written to any number of endpoints.
 #[derive(Debug, Clone)]
@@ -178,7 +179,11 @@ impl V11Event {
     /// [`V11Event::json`] written anew, not kept.
     pub fn to_json(&self, format: PostFormat) -> String {
         match &self.body {
-            Body::Map(body) => serde_json::to_string(body).unwrap_or_default(),
+            Body::Map(body) => {
+                let mut out = String::new();
+                crate::core::write_json::object(&mut out, body);
+                out
+            }
             Body::Message(m) => {
                 let mut out = String::with_capacity(512 + m.raw_message.len() * 2);
                 write_message(m, format, &mut out);
@@ -198,25 +203,6 @@ impl V11Event {
     }
 }
 
-/// Writes `s` as a JSON string: as it is when nothing in it needs escaping (the common case,
-/// checked in one pass the compiler vectorises), else through `serde_json`.
-fn write_str(out: &mut String, s: &str) {
-    let plain = s.bytes().fold(true, |plain, b| plain & (b >= 0x20 && b != b'"' && b != b'\\'));
-    if plain {
-        out.reserve(s.len() + 2);
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
-        write_json(out, s);
-    }
-}
-
-/// Anything else, through `serde_json` (which cannot fail on maps, strings and numbers).
-fn write_json(out: &mut String, v: &(impl serde::Serialize + ?Sized)) {
-    out.push_str(&serde_json::to_string(v).unwrap_or_default());
-}
-
 fn write_int(out: &mut String, n: impl itoa::Integer) {
     out.push_str(itoa::Buffer::new().format(n));
 }
@@ -229,11 +215,27 @@ fn key(out: &mut String, key: &str) {
 }
 
 fn write_value(out: &mut String, v: &Value) {
-    match v {
-        Value::String(s) => write_str(out, s),
-        Value::Number(n) if n.is_i64() => write_int(out, n.as_i64().unwrap_or_default()),
-        v => write_json(out, v),
+    crate::core::write_json::value(out, v)
+}
+
+/// A message's segments as `[{"type":…,"data":{…}},…]` (the array format).
+fn write_segments(out: &mut String, segments: &[Segment]) {
+    out.push('[');
+    for (i, seg) in segments.iter().enumerate() {
+        out.push_str(if i == 0 { "{\"type\":" } else { ",{\"type\":" });
+        write_str(out, &seg.kind);
+        out.push_str(",\"data\":{");
+        for (j, (k, v)) in (&seg.data).into_iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            write_str(out, k);
+            out.push(':');
+            write_value(out, v);
+        }
+        out.push_str("}}");
     }
+    out.push(']');
 }
 
 /// Writes the entries of `extra` (keys escaped: they come from the backend).
@@ -291,7 +293,7 @@ fn write_message(m: &MessageEvent, format: PostFormat, out: &mut String) {
     key(out, "message");
     match format {
         PostFormat::String => write_str(out, &m.raw_message),
-        PostFormat::Array => write_json(out, &m.segments),
+        PostFormat::Array => write_segments(out, &m.segments),
     }
     key(out, "raw_message");
     write_str(out, &m.raw_message);

@@ -341,6 +341,30 @@ impl Request {
     pub fn new(action: impl Into<String>, params: Map<String, Value>) -> Self {
         Request { action: action.into(), params, echo: None, self_id: None }
     }
+
+    /// Its JSON, as `serde_json` writes it, with long texts copied rather than escaped byte by
+    /// byte ([`crate::core::write_json`]).
+    pub fn to_json(&self) -> String {
+        use crate::core::write_json::{object, string};
+        let mut out = String::with_capacity(64);
+        out.push_str("{\"action\":");
+        string(&mut out, &self.action);
+        out.push_str(",\"params\":");
+        object(&mut out, &self.params);
+        if let Some(echo) = &self.echo {
+            out.push_str(",\"echo\":");
+            string(&mut out, echo);
+        }
+        if let Some(SelfId { platform, user_id }) = &self.self_id {
+            out.push_str(",\"self\":{\"platform\":");
+            string(&mut out, platform);
+            out.push_str(",\"user_id\":");
+            string(&mut out, user_id);
+            out.push('}');
+        }
+        out.push('}');
+        out
+    }
 }
 
 /// A v12 action response.
@@ -415,6 +439,19 @@ pub fn is_event_frame(map: &Map<String, Value>) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_request_is_written_as_serde_json_writes_it() {
+        let long = "会议 [moved] & \"quoted\" \\ \n ".repeat(50);
+        let params = json!({"detail_type": "group", "group_id": "30003",
+            "message": [{"type": "text", "data": {"text": long}}, {"type": "qq.face", "data": {"id": 1}}]});
+        let Value::Object(params) = params else { unreachable!() };
+        let mut req = Request::new("send_message", params);
+        assert_eq!(req.to_json(), serde_json::to_string(&req).unwrap());
+        req.echo = Some("obb-7".into());
+        req.self_id = Some(SelfId { platform: "qq".into(), user_id: "10\"01".into() });
+        assert_eq!(req.to_json(), serde_json::to_string(&req).unwrap());
+    }
 
     #[test]
     fn reads_a_standard_event() {
