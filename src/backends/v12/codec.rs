@@ -220,11 +220,11 @@ const BYTES_PARAMS: [&str; 2] = ["upload_file", "upload_file_fragmented"];
 /// Writes an action request. In MessagePack its `bytes` params travel as `bin`, as the spec says
 /// (in JSON they are base64 text, which is how the core holds them).
 pub fn encode_request(req: &crate::core::v12::Request, msgpack: bool) -> Vec<u8> {
-    let bytes_param =
-        req.params.get("data").and_then(Value::as_str).filter(|_| BYTES_PARAMS.contains(&req.action.as_str()));
     if !msgpack {
         return req.to_json().into_bytes();
     }
+    let bytes_param =
+        req.params.get("data").and_then(Value::as_str).filter(|_| BYTES_PARAMS.contains(&req.action.as_str()));
     let Some(b64) = bytes_param else { return encode(req, msgpack) };
     let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64) else { return encode(req, msgpack) };
     let Ok(serde_json::Value::Object(mut obj)) = serde_json::to_value(req) else { return encode(req, msgpack) };
