@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::core::message::{Data, Segment};
 use crate::core::v11::PostFormat;
-use crate::core::write_json::string as write_str;
+use crate::core::write_json::{string as write_str, value as write_value};
 
 /// A v11 event ready to be written to any number of endpoints.
 #[derive(Debug, Clone)]
@@ -212,10 +212,6 @@ fn key(out: &mut String, key: &str) {
     out.push_str(",\"");
     out.push_str(key);
     out.push_str("\":");
-}
-
-fn write_value(out: &mut String, v: &Value) {
-    crate::core::write_json::value(out, v)
 }
 
 /// A message's segments as `[{"type":…,"data":{…}},…]` (the array format).
