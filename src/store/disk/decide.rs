@@ -118,8 +118,8 @@ pub(super) struct State {
     pub(super) failed: Option<String>,
     /// What decisions read of redb, kept between them until the folder next writes redb.
     pub(super) snapshot: Option<Snapshot>,
-    /// Which v12 ids redb may hold, once the folder has built them: an id they rule out is not
-    /// looked up.
+    /// Which v12 ids (and message numbers) redb may hold, once the folder has built them: an id
+    /// or number they rule out is not looked up.
     pub(super) filters: Option<Arc<Filters>>,
     /// Message keys' digests redb's `message_digests` does not hold yet, with their numbers.
     pub(super) held_keys: Held<i32>,
@@ -222,6 +222,9 @@ impl State {
     pub(super) fn owner_of(&self, view: &View<'_>, n: i32) -> Result<Option<(RowOwner, u64)>, redb::Error> {
         if let Some(r) = self.pending.rows.get(&n) {
             return Ok(Some((row_key(&r.row), r.seq)));
+        }
+        if !self.may_hold(Table::Numbers, super::filter::number_id(n)) {
+            return Ok(None);
         }
         Ok(view.row_owner(n)?.map(|owner| (owner, 0)))
     }

@@ -3,6 +3,13 @@
 //! reading redb. Most ids a backend sends are new; where they are random (UUIDs) each read was a
 //! B-tree page of its own, read under the store's lock.
 //!
+//! A third filter holds the message numbers redb has a row under, so that claiming a number for a
+//! new message does not read the row that may be there: numbers are spread over all of int32, and
+//! with a full store (a million messages with their content, hundreds of MB) that read was a page
+//! of its own for every new message, under the store's lock. Every row redb holds has its key's
+//! digest and number in `message_digests`, or still in the pairs the folder holds back
+//! (`decide::Held`): a build takes the numbers from both.
+//!
 //! A filter answers "maybe" for every id its table holds, and "no" for most others. Ids only ever
 //! enter the tables through the folder, which puts each folded id in the filters before the
 //! decisions stop finding it among the pending entries; pruned ids stay in the filter (a "maybe"
@@ -42,12 +49,15 @@ pub(super) enum Table {
     Messages,
     /// `id_digests`: a user's or group's v12 id with a surrogate.
     Ids,
+    /// `messages`: a message number with a row (the id is the number).
+    Numbers,
 }
 
 /// The two filters, as the decisions read them.
 pub(super) struct Filters {
     messages: Filter,
     ids: Filter,
+    numbers: Filter,
 }
 
 struct Filter {
@@ -67,7 +77,11 @@ impl Filter {
 
 impl std::fmt::Debug for Filters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Filters").field("messages", &self.messages.capacity).field("ids", &self.ids.capacity).finish()
+        f.debug_struct("Filters")
+            .field("messages", &self.messages.capacity)
+            .field("ids", &self.ids.capacity)
+            .field("numbers", &self.numbers.capacity)
+            .finish()
     }
 }
 
@@ -76,11 +90,12 @@ impl Filters {
         match table {
             Table::Messages => &self.messages,
             Table::Ids => &self.ids,
+            Table::Numbers => &self.numbers,
         }
     }
 
-    /// False only when `id` (a digest) is not a key of `table` (nor was, since the filter was
-    /// built).
+    /// False only when `id` (a digest, or a message number for [`Table::Numbers`]) is not a key
+    /// of `table` (nor was, since the filter was built).
     pub(super) fn may_hold(&self, table: Table, id: u64) -> bool {
         self.of(table).bloom.contains(&id)
     }
@@ -93,19 +108,19 @@ impl Filters {
 /// A build under way: the tables scanned in key order, a chunk at a time.
 struct Build {
     filters: Arc<Filters>,
-    /// The table being scanned, `None` once both are.
+    /// The table being scanned, `None` once both are (`message_digests` gives the numbers too).
     scanning: Option<Table>,
     /// The last entry scanned in it: a digest and its id's number.
     after: Option<(u64, i64)>,
     /// Ids put in each filter so far.
-    put: [usize; 2],
+    put: [usize; 3],
 }
 
 /// The folder's side: the filters the decisions read, and the next ones while they are built.
 #[derive(Default)]
 pub(super) struct Keeper {
     /// The filters in use, with how many ids have been folded into each since it was built.
-    current: Option<(Arc<Filters>, [usize; 2])>,
+    current: Option<(Arc<Filters>, [usize; 3])>,
     building: Option<Build>,
 }
 
@@ -113,6 +128,7 @@ fn slot(table: Table) -> usize {
     match table {
         Table::Messages => 0,
         Table::Ids => 1,
+        Table::Numbers => 2,
     }
 }
 
@@ -147,28 +163,44 @@ impl Keeper {
     /// pruned as it grows, by then about half its ids are gone), or scans a chunk of the build
     /// under way. Returns the new filters once built, for the decisions to read. (What a build
     /// scanned does not count: a table larger than the largest filter would otherwise be built
-    /// again and again.)
+    /// again and again.) `held` gives the message numbers whose rows redb holds while their
+    /// digests are held back; it is called when a build begins.
     pub(super) fn step(
         &mut self,
         db: &Database,
         messages: TableDefinition<(u64, i32), ()>,
         ids: TableDefinition<(u64, i64), ()>,
+        held: impl FnOnce() -> Vec<i32>,
     ) -> Result<Option<Arc<Filters>>, redb::Error> {
         let Some(build) = &mut self.building else {
             let full = match &self.current {
                 None => true,
                 Some((filters, folded)) => {
-                    folded[0] > filters.messages.capacity / 2 || folded[1] > filters.ids.capacity / 2
+                    folded[0] > filters.messages.capacity / 2
+                        || folded[1] > filters.ids.capacity / 2
+                        || folded[2] > filters.numbers.capacity / 2
                 }
             };
             if full {
                 let txn = db.begin_read()?;
+                let message_count = txn.open_table(messages)?.len()?;
                 let sized = Filters {
-                    messages: Filter::new(txn.open_table(messages)?.len()?),
+                    messages: Filter::new(message_count),
                     ids: Filter::new(txn.open_table(ids)?.len()?),
+                    numbers: Filter::new(message_count),
                 };
-                self.building =
-                    Some(Build { filters: Arc::new(sized), scanning: Some(Table::Messages), after: None, put: [0; 2] });
+                // Folded before this build began, their digests not in the table yet: the scan
+                // would miss them, and ids folded from now on are put in as they are folded.
+                let held = held();
+                for &n in &held {
+                    sized.insert(Table::Numbers, number_id(n));
+                }
+                self.building = Some(Build {
+                    filters: Arc::new(sized),
+                    scanning: Some(Table::Messages),
+                    after: None,
+                    put: [0, 0, held.len()],
+                });
             }
             return Ok(None);
         };
@@ -198,9 +230,12 @@ impl Keeper {
                         .unwrap_or(Bound::Unbounded);
                     for row in txn.open_table(messages)?.range::<(u64, i32)>((from, Bound::Unbounded))?.take(CHUNK) {
                         let (id, n) = row?.0.value();
+                        build.filters.insert(Table::Numbers, number_id(n));
                         put(id, n.into());
                     }
                 }
+                // Never scanned on its own: `message_digests` gives the numbers with the digests.
+                Table::Numbers => {}
                 Table::Ids => {
                     for row in txn
                         .open_table(ids)?
@@ -214,13 +249,16 @@ impl Keeper {
             }
         }
         build.put[slot(table)] += scanned;
+        if table == Table::Messages {
+            build.put[slot(Table::Numbers)] += scanned;
+        }
         match last {
             Some(id) => build.after = Some(id),
             None => {
                 build.after = None;
                 build.scanning = match table {
                     Table::Messages => Some(Table::Ids),
-                    Table::Ids => None,
+                    Table::Ids | Table::Numbers => None,
                 };
             }
         }
@@ -228,10 +266,15 @@ impl Keeper {
             return Ok(None);
         }
         let Some(done) = self.building.take() else { return Ok(None) };
-        tracing::debug!(message_keys = done.put[0], ids = done.put[1], "id filters built");
-        self.current = Some((done.filters.clone(), [0; 2]));
+        tracing::debug!(message_keys = done.put[0], ids = done.put[1], numbers = done.put[2], "id filters built");
+        self.current = Some((done.filters.clone(), [0; 3]));
         Ok(Some(done.filters))
     }
+}
+
+/// A message number as the numbers' filter takes it.
+pub(super) fn number_id(n: i32) -> u64 {
+    n as u32 as u64
 }
 
 #[cfg(test)]
@@ -274,9 +317,19 @@ mod tests {
     }
 
     /// Steps until a build is done; ids folded in between go in as the folder would put them.
-    fn build(keeper: &mut Keeper, db: &Database, mut between: impl FnMut(&mut Keeper, usize)) -> Arc<Filters> {
+    fn build(keeper: &mut Keeper, db: &Database, between: impl FnMut(&mut Keeper, usize)) -> Arc<Filters> {
+        build_holding(keeper, db, &[], between)
+    }
+
+    /// [`build`], with `held` the numbers whose digests the folder holds back when it begins.
+    fn build_holding(
+        keeper: &mut Keeper,
+        db: &Database,
+        held: &[i32],
+        mut between: impl FnMut(&mut Keeper, usize),
+    ) -> Arc<Filters> {
         for step in 0.. {
-            if let Some(filters) = keeper.step(db, KEYS, IDS).unwrap() {
+            if let Some(filters) = keeper.step(db, KEYS, IDS, || held.to_vec()).unwrap() {
                 return filters;
             }
             between(keeper, step);
@@ -316,6 +369,45 @@ mod tests {
         assert!(!keeper.building());
     }
 
+    /// The numbers' filter holds every number redb has a row under: those the digest table gives
+    /// with their digests, those whose digests the folder still holds back when the build begins,
+    /// and those folded while it goes on. Numbers with no row are nearly all a "no", so a claim of
+    /// a new number reads nothing.
+    #[test]
+    fn the_numbers_filter_holds_every_number_with_a_row() {
+        let db = db("numbers");
+        let number = |i: usize| (i as u32).wrapping_mul(0x9e37_79b9) as i32 & i32::MAX;
+        {
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(KEYS).unwrap();
+                for i in 0..2 * CHUNK + 3 {
+                    t.insert((d(&format!("k{i}")), number(i)), ()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let held: Vec<i32> = (1_000_000..1_000_100).map(number).collect();
+        let mut keeper = Keeper::default();
+        let mut folded = Vec::new();
+        let filters = build_holding(&mut keeper, &db, &held, |keeper, step| {
+            let n = number(2_000_000 + step);
+            keeper.folded([(Table::Numbers, number_id(n))]);
+            folded.push(n);
+        });
+        assert!(!folded.is_empty());
+        let with_rows = (0..2 * CHUNK + 3).map(number).chain(held.iter().copied()).chain(folded.iter().copied());
+        for n in with_rows {
+            assert!(filters.may_hold(Table::Numbers, number_id(n)), "number {n} has a row");
+        }
+        let strangers =
+            (3_000_000..3_010_000).filter(|&i| filters.may_hold(Table::Numbers, number_id(number(i)))).count();
+        assert!(strangers < 300, "{strangers} of 10 000 numbers without a row were a maybe");
+        // Folded into the filters in use, too: they stay right until the next build.
+        keeper.folded([(Table::Numbers, number_id(7))]);
+        assert!(filters.may_hold(Table::Numbers, number_id(7)));
+    }
+
     /// Once half as many ids were folded into a filter as it was sized for, the next step begins
     /// a new build, from what the tables hold then; what a build scanned never starts another.
     #[test]
@@ -327,10 +419,10 @@ mod tests {
         let many: Vec<String> = (0..MIN_CAPACITY / 2 + 1).map(|i| format!("k{i}")).collect();
         store(&db, many.iter().cloned(), []);
         keeper.folded(many.iter().take(MIN_CAPACITY / 2).map(|k| (Table::Messages, d(k))));
-        assert!(keeper.step(&db, KEYS, IDS).unwrap().is_none());
+        assert!(keeper.step(&db, KEYS, IDS, Vec::new).unwrap().is_none());
         assert!(!keeper.building(), "half full: not yet");
         keeper.folded(many.iter().skip(MIN_CAPACITY / 2).map(|k| (Table::Messages, d(k))));
-        assert!(keeper.step(&db, KEYS, IDS).unwrap().is_none());
+        assert!(keeper.step(&db, KEYS, IDS, Vec::new).unwrap().is_none());
         assert!(keeper.building(), "more than half: a new build begins");
         let second = build(&mut keeper, &db, |_, _| {});
         assert_eq!(second.messages.capacity, 2 * (MIN_CAPACITY / 2 + 1), "sized for what the table holds now");
@@ -343,7 +435,7 @@ mod tests {
         assert_eq!(third.messages.capacity, MAX_CAPACITY);
         assert!(third.may_hold(Table::Messages, d("m0")) && third.may_hold(Table::Messages, d("k1")));
         for _ in 0..3 {
-            assert!(keeper.step(&db, KEYS, IDS).unwrap().is_none());
+            assert!(keeper.step(&db, KEYS, IDS, Vec::new).unwrap().is_none());
             assert!(!keeper.building(), "nothing folded since: no new build");
         }
     }

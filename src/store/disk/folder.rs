@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata};
 
-use super::filter::{Keeper, Table};
+use super::filter::{number_id, Keeper, Table};
 use super::{
     digest, key_text, now_ms, row_key, store_err, Retention, Shared, IDS, MAX_UNFOLDED, MESSAGES, MESSAGE_AGE,
     MESSAGE_KEYS, SURROGATES,
@@ -307,9 +307,14 @@ impl Folder {
             *pruned = Vec::new();
         }
         drop(pruned);
+        // Into the filters before the rows leave the pending entries and the digests leave
+        // `held` (below, under the lock that the decisions take).
+        let numbers = gathered.iter().flat_map(|f| &f.entries).filter_map(|entry| match entry {
+            Entry::Message { n, .. } => Some((Table::Numbers, number_id(*n))),
+            Entry::Surrogate { .. } => None,
+        });
+        filters.folded(numbers);
         if flushed {
-            // Into the filters before the digests leave `held` (below, under the lock that the
-            // decisions take).
             filters.folded(
                 keys.iter().map(|&(key, _)| (Table::Messages, key)).chain(ids.iter().map(|&(id, _)| (Table::Ids, id))),
             );
@@ -351,7 +356,8 @@ impl Folder {
 impl Folder {
     /// A step of the filters' upkeep (see [`Keeper::step`]); new filters go to the decisions.
     fn keep_filters(&self, filters: &mut Keeper) {
-        match filters.step(&self.db, MESSAGE_KEYS, IDS) {
+        let held = || self.shared.state.lock_unpoisoned().held_keys.pairs().map(|(_, n)| n).collect();
+        match filters.step(&self.db, MESSAGE_KEYS, IDS, held) {
             Ok(Some(built)) => self.shared.state.lock_unpoisoned().filters = Some(built),
             Ok(None) => {}
             Err(error) => {

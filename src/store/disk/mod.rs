@@ -23,7 +23,8 @@
 //! Opening the store applies what a crash left in the journal.
 //!
 //! Reads look at the entries not folded yet first, then the held digests, then redb (past
-//! filters that rule out most ids redb never held).
+//! filters that rule out most ids redb never held, and most numbers it has no row under: a new
+//! message's claim of a number reads no row).
 //!
 //! Here: opening, recovery and the [`IdStore`] calls. `decide`: the decisions and what they
 //! read; `syncer` and `folder`: the two threads; `filter`: the filters of the ids redb holds;
@@ -1644,6 +1645,47 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    /// With the filters in use, a claim of a number with no row reads nothing of redb, and a
+    /// number with a row is still seen as taken: folded with its digest held back, and after a
+    /// restart (the filters built again from the tables).
+    #[test]
+    fn a_number_with_a_row_stays_taken_with_the_filters_in_use() {
+        let d = dir("numbers");
+        let filtered = |store: &DiskStore| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while store.shared.state.lock_unpoisoned().filters.is_none() {
+                assert!(Instant::now() < deadline, "the filters were not built");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        let first = said("bot", "first", "hello");
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        filtered(&store);
+        // The first fold after opening puts its digests in at once; the next holds them back.
+        assert_eq!(block_on(store.claim_message(1000, &said("bot", "opening", "x"))).unwrap(), Claim::Inserted);
+        store.settle();
+        assert_eq!(block_on(store.claim_message(1_234_567, &first)).unwrap(), Claim::Inserted);
+        store.settle();
+        assert_eq!(held(&store).0, 1, "its digest is held back");
+        let filters = store.shared.state.lock_unpoisoned().filters.clone().unwrap();
+        assert!(filters.may_hold(Table::Numbers, filter::number_id(1_234_567)));
+        let strangers = (0..1000).filter(|&n| filters.may_hold(Table::Numbers, filter::number_id(n))).count();
+        assert!(strangers < 50, "{strangers} of 1 000 numbers without a row were a maybe");
+        let second = said("bot", "second", "x");
+        assert_eq!(block_on(store.claim_message(1_234_567, &second)).unwrap(), Claim::Taken(first.key.clone()));
+        assert_eq!(block_on(store.claim_message(7, &second)).unwrap(), Claim::Inserted);
+        drop(store);
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        filtered(&store);
+        assert_eq!(
+            block_on(store.claim_message(1_234_567, &said("bot", "third", "y"))).unwrap(),
+            Claim::Taken(first.key.clone())
+        );
+        assert_eq!(block_on(store.claim_message(7, &first)).unwrap(), Claim::Taken(second.key));
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
     /// The folder writes the indexes by v12 id sorted by key, the rest in order: ids claimed in
     /// no order at all, many to a fold, read back from redb as they were claimed.
     #[test]
@@ -1731,11 +1773,18 @@ mod tests {
         let store = DiskStore::open(&d, Retention::default()).unwrap();
         let r = said("bot", "m", "hello");
         assert_eq!(block_on(store.claim_message(3, &r)).unwrap(), Claim::Inserted);
+        // Rows 4 and 5 as the store wrote them (so their numbers are known to have rows) ...
+        for n in [4, 5] {
+            assert_eq!(
+                block_on(store.claim_message(n, &said("bot", &format!("m{n}"), "hi"))).unwrap(),
+                Claim::Inserted
+            );
+        }
         store.settle();
         let row = store.read(|t| Ok(t.open_table(MESSAGES)?.get(3)?.map(|v| v.value().to_vec()))).unwrap().unwrap();
         assert!(record::is_row(&row));
-        // The same row cut short in its body, and a JSON row cut short: written behind the
-        // store's back (nothing is pending).
+        // ... then damaged behind the store's back (nothing is pending): row 3 cut short in its
+        // body, and a JSON row cut short.
         for (n, bytes) in [(4, &row[..row.len() - 2]), (5, &br#"{"record":{"key""#[..])] {
             let txn = store.db.begin_write().unwrap();
             txn.open_table(MESSAGES).unwrap().insert(n, bytes).unwrap();
