@@ -275,8 +275,10 @@ impl State {
         if let Some((owner, seq)) = self.pending.surrogates.get(&n) {
             return Ok((Claim::Taken(owner.to_string()), *seq));
         }
-        if let Some(owner) = view.surrogate_owner(n)? {
-            return Ok((Claim::Taken(owner), 0));
+        if self.may_hold(Table::Surrogates, super::filter::number_id(n)) {
+            if let Some(owner) = view.surrogate_owner(n)? {
+                return Ok((Claim::Taken(owner), 0));
+            }
         }
         Ok((Claim::Inserted, self.push(Entry::Surrogate { n, v12: v12.into() }, true)))
     }

@@ -3,11 +3,12 @@
 //! reading redb. Most ids a backend sends are new; where they are random (UUIDs) each read was a
 //! B-tree page of its own, read under the store's lock.
 //!
-//! A third filter holds the message numbers redb has a row under, so that claiming a number for a
-//! new message does not read the row that may be there: numbers are spread over all of int32, and
-//! with a full store (a million messages with their content, hundreds of MB) that read was a page
-//! of its own for every new message, under the store's lock. Every row redb holds has its key's
-//! digest and number in `message_digests`, or still in the pairs the folder holds back
+//! Two more hold the numbers redb has a row under, message numbers and surrogates, so that
+//! claiming a number for a new message or user does not read the row that may be there: with a
+//! full store (a million messages with their content, hundreds of MB) that read was a page of its
+//! own for every new message, and surrogates are spread over all of their range, so one for every
+//! new user; each read under the store's lock. Every row redb holds has its id's digest and number
+//! in `message_digests` or `id_digests`, or still in the pairs the folder holds back
 //! (`decide::Held`): a build takes the numbers from both.
 //!
 //! A filter answers "maybe" for every id its table holds, and "no" for most others. Ids only ever
@@ -49,8 +50,10 @@ pub(super) enum Table {
     Messages,
     /// `id_digests`: a user's or group's v12 id with a surrogate.
     Ids,
-    /// `messages`: a message number with a row (the id is the number).
+    /// `messages`: a message number with a row (the id is the number, [`number_id`]).
     Numbers,
+    /// `surrogates`: a user's or group's surrogate with a row (the id is the number).
+    Surrogates,
 }
 
 /// The two filters, as the decisions read them.
@@ -58,6 +61,7 @@ pub(super) struct Filters {
     messages: Filter,
     ids: Filter,
     numbers: Filter,
+    surrogates: Filter,
 }
 
 struct Filter {
@@ -81,6 +85,7 @@ impl std::fmt::Debug for Filters {
             .field("messages", &self.messages.capacity)
             .field("ids", &self.ids.capacity)
             .field("numbers", &self.numbers.capacity)
+            .field("surrogates", &self.surrogates.capacity)
             .finish()
     }
 }
@@ -91,11 +96,12 @@ impl Filters {
             Table::Messages => &self.messages,
             Table::Ids => &self.ids,
             Table::Numbers => &self.numbers,
+            Table::Surrogates => &self.surrogates,
         }
     }
 
-    /// False only when `id` (a digest, or a message number for [`Table::Numbers`]) is not a key
-    /// of `table` (nor was, since the filter was built).
+    /// False only when `id` (a digest, or a number for [`Table::Numbers`] and
+    /// [`Table::Surrogates`]) is not a key of `table` (nor was, since the filter was built).
     pub(super) fn may_hold(&self, table: Table, id: u64) -> bool {
         self.of(table).bloom.contains(&id)
     }
@@ -108,19 +114,19 @@ impl Filters {
 /// A build under way: the tables scanned in key order, a chunk at a time.
 struct Build {
     filters: Arc<Filters>,
-    /// The table being scanned, `None` once both are (`message_digests` gives the numbers too).
+    /// The table being scanned, `None` once both are (each digest table gives the numbers too).
     scanning: Option<Table>,
     /// The last entry scanned in it: a digest and its id's number.
     after: Option<(u64, i64)>,
     /// Ids put in each filter so far.
-    put: [usize; 3],
+    put: [usize; 4],
 }
 
 /// The folder's side: the filters the decisions read, and the next ones while they are built.
 #[derive(Default)]
 pub(super) struct Keeper {
     /// The filters in use, with how many ids have been folded into each since it was built.
-    current: Option<(Arc<Filters>, [usize; 3])>,
+    current: Option<(Arc<Filters>, [usize; 4])>,
     building: Option<Build>,
 }
 
@@ -129,6 +135,7 @@ fn slot(table: Table) -> usize {
         Table::Messages => 0,
         Table::Ids => 1,
         Table::Numbers => 2,
+        Table::Surrogates => 3,
     }
 }
 
@@ -163,14 +170,14 @@ impl Keeper {
     /// pruned as it grows, by then about half its ids are gone), or scans a chunk of the build
     /// under way. Returns the new filters once built, for the decisions to read. (What a build
     /// scanned does not count: a table larger than the largest filter would otherwise be built
-    /// again and again.) `held` gives the message numbers whose rows redb holds while their
-    /// digests are held back; it is called when a build begins.
+    /// again and again.) `held` gives the numbers whose rows redb holds while their digests are
+    /// held back, as the filter they go in takes them; it is called when a build begins.
     pub(super) fn step(
         &mut self,
         db: &Database,
         messages: TableDefinition<(u64, i32), ()>,
         ids: TableDefinition<(u64, i64), ()>,
-        held: impl FnOnce() -> Vec<i32>,
+        held: impl FnOnce() -> Vec<(Table, u64)>,
     ) -> Result<Option<Arc<Filters>>, redb::Error> {
         let Some(build) = &mut self.building else {
             let full = match &self.current {
@@ -179,28 +186,27 @@ impl Keeper {
                     folded[0] > filters.messages.capacity / 2
                         || folded[1] > filters.ids.capacity / 2
                         || folded[2] > filters.numbers.capacity / 2
+                        || folded[3] > filters.surrogates.capacity / 2
                 }
             };
             if full {
                 let txn = db.begin_read()?;
-                let message_count = txn.open_table(messages)?.len()?;
+                let (message_count, id_count) = (txn.open_table(messages)?.len()?, txn.open_table(ids)?.len()?);
                 let sized = Filters {
                     messages: Filter::new(message_count),
-                    ids: Filter::new(txn.open_table(ids)?.len()?),
+                    ids: Filter::new(id_count),
                     numbers: Filter::new(message_count),
+                    surrogates: Filter::new(id_count),
                 };
-                // Folded before this build began, their digests not in the table yet: the scan
+                // Folded before this build began, their digests not in the tables yet: the scan
                 // would miss them, and ids folded from now on are put in as they are folded.
-                let held = held();
-                for &n in &held {
-                    sized.insert(Table::Numbers, number_id(n));
+                let mut put = [0; 4];
+                for (table, id) in held() {
+                    sized.insert(table, id);
+                    put[slot(table)] += 1;
                 }
-                self.building = Some(Build {
-                    filters: Arc::new(sized),
-                    scanning: Some(Table::Messages),
-                    after: None,
-                    put: [0, 0, held.len()],
-                });
+                self.building =
+                    Some(Build { filters: Arc::new(sized), scanning: Some(Table::Messages), after: None, put });
             }
             return Ok(None);
         };
@@ -234,8 +240,8 @@ impl Keeper {
                         put(id, n.into());
                     }
                 }
-                // Never scanned on its own: `message_digests` gives the numbers with the digests.
-                Table::Numbers => {}
+                // Never scanned on their own: the digest tables give the numbers with the digests.
+                Table::Numbers | Table::Surrogates => {}
                 Table::Ids => {
                     for row in txn
                         .open_table(ids)?
@@ -243,14 +249,17 @@ impl Keeper {
                         .take(CHUNK)
                     {
                         let (id, n) = row?.0.value();
+                        build.filters.insert(Table::Surrogates, number_id(n));
                         put(id, n);
                     }
                 }
             }
         }
         build.put[slot(table)] += scanned;
-        if table == Table::Messages {
-            build.put[slot(Table::Numbers)] += scanned;
+        match table {
+            Table::Messages => build.put[slot(Table::Numbers)] += scanned,
+            Table::Ids => build.put[slot(Table::Surrogates)] += scanned,
+            Table::Numbers | Table::Surrogates => {}
         }
         match last {
             Some(id) => build.after = Some(id),
@@ -258,7 +267,7 @@ impl Keeper {
                 build.after = None;
                 build.scanning = match table {
                     Table::Messages => Some(Table::Ids),
-                    Table::Ids | Table::Numbers => None,
+                    Table::Ids | Table::Numbers | Table::Surrogates => None,
                 };
             }
         }
@@ -266,15 +275,16 @@ impl Keeper {
             return Ok(None);
         }
         let Some(done) = self.building.take() else { return Ok(None) };
-        tracing::debug!(message_keys = done.put[0], ids = done.put[1], numbers = done.put[2], "id filters built");
-        self.current = Some((done.filters.clone(), [0; 3]));
+        let [message_keys, ids, numbers, surrogates] = done.put;
+        tracing::debug!(message_keys, ids, numbers, surrogates, "id filters built");
+        self.current = Some((done.filters.clone(), [0; 4]));
         Ok(Some(done.filters))
     }
 }
 
-/// A message number as the numbers' filter takes it.
-pub(super) fn number_id(n: i32) -> u64 {
-    n as u32 as u64
+/// A message number or a surrogate as the numbers' filters take it.
+pub(super) fn number_id(n: impl Into<i64>) -> u64 {
+    n.into() as u64
 }
 
 #[cfg(test)]
@@ -325,7 +335,7 @@ mod tests {
     fn build_holding(
         keeper: &mut Keeper,
         db: &Database,
-        held: &[i32],
+        held: &[(Table, u64)],
         mut between: impl FnMut(&mut Keeper, usize),
     ) -> Arc<Filters> {
         for step in 0.. {
@@ -369,14 +379,15 @@ mod tests {
         assert!(!keeper.building());
     }
 
-    /// The numbers' filter holds every number redb has a row under: those the digest table gives
-    /// with their digests, those whose digests the folder still holds back when the build begins,
-    /// and those folded while it goes on. Numbers with no row are nearly all a "no", so a claim of
-    /// a new number reads nothing.
+    /// The numbers' filters hold every message number and surrogate redb has a row under: those
+    /// the digest tables give with their digests, those whose digests the folder still holds back
+    /// when the build begins, and those folded while it goes on. Numbers with no row are nearly
+    /// all a "no", so a claim of a new number reads nothing.
     #[test]
-    fn the_numbers_filter_holds_every_number_with_a_row() {
+    fn the_numbers_filters_hold_every_number_with_a_row() {
         let db = db("numbers");
         let number = |i: usize| (i as u32).wrapping_mul(0x9e37_79b9) as i32 & i32::MAX;
+        let surrogate = |i: usize| 4_000_000_000 + (i as i64).wrapping_mul(0x9e37_79b9) % 1_000_000_000_000;
         {
             let txn = db.begin_write().unwrap();
             {
@@ -384,28 +395,47 @@ mod tests {
                 for i in 0..2 * CHUNK + 3 {
                     t.insert((d(&format!("k{i}")), number(i)), ()).unwrap();
                 }
+                let mut t = txn.open_table(IDS).unwrap();
+                for i in 0..CHUNK + 5 {
+                    t.insert((d(&format!("u{i}")), surrogate(i)), ()).unwrap();
+                }
             }
             txn.commit().unwrap();
         }
-        let held: Vec<i32> = (1_000_000..1_000_100).map(number).collect();
+        let held_numbers: Vec<i32> = (1_000_000..1_000_100).map(number).collect();
+        let held_surrogates: Vec<i64> = (1_000_000..1_000_100).map(surrogate).collect();
+        let held: Vec<(Table, u64)> = held_numbers
+            .iter()
+            .map(|&n| (Table::Numbers, number_id(n)))
+            .chain(held_surrogates.iter().map(|&n| (Table::Surrogates, number_id(n))))
+            .collect();
         let mut keeper = Keeper::default();
         let mut folded = Vec::new();
         let filters = build_holding(&mut keeper, &db, &held, |keeper, step| {
-            let n = number(2_000_000 + step);
-            keeper.folded([(Table::Numbers, number_id(n))]);
-            folded.push(n);
+            let (n, s) = (number(2_000_000 + step), surrogate(2_000_000 + step));
+            keeper.folded([(Table::Numbers, number_id(n)), (Table::Surrogates, number_id(s))]);
+            folded.push((n, s));
         });
         assert!(!folded.is_empty());
-        let with_rows = (0..2 * CHUNK + 3).map(number).chain(held.iter().copied()).chain(folded.iter().copied());
-        for n in with_rows {
+        let numbers = (0..2 * CHUNK + 3).map(number).chain(held_numbers).chain(folded.iter().map(|f| f.0));
+        for n in numbers {
             assert!(filters.may_hold(Table::Numbers, number_id(n)), "number {n} has a row");
         }
-        let strangers =
-            (3_000_000..3_010_000).filter(|&i| filters.may_hold(Table::Numbers, number_id(number(i)))).count();
-        assert!(strangers < 300, "{strangers} of 10 000 numbers without a row were a maybe");
+        let surrogates = (0..CHUNK + 5).map(surrogate).chain(held_surrogates).chain(folded.iter().map(|f| f.1));
+        for n in surrogates {
+            assert!(filters.may_hold(Table::Surrogates, number_id(n)), "surrogate {n} has a row");
+        }
+        for table in [Table::Numbers, Table::Surrogates] {
+            let strangers = (3_000_000..3_010_000)
+                .map(|i| if table == Table::Numbers { number_id(number(i)) } else { number_id(surrogate(i)) })
+                .filter(|&id| filters.may_hold(table, id))
+                .count();
+            assert!(strangers < 300, "{table:?}: {strangers} of 10 000 numbers without a row were a maybe");
+        }
         // Folded into the filters in use, too: they stay right until the next build.
-        keeper.folded([(Table::Numbers, number_id(7))]);
+        keeper.folded([(Table::Numbers, number_id(7)), (Table::Surrogates, number_id(5_000_000_007i64))]);
         assert!(filters.may_hold(Table::Numbers, number_id(7)));
+        assert!(filters.may_hold(Table::Surrogates, number_id(5_000_000_007i64)));
     }
 
     /// Once half as many ids were folded into a filter as it was sized for, the next step begins

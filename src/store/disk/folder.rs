@@ -309,9 +309,9 @@ impl Folder {
         drop(pruned);
         // Into the filters before the rows leave the pending entries and the digests leave
         // `held` (below, under the lock that the decisions take).
-        let numbers = gathered.iter().flat_map(|f| &f.entries).filter_map(|entry| match entry {
-            Entry::Message { n, .. } => Some((Table::Numbers, number_id(*n))),
-            Entry::Surrogate { .. } => None,
+        let numbers = gathered.iter().flat_map(|f| &f.entries).map(|entry| match entry {
+            Entry::Message { n, .. } => (Table::Numbers, number_id(*n)),
+            Entry::Surrogate { n, .. } => (Table::Surrogates, number_id(*n)),
         });
         filters.folded(numbers);
         if flushed {
@@ -356,7 +356,11 @@ impl Folder {
 impl Folder {
     /// A step of the filters' upkeep (see [`Keeper::step`]); new filters go to the decisions.
     fn keep_filters(&self, filters: &mut Keeper) {
-        let held = || self.shared.state.lock_unpoisoned().held_keys.pairs().map(|(_, n)| n).collect();
+        let held = || {
+            let state = self.shared.state.lock_unpoisoned();
+            let messages = state.held_keys.pairs().map(|(_, n)| (Table::Numbers, number_id(n)));
+            messages.chain(state.held_ids.pairs().map(|(_, n)| (Table::Surrogates, number_id(n)))).collect()
+        };
         match filters.step(&self.db, MESSAGE_KEYS, IDS, held) {
             Ok(Some(built)) => self.shared.state.lock_unpoisoned().filters = Some(built),
             Ok(None) => {}

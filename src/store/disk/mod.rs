@@ -1646,8 +1646,8 @@ mod tests {
     }
 
     /// With the filters in use, a claim of a number with no row reads nothing of redb, and a
-    /// number with a row is still seen as taken: folded with its digest held back, and after a
-    /// restart (the filters built again from the tables).
+    /// message number or surrogate with a row is still seen as taken: folded with its digest
+    /// held back, and after a restart (the filters built again from the tables).
     #[test]
     fn a_number_with_a_row_stays_taken_with_the_filters_in_use() {
         let d = dir("numbers");
@@ -1665,8 +1665,9 @@ mod tests {
         assert_eq!(block_on(store.claim_message(1000, &said("bot", "opening", "x"))).unwrap(), Claim::Inserted);
         store.settle();
         assert_eq!(block_on(store.claim_message(1_234_567, &first)).unwrap(), Claim::Inserted);
+        assert_eq!(block_on(store.claim_surrogate(5_000_000_123, "wxid_x")).unwrap(), Claim::Inserted);
         store.settle();
-        assert_eq!(held(&store).0, 1, "its digest is held back");
+        assert_eq!(held(&store), (1, 1), "their digests are held back");
         let filters = store.shared.state.lock_unpoisoned().filters.clone().unwrap();
         assert!(filters.may_hold(Table::Numbers, filter::number_id(1_234_567)));
         let strangers = (0..1000).filter(|&n| filters.may_hold(Table::Numbers, filter::number_id(n))).count();
@@ -1674,7 +1675,9 @@ mod tests {
         let second = said("bot", "second", "x");
         assert_eq!(block_on(store.claim_message(1_234_567, &second)).unwrap(), Claim::Taken(first.key.clone()));
         assert_eq!(block_on(store.claim_message(7, &second)).unwrap(), Claim::Inserted);
-        drop(store);
+        let fresh = DiskStore { surrogates: SurrogateCache::default(), ..store.clone() };
+        assert_eq!(block_on(fresh.claim_surrogate(5_000_000_123, "wxid_y")).unwrap(), Claim::Taken("wxid_x".into()));
+        drop((store, fresh));
         let store = DiskStore::open(&d, Retention::default()).unwrap();
         filtered(&store);
         assert_eq!(
@@ -1682,6 +1685,7 @@ mod tests {
             Claim::Taken(first.key.clone())
         );
         assert_eq!(block_on(store.claim_message(7, &first)).unwrap(), Claim::Taken(second.key));
+        assert_eq!(block_on(store.claim_surrogate(5_000_000_123, "wxid_z")).unwrap(), Claim::Taken("wxid_x".into()));
         drop(store);
         let _ = std::fs::remove_dir_all(&d);
     }
