@@ -118,8 +118,8 @@ pub(super) struct State {
     pub(super) failed: Option<String>,
     /// What decisions read of redb, kept between them until the folder next writes redb.
     pub(super) snapshot: Option<Snapshot>,
-    /// Which v12 ids (and message numbers) redb may hold, once the folder has built them: an id
-    /// or number they rule out is not looked up.
+    /// Which v12 ids, message numbers and surrogates redb may hold, once the folder has built
+    /// them: an id or number they rule out is not looked up.
     pub(super) filters: Option<Arc<Filters>>,
     /// Message keys' digests redb's `message_digests` does not hold yet, with their numbers.
     pub(super) held_keys: Held<i32>,
