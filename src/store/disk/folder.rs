@@ -44,10 +44,11 @@ const FOLD_RETRY: Duration = Duration::from_secs(1);
 /// journal file, the one after a burst synced its 15 MiB of rows at once (25–38 ms on the disk
 /// measured) and every event decided meanwhile waited as long.
 ///
-/// Under load that is about every fold. Non-durable commits leave their pages in redb's write
-/// buffer, and on a store of a million messages redb then wrote those out and read the pages the
-/// next inserts walk back from the file, over and over: about 1.5 reads and 1.2 writes of a page
-/// per message, whatever the cache's size. Every 16 384 entries, a full store took 23 000–40 800
+/// Under load that is about every fold. A non-durable commit leaves its pages in redb's write
+/// buffer; once the cache is full (a store of a million messages), each page redb then reads
+/// writes one of those out and drops it, and the next fold reads it back: about 1.5 reads and
+/// 1.2 writes of a page per message, whatever the cache's size. A durable commit writes the
+/// buffer out and keeps its pages in the read cache, so the pages every fold walks stay there. Every 16 384 entries, a full store took 23 000–40 800
 /// events/s at 37.9–67.1 µs CPU each; every 512, with a sixth of the reads, 31 600–56 900 at
 /// 25.8–48.2 µs (runs alternated on a busy machine), and an empty store's bursts and its p99 at
 /// 5 000/s stayed within the noise (the rows and ages a fold writes are appended, a few pages;
