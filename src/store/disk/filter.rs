@@ -130,6 +130,9 @@ pub(super) struct Keeper {
     building: Option<Build>,
 }
 
+/// Every filter, each at its [`slot`].
+const TABLES: [Table; 4] = [Table::Messages, Table::Ids, Table::Numbers, Table::Surrogates];
+
 fn slot(table: Table) -> usize {
     match table {
         Table::Messages => 0,
@@ -183,10 +186,7 @@ impl Keeper {
             let full = match &self.current {
                 None => true,
                 Some((filters, folded)) => {
-                    folded[0] > filters.messages.capacity / 2
-                        || folded[1] > filters.ids.capacity / 2
-                        || folded[2] > filters.numbers.capacity / 2
-                        || folded[3] > filters.surrogates.capacity / 2
+                    TABLES.iter().any(|&table| folded[slot(table)] > filters.of(table).capacity / 2)
                 }
             };
             if full {
