@@ -48,11 +48,12 @@ const FOLD_RETRY: Duration = Duration::from_secs(1);
 /// buffer; once the cache is full (a store of a million messages), each page redb then reads
 /// writes one of those out and drops it, and the next fold reads it back: about 1.5 reads and
 /// 1.2 writes of a page per message, whatever the cache's size. A durable commit writes the
-/// buffer out and keeps its pages in the read cache, so the pages every fold walks stay there. Every 16 384 entries, a full store took 23 000–40 800
-/// events/s at 37.9–67.1 µs CPU each; every 512, with a sixth of the reads, 31 600–56 900 at
-/// 25.8–48.2 µs (runs alternated on a busy machine; two later pairs, slower still, showed no
-/// difference), and an empty store's bursts and its p99 at 5 000/s stayed within the noise (the rows and ages a fold writes are appended, a few pages;
-/// the digests, random, go in their own batches, `HELD_MAX`).
+/// buffer out and keeps its pages in the read cache, so the pages every fold walks stay there.
+/// On a full store, in 3 alternated pairs, every 512 entries made the folder read a third to a
+/// half as many pages at less CPU than every 16 384, and the rate was higher in two of them; an
+/// empty store's rate, its bytes written and its p99 at 5 000/s stayed within the noise (the
+/// rows and ages a fold writes are appended, a few pages; the digests, random, go in their own
+/// batches, `HELD_MAX`). `docs/performance.md` has the figures.
 pub(super) const DURABLE_EVERY: usize = if cfg!(test) { 16 } else { 512 };
 
 /// The tables an entry goes to.
