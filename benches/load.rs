@@ -234,6 +234,19 @@ async fn alone_once(peer: &Peer, spec: &str, sizes: &Sizes, notes: &mut Vec<Stri
     let out = peer.events(&run).await;
     let cpu = out.cpu_per_event().as_secs_f64() * 1e6;
     let (p50, p99) = (ms(quantile(&out.latencies, 0.50)), ms(quantile(&out.latencies, 0.99)));
+    let tail = if scenario == "latency" {
+        let q = |p| ms(quantile(&out.latencies, p));
+        format!(
+            " (p90 {:.2}, p95 {:.2}, p99.5 {:.2}, p99.9 {:.2}, max {:.2})",
+            q(0.90),
+            q(0.95),
+            q(0.995),
+            q(0.999),
+            q(1.0)
+        )
+    } else {
+        String::new()
+    };
     let pictures = match scenario {
         "pictures" | "nostall" if !peer.target.is_relay() => {
             format!(", {} get_file calls, {} without a picture URL", out.get_file, out.without_url)
@@ -241,7 +254,7 @@ async fn alone_once(peer: &Peer, spec: &str, sizes: &Sizes, notes: &mut Vec<Stri
         _ => String::new(),
     };
     format!(
-        "{}: {:.0}/s, {cpu:.1} µs CPU/event, p50 {p50:.2} ms, p99 {p99:.2} ms{pictures}",
+        "{}: {:.0}/s, {cpu:.1} µs CPU/event, p50 {p50:.2} ms, p99 {p99:.2} ms{tail}{pictures}",
         out.summary(),
         out.per_second()
     )

@@ -5,9 +5,10 @@
 //! - **admit**, in order: parse, drop a duplicate `id`, let meta events tell the hub about the
 //!   backend, make sure the account exists;
 //! - **translate**, up to [`IN_FLIGHT`] events at once: ids (on the disk store the events in
-//!   flight share one journal sync, waited for once per event) and received media URLs (which
-//!   may ask the backend: the requests of the translations in flight go out together, in one
-//!   flush once nothing else is ready, [`deferring_flushes`]);
+//!   flight share one journal sync, waited for once per event; the ids decided in one poll of
+//!   the translations wake the journal's syncer once, [`sharing_syncs`]) and received media
+//!   URLs (which may ask the backend: the requests of the translations in flight go out
+//!   together, in one flush once nothing else is ready, [`deferring_flushes`]);
 //! - **deliver**, in order: an event is published when it and every event read before it are
 //!   translated.
 //!
@@ -36,6 +37,7 @@ use crate::backends::v12::codec::Budget;
 use crate::backends::writer::deferring_flushes;
 use crate::backends::Reports;
 use crate::core::v12;
+use crate::store::sharing_syncs;
 use crate::sync::LockUnpoisoned;
 
 /// Events read from one connection and waiting to be admitted; when full, the reader waits.
@@ -46,6 +48,9 @@ pub const QUEUE: usize = 1024;
 /// together. Each translation in flight is about 15 KiB of state; 256 of them raised the disk
 /// store's peak RSS by 7 MiB and gave no more events a second.
 pub const IN_FLIGHT: usize = 128;
+
+/// Events admitted together, at most, when no more than these are queued (see `work`).
+const CLUMP: usize = 16;
 
 /// How often a link says, at most, that its queue is full and translations stop waiting.
 const SAY_FULL_EVERY: Duration = Duration::from_secs(60);
@@ -122,7 +127,7 @@ async fn work<R: Reports>(
     loop {
         tokio::select! {
             biased;
-            Some(done) = deferring_flushes(translating.next()) => reports.deliver(done),
+            Some(done) = sharing_syncs(deferring_flushes(translating.next())) => reports.deliver(done),
             () = async {
                 match flushing.as_mut() {
                     Some(flush) => flush.await,
@@ -130,15 +135,30 @@ async fn work<R: Reports>(
                 }
             }, if flushing.is_some() => flushing = None,
             value = queued.recv(), if translating.len() < IN_FLIGHT => {
-                let Some((ev, budget)) = value else { break };
-                if let Some(admitted) = admit(&link, reports, &recent, ev).await {
-                    let give_up = give_up.subscribe();
-                    // Mapped rather than wrapped in an `async` block, which would hold the event
-                    // a second time beside its translation.
-                    translating.push_back(reports.translate(admitted, give_up).map(move |done| {
-                        drop(budget);
-                        done
-                    }));
+                let Some(first) = value else { break };
+                // A few events read together (a steady rate's events come in such clumps) are
+                // admitted together: their translations then start in one poll, and their ids
+                // share one journal sync (`sharing_syncs`) instead of the first having a sync of
+                // its own and the rest waiting for it to end before theirs begins. A longer queue
+                // is a backlog: taken one event at a time, as the translations before them
+                // finish (admitting a backlog in runs cost `--ephemeral` a tenth of its events a
+                // second).
+                let clump = if queued.len() < CLUMP { CLUMP } else { 1 };
+                let (mut next, mut taken) = (Some(first), 0);
+                while let Some((ev, budget)) = next.take() {
+                    taken += 1;
+                    if let Some(admitted) = admit(&link, reports, &recent, ev).await {
+                        let give_up = give_up.subscribe();
+                        // Mapped rather than wrapped in an `async` block, which would hold the
+                        // event a second time beside its translation.
+                        translating.push_back(reports.translate(admitted, give_up).map(move |done| {
+                            drop(budget);
+                            done
+                        }));
+                    }
+                    if taken < clump && translating.len() < IN_FLIGHT {
+                        next = queued.try_recv().ok();
+                    }
                 }
             }
             () = owed(), if flushing.is_none() => flushing = Some(Box::pin(link.flush_owed())),

@@ -14,7 +14,7 @@ use crate::core::ids::{Claim, Found, IdError, IdStore, MessageKey, MessageRecord
 use crate::core::MemoryIdStore;
 
 pub use self::redis::RedisStore;
-pub use disk::{DiskStore, Retention};
+pub use disk::{sharing_syncs, DiskStore, Retention};
 
 tokio::task_local! {
     /// The last journal entry the ids given out within [`deferring`] rely on.

@@ -197,6 +197,43 @@ impl Shared {
     }
 }
 
+tokio::task_local! {
+    /// Set while [`sharing_syncs`] polls: the stores whose syncer a decision made meanwhile has
+    /// not woken yet.
+    static OWED: std::cell::RefCell<Vec<Arc<Shared>>>;
+}
+
+/// Polls `polled` so that the ids decided during one of its polls wake the syncer once, after
+/// that poll, instead of at the first of them: what is decided together is journalled and
+/// synced together. A link's intake polls the events it translates this way; a few events read
+/// together then share one sync, where the first of them would otherwise have had a sync of its
+/// own and the rest waited for it to end before theirs began.
+pub async fn sharing_syncs<F: std::future::Future>(polled: F) -> F::Output {
+    let mut polled = std::pin::pin!(polled);
+    std::future::poll_fn(|cx| {
+        let (poll, owed) = OWED.sync_scope(std::cell::RefCell::new(Vec::new()), || {
+            let poll = polled.as_mut().poll(cx);
+            (poll, OWED.with(|owed| std::mem::take(&mut *owed.borrow_mut())))
+        });
+        for shared in owed {
+            shared.wake_syncer();
+        }
+        poll
+    })
+    .await
+}
+
+/// Inside [`sharing_syncs`]: leaves the syncer's wake to the end of the poll, and says so.
+fn owe_wake(shared: &Arc<Shared>) -> bool {
+    OWED.try_with(|owed| {
+        let mut owed = owed.borrow_mut();
+        if !owed.iter().any(|s| Arc::ptr_eq(s, shared)) {
+            owed.push(shared.clone());
+        }
+    })
+    .is_ok()
+}
+
 /// Stops the syncer (and with it the folder) once the last handle on the store is gone, and
 /// waits for both: what was decided is journalled and folded, and the file is free, when the
 /// last handle is dropped.
@@ -454,7 +491,7 @@ impl DiskStore {
             state.snapshot = view.snapshot.into_inner();
             (decided, state.seq > before)
         };
-        if decided.1 {
+        if decided.1 && !owe_wake(&self.shared) {
             self.shared.wake_syncer();
         }
         decided.0
@@ -910,6 +947,40 @@ mod tests {
         assert_eq!(block_on(store.claim_message(10, &other)).unwrap(), Claim::Inserted);
         assert_eq!(block_on(store.message_of(10)).unwrap(), Some(other));
         assert_eq!(block_on(store.message_of(8)).unwrap(), Some(older));
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Ids decided in one poll under [`sharing_syncs`] leave the syncer asleep until the poll
+    /// ends, then wake it once: they are journalled and synced together.
+    #[test]
+    fn ids_decided_in_one_poll_wake_the_syncer_once_after_it() {
+        let d = dir("sharing");
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        // Idle, as between two clumps of events at a steady rate.
+        wait_for("the syncer to wait for entries", || store.shared.syncer_idle.load(Ordering::Acquire));
+        let records: Vec<_> = (0..5).map(|i| said("bot", &format!("m{i}"), "hello")).collect();
+        let ticket = block_on(sharing_syncs(async {
+            // All in this one poll: nothing here waits.
+            let decided = crate::store::deferring(async {
+                for (n, record) in (10..).zip(&records) {
+                    assert_eq!(store.claim_message(n, record).await.unwrap(), Claim::Inserted);
+                }
+            });
+            let ((), ticket) = futures::FutureExt::now_or_never(decided).expect("decided at once");
+            assert!(ticket > 0, "the claims are journalled");
+            assert!(store.shared.syncer_idle.load(Ordering::Acquire), "no decision woke the syncer");
+            assert!(store.shared.durable_seq() < ticket);
+            ticket
+        }));
+        assert!(!store.shared.syncer_idle.load(Ordering::Acquire), "woken once the poll ended");
+        block_on(store.wait_on_disk(ticket)).unwrap();
+        // Outside it, a decision wakes the syncer itself.
+        wait_for("the syncer to wait again", || store.shared.syncer_idle.load(Ordering::Acquire));
+        let (_, ticket) = block_on(crate::store::deferring(store.claim_message(20, &said("bot", "alone", "hi"))));
+        assert!(!store.shared.syncer_idle.load(Ordering::Acquire));
+        block_on(store.wait_on_disk(ticket)).unwrap();
+        assert_eq!(block_on(store.message_of(14)).unwrap(), Some(records[4].clone()));
         drop(store);
         let _ = std::fs::remove_dir_all(&d);
     }

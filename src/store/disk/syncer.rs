@@ -13,7 +13,8 @@ use crate::sync::LockUnpoisoned;
 /// Two batches in a row of at least this many entries, each come at [`BURST_RATE`] or more, are
 /// a burst: the syncer lets the next one grow before syncing it.
 const BURST_FROM: usize = 8;
-/// Entries a second, counted over a batch and its sync.
+/// Entries a second, counted over the time a batch took to gather: since the batch before it
+/// was taken (its sync, and whatever time the syncer then waited for entries).
 const BURST_RATE: f64 = 40_000.0;
 /// How long a burst's batch is let grow: at 100 000 entries a second, about 50 entries more per
 /// sync. Longer (1 ms was measured) holds the events waiting for the sync back more than the
@@ -24,13 +25,17 @@ const GROW: Duration = Duration::from_micros(500);
 #[derive(Debug, Default, Clone, Copy)]
 struct Batch {
     entries: usize,
-    took: Duration,
+    /// From the batch before it being taken to this one being taken: the time its entries had.
+    gathered: Duration,
 }
 
 impl Batch {
-    /// Whether the entries came as fast as a burst's (decided while the sync before took).
+    /// Whether the entries came as fast as a burst's. Counted over the time they had, not over
+    /// the last sync alone: at a steady rate the events come in clumps (those read together),
+    /// and a clump's entries, come at once, would read as a burst of hundreds of thousands a
+    /// second and be held back for nothing.
     fn burst(&self) -> bool {
-        self.entries >= BURST_FROM && self.entries as f64 >= BURST_RATE * self.took.as_secs_f64()
+        self.entries >= BURST_FROM && self.entries as f64 >= BURST_RATE * self.gathered.as_secs_f64()
     }
 }
 /// The syncer thread: takes what the callers decided, journals it, and says how far the
@@ -46,8 +51,9 @@ pub(super) struct Syncer {
 
 impl Syncer {
     pub(super) fn run(mut self) {
-        // The last two batches: their sizes and how long their syncs took.
+        // The last two batches: their sizes and how long they took to gather.
         let (mut last, mut before_last) = (Batch::default(), Batch::default());
+        let mut last_taken = Instant::now();
         loop {
             let (entries, seq) = {
                 let mut state = self.shared.state.lock_unpoisoned();
@@ -65,9 +71,9 @@ impl Syncer {
                 // entries it carries, and wakes every caller waiting for it: let the batch grow
                 // for [`GROW`], so a burst pays for a few times fewer. (Growing for as long as
                 // the last sync took, ~100-300 µs here, halved the syncs; this halves them
-                // again.) Not at a steady rate, where a batch is an entry or two, nor after a
-                // slow sync there, whose large batch came slowly: either would only add to the
-                // latency.
+                // again.) Not at a steady rate, where a batch is the few events read together,
+                // nor after a slow sync there, whose large batch came slowly: either would only
+                // add to the latency.
                 if last.burst() && before_last.burst() && state.open.len() < last.entries {
                     drop(state);
                     std::thread::park_timeout(GROW);
@@ -76,9 +82,11 @@ impl Syncer {
                 (std::mem::take(&mut state.open), state.seq)
             };
             let started = Instant::now();
+            let gathered = started.duration_since(last_taken);
+            last_taken = started;
             let Some(file) = self.append(&entries) else { break };
             let took = started.elapsed();
-            (before_last, last) = (last, Batch { entries: entries.len(), took });
+            (before_last, last) = (last, Batch { entries: entries.len(), gathered });
             if let Some(histogram) = self.commits.get() {
                 histogram.observe(took.as_secs_f64());
             }
@@ -122,13 +130,14 @@ impl Syncer {
 mod tests {
     use super::*;
 
-    /// The syncer lets a batch grow only in a burst: not at a steady rate (an entry or two per
-    /// sync), nor after one slow sync there (many entries, come slowly), whose events are late
-    /// already.
+    /// The syncer lets a batch grow only in a burst: not at a steady rate (a few entries per
+    /// sync, however fast they were decided once they came), nor after one slow sync there
+    /// (many entries, come slowly), whose events are late already.
     #[test]
     fn only_a_bursts_batches_are_let_grow() {
-        let batch = |entries, micros| Batch { entries, took: Duration::from_micros(micros) };
+        let batch = |entries, micros| Batch { entries, gathered: Duration::from_micros(micros) };
         assert!(!batch(1, 150).burst(), "a steady rate");
+        assert!(!batch(10, 1_000).burst(), "5 000 events a second, read five at a time");
         assert!(!batch(10, 2_000).burst(), "one slow sync at a steady rate");
         assert!(!batch(5, 50).burst(), "too few entries to be worth waiting for");
         assert!(batch(12, 150).burst(), "80 000 entries a second");
