@@ -49,7 +49,7 @@ pub const QUEUE: usize = 1024;
 /// store's peak RSS by 7 MiB and gave no more events a second.
 pub const IN_FLIGHT: usize = 128;
 
-/// Events admitted together, at most, when no more than these are queued (see `work`).
+/// Events admitted together, at most: a queue shorter than this is admitted whole (see `work`).
 const CLUMP: usize = 16;
 
 /// How often a link says, at most, that its queue is full and translations stop waiting.
@@ -143,10 +143,10 @@ async fn work<R: Reports>(
                 // is a backlog: taken one event at a time, as the translations before them
                 // finish (admitting a backlog in runs cost `--ephemeral` a tenth of its events a
                 // second).
-                let clump = if queued.len() < CLUMP { CLUMP } else { 1 };
-                let (mut next, mut taken) = (Some(first), 0);
-                while let Some((ev, budget)) = next.take() {
-                    taken += 1;
+                let room = IN_FLIGHT - 1 - translating.len();
+                let rest = if queued.len() < CLUMP { queued.len().min(room) } else { 0 };
+                let clump = std::iter::once(first).chain(std::iter::from_fn(|| queued.try_recv().ok()).take(rest));
+                for (ev, budget) in clump {
                     if let Some(admitted) = admit(&link, reports, &recent, ev).await {
                         let give_up = give_up.subscribe();
                         // Mapped rather than wrapped in an `async` block, which would hold the
@@ -155,9 +155,6 @@ async fn work<R: Reports>(
                             drop(budget);
                             done
                         }));
-                    }
-                    if taken < clump && translating.len() < IN_FLIGHT {
-                        next = queued.try_recv().ok();
                     }
                 }
             }
