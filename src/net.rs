@@ -4,6 +4,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 
+use crate::decode::Side;
+
 /// Capped exponential back-off with ±25 % jitter, for every client that redials.
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -68,21 +70,34 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Bytes tungstenite reads from a socket at a time. This buffer is allocated and zero-filled for
-/// every connection up front: tungstenite's default of 128 KiB made each idle bot connection
-/// cost ~135 KiB of resident memory. 8 KiB holds a typical event or action several times over;
-/// a larger frame still arrives whole (the buffer grows to the frame's length while it is read),
-/// only in more reads.
-pub const WS_READ_BUFFER: usize = 8 << 10;
+/// Bytes tungstenite reads from a socket at a time, on a bot's connection ([`Side::Bots`]) and
+/// on a backend's ([`Side::Backend`]). The buffer is allocated for every connection up front:
+/// tungstenite's default of 128 KiB made each idle bot connection cost ~135 KiB of resident
+/// memory. A larger frame still arrives whole (the buffer grows to the frame's length while it is
+/// read), only in more reads.
+///
+/// Each read also zero-fills the room it reads into first, up to this size, even when the socket
+/// has nothing to give (tungstenite 0.30, `FrameCodec::read_in`), so the whole buffer of every
+/// connection is resident once it has been read from. A bot's requests are a few hundred bytes:
+/// 2 KiB holds them several times over, and 1 000 idle bots cost 6 MiB less than with 8 KiB
+/// (the load bench's `idle`: 29.1 → 23.1 MiB). A backend sends events in bursts, read together:
+/// 8 KiB takes a dozen message events per read.
+pub const BOT_READ_BUFFER: usize = 2 << 10;
+/// See [`BOT_READ_BUFFER`].
+pub const BACKEND_READ_BUFFER: usize = 8 << 10;
 /// A frame is written out once this many bytes wait; every send of the bridge also flushes, so
 /// this never delays one. The buffer is not allocated up front: it grows to what waits.
 pub const WS_WRITE_BUFFER: usize = 8 << 10;
 
 /// WebSocket limits: no message or frame above `max_message` bytes, a bounded write buffer, and
 /// small per-connection buffers (a thousand idle bots must not cost more than the bridge itself).
-pub fn ws_config(max_message: usize) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+pub fn ws_config(max_message: usize, side: Side) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    let read_buffer = match side {
+        Side::Bots => BOT_READ_BUFFER,
+        Side::Backend => BACKEND_READ_BUFFER,
+    };
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(WS_READ_BUFFER)
+        .read_buffer_size(read_buffer)
         .write_buffer_size(WS_WRITE_BUFFER)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))
@@ -110,17 +125,19 @@ pub fn check_upgrade(
     Err(resp)
 }
 
-/// Completes a server-side WebSocket handshake within 10 s, with the bridge's size limits.
-/// A refused or failed handshake is logged and gives `None`.
+/// Completes a server-side WebSocket handshake within 10 s, with the bridge's size limits for
+/// that side. A refused or failed handshake is logged and gives `None`.
 pub async fn accept_ws<C>(
     stream: tokio::net::TcpStream,
     callback: C,
     max_message: usize,
+    side: Side,
 ) -> Option<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>>
 where
     C: tokio_tungstenite::tungstenite::handshake::server::Callback + Unpin,
 {
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(max_message)));
+    let handshake =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(max_message, side)));
     match tokio::time::timeout(Duration::from_secs(10), handshake).await {
         Ok(Ok(ws)) => Some(ws),
         Ok(Err(error)) => {
@@ -197,12 +214,14 @@ mod tests {
 
     #[test]
     fn small_message_limits_make_a_valid_ws_config() {
-        for max in [1, 4096, 64 << 10, 16 << 20] {
-            let c = ws_config(max);
-            assert!(c.max_write_buffer_size > c.write_buffer_size, "{max}");
-            assert!(c.max_write_buffer_size >= max, "a whole message fits: {max}");
-            assert_eq!(c.max_message_size, Some(max));
-            assert_eq!(c.read_buffer_size, WS_READ_BUFFER);
+        for (side, read) in [(Side::Bots, BOT_READ_BUFFER), (Side::Backend, BACKEND_READ_BUFFER)] {
+            for max in [1, 4096, 64 << 10, 16 << 20] {
+                let c = ws_config(max, side);
+                assert!(c.max_write_buffer_size > c.write_buffer_size, "{max}");
+                assert!(c.max_write_buffer_size >= max, "a whole message fits: {max}");
+                assert_eq!(c.max_message_size, Some(max));
+                assert_eq!(c.read_buffer_size, read, "{side:?}");
+            }
         }
     }
 

@@ -101,7 +101,7 @@ async fn connect(cfg: &Dial, limits: &Limits) -> Result<Ws, tokio_tungstenite::t
     let connector = tokio_tungstenite::Connector::Rustls(cfg.tls.clone());
     let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
         request,
-        Some(ws_config(limits.max_message)),
+        Some(ws_config(limits.max_message, crate::decode::Side::Backend)),
         true,
         Some(connector),
     )

@@ -265,7 +265,7 @@ impl ReverseWsClient {
             let _ = tcp.set_nodelay(true);
             let (back_tx, back_rx) = oneshot::channel();
             let tap = Tap { io: Some(tcp), ledger, back: Some(back_tx) };
-            let config = Some(ws_config(self.limits.max_message));
+            let config = Some(ws_config(self.limits.max_message, crate::decode::Side::Bots));
             match tokio_tungstenite::client_async_with_config(request, tap, config).await {
                 Ok((ws, _)) => Ok((ws, back_rx)),
                 Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {

@@ -85,7 +85,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ep: Endpoint, mut shutd
         });
         Ok(resp)
     };
-    let Some(ws) = accept_ws(stream, callback, ep.limits.max_message).await else { return };
+    let Some(ws) = accept_ws(stream, callback, ep.limits.max_message, crate::decode::Side::Bots).await else { return };
     let _open = OpenConnection::new(ep.open.clone());
     let role = Role::from_path(&hs.path);
     tracing::info!(?role, path = %hs.path, "v11 bot connected");

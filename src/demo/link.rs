@@ -79,7 +79,7 @@ async fn dial(url: &str, token: &str) -> Result<Ws, tokio_tungstenite::tungsteni
             headers.insert(name, v);
         }
     }
-    let config = ws_config(MAX_MESSAGE);
+    let config = ws_config(MAX_MESSAGE, crate::decode::Side::Backend);
     let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), false).await?;
     Ok(ws)
 }

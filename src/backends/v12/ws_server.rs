@@ -237,7 +237,9 @@ async fn connection<R: Reports>(stream: TcpStream, server: Arc<Server<R>>, shutd
         tracing::debug!(user_agent = header("user-agent").unwrap_or(""), path = %req.uri().path(), "implementation dialled in");
         Ok(resp)
     };
-    let Some(ws) = accept_ws(stream, callback, server.limits.max_message).await else { return };
+    let Some(ws) = accept_ws(stream, callback, server.limits.max_message, crate::decode::Side::Backend).await else {
+        return;
+    };
 
     match hs.role {
         Role::Universal => universal(ws, hs, server, shutdown).await,
