@@ -151,6 +151,14 @@ impl V12Caller for AccountCaller<'_> {
     async fn call(&self, request: v12::Request) -> Result<v12::Response, CallError> {
         self.0.link().call(request).await
     }
+
+    async fn call_with_message(
+        &self,
+        request: v12::Request,
+        message: Vec<crate::core::message::Segment>,
+    ) -> Result<v12::Response, CallError> {
+        self.0.link().call_with_message(request, Some(message)).await
+    }
 }
 
 /// An event on its way from a backend link to the bots: its account, and what the link's

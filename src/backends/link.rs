@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::backends::v11::edge::{Edge, Outbound};
 use crate::backends::v12::codec;
 use crate::backends::writer::SocketWriter;
+use crate::core::message::Segment;
 use crate::core::{v12, CallError};
 use crate::sync::LockUnpoisoned;
 
@@ -210,7 +211,26 @@ impl LinkHandle {
     /// Sends one request and waits for its answer, at most the link's action timeout. On a link
     /// to a v11 implementation the request goes through its edge first (which may answer it
     /// itself), and the answer comes back through it.
-    pub async fn call(&self, mut req: v12::Request) -> Result<v12::Response, CallError> {
+    pub async fn call(&self, req: v12::Request) -> Result<v12::Response, CallError> {
+        self.call_with_message(req, None).await
+    }
+
+    /// [`LinkHandle::call`] with `message` (v12 segments) as the request's `message` param. A v12
+    /// link that writes JSON writes the segments as they are; every other way (an edge,
+    /// MessagePack, HTTP) reads the request's params, so there they are put in as a value.
+    pub async fn call_with_message(
+        &self,
+        mut req: v12::Request,
+        message: Option<Vec<Segment>>,
+    ) -> Result<v12::Response, CallError> {
+        let writes_json = matches!(&self.inner.transport, Transport::Socket { wire: Wire::V12 { msgpack: false }, .. });
+        let message = match message {
+            Some(message) if !writes_json || self.edge().is_some() => {
+                req.params.insert("message".into(), Segment::list_into_value(message));
+                None
+            }
+            message => message,
+        };
         if !self.is_connected() {
             return Err(CallError::Unavailable(format!("backend link {} is not connected", self.id)));
         }
@@ -240,7 +260,7 @@ impl LinkHandle {
                     (Some((_, call)), _) => Message::text(call.to_json(&echo)),
                     (None, Wire::V12 { msgpack: true }) => Message::binary(codec::encode_request(&req, true)),
                     // What `encode_request` writes for JSON, as a string.
-                    (None, Wire::V12 { msgpack: false }) => Message::text(req.to_json()),
+                    (None, Wire::V12 { msgpack: false }) => Message::text(req.to_json_with_message(message.as_deref())),
                     // `edge()` gives a v11 wire's edge, so its requests always went through it.
                     (None, Wire::V11(_)) => return Err(CallError::Link("a v11 link bypassed its edge".into())),
                 };

@@ -227,11 +227,32 @@ impl<S: IdStore> Translator<S> {
         action: &str,
         params: Map<String, Value>,
     ) -> Result<Value, ActionError> {
+        Self::data_of(action, caller.call(Self::request(ctx, action, params)).await?)
+    }
+
+    /// [`Translator::call`] with `message` (v12 segments) as the last param: a caller that writes
+    /// the request's JSON itself writes them as they are ([`V12Caller::call_with_message`]).
+    pub async fn call_with_message<C: V12Caller>(
+        &self,
+        ctx: ActionContext<'_>,
+        caller: &C,
+        action: &str,
+        params: Map<String, Value>,
+        message: Vec<Segment>,
+    ) -> Result<Value, ActionError> {
+        Self::data_of(action, caller.call_with_message(Self::request(ctx, action, params), message).await?)
+    }
+
+    fn request(ctx: ActionContext<'_>, action: &str, params: Map<String, Value>) -> v12::Request {
         let mut req = v12::Request::new(action, params);
         if !META_ACTIONS.contains(&action) {
             req.self_id = Some(ctx.account.self_id.clone());
         }
-        let resp = caller.call(req).await?;
+        req
+    }
+
+    /// The `data` of a successful answer; a failed one as the error it is.
+    fn data_of(action: &str, resp: v12::Response) -> Result<Value, ActionError> {
         if resp.is_ok() {
             Ok(resp.data)
         } else {
@@ -540,8 +561,7 @@ impl<S: IdStore> Translator<S> {
                 ("channel", None)
             }
         };
-        v12.insert("message".into(), Value::Array(segments.into_iter().map(Segment::into_value).collect()));
-        let data = self.call(ctx, caller, "send_message", v12).await?;
+        let data = self.call_with_message(ctx, caller, "send_message", v12, segments).await?;
         Ok((data, detail_type, group))
     }
 

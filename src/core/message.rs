@@ -49,6 +49,11 @@ impl Segment {
         Some(Segment { kind: seg.kind.into(), data: seg.entries().map(|(k, v)| (k, v.clone())).collect() })
     }
 
+    /// Segments as the JSON list they are in a message, without copying their data.
+    pub fn list_into_value(segments: Vec<Segment>) -> Value {
+        Value::Array(segments.into_iter().map(Segment::into_value).collect())
+    }
+
     /// The segment as a JSON value, without copying its data.
     pub fn into_value(self) -> Value {
         let mut m = Map::with_capacity(2);

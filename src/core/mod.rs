@@ -142,6 +142,18 @@ pub enum CallError {
 /// Sends one v12 action for one account and waits (with a timeout) for its response.
 pub trait V12Caller: Sync {
     fn call(&self, request: v12::Request) -> impl Future<Output = Result<v12::Response, CallError>> + Send;
+
+    /// Sends `request` with `message` (v12 segments) as its `message` param. A caller that
+    /// writes the request's JSON itself may write the segments as they are; by default they are
+    /// put into the params as a value.
+    fn call_with_message(
+        &self,
+        mut request: v12::Request,
+        message: Vec<message::Segment>,
+    ) -> impl Future<Output = Result<v12::Response, CallError>> + Send {
+        request.params.insert("message".into(), message::Segment::list_into_value(message));
+        self.call(request)
+    }
 }
 
 /// The core: tables, ids and options. Cheap to share behind an `Arc`.

@@ -13,6 +13,8 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
 
+use crate::core::message::Segment;
+
 /// Writes `s` as a JSON string.
 pub fn string(out: &mut String, s: &str) {
     let plain = s.bytes().fold(true, |plain, b| plain & (b >= 0x20 && b != b'"' && b != b'\\'));
@@ -66,6 +68,30 @@ pub fn object(out: &mut String, map: &Map<String, Value>) {
     out.push('}');
 }
 
+/// Writes message segments as the JSON list [`Segment::list_into_value`] makes of them, without
+/// making it: one allocation or more per segment, per key and per map fewer, and no keys hashed.
+pub fn segments(out: &mut String, segments: &[Segment]) {
+    out.push('[');
+    for (i, segment) in segments.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"type\":");
+        string(out, &segment.kind);
+        out.push_str(",\"data\":{");
+        for (j, (k, v)) in segment.data.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            string(out, k);
+            out.push(':');
+            value(out, v);
+        }
+        out.push_str("}}");
+    }
+    out.push(']');
+}
+
 /// `v` as JSON text.
 pub fn to_string(v: &Value) -> String {
     let mut out = String::new();
@@ -94,6 +120,32 @@ mod tests {
         ];
         for v in values {
             assert_eq!(to_string(&v), serde_json::to_string(&v).unwrap(), "{v:?}");
+        }
+    }
+
+    /// Segments of every shape a message has: empty data, nested values, keys and texts that
+    /// need escaping, a long text.
+    fn sample_segments() -> Vec<Segment> {
+        vec![
+            Segment::text("plain 今天 [x]"),
+            Segment::text("quote \" backslash \\ newline \n nul \u{0} 😀"),
+            Segment::new("face").with("id", 1),
+            Segment::new("image").with("file_id", "abc").with("url", Value::Null).with("sub", json!({"w": [1, 2.5]})),
+            Segment::new("x-\"odd\"").with("key\n", true),
+            Segment::new("empty"),
+            Segment::text("long text ".repeat(500)),
+        ]
+    }
+
+    #[test]
+    fn segments_are_written_as_their_value_is() {
+        let all = sample_segments();
+        for n in 0..=all.len() {
+            let some = &all[..n];
+            let mut out = String::new();
+            segments(&mut out, some);
+            let value = Segment::list_into_value(some.to_vec());
+            assert_eq!(out, serde_json::to_string(&value).unwrap(), "{some:?}");
         }
     }
 

@@ -345,12 +345,27 @@ impl Request {
     /// Its JSON, as `serde_json` writes it, with long texts copied rather than escaped byte by
     /// byte ([`crate::core::write_json`]).
     pub fn to_json(&self) -> String {
-        use crate::core::write_json::{object, string};
+        self.to_json_with_message(None)
+    }
+
+    /// [`Request::to_json`] of the request with `message` as its last param: what it writes
+    /// once the segments are put into `params` as a value, without that value.
+    pub fn to_json_with_message(&self, message: Option<&[crate::core::message::Segment]>) -> String {
+        use crate::core::write_json::{object, segments, string};
         let mut out = String::with_capacity(64);
         out.push_str("{\"action\":");
         string(&mut out, &self.action);
         out.push_str(",\"params\":");
         object(&mut out, &self.params);
+        if let Some(message) = message {
+            out.pop(); // the params' closing brace
+            if !self.params.is_empty() {
+                out.push(',');
+            }
+            out.push_str("\"message\":");
+            segments(&mut out, message);
+            out.push('}');
+        }
         if let Some(echo) = &self.echo {
             out.push_str(",\"echo\":");
             string(&mut out, echo);
@@ -439,6 +454,28 @@ pub fn is_event_frame(map: &Map<String, Value>) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_request_with_its_message_apart_is_written_as_with_the_message_in_its_params() {
+        use crate::core::message::Segment;
+        let message = vec![Segment::new("mention").with("user_id", "2"), Segment::text(" hi \"there\"")];
+        let self_id = Some(SelfId { platform: "qq".into(), user_id: "1".into() });
+        let cases = [
+            (Map::new(), None, None),
+            (json!({"detail_type": "group", "group_id": "30003"}).as_object().unwrap().clone(), Some("e-1"), self_id),
+        ];
+        for (params, echo, self_id) in cases {
+            let mut apart = Request::new("send_message", params);
+            apart.echo = echo.map(str::to_owned);
+            apart.self_id = self_id;
+            let mut whole = apart.clone();
+            whole.params.insert("message".into(), Segment::list_into_value(message.clone()));
+            let written = apart.to_json_with_message(Some(&message));
+            assert_eq!(written, whole.to_json());
+            assert_eq!(written, serde_json::to_string(&whole).unwrap());
+            assert_eq!(apart.to_json_with_message(None), apart.to_json());
+        }
+    }
 
     #[test]
     fn a_request_is_written_as_serde_json_writes_it() {
