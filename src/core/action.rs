@@ -230,19 +230,7 @@ impl<S: IdStore> Translator<S> {
         Self::data_of(action, caller.call(Self::request(ctx, action, params)).await?)
     }
 
-    /// [`Translator::call`] with `message` (v12 segments) as the last param: a caller that writes
-    /// the request's JSON itself writes them as they are ([`V12Caller::call_with_message`]).
-    pub async fn call_with_message<C: V12Caller>(
-        &self,
-        ctx: ActionContext<'_>,
-        caller: &C,
-        action: &str,
-        params: Map<String, Value>,
-        message: Vec<Segment>,
-    ) -> Result<Value, ActionError> {
-        Self::data_of(action, caller.call_with_message(Self::request(ctx, action, params), message).await?)
-    }
-
+    /// The request for `action`, on behalf of the account unless it is a meta action.
     fn request(ctx: ActionContext<'_>, action: &str, params: Map<String, Value>) -> v12::Request {
         let mut req = v12::Request::new(action, params);
         if !META_ACTIONS.contains(&action) {
@@ -561,7 +549,10 @@ impl<S: IdStore> Translator<S> {
                 ("channel", None)
             }
         };
-        let data = self.call_with_message(ctx, caller, "send_message", v12, segments).await?;
+        // The segments go apart: a caller that writes the request's JSON itself writes them as
+        // they are ([`V12Caller::call_with_message`]).
+        let sent = caller.call_with_message(Self::request(ctx, "send_message", v12), segments).await?;
+        let data = Self::data_of("send_message", sent)?;
         Ok((data, detail_type, group))
     }
 
