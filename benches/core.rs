@@ -296,6 +296,19 @@ fn actions(c: &mut Criterion) {
             ),
             "message_id",
         ),
+        // The same message as a list of segments, as most frameworks send it.
+        (
+            "send_group_msg_segments",
+            v11_request(
+                "send_group_msg",
+                json!({"group_id": 987654, "message": [
+                    {"type": "at", "data": {"qq": "10001"}},
+                    {"type": "text", "data": {"text": " 收到, 十点见 "}},
+                    {"type": "face", "data": {"id": "14"}},
+                ]}),
+            ),
+            "message_id",
+        ),
         // A plain table rename; the ids are numeric, so the store is not touched.
         (
             "get_stranger_info",

@@ -6,6 +6,7 @@
 //! dot passes unchanged. Incoming (backend → bot) is the reverse, plus v12 `audio`/`file`, and any
 //! other backend segment keeps its name with the profile prefix removed. Nothing is dropped.
 
+use serde::Deserialize;
 use serde_json::{Number, Value};
 
 use super::cq::parse_cq_at_most;
@@ -61,10 +62,12 @@ pub fn read_v11_message(value: &Value, auto_escape: bool) -> Result<Vec<Segment>
     match value {
         Value::String(s) if auto_escape => Ok(if s.is_empty() { vec![] } else { vec![Segment::text(s.clone())] }),
         Value::String(s) => parse_cq_at_most(s, MAX_SEGMENTS).ok_or(SegmentError::TooManySegments),
-        Value::Object(_) => Ok(vec![serde_json::from_value(value.clone()).map_err(|_| SegmentError::BadMessage)?]),
+        // Read from the borrowed values: a copy of each only to read it would cost a map per
+        // segment and per data, every key hashed.
+        Value::Object(_) => Ok(vec![Segment::deserialize(value).map_err(|_| SegmentError::BadMessage)?]),
         Value::Array(items) if items.len() > MAX_SEGMENTS => Err(SegmentError::TooManySegments),
         Value::Array(items) => {
-            items.iter().map(|v| serde_json::from_value(v.clone()).map_err(|_| SegmentError::BadMessage)).collect()
+            items.iter().map(|v| Segment::deserialize(v).map_err(|_| SegmentError::BadMessage)).collect()
         }
         _ => Err(SegmentError::BadMessage),
     }
@@ -75,7 +78,11 @@ pub fn read_v11_message(value: &Value, auto_escape: bool) -> Result<Vec<Segment>
 pub fn as_reported(mut seg: Segment) -> Segment {
     seg.data = std::mem::take(&mut seg.data)
         .into_iter()
-        .filter_map(|(k, v)| Some((k, Value::String(value_as_text(&v)?))))
+        .filter_map(|(k, v)| match v {
+            // Already text: kept, not copied.
+            Value::String(_) => Some((k, v)),
+            v => Some((k, Value::String(value_as_text(&v)?))),
+        })
         .collect();
     seg
 }
