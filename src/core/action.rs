@@ -617,7 +617,7 @@ impl<S: IdStore> Translator<S> {
         self.media_urls(ctx, caller, &mut content.segments).await;
         let message = match ctx.post_format {
             v11::PostFormat::String => Value::String(render_cq(&content.segments)),
-            v11::PostFormat::Array => Value::Array(content.segments.into_iter().map(Segment::into_value).collect()),
+            v11::PostFormat::Array => Segment::list_into_value(content.segments),
         };
         let group = record.detail_type == "group";
         let mut data = Map::new();

@@ -70,7 +70,7 @@ impl<S: IdStore> Translator<S> {
         }
         let uploaded = self.upload_media(ctx, caller, &mut nodes, reuse).await?;
         let nodes = self.segments_to_v12(ctx.maps, nodes).await?;
-        Ok((Value::Array(nodes.into_iter().map(Segment::into_value).collect()), uploaded))
+        Ok((Segment::list_into_value(nodes), uploaded))
     }
 
     /// One v11 node → the profile's v12 node (its content's media already uploaded).
@@ -116,7 +116,7 @@ impl<S: IdStore> Translator<S> {
             }
             if let Some(content) = content {
                 let message = self.segments_to_v12(maps, content).await?;
-                data.insert("message", Value::Array(message.into_iter().map(Segment::into_value).collect()));
+                data.insert("message", Segment::list_into_value(message));
             }
             if !data.contains_key("message_id") && !data.contains_key("message") {
                 return Err(bad("a node needs `id` (an existing message) or `content`"));
@@ -235,7 +235,7 @@ impl<S: IdStore> Translator<S> {
             self.media_urls(ctx, caller, &mut segments).await;
             match ctx.post_format {
                 v11::PostFormat::String => Value::String(render_cq(&segments)),
-                v11::PostFormat::Array => Value::Array(segments.into_iter().map(Segment::into_value).collect()),
+                v11::PostFormat::Array => Segment::list_into_value(segments),
             }
         };
         entry.insert("content".into(), content);

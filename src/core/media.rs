@@ -725,8 +725,7 @@ impl<S: IdStore> Translator<S> {
                         .into());
                     }
                     self.upload_within(ctx, caller, &mut content, reuse, depth + 1, done).await?;
-                    let content = content.into_iter().map(Segment::into_value).collect();
-                    seg.data.insert("content", Value::Array(content));
+                    seg.data.insert("content", Segment::list_into_value(content));
                     continue;
                 }
                 if MEDIA_TYPES.contains(&seg.kind.as_str()) {

@@ -386,7 +386,7 @@ mod tests {
 
     /// Segments as a backend sends them: a JSON list.
     fn to_v12_message(segments: Vec<Segment>) -> Value {
-        Value::Array(segments.into_iter().map(Segment::into_value).collect())
+        Segment::list_into_value(segments)
     }
 
     fn sample_v11(kind: Kind) -> Value {
