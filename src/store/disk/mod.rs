@@ -51,7 +51,7 @@ use crate::sync::LockUnpoisoned;
 mod decide;
 mod filter;
 mod folder;
-mod paced;
+pub(in crate::store) mod paced;
 mod syncer;
 
 use decide::{State, View};

@@ -78,18 +78,28 @@ impl PacedFile {
             let len = self.file.metadata().map(|m| m.len()).unwrap_or(0);
             vec![(0, len)]
         });
-        for piece in pieces(&ranges) {
-            for &(start, end) in &piece {
-                sync_file_range(&self.file, start, end, libc::SYNC_FILE_RANGE_WRITE);
-            }
-            if let (Some(first), Some(last)) = (piece.first(), piece.last()) {
-                sync_file_range(&self.file, first.0, last.1, libc::SYNC_FILE_RANGE_WAIT_AFTER);
-            }
-        }
+        write_back(&self.file, &ranges);
     }
 
     #[cfg(not(target_os = "linux"))]
     fn write_back(&self, _ranges: Option<Vec<(u64, u64)>>) {}
+}
+
+/// Writes `ranges` of `file` back to the disk a [`PIECE`] at a time, waiting for each piece, so
+/// that a journal sync issued meanwhile waits for one piece at most. Elsewhere than Linux it
+/// does nothing: the pages go with the file's next sync.
+pub(in crate::store) fn write_back(file: &File, ranges: &[(u64, u64)]) {
+    #[cfg(target_os = "linux")]
+    for piece in pieces(ranges) {
+        for &(start, end) in &piece {
+            sync_file_range(file, start, end, libc::SYNC_FILE_RANGE_WRITE);
+        }
+        if let (Some(first), Some(last)) = (piece.first(), piece.last()) {
+            sync_file_range(file, first.0, last.1, libc::SYNC_FILE_RANGE_WAIT_AFTER);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, ranges);
 }
 
 /// `sync_file_range(2)` over `start..end` of `file`: no kept crate offers it (`rustix` and
