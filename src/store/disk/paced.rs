@@ -40,7 +40,6 @@ const WRITES_BACK: bool = cfg!(target_os = "linux");
 pub(super) struct PacedFile {
     inner: FileBackend,
     /// The same file, for `sync_file_range`.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     file: File,
     written: Mutex<Written>,
 }
@@ -60,29 +59,14 @@ impl PacedFile {
         Ok(PacedFile { inner, file: same, written: Mutex::new(Written::default()) })
     }
 
-    /// The ranges written since the last sync, sorted and merged (`None`: the whole file).
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-    fn take_written(&self) -> Option<Vec<(u64, u64)>> {
-        let mut written = self.written.lock_unpoisoned();
-        let Written { ranges, overflowed } = std::mem::take(&mut *written);
-        if overflowed {
-            return None;
-        }
-        Some(merged(ranges))
-    }
-
-    /// Writes the ranges back a piece at a time, waiting for each piece.
-    #[cfg(target_os = "linux")]
-    fn write_back(&self, ranges: Option<Vec<(u64, u64)>>) {
-        let ranges = ranges.unwrap_or_else(|| {
-            let len = self.file.metadata().map(|m| m.len()).unwrap_or(0);
-            vec![(0, len)]
-        });
+    /// Writes back what was written since the last sync (sorted and merged; the whole file past
+    /// [`MOST_RANGES`]), a piece at a time.
+    fn write_back_written(&self) {
+        let Written { ranges, overflowed } = std::mem::take(&mut *self.written.lock_unpoisoned());
+        let ranges =
+            if overflowed { vec![(0, self.file.metadata().map(|m| m.len()).unwrap_or(0))] } else { merged(ranges) };
         write_back(&self.file, &ranges);
     }
-
-    #[cfg(not(target_os = "linux"))]
-    fn write_back(&self, _ranges: Option<Vec<(u64, u64)>>) {}
 }
 
 /// Writes `ranges` of `file` back to the disk a [`PIECE`] at a time, waiting for each piece, so
@@ -167,7 +151,7 @@ impl StorageBackend for PacedFile {
 
     fn sync_data(&self) -> Result<(), BackendIoError> {
         if WRITES_BACK {
-            self.write_back(self.take_written());
+            self.write_back_written();
         }
         self.inner.sync_data()
     }
