@@ -27,8 +27,15 @@ pub(super) const FOLD_EVERY: Duration = Duration::from_millis(50);
 /// Entries the folder applies between two offers of its CPU to the runtime's threads (each
 /// is a few microseconds of B-tree work).
 const YIELD_EVERY: usize = 32;
-/// Most entries applied to redb in one transaction.
-const FOLD_MAX: usize = 16_384;
+/// Most entries applied to redb in one transaction: half of what may wait unfolded, so that
+/// decisions go on while the folder applies the other half.
+const FOLD_MAX: usize = (MAX_UNFOLDED / 2) as usize;
+/// Entries enough for a large commit: the folder takes them at once instead of waiting
+/// [`FOLD_EVERY`] for more. In a burst it then folds one batch after another; waiting as
+/// well, it held every decision back once [`MAX_UNFOLDED`] had gathered (in well under
+/// `FOLD_EVERY` on a fast machine), until the wait and the fold were over: a burst on disk ran
+/// at `MAX_UNFOLDED` entries per wait and fold, about 100 000 a second.
+pub(super) const FOLD_NOW: usize = FOLD_MAX / 2;
 /// Digests of v12 ids kept in memory, at most, before they go into their tables in one
 /// sorted batch (about 1.5 MiB of them).
 pub(super) const HELD_MAX: usize = if cfg!(test) { 64 } else { 65_536 };
@@ -142,6 +149,8 @@ pub(super) struct Folder {
     pub(super) shared: Arc<Shared>,
     pub(super) journal_dir: PathBuf,
     pub(super) retention: Retention,
+    /// How long entries wait at most for more to gather ([`FOLD_EVERY`]).
+    pub(super) fold_every: Duration,
 }
 
 impl Folder {
@@ -187,20 +196,33 @@ impl Folder {
                     Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
                 }
             }
-            // Let entries gather for a while, then take them all: one large commit instead of
-            // many small ones, and no wake-up per batch the syncer sends.
-            // (The syncer wakes the folder early when it stops, to fold what is left.)
-            std::thread::park_timeout(FOLD_EVERY);
+            // Few entries: let more gather for a while, then take them all (one large commit
+            // instead of many small ones, and no wake-up per batch the syncer sends). Enough
+            // for a large commit: fold them now, while decisions go on (a fold takes at most
+            // half of what may wait unfolded). The syncer wakes the folder early once that many
+            // wait, and when it stops (to fold what is left); decisions do when they wait for it.
             let mut count: usize = gathered.iter().map(|f| f.entries.len()).sum();
-            while count < FOLD_MAX && !closed {
-                match rx.try_recv() {
-                    Ok(fold) => {
-                        count += fold.entries.len();
-                        gathered.push(fold);
+            let gathering = Instant::now();
+            loop {
+                while count < FOLD_MAX && !closed {
+                    match rx.try_recv() {
+                        Ok(fold) => {
+                            count += fold.entries.len();
+                            gathered.push(fold);
+                        }
+                        Err(std_mpsc::TryRecvError::Empty) => break,
+                        Err(std_mpsc::TryRecvError::Disconnected) => closed = true,
                     }
-                    Err(std_mpsc::TryRecvError::Empty) => break,
-                    Err(std_mpsc::TryRecvError::Disconnected) => closed = true,
                 }
+                let waited = gathering.elapsed();
+                if count >= FOLD_NOW
+                    || closed
+                    || waited >= self.fold_every
+                    || self.shared.behind.load(Ordering::Acquire)
+                {
+                    break;
+                }
+                std::thread::park_timeout(self.fold_every - waited);
             }
             match self.fold(&gathered, &mut kept_from, &mut undurable, closed, &mut filters) {
                 Ok(()) => gathered.clear(),

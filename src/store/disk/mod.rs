@@ -176,6 +176,8 @@ struct Shared {
     closed: AtomicBool,
     /// The syncer's thread, to wake when entries are decided or the store closes.
     syncer: std::sync::OnceLock<std::thread::Thread>,
+    /// The folder's thread, to wake when decisions wait for it.
+    folder: std::sync::OnceLock<std::thread::Thread>,
     /// Digests of pruned messages that redb's `message_digests` may still hold: they leave it
     /// with the next batch of held digests (see `folder::prune`). Lookups skip them meanwhile,
     /// as they skip any digest whose number's row is not the key's. Only the folder reads them,
@@ -393,6 +395,17 @@ impl DiskStore {
     /// Opens (or creates) `<dir>/bridge.redb` with a page cache of `cache_bytes`, applies what
     /// the journal (`<dir>/journal/`) holds, and starts the syncer and folder threads.
     pub fn open_with_cache(dir: &Path, retention: Retention, cache_bytes: usize) -> Result<DiskStore, IdError> {
+        DiskStore::open_tuned(dir, retention, cache_bytes, folder::FOLD_EVERY)
+    }
+
+    /// [`open_with_cache`](Self::open_with_cache), the folder letting entries gather for
+    /// `fold_every` at most.
+    fn open_tuned(
+        dir: &Path,
+        retention: Retention,
+        cache_bytes: usize,
+        fold_every: Duration,
+    ) -> Result<DiskStore, IdError> {
         std::fs::create_dir_all(dir).map_err(|e| store_err(format!("{}: {e}", dir.display())))?;
         let path = dir.join("bridge.redb");
         let opened = std::fs::OpenOptions::new()
@@ -413,11 +426,17 @@ impl DiskStore {
         let next = recover(&db, &journal_dir)?;
         let journal =
             Journal::create(&journal_dir, next).map_err(|e| store_err(format!("{}: {e}", journal_dir.display())))?;
-        DiskStore::start(db, journal, journal_dir, retention)
+        DiskStore::start(db, journal, journal_dir, retention, fold_every)
     }
 
     /// Starts the syncer and folder threads on an opened database and journal.
-    fn start(db: Database, journal: Journal, journal_dir: PathBuf, retention: Retention) -> Result<DiskStore, IdError> {
+    fn start(
+        db: Database,
+        journal: Journal,
+        journal_dir: PathBuf,
+        retention: Retention,
+        fold_every: Duration,
+    ) -> Result<DiskStore, IdError> {
         let db = Arc::new(db);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
@@ -428,16 +447,18 @@ impl DiskStore {
             behind: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             syncer: std::sync::OnceLock::new(),
+            folder: std::sync::OnceLock::new(),
             pruned_keys: Mutex::new(Vec::new()),
         });
         let (folds_tx, folds_rx) = std_mpsc::sync_channel(FOLD_QUEUE);
         let commits = CommitTimes::default();
-        let folder = Folder { db: db.clone(), shared: shared.clone(), journal_dir, retention };
+        let folder = Folder { db: db.clone(), shared: shared.clone(), journal_dir, retention, fold_every };
         let folder_thread = std::thread::Builder::new()
             .name("id-store-folder".into())
             .spawn(move || folder.run(folds_rx))
             .map_err(store_err)?;
         let folder = folder_thread.thread().clone();
+        let _ = shared.folder.set(folder.clone());
         let syncer = Syncer { journal, shared: shared.clone(), folds: folds_tx, folder, commits: commits.clone() };
         let syncer_thread = std::thread::Builder::new()
             .name("id-store-syncer".into())
@@ -470,6 +491,10 @@ impl DiskStore {
                 self.shared.state.lock_unpoisoned().seq.saturating_sub(self.shared.folded.load(Ordering::Acquire));
             if behind <= MAX_UNFOLDED {
                 break;
+            }
+            // The folder may be letting entries gather: what it has is enough.
+            if let Some(folder) = self.shared.folder.get() {
+                folder.unpark();
             }
             // Once until the folder has caught up, not once per waiting caller.
             if !self.shared.behind.swap(true, Ordering::AcqRel) {
@@ -1559,6 +1584,25 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    /// A burst is folded as it comes: entries enough for a large commit go to redb at once,
+    /// not after the folder's wait for more (here an hour).
+    #[test]
+    fn a_burst_is_folded_without_waiting_for_more() {
+        let d = dir("burst");
+        let store =
+            DiskStore::open_tuned(&d, Retention::default(), DEFAULT_CACHE_BYTES, Duration::from_secs(3600)).unwrap();
+        let burst = folder::FOLD_NOW as u64;
+        block_on(crate::store::deferring(async {
+            for n in 0..burst {
+                let (n, v12) = (5_000_000_000 + n as i64, format!("wxid_{n}"));
+                assert_eq!(store.claim_surrogate(n, &v12).await.unwrap(), Claim::Inserted);
+            }
+        }));
+        wait_for("a fold of the burst", || store.shared.folded.load(Ordering::Acquire) >= folder::FOLD_NOW as u64);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
     /// What the store keeps of entries not yet in redb is bounded: past [`MAX_UNFOLDED`] of them a
     /// decision waits for the folder (here held back by a write transaction of the test's), and
     /// goes on once a fold has caught up.
@@ -1608,7 +1652,7 @@ mod tests {
         let db = redb::Builder::new().create(d.join("bridge.redb")).unwrap();
         create_tables(&db).unwrap();
         let journal = Journal::create(&journal_dir, 1).unwrap();
-        let store = DiskStore::start(db, journal, journal_dir, Retention::default()).unwrap();
+        let store = DiskStore::start(db, journal, journal_dir, Retention::default(), folder::FOLD_EVERY).unwrap();
         let Err(IdError::Store(why)) = block_on(store.claim_message(3, &said("bot", "a", "x"))) else {
             panic!("a claim that never reached the disk was answered")
         };

@@ -96,6 +96,10 @@ impl Syncer {
             if self.folds.send(Fold { file, last: seq, entries }).is_err() {
                 tracing::error!("id store folder stopped; journalled ids reach the database at the next start");
             }
+            // Enough for a large commit: the folder need not wait for more.
+            if seq.saturating_sub(self.shared.folded.load(Ordering::Acquire)) >= super::folder::FOLD_NOW as u64 {
+                self.folder.unpark();
+            }
         }
         let Syncer { folds, folder, .. } = self;
         drop(folds);
