@@ -31,6 +31,10 @@
 //! syncs meanwhile wait for a piece at most) and syncs it, as [`SPARE`]; the file after this one
 //! is that spare, renamed, and needs no extension at all. A spare not ready in time (a burst
 //! faster than the filling) is left to the file after; the next file is then made as before.
+//! A file made that way, or the first one after a start, is left for the spare as soon as the
+//! spare is ready, which it starts filling once the file has grown by its first [`ZERO_AHEAD`]
+//! (a store that writes little never fills one). A spare left over when the bridge stopped is
+//! the first file of the next start.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -125,6 +129,10 @@ pub struct Journal {
     broken: Option<String>,
     /// The thread filling [`SPARE`], once this file is half full.
     spare: Option<std::thread::JoinHandle<io::Result<()>>>,
+    /// This file grows by extension (it was not a spare): it is left for the spare as soon as
+    /// that is ready, which starts filling early. Off after a spare failed, so that a failing
+    /// disk does not start one after each append.
+    early: bool,
 }
 
 impl Journal {
@@ -136,8 +144,33 @@ impl Journal {
         Ok(Journal::of(dir, file, number, 0))
     }
 
+    /// The first file of a start, numbered `number`: the spare the last run left, if any (it
+    /// holds nothing but zeros), else a new file.
+    pub fn start(dir: &Path, number: u64) -> io::Result<Journal> {
+        std::fs::create_dir_all(dir)?;
+        let spare = dir.join(SPARE);
+        match std::fs::metadata(&spare) {
+            Ok(left) if left.is_file() => {
+                let path = path_of(dir, number);
+                let taken = std::fs::rename(&spare, &path)
+                    .and_then(|()| sync_dir(dir))
+                    .and_then(|()| OpenOptions::new().write(true).open(&path));
+                match taken {
+                    // Cut short by a crash while it was filled: what it holds is zeros still.
+                    Ok(file) => return Ok(Journal::of(dir, file, number, left.len().min(FILE_BYTES))),
+                    Err(error) => {
+                        tracing::warn!(%error, "id store journal: the spare file left over could not be used")
+                    }
+                }
+            }
+            _ => {}
+        }
+        Journal::create(dir, number)
+    }
+
     fn of(dir: &Path, file: File, number: u64, filled: u64) -> Journal {
-        Journal { dir: dir.to_owned(), file, number, len: 0, filled, buf: Vec::new(), broken: None, spare: None }
+        let early = filled < FILE_BYTES;
+        Journal { dir: dir.to_owned(), file, number, len: 0, filled, buf: Vec::new(), broken: None, spare: None, early }
     }
 
     /// The file after this one: the spare when it is ready (renamed to its number, no zeros to
@@ -153,6 +186,9 @@ impl Journal {
                 Ok(Err(error)) => tracing::warn!(%error, "id store journal: the spare file could not be filled"),
                 Err(_) => tracing::warn!("id store journal: the thread filling the spare file failed"),
             }
+            let mut next = Journal::create(&self.dir, number)?;
+            next.early = false;
+            return Ok(next);
         }
         let mut next = Journal::create(&self.dir, number)?;
         next.spare = self.spare.take();
@@ -167,9 +203,11 @@ impl Journal {
         Ok(Journal::of(&self.dir, file, number, FILE_BYTES))
     }
 
-    /// Starts filling the spare once this file is half full (at most one thread at a time).
+    /// Starts filling the spare once this file is half full, or has grown by its first
+    /// [`ZERO_AHEAD`] when it is [`early`](Self::early) (at most one thread at a time).
     fn start_spare(&mut self) {
-        if self.spare.is_some() || self.len < FILE_BYTES / 2 {
+        let from = if self.early { ZERO_AHEAD } else { FILE_BYTES / 2 };
+        if self.spare.is_some() || self.len < from {
             return;
         }
         let path = self.dir.join(SPARE);
@@ -229,11 +267,23 @@ impl Journal {
         if self.buf.capacity() > 1 << 20 {
             self.buf = Vec::new();
         }
-        if self.len >= FILE_BYTES {
+        let spare_ready = self.early && self.spare.as_ref().is_some_and(|filling| filling.is_finished());
+        if self.len >= FILE_BYTES || spare_ready {
             *self = self.next()?;
         }
         self.start_spare();
         Ok(())
+    }
+}
+
+impl Drop for Journal {
+    /// Waits for the spare being filled, if any: a store opened again on the same folder (in
+    /// this process) takes the spare as its first file, and must not find it still being
+    /// written with zeros.
+    fn drop(&mut self) {
+        if let Some(filling) = self.spare.take() {
+            let _ = filling.join();
+        }
     }
 }
 
@@ -466,6 +516,46 @@ mod tests {
         assert_eq!(std::fs::metadata(&second).unwrap().len(), FILE_BYTES, "no zeros added");
         assert_eq!(read(&second).unwrap(), (vec![message(3), message(4)], None));
         assert_eq!(read(&path_of(&d, 1)).unwrap().0, vec![half.clone(), half]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A file that grows by extension starts the spare once it has grown by its first
+    /// `ZERO_AHEAD`, and is left for it as soon as it is ready; a spare left over is the first
+    /// file of the next start.
+    #[test]
+    fn a_file_made_by_extension_is_left_for_the_spare_once_it_is_ready() {
+        let d = dir("early");
+        let mut journal = Journal::start(&d, 1).unwrap();
+        assert_eq!(journal.filled, 0, "no spare left over: a new file");
+        let piece = Entry::Message { n: 1, key_text: "k".into(), row: vec![7; ZERO_AHEAD as usize / 4].into() };
+        let mut written = Vec::new();
+        while journal.spare.is_none() {
+            assert!(journal.end() <= ZERO_AHEAD, "the spare starts after the first extension");
+            journal.append(std::slice::from_ref(&piece)).unwrap();
+            written.push(piece.clone());
+        }
+        let since = std::time::Instant::now();
+        while !journal.spare.as_ref().unwrap().is_finished() {
+            assert!(since.elapsed() < std::time::Duration::from_secs(30), "the spare is filled in time");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        journal.append(&[message(2)]).unwrap();
+        written.push(message(2));
+        assert_eq!((journal.number(), journal.filled), (2, FILE_BYTES), "left for the spare once it was ready");
+        assert!(!journal.early, "a spare is not left early");
+        assert_eq!(read(&path_of(&d, 1)).unwrap(), (written, None));
+        journal.append(&[message(3)]).unwrap();
+        assert_eq!(read(&path_of(&d, 2)).unwrap(), (vec![message(3)], None));
+        drop(journal);
+
+        // A spare left over when the bridge stopped (here filled by hand) starts the next run.
+        fill_spare(&d.join(SPARE)).unwrap();
+        let mut journal = Journal::start(&d, 3).unwrap();
+        assert_eq!((journal.number(), journal.filled, journal.early), (3, FILE_BYTES, false));
+        assert!(!d.join(SPARE).exists());
+        journal.append(&[message(4)]).unwrap();
+        assert_eq!(std::fs::metadata(path_of(&d, 3)).unwrap().len(), FILE_BYTES, "no zeros added");
+        assert_eq!(read(&path_of(&d, 3)).unwrap(), (vec![message(4)], None));
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -425,7 +425,7 @@ impl DiskStore {
         let journal_dir = dir.join("journal");
         let next = recover(&db, &journal_dir)?;
         let journal =
-            Journal::create(&journal_dir, next).map_err(|e| store_err(format!("{}: {e}", journal_dir.display())))?;
+            Journal::start(&journal_dir, next).map_err(|e| store_err(format!("{}: {e}", journal_dir.display())))?;
         DiskStore::start(db, journal, journal_dir, retention, fold_every)
     }
 
