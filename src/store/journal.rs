@@ -148,15 +148,10 @@ impl Journal {
     /// holds nothing but zeros), else a new file.
     pub fn start(dir: &Path, number: u64) -> io::Result<Journal> {
         std::fs::create_dir_all(dir)?;
-        let spare = dir.join(SPARE);
-        match std::fs::metadata(&spare) {
+        match std::fs::metadata(dir.join(SPARE)) {
             Ok(left) if left.is_file() => {
-                let path = path_of(dir, number);
-                let taken = std::fs::rename(&spare, &path)
-                    .and_then(|()| sync_dir(dir))
-                    .and_then(|()| OpenOptions::new().write(true).open(&path));
-                match taken {
-                    // Cut short by a crash while it was filled: what it holds is zeros still.
+                match take_spare(dir, number) {
+                    // Filled as far as its length (less where a crash cut its filling short).
                     Ok(file) => return Ok(Journal::of(dir, file, number, left.len().min(FILE_BYTES))),
                     Err(error) => {
                         tracing::warn!(%error, "id store journal: the spare file left over could not be used")
@@ -196,10 +191,7 @@ impl Journal {
     }
 
     fn take_spare(&self, number: u64) -> io::Result<Journal> {
-        let path = path_of(&self.dir, number);
-        std::fs::rename(self.dir.join(SPARE), &path)?;
-        sync_dir(&self.dir)?;
-        let file = OpenOptions::new().write(true).open(&path)?;
+        let file = take_spare(&self.dir, number)?;
         Ok(Journal::of(&self.dir, file, number, FILE_BYTES))
     }
 
@@ -285,6 +277,14 @@ impl Drop for Journal {
             let _ = filling.join();
         }
     }
+}
+
+/// Renames the spare in `dir` to the journal file numbered `number`, and opens it to write.
+fn take_spare(dir: &Path, number: u64) -> io::Result<File> {
+    let path = path_of(dir, number);
+    std::fs::rename(dir.join(SPARE), &path)?;
+    sync_dir(dir)?;
+    OpenOptions::new().write(true).open(&path)
 }
 
 /// Fills `path` with [`FILE_BYTES`] of zeros, written back a piece at a time, and syncs it.
