@@ -172,7 +172,10 @@ impl Journal {
     /// add), else a new file; a spare still being filled stays with the next file.
     fn next(&mut self) -> io::Result<Journal> {
         let number = self.number + 1;
-        if let Some(filling) = self.spare.take_if(|filling| filling.is_finished()) {
+        let finished = self.spare.take_if(|filling| filling.is_finished());
+        // Past the match below, a finished spare is one that failed.
+        let spare_failed = finished.is_some();
+        if let Some(filling) = finished {
             match filling.join() {
                 Ok(Ok(())) => match self.take_spare(number) {
                     Ok(next) => return Ok(next),
@@ -181,12 +184,12 @@ impl Journal {
                 Ok(Err(error)) => tracing::warn!(%error, "id store journal: the spare file could not be filled"),
                 Err(_) => tracing::warn!("id store journal: the thread filling the spare file failed"),
             }
-            let mut next = Journal::create(&self.dir, number)?;
-            next.early = false;
-            return Ok(next);
         }
         let mut next = Journal::create(&self.dir, number)?;
+        // A spare still being filled goes on for the next file; after one failed, none starts
+        // early.
         next.spare = self.spare.take();
+        next.early = !spare_failed;
         Ok(next)
     }
 
