@@ -10,7 +10,9 @@
 //!   URLs (which may ask the backend: the requests of the translations in flight go out
 //!   together, in one flush once nothing else is ready, [`deferring_flushes`]);
 //! - **deliver**, in order: an event is published when it and every event read before it are
-//!   translated.
+//!   translated. A translation is polled once as it starts; one that finishes there (ids at
+//!   hand, nothing asked of the backend: most of them on the memory store) with nothing before
+//!   it is published at once, without a place in the queue of translations.
 //!
 //! The queue in front holds [`QUEUE`] events. When it is full the link's reader waits
 //! (backpressure toward the backend), and while it waits it reads nothing: an answer the backend
@@ -26,6 +28,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use futures_util::future::Either;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
@@ -146,17 +149,27 @@ async fn work<R: Reports>(
                 let room = IN_FLIGHT - 1 - translating.len();
                 let rest = if queued.len() < CLUMP { queued.len().min(room) } else { 0 };
                 let clump = std::iter::once(first).chain(std::iter::from_fn(|| queued.try_recv().ok()).take(rest));
-                for (ev, budget) in clump {
-                    if let Some(admitted) = admit(&link, reports, &recent, ev).await {
-                        let give_up = give_up.subscribe();
-                        // Mapped rather than wrapped in an `async` block, which would hold the
-                        // event a second time beside its translation.
-                        translating.push_back(reports.translate(admitted, give_up).map(move |done| {
-                            drop(budget);
-                            done
-                        }));
+                // Each translation is polled once as it starts, in the scopes the queue's polls
+                // have: most finish there (their ids decided, nothing asked of the backend), and
+                // one with nothing before it is delivered at once, without a place in the queue.
+                sharing_syncs(deferring_flushes(async {
+                    for (ev, budget) in clump {
+                        let Some(admitted) = admit(&link, reports, &recent, ev).await else { continue };
+                        let mut translation = Box::pin(reports.translate(admitted, give_up.subscribe()));
+                        let started = std::future::poll_fn(|cx| Poll::Ready(translation.as_mut().poll(cx))).await;
+                        match started {
+                            Poll::Ready(done) if translating.is_empty() => reports.deliver(done),
+                            Poll::Ready(done) => translating.push_back(Either::Right(std::future::ready(done))),
+                            // Mapped rather than wrapped in an `async` block, which would hold the
+                            // budget's future beside the translation.
+                            Poll::Pending => translating.push_back(Either::Left(translation.map(move |done| {
+                                drop(budget);
+                                done
+                            }))),
+                        }
                     }
-                }
+                }))
+                .await;
             }
             () = owed(), if flushing.is_none() => flushing = Some(Box::pin(link.flush_owed())),
         }
@@ -207,8 +220,11 @@ mod tests {
         }
 
         async fn translate(&self, ev: v12::Event, _give_up: GiveUp) -> String {
+            // No wait at all: translated in its first poll.
             let wait = ev.fields.get("wait_ms").and_then(Value::as_u64).unwrap_or(0);
-            tokio::time::sleep(Duration::from_millis(wait)).await;
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+            }
             ev.id
         }
 
@@ -236,21 +252,28 @@ mod tests {
     }
 
     /// Later events may finish translating first; they are still delivered in the order read,
-    /// a resent id is dropped, and what stops at admission (meta) leaves no gap.
+    /// a resent id is dropped, and what stops at admission (meta) leaves no gap. An event
+    /// translated as it starts goes out at once when nothing is before it (`z`), and waits its
+    /// turn when something is (`c`).
     #[tokio::test(start_paused = true)]
     async fn events_translated_out_of_order_are_delivered_in_the_order_read() {
         let recorder = Arc::new(Recorder::default());
         let link = LinkHandle::new(1, Duration::from_secs(1), false);
         let (intake, worker) = Intake::start(link, recorder.clone(), Arc::new(RecentIds::new()));
-        for (id, kind, wait) in
-            [("a", "message", 30), ("b", "message", 10), ("m", "meta", 0), ("a", "message", 0), ("c", "notice", 0)]
-        {
+        for (id, kind, wait) in [
+            ("z", "message", 0),
+            ("a", "message", 30),
+            ("b", "message", 10),
+            ("m", "meta", 0),
+            ("a", "message", 0),
+            ("c", "notice", 0),
+        ] {
             let bytes = event(id, kind, wait).to_string();
             let (value, budget) = crate::decode::json(bytes.as_bytes()).await.unwrap();
             intake.push(v12::Event::from_value(value).unwrap(), budget).await;
         }
         drop(intake);
         worker.await.unwrap();
-        assert_eq!(*recorder.delivered.lock().unwrap(), ["a", "b", "c"]);
+        assert_eq!(*recorder.delivered.lock().unwrap(), ["z", "a", "b", "c"]);
     }
 }
