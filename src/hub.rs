@@ -677,12 +677,11 @@ impl Hub {
         backend: &BackendInfo,
         ev: &v12::Event,
         give_up: &GiveUp,
-    ) -> Result<Option<V11Event>, EventError> {
+    ) -> (Result<Option<V11Event>, EventError>, u64) {
         // The event's ids are given without waiting for the disk store's journal, one after
-        // another; the event then waits once, for all of them, before it may reach a bot.
-        let (translated, ticket) = crate::store::deferring(self.translate_deferred(entry, backend, ev, give_up)).await;
-        self.translator.ids.store().on_disk(ticket).await?;
-        translated
+        // another; the event then waits once, for all of them, before it may reach a bot: in its
+        // link's intake, with the events translated before it (`Reports::ticket`).
+        crate::store::deferring(self.translate_deferred(entry, backend, ev, give_up)).await
     }
 
     async fn translate_deferred(
@@ -710,9 +709,13 @@ impl Hub {
     }
 }
 
-/// An admitted event once translated: its account, and the v11 event (none when it is not for
-/// bots or could not be translated).
-pub type Translated = (Arc<AccountEntry>, Option<Arc<V11Event>>);
+/// An admitted event once translated: its account, the v11 event (none when it is not for bots
+/// or could not be translated), and the disk store's journal entry it waits for.
+pub struct Translated {
+    entry: Arc<AccountEntry>,
+    v11: Option<Arc<V11Event>>,
+    ticket: u64,
+}
 
 /// Backend links report here.
 impl Reports for Hub {
@@ -757,50 +760,76 @@ impl Reports for Hub {
     /// (logged).
     ///
     /// While the id store cannot be reached (a Redis restarting, a full disk) the event waits
-    /// and is tried again, up to [`STORE_WAIT`]: no id is handed out that was not stored, and
-    /// nothing is lost to a short outage. The events behind it wait too (delivery is in order),
-    /// within the link's bounded intake; past that the link stops reading, so the backend holds
-    /// the rest. An event still failing after [`STORE_WAIT`] is dropped and counted
-    /// (`store_unavailable`).
+    /// and is tried again, up to [`STORE_WAIT`] from its first failure: no id is handed out that
+    /// was not stored, and nothing is lost to a short outage. The events behind it wait too
+    /// (delivery is in order), within the link's bounded intake; past that the link stops
+    /// reading, so the backend holds the rest. An event still failing after [`STORE_WAIT`] is
+    /// dropped and counted (`store_unavailable`).
     async fn translate(&self, admitted: Admitted, give_up: GiveUp) -> Translated {
         let Admitted { entry, backend, ev } = admitted;
-        let started = Instant::now();
+        // Since the first failure (no clock read for an event that has none).
+        let mut failing_since: Option<Instant> = None;
         let mut pause = STORE_RETRY_FIRST;
-        let mut attempts = 0u32;
-        let v11 = loop {
-            match self.translate_once(&entry, &backend, &ev, &give_up).await {
+        let (v11, ticket) = loop {
+            let (translated, ticket) = self.translate_once(&entry, &backend, &ev, &give_up).await;
+            match translated {
                 Ok(v11) => {
-                    if attempts > 0 {
-                        tracing::info!(event = %ev.name(), id = %ev.id, waited_ms = started.elapsed().as_millis() as u64, "the id store is back; event translated");
+                    if let Some(since) = failing_since {
+                        tracing::info!(event = %ev.name(), id = %ev.id, waited_ms = since.elapsed().as_millis() as u64, "the id store is back; event translated");
                     }
-                    break v11.map(Arc::new);
+                    break (v11.map(Arc::new), ticket);
                 }
-                Err(EventError::Id(IdError::Store(error))) if started.elapsed() + pause < STORE_WAIT => {
-                    if attempts == 0 {
+                Err(EventError::Id(IdError::Store(error)))
+                    if failing_since.is_none_or(|since| since.elapsed() + pause < STORE_WAIT) =>
+                {
+                    if failing_since.is_none() {
+                        failing_since = Some(Instant::now());
                         tracing::warn!(%error, event = %ev.name(), id = %ev.id, "the id store is unavailable; the event waits (and the events after it)");
                     }
-                    attempts += 1;
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(STORE_RETRY_MAX);
                 }
                 Err(error @ EventError::Id(IdError::Store(_))) => {
-                    tracing::error!(%error, event = %ev.name(), id = %ev.id, waited_s = started.elapsed().as_secs(), "the id store stayed unavailable; event dropped");
+                    let waited_s = failing_since.map_or(0, |since| since.elapsed().as_secs());
+                    tracing::error!(%error, event = %ev.name(), id = %ev.id, waited_s, "the id store stayed unavailable; event dropped");
                     entry.lost(1, DropReason::StoreUnavailable);
-                    break None;
+                    break (None, 0);
                 }
                 Err(error) => {
                     tracing::warn!(%error, event = %ev.name(), id = %ev.id, "cannot translate event; dropped");
                     entry.lost(1, DropReason::Untranslatable);
-                    break None;
+                    break (None, 0);
                 }
             }
         };
-        (entry, v11)
+        Translated { entry, v11, ticket }
     }
 
-    fn deliver(&self, (entry, v11): Translated) {
-        if let Some(v11) = v11 {
-            entry.publish(v11);
+    fn deliver(&self, done: Translated) {
+        if let Some(v11) = done.v11 {
+            done.entry.publish(v11);
+        }
+    }
+
+    fn ticket(&self, done: &Translated) -> u64 {
+        done.ticket
+    }
+
+    fn on_disk_to(&self) -> u64 {
+        self.translator.ids.store().on_disk_to()
+    }
+
+    async fn wait_on_disk(&self, ticket: u64) -> Result<(), String> {
+        self.translator.ids.store().on_disk(ticket).await.map_err(|error| error.to_string())
+    }
+
+    /// The store stopped before the event's ids were on disk (its journal could not be
+    /// written): the event never reaches a bot, which would otherwise hold ids the next start
+    /// does not know.
+    fn undeliverable(&self, done: Translated, why: &str) {
+        if done.v11.is_some() {
+            tracing::error!(error = why, "the id store stopped before the event's ids were on disk; event dropped");
+            done.entry.lost(1, DropReason::StoreUnavailable);
         }
     }
 
@@ -934,7 +963,7 @@ mod tests {
         let translation = hub.translate(admitted, GiveUp::never());
         let size = std::mem::size_of_val(&translation);
         assert!(size <= 6 * 1024, "an event's translation is a future of {size} bytes");
-        let (_, v11) = translation.await;
+        let v11 = translation.await.v11;
         assert!(v11.is_some(), "and it translates");
     }
 

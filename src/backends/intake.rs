@@ -4,15 +4,16 @@
 //! Each event takes three steps:
 //! - **admit**, in order: parse, drop a duplicate `id`, let meta events tell the hub about the
 //!   backend, make sure the account exists;
-//! - **translate**, up to [`IN_FLIGHT`] events at once: ids (on the disk store the events in
-//!   flight share one journal sync, waited for once per event; the ids decided in one poll of
-//!   the translations wake the journal's syncer once, [`sharing_syncs`]) and received media
-//!   URLs (which may ask the backend: the requests of the translations in flight go out
-//!   together, in one flush once nothing else is ready, [`deferring_flushes`]);
-//! - **deliver**, in order: an event is published when it and every event read before it are
-//!   translated. A translation is polled once as it starts; one that finishes there (ids at
-//!   hand, nothing asked of the backend: most of them on the memory store) with nothing before
-//!   it is published at once, without a place in the queue of translations.
+//! - **translate**, up to [`IN_FLIGHT`] events at once (those translated and waiting for the
+//!   journal included): ids (on the disk store given before they are on disk; the ids decided
+//!   in one poll of the translations wake the journal's syncer once, [`sharing_syncs`]) and
+//!   received media URLs (which may ask the backend: the requests of the translations in
+//!   flight go out together, in one flush once nothing else is ready, [`deferring_flushes`]).
+//!   A translation is polled once as it starts, and most finish there (ids at hand, nothing
+//!   asked of the backend);
+//! - **deliver**, in order ([`Outbox`]): an event is published when its ids are on disk and
+//!   every event read before it has been published. Only the first event waiting for the
+//!   journal is waited for: the events one sync carried go together.
 //!
 //! The queue in front holds [`QUEUE`] events. When it is full the link's reader waits
 //! (backpressure toward the backend), and while it waits it reads nothing: an answer the backend
@@ -22,6 +23,7 @@
 //! pictures therefore slows the link down to the backend's pace instead of stalling it on the
 //! action timeout.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -120,6 +122,7 @@ async fn work<R: Reports>(
 ) {
     let reports = &*reports;
     let mut translating = FuturesOrdered::new();
+    let mut outbox = Outbox::new(reports);
     // Ready when the translations' backend requests are buffered and not yet sent: polled last,
     // so they go in one flush once nothing else is ready. Only polling the translations (this
     // task, just before) buffers them, so it needs no waker of its own.
@@ -130,14 +133,15 @@ async fn work<R: Reports>(
     loop {
         tokio::select! {
             biased;
-            Some(done) = sharing_syncs(deferring_flushes(translating.next())) => reports.deliver(done),
+            synced = outbox.synced(), if outbox.waits() => outbox.release(synced),
+            Some(done) = sharing_syncs(deferring_flushes(translating.next())) => outbox.put(done),
             () = async {
                 match flushing.as_mut() {
                     Some(flush) => flush.await,
                     None => std::future::pending().await,
                 }
             }, if flushing.is_some() => flushing = None,
-            value = queued.recv(), if translating.len() < IN_FLIGHT => {
+            value = queued.recv(), if translating.len() + outbox.len() < IN_FLIGHT => {
                 let Some(first) = value else { break };
                 // A few events read together (a steady rate's events come in such clumps) are
                 // admitted together: their translations then start in one poll, and their ids
@@ -146,19 +150,19 @@ async fn work<R: Reports>(
                 // is a backlog: taken one event at a time, as the translations before them
                 // finish (admitting a backlog in runs cost `--ephemeral` a tenth of its events a
                 // second).
-                let room = IN_FLIGHT - 1 - translating.len();
+                let room = IN_FLIGHT - 1 - translating.len() - outbox.len();
                 let rest = if queued.len() < CLUMP { queued.len().min(room) } else { 0 };
                 let clump = std::iter::once(first).chain(std::iter::from_fn(|| queued.try_recv().ok()).take(rest));
                 // Each translation is polled once as it starts, in the scopes the queue's polls
                 // have: most finish there (their ids decided, nothing asked of the backend), and
-                // one with nothing before it is delivered at once, without a place in the queue.
+                // one with nothing before it goes straight to the outbox.
                 sharing_syncs(deferring_flushes(async {
                     for (ev, budget) in clump {
                         let Some(admitted) = admit(&link, reports, &recent, ev).await else { continue };
                         let mut translation = Box::pin(reports.translate(admitted, give_up.subscribe()));
                         let started = std::future::poll_fn(|cx| Poll::Ready(translation.as_mut().poll(cx))).await;
                         match started {
-                            Poll::Ready(done) if translating.is_empty() => reports.deliver(done),
+                            Poll::Ready(done) if translating.is_empty() => outbox.put(done),
                             Poll::Ready(done) => translating.push_back(Either::Right(std::future::ready(done))),
                             // Mapped rather than wrapped in an `async` block, which would hold the
                             // budget's future beside the translation.
@@ -179,7 +183,83 @@ async fn work<R: Reports>(
     }
     link.flush_owed().await;
     while let Some(done) = translating.next().await {
-        reports.deliver(done);
+        outbox.put(done);
+    }
+    while outbox.waits() {
+        let synced = outbox.synced().await;
+        outbox.release(synced);
+    }
+}
+
+/// A wait for the journal to be on disk up to a ticket: why not, when it never will be.
+type DiskWait<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Translated events on their way to the bots, in the order they were read: each goes once the
+/// disk store's journal holds its ids ([`Reports::ticket`]) and every event before it has gone.
+/// The first of those waiting is the only one waited for: a journal sync lets every event it
+/// carried go at once, with one wake-up of the link's task, not one per event.
+struct Outbox<'a, R: Reports> {
+    reports: &'a R,
+    /// Oldest first, with their tickets.
+    waiting: VecDeque<(u64, R::Translated)>,
+    /// How far the journal was on disk when last looked at.
+    on_disk: u64,
+    /// The wait for the first one's ticket.
+    wait: Option<DiskWait<'a>>,
+}
+
+impl<'a, R: Reports> Outbox<'a, R> {
+    fn new(reports: &'a R) -> Self {
+        Outbox { reports, waiting: VecDeque::new(), on_disk: 0, wait: None }
+    }
+
+    /// Events waiting for the journal.
+    fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    fn waits(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Takes the next translated event (in the order read): delivered now when nothing waits
+    /// before it and its ids are on disk, else kept.
+    fn put(&mut self, done: R::Translated) {
+        let ticket = self.reports.ticket(&done);
+        if self.waiting.is_empty() && (ticket <= self.on_disk || self.looked_again() >= ticket) {
+            return self.reports.deliver(done);
+        }
+        self.waiting.push_back((ticket, done));
+    }
+
+    fn looked_again(&mut self) -> u64 {
+        self.on_disk = self.on_disk.max(self.reports.on_disk_to());
+        self.on_disk
+    }
+
+    /// Resolves when the journal holds the first waiting event's ids (or never will).
+    async fn synced(&mut self) -> Result<(), String> {
+        let reports = self.reports;
+        let ticket = self.waiting.front().map_or(0, |(ticket, _)| *ticket);
+        self.wait.get_or_insert_with(|| Box::pin(reports.wait_on_disk(ticket))).await
+    }
+
+    /// After [`synced`](Self::synced): delivers every event now on disk with nothing waiting
+    /// before it. When the store stopped instead, each event whose ids are not on disk is
+    /// dropped (and counted); those whose ids are still go.
+    fn release(&mut self, synced: Result<(), String>) {
+        self.wait = None;
+        let on_disk = self.looked_again();
+        while let Some((ticket, _)) = self.waiting.front() {
+            if *ticket > on_disk && synced.is_ok() {
+                return;
+            }
+            let Some((ticket, done)) = self.waiting.pop_front() else { return };
+            match &synced {
+                Err(why) if ticket > on_disk => self.reports.undeliverable(done, why),
+                _ => self.reports.deliver(done),
+            }
+        }
     }
 }
 
@@ -205,30 +285,55 @@ mod tests {
     use crate::backends::Known;
     use crate::core::{ImplementationClaim, InfoSource};
 
-    /// Takes an event's `wait_ms` to translate it, and records the order of delivery.
+    /// Takes an event's `wait_ms` to translate it, gives it its `ticket`, and records the order
+    /// of delivery. The journal is on disk up to what `disk` says, or failed.
     #[derive(Default)]
     struct Recorder {
         delivered: Mutex<Vec<String>>,
+        dropped: Mutex<Vec<String>>,
+        disk: tokio::sync::watch::Sender<(u64, bool)>,
     }
 
     impl Reports for Recorder {
         type Admitted = v12::Event;
-        type Translated = String;
+        type Translated = (String, u64);
+
+        fn ticket(&self, done: &(String, u64)) -> u64 {
+            done.1
+        }
+
+        fn on_disk_to(&self) -> u64 {
+            self.disk.borrow().0
+        }
+
+        async fn wait_on_disk(&self, ticket: u64) -> Result<(), String> {
+            let mut disk = self.disk.subscribe();
+            let (_, failed) = *disk.wait_for(|&(on_disk, failed)| on_disk >= ticket || failed).await.unwrap();
+            if failed {
+                return Err("the journal failed".into());
+            }
+            Ok(())
+        }
+
+        fn undeliverable(&self, (id, _): (String, u64), _why: &str) {
+            self.dropped.lock().unwrap().push(id);
+        }
 
         async fn admit(&self, _link: &LinkHandle, ev: v12::Event) -> Option<v12::Event> {
             (ev.kind != "meta").then_some(ev)
         }
 
-        async fn translate(&self, ev: v12::Event, _give_up: GiveUp) -> String {
+        async fn translate(&self, ev: v12::Event, _give_up: GiveUp) -> (String, u64) {
             // No wait at all: translated in its first poll.
             let wait = ev.fields.get("wait_ms").and_then(Value::as_u64).unwrap_or(0);
             if wait > 0 {
                 tokio::time::sleep(Duration::from_millis(wait)).await;
             }
-            ev.id
+            let ticket = ev.fields.get("ticket").and_then(Value::as_u64).unwrap_or(0);
+            (ev.id, ticket)
         }
 
-        fn deliver(&self, id: String) {
+        fn deliver(&self, (id, _): (String, u64)) {
             self.delivered.lock().unwrap().push(id);
         }
 
@@ -249,6 +354,61 @@ mod tests {
 
     fn event(id: &str, kind: &str, wait_ms: u64) -> Value {
         json!({"id": id, "time": 1, "type": kind, "detail_type": "group", "sub_type": "", "self": {"platform": "qq", "user_id": "1"}, "wait_ms": wait_ms})
+    }
+
+    async fn push(intake: &Intake, mut event: Value, ticket: u64) {
+        event["ticket"] = ticket.into();
+        let bytes = event.to_string();
+        let (value, budget) = crate::decode::json(bytes.as_bytes()).await.unwrap();
+        intake.push(v12::Event::from_value(value).unwrap(), budget).await;
+    }
+
+    /// Lets the worker run until it waits (time is paused: no timer fires meanwhile).
+    async fn settle() {
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn taken(list: &Mutex<Vec<String>>) -> Vec<String> {
+        std::mem::take(&mut *list.lock().unwrap())
+    }
+
+    /// An event goes once the journal holds its ids and every event before it has gone: a
+    /// sync lets go every event it carried, whatever order their tickets are in. When the
+    /// journal fails, the events whose ids are not on disk are dropped, and the rest still go.
+    #[tokio::test(start_paused = true)]
+    async fn events_wait_for_their_ids_on_disk_and_go_in_order() {
+        let recorder = Arc::new(Recorder::default());
+        let link = LinkHandle::new(1, Duration::from_secs(1), false);
+        let (intake, worker) = Intake::start(link, recorder.clone(), Arc::new(RecentIds::new()));
+        for (id, ticket) in [("a", 2), ("b", 1), ("c", 4), ("d", 3), ("e", 0)] {
+            push(&intake, event(id, "message", 0), ticket).await;
+        }
+        settle().await;
+        assert_eq!(taken(&recorder.delivered), Vec::<String>::new(), "nothing is on disk yet");
+        recorder.disk.send_replace((2, false));
+        settle().await;
+        assert_eq!(taken(&recorder.delivered), ["a", "b"], "a sync to 2 lets a and b go, not c");
+        recorder.disk.send_replace((3, false));
+        settle().await;
+        assert_eq!(taken(&recorder.delivered), Vec::<String>::new(), "d is on disk, but c before it is not");
+        // Already on disk when translated, with nothing waiting before: at once.
+        recorder.disk.send_replace((4, false));
+        settle().await;
+        assert_eq!(taken(&recorder.delivered), ["c", "d", "e"]);
+        push(&intake, event("f", "message", 0), 4).await;
+        settle().await;
+        assert_eq!(taken(&recorder.delivered), ["f"]);
+        for (id, ticket) in [("g", 6), ("h", 4), ("i", 7)] {
+            push(&intake, event(id, "message", 0), ticket).await;
+        }
+        settle().await;
+        recorder.disk.send_replace((4, true));
+        drop(intake);
+        worker.await.unwrap();
+        assert_eq!(taken(&recorder.delivered), ["h"], "on disk already: it goes");
+        assert_eq!(taken(&recorder.dropped), ["g", "i"], "never on disk: dropped");
     }
 
     /// Later events may finish translating first; they are still delivered in the order read,
@@ -274,6 +434,6 @@ mod tests {
         }
         drop(intake);
         worker.await.unwrap();
-        assert_eq!(*recorder.delivered.lock().unwrap(), ["z", "a", "b", "c"]);
+        assert_eq!(taken(&recorder.delivered), ["z", "a", "b", "c"]);
     }
 }

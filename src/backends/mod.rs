@@ -37,8 +37,29 @@ pub trait Reports: Send + Sync + 'static {
     /// Translates an admitted event; backend calls it makes stop waiting when `give_up` fires.
     fn translate(&self, admitted: Self::Admitted, give_up: GiveUp) -> impl Future<Output = Self::Translated> + Send;
 
-    /// Hands a translated event on (called in the order the events were admitted).
+    /// Hands a translated event on (called in the order the events were admitted, once its
+    /// [`ticket`](Self::ticket) is on disk).
     fn deliver(&self, done: Self::Translated);
+
+    /// What a translated event waits for before it may be delivered: the disk store's journal
+    /// entry that holds the last of its ids (0: nothing).
+    fn ticket(&self, _done: &Self::Translated) -> u64 {
+        0
+    }
+
+    /// How far the journal is on disk now: events whose ticket is at most this may go.
+    fn on_disk_to(&self) -> u64 {
+        u64::MAX
+    }
+
+    /// Waits until the journal is on disk up to `ticket`; an error when it never will be (the
+    /// store stopped: it says why).
+    fn wait_on_disk(&self, _ticket: u64) -> impl Future<Output = Result<(), String>> + Send {
+        std::future::ready(Ok(()))
+    }
+
+    /// A translated event whose ids never reached the disk: it is dropped, and counted.
+    fn undeliverable(&self, _done: Self::Translated, _why: &str) {}
 
     /// One event taken through all three steps before this returns (a path that takes one event
     /// at a time, such as a webhook request).
@@ -46,7 +67,10 @@ pub trait Reports: Send + Sync + 'static {
         async move {
             if let Some(admitted) = self.admit(link, ev).await {
                 let done = self.translate(admitted, GiveUp::never()).await;
-                self.deliver(done);
+                match self.wait_on_disk(self.ticket(&done)).await {
+                    Ok(()) => self.deliver(done),
+                    Err(why) => self.undeliverable(done, &why),
+                }
             }
         }
     }

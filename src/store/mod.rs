@@ -56,6 +56,15 @@ impl Store {
             _ => Ok(()),
         }
     }
+
+    /// How far what [`deferring`] runs were given is on disk: a ticket up to this waits for
+    /// nothing (for the stores that do not defer, any ticket).
+    pub fn on_disk_to(&self) -> u64 {
+        match self {
+            Store::Disk(s) => s.on_disk_to(),
+            _ => u64::MAX,
+        }
+    }
 }
 
 /// Redis's futures are boxed: they are the largest (a round trip to the server), and every

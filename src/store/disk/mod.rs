@@ -531,6 +531,11 @@ impl DiskStore {
         self.wait_on_disk(ticket).await
     }
 
+    /// The last journal entry on disk: a ticket up to it waits for nothing.
+    pub fn on_disk_to(&self) -> u64 {
+        self.shared.durable_seq()
+    }
+
     /// Waits until the journal holds entry `ticket` on disk.
     pub async fn wait_on_disk(&self, ticket: u64) -> Result<(), IdError> {
         let mut rx = self.shared.durable.subscribe();
