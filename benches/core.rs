@@ -343,7 +343,7 @@ fn ids(c: &mut Criterion) {
 
     // Backend message ids that are not numbers, so the id comes from the hash probe.
     let record = |i: u64| MessageRecord {
-        key: MessageKey { self_id: BOT.into(), message_id: format!("a1b2c3d4-{i:012x}") },
+        key: MessageKey { self_id: BOT.into(), message_id: format!("a1b2c3d4-{i:012x}").into() },
         detail_type: "group".into(),
         group_id: Some("987654".into()),
         user_id: Some("10001".into()),

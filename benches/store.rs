@@ -61,10 +61,10 @@ fn measuring() -> bool {
 
 fn record(i: u64) -> MessageRecord {
     MessageRecord {
-        key: MessageKey { self_id: "10001".into(), message_id: format!("m-{i:08}") },
+        key: MessageKey { self_id: "10001".into(), message_id: format!("m-{i:08}").into() },
         detail_type: "group".into(),
-        group_id: Some(format!("{}", 40000 + i % 500)),
-        user_id: Some(format!("{}", 20000 + i % 5000)),
+        group_id: Some(format!("{}", 40000 + i % 500).into()),
+        user_id: Some(format!("{}", 20000 + i % 5000).into()),
         content: None,
     }
 }
@@ -290,7 +290,7 @@ fn memory_filled() -> u64 {
 /// A received group message as the event path records it: two segments, a sender.
 fn received(i: u64) -> MessageRecord {
     let mut r = record(i);
-    r.key.message_id = format!("a1b2c3d4-{i:012x}");
+    r.key.message_id = format!("a1b2c3d4-{i:012x}").into();
     r.content = Some(StoredMessage {
         time: 1_700_000_000 + i as i64,
         segments: vec![
@@ -329,7 +329,7 @@ fn memory(c: &mut Criterion) {
     });
     // The newest messages (every one of them still remembered), read back whole.
     let span = memory_filled().min(10_000);
-    let key = |i: u64| MessageKey { self_id: "10001".into(), message_id: format!("a1b2c3d4-{i:012x}") };
+    let key = |i: u64| MessageKey { self_id: "10001".into(), message_id: format!("a1b2c3d4-{i:012x}").into() };
     let sample: Vec<i32> = (next - span..next)
         .step_by(7)
         .map(|i| block_on(ids.store().message_id_of(&key(i))).expect("store").expect("remembered"))

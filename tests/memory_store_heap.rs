@@ -45,10 +45,10 @@ fn held() -> usize {
 /// A received group message as the event path records it (texts of varying length).
 fn received(i: u64) -> MessageRecord {
     MessageRecord {
-        key: MessageKey { self_id: "10001".into(), message_id: format!("a1b2c3d4-{i:012x}") },
+        key: MessageKey { self_id: "10001".into(), message_id: format!("a1b2c3d4-{i:012x}").into() },
         detail_type: "group".into(),
         group_id: Some("30003".into()),
-        user_id: Some(format!("{}", 20000 + i % 5000)),
+        user_id: Some(format!("{}", 20000 + i % 5000).into()),
         content: Some(StoredMessage {
             time: 1_700_000_000 + i as i64,
             segments: vec![

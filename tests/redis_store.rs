@@ -409,7 +409,7 @@ async fn message_ids_are_trimmed_by_count_and_expire_by_age() {
     assert_eq!(ids.store().message_count().await.unwrap(), 10);
     for (i, n) in issued.iter().enumerate() {
         let known = ids.store().message_of(*n).await.unwrap();
-        let key = MessageKey { self_id: "bot".into(), message_id: format!("m{i}") };
+        let key = MessageKey { self_id: "bot".into(), message_id: format!("m{i}").into() };
         let number = ids.store().message_id_of(&key).await.unwrap();
         if i < 20 {
             assert_eq!((known, number), (None, None), "m{i} is forgotten both ways");

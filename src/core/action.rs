@@ -348,7 +348,7 @@ impl<S: IdStore> Translator<S> {
             }
             Kind::Message => {
                 let n = lenient_i64(value).ok_or_else(|| bad(format!("{value} is not a message_id")))?;
-                Value::String(self.ids.message_to_v12(n).await?.key.message_id)
+                Value::String(self.ids.message_to_v12(n).await?.key.message_id.into_string())
             }
             Kind::Int => lenient_i64(value).ok_or_else(|| bad(format!("{value} is not an integer")))?.into(),
             Kind::Bool => lenient_bool(value).ok_or_else(|| bad(format!("{value} is not a boolean")))?.into(),
@@ -644,7 +644,7 @@ impl<S: IdStore> Translator<S> {
         record: &super::ids::MessageRecord,
     ) -> Result<StoredMessage, ActionError> {
         let mut p = Map::new();
-        p.insert("message_id".into(), record.key.message_id.clone().into());
+        p.insert("message_id".into(), record.key.message_id.as_str().into());
         let data = self.call(ctx, caller, action, p).await?;
         if !matches!(data.get("message"), Some(Value::Array(_) | Value::String(_) | Value::Object(_))) {
             // Not a message the bot asked for, but an empty one it would take for the real thing.
@@ -654,7 +654,8 @@ impl<S: IdStore> Translator<S> {
                 reason: format!("no `message` in {data}"),
             });
         }
-        let sender = data.get("user_id").and_then(id_string).or_else(|| record.user_id.clone());
+        let sender =
+            data.get("user_id").and_then(id_string).or_else(|| record.user_id.as_ref().map(ToString::to_string));
         let scope = Scope {
             account: ctx.account,
             detail_type: &record.detail_type,
@@ -688,7 +689,7 @@ impl<S: IdStore> Translator<S> {
         let v12_id = match lenient_i64(raw) {
             Some(n) => self.ids.message_to_v12(n).await?.key.message_id,
             // go-cqhttp's guild message ids are strings; they pass through.
-            None if raw.is_string() => required_str(params, "message_id")?,
+            None if raw.is_string() => required_str(params, "message_id")?.into(),
             None => {
                 return Err(ActionError::BadParam {
                     param: "message_id".into(),
@@ -697,7 +698,7 @@ impl<S: IdStore> Translator<S> {
             }
         };
         let mut p = Map::new();
-        p.insert("message_id".into(), v12_id.into());
+        p.insert("message_id".into(), v12_id.as_str().into());
         self.call(ctx, caller, "delete_message", p).await?;
         Ok(Value::Null)
     }
@@ -802,7 +803,7 @@ mod tests {
             // A sample v11 value per kind, and what it must become in v12 (a message the bridge knows).
             let record = crate::core::ids::MessageRecord {
                 key: crate::core::ids::MessageKey {
-                    self_id: ctx.account.self_id.user_id.clone(),
+                    self_id: ctx.account.self_id.user_id.as_str().into(),
                     message_id: "m-1".into(),
                 },
                 detail_type: "group".into(),

@@ -89,7 +89,7 @@ impl<S: IdStore> Translator<S> {
                 match key.as_str() {
                     "id" => {
                         let n = lenient_i64(&value).ok_or_else(|| bad(format!("id {value} is not a message_id")))?;
-                        data.insert("message_id", self.ids.message_to_v12(n).await?.key.message_id.into());
+                        data.insert("message_id", self.ids.message_to_v12(n).await?.key.message_id.as_str().into());
                     }
                     // go-cqhttp reads `user_id`, else `uin`; `name`, else `nickname`.
                     "user_id" | "uin" => {
@@ -272,7 +272,10 @@ mod tests {
     fn known_message(t: &T, v12_id: &str) -> i32 {
         let me = account(t);
         let record = crate::core::ids::MessageRecord {
-            key: crate::core::ids::MessageKey { self_id: me.self_id.user_id.clone(), message_id: v12_id.into() },
+            key: crate::core::ids::MessageKey {
+                self_id: me.self_id.user_id.as_str().into(),
+                message_id: v12_id.into(),
+            },
             detail_type: "group".into(),
             group_id: Some("5".into()),
             user_id: Some("77".into()),

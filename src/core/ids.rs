@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use crate::sync::LockUnpoisoned;
+use compact_str::CompactString;
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -46,9 +47,9 @@ pub enum IdError {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct MessageKey {
     /// v12 `self.user_id` of the account.
-    pub self_id: String,
+    pub self_id: CompactString,
     /// v12 `message_id`.
-    pub message_id: String,
+    pub message_id: CompactString,
 }
 
 /// What the bridge remembers about a message id it issued.
@@ -56,12 +57,12 @@ pub struct MessageKey {
 pub struct MessageRecord {
     pub key: MessageKey,
     /// `private`, `group` or `channel` (v12 `detail_type`).
-    pub detail_type: String,
+    pub detail_type: CompactString,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group_id: Option<String>,
+    pub group_id: Option<CompactString>,
     /// The sender (v12 id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
+    pub user_id: Option<CompactString>,
     /// The message itself, when the bridge saw it (an event, or a bot's send): `get_msg` answers
     /// from this. Ids seen only as a reference (a reply, a recall) have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -295,7 +296,7 @@ impl<S: IdStore> IdMapper<S> {
                 }
             }
         }
-        Err(IdError::Exhausted(record.key.message_id.clone()))
+        Err(IdError::Exhausted(record.key.message_id.to_string()))
     }
 
     /// v11 `message_id` → what the bridge knows about it.
@@ -490,8 +491,8 @@ impl Packed {
 
     fn key(&self) -> MessageKey {
         MessageKey {
-            self_id: String::from_utf8_lossy(self.self_id()).into_owned(),
-            message_id: String::from_utf8_lossy(self.message_id()).into_owned(),
+            self_id: CompactString::from_utf8_lossy(self.self_id()),
+            message_id: CompactString::from_utf8_lossy(self.message_id()),
         }
     }
 
@@ -501,7 +502,7 @@ impl Packed {
                 .map(str::to_owned)
                 .map_err(|e| IdError::Store(format!("a remembered message is unreadable: {e}")))
         };
-        let key = MessageKey { self_id: text(self.self_id())?, message_id: text(self.message_id())? };
+        let key = MessageKey { self_id: text(self.self_id())?.into(), message_id: text(self.message_id())?.into() };
         crate::core::record::read_body(key, &self.buf[(self.self_len + self.id_len) as usize..])
     }
 }
@@ -1132,10 +1133,10 @@ mod tests {
             time in proptest::num::i64::ANY,
         ) {
             let record = MessageRecord {
-                key: MessageKey { self_id, message_id },
-                detail_type,
-                group_id,
-                user_id,
+                key: MessageKey { self_id: self_id.into(), message_id: message_id.into() },
+                detail_type: detail_type.into(),
+                group_id: group_id.map(Into::into),
+                user_id: user_id.map(Into::into),
                 content: text.map(|t| StoredMessage {
                     time,
                     segments: vec![crate::core::message::Segment::text(t).with("n", 1.5).with("z", serde_json::json!([null, -3, {"k": "v"}]))],

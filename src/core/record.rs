@@ -18,6 +18,7 @@
 //! bounded by the bytes it has (no length is trusted to allocate), nesting is limited, and a
 //! damaged record is an [`IdError::Store`], never a panic.
 
+use compact_str::CompactString;
 use serde::Deserialize;
 
 use crate::core::ids::{IdError, MessageKey, MessageRecord, StoredMessage};
@@ -35,7 +36,7 @@ const MAX_DEPTH: usize = 128 + 8;
 #[cfg(test)]
 type BodyRef<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<(i64, &'a [Segment], i64, &'a str)>);
 /// The body, as read.
-type Body = (String, Option<String>, Option<String>, Option<(i64, Vec<Segment>, i64, String)>);
+type Body = (CompactString, Option<CompactString>, Option<CompactString>, Option<(i64, Vec<Segment>, i64, String)>);
 
 fn unreadable(what: impl std::fmt::Display) -> IdError {
     IdError::Store(format!("a stored message record is unreadable: {what}"))
@@ -197,7 +198,7 @@ impl<'a> RowHead<'a> {
     }
 
     pub fn key(&self) -> MessageKey {
-        MessageKey { self_id: self.self_id.to_owned(), message_id: self.message_id.to_owned() }
+        MessageKey { self_id: self.self_id.into(), message_id: self.message_id.into() }
     }
 
     pub fn is(&self, key: &MessageKey) -> bool {
@@ -406,10 +407,10 @@ mod tests {
             at in any::<u64>(),
         ) {
             let r = MessageRecord {
-                key: MessageKey { self_id, message_id },
-                detail_type,
-                group_id,
-                user_id,
+                key: MessageKey { self_id: self_id.into(), message_id: message_id.into() },
+                detail_type: detail_type.into(),
+                group_id: group_id.map(Into::into),
+                user_id: user_id.map(Into::into),
                 content: content.map(|(time, segments, sender_id, sender_name)| StoredMessage { time, segments, sender_id, sender_name }),
             };
             // The direct encoder writes what rmp-serde writes for the same record.

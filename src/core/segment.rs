@@ -44,10 +44,10 @@ impl Scope<'_> {
     /// The record a v12 message id seen in this scope is stored under.
     pub fn record(&self, message_id: &str) -> MessageRecord {
         MessageRecord {
-            key: MessageKey { self_id: self.account.self_id.user_id.clone(), message_id: message_id.to_owned() },
-            detail_type: self.detail_type.to_owned(),
-            group_id: self.group_id.map(str::to_owned),
-            user_id: self.user_id.map(str::to_owned),
+            key: MessageKey { self_id: self.account.self_id.user_id.as_str().into(), message_id: message_id.into() },
+            detail_type: self.detail_type.into(),
+            group_id: self.group_id.map(Into::into),
+            user_id: self.user_id.map(Into::into),
             content: None,
         }
     }
@@ -334,7 +334,7 @@ impl<S: IdStore> Translator<S> {
             // The quoted message's sender, when the bridge saw it, travels with the reply.
             if let Some(n) = seg.data.get("id").and_then(lenient_i64) {
                 if let Some(sender) = self.ids.message_to_v12(n).await?.user_id {
-                    data.insert("user_id", Value::String(sender));
+                    data.insert("user_id", Value::String(sender.into_string()));
                 }
             }
         }
@@ -357,7 +357,7 @@ impl<S: IdStore> Translator<S> {
             }
             Kind::Message => {
                 let n = lenient_i64(value).ok_or_else(|| bad(seg_kind, format!("{value} is not a message_id")))?;
-                Value::String(self.ids.message_to_v12(n).await?.key.message_id)
+                Value::String(self.ids.message_to_v12(n).await?.key.message_id.into_string())
             }
             Kind::Int => {
                 let n = lenient_i64(value).ok_or_else(|| bad(seg_kind, format!("{value} is not an integer")))?;
