@@ -54,7 +54,7 @@ pub const QUEUE: usize = 1024;
 /// store's peak RSS by 7 MiB and gave no more events a second.
 pub const IN_FLIGHT: usize = 128;
 
-/// Events admitted together, at most (see `work`).
+/// Events admitted together, at most: a queue shorter than this is admitted whole (see `work`).
 const CLUMP: usize = 16;
 
 /// How often a link says, at most, that its queue is full and translations stop waiting.
@@ -147,18 +147,16 @@ async fn work<R: Reports>(
                 // admitted together: their translations then start in one poll, and their ids
                 // share one journal sync (`sharing_syncs`) instead of the first having a sync of
                 // its own and the rest waiting for it to end before theirs begins. A longer queue
-                // is a backlog, taken [`CLUMP`] events at a time too (one loop for each, not one
-                // for every event), but each decision wakes an idle syncer as it is made: a
-                // backlog keeps the syncer busy, and one left idle until a run is decided is
-                // time the journal loses.
-                let backlog = queued.len() >= CLUMP;
+                // is a backlog: taken one event at a time, as the translations before them
+                // finish (admitting a backlog in runs cost `--ephemeral` a tenth of its events a
+                // second).
                 let room = IN_FLIGHT - 1 - translating.len() - outbox.len();
-                let rest = queued.len().min(room).min(CLUMP);
+                let rest = if queued.len() < CLUMP { queued.len().min(room) } else { 0 };
                 let clump = std::iter::once(first).chain(std::iter::from_fn(|| queued.try_recv().ok()).take(rest));
                 // Each translation is polled once as it starts, in the scopes the queue's polls
                 // have: most finish there (their ids decided, nothing asked of the backend), and
                 // one with nothing before it goes straight to the outbox.
-                let admitting = deferring_flushes(async {
+                sharing_syncs(deferring_flushes(async {
                     for (ev, budget) in clump {
                         let Some(admitted) = admit(&link, reports, &recent, ev).await else { continue };
                         let mut translation = Box::pin(reports.translate(admitted, give_up.subscribe()));
@@ -174,12 +172,8 @@ async fn work<R: Reports>(
                             }))),
                         }
                     }
-                });
-                if backlog {
-                    admitting.await;
-                } else {
-                    sharing_syncs(admitting).await;
-                }
+                }))
+                .await;
             }
             () = owed(), if flushing.is_none() => flushing = Some(Box::pin(link.flush_owed())),
         }
