@@ -148,8 +148,10 @@ async fn work<R: Reports>(
                 // share one journal sync (`sharing_syncs`) instead of the first having a sync of
                 // its own and the rest waiting for it to end before theirs begins. A longer queue
                 // is a backlog: taken one event at a time, as the translations before them
-                // finish (admitting a backlog in runs cost `--ephemeral` a tenth of its events a
-                // second).
+                // finish. (Runs of a backlog, taken with `try_recv`, count nothing against the
+                // task's budget: it then ran for thousands of events a poll while the bots'
+                // sessions it woke, behind it on this thread, could not write them, and their
+                // queues overflowed. Counted one by one, runs cost more CPU than this.)
                 let room = IN_FLIGHT - 1 - translating.len() - outbox.len();
                 let rest = if queued.len() < CLUMP { queued.len().min(room) } else { 0 };
                 let clump = std::iter::once(first).chain(std::iter::from_fn(|| queued.try_recv().ok()).take(rest));
