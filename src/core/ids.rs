@@ -499,10 +499,10 @@ impl Packed {
     fn record(&self) -> Result<MessageRecord, IdError> {
         let text = |b: &[u8]| {
             std::str::from_utf8(b)
-                .map(str::to_owned)
+                .map(CompactString::from)
                 .map_err(|e| IdError::Store(format!("a remembered message is unreadable: {e}")))
         };
-        let key = MessageKey { self_id: text(self.self_id())?.into(), message_id: text(self.message_id())?.into() };
+        let key = MessageKey { self_id: text(self.self_id())?, message_id: text(self.message_id())? };
         crate::core::record::read_body(key, &self.buf[(self.self_len + self.id_len) as usize..])
     }
 }
