@@ -136,26 +136,48 @@ pub fn scan_json(bytes: &[u8], limits: ScanLimits) -> Result<Shape, Refused> {
 }
 
 /// Where the JSON string whose contents start at `i` ends: the index of its closing quote, or
-/// the end of the bytes. A backslash takes the byte after it along. 16 bytes are walked byte by
-/// byte (keys and types end there, and so does a run of escapes, one search per 16 bytes), then
-/// quotes and backslashes are searched for (vectorised `memchr2`): long texts and URLs are most
-/// of a message event's bytes.
+/// the end of the bytes. A backslash takes the byte after it along. The first 32 clean bytes are
+/// read a word (8 bytes) at a time, a word with neither a quote nor a backslash stepped over
+/// whole (keys, types and ids end there, and so does a run of escapes: one step per escape);
+/// past them quotes and backslashes are searched for (vectorised `memchr2`): long texts and URLs
+/// are most of a message event's bytes. Scanning a 547-byte group message took 5 700
+/// instructions with the first 16 bytes walked byte by byte, 4 100 word by word.
 fn closing_quote(bytes: &[u8], mut i: usize) -> usize {
+    let mut clean_words = 0;
     loop {
-        let walk_to = bytes.len().min(i.saturating_add(16));
-        while i < walk_to {
-            match bytes[i] {
-                b'"' => return i,
-                b'\\' => i += 2,
-                _ => i += 1,
+        let rest = bytes.get(i..).unwrap_or_default();
+        let found = if clean_words < 4 {
+            match rest.first_chunk::<8>() {
+                Some(word) => match quote_or_backslash(u64::from_le_bytes(*word)) {
+                    0 => {
+                        i += 8;
+                        clean_words += 1;
+                        continue;
+                    }
+                    // The lowest marked byte is the first quote or backslash in the word.
+                    marks => Some(marks.trailing_zeros() as usize / 8),
+                },
+                None => rest.iter().position(|&b| b == b'"' || b == b'\\'),
             }
+        } else {
+            memchr::memchr2(b'"', b'\\', rest)
+        };
+        let Some(found) = found else { return bytes.len() };
+        if rest[found] == b'"' {
+            return i + found;
         }
-        match bytes.get(i..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
-            Some(found) if bytes[i + found] == b'"' => return i + found,
-            Some(found) => i += found + 2,
-            None => return bytes.len(),
-        }
+        i += found + 2;
     }
+}
+
+/// Each byte of a word read little-endian, repeated.
+const BYTES_OF_ONE: u64 = u64::from_le_bytes([1; 8]);
+
+/// The high bit of every byte of `word` that is a quote or a backslash, and maybe of bytes after
+/// the first such (the subtraction borrows upward); the lowest set bit is always exact.
+fn quote_or_backslash(word: u64) -> u64 {
+    let zero_bytes = |x: u64| x.wrapping_sub(BYTES_OF_ONE) & !x & (BYTES_OF_ONE << 7);
+    zero_bytes(word ^ (BYTES_OF_ONE * b'"' as u64)) | zero_bytes(word ^ (BYTES_OF_ONE * b'\\' as u64))
 }
 
 /// Scans one MessagePack value by its headers: scalars and strings are stepped over, arrays and
@@ -453,8 +475,17 @@ mod tests {
 
         #[test]
         fn a_string_ends_where_a_byte_by_byte_walk_ends_it(
-            bytes in prop::collection::vec(prop::sample::select(vec![b'"', b'\\', b'a', b'[', 0xe4]), 0..96),
-            start in 0usize..100,
+            bytes in prop::collection::vec(prop_oneof![
+                // Mostly plain bytes, so that clean words, runs past 32 bytes and escapes at
+                // every offset of a word all occur.
+                24 => Just(b'a'),
+                2 => Just(b'"'),
+                2 => Just(b'\\'),
+                1 => Just(b'['),
+                1 => Just(0xe4u8),
+                1 => any::<u8>(),
+            ], 0..160),
+            start in 0usize..170,
         ) {
             let start = start.min(bytes.len());
             let mut i = start;
