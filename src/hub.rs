@@ -503,7 +503,9 @@ impl Hub {
                 tracing::info!(self_id = entry.account.v11_id, "bot account listed by the backend");
                 self.notify();
             }
-            {
+            // Most events come over the link the account is bound to already: a shared lock
+            // tells, and nothing is swapped.
+            if entry.link.read_unpoisoned().id != link.id {
                 // A late event from a connection that is going away must not take the account
                 // from a live one: rebind only to a connected link, or away from a dead one.
                 let mut current = entry.link.write_unpoisoned();
