@@ -6,7 +6,9 @@
 //!
 //! 1. **Pre-scan** ([`crate::core::scan`]): the values and the nesting depth are counted without
 //!    building anything; a document over [`ScanLimits::PEER`] is refused. This is what makes a
-//!    16 MiB `[0,0,…]` cost one pass over its bytes instead of ~700 MiB of tree.
+//!    16 MiB `[0,0,…]` cost one pass over its bytes instead of ~700 MiB of tree. A backend's
+//!    small text frame (an event) is decoded first and counted after instead, within a budget
+//!    for the most its bytes can hold ([`admit_unscanned`], [`measured`]).
 //! 2. **Parse budget**: the document's estimated cost ([`cost`]: its bytes plus
 //!    [`VALUE_COST`] per value) is taken from a process-wide [`ParseBudget`] while it is decoded,
 //!    so many connections cannot decode large documents all at once. Bots and the backend each
@@ -144,6 +146,33 @@ pub async fn admit(bytes: &[u8], msgpack: bool, side: Side) -> Result<Budget, De
     let shape =
         if msgpack { scan::scan_msgpack(bytes, ScanLimits::PEER)? } else { scan::scan_json(bytes, ScanLimits::PEER)? };
     Ok(ParseBudget::of(side).admit(cost(bytes.len(), shape, msgpack)).await?)
+}
+
+/// Backend text frames up to this size are decoded before they are measured
+/// ([`admit_unscanned`], [`measured`]); larger ones are scanned first.
+pub const MEASURED_AFTER: usize = 16 << 10;
+
+/// Waits for a JSON document's budget without scanning it first, at the most its bytes can
+/// cost: no byte starts two values, so it holds at most as many values as bytes. For a small
+/// document (at most [`MEASURED_AFTER`] bytes, which is far below [`ScanLimits::PEER`]'s values)
+/// decoding it is cheaper than scanning it first, and [`measured`] then gives back what it does
+/// not hold.
+pub async fn admit_unscanned(bytes: usize, side: Side) -> Result<Budget, DecodeError> {
+    let most = Shape { values: bytes, depth: 0 };
+    Ok(ParseBudget::of(side).admit(cost(bytes, most, false)).await?)
+}
+
+/// What a document admitted by [`admit_unscanned`] turned out to hold, once decoded: refused
+/// over [`ScanLimits::PEER`] as the pre-scan would have refused it (only its depth can be over:
+/// serde_json stops at 128 levels while decoding, the limit is 64), else the budget it holds
+/// beyond its cost goes back.
+pub fn measured(budget: &mut Budget, bytes: usize, shape: Shape) -> Result<(), DecodeError> {
+    ScanLimits::PEER.check(shape)?;
+    let keep = cost(bytes, shape, false).div_ceil(1024).max(1);
+    if let Some(extra) = budget.num_permits().checked_sub(keep).filter(|&extra| extra > 0) {
+        drop(budget.split(extra));
+    }
+    Ok(())
 }
 
 /// A JSON document from a bot: pre-scanned, decoded within the bots' parse budget, with the

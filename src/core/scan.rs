@@ -46,6 +46,45 @@ pub struct Shape {
     pub depth: usize,
 }
 
+impl Shape {
+    /// A string, number, boolean or null.
+    pub const SCALAR: Shape = Shape { values: 1, depth: 0 };
+
+    /// A list or an object holding `members` (an object's members [`keyed`](Shape::keyed)).
+    pub fn container(members: impl IntoIterator<Item = Shape>) -> Shape {
+        members.into_iter().fold(Shape { values: 1, depth: 1 }, |shape, member| Shape {
+            values: shape.values + member.values,
+            depth: shape.depth.max(1 + member.depth),
+        })
+    }
+
+    /// An object member: its value and its key.
+    pub fn keyed(self) -> Shape {
+        Shape { values: self.values + 1, ..self }
+    }
+
+    /// What a decoded tree holds, counted as the scanners count its text. Recursive: a tree
+    /// decoded from a peer is at most [`MAX_DEPTH`] deep.
+    pub fn of_value(value: &serde_json::Value) -> Shape {
+        match value {
+            serde_json::Value::Array(items) => Shape::container(items.iter().map(Shape::of_value)),
+            serde_json::Value::Object(map) => Shape::container(map.values().map(|v| Shape::of_value(v).keyed())),
+            _ => Shape::SCALAR,
+        }
+    }
+}
+
+impl ScanLimits {
+    /// Refuses a shape over the limits, as the scanners would have refused its document.
+    pub fn check(&self, shape: Shape) -> Result<(), Refused> {
+        let mut count = Counter::new(*self);
+        if shape.values > count.limits.max_values {
+            return Err(Refused::TooManyValues { limit: count.limits.max_values });
+        }
+        count.depth(shape.depth)
+    }
+}
+
 /// Why a document is not decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
@@ -337,25 +376,30 @@ mod tests {
 
     const WIDE: ScanLimits = ScanLimits { max_values: usize::MAX, max_depth: MAX_DEPTH };
 
-    /// Values and depth of a tree, as the scanners should count them.
+    /// Values and depth of a tree, as the scanners should count them (checked against a few
+    /// hand-counted trees below; the property tests then hold the scanners to it).
     fn shape_of(v: &Value) -> Shape {
-        match v {
-            Value::Array(a) => {
-                let inner: Vec<Shape> = a.iter().map(shape_of).collect();
-                Shape {
-                    values: 1 + inner.iter().map(|s| s.values).sum::<usize>(),
-                    depth: 1 + inner.iter().map(|s| s.depth).max().unwrap_or(0),
-                }
-            }
-            Value::Object(m) => {
-                let inner: Vec<Shape> = m.values().map(shape_of).collect();
-                Shape {
-                    values: 1 + m.len() + inner.iter().map(|s| s.values).sum::<usize>(),
-                    depth: 1 + inner.iter().map(|s| s.depth).max().unwrap_or(0),
-                }
-            }
-            _ => Shape { values: 1, depth: 0 },
-        }
+        Shape::of_value(v)
+    }
+
+    #[test]
+    fn a_tree_is_counted_as_its_text_reads() {
+        assert_eq!(shape_of(&json!(1)), Shape { values: 1, depth: 0 });
+        assert_eq!(shape_of(&json!([])), Shape { values: 1, depth: 1 });
+        assert_eq!(shape_of(&json!({})), Shape { values: 1, depth: 1 });
+        // The list, two numbers, the object, its key and the key's empty list.
+        assert_eq!(shape_of(&json!([1, 2, {"k": []}])), Shape { values: 6, depth: 3 });
+        assert_eq!(shape_of(&json!({"a": {"b": {"c": null}}, "d": "e"})), Shape { values: 9, depth: 3 });
+    }
+
+    #[test]
+    fn a_shape_over_the_limits_is_refused_as_its_text_would_be() {
+        let limits = ScanLimits { max_values: 10, max_depth: 3 };
+        assert_eq!(limits.check(Shape { values: 10, depth: 3 }), Ok(()));
+        assert_eq!(limits.check(Shape { values: 11, depth: 1 }), Err(Refused::TooManyValues { limit: 10 }));
+        assert_eq!(limits.check(Shape { values: 5, depth: 4 }), Err(Refused::TooDeep { limit: 3 }));
+        let deep = ScanLimits { max_values: 10, max_depth: 1000 };
+        assert_eq!(deep.check(Shape { values: 1, depth: MAX_DEPTH + 1 }), Err(Refused::TooDeep { limit: MAX_DEPTH }));
     }
 
     fn samples() -> Vec<Value> {

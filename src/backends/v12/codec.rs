@@ -10,6 +10,7 @@ use crate::core::message::{CompactString, Data};
 use crate::core::scan::{self, ScanLimits};
 use crate::core::v12::{Frame, Message};
 
+use crate::decode::MEASURED_AFTER;
 pub use crate::decode::{Budget, DecodeError};
 
 /// Reads a JSON or MessagePack document, after the pre-scan ([`crate::core::scan`]) found it
@@ -152,7 +153,21 @@ impl<'a> Payload<'a> {
 /// MessagePack first), with an event read straight into a [`Event`](crate::core::v12::Event) ([`Frame`]): a JSON
 /// frame builds no `Value` tree for the fields every event has, and a text frame's strings are
 /// not checked for UTF-8 a second time.
+///
+/// A small text frame (up to [`MEASURED_AFTER`] bytes: events are) is decoded first and counted
+/// after, within a budget for the most its bytes can hold: scanning it first cost about a
+/// twelfth of an event's instructions, more than its reading does not already pay.
 pub async fn read_frame(payload: Payload<'_>) -> Result<(Frame, Budget), DecodeError> {
+    if let Payload::Text(text) = payload {
+        if text.len() <= MEASURED_AFTER {
+            let mut budget = crate::decode::admit_unscanned(text.len(), crate::decode::Side::Backend).await?;
+            // No JSON: read as any frame is (JSON, then MessagePack), to say why not.
+            if let Ok(frame) = Frame::from_json_str(text) {
+                crate::decode::measured(&mut budget, text.len(), frame.shape())?;
+                return Ok((frame, budget));
+            }
+        }
+    }
     let bytes = payload.bytes();
     either(payload.is_binary(), |msgpack| async move {
         let budget = crate::decode::admit(bytes, msgpack, crate::decode::Side::Backend).await?;
@@ -292,7 +307,72 @@ fn msgpack_to_json(v: rmpv::Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::scan::{scan_json, ScanLimits};
     use serde_json::json;
+
+    /// Frames holding nothing their reading leaves out, of every kind a small frame can be.
+    fn small_frames() -> Vec<String> {
+        let segments = json!([
+            {"type": "text", "data": {"text": "hi [x]"}},
+            {"type": "image", "data": {"file_id": "f1", "extra": {"w": [1, 2.5, null], "deep": [[[]]]}}},
+            {"type": "mention", "data": {}},
+            "not a segment",
+            {"no": "type"}
+        ]);
+        let event = |message: serde_json::Value| {
+            json!({"id": "e1", "time": 1.5, "type": "message", "detail_type": "group", "sub_type": "",
+                   "self": {"platform": "qq", "user_id": "10001"}, "message": message,
+                   "message_id": "m1", "group_id": "g", "user_id": "u", "alt_message": "hi", "more": {"k": [true]}})
+        };
+        [
+            event(segments),
+            event(json!("a CQ string")),
+            json!({"id": "n1", "time": 2, "type": "notice", "detail_type": "friend_increase", "sub_type": "",
+                   "self": {"platform": "qq", "user_id": "10001"}, "user_id": "u", "message": "hello"}),
+            json!({"status": "ok", "retcode": 0, "data": {"list": [{"a": 1}, {"b": [2]}]}, "message": "", "echo": {"seq": 7}}),
+            json!({"status": "failed", "retcode": 10003, "data": null, "message": "no"}),
+            json!([1, {"a": "b"}]),
+            json!("just a string"),
+        ]
+        .iter()
+        .map(|v| serde_json::to_string(v).unwrap())
+        .collect()
+    }
+
+    #[test]
+    fn a_decoded_frame_is_counted_as_the_pre_scan_counts_its_text() {
+        for text in small_frames() {
+            let frame = Frame::from_json_str(&text).unwrap();
+            assert_eq!(frame.shape(), scan_json(text.as_bytes(), ScanLimits::PEER).unwrap(), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_small_frame_is_refused_as_deep_as_before_and_keeps_only_its_budget() {
+        for text in small_frames() {
+            let (_, budget) = read_frame(Payload::Text(&text)).await.unwrap();
+            let shape = scan_json(text.as_bytes(), ScanLimits::PEER).unwrap();
+            let want = crate::decode::cost(text.len(), shape, false).div_ceil(1024);
+            assert_eq!(budget.num_permits(), want, "{text}");
+        }
+        // Nested in a field the event keeps: 64 levels pass, 65 are refused, as the pre-scan
+        // refuses them; the frames are far below the size that is scanned first.
+        let nested = |levels: usize| {
+            let value = format!("{}{}", "[".repeat(levels - 1), "]".repeat(levels - 1));
+            format!(
+                r#"{{"id":"e","time":1,"type":"notice","detail_type":"x","sub_type":"","self":{{"platform":"qq","user_id":"1"}},"deep":{value}}}"#
+            )
+        };
+        assert!(read_frame(Payload::Text(&nested(64))).await.is_ok());
+        let refused = read_frame(Payload::Text(&nested(65))).await.unwrap_err();
+        assert!(refused.is_refusal(), "{refused}");
+        assert!(refused.to_string().contains("deeper than 64"), "{refused}");
+        // Deeper than serde_json decodes: refused by the pre-scan, as before.
+        let refused = read_frame(Payload::Text(&nested(200))).await.unwrap_err();
+        assert!(refused.to_string().contains("deeper than 64"), "{refused}");
+        // Not JSON at all: the same complaint as any frame's.
+        assert!(!read_frame(Payload::Text("{nope")).await.unwrap_err().is_refusal());
+    }
 
     #[test]
     fn msgpack_round_trips_and_bin_becomes_base64() {

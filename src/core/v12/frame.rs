@@ -22,6 +22,7 @@ use serde_json::Value;
 
 use super::{Event, EventError, Loose, Message, Part, Response, Slots};
 use crate::core::message::{Data, Segment};
+use crate::core::scan::Shape;
 
 /// A frame from the backend, read as an event when it is one.
 // An event is what most frames are; boxing it would cost an allocation per event.
@@ -54,6 +55,48 @@ impl Frame {
             Value::Object(map) if super::is_event_frame(&map) => Frame::Event(Event::from_value(Value::Object(map))),
             other => Frame::Other(other),
         }
+    }
+
+    /// What the decoded frame holds, counted as the pre-scan counts a document's text
+    /// ([`Shape`]): for a frame decoded before it was measured. What reading left out (an
+    /// event that could not be read, keys of `self` other than its two) is not counted: it is
+    /// no longer held.
+    pub fn shape(&self) -> Shape {
+        let member = |v: &Value| Shape::of_value(v).keyed();
+        match self {
+            Frame::Event(Ok(ev)) => {
+                // id, time, type, detail_type, sub_type.
+                let base = [Shape::SCALAR.keyed(); 5];
+                let me = ev.self_id.as_ref().map(|_| Shape::container([Shape::SCALAR.keyed(); 2]).keyed());
+                let message = ev.message.as_ref().map(|m| message_shape(m).keyed());
+                Shape::container(
+                    base.into_iter().chain(me).chain(message).chain(ev.fields.iter().map(|(_, v)| member(v))),
+                )
+            }
+            Frame::Event(Err(_)) => Shape::SCALAR,
+            Frame::Answer(answer) => {
+                // status, retcode, message.
+                let scalars = [Shape::SCALAR.keyed(); 3];
+                Shape::container(
+                    scalars.into_iter().chain([member(&answer.data)]).chain(answer.echo.as_ref().map(member)),
+                )
+            }
+            Frame::Other(value) => Shape::of_value(value),
+        }
+    }
+}
+
+/// An event's `message`, counted as [`Frame::shape`] counts.
+fn message_shape(message: &Message) -> Shape {
+    match message {
+        Message::Segments(parts) => Shape::container(parts.iter().map(|part| match part {
+            Part::Segment(segment) => {
+                let data = Shape::container(segment.data.iter().map(|(_, v)| Shape::of_value(v).keyed()));
+                Shape::container([Shape::SCALAR.keyed(), data.keyed()])
+            }
+            Part::Unreadable(value) => Shape::of_value(value),
+        })),
+        Message::Other(value) => Shape::of_value(value),
     }
 }
 
