@@ -7,7 +7,7 @@ use base64::Engine as _;
 use serde_json::{Map, Number, Value};
 
 use crate::core::message::{CompactString, Data};
-use crate::core::scan::{self, ScanLimits};
+use crate::core::scan::{self, ScanLimits, Shape};
 use crate::core::v12::{Frame, Message};
 
 use crate::decode::MEASURED_AFTER;
@@ -71,6 +71,15 @@ pub async fn read_members(payload: Payload<'_>) -> Result<(Result<Members, Value
     if let Payload::Text(text) = payload {
         if text.trim_start().starts_with('{') {
             // What `read_either` would answer: JSON first, and a text object is no MessagePack.
+            // A small one is decoded first and counted after, as `read_frame` reads a v12 frame.
+            // Not read: read again below, to say why (a refusal where the scan refuses it).
+            if text.len() <= MEASURED_AFTER {
+                let mut budget = crate::decode::admit_unscanned(text.len(), crate::decode::Side::Backend).await?;
+                if let Ok(members) = serde_json::from_str::<Members>(text) {
+                    crate::decode::measured(&mut budget, text.len(), members.shape())?;
+                    return Ok((Ok(members), budget));
+                }
+            }
             let budget = crate::decode::admit(text.as_bytes(), false, crate::decode::Side::Backend).await?;
             return Ok((Ok(serde_json::from_str::<Members>(text)?), budget));
         }
@@ -92,6 +101,12 @@ pub struct Members {
 }
 
 impl Members {
+    /// What the object holds, counted as the pre-scan counts its text.
+    pub fn shape(&self) -> Shape {
+        let message = self.message.as_ref().map(|m| m.shape().keyed());
+        Shape::container(self.members.iter().map(|(_, v)| Shape::of_value(v).keyed()).chain(message))
+    }
+
     /// The object again, `message` last.
     pub fn into_value(self) -> Value {
         let mut map = self.members.into_map();
@@ -344,6 +359,30 @@ mod tests {
         for text in small_frames() {
             let frame = Frame::from_json_str(&text).unwrap();
             assert_eq!(frame.shape(), scan_json(text.as_bytes(), ScanLimits::PEER).unwrap(), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_small_v11_frame_is_counted_as_the_pre_scan_counts_it() {
+        let frames = [
+            json!({"post_type": "message", "message": [{"type": "text", "data": {"text": "x"}}, 5], "sender": {"a": [1]}}),
+            json!({"post_type": "message", "message": "[CQ:face,id=1]"}),
+            json!({"status": "ok", "retcode": 0, "data": {"message_id": 1}, "echo": 7}),
+        ];
+        for frame in frames {
+            let text = frame.to_string();
+            let (members, budget) = read_members(Payload::Text(&text)).await.unwrap();
+            let shape = scan_json(text.as_bytes(), ScanLimits::PEER).unwrap();
+            assert_eq!(members.unwrap().shape(), shape, "{text}");
+            assert_eq!(budget.num_permits(), crate::decode::cost(text.len(), shape, false).div_ceil(1024));
+        }
+        let nested = |levels: usize| {
+            format!(r#"{{"post_type":"notice","deep":{}{}}}"#, "[".repeat(levels - 1), "]".repeat(levels - 1))
+        };
+        assert!(read_members(Payload::Text(&nested(64))).await.is_ok());
+        for levels in [65, 200] {
+            let refused = read_members(Payload::Text(&nested(levels))).await.unwrap_err();
+            assert!(refused.to_string().contains("deeper than 64"), "{refused}");
         }
     }
 

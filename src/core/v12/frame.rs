@@ -68,7 +68,7 @@ impl Frame {
                 // id, time, type, detail_type, sub_type.
                 let base = [Shape::SCALAR.keyed(); 5];
                 let me = ev.self_id.as_ref().map(|_| Shape::container([Shape::SCALAR.keyed(); 2]).keyed());
-                let message = ev.message.as_ref().map(|m| message_shape(m).keyed());
+                let message = ev.message.as_ref().map(|m| m.shape().keyed());
                 Shape::container(
                     base.into_iter().chain(me).chain(message).chain(ev.fields.iter().map(|(_, v)| member(v))),
                 )
@@ -86,18 +86,22 @@ impl Frame {
     }
 }
 
-/// An event's `message`, counted as [`Frame::shape`] counts.
-fn message_shape(message: &Message) -> Shape {
-    match message {
-        Message::Segments(parts) => Shape::container(parts.iter().map(|part| match part {
-            Part::Segment(segment) => {
-                let data = Shape::container(segment.data.iter().map(|(_, v)| Shape::of_value(v).keyed()));
-                Shape::container([Shape::SCALAR.keyed(), data.keyed()])
-            }
-            Part::Unreadable(value) => Shape::of_value(value),
-        })),
-        Message::Other(value) => Shape::of_value(value),
+impl Message {
+    /// What the message holds, counted as [`Frame::shape`] counts.
+    pub fn shape(&self) -> Shape {
+        match self {
+            Message::Segments(parts) => Shape::container(parts.iter().map(|part| match part {
+                Part::Segment(segment) => Shape::container([Shape::SCALAR.keyed(), data_shape(&segment.data).keyed()]),
+                Part::Unreadable(value) => Shape::of_value(value),
+            })),
+            Message::Other(value) => Shape::of_value(value),
+        }
     }
+}
+
+/// An object read into its members in order, counted as [`Frame::shape`] counts.
+fn data_shape(data: &Data) -> Shape {
+    Shape::container(data.iter().map(|(_, v)| Shape::of_value(v).keyed()))
 }
 
 /// The JSON values that are not objects, as `serde_json` reads them, for visitors that read
