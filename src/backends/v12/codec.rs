@@ -72,13 +72,8 @@ pub async fn read_members(payload: Payload<'_>) -> Result<(Result<Members, Value
         if text.trim_start().starts_with('{') {
             // What `read_either` would answer: JSON first, and a text object is no MessagePack.
             // A small one is decoded first and counted after, as `read_frame` reads a v12 frame.
-            // Not read: read again below, to say why (a refusal where the scan refuses it).
-            if text.len() <= MEASURED_AFTER {
-                let mut budget = crate::decode::admit_unscanned(text.len(), crate::decode::Side::Backend).await?;
-                if let Ok(members) = serde_json::from_str::<Members>(text) {
-                    crate::decode::measured(&mut budget, text.len(), members.shape())?;
-                    return Ok((Ok(members), budget));
-                }
+            if let Some(read) = read_small(text, |text| serde_json::from_str::<Members>(text), Members::shape).await {
+                return read.map(|(members, budget)| (Ok(members), budget));
             }
             let budget = crate::decode::admit(text.as_bytes(), false, crate::decode::Side::Backend).await?;
             return Ok((Ok(serde_json::from_str::<Members>(text)?), budget));
@@ -104,7 +99,7 @@ impl Members {
     /// What the object holds, counted as the pre-scan counts its text.
     pub fn shape(&self) -> Shape {
         let message = self.message.as_ref().map(|m| m.shape().keyed());
-        Shape::container(self.members.iter().map(|(_, v)| Shape::of_value(v).keyed()).chain(message))
+        Shape::container(crate::core::v12::frame::members_shape(&self.members).chain(message))
     }
 
     /// The object again, `message` last.
@@ -174,13 +169,8 @@ impl<'a> Payload<'a> {
 /// twelfth of an event's instructions, more than its reading does not already pay.
 pub async fn read_frame(payload: Payload<'_>) -> Result<(Frame, Budget), DecodeError> {
     if let Payload::Text(text) = payload {
-        if text.len() <= MEASURED_AFTER {
-            let mut budget = crate::decode::admit_unscanned(text.len(), crate::decode::Side::Backend).await?;
-            // No JSON: read as any frame is (JSON, then MessagePack), to say why not.
-            if let Ok(frame) = Frame::from_json_str(text) {
-                crate::decode::measured(&mut budget, text.len(), frame.shape())?;
-                return Ok((frame, budget));
-            }
+        if let Some(read) = read_small(text, Frame::from_json_str, Frame::shape).await {
+            return read;
         }
     }
     let bytes = payload.bytes();
@@ -194,6 +184,26 @@ pub async fn read_frame(payload: Payload<'_>) -> Result<(Frame, Budget), DecodeE
         Ok((frame, budget))
     })
     .await
+}
+
+/// A backend's small text frame (at most [`MEASURED_AFTER`] bytes), decoded first and counted
+/// after, within a budget for the most its bytes can hold ([`crate::decode::admit_unscanned`]).
+/// `None` for a larger frame, and for one serde_json cannot `read`: the caller reads it as any
+/// frame is read (through the pre-scan, JSON then MessagePack), to say why.
+async fn read_small<T>(
+    text: &str,
+    read: impl FnOnce(&str) -> serde_json::Result<T>,
+    shape: impl FnOnce(&T) -> Shape,
+) -> Option<Result<(T, Budget), DecodeError>> {
+    if text.len() > MEASURED_AFTER {
+        return None;
+    }
+    let mut budget = match crate::decode::admit_unscanned(text.len(), crate::decode::Side::Backend).await {
+        Ok(budget) => budget,
+        Err(busy) => return Some(Err(busy)),
+    };
+    let read = read(text).ok()?;
+    Some(crate::decode::measured(&mut budget, text.len(), shape(&read)).map(|()| (read, budget)))
 }
 
 /// `read` in the preferred encoding, then in the other one; a refusal is reported over the other

@@ -69,9 +69,7 @@ impl Frame {
                 let base = [Shape::SCALAR.keyed(); 5];
                 let me = ev.self_id.as_ref().map(|_| Shape::container([Shape::SCALAR.keyed(); 2]).keyed());
                 let message = ev.message.as_ref().map(|m| m.shape().keyed());
-                Shape::container(
-                    base.into_iter().chain(me).chain(message).chain(ev.fields.iter().map(|(_, v)| member(v))),
-                )
+                Shape::container(base.into_iter().chain(me).chain(message).chain(members_shape(&ev.fields)))
             }
             Frame::Event(Err(_)) => Shape::SCALAR,
             Frame::Answer(answer) => {
@@ -91,7 +89,9 @@ impl Message {
     pub fn shape(&self) -> Shape {
         match self {
             Message::Segments(parts) => Shape::container(parts.iter().map(|part| match part {
-                Part::Segment(segment) => Shape::container([Shape::SCALAR.keyed(), data_shape(&segment.data).keyed()]),
+                Part::Segment(segment) => {
+                    Shape::container([Shape::SCALAR.keyed(), Shape::container(members_shape(&segment.data)).keyed()])
+                }
                 Part::Unreadable(value) => Shape::of_value(value),
             })),
             Message::Other(value) => Shape::of_value(value),
@@ -99,9 +99,10 @@ impl Message {
     }
 }
 
-/// An object read into its members in order, counted as [`Frame::shape`] counts.
-fn data_shape(data: &Data) -> Shape {
-    Shape::container(data.iter().map(|(_, v)| Shape::of_value(v).keyed()))
+/// The members of an object read into [`Data`], each counted with its key, as [`Frame::shape`]
+/// counts.
+pub fn members_shape(data: &Data) -> impl Iterator<Item = Shape> + '_ {
+    data.iter().map(|(_, v)| Shape::of_value(v).keyed())
 }
 
 /// The JSON values that are not objects, as `serde_json` reads them, for visitors that read
