@@ -64,6 +64,11 @@ pub enum Side {
 /// Parse budget held; it goes back when this drops.
 pub type Budget = SemaphorePermit<'static>;
 
+/// The permits (KiB, at least one) a document costing `cost` bytes holds.
+fn permits_for(cost: usize) -> usize {
+    cost.div_ceil(1024).max(1)
+}
+
 /// Why the budget did not admit a document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Busy {
@@ -101,7 +106,7 @@ impl ParseBudget {
     /// Takes `cost` bytes of budget until the permit drops, waiting for it at most the budget's
     /// wait. Waiters are served in order, so a large document is not starved by small ones.
     pub async fn admit(&self, cost: usize) -> Result<SemaphorePermit<'_>, Busy> {
-        let kib = cost.div_ceil(1024).max(1);
+        let kib = permits_for(cost);
         if kib > self.total_kib as usize {
             return Err(Busy::TooCostly { cost_kib: kib as u64, budget_kib: self.total_kib as u64 });
         }
@@ -168,7 +173,7 @@ pub async fn admit_unscanned(bytes: usize, side: Side) -> Result<Budget, DecodeE
 /// beyond its cost goes back.
 pub fn measured(budget: &mut Budget, bytes: usize, shape: Shape) -> Result<(), DecodeError> {
     ScanLimits::PEER.check(shape)?;
-    let keep = cost(bytes, shape, false).div_ceil(1024).max(1);
+    let keep = permits_for(cost(bytes, shape, false));
     if let Some(extra) = budget.num_permits().checked_sub(keep).filter(|&extra| extra > 0) {
         drop(budget.split(extra));
     }
