@@ -672,18 +672,19 @@ impl Hub {
 }
 
 impl Hub {
-    /// One attempt at translating an event, shown in the inspector when it is on.
-    async fn translate_once(
-        &self,
-        entry: &AccountEntry,
-        backend: &BackendInfo,
-        ev: &v12::Event,
-        give_up: &GiveUp,
-    ) -> (Result<Option<V11Event>, EventError>, u64) {
+    /// One attempt at translating an event, shown in the inspector when it is on. Not an
+    /// `async fn`: a layer of its own would copy the translation's future once more.
+    fn translate_once<'a>(
+        &'a self,
+        entry: &'a AccountEntry,
+        backend: &'a BackendInfo,
+        ev: &'a v12::Event,
+        give_up: &'a GiveUp,
+    ) -> impl std::future::Future<Output = (Result<Option<V11Event>, EventError>, u64)> + Send + 'a {
         // The event's ids are given without waiting for the disk store's journal, one after
         // another; the event then waits once, for all of them, before it may reach a bot: in its
         // link's intake, with the events translated before it (`Reports::ticket`).
-        crate::store::deferring(self.translate_deferred(entry, backend, ev, give_up)).await
+        crate::store::deferring(self.translate_deferred(entry, backend, ev, give_up))
     }
 
     async fn translate_deferred(

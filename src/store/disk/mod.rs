@@ -484,13 +484,22 @@ impl DiskStore {
     /// transaction begun after the lock was taken, so that what was let go of is in it).
     /// Holds the caller back while the folder is far behind.
     async fn decide<T>(&self, f: impl FnOnce(&mut State, &View<'_>) -> Result<T, IdError>) -> Result<T, IdError> {
+        // The wait is boxed: it is rare, and every future that decides (each translation's,
+        // through every layer above it) would otherwise be as large as it is.
+        if self.unfolded() > MAX_UNFOLDED {
+            Box::pin(self.wait_for_folder()).await;
+        }
+        self.decide_now(f)
+    }
+
+    /// Returns once the folder is no more than [`MAX_UNFOLDED`] entries behind.
+    async fn wait_for_folder(&self) {
         loop {
             // Registered before the check, so that a fold finishing in between is not missed.
             let folded = self.shared.fold_done.notified();
-            let behind =
-                self.shared.state.lock_unpoisoned().seq.saturating_sub(self.shared.folded.load(Ordering::Acquire));
+            let behind = self.unfolded();
             if behind <= MAX_UNFOLDED {
-                break;
+                return;
             }
             // The folder may be letting entries gather: what it has is enough.
             if let Some(folder) = self.shared.folder.get() {
@@ -505,6 +514,15 @@ impl DiskStore {
             }
             folded.await;
         }
+    }
+
+    /// Decisions journalled and not yet folded into redb.
+    fn unfolded(&self) -> u64 {
+        self.shared.state.lock_unpoisoned().seq.saturating_sub(self.shared.folded.load(Ordering::Acquire))
+    }
+
+    /// Decides under the lock, now (see [`DiskStore::decide`]).
+    fn decide_now<T>(&self, f: impl FnOnce(&mut State, &View<'_>) -> Result<T, IdError>) -> Result<T, IdError> {
         let decided = {
             let mut state = self.shared.state.lock_unpoisoned();
             if let Some(why) = &state.failed {
@@ -528,7 +546,8 @@ impl DiskStore {
         if ticket == 0 || ticket <= self.shared.durable_seq() || super::defer(ticket) {
             return Ok(());
         }
-        self.wait_on_disk(ticket).await
+        // Boxed, as the folder's wait in `decide` is.
+        Box::pin(self.wait_on_disk(ticket)).await
     }
 
     /// The last journal entry on disk: a ticket up to it waits for nothing.
