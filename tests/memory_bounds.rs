@@ -232,6 +232,14 @@ async fn rss_after_a_million_events_with_random_ids_on_disk() {
     rss_after_a_million_events_on_disk(Ids::Random).await;
 }
 
+/// A new user with every event: a surrogate each, whose rows and digests wait in memory for
+/// their sorted batch (`store/disk/folder.rs`), on top of the messages' own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a long run for the README's figures"]
+async fn rss_after_a_million_events_from_new_users_on_disk() {
+    rss_after_a_million_events_on_disk(Ids::NewUsers).await;
+}
+
 async fn rss_after_a_million_events_on_disk(ids: Ids) {
     // Memory does not depend on the disk; a RAM-backed directory keeps fsync from setting the pace.
     let base = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() };

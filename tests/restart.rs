@@ -66,13 +66,15 @@ async fn ids_given_to_a_bot_survive_sigkill() {
 /// `kill -9` in the middle of a burst: every message id a bot received before the kill still
 /// finds its own message after the restart (ids are durable before they are delivered, however
 /// the batching and the write-ahead log group them), and the events the bridge was still
-/// translating are not delivered twice with different ids.
+/// translating are not delivered twice with different ids. Every other event comes from a user
+/// never seen before, whose number must stand for the same user after the restart too.
 #[tokio::test]
 async fn every_id_delivered_before_a_sigkill_mid_burst_resolves_after_the_restart() {
     const BURST: usize = 600;
+    let user = |i: usize| if i % 2 == 0 { format!("wxid_{}", i % 13) } else { format!("wxid_new_{i}") };
     let data = std::env::temp_dir().join(format!("ob-restart-burst-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let backend = FakeBackend::start(BackendOptions::default()).await;
+    let mut backend = FakeBackend::start(BackendOptions::default()).await;
 
     let (mut bridge, mut bot) = start(&backend, &data).await;
     for i in 0..BURST {
@@ -80,7 +82,7 @@ async fn every_id_delivered_before_a_sigkill_mid_burst_resolves_after_the_restar
             "group",
             "10001",
             json!({"message_id": format!("burst-{i}"), "group_id": format!("room-{}", i % 7),
-                   "user_id": format!("wxid_{}", i % 13), "message": format!("seq={i}")}),
+                   "user_id": user(i), "message": format!("seq={i}")}),
         ));
     }
     // Take part of the burst, then kill the bridge while the rest is in flight.
@@ -107,6 +109,11 @@ async fn every_id_delivered_before_a_sigkill_mid_burst_resolves_after_the_restar
         assert_eq!(&got["data"]["message"], text, "{message_id} is still its own message");
         assert_eq!((&got["data"]["group_id"], &got["data"]["sender"]["user_id"]), (group, user));
     }
+    // The last user delivered before the kill (a new one) is still that user's number.
+    let (_, text, _, last_user) = delivered.last().unwrap();
+    let i: usize = text.as_str().unwrap().trim_start_matches("seq=").parse().unwrap();
+    assert_eq!(bot.call("get_stranger_info", json!({"user_id": last_user})).await["status"], "ok");
+    assert_eq!(backend.next_request().await["params"]["user_id"], user(i));
     // Each backend message gets the same id again after the restart: found by its key, whether
     // its key's entry was in redb's tables, still in memory waiting for a batch, or only in the
     // journal when the bridge was killed.
@@ -116,7 +123,7 @@ async fn every_id_delivered_before_a_sigkill_mid_burst_resolves_after_the_restar
             "group",
             "10001",
             json!({"message_id": format!("burst-{i}"), "group_id": format!("room-{}", i % 7),
-                   "user_id": format!("wxid_{}", i % 13), "message": format!("seq={i}")}),
+                   "user_id": user(i), "message": format!("seq={i}")}),
         ));
     }
     for (message_id, text, group, user) in &delivered {

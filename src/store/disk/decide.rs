@@ -126,6 +126,9 @@ pub(super) struct State {
     /// Users' and groups' ids' digests redb's `id_digests` does not hold yet, with their
     /// surrogates.
     pub(super) held_ids: Held<i64>,
+    /// The same surrogates' rows, which redb's `surrogates` does not hold yet either: keyed by a
+    /// hash of the id, they are as random as the digests and go with them, in one sorted batch.
+    pub(super) held_surrogates: HashMap<i64, Box<str>, Hasher>,
 }
 
 /// A read transaction of redb and the tables opened in it so far, kept for the decisions that
@@ -275,6 +278,9 @@ impl State {
         if let Some((owner, seq)) = self.pending.surrogates.get(&n) {
             return Ok((Claim::Taken(owner.to_string()), *seq));
         }
+        if let Some(owner) = self.held_surrogates.get(&n) {
+            return Ok((Claim::Taken(owner.to_string()), 0));
+        }
         if self.may_hold(Table::Surrogates, super::filter::number_id(n)) {
             if let Some(owner) = view.surrogate_owner(n)? {
                 return Ok((Claim::Taken(owner), 0));
@@ -295,7 +301,11 @@ impl State {
             return Ok((Found::Known(n), seq));
         }
         for n in self.held_ids.candidates(d) {
-            if owns_surrogate(view.table(|s| &s.surrogates, SURROGATES)?, n, v12)? {
+            let owned = match self.held_surrogates.get(&n) {
+                Some(owner) => **owner == *v12,
+                None => owns_surrogate(view.table(|s| &s.surrogates, SURROGATES)?, n, v12)?,
+            };
+            if owned {
                 return Ok((Found::Known(n), 0));
             }
         }

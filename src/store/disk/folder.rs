@@ -37,7 +37,8 @@ const FOLD_MAX: usize = (MAX_UNFOLDED / 2) as usize;
 /// at `MAX_UNFOLDED` entries per wait and fold, about 100 000 a second.
 pub(super) const FOLD_NOW: usize = FOLD_MAX / 2;
 /// Digests of v12 ids kept in memory, at most, before they go into their tables in one
-/// sorted batch (about 1.5 MiB of them).
+/// sorted batch (about 1.5 MiB of them), with the rows of the surrogates among them (a user's
+/// or group's id each: up to 2 MiB more when every event brings a new user).
 pub(super) const HELD_MAX: usize = if cfg!(test) { 64 } else { 65_536 };
 /// Digests of pruned messages kept in memory, at most, before they leave their table in one
 /// sorted batch, with the held digests or with a pruning (4 MiB of them): a store at its
@@ -263,13 +264,12 @@ impl Folder {
             let mut t = FoldTables::open(&txn).map_err(store_err)?;
             // The tables keyed by message numbers and times take their entries in order, at their
             // ends. The two keyed by digests of v12 ids, and the one keyed by surrogates (a hash
-            // of the id), take theirs sorted by key: their keys are random, and entries that
-            // share a page then follow one another, so that the page is read and copied once per
-            // fold instead of once per entry. The sorts are stable, so the later of two entries
-            // for one key still wins.
+            // of the id), take theirs later, in batches sorted by key (below): their keys are
+            // random, and entries that share a page then follow one another, so that the page is
+            // read and copied once per batch instead of once per entry.
             let mut keys: Vec<(u64, i32)> = Vec::new();
             let mut ids: Vec<(u64, i64)> = Vec::new();
-            let mut surrogates: Vec<(i64, &str)> = Vec::new();
+            let mut surrogates: Vec<(i64, Box<str>)> = Vec::new();
             // A fold of a few hundred entries with random keys takes a millisecond or two of
             // CPU; woken by its timer, the thread would take that from a runtime worker in one
             // piece, and every event on that worker would wait for it.
@@ -286,20 +286,16 @@ impl Folder {
                         keys.push((digest(key_text), *n));
                     }
                     Entry::Surrogate { n, v12 } => {
-                        surrogates.push((*n, v12));
+                        surrogates.push((*n, v12.clone()));
                         ids.push((digest(v12), *n));
                     }
                 }
             }
-            surrogates.sort_by_key(|&(n, _)| n);
-            for (n, v12) in surrogates {
-                pace();
-                t.surrogates.insert(n, v12).map_err(store_err)?;
-            }
-            // The digests wait in memory (`held`) until [`HELD_MAX`] of them have gathered, or
-            // until a durable commit lets journal files go: then they go in all at once, sorted,
-            // so that each page of their tables is read and written about once per batch, where
-            // a fold's few thousand took a page each once the tables outgrew the page cache.
+            // The digests and the surrogates' rows wait in memory (`held`) until [`HELD_MAX`]
+            // digests have gathered, or until a durable commit lets journal files go: then they
+            // go in all at once, sorted, so that each page of their tables is read and written
+            // about once per batch, where a fold's few thousand took a page each once the
+            // tables outgrew the page cache.
             let flush = {
                 let state = self.shared.state.lock_unpoisoned();
                 let held = state.held_keys.len() + state.held_ids.len();
@@ -307,13 +303,22 @@ impl Folder {
                 if flush {
                     keys.extend(state.held_keys.pairs());
                     ids.extend(state.held_ids.pairs());
+                    // Before this fold's own: the later of two rows for one surrogate wins.
+                    let held = state.held_surrogates.iter().map(|(&n, v12)| (n, v12.clone()));
+                    surrogates.splice(0..0, held);
                 }
                 flush
             };
             if flush {
                 keys.sort_unstable();
                 ids.sort_unstable();
+                // Stable: of two rows for one surrogate, the later stays last and wins.
+                surrogates.sort_by_key(|&(n, _)| n);
                 pruned.sort_unstable();
+                for (n, v12) in &surrogates {
+                    pace();
+                    t.surrogates.insert(*n, &**v12).map_err(store_err)?;
+                }
                 // Before the new ones: a number pruned and given to the same key again keeps
                 // its digest.
                 for &(key, n) in pruned.iter() {
@@ -329,10 +334,10 @@ impl Folder {
                     t.ids.insert((id, n), ()).map_err(store_err)?;
                 }
             }
-            (keys, ids, flush)
+            (keys, ids, surrogates, flush)
         };
         txn.commit().map_err(store_err)?;
-        let (keys, ids, flushed) = digests;
+        let (keys, ids, surrogates, flushed) = digests;
         if flushed {
             *pruned = Vec::new();
         }
@@ -357,6 +362,7 @@ impl Folder {
             if flushed {
                 state.held_keys.clear();
                 state.held_ids.clear();
+                state.held_surrogates.clear();
             } else {
                 for &(key, n) in &keys {
                     state.held_keys.insert(key, n);
@@ -364,6 +370,7 @@ impl Folder {
                 for &(id, n) in &ids {
                     state.held_ids.insert(id, n);
                 }
+                state.held_surrogates.extend(surrogates);
             }
             state.let_go_of_folded(last.last);
             state.seq.saturating_sub(last.last)

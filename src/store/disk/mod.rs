@@ -14,11 +14,11 @@
 //! when they let journal files go (the journal holds every entry until redb holds it for good)
 //! and once `folder::DURABLE_EVERY` entries were folded without, deletes those files, and prunes
 //! old message ids by count and age in batches between its commits (not synced on their own).
-//! The two tables keyed by digests of v12 ids take their entries later than the rest: the
-//! folder holds them in memory until `folder::HELD_MAX` have gathered or a commit lets journal
-//! files go, then writes them sorted in one go, since their keys are random and a few at a time
-//! cost a page each once the tables outgrow the page cache; pruned messages' digests leave
-//! their table with that batch. A durable commit's pages are written back in pieces before
+//! The two tables keyed by digests of v12 ids, and the surrogates' rows (keyed by a hash of the
+//! id), take their entries later than the rest: the folder holds them in memory until
+//! `folder::HELD_MAX` digests have gathered or a commit lets journal files go, then writes them
+//! sorted in one go, since their keys are random and a few at a time cost a page each once the
+//! tables outgrow the page cache; pruned messages' digests leave their table with that batch. A durable commit's pages are written back in pieces before
 //! redb syncs its file (`paced`), so that the journal's syncs do not wait behind them all.
 //! Opening the store applies what a crash left in the journal.
 //!
@@ -613,14 +613,21 @@ impl IdStore for DiskStore {
             None => {
                 // Digested outside the lock, and only when it is needed.
                 let d = digest(v12);
-                let held: Vec<i64> = self.shared.state.lock_unpoisoned().held_ids.candidates(d).collect();
+                // Each held digest's surrogate, and whether its row is held too and names `v12`.
+                let held: Vec<(i64, Option<bool>)> = {
+                    let state = self.shared.state.lock_unpoisoned();
+                    let owned = |n| state.held_surrogates.get(&n).map(|owner| **owner == *v12);
+                    state.held_ids.candidates(d).map(|n| (n, owned(n))).collect()
+                };
                 let ruled_out = filters.is_some_and(|f| !f.may_hold(Table::Ids, d));
-                if held.is_empty() && ruled_out {
+                if let Some(&(n, _)) = held.iter().find(|(_, owned)| *owned == Some(true)) {
+                    (Some(n), 0)
+                } else if held.is_empty() && ruled_out {
                     (None, 0)
                 } else {
                     let number = |t: &redb::ReadTransaction| {
                         let surrogates = t.open_table(SURROGATES)?;
-                        for &n in &held {
+                        for &(n, _) in held.iter().filter(|(_, owned)| owned.is_none()) {
                             if owns_surrogate(&surrogates, n, v12)? {
                                 return Ok(Some(n));
                             }
@@ -678,8 +685,11 @@ impl IdStore for DiskStore {
         if let Some(v12) = self.surrogates.v12_of(n) {
             return Ok(Some(v12));
         }
-        let pending =
-            self.shared.state.lock_unpoisoned().pending.surrogates.get(&n).map(|(v12, seq)| (v12.to_string(), *seq));
+        let pending = {
+            let state = self.shared.state.lock_unpoisoned();
+            let pending = state.pending.surrogates.get(&n).map(|(v12, seq)| (v12.to_string(), *seq));
+            pending.or_else(|| state.held_surrogates.get(&n).map(|v12| (v12.to_string(), 0)))
+        };
         let (v12, ticket) = match pending {
             Some((v12, seq)) => (Some(v12), seq),
             None => (self.read(|t| Ok(t.open_table(SURROGATES)?.get(n)?.map(|v| v.value().to_owned())))?, 0),
@@ -1291,9 +1301,15 @@ mod tests {
         (state.held_keys.len(), state.held_ids.len())
     }
 
+    /// Surrogates' rows held in memory, and those redb holds.
+    fn surrogate_rows(store: &DiskStore) -> (usize, u64) {
+        let held = store.shared.state.lock_unpoisoned().held_surrogates.len();
+        (held, store.read(|t| Ok(t.open_table(SURROGATES)?.len()?)).unwrap())
+    }
+
     /// A fold that lets no journal file go keeps the digests of the ids it folded in memory,
-    /// where every lookup finds them; they go into their tables together once there are
-    /// `HELD_MAX` of them, and when the store closes.
+    /// and the surrogates' rows with them, where every lookup finds them; they go into their
+    /// tables together once there are `HELD_MAX` digests, and when the store closes.
     #[test]
     fn digests_wait_in_memory_and_go_into_their_tables_together() {
         let d = dir("held");
@@ -1309,11 +1325,17 @@ mod tests {
         store.settle();
         assert_eq!(held(&store), (1, 1));
         assert_eq!((rows_in(&store, MESSAGE_KEYS), rows_in(&store, IDS)), (1, 0), "not in redb yet");
-        // Every way of looking an id up finds it.
+        assert_eq!(surrogate_rows(&store), (1, 0), "nor the surrogate's row");
+        // Every way of looking an id up finds it, past the surrogates' cache too.
         assert_eq!(block_on(store.message_id_of(&a.key)).unwrap(), Some(1));
         assert_eq!(block_on(store.find_or_claim_message(|| 2, &a)).unwrap(), Found::Known(1), "with its content");
-        assert_eq!(block_on(store.surrogate_of("wxid_a")).unwrap(), Some(11));
-        assert_eq!(block_on(store.find_or_claim_surrogate(|| 12, "wxid_a")).unwrap(), Found::Known(11));
+        let uncached = || DiskStore { surrogates: SurrogateCache::default(), ..store.clone() };
+        assert_eq!(block_on(uncached().surrogate_of("wxid_a")).unwrap(), Some(11));
+        assert_eq!(block_on(uncached().surrogate_of("wxid_z")).unwrap(), None);
+        assert_eq!(block_on(uncached().find_or_claim_surrogate(|| 12, "wxid_a")).unwrap(), Found::Known(11));
+        assert_eq!(block_on(uncached().v12_of_surrogate(11)).unwrap().as_deref(), Some("wxid_a"));
+        assert_eq!(block_on(uncached().claim_surrogate(11, "wxid_b")).unwrap(), Claim::Taken("wxid_a".into()));
+        assert_eq!(surrogate_rows(&store), (1, 0), "no lookup wrote it");
         assert_eq!(block_on(store.find_or_claim_message(|| 2, &b)).unwrap(), Found::Claimed(2, Claim::Inserted));
 
         // Past HELD_MAX the fold puts them all in.
@@ -1325,6 +1347,8 @@ mod tests {
         let (keys, _) = held(&store);
         assert!(keys < folder::HELD_MAX, "{keys} held");
         assert_eq!(rows_in(&store, MESSAGE_KEYS) + keys as u64, 3 + folder::HELD_MAX as u64);
+        assert_eq!((surrogate_rows(&store), rows_in(&store, IDS)), ((0, 1), 1), "with the digests");
+        assert_eq!(block_on(uncached().v12_of_surrogate(11)).unwrap().as_deref(), Some("wxid_a"));
         for i in 0..folder::HELD_MAX as i32 {
             let record = said("bot", &format!("m{i}"), "z");
             assert_eq!(block_on(store.message_id_of(&record.key)).unwrap(), Some(100 + i));
@@ -1861,7 +1885,8 @@ mod tests {
             .unwrap();
         // What is not in redb's tables yet waits in memory, found as the loop above shows.
         let (keys, ids) = held(&store);
-        assert_eq!((in_redb.0 + keys as u64, in_redb.1 + ids as u64, in_redb.2), (300, 300, 300));
+        let (surrogates, _) = surrogate_rows(&store);
+        assert_eq!((in_redb.0 + keys as u64, in_redb.1 + ids as u64, in_redb.2 + surrogates as u64), (300, 300, 300));
         drop((store, fresh));
         let _ = std::fs::remove_dir_all(&d);
     }
