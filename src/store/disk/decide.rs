@@ -128,7 +128,7 @@ pub(super) struct State {
     pub(super) held_ids: Held<i64>,
     /// The same surrogates' rows, which redb's `surrogates` does not hold yet either: keyed by a
     /// hash of the id, they are as random as the digests and go with them, in one sorted batch.
-    pub(super) held_surrogates: HashMap<i64, Box<str>, Hasher>,
+    pub(super) held_surrogates: HashMap<i64, Arc<str>, Hasher>,
 }
 
 /// A read transaction of redb and the tables opened in it so far, kept for the decisions that

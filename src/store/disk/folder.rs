@@ -269,7 +269,8 @@ impl Folder {
             // read and copied once per batch instead of once per entry.
             let mut keys: Vec<(u64, i32)> = Vec::new();
             let mut ids: Vec<(u64, i64)> = Vec::new();
-            let mut surrogates: Vec<(i64, Box<str>)> = Vec::new();
+            // Shared with `held`: a batch copies no id.
+            let mut surrogates: Vec<(i64, Arc<str>)> = Vec::new();
             // A fold of a few hundred entries with random keys takes a millisecond or two of
             // CPU; woken by its timer, the thread would take that from a runtime worker in one
             // piece, and every event on that worker would wait for it.
@@ -286,7 +287,7 @@ impl Folder {
                         keys.push((digest(key_text), *n));
                     }
                     Entry::Surrogate { n, v12 } => {
-                        surrogates.push((*n, v12.clone()));
+                        surrogates.push((*n, Arc::from(&**v12)));
                         ids.push((digest(v12), *n));
                     }
                 }
@@ -298,8 +299,11 @@ impl Folder {
             // tables outgrew the page cache.
             let flush = {
                 let state = self.shared.state.lock_unpoisoned();
-                let held = state.held_keys.len() + state.held_ids.len();
-                let flush = release || held + keys.len() + ids.len() >= HELD_MAX || pruned.len() >= PRUNED_MAX;
+                // The surrogates' rows count too: with a new user in every event they are a
+                // third of what is held, and the largest part.
+                let held = state.held_keys.len() + state.held_ids.len() + state.held_surrogates.len();
+                let folded = keys.len() + ids.len() + surrogates.len();
+                let flush = release || held + folded >= HELD_MAX || pruned.len() >= PRUNED_MAX;
                 if flush {
                     keys.extend(state.held_keys.pairs());
                     ids.extend(state.held_ids.pairs());
