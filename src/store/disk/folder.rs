@@ -36,9 +36,8 @@ const FOLD_MAX: usize = (MAX_UNFOLDED / 2) as usize;
 /// `FOLD_EVERY` on a fast machine), until the wait and the fold were over: a burst on disk ran
 /// at `MAX_UNFOLDED` entries per wait and fold, about 100 000 a second.
 pub(super) const FOLD_NOW: usize = FOLD_MAX / 2;
-/// Digests of v12 ids kept in memory, at most, before they go into their tables in one
-/// sorted batch (about 1.5 MiB of them), with the rows of the surrogates among them (a user's
-/// or group's id each: up to 2 MiB more when every event brings a new user).
+/// Digests of v12 ids and surrogates' rows kept in memory, at most, before they go into their
+/// tables in one sorted batch (about 1.5 MiB of digests; a row is a user's or group's id).
 pub(super) const HELD_MAX: usize = if cfg!(test) { 64 } else { 65_536 };
 /// Digests of pruned messages kept in memory, at most, before they leave their table in one
 /// sorted batch, with the held digests or with a pruning (4 MiB of them): a store at its
@@ -292,8 +291,8 @@ impl Folder {
                     }
                 }
             }
-            // The digests and the surrogates' rows wait in memory (`held`) until [`HELD_MAX`]
-            // digests have gathered, or until a durable commit lets journal files go: then they
+            // The digests and the surrogates' rows wait in memory (`held`) until [`HELD_MAX`] of
+            // them have gathered, or until a durable commit lets journal files go: then they
             // go in all at once, sorted, so that each page of their tables is read and written
             // about once per batch, where a fold's few thousand took a page each once the
             // tables outgrew the page cache.

@@ -16,7 +16,7 @@
 //! old message ids by count and age in batches between its commits (not synced on their own).
 //! The two tables keyed by digests of v12 ids, and the surrogates' rows (keyed by a hash of the
 //! id), take their entries later than the rest: the folder holds them in memory until
-//! `folder::HELD_MAX` digests have gathered or a commit lets journal files go, then writes them
+//! `folder::HELD_MAX` have gathered or a commit lets journal files go, then writes them
 //! sorted in one go, since their keys are random and a few at a time cost a page each once the
 //! tables outgrow the page cache; pruned messages' digests leave their table with that batch. A durable commit's pages are written back in pieces before
 //! redb syncs its file (`paced`), so that the journal's syncs do not wait behind them all.
