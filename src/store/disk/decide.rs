@@ -216,6 +216,12 @@ impl View<'_> {
 
 /// The decisions. Each answers with a ticket: the journal entry it relies on (0: redb's).
 impl State {
+    /// Whether surrogate `n` stands for `v12`, when its row is held ([`State::held_surrogates`]);
+    /// `None` when it is not (redb has it, if anything does).
+    pub(super) fn held_row_names(&self, n: i64, v12: &str) -> Option<bool> {
+        self.held_surrogates.get(&n).map(|owner| **owner == *v12)
+    }
+
     /// False when redb surely does not hold an id of this [`digest`] in `table`.
     pub(super) fn may_hold(&self, table: Table, id: u64) -> bool {
         self.filters.as_ref().is_none_or(|f| f.may_hold(table, id))
@@ -301,8 +307,8 @@ impl State {
             return Ok((Found::Known(n), seq));
         }
         for n in self.held_ids.candidates(d) {
-            let owned = match self.held_surrogates.get(&n) {
-                Some(owner) => **owner == *v12,
+            let owned = match self.held_row_names(n, v12) {
+                Some(owned) => owned,
                 None => owns_surrogate(view.table(|s| &s.surrogates, SURROGATES)?, n, v12)?,
             };
             if owned {

@@ -16,10 +16,11 @@
 //! old message ids by count and age in batches between its commits (not synced on their own).
 //! The two tables keyed by digests of v12 ids, and the surrogates' rows (keyed by a hash of the
 //! id), take their entries later than the rest: the folder holds them in memory until
-//! `folder::HELD_MAX` have gathered or a commit lets journal files go, then writes them
-//! sorted in one go, since their keys are random and a few at a time cost a page each once the
-//! tables outgrow the page cache; pruned messages' digests leave their table with that batch. A durable commit's pages are written back in pieces before
-//! redb syncs its file (`paced`), so that the journal's syncs do not wait behind them all.
+//! `folder::HELD_MAX` have gathered or a commit lets journal files go, then writes them sorted
+//! in one go, since their keys are random and a few at a time cost a page each once the tables
+//! outgrow the page cache; pruned messages' digests leave their table with that batch. A
+//! durable commit's pages are written back in pieces before redb syncs its file (`paced`), so
+//! that the journal's syncs do not wait behind them all.
 //! Opening the store applies what a crash left in the journal.
 //!
 //! Reads look at the entries not folded yet first, then the held digests, then redb (past
@@ -616,8 +617,7 @@ impl IdStore for DiskStore {
                 // Each held digest's surrogate, and whether its row is held too and names `v12`.
                 let held: Vec<(i64, Option<bool>)> = {
                     let state = self.shared.state.lock_unpoisoned();
-                    let owned = |n| state.held_surrogates.get(&n).map(|owner| **owner == *v12);
-                    state.held_ids.candidates(d).map(|n| (n, owned(n))).collect()
+                    state.held_ids.candidates(d).map(|n| (n, state.held_row_names(n, v12))).collect()
                 };
                 let ruled_out = filters.is_some_and(|f| !f.may_hold(Table::Ids, d));
                 if let Some(&(n, _)) = held.iter().find(|(_, owned)| *owned == Some(true)) {
