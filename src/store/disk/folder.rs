@@ -379,7 +379,10 @@ impl Folder {
             state.seq.saturating_sub(last.last)
         };
         self.shared.fold_done.notify_waiters();
-        if unfolded <= MAX_UNFOLDED / 2 && self.shared.behind.swap(false, Ordering::AcqRel) {
+        if unfolded <= MAX_UNFOLDED / 2
+            && self.shared.behind.swap(false, Ordering::AcqRel)
+            && self.shared.behind_log.lock_unpoisoned().caught_up()
+        {
             tracing::info!(unfolded, "id store folder caught up");
         }
         *undurable = if durable { 0 } else { *undurable + entries };

@@ -38,7 +38,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use serde::Deserialize;
@@ -174,6 +174,8 @@ struct Shared {
     syncer_idle: AtomicBool,
     /// Decisions have had to wait for the folder, and it has not caught up since.
     behind: AtomicBool,
+    /// What the operator has been told of those waits.
+    behind_log: Mutex<BehindLog>,
     closed: AtomicBool,
     /// The syncer's thread, to wake when entries are decided or the store closes.
     syncer: std::sync::OnceLock<std::thread::Thread>,
@@ -184,6 +186,41 @@ struct Shared {
     /// as they skip any digest whose number's row is not the key's. Only the folder reads them,
     /// so they are not under the lock the decisions take.
     pruned_keys: Mutex<Vec<(u64, i32)>>,
+}
+
+/// How often the store says again that decisions wait for its folder, while they go on doing so.
+/// A sustained burst of new random ids makes the folder the slowest stage: it catches up and falls
+/// behind again every fraction of a second, and a line each time would bury the rest of the log.
+const BEHIND_WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// The warnings about decisions waiting for the folder: the first time, then at most once every
+/// [`BEHIND_WARN_EVERY`] with how many times it happened since; "caught up" only after a time
+/// that was warned about.
+#[derive(Debug, Default)]
+struct BehindLog {
+    warned: Option<Instant>,
+    /// Times fallen behind since the last warning, that one included.
+    times: u64,
+    /// The current (or last) time was warned about.
+    told: bool,
+}
+
+impl BehindLog {
+    /// Decisions began waiting: `Some(times)` when that is to be logged now.
+    fn fell_behind(&mut self, now: Instant) -> Option<u64> {
+        self.times += 1;
+        self.told = self.warned.is_none_or(|at| now.saturating_duration_since(at) >= BEHIND_WARN_EVERY);
+        if !self.told {
+            return None;
+        }
+        self.warned = Some(now);
+        Some(std::mem::take(&mut self.times))
+    }
+
+    /// The folder caught up: whether to say so.
+    fn caught_up(&mut self) -> bool {
+        std::mem::take(&mut self.told)
+    }
 }
 
 impl Shared {
@@ -446,6 +483,7 @@ impl DiskStore {
             fold_done: tokio::sync::Notify::new(),
             syncer_idle: AtomicBool::new(false),
             behind: AtomicBool::new(false),
+            behind_log: Mutex::new(BehindLog::default()),
             closed: AtomicBool::new(false),
             syncer: std::sync::OnceLock::new(),
             folder: std::sync::OnceLock::new(),
@@ -508,10 +546,13 @@ impl DiskStore {
             }
             // Once until the folder has caught up, not once per waiting caller.
             if !self.shared.behind.swap(true, Ordering::AcqRel) {
-                tracing::warn!(
-                    unfolded = behind,
-                    "id store waits for its folder: ids are decided faster than redb takes them"
-                );
+                if let Some(times) = self.shared.behind_log.lock_unpoisoned().fell_behind(Instant::now()) {
+                    tracing::warn!(
+                        unfolded = behind,
+                        times,
+                        "id store waits for its folder: ids are decided faster than redb takes them"
+                    );
+                }
             }
             folded.await;
         }
@@ -907,12 +948,28 @@ fn recover(db: &Database, dir: &Path) -> Result<u64, IdError> {
 mod tests {
     use futures::executor::block_on;
 
-    use std::time::Instant;
-
     use super::*;
     use crate::core::ids::StoredMessage;
     use crate::core::message::Segment;
     use crate::store::journal::Entry;
+
+    /// A burst that keeps the folder behind is warned about once a minute, with how many times
+    /// it fell behind meanwhile; "caught up" is said only after a time that was warned about.
+    #[test]
+    fn falling_behind_again_and_again_is_warned_about_once_a_minute() {
+        let mut log = BehindLog::default();
+        let start = Instant::now();
+        assert_eq!(log.fell_behind(start), Some(1));
+        assert!(log.caught_up());
+        for i in 1..=100 {
+            assert_eq!(log.fell_behind(start + Duration::from_millis(500 * i)), None);
+            assert!(!log.caught_up());
+        }
+        assert_eq!(log.fell_behind(start + BEHIND_WARN_EVERY), Some(101));
+        assert!(log.caught_up());
+        assert!(!log.caught_up());
+        assert_eq!(log.fell_behind(start + BEHIND_WARN_EVERY * 3), Some(1));
+    }
 
     fn dir(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("ob-disk-{name}-{}", std::process::id()));
