@@ -8,10 +8,12 @@
 //! health and readiness) to operators; [`run`] starts everything a [`config::Config`] describes
 //! and stops on a shutdown future.
 // No `unsafe` but one system call no kept crate wraps (`store::disk`'s write-back of redb's
-// file, `sync_file_range`), allowed where it is made.
+// file, `sync_file_range`) and one option set in the allocator (`allocator`), each allowed where
+// it is made.
 #![deny(unsafe_code)]
 
 pub mod admin;
+pub mod allocator;
 pub mod backends;
 pub mod bots;
 pub mod bridge;

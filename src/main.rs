@@ -13,6 +13,7 @@ use onebot_bridge::cli::{Cli, LogFormat};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    onebot_bridge::allocator::tune();
     let cli = Cli::parse();
     let config = match cli.load_config() {
         Ok(c) => c,

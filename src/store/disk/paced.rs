@@ -87,8 +87,8 @@ pub(in crate::store) fn write_back(file: &File, ranges: &[(u64, u64)]) {
 }
 
 /// `sync_file_range(2)` over `start..end` of `file`: no kept crate offers it (`rustix` and
-/// `nix` do not), so it is called here, the one `unsafe` block of the crate. Its errors show in
-/// the sync that follows, which writes whatever this did not.
+/// `nix` do not), so it is called here (this and `allocator`'s option are the crate's `unsafe`).
+/// Its errors show in the sync that follows, which writes whatever this did not.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn sync_file_range(file: &File, start: u64, end: u64, flags: libc::c_uint) {
