@@ -6,8 +6,9 @@
 //! (the entries redb has taken, a batch of digests, a filter built again) every fraction of a
 //! second when ids come faster than redb takes them, and for a second each of those stayed in
 //! RSS beside what was allocated meanwhile: a million events from a new user each (random message
-//! ids, the load bench's `LOAD_IDS=random`) peaked at 59–67 MiB with the default, 55–57 MiB at
-//! 100 ms, with no difference in CPU per event measured at full speed (docs/limits.md#memory).
+//! ids, the load bench's `LOAD_IDS=random`) peaked at 58.5–66.7 MiB with the default, 55.9–57.6
+//! MiB at 100 ms, with no difference in CPU per event measured at full speed
+//! (docs/limits.md#memory).
 //!
 //! The option is set through mimalloc's own API, as its documentation describes; the operator's
 //! `MIMALLOC_PURGE_DELAY`, when set, still wins.
