@@ -209,6 +209,11 @@ pub struct Cli {
     #[arg(long, env = "ONEBOT_BRIDGE_INSPECTOR")]
     pub inspector: bool,
 
+    /// Threads of the async runtime (default 1: a link's event path costs least on one thread;
+    /// give more for several busy backend links or accounts).
+    #[arg(long = "worker-threads", env = "ONEBOT_BRIDGE_WORKER_THREADS", value_name = "N")]
+    pub worker_threads: Option<usize>,
+
     /// Try the bridge without a backend: a built-in OneBot v12 implementation (one bot account,
     /// friends, groups) and a chat page on the admin listener where you play the users. Bots
     /// connect as to go-cqhttp (default: forward WS on 127.0.0.1:8080, HTTP API on
@@ -290,6 +295,7 @@ impl Cli {
             max_message: self.max_message,
             demo: self.demo,
             inspector: self.inspector,
+            worker_threads: self.worker_threads,
             store: self.store.clone(),
             store_ca_file: self.store_ca_file.clone(),
         }

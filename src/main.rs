@@ -51,13 +51,14 @@ fn main() -> ExitCode {
     for ignored in &config.ignored {
         tracing::warn!(keys = %ignored.keys.join(", "), "configuration keys ignored: {}", ignored.why);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(error) => {
-            eprintln!("onebot-bridge: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(config.worker_threads).enable_all().build() {
+            Ok(rt) => rt,
+            Err(error) => {
+                eprintln!("onebot-bridge: cannot start the runtime: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
     match runtime.block_on(onebot_bridge::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
