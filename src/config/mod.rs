@@ -698,10 +698,12 @@ pub struct Config {
 /// translated and delivered by tasks that hand each event from one to the next; on one thread
 /// each hand-off is a function call, across two a wake-up of the other core, and the memory an
 /// event was allocated in is freed from the other core's cache. On the 2-core machine the load
-/// bench runs on, one thread did more with less CPU in every scenario: `--ephemeral` events 12 %
-/// less CPU at the same rate, fan-out to 10 bots 24–40 % more events/s, `send_group_msg` 6–29 %
-/// more calls/s (docs/performance.md). The id store's folder and syncer, and file work, have
-/// threads of their own besides. More threads serve more busy links or accounts at once.
+/// bench runs on, one thread did more with less CPU on the event paths: `--ephemeral` events 12 %
+/// less CPU at the same rate, the disk store 3–15 % more events/s at 17 % less, fan-out to 10
+/// bots 24–40 % more events/s; `send_group_msg` 6 % fewer calls/s at 15 % less CPU a call (a
+/// call's request and its answer no longer overlap on two cores; docs/performance.md). The id
+/// store's folder and syncer, and file work, have threads of their own besides. More threads
+/// serve more busy links or accounts at once.
 pub const DEFAULT_WORKER_THREADS: usize = 1;
 /// The most threads the runtime is given.
 pub const MAX_WORKER_THREADS: usize = 256;
@@ -1679,12 +1681,13 @@ mod tests {
         let default = Config::resolve(FileConfig::default(), flags()).unwrap();
         assert_eq!(default.worker_threads, DEFAULT_WORKER_THREADS);
         assert!(default.summary().contains(&"runtime: 1 worker thread".to_owned()), "{:?}", default.summary());
-        let mut file = FileConfig::default();
-        file.bridge.worker_threads = Some(3);
-        assert_eq!(Config::resolve(file, flags()).unwrap().worker_threads, 3);
-        let mut file = FileConfig::default();
-        file.bridge.worker_threads = Some(3);
-        let flagged = Config::resolve(file, Overrides { worker_threads: Some(2), ..flags() }).unwrap();
+        let three = || {
+            let mut file = FileConfig::default();
+            file.bridge.worker_threads = Some(3);
+            file
+        };
+        assert_eq!(Config::resolve(three(), flags()).unwrap().worker_threads, 3);
+        let flagged = Config::resolve(three(), Overrides { worker_threads: Some(2), ..flags() }).unwrap();
         assert_eq!(flagged.worker_threads, 2, "the flag wins");
         assert!(flagged.summary().contains(&"runtime: 2 worker threads".to_owned()));
         for refused in [0, MAX_WORKER_THREADS + 1] {
