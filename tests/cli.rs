@@ -35,9 +35,11 @@ fn check_validates_and_exits() {
         .arg("--check")
         .env("ONEBOT_BRIDGE_BACKEND_WS", "ws://127.0.0.1:1/")
         .env("ONEBOT_BRIDGE_WS", "127.0.0.1:0,127.0.0.1:0")
-        .env("ONEBOT_BRIDGE_POST_FORMAT", "array"));
+        .env("ONEBOT_BRIDGE_POST_FORMAT", "array")
+        .env("ONEBOT_BRIDGE_WORKER_THREADS", "3"));
     assert_eq!(code, 0);
     assert_eq!(out.matches("v11 forward WebSocket on 127.0.0.1:0 (array messages)").count(), 2, "{out}");
+    assert!(out.contains("runtime: 3 worker threads"), "{out}");
     // It says what it will serve and dial, never the secrets.
     let (code, out, _) = run(bridge().args([
         "--check",
@@ -61,6 +63,7 @@ fn check_validates_and_exits() {
         "bots: v11 HTTP POST to http://127.0.0.1:2/, signed",
         "bots: v11 reverse WebSocket to universal ws://127.0.0.1:3/onebot",
         "ids: on disk in data/bridge.redb",
+        "runtime: 1 worker thread",
     ] {
         assert!(out.contains(want), "missing {want:?} in {out}");
     }
@@ -129,6 +132,7 @@ fn bad_configurations_exit_2_with_a_clear_message_before_binding() {
         (vec!["--backend-ws", "http://x:1", "--ws", "127.0.0.1:0"], "scheme must be ws"),
         (vec!["--backend-ws", "ws://x:1", "--ws", "nowhere"], "not an address"),
         (vec!["--backend-ws", "ws://x:1", "--ws", "127.0.0.1:0", "--mappings", "/nonexistent"], "cannot read"),
+        (vec!["--backend-ws", "ws://x:1", "--ws", "127.0.0.1:0", "--worker-threads", "0"], "worker-threads 0"),
     ];
     for (args, want) in cases {
         let (code, _, err) = run(bridge().args(&args));
