@@ -35,16 +35,16 @@ pub fn tune() {
     unsafe { libmimalloc_sys::mi_option_set_default(PURGE_DELAY, PURGE_DELAY_MS) };
 }
 
-/// The purge delay in effect, in milliseconds.
-#[allow(unsafe_code)]
-pub fn purge_delay_ms() -> c_long {
-    // SAFETY: as in [`tune`]: a read of mimalloc's table of options.
-    unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The purge delay in effect, in milliseconds.
+    #[allow(unsafe_code)]
+    fn purge_delay_ms() -> c_long {
+        // SAFETY: as in [`tune`]: a read of mimalloc's table of options.
+        unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) }
+    }
 
     /// The option set is mimalloc's purge delay: before it is set, it reads mimalloc's default
     /// for that option (1 000 ms in mimalloc 3, 10 in 2), which neither option beside it has
