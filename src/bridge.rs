@@ -144,7 +144,9 @@ impl Bridge {
         if let Some(cache) = shared_cache {
             translator = translator.with_shared_media_cache(cache);
         }
-        let serve_base = config.media.public_url.clone().or_else(|| addrs.http.first().map(|a| base_url(*a)));
+        // Bots reach `/files/` on the first HTTP server, else on the first forward WebSocket's port.
+        let serve_base =
+            config.media.public_url.clone().or_else(|| addrs.http.first().or(addrs.ws.first()).map(|a| base_url(*a)));
         translator.media.set_serve_base(serve_base);
         let mut hub = Hub::new(translator, config.limits.event_queue)
             .with_profile(config.profile.clone())

@@ -182,7 +182,7 @@ pub struct Cli {
     #[arg(long = "media-urls", env = "ONEBOT_BRIDGE_MEDIA_URLS", value_name = "MODE")]
     pub media_urls: Option<IncomingModeName>,
 
-    /// Base URL bots reach the bridge's HTTP server at, for served files [default: the first --http address].
+    /// Base URL bots reach the bridge's /files/ at [default: the first --http address, else the first --ws].
     #[arg(long = "public-url", env = "ONEBOT_BRIDGE_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
 

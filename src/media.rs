@@ -1,5 +1,5 @@
 //! Media on this machine: the local files bots may name, the cache directory, and the bridge's
-//! own file URLs (`GET /files/<token>` on the v11 HTTP server).
+//! own file URLs (`GET /files/<token>` on the v11 HTTP server, and on forward WebSocket ports).
 //!
 //! [`LocalDirs`] is the core's [`LocalFiles`]: a path is resolved to its canonical form (so `..`
 //! and symlinks are followed first) and read only when that lies inside an allowed directory or

@@ -125,6 +125,37 @@ pub fn check_upgrade(
     Err(resp)
 }
 
+/// How long a server waits for a new connection's request (the WebSocket handshake, or the request
+/// line [`asks_for_path_under`] looks at).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether the request that opens `stream` is a `GET` or `HEAD` of a path under `prefix`, looked
+/// at without reading it (`peek`), so that the connection can still go on to a WebSocket
+/// handshake. `None`: the peer closed, or sent too little to tell within [`HANDSHAKE_TIMEOUT`].
+pub async fn asks_for_path_under(stream: &tokio::net::TcpStream, prefix: &str) -> Option<bool> {
+    let heads = [format!("GET {prefix}"), format!("HEAD {prefix}")];
+    let mut buf = vec![0u8; heads.iter().map(String::len).max().unwrap_or(0)];
+    let look = async {
+        loop {
+            let n = stream.peek(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            let seen = &buf[..n];
+            if heads.iter().any(|h| seen.starts_with(h.as_bytes())) {
+                return Some(true);
+            }
+            if !heads.iter().any(|h| h.as_bytes().starts_with(seen)) {
+                return Some(false);
+            }
+            // The request line is arriving in pieces (the bytes already there stay readable,
+            // so waiting for readiness would return at once): look again shortly.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, look).await.ok().flatten()
+}
+
 /// Completes a server-side WebSocket handshake within 10 s, with the bridge's size limits for
 /// that side. A refused or failed handshake is logged and gives `None`.
 pub async fn accept_ws<C>(
@@ -138,7 +169,7 @@ where
 {
     let handshake =
         tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(max_message, side)));
-    match tokio::time::timeout(Duration::from_secs(10), handshake).await {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(ws)) => Some(ws),
         Ok(Err(error)) => {
             tracing::info!(%error, "WebSocket handshake refused or failed");

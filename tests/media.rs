@@ -647,6 +647,58 @@ async fn a_backend_that_cannot_give_urls_falls_back_to_the_bridges_url() {
     bridge.stop().await;
 }
 
+#[tokio::test]
+async fn with_no_http_server_the_bridges_url_is_served_on_the_websocket_port() {
+    let dirs = Dirs::new("wsport");
+    let backend = FakeBackend::start(BackendOptions { file_urls: false, ..Default::default() }).await;
+    let bridge = start(&backend, &dirs, |o| o.access_token = Some("s3cret".into())).await;
+    assert!(bridge.addrs().http.is_empty());
+    let ws = bridge.ws_addrs()[0];
+    let mut bot = Bot::connect(ws, "/", Some("Bearer s3cret")).await.unwrap();
+    assert_eq!(bot.next_frame().await["meta_event_type"], "lifecycle");
+    let bytes = noise(120_000, 12);
+    let id = backend.add_file("bird.png", bytes.clone());
+
+    let seg = receive_media(&mut bot, &backend, "image", &id).await;
+    let url = seg["data"]["url"].as_str().unwrap_or_else(|| panic!("no url: {seg}")).to_owned();
+    assert!(url.starts_with(&format!("http://{ws}/files/")), "{url}");
+    // Signed, so no access token is asked for.
+    let (status, len, body) = http_get(&url, WAIT).await;
+    assert_eq!((status, len), (200, Some(bytes.len() as u64)));
+    assert_same_bytes(&body, &bytes, "served on the WebSocket port");
+    let tampered = format!("{}{}", &url[..url.len() - 1], if url.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(http_get(&tampered, WAIT).await.0, 404, "{tampered}");
+
+    // A request line that arrives in pieces is still told apart from a WebSocket handshake.
+    let path = &url[url.find("/files/").unwrap()..];
+    let raw = async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(ws).await.unwrap();
+        tcp.write_all(b"GE").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tcp.write_all(format!("T {path} HTTP/1.1\r\nHost: bridge\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer).await.unwrap();
+        answer
+    };
+    let answer = tokio::time::timeout(WAIT, raw).await.expect("the split request got no answer");
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer[..answer.len().min(200)]));
+    assert!(answer.ends_with(&bytes), "the body is the file");
+
+    // The port still speaks WebSocket for everything else, token checked.
+    match Bot::connect(ws, "/", None).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("a handshake without the token: {:?}", other.map(|_| "accepted")),
+    }
+    let info = bot.call("get_login_info", json!({})).await;
+    assert_eq!(info["retcode"], 0, "{info}");
+
+    bot.close().await;
+    bridge.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_50_mib_file_is_served_whole_with_its_content_length() {
     let dirs = Dirs::new("big-serve");

@@ -248,6 +248,16 @@ async fn connection(stream: TcpStream, endpoint: Arc<Endpoint>, mut shutdown: wa
         let endpoint = endpoint.clone();
         async move { Ok::<_, Infallible>(handle(req, &endpoint).await) }.in_current_span()
     });
+    serve_http1(stream, service, &mut shutdown).await;
+}
+
+/// Serves one HTTP/1 connection with `service` until the client ends it; at `shutdown` the
+/// request in flight (if any) finishes and the connection closes.
+async fn serve_http1<S>(stream: TcpStream, service: S, shutdown: &mut watch::Receiver<bool>)
+where
+    S: hyper::service::HttpService<Incoming, ResBody = HttpBody>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
@@ -271,6 +281,18 @@ async fn connection(stream: TcpStream, endpoint: Arc<Endpoint>, mut shutdown: wa
     }
 }
 
+/// A connection to another listener (the forward WebSocket's) whose first request is for a
+/// `/files/` URL: it is served as the HTTP API's port serves those, and only those (any other
+/// path is 404), so that a bridge with no HTTP server still serves the URLs it gives out.
+pub async fn serve_files(stream: TcpStream, hub: Arc<Hub>, shutdown: &mut watch::Receiver<bool>) {
+    let service = service_fn(move |req: Request<Incoming>| {
+        let hub = hub.clone();
+        async move { Ok::<_, Infallible>(files_route(&req, &hub).await.unwrap_or_else(|| whole(StatusCode::NOT_FOUND, ""))) }
+            .in_current_span()
+    });
+    serve_http1(stream, service, shutdown).await;
+}
+
 /// A response body: a whole answer, or a file streamed from the backend.
 type HttpBody = Either<Full<Bytes>, ChannelBody>;
 
@@ -281,15 +303,8 @@ fn whole(status: StatusCode, body: impl Into<Bytes>) -> Response<HttpBody> {
 }
 
 async fn handle(req: Request<Incoming>, endpoint: &Endpoint) -> Response<HttpBody> {
-    // The bridge's own file URLs (README "Media"): signed, so they need no access token.
-    if let Some(token) = req.uri().path().strip_prefix(FILES_PREFIX) {
-        if req.method() != Method::GET && req.method() != Method::HEAD {
-            return whole(StatusCode::METHOD_NOT_ALLOWED, "");
-        }
-        return match serve_file(endpoint.hub.clone(), token).await {
-            Served::File(resp) => resp.map(Either::Right),
-            Served::Status(status, text) => whole(status, text),
-        };
+    if let Some(resp) = files_route(&req, &endpoint.hub).await {
+        return resp;
     }
     match answer(req, endpoint).await {
         Ok(answer) => {
@@ -309,6 +324,19 @@ async fn handle(req: Request<Incoming>, endpoint: &Endpoint) -> Response<HttpBod
             whole(status, Bytes::new())
         }
     }
+}
+
+/// The bridge's own file URLs (README "Media"), signed, so they need no access token; `None`
+/// when the request is not for one.
+async fn files_route(req: &Request<Incoming>, hub: &Arc<Hub>) -> Option<Response<HttpBody>> {
+    let token = req.uri().path().strip_prefix(FILES_PREFIX)?;
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Some(whole(StatusCode::METHOD_NOT_ALLOWED, ""));
+    }
+    Some(match serve_file(hub.clone(), token).await {
+        Served::File(resp) => resp.map(Either::Right),
+        Served::Status(status, text) => whole(status, text),
+    })
 }
 
 /// The OneBot answer to one request, or the HTTP status that refuses it.

@@ -5,6 +5,10 @@
 //! `meta_event.lifecycle.connect` as their first frame, then events and heartbeats. The access
 //! token is checked before the upgrade: 401 when none is presented, 403 when it is wrong.
 //!
+//! A connection whose first request is a `GET` or `HEAD` of `/files/…` is plain HTTP: the
+//! bridge's signed file URLs are served here as on the HTTP API's port, and point here when the
+//! bridge has no HTTP server.
+//!
 //! Which bot account a connection serves: the endpoint's `self-id`, else `?self_id=` in the URL,
 //! else the only account the backend has. A connection made before any account is known waits
 //! (and answers actions with a failure) until one appears.
@@ -18,13 +22,14 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tracing::Instrument;
 
+use crate::bots::http_server::{serve_files, FILES_PREFIX};
 use crate::bots::rate_limit::{self, Limiter};
 use crate::bots::session::{self, Pick, Role, SessionConfig};
 use crate::config::{Limits, WsServer};
 use crate::hub::Hub;
 use crate::inspector::connections::Connection;
 use crate::metrics::OpenConnection;
-use crate::net::{accept_loop, accept_ws, check_upgrade};
+use crate::net::{accept_loop, accept_ws, asks_for_path_under, check_upgrade};
 
 /// Connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 1024;
@@ -72,6 +77,15 @@ struct Handshake {
 }
 
 async fn connection(stream: TcpStream, peer: SocketAddr, ep: Endpoint, mut shutdown: watch::Receiver<bool>) {
+    // The bridge's own `/files/` URLs are served here too: with no HTTP server, they point here.
+    match asks_for_path_under(&stream, FILES_PREFIX).await {
+        Some(true) => return serve_files(stream, ep.hub.clone(), &mut shutdown).await,
+        Some(false) => {}
+        None => {
+            tracing::info!("connection closed or silent before its request");
+            return;
+        }
+    }
     let mut hs = Handshake::default();
     let expected = ep.server.token.clone();
     // The error type is tungstenite's own; its size is not ours to choose.

@@ -95,8 +95,8 @@ pub struct MediaSection {
     /// Where received media URLs come from: `resolve` (the backend; default) or `serve` (the bridge).
     #[serde(default)]
     pub urls: Option<IncomingModeName>,
-    /// The base URL bots reach the bridge's HTTP server at, for served files
-    /// (default: the first HTTP server's address).
+    /// The base URL bots reach the bridge's `/files/` at (default: the first HTTP server's
+    /// address, else the first forward WebSocket's).
     #[serde(default)]
     pub public_url: Option<String>,
     /// Files above this many bytes are uploaded in fragments.

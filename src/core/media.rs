@@ -22,7 +22,7 @@
 //!
 //! Incoming, a media segment's `file_id` becomes the v11 `file`, and [`Translator::media_urls`]
 //! adds a `url` the bot can fetch: the backend's own (`get_file` type `url`, mode
-//! [`IncomingMode::Resolve`]) or the bridge's (`GET /files/<token>` on its HTTP address, mode
+//! [`IncomingMode::Resolve`]) or the bridge's (`GET /files/<token>` on its HTTP or forward WebSocket port, mode
 //! [`IncomingMode::Serve`]), each falling back to the other. Serving streams the file from the
 //! backend with [`Translator::open_download`] / [`Translator::next_chunk`].
 //!
@@ -103,7 +103,7 @@ pub enum IncomingMode {
     #[default]
     Resolve,
     /// The bridge's own URL (`GET /files/<token>`, fetched from the backend on first request);
-    /// the backend's when the bridge has no HTTP address.
+    /// the backend's when the bridge has no address bots can fetch from.
     Serve,
 }
 
@@ -415,7 +415,7 @@ impl<V: Clone> Recent<V> {
 }
 
 /// The media state a translator keeps: options, the local-file reader, remembered uploads and
-/// URLs, and the bridge's own base URL once its HTTP server is bound.
+/// URLs, and the bridge's own base URL once its servers are bound.
 #[derive(Debug)]
 pub struct Media {
     pub options: MediaOptions,
@@ -481,7 +481,7 @@ impl Media {
         self.shared = Some(cache);
     }
 
-    /// Sets the base (`http://host:port`) bots reach the bridge's HTTP server at.
+    /// Sets the base (`http://host:port`) bots reach the bridge's `/files/` at.
     pub fn set_serve_base(&self, base: Option<String>) {
         *self.serve_base.write_unpoisoned() = base.map(|b| b.trim_end_matches('/').to_owned());
     }
@@ -520,7 +520,7 @@ impl Media {
         Some((who.parse().ok()?, file_id.to_owned()))
     }
 
-    /// The bridge's URL for a backend file, if it has an HTTP address.
+    /// The bridge's URL for a backend file, if it has an address bots can fetch from.
     pub fn serve_url(&self, v11_self: i64, file_id: &str) -> Option<String> {
         Some(format!("{}/files/{}", self.serve_base()?, self.token(v11_self, file_id)))
     }
