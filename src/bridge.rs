@@ -147,6 +147,13 @@ impl Bridge {
         // Bots reach `/files/` on the first HTTP server, else on the first forward WebSocket's port.
         let serve_base =
             config.media.public_url.clone().or_else(|| addrs.http.first().or(addrs.ws.first()).map(|a| base_url(*a)));
+        // v11 backends (NapCat & co.) put a URL in every picture themselves.
+        if serve_base.is_none() && config.backends.iter().any(|b| b.protocol == Protocol::V12) {
+            tracing::info!(
+                "no HTTP API or forward WebSocket server for bots to fetch files from: a received picture \
+                 the backend gives no URL for reaches bots with its file only (set --http or --public-url)"
+            );
+        }
         translator.media.set_serve_base(serve_base);
         let mut hub = Hub::new(translator, config.limits.event_queue)
             .with_profile(config.profile.clone())
