@@ -131,11 +131,13 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether the request that opens `stream` is a `GET` or `HEAD` of a path under `prefix`, looked
 /// at without reading it (`peek`), so that the connection can still go on to a WebSocket
-/// handshake. `None`: the peer closed, or sent too little to tell within [`HANDSHAKE_TIMEOUT`].
-pub async fn asks_for_path_under(stream: &tokio::net::TcpStream, prefix: &str) -> Option<bool> {
+/// handshake. `None`: the peer closed, or sent too little to tell `within` (a server gives it
+/// [`HANDSHAKE_TIMEOUT`]).
+pub async fn asks_for_path_under(stream: &tokio::net::TcpStream, prefix: &str, within: Duration) -> Option<bool> {
     let heads = [format!("GET {prefix}"), format!("HEAD {prefix}")];
     let mut buf = vec![0u8; heads.iter().map(String::len).max().unwrap_or(0)];
     let look = async {
+        let mut pause = Duration::from_millis(2);
         loop {
             let n = stream.peek(&mut buf).await.ok()?;
             if n == 0 {
@@ -149,11 +151,13 @@ pub async fn asks_for_path_under(stream: &tokio::net::TcpStream, prefix: &str) -
                 return Some(false);
             }
             // The request line is arriving in pieces (the bytes already there stay readable,
-            // so waiting for readiness would return at once): look again shortly.
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // so waiting for readiness would return at once): look again, less and less often,
+            // so that a peer that stops halfway costs a few wake-ups, not one every few ms.
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
         }
     };
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, look).await.ok().flatten()
+    tokio::time::timeout(within, look).await.ok().flatten()
 }
 
 /// Completes a server-side WebSocket handshake within 10 s, with the bridge's size limits for
@@ -229,6 +233,46 @@ pub fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What [`asks_for_path_under`] says of a connection that sends `pieces`, one write each,
+    /// 20 ms apart (then keeps the connection open, or closes it when `close`).
+    async fn asks_for_files(pieces: &[&str], close: bool) -> Option<bool> {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pieces: Vec<String> = pieces.iter().map(|p| p.to_string()).collect();
+        let client = tokio::spawn(async move {
+            let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            for piece in pieces {
+                tcp.write_all(piece.as_bytes()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if !close {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let said = asks_for_path_under(&stream, "/files/", Duration::from_millis(500)).await;
+        client.abort();
+        said
+    }
+
+    #[tokio::test]
+    async fn a_request_for_files_is_told_apart_from_a_handshake_without_reading_it() {
+        assert_eq!(asks_for_files(&["GET /files/abc HTTP/1.1\r\n\r\n"], false).await, Some(true));
+        assert_eq!(asks_for_files(&["HEAD /files/abc HTTP/1.1\r\n\r\n"], false).await, Some(true));
+        assert_eq!(asks_for_files(&["GET / HTTP/1.1\r\nUpgrade: websocket\r\n"], false).await, Some(false));
+        assert_eq!(asks_for_files(&["GET /api HTTP/1.1\r\n"], false).await, Some(false));
+        assert_eq!(asks_for_files(&["POST /files/abc HTTP/1.1\r\n"], false).await, Some(false));
+        // In pieces, however it is cut.
+        assert_eq!(asks_for_files(&["G", "ET /fi", "les/abc HTTP/1.1\r\n"], false).await, Some(true));
+        assert_eq!(asks_for_files(&["GET /f", "oo HTTP/1.1\r\n"], false).await, Some(false));
+        // Too little to tell in time (what is left unread can still be peeked at after the peer
+        // closed), or nothing at all: nothing to serve.
+        assert_eq!(asks_for_files(&["GET /fi"], true).await, None);
+        assert_eq!(asks_for_files(&["GET /fi"], false).await, None);
+        assert_eq!(asks_for_files(&[], true).await, None);
+    }
 
     #[test]
     fn tokens_are_read_like_go_cqhttp() {

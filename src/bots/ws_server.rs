@@ -29,7 +29,7 @@ use crate::config::{Limits, WsServer};
 use crate::hub::Hub;
 use crate::inspector::connections::Connection;
 use crate::metrics::OpenConnection;
-use crate::net::{accept_loop, accept_ws, asks_for_path_under, check_upgrade};
+use crate::net::{accept_loop, accept_ws, asks_for_path_under, check_upgrade, HANDSHAKE_TIMEOUT};
 
 /// Connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 1024;
@@ -78,7 +78,7 @@ struct Handshake {
 
 async fn connection(stream: TcpStream, peer: SocketAddr, ep: Endpoint, mut shutdown: watch::Receiver<bool>) {
     // The bridge's own `/files/` URLs are served here too: with no HTTP server, they point here.
-    match asks_for_path_under(&stream, FILES_PREFIX).await {
+    match asks_for_path_under(&stream, FILES_PREFIX, HANDSHAKE_TIMEOUT).await {
         Some(true) => return serve_files(stream, ep.hub.clone(), &mut shutdown).await,
         Some(false) => {}
         None => {
