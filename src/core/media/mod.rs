@@ -1,8 +1,8 @@
 //! Media between the two worlds: v11 `file=` references ⇄ v12 `file_id`s.
 //!
 //! Outgoing, a bot names a picture by URL, local path or inline base64; v12 wants a `file_id`
-//! from `upload_file`. [`Translator::upload_media`] walks a v11 message before it is translated
-//! and replaces every such reference with the file_id the backend gave:
+//! from `upload_file`. [`Translator::upload_media`] walks a v11 message before it is
+//! translated and replaces every such reference with the file_id the backend gave:
 //! - `http(s)://…` → `upload_file` type `url` (the backend fetches it);
 //! - `file:///…` or an absolute path → read through [`LocalFiles`] (only inside the allowed
 //!   directories) and sent as `data` — in one `upload_file` up to the fragment threshold, above
@@ -20,14 +20,34 @@
 //! picture one replica uploaded is not uploaded again by another. The shared tier is an
 //! optimisation only: when it fails or is slow, it counts as a miss and media go on without it.
 //!
-//! Incoming, a media segment's `file_id` becomes the v11 `file`, and [`Translator::media_urls`]
-//! adds a `url` the bot can fetch: the backend's own (`get_file` type `url`, mode
-//! [`IncomingMode::Resolve`]) or the bridge's (`GET /files/<token>` on its HTTP or forward WebSocket port, mode
-//! [`IncomingMode::Serve`]), each falling back to the other. Serving streams the file from the
-//! backend with [`Translator::open_download`] / [`Translator::next_chunk`].
+//! Incoming, a media segment's `file_id` becomes the v11 `file`, and
+//! [`Translator::media_urls`] adds a `url` the bot can fetch: the backend's own (`get_file` type
+//! `url`, mode [`IncomingMode::Resolve`]) or the bridge's (`GET /files/<token>` on its HTTP or
+//! forward WebSocket port, mode [`IncomingMode::Serve`]), each falling back to the other.
+//! Serving streams the file from the backend with [`Translator::open_download`] /
+//! [`Translator::next_chunk`].
 //!
 //! Nothing here touches a disk or a socket: local files go through the [`LocalFiles`] trait the
 //! runtime implements, backend calls through [`V12Caller`].
+//!
+//! Here: the options, the traits, and the state a translator keeps ([`Media`]: remembered
+//! uploads and URLs, the signed tokens of served URLs); `source` reads a reference, `upload` and
+//! `urls` are the two directions, `download` fetches a backend file.
+//!
+//! [`Translator::upload_media`]: crate::core::Translator::upload_media
+//! [`Translator::media_urls`]: crate::core::Translator::media_urls
+//! [`Translator::open_download`]: crate::core::Translator::open_download
+//! [`Translator::next_chunk`]: crate::core::Translator::next_chunk
+//! [`V12Caller`]: crate::core::V12Caller
+
+mod download;
+mod source;
+mod upload;
+mod urls;
+
+pub use download::Download;
+pub use source::{parse_source, MediaSource};
+pub use upload::Uploaded;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -36,17 +56,14 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::action::{ActionContext, ActionError};
-use super::ids::IdStore;
-use super::message::{value_as_text, Segment};
-use super::segment::SegmentError;
-use super::{Translator, V12Caller};
+use super::action::ActionContext;
+use super::message::value_as_text;
 use crate::sync::{LockUnpoisoned, RwLockUnpoisoned};
 
 /// A boxed future, for the object-safe [`LocalFiles`] trait.
@@ -54,13 +71,6 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// v11 segment types whose `file` names a resource (go-cqhttp's `cardimage` is sent as an image).
 pub const MEDIA_TYPES: [&str; 5] = ["image", "record", "video", "file", "cardimage"];
-
-/// How long the bridge stops asking a backend for URLs after it said it cannot give any
-/// (`10002` unsupported action, `10004` unsupported type).
-const NO_URLS_FOR: Duration = Duration::from_secs(600);
-
-/// Largest file sent in one `upload_file` when the backend has no fragmented upload.
-const MAX_SINGLE_FALLBACK: u64 = 16 << 20;
 
 /// Largest value written to the shared tier. A file_id or a URL is far smaller; a longer one is
 /// kept in this bridge's memory only, so one odd backend answer cannot fill the shared store.
@@ -144,85 +154,6 @@ impl Default for MediaOptions {
     }
 }
 
-/// What a v11 `file=` names.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MediaSource {
-    Url(String),
-    /// A local path, decoded from a `file://` URL or given bare.
-    Local(String),
-    /// Inline data, already decoded.
-    Data(Vec<u8>),
-    /// Not a resource: a file_id the backend gave.
-    FileId(String),
-}
-
-/// Reads a v11 media reference. Base64 is decoded here (bounded by `limit` bytes decoded).
-pub fn parse_source(file: &str, limit: u64) -> Result<MediaSource, MediaError> {
-    let file = file.trim();
-    let lower = file.get(..12).unwrap_or(file).to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        return Ok(MediaSource::Url(file.to_owned()));
-    }
-    if let Some(b64) = file.strip_prefix("base64://") {
-        let b64 = b64.trim();
-        let decoded_len = (b64.len() as u64 / 4) * 3;
-        if decoded_len > limit + 3 {
-            return Err(MediaError::TooLarge { what: "the base64 data".into(), size: decoded_len, limit });
-        }
-        let cleaned: String;
-        let text = if b64.bytes().any(|b| b.is_ascii_whitespace()) {
-            cleaned = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-            &cleaned
-        } else {
-            b64
-        };
-        let data = STANDARD
-            .decode(text)
-            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text.trim_end_matches('=')))
-            .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
-            .map_err(|e| MediaError::BadReference(format!("base64:// data does not decode: {e}")))?;
-        if data.len() as u64 > limit {
-            return Err(MediaError::TooLarge { what: "the base64 data".into(), size: data.len() as u64, limit });
-        }
-        return Ok(MediaSource::Data(data));
-    }
-    if file.starts_with("base16384://") {
-        return Err(MediaError::BadReference(
-            "base16384:// is not supported by this bridge; send base64:// instead".into(),
-        ));
-    }
-    if lower.starts_with("file://") {
-        return Ok(MediaSource::Local(file_url_path(&file[7..])?));
-    }
-    if file.starts_with('/') || is_windows_absolute(file) {
-        return Ok(MediaSource::Local(file.to_owned()));
-    }
-    Ok(MediaSource::FileId(file.to_owned()))
-}
-
-fn is_windows_absolute(p: &str) -> bool {
-    let b = p.as_bytes();
-    b.len() > 2 && b[0].is_ascii_alphabetic() && b[1] == b':' && (b[2] == b'\\' || b[2] == b'/')
-}
-
-/// The path of a `file://` URL after the scheme: `/abs`, `localhost/abs`, or `/C:/x` on Windows;
-/// percent-escapes decoded.
-fn file_url_path(rest: &str) -> Result<String, MediaError> {
-    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let decoded = percent_encoding::percent_decode_str(rest)
-        .decode_utf8()
-        .map_err(|_| MediaError::BadReference("file:// path is not UTF-8".into()))?
-        .into_owned();
-    if let Some(win) = decoded.strip_prefix('/').filter(|p| is_windows_absolute(p)) {
-        return Ok(win.to_owned());
-    }
-    if !decoded.starts_with('/') {
-        return Err(MediaError::BadReference(format!("file:// URL must name an absolute path, not {decoded:?}")));
-    }
-    Ok(decoded)
-}
-
 /// Local files a bot names, as the runtime opens them (only inside the allowed directories).
 pub trait LocalFiles: Send + Sync + fmt::Debug {
     /// Opens a file for reading, or says why not (outside the allowed directories, missing, …).
@@ -301,55 +232,6 @@ pub trait SharedMediaCache: Send + Sync + fmt::Debug {
 /// file_id never becomes a long or odd key in a store others read.
 fn shared_key(local: &str) -> String {
     hex(&Sha256::digest(local.as_bytes()))
-}
-
-/// Bytes being uploaded: in memory, or read from a local file as they are sent.
-enum Content {
-    Bytes(Vec<u8>),
-    File(Box<dyn LocalFile>),
-}
-
-impl Content {
-    fn size(&self) -> u64 {
-        match self {
-            Content::Bytes(b) => b.len() as u64,
-            Content::File(f) => f.size(),
-        }
-    }
-
-    async fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, MediaError> {
-        match self {
-            Content::Bytes(b) => {
-                let start = (offset as usize).min(b.len());
-                Ok(b[start..(start + len).min(b.len())].to_vec())
-            }
-            Content::File(f) => {
-                let chunk = f.read_at(offset, len).await?;
-                if chunk.is_empty() && len > 0 {
-                    return Err(MediaError::Io(format!("{} ended early (changed while being sent?)", f.path())));
-                }
-                Ok(chunk)
-            }
-        }
-    }
-
-    /// The whole content's sha256 (lowercase hex), reading a file in chunks.
-    async fn sha256(&mut self, chunk: usize) -> Result<String, MediaError> {
-        let mut h = Sha256::new();
-        match self {
-            Content::Bytes(b) => h.update(b),
-            Content::File(_) => {
-                let size = self.size();
-                let mut offset = 0;
-                while offset < size {
-                    let part = self.read(offset, chunk.min((size - offset) as usize)).await?;
-                    offset += part.len() as u64;
-                    h.update(&part);
-                }
-            }
-        }
-        Ok(hex(&h.finalize()))
-    }
 }
 
 /// Lowercase hex, as v12 spells a sha256.
@@ -437,24 +319,6 @@ pub struct Media {
 /// One `get_file` call others may wait for: the first to take the lock calls and leaves the
 /// outcome (a URL or none) for those after it.
 type UrlFlight = futures_util::lock::Mutex<Option<Option<String>>>;
-
-/// Takes a finished (or abandoned) flight out of the map: later arrivals find the URL in the
-/// cache, or ask again. Those already waiting on it still see its outcome, or call themselves if
-/// the caller was dropped before it had one.
-struct LeaveFlight<'a> {
-    media: &'a Media,
-    key: &'a str,
-    flight: &'a Arc<UrlFlight>,
-}
-
-impl Drop for LeaveFlight<'_> {
-    fn drop(&mut self) {
-        let mut flights = self.media.lock_flights();
-        if flights.get(self.key).is_some_and(|f| Arc::ptr_eq(f, self.flight)) {
-            flights.remove(self.key);
-        }
-    }
-}
 
 impl Media {
     pub fn new(options: MediaOptions, files: Option<Box<dyn LocalFiles>>) -> Media {
@@ -603,529 +467,6 @@ impl Media {
     }
 }
 
-/// What [`Translator::upload_media`] did: the cache keys of reused uploads (forgotten and retried
-/// when the send fails).
-#[derive(Debug, Default)]
-pub struct Uploaded {
-    pub reused: Vec<String>,
-    pub uploads: usize,
-}
-
-/// A file being fetched from the backend, chunk by chunk.
-#[derive(Debug)]
-pub struct Download {
-    pub name: String,
-    /// Total size, when the backend said.
-    pub size: Option<u64>,
-    pub sha256: Option<String>,
-    state: DownloadState,
-    started: Instant,
-    /// The bytes so far, checked against `sha256` at the end (`None`: checked already, as a
-    /// whole file is before its first byte goes anywhere).
-    hash: Option<Sha256>,
-}
-
-/// A file's sha256 (lowercase hex) against the one the backend gave, if it gave one.
-fn check_sha256(want: Option<&str>, got: &str) -> Result<(), MediaError> {
-    match want.filter(|w| !w.is_empty()) {
-        Some(want) if !want.eq_ignore_ascii_case(got) => Err(MediaError::BadAnswer {
-            action: "get_file".into(),
-            reason: format!("the file arrived with sha256 {got}, the backend said {want}"),
-        }),
-        _ => Ok(()),
-    }
-}
-
-#[derive(Debug)]
-enum DownloadState {
-    Fragments { file_id: String, offset: u64, total: u64 },
-    Whole(Option<Vec<u8>>),
-}
-
-fn bytes_field(data: &Value, action: &str) -> Result<Vec<u8>, MediaError> {
-    let bad = |reason: &str| MediaError::BadAnswer { action: action.to_owned(), reason: reason.to_owned() };
-    match data.get("data") {
-        Some(Value::String(s)) => STANDARD.decode(s.trim()).map_err(|_| bad("`data` is not base64")),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|b| b.as_u64().filter(|n| *n < 256).map(|n| n as u8).ok_or_else(|| bad("bad byte")))
-            .collect(),
-        _ => Err(bad("no `data`")),
-    }
-}
-
-fn file_id_of(data: &Value, action: &str) -> Result<String, ActionError> {
-    data.get("file_id")
-        .and_then(super::v12::id_string)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| MediaError::BadAnswer { action: action.to_owned(), reason: "no `file_id`".into() }.into())
-}
-
-/// A file name for an upload: what the bot said, else the last path or URL segment, else the
-/// content hash with an extension sniffed from the first bytes.
-fn upload_name(given: Option<String>, source: &str, head: &[u8], sha256: &str) -> String {
-    if let Some(name) = given.filter(|n| !n.trim().is_empty()) {
-        return name;
-    }
-    let last = source.split(['?', '#']).next().unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
-    if !last.is_empty() && last.len() <= 128 && !source.starts_with("base64://") {
-        return last.to_owned();
-    }
-    let ext = match head {
-        [0x89, b'P', b'N', b'G', ..] => ".png",
-        [0xff, 0xd8, 0xff, ..] => ".jpg",
-        [b'G', b'I', b'F', b'8', ..] => ".gif",
-        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => ".webp",
-        [b'#', b'!', b'A', b'M', b'R', ..] => ".amr",
-        [0x02, b'#', b'!', b'S', b'I', b'L', b'K', ..] | [b'#', b'!', b'S', b'I', b'L', b'K', ..] => ".silk",
-        [b'I', b'D', b'3', ..] => ".mp3",
-        [_, _, _, _, b'f', b't', b'y', b'p', ..] => ".mp4",
-        _ => "",
-    };
-    format!("{}{ext}", &sha256[..16.min(sha256.len())])
-}
-
-impl<S: IdStore> Translator<S> {
-    /// Replaces every media reference in a v11 message (forward nodes' contents included) with a
-    /// backend file_id, uploading as needed. Download hints (`cache`, `proxy`, `timeout`, `c`) are consumed here; `url` is the
-    /// fallback go-cqhttp uses when `file` is missing. With `reuse` false nothing remembered is
-    /// used (the retry after a failed send).
-    pub async fn upload_media<C: V12Caller>(
-        &self,
-        ctx: ActionContext<'_>,
-        caller: &C,
-        segments: &mut [Segment],
-        reuse: bool,
-    ) -> Result<Uploaded, ActionError> {
-        let mut done = Uploaded::default();
-        self.upload_within(ctx, caller, segments, reuse, 0, &mut done).await?;
-        Ok(done)
-    }
-
-    /// [`Translator::upload_media`] at a depth of forward nodes: a node's content is a message
-    /// whose media go the same way (its content is left a list of segments).
-    fn upload_within<'a, C: V12Caller>(
-        &'a self,
-        ctx: ActionContext<'a>,
-        caller: &'a C,
-        segments: &'a mut [Segment],
-        reuse: bool,
-        depth: usize,
-        done: &'a mut Uploaded,
-    ) -> BoxFuture<'a, Result<(), ActionError>> {
-        Box::pin(async move {
-            for seg in segments.iter_mut() {
-                if seg.kind == "node" {
-                    let Some(mut content) = super::forward::node_content(seg)? else { continue };
-                    if depth >= super::forward::MAX_NODE_DEPTH {
-                        return Err(SegmentError::BadSegment {
-                            kind: "node".into(),
-                            reason: format!("forwards nest at most {} deep", super::forward::MAX_NODE_DEPTH),
-                        }
-                        .into());
-                    }
-                    self.upload_within(ctx, caller, &mut content, reuse, depth + 1, done).await?;
-                    seg.data.insert("content", Segment::list_into_value(content));
-                    continue;
-                }
-                if MEDIA_TYPES.contains(&seg.kind.as_str()) {
-                    self.upload_segment(ctx, caller, seg, reuse, done).await?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    async fn upload_segment<C: V12Caller>(
-        &self,
-        ctx: ActionContext<'_>,
-        caller: &C,
-        seg: &mut Segment,
-        reuse: bool,
-        done: &mut Uploaded,
-    ) -> Result<(), ActionError> {
-        // go-cqhttp's group-file segment names its file `path`; an image may fall back to `url`.
-        let key = ["file", "path", "url"].into_iter().find(|k| seg.str_of(k).is_some_and(|v| !v.is_empty()));
-        let Some(key) = key else { return Ok(()) };
-        let file = seg.str_of(key).unwrap_or_default();
-        let no_cache = seg.str_of("cache").is_some_and(|c| c.trim() == "0");
-        let name = seg.str_of("name");
-        for hint in ["cache", "proxy", "timeout", "c", "path"] {
-            seg.data.remove(hint);
-        }
-        if key == "url" {
-            seg.data.remove("url");
-        }
-        let source = parse_source(&file, self.media.options.max_file_size)?;
-        if let MediaSource::FileId(id) = source {
-            seg.data.insert("file", id.into());
-            return Ok(());
-        }
-        let (file_id, reused) = self.upload_source(ctx, caller, source, &file, name, reuse && !no_cache).await?;
-        match reused {
-            Some(k) => done.reused.push(k),
-            None => done.uploads += 1,
-        }
-        seg.data.insert("file", file_id.into());
-        Ok(())
-    }
-
-    /// Uploads one resource; returns the file_id and, when a remembered upload was used, its key.
-    async fn upload_source<C: V12Caller>(
-        &self,
-        ctx: ActionContext<'_>,
-        caller: &C,
-        source: MediaSource,
-        reference: &str,
-        name: Option<String>,
-        reuse: bool,
-    ) -> Result<(String, Option<String>), ActionError> {
-        let opts = &self.media.options;
-        let me = account_key(ctx);
-        let started = Instant::now();
-        let mut content = match source {
-            MediaSource::FileId(id) => return Ok((id, None)),
-            MediaSource::Url(url) => {
-                let key = format!("{me}\nurl\n{url}");
-                if reuse {
-                    if let Some(id) = self.media.remembered(CacheKind::Upload, &key).await {
-                        return Ok((id, Some(key)));
-                    }
-                }
-                let mut p = Map::new();
-                p.insert("type".into(), "url".into());
-                p.insert("name".into(), upload_name(name, &url, &[], "").into());
-                p.insert("url".into(), url.clone().into());
-                let data = self.call(ctx, caller, "upload_file", p).await?;
-                let id = file_id_of(&data, "upload_file")?;
-                self.media.remember(CacheKind::Upload, key, id.clone()).await;
-                return Ok((id, None));
-            }
-            MediaSource::Data(bytes) => Content::Bytes(bytes),
-            MediaSource::Local(path) => {
-                let files = self.media.files.as_ref().ok_or_else(|| {
-                    MediaError::Refused(format!(
-                        "{path}: local files are not allowed (no allowed directories are configured; see `[media] allowed-dirs`)"
-                    ))
-                })?;
-                Content::File(files.open(&path).await?)
-            }
-        };
-        let size = content.size();
-        if size > opts.max_file_size {
-            return Err(
-                MediaError::TooLarge { what: reference_label(reference), size, limit: opts.max_file_size }.into()
-            );
-        }
-        let chunk = opts.fragment_size.max(1);
-        let sha256 = content.sha256(chunk).await?;
-        let key = format!("{me}\nsha256\n{sha256}");
-        if reuse {
-            if let Some(id) = self.media.remembered(CacheKind::Upload, &key).await {
-                return Ok((id, Some(key)));
-            }
-        }
-        let head = content.read(0, 16.min(size as usize)).await?;
-        let name = upload_name(name, reference, &head, &sha256);
-        let id = match (&content, ctx.backend.upload.unwrap_or(opts.upload)) {
-            (Content::File(f), UploadMode::Path) => {
-                let mut p = Map::new();
-                p.insert("type".into(), "path".into());
-                p.insert("name".into(), name.into());
-                p.insert("path".into(), f.path().to_owned().into());
-                p.insert("sha256".into(), sha256.clone().into());
-                file_id_of(&self.call(ctx, caller, "upload_file", p).await?, "upload_file")?
-            }
-            _ if size > opts.fragment_threshold => {
-                match self.upload_fragmented(ctx, caller, &mut content, &name, &sha256, started).await {
-                    Err(ActionError::Backend { retcode: 10002, .. }) if size <= MAX_SINGLE_FALLBACK => {
-                        tracing::info!(size, "backend has no upload_file_fragmented; uploading in one piece");
-                        self.upload_whole(ctx, caller, &mut content, name, &sha256).await?
-                    }
-                    other => other?,
-                }
-            }
-            _ => self.upload_whole(ctx, caller, &mut content, name, &sha256).await?,
-        };
-        self.media.remember(CacheKind::Upload, key, id.clone()).await;
-        Ok((id, None))
-    }
-
-    async fn upload_whole<C: V12Caller>(
-        &self,
-        ctx: ActionContext<'_>,
-        caller: &C,
-        content: &mut Content,
-        name: String,
-        sha256: &str,
-    ) -> Result<String, ActionError> {
-        let bytes = content.read(0, content.size() as usize).await?;
-        let mut p = Map::new();
-        p.insert("type".into(), "data".into());
-        p.insert("name".into(), name.into());
-        p.insert("data".into(), STANDARD.encode(&bytes).into());
-        drop(bytes);
-        p.insert("sha256".into(), sha256.into());
-        file_id_of(&self.call(ctx, caller, "upload_file", p).await?, "upload_file")
-    }
-
-    async fn upload_fragmented<C: V12Caller>(
-        &self,
-        ctx: ActionContext<'_>,
-        caller: &C,
-        content: &mut Content,
-        name: &str,
-        sha256: &str,
-        started: Instant,
-    ) -> Result<String, ActionError> {
-        const ACTION: &str = "upload_file_fragmented";
-        let opts = &self.media.options;
-        let size = content.size();
-        let mut p = Map::new();
-        p.insert("stage".into(), "prepare".into());
-        p.insert("name".into(), name.into());
-        p.insert("total_size".into(), size.into());
-        let tmp = file_id_of(&self.call(ctx, caller, ACTION, p).await?, ACTION)?;
-        let mut offset = 0u64;
-        while offset < size {
-            if started.elapsed() > opts.transfer_timeout {
-                return Err(MediaError::Timeout(opts.transfer_timeout.as_secs()).into());
-            }
-            let part = content.read(offset, opts.fragment_size.max(1).min((size - offset) as usize)).await?;
-            let len = part.len() as u64;
-            let mut p = Map::new();
-            p.insert("stage".into(), "transfer".into());
-            p.insert("file_id".into(), tmp.clone().into());
-            p.insert("offset".into(), offset.into());
-            p.insert("data".into(), STANDARD.encode(&part).into());
-            drop(part);
-            self.call(ctx, caller, ACTION, p).await?;
-            offset += len;
-        }
-        let mut p = Map::new();
-        p.insert("stage".into(), "finish".into());
-        p.insert("file_id".into(), tmp.into());
-        p.insert("sha256".into(), sha256.into());
-        file_id_of(&self.call(ctx, caller, ACTION, p).await?, ACTION)
-    }
-
-    /// Adds a `url` to every received media segment that has a `file` (a backend file_id) and no
-    /// `url` yet, as the incoming mode says. A segment that gets no URL keeps its `file`.
-    pub async fn media_urls<C: V12Caller>(&self, ctx: ActionContext<'_>, caller: &C, segments: &mut [Segment]) {
-        for seg in segments.iter_mut().filter(|s| MEDIA_TYPES.contains(&s.kind.as_str())) {
-            if seg.data.get("url").is_some_and(|u| !u.is_null()) {
-                continue;
-            }
-            let Some(file_id) = seg.str_of("file").filter(|f| !f.is_empty()) else { continue };
-            if let Some(url) = self.file_url(ctx, caller, &file_id).await {
-                seg.data.insert("url", url.into());
-            }
-        }
-    }
-
-    /// A URL a bot can fetch a backend file at, as the incoming mode says, with the fallback.
-    pub async fn file_url<C: V12Caller>(&self, ctx: ActionContext<'_>, caller: &C, file_id: &str) -> Option<String> {
-        let served = || self.media.serve_url(ctx.account.v11_id, file_id);
-        match self.media.options.incoming {
-            IncomingMode::Serve => match served() {
-                Some(url) => Some(url),
-                None => self.backend_url(ctx, caller, file_id).await,
-            },
-            IncomingMode::Resolve => match self.backend_url(ctx, caller, file_id).await {
-                Some(url) => Some(url),
-                None => served(),
-            },
-        }
-    }
-
-    /// The backend's URL for a file (`get_file` type `url`), remembered for a while; one call
-    /// at a time per file.
-    async fn backend_url<C: V12Caller>(&self, ctx: ActionContext<'_>, caller: &C, file_id: &str) -> Option<String> {
-        let me = &ctx.account.self_id.user_id;
-        if self.media.no_urls.lock_unpoisoned().get(me, NO_URLS_FOR).is_some() {
-            return None;
-        }
-        let key = file_key(ctx, file_id);
-        if let Some(url) = self.media.remembered_here(CacheKind::Url, &key) {
-            return Some(url).filter(|u| !u.is_empty());
-        }
-        // Boxed: the way to an answer not remembered here is rare and its future large, and every
-        // event's translation would otherwise be as large as it is.
-        Box::pin(self.fetch_backend_url(ctx, caller, file_id, key)).await
-    }
-
-    /// [`Self::backend_url`] for a file whose URL is not remembered here.
-    async fn fetch_backend_url<C: V12Caller>(
-        &self,
-        ctx: ActionContext<'_>,
-        caller: &C,
-        file_id: &str,
-        key: String,
-    ) -> Option<String> {
-        let flight = self.media.lock_flights().entry(key.clone()).or_default().clone();
-        let _leave = LeaveFlight { media: &self.media, key: &key, flight: &flight };
-        let mut outcome = flight.lock().await;
-        if let Some(known) = outcome.as_ref() {
-            // Another translation asked while this one waited.
-            return known.clone();
-        }
-        // Another replica may have asked already (once per burst here: inside the flight).
-        let url = match self.media.remembered_shared(CacheKind::Url, &key).await {
-            Some(url) => Some(url).filter(|u| !u.is_empty()),
-            None => self.ask_backend_url(ctx, caller, file_id, &key).await,
-        };
-        *outcome = Some(url.clone());
-        url
-    }
-
-    async fn ask_backend_url<C: V12Caller>(
-        &self,
-        ctx: ActionContext<'_>,
-        caller: &C,
-        file_id: &str,
-        key: &str,
-    ) -> Option<String> {
-        let me = &ctx.account.self_id.user_id;
-        let mut p = Map::new();
-        p.insert("file_id".into(), file_id.into());
-        p.insert("type".into(), "url".into());
-        match self.call(ctx, caller, "get_file", p).await {
-            Ok(data) => {
-                let url = data.get("url").and_then(Value::as_str).filter(|u| !u.is_empty())?.to_owned();
-                self.media.remember(CacheKind::Url, key.to_owned(), url.clone()).await;
-                Some(url)
-            }
-            Err(ActionError::Backend { retcode: 10002 | 10004, .. }) => {
-                tracing::info!(account = %me, "the backend gives no file URLs; using the bridge's own for a while");
-                self.media.no_urls.lock_unpoisoned().insert(me.clone(), ());
-                None
-            }
-            Err(error) => {
-                tracing::debug!(%error, file_id, "the backend gives no URL for this file");
-                if matches!(error, ActionError::Backend { .. }) {
-                    self.media.remember(CacheKind::Url, key.to_owned(), String::new()).await;
-                }
-                None
-            }
-        }
-    }
-
-    /// Starts fetching a backend file: `get_file_fragmented` when the backend has it, else
-    /// `get_file` type `data`. Larger than the limit is refused before any byte moves.
-    pub async fn open_download<C: V12Caller>(
-        &self,
-        ctx: ActionContext<'_>,
-        caller: &C,
-        file_id: &str,
-    ) -> Result<Download, ActionError> {
-        let limit = self.media.options.max_file_size;
-        let started = Instant::now();
-        let mut p = Map::new();
-        p.insert("stage".into(), "prepare".into());
-        p.insert("file_id".into(), file_id.into());
-        match self.call(ctx, caller, "get_file_fragmented", p).await {
-            Ok(info) => {
-                let total = info.get("total_size").and_then(Value::as_u64).ok_or_else(|| MediaError::BadAnswer {
-                    action: "get_file_fragmented".into(),
-                    reason: "no `total_size`".into(),
-                })?;
-                if total > limit {
-                    return Err(MediaError::TooLarge { what: format!("file {file_id}"), size: total, limit }.into());
-                }
-                return Ok(Download {
-                    name: info.get("name").and_then(Value::as_str).unwrap_or(file_id).to_owned(),
-                    size: Some(total),
-                    sha256: info.get("sha256").and_then(Value::as_str).map(str::to_owned),
-                    state: DownloadState::Fragments { file_id: file_id.to_owned(), offset: 0, total },
-                    started,
-                    hash: Some(Sha256::new()),
-                });
-            }
-            Err(ActionError::Backend { retcode, .. }) if retcode == 10002 || retcode == 10001 => {}
-            Err(e) => return Err(e),
-        }
-        let mut p = Map::new();
-        p.insert("file_id".into(), file_id.into());
-        p.insert("type".into(), "data".into());
-        let info = self.call(ctx, caller, "get_file", p).await?;
-        let bytes = bytes_field(&info, "get_file")?;
-        let sha256 = info.get("sha256").and_then(Value::as_str).filter(|w| !w.is_empty());
-        if sha256.is_some() {
-            check_sha256(sha256, &hex(&Sha256::digest(&bytes)))?;
-        }
-        if bytes.len() as u64 > limit {
-            return Err(
-                MediaError::TooLarge { what: format!("file {file_id}"), size: bytes.len() as u64, limit }.into()
-            );
-        }
-        Ok(Download {
-            name: info.get("name").and_then(Value::as_str).unwrap_or(file_id).to_owned(),
-            size: Some(bytes.len() as u64),
-            sha256: sha256.map(str::to_owned),
-            state: DownloadState::Whole(Some(bytes)),
-            started,
-            hash: None,
-        })
-    }
-
-    /// The next chunk of a download; `None` at the end, once the whole file matched the sha256
-    /// the backend gave (a mismatch is an error instead of the end).
-    pub async fn next_chunk<C: V12Caller>(
-        &self,
-        ctx: ActionContext<'_>,
-        caller: &C,
-        download: &mut Download,
-    ) -> Result<Option<Vec<u8>>, ActionError> {
-        let chunk = self.next_piece(ctx, caller, download).await?;
-        match (&chunk, &mut download.hash) {
-            (Some(bytes), Some(hash)) => hash.update(bytes),
-            (None, hash @ Some(_)) => {
-                let got = hex(&hash.take().unwrap_or_default().finalize());
-                check_sha256(download.sha256.as_deref(), &got)?;
-            }
-            _ => {}
-        }
-        Ok(chunk)
-    }
-
-    async fn next_piece<C: V12Caller>(
-        &self,
-        ctx: ActionContext<'_>,
-        caller: &C,
-        download: &mut Download,
-    ) -> Result<Option<Vec<u8>>, ActionError> {
-        let opts = &self.media.options;
-        if download.started.elapsed() > opts.transfer_timeout {
-            return Err(MediaError::Timeout(opts.transfer_timeout.as_secs()).into());
-        }
-        match &mut download.state {
-            DownloadState::Whole(bytes) => Ok(bytes.take()),
-            DownloadState::Fragments { file_id, offset, total } => {
-                if *offset >= *total {
-                    return Ok(None);
-                }
-                let size = (opts.fragment_size.max(1) as u64).min(*total - *offset);
-                let mut p = Map::new();
-                p.insert("stage".into(), "transfer".into());
-                p.insert("file_id".into(), file_id.clone().into());
-                p.insert("offset".into(), (*offset).into());
-                p.insert("size".into(), size.into());
-                let data = self.call(ctx, caller, "get_file_fragmented", p).await?;
-                let chunk = bytes_field(&data, "get_file_fragmented")?;
-                if chunk.is_empty() || chunk.len() as u64 > size {
-                    return Err(MediaError::BadAnswer {
-                        action: "get_file_fragmented".into(),
-                        reason: format!("asked for {size} bytes at {offset}, got {}", chunk.len()),
-                    }
-                    .into());
-                }
-                *offset += chunk.len() as u64;
-                Ok(Some(chunk))
-            }
-        }
-    }
-}
-
 /// The account part of a cache key: platform and user id, since a file_id is only good on the
 /// backend account that gave it (and the shared tier may hold several platforms' accounts).
 fn account_key(ctx: ActionContext<'_>) -> String {
@@ -1158,12 +499,15 @@ fn reference_label(reference: &str) -> String {
 mod tests {
     use std::sync::Arc;
 
+    use base64::engine::general_purpose::STANDARD;
     use futures::executor::block_on;
     use serde_json::json;
 
     use super::*;
+    use crate::core::action::ActionError;
+    use crate::core::message::Segment;
     use crate::core::testing::account;
-    use crate::core::{v12, BackendInfo, CallError, MappingSet, MemoryIdStore, Options};
+    use crate::core::{v12, BackendInfo, CallError, MappingSet, MemoryIdStore, Options, Translator, V12Caller};
 
     /// A v12 file store answering the file actions, recording every request.
     #[derive(Default)]
@@ -1720,16 +1064,5 @@ mod tests {
         assert_eq!(r.get("c", Duration::ZERO), None, "too old");
         r.remove("c");
         assert_eq!(r.get("c", Duration::from_secs(60)), None);
-    }
-
-    #[test]
-    fn upload_names_come_from_the_bot_the_path_or_the_content() {
-        assert_eq!(upload_name(Some("x.png".into()), "/a/b.jpg", &[], "ff"), "x.png");
-        assert_eq!(upload_name(None, "/a/b.jpg", &[], "ff"), "b.jpg");
-        assert_eq!(upload_name(None, "http://h/p/c.gif?x=1", &[], "ff"), "c.gif");
-        assert_eq!(
-            upload_name(None, "base64://iVBOR", &[0x89, b'P', b'N', b'G'], "0123456789abcdef99"),
-            "0123456789abcdef.png"
-        );
     }
 }
