@@ -11,7 +11,7 @@
 //!   flight go out together, in one flush once nothing else is ready, [`deferring_flushes`]).
 //!   A translation is polled once as it starts, and most finish there (ids at hand, nothing
 //!   asked of the backend);
-//! - **deliver**, in order ([`Outbox`]): an event is published when its ids are on disk and
+//! - **deliver**, in order (`Outbox`): an event is published when its ids are on disk and
 //!   every event read before it has been published. Only the first event waiting for the
 //!   journal is waited for: the events one sync carried go together.
 //!

@@ -27,7 +27,7 @@
 //! to the file system's journal: 1.5–2 ms where a sync takes 0.16 (traced at 5 000 events/s, one
 //! such sync every second), and the events waiting for it made much of the disk store's p99.
 //! So once a file is half full, a thread of its own fills the next one with zeros, writes them
-//! back a piece at a time ([`crate::store::disk::paced::write_back`], so that the journal's own
+//! back a piece at a time (`store::disk::paced::write_back`, so that the journal's own
 //! syncs meanwhile wait for a piece at most) and syncs it, as [`SPARE`]; the file after this one
 //! is that spare, renamed, and needs no extension at all. A spare not ready in time (a burst
 //! faster than the filling) is left to the file after; the next file is then made as before.
