@@ -144,9 +144,7 @@ impl Bridge {
         if let Some(cache) = shared_cache {
             translator = translator.with_shared_media_cache(cache);
         }
-        // Bots reach `/files/` on the first HTTP server, else on the first forward WebSocket's port.
-        let serve_base =
-            config.media.public_url.clone().or_else(|| addrs.http.first().or(addrs.ws.first()).map(|a| base_url(*a)));
+        let serve_base = crate::config::files_base(config.media.public_url.as_deref(), &addrs.http, &addrs.ws);
         // v11 backends (NapCat & co.) put a URL in every picture themselves.
         if serve_base.is_none() && config.backends.iter().any(|b| b.protocol == Protocol::V12) {
             tracing::info!(
@@ -296,7 +294,7 @@ impl Bridge {
             // WebSocket on loopback like any implementation would, with the link's token.
             // (`Config::resolve` made that link the only one.)
             let base = match addrs.admin {
-                Some(admin) => format!("{}/playground", base_url(admin)),
+                Some(admin) => format!("{}/playground", crate::config::base_url(admin)),
                 None => String::new(),
             };
             let playground = crate::demo::Playground::new(base);
@@ -392,16 +390,6 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     opts.open(path)?.write_all(text.as_bytes())
-}
-
-/// The URL bots reach a listening address at (a wildcard address means this machine).
-fn base_url(addr: SocketAddr) -> String {
-    let ip = match addr.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// Runs the bridge until `shutdown` completes.

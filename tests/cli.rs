@@ -63,6 +63,7 @@ fn check_validates_and_exits() {
         "bots: v11 HTTP POST to http://127.0.0.1:2/, signed",
         "bots: v11 reverse WebSocket to universal ws://127.0.0.1:3/onebot",
         "ids: on disk in data/bridge.redb",
+        "files: the bridge's own picture URLs are http://127.0.0.1:0/files/…",
         "runtime: 1 worker thread",
     ] {
         assert!(out.contains(want), "missing {want:?} in {out}");

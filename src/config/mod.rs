@@ -271,6 +271,23 @@ impl Config {
 }
 
 /// A URL as it may be shown: without its password.
+/// Where the bridge's own `/files/` URLs point: `media.public-url` when set, else the first HTTP
+/// API server, else the first forward WebSocket server (both serve `/files/`); `None` when bots
+/// have no port of the bridge's to fetch from.
+pub fn files_base(public_url: Option<&str>, http: &[SocketAddr], ws: &[SocketAddr]) -> Option<String> {
+    public_url.map(|u| u.trim_end_matches('/').to_owned()).or_else(|| http.first().or(ws.first()).map(|a| base_url(*a)))
+}
+
+/// `http://` and the address, an unspecified IP (listening on every interface) as loopback.
+pub fn base_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
 pub fn redacted_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
@@ -1034,6 +1051,16 @@ impl Config {
                 format!("ids: on Redis at {}{tls}", redacted_url(url))
             }
         });
+        let http: Vec<SocketAddr> = self.http_servers.iter().map(|s| s.addr).collect();
+        let ws: Vec<SocketAddr> = self.ws_servers.iter().map(|s| s.addr).collect();
+        let served = files_base(self.media.public_url.as_deref(), &http, &ws);
+        if self.backends.iter().any(|b| b.protocol == Protocol::V12) {
+            lines.push(match served {
+                Some(base) => format!("files: the bridge's own picture URLs are {base}/files/…"),
+                None => "files: no port for bots to fetch the bridge's own picture URLs from (--http or --public-url)"
+                    .to_owned(),
+            });
+        }
         let threads = self.worker_threads;
         lines.push(format!("runtime: {threads} worker thread{}", if threads == 1 { "" } else { "s" }));
         if let Some(addr) = self.admin {
@@ -1215,6 +1242,27 @@ mod tests {
             assert!(refused(store(odd, None)).contains("not a store URL option"), "{odd}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `--check` says where the bridge's own picture URLs point, from the same rule the bridge
+    /// follows (`files_base`), and says so when bots have no port to fetch them from.
+    #[test]
+    fn the_summary_says_where_served_files_are_fetched() {
+        let files_line = |o: Overrides| {
+            let config = Config::resolve(FileConfig::default(), o).unwrap();
+            config.summary().into_iter().filter(|l| l.starts_with("files:")).collect::<Vec<_>>()
+        };
+        let at = |base: &str| vec![format!("files: the bridge's own picture URLs are {base}/files/…")];
+        assert_eq!(files_line(flags()), at("http://127.0.0.1:8080"), "the forward WebSocket's port");
+        let with_http = Overrides { http: vec!["0.0.0.0:5700".into()], ..flags() };
+        assert_eq!(files_line(with_http), at("http://127.0.0.1:5700"), "the HTTP server first, as loopback");
+        let public = Overrides { public_url: Some("https://bridge.example/".into()), ..flags() };
+        assert_eq!(files_line(public), at("https://bridge.example"));
+        let reverse_only = Overrides { ws: vec![], ws_reverse: vec!["ws://127.0.0.1:9/onebot".into()], ..flags() };
+        let none = files_line(reverse_only);
+        assert!(none.len() == 1 && none[0].contains("no port"), "{none:?}");
+        let v11_backend = Overrides { backend_protocol: Some(Protocol::V11), ..flags() };
+        assert!(files_line(v11_backend).is_empty(), "a v11 backend gives its own URLs");
     }
 
     #[test]
