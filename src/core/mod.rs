@@ -1,9 +1,17 @@
-//! The translation core: pure functions from v12 values to v11 values and back.
+//! The translation core: v12 values to v11 values and back.
 //!
-//! Nothing here opens a socket, sleeps or spawns. Ids go through an [`ids::IdStore`]; multi-step
-//! actions talk to the backend through a [`V12Caller`] that the runtime implements over whichever
-//! link carries the bot account. Both are traits, so the whole core runs in unit tests and
-//! benchmarks with in-memory stand-ins.
+//! It is async, by choice. A multi-step action (upload a picture, then send the message that
+//! names it; ask for a received picture's URL while its event translates) calls the backend
+//! through a [`V12Caller`] and awaits the answer where the next step needs it; returning a plan
+//! of calls instead would have the runtime resume the translation after each answer, with its
+//! state carried across, for every such action and event. It also keeps state: ids go through
+//! an [`ids::IdStore`], and media keeps remembered uploads and URLs for a while.
+//!
+//! What it does not do: open a socket, read a file, sleep or spawn. The backend, the id store
+//! and local files are behind traits the runtime implements (`V12Caller`, `IdStore`,
+//! `media::LocalFiles`), so the whole core runs in unit tests and benchmarks with in-memory
+//! stand-ins and a blocking executor. The one runtime type it names is tungstenite's
+//! `Utf8Bytes`, the text frame an event is serialised into once for every bot.
 
 pub mod action;
 pub mod answers;
