@@ -111,6 +111,12 @@ pub struct SegmentRow {
     pub v12: String,
     /// v11 key → v12 key.
     pub fields: BTreeMap<String, FieldSpec>,
+    /// v11 keys a bot's segment must have (each among `fields`): without one it is refused.
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// v11 keys (among `fields`) given this value when a bot's segment leaves them out.
+    #[serde(default)]
+    pub defaults: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +138,11 @@ struct ExtensionList {
 pub struct SegmentMap {
     pub target: String,
     pub fields: BTreeMap<String, FieldSpec>,
+    /// Outgoing only: the keys a segment must have, as (v11 key, its v12 name; empty when the
+    /// row's fields do not name it, which [`Mappings::validate`] refuses).
+    pub required: Vec<(String, String)>,
+    /// Outgoing only: (v11 key, its v12 name, value) set when the segment has no such key.
+    pub defaults: Vec<(String, String, serde_json::Value)>,
 }
 
 // ---- events.toml ----
@@ -702,11 +713,17 @@ impl Mappings {
                 .iter()
                 .map(|(v11, spec)| (spec.name.clone(), FieldSpec { name: v11.clone(), kind: spec.kind }))
                 .collect();
-            segments_in.insert(row.v12.clone(), SegmentMap { target: row.v11.clone(), fields: back });
-            segments_out.insert(row.v11, SegmentMap { target: row.v12, fields: row.fields });
+            let v12_name = |v11: &str| row.fields.get(v11).map(|spec| spec.name.clone()).unwrap_or_default();
+            let required = row.required.iter().map(|v11| (v11.clone(), v12_name(v11))).collect();
+            let defaults =
+                row.defaults.iter().map(|(v11, value)| (v11.clone(), v12_name(v11), value.clone())).collect();
+            let incoming = SegmentMap { target: row.v11.clone(), fields: back, required: vec![], defaults: vec![] };
+            segments_in.insert(row.v12.clone(), incoming);
+            segments_out.insert(row.v11, SegmentMap { target: row.v12, fields: row.fields, required, defaults });
         }
         for row in segments.incoming {
-            segments_in.insert(row.v12, SegmentMap { target: row.v11, fields: row.fields });
+            let incoming = SegmentMap { target: row.v11, fields: row.fields, required: vec![], defaults: vec![] };
+            segments_in.insert(row.v12, incoming);
         }
         let mut event_rows = Table::default();
         for (kind, rows) in [("message", events.message), ("notice", events.notice)] {
@@ -793,6 +810,16 @@ impl Mappings {
             }
         }
 
+        for (v11, map) in &self.segments_out {
+            let listed = map
+                .required
+                .iter()
+                .map(|(key, v12)| (key, v12))
+                .chain(map.defaults.iter().map(|(key, v12, _)| (key, v12)));
+            if let Some((key, _)) = listed.into_iter().find(|(_, v12)| v12.is_empty()) {
+                return Err(invalid("segments.toml", format!("[{v11}] names `{key}`, which is not among its fields")));
+            }
+        }
         for (v12, map) in &self.segments_in {
             if self.extension_segments.contains(v12) && self.segments_out.contains_key(v12) {
                 return Err(invalid("segments.toml", format!("{v12} is both standard and extension")));
@@ -888,6 +915,16 @@ mod tests {
         let err = MappingSet::from_dir(&dir).unwrap_err().to_string();
         assert!(err.contains("events.toml") && err.contains("nobody"), "{err}");
         std::fs::copy(src.join("events.toml"), dir.join("events.toml")).unwrap();
+        // A segment's required keys and defaults name keys among its fields.
+        let segments = std::fs::read_to_string(src.join("segments.toml")).unwrap();
+        for (row, changed) in [("required = [\"qq\"]", "required = [\"who\"]"), ("title = \"\", ", "name = \"\", ")] {
+            assert!(segments.contains(row), "{row}");
+            std::fs::write(dir.join("segments.toml"), segments.replacen(row, changed, 1)).unwrap();
+            let err = MappingSet::from_dir(&dir).unwrap_err().to_string();
+            let key = if changed.starts_with("required") { "who" } else { "name" };
+            assert!(err.contains("segments.toml") && err.contains(&format!("`{key}`")), "{err}");
+        }
+        std::fs::copy(src.join("segments.toml"), dir.join("segments.toml")).unwrap();
         // Two plain rows standing for one v12 action: a v11 backend's edge could not tell which
         // v11 action to call.
         let actions = std::fs::read_to_string(src.join("actions.toml")).unwrap();

@@ -309,26 +309,12 @@ impl<S: IdStore> Translator<S> {
                 }
             }
         }
-        match seg.kind.as_str() {
-            "location" => {
-                for key in ["latitude", "longitude"] {
-                    if !data.contains_key(key) {
-                        return Err(bad(
-                            "location",
-                            format!("`{}` is required", if key == "latitude" { "lat" } else { "lon" }),
-                        ));
-                    }
-                }
-                for key in ["title", "content"] {
-                    data.insert_if_absent(key, || Value::String(String::new()));
-                }
-            }
-            "at" if !data.contains_key("user_id") => return Err(bad("at", "`qq` is required")),
-            "reply" if !data.contains_key("message_id") => return Err(bad("reply", "`id` is required")),
-            "image" | "record" | "video" | "file" if !data.contains_key("file_id") => {
-                return Err(bad(&seg.kind, "`file` is required"));
-            }
-            _ => {}
+        // What a segment must have and what it gets when it leaves a key out: segments.toml.
+        if let Some((v11, _)) = map.required.iter().find(|(_, v12)| !data.contains_key(v12)) {
+            return Err(bad(&seg.kind, format!("`{v11}` is required")));
+        }
+        for (_, v12, value) in &map.defaults {
+            data.insert_if_absent(v12, || value.clone());
         }
         if seg.kind == "reply" && !data.contains_key("user_id") {
             // The quoted message's sender, when the bridge saw it, travels with the reply.
@@ -500,15 +486,23 @@ mod tests {
         let out = block_on(t.segments_to_v12(t.maps.generic(), vec![img.clone()])).unwrap();
         assert_eq!(out[0], Segment::new("image").with("file_id", "f").with("qq.type", "flash"));
         assert_eq!(block_on(t.segments_to_v11(&scope, Some(&to_v12_message(out)))).unwrap()[0], img);
-        // Nothing is dropped: required fields missing is an error, not a silent loss.
-        for bad in [
-            Segment::new("at"),
-            Segment::new("reply"),
-            Segment::new("image"),
-            Segment::new("location").with("lat", "x"),
+        // Nothing is dropped: required fields missing is an error, not a silent loss, and it names
+        // the v11 key (segments.toml `required`).
+        for (bad, key) in [
+            (Segment::new("at"), "qq"),
+            (Segment::new("reply"), "id"),
+            (Segment::new("image"), "file"),
+            (Segment::new("record"), "file"),
+            (Segment::new("location").with("lat", "31.2"), "lon"),
         ] {
-            assert!(block_on(t.segments_to_v12(t.maps.generic(), vec![bad.clone()])).is_err(), "{bad:?}");
+            let error = block_on(t.segments_to_v12(t.maps.generic(), vec![bad.clone()])).unwrap_err().to_string();
+            assert!(error.contains(&format!("`{key}` is required")), "{bad:?}: {error}");
         }
+        assert!(block_on(t.segments_to_v12(t.maps.generic(), vec![Segment::new("location").with("lat", "x")])).is_err());
+        // A location's texts default to empty (segments.toml `defaults`).
+        let place = Segment::new("location").with("lat", "31.25").with("lon", "121.5").with("title", "here");
+        let out = block_on(t.segments_to_v12(t.maps.generic(), vec![place])).unwrap();
+        assert_eq!((out[0].data["title"].clone(), out[0].data["content"].clone()), (json!("here"), json!("")));
     }
 
     #[test]
