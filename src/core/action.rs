@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::cq::render_cq;
 use super::ids::{IdError, IdStore, StoredMessage};
-use super::mapping::{Handler, Kind, Mappings, ResponseRow};
+use super::mapping::{Handler, Kind, Mappings, ResponseRow, SendTarget};
 use super::media::MediaError;
 use super::message::{value_as_text, Segment};
 use super::segment::{as_reported, lenient_i64, read_v11_message, Scope, SegmentError};
@@ -206,7 +206,7 @@ impl<S: IdStore> Translator<S> {
                 None => Err(ActionError::NotFound),
             },
             (Ok(()), Some(row)) => match row.handler {
-                Some(handler) => self.run_handler(handler, name, ctx, caller, &req.params).await,
+                Some(handler) => self.run_handler(handler, row.target, name, ctx, caller, &req.params).await,
                 None => self.run_rename(name, ctx, caller, &req.params).await,
             },
         };
@@ -425,16 +425,18 @@ impl<S: IdStore> Translator<S> {
         Ok(Value::Object(out))
     }
 
+    /// A `handler` row's logic; `target` is the row's, for the handlers that send.
     pub(super) async fn run_handler<C: V12Caller>(
         &self,
         handler: Handler,
+        target: Option<SendTarget>,
         name: &str,
         ctx: ActionContext<'_>,
         caller: &C,
         params: &Map<String, Value>,
     ) -> Result<Value, ActionError> {
         match handler {
-            Handler::SendMessage => self.send_message(name, ctx, caller, params).await,
+            Handler::SendMessage => self.send_message(name, target, ctx, caller, params).await,
             Handler::DeleteMessage => self.delete_message(ctx, caller, params).await,
             Handler::GetStatus => self.get_status(ctx, caller).await,
             Handler::GetVersionInfo => Ok(version_info(ctx.backend)),
@@ -444,7 +446,7 @@ impl<S: IdStore> Translator<S> {
             Handler::GetMsg => self.get_msg(ctx, caller, params).await,
             Handler::GetFile => self.get_image(ctx, caller, params).await,
             Handler::DownloadFile => self.download_file(ctx, caller, params).await,
-            Handler::UploadFile => self.upload_chat_file(name, ctx, caller, params).await,
+            Handler::UploadFile => self.upload_chat_file(target, ctx, caller, params).await,
             Handler::GetFileUrl => self.get_file_url(ctx, caller, params).await,
             Handler::AnswerRequest => self.answer_request(name, ctx, caller, params).await,
             Handler::GetForwardMsg => self.get_forward_msg(name, ctx, caller, params).await,
@@ -457,15 +459,16 @@ impl<S: IdStore> Translator<S> {
         }
     }
 
-    /// go-cqhttp's routing: `send_msg` goes to a group when `message_type` is `group`, else to a
-    /// user when `message_type` is `private` or `user_id` is set, else to `group_id`.
-    fn send_target(name: &str, params: &Map<String, Value>) -> Result<Target, ActionError> {
+    /// Where a send goes: the chat its row names (`target` in actions.toml), else go-cqhttp's
+    /// routing for `send_msg`: to a group when `message_type` is `group`, to a user when it is
+    /// `private` or `user_id` is set, else to `group_id`.
+    pub(super) fn send_target(target: Option<SendTarget>, params: &Map<String, Value>) -> Result<Target, ActionError> {
         let channel = || Ok(Target::Channel(required_str(params, "guild_id")?, required_str(params, "channel_id")?));
-        match name {
-            "send_private_msg" => Ok(Target::Private(required_i64(params, "user_id")?)),
-            "send_group_msg" => Ok(Target::Group(required_i64(params, "group_id")?)),
-            "send_guild_channel_msg" => channel(),
-            _ => match params.get("message_type").and_then(Value::as_str) {
+        match target {
+            Some(SendTarget::Private) => Ok(Target::Private(required_i64(params, "user_id")?)),
+            Some(SendTarget::Group) => Ok(Target::Group(required_i64(params, "group_id")?)),
+            Some(SendTarget::Channel) => channel(),
+            None => match params.get("message_type").and_then(Value::as_str) {
                 Some("group") => Ok(Target::Group(required_i64(params, "group_id")?)),
                 Some("private") => Ok(Target::Private(required_i64(params, "user_id")?)),
                 Some("guild") => channel(),
@@ -484,11 +487,12 @@ impl<S: IdStore> Translator<S> {
     async fn send_message<C: V12Caller>(
         &self,
         name: &str,
+        target: Option<SendTarget>,
         ctx: ActionContext<'_>,
         caller: &C,
         params: &Map<String, Value>,
     ) -> Result<Value, ActionError> {
-        let target = Self::send_target(name, params)?;
+        let target = Self::send_target(target, params)?;
         let message = params
             .get("message")
             .ok_or_else(|| ActionError::BadParam { param: "message".into(), reason: "is required".into() })?;

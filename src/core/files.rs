@@ -7,8 +7,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::action::{required_i64, required_str, ActionContext, ActionError, Target};
+use super::action::{required_str, ActionContext, ActionError};
 use super::ids::IdStore;
+use super::mapping::SendTarget;
 use super::media::MediaError;
 use super::message::{value_as_text, Segment};
 use super::{Translator, V12Caller};
@@ -121,16 +122,12 @@ impl<S: IdStore> Translator<S> {
     /// extension field of the segment.
     pub(super) async fn upload_chat_file<C: V12Caller>(
         &self,
-        name: &str,
+        target: Option<SendTarget>,
         ctx: ActionContext<'_>,
         caller: &C,
         params: &Map<String, Value>,
     ) -> Result<Value, ActionError> {
-        let target = if name == "upload_group_file" {
-            Target::Group(required_i64(params, "group_id")?)
-        } else {
-            Target::Private(required_i64(params, "user_id")?)
-        };
+        let target = Self::send_target(target, params)?;
         let mut seg = Segment::new("file").with("file", required_str(params, "file")?);
         for key in ["name", "folder"] {
             if let Some(v) = params.get(key).and_then(value_as_text).filter(|v| !v.is_empty()) {

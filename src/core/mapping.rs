@@ -250,6 +250,22 @@ pub struct ActionRow {
     /// (`src/backends/v11/edge.rs`). Of the plain rows naming one v12 action, at most one may.
     #[serde(default = "yes")]
     pub reverse: bool,
+    /// Where a `send_message` or `upload_file` row sends: its chat kind, the id taken from the
+    /// param go-cqhttp names for it; none: chosen by the params as go-cqhttp's `send_msg` does.
+    #[serde(default)]
+    pub target: Option<SendTarget>,
+}
+
+/// The chat a sending action's row names (`target = "group"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendTarget {
+    /// `user_id`.
+    Private,
+    /// `group_id`.
+    Group,
+    /// `guild_id` and `channel_id`.
+    Channel,
 }
 
 fn yes() -> bool {
@@ -783,6 +799,9 @@ impl Mappings {
             if name.ends_with("_async") {
                 return Err(invalid("actions.toml", format!("[{name}]: `_async` is stripped before lookup")));
             }
+            if row.target.is_some() && !matches!(row.handler, Some(Handler::SendMessage | Handler::UploadFile)) {
+                return Err(invalid("actions.toml", format!("[{name}]: only a sending handler has a `target`")));
+            }
             if let Some(path) = row.response.ids.iter().find(|p| p.split('.').any(str::is_empty)) {
                 return Err(invalid("actions.toml", format!("[{name}] response.ids: {path:?} has an empty step")));
             }
@@ -901,6 +920,10 @@ mod tests {
         assert!(MappingSet::from_dir(&dir).unwrap_err().to_string().contains("needs a handler"));
         std::fs::write(dir.join("actions.toml"), "[x]\nv12 = \"y\"\nresponse.ids = [\"a..b\"]\n").unwrap();
         assert!(MappingSet::from_dir(&dir).unwrap_err().to_string().contains("empty step"));
+        std::fs::write(dir.join("actions.toml"), "[x]\nv12 = \"y\"\ntarget = \"group\"\n").unwrap();
+        assert!(MappingSet::from_dir(&dir).unwrap_err().to_string().contains("`target`"));
+        std::fs::write(dir.join("actions.toml"), "[x]\nhandler = \"send_message\"\ntarget = \"room\"\n").unwrap();
+        assert!(MappingSet::from_dir(&dir).unwrap_err().to_string().contains("room"));
         std::fs::copy(src.join("actions.toml"), dir.join("actions.toml")).unwrap();
         // Required event fields: every message row needs the v11 message's own; a notice row
         // only fields it maps.

@@ -247,11 +247,13 @@ impl<S: IdStore> Translator<S> {
         caller: &C,
         params: &Map<String, Value>,
     ) -> Result<Value, ActionError> {
-        match ctx.maps.actions.get(name).map(|row| row.handler) {
+        match ctx.maps.actions.get(name).map(|row| (row.handler, row.target)) {
             None => Err(ActionError::NotFound),
             // Boxed: a handler may itself be a quick operation (the future would contain itself).
-            Some(Some(handler)) => Box::pin(self.run_handler(handler, name, ctx, caller, params)).await,
-            Some(None) => self.run_rename(name, ctx, caller, params).await,
+            Some((Some(handler), target)) => {
+                Box::pin(self.run_handler(handler, target, name, ctx, caller, params)).await
+            }
+            Some((None, _)) => self.run_rename(name, ctx, caller, params).await,
         }
     }
 }
