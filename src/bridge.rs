@@ -145,8 +145,7 @@ impl Bridge {
             translator = translator.with_shared_media_cache(cache);
         }
         let serve_base = crate::config::files_base(config.media.public_url.as_deref(), &addrs.http, &addrs.ws);
-        // v11 backends (NapCat & co.) put a URL in every picture themselves.
-        if serve_base.is_none() && config.backends.iter().any(|b| b.protocol == Protocol::V12) {
+        if serve_base.is_none() && config.has_v12_backend() {
             tracing::info!(
                 "no HTTP API or forward WebSocket server for bots to fetch files from: a received picture \
                  the backend gives no URL for reaches bots with its file only (set --http or --public-url)"
