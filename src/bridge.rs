@@ -145,12 +145,6 @@ impl Bridge {
             translator = translator.with_shared_media_cache(cache);
         }
         let serve_base = crate::config::files_base(config.media.public_url.as_deref(), &addrs.http, &addrs.ws);
-        if serve_base.is_none() && config.has_v12_backend() {
-            tracing::info!(
-                "no HTTP API or forward WebSocket server for bots to fetch files from: a received picture \
-                 the backend gives no URL for reaches bots with its file only (set --http or --public-url)"
-            );
-        }
         translator.media.set_serve_base(serve_base);
         let mut hub = Hub::new(translator, config.limits.event_queue)
             .with_profile(config.profile.clone())

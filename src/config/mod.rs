@@ -964,12 +964,6 @@ fn resolve_backends(file: &BackendSection, flags: &Overrides) -> Result<Vec<Back
 /// What a resolved configuration will serve and dial, one line each, for `--check` and the
 /// start-up log. Tokens and secrets are never shown, only whether one is set.
 impl Config {
-    /// Whether a backend speaks v12: its received files come as `file_id`s the bridge gives URLs
-    /// to (v11 backends, NapCat & co., put a URL in every picture themselves).
-    pub fn has_v12_backend(&self) -> bool {
-        self.backends.iter().any(|b| b.protocol == Protocol::V12)
-    }
-
     pub fn summary(&self) -> Vec<String> {
         fn guarded(token: &Option<String>) -> &'static str {
             if token.is_some() {
@@ -1060,7 +1054,9 @@ impl Config {
         let http: Vec<SocketAddr> = self.http_servers.iter().map(|s| s.addr).collect();
         let ws: Vec<SocketAddr> = self.ws_servers.iter().map(|s| s.addr).collect();
         let served = files_base(self.media.public_url.as_deref(), &http, &ws);
-        if self.has_v12_backend() {
+        // A v12 backend's received files come as `file_id`s the bridge gives URLs to; v11
+        // backends (NapCat & co.) put a URL in every picture themselves.
+        if self.backends.iter().any(|b| b.protocol == Protocol::V12) {
             lines.push(match served {
                 Some(base) => format!("files: the bridge's own picture URLs are {base}/files/…"),
                 None => "files: no port for bots to fetch the bridge's own picture URLs from (--http or --public-url)"
