@@ -830,12 +830,9 @@ impl Mappings {
         }
 
         for (v11, map) in &self.segments_out {
-            let listed = map
-                .required
-                .iter()
-                .map(|(key, v12)| (key, v12))
-                .chain(map.defaults.iter().map(|(key, v12, _)| (key, v12)));
-            if let Some((key, _)) = listed.into_iter().find(|(_, v12)| v12.is_empty()) {
+            let required = map.required.iter().map(|(key, v12)| (key, v12));
+            let defaults = map.defaults.iter().map(|(key, v12, _)| (key, v12));
+            if let Some((key, _)) = required.chain(defaults).find(|(_, v12)| v12.is_empty()) {
                 return Err(invalid("segments.toml", format!("[{v11}] names `{key}`, which is not among its fields")));
             }
         }
