@@ -34,6 +34,21 @@ async fn start_for_bursts(backend: &FakeBackend, extra: impl FnOnce(&mut Overrid
     Bridge::start(config).await.unwrap()
 }
 
+/// `GET path` on `addr` over a plain TCP connection, within 10 s: the whole answer, head and body.
+async fn get_over_tcp(addr: std::net::SocketAddr, path: &str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let get = async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: bridge\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer).await.unwrap();
+        answer
+    };
+    tokio::time::timeout(WAIT, get).await.expect("no answer to the GET")
+}
+
 fn position(ev: &Value) -> usize {
     let raw = ev["raw_message"].as_str().unwrap_or_default();
     let digits = raw.strip_prefix("n=").and_then(|r| r.split(';').next()).unwrap_or_default();
@@ -59,17 +74,29 @@ async fn a_burst_of_pictures_arrives_in_order_without_waiting_for_unread_answers
         backend.push(picture_message(i, file_id));
     }
     let mut with_url = 0;
+    // The others get the bridge's own URL, served on the forward WebSocket's port (the bridge has
+    // no HTTP server here): every picture reaches the bot with a URL.
+    let bridges = format!("http://{}/files/", bridge.ws_addrs()[0]);
+    let mut served = None;
     for (i, file_id) in files.iter().enumerate() {
         let ev = bot.next_event().await;
         assert_eq!(position(&ev), i, "delivered in the order sent");
         let image = &ev["message"].as_array().unwrap()[2];
         assert_eq!(image["type"], "image");
         assert_eq!(image["data"]["file"], file_id.as_str(), "the picture keeps its file");
-        if image["data"]["url"].as_str().is_some_and(|u| u.contains(file_id.as_str())) {
+        let url = image["data"]["url"].as_str().unwrap_or_else(|| panic!("a picture without a URL: {ev}"));
+        if url.contains(file_id.as_str()) {
             with_url += 1;
+        } else {
+            assert!(url.starts_with(&bridges), "{url}");
+            served.get_or_insert((url.to_owned(), i));
         }
     }
     assert!(with_url > 0, "pictures read while the link kept up got the backend's URL");
+    if let Some((url, i)) = served {
+        let body = get_over_tcp(bridge.ws_addrs()[0], &url[url.find("/files/").unwrap()..]).await;
+        assert!(body.starts_with(b"HTTP/1.1 200") && body.ends_with(&[i as u8; 32]), "{url}: the picture's bytes");
+    }
     // Each picture without its URL is a call the translation stopped waiting for, and counted.
     let metrics = bridge.hub().metrics.encode();
     let series = r#"onebot_bridge_event_calls_given_up_total{self_id="10001"} "#;
