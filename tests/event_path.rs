@@ -34,21 +34,6 @@ async fn start_for_bursts(backend: &FakeBackend, extra: impl FnOnce(&mut Overrid
     Bridge::start(config).await.unwrap()
 }
 
-/// `GET path` on `addr` over a plain TCP connection, within 10 s: the whole answer, head and body.
-async fn get_over_tcp(addr: std::net::SocketAddr, path: &str) -> Vec<u8> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let get = async {
-        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: bridge\r\nConnection: close\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut answer = Vec::new();
-        tcp.read_to_end(&mut answer).await.unwrap();
-        answer
-    };
-    tokio::time::timeout(WAIT, get).await.expect("no answer to the GET")
-}
-
 fn position(ev: &Value) -> usize {
     let raw = ev["raw_message"].as_str().unwrap_or_default();
     let digits = raw.strip_prefix("n=").and_then(|r| r.split(';').next()).unwrap_or_default();
@@ -94,7 +79,7 @@ async fn a_burst_of_pictures_arrives_in_order_without_waiting_for_unread_answers
     }
     assert!(with_url > 0, "pictures read while the link kept up got the backend's URL");
     if let Some((url, i)) = served {
-        let body = get_over_tcp(bridge.ws_addrs()[0], &url[url.find("/files/").unwrap()..]).await;
+        let body = raw_get(bridge.ws_addrs()[0], &url[url.find("/files/").unwrap()..], None).await;
         assert!(body.starts_with(b"HTTP/1.1 200") && body.ends_with(&[i as u8; 32]), "{url}: the picture's bytes");
     }
     // Each picture without its URL is a call the translation stopped waiting for, and counted.

@@ -670,20 +670,7 @@ async fn with_no_http_server_the_bridges_url_is_served_on_the_websocket_port() {
     assert_eq!(http_get(&tampered, WAIT).await.0, 404, "{tampered}");
 
     // A request line that arrives in pieces is still told apart from a WebSocket handshake.
-    let path = &url[url.find("/files/").unwrap()..];
-    let raw = async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut tcp = tokio::net::TcpStream::connect(ws).await.unwrap();
-        tcp.write_all(b"GE").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        tcp.write_all(format!("T {path} HTTP/1.1\r\nHost: bridge\r\nConnection: close\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut answer = Vec::new();
-        tcp.read_to_end(&mut answer).await.unwrap();
-        answer
-    };
-    let answer = tokio::time::timeout(WAIT, raw).await.expect("the split request got no answer");
+    let answer = raw_get(ws, &url[url.find("/files/").unwrap()..], Some(2)).await;
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer[..answer.len().min(200)]));
     assert!(answer.ends_with(&bytes), "the body is the file");
 

@@ -37,7 +37,6 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use futures_util::StreamExt;
 use serde_json::{json, Value as Json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
@@ -476,14 +475,11 @@ fn cq_image_url(message: &str) -> String {
     url.replace("&#44;", ",").replace("&#91;", "[").replace("&#93;", "]").replace("&amp;", "&")
 }
 
-/// A plain HTTP/1.0 GET: the status and the body.
+/// A plain GET of `url` (`support::raw_get`): the status and the body.
 async fn http_get(url: &str) -> (u16, Vec<u8>) {
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_at(rest.find('/').unwrap());
-    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
-    conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, conn.read_to_end(&mut raw)).await.expect("the bridge did not answer").unwrap();
+    let raw = support::raw_get(host.parse().unwrap(), path, None).await;
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a whole response");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{head}"));

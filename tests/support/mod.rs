@@ -21,6 +21,27 @@ use onebot_bridge::Bridge;
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// `GET path` over a plain TCP connection to `addr` (`Connection: close`): the whole answer,
+/// head and body, within [`WAIT`]. With `split`, the request's first `split` bytes go alone and
+/// the rest 50 ms later (a request line that arrives in pieces).
+pub async fn raw_get(addr: std::net::SocketAddr, path: &str, split: Option<usize>) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let (first, rest) = request.as_bytes().split_at(split.unwrap_or(request.len()).min(request.len()));
+    let get = async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(first).await.unwrap();
+        if !rest.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tcp.write_all(rest).await.unwrap();
+        }
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer).await.unwrap();
+        answer
+    };
+    tokio::time::timeout(WAIT, get).await.unwrap_or_else(|_| panic!("no answer to GET {path} within {WAIT:?}"))
+}
+
 /// Starts the real bridge between `backend` and a v11 forward-WS endpoint on port 0.
 pub async fn start_bridge(backend: &FakeBackend, extra: impl FnOnce(&mut Overrides)) -> Bridge {
     let mut o = Overrides { backend_ws: vec![backend.url()], ws: vec!["127.0.0.1:0".into()], ..Default::default() };
