@@ -86,6 +86,18 @@ fn mix(n: u64) -> u64 {
 /// The backend sends group messages `from..to` (two segments each), the bot reads every one;
 /// gives the first and the last as the bot read them.
 async fn relay(backend: &FakeBackend, bot: &mut Bot, ids: Ids, from: u64, to: u64) -> (Value, Value) {
+    relay_texts(backend, bot, ids, "", from, to).await
+}
+
+/// [`relay`], each message's text `filler` longer.
+async fn relay_texts(
+    backend: &FakeBackend,
+    bot: &mut Bot,
+    ids: Ids,
+    filler: &str,
+    from: u64,
+    to: u64,
+) -> (Value, Value) {
     let mut sent = from;
     let mut given = Vec::new();
     for received in from..to {
@@ -94,7 +106,7 @@ async fn relay(backend: &FakeBackend, bot: &mut Bot, ids: Ids, from: u64, to: u6
                 "group",
                 "10001",
                 json!({"message_id": ids.message(sent), "group_id": "30003", "user_id": ids.user(sent),
-                       "message": [{"type": "text", "data": {"text": format!("hello [world] & friends, message {sent}")}},
+                       "message": [{"type": "text", "data": {"text": format!("hello [world] & friends, message {sent}{filler}")}},
                                    {"type": "mention", "data": {"user_id": "10001"}}]}),
             ));
             sent += 1;
@@ -202,12 +214,17 @@ async fn a_thousand_idle_bot_connections_take_a_few_kib_each() {
 /// The README's figures: RSS after many events, in the default (disk) and `--ephemeral` stores,
 /// read after each tenth of the run. Returns the readings and the peak (`VmHWM`), in KiB.
 async fn rss_after_events(args: &[&str], ids: Ids, total: u64) -> (Vec<u64>, u64) {
+    rss_after_texts(args, ids, "", total).await
+}
+
+/// [`rss_after_events`], each message's text `filler` longer.
+async fn rss_after_texts(args: &[&str], ids: Ids, filler: &str, total: u64) -> (Vec<u64>, u64) {
     let backend = FakeBackend::start(BackendOptions::default()).await;
     let (_child, pid, _, mut bot) = bridge(&backend, args).await;
     let mut done = 0;
     let mut readings = Vec::new();
     for checkpoint in (1..=10).map(|tenth| total * tenth / 10) {
-        relay(&backend, &mut bot, ids, done, checkpoint).await;
+        relay_texts(&backend, &mut bot, ids, filler, done, checkpoint).await;
         done = checkpoint;
         let rss = rss_kib(pid);
         readings.push(rss);
@@ -241,14 +258,32 @@ async fn rss_after_a_million_events_from_new_users_on_disk() {
 }
 
 async fn rss_after_a_million_events_on_disk(ids: Ids) {
+    let peak = peak_on_disk(ids, "", 1_000_000).await;
+    assert!(peak < SIXTY_FOUR_MB, "RSS peaked at {peak} KiB over a million events");
+}
+
+/// Long messages (4 KiB of text each, a long chat message): what waits for redb is bounded in
+/// bytes as well as in entries (`store/disk/mod.rs`, `MAX_UNFOLDED_BYTES`). At the entries'
+/// bound alone, 16 384 such rows were about 70 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a long run for the README's figures"]
+async fn rss_after_long_messages_on_disk() {
+    let filler: String = " 今天的会议改到下午三点 [meeting moved] & see you".chars().cycle().take(1500).collect();
+    assert!(filler.len() > 4000);
+    let peak = peak_on_disk(Ids::Sequential, &filler, 300_000).await;
+    assert!(peak < SIXTY_FOUR_MB, "RSS peaked at {peak} KiB over 300 000 long messages");
+}
+
+/// The peak RSS of the bridge on its disk store over `total` events, in KiB.
+async fn peak_on_disk(ids: Ids, filler: &str, total: u64) -> u64 {
     // Memory does not depend on the disk; a RAM-backed directory keeps fsync from setting the pace.
     let base = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() };
     let dir = base.join(format!("ob-memory-bounds-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (_, peak) =
-        rss_after_events(&["--data-dir", dir.to_str().unwrap(), "--heartbeat-interval", "0"], ids, 1_000_000).await;
+    let args = ["--data-dir", dir.to_str().unwrap(), "--heartbeat-interval", "0"];
+    let (_, peak) = rss_after_texts(&args, ids, filler, total).await;
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(peak < SIXTY_FOUR_MB, "RSS peaked at {peak} KiB over a million events");
+    peak
 }
 
 /// The default `--ephemeral` store (32 MiB) is full after about 190 000 of these messages. Its

@@ -65,6 +65,14 @@ pub enum Entry {
 }
 
 impl Entry {
+    /// The bytes of ids and row it holds: what keeping it in memory costs beyond its fixed size.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Entry::Message { key_text, row, .. } => (key_text.len() + row.len()) as u64,
+            Entry::Surrogate { v12, .. } => v12.len() as u64,
+        }
+    }
+
     fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(&[0; 8]);

@@ -10,8 +10,8 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::filter::{Filters, Table};
 use super::{
-    message_number, now_ms, owns_message, owns_surrogate, row_key, surrogate_number, KeyText, IDS, MESSAGES,
-    MESSAGE_KEYS, SURROGATES,
+    message_number, now_ms, owns_message, owns_surrogate, row_key, surrogate_number, KeyText, IDS, MAX_UNFOLDED,
+    MAX_UNFOLDED_BYTES, MESSAGES, MESSAGE_KEYS, SURROGATES,
 };
 use crate::core::ids::{Claim, Found, IdError, MessageKey};
 use crate::core::record::Row;
@@ -112,8 +112,10 @@ pub(super) struct State {
     /// The last entry's sequence number.
     pub(super) seq: u64,
     /// Entries not yet removed from [`Pending`], in order: (sequence number, message number or
-    /// surrogate).
-    pub(super) unfolded: VecDeque<(u64, Ref)>,
+    /// surrogate, [`Entry::bytes`]).
+    pub(super) unfolded: VecDeque<(u64, Ref, u64)>,
+    /// The bytes of those entries: a message's row holds its content, which may be long.
+    pub(super) unfolded_bytes: u64,
     /// Why the journal can no longer be written: decisions fail from then on.
     pub(super) failed: Option<String>,
     /// What decisions read of redb, kept between them until the folder next writes redb.
@@ -146,6 +148,26 @@ pub(super) struct Snapshot {
 impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Snapshot")
+    }
+}
+
+/// How far the folder is behind the decisions.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Unfolded {
+    pub(super) entries: u64,
+    /// Their [`Entry::bytes`].
+    pub(super) bytes: u64,
+}
+
+impl Unfolded {
+    /// Past either bound: decisions wait for the folder.
+    pub(super) fn over(self) -> bool {
+        self.entries > MAX_UNFOLDED || self.bytes > MAX_UNFOLDED_BYTES
+    }
+
+    /// Within half of both bounds: the folder has caught up.
+    pub(super) fn caught_up(self) -> bool {
+        self.entries <= MAX_UNFOLDED / 2 && self.bytes <= MAX_UNFOLDED_BYTES / 2
     }
 }
 
@@ -254,21 +276,28 @@ impl State {
         Ok(view.number_of(&key.text, key.digest)?.map(|n| (n, 0)))
     }
 
+    /// What is decided and not folded, given the last entry redb holds.
+    pub(super) fn unfolded(&self, folded: u64) -> Unfolded {
+        Unfolded { entries: self.seq.saturating_sub(folded), bytes: self.unfolded_bytes }
+    }
+
     /// Makes an entry visible to every reader and hands it to the syncer.
     pub(super) fn push(&mut self, entry: Entry, claimed: bool) -> u64 {
         self.seq += 1;
         let seq = self.seq;
+        let bytes = entry.bytes();
+        self.unfolded_bytes += bytes;
         match &entry {
             Entry::Message { n, key_text, row } => {
                 let new = claimed || self.pending.rows.get(n).is_some_and(|r| r.new);
                 self.pending.keys.insert(key_text.clone(), (*n, seq));
                 self.pending.rows.insert(*n, PendingRow { key_text: key_text.clone(), row: row.clone(), seq, new });
-                self.unfolded.push_back((seq, Ref::Message(*n)));
+                self.unfolded.push_back((seq, Ref::Message(*n), bytes));
             }
             Entry::Surrogate { n, v12 } => {
                 self.pending.ids.insert(v12.clone(), (*n, seq));
                 self.pending.surrogates.insert(*n, (v12.clone(), seq));
-                self.unfolded.push_back((seq, Ref::Surrogate(*n)));
+                self.unfolded.push_back((seq, Ref::Surrogate(*n), bytes));
             }
         }
         self.open.push(entry);
@@ -394,11 +423,12 @@ impl State {
         // What is let go of is read from redb from now on, as it is after the fold.
         self.snapshot = None;
         let p = &mut self.pending;
-        while let Some(&(seq, what)) = self.unfolded.front() {
+        while let Some(&(seq, what, bytes)) = self.unfolded.front() {
             if seq > folded {
                 break;
             }
             self.unfolded.pop_front();
+            self.unfolded_bytes -= bytes;
             match what {
                 Ref::Message(n) => {
                     if p.rows.get(&n).is_some_and(|r| r.seq == seq) {

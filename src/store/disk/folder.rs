@@ -11,8 +11,8 @@ use redb::{Database, ReadableTable, ReadableTableMetadata};
 
 use super::filter::{number_id, Keeper, Table};
 use super::{
-    digest, key_text, now_ms, row_key, store_err, Retention, Shared, IDS, MAX_UNFOLDED, MESSAGES, MESSAGE_AGE,
-    MESSAGE_KEYS, SURROGATES,
+    digest, key_text, now_ms, row_key, store_err, Retention, Shared, Unfolded, IDS, MAX_UNFOLDED, MAX_UNFOLDED_BYTES,
+    MESSAGES, MESSAGE_AGE, MESSAGE_KEYS, SURROGATES,
 };
 use crate::core::ids::IdError;
 use crate::core::record::RowHead;
@@ -36,6 +36,27 @@ const FOLD_MAX: usize = (MAX_UNFOLDED / 2) as usize;
 /// `FOLD_EVERY` on a fast machine), until the wait and the fold were over: a burst on disk ran
 /// at `MAX_UNFOLDED` entries per wait and fold, about 100 000 a second.
 pub(super) const FOLD_NOW: usize = FOLD_MAX / 2;
+/// The same two bounds in bytes ([`Entry::bytes`]): long messages reach them first, and a
+/// transaction holds what it writes in memory until it commits.
+const FOLD_MAX_BYTES: u64 = MAX_UNFOLDED_BYTES / 2;
+const FOLD_NOW_BYTES: u64 = FOLD_MAX_BYTES / 2;
+
+impl Unfolded {
+    /// Enough for a large commit: fold at once ([`FOLD_NOW`]).
+    pub(super) fn enough_to_fold(self) -> bool {
+        self.entries >= FOLD_NOW as u64 || self.bytes >= FOLD_NOW_BYTES
+    }
+
+    /// As much as one transaction takes ([`FOLD_MAX`]).
+    fn a_full_fold(self) -> bool {
+        self.entries >= FOLD_MAX as u64 || self.bytes >= FOLD_MAX_BYTES
+    }
+
+    fn add(&mut self, fold: &Fold) {
+        self.entries += fold.entries.len() as u64;
+        self.bytes += fold.bytes;
+    }
+}
 /// Digests of v12 ids and surrogates' rows kept in memory, at most, before they go into their
 /// tables in one sorted batch (about 1.5 MiB of digests; a row is a user's or group's id).
 pub(super) const HELD_MAX: usize = if cfg!(test) { 64 } else { 65_536 };
@@ -140,6 +161,8 @@ pub(super) struct Fold {
     /// The sequence number of the last of them.
     pub(super) last: u64,
     pub(super) entries: Vec<Entry>,
+    /// Their [`Entry::bytes`].
+    pub(super) bytes: u64,
 }
 
 /// The folder thread: applies journalled entries to redb, deletes the journal files it holds,
@@ -201,13 +224,14 @@ impl Folder {
             // for a large commit: fold them now, while decisions go on (a fold takes at most
             // half of what may wait unfolded). The syncer wakes the folder early once that many
             // wait, and when it stops (to fold what is left); decisions do when they wait for it.
-            let mut count: usize = gathered.iter().map(|f| f.entries.len()).sum();
+            let mut count = Unfolded { entries: 0, bytes: 0 };
+            gathered.iter().for_each(|f| count.add(f));
             let gathering = Instant::now();
             loop {
-                while count < FOLD_MAX && !closed {
+                while !count.a_full_fold() && !closed {
                     match rx.try_recv() {
                         Ok(fold) => {
-                            count += fold.entries.len();
+                            count.add(&fold);
                             gathered.push(fold);
                         }
                         Err(std_mpsc::TryRecvError::Empty) => break,
@@ -215,7 +239,7 @@ impl Folder {
                     }
                 }
                 let waited = gathering.elapsed();
-                if count >= FOLD_NOW
+                if count.enough_to_fold()
                     || closed
                     || waited >= self.fold_every
                     || self.shared.behind.load(Ordering::Acquire)
@@ -227,7 +251,7 @@ impl Folder {
             match self.fold(&gathered, &mut kept_from, &mut undurable, closed, &mut filters) {
                 Ok(()) => gathered.clear(),
                 Err(error) => {
-                    tracing::error!(%error, entries = count, "id store could not apply its journal to the database; retrying");
+                    tracing::error!(%error, entries = count.entries, "id store could not apply its journal to the database; retrying");
                     std::thread::sleep(FOLD_RETRY);
                 }
             }
@@ -376,14 +400,14 @@ impl Folder {
                 state.held_surrogates.extend(surrogates);
             }
             state.let_go_of_folded(last.last);
-            state.seq.saturating_sub(last.last)
+            state.unfolded(last.last)
         };
         self.shared.fold_done.notify_waiters();
-        if unfolded <= MAX_UNFOLDED / 2
+        if unfolded.caught_up()
             && self.shared.behind.swap(false, Ordering::AcqRel)
             && self.shared.behind_log.lock_unpoisoned().caught_up()
         {
-            tracing::info!(unfolded, "id store folder caught up");
+            tracing::info!(unfolded = unfolded.entries, unfolded_bytes = unfolded.bytes, "id store folder caught up");
         }
         *undurable = if durable { 0 } else { *undurable + entries };
         if release {

@@ -55,7 +55,7 @@ mod folder;
 pub(in crate::store) mod paced;
 mod syncer;
 
-use decide::{State, View};
+use decide::{State, Unfolded, View};
 use filter::Table;
 use folder::{FoldTables, Folder};
 use syncer::Syncer;
@@ -89,8 +89,13 @@ pub const DEFAULT_CACHE_BYTES: usize = 4 << 20;
 /// Journalled batches waiting for the folder before the syncer waits.
 const FOLD_QUEUE: usize = 4096;
 /// Most entries decided and not yet in redb; decisions wait for the folder beyond it, so what
-/// the process keeps of them (a few hundred bytes each) stays bounded.
+/// the process keeps of them stays bounded.
 const MAX_UNFOLDED: u64 = 16_384;
+/// Most bytes of ids and rows in those entries ([`journal::Entry::bytes`]); decisions wait for
+/// the folder beyond it too. A message's row holds its content: 16 384 short messages are a few
+/// MiB, but texts of 2 KiB kept 35 MiB waiting for redb at the count's bound alone, and a
+/// backend's frame may be 16 MiB.
+const MAX_UNFOLDED_BYTES: u64 = 8 << 20;
 
 /// How long message ids are kept.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -525,19 +530,20 @@ impl DiskStore {
     async fn decide<T>(&self, f: impl FnOnce(&mut State, &View<'_>) -> Result<T, IdError>) -> Result<T, IdError> {
         // The wait is boxed: it is rare, and every future that decides (each translation's,
         // through every layer above it) would otherwise be as large as it is.
-        if self.unfolded() > MAX_UNFOLDED {
+        if self.unfolded().over() {
             Box::pin(self.wait_for_folder()).await;
         }
         self.decide_now(f)
     }
 
-    /// Returns once the folder is no more than [`MAX_UNFOLDED`] entries behind.
+    /// Returns once the folder is no more than [`MAX_UNFOLDED`] entries and
+    /// [`MAX_UNFOLDED_BYTES`] behind.
     async fn wait_for_folder(&self) {
         loop {
             // Registered before the check, so that a fold finishing in between is not missed.
             let folded = self.shared.fold_done.notified();
             let behind = self.unfolded();
-            if behind <= MAX_UNFOLDED {
+            if !behind.over() {
                 return;
             }
             // The folder may be letting entries gather: what it has is enough.
@@ -548,7 +554,8 @@ impl DiskStore {
             if !self.shared.behind.swap(true, Ordering::AcqRel) {
                 if let Some(times) = self.shared.behind_log.lock_unpoisoned().fell_behind(Instant::now()) {
                     tracing::warn!(
-                        unfolded = behind,
+                        unfolded = behind.entries,
+                        unfolded_bytes = behind.bytes,
                         times,
                         "id store waits for its folder: ids are decided faster than redb takes them"
                     );
@@ -559,8 +566,8 @@ impl DiskStore {
     }
 
     /// Decisions journalled and not yet folded into redb.
-    fn unfolded(&self) -> u64 {
-        self.shared.state.lock_unpoisoned().seq.saturating_sub(self.shared.folded.load(Ordering::Acquire))
+    fn unfolded(&self) -> Unfolded {
+        self.shared.state.lock_unpoisoned().unfolded(self.shared.folded.load(Ordering::Acquire))
     }
 
     /// Decides under the lock, now (see [`DiskStore::decide`]).
@@ -1713,18 +1720,36 @@ mod tests {
     /// goes on once a fold has caught up.
     #[test]
     fn past_the_bound_a_decision_waits_for_the_folder() {
+        decisions_wait_for_the_folder_after("unfolded", MAX_UNFOLDED, |n| format!("wxid_{n}"));
+    }
+
+    /// The same in bytes: past [`MAX_UNFOLDED_BYTES`] of ids and rows a decision waits, however
+    /// few the entries (here surrogates of 64 KiB ids; a message whose row holds a long text is
+    /// the usual case).
+    #[test]
+    fn past_the_byte_bound_a_decision_waits_for_the_folder() {
+        const LONG: u64 = 64 << 10;
+        decisions_wait_for_the_folder_after("unfolded-bytes", MAX_UNFOLDED_BYTES / LONG, |n| {
+            let n = n.to_string();
+            "0".repeat(LONG as usize - n.len()) + &n
+        });
+    }
+
+    /// Claims surrogates `0..=last` for the ids `v12` gives, with the folder held back, then
+    /// sees the next claim wait until the folder is let go.
+    fn decisions_wait_for_the_folder_after(name: &str, last: u64, v12: impl Fn(u64) -> String) {
         use futures::FutureExt;
-        let d = dir("unfolded");
+        let d = dir(name);
         let store = DiskStore::open(&d, Retention::default()).unwrap();
         let held = store.db.begin_write().unwrap();
-        let surrogate = |n: u64| (5_000_000_000 + n as i64, format!("wxid_{n}"));
+        let surrogate = |n: u64| (5_000_000_000 + n as i64, v12(n));
         block_on(crate::store::deferring(async {
-            for n in 0..=MAX_UNFOLDED {
+            for n in 0..=last {
                 let (n, v12) = surrogate(n);
                 assert_eq!(store.claim_surrogate(n, &v12).await.unwrap(), Claim::Inserted);
             }
         }));
-        let (n, v12) = surrogate(MAX_UNFOLDED + 1);
+        let (n, v12) = surrogate(last + 1);
         let mut next = Box::pin(store.claim_surrogate(n, &v12));
         for _ in 0..5 {
             assert!((&mut next).now_or_never().is_none(), "decided past the bound with the folder held back");

@@ -55,7 +55,7 @@ impl Syncer {
         let (mut last, mut before_last) = (Batch::default(), Batch::default());
         let mut last_taken = Instant::now();
         loop {
-            let (entries, seq) = {
+            let (entries, seq, unfolded) = {
                 let mut state = self.shared.state.lock_unpoisoned();
                 if state.open.is_empty() {
                     if self.shared.closed.load(Ordering::Acquire) {
@@ -79,7 +79,8 @@ impl Syncer {
                     std::thread::park_timeout(GROW);
                     state = self.shared.state.lock_unpoisoned();
                 }
-                (std::mem::take(&mut state.open), state.seq)
+                let unfolded = state.unfolded(self.shared.folded.load(Ordering::Acquire));
+                (std::mem::take(&mut state.open), state.seq, unfolded)
             };
             let started = Instant::now();
             let gathered = started.duration_since(last_taken);
@@ -93,11 +94,12 @@ impl Syncer {
             self.shared.durable.send_modify(|d| d.seq = seq);
             // The folder is gone only when its thread died: the entries stay in the journal and
             // are applied when the store opens next.
-            if self.folds.send(Fold { file, last: seq, entries }).is_err() {
+            let bytes = entries.iter().map(Entry::bytes).sum();
+            if self.folds.send(Fold { file, last: seq, entries, bytes }).is_err() {
                 tracing::error!("id store folder stopped; journalled ids reach the database at the next start");
             }
             // Enough for a large commit: the folder need not wait for more.
-            if seq.saturating_sub(self.shared.folded.load(Ordering::Acquire)) >= super::folder::FOLD_NOW as u64 {
+            if unfolded.enough_to_fold() {
                 self.folder.unpark();
             }
         }
