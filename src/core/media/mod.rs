@@ -252,17 +252,49 @@ pub fn key_from_hex(text: &str) -> Option<[u8; 32]> {
     Some(key)
 }
 
-/// A bounded map that forgets the oldest entries first and entries older than its age limit.
+/// Bytes of keys and values one [`Recent`] keeps at most. Thousands of file_ids and URLs of a few
+/// hundred bytes fit; but peers choose them (a bot's URL, a backend's file_id and URL), and each
+/// may be as long as a frame.
+const RECENT_BYTES: usize = 4 << 20;
+/// The largest entry a [`Recent`] keeps; a longer one is asked for anew each time.
+const RECENT_ENTRY_BYTES: usize = 16 << 10;
+
+/// The heap bytes a remembered value holds.
+trait Weigh {
+    fn heap_bytes(&self) -> usize;
+}
+
+impl Weigh for String {
+    fn heap_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Weigh for () {
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+}
+
+/// A bounded map that forgets the oldest entries first and entries older than its age limit;
+/// bounded in entries and in bytes ([`RECENT_BYTES`]).
 #[derive(Debug)]
 struct Recent<V> {
     map: HashMap<String, (V, Instant)>,
     order: VecDeque<String>,
     capacity: usize,
+    /// Bytes of the entries kept: each key twice (the map's and the order's), and its value.
+    bytes: usize,
 }
 
-impl<V: Clone> Recent<V> {
+/// What an entry costs in [`Recent::bytes`].
+fn weight<V: Weigh>(key: &str, value: &V) -> usize {
+    2 * key.len() + value.heap_bytes()
+}
+
+impl<V: Clone + Weigh> Recent<V> {
     fn new(capacity: usize) -> Self {
-        Recent { map: HashMap::new(), order: VecDeque::new(), capacity: capacity.max(1) }
+        Recent { map: HashMap::new(), order: VecDeque::new(), capacity: capacity.max(1), bytes: 0 }
     }
 
     fn get(&self, key: &str, max_age: Duration) -> Option<V> {
@@ -276,13 +308,22 @@ impl<V: Clone> Recent<V> {
     /// Inserts an entry as stored at `at` (one learnt from the shared tier ages from when it was
     /// first stored, not from when this bridge heard of it).
     fn insert_at(&mut self, key: String, value: V, at: Instant) {
-        if self.map.insert(key.clone(), (value, at)).is_none() {
-            self.order.push_back(key);
+        let added = weight(&key, &value);
+        if added > RECENT_ENTRY_BYTES {
+            self.remove(&key);
+            return;
         }
-        while self.map.len() > self.capacity {
+        match self.map.insert(key.clone(), (value, at)) {
+            Some((old, _)) => self.bytes -= weight(&key, &old),
+            None => self.order.push_back(key),
+        }
+        self.bytes += added;
+        while self.map.len() > self.capacity || self.bytes > RECENT_BYTES {
             match self.order.pop_front() {
                 Some(old) => {
-                    self.map.remove(&old);
+                    if let Some((value, _)) = self.map.remove(&old) {
+                        self.bytes -= weight(&old, &value);
+                    }
                 }
                 None => break,
             }
@@ -290,7 +331,8 @@ impl<V: Clone> Recent<V> {
     }
 
     fn remove(&mut self, key: &str) {
-        if self.map.remove(key).is_some() {
+        if let Some((value, _)) = self.map.remove(key) {
+            self.bytes -= weight(key, &value);
             self.order.retain(|k| k != key);
         }
     }
@@ -1056,13 +1098,34 @@ mod tests {
     #[test]
     fn remembered_entries_are_bounded_and_age() {
         let mut r = Recent::new(2);
-        r.insert("a".into(), 1);
-        r.insert("b".into(), 2);
-        r.insert("c".into(), 3);
+        r.insert("a".into(), "1".to_string());
+        r.insert("b".into(), "2".into());
+        r.insert("c".into(), "3".into());
         assert_eq!(r.get("a", Duration::from_secs(60)), None, "oldest forgotten");
-        assert_eq!(r.get("c", Duration::from_secs(60)), Some(3));
+        assert_eq!(r.get("c", Duration::from_secs(60)).as_deref(), Some("3"));
         assert_eq!(r.get("c", Duration::ZERO), None, "too old");
         r.remove("c");
         assert_eq!(r.get("c", Duration::from_secs(60)), None);
+        assert_eq!(r.bytes, weight("b", &"2".to_string()));
+    }
+
+    /// Peers choose the keys and values (a bot's URL, a backend's URL): long ones are bounded in
+    /// bytes, the oldest forgotten first, and one longer than an entry may be is not kept.
+    #[test]
+    fn remembered_entries_are_bounded_in_bytes() {
+        let mut r = Recent::new(100_000);
+        let url = |i: usize| format!("https://example.com/{i}/{}", "x".repeat(8 << 10));
+        for i in 0..2_000 {
+            r.insert(format!("key{i}"), url(i));
+            assert!(r.bytes <= RECENT_BYTES, "{} bytes kept", r.bytes);
+        }
+        assert_eq!(r.bytes, r.map.iter().map(|(k, (v, _))| weight(k, v)).sum::<usize>());
+        assert!(r.map.len() < 600, "{} entries of 8 KiB kept", r.map.len());
+        assert_eq!(r.get("key1999", Duration::from_secs(60)), Some(url(1999)), "the newest kept");
+        assert_eq!(r.get("key0", Duration::from_secs(60)), None, "the oldest forgotten");
+        let long = "y".repeat(RECENT_ENTRY_BYTES);
+        r.insert("key1999".into(), long);
+        assert_eq!(r.get("key1999", Duration::from_secs(60)), None, "too long to keep, and the old value gone");
+        assert_eq!(r.bytes, r.map.iter().map(|(k, (v, _))| weight(k, v)).sum::<usize>());
     }
 }
