@@ -315,6 +315,20 @@ impl LinkHandle {
 
 /// Event ids remembered per link to drop a resent one.
 const RECENT_EVENTS: usize = 4096;
+/// The longest event id remembered as it is; a longer one (the backend chooses their length, up
+/// to a frame's) is remembered by its SHA-256, so the ids kept are at most ~300 KiB.
+const KEPT_ID_BYTES: usize = 64;
+
+/// What [`RecentIds`] keeps of an event id: itself, or for a long one its digest in hex after a
+/// NUL (65 bytes: longer than any id kept as it is, so never taken for one).
+fn kept_id(id: &str) -> std::borrow::Cow<'_, str> {
+    use sha2::{Digest, Sha256};
+    if id.len() <= KEPT_ID_BYTES {
+        id.into()
+    } else {
+        format!("\0{:x}", Sha256::digest(id.as_bytes())).into()
+    }
+}
 
 /// Event ids seen lately, to drop an event an implementation sends again (after a reconnect, or
 /// on two transports). Shared by every path that feeds one link's events, so it locks inside;
@@ -354,6 +368,8 @@ impl RecentIds {
         if id.is_empty() {
             return true;
         }
+        let id = kept_id(id);
+        let id = &*id;
         let mut inner = self.inner.lock_unpoisoned();
         let RecentInner { ring, first, index, hasher } = &mut *inner;
         let hash = hasher.hash_one(id);
@@ -455,6 +471,26 @@ mod tests {
         assert!(!recent.insert("e2"), "e0 and e1 were forgotten for a and b, e2 was not");
         assert!(recent.insert("e0"));
         assert_eq!(recent.inner.lock_unpoisoned().ring.len(), RECENT_EVENTS);
+    }
+
+    /// Long event ids (the backend chooses their length) are remembered by their digest: a
+    /// repeat is still dropped, two that differ in their last byte are both kept, and what is
+    /// kept of each is short.
+    #[test]
+    fn long_event_ids_are_remembered_by_their_digest() {
+        let recent = RecentIds::new();
+        let long = |last: char| format!("{}{last}", "e".repeat(1 << 20));
+        assert!(recent.insert(&long('a')) && recent.insert(&long('b')));
+        assert!(!recent.insert(&long('a')) && !recent.insert(&long('b')), "a repeat is dropped");
+        let short = "e".repeat(KEPT_ID_BYTES);
+        assert!(recent.insert(&short) && !recent.insert(&short));
+        let inner = recent.inner.lock_unpoisoned();
+        assert!(
+            inner.ring.iter().all(|(_, kept)| kept.len() <= 65),
+            "{:?}",
+            inner.ring.iter().map(|(_, k)| k.len()).collect::<Vec<_>>()
+        );
+        assert_eq!(&*inner.ring[2].1, short, "a short id is kept as it is");
     }
 
     /// An answer reaches the call whose echo it carries, and only that one; echoes the link
