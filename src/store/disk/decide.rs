@@ -131,6 +131,8 @@ pub(super) struct State {
     /// The same surrogates' rows, which redb's `surrogates` does not hold yet either: keyed by a
     /// hash of the id, they are as random as the digests and go with them, in one sorted batch.
     pub(super) held_surrogates: HashMap<i64, Arc<str>, Hasher>,
+    /// The bytes of those ids (the backend chooses their length).
+    pub(super) held_surrogate_bytes: usize,
 }
 
 /// A read transaction of redb and the tables opened in it so far, kept for the decisions that

@@ -60,6 +60,10 @@ impl Unfolded {
 /// Digests of v12 ids and surrogates' rows kept in memory, at most, before they go into their
 /// tables in one sorted batch (about 1.5 MiB of digests; a row is a user's or group's id).
 pub(super) const HELD_MAX: usize = if cfg!(test) { 64 } else { 65_536 };
+/// Bytes of the surrogates' ids held with them, at most: their batch goes in once it has this
+/// many too. A user's id is a few dozen bytes (65 536 of them about 2 MiB), but the backend
+/// chooses its length.
+pub(super) const HELD_BYTES: usize = 8 << 20;
 /// Digests of pruned messages kept in memory, at most, before they leave their table in one
 /// sorted batch, with the held digests or with a pruning (4 MiB of them): a store at its
 /// retention prunes about as many as it takes in.
@@ -326,7 +330,8 @@ impl Folder {
                 // third of what is held, and the largest part.
                 let held = state.held_keys.len() + state.held_ids.len() + state.held_surrogates.len();
                 let folded = keys.len() + ids.len() + surrogates.len();
-                let flush = release || held + folded >= HELD_MAX || pruned.len() >= PRUNED_MAX;
+                let bytes = state.held_surrogate_bytes + surrogates.iter().map(|(_, v12)| v12.len()).sum::<usize>();
+                let flush = release || held + folded >= HELD_MAX || bytes >= HELD_BYTES || pruned.len() >= PRUNED_MAX;
                 if flush {
                     keys.extend(state.held_keys.pairs());
                     ids.extend(state.held_ids.pairs());
@@ -390,6 +395,7 @@ impl Folder {
                 state.held_keys.clear();
                 state.held_ids.clear();
                 state.held_surrogates.clear();
+                state.held_surrogate_bytes = 0;
             } else {
                 for &(key, n) in &keys {
                     state.held_keys.insert(key, n);
@@ -397,6 +403,9 @@ impl Folder {
                 for &(id, n) in &ids {
                     state.held_ids.insert(id, n);
                 }
+                // A row for a surrogate already held is counted twice until the batch goes: it
+                // goes sooner, never later.
+                state.held_surrogate_bytes += surrogates.iter().map(|(_, v12)| v12.len()).sum::<usize>();
                 state.held_surrogates.extend(surrogates);
             }
             state.let_go_of_folded(last.last);

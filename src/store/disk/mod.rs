@@ -1409,6 +1409,27 @@ mod tests {
         (held, store.read(|t| Ok(t.open_table(SURROGATES)?.len()?)).unwrap())
     }
 
+    /// The surrogates' rows held with the digests go into their table once their ids add up to
+    /// `folder::HELD_BYTES`, however few they are (the backend chooses an id's length): what is
+    /// held stays under it after every fold.
+    #[test]
+    fn surrogates_rows_held_are_bounded_in_bytes() {
+        let d = dir("held-bytes");
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        let long = |i: i64| format!("{i}{}", "u".repeat(1 << 20));
+        for i in 0..14 {
+            assert_eq!(block_on(store.claim_surrogate(5_000_000_000 + i, &long(i))).unwrap(), Claim::Inserted);
+            store.settle();
+            let state = store.shared.state.lock_unpoisoned();
+            let held: usize = state.held_surrogates.values().map(|v12| v12.len()).sum();
+            assert!(held < folder::HELD_BYTES, "{held} bytes of ids held after {} claims", i + 1);
+            assert!(held <= state.held_surrogate_bytes, "{held} held, {} counted", state.held_surrogate_bytes);
+        }
+        assert_eq!(block_on(store.v12_of_surrogate(5_000_000_003)).unwrap(), Some(long(3)));
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
     /// A fold that lets no journal file go keeps the digests of the ids it folded in memory,
     /// and the surrogates' rows with them, where every lookup finds them; they go into their
     /// tables together once there are `HELD_MAX` digests, and when the store closes.
