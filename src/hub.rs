@@ -4,10 +4,10 @@
 //! [`AccountEntry`] with its own v11 self_id, its own event fan-out and the link its actions go
 //! to. v11 endpoints pick an account (the one they name, else the only one the backend lists
 //! online: an account seen only in a stray event does not count), subscribe to its events and
-//! send it actions. The fan-out
-//! is a bounded broadcast: a v11 connection that falls behind loses the oldest events, and the
-//! loss is counted and logged (never silent). While no connection is subscribed, events are kept
-//! (at most 256, none older than 60 s) for the next one.
+//! send it actions. The fan-out is a broadcast bounded in events and bytes ([`crate::fanout`]): a
+//! v11 connection that falls behind loses the oldest events, and the loss is counted and logged
+//! (never silent). While no connection is subscribed, events are kept (at most 256 and 64 MiB,
+//! none older than 60 s) for the next one.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -15,10 +15,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::core::event::{status_bots, EventError, V11Event};
 use crate::core::ids::IdError;
+use crate::fanout;
 use crate::sync::{LockUnpoisoned, RwLockUnpoisoned};
 
 use crate::backends::link::{GiveUp, LinkHandle, LinkId};
@@ -32,8 +33,17 @@ use crate::net::unix_now;
 /// The store behind ids (memory or disk, chosen at start-up).
 pub use crate::store::Store;
 
+/// Bytes of events ([`V11Event::weight`]) one account's fan-out keeps at most for connections
+/// that have not read them (its count is `limits.event_queue`): past it a connection that reads
+/// slowly loses the oldest, counted and logged as past the count. A thousand events of a few KiB
+/// are well within it; a backend's frame may be 16 MiB.
+pub const EVENT_QUEUE_BYTES: usize = 64 << 20;
+
 /// Events kept for the next v11 connection while none is connected: at most this many…
 const BACKLOG_MAX: usize = 256;
+/// …of at most these bytes ([`V11Event::weight`]; the newest is kept whatever it weighs): as
+/// many as a connection's queue, so that what a reverse-WS connection gives back fits…
+const BACKLOG_BYTES: usize = EVENT_QUEUE_BYTES;
 /// …and none older than this.
 const BACKLOG_AGE: Duration = Duration::from_secs(60);
 
@@ -63,25 +73,42 @@ pub struct AccountEntry {
     listed: AtomicBool,
     /// When its last event came (or when it was last listed).
     last_seen: Mutex<tokio::time::Instant>,
-    events: broadcast::Sender<Arc<V11Event>>,
+    events: fanout::Sender<Arc<V11Event>>,
     /// Events that arrived while no v11 connection was subscribed (bounded by count and age;
     /// the oldest go first, and are counted in `undelivered`).
-    backlog: Mutex<VecDeque<(tokio::time::Instant, Arc<V11Event>)>>,
+    backlog: Mutex<VecDeque<Kept>>,
     /// Events that never reached a v11 connection.
     pub undelivered: AtomicU64,
     /// This account's event counters.
     pub stats: AccountMetrics,
 }
 
+/// An event kept while no connection was there: when it came, and its weight.
+type Kept = (tokio::time::Instant, Arc<V11Event>, usize);
+
+/// Drops the oldest kept events past [`BACKLOG_MAX`] or [`BACKLOG_BYTES`] (but the newest);
+/// says how many.
+fn bound_backlog(backlog: &mut VecDeque<Kept>) -> u64 {
+    let mut bytes: usize = backlog.iter().map(|k| k.2).sum();
+    let mut dropped = 0;
+    while backlog.len() > BACKLOG_MAX || (bytes > BACKLOG_BYTES && backlog.len() > 1) {
+        if let Some((_, _, weight)) = backlog.pop_front() {
+            bytes -= weight;
+            dropped += 1;
+        }
+    }
+    dropped
+}
+
 impl AccountEntry {
     /// Subscribes to the account's events; the first items are the ones kept while no
     /// connection was there (so an event that arrives with a new account is not lost).
-    pub fn subscribe(&self) -> (Vec<Arc<V11Event>>, broadcast::Receiver<Arc<V11Event>>) {
+    pub fn subscribe(&self) -> (Vec<Arc<V11Event>>, fanout::Receiver<Arc<V11Event>>) {
         let mut backlog = self.backlog.lock_unpoisoned();
         let rx = self.events.subscribe();
         let mut kept = Vec::with_capacity(backlog.len());
         let mut expired = 0;
-        for (at, ev) in backlog.drain(..) {
+        for (at, ev, _) in backlog.drain(..) {
             if at.elapsed() <= BACKLOG_AGE {
                 kept.push(ev);
             } else {
@@ -99,14 +126,17 @@ impl AccountEntry {
     pub(crate) fn publish(&self, ev: Arc<V11Event>) {
         let mut backlog = self.backlog.lock_unpoisoned();
         self.stats.delivered();
-        if self.events.receiver_count() > 0 && self.events.send(ev.clone()).is_ok() {
-            return;
-        }
-        while backlog.front().is_some_and(|(at, _)| at.elapsed() > BACKLOG_AGE) || backlog.len() >= BACKLOG_MAX {
+        let weight = ev.weight();
+        let Err(fanout::SendError(ev)) = self.events.send(ev, weight) else { return };
+        while backlog.front().is_some_and(|(at, _, _)| at.elapsed() > BACKLOG_AGE) {
             backlog.pop_front();
             self.lost(1, DropReason::Unclaimed);
         }
-        backlog.push_back((tokio::time::Instant::now(), ev));
+        backlog.push_back((tokio::time::Instant::now(), ev, weight));
+        let dropped = bound_backlog(&mut backlog);
+        if dropped > 0 {
+            self.lost(dropped, DropReason::Unclaimed);
+        }
     }
 
     /// Counts events that will never reach a bot.
@@ -214,7 +244,7 @@ pub struct Subscription {
     pub entry: Arc<AccountEntry>,
     /// Events kept while no connection was there, to be written first.
     pub kept: Vec<Arc<V11Event>>,
-    pub events: Option<broadcast::Receiver<Arc<V11Event>>>,
+    pub events: Option<fanout::Receiver<Arc<V11Event>>>,
 }
 
 impl Subscription {
@@ -534,7 +564,7 @@ impl Hub {
             online: AtomicBool::new(online),
             listed: AtomicBool::new(listed),
             last_seen: Mutex::new(tokio::time::Instant::now()),
-            events: broadcast::channel(self.event_queue).0,
+            events: fanout::channel(self.event_queue, EVENT_QUEUE_BYTES),
             backlog: Mutex::new(VecDeque::new()),
             undelivered: AtomicU64::new(0),
             stats: self.metrics.account(account.v11_id),
@@ -884,13 +914,13 @@ impl AccountEntry {
     /// of the backlog, for the next subscriber. Done under the backlog lock, so an event published
     /// meanwhile lands either in `events` (and comes back) or in the backlog. If another
     /// connection is still subscribed it has had these events already: they are only counted.
-    pub fn give_back(&self, mut undelivered: Vec<Arc<V11Event>>, events: Option<broadcast::Receiver<Arc<V11Event>>>) {
+    pub fn give_back(&self, mut undelivered: Vec<Arc<V11Event>>, events: Option<fanout::Receiver<Arc<V11Event>>>) {
         let mut backlog = self.backlog.lock_unpoisoned();
         if let Some(mut rx) = events {
             loop {
                 match rx.try_recv() {
                     Ok(ev) => undelivered.push(ev),
-                    Err(broadcast::error::TryRecvError::Lagged(n)) => self.lost(n, DropReason::SlowBot),
+                    Err(fanout::TryRecvError::Lagged(n)) => self.lost(n, DropReason::SlowBot),
                     Err(_) => break,
                 }
             }
@@ -904,11 +934,12 @@ impl AccountEntry {
         }
         let now = tokio::time::Instant::now();
         for ev in undelivered.into_iter().rev() {
-            backlog.push_front((now, ev));
+            let weight = ev.weight();
+            backlog.push_front((now, ev, weight));
         }
-        while backlog.len() > BACKLOG_MAX {
-            backlog.pop_front();
-            self.lost(1, DropReason::Unclaimed);
+        let dropped = bound_backlog(&mut backlog);
+        if dropped > 0 {
+            self.lost(dropped, DropReason::Unclaimed);
         }
     }
 }
@@ -1035,6 +1066,37 @@ mod tests {
         let (kept, _rx) = entry.subscribe();
         assert_eq!(kept.iter().map(|e| e.to_value(Default::default())["n"].as_i64().unwrap()).collect::<Vec<_>>(), [4]);
         assert_eq!(entry.undelivered.load(Ordering::Relaxed), 3);
+    }
+
+    /// Kept events are bounded in bytes as well as in count: large ones push the oldest out
+    /// (counted), and one larger than the whole bound is still kept, alone.
+    #[tokio::test]
+    async fn kept_events_are_bounded_in_bytes() {
+        let hub = hub();
+        let entry = hub.upsert_account(&link(1, true), &me("10001"), true, true).await.unwrap();
+        let event = |n: i64, len: usize| {
+            let body = serde_json::json!({"n": n, "text": "x".repeat(len)});
+            Arc::new(V11Event::new(10001, body.as_object().unwrap().clone()))
+        };
+        // Each weighs about an eighth of the bound (its text twice).
+        for n in 0..20 {
+            entry.publish(event(n, BACKLOG_BYTES / 16));
+        }
+        let numbers = |kept: &[Arc<V11Event>]| {
+            kept.iter().map(|e| e.to_value(Default::default())["n"].as_i64().unwrap()).collect::<Vec<_>>()
+        };
+        {
+            let backlog = entry.backlog.lock_unpoisoned();
+            let bytes: usize = backlog.iter().map(|k| k.2).sum();
+            assert!(bytes <= BACKLOG_BYTES, "{bytes} bytes kept");
+            assert!(backlog.len() < 9, "{} events kept", backlog.len());
+        }
+        let dropped = entry.undelivered.load(Ordering::Relaxed);
+        entry.publish(event(20, BACKLOG_BYTES));
+        let (kept, rx) = entry.subscribe();
+        assert_eq!(numbers(&kept), [20], "the newest alone");
+        assert_eq!(entry.undelivered.load(Ordering::Relaxed), 20, "every other one counted ({dropped} before)");
+        drop(rx);
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ pub mod config;
 pub mod core;
 pub mod decode;
 pub mod demo;
+pub mod fanout;
 pub mod hub;
 pub mod inspector;
 pub mod media;

@@ -211,6 +211,45 @@ async fn a_thousand_idle_bot_connections_take_a_few_kib_each() {
     assert!(after < SIXTY_FOUR_MB, "RSS {} KiB with {BOTS} idle connections", after);
 }
 
+/// A bot that stops reading holds back at most `EVENT_QUEUE_BYTES` of its account's events (64
+/// MiB by their weight, `src/hub.rs`), not `event_queue` (1 024) of them whatever their size.
+/// 120 messages of 1 MiB of text each (about 3 MiB each as the bridge holds them: segments,
+/// `raw_message`, the JSON) would be 360 MiB held for it; a bot that reads on gets every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_that_stops_reading_holds_back_a_bounded_number_of_bytes() {
+    const EVENTS: usize = 120;
+    let backend = FakeBackend::start(BackendOptions::default()).await;
+    let (_child, pid, addr, mut fast) =
+        bridge(&backend, &["--ephemeral", "--memory-store-bytes", "1048576", "--heartbeat-interval", "0"]).await;
+    let mut slow = Bot::connect(addr, "/", None).await.unwrap();
+    let text = "x".repeat(1 << 20);
+    for n in 0..EVENTS {
+        backend.push(v12_message(
+            "group",
+            "10001",
+            json!({"message_id": format!("big-{n}"), "group_id": "30003", "user_id": "20002",
+                   "message": [{"type": "text", "data": {"text": format!("{n}:{text}")}}]}),
+        ));
+        let ev = fast.next_event().await;
+        assert!(ev["raw_message"].as_str().unwrap().starts_with(&format!("{n}:")), "event {n} out of order");
+    }
+    let peak = status_kib(pid, "VmHWM:");
+    println!("a bot not reading {EVENTS} events of 1 MiB: peak RSS {:.1} MiB", mib(peak));
+    assert!(peak < 200 << 10, "RSS peaked at {:.1} MiB", mib(peak));
+    // The bot that stopped reading gets what reached its socket, then the newest the bridge kept.
+    let mut read = Vec::new();
+    while read.last() != Some(&(EVENTS - 1)) {
+        let ev = slow.next_event().await;
+        if ev["post_type"] != "message" {
+            continue;
+        }
+        let raw = ev["raw_message"].as_str().unwrap();
+        read.push(raw[..raw.find(':').unwrap()].parse::<usize>().unwrap());
+    }
+    assert!(read.len() < EVENTS, "the slow bot lost none: {read:?}");
+    assert!(read.windows(2).all(|w| w[0] < w[1]), "in order: {read:?}");
+}
+
 /// The README's figures: RSS after many events, in the default (disk) and `--ephemeral` stores,
 /// read after each tenth of the run. Returns the readings and the peak (`VmHWM`), in KiB.
 async fn rss_after_events(args: &[&str], ids: Ids, total: u64) -> (Vec<u64>, u64) {

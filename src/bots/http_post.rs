@@ -17,8 +17,8 @@
 //! JSON object is a **quick operation** for that event and runs before the next event is posted
 //! (so replies keep the events' order); an empty body, 204 or anything else does nothing.
 //!
-//! Full policy: the worker's event queue is its subscription to the account (a bounded broadcast
-//! of `limits.event_queue` events). When the webhook is slower than the events, the oldest
+//! Full policy: the worker's event queue is its subscription to the account (a broadcast of
+//! `limits.event_queue` events and `hub::EVENT_QUEUE_BYTES`). When the webhook is slower than the events, the oldest
 //! waiting events are dropped; each loss is counted and logged (`warn`, `dropped`, `total`).
 
 use std::collections::HashSet;
@@ -35,12 +35,13 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 use sha1::Sha1;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::config::{HttpPost, Limits};
 use crate::core::event::{heartbeat as heartbeat_event, V11Event};
+use crate::fanout;
 use crate::hub::{AccountEntry, Hub};
 use crate::net::unix_now;
 
@@ -200,13 +201,13 @@ async fn worker(
             _ = shutdown.changed() => return,
             ev = events.recv() => match ev {
                 Ok(ev) => ev,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
+                Err(fanout::RecvError::Lagged(n)) => {
                     dropped_total += n;
                     entry.lost(n, crate::metrics::DropReason::SlowBot);
                     tracing::warn!(dropped = n, total = dropped_total, "the bot's webhook is slower than the events; oldest events dropped");
                     continue;
                 }
-                Err(broadcast::error::RecvError::Closed) => return,
+                Err(fanout::RecvError::Closed) => return,
             },
             _ = beat.tick(), if heartbeat.is_some() => {
                 let interval = heartbeat.unwrap_or_default().as_millis() as u64;

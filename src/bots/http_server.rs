@@ -166,7 +166,7 @@ impl Updates {
 
     /// Follows the server's account and queues its events, until shutdown.
     async fn follow(self: Arc<Self>, hub: Arc<Hub>, want: Option<i64>, mut shutdown: watch::Receiver<bool>) {
-        use tokio::sync::broadcast::error::RecvError;
+        use crate::fanout::RecvError;
         while !*shutdown.borrow() {
             let sub = tokio::select! {
                 sub = hub.wait_for_account(want, true) => sub,

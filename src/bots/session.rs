@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -26,6 +26,7 @@ use crate::bots::rate_limit::Limiter;
 use crate::config::Limits;
 use crate::core::event::{heartbeat, lifecycle_connect, V11Event};
 use crate::core::v11::{self, PostFormat};
+use crate::fanout;
 use crate::hub::{AccountEntry, Hub, Subscription};
 use crate::metrics::DropReason;
 use crate::net::unix_now;
@@ -165,7 +166,7 @@ where
         &mut self,
         entry: &AccountEntry,
         first: Arc<V11Event>,
-        events: &mut Option<broadcast::Receiver<Arc<V11Event>>>,
+        events: &mut Option<fanout::Receiver<Arc<V11Event>>>,
     ) -> Step {
         let cfg = &self.cfg;
         let Some(sink) = self.sink.as_mut() else { return Step::Stop };
@@ -184,7 +185,7 @@ where
                         fed = true;
                     }
                     Some(Ok(_)) => {}
-                    Some(Err(broadcast::error::TryRecvError::Lagged(n))) => {
+                    Some(Err(fanout::TryRecvError::Lagged(n))) => {
                         entry.lost(n, DropReason::SlowBot);
                         tracing::warn!(dropped = n, "bot reads too slowly; oldest events dropped");
                     }
@@ -255,12 +256,12 @@ where
                 Some(answer) = actions.next(), if !actions.is_empty() => self.write(answer).await,
                 ev = recv_event(&mut events) => match ev {
                     Ok(ev) => self.write_events(&entry, ev, &mut events).await,
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                    Err(fanout::RecvError::Lagged(n)) => {
                         entry.lost(n, DropReason::SlowBot);
                         tracing::warn!(dropped = n, "bot reads too slowly; oldest events dropped");
                         Step::Continue
                     }
-                    Err(broadcast::error::RecvError::Closed) => Step::Stop,
+                    Err(fanout::RecvError::Closed) => Step::Stop,
                 },
                 _ = beat.tick(), if beat_every.is_some() => {
                     let interval = beat_every.unwrap_or_default().as_millis() as u64;
@@ -434,9 +435,7 @@ fn written(result: Result<Result<(), tokio_tungstenite::tungstenite::Error>, tok
     }
 }
 
-async fn recv_event(
-    events: &mut Option<broadcast::Receiver<Arc<V11Event>>>,
-) -> Result<Arc<V11Event>, broadcast::error::RecvError> {
+async fn recv_event(events: &mut Option<fanout::Receiver<Arc<V11Event>>>) -> Result<Arc<V11Event>, fanout::RecvError> {
     match events {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, oneshot, watch, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -48,6 +48,7 @@ use crate::bots::rate_limit::{self, Limiter};
 use crate::bots::session::{self, Ended, Pick, Role, SessionConfig};
 use crate::config::{Limits, WsReverse};
 use crate::core::event::V11Event;
+use crate::fanout;
 use crate::hub::{AccountEntry, Hub, Subscription};
 use crate::net::{ws_config, Backoff};
 use crate::sync::LockUnpoisoned;
@@ -402,7 +403,7 @@ async fn close_fully(mut socket: TcpStream) {
 #[derive(Default)]
 struct Feed {
     kept: VecDeque<Arc<V11Event>>,
-    events: Option<broadcast::Receiver<Arc<V11Event>>>,
+    events: Option<fanout::Receiver<Arc<V11Event>>>,
 }
 
 impl Feed {
@@ -415,11 +416,11 @@ impl Feed {
         loop {
             match rx.recv().await {
                 Ok(ev) => return ev,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
+                Err(fanout::RecvError::Lagged(n)) => {
                     entry.lost(n, crate::metrics::DropReason::SlowBot);
                     tracing::warn!(dropped = n, "bot reads too slowly; oldest events dropped");
                 }
-                Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+                Err(fanout::RecvError::Closed) => return std::future::pending().await,
             }
         }
     }
@@ -440,7 +441,7 @@ struct Ledger {
 
 #[derive(Default)]
 struct LedgerState {
-    tx: Option<broadcast::Sender<Arc<V11Event>>>,
+    tx: Option<fanout::Sender<Arc<V11Event>>>,
     /// Handed to the session and not yet known to be written, oldest first.
     handed: VecDeque<Arc<V11Event>>,
 }
@@ -451,8 +452,10 @@ impl Ledger {
     }
 
     /// The session's event channel. It never lags: at most [`HANDED_MAX`] events are in it.
-    fn open(&self) -> broadcast::Receiver<Arc<V11Event>> {
-        let (tx, rx) = broadcast::channel(HANDED_MAX);
+    fn open(&self) -> fanout::Receiver<Arc<V11Event>> {
+        // Bounded by its count: `has_room` keeps it within.
+        let tx = fanout::channel(HANDED_MAX, usize::MAX);
+        let rx = tx.subscribe();
         self.state().tx = Some(tx);
         rx
     }
@@ -469,12 +472,12 @@ impl Ledger {
     fn hand(&self, ev: Arc<V11Event>) -> Result<(), Arc<V11Event>> {
         let mut state = self.state();
         let Some(tx) = &state.tx else { return Err(ev) };
-        match tx.send(ev.clone()) {
-            Ok(_) => {
+        match tx.send(ev.clone(), 0) {
+            Ok(()) => {
                 state.handed.push_back(ev);
                 Ok(())
             }
-            Err(broadcast::error::SendError(ev)) => Err(ev),
+            Err(fanout::SendError(ev)) => Err(ev),
         }
     }
 

@@ -145,6 +145,20 @@ impl V11Event {
         V11Event { self_id: event.self_id, body: Body::Message(Box::new(event)), json: Default::default() }
     }
 
+    /// About the bytes the event holds once its JSON is written for one format: a message's text
+    /// three times (its segments, `raw_message`, the JSON), other values twice. What the fan-out
+    /// to bots bounds in bytes ([`crate::fanout`]); written text is counted, not the allocator's
+    /// slack.
+    pub fn weight(&self) -> usize {
+        match &self.body {
+            Body::Message(m) => {
+                let given = |data: &Data| data.iter().map(|(k, v)| k.len() + value_bytes(v)).sum::<usize>();
+                512 + 3 * m.raw_message.len() + 2 * (given(&m.extra) + given(&m.sender.given))
+            }
+            Body::Map(body) => 256 + 2 * body.iter().map(|(k, v)| k.len() + value_bytes(v)).sum::<usize>(),
+        }
+    }
+
     pub fn post_type(&self) -> &str {
         match &self.body {
             Body::Map(body) => body.get("post_type").and_then(Value::as_str).unwrap_or(""),
@@ -200,6 +214,17 @@ impl V11Event {
             // operations and message histories ask for the value.
             Body::Message(_) => serde_json::from_str(&self.json(format)).unwrap_or(Value::Null),
         }
+    }
+}
+
+/// The bytes of a JSON value's strings and keys, and a few for each other value: an estimate of
+/// what it holds, in one pass (decoded values are at most 64 deep).
+fn value_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(|v| 8 + value_bytes(v)).sum(),
+        Value::Object(map) => map.iter().map(|(k, v)| 8 + k.len() + value_bytes(v)).sum(),
+        Value::Null | Value::Bool(_) | Value::Number(_) => 8,
     }
 }
 
