@@ -1225,6 +1225,16 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    /// Users with surrogates from `5_000_000_000` on, as a file from before the digests held them.
+    fn write_text_keyed_users(txn: &redb::WriteTransaction, users: &[String]) {
+        let mut ids = txn.open_table(TEXT_IDS).unwrap();
+        let mut surrogates = txn.open_table(SURROGATES).unwrap();
+        for (n, user) in (5_000_000_000..).zip(users) {
+            ids.insert(user.as_str(), n).unwrap();
+            surrogates.insert(n, user.as_str()).unwrap();
+        }
+    }
+
     /// A file from before the digests, its two tables keyed by the ids' text: opening it moves
     /// every id into the digest-keyed tables and deletes the old ones, across several batches
     /// and after a start that a crash cut short halfway; every id is then found the ways the
@@ -1247,13 +1257,8 @@ mod tests {
                     age.insert((now_ms(), n), ()).unwrap();
                     keys.insert(key_text(&record.key).as_str(), n).unwrap();
                 }
-                let mut ids = txn.open_table(TEXT_IDS).unwrap();
-                let mut surrogates = txn.open_table(SURROGATES).unwrap();
-                for (n, user) in (5_000_000_000..).zip(&users) {
-                    ids.insert(user.as_str(), n).unwrap();
-                    surrogates.insert(n, user.as_str()).unwrap();
-                }
             }
+            write_text_keyed_users(&txn, &users);
             txn.commit().unwrap();
             // The start a crash cut short: one batch of each moved.
             create_tables(&db).unwrap();
@@ -1302,14 +1307,7 @@ mod tests {
         {
             let db = redb::Database::create(&path).unwrap();
             let txn = db.begin_write().unwrap();
-            {
-                let mut ids = txn.open_table(TEXT_IDS).unwrap();
-                let mut surrogates = txn.open_table(SURROGATES).unwrap();
-                for (n, user) in (5_000_000_000..).zip(&users) {
-                    ids.insert(user.as_str(), n).unwrap();
-                    surrogates.insert(n, user.as_str()).unwrap();
-                }
-            }
+            write_text_keyed_users(&txn, &users);
             txn.commit().unwrap();
         }
         let before = std::fs::metadata(&path).unwrap().len();
