@@ -139,7 +139,7 @@ pub struct SegmentMap {
     pub target: String,
     pub fields: BTreeMap<String, FieldSpec>,
     /// Outgoing only: the keys a segment must have, as (v11 key, its v12 name; empty when the
-    /// row's fields do not name it, which [`Mappings::validate`] refuses).
+    /// row's fields do not name it, which `Mappings::validate` refuses).
     pub required: Vec<(String, String)>,
     /// Outgoing only: (v11 key, its v12 name, value) set when the segment has no such key.
     pub defaults: Vec<(String, String, serde_json::Value)>,
