@@ -6,7 +6,7 @@
 //! of events alive, each as large as a backend's frame may be (16 MiB), however large. Here each
 //! event is sent with its weight, and past either bound the oldest go first; a receiver that
 //! had not read them learns how many it lost, as with tokio's `Lagged`. What every receiver has
-//! read is let go of within 32 sends (`TRIM_EVERY`) (and when the receiver that held it back goes).
+//! read is let go of within `TRIM_EVERY` (32) sends, or when the receiver that held it back goes.
 //!
 //! The interface is tokio's (same error types), so the sessions read it as they read a tokio
 //! channel. One lock guards the queue; a send or a read holds it for a few pointer moves.
