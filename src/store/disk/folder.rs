@@ -324,14 +324,18 @@ impl Folder {
             // go in all at once, sorted, so that each page of their tables is read and written
             // about once per batch, where a fold's few thousand took a page each once the
             // tables outgrew the page cache.
+            // This fold's surrogates' ids, in bytes.
+            let own_bytes: usize = surrogates.iter().map(|(_, v12)| v12.len()).sum();
             let flush = {
                 let state = self.shared.state.lock_unpoisoned();
                 // The surrogates' rows count too: with a new user in every event they are a
                 // third of what is held, and the largest part.
                 let held = state.held_keys.len() + state.held_ids.len() + state.held_surrogates.len();
                 let folded = keys.len() + ids.len() + surrogates.len();
-                let bytes = state.held_surrogate_bytes + surrogates.iter().map(|(_, v12)| v12.len()).sum::<usize>();
-                let flush = release || held + folded >= HELD_MAX || bytes >= HELD_BYTES || pruned.len() >= PRUNED_MAX;
+                let flush = release
+                    || held + folded >= HELD_MAX
+                    || state.held_surrogate_bytes + own_bytes >= HELD_BYTES
+                    || pruned.len() >= PRUNED_MAX;
                 if flush {
                     keys.extend(state.held_keys.pairs());
                     ids.extend(state.held_ids.pairs());
@@ -366,10 +370,10 @@ impl Folder {
                     t.ids.insert((id, n), ()).map_err(store_err)?;
                 }
             }
-            (keys, ids, surrogates, flush)
+            (keys, ids, surrogates, flush, own_bytes)
         };
         txn.commit().map_err(store_err)?;
-        let (keys, ids, surrogates, flushed) = digests;
+        let (keys, ids, surrogates, flushed, own_bytes) = digests;
         if flushed {
             *pruned = Vec::new();
         }
@@ -405,7 +409,7 @@ impl Folder {
                 }
                 // A row for a surrogate already held is counted twice until the batch goes: it
                 // goes sooner, never later.
-                state.held_surrogate_bytes += surrogates.iter().map(|(_, v12)| v12.len()).sum::<usize>();
+                state.held_surrogate_bytes += own_bytes;
                 state.held_surrogates.extend(surrogates);
             }
             state.let_go_of_folded(last.last);
