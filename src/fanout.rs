@@ -3,7 +3,7 @@
 //!
 //! `tokio::sync::broadcast` bounds its ring in values only, and a value stays in it until every
 //! receiver has read it or the ring wraps: a bot that reads slowly kept up to the ring's length
-//! of events alive, each as large as a backend's frame may be (16 MiB), however large. Here each
+//! of events alive, however large each (a backend's frame may be 16 MiB). Here each
 //! event is sent with its weight, and past either bound the oldest go first; a receiver that
 //! had not read them learns how many it lost, as with tokio's `Lagged`. What every receiver has
 //! read is let go of within `TRIM_EVERY` (32) sends, or when the receiver that held it back goes.
@@ -160,8 +160,9 @@ impl<T: Clone> Sender<T> {
         self.shared.state.lock_unpoisoned().receivers
     }
 
-    /// Values kept and their weights (for tests and the inspector's counts).
-    pub fn kept(&self) -> (usize, usize) {
+    /// Values kept and their weights.
+    #[cfg(test)]
+    fn kept(&self) -> (usize, usize) {
         let state = self.shared.state.lock_unpoisoned();
         (state.queue.len(), state.bytes)
     }
