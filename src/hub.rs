@@ -86,21 +86,23 @@ pub struct AccountEntry {
 /// An event kept while no connection was there: when it came, and its weight.
 type Kept = (tokio::time::Instant, Arc<V11Event>, usize);
 
-/// Drops the oldest kept events past [`BACKLOG_MAX`] or [`BACKLOG_BYTES`] (but the newest);
-/// says how many.
-fn bound_backlog(backlog: &mut VecDeque<Kept>) -> u64 {
-    let mut bytes: usize = backlog.iter().map(|k| k.2).sum();
-    let mut dropped = 0;
-    while backlog.len() > BACKLOG_MAX || (bytes > BACKLOG_BYTES && backlog.len() > 1) {
-        if let Some((_, _, weight)) = backlog.pop_front() {
-            bytes -= weight;
-            dropped += 1;
+impl AccountEntry {
+    /// Drops the oldest kept events past [`BACKLOG_MAX`] or [`BACKLOG_BYTES`] (but the newest),
+    /// and counts them.
+    fn bound_backlog(&self, backlog: &mut VecDeque<Kept>) {
+        let mut bytes: usize = backlog.iter().map(|k| k.2).sum();
+        let mut dropped = 0;
+        while backlog.len() > BACKLOG_MAX || (bytes > BACKLOG_BYTES && backlog.len() > 1) {
+            if let Some((_, _, weight)) = backlog.pop_front() {
+                bytes -= weight;
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            self.lost(dropped, DropReason::Unclaimed);
         }
     }
-    dropped
-}
 
-impl AccountEntry {
     /// Subscribes to the account's events; the first items are the ones kept while no
     /// connection was there (so an event that arrives with a new account is not lost).
     pub fn subscribe(&self) -> (Vec<Arc<V11Event>>, fanout::Receiver<Arc<V11Event>>) {
@@ -133,10 +135,7 @@ impl AccountEntry {
             self.lost(1, DropReason::Unclaimed);
         }
         backlog.push_back((tokio::time::Instant::now(), ev, weight));
-        let dropped = bound_backlog(&mut backlog);
-        if dropped > 0 {
-            self.lost(dropped, DropReason::Unclaimed);
-        }
+        self.bound_backlog(&mut backlog);
     }
 
     /// Counts events that will never reach a bot.
@@ -937,10 +936,7 @@ impl AccountEntry {
             let weight = ev.weight();
             backlog.push_front((now, ev, weight));
         }
-        let dropped = bound_backlog(&mut backlog);
-        if dropped > 0 {
-            self.lost(dropped, DropReason::Unclaimed);
-        }
+        self.bound_backlog(&mut backlog);
     }
 }
 
