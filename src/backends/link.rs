@@ -316,7 +316,7 @@ impl LinkHandle {
 /// Event ids remembered per link to drop a resent one.
 const RECENT_EVENTS: usize = 4096;
 /// The longest event id remembered as it is; a longer one (the backend chooses their length, up
-/// to a frame's) is remembered by its SHA-256, so the ids kept are at most ~300 KiB.
+/// to a frame's) is remembered by its SHA-256, so the ids kept are at most about 260 KiB.
 const KEPT_ID_BYTES: usize = 64;
 
 /// What [`RecentIds`] keeps of an event id: itself, or for a long one its digest in hex after a
