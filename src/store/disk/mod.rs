@@ -95,7 +95,7 @@ const MAX_UNFOLDED: u64 = 16_384;
 /// the folder beyond it too. A message's row holds its content: 16 384 short messages are a few
 /// MiB, but texts of 2 KiB kept 35 MiB waiting for redb at the count's bound alone, and a
 /// backend's frame may be 16 MiB.
-const MAX_UNFOLDED_BYTES: u64 = 8 << 20;
+const MAX_UNFOLDED_BYTES: u64 = 4 << 20;
 
 /// How long message ids are kept.
 #[derive(Debug, Clone, Copy, PartialEq)]
