@@ -54,6 +54,7 @@ use tracing::Instrument;
 use crate::bots::event_filter::FilterSlot;
 use crate::bots::rate_limit::{self, Limiter};
 use crate::config::{HttpServer, Limits};
+use crate::core::event::V11Event;
 use crate::core::scan::{scan_json, ScanLimits};
 use crate::core::segment::lenient_i64;
 use crate::core::v11;
@@ -125,39 +126,58 @@ struct Endpoint {
 }
 
 /// go-cqhttp's long-polling queue: the server's account's events that pass its filter, the
-/// oldest dropped (and counted) when `max` are waiting.
+/// oldest dropped (and counted) when `max` are waiting, or more than the fan-out's bytes
+/// ([`crate::hub::EVENT_QUEUE_BYTES`], by [`V11Event::weight`]: a bot that never polls would
+/// otherwise keep `max` events of any size).
 struct Updates {
-    queue: std::sync::Mutex<std::collections::VecDeque<Arc<crate::core::event::V11Event>>>,
+    queue: std::sync::Mutex<Waiting>,
     arrived: tokio::sync::Notify,
     max: usize,
     filter: Option<(Arc<FilterSlot>, v11::PostFormat)>,
 }
 
+/// The events waiting, with their weights, and the sum of those.
+#[derive(Default)]
+struct Waiting {
+    events: std::collections::VecDeque<(Arc<V11Event>, usize)>,
+    bytes: usize,
+}
+
 impl Updates {
-    fn push(&self, ev: Arc<crate::core::event::V11Event>) {
+    fn new(max: usize, filter: Option<(Arc<FilterSlot>, v11::PostFormat)>) -> Updates {
+        Updates { queue: Default::default(), arrived: tokio::sync::Notify::new(), max, filter }
+    }
+
+    fn push(&self, ev: Arc<V11Event>) {
         if self.filter.as_ref().is_some_and(|(f, format)| !f.passes(&ev, *format)) {
             return;
         }
+        let weight = ev.weight();
         let mut q = self.queue.lock_unpoisoned();
-        if q.len() >= self.max {
-            q.pop_front();
+        q.events.push_back((ev, weight));
+        q.bytes += weight;
+        while q.events.len() > self.max || (q.bytes > crate::hub::EVENT_QUEUE_BYTES && q.events.len() > 1) {
+            if let Some((_, weight)) = q.events.pop_front() {
+                q.bytes -= weight;
+            }
             tracing::warn!(max = self.max, "get_updates queue full; the oldest event was dropped");
         }
-        q.push_back(ev);
         drop(q);
         self.arrived.notify_waiters();
     }
 
     /// Up to `limit` events (0: all), waiting until one is there or `wait` has passed.
-    async fn take(&self, limit: usize, wait: Duration) -> Vec<Arc<crate::core::event::V11Event>> {
+    async fn take(&self, limit: usize, wait: Duration) -> Vec<Arc<V11Event>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let arrived = self.arrived.notified();
             {
                 let mut q = self.queue.lock_unpoisoned();
-                if !q.is_empty() || tokio::time::Instant::now() >= deadline {
-                    let n = if limit == 0 { q.len() } else { limit.min(q.len()) };
-                    return q.drain(..n).collect();
+                if !q.events.is_empty() || tokio::time::Instant::now() >= deadline {
+                    let n = if limit == 0 { q.events.len() } else { limit.min(q.events.len()) };
+                    let taken: Vec<(Arc<V11Event>, usize)> = q.events.drain(..n).collect();
+                    q.bytes -= taken.iter().map(|(_, weight)| weight).sum::<usize>();
+                    return taken.into_iter().map(|(ev, _)| ev).collect();
                 }
             }
             let _ = tokio::time::timeout_at(deadline, arrived).await;
@@ -213,9 +233,7 @@ pub async fn serve(
 ) {
     let grace = limits.shutdown_grace;
     let filter = server.filter.clone().map(|f| (f, server.post_format));
-    let updates = server
-        .long_polling
-        .map(|max| Arc::new(Updates { queue: Default::default(), arrived: tokio::sync::Notify::new(), max, filter }));
+    let updates = server.long_polling.map(|max| Arc::new(Updates::new(max, filter)));
     let limiter = server.rate_limit.map(|l| Limiter::new(l, rate_limit::MAX_WAIT));
     if let Some(updates) = &updates {
         tokio::spawn(updates.clone().follow(hub.clone(), server.self_id, shutdown.clone()).in_current_span());
@@ -539,6 +557,28 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// Events waiting for `get_updates` are bounded in bytes as well as in count: a bot that
+    /// never polls while large events arrive keeps the newest within the bound, and what is
+    /// taken leaves the count of bytes.
+    #[tokio::test]
+    async fn events_waiting_for_get_updates_are_bounded_in_bytes() {
+        let updates = Updates::new(2000, None);
+        let event = |n: usize| {
+            let body = json!({"post_type": "notice", "n": n, "text": "x".repeat(crate::hub::EVENT_QUEUE_BYTES / 16)});
+            Arc::new(V11Event::new(10001, body.as_object().unwrap().clone()))
+        };
+        for n in 0..20 {
+            updates.push(event(n));
+            let q = updates.queue.lock_unpoisoned();
+            assert!(q.bytes <= crate::hub::EVENT_QUEUE_BYTES, "{} bytes waiting", q.bytes);
+            assert_eq!(q.bytes, q.events.iter().map(|(_, w)| w).sum::<usize>());
+        }
+        let taken = updates.take(0, Duration::ZERO).await;
+        assert!(taken.len() < 9, "{} events of an eighth of the bound each", taken.len());
+        assert_eq!(taken.last().unwrap().to_value(Default::default())["n"], 19, "the newest kept");
+        assert_eq!(updates.queue.lock_unpoisoned().bytes, 0);
+    }
 
     #[test]
     fn query_and_form_values_that_look_like_json_are_json() {
