@@ -141,7 +141,14 @@ struct Updates {
 struct Waiting {
     events: std::collections::VecDeque<(Arc<V11Event>, usize)>,
     bytes: usize,
+    /// Events dropped since the operator was last told, and when that was: a bot that never
+    /// polls would otherwise make a warning of every event.
+    dropped: u64,
+    said: Option<std::time::Instant>,
 }
+
+/// How often a full `get_updates` queue is said again while it stays full.
+const SAY_DROPPED_EVERY: Duration = Duration::from_secs(60);
 
 impl Updates {
     fn new(max: usize, filter: Option<(Arc<FilterSlot>, v11::PostFormat)>) -> Updates {
@@ -159,8 +166,16 @@ impl Updates {
         while q.events.len() > self.max || (q.bytes > crate::hub::EVENT_QUEUE_BYTES && q.events.len() > 1) {
             if let Some((_, weight)) = q.events.pop_front() {
                 q.bytes -= weight;
+                q.dropped += 1;
             }
-            tracing::warn!(max = self.max, "get_updates queue full; the oldest event was dropped");
+        }
+        if q.dropped > 0 && q.said.is_none_or(|at| at.elapsed() >= SAY_DROPPED_EVERY) {
+            tracing::warn!(
+                max = self.max,
+                dropped = q.dropped,
+                "get_updates queue full (is the bot polling?); the oldest events were dropped"
+            );
+            (q.dropped, q.said) = (0, Some(std::time::Instant::now()));
         }
         drop(q);
         self.arrived.notify_waiters();
