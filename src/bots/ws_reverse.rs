@@ -62,8 +62,12 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// How long to wait for the server to finish closing an old connection before dialling again.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 /// Events handed to a session and not yet written to its socket (the rest wait in the
-/// account's bounded broadcast; see [`Ledger`]).
+/// account's bounded broadcast; see [`Ledger`])…
 const HANDED_MAX: usize = 64;
+/// …and their bytes ([`V11Event::weight`]), past which no more is handed until the session
+/// writes (one event is always handed, whatever it weighs). Once handed, an event is no longer
+/// counted by the account's broadcast, which lets go of what every reader took.
+const HANDED_BYTES: usize = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
@@ -339,7 +343,7 @@ impl ReverseWsClient {
     }
 
     /// Moves events from the account to the session while the account is online, at most
-    /// [`HANDED_MAX`] ahead of what the session wrote. Returns once the account is offline and
+    /// [`HANDED_MAX`] events and [`HANDED_BYTES`] ahead of what the session wrote. Returns once the account is offline and
     /// the session has written what it was given; its event stream is then ended. At shutdown
     /// (when backend links go down too) it leaves the closing to the session (1001).
     async fn relay(
@@ -442,8 +446,10 @@ struct Ledger {
 #[derive(Default)]
 struct LedgerState {
     tx: Option<fanout::Sender<Arc<V11Event>>>,
-    /// Handed to the session and not yet known to be written, oldest first.
-    handed: VecDeque<Arc<V11Event>>,
+    /// Handed to the session and not yet known to be written, oldest first, with their weights.
+    handed: VecDeque<(Arc<V11Event>, usize)>,
+    /// The sum of `handed`'s weights.
+    handed_bytes: usize,
 }
 
 impl Ledger {
@@ -461,7 +467,8 @@ impl Ledger {
     }
 
     fn has_room(&self) -> bool {
-        self.state().handed.len() < HANDED_MAX
+        let state = self.state();
+        state.handed.is_empty() || (state.handed.len() < HANDED_MAX && state.handed_bytes < HANDED_BYTES)
     }
 
     fn all_written(&self) -> bool {
@@ -474,7 +481,9 @@ impl Ledger {
         let Some(tx) = &state.tx else { return Err(ev) };
         match tx.send(ev.clone(), 0) {
             Ok(()) => {
-                state.handed.push_back(ev);
+                let weight = ev.weight();
+                state.handed_bytes += weight;
+                state.handed.push_back((ev, weight));
                 Ok(())
             }
             Err(fanout::SendError(ev)) => Err(ev),
@@ -487,7 +496,8 @@ impl Ledger {
         if let Some(tx) = &state.tx {
             // Called from the session's own task, so nothing is taken meanwhile.
             let taken = state.handed.len().saturating_sub(tx.len());
-            state.handed.drain(..taken);
+            let written: usize = state.handed.drain(..taken).map(|(_, weight)| weight).sum();
+            state.handed_bytes -= written;
         }
         drop(state);
         self.written.notify_one();
@@ -502,7 +512,8 @@ impl Ledger {
     fn close(&self) -> Vec<Arc<V11Event>> {
         let mut state = self.state();
         state.tx = None;
-        state.handed.drain(..).collect()
+        state.handed_bytes = 0;
+        state.handed.drain(..).map(|(ev, _)| ev).collect()
     }
 }
 
@@ -582,5 +593,55 @@ impl AsyncWrite for Tap {
             Ok(io) => io.poll_shutdown(cx),
             Err(e) => Poll::Ready(Err(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn notice(n: usize, text_bytes: usize) -> Arc<V11Event> {
+        let body = json!({"post_type": "notice", "n": n, "text": "x".repeat(text_bytes)});
+        Arc::new(V11Event::new(10001, body.as_object().unwrap().clone()))
+    }
+
+    /// What a session was handed and has not written is bounded in bytes as well as in count:
+    /// large events stop the handing early, one event is handed whatever it weighs, and a write
+    /// makes room again (its events leave the count of bytes).
+    #[test]
+    fn events_handed_and_not_written_are_bounded_in_bytes() {
+        let ledger = Ledger::default();
+        let mut rx = ledger.open();
+        let mut handed = 0;
+        while ledger.has_room() {
+            ledger.hand(notice(handed, 1 << 20)).unwrap();
+            handed += 1;
+        }
+        assert!(handed < 8, "{handed} events of 1 MiB handed before the session wrote");
+        assert!(ledger.state().handed_bytes >= HANDED_BYTES);
+        // The session takes them all and writes: room again, nothing counted.
+        for n in 0..handed {
+            assert_eq!(rx.try_recv().unwrap().to_value(Default::default())["n"], n);
+        }
+        ledger.on_write();
+        assert!(ledger.all_written() && ledger.has_room());
+        assert_eq!(ledger.state().handed_bytes, 0);
+        // One event over the bound on its own is still handed; the next waits for a write.
+        ledger.hand(notice(100, HANDED_BYTES)).unwrap();
+        assert!(!ledger.has_room());
+        // Small events go by count, as before.
+        let _ = rx.try_recv();
+        ledger.on_write();
+        let mut small = 0;
+        while ledger.has_room() {
+            ledger.hand(notice(small, 10)).unwrap();
+            small += 1;
+        }
+        assert_eq!(small, HANDED_MAX);
+        // What was never written goes back whole, and the count of bytes with it.
+        assert_eq!(ledger.close().len(), HANDED_MAX);
+        assert_eq!(ledger.state().handed_bytes, 0);
     }
 }
