@@ -46,6 +46,11 @@ const BACKLOG_MAX: usize = 256;
 const BACKLOG_BYTES: usize = EVENT_QUEUE_BYTES;
 /// …and none older than this.
 const BACKLOG_AGE: Duration = Duration::from_secs(60);
+/// Events kept while no connection was there, all accounts together: at most this many…
+const KEPT_ALL_MAX: usize = 16_384;
+/// …of at most these bytes. The accounts come from the backend's events: a backend that names a
+/// new `self` in every event would otherwise keep every event for [`BACKLOG_AGE`].
+const KEPT_ALL_BYTES: usize = 2 * BACKLOG_BYTES;
 
 /// How long an event may wait for an unavailable id store before it is dropped: a Redis
 /// restart or failover, a disk briefly full. Its first retry comes after `STORE_RETRY_FIRST`,
@@ -61,6 +66,13 @@ const UNLISTED_QUIET: Duration = Duration::from_secs(600);
 /// Beyond this many unlisted accounts, forgotten ones that nothing holds are dropped from the
 /// registry when another appears (a backend sending junk `self`s cannot grow it without bound).
 const UNLISTED_MAX: usize = 64;
+/// Unlisted accounts that are not forgotten (seen within [`UNLISTED_QUIET`], or with a
+/// connection) at most: past it an event naming a new `self` the backend never listed is dropped,
+/// said once a minute with a count. Each account is an entry, metrics and a backlog: a backend
+/// naming a new `self` in every event must not grow them without bound.
+const UNLISTED_LIMIT: usize = 1024;
+/// How often, at most, the bridge says that it refuses new unlisted accounts.
+const SAY_REFUSED_EVERY: Duration = Duration::from_secs(60);
 
 /// One bot account, as both sides see it.
 #[derive(Debug)]
@@ -76,7 +88,7 @@ pub struct AccountEntry {
     events: fanout::Sender<Arc<V11Event>>,
     /// Events that arrived while no v11 connection was subscribed (bounded by count and age;
     /// the oldest go first, and are counted in `undelivered`).
-    backlog: Mutex<VecDeque<Kept>>,
+    backlog: Mutex<Backlog>,
     /// Events that never reached a v11 connection.
     pub undelivered: AtomicU64,
     /// This account's event counters.
@@ -86,17 +98,99 @@ pub struct AccountEntry {
 /// An event kept while no connection was there: when it came, and its weight.
 type Kept = (tokio::time::Instant, Arc<V11Event>, usize);
 
+/// What every account's backlog holds together ([`KEPT_ALL_MAX`], [`KEPT_ALL_BYTES`]).
+#[derive(Debug, Default)]
+struct KeptTotal {
+    events: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl KeptTotal {
+    fn over(&self) -> bool {
+        self.events.load(Ordering::Relaxed) > KEPT_ALL_MAX || self.bytes.load(Ordering::Relaxed) > KEPT_ALL_BYTES
+    }
+}
+
+/// One account's kept events, oldest first, counted in its own bytes and in the total.
+#[derive(Debug)]
+struct Backlog {
+    kept: VecDeque<Kept>,
+    bytes: usize,
+    total: Arc<KeptTotal>,
+}
+
+impl Backlog {
+    fn new(total: Arc<KeptTotal>) -> Backlog {
+        Backlog { kept: VecDeque::new(), bytes: 0, total }
+    }
+
+    fn added(&mut self, weight: usize) {
+        self.bytes += weight;
+        self.total.events.fetch_add(1, Ordering::Relaxed);
+        self.total.bytes.fetch_add(weight, Ordering::Relaxed);
+    }
+
+    fn removed(&mut self, events: usize, bytes: usize) {
+        self.bytes -= bytes;
+        self.total.events.fetch_sub(events, Ordering::Relaxed);
+        self.total.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    fn push_back(&mut self, kept: Kept) {
+        self.added(kept.2);
+        self.kept.push_back(kept);
+    }
+
+    fn push_front(&mut self, kept: Kept) {
+        self.added(kept.2);
+        self.kept.push_front(kept);
+    }
+
+    fn pop_front(&mut self) -> Option<Kept> {
+        let kept = self.kept.pop_front()?;
+        self.removed(1, kept.2);
+        Some(kept)
+    }
+
+    fn front(&self) -> Option<&Kept> {
+        self.kept.front()
+    }
+
+    fn len(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// Everything kept, oldest first; the backlog is empty after.
+    fn take(&mut self) -> VecDeque<Kept> {
+        let (events, bytes) = (self.kept.len(), self.bytes);
+        self.removed(events, bytes);
+        std::mem::take(&mut self.kept)
+    }
+}
+
+impl Drop for Backlog {
+    /// An account forgotten with events kept: they leave the total.
+    fn drop(&mut self) {
+        let (events, bytes) = (self.kept.len(), self.bytes);
+        self.removed(events, bytes);
+    }
+}
+
 impl AccountEntry {
     /// Drops the oldest kept events past [`BACKLOG_MAX`] or [`BACKLOG_BYTES`] (but the newest),
-    /// and counts them.
-    fn bound_backlog(&self, backlog: &mut VecDeque<Kept>) {
-        let mut bytes: usize = backlog.iter().map(|k| k.2).sum();
+    /// and while all accounts together keep more than [`KEPT_ALL_MAX`] or [`KEPT_ALL_BYTES`]
+    /// (the newest too when other accounts keep the rest: theirs go as they expire or are
+    /// taken), and counts them.
+    fn bound_backlog(&self, backlog: &mut Backlog) {
         let mut dropped = 0;
-        while backlog.len() > BACKLOG_MAX || (bytes > BACKLOG_BYTES && backlog.len() > 1) {
-            if let Some((_, _, weight)) = backlog.pop_front() {
-                bytes -= weight;
-                dropped += 1;
-            }
+        // Past the total the newest goes too, unless this account alone holds what is kept.
+        let others_hold = |backlog: &Backlog| backlog.total.events.load(Ordering::Relaxed) > backlog.len();
+        while backlog.len() > BACKLOG_MAX
+            || (backlog.bytes > BACKLOG_BYTES && backlog.len() > 1)
+            || (backlog.total.over() && (backlog.len() > 1 || (backlog.len() == 1 && others_hold(backlog))))
+        {
+            backlog.pop_front();
+            dropped += 1;
         }
         if dropped > 0 {
             self.lost(dropped, DropReason::Unclaimed);
@@ -110,7 +204,7 @@ impl AccountEntry {
         let rx = self.events.subscribe();
         let mut kept = Vec::with_capacity(backlog.len());
         let mut expired = 0;
-        for (at, ev, _) in backlog.drain(..) {
+        for (at, ev, _) in backlog.take() {
             if at.elapsed() <= BACKLOG_AGE {
                 kept.push(ev);
             } else {
@@ -275,11 +369,14 @@ struct Accounts {
 }
 
 impl Accounts {
+    fn unlisted(&self) -> usize {
+        self.by_self.values().filter(|e| !e.listed.load(Ordering::Acquire)).count()
+    }
+
     /// Past [`UNLISTED_MAX`] unlisted accounts, drops the forgotten ones nothing else holds (no
     /// connection, no reverse-WS client), with any events kept for them.
     fn forget_unlisted(&mut self, metrics: &Metrics) {
-        let unlisted = self.by_self.values().filter(|e| !e.listed.load(Ordering::Acquire)).count();
-        if unlisted <= UNLISTED_MAX {
+        if self.unlisted() <= UNLISTED_MAX {
             return;
         }
         // Held only by the two maps.
@@ -323,6 +420,10 @@ pub struct Hub {
     pub metrics: Arc<Metrics>,
     /// Recent translations for the inspector page, when it is on.
     pub inspector: Option<Arc<crate::inspector::Inspector>>,
+    /// What all accounts keep for connections to come.
+    kept_total: Arc<KeptTotal>,
+    /// Events dropped since it was last said that new unlisted accounts are refused, and when.
+    refused: Mutex<(u64, Option<Instant>)>,
 }
 
 impl Hub {
@@ -348,6 +449,8 @@ impl Hub {
             link_uploads: RwLock::default(),
             filters: Filters::default(),
             inspector: None,
+            kept_total: Arc::default(),
+            refused: Mutex::default(),
         }
     }
 
@@ -550,6 +653,9 @@ impl Hub {
             }
             return Some(entry);
         }
+        if !listed && self.refuses_unlisted() {
+            return None;
+        }
         let account = match self.translator.account(self_id).await {
             Ok(a) => a,
             Err(error) => {
@@ -564,7 +670,7 @@ impl Hub {
             listed: AtomicBool::new(listed),
             last_seen: Mutex::new(tokio::time::Instant::now()),
             events: fanout::channel(self.event_queue, EVENT_QUEUE_BYTES),
-            backlog: Mutex::new(VecDeque::new()),
+            backlog: Mutex::new(Backlog::new(self.kept_total.clone())),
             undelivered: AtomicU64::new(0),
             stats: self.metrics.account(account.v11_id),
         });
@@ -580,6 +686,31 @@ impl Hub {
         self.serve_waiters();
         self.notify();
         self.accounts().by_self.get(self_id).cloned()
+    }
+
+    /// True when [`UNLISTED_LIMIT`] unlisted accounts are there, none of them forgotten: the
+    /// event that names a new one is dropped (said once a minute, with a count).
+    fn refuses_unlisted(&self) -> bool {
+        let mut accounts = self.accounts.write_unpoisoned();
+        if accounts.unlisted() < UNLISTED_LIMIT {
+            return false;
+        }
+        accounts.forget_unlisted(&self.metrics);
+        if accounts.unlisted() < UNLISTED_LIMIT {
+            return false;
+        }
+        drop(accounts);
+        let mut refused = self.refused.lock_unpoisoned();
+        refused.0 += 1;
+        if refused.1.is_none_or(|at| at.elapsed() >= SAY_REFUSED_EVERY) {
+            tracing::warn!(
+                accounts = UNLISTED_LIMIT,
+                dropped = refused.0,
+                "events name more bot accounts than the backend lists: events of new unlisted accounts are dropped"
+            );
+            *refused = (0, Some(Instant::now()));
+        }
+        true
     }
 
     /// A link went down: its accounts are offline until it (or another link) brings them back.
@@ -1083,7 +1214,8 @@ mod tests {
         };
         {
             let backlog = entry.backlog.lock_unpoisoned();
-            let bytes: usize = backlog.iter().map(|k| k.2).sum();
+            let bytes: usize = backlog.kept.iter().map(|k| k.2).sum();
+            assert_eq!(bytes, backlog.bytes);
             assert!(bytes <= BACKLOG_BYTES, "{bytes} bytes kept");
             assert!(backlog.len() < 9, "{} events kept", backlog.len());
         }
@@ -1093,6 +1225,71 @@ mod tests {
         assert_eq!(numbers(&kept), [20], "the newest alone");
         assert_eq!(entry.undelivered.load(Ordering::Relaxed), 20, "every other one counted ({dropped} before)");
         drop(rx);
+    }
+
+    /// What all accounts keep is bounded together, in bytes and in count: a backend that names a
+    /// new account in every event does not get each of them kept for a minute. What goes is
+    /// counted, and what a connection takes leaves the total.
+    #[tokio::test]
+    async fn kept_events_of_all_accounts_are_bounded_together() {
+        let hub = hub();
+        let up = link(1, true);
+        let event = |n: usize, len: usize| {
+            let body = serde_json::json!({"n": n, "text": "x".repeat(len)});
+            Arc::new(V11Event::new(10001, body.as_object().unwrap().clone()))
+        };
+        let total =
+            |hub: &Hub| (hub.kept_total.events.load(Ordering::Relaxed), hub.kept_total.bytes.load(Ordering::Relaxed));
+        // Bytes: 100 accounts with an event of 1 MiB each (2 MiB by weight), 200 MiB in all.
+        let mut entries = Vec::new();
+        for n in 0..100 {
+            let entry = hub.upsert_account(&up, &me(&format!("{}", 10_000 + n)), true, true).await.unwrap();
+            entry.publish(event(n, 1 << 20));
+            assert!(total(&hub).1 <= KEPT_ALL_BYTES, "{:?} kept after {n}", total(&hub));
+            entries.push(entry);
+        }
+        let kept: usize = entries.iter().map(|e| e.backlog.lock_unpoisoned().len()).sum();
+        let lost: u64 = entries.iter().map(|e| e.undelivered.load(Ordering::Relaxed)).sum();
+        assert!(kept < 70, "{kept} events of 2 MiB kept");
+        assert_eq!((kept, lost), (total(&hub).0, 100 - kept as u64), "every event kept or counted");
+        // A connection takes what its account kept: the total lets go of it.
+        let (taken, _rx) = entries[0].subscribe();
+        assert_eq!(taken.len(), 1, "the first account kept its event");
+        assert_eq!(total(&hub).0, kept - 1);
+        for entry in &entries {
+            drop(entry.subscribe());
+        }
+        assert_eq!(total(&hub), (0, 0));
+        // Count: 100 more accounts with 200 small events each, each within its own 256.
+        for n in 0..100 {
+            let entry = hub.upsert_account(&up, &me(&format!("{}", 20_000 + n)), true, true).await.unwrap();
+            for m in 0..200 {
+                entry.publish(event(m, 10));
+            }
+            assert!(total(&hub).0 <= KEPT_ALL_MAX, "{:?} kept", total(&hub));
+        }
+        assert!(total(&hub).0 > KEPT_ALL_MAX - 200, "{:?}: the total is used, not just each account's", total(&hub));
+    }
+
+    /// Past [`UNLISTED_LIMIT`] accounts the backend never listed and that are not forgotten, an
+    /// event naming yet another is dropped; listed accounts still come, and once the others are
+    /// quiet and offline a new one does too.
+    #[tokio::test(start_paused = true)]
+    async fn past_the_limit_a_new_unlisted_account_is_refused() {
+        let hub = hub();
+        let junk = link(1, true);
+        for n in 0..UNLISTED_LIMIT {
+            hub.upsert_account(&junk, &me(&format!("{}", 100_000 + n)), true, false).await.unwrap();
+        }
+        assert!(hub.upsert_account(&junk, &me("99"), true, false).await.is_none(), "one too many");
+        assert_eq!(hub.accounts().by_self.len(), UNLISTED_LIMIT);
+        assert!(hub.upsert_account(&junk, &me("100000"), true, false).await.is_some(), "a known one still comes");
+        assert!(hub.upsert_account(&link(2, true), &me("10001"), true, true).await.is_some(), "a listed one comes");
+        junk.set_connected(false);
+        hub.link_down(junk.id);
+        tokio::time::advance(UNLISTED_QUIET).await;
+        assert!(hub.upsert_account(&link(3, true), &me("99"), true, false).await.is_some(), "the quiet ones forgotten");
+        assert_eq!(hub.accounts().by_self.len(), 2);
     }
 
     #[tokio::test]

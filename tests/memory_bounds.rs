@@ -250,6 +250,43 @@ async fn a_bot_that_stops_reading_holds_back_a_bounded_number_of_bytes() {
     assert!(read.windows(2).all(|w| w[0] < w[1]), "in order: {read:?}");
 }
 
+/// A backend that names a new bot account in every event, with no bot connected for any of
+/// them: what the accounts keep for connections to come is bounded all together (128 MiB by
+/// weight, `src/hub.rs`), not 256 events per account. 800 messages of 256 KiB from as many
+/// accounts weigh 600 MiB; every one of them was kept for a minute before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_kept_for_many_accounts_without_a_bot_are_bounded_together() {
+    const EVENTS: usize = 800;
+    let backend = FakeBackend::start(BackendOptions::default()).await;
+    let (_child, pid, _addr, mut bot) =
+        bridge(&backend, &["--ephemeral", "--memory-store-bytes", "1048576", "--heartbeat-interval", "0"]).await;
+    let text = "x".repeat(256 << 10);
+    for n in 0..EVENTS {
+        backend.push(v12_message(
+            "group",
+            &format!("{}", 50_000 + n),
+            json!({"message_id": format!("m-{n}"), "group_id": "30003", "user_id": "20002",
+                   "message": [{"type": "text", "data": {"text": format!("{n}:{text}")}}]}),
+        ));
+    }
+    // The connected bot's account last: its event comes once every other one is kept or dropped.
+    backend.push(v12_message(
+        "group",
+        "10001",
+        json!({"message_id": "last", "group_id": "30003", "user_id": "20002",
+               "message": [{"type": "text", "data": {"text": "last"}}]}),
+    ));
+    loop {
+        let ev = bot.next_event().await;
+        if ev["raw_message"] == "last" {
+            break;
+        }
+    }
+    let peak = status_kib(pid, "VmHWM:");
+    println!("{EVENTS} events of 256 KiB for as many accounts, no bot: peak RSS {:.1} MiB", mib(peak));
+    assert!(peak < 200 << 10, "RSS peaked at {:.1} MiB", mib(peak));
+}
+
 /// The README's figures: RSS after many events, in the default (disk) and `--ephemeral` stores,
 /// read after each tenth of the run. Returns the readings and the peak (`VmHWM`), in KiB.
 async fn rss_after_events(args: &[&str], ids: Ids, total: u64) -> (Vec<u64>, u64) {
