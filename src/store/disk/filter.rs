@@ -15,9 +15,9 @@
 //! enter the tables through the folder, which puts each folded id in the filters before the
 //! decisions stop finding it among the pending entries; pruned ids stay in the filter (a "maybe"
 //! that costs a read) until it is built again. The folder builds the filters from the tables a
-//! chunk at a time between its folds (at the start, and again once half as many ids have been
-//! folded into a filter as it was sized for), adding what it folds meanwhile; until the first
-//! build is done, every lookup reads redb.
+//! chunk at a time between its folds and while it waits for the next (at the start, and again
+//! once half as many ids have been folded into a filter as it was sized for), adding what it
+//! folds meanwhile; until the first build is done, every lookup reads redb.
 //!
 //! `fastbloom`'s filters, seeded per process: ids are chosen by the backend, and one that makes
 //! many ids collide only makes their decisions read redb.
@@ -42,6 +42,12 @@ const FALSE_POSITIVES: f64 = 0.01;
 const MIN_CAPACITY: usize = 1 << 16;
 /// (Smaller in the tests, so that one can fill a table past it.)
 const MAX_CAPACITY: usize = if cfg!(test) { 1 << 17 } else { 2 << 20 };
+/// A filter is sized for this many times the ids its table holds (and the folder holds back) when
+/// its build begins, and the next build begins once ids as many as it was sized for over this
+/// have been folded into it since its own build began: it then holds about what it was sized
+/// for. (Four times, built again at a quarter, kept fewer ids from reading redb while a build
+/// went on, and took 6–12 MiB more at the peak of a million events from new users, over 64 MB.)
+const GROWTH: usize = 2;
 
 /// Which table an id is a key of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +78,7 @@ struct Filter {
 
 impl Filter {
     fn new(ids: u64) -> Filter {
-        let capacity = (ids.saturating_mul(2) as usize).clamp(MIN_CAPACITY, MAX_CAPACITY);
+        let capacity = (ids.saturating_mul(GROWTH as u64) as usize).clamp(MIN_CAPACITY, MAX_CAPACITY);
         let bloom =
             AtomicBloomFilter::with_false_pos(FALSE_POSITIVES).hasher(Hasher::default()).expected_items(capacity);
         Filter { bloom, capacity }
@@ -120,12 +126,14 @@ struct Build {
     after: Option<(u64, i64)>,
     /// Ids put in each filter so far.
     put: [usize; 4],
+    /// Of those, the ones folded since the build began: they count toward the next build.
+    folded: [usize; 4],
 }
 
 /// The folder's side: the filters the decisions read, and the next ones while they are built.
 #[derive(Default)]
 pub(super) struct Keeper {
-    /// The filters in use, with how many ids have been folded into each since it was built.
+    /// The filters in use, with how many ids have been folded into each since its build began.
     current: Option<(Arc<Filters>, [usize; 4])>,
     building: Option<Build>,
 }
@@ -154,6 +162,7 @@ impl Keeper {
             if let Some(build) = &mut self.building {
                 build.filters.insert(table, id);
                 build.put[slot(table)] += 1;
+                build.folded[slot(table)] += 1;
             }
         }
     }
@@ -169,9 +178,9 @@ impl Keeper {
     }
 
     /// One step: starts a build when there are no filters yet or once half as many ids as one
-    /// was sized for have been folded into it (about as many as its table held: with a table
-    /// pruned as it grows, by then about half its ids are gone), or scans a chunk of the build
-    /// under way. Returns the new filters once built, for the decisions to read. (What a build
+    /// was sized for have been folded into it since its build began ([`GROWTH`]: about as many as
+    /// its table held; with a table pruned as it grows, by then about half its ids are gone), or
+    /// scans a chunk of the build under way. Returns the new filters once built, for the decisions to read. (What a build
     /// scanned does not count: a table larger than the largest filter would otherwise be built
     /// again and again.) `held` gives the numbers whose rows redb holds while their digests are
     /// held back, as the filter they go in takes them; it is called when a build begins.
@@ -186,27 +195,37 @@ impl Keeper {
             let full = match &self.current {
                 None => true,
                 Some((filters, folded)) => {
-                    TABLES.iter().any(|&table| folded[slot(table)] > filters.of(table).capacity / 2)
+                    TABLES.iter().any(|&table| folded[slot(table)] > filters.of(table).capacity / GROWTH)
                 }
             };
             if full {
                 let txn = db.begin_read()?;
                 let (message_count, id_count) = (txn.open_table(messages)?.len()?, txn.open_table(ids)?.len()?);
-                let sized = Filters {
-                    messages: Filter::new(message_count),
-                    ids: Filter::new(id_count),
-                    numbers: Filter::new(message_count),
-                    surrogates: Filter::new(id_count),
-                };
                 // Folded before this build began, their digests not in the tables yet: the scan
                 // would miss them, and ids folded from now on are put in as they are folded.
+                // They count in the sizes, as the store holds them too.
+                let held = held();
                 let mut put = [0; 4];
-                for (table, id) in held() {
-                    sized.insert(table, id);
-                    put[slot(table)] += 1;
+                for (table, _) in &held {
+                    put[slot(*table)] += 1;
                 }
-                self.building =
-                    Some(Build { filters: Arc::new(sized), scanning: Some(Table::Messages), after: None, put });
+                let (held_messages, held_ids) = (put[slot(Table::Numbers)] as u64, put[slot(Table::Surrogates)] as u64);
+                let sized = Filters {
+                    messages: Filter::new(message_count + held_messages),
+                    ids: Filter::new(id_count + held_ids),
+                    numbers: Filter::new(message_count + held_messages),
+                    surrogates: Filter::new(id_count + held_ids),
+                };
+                for (table, id) in held {
+                    sized.insert(table, id);
+                }
+                self.building = Some(Build {
+                    filters: Arc::new(sized),
+                    scanning: Some(Table::Messages),
+                    after: None,
+                    put,
+                    folded: [0; 4],
+                });
             }
             return Ok(None);
         };
@@ -277,7 +296,7 @@ impl Keeper {
         let Some(done) = self.building.take() else { return Ok(None) };
         let [message_keys, ids, numbers, surrogates] = done.put;
         tracing::debug!(message_keys, ids, numbers, surrogates, "id filters built");
-        self.current = Some((done.filters.clone(), [0; 4]));
+        self.current = Some((done.filters.clone(), done.folded));
         Ok(Some(done.filters))
     }
 }
@@ -438,25 +457,40 @@ mod tests {
         assert!(filters.may_hold(Table::Surrogates, number_id(5_000_000_007i64)));
     }
 
-    /// Once half as many ids were folded into a filter as it was sized for, the next step begins
-    /// a new build, from what the tables hold then; what a build scanned never starts another.
+    /// Once half as many ids as a filter was sized for have been folded into it since its build
+    /// began (those folded while it was built count), the next step begins a new build, sized for
+    /// what the tables hold then; what a build scanned never starts another.
     #[test]
     fn a_full_filter_is_built_again() {
         let db = db("again");
         let mut keeper = Keeper::default();
         let first = build(&mut keeper, &db, |_, _| {});
         assert_eq!(first.messages.capacity, MIN_CAPACITY);
-        let many: Vec<String> = (0..MIN_CAPACITY / 2 + 1).map(|i| format!("k{i}")).collect();
+        let half = MIN_CAPACITY / GROWTH;
+        let many: Vec<String> = (0..half + 1).map(|i| format!("k{i}")).collect();
         store(&db, many.iter().cloned(), []);
-        keeper.folded(many.iter().take(MIN_CAPACITY / 2).map(|k| (Table::Messages, d(k))));
+        keeper.folded(many.iter().take(half).map(|k| (Table::Messages, d(k))));
         assert!(keeper.step(&db, KEYS, IDS, Vec::new).unwrap().is_none());
         assert!(!keeper.building(), "half full: not yet");
-        keeper.folded(many.iter().skip(MIN_CAPACITY / 2).map(|k| (Table::Messages, d(k))));
+        keeper.folded(many.iter().skip(half).map(|k| (Table::Messages, d(k))));
         assert!(keeper.step(&db, KEYS, IDS, Vec::new).unwrap().is_none());
         assert!(keeper.building(), "more than half: a new build begins");
-        let second = build(&mut keeper, &db, |_, _| {});
-        assert_eq!(second.messages.capacity, 2 * (MIN_CAPACITY / 2 + 1), "sized for what the table holds now");
-        assert!(second.may_hold(Table::Messages, d("k0")));
+        // Folded while it is built: in the new filters, and counted toward the next build.
+        let during: Vec<String> = (0..half + 1).map(|i| format!("d{i}")).collect();
+        let second = build(&mut keeper, &db, |keeper, step| {
+            if step == 0 {
+                store(&db, during.iter().cloned(), []);
+                keeper.folded(during.iter().take(half).map(|k| (Table::Messages, d(k))));
+            }
+        });
+        assert_eq!(second.messages.capacity, GROWTH * (half + 1), "sized for the table when the build began");
+        assert!(second.may_hold(Table::Messages, d("k0")) && second.may_hold(Table::Messages, d("d0")));
+        assert!(keeper.step(&db, KEYS, IDS, Vec::new).unwrap().is_none());
+        assert!(!keeper.building(), "half folded since the build began: not yet");
+        keeper.folded(during.iter().skip(half).chain(["e".to_owned()].iter()).map(|k| (Table::Messages, d(k))));
+        assert!(keeper.step(&db, KEYS, IDS, Vec::new).unwrap().is_none());
+        assert!(keeper.building(), "past half, counting what was folded during the build");
+        build(&mut keeper, &db, |_, _| {});
         // A table of more ids than the largest filter is built once, not again at every step.
         let more: Vec<String> = (0..MAX_CAPACITY).map(|i| format!("m{i}")).collect();
         store(&db, more.iter().cloned(), []);

@@ -250,6 +250,13 @@ impl Folder {
                 {
                     break;
                 }
+                if filters.building() {
+                    // A build under way takes the wait, a chunk at a time: the filters in use
+                    // fill up past their size while it lasts, and one chunk per fold was too slow
+                    // for a burst.
+                    self.keep_filters(&mut filters);
+                    continue;
+                }
                 std::thread::park_timeout(self.fold_every - waited);
             }
             match self.fold(&gathered, &mut kept_from, &mut undurable, closed, &mut filters) {
