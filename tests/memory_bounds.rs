@@ -211,6 +211,15 @@ async fn a_thousand_idle_bot_connections_take_a_few_kib_each() {
     assert!(after < SIXTY_FOUR_MB, "RSS {} KiB with {BOTS} idle connections", after);
 }
 
+/// A backend and the bridge in front of it with a 1 MiB in-memory store and no heartbeats, its
+/// first bot connected: what the bridge holds is then mostly the events in question.
+async fn small_ephemeral_bridge() -> (FakeBackend, ChildGuard, u32, SocketAddr, Bot) {
+    let backend = FakeBackend::start(BackendOptions::default()).await;
+    let (child, pid, addr, bot) =
+        bridge(&backend, &["--ephemeral", "--memory-store-bytes", "1048576", "--heartbeat-interval", "0"]).await;
+    (backend, child, pid, addr, bot)
+}
+
 /// A bot that stops reading holds back at most `EVENT_QUEUE_BYTES` of its account's events (64
 /// MiB by their weight, `src/hub.rs`), not `event_queue` (1 024) of them whatever their size.
 /// 120 messages of 1 MiB of text each (about 3 MiB each as the bridge holds them: segments,
@@ -218,9 +227,7 @@ async fn a_thousand_idle_bot_connections_take_a_few_kib_each() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_that_stops_reading_holds_back_a_bounded_number_of_bytes() {
     const EVENTS: usize = 120;
-    let backend = FakeBackend::start(BackendOptions::default()).await;
-    let (_child, pid, addr, mut fast) =
-        bridge(&backend, &["--ephemeral", "--memory-store-bytes", "1048576", "--heartbeat-interval", "0"]).await;
+    let (backend, _child, pid, addr, mut fast) = small_ephemeral_bridge().await;
     let mut slow = Bot::connect(addr, "/", None).await.unwrap();
     let text = "x".repeat(1 << 20);
     for n in 0..EVENTS {
@@ -257,9 +264,7 @@ async fn a_bot_that_stops_reading_holds_back_a_bounded_number_of_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_kept_for_many_accounts_without_a_bot_are_bounded_together() {
     const EVENTS: usize = 800;
-    let backend = FakeBackend::start(BackendOptions::default()).await;
-    let (_child, pid, _addr, mut bot) =
-        bridge(&backend, &["--ephemeral", "--memory-store-bytes", "1048576", "--heartbeat-interval", "0"]).await;
+    let (backend, _child, pid, _addr, mut bot) = small_ephemeral_bridge().await;
     let text = "x".repeat(256 << 10);
     for n in 0..EVENTS {
         backend.push(v12_message(
