@@ -343,9 +343,10 @@ impl ReverseWsClient {
     }
 
     /// Moves events from the account to the session while the account is online, at most
-    /// [`HANDED_MAX`] events and [`HANDED_BYTES`] ahead of what the session wrote. Returns once the account is offline and
-    /// the session has written what it was given; its event stream is then ended. At shutdown
-    /// (when backend links go down too) it leaves the closing to the session (1001).
+    /// [`HANDED_MAX`] events and [`HANDED_BYTES`] ahead of what the session wrote. Returns once
+    /// the account is offline and the session has written what it was given; its event stream is
+    /// then ended. At shutdown (when backend links go down too) it leaves the closing to the
+    /// session (1001).
     async fn relay(
         &self,
         feed: &mut Feed,

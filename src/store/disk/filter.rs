@@ -42,11 +42,11 @@ const FALSE_POSITIVES: f64 = 0.01;
 const MIN_CAPACITY: usize = 1 << 16;
 /// (Smaller in the tests, so that one can fill a table past it.)
 const MAX_CAPACITY: usize = if cfg!(test) { 1 << 17 } else { 2 << 20 };
-/// A filter is sized for this many times the ids its table holds (and the folder holds back) when
-/// its build begins, and the next build begins once ids as many as it was sized for over this
-/// have been folded into it since its own build began: it then holds about what it was sized
-/// for. (Four times, built again at a quarter, kept fewer ids from reading redb while a build
-/// went on, and took 6–12 MiB more at the peak of a million events from new users, over 64 MB.)
+/// A filter is sized for this many times the ids its table holds (with those the folder holds
+/// back) when its build begins, and the next build begins once its size over this (half) has
+/// been folded into it since its own build began: it then holds about what it was sized for.
+/// (Four times, built again at a quarter, kept fewer ids from reading redb while a build went
+/// on, and took 6–12 MiB more at the peak of a million events from new users, over 64 MB.)
 const GROWTH: usize = 2;
 
 /// Which table an id is a key of.
@@ -180,10 +180,11 @@ impl Keeper {
     /// One step: starts a build when there are no filters yet or once half as many ids as one
     /// was sized for have been folded into it since its build began ([`GROWTH`]: about as many as
     /// its table held; with a table pruned as it grows, by then about half its ids are gone), or
-    /// scans a chunk of the build under way. Returns the new filters once built, for the decisions to read. (What a build
-    /// scanned does not count: a table larger than the largest filter would otherwise be built
-    /// again and again.) `held` gives the numbers whose rows redb holds while their digests are
-    /// held back, as the filter they go in takes them; it is called when a build begins.
+    /// scans a chunk of the build under way. Returns the new filters once built, for the
+    /// decisions to read. (What a build scanned does not count: a table larger than the largest
+    /// filter would otherwise be built again and again.) `held` gives the numbers whose rows redb
+    /// holds while their digests are held back, as the filter they go in takes them; it is called
+    /// when a build begins.
     pub(super) fn step(
         &mut self,
         db: &Database,
