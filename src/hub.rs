@@ -691,10 +691,11 @@ impl Hub {
     /// True when [`UNLISTED_LIMIT`] unlisted accounts are there, none of them forgotten: the
     /// event that names a new one is dropped (said once a minute, with a count).
     fn refuses_unlisted(&self) -> bool {
-        let mut accounts = self.accounts.write_unpoisoned();
-        if accounts.unlisted() < UNLISTED_LIMIT {
+        // Below the limit (always, but for a backend gone wrong) a shared lock tells.
+        if self.accounts().unlisted() < UNLISTED_LIMIT {
             return false;
         }
+        let mut accounts = self.accounts.write_unpoisoned();
         accounts.forget_unlisted(&self.metrics);
         if accounts.unlisted() < UNLISTED_LIMIT {
             return false;
