@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 /// The binary's allocator (src/main.rs), so the figures are the ones the bridge gets.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: onebot_bridge::allocator::Allocator = onebot_bridge::allocator::Allocator;
 
 use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};
 use futures::executor::block_on;

@@ -8,9 +8,10 @@ use onebot_bridge::cli::{Cli, LogFormat};
 
 /// mimalloc: the event path allocates and frees many small strings and maps per event, and the
 /// system allocator spent over a third of the core's cycles on them (benches/core.rs uses it too,
-/// so the core is measured as the binary runs it).
+/// so the core is measured as the binary runs it). Asked for plain blocks where it can be
+/// ([`onebot_bridge::allocator::Allocator`]).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: onebot_bridge::allocator::Allocator = onebot_bridge::allocator::Allocator;
 
 fn main() -> ExitCode {
     onebot_bridge::allocator::tune();
