@@ -9,6 +9,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::filter::{Filters, Table};
+use super::folder::Digests;
 use super::{
     message_number, now_ms, owns_message, owns_surrogate, row_key, surrogate_number, KeyText, IDS, MAX_UNFOLDED,
     MAX_UNFOLDED_BYTES, MESSAGES, MESSAGE_KEYS, SURROGATES,
@@ -97,6 +98,7 @@ impl<N: Copy + PartialEq> Held<N> {
         self.first.iter().map(|(&d, &n)| (d, n)).chain(self.more.iter().copied())
     }
 
+    /// Holds none, keeping the room.
     pub(super) fn clear(&mut self) {
         self.first.clear();
         self.more.clear();
@@ -133,6 +135,10 @@ pub(super) struct State {
     pub(super) held_surrogates: HashMap<i64, Arc<str>, Hasher>,
     /// The bytes of those ids (the backend chooses their length).
     pub(super) held_surrogate_bytes: usize,
+    /// Batches of what was held, on their way into redb a part per commit (`folder::Flush`):
+    /// until the last part is in, lookups find their entries here. One at a time, two when the
+    /// store closes while one is on its way.
+    pub(super) on_its_way: Vec<Arc<Digests>>,
 }
 
 /// A read transaction of redb and the tables opened in it so far, kept for the decisions that
@@ -243,7 +249,22 @@ impl State {
     /// Whether surrogate `n` stands for `v12`, when its row is held ([`State::held_surrogates`]);
     /// `None` when it is not (redb has it, if anything does).
     pub(super) fn held_row_names(&self, n: i64, v12: &str) -> Option<bool> {
-        self.held_surrogates.get(&n).map(|owner| **owner == *v12)
+        self.held_surrogate(n).map(|owner| **owner == *v12)
+    }
+
+    /// Surrogate `n`'s row, when it is held or on its way (the latest, where there are several).
+    pub(super) fn held_surrogate(&self, n: i64) -> Option<&Arc<str>> {
+        self.held_surrogates.get(&n).or_else(|| self.on_its_way.iter().rev().find_map(|batch| batch.surrogate(n)))
+    }
+
+    /// The message numbers held or on their way under key digest `d`.
+    pub(super) fn held_keys_of(&self, d: u64) -> impl Iterator<Item = i32> + '_ {
+        self.held_keys.candidates(d).chain(self.on_its_way.iter().flat_map(move |batch| batch.keys_of(d)))
+    }
+
+    /// The surrogates held or on their way under id digest `d`.
+    pub(super) fn held_ids_of(&self, d: u64) -> impl Iterator<Item = i64> + '_ {
+        self.held_ids.candidates(d).chain(self.on_its_way.iter().flat_map(move |batch| batch.ids_of(d)))
     }
 
     /// False when redb surely does not hold an id of this [`digest`] in `table`.
@@ -267,7 +288,7 @@ impl State {
         if let Some(&found) = self.pending.keys.get(key.text.as_str()) {
             return Ok(Some(found));
         }
-        for n in self.held_keys.candidates(key.digest) {
+        for n in self.held_keys_of(key.digest) {
             if owns_message(view.table(|s| &s.messages, MESSAGES)?, n, &key.text)? {
                 return Ok(Some((n, 0)));
             }
@@ -315,7 +336,7 @@ impl State {
         if let Some((owner, seq)) = self.pending.surrogates.get(&n) {
             return Ok((Claim::Taken(owner.to_string()), *seq));
         }
-        if let Some(owner) = self.held_surrogates.get(&n) {
+        if let Some(owner) = self.held_surrogate(n) {
             return Ok((Claim::Taken(owner.to_string()), 0));
         }
         if self.may_hold(Table::Surrogates, super::filter::number_id(n)) {
@@ -337,7 +358,7 @@ impl State {
         if let Some(&(n, seq)) = self.pending.ids.get(v12) {
             return Ok((Found::Known(n), seq));
         }
-        for n in self.held_ids.candidates(d) {
+        for n in self.held_ids_of(d) {
             let owned = match self.held_row_names(n, v12) {
                 Some(owned) => owned,
                 None => owns_surrogate(view.table(|s| &s.surrogates, SURROGATES)?, n, v12)?,

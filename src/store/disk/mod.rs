@@ -17,13 +17,15 @@
 //! The two tables keyed by digests of v12 ids, and the surrogates' rows (keyed by a hash of the
 //! id), take their entries later than the rest: the folder holds them in memory until
 //! `folder::HELD_MAX` have gathered or a commit lets journal files go, then writes them sorted
-//! in one go, since their keys are random and a few at a time cost a page each once the tables
-//! outgrow the page cache; pruned messages' digests leave their table with that batch. A
+//! (their keys are random, and a few at a time cost a page each once the tables outgrow the
+//! page cache), a part per commit between the folds that come meanwhile; pruned messages'
+//! digests leave their table with that batch. A
 //! durable commit's pages are written back in pieces before redb syncs its file (`paced`), so
 //! that the journal's syncs do not wait behind them all.
 //! Opening the store applies what a crash left in the journal.
 //!
-//! Reads look at the entries not folded yet first, then the held digests, then redb (past
+//! Reads look at the entries not folded yet first, then the held digests and a batch of them on
+//! its way, then redb (past
 //! filters that rule out most ids redb never held, and most numbers it has no row under: a new
 //! message's claim of a number reads no row).
 //!
@@ -637,14 +639,19 @@ impl DiskStore {
         Ok(self.read(|t| Ok(t.open_table(MESSAGES)?.len()?))? + decided)
     }
 
-    /// Waits until redb holds everything decided and nothing is pending (tests that then
-    /// change redb behind the store's back: decisions read redb afresh from then on).
+    /// Waits until redb holds everything decided, nothing is pending and no batch of held
+    /// digests is on its way (tests that then change redb behind the store's back: decisions
+    /// read redb afresh from then on).
     #[cfg(test)]
     fn settle(&self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let mut state = self.shared.state.lock_unpoisoned();
-            if state.pending.rows.is_empty() && state.pending.surrogates.is_empty() && state.open.is_empty() {
+            if state.pending.rows.is_empty()
+                && state.pending.surrogates.is_empty()
+                && state.open.is_empty()
+                && state.on_its_way.is_empty()
+            {
                 state.snapshot = None;
                 return;
             }
@@ -672,7 +679,7 @@ impl IdStore for DiskStore {
                 // Each held digest's surrogate, and whether its row is held too and names `v12`.
                 let held: Vec<(i64, Option<bool>)> = {
                     let state = self.shared.state.lock_unpoisoned();
-                    state.held_ids.candidates(d).map(|n| (n, state.held_row_names(n, v12))).collect()
+                    state.held_ids_of(d).map(|n| (n, state.held_row_names(n, v12))).collect()
                 };
                 let ruled_out = filters.is_some_and(|f| !f.may_hold(Table::Ids, d));
                 if let Some(&(n, _)) = held.iter().find(|(_, owned)| *owned == Some(true)) {
@@ -743,7 +750,7 @@ impl IdStore for DiskStore {
         let pending = {
             let state = self.shared.state.lock_unpoisoned();
             let pending = state.pending.surrogates.get(&n).map(|(v12, seq)| (v12.to_string(), *seq));
-            pending.or_else(|| state.held_surrogates.get(&n).map(|v12| (v12.to_string(), 0)))
+            pending.or_else(|| state.held_surrogate(n).map(|v12| (v12.to_string(), 0)))
         };
         let (v12, ticket) = match pending {
             Some((v12, seq)) => (Some(v12), seq),
@@ -767,7 +774,7 @@ impl IdStore for DiskStore {
             None => {
                 // Digested outside the lock, and only when it is needed.
                 let d = digest(&k);
-                let held: Vec<i32> = self.shared.state.lock_unpoisoned().held_keys.candidates(d).collect();
+                let held: Vec<i32> = self.shared.state.lock_unpoisoned().held_keys_of(d).collect();
                 let ruled_out = filters.is_some_and(|f| !f.may_hold(Table::Messages, d));
                 if held.is_empty() && ruled_out {
                     (None, 0)
@@ -1483,6 +1490,43 @@ mod tests {
         assert_eq!(rows_in(&store, IDS), 1);
         assert_eq!(block_on(store.message_id_of(&b.key)).unwrap(), Some(2));
         assert_eq!(block_on(store.surrogate_of("wxid_a")).unwrap(), Some(11));
+        drop(store);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// While a batch of held digests goes into redb a part per commit, every id decided before
+    /// is found the whole time, by every way of looking it up, and none is claimed twice; the
+    /// batches are seen on their way (checked before each lookup), and once the store settles
+    /// none is.
+    #[test]
+    fn ids_are_found_while_their_digests_go_in_part_by_part() {
+        let d = dir("parts");
+        let store = DiskStore::open(&d, Retention::default()).unwrap();
+        let uncached = || DiskStore { surrogates: SurrogateCache::default(), ..store.clone() };
+        let user = |i: i64| format!("user-{i}");
+        let message = |i: i64| said("bot", &format!("m{i}"), "x");
+        let mut seen_on_the_way = 0;
+        for i in 0..400i64 {
+            let n = 7_000_000_000 + i * 7_919;
+            assert_eq!(block_on(store.claim_surrogate(n, &user(i))).unwrap(), Claim::Inserted);
+            assert_eq!(block_on(store.claim_message(1 + i as i32, &message(i))).unwrap(), Claim::Inserted);
+            // This one and a spread of the ones before.
+            for j in (0..=i).rev().step_by(13) {
+                seen_on_the_way += store.shared.state.lock_unpoisoned().on_its_way.len();
+                let n = 7_000_000_000 + j * 7_919;
+                assert_eq!(block_on(uncached().surrogate_of(&user(j))).unwrap(), Some(n), "{}", user(j));
+                assert_eq!(block_on(uncached().find_or_claim_surrogate(|| 1, &user(j))).unwrap(), Found::Known(n));
+                assert_eq!(block_on(uncached().v12_of_surrogate(n)).unwrap(), Some(user(j)));
+                assert_eq!(block_on(store.message_id_of(&message(j).key)).unwrap(), Some(1 + j as i32));
+            }
+        }
+        assert!(seen_on_the_way > 0, "no batch was seen on its way");
+        store.settle();
+        assert!(store.shared.state.lock_unpoisoned().on_its_way.is_empty());
+        let (keys, ids) = held(&store);
+        assert_eq!(rows_in(&store, MESSAGE_KEYS) + keys as u64, 400);
+        assert_eq!(rows_in(&store, IDS) + ids as u64, 400);
+        assert_eq!(surrogate_rows(&store).0 as u64 + surrogate_rows(&store).1, 400);
         drop(store);
         let _ = std::fs::remove_dir_all(&d);
     }
