@@ -394,11 +394,12 @@ impl Folder {
         let (upto_old, upto_new) = match commit() {
             Ok(upto) => upto,
             Err(error) => {
-                // Held again, for the retry to begin anew: nothing of the batch is in redb.
+                // Held again, for the retry to begin anew: nothing of the batch is in redb (held
+                // in its sorted order, the later of two rows for one surrogate stays).
                 if let Some(batch) = &started {
                     let mut state = self.shared.state.lock_unpoisoned();
                     state.on_its_way.retain(|b| !Arc::ptr_eq(b, &batch.batch));
-                    batch.batch.hold_again(&mut state);
+                    Digests::clone(&batch.batch).hold(&mut state);
                 }
                 return Err(store_err(error));
             }
@@ -448,13 +449,14 @@ impl Folder {
             }
             if let Some(mut batch) = started {
                 batch.done = upto_new;
-                if flush.as_ref().is_none_or(Flush::is_in) {
-                    if let Some(before) = flush.take() {
-                        finished = before.release;
-                        state.on_its_way.retain(|b| !Arc::ptr_eq(b, &before.batch));
-                    }
-                    *flush = Some(batch);
+                // A batch begins only with none on its way, or as the store closes, when both
+                // went in whole.
+                if let Some(before) = flush.take() {
+                    debug_assert!(before.is_in(), "a batch begun before the one on its way is in");
+                    finished = before.release;
+                    state.on_its_way.retain(|b| !Arc::ptr_eq(b, &before.batch));
                 }
+                *flush = Some(batch);
             }
             if flush.as_ref().is_some_and(Flush::is_in) {
                 let batch = flush.take().expect("a batch all in");
@@ -498,7 +500,7 @@ pub(super) struct Batches<'f> {
 }
 
 /// Digests of message keys and of v12 ids, and surrogates' rows, on their way to their tables.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Digests {
     keys: Vec<(u64, i32)>,
     ids: Vec<(u64, i64)>,
@@ -558,12 +560,6 @@ impl Digests {
     pub(super) fn surrogate(&self, n: i64) -> Option<&Arc<str>> {
         let end = self.surrogates.partition_point(|&(m, _)| m <= n);
         self.surrogates[..end].last().filter(|(m, _)| *m == n).map(|(_, v12)| v12)
-    }
-
-    /// Holds a batch's entries again, sorted as they are (the later of two rows for one
-    /// surrogate stays).
-    fn hold_again(&self, state: &mut State) {
-        Digests { keys: self.keys.clone(), ids: self.ids.clone(), surrogates: self.surrogates.clone() }.hold(state);
     }
 
     /// Holds them, where the decisions find them until a batch takes them in.
