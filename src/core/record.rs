@@ -93,7 +93,15 @@ fn write_value(out: &mut Vec<u8>, value: &serde_json::Value) -> Result<(), IdErr
             (None, Some(i)) => mp::write_sint(out, i).map(drop).map_err(too_long),
             (None, None) => mp::write_f64(out, n.as_f64().unwrap_or_default()).map_err(too_long),
         },
-        Value::String(s) => mp::write_str(out, s).map_err(too_long),
+        Value::String(s) => {
+            // A string that does not fit gets room for what usually follows it too: grown to the
+            // byte for a long text, the buffer would be copied whole into one twice as large
+            // for the next few bytes (a 16 KiB text cost as much in copying as in encoding).
+            if out.capacity() - out.len() < s.len() + STR_HEAD {
+                out.reserve(STR_HEAD + s.len() + ROOM_AFTER);
+            }
+            mp::write_str(out, s).map_err(too_long)
+        }
         Value::Array(items) => {
             mp::write_array_len(out, len_u32(items.len())?).map_err(too_long)?;
             items.iter().try_for_each(|item| write_value(out, item))
@@ -107,6 +115,12 @@ fn write_value(out: &mut Vec<u8>, value: &serde_json::Value) -> Result<(), IdErr
         }
     }
 }
+
+/// Bytes left free after a string value that did not fit: the rest of a usual record (a
+/// picture's URL after a long text, say).
+const ROOM_AFTER: usize = 512;
+/// The longest MessagePack string header.
+const STR_HEAD: usize = 5;
 
 fn len_u32(len: usize) -> Result<u32, IdError> {
     u32::try_from(len).map_err(|_| too_long(len))
@@ -368,6 +382,22 @@ mod tests {
         let mut bare = Vec::new();
         write_body(&mut bare, &r, false).unwrap();
         assert_eq!(read_body(r.key.clone(), &bare).unwrap(), MessageRecord { content: None, ..r });
+    }
+
+    #[test]
+    fn a_long_text_is_copied_once_into_its_record() {
+        let text = "长消息 [text] & more, ".repeat(700);
+        let r = said(vec![
+            Segment::text(&text),
+            Segment::new("at").with("qq", "10001"),
+            Segment::new("face").with("id", 14),
+        ]);
+        // Grown to the byte for the text, the buffer would double for the bytes after it.
+        let row = Row::encode(&r, 1).unwrap();
+        assert!(row.0.capacity() <= row.0.len() + STR_HEAD + ROOM_AFTER, "{} for {}", row.0.capacity(), row.0.len());
+        let mut body = Vec::with_capacity(16);
+        write_body(&mut body, &r, true).unwrap();
+        assert!(body.capacity() <= body.len() + STR_HEAD + ROOM_AFTER, "{} for {}", body.capacity(), body.len());
     }
 
     /// Any JSON value serde_json holds: strings with escapes and any char, integers of both
