@@ -344,12 +344,10 @@ fn escape_into(s: &str, comma: bool, out: &mut String) {
             let room = (out.capacity() - out.len()).max(s.len());
             out.reserve_exact(room + 4 * text_escapes(&bytes[first..]));
         }
-        // The bytes found are ASCII, so `i` and `i + 1` are char boundaries.
-        out.push_str(&s[..first]);
-        out.push_str(entity(bytes[first]));
-        let mut done = first + 1;
-        for i in memchr::memchr3_iter(b'&', b'[', b']', &bytes[done..]) {
-            let i = first + 1 + i;
+        let mut done = 0;
+        for i in memchr::memchr3_iter(b'&', b'[', b']', &bytes[first..]) {
+            // The byte is ASCII, so `i` and `i + 1` are char boundaries.
+            let i = first + i;
             out.push_str(&s[done..i]);
             out.push_str(entity(bytes[i]));
             done = i + 1;
