@@ -110,6 +110,12 @@ impl ParseBudget {
         if kib > self.total_kib as usize {
             return Err(Busy::TooCostly { cost_kib: kib as u64, budget_kib: self.total_kib as u64 });
         }
+        // Budget free now is taken as the waiting path's first poll would take it (permits given
+        // back go to the waiters first, so this cannot overtake one), without the timer and the
+        // clock read that path costs: every frame and request comes here.
+        if let Ok(permit) = self.kib.try_acquire_many(kib as u32) {
+            return Ok(permit);
+        }
         match tokio::time::timeout(self.wait, self.kib.acquire_many(kib as u32)).await {
             Ok(Ok(permit)) => Ok(permit),
             // The semaphore is never closed; a timeout is the only way to be refused.
@@ -229,6 +235,28 @@ mod tests {
         tokio::task::yield_now().await;
         drop(held);
         assert_eq!(waiter.await.unwrap(), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_small_document_does_not_overtake_a_large_one_waiting() {
+        let budget = std::sync::Arc::new(ParseBudget::new(10 << 10, Duration::from_secs(30)));
+        let held = budget.admit(8 << 10).await.unwrap();
+        let large = {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.admit(5 << 10).await.map(|permit| permit.num_permits()) })
+        };
+        tokio::task::yield_now().await;
+        assert!(!large.is_finished(), "5 KiB do not fit beside the 8 held");
+        // 2 KiB are free by count, but they are the waiting document's: a small one waits behind it.
+        let small = {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.admit(1 << 10).await.map(|permit| permit.num_permits()) })
+        };
+        tokio::task::yield_now().await;
+        assert!(!small.is_finished(), "the small document went ahead of the large one");
+        drop(held);
+        assert_eq!(large.await.unwrap(), Ok(5));
+        assert_eq!(small.await.unwrap(), Ok(1));
     }
 
     #[tokio::test]
