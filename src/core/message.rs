@@ -301,6 +301,48 @@ impl Data {
     }
 }
 
+/// A [`Data`] being read from an object, key by key. Each key read sets its bit ([`key_bit`]): a
+/// key whose bit no key before it set is new, and goes last without a search of the keys before
+/// it. Searching them for each key made reading an object quadratic in its keys: a v11 event's
+/// fourteen keys took ninety-one comparisons, about a twentieth of a v11 link's event.
+#[derive(Debug, Default)]
+pub struct Reading {
+    data: Data,
+    bits: u64,
+}
+
+impl Reading {
+    pub fn with_capacity(n: usize) -> Reading {
+        Reading { data: Data::with_capacity(n), bits: 0 }
+    }
+
+    /// [`Data::insert`]: a repeated key keeps its first place and takes the last value.
+    pub fn insert(&mut self, key: impl Into<CompactString>, value: Value) {
+        let key = key.into();
+        let bit = key_bit(&key);
+        if self.bits & bit == 0 {
+            self.bits |= bit;
+            self.data.push_new(key, value);
+        } else {
+            self.data.insert(key, value);
+        }
+    }
+
+    pub fn done(self) -> Data {
+        self.data
+    }
+}
+
+/// A key's bit for [`Reading`]: from its length and its first and last bytes, mixed so the keys
+/// that come together (an event's, a segment's) take different bits. Keys are a peer's choice:
+/// keys that share a bit are searched for as any key was before.
+fn key_bit(key: &str) -> u64 {
+    let b = key.as_bytes();
+    let (first, last) = (b.first().copied().unwrap_or(0), b.last().copied().unwrap_or(0));
+    let mixed = (b.len() as u64 ^ u64::from(first) << 8 ^ u64::from(last) << 16).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    1 << (mixed >> 58)
+}
+
 /// Same keys with equal values, in any order (as JSON objects compare).
 impl PartialEq for Data {
     fn eq(&self, other: &Data) -> bool {
@@ -311,11 +353,11 @@ impl PartialEq for Data {
 impl<K: Into<CompactString>> FromIterator<(K, Value)> for Data {
     fn from_iter<I: IntoIterator<Item = (K, Value)>>(iter: I) -> Data {
         let iter = iter.into_iter();
-        let mut data = Data::with_capacity(iter.size_hint().0);
+        let mut data = Reading::with_capacity(iter.size_hint().0);
         for (k, v) in iter {
             data.insert(k, v);
         }
-        data
+        data.done()
     }
 }
 
@@ -372,11 +414,11 @@ impl<'de> Deserialize<'de> for Data {
                 f.write_str("a segment's data object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Data, A::Error> {
-                let mut data = Data::with_capacity(access.size_hint().unwrap_or(0));
+                let mut data = Reading::with_capacity(access.size_hint().unwrap_or(0));
                 while let Some((k, v)) = access.next_entry::<CompactString, Value>()? {
                     data.insert(k, v);
                 }
-                Ok(data)
+                Ok(data.done())
             }
         }
         d.deserialize_map(DataVisitor)
@@ -460,6 +502,29 @@ mod tests {
         }
         *data.get_mut("k1").unwrap() = json!("changed");
         assert_eq!(data.into_map().into_iter().next(), Some(("k1".to_owned(), json!("changed"))));
+    }
+
+    /// Keys that share their bit (same length, first and last bytes) and keys that do not, read
+    /// in any order and repeated: what is read is what inserting each key in turn makes, and
+    /// every key read is found.
+    #[test]
+    fn reading_an_object_is_inserting_its_keys_in_turn_whatever_bits_they_share() {
+        use proptest::prelude::*;
+        // Few distinct keys, many sharing a bit: "a?z" and "b?z" differ only in the middle.
+        let key = prop_oneof!["[ab][a-d]z".prop_map(String::from), "[a-z]{0,3}".prop_map(String::from)];
+        proptest!(ProptestConfig::with_cases(256), |(members in prop::collection::vec((key, any::<u8>()), 0..60))| {
+            let mut read = Reading::default();
+            let mut model: Map<String, Value> = Map::new();
+            for (k, v) in &members {
+                read.insert(k.as_str(), json!(v));
+                model.insert(k.clone(), json!(v));
+            }
+            let read = read.done();
+            prop_assert_eq!(keys(&read), model.keys().map(String::as_str).collect::<Vec<_>>());
+            for (k, v) in &model {
+                prop_assert_eq!(read.get(k), Some(v));
+            }
+        });
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::{Number, Value};
 use super::cq::parse_cq_at_most;
 use super::ids::{IdError, IdStore, MessageKey, MessageRecord};
 use super::mapping::{FieldSpec, Kind, Mappings};
-use super::message::{value_as_text, value_text, CompactString, Data, Segment, SegmentRef};
+use super::message::{value_as_text, value_text, CompactString, Data, Reading, Segment, SegmentRef};
 use super::v12::{Message, Part};
 use super::{Account, Translator};
 
@@ -223,7 +223,7 @@ impl<S: IdStore> Translator<S> {
         let quoted_sender = if seg.kind == "reply" { seg.str_of("user_id") } else { None };
         let reply_scope = Scope { user_id: quoted_sender.as_deref(), ..*scope };
         let scope = if seg.kind == "reply" { &reply_scope } else { scope };
-        let mut data = Data::with_capacity(seg.len());
+        let mut data = Reading::with_capacity(seg.len());
         for (key, value) in seg.entries() {
             match fields.and_then(|f| f.get(key)) {
                 Some(spec) => {
@@ -238,7 +238,7 @@ impl<S: IdStore> Translator<S> {
                 }
             }
         }
-        Ok(Segment { kind: target, data })
+        Ok(Segment { kind: target, data: data.done() })
     }
 
     async fn value_to_v11(&self, scope: &Scope<'_>, kind: Kind, value: &Value) -> Result<Option<String>, SegmentError> {

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::core::cq::parse_cq;
 use crate::core::mapping::{FieldSpec, Handler, Kind, Mappings};
-use crate::core::message::{CompactString, Data, Segment, SegmentRef};
+use crate::core::message::{CompactString, Data, Reading, Segment, SegmentRef};
 use crate::core::v12::{self, SelfId};
 use crate::sync::LockUnpoisoned;
 
@@ -478,7 +478,7 @@ impl Edge {
         let message_type = message_type.ok_or(EdgeError::Missing("message_type"))?;
         let user_id = user_id.ok_or(EdgeError::Missing("user_id"))?;
         let message_id = message_id.ok_or(EdgeError::Missing("message_id"))?;
-        let mut fields = Data::with_capacity(extra.len() + 8);
+        let mut fields = Reading::with_capacity(extra.len() + 8);
         let (detail, chat) = match message_type.as_str() {
             "group" => {
                 let group = group_id.ok_or(EdgeError::Missing("group_id"))?;
@@ -520,7 +520,7 @@ impl Edge {
         for (key, value) in extra {
             fields.insert(self.prefixed(&key), value);
         }
-        Ok((detail, fields, segments))
+        Ok((detail, fields.done(), segments))
     }
 
     fn notice(&self, mut v11: Map<String, Value>, sub_type: &str) -> Result<EventParts, EdgeError> {
@@ -642,6 +642,7 @@ impl Edge {
         }
         let url = data.get("url").and_then(Value::as_str).map(str::to_owned);
         let old = std::mem::take(data);
+        let mut read = Reading::with_capacity(old.len());
         for (key, value) in old {
             match row.fields.get(key.as_str()) {
                 Some(spec) => {
@@ -649,13 +650,14 @@ impl Edge {
                         self.received.lock_unpoisoned().insert(name, url);
                     }
                     let value = if spec.kind == Kind::Plain { value } else { self.value_in(spec.kind, &value, chat) };
-                    data.insert(spec.name.as_str(), value);
+                    read.insert(spec.name.as_str(), value);
                 }
                 None => {
-                    data.insert(self.prefixed(&key), value);
+                    read.insert(self.prefixed(&key), value);
                 }
             }
         }
+        *data = read.done();
         seg
     }
 

@@ -121,7 +121,8 @@ impl<'de> serde::Deserialize<'de> for Members {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Members, A::Error> {
-                let mut members = Data::with_capacity(access.size_hint().unwrap_or(0));
+                let mut members =
+                    crate::core::message::Reading::with_capacity(access.size_hint().unwrap_or(Data::INDEXED));
                 let mut message = None;
                 while let Some(key) = access.next_key::<CompactString>()? {
                     if key == "message" {
@@ -130,7 +131,7 @@ impl<'de> serde::Deserialize<'de> for Members {
                         members.insert(key, access.next_value::<Value>()?);
                     }
                 }
-                Ok(Members { members, message })
+                Ok(Members { members: members.done(), message })
             }
         }
         d.deserialize_map(MembersVisitor)

@@ -202,7 +202,7 @@ impl<'de> Deserialize<'de> for Frame {
             other_lists!(Frame::Other);
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Frame, A::Error> {
                 let mut slots = Slots::default();
-                let mut rest = Data::with_capacity(8);
+                let mut reading = crate::core::message::Reading::with_capacity(8);
                 while let Some(Key(key)) = access.next_key()? {
                     match &*key {
                         "id" => slots.id = Some(access.next_value()?),
@@ -213,10 +213,11 @@ impl<'de> Deserialize<'de> for Frame {
                         "self" => slots.self_ = Some(access.next_value_seed(DataSeed)?),
                         "message" => slots.message = Some(access.next_value()?),
                         _ => {
-                            rest.insert(key, access.next_value()?);
+                            reading.insert(key, access.next_value()?);
                         }
                     }
                 }
+                let mut rest = reading.done();
                 Ok(if slots.kind.is_some() && slots.detail_type.is_some() {
                     Frame::Event(Event::from_slots(slots, rest))
                 } else if let Some(answer) = answer(&mut slots, &mut rest) {
