@@ -20,7 +20,7 @@ use super::cq::render_cq;
 use super::ids::{IdError, IdStore, StoredMessage};
 use super::mapping::Mappings;
 use super::mapping::{EventRow, Kind};
-use super::message::Data;
+use super::message::{Data, Reading};
 use super::segment::{Scope, SegmentError};
 use super::v12::{id_str, id_string, Event, SelfId};
 use super::{Account, Translator, V12Caller};
@@ -444,16 +444,16 @@ impl<S: IdStore> Translator<S> {
         } else {
             SenderShape::Private { sex: text(&[Field::Sex], "unknown") }
         };
-        let mut given = Data::new();
+        let mut given = Reading::default();
         if let Some(Value::Object(object)) = fields.prefixed_first(Field::Sender) {
             for (k, v) in object {
                 let k = fields.profile.strip(k);
                 if k != "user_id" {
-                    given.insert(k.to_owned(), v.clone());
+                    given.insert(k, v.clone());
                 }
             }
         }
-        Sender { user_id, nickname: fields.name().to_owned(), shape, given }
+        Sender { user_id, nickname: fields.name().to_owned(), shape, given: given.done() }
     }
 
     async fn notice_or_request(
