@@ -6,7 +6,7 @@
 use base64::Engine as _;
 use serde_json::{Map, Number, Value};
 
-use crate::core::message::{CompactString, Data};
+use crate::core::message::{CompactString, Data, Reading};
 use crate::core::scan::{self, ScanLimits, Shape};
 use crate::core::v12::{Frame, Message};
 
@@ -121,8 +121,7 @@ impl<'de> serde::Deserialize<'de> for Members {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Members, A::Error> {
-                let mut members =
-                    crate::core::message::Reading::with_capacity(access.size_hint().unwrap_or(Data::INDEXED));
+                let mut members = Reading::with_capacity(access.size_hint().unwrap_or(Data::INDEXED));
                 let mut message = None;
                 while let Some(key) = access.next_key::<CompactString>()? {
                     if key == "message" {

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Event, EventError, Loose, Message, Part, Response, Slots};
-use crate::core::message::{Data, Segment};
+use crate::core::message::{Data, Reading, Segment};
 use crate::core::scan::Shape;
 
 /// A frame from the backend, read as an event when it is one.
@@ -202,7 +202,7 @@ impl<'de> Deserialize<'de> for Frame {
             other_lists!(Frame::Other);
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Frame, A::Error> {
                 let mut slots = Slots::default();
-                let mut reading = crate::core::message::Reading::with_capacity(8);
+                let mut reading = Reading::with_capacity(8);
                 while let Some(Key(key)) = access.next_key()? {
                     match &*key {
                         "id" => slots.id = Some(access.next_value()?),
