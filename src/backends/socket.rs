@@ -421,3 +421,86 @@ async fn learn_supported_actions<R: Reports>(link: &LinkHandle, reports: &R) {
         Err(error) => tracing::debug!(%error, "get_supported_actions failed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::WebSocketStream;
+
+    use super::*;
+    use crate::core::{MappingSet, Options, Translator};
+    use crate::hub::Hub;
+    use crate::store::Store;
+
+    /// A connection to a backend over an in-memory pipe: the bridge's side, and the backend's,
+    /// which the test holds (and reads nothing from).
+    async fn connected() -> (WebSocketStream<tokio::io::DuplexStream>, WebSocketStream<tokio::io::DuplexStream>) {
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let ours = WebSocketStream::from_raw_socket(ours, Role::Client, None).await;
+        let theirs = WebSocketStream::from_raw_socket(theirs, Role::Server, None).await;
+        (ours, theirs)
+    }
+
+    fn hub() -> Arc<Hub> {
+        let translator = Translator::new(
+            Arc::new(MappingSet::embedded().unwrap()),
+            Store::Memory(Box::default()),
+            Options::default(),
+        );
+        Arc::new(Hub::new(translator, 16))
+    }
+
+    /// Serves the bridge's side of a connection until it ends or `for_at_most` passes (then
+    /// asks it to stop); how long it ran, and whether it ended of itself.
+    async fn serve_for(ws: WebSocketStream<tokio::io::DuplexStream>, for_at_most: Duration) -> (Duration, bool) {
+        let link = LinkHandle::new(1, Duration::from_secs(30), false);
+        let (stop, mut shutdown) = watch::channel(false);
+        let (hub, limits, recent) = (hub(), Limits::default(), Arc::new(RecentIds::new()));
+        let started = tokio::time::Instant::now();
+        let served = serve(&link, Carries::Requests, ws, &hub, &limits, &recent, &mut shutdown);
+        tokio::pin!(served);
+        let ended = tokio::select! {
+            () = &mut served => true,
+            () = tokio::time::sleep(for_at_most) => false,
+        };
+        let ran = started.elapsed();
+        if !ended {
+            stop.send(true).unwrap();
+            served.await;
+        }
+        (ran, ended)
+    }
+
+    /// A backend that vanished without closing (no FIN, no pongs) is let go once it has said
+    /// nothing for `SILENT_FOR`, noticed at the next ping.
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_that_says_nothing_is_let_go_after_its_silence() {
+        let (ours, _silent) = connected().await;
+        let (ran, ended) = serve_for(ours, 10 * SILENT_FOR).await;
+        assert!(ended, "still connected after {ran:?}");
+        assert!(ran > SILENT_FOR && ran <= SILENT_FOR + PING_EVERY, "let go after {ran:?}");
+    }
+
+    /// A backend that sends anything (here a heartbeat) more often than `SILENT_FOR` is kept,
+    /// however long it lasts.
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_that_keeps_talking_is_kept() {
+        let (ours, mut theirs) = connected().await;
+        let talking = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SILENT_FOR / 2).await;
+                let heartbeat =
+                    r#"{"id":"h","time":1,"type":"meta","detail_type":"heartbeat","sub_type":"","interval":5000}"#;
+                if theirs.send(Message::Text(heartbeat.into())).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let (ran, ended) = serve_for(ours, 10 * SILENT_FOR).await;
+        assert!(!ended, "let go after {ran:?} though it kept talking");
+        talking.abort();
+    }
+}
