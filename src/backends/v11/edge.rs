@@ -222,16 +222,25 @@ pub enum Chat {
 impl Chat {
     /// `<id>/g<group>` or `<id>/u<peer>`.
     pub fn qualify(&self, id: &Value) -> Option<Value> {
-        let id = match id {
-            Value::Number(n) => n.to_string(),
-            Value::String(s) if !s.is_empty() => s.clone(),
-            _ => return None,
+        // Written piece by piece, not formatted: every message event's id and reply come here.
+        let (tag, chat) = match self {
+            Chat::Group(g) => ("/g", g.as_str()),
+            Chat::User(u) => ("/u", u.as_str()),
+            Chat::Unknown => ("", ""),
         };
-        Some(Value::String(match self {
-            Chat::Group(g) => format!("{id}/g{g}"),
-            Chat::User(u) => format!("{id}/u{u}"),
-            Chat::Unknown => id,
-        }))
+        let mut out = String::with_capacity(24 + tag.len() + chat.len());
+        match id {
+            Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => out.push_str(itoa::Buffer::new().format(i)),
+                (None, Some(u)) => out.push_str(itoa::Buffer::new().format(u)),
+                (None, None) => out.push_str(&n.to_string()),
+            },
+            Value::String(s) if !s.is_empty() => out.push_str(s),
+            _ => return None,
+        }
+        out.push_str(tag);
+        out.push_str(chat);
+        Some(Value::String(out))
     }
 }
 
@@ -1185,6 +1194,32 @@ mod tests {
 
     fn edge() -> Edge {
         Edge::new(MappingSet::embedded().unwrap().generic().clone(), 100 << 20)
+    }
+
+    /// A qualified id is the id as JSON writes it, then its chat; and it reads back.
+    #[test]
+    fn ids_are_qualified_with_their_chat_and_read_back() {
+        let ids =
+            [json!(-2147483648), json!(0), json!(1_234_567_890_123_i64), json!(u64::MAX), json!(1.5), json!("m-1")];
+        let chats = [Chat::Group("30003".into()), Chat::User("20002".into()), Chat::Unknown];
+        for id in &ids {
+            for chat in &chats {
+                let written = id.as_str().map(str::to_owned).unwrap_or_else(|| id.to_string());
+                let want = match chat {
+                    Chat::Group(g) => format!("{written}/g{g}"),
+                    Chat::User(u) => format!("{written}/u{u}"),
+                    Chat::Unknown => written.clone(),
+                };
+                let qualified = chat.qualify(id).unwrap();
+                assert_eq!(qualified, json!(want), "{id} in {chat:?}");
+                if !matches!(chat, Chat::Unknown) {
+                    assert_eq!(Chat::of_qualified(&qualified), *chat, "{qualified}");
+                }
+            }
+        }
+        for nothing in [json!(""), json!(null), json!([1]), json!({})] {
+            assert_eq!(Chat::Group("1".into()).qualify(&nothing), None, "{nothing}");
+        }
     }
 
     /// The event read from its value, and checked to read the same from its JSON text (the
