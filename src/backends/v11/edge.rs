@@ -230,11 +230,7 @@ impl Chat {
         };
         let mut out = String::with_capacity(24 + tag.len() + chat.len());
         match id {
-            Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-                (Some(i), _) => out.push_str(itoa::Buffer::new().format(i)),
-                (None, Some(u)) => out.push_str(itoa::Buffer::new().format(u)),
-                (None, None) => out.push_str(&n.to_string()),
-            },
+            Value::Number(n) => crate::core::write_json::number(&mut out, n),
             Value::String(s) if !s.is_empty() => out.push_str(s),
             _ => return None,
         }
