@@ -8,11 +8,22 @@
 //! had not read them learns how many it lost, as with tokio's `Lagged`. What every receiver has
 //! read is let go of within `TRIM_EVERY` (32) sends, or when the receiver that held it back goes.
 //!
+//! A receiver that falls a whole queue behind is waited for before it loses anything
+//! ([`Sender::room`]): a bot that reads, only more slowly than a burst comes (a short pause, a
+//! starved CPU, a garbage collection), loses nothing, and the sender's caller holds the burst
+//! back meanwhile. Each receiver is waited for at most [`PATIENCE`] in all until it has caught up
+//! again (read its queue down to half): a bot that stopped reading, or one far slower than the
+//! events, holds the others back once for that long and then loses the oldest as before.
+//!
 //! The interface is tokio's (same error types), so the sessions read it as they read a tokio
 //! channel. One lock guards the queue; a send or a read holds it for a few pointer moves.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub use tokio::sync::broadcast::error::{RecvError, SendError, TryRecvError};
 use tokio::sync::Notify;
@@ -21,6 +32,13 @@ use crate::sync::LockUnpoisoned;
 
 /// Sends between two looks at what every receiver has read.
 const TRIM_EVERY: usize = 32;
+
+/// How long, in all, a receiver that is a whole queue behind is waited for before it loses the
+/// oldest values it has not read; given back in full once it has read its queue down to half.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// A wait for a receiver to make room ([`Sender::room`]).
+pub type Room = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// A new broadcast keeping at most `capacity` values and `max_bytes` of their weights (at least
 /// the newest value, whatever it weighs).
@@ -32,18 +50,32 @@ pub fn channel<T: Clone>(capacity: usize, max_bytes: usize) -> Sender<T> {
         capacity: capacity.max(1),
         max_bytes,
         positions: Vec::new(),
+        patience: Vec::new(),
         free: Vec::new(),
         receivers: 0,
         closed: false,
         sends: 0,
+        room_wanted: false,
     };
-    Sender { shared: Arc::new(Shared { state: Mutex::new(state), sent: Notify::new() }) }
+    let shared = Shared {
+        state: Mutex::new(state),
+        sent: Notify::new(),
+        read: Notify::new(),
+        half_full: AtomicBool::new(false),
+    };
+    Sender { shared: Arc::new(shared) }
 }
 
 struct Shared<T> {
     state: Mutex<State<T>>,
     /// Told after every send, and when the sender goes.
     sent: Notify,
+    /// Told after a read or a receiver's going while the sender waits for room.
+    read: Notify,
+    /// The queue held half of either bound or more after the last send: the next may have to
+    /// wait ([`Sender::room`] looks no further when it did not, so a single value heavier than
+    /// half the bytes is not waited for).
+    half_full: AtomicBool,
 }
 
 struct State<T> {
@@ -57,11 +89,15 @@ struct State<T> {
     max_bytes: usize,
     /// Each receiver's next sequence number, by its slot (`None`: a free slot).
     positions: Vec<Option<u64>>,
+    /// How much longer each receiver is waited for ([`PATIENCE`]), by its slot.
+    patience: Vec<Duration>,
     free: Vec<usize>,
     receivers: usize,
     /// The sender is gone: receivers read what is left, then `Closed`.
     closed: bool,
     sends: usize,
+    /// The sender waits for room: reads tell it.
+    room_wanted: bool,
 }
 
 impl<T> State<T> {
@@ -71,6 +107,38 @@ impl<T> State<T> {
 
     fn over(&self) -> bool {
         self.queue.len() > self.capacity || (self.bytes > self.max_bytes && self.queue.len() > 1)
+    }
+
+    /// The first sequence number still kept once a value of `weight` is sent.
+    fn first_after_send(&self, weight: usize) -> u64 {
+        let (mut len, mut bytes) = (self.queue.len() + 1, self.bytes + weight);
+        let mut first = self.first;
+        for (_, w) in &self.queue {
+            if !(len > self.capacity || (bytes > self.max_bytes && len > 1)) {
+                break;
+            }
+            len -= 1;
+            bytes -= w;
+            first += 1;
+        }
+        first
+    }
+
+    /// The slots of the receivers that would lose a value they have not read if one of `weight`
+    /// were sent now, and that are still waited for.
+    fn in_the_way(&mut self, weight: usize) -> Vec<usize> {
+        self.trim();
+        let first = self.first_after_send(weight);
+        if first == self.first {
+            return Vec::new();
+        }
+        let patience = &self.patience;
+        self.positions
+            .iter()
+            .enumerate()
+            .filter(|&(slot, at)| at.is_some_and(|at| at < first) && !patience[slot].is_zero())
+            .map(|(slot, _)| slot)
+            .collect()
     }
 
     fn pop(&mut self) {
@@ -85,6 +153,25 @@ impl<T> State<T> {
         let read = self.positions.iter().flatten().copied().min().unwrap_or_else(|| self.end());
         while self.first < read && !self.queue.is_empty() {
             self.pop();
+        }
+    }
+}
+
+/// A wait for room ending (or given up): the time it took is charged to the receivers that were
+/// in the way, and reads stop telling the sender.
+struct Charge<T> {
+    shared: Arc<Shared<T>>,
+    blocking: Vec<usize>,
+    started: tokio::time::Instant,
+}
+
+impl<T> Drop for Charge<T> {
+    fn drop(&mut self) {
+        let waited = self.started.elapsed();
+        let mut state = self.shared.state.lock_unpoisoned();
+        state.room_wanted = false;
+        for &slot in &self.blocking {
+            state.patience[slot] = state.patience[slot].saturating_sub(waited);
         }
     }
 }
@@ -122,9 +209,52 @@ impl<T: Clone> Sender<T> {
             while state.over() {
                 state.pop();
             }
+            let half = state.queue.len() * 2 >= state.capacity || state.bytes * 2 >= state.max_bytes;
+            self.shared.half_full.store(half, Ordering::Relaxed);
         }
         self.shared.sent.notify_waiters();
         Ok(())
+    }
+
+    /// A wait to go through before sending a value of `weight` (asked for only when the queue is
+    /// half full), when sending it now would let go
+    /// of values a receiver has not read (and that receiver is still waited for, [`PATIENCE`]):
+    /// it ends when every such receiver has made room, or when the first of them has been
+    /// waited for as long as it may be. `None`: send at once. The time waited is charged to each
+    /// receiver that was in the way.
+    pub fn room(&self, weight: impl FnOnce() -> usize) -> Option<Room>
+    where
+        T: Send + 'static,
+    {
+        if !self.shared.half_full.load(Ordering::Relaxed) {
+            return None;
+        }
+        let weight = weight();
+        let (blocking, most) = {
+            let mut state = self.shared.state.lock_unpoisoned();
+            let blocking = state.in_the_way(weight);
+            let most = blocking.iter().map(|&slot| state.patience[slot]).min()?;
+            state.room_wanted = true;
+            (blocking, most)
+        };
+        let charge = Charge { shared: self.shared.clone(), blocking, started: tokio::time::Instant::now() };
+        Some(Box::pin(async move {
+            let shared = &charge.shared;
+            let made = async {
+                loop {
+                    let read = shared.read.notified();
+                    tokio::pin!(read);
+                    // Registered before looking, so that a read in between is not missed.
+                    read.as_mut().enable();
+                    if shared.state.lock_unpoisoned().in_the_way(weight).is_empty() {
+                        return;
+                    }
+                    read.await;
+                }
+            };
+            let _ = tokio::time::timeout(most, made).await;
+            drop(charge);
+        }))
     }
 
     /// A receiver of the values sent from now on.
@@ -134,10 +264,12 @@ impl<T: Clone> Sender<T> {
         let slot = match state.free.pop() {
             Some(slot) => {
                 state.positions[slot] = Some(next);
+                state.patience[slot] = PATIENCE;
                 slot
             }
             None => {
                 state.positions.push(Some(next));
+                state.patience.push(PATIENCE);
                 state.positions.len() - 1
             }
         };
@@ -228,6 +360,14 @@ fn take<T: Clone>(shared: &Shared<T>, slot: usize, next: &mut u64) -> Result<T, 
             let value = value.clone();
             *next += 1;
             state.positions[slot] = Some(*next);
+            // Caught up (half its queue read): waited for in full again.
+            if state.patience[slot] < PATIENCE && state.end() - *next <= (state.capacity / 2) as u64 {
+                state.patience[slot] = PATIENCE;
+            }
+            if state.room_wanted {
+                drop(state);
+                shared.read.notify_waiters();
+            }
             Ok(value)
         }
         None if state.closed => Err(TryRecvError::Closed),
@@ -243,6 +383,11 @@ impl<T> Drop for Receiver<T> {
         state.receivers -= 1;
         // What only this receiver had not read goes now, not at the next send.
         state.trim();
+        let wanted = state.room_wanted;
+        drop(state);
+        if wanted {
+            self.shared.read.notify_waiters();
+        }
     }
 }
 
@@ -329,6 +474,91 @@ mod tests {
         assert!(tx.kept().0 >= 100);
         drop(stuck);
         assert_eq!(tx.kept(), (0, 0));
+    }
+
+    /// Sends `values` with a weight of 1, as a caller that goes through [`Sender::room`] first.
+    async fn send_making_room(tx: &Sender<u32>, values: std::ops::Range<u32>) {
+        for v in values {
+            if let Some(room) = tx.room(|| 1) {
+                room.await;
+            }
+            tx.send(v, 1).unwrap();
+        }
+    }
+
+    /// A receiver a whole queue behind is waited for: the send waits until it reads, and it
+    /// loses nothing. A receiver that keeps up is never in the way.
+    #[tokio::test(start_paused = true)]
+    async fn a_receiver_a_queue_behind_is_waited_for_and_loses_nothing() {
+        let tx = channel::<u32>(4, 1 << 20);
+        let (mut slow, mut fast) = (tx.subscribe(), tx.subscribe());
+        for v in 0..4 {
+            assert!(tx.room(|| 1).is_none(), "room for {v}");
+            tx.send(v, 1).unwrap();
+            assert_eq!(fast.try_recv().unwrap(), v);
+        }
+        let room = tx.room(|| 1).expect("slow has read none of four: a fifth would push one out");
+        let waiting = tokio::spawn(room);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished(), "slow has not read");
+        assert_eq!(slow.try_recv().unwrap(), 0);
+        tokio::time::timeout(Duration::from_millis(1), waiting).await.expect("a read makes room").unwrap();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Ok(v) = slow.recv().await {
+                got.push(v);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            got
+        });
+        send_making_room(&tx, 4..40).await;
+        drop(tx);
+        assert_eq!(reader.await.unwrap(), (1..40).collect::<Vec<_>>(), "a slow reader loses nothing");
+    }
+
+    /// A receiver that stops reading is waited for [`PATIENCE`] in all, then loses the oldest
+    /// as before; once it has read its queue down to half it is waited for in full again.
+    #[tokio::test(start_paused = true)]
+    async fn a_receiver_that_stops_reading_is_waited_for_its_patience_then_loses_the_oldest() {
+        let tx = channel::<u32>(4, 1 << 20);
+        let mut stuck = tx.subscribe();
+        send_making_room(&tx, 0..4).await;
+        let started = tokio::time::Instant::now();
+        send_making_room(&tx, 4..6).await;
+        assert_eq!(started.elapsed(), PATIENCE, "waited for once, for its patience");
+        assert!(tx.room(|| 1).is_none(), "not waited for again");
+        send_making_room(&tx, 6..8).await;
+        assert!(matches!(stuck.try_recv(), Err(TryRecvError::Lagged(4))));
+        assert_eq!(stuck.try_recv().unwrap(), 4);
+        assert!(tx.room(|| 1).is_none(), "three behind of four, its patience not back");
+        assert_eq!(stuck.try_recv().unwrap(), 5);
+        assert_eq!(stuck.try_recv().unwrap(), 6);
+        send_making_room(&tx, 8..11).await;
+        assert!(tx.room(|| 1).is_some(), "it read down to half: waited for again");
+        // A receiver that goes away ends the wait for it.
+        let room = tokio::spawn(tx.room(|| 1).unwrap());
+        tokio::task::yield_now().await;
+        drop(stuck);
+        tokio::time::timeout(Duration::from_millis(1), room).await.expect("gone: nothing in the way").unwrap();
+    }
+
+    /// The bound in bytes makes a receiver wait-worthy as the count does: a heavy value that
+    /// would push out values it has not read waits for it.
+    #[tokio::test(start_paused = true)]
+    async fn a_heavy_value_waits_for_the_room_it_takes_in_bytes() {
+        let tx = channel::<u32>(100, 1000);
+        let mut rx = tx.subscribe();
+        for v in 0..5 {
+            tx.send(v, 100).unwrap();
+        }
+        assert!(tx.room(|| 400).is_none(), "900 of 1000 bytes: it fits");
+        tx.send(5, 400).unwrap();
+        let room = tokio::spawn(tx.room(|| 250).expect("1150 bytes: the two oldest would go"));
+        assert_eq!(rx.try_recv().unwrap(), 0);
+        tokio::task::yield_now().await;
+        assert!(!room.is_finished(), "one read is room for 100 of the 150 bytes");
+        assert_eq!(rx.try_recv().unwrap(), 1);
+        tokio::time::timeout(Duration::from_millis(1), room).await.expect("room for all of it").unwrap();
     }
 
     #[tokio::test]

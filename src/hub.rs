@@ -975,6 +975,11 @@ impl Reports for Hub {
         }
     }
 
+    fn room(&self, done: &Translated) -> Option<crate::fanout::Room> {
+        let v11 = done.v11.as_ref()?;
+        done.entry.events.room(|| v11.weight())
+    }
+
     fn ticket(&self, done: &Translated) -> u64 {
         done.ticket
     }

@@ -136,6 +136,47 @@ async fn a_burst_of_pictures_from_a_backend_that_stops_reading_while_it_writes()
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A bot that stops reading for a few seconds in the middle of a burst (a pause of its own, a
+/// starved CPU) loses nothing: once it is a whole queue behind, the link waits for it
+/// (`fanout::PATIENCE`, 5 s), and the backend's events wait on the link's socket meanwhile. The
+/// queue is 64 events here and each event carries 16 KiB of text, so what the bridge queues and
+/// what the sockets hold (a few MiB) is far less than the burst (16 MiB); before, the bot got
+/// the first events and the newest, and lost the rest in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_that_pauses_in_a_burst_loses_nothing() {
+    const N: usize = 1000;
+    let backend = FakeBackend::start(BackendOptions::default()).await;
+    let o = Overrides { backend_ws: vec![backend.url()], ws: vec!["127.0.0.1:0".into()], ..Default::default() };
+    let mut config = Config::resolve(FileConfig::default(), o).unwrap();
+    config.limits.event_queue = 64;
+    let bridge = Bridge::start(config).await.unwrap();
+    let mut bot = Bot::connect(bridge.ws_addrs()[0], "/", None).await.unwrap();
+    assert_eq!(bot.next_event().await["meta_event_type"], "lifecycle");
+    let text = "y".repeat(16 << 10);
+    let message = |i: usize| {
+        v12_message(
+            "group",
+            "10001",
+            json!({"message_id": format!("pause-{i}"), "group_id": "30003", "user_id": "20002",
+                   "message": [{"type": "text", "data": {"text": format!("n={i};{text}")}}]}),
+        )
+    };
+    backend.push(message(0));
+    assert_eq!(position(&bot.next_event().await), 0);
+    for i in 1..N {
+        backend.push(message(i));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    for i in 1..N {
+        assert_eq!(position(&bot.next_event().await), i, "every event, in the order sent");
+    }
+    let metrics = bridge.hub().metrics.encode();
+    let dropped = r#"onebot_bridge_events_dropped_total{self_id="10001",reason="slow_bot"} "#;
+    let dropped = metrics.lines().find_map(|l| l.strip_prefix(dropped)).unwrap_or("0");
+    assert_eq!(dropped, "0", "none counted as lost");
+    bridge.stop().await;
+}
+
 /// Messages and notices interleaved, many accounts' worth of ids assigned at once on the disk
 /// store: the order and the ids bots see are the ones a one-at-a-time bridge would give.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

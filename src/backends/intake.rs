@@ -197,9 +197,12 @@ async fn work<R: Reports>(
 type DiskWait<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
 /// Translated events on their way to the bots, in the order they were read: each goes once the
-/// disk store's journal holds its ids ([`Reports::ticket`]) and every event before it has gone.
-/// The first of those waiting is the only one waited for: a journal sync lets every event it
-/// carried go at once, with one wake-up of the link's task, not one per event.
+/// disk store's journal holds its ids ([`Reports::ticket`]), every event before it has gone, and
+/// a bot a whole queue behind has made room for it ([`Reports::room`]). The first of those
+/// waiting is the only one waited for: a journal sync lets every event it carried go at once,
+/// with one wake-up of the link's task, not one per event. While the first waits for room the
+/// rest wait behind it, the link's queue fills, and its reader waits: a slow bot holds the
+/// backend back, within its patience, instead of losing events.
 struct Outbox<'a, R: Reports> {
     reports: &'a R,
     /// Oldest first, with their tickets.
@@ -208,11 +211,13 @@ struct Outbox<'a, R: Reports> {
     on_disk: u64,
     /// The wait for the first one's ticket.
     wait: Option<DiskWait<'a>>,
+    /// The first one's wait for room, its ids on disk.
+    room: Option<crate::fanout::Room>,
 }
 
 impl<'a, R: Reports> Outbox<'a, R> {
     fn new(reports: &'a R) -> Self {
-        Outbox { reports, waiting: VecDeque::new(), on_disk: 0, wait: None }
+        Outbox { reports, waiting: VecDeque::new(), on_disk: 0, wait: None, room: None }
     }
 
     /// Events waiting for the journal.
@@ -229,7 +234,10 @@ impl<'a, R: Reports> Outbox<'a, R> {
     fn put(&mut self, done: R::Translated) {
         let ticket = self.reports.ticket(&done);
         if self.waiting.is_empty() && (ticket <= self.on_disk || self.looked_again() >= ticket) {
-            return self.reports.deliver(done);
+            match self.reports.room(&done) {
+                None => return self.reports.deliver(done),
+                Some(room) => self.room = Some(room),
+            }
         }
         self.waiting.push_back((ticket, done));
     }
@@ -239,22 +247,34 @@ impl<'a, R: Reports> Outbox<'a, R> {
         self.on_disk
     }
 
-    /// Resolves when the journal holds the first waiting event's ids (or never will).
+    /// Resolves when the journal holds the first waiting event's ids (or never will), or when
+    /// the room it waits for is made (or waited for long enough).
     async fn synced(&mut self) -> Result<(), String> {
+        if let Some(room) = self.room.as_mut() {
+            room.await;
+            self.room = None;
+            return Ok(());
+        }
         let reports = self.reports;
         let ticket = self.waiting.front().map_or(0, |(ticket, _)| *ticket);
         self.wait.get_or_insert_with(|| Box::pin(reports.wait_on_disk(ticket))).await
     }
 
     /// After [`synced`](Self::synced): delivers every event now on disk with nothing waiting
-    /// before it. When the store stopped instead, each event whose ids are not on disk is
-    /// dropped (and counted); those whose ids are still go.
+    /// before it, until one has to wait for room. When the store stopped instead, each event
+    /// whose ids are not on disk is dropped (and counted); those whose ids are still go.
     fn release(&mut self, synced: Result<(), String>) {
         self.wait = None;
         let on_disk = self.looked_again();
-        while let Some((ticket, _)) = self.waiting.front() {
+        while let Some((ticket, done)) = self.waiting.front() {
             if *ticket > on_disk && synced.is_ok() {
                 return;
+            }
+            if synced.is_ok() {
+                if let Some(room) = self.reports.room(done) {
+                    self.room = Some(room);
+                    return;
+                }
             }
             let Some((ticket, done)) = self.waiting.pop_front() else { return };
             match &synced {

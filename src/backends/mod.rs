@@ -38,8 +38,15 @@ pub trait Reports: Send + Sync + 'static {
     fn translate(&self, admitted: Self::Admitted, give_up: GiveUp) -> impl Future<Output = Self::Translated> + Send;
 
     /// Hands a translated event on (called in the order the events were admitted, once its
-    /// [`ticket`](Self::ticket) is on disk).
+    /// [`ticket`](Self::ticket) is on disk and its [`room`](Self::room) made).
     fn deliver(&self, done: Self::Translated);
+
+    /// What a translated event waits for, once its ids are on disk, before it is delivered: a
+    /// connection a whole queue behind making room, within the patience it is given
+    /// ([`crate::fanout::PATIENCE`]). None: it may go now.
+    fn room(&self, _done: &Self::Translated) -> Option<crate::fanout::Room> {
+        None
+    }
 
     /// What a translated event waits for before it may be delivered: the disk store's journal
     /// entry that holds the last of its ids (0: nothing).
@@ -68,7 +75,12 @@ pub trait Reports: Send + Sync + 'static {
             if let Some(admitted) = self.admit(link, ev).await {
                 let done = self.translate(admitted, GiveUp::never()).await;
                 match self.wait_on_disk(self.ticket(&done)).await {
-                    Ok(()) => self.deliver(done),
+                    Ok(()) => {
+                        if let Some(room) = self.room(&done) {
+                            room.await;
+                        }
+                        self.deliver(done)
+                    }
                     Err(why) => self.undeliverable(done, &why),
                 }
             }
