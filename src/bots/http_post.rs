@@ -18,8 +18,10 @@
 //! (so replies keep the events' order); an empty body, 204 or anything else does nothing.
 //!
 //! Full policy: the worker's event queue is its subscription to the account (a broadcast of
-//! `limits.event_queue` events and `hub::EVENT_QUEUE_BYTES`). When the webhook is slower than the events, the oldest
-//! waiting events are dropped; each loss is counted and logged (`warn`, `dropped`, `total`).
+//! `limits.event_queue` events and `hub::EVENT_QUEUE_BYTES`). When the webhook falls a whole
+//! queue behind, the link waits for it (`fanout::PATIENCE`, at most 5 s in all until it has caught
+//! up to half); past that the oldest waiting events are dropped; each loss is counted and logged
+//! (`warn`, `dropped`, `total`).
 
 use std::collections::HashSet;
 use std::fmt::Write as _;

@@ -144,7 +144,8 @@ pub const MAX_MAX_MESSAGE: u64 = 64 << 20;
 pub struct Limits {
     /// Largest WebSocket message or HTTP body accepted or sent, bytes.
     pub max_message: usize,
-    /// Events buffered per v11 connection before the oldest are dropped (and counted).
+    /// Events buffered per v11 connection before it is waited for (`fanout::PATIENCE`) and then
+    /// loses the oldest (counted).
     pub event_queue: usize,
     /// Concurrent actions per v11 connection before the bridge stops reading more.
     pub actions_in_flight: usize,
