@@ -414,6 +414,11 @@ impl Drop for Webhook {
 
 impl Webhook {
     async fn start(listener: TcpListener, drop_first: usize, answer: Answer) -> Webhook {
+        Webhook::start_slow(listener, drop_first, answer, Duration::ZERO).await
+    }
+
+    /// [`Webhook::start`], each POST answered `delay` after it came.
+    async fn start_slow(listener: TcpListener, drop_first: usize, answer: Answer, delay: Duration) -> Webhook {
         let addr = listener.local_addr().unwrap();
         let (tx, posts) = mpsc::unbounded_channel();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -432,6 +437,7 @@ impl Webhook {
                         let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                         let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                         let _ = tx.send(Posted { headers: parts.headers, body });
+                        tokio::time::sleep(delay).await;
                         let (status, text) = answer(&event);
                         let mut resp = hyper::Response::new(Full::new(Bytes::from(text)));
                         *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
@@ -601,6 +607,37 @@ async fn http_post_retries_transport_failures_but_not_http_errors() {
     // A non-JSON reply body ("oops") is not a quick operation.
     assert!(backend.no_request_within(Duration::from_millis(200)).await);
 
+    bridge.stop().await;
+}
+
+/// A webhook slower than a burst (each POST answered 10 ms after it came, 200 events pushed at
+/// once, a queue of 16) gets every event, in order: the link waits for it once its queue is
+/// full, up to `fanout::PATIENCE` (5 s; the burst takes about 2 s). Before, it got the first
+/// events and the last 16, and lost the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_post_a_webhook_slower_than_a_burst_loses_nothing() {
+    const N: usize = 200;
+    let backend = FakeBackend::start(BackendOptions::default()).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut webhook = Webhook::start_slow(listener, 0, no_content(), Duration::from_millis(10)).await;
+    let bridge = start(
+        &backend,
+        |o| (o.http_post, o.heartbeat_interval_ms) = (vec![webhook.url()], Some(0)),
+        |c| c.limits.event_queue = 16,
+    )
+    .await;
+    accounts_known(&bridge, 1).await;
+    for n in 0..N {
+        backend.push(v12_message(
+            "private",
+            "10001",
+            json!({"message_id": format!("slow-{n}"), "user_id": "20002", "message": format!("n={n}")}),
+        ));
+    }
+    for n in 0..N {
+        assert_eq!(webhook.next_event().await.json()["raw_message"], format!("n={n}"), "every event, in order");
+    }
+    assert_eq!(dropped_for_slow_bots(&bridge, 10001), 0, "none counted as lost");
     bridge.stop().await;
 }
 

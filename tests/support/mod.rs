@@ -50,6 +50,14 @@ pub async fn start_bridge(backend: &FakeBackend, extra: impl FnOnce(&mut Overrid
     Bridge::start(config).await.unwrap()
 }
 
+/// Events the bridge counted as lost for a slow bot of account `self_id`
+/// (`onebot_bridge_events_dropped_total{reason="slow_bot"}`; none counted yet: 0).
+pub fn dropped_for_slow_bots(bridge: &Bridge, self_id: i64) -> u64 {
+    let series = format!(r#"onebot_bridge_events_dropped_total{{self_id="{self_id}",reason="slow_bot"}} "#);
+    let metrics = bridge.hub().metrics.encode();
+    metrics.lines().find_map(|l| l.strip_prefix(series.as_str())).map_or(0, |n| n.parse().unwrap())
+}
+
 /// A child process (the bridge binary) killed when the test ends, however it ends.
 pub struct ChildGuard(pub std::process::Child);
 
