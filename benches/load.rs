@@ -52,7 +52,8 @@
 //! random message ids, `LOAD_IDS=random` random message ids and a new user each, with a string
 //! id (the v11 generator's ids are integers and stay as they are). `LOAD_RATE=<events/s>` sets
 //! the latency run's steady rate (5 000 otherwise). `LOAD_TEXT=<bytes>` makes every message's
-//! text that much longer (Chinese and English, with `&`, `[` and `]`).
+//! text that much longer (Chinese and English, with `&`, `[` and `]`). `LOAD_BOT_RATE=<events/s>`
+//! makes every bot read at most that many a second (a bot slower than the bursts).
 
 #[path = "load/peers.rs"]
 mod peers;
@@ -160,6 +161,9 @@ fn main() {
     }
     if let Some(text) = peers::Filler::from_env().describe() {
         println!("load: {}: {text}", peers::TEXT);
+    }
+    if let Some(rate) = peers::bot_rate() {
+        println!("load: {}: every bot reads at most {rate} events a second", peers::BOT_RATE);
     }
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");

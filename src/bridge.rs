@@ -147,6 +147,7 @@ impl Bridge {
         let serve_base = crate::config::files_base(config.media.public_url.as_deref(), &addrs.http, &addrs.ws);
         translator.media.set_serve_base(serve_base);
         let mut hub = Hub::new(translator, config.limits.event_queue)
+            .with_slow_bot_wait(config.limits.slow_bot_wait)
             .with_profile(config.profile.clone())
             .with_filters(config.filters.clone());
         if config.inspector {

@@ -121,6 +121,11 @@ pub struct Cli {
     #[arg(long, env = "ONEBOT_BRIDGE_ACTION_TIMEOUT", value_name = "MS")]
     pub action_timeout: Option<u64>,
 
+    /// How long, in all, a bot that falls a whole queue behind is waited for (the backend held back)
+    /// before it loses the oldest events, in milliseconds; 0 drops at once [default: 5000].
+    #[arg(long, env = "ONEBOT_BRIDGE_SLOW_BOT_WAIT", value_name = "MS")]
+    pub slow_bot_wait: Option<u64>,
+
     /// Load the mapping tables from DIR instead of the built-in ones.
     #[arg(long, env = "ONEBOT_BRIDGE_MAPPINGS", value_name = "DIR")]
     pub mappings: Option<PathBuf>,
@@ -275,6 +280,7 @@ impl Cli {
             at_sender_default: self.at_sender_default,
             heartbeat_interval_ms: self.heartbeat_interval,
             action_timeout_ms: self.action_timeout,
+            slow_bot_wait_ms: self.slow_bot_wait,
             mappings: self.mappings.clone(),
             data_dir: self.data_dir.clone(),
             default_data_dir: Some(PathBuf::from("data")),

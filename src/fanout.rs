@@ -9,11 +9,12 @@
 //! read is let go of within `TRIM_EVERY` (32) sends, or when the receiver that held it back goes.
 //!
 //! A receiver that falls a whole queue behind is waited for before it loses anything
-//! ([`Sender::room`]): a bot that reads, only more slowly than a burst comes (a short pause, a
-//! starved CPU, a garbage collection), loses nothing, and the sender's caller holds the burst
-//! back meanwhile. Each receiver is waited for at most [`PATIENCE`] in all until it has caught up
-//! again (read its queue down to half): a bot that stopped reading, or one far slower than the
-//! events, holds the others back once for that long and then loses the oldest as before.
+//! ([`Sender::room`], on a channel made with [`channel_waiting`]): a bot that reads, only more
+//! slowly than a burst comes (a short pause, a starved CPU, a garbage collection), loses nothing,
+//! and the sender's caller holds the burst back meanwhile. Each receiver is waited for at most its
+//! patience ([`PATIENCE`] by default) in all until it has caught up again (read its queue down to
+//! half): a bot that stopped reading holds the others back once, for that long, and then loses
+//! the oldest as before.
 //!
 //! The interface is tokio's (same error types), so the sessions read it as they read a tokio
 //! channel. One lock guards the queue; a send or a read holds it for a few pointer moves.
@@ -33,16 +34,23 @@ use crate::sync::LockUnpoisoned;
 /// Sends between two looks at what every receiver has read.
 const TRIM_EVERY: usize = 32;
 
-/// How long, in all, a receiver that is a whole queue behind is waited for before it loses the
-/// oldest values it has not read; given back in full once it has read its queue down to half.
+/// How long, in all, a receiver that is a whole queue behind is waited for by default before it
+/// loses the oldest values it has not read; given back in full once it has read its queue down
+/// to half (`--slow-bot-wait`).
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
 /// A wait for a receiver to make room ([`Sender::room`]).
 pub type Room = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// A new broadcast keeping at most `capacity` values and `max_bytes` of their weights (at least
-/// the newest value, whatever it weighs).
+/// the newest value, whatever it weighs), whose receivers are not waited for ([`Sender::room`]).
 pub fn channel<T: Clone>(capacity: usize, max_bytes: usize) -> Sender<T> {
+    channel_waiting(capacity, max_bytes, Duration::ZERO)
+}
+
+/// [`channel`], each receiver a whole queue behind waited for up to `patience` in all before it
+/// loses values it has not read ([`PATIENCE`]).
+pub fn channel_waiting<T: Clone>(capacity: usize, max_bytes: usize, patience: Duration) -> Sender<T> {
     let state = State {
         queue: VecDeque::new(),
         first: 0,
@@ -56,6 +64,7 @@ pub fn channel<T: Clone>(capacity: usize, max_bytes: usize) -> Sender<T> {
         closed: false,
         sends: 0,
         room_wanted: false,
+        full_patience: patience,
     };
     let shared = Shared {
         state: Mutex::new(state),
@@ -98,6 +107,8 @@ struct State<T> {
     sends: usize,
     /// The sender waits for room: reads tell it.
     room_wanted: bool,
+    /// What each receiver's patience starts at, and is given back.
+    full_patience: Duration,
 }
 
 impl<T> State<T> {
@@ -264,12 +275,13 @@ impl<T: Clone> Sender<T> {
         let slot = match state.free.pop() {
             Some(slot) => {
                 state.positions[slot] = Some(next);
-                state.patience[slot] = PATIENCE;
+                state.patience[slot] = state.full_patience;
                 slot
             }
             None => {
                 state.positions.push(Some(next));
-                state.patience.push(PATIENCE);
+                let full = state.full_patience;
+                state.patience.push(full);
                 state.positions.len() - 1
             }
         };
@@ -361,8 +373,8 @@ fn take<T: Clone>(shared: &Shared<T>, slot: usize, next: &mut u64) -> Result<T, 
             *next += 1;
             state.positions[slot] = Some(*next);
             // Caught up (half its queue read): waited for in full again.
-            if state.patience[slot] < PATIENCE && state.end() - *next <= (state.capacity / 2) as u64 {
-                state.patience[slot] = PATIENCE;
+            if state.patience[slot] < state.full_patience && state.end() - *next <= (state.capacity / 2) as u64 {
+                state.patience[slot] = state.full_patience;
             }
             if state.room_wanted {
                 drop(state);
@@ -438,6 +450,7 @@ mod tests {
             assert!(tx.kept().1 <= 1000, "{:?}", tx.kept());
         }
         assert_eq!(tx.kept(), (10, 1000), "ten of 100 bytes");
+        assert!(tx.room(|| 100).is_none(), "a channel that waits for no one");
         assert!(matches!(slow.try_recv(), Err(TryRecvError::Lagged(40))));
         assert_eq!(slow.try_recv().unwrap(), 40);
         // One value over the whole bound is still sent, alone.
@@ -490,7 +503,7 @@ mod tests {
     /// loses nothing. A receiver that keeps up is never in the way.
     #[tokio::test(start_paused = true)]
     async fn a_receiver_a_queue_behind_is_waited_for_and_loses_nothing() {
-        let tx = channel::<u32>(4, 1 << 20);
+        let tx = channel_waiting::<u32>(4, 1 << 20, PATIENCE);
         let (mut slow, mut fast) = (tx.subscribe(), tx.subscribe());
         for v in 0..4 {
             assert!(tx.room(|| 1).is_none(), "room for {v}");
@@ -520,7 +533,7 @@ mod tests {
     /// as before; once it has read its queue down to half it is waited for in full again.
     #[tokio::test(start_paused = true)]
     async fn a_receiver_that_stops_reading_is_waited_for_its_patience_then_loses_the_oldest() {
-        let tx = channel::<u32>(4, 1 << 20);
+        let tx = channel_waiting::<u32>(4, 1 << 20, PATIENCE);
         let mut stuck = tx.subscribe();
         send_making_room(&tx, 0..4).await;
         let started = tokio::time::Instant::now();
@@ -546,7 +559,7 @@ mod tests {
     /// would push out values it has not read waits for it.
     #[tokio::test(start_paused = true)]
     async fn a_heavy_value_waits_for_the_room_it_takes_in_bytes() {
-        let tx = channel::<u32>(100, 1000);
+        let tx = channel_waiting::<u32>(100, 1000, PATIENCE);
         let mut rx = tx.subscribe();
         for v in 0..5 {
             tx.send(v, 100).unwrap();

@@ -35,7 +35,7 @@ pub use crate::store::Store;
 
 /// Bytes of events ([`V11Event::weight`]) one account's fan-out keeps at most for connections
 /// that have not read them (its count is `limits.event_queue`): past it a connection that reads
-/// slowly is waited for ([`crate::fanout::PATIENCE`]) and then loses the oldest, counted and
+/// slowly is waited for (`--slow-bot-wait`) and then loses the oldest, counted and
 /// logged as past the count. A thousand events of a few KiB
 /// are well within it; a backend's frame may be 16 MiB.
 pub const EVENT_QUEUE_BYTES: usize = 64 << 20;
@@ -409,6 +409,8 @@ pub struct Hub {
     next_link: AtomicUsize,
     backends: RwLock<HashMap<LinkId, Arc<BackendInfo>>>,
     event_queue: usize,
+    /// How long a connection a whole queue behind is waited for ([`crate::fanout::PATIENCE`]).
+    slow_bot_wait: Duration,
     /// The profile every backend gets, when configured; else each implementation's own.
     forced_profile: Option<String>,
     /// Profiles configured for particular links (they win over `forced_profile`).
@@ -445,6 +447,7 @@ impl Hub {
             next_link: AtomicUsize::new(1 << 16),
             backends: RwLock::default(),
             event_queue: event_queue.max(1),
+            slow_bot_wait: crate::fanout::PATIENCE,
             forced_profile: None,
             link_profiles: RwLock::default(),
             link_uploads: RwLock::default(),
@@ -453,6 +456,13 @@ impl Hub {
             kept_total: Arc::default(),
             refused: Mutex::default(),
         }
+    }
+
+    /// How long a connection a whole queue behind is waited for before it loses the oldest
+    /// (zero: not at all).
+    pub fn with_slow_bot_wait(mut self, wait: Duration) -> Hub {
+        self.slow_bot_wait = wait;
+        self
     }
 
     /// Records translations for the inspector.
@@ -670,7 +680,7 @@ impl Hub {
             online: AtomicBool::new(online),
             listed: AtomicBool::new(listed),
             last_seen: Mutex::new(tokio::time::Instant::now()),
-            events: fanout::channel(self.event_queue, EVENT_QUEUE_BYTES),
+            events: fanout::channel_waiting(self.event_queue, EVENT_QUEUE_BYTES, self.slow_bot_wait),
             backlog: Mutex::new(Backlog::new(self.kept_total.clone())),
             undelivered: AtomicU64::new(0),
             stats: self.metrics.account(account.v11_id),

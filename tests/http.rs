@@ -612,33 +612,46 @@ async fn http_post_retries_transport_failures_but_not_http_errors() {
 
 /// A webhook slower than a burst (each POST answered 10 ms after it came, 200 events pushed at
 /// once, a queue of 16) gets every event, in order: the link waits for it once its queue is
-/// full, up to `fanout::PATIENCE` (5 s; the burst takes about 2 s). Before, it got the first
-/// events and the last 16, and lost the rest.
+/// full, up to `--slow-bot-wait` (5 s; the burst takes about 2 s). Before, it got the first
+/// events and the last 16, and lost the rest, as it still does with `--slow-bot-wait 0`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_post_a_webhook_slower_than_a_burst_loses_nothing() {
     const N: usize = 200;
-    let backend = FakeBackend::start(BackendOptions::default()).await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut webhook = Webhook::start_slow(listener, 0, no_content(), Duration::from_millis(10)).await;
-    let bridge = start(
-        &backend,
-        |o| (o.http_post, o.heartbeat_interval_ms) = (vec![webhook.url()], Some(0)),
-        |c| c.limits.event_queue = 16,
-    )
-    .await;
-    accounts_known(&bridge, 1).await;
-    for n in 0..N {
-        backend.push(v12_message(
-            "private",
-            "10001",
-            json!({"message_id": format!("slow-{n}"), "user_id": "20002", "message": format!("n={n}")}),
-        ));
+    for wait in [None, Some(Duration::ZERO)] {
+        let backend = FakeBackend::start(BackendOptions::default()).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut webhook = Webhook::start_slow(listener, 0, no_content(), Duration::from_millis(10)).await;
+        let bridge = start(
+            &backend,
+            |o| (o.http_post, o.heartbeat_interval_ms) = (vec![webhook.url()], Some(0)),
+            |c| {
+                c.limits.event_queue = 16;
+                c.limits.slow_bot_wait = wait.unwrap_or(c.limits.slow_bot_wait);
+            },
+        )
+        .await;
+        accounts_known(&bridge, 1).await;
+        for n in 0..N {
+            backend.push(v12_message(
+                "private",
+                "10001",
+                json!({"message_id": format!("slow-{n}"), "user_id": "20002", "message": format!("n={n}")}),
+            ));
+        }
+        let mut got = Vec::new();
+        while got.last() != Some(&(N - 1)) {
+            let raw = webhook.next_event().await.json()["raw_message"].as_str().unwrap().to_owned();
+            got.push(raw.strip_prefix("n=").unwrap().parse::<usize>().unwrap());
+        }
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
+        let lost = dropped_for_slow_bots(&bridge, 10001);
+        assert_eq!(lost as usize, N - got.len(), "every loss counted");
+        match wait {
+            None => assert_eq!(got.len(), N, "waited for: every event"),
+            Some(_) => assert!(got.len() < N / 2, "not waited for: the oldest go at once ({} arrived)", got.len()),
+        }
+        bridge.stop().await;
     }
-    for n in 0..N {
-        assert_eq!(webhook.next_event().await.json()["raw_message"], format!("n={n}"), "every event, in order");
-    }
-    assert_eq!(dropped_for_slow_bots(&bridge, 10001), 0, "none counted as lost");
-    bridge.stop().await;
 }
 
 #[tokio::test]

@@ -471,10 +471,29 @@ impl Tracker {
     }
 }
 
+/// `LOAD_BOT_RATE=<events/s>`: every bot of the run reads at most that many frames a second (a
+/// bot slower than the bursts it is sent); unset, as fast as it can.
+pub const BOT_RATE: &str = "LOAD_BOT_RATE";
+
+/// The rate [`BOT_RATE`] sets, if any.
+pub fn bot_rate() -> Option<f64> {
+    static CHOSEN: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        let v = std::env::var(BOT_RATE).ok()?;
+        let rate = v.trim().parse::<f64>().ok().filter(|r| *r > 0.0);
+        Some(rate.unwrap_or_else(|| panic!("{BOT_RATE}={v}: say how many events a second")))
+    })
+}
+
 /// Reads frames until the connection ends, counting every event by its `seq=` marker (and those
-/// whose picture has no URL); frames without one (lifecycle, meta events) are skipped.
+/// whose picture has no URL); frames without one (lifecycle, meta events) are skipped. With
+/// [`BOT_RATE`], it sleeps after every 64 frames until they have taken their time at that rate
+/// since the first.
 pub async fn receive(mut ws: Ws, tracker: Arc<Tracker>) {
+    let rate = bot_rate();
+    let (mut started, mut read) = (None, 0u64);
     while let Some(Ok(frame)) = ws.next().await {
+        let started = *started.get_or_insert_with(tokio::time::Instant::now);
         if let Message::Text(text) = frame {
             if let Some(seq) = find_seq(text.as_str()) {
                 tracker.arrived(seq);
@@ -482,6 +501,10 @@ pub async fn receive(mut ws: Ws, tracker: Arc<Tracker>) {
                     tracker.without_url.fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+        read += 1;
+        if let (Some(rate), 0) = (rate, read % 64) {
+            tokio::time::sleep_until(started + Duration::from_secs_f64(read as f64 / rate)).await;
         }
     }
 }

@@ -43,7 +43,7 @@ pub trait Reports: Send + Sync + 'static {
 
     /// What a translated event waits for, once its ids are on disk, before it is delivered: a
     /// connection a whole queue behind making room, within the patience it is given
-    /// ([`crate::fanout::PATIENCE`]). None: it may go now.
+    /// (`--slow-bot-wait`, [`crate::fanout::PATIENCE`] by default). None: it may go now.
     fn room(&self, _done: &Self::Translated) -> Option<crate::fanout::Room> {
         None
     }

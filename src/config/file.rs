@@ -417,6 +417,10 @@ pub struct BridgeSection {
     /// How long a v12 action may take before the bot gets a `BACKEND_TIMEOUT` failure (ms).
     #[serde(default)]
     pub action_timeout: Option<u64>,
+    /// How long, in all, a bot a whole queue behind is waited for before it loses the oldest
+    /// events (ms; 0: not waited for).
+    #[serde(default)]
+    pub slow_bot_wait: Option<u64>,
     /// A directory that replaces the embedded mapping tables.
     #[serde(default)]
     pub mappings: Option<PathBuf>,

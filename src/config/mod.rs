@@ -139,14 +139,20 @@ pub const MIN_MAX_MESSAGE: u64 = 64 << 10;
 /// (`crate::decode::PARSE_BUDGET`) with every value it may hold.
 pub const MAX_MAX_MESSAGE: u64 = 64 << 20;
 
+/// The longest `slow-bot-wait`: a minute of holding every other connection of the account back.
+pub const MAX_SLOW_BOT_WAIT_MS: u64 = 60_000;
+
 /// Bounds on everything that comes over a wire.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest WebSocket message or HTTP body accepted or sent, bytes.
     pub max_message: usize,
-    /// Events buffered per v11 connection before it is waited for (`fanout::PATIENCE`) and then
+    /// Events buffered per v11 connection before it is waited for (`slow_bot_wait`) and then
     /// loses the oldest (counted).
     pub event_queue: usize,
+    /// How long, in all, a v11 connection a whole queue behind is waited for before it loses the
+    /// oldest (given back once it has read its queue down to half; zero: not waited for).
+    pub slow_bot_wait: Duration,
     /// Concurrent actions per v11 connection before the bridge stops reading more.
     pub actions_in_flight: usize,
     /// Time to write one frame before the connection is considered dead.
@@ -160,6 +166,7 @@ impl Default for Limits {
         Limits {
             max_message: 16 << 20,
             event_queue: 1024,
+            slow_bot_wait: crate::fanout::PATIENCE,
             actions_in_flight: 64,
             write_timeout: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(5),
@@ -333,6 +340,7 @@ pub struct Overrides {
     pub at_sender_default: Option<bool>,
     pub heartbeat_interval_ms: Option<u64>,
     pub action_timeout_ms: Option<u64>,
+    pub slow_bot_wait_ms: Option<u64>,
     pub mappings: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     /// The data directory when neither the flags nor the file name one. The command line sets
@@ -689,6 +697,12 @@ impl Config {
                 )));
             }
             limits.max_message = bytes as usize;
+        }
+        if let Some(ms) = flags.slow_bot_wait_ms.or(file.bridge.slow_bot_wait) {
+            if ms > MAX_SLOW_BOT_WAIT_MS {
+                return Err(invalid(format!("slow-bot-wait must be 0..={MAX_SLOW_BOT_WAIT_MS} ms, not {ms}")));
+            }
+            limits.slow_bot_wait = Duration::from_millis(ms);
         }
         let media = resolve_media(&file.media, &flags, &limits)?;
         let profile = flags.backend_profile.clone().or(file.backend.profile.clone()).filter(|p| !p.is_empty());
@@ -1103,6 +1117,23 @@ mod tests {
             let err = Config::resolve(FileConfig::default(), Overrides { max_message: Some(bad), ..flags() });
             assert!(err.unwrap_err().to_string().contains("max-message"), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_slow_bot_wait_comes_from_the_flag_or_the_file_within_its_range() {
+        let wait = |file: &str, flag: Option<u64>| {
+            let file: FileConfig = toml::from_str(file).unwrap();
+            Config::resolve(file, Overrides { slow_bot_wait_ms: flag, ..flags() }).map(|c| c.limits.slow_bot_wait)
+        };
+        assert_eq!(wait("", None).unwrap(), crate::fanout::PATIENCE);
+        assert_eq!(wait("[bridge]\nslow-bot-wait = 0", None).unwrap(), Duration::ZERO, "0: drop at once");
+        assert_eq!(
+            wait("[bridge]\nslow-bot-wait = 0", Some(1500)).unwrap(),
+            Duration::from_millis(1500),
+            "the flag wins"
+        );
+        let err = wait("", Some(MAX_SLOW_BOT_WAIT_MS + 1)).unwrap_err().to_string();
+        assert!(err.contains("slow-bot-wait"), "{err}");
     }
 
     #[test]
