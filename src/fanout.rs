@@ -63,7 +63,7 @@ pub fn channel_waiting<T: Clone>(capacity: usize, max_bytes: usize, patience: Du
         receivers: 0,
         closed: false,
         sends: 0,
-        room_wanted: false,
+        room_waits: 0,
         full_patience: patience,
     };
     let shared = Shared {
@@ -105,8 +105,8 @@ struct State<T> {
     /// The sender is gone: receivers read what is left, then `Closed`.
     closed: bool,
     sends: usize,
-    /// The sender waits for room: reads tell it.
-    room_wanted: bool,
+    /// Waits for room under way ([`Sender::room`]): while there is one, reads tell them.
+    room_waits: usize,
     /// What each receiver's patience starts at, and is given back.
     full_patience: Duration,
 }
@@ -180,7 +180,7 @@ impl<T> Drop for Charge<T> {
     fn drop(&mut self) {
         let waited = self.started.elapsed();
         let mut state = self.shared.state.lock_unpoisoned();
-        state.room_wanted = false;
+        state.room_waits -= 1;
         for &slot in &self.blocking {
             state.patience[slot] = state.patience[slot].saturating_sub(waited);
         }
@@ -245,7 +245,7 @@ impl<T: Clone> Sender<T> {
             let mut state = self.shared.state.lock_unpoisoned();
             let blocking = state.in_the_way(weight);
             let most = blocking.iter().map(|&slot| state.patience[slot]).min()?;
-            state.room_wanted = true;
+            state.room_waits += 1;
             (blocking, most)
         };
         let charge = Charge { shared: self.shared.clone(), blocking, started: tokio::time::Instant::now() };
@@ -376,7 +376,7 @@ fn take<T: Clone>(shared: &Shared<T>, slot: usize, next: &mut u64) -> Result<T, 
             if state.patience[slot] < state.full_patience && state.end() - *next <= (state.capacity / 2) as u64 {
                 state.patience[slot] = state.full_patience;
             }
-            if state.room_wanted {
+            if state.room_waits > 0 {
                 drop(state);
                 shared.read.notify_waiters();
             }
@@ -395,7 +395,7 @@ impl<T> Drop for Receiver<T> {
         state.receivers -= 1;
         // What only this receiver had not read goes now, not at the next send.
         state.trim();
-        let wanted = state.room_wanted;
+        let wanted = state.room_waits > 0;
         drop(state);
         if wanted {
             self.shared.read.notify_waiters();
@@ -553,6 +553,21 @@ mod tests {
         tokio::task::yield_now().await;
         drop(stuck);
         tokio::time::timeout(Duration::from_millis(1), room).await.expect("gone: nothing in the way").unwrap();
+    }
+
+    /// Two waits for room at once (two links delivering to one account): one that ends (here:
+    /// given up) leaves the other still told of reads.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_for_room_is_told_of_reads_when_another_has_ended() {
+        let tx = channel_waiting::<u32>(2, 1 << 20, PATIENCE);
+        let mut rx = tx.subscribe();
+        send_making_room(&tx, 0..2).await;
+        let (first, second) = (tokio::spawn(tx.room(|| 1).unwrap()), tokio::spawn(tx.room(|| 1).unwrap()));
+        tokio::task::yield_now().await;
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+        assert_eq!(rx.try_recv().unwrap(), 0);
+        tokio::time::timeout(Duration::from_millis(1), second).await.expect("told of the read").unwrap();
     }
 
     /// The bound in bytes makes a receiver wait-worthy as the count does: a heavy value that
