@@ -314,6 +314,8 @@ mod tests {
         delivered: Mutex<Vec<String>>,
         dropped: Mutex<Vec<String>>,
         disk: tokio::sync::watch::Sender<(u64, bool)>,
+        /// Events whose id starts with `full` wait for room until this is true.
+        room: tokio::sync::watch::Sender<bool>,
     }
 
     impl Reports for Recorder {
@@ -357,6 +359,16 @@ mod tests {
 
         fn deliver(&self, (id, _): (String, u64)) {
             self.delivered.lock().unwrap().push(id);
+        }
+
+        fn room(&self, (id, _): &(String, u64)) -> Option<crate::fanout::Room> {
+            if !id.starts_with("full") || *self.room.borrow() {
+                return None;
+            }
+            let mut room = self.room.subscribe();
+            Some(Box::pin(async move {
+                let _ = room.wait_for(|made| *made).await;
+            }))
         }
 
         async fn status(&self, _link: &LinkHandle, _status: &Value) {}
@@ -431,6 +443,39 @@ mod tests {
         worker.await.unwrap();
         assert_eq!(taken(&recorder.delivered), ["h"], "on disk already: it goes");
         assert_eq!(taken(&recorder.dropped), ["g", "i"], "never on disk: dropped");
+    }
+
+    /// An event that waits for room (a bot a whole queue behind) holds back every event read
+    /// after it, those already translated and on disk included; once room is made they all go,
+    /// in order.
+    #[tokio::test(start_paused = true)]
+    async fn events_behind_one_waiting_for_room_wait_their_turn() {
+        let recorder = Arc::new(Recorder::default());
+        let link = LinkHandle::new(1, Duration::from_secs(1), false);
+        let (intake, worker) = Intake::start(link, recorder.clone(), Arc::new(RecentIds::new()));
+        for (id, ticket) in [("a", 0), ("full-b", 1), ("c", 0), ("full-d", 2), ("e", 0)] {
+            push(&intake, event(id, "message", 0), ticket).await;
+        }
+        settle().await;
+        assert_eq!(taken(&recorder.delivered), ["a"], "b is not on disk yet");
+        recorder.disk.send_replace((2, false));
+        settle().await;
+        assert_eq!(taken(&recorder.delivered), Vec::<String>::new(), "b waits for room, and the rest behind it");
+        recorder.room.send_replace(true);
+        settle().await;
+        assert_eq!(taken(&recorder.delivered), ["full-b", "c", "full-d", "e"]);
+        // With nothing before it and its ids on disk, an event waits for room as it arrives.
+        recorder.room.send_replace(false);
+        for id in ["full-f", "g"] {
+            push(&intake, event(id, "message", 0), 0).await;
+        }
+        settle().await;
+        assert_eq!(taken(&recorder.delivered), Vec::<String>::new());
+        recorder.room.send_replace(true);
+        settle().await;
+        assert_eq!(taken(&recorder.delivered), ["full-f", "g"]);
+        drop(intake);
+        worker.await.unwrap();
     }
 
     /// Later events may finish translating first; they are still delivered in the order read,
