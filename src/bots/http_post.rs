@@ -206,7 +206,7 @@ async fn worker(
                 Err(fanout::RecvError::Lagged(n)) => {
                     dropped_total += n;
                     entry.lost(n, crate::metrics::DropReason::SlowBot);
-                    tracing::warn!(dropped = n, total = dropped_total, "the bot's webhook is slower than the events; oldest events dropped");
+                    tracing::warn!(dropped = n, total = dropped_total, "the bot's webhook is slower than the events, and was waited for as long as --slow-bot-wait allows; oldest events dropped");
                     continue;
                 }
                 Err(fanout::RecvError::Closed) => return,

@@ -187,7 +187,7 @@ where
                     Some(Ok(_)) => {}
                     Some(Err(fanout::TryRecvError::Lagged(n))) => {
                         entry.lost(n, DropReason::SlowBot);
-                        tracing::warn!(dropped = n, "bot reads too slowly; oldest events dropped");
+                        tracing::warn!(dropped = n, "bot reads too slowly, and was waited for as long as --slow-bot-wait allows; oldest events dropped");
                     }
                     _ => break,
                 }
@@ -258,7 +258,7 @@ where
                     Ok(ev) => self.write_events(&entry, ev, &mut events).await,
                     Err(fanout::RecvError::Lagged(n)) => {
                         entry.lost(n, DropReason::SlowBot);
-                        tracing::warn!(dropped = n, "bot reads too slowly; oldest events dropped");
+                        tracing::warn!(dropped = n, "bot reads too slowly, and was waited for as long as --slow-bot-wait allows; oldest events dropped");
                         Step::Continue
                     }
                     Err(fanout::RecvError::Closed) => Step::Stop,

@@ -423,7 +423,7 @@ impl Feed {
                 Ok(ev) => return ev,
                 Err(fanout::RecvError::Lagged(n)) => {
                     entry.lost(n, crate::metrics::DropReason::SlowBot);
-                    tracing::warn!(dropped = n, "bot reads too slowly; oldest events dropped");
+                    tracing::warn!(dropped = n, "bot reads too slowly, and was waited for as long as --slow-bot-wait allows; oldest events dropped");
                 }
                 Err(fanout::RecvError::Closed) => return std::future::pending().await,
             }
