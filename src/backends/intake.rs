@@ -397,6 +397,14 @@ mod tests {
         intake.push(v12::Event::from_value(value).unwrap(), budget).await;
     }
 
+    /// An intake whose events go to a [`Recorder`].
+    fn recorded() -> (Arc<Recorder>, Intake, JoinHandle<()>) {
+        let recorder = Arc::new(Recorder::default());
+        let link = LinkHandle::new(1, Duration::from_secs(1), false);
+        let (intake, worker) = Intake::start(link, recorder.clone(), Arc::new(RecentIds::new()));
+        (recorder, intake, worker)
+    }
+
     /// Lets the worker run until it waits (time is paused: no timer fires meanwhile).
     async fn settle() {
         for _ in 0..100 {
@@ -413,9 +421,7 @@ mod tests {
     /// journal fails, the events whose ids are not on disk are dropped, and the rest still go.
     #[tokio::test(start_paused = true)]
     async fn events_wait_for_their_ids_on_disk_and_go_in_order() {
-        let recorder = Arc::new(Recorder::default());
-        let link = LinkHandle::new(1, Duration::from_secs(1), false);
-        let (intake, worker) = Intake::start(link, recorder.clone(), Arc::new(RecentIds::new()));
+        let (recorder, intake, worker) = recorded();
         for (id, ticket) in [("a", 2), ("b", 1), ("c", 4), ("d", 3), ("e", 0)] {
             push(&intake, event(id, "message", 0), ticket).await;
         }
@@ -450,9 +456,7 @@ mod tests {
     /// in order.
     #[tokio::test(start_paused = true)]
     async fn events_behind_one_waiting_for_room_wait_their_turn() {
-        let recorder = Arc::new(Recorder::default());
-        let link = LinkHandle::new(1, Duration::from_secs(1), false);
-        let (intake, worker) = Intake::start(link, recorder.clone(), Arc::new(RecentIds::new()));
+        let (recorder, intake, worker) = recorded();
         for (id, ticket) in [("a", 0), ("full-b", 1), ("c", 0), ("full-d", 2), ("e", 0)] {
             push(&intake, event(id, "message", 0), ticket).await;
         }
@@ -484,9 +488,7 @@ mod tests {
     /// turn when something is (`c`).
     #[tokio::test(start_paused = true)]
     async fn events_translated_out_of_order_are_delivered_in_the_order_read() {
-        let recorder = Arc::new(Recorder::default());
-        let link = LinkHandle::new(1, Duration::from_secs(1), false);
-        let (intake, worker) = Intake::start(link, recorder.clone(), Arc::new(RecentIds::new()));
+        let (recorder, intake, worker) = recorded();
         for (id, kind, wait) in [
             ("z", "message", 0),
             ("a", "message", 30),
