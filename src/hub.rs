@@ -988,7 +988,13 @@ impl Reports for Hub {
 
     fn room(&self, done: &Translated) -> Option<crate::fanout::Room> {
         let v11 = done.v11.as_ref()?;
-        done.entry.events.room(|| v11.weight())
+        let room = done.entry.events.room(|| v11.weight())?;
+        let entry = done.entry.clone();
+        Some(Box::pin(async move {
+            let started = tokio::time::Instant::now();
+            room.await;
+            entry.stats.waited_for_slow_bot(started.elapsed());
+        }))
     }
 
     fn ticket(&self, done: &Translated) -> u64 {

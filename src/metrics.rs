@@ -94,7 +94,11 @@ pub struct AccountMetrics {
     untranslatable: Counter,
     store_unavailable: Counter,
     calls_given_up: Counter,
+    slow_bot_wait: SecondsCounter,
 }
+
+/// A counter of seconds.
+type SecondsCounter = Counter<f64, AtomicU64>;
 
 impl AccountMetrics {
     /// An event for this account came from the backend.
@@ -121,6 +125,12 @@ impl AccountMetrics {
     /// link's event queue was full, so its answer could be behind the events that filled it.
     pub fn call_given_up(&self) {
         self.calls_given_up.inc();
+    }
+
+    /// The account's events waited this long for a connection a whole queue behind to make room
+    /// (`--slow-bot-wait`), the link held back meanwhile.
+    pub fn waited_for_slow_bot(&self, took: Duration) {
+        self.slow_bot_wait.inc_by(took.as_secs_f64());
     }
 
     /// Events received, delivered and dropped (for any reason) so far.
@@ -197,6 +207,7 @@ pub struct Metrics {
     events_delivered: Family<AccountLabel, Counter>,
     events_dropped: Family<DropLabels, Counter>,
     event_calls_given_up: Family<AccountLabel, Counter>,
+    slow_bot_wait: Family<AccountLabel, SecondsCounter>,
     actions: Family<ActionLabels, Counter>,
     action_seconds: LatencyFamily,
     link_up: Family<LinkLabel, Gauge>,
@@ -222,6 +233,7 @@ impl Metrics {
         let events_delivered = Family::<AccountLabel, Counter>::default();
         let events_dropped = Family::<DropLabels, Counter>::default();
         let event_calls_given_up = Family::<AccountLabel, Counter>::default();
+        let slow_bot_wait = Family::<AccountLabel, SecondsCounter>::default();
         let actions = Family::<ActionLabels, Counter>::default();
         let action_seconds: LatencyFamily = Family::new_with_constructor(latency_histogram);
         let link_up = Family::<LinkLabel, Gauge>::default();
@@ -238,6 +250,11 @@ impl Metrics {
             "event_calls_given_up",
             "Backend calls of event translations (a picture's URL) not waited for: the link's event queue was full",
             event_calls_given_up.clone(),
+        );
+        registry.register(
+            "slow_bot_wait_seconds",
+            "Time the account's events waited for a bot a whole queue behind to make room, the link held back",
+            slow_bot_wait.clone(),
         );
         registry.register("actions", "v11 actions answered, by name and outcome", actions.clone());
         registry.register("action_duration_seconds", "Time to answer a v11 action", action_seconds.clone());
@@ -262,6 +279,7 @@ impl Metrics {
             events_delivered,
             events_dropped,
             event_calls_given_up,
+            slow_bot_wait,
             actions,
             action_seconds,
             link_up,
@@ -291,6 +309,7 @@ impl Metrics {
             untranslatable: drop(DropReason::Untranslatable),
             store_unavailable: drop(DropReason::StoreUnavailable),
             calls_given_up: self.event_calls_given_up.get_or_create_owned(&account),
+            slow_bot_wait: self.slow_bot_wait.get_or_create_owned(&account),
         }
     }
 
@@ -300,6 +319,7 @@ impl Metrics {
         self.events_received.remove(&account);
         self.events_delivered.remove(&account);
         self.event_calls_given_up.remove(&account);
+        self.slow_bot_wait.remove(&account);
         for reason in
             [DropReason::SlowBot, DropReason::Unclaimed, DropReason::Untranslatable, DropReason::StoreUnavailable]
         {

@@ -171,6 +171,8 @@ async fn a_bot_that_pauses_in_a_burst_loses_nothing() {
         assert_eq!(position(&bot.next_event().await), i, "every event, in the order sent");
     }
     assert_eq!(dropped_for_slow_bots(&bridge, 10001), 0, "none counted as lost");
+    let waited = slow_bot_wait_seconds(&bridge, 10001);
+    assert!(waited > 0.5 && waited < 5.0, "the link waited for the bot {waited} s of its 3 s pause");
     bridge.stop().await;
 }
 

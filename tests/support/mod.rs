@@ -58,6 +58,15 @@ pub fn dropped_for_slow_bots(bridge: &Bridge, self_id: i64) -> u64 {
     metrics.lines().find_map(|l| l.strip_prefix(series.as_str())).map_or(0, |n| n.parse().unwrap())
 }
 
+/// Seconds account `self_id`'s events waited for a slow bot to make room
+/// (`onebot_bridge_slow_bot_wait_seconds_total`).
+pub fn slow_bot_wait_seconds(bridge: &Bridge, self_id: i64) -> f64 {
+    let series = format!(r#"onebot_bridge_slow_bot_wait_seconds_total{{self_id="{self_id}"}} "#);
+    let metrics = bridge.hub().metrics.encode();
+    let found = metrics.lines().find_map(|l| l.strip_prefix(series.as_str()));
+    found.unwrap_or_else(|| panic!("no {series}in {metrics}")).parse().unwrap()
+}
+
 /// A child process (the bridge binary) killed when the test ends, however it ends.
 pub struct ChildGuard(pub std::process::Child);
 
