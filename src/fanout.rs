@@ -13,8 +13,9 @@
 //! slowly than a burst comes (a short pause, a starved CPU, a garbage collection), loses nothing,
 //! and the sender's caller holds the burst back meanwhile. Each receiver is waited for at most its
 //! patience ([`PATIENCE`] by default) in all until it has caught up again (read its queue down to
-//! half): a bot that stopped reading holds the others back once, for that long, and then loses
-//! the oldest as before.
+//! half), and given it back at most once a minute ([`PATIENCE_EVERY`]): a bot that stopped
+//! reading holds the others back once, for that long, and then loses the oldest as before; one
+//! that keeps falling behind holds them back at most that long a minute.
 //!
 //! The interface is tokio's (same error types), so the sessions read it as they read a tokio
 //! channel. One lock guards the queue; a send or a read holds it for a few pointer moves.
@@ -36,8 +37,12 @@ const TRIM_EVERY: usize = 32;
 
 /// How long, in all, a receiver that is a whole queue behind is waited for by default before it
 /// loses the oldest values it has not read; given back in full once it has read its queue down
-/// to half (`--slow-bot-wait`).
+/// to half, at most once every [`PATIENCE_EVERY`] (`--slow-bot-wait`).
 pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// How often, at most, a receiver's patience is given back: a receiver that keeps falling behind
+/// holds the sender back at most its patience in this time.
+pub const PATIENCE_EVERY: Duration = Duration::from_secs(60);
 
 /// A wait for a receiver to make room ([`Sender::room`]).
 pub type Room = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -59,6 +64,7 @@ pub fn channel_waiting<T: Clone>(capacity: usize, max_bytes: usize, patience: Du
         max_bytes,
         positions: Vec::new(),
         patience: Vec::new(),
+        patience_given: Vec::new(),
         free: Vec::new(),
         receivers: 0,
         closed: false,
@@ -100,6 +106,8 @@ struct State<T> {
     positions: Vec<Option<u64>>,
     /// How much longer each receiver is waited for ([`PATIENCE`]), by its slot.
     patience: Vec<Duration>,
+    /// When each receiver's patience was last given in full (at most every [`PATIENCE_EVERY`]).
+    patience_given: Vec<tokio::time::Instant>,
     free: Vec<usize>,
     receivers: usize,
     /// The sender is gone: receivers read what is left, then `Closed`.
@@ -168,12 +176,25 @@ impl<T> State<T> {
     }
 }
 
-/// A wait for room ending (or given up): the time it took is charged to the receivers that were
-/// in the way, and reads stop telling the sender.
+/// A wait for room ending (or given up): each receiver that was in the way is charged the time
+/// it stayed in the way, and reads stop telling the sender.
 struct Charge<T> {
     shared: Arc<Shared<T>>,
-    blocking: Vec<usize>,
+    /// The receivers in the way as the wait began, each with how long into the wait it made room.
+    blocking: Vec<(usize, Option<Duration>)>,
     started: tokio::time::Instant,
+}
+
+impl<T> Charge<T> {
+    /// Notes when each receiver in the way made room, by those in the way now.
+    fn made_room(&mut self, in_the_way: &[usize]) {
+        let now = self.started.elapsed();
+        for (slot, made) in &mut self.blocking {
+            if made.is_none() && !in_the_way.contains(slot) {
+                *made = Some(now);
+            }
+        }
+    }
 }
 
 impl<T> Drop for Charge<T> {
@@ -181,8 +202,8 @@ impl<T> Drop for Charge<T> {
         let waited = self.started.elapsed();
         let mut state = self.shared.state.lock_unpoisoned();
         state.room_waits -= 1;
-        for &slot in &self.blocking {
-            state.patience[slot] = state.patience[slot].saturating_sub(waited);
+        for &(slot, made) in &self.blocking {
+            state.patience[slot] = state.patience[slot].saturating_sub(made.unwrap_or(waited));
         }
     }
 }
@@ -248,16 +269,19 @@ impl<T: Clone> Sender<T> {
             state.room_waits += 1;
             (blocking, most)
         };
-        let charge = Charge { shared: self.shared.clone(), blocking, started: tokio::time::Instant::now() };
+        let blocking = blocking.into_iter().map(|slot| (slot, None)).collect();
+        let mut charge = Charge { shared: self.shared.clone(), blocking, started: tokio::time::Instant::now() };
         Some(Box::pin(async move {
-            let shared = &charge.shared;
+            let shared = charge.shared.clone();
             let made = async {
                 loop {
                     let read = shared.read.notified();
                     tokio::pin!(read);
                     // Registered before looking, so that a read in between is not missed.
                     read.as_mut().enable();
-                    if shared.state.lock_unpoisoned().in_the_way(weight).is_empty() {
+                    let in_the_way = shared.state.lock_unpoisoned().in_the_way(weight);
+                    charge.made_room(&in_the_way);
+                    if in_the_way.is_empty() {
                         return;
                     }
                     read.await;
@@ -276,12 +300,14 @@ impl<T: Clone> Sender<T> {
             Some(slot) => {
                 state.positions[slot] = Some(next);
                 state.patience[slot] = state.full_patience;
+                state.patience_given[slot] = tokio::time::Instant::now();
                 slot
             }
             None => {
                 state.positions.push(Some(next));
                 let full = state.full_patience;
                 state.patience.push(full);
+                state.patience_given.push(tokio::time::Instant::now());
                 state.positions.len() - 1
             }
         };
@@ -372,9 +398,13 @@ fn take<T: Clone>(shared: &Shared<T>, slot: usize, next: &mut u64) -> Result<T, 
             let value = value.clone();
             *next += 1;
             state.positions[slot] = Some(*next);
-            // Caught up (half its queue read): waited for in full again.
-            if state.patience[slot] < state.full_patience && state.end() - *next <= (state.capacity / 2) as u64 {
+            // Caught up (half its queue read): waited for in full again, at most once a minute.
+            if state.patience[slot] < state.full_patience
+                && state.end() - *next <= (state.capacity / 2) as u64
+                && state.patience_given[slot].elapsed() >= PATIENCE_EVERY
+            {
                 state.patience[slot] = state.full_patience;
+                state.patience_given[slot] = tokio::time::Instant::now();
             }
             if state.room_waits > 0 {
                 drop(state);
@@ -500,7 +530,9 @@ mod tests {
     }
 
     /// A receiver a whole queue behind is waited for: the send waits until it reads, and it
-    /// loses nothing. A receiver that keeps up is never in the way.
+    /// loses nothing. A receiver that keeps up is never in the way; once it stops reading
+    /// (`fast`, after the first four), the time it is waited for is its own, not charged to the
+    /// slow one beside it, which still loses nothing.
     #[tokio::test(start_paused = true)]
     async fn a_receiver_a_queue_behind_is_waited_for_and_loses_nothing() {
         let tx = channel_waiting::<u32>(4, 1 << 20, PATIENCE);
@@ -520,17 +552,19 @@ mod tests {
             let mut got = Vec::new();
             while let Ok(v) = slow.recv().await {
                 got.push(v);
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             got
         });
+        // 36 more at 50 ms each: the sender waits about 2 s of the 4 its patience has left.
         send_making_room(&tx, 4..40).await;
         drop(tx);
         assert_eq!(reader.await.unwrap(), (1..40).collect::<Vec<_>>(), "a slow reader loses nothing");
     }
 
     /// A receiver that stops reading is waited for [`PATIENCE`] in all, then loses the oldest
-    /// as before; once it has read its queue down to half it is waited for in full again.
+    /// as before; once it has read its queue down to half, and not before a minute since its
+    /// patience was last given, it is waited for in full again.
     #[tokio::test(start_paused = true)]
     async fn a_receiver_that_stops_reading_is_waited_for_its_patience_then_loses_the_oldest() {
         let tx = channel_waiting::<u32>(4, 1 << 20, PATIENCE);
@@ -547,7 +581,12 @@ mod tests {
         assert_eq!(stuck.try_recv().unwrap(), 5);
         assert_eq!(stuck.try_recv().unwrap(), 6);
         send_making_room(&tx, 8..11).await;
-        assert!(tx.room(|| 1).is_some(), "it read down to half: waited for again");
+        assert!(tx.room(|| 1).is_none(), "read down to half, but its patience was given a moment ago");
+        tokio::time::advance(PATIENCE_EVERY).await;
+        assert_eq!(stuck.try_recv().unwrap(), 7);
+        assert_eq!(stuck.try_recv().unwrap(), 8);
+        send_making_room(&tx, 11..13).await;
+        assert!(tx.room(|| 1).is_some(), "read down to half a minute on: waited for again");
         // A receiver that goes away ends the wait for it.
         let room = tokio::spawn(tx.room(|| 1).unwrap());
         tokio::task::yield_now().await;
