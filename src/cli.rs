@@ -122,7 +122,8 @@ pub struct Cli {
     pub action_timeout: Option<u64>,
 
     /// How long, in all, a bot that falls a whole queue behind is waited for (the backend held back)
-    /// before it loses the oldest events, in milliseconds; 0 drops at once [default: 5000].
+    /// before it loses the oldest events, in milliseconds, given back at most once a minute; 0 drops
+    /// at once [default: 5000].
     #[arg(long, env = "ONEBOT_BRIDGE_SLOW_BOT_WAIT", value_name = "MS")]
     pub slow_bot_wait: Option<u64>,
 

@@ -19,8 +19,7 @@
 //!
 //! Full policy: the worker's event queue is its subscription to the account (a broadcast of
 //! `limits.event_queue` events and `hub::EVENT_QUEUE_BYTES`). When the webhook falls a whole
-//! queue behind, the link waits for it (`--slow-bot-wait`, at most 5 s in all until it has caught
-//! up to half); past that the oldest waiting events are dropped; each loss is counted and logged
+//! queue behind, the link waits for it (`--slow-bot-wait`, at most 5 s a minute); past that the oldest waiting events are dropped; each loss is counted and logged
 //! (`warn`, `dropped`, `total`).
 
 use std::collections::HashSet;

@@ -151,7 +151,8 @@ pub struct Limits {
     /// loses the oldest (counted).
     pub event_queue: usize,
     /// How long, in all, a v11 connection a whole queue behind is waited for before it loses the
-    /// oldest (given back once it has read its queue down to half; zero: not waited for).
+    /// oldest (given back once it has read its queue down to half, at most once a minute; zero: not
+    /// waited for).
     pub slow_bot_wait: Duration,
     /// Concurrent actions per v11 connection before the bridge stops reading more.
     pub actions_in_flight: usize,
