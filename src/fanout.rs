@@ -249,11 +249,10 @@ impl<T: Clone> Sender<T> {
     }
 
     /// A wait to go through before sending a value of `weight` (asked for only when the queue is
-    /// half full), when sending it now would let go
-    /// of values a receiver has not read (and that receiver is still waited for, [`PATIENCE`]):
-    /// it ends when every such receiver has made room, or when the first of them has been
-    /// waited for as long as it may be. `None`: send at once. The time waited is charged to each
-    /// receiver that was in the way.
+    /// half full), when sending it now would let go of values a receiver has not read (and that
+    /// receiver is still waited for, [`PATIENCE`]): it ends when every such receiver has made
+    /// room, or when the first of them has been waited for as long as it may be. `None`: send at
+    /// once. Each receiver that was in the way is charged the time it stayed in the way.
     pub fn room(&self, weight: impl FnOnce() -> usize) -> Option<Room>
     where
         T: Send + 'static,
