@@ -187,8 +187,12 @@ impl RedisServer {
 
 /// A new directory under the system's temp directory.
 fn new_dir() -> PathBuf {
+    // Numbered within the process: two tests may start a server in the same nanosecond, and two
+    // servers in one directory break each other's append-only files.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!(
-        "ob-redis-{}-{}",
+        "ob-redis-{}-{n}-{}",
         std::process::id(),
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
     ));
