@@ -35,9 +35,8 @@ pub use crate::store::Store;
 
 /// Bytes of events ([`V11Event::weight`]) one account's fan-out keeps at most for connections
 /// that have not read them (its count is `limits.event_queue`): past it a connection that reads
-/// slowly is waited for (`--slow-bot-wait`) and then loses the oldest, counted and
-/// logged as past the count. A thousand events of a few KiB
-/// are well within it; a backend's frame may be 16 MiB.
+/// slowly is waited for (`--slow-bot-wait`) and then loses the oldest, counted and logged as past
+/// the count. A thousand events of a few KiB are well within it; a backend's frame may be 16 MiB.
 pub const EVENT_QUEUE_BYTES: usize = 64 << 20;
 
 /// Events kept for the next v11 connection while none is connected: at most this many…
