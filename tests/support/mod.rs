@@ -50,21 +50,25 @@ pub async fn start_bridge(backend: &FakeBackend, extra: impl FnOnce(&mut Overrid
     Bridge::start(config).await.unwrap()
 }
 
+/// The value of one series the bridge's metrics show (`series` as the text has it, labels
+/// included), if it shows it.
+fn metric_sample(bridge: &Bridge, series: &str) -> Option<String> {
+    let metrics = bridge.hub().metrics.encode();
+    metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ').map(str::to_owned))
+}
+
 /// Events the bridge counted as lost for a slow bot of account `self_id`
 /// (`onebot_bridge_events_dropped_total{reason="slow_bot"}`; none counted yet: 0).
 pub fn dropped_for_slow_bots(bridge: &Bridge, self_id: i64) -> u64 {
-    let series = format!(r#"onebot_bridge_events_dropped_total{{self_id="{self_id}",reason="slow_bot"}} "#);
-    let metrics = bridge.hub().metrics.encode();
-    metrics.lines().find_map(|l| l.strip_prefix(series.as_str())).map_or(0, |n| n.parse().unwrap())
+    let series = format!(r#"onebot_bridge_events_dropped_total{{self_id="{self_id}",reason="slow_bot"}}"#);
+    metric_sample(bridge, &series).map_or(0, |n| n.parse().unwrap())
 }
 
 /// Seconds account `self_id`'s events waited for a slow bot to make room
 /// (`onebot_bridge_slow_bot_wait_seconds_total`).
 pub fn slow_bot_wait_seconds(bridge: &Bridge, self_id: i64) -> f64 {
-    let series = format!(r#"onebot_bridge_slow_bot_wait_seconds_total{{self_id="{self_id}"}} "#);
-    let metrics = bridge.hub().metrics.encode();
-    let found = metrics.lines().find_map(|l| l.strip_prefix(series.as_str()));
-    found.unwrap_or_else(|| panic!("no {series}in {metrics}")).parse().unwrap()
+    let series = format!(r#"onebot_bridge_slow_bot_wait_seconds_total{{self_id="{self_id}"}}"#);
+    metric_sample(bridge, &series).unwrap_or_else(|| panic!("no {series} in the metrics")).parse().unwrap()
 }
 
 /// A child process (the bridge binary) killed when the test ends, however it ends.
